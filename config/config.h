@@ -1,0 +1,163 @@
+/* config: load and strictly validate the YAML configuration.
+ *
+ * cfg_load() parses one YAML file into a cfg_t. Every problem found is
+ * reported (not only the first) as "file:line:col: key.path: message" in the
+ * cfg_errors_t list; on any error no cfg_t is returned, so a gateway never
+ * starts (or reloads) half-configured. A cfg_t is immutable once loaded and
+ * holds no global state: the caller owns it and frees it with cfg_free().
+ *
+ * Defaults live in one place: cfg_defaults() in config.c, and are listed in
+ * docs/configuration.md.
+ */
+#ifndef PORTCULLIS_CONFIG_H
+#define PORTCULLIS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CFG_MAX_NAME 64
+
+typedef struct {
+    char *file;   /* config file path, for error messages */
+    char **msgs;  /* "file:line:col: key.path: message" */
+    size_t n, cap;
+} cfg_errors_t;
+
+typedef struct {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char *text;   /* as written, e.g. "0.0.0.0:8443" or "[::1]:8443" */
+} cfg_addr_t;
+
+typedef struct {
+    char *cert_file;  /* PEM chain, leaf first */
+    char *key_file;
+} cfg_cert_t;
+
+typedef struct {
+    char name[CFG_MAX_NAME];  /* e.g. "device", "bootstrap" */
+    char *ca_file;            /* PEM bundle of the CAs that anchor this class */
+} cfg_class_t;
+
+enum cfg_device_id_source { CFG_DEVID_SAN_URI = 0, CFG_DEVID_CN = 1 };
+
+/* Indexes into cfg_identity_t.headers[] */
+enum cfg_ident_hdr {
+    CFG_H_SERIAL = 0,
+    CFG_H_FINGERPRINT,
+    CFG_H_SUBJECT,
+    CFG_H_ISSUER,
+    CFG_H_SAN_URI,
+    CFG_H_SAN_DNS,
+    CFG_H_NOT_AFTER,
+    CFG_H_CLASS,
+    CFG_H_DEVICE_ID,
+    CFG_H__COUNT
+};
+
+typedef struct {
+    enum cfg_device_id_source device_id_source;
+    char *device_id_prefix;            /* for san_uri: the URI prefix stripped */
+    char *headers[CFG_H__COUNT];       /* header names, never NULL after load */
+} cfg_identity_t;
+
+typedef struct {
+    char name[CFG_MAX_NAME];
+    cfg_addr_t *servers;
+    size_t nservers;
+    uint64_t connect_timeout_ms;
+    uint64_t response_timeout_ms;
+    uint64_t fail_timeout_ms;       /* how long a failed server is skipped */
+    uint32_t keepalive;             /* idle pooled connections per worker and server */
+    uint64_t keepalive_timeout_ms;  /* idle pooled connection lifetime */
+} cfg_upstream_t;
+
+typedef struct {
+    char *host;           /* NULL: any host; else exact, case-insensitive, no port */
+    char *path;           /* prefix, starts with '/' */
+    char **methods;       /* NULL/0: any method */
+    size_t nmethods;
+    char upstream_name[CFG_MAX_NAME];
+    size_t upstream;      /* index into cfg_t.upstreams, resolved at load */
+    uint32_t allow_classes;  /* bitmask over cfg_t.tls.classes indexes */
+    int require_bearer;
+} cfg_route_t;
+
+enum cfg_tls_version { CFG_TLS12 = 0x0303, CFG_TLS13 = 0x0304 };
+
+typedef struct {
+    cfg_cert_t *certs;   /* one or more (e.g. one ECDSA and one RSA) */
+    size_t ncerts;
+    int min_version;     /* enum cfg_tls_version */
+    char *ciphers;       /* TLS 1.2 cipher list (OpenSSL syntax) */
+    char *ciphersuites;  /* TLS 1.3 suites */
+    char *groups;        /* key exchange groups, e.g. "X25519:P-256" */
+    uint64_t handshake_timeout_ms;
+    uint32_t session_cache_size;     /* sessions kept for resumption */
+    uint64_t session_lifetime_ms;    /* max age of a resumable session */
+    cfg_class_t *classes;
+    size_t nclasses;     /* 1..32 */
+} cfg_tls_t;
+
+typedef struct {
+    uint32_t max_connections;     /* per process */
+    uint32_t max_header_bytes;    /* request line + headers */
+    uint32_t max_headers;         /* header count */
+    uint64_t max_body_bytes;      /* request body; 0 = unlimited */
+} cfg_limits_t;
+
+typedef struct {
+    uint64_t header_read_ms;  /* first byte of a request to end of its headers */
+    uint64_t body_read_ms;    /* max gap between reads of a request body */
+    uint64_t idle_ms;         /* keep-alive idle between requests */
+    uint64_t send_ms;         /* max time a response write may stall */
+    uint64_t drain_ms;        /* SIGTERM: in-flight requests get this long */
+} cfg_timeouts_t;
+
+typedef struct {
+    char *host;           /* "127.0.0.1" */
+    int port;             /* 6379 */
+    char *password_env;   /* env var holding the password; NULL = none */
+    int db;
+    uint64_t connect_timeout_ms;
+    uint64_t command_timeout_ms;
+} cfg_redis_t;
+
+enum cfg_log_level { CFG_LOG_ERROR = 0, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
+enum cfg_log_format { CFG_LOG_TEXT = 0, CFG_LOG_JSON };
+
+typedef struct {
+    int level;    /* enum cfg_log_level */
+    int format;   /* enum cfg_log_format */
+    int access;   /* 1: one access log line per request */
+} cfg_logging_t;
+
+typedef struct {
+    char *path;                  /* the file it was loaded from */
+    int workers;                 /* resolved: "auto" -> number of cores */
+    cfg_addr_t *listeners;
+    size_t nlisteners;
+    cfg_tls_t tls;
+    cfg_identity_t identity;
+    cfg_limits_t limits;
+    cfg_timeouts_t timeouts;
+    cfg_upstream_t *upstreams;
+    size_t nupstreams;
+    cfg_route_t *routes;
+    size_t nroutes;
+    cfg_redis_t redis;
+    cfg_logging_t logging;
+} cfg_t;
+
+/* Boolean-like: returns the config, or NULL with errs filled (errs->n > 0). */
+cfg_t *cfg_load(const char *path, cfg_errors_t *errs);
+void cfg_free(cfg_t *cfg);
+void cfg_errors_free(cfg_errors_t *errs);
+
+/* Parsers for scalar values, shared with the CLI; return 0 on success, -1 on error. */
+int cfg_parse_duration_ms(const char *s, uint64_t *out);   /* "500ms" "10s" "5m" "1h" "2d" */
+int cfg_parse_size(const char *s, uint64_t *out);          /* "512" "16k" "10m" "1g" (binary units) */
+int cfg_parse_addr(const char *s, int default_port, cfg_addr_t *out); /* "host:port", "[v6]:port" */
+
+#endif

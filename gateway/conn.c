@@ -1,0 +1,887 @@
+/* gateway/conn: one client connection, from TLS handshake to close.
+ *
+ * States: handshake -> http -> closing. In http, requests are parsed with
+ * llhttp one at a time: the parser pauses at the end of each request until
+ * its response has been produced, so pipelined requests are answered in
+ * order. Bodies stream both ways; reading from one side stops while the
+ * other side's buffer is above its high-water mark.
+ *
+ * conn_io() is the one driver: it runs the handshake, flushes output, reads
+ * input and re-arms events and the timer. conn_free() is the one teardown;
+ * nothing else frees a connection. Functions here that may end in
+ * conn_free() say so, and callers return right after them.
+ */
+#include "gateway.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../policy/policy.h"
+#include "../upstream/http.h"
+#include "log.h"
+
+#define READ_CHUNK 16384
+#define OUT_HIGH (256 * 1024)     /* stop reading requests above this unsent response size */
+#define UP_REQ_HIGH (256 * 1024)  /* stop reading a body above this unsent upstream backlog */
+#define DISCARD_MAX (64 * 1024)   /* bodies of refused requests up to this are read and dropped */
+
+enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING };
+enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND };
+
+struct gw_conn {
+    gw_worker_t *w;
+    gw_conn_t *next, *prev;
+    uint64_t cid;
+    int fd;
+    SSL *ssl;
+    struct event *rev, *wev, *timer, *kick;
+    enum cstate state;
+    enum tkind tkind;
+    const char *action;         /* what the connection is doing, for logs */
+    char peer[INET6_ADDRSTRLEN + 8];
+    char peer_ip[INET6_ADDRSTRLEN];
+    char fail[TLS_FAIL_LEN];
+    tls_identity_t *id;
+    int dead;                   /* conn_io frees it */
+    int want_write;             /* SSL needs the socket writable */
+
+    llhttp_t parser;
+    ups_hdrs_t hdrs;
+    struct evbuffer *in;        /* received, not yet parsed (parser paused) */
+    struct evbuffer *out;       /* to send to the client */
+    uint64_t served;            /* requests answered on this connection */
+
+    /* the request in progress */
+    int req_active;             /* its first byte has arrived */
+    int head_done;
+    int req_complete;           /* its body has fully arrived */
+    int resp_active;            /* its response is not complete yet */
+    int resp_head_sent;
+    int paused;                 /* parser stopped at its end */
+    int close_after;            /* close once its response is sent */
+    int discard;                /* refused: its body is read and dropped */
+    int req_chunked;
+    int client_chunked;         /* the response is chunk-encoded to the client */
+    int http_minor;
+    int status;
+    uint64_t body_bytes, resp_bytes;
+    int err_status;             /* set by a parser callback that stops parsing */
+    const char *err_code, *err_msg;
+    char request_id[40];
+    char method[24];
+    const cfg_route_t *route;
+    ups_exchange_t *x;
+    struct timespec started;
+};
+
+static void conn_io(gw_conn_t *c);
+static void conn_free(gw_conn_t *c);
+
+/* ---- helpers ---- */
+
+static const cfg_t *CFG(const gw_conn_t *c)
+{
+    return c->w->rt->cfg;
+}
+
+static char *ctx_str(const gw_conn_t *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "w=%d conn=%llu peer=%s action=%s", c->w->id, (unsigned long long)c->cid,
+             c->peer, c->action);
+    return buf;
+}
+
+#define CLOG(c, lvl, ...)                                          \
+    do {                                                           \
+        if (gw_log_enabled(lvl)) {                                 \
+            char ctx_[192];                                        \
+            gw_log(lvl, ctx_str(c, ctx_, sizeof(ctx_)), __VA_ARGS__); \
+        }                                                          \
+    } while (0)
+
+static void arm(gw_conn_t *c, enum tkind k, uint64_t ms)
+{
+    c->tkind = k;
+    if (k == T_NONE) {
+        event_del(c->timer);
+        return;
+    }
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(c->timer, &tv);
+}
+
+static void kick(gw_conn_t *c)
+{
+    event_active(c->kick, 0, 0);
+}
+
+static void new_request_id(char *out)
+{
+    unsigned char r[16];
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        memset(r, 0, sizeof(r));
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+static int valid_request_id(const char *s, size_t n)
+{
+    if (n == 0 || n > 36)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- responses the gateway produces itself ---- */
+
+/* Queues a JSON error response. close: the connection ends after it. */
+static void respond_error(gw_conn_t *c, int status, const char *code, const char *msg, int close,
+                          const char *challenge)
+{
+    if (!c->request_id[0])
+        new_request_id(c->request_id);
+    if (c->w->draining)
+        close = 1;
+    char body[512];
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}\n",
+                        code, msg, c->request_id);
+    evbuffer_add_printf(c->out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                        "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s%s",
+                        status, ups_reason(status), blen, c->request_id,
+                        challenge ? "WWW-Authenticate: " : "", challenge ? challenge : "",
+                        challenge ? "\r\n" : "", close ? "Connection: close\r\n" : "");
+    evbuffer_add(c->out, "\r\n", 2);
+    if (strcmp(c->method, "HEAD") != 0)
+        evbuffer_add(c->out, body, (size_t)blen);
+    c->status = status;
+    c->resp_head_sent = 1;
+    if (close)
+        c->close_after = 1;
+}
+
+static void access_log(gw_conn_t *c)
+{
+    if (!CFG(c)->logging.access || !gw_log_enabled(GW_INFO))
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - c->started.tv_sec) * 1e3 +
+                (double)(now.tv_nsec - c->started.tv_nsec) / 1e6;
+    const char *target = c->hdrs.first.len ? ups_str(&c->hdrs, c->hdrs.first) : "-";
+    int tlen = c->hdrs.first.len ? (int)(c->hdrs.first.len > 200 ? 200 : c->hdrs.first.len) : 1;
+    CLOG(c, GW_INFO, "%s %.*s %d req_body=%llu resp_body=%llu %.1fms request_id=%s class=%s device=%s upstream=%s",
+         c->method[0] ? c->method : "-", tlen, target, c->status, (unsigned long long)c->body_bytes,
+         (unsigned long long)c->resp_bytes, ms, c->request_id, c->id ? c->id->class_name : "-",
+         c->id && c->id->device_id ? c->id->device_id : "-",
+         c->route ? c->route->upstream_name : "-");
+}
+
+/* The response to the current request is complete (queued in c->out). */
+static void finish_response(gw_conn_t *c)
+{
+    access_log(c);
+    c->resp_active = 0;
+    c->served++;
+    if (c->close_after || !c->req_complete || c->w->draining) {
+        c->close_after = 1;
+        c->state = C_CLOSING;
+        c->action = "closing";
+        return;
+    }
+    /* ready for the next request: the parser resumes where it paused */
+    c->req_active = c->head_done = c->req_complete = 0;
+    c->resp_head_sent = c->discard = c->req_chunked = c->client_chunked = 0;
+    c->status = 0;
+    c->route = NULL;
+    c->request_id[0] = c->method[0] = '\0';
+    c->body_bytes = c->resp_bytes = 0;
+    ups_hdrs_reset(&c->hdrs);
+    if (c->paused) {
+        c->paused = 0;
+        llhttp_resume(&c->parser);
+    }
+    c->action = "waiting for request";
+    arm(c, T_IDLE, CFG(c)->timeouts.idle_ms);
+}
+
+/* ---- upstream callbacks (see ups_ops_t) ---- */
+
+static void up_head(void *arg, int status, const ups_hdrs_t *h, int framing, uint64_t clen)
+{
+    gw_conn_t *c = arg;
+    int close = c->close_after || !c->req_complete || c->w->draining;
+    int cframing = framing;
+    if (framing == UPS_FRAME_CHUNKED || framing == UPS_FRAME_EOF) {
+        if (c->http_minor >= 1) {
+            cframing = UPS_FRAME_CHUNKED;
+            c->client_chunked = 1;
+        } else {
+            cframing = UPS_FRAME_EOF;   /* HTTP/1.0: the body ends when we close */
+            close = 1;
+        }
+    }
+    if (c->http_minor == 0)
+        close = 1;
+    ups_build_response_head(c->out, status, h, cframing, clen, close);
+    if (close)
+        c->close_after = 1;
+    c->status = status;
+    c->resp_head_sent = 1;
+    c->action = "sending response";
+    kick(c);
+}
+
+static void up_body(void *arg, const char *p, size_t n)
+{
+    gw_conn_t *c = arg;
+    if (n == 0)
+        return;
+    if (c->client_chunked)
+        evbuffer_add_printf(c->out, "%zx\r\n", n);
+    evbuffer_add(c->out, p, n);
+    if (c->client_chunked)
+        evbuffer_add(c->out, "\r\n", 2);
+    c->resp_bytes += n;
+    kick(c);
+}
+
+static void up_done(void *arg)
+{
+    gw_conn_t *c = arg;
+    if (c->client_chunked)
+        evbuffer_add(c->out, "0\r\n\r\n", 5);
+    ups_exchange_free(c->x);
+    c->x = NULL;
+    finish_response(c);
+    conn_io(c);   /* may free c */
+}
+
+static void up_fail(void *arg, int status, const char *code, const char *msg)
+{
+    gw_conn_t *c = arg;
+    const char *srv = ups_exchange_server(c->x);
+    CLOG(c, GW_WARN, "upstream %s: %s (request_id=%s)", srv, msg, c->request_id);
+    ups_exchange_free(c->x);
+    c->x = NULL;
+    if (c->resp_head_sent) {
+        c->close_after = 1;   /* the client sees the body cut short */
+    } else {
+        respond_error(c, status, code, msg, !c->req_complete, NULL);
+    }
+    finish_response(c);
+    conn_io(c);   /* may free c */
+}
+
+static void up_drained(void *arg)
+{
+    kick(arg);
+}
+
+static size_t up_backlog(void *arg)
+{
+    gw_conn_t *c = arg;
+    return evbuffer_get_length(c->out);
+}
+
+static const ups_ops_t up_ops = {up_head, up_body, up_done, up_fail, up_drained, up_backlog};
+
+/* ---- request parsing (llhttp callbacks) ---- */
+
+static int stop(gw_conn_t *c, int status, const char *code, const char *msg)
+{
+    c->err_status = status;
+    c->err_code = code;
+    c->err_msg = msg;
+    return HPE_USER;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    gw_conn_t *c = p->data;
+    c->req_active = 1;
+    c->action = "reading request head";
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    if (c->tkind != T_HEADER)
+        arm(c, T_HEADER, CFG(c)->timeouts.header_read_ms);
+    return 0;
+}
+
+static int hdrs_err(gw_conn_t *c, int is_url)
+{
+    if (c->hdrs.err == UPS_HDRS_TOO_MANY)
+        return stop(c, 431, "headers_too_many", "too many request headers");
+    if (is_url)
+        return stop(c, 414, "uri_too_long", "the request target is too long");
+    return stop(c, 431, "headers_too_large", "the request headers are too large");
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+    gw_conn_t *c = p->data;
+    return ups_hdrs_first(&c->hdrs, at, n) < 0 ? hdrs_err(c, 1) : 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    gw_conn_t *c = p->data;
+    return ups_hdrs_field(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    gw_conn_t *c = p->data;
+    return ups_hdrs_value(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
+}
+
+/* Is any header value of h folded or carrying a bare CR/LF? llhttp refuses
+ * obs-fold in strict mode; this guards the values we inject and forward. */
+static int has_ctl(const ups_hdrs_t *h)
+{
+    for (uint32_t i = 0; i < h->n; i++) {
+        const char *v = ups_str(h, h->h[i].value);
+        for (uint32_t k = 0; k < h->h[i].value.len; k++)
+            if (v[k] == '\r' || v[k] == '\n' || v[k] == '\0')
+                return 1;
+    }
+    return 0;
+}
+
+/* Refuses the request; its body, if small, is read and dropped so the
+ * connection can stay open. Returns the llhttp callback result. */
+static int refuse(gw_conn_t *c, int status, const char *code, const char *msg, const char *challenge)
+{
+    llhttp_t *p = &c->parser;
+    int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
+    int keep = !has_body || (!(p->flags & F_CHUNKED) && p->content_length <= DISCARD_MAX);
+    respond_error(c, status, code, msg, !keep, challenge);
+    if (!keep)
+        return HPE_PAUSED;   /* stop here; conn_io closes after the flush */
+    c->discard = 1;
+    c->action = "dropping refused request body";
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    gw_conn_t *c = p->data;
+    const cfg_t *cfg = CFG(c);
+    ups_hdrs_t *h = &c->hdrs;
+    c->head_done = 1;
+    c->resp_active = 1;
+    c->http_minor = p->http_minor;
+    c->req_chunked = (p->flags & F_CHUNKED) != 0;
+    snprintf(c->method, sizeof(c->method), "%s", llhttp_method_name(p->method));
+    ups_hdrs_finish(h);
+
+    int rid = ups_hdrs_find(h, "x-request-id");
+    if (rid >= 0 && valid_request_id(ups_str(h, h->h[rid].value), h->h[rid].value.len))
+        snprintf(c->request_id, sizeof(c->request_id), "%.*s", (int)h->h[rid].value.len,
+                 ups_str(h, h->h[rid].value));
+    else
+        new_request_id(c->request_id);
+
+    if (p->http_major != 1)
+        return stop(c, 505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served");
+    if (has_ctl(h))
+        return stop(c, 400, "bad_header", "a header value contains a control character");
+    if (p->method == HTTP_CONNECT || p->method == HTTP_TRACE)
+        return stop(c, 405, "method_not_allowed", "this method is not served");
+    if (p->upgrade || (p->flags & F_UPGRADE))
+        return stop(c, 400, "upgrade_refused", "protocol upgrades are not served");
+    if (ups_hdrs_count(h, "host") != 1)
+        return stop(c, 400, "bad_host", "exactly one Host header is required");
+    int hi = ups_hdrs_find(h, "host");
+    char host[256];
+    if (pol_host(ups_str(h, h->h[hi].value), h->h[hi].value.len, host, sizeof(host)) < 0)
+        return stop(c, 400, "bad_host", "the Host header is malformed");
+    long plen = pol_target_path(ups_str(h, h->first), h->first.len);
+    if (plen < 0)
+        return stop(c, 400, "bad_path", "the request path is not an acceptable origin-form path");
+    if (!c->req_chunked && cfg->limits.max_body_bytes && p->content_length > cfg->limits.max_body_bytes)
+        return stop(c, 413, "body_too_large", "the request body is larger than allowed");
+    int expect = ups_hdrs_find(h, "expect");
+    int cont = 0;
+    if (expect >= 0) {
+        if (h->h[expect].value.len != 12 || strncasecmp(ups_str(h, h->h[expect].value), "100-continue", 12))
+            return stop(c, 417, "expectation_failed", "only Expect: 100-continue is supported");
+        cont = 1;
+    }
+
+    c->action = "routing";
+    c->route = pol_route(cfg, host, ups_str(h, h->first), (size_t)plen, c->method);
+    if (!c->route)
+        return refuse(c, 404, "no_route", "no route matches this request", NULL);
+    int ai = ups_hdrs_find(h, "authorization");
+    pol_verdict_t v;
+    pol_check(c->route, c->id, ai >= 0 ? ups_str(h, h->h[ai].value) : NULL,
+              ai >= 0 ? h->h[ai].value.len : 0, ups_hdrs_count(h, "authorization"), &v);
+    if (v.status) {
+        CLOG(c, GW_INFO, "refused %s: %s (request_id=%s)", v.code, v.message, c->request_id);
+        char chal[200];
+        if (v.bearer_challenge)
+            snprintf(chal, sizeof(chal), "Bearer realm=\"portcullis\"%s%s%s",
+                     strcmp(v.code, "missing_token") ? ", error=\"" : "",
+                     strcmp(v.code, "missing_token") ? v.code : "",
+                     strcmp(v.code, "missing_token") ? "\"" : "");
+        return refuse(c, v.status, v.code, v.message, v.bearer_challenge ? chal : NULL);
+    }
+
+    /* allowed: forward */
+    struct evbuffer *head = evbuffer_new();
+    if (!head)
+        return stop(c, 500, "internal", "out of memory");
+    ups_req_meta_t m = {
+        .method = c->method,
+        .http_minor = p->http_minor,
+        .chunked = c->req_chunked,
+        .content_length = c->req_chunked ? 0 : p->content_length,
+        .peer_ip = c->peer_ip,
+        .request_id = c->request_id,
+        .id = c->id,
+        .icfg = &cfg->identity,
+    };
+    ups_build_request_head(head, h, &m);
+    int has_body = c->req_chunked || p->content_length > 0;
+    c->x = ups_exchange_start(c->w->pool, c->route->upstream, head, has_body, p->method == HTTP_HEAD,
+                              &up_ops, c);
+    evbuffer_free(head);
+    if (!c->x)
+        return stop(c, 500, "internal", "out of memory");
+    if (cont && has_body)
+        evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->action = has_body ? "reading request body" : "waiting for upstream";
+    if (has_body)
+        arm(c, T_BODY, cfg->timeouts.body_read_ms);
+    else
+        arm(c, T_NONE, 0);
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    gw_conn_t *c = p->data;
+    c->body_bytes += n;
+    if (c->discard)
+        return c->body_bytes > DISCARD_MAX ? stop(c, 413, "body_too_large", "refused request body too large") : 0;
+    uint64_t max = CFG(c)->limits.max_body_bytes;
+    if (max && c->body_bytes > max)
+        return stop(c, 413, "body_too_large", "the request body is larger than allowed");
+    if (c->req_chunked) {
+        char hdr[24];
+        int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+        ups_exchange_send(c->x, hdr, (size_t)hl);
+        ups_exchange_send(c->x, at, n);
+        ups_exchange_send(c->x, "\r\n", 2);
+    } else {
+        ups_exchange_send(c->x, at, n);
+    }
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    gw_conn_t *c = p->data;
+    c->req_complete = 1;
+    if (c->x) {
+        if (c->req_chunked)
+            ups_exchange_send(c->x, "0\r\n\r\n", 5);
+        ups_exchange_request_done(c->x);
+        c->action = "waiting for upstream";
+        arm(c, T_NONE, 0);
+    }
+    if (c->discard && !c->close_after) {
+        /* the refusal is already queued: on to the next request */
+        finish_response(c);
+        return 0;
+    }
+    return HPE_PAUSED;   /* the next request waits for this response */
+}
+
+static const llhttp_settings_t req_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- input ---- */
+
+/* Runs the parser over data. Leftover bytes after a pause are kept in c->in. */
+static void parse(gw_conn_t *c, const char *data, size_t n, int from_in)
+{
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
+    size_t used = n;
+    if (e == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        used = pos ? (size_t)(pos - data) : n;
+        c->paused = 1;
+    }
+    if (from_in)
+        evbuffer_drain(c->in, used);
+    else if (used < n && e == HPE_PAUSED)
+        evbuffer_add(c->in, data + used, n - used);
+    if (e == HPE_OK)
+        return;
+    if (e == HPE_PAUSED) {
+        if (c->resp_active && !c->x && c->resp_head_sent && c->close_after)
+            finish_response(c);   /* refused, connection closing */
+        return;
+    }
+    /* a protocol error, or a limit a callback enforced */
+    int status = c->err_status ? c->err_status : 400;
+    const char *code = c->err_code ? c->err_code : "bad_request";
+    const char *msg = c->err_msg ? c->err_msg : "the request is malformed";
+    CLOG(c, GW_INFO, "refused %s: %s (%s)", code, msg,
+         c->err_status ? "limit" : llhttp_get_error_reason(&c->parser));
+    if (c->x) {
+        ups_exchange_free(c->x);
+        c->x = NULL;
+    }
+    if (!c->resp_head_sent)
+        respond_error(c, status, code, msg, 1, NULL);
+    c->close_after = 1;
+    c->resp_active = 1;
+    finish_response(c);
+}
+
+static int can_read(const gw_conn_t *c)
+{
+    if (c->state != C_HTTP || c->paused || c->dead)
+        return 0;
+    if (evbuffer_get_length(c->out) > OUT_HIGH)
+        return 0;
+    if (c->x && ups_exchange_backlog(c->x) > UP_REQ_HIGH)
+        return 0;
+    return 1;
+}
+
+/* Reads and parses what the client sent, within the backpressure limits. */
+static void do_read(gw_conn_t *c)
+{
+    char buf[READ_CHUNK];
+    for (int rounds = 0; rounds < 8 && can_read(c); rounds++) {
+        size_t held = evbuffer_get_length(c->in);
+        if (held) {
+            parse(c, (const char *)evbuffer_pullup(c->in, (ssize_t)held), held, 1);
+            continue;
+        }
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf, sizeof(buf));
+        if (n > 0) {
+            if (c->tkind == T_BODY)
+                arm(c, T_BODY, CFG(c)->timeouts.body_read_ms);
+            parse(c, buf, (size_t)n, 0);
+            continue;
+        }
+        int err = SSL_get_error(c->ssl, n);
+        if (err == SSL_ERROR_WANT_READ)
+            return;
+        if (err == SSL_ERROR_WANT_WRITE) {
+            c->want_write = 1;
+            return;
+        }
+        /* closed by the client, or a TLS error: nothing more can be answered */
+        if (c->req_active && !c->req_complete)
+            CLOG(c, GW_INFO, "client closed the connection mid-request");
+        else
+            CLOG(c, GW_DEBUG, "client closed the connection");
+        c->dead = 1;
+        return;
+    }
+    if (can_read(c))
+        kick(c);   /* more may be buffered inside TLS: come back after others had a turn */
+}
+
+/* ---- output ---- */
+
+/* Sends what is queued; sets want_write when the socket is full. */
+static void do_flush(gw_conn_t *c)
+{
+    size_t before = evbuffer_get_length(c->out);
+    while (!c->dead) {
+        size_t len = evbuffer_get_length(c->out);
+        if (len == 0)
+            break;
+        size_t n = len > READ_CHUNK ? READ_CHUNK : len;
+        const unsigned char *p = evbuffer_pullup(c->out, (ssize_t)n);
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, p, (int)n);
+        if (w > 0) {
+            evbuffer_drain(c->out, (size_t)w);
+            continue;
+        }
+        int err = SSL_get_error(c->ssl, w);
+        if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+            c->want_write = 1;
+            break;
+        }
+        CLOG(c, GW_DEBUG, "write to client failed");
+        c->dead = 1;
+        return;
+    }
+    size_t after = evbuffer_get_length(c->out);
+    if (after < before && c->tkind == T_SEND)
+        arm(c, T_SEND, CFG(c)->timeouts.send_ms);
+    if (c->x && after < OUT_HIGH / 2)
+        ups_exchange_resume(c->x);
+}
+
+/* ---- handshake ---- */
+
+static void handshake(gw_conn_t *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->id = tls_identity_get(c->ssl);
+        if (!c->id) {
+            CLOG(c, GW_WARN, "handshake completed without a verified identity; closing");
+            c->dead = 1;
+            return;
+        }
+        if (c->id->not_after_t <= time(NULL)) {
+            CLOG(c, GW_INFO, "resumed session refused: certificate serial=%s expired at %s",
+                 c->id->serial, c->id->not_after);
+            c->dead = 1;
+            return;
+        }
+        c->state = C_HTTP;
+        c->action = "waiting for request";
+        CLOG(c, GW_DEBUG, "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
+             SSL_get_cipher_name(c->ssl), SSL_session_reused(c->ssl) ? " resumed" : "",
+             c->id->class_name, c->id->serial, c->id->device_id ? c->id->device_id : "-");
+        arm(c, T_HEADER, CFG(c)->timeouts.header_read_ms);
+        return;
+    }
+    int err = SSL_get_error(c->ssl, r);
+    if (err == SSL_ERROR_WANT_READ)
+        return;
+    if (err == SSL_ERROR_WANT_WRITE) {
+        c->want_write = 1;
+        return;
+    }
+    const char *why = tls_verify_failure(c->ssl);
+    unsigned long e = ERR_peek_error();
+    if (!why)
+        why = e ? ERR_reason_error_string(e) : (err == SSL_ERROR_SYSCALL ? "connection closed" : "failed");
+    CLOG(c, GW_INFO, "handshake failed: %s", why ? why : "unknown");
+    c->dead = 1;
+}
+
+/* ---- the driver ---- */
+
+static void conn_io(gw_conn_t *c)
+{
+    c->want_write = 0;
+    if (c->state == C_HANDSHAKE && !c->dead)
+        handshake(c);
+    if (c->state != C_HANDSHAKE && !c->dead) {
+        do_flush(c);
+        do_read(c);
+        do_flush(c);
+    }
+    if (!c->dead && c->state == C_CLOSING && evbuffer_get_length(c->out) == 0 && !c->want_write) {
+        SSL_shutdown(c->ssl);   /* close_notify; best effort on a non-blocking socket */
+        c->dead = 1;
+    }
+    if (c->dead) {
+        conn_free(c);
+        return;
+    }
+    if (c->want_write || (c->state != C_HANDSHAKE && evbuffer_get_length(c->out)))
+        event_add(c->wev, NULL);
+    else
+        event_del(c->wev);
+    if (c->state == C_HANDSHAKE || can_read(c))
+        event_add(c->rev, NULL);
+    else
+        event_del(c->rev);
+    /* a stalled write is bounded by the send timeout */
+    if (evbuffer_get_length(c->out) && c->tkind != T_SEND && c->tkind != T_HANDSHAKE &&
+        (c->state == C_CLOSING || c->tkind == T_NONE || c->tkind == T_IDLE))
+        arm(c, T_SEND, CFG(c)->timeouts.send_ms);
+    else if (!evbuffer_get_length(c->out) && c->tkind == T_SEND)
+        arm(c, c->resp_active ? T_NONE : T_IDLE, CFG(c)->timeouts.idle_ms);
+}
+
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_io(arg);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_t *c = arg;
+    switch (c->tkind) {
+    case T_HANDSHAKE:
+        CLOG(c, GW_INFO, "handshake timed out");
+        c->dead = 1;
+        break;
+    case T_HEADER:
+    case T_BODY:
+        if (c->req_active && !c->resp_head_sent) {
+            CLOG(c, GW_INFO, "request timed out");
+            if (c->x) {
+                ups_exchange_free(c->x);
+                c->x = NULL;
+            }
+            respond_error(c, 408, "request_timeout", "the request was not received in time", 1, NULL);
+            c->resp_active = 1;
+            finish_response(c);
+        } else {
+            c->dead = 1;   /* nothing was asked: just close */
+        }
+        break;
+    case T_IDLE:
+        c->state = C_CLOSING;
+        c->action = "closing idle";
+        break;
+    case T_SEND:
+        CLOG(c, GW_INFO, "client stopped reading; closing");
+        c->dead = 1;
+        break;
+    case T_NONE:
+        break;
+    }
+    c->tkind = T_NONE;
+    conn_io(c);
+}
+
+/* ---- life cycle ---- */
+
+void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
+{
+    gw_conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->cid = ++w->next_id;
+    c->action = "handshake";
+    c->state = C_HANDSHAKE;
+    c->parser.data = c;
+    uint16_t port = 0;
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
+        inet_ntop(AF_INET6, &a->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+        port = ntohs(a->sin6_port);
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", c->peer_ip, port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
+        inet_ntop(AF_INET, &a->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+        port = ntohs(a->sin_port);
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", c->peer_ip, port);
+    }
+    c->ssl = SSL_new(tls_ctx_ssl(w->rt->tls));
+    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_io, c);
+    c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_io, c);
+    c->timer = evtimer_new(w->base, on_timer, c);
+    c->kick = event_new(w->base, -1, 0, on_io, c);
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    const cfg_t *cfg = w->rt->cfg;
+    /* the whole head (target + names + values) is bounded by max_header_bytes */
+    int ok = c->ssl && c->rev && c->wev && c->timer && c->kick && c->in && c->out &&
+             ups_hdrs_init(&c->hdrs, cfg->limits.max_header_bytes, cfg->limits.max_headers) == 0 &&
+             SSL_set_fd(c->ssl, fd) == 1;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    if (!ok) {
+        gw_log(GW_ERR, NULL, "out of memory for a new connection");
+        c->dead = 1;
+        conn_free(c);
+        return;
+    }
+    llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+    c->parser.data = c;
+    tls_set_fail_buf(c->ssl, c->fail);
+    SSL_set_accept_state(c->ssl);
+    arm(c, T_HANDSHAKE, cfg->tls.handshake_timeout_ms);
+    conn_io(c);
+}
+
+static void conn_free(gw_conn_t *c)
+{
+    gw_worker_t *w = c->w;
+    if (c->x)
+        ups_exchange_free(c->x);
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    if (c->timer)
+        event_free(c->timer);
+    if (c->kick)
+        event_free(c->kick);
+    if (c->in)
+        evbuffer_free(c->in);
+    if (c->out)
+        evbuffer_free(c->out);
+    ups_hdrs_free(&c->hdrs);
+    SSL_free(c->ssl);
+    tls_identity_release(c->id);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    __atomic_sub_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
+    free(c);
+    if (w->draining && w->nconns == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+void gw_conn_drain_all(gw_worker_t *w)
+{
+    gw_conn_t *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->state == C_HANDSHAKE || (!c->req_active && !c->resp_active)) {
+            c->state = C_CLOSING;   /* nothing in flight */
+            c->action = "closing for shutdown";
+        } else {
+            c->close_after = 1;     /* after the response in progress */
+        }
+        kick(c);
+    }
+    if (w->nconns == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+void gw_conn_close_all(gw_worker_t *w)
+{
+    while (w->conns) {
+        CLOG(w->conns, GW_WARN, "closed by shutdown before its response completed");
+        conn_free(w->conns);
+    }
+}

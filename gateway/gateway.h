@@ -1,0 +1,55 @@
+/* gateway: process, workers, listeners and client connections.
+ *
+ * One process runs N worker threads. Each worker owns an event loop, its own
+ * SO_REUSEPORT listening sockets, its upstream pool and its connections; no
+ * connection is ever touched by two threads. Shared across workers: the
+ * immutable config, the TLS context (and so the session cache), upstream
+ * health, and the connection count.
+ */
+#ifndef PORTCULLIS_GATEWAY_H
+#define PORTCULLIS_GATEWAY_H
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "../config/config.h"
+#include "../tls/tls.h"
+#include "../upstream/proxy.h"
+
+#define PORTCULLIS_VERSION "0.1.0"
+
+typedef struct gw_conn gw_conn_t;
+
+typedef struct {
+    cfg_t *cfg;
+    tls_ctx_t *tls;
+    ups_health_t *health;
+    uint32_t nconns;       /* live client connections, all workers; atomic */
+} gw_runtime_t;
+
+typedef struct gw_worker {
+    int id;
+    gw_runtime_t *rt;
+    struct event_base *base;
+    int *lfds;               /* one listening socket per configured listener */
+    struct event **lev;
+    struct event *stop_ev;   /* activated by the main thread on SIGTERM/SIGINT */
+    struct event *drain_timer;
+    ups_pool_t *pool;
+    gw_conn_t *conns;        /* every live connection of this worker */
+    size_t nconns;
+    int draining;
+    uint64_t next_id;
+    pthread_t thread;
+} gw_worker_t;
+
+/* Takes ownership of an accepted, non-blocking socket. */
+void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer);
+/* Drain: idle connections close now, busy ones after their response. */
+void gw_conn_drain_all(gw_worker_t *w);
+/* Drain timeout or exit: every connection closes now. */
+void gw_conn_close_all(gw_worker_t *w);
+
+#endif

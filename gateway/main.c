@@ -1,0 +1,151 @@
+/* gateway/main: command line, startup, signals, shutdown. */
+#include <errno.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "log.h"
+#include "worker.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: portcullis -c FILE          run the gateway in the foreground\n"
+            "       portcullis --check -c FILE  validate FILE; print OK (exit 0) or every error (exit 2)\n"
+            "       portcullis --version\n"
+            "       portcullis --help\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT stop accepting, let in-flight requests finish\n"
+            "(up to timeouts.drain) and exit 0.\n"
+            "Configuration reference: docs/configuration.md\n");
+}
+
+static cfg_t *load(const char *path)
+{
+    cfg_errors_t errs = {0};
+    cfg_t *cfg = cfg_load(path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        if (errs.n == 0)
+            fprintf(stderr, "%s: could not be loaded\n", path);
+    }
+    cfg_errors_free(&errs);
+    return cfg;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int check = 0, o;
+    while ((o = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': path = optarg; break;
+        case 't': check = 1; break;
+        case 'V': printf("portcullis %s (%s)\n", PORTCULLIS_VERSION, OpenSSL_version(OPENSSL_VERSION)); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    cfg_t *cfg = load(path);
+    if (!cfg)
+        return 2;
+    gw_runtime_t rt = {.cfg = cfg};
+    char err[512];
+    rt.tls = tls_ctx_new(cfg, err, sizeof(err));
+    if (!rt.tls) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        cfg_free(cfg);
+        return 2;
+    }
+    if (check) {
+        printf("OK\n");
+        tls_ctx_free(rt.tls);
+        cfg_free(cfg);
+        return 0;
+    }
+    gw_log_setup(cfg->logging.level, cfg->logging.format);
+
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* workers inherit: only main takes signals */
+
+    rt.health = ups_health_new(cfg);
+    gw_worker_t *workers = calloc((size_t)cfg->workers, sizeof(*workers));
+    if (!rt.health || !workers) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    int n = 0, rc = 0;
+    for (; n < cfg->workers; n++) {
+        if (gw_worker_init(&workers[n], n, &rt, err, sizeof(err)) < 0) {
+            gw_log(GW_ERR, NULL, "worker %d: %s", n, err);
+            gw_worker_free(&workers[n]);
+            rc = 1;
+            break;
+        }
+    }
+    if (rc == 0) {
+        for (int i = 0; i < n; i++)
+            if (gw_worker_start(&workers[i]) != 0) {
+                gw_log(GW_ERR, NULL, "cannot start worker %d", i);
+                exit(1);
+            }
+        for (size_t i = 0; i < cfg->nlisteners; i++)
+            gw_log(GW_INFO, NULL, "listening on %s (%d workers, %zu routes, %zu trust classes)",
+                   cfg->listeners[i].text, cfg->workers, cfg->nroutes, cfg->tls.nclasses);
+        for (;;) {
+            int sig = 0;
+            if (sigwait(&sigs, &sig) != 0)
+                continue;
+            if (sig == SIGHUP) {
+                /* Validate only: a bad file never replaces the running config. */
+                cfg_t *next = load(path);
+                gw_log(next ? GW_WARN : GW_ERR, NULL,
+                       next ? "SIGHUP: %s is valid; live reload is not supported, restart to apply it"
+                            : "SIGHUP: %s is invalid; keeping the running configuration",
+                       path);
+                cfg_free(next);
+                continue;
+            }
+            gw_log(GW_INFO, NULL, "%s: draining (up to %llums)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   (unsigned long long)cfg->timeouts.drain_ms);
+            break;
+        }
+        for (int i = 0; i < n; i++)
+            gw_worker_stop(&workers[i]);
+        for (int i = 0; i < n; i++)
+            gw_worker_join(&workers[i]);
+        gw_log(GW_INFO, NULL, "stopped");
+    }
+    for (int i = 0; i < n; i++)
+        gw_worker_free(&workers[i]);
+    free(workers);
+    ups_health_free(rt.health);
+    tls_ctx_free(rt.tls);
+    cfg_free(cfg);
+    return rc;
+}

@@ -1,0 +1,171 @@
+/* gateway/worker: listening sockets and the per-worker event loop. */
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int gw_listen_socket(const cfg_addr_t *a, char *err, size_t errlen)
+{
+    int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket for %s: %s", a->text, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* one socket per worker: the kernel spreads new connections over them */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (a->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* TLS clients speak first: wake us when the ClientHello is there */
+    int defer = 5;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+    if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "listen on %s: %s", a->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    gw_worker_t *w = arg;
+    const cfg_t *cfg = w->rt->cfg;
+    for (int i = 0; i < 64 && !w->draining; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+                return;
+            gw_log(GW_ERR, NULL, "accept: %s", strerror(errno));
+            return;   /* EMFILE and friends: the next event retries */
+        }
+        uint32_t n = __atomic_add_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
+        if (n > cfg->limits.max_connections) {
+            __atomic_sub_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
+            gw_log(GW_WARN, NULL, "max_connections (%u) reached; connection refused",
+                   cfg->limits.max_connections);
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        gw_conn_new(w, fd, &peer);
+    }
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_worker_t *w = arg;
+    if (w->draining)
+        return;
+    w->draining = 1;
+    for (size_t i = 0; i < w->rt->cfg->nlisteners; i++) {
+        event_del(w->lev[i]);
+        close(w->lfds[i]);
+        w->lfds[i] = -1;
+    }
+    struct timeval tv = {(time_t)(w->rt->cfg->timeouts.drain_ms / 1000),
+                         (suseconds_t)((w->rt->cfg->timeouts.drain_ms % 1000) * 1000)};
+    event_add(w->drain_timer, &tv);
+    gw_conn_drain_all(w);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_worker_t *w = arg;
+    gw_log(GW_WARN, NULL, "worker %d: drain timeout; closing %zu connections", w->id, w->nconns);
+    event_base_loopbreak(w->base);
+}
+
+int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->rt = rt;
+    const cfg_t *cfg = rt->cfg;
+    w->base = event_base_new();
+    w->lfds = calloc(cfg->nlisteners, sizeof(int));
+    w->lev = calloc(cfg->nlisteners, sizeof(*w->lev));
+    if (!w->base || !w->lfds || !w->lev) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        w->lfds[i] = -1;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        w->lfds[i] = gw_listen_socket(&cfg->listeners[i], err, errlen);
+        if (w->lfds[i] < 0)
+            return -1;
+        w->lev[i] = event_new(w->base, w->lfds[i], EV_READ | EV_PERSIST, on_accept, w);
+        if (!w->lev[i] || event_add(w->lev[i], NULL) < 0) {
+            snprintf(err, errlen, "event setup failed");
+            return -1;
+        }
+    }
+    w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->pool = ups_pool_new(w->base, cfg, rt->health, cfg->limits.max_header_bytes * 4);
+    if (!w->stop_ev || !w->drain_timer || !w->pool) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    gw_worker_t *w = arg;
+    event_base_dispatch(w->base);
+    gw_conn_close_all(w);
+    return NULL;
+}
+
+int gw_worker_start(gw_worker_t *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void gw_worker_stop(gw_worker_t *w)
+{
+    event_active(w->stop_ev, 0, 0);
+}
+
+void gw_worker_join(gw_worker_t *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void gw_worker_free(gw_worker_t *w)
+{
+    for (size_t i = 0; w->lev && i < w->rt->cfg->nlisteners; i++) {
+        if (w->lev[i])
+            event_free(w->lev[i]);
+        if (w->lfds[i] >= 0)
+            close(w->lfds[i]);
+    }
+    free(w->lev);
+    free(w->lfds);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->drain_timer)
+        event_free(w->drain_timer);
+    ups_pool_free(w->pool);
+    if (w->base)
+        event_base_free(w->base);
+}

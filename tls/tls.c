@@ -1,0 +1,462 @@
+/* tls: server context, class-aware client verification, session identity. */
+#include "tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tls_ctx {
+    SSL_CTX *ssl;
+    const cfg_t *cfg;
+    STACK_OF(X509) **class_cas;   /* per class: the certificates of its bundle */
+    size_t nclasses;
+};
+
+static int sess_idx = -1;  /* SSL_SESSION ex_data: tls_identity_t* */
+static int ssl_fail_idx = -1;  /* SSL ex_data: char[TLS_FAIL_LEN] */
+static int ssl_ctx_idx = -1;   /* SSL_CTX ex_data: tls_ctx_t* */
+static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
+
+void tls_identity_release(tls_identity_t *id)
+{
+    if (!id || __atomic_sub_fetch(&id->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    free(id->subject);
+    free(id->issuer);
+    free(id->san_uri);
+    free(id->san_dns);
+    free(id->device_id);
+    free(id);
+}
+
+static void sess_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    tls_identity_release(ptr);
+}
+
+/* OpenSSL copies a session (e.g. for each TLS 1.3 ticket): share the identity. */
+static int sess_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
+                    long argl, void *argp)
+{
+    (void)to; (void)from; (void)idx; (void)argl; (void)argp;
+    tls_identity_t *id = *from_d;
+    if (id)
+        __atomic_add_fetch(&id->refs, 1, __ATOMIC_ACQ_REL);
+    return 1;
+}
+
+static void init_indexes(void)
+{
+    sess_idx = SSL_SESSION_get_ex_new_index(0, NULL, NULL, sess_dup, sess_free);
+    ssl_fail_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    ssl_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+void tls_set_fail_buf(SSL *ssl, char *buf)
+{
+    buf[0] = '\0';
+    SSL_set_ex_data(ssl, ssl_fail_idx, buf);
+}
+
+const char *tls_verify_failure(SSL *ssl)
+{
+    char *buf = SSL_get_ex_data(ssl, ssl_fail_idx);
+    return buf && buf[0] ? buf : NULL;
+}
+
+/* ---- identity extraction ---- */
+
+static char *name_rfc4514(const X509_NAME *n)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL;
+    if (!b)
+        return NULL;
+    /* RFC 4514 order and escaping; control and non-ASCII bytes are escaped,
+     * so the result is always safe in a header value. */
+    if (X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0) {
+        char *p;
+        long len = BIO_get_mem_data(b, &p);
+        out = malloc((size_t)len + 1);
+        if (out) {
+            size_t j = 0;
+            for (long i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char)p[i];
+                if (ch >= 0x20 && ch != 0x7f)   /* belt and braces: never a CTL */
+                    out[j++] = (char)ch;
+            }
+            out[j] = '\0';
+        }
+    }
+    BIO_free(b);
+    return out;
+}
+
+/* Appends a SAN value to a comma-separated list, percent-encoding anything
+ * that is not a visible ASCII character, and the separator itself. */
+static int list_append(char **list, size_t *len, const unsigned char *v, size_t vlen)
+{
+    size_t need = *len + 1 + vlen * 3 + 1;
+    char *n = realloc(*list, need);
+    if (!n)
+        return -1;
+    *list = n;
+    if (*len)
+        n[(*len)++] = ',';
+    for (size_t i = 0; i < vlen; i++) {
+        unsigned char ch = v[i];
+        if (ch > 0x20 && ch < 0x7f && ch != ',' && ch != '%') {
+            n[(*len)++] = (char)ch;
+        } else {
+            static const char hex[] = "0123456789ABCDEF";
+            n[(*len)++] = '%';
+            n[(*len)++] = hex[ch >> 4];
+            n[(*len)++] = hex[ch & 15];
+        }
+    }
+    n[*len] = '\0';
+    return 0;
+}
+
+/* A device id must be a plain token: it goes into headers and logs. */
+static int valid_device_id(const unsigned char *s, size_t n)
+{
+    if (n == 0 || n > 128)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':' || c == '@'))
+            return 0;
+    }
+    return 1;
+}
+
+static char *dup_n(const unsigned char *s, size_t n)
+{
+    char *o = malloc(n + 1);
+    if (o) {
+        memcpy(o, s, n);
+        o[n] = '\0';
+    }
+    return o;
+}
+
+tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
+                                       const cfg_identity_t *icfg)
+{
+    tls_identity_t *id = calloc(1, sizeof(*id));
+    if (!id)
+        return NULL;
+    id->refs = 1;
+    id->class_idx = class_idx;
+    id->class_name = class_name;
+
+    /* serial: lowercase hex without leading zeros */
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(leaf);
+    BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    if (!hex)
+        goto fail;
+    {
+        const char *h = hex;
+        if (*h == '-')
+            h++;   /* negative serials are invalid; keep the magnitude */
+        while (h[0] == '0' && h[1])
+            h++;
+        size_t j = 0;
+        for (; *h && j < sizeof(id->serial) - 1; h++)
+            id->serial[j++] = (char)((*h >= 'A' && *h <= 'F') ? *h + 32 : *h);
+        id->serial[j] = '\0';
+    }
+    OPENSSL_free(hex);
+    BN_free(bn);
+    bn = NULL;
+
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!X509_digest(leaf, EVP_sha256(), md, &mdlen) || mdlen != 32)
+        goto fail;
+    for (unsigned i = 0; i < mdlen; i++)
+        snprintf(id->fingerprint + 2 * i, 3, "%02x", md[i]);
+
+    id->subject = name_rfc4514(X509_get_subject_name(leaf));
+    id->issuer = name_rfc4514(X509_get_issuer_name(leaf));
+    if (!id->subject || !id->issuer)
+        goto fail;
+
+    size_t ulen = 0, dlen = 0;
+    id->san_uri = calloc(1, 1);
+    id->san_dns = calloc(1, 1);
+    if (!id->san_uri || !id->san_dns)
+        goto fail;
+    size_t plen = icfg->device_id_prefix ? strlen(icfg->device_id_prefix) : 0;
+    GENERAL_NAMES *sans = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type == GEN_URI) {
+            const unsigned char *v = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+            size_t n = (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier);
+            if (list_append(&id->san_uri, &ulen, v, n) < 0)
+                break;
+            if (icfg->device_id_source == CFG_DEVID_SAN_URI && !id->device_id && n > plen &&
+                memcmp(v, icfg->device_id_prefix, plen) == 0 &&
+                valid_device_id(v + plen, n - plen))
+                id->device_id = dup_n(v + plen, n - plen);
+        } else if (g->type == GEN_DNS) {
+            const unsigned char *v = ASN1_STRING_get0_data(g->d.dNSName);
+            size_t n = (size_t)ASN1_STRING_length(g->d.dNSName);
+            if (list_append(&id->san_dns, &dlen, v, n) < 0)
+                break;
+        }
+    }
+    GENERAL_NAMES_free(sans);
+
+    if (icfg->device_id_source == CFG_DEVID_CN) {
+        X509_NAME *sub = X509_get_subject_name(leaf);
+        int pos = X509_NAME_get_index_by_NID(sub, NID_commonName, -1);
+        /* exactly one CN, or the choice would be ambiguous */
+        if (pos >= 0 && X509_NAME_get_index_by_NID(sub, NID_commonName, pos) < 0) {
+            ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(sub, pos));
+            const unsigned char *v = ASN1_STRING_get0_data(cn);
+            size_t n = (size_t)ASN1_STRING_length(cn);
+            if (valid_device_id(v, n))
+                id->device_id = dup_n(v, n);
+        }
+    }
+
+    const ASN1_TIME *na = X509_get0_notAfter(leaf);
+    struct tm tm;
+    if (!ASN1_TIME_to_tm(na, &tm))
+        goto fail;
+    id->not_after_t = timegm(&tm);
+    strftime(id->not_after, sizeof(id->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return id;
+
+fail:
+    BN_free(bn);
+    tls_identity_release(id);
+    return NULL;
+}
+
+/* ---- verification ---- */
+
+static int class_of_chain(const tls_ctx_t *t, STACK_OF(X509) *chain)
+{
+    /* The nearest CA in the chain that belongs to a class decides it; the
+     * config refuses a CA listed in two classes, so this is unambiguous. */
+    for (int i = 1; i < sk_X509_num(chain); i++) {
+        X509 *ca = sk_X509_value(chain, i);
+        for (size_t c = 0; c < t->nclasses; c++)
+            for (int k = 0; k < sk_X509_num(t->class_cas[c]); k++)
+                if (X509_cmp(ca, sk_X509_value(t->class_cas[c], k)) == 0)
+                    return (int)c;
+    }
+    return -1;
+}
+
+static void set_fail(SSL *ssl, const char *why, int depth)
+{
+    char *buf = SSL_get_ex_data(ssl, ssl_fail_idx);
+    if (buf && !buf[0])
+        snprintf(buf, TLS_FAIL_LEN, "client certificate refused: %s (depth %d)", why, depth);
+}
+
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    int depth = X509_STORE_CTX_get_error_depth(x);
+    if (!ok) {
+        set_fail(ssl, X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)), depth);
+        return 0;
+    }
+    if (depth != 0)
+        return 1;
+
+    tls_ctx_t *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ssl_ctx_idx);
+    STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(x);
+    int cls = class_of_chain(t, chain);
+    if (cls < 0) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_UNTRUSTED);
+        set_fail(ssl, "no trust class anchors the chain", 0);
+        return 0;
+    }
+    X509 *leaf = sk_X509_value(chain, 0);
+    tls_identity_t *id = tls_identity_from_cert(leaf, cls, t->cfg->tls.classes[cls].name,
+                                                &t->cfg->identity);
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    if (!id || !sess) {
+        tls_identity_release(id);
+        X509_STORE_CTX_set_error(x, X509_V_ERR_OUT_OF_MEM);
+        set_fail(ssl, "identity extraction failed", 0);
+        return 0;
+    }
+    tls_identity_release(SSL_SESSION_get_ex_data(sess, sess_idx));
+    SSL_SESSION_set_ex_data(sess, sess_idx, id);
+
+    /* A session never outlives its certificate. */
+    time_t now = time(NULL);
+    long life = (long)(t->cfg->tls.session_lifetime_ms / 1000);
+    if (id->not_after_t - now < life)
+        life = id->not_after_t > now ? (long)(id->not_after_t - now) : 1;
+    SSL_SESSION_set_timeout(sess, life);
+    return 1;
+}
+
+tls_identity_t *tls_identity_get(SSL *ssl)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    tls_identity_t *id = sess ? SSL_SESSION_get_ex_data(sess, sess_idx) : NULL;
+    if (id)
+        __atomic_add_fetch(&id->refs, 1, __ATOMIC_ACQ_REL);
+    return id;
+}
+
+/* ---- context ---- */
+
+static STACK_OF(X509) *load_bundle(const char *file)
+{
+    BIO *b = BIO_new_file(file, "r");
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    X509 *x;
+    if (!b || !sk)
+        goto fail;
+    while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+        if (!sk_X509_push(sk, x)) {
+            X509_free(x);
+            goto fail;
+        }
+    ERR_clear_error();   /* end of file */
+    BIO_free(b);
+    if (sk_X509_num(sk) == 0)
+        goto fail_sk;
+    return sk;
+fail:
+    BIO_free(b);
+fail_sk:
+    sk_X509_pop_free(sk, X509_free);
+    return NULL;
+}
+
+static void ossl_err(char *err, size_t errlen, const char *what, const char *arg)
+{
+    unsigned long e = ERR_peek_last_error();
+    snprintf(err, errlen, "%s %s: %s", what, arg ? arg : "",
+             e ? ERR_reason_error_string(e) : "failed");
+    ERR_clear_error();
+}
+
+tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
+{
+    pthread_once(&idx_once, init_indexes);
+    tls_ctx_t *t = calloc(1, sizeof(*t));
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->cfg = cfg;
+    SSL_CTX *ctx = t->ssl = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        ossl_err(err, errlen, "SSL_CTX_new", NULL);
+        goto fail;
+    }
+    SSL_CTX_set_ex_data(ctx, ssl_ctx_idx, t);
+    SSL_CTX_set_min_proto_version(ctx, cfg->tls.min_version);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_COMPRESSION |
+                                 /* server-side sessions for TLS 1.2 and stateful
+                                  * TLS 1.3 tickets: no serialized session, no
+                                  * certificate re-decoding on resumption */
+                                 SSL_OP_NO_TICKET);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if (!SSL_CTX_set_cipher_list(ctx, cfg->tls.ciphers)) {
+        ossl_err(err, errlen, "tls.ciphers", cfg->tls.ciphers);
+        goto fail;
+    }
+    if (!SSL_CTX_set_ciphersuites(ctx, cfg->tls.ciphersuites)) {
+        ossl_err(err, errlen, "tls.ciphersuites", cfg->tls.ciphersuites);
+        goto fail;
+    }
+    if (!SSL_CTX_set1_groups_list(ctx, cfg->tls.groups)) {
+        ossl_err(err, errlen, "tls.groups", cfg->tls.groups);
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->tls.ncerts; i++) {
+        const cfg_cert_t *c = &cfg->tls.certs[i];
+        if (SSL_CTX_use_certificate_chain_file(ctx, c->cert_file) != 1) {
+            ossl_err(err, errlen, "certificate", c->cert_file);
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, c->key_file, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            ossl_err(err, errlen, "key", c->key_file);
+            goto fail;
+        }
+    }
+
+    /* Trust: one store holding every class's CAs; the class is decided from
+     * the verified chain in verify_cb. */
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    t->nclasses = cfg->tls.nclasses;
+    t->class_cas = calloc(t->nclasses, sizeof(*t->class_cas));
+    if (!names || !t->class_cas) {
+        sk_X509_NAME_free(names);
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t c = 0; c < t->nclasses; c++) {
+        const char *f = cfg->tls.classes[c].ca_file;
+        t->class_cas[c] = load_bundle(f);
+        if (!t->class_cas[c]) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            ossl_err(err, errlen, "class CA bundle", f);
+            goto fail;
+        }
+        for (int k = 0; k < sk_X509_num(t->class_cas[c]); k++) {
+            X509 *ca = sk_X509_value(t->class_cas[c], k);
+            X509_STORE_add_cert(store, ca);
+            X509_NAME *nm = X509_NAME_dup(X509_get_subject_name(ca));
+            if (nm && !sk_X509_NAME_push(names, nm))
+                X509_NAME_free(nm);
+        }
+    }
+    ERR_clear_error();
+    SSL_CTX_set_client_CA_list(ctx, names);
+    X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_purpose(vp, X509_PURPOSE_SSL_CLIENT);  /* clientAuth EKU when present */
+    X509_VERIFY_PARAM_set_depth(vp, 8);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+
+    static const unsigned char sid_ctx[] = "portcullis";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, cfg->tls.session_cache_size);
+    SSL_CTX_set_timeout(ctx, (long)(cfg->tls.session_lifetime_ms / 1000));
+    SSL_CTX_set_num_tickets(ctx, cfg->tls.session_cache_size ? 1 : 0);
+    return t;
+fail:
+    tls_ctx_free(t);
+    return NULL;
+}
+
+void tls_ctx_free(tls_ctx_t *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->ssl);
+    for (size_t c = 0; t->class_cas && c < t->nclasses; c++)
+        sk_X509_pop_free(t->class_cas[c], X509_free);
+    free(t->class_cas);
+    free(t);
+}
+
+SSL_CTX *tls_ctx_ssl(tls_ctx_t *t)
+{
+    return t->ssl;
+}

@@ -1,0 +1,62 @@
+/* tls: the server SSL_CTX, trust classes, client-certificate verification,
+ * the session cache, and the verified identity kept with each session.
+ *
+ * One tls_ctx_t is built from the config and shared by every worker thread.
+ * The identity of a client is extracted once, while its chain is verified on
+ * a full handshake, and attached to the SSL_SESSION; a resumed handshake finds
+ * it there without parsing the certificate again. Sessions are kept server
+ * side (TLS 1.2 session IDs, TLS 1.3 stateful PSK tickets), so live
+ * SSL_SESSION objects are reused instead of being re-decoded from tickets,
+ * and resumption works whichever worker accepts the connection.
+ */
+#ifndef PORTCULLIS_TLS_H
+#define PORTCULLIS_TLS_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "../config/config.h"
+
+/* What the gateway knows about a verified client. Immutable once built;
+ * shared by reference count between sessions and connections. */
+typedef struct tls_identity {
+    int refs;                 /* atomic */
+    int class_idx;            /* index into cfg tls.classes */
+    const char *class_name;   /* points into the config (outlives sessions in use) */
+    char serial[2 * 20 + 1];  /* lowercase hex, no leading zeros */
+    char fingerprint[65];     /* lowercase hex SHA-256 of the DER */
+    char *subject;            /* RFC 4514 */
+    char *issuer;             /* RFC 4514 */
+    char *san_uri;            /* comma separated, header-safe; "" if none */
+    char *san_dns;            /* comma separated, header-safe; "" if none */
+    char *device_id;          /* NULL if the configured source gave none */
+    char not_after[32];       /* RFC 3339 UTC */
+    time_t not_after_t;
+} tls_identity_t;
+
+typedef struct tls_ctx tls_ctx_t;
+
+/* Builds the server context. Returns NULL and writes a reason to err. */
+tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen);
+void tls_ctx_free(tls_ctx_t *t);
+SSL_CTX *tls_ctx_ssl(tls_ctx_t *t);
+
+/* Why the last handshake on this SSL failed verification (or NULL). */
+const char *tls_verify_failure(SSL *ssl);
+
+/* After a successful handshake: the identity of the peer (a new reference,
+ * release with tls_identity_release), or NULL if none is attached. */
+tls_identity_t *tls_identity_get(SSL *ssl);
+void tls_identity_release(tls_identity_t *id);
+
+/* Builds an identity from a verified leaf certificate (exposed for tests). */
+tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
+                                       const cfg_identity_t *icfg);
+
+/* Per-SSL pointer for the verify callback's failure text; the caller sets it
+ * to a buffer of TLS_FAIL_LEN bytes that lives as long as the SSL. */
+#define TLS_FAIL_LEN 160
+void tls_set_fail_buf(SSL *ssl, char *buf);
+
+#endif

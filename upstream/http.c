@@ -1,0 +1,294 @@
+/* upstream/http: head collection and rewriting. */
+#include "http.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int ups_hdrs_init(ups_hdrs_t *h, uint32_t cap, uint32_t maxn)
+{
+    memset(h, 0, sizeof(*h));
+    h->buf = malloc(cap);
+    h->h = malloc(sizeof(*h->h) * maxn);
+    if (!h->buf || !h->h) {
+        ups_hdrs_free(h);
+        return -1;
+    }
+    h->cap = cap;
+    h->maxn = maxn;
+    return 0;
+}
+
+void ups_hdrs_free(ups_hdrs_t *h)
+{
+    free(h->buf);
+    free(h->h);
+    memset(h, 0, sizeof(*h));
+}
+
+void ups_hdrs_reset(ups_hdrs_t *h)
+{
+    h->len = 0;
+    h->n = 0;
+    h->in_value = 0;
+    h->err = 0;
+    h->first.off = h->first.len = 0;
+}
+
+static int append(ups_hdrs_t *h, ups_span_t *s, const char *p, size_t n)
+{
+    if (h->err)
+        return -1;
+    if (n > h->cap - h->len) {
+        h->err = UPS_HDRS_TOO_BIG;
+        return -1;
+    }
+    if (s->len == 0)
+        s->off = h->len;
+    memcpy(h->buf + h->len, p, n);
+    h->len += (uint32_t)n;
+    s->len += (uint32_t)n;
+    return 0;
+}
+
+int ups_hdrs_first(ups_hdrs_t *h, const char *p, size_t n)
+{
+    return append(h, &h->first, p, n);
+}
+
+int ups_hdrs_field(ups_hdrs_t *h, const char *p, size_t n)
+{
+    if (h->err)
+        return -1;
+    if (h->n == 0 || h->in_value) {   /* a new header starts */
+        if (h->n == h->maxn) {
+            h->err = UPS_HDRS_TOO_MANY;
+            return -1;
+        }
+        memset(&h->h[h->n++], 0, sizeof(ups_hdr_t));
+        h->in_value = 0;
+    }
+    return append(h, &h->h[h->n - 1].name, p, n);
+}
+
+int ups_hdrs_value(ups_hdrs_t *h, const char *p, size_t n)
+{
+    if (h->err || h->n == 0)
+        return -1;
+    if (!h->in_value) {
+        h->in_value = 1;
+        h->h[h->n - 1].value.off = h->len;
+    }
+    return append(h, &h->h[h->n - 1].value, p, n);
+}
+
+static int ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+void ups_hdrs_finish(ups_hdrs_t *h)
+{
+    for (uint32_t i = 0; i < h->n; i++) {
+        ups_span_t *v = &h->h[i].value;
+        while (v->len && ows(h->buf[v->off])) {
+            v->off++;
+            v->len--;
+        }
+        while (v->len && ows(h->buf[v->off + v->len - 1]))
+            v->len--;
+    }
+}
+
+static int name_is(const ups_hdrs_t *h, uint32_t i, const char *name, size_t n)
+{
+    return h->h[i].name.len == n && strncasecmp(ups_str(h, h->h[i].name), name, n) == 0;
+}
+
+int ups_hdrs_find(const ups_hdrs_t *h, const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < h->n; i++)
+        if (name_is(h, i, name, n))
+            return (int)i;
+    return -1;
+}
+
+int ups_hdrs_count(const ups_hdrs_t *h, const char *name)
+{
+    size_t n = strlen(name);
+    int c = 0;
+    for (uint32_t i = 0; i < h->n; i++)
+        c += name_is(h, i, name, n);
+    return c;
+}
+
+static const char *const hop_by_hop[] = {
+    "connection", "keep-alive", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate", NULL,
+};
+
+/* Is name listed as a token in a Connection header value? */
+static int in_connection(const ups_hdrs_t *h, const char *name, size_t n)
+{
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (!name_is(h, i, "connection", 10))
+            continue;
+        const char *v = ups_str(h, h->h[i].value), *end = v + h->h[i].value.len;
+        while (v < end) {
+            while (v < end && (*v == ',' || ows(*v)))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && !ows(*v))
+                v++;
+            if ((size_t)(v - t) == n && strncasecmp(t, name, n) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n)
+{
+    for (int i = 0; hop_by_hop[i]; i++)
+        if (strlen(hop_by_hop[i]) == n && strncasecmp(hop_by_hop[i], name, n) == 0)
+            return 1;
+    return in_connection(h, name, n);
+}
+
+static int is_named(const char *name, size_t n, const char *want)
+{
+    return want && strlen(want) == n && strncasecmp(name, want, n) == 0;
+}
+
+/* Headers the gateway always sets itself on the upstream request. */
+static int gateway_owned(const cfg_identity_t *icfg, const char *name, size_t n)
+{
+    static const char *const own[] = {"x-forwarded-for", "x-forwarded-proto", "x-request-id",
+                                      "content-length", "expect", "host", NULL};
+    for (int i = 0; own[i]; i++)
+        if (is_named(name, n, own[i]))
+            return 1;
+    for (int i = 0; i < CFG_H__COUNT; i++)
+        if (is_named(name, n, icfg->headers[i]))
+            return 1;
+    return 0;
+}
+
+static void add_hdr(struct evbuffer *out, const char *name, const char *val)
+{
+    if (name && val)
+        evbuffer_add_printf(out, "%s: %s\r\n", name, val);
+}
+
+int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_req_meta_t *m)
+{
+    evbuffer_add_printf(out, "%s ", m->method);
+    evbuffer_add(out, ups_str(h, h->first), h->first.len);
+    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+
+    /* Host first, exactly once (the caller has checked there is one). */
+    int host = ups_hdrs_find(h, "host");
+    if (host >= 0) {
+        evbuffer_add(out, "Host: ", 6);
+        evbuffer_add(out, ups_str(h, h->h[host].value), h->h[host].value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    for (uint32_t i = 0; i < h->n; i++) {
+        const char *name = ups_str(h, h->h[i].name);
+        size_t n = h->h[i].name.len;
+        if (ups_is_hop_by_hop(h, name, n) || gateway_owned(m->icfg, name, n))
+            continue;
+        evbuffer_add(out, name, n);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, ups_str(h, h->h[i].value), h->h[i].value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+
+    const tls_identity_t *id = m->id;
+    char *const *hn = m->icfg->headers;
+    if (id) {
+        add_hdr(out, hn[CFG_H_SERIAL], id->serial);
+        add_hdr(out, hn[CFG_H_FINGERPRINT], id->fingerprint);
+        add_hdr(out, hn[CFG_H_SUBJECT], id->subject);
+        add_hdr(out, hn[CFG_H_ISSUER], id->issuer);
+        if (id->san_uri[0])
+            add_hdr(out, hn[CFG_H_SAN_URI], id->san_uri);
+        if (id->san_dns[0])
+            add_hdr(out, hn[CFG_H_SAN_DNS], id->san_dns);
+        add_hdr(out, hn[CFG_H_NOT_AFTER], id->not_after);
+        add_hdr(out, hn[CFG_H_CLASS], id->class_name);
+        add_hdr(out, hn[CFG_H_DEVICE_ID], id->device_id);
+    }
+    add_hdr(out, "X-Forwarded-For", m->peer_ip);
+    add_hdr(out, "X-Forwarded-Proto", "https");
+    add_hdr(out, "X-Request-Id", m->request_id);
+    if (m->chunked)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else if (m->content_length ||
+             /* a body-less request keeps an explicit zero when it had one */
+             ups_hdrs_find(h, "content-length") >= 0)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)m->content_length);
+    return evbuffer_add(out, "\r\n", 2);
+}
+
+int ups_build_response_head(struct evbuffer *out, int status, const ups_hdrs_t *h,
+                            int framing, uint64_t content_length, int close)
+{
+    const char *reason = ups_reason(status);
+    if (h && h->first.len) {
+        evbuffer_add_printf(out, "HTTP/1.1 %d ", status);
+        evbuffer_add(out, ups_str(h, h->first), h->first.len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason);
+    }
+    for (uint32_t i = 0; h && i < h->n; i++) {
+        const char *name = ups_str(h, h->h[i].name);
+        size_t n = h->h[i].name.len;
+        if (ups_is_hop_by_hop(h, name, n) ||
+            (framing != UPS_FRAME_NONE && is_named(name, n, "content-length")))
+            continue;
+        evbuffer_add(out, name, n);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, ups_str(h, h->h[i].value), h->h[i].value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (framing == UPS_FRAME_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)content_length);
+    else if (framing == UPS_FRAME_CHUNKED)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (close)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    return evbuffer_add(out, "\r\n", 2);
+}
+
+const char *ups_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}

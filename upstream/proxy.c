@@ -1,0 +1,644 @@
+/* upstream/proxy: server choice, keep-alive pools, one request/response exchange. */
+#include "proxy.h"
+
+#include <errno.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UPS_READ_CHUNK 16384
+#define UPS_OUT_HIGH (256 * 1024)   /* stop reading the upstream above this client backlog */
+#define UPS_REQ_LOW (64 * 1024)     /* tell the client to send more below this */
+
+struct ups_health {
+    int64_t **down_until_ms;   /* [upstream][server], monotonic ms; atomic */
+    size_t n;
+};
+
+typedef struct idle_conn {
+    int fd;
+    size_t up, srv;
+    struct event *ev;      /* read (close / stray bytes) + timeout */
+    struct ups_pool *pool;
+    struct idle_conn *next, *prev;
+} idle_conn_t;
+
+struct ups_pool {
+    struct event_base *base;
+    const cfg_t *cfg;
+    ups_health_t *health;
+    uint32_t max_head;
+    size_t *rr;            /* per upstream: round-robin cursor */
+    idle_conn_t **idle;    /* per upstream*server: list head */
+    uint32_t *nidle;
+    size_t *idx_base;      /* per upstream: first index into idle/nidle */
+};
+
+enum xstate { X_CONNECTING, X_ACTIVE, X_DONE, X_FAILED };
+
+struct ups_exchange {
+    ups_pool_t *pool;
+    const ups_ops_t *ops;
+    void *c;
+    size_t up, srv;
+    int fd;
+    enum xstate state;
+    int reused;            /* the connection came from the pool */
+    int retryable;         /* no body: may be re-sent on a fresh connection once */
+    int head_request;
+    int request_done;
+    int got_bytes;         /* any response byte seen */
+    int head_seen;         /* final (non-1xx) response head delivered */
+    int complete;          /* response complete */
+    int read_paused;
+    int want_drained;
+    int eof_framing;       /* response ends at EOF: never reusable */
+    struct evbuffer *out;
+    struct evbuffer *head_copy;   /* for the one retry */
+    struct event *rev, *wev, *timer;
+    llhttp_t parser;
+    ups_hdrs_t hdrs;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct timeval tv_ms(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
+
+/* ---- health ---- */
+
+ups_health_t *ups_health_new(const cfg_t *cfg)
+{
+    ups_health_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->n = cfg->nupstreams;
+    h->down_until_ms = calloc(h->n, sizeof(*h->down_until_ms));
+    if (!h->down_until_ms) {
+        free(h);
+        return NULL;
+    }
+    for (size_t i = 0; i < h->n; i++) {
+        h->down_until_ms[i] = calloc(cfg->upstreams[i].nservers, sizeof(int64_t));
+        if (!h->down_until_ms[i]) {
+            ups_health_free(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
+void ups_health_free(ups_health_t *h)
+{
+    if (!h)
+        return;
+    for (size_t i = 0; i < h->n; i++)
+        free(h->down_until_ms[i]);
+    free(h->down_until_ms);
+    free(h);
+}
+
+static void mark_failed(ups_pool_t *p, size_t up, size_t srv)
+{
+    int64_t until = now_ms() + (int64_t)p->cfg->upstreams[up].fail_timeout_ms;
+    __atomic_store_n(&p->health->down_until_ms[up][srv], until, __ATOMIC_RELAXED);
+}
+
+/* Round robin over servers not marked failed; if all are, the one whose
+ * mark ends first (a dead upstream is retried rather than never). */
+static size_t pick_server(ups_pool_t *p, size_t up)
+{
+    const cfg_upstream_t *u = &p->cfg->upstreams[up];
+    int64_t now = now_ms(), best_until = INT64_MAX;
+    size_t best = 0;
+    for (size_t k = 0; k < u->nservers; k++) {
+        size_t s = (p->rr[up] + k) % u->nservers;
+        int64_t until = __atomic_load_n(&p->health->down_until_ms[up][s], __ATOMIC_RELAXED);
+        if (until <= now) {
+            p->rr[up] = s + 1;
+            return s;
+        }
+        if (until < best_until) {
+            best_until = until;
+            best = s;
+        }
+    }
+    p->rr[up] = best + 1;
+    return best;
+}
+
+/* ---- pool ---- */
+
+ups_pool_t *ups_pool_new(struct event_base *base, const cfg_t *cfg, ups_health_t *health,
+                         uint32_t max_head)
+{
+    ups_pool_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->base = base;
+    p->cfg = cfg;
+    p->health = health;
+    p->max_head = max_head;
+    p->rr = calloc(cfg->nupstreams, sizeof(*p->rr));
+    p->idx_base = calloc(cfg->nupstreams, sizeof(*p->idx_base));
+    size_t total = 0;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        if (p->idx_base)
+            p->idx_base[i] = total;
+        total += cfg->upstreams[i].nservers;
+    }
+    p->idle = calloc(total, sizeof(*p->idle));
+    p->nidle = calloc(total, sizeof(*p->nidle));
+    if (!p->rr || !p->idx_base || !p->idle || !p->nidle) {
+        ups_pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void idle_unlink(idle_conn_t *ic)
+{
+    ups_pool_t *p = ic->pool;
+    size_t k = p->idx_base[ic->up] + ic->srv;
+    if (ic->prev)
+        ic->prev->next = ic->next;
+    else
+        p->idle[k] = ic->next;
+    if (ic->next)
+        ic->next->prev = ic->prev;
+    p->nidle[k]--;
+}
+
+static void idle_close(idle_conn_t *ic)
+{
+    idle_unlink(ic);
+    event_free(ic->ev);
+    close(ic->fd);
+    free(ic);
+}
+
+static void idle_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    /* EOF, stray bytes or the keep-alive timeout: the connection is done. */
+    idle_close(arg);
+}
+
+void ups_pool_free(ups_pool_t *p)
+{
+    if (!p)
+        return;
+    size_t total = 0;
+    for (size_t i = 0; i < p->cfg->nupstreams; i++)
+        total += p->cfg->upstreams[i].nservers;
+    for (size_t k = 0; p->idle && k < total; k++)
+        while (p->idle[k])
+            idle_close(p->idle[k]);
+    free(p->rr);
+    free(p->idx_base);
+    free(p->idle);
+    free(p->nidle);
+    free(p);
+}
+
+/* Returns a pooled connection to (up, srv) that is still open, or -1. */
+static int pool_take(ups_pool_t *p, size_t up, size_t srv)
+{
+    size_t k = p->idx_base[up] + srv;
+    while (p->idle[k]) {
+        idle_conn_t *ic = p->idle[k];
+        int fd = ic->fd;
+        char b;
+        ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            idle_unlink(ic);
+            event_free(ic->ev);
+            free(ic);
+            return fd;
+        }
+        idle_close(ic);   /* closed by the server, or it sent unasked bytes */
+    }
+    return -1;
+}
+
+static void pool_put(ups_pool_t *p, size_t up, size_t srv, int fd)
+{
+    const cfg_upstream_t *u = &p->cfg->upstreams[up];
+    size_t k = p->idx_base[up] + srv;
+    idle_conn_t *ic = p->nidle[k] < u->keepalive ? calloc(1, sizeof(*ic)) : NULL;
+    if (ic)
+        ic->ev = event_new(p->base, fd, EV_READ, idle_event, ic);
+    if (!ic || !ic->ev) {
+        free(ic);
+        close(fd);
+        return;
+    }
+    ic->fd = fd;
+    ic->up = up;
+    ic->srv = srv;
+    ic->pool = p;
+    ic->next = p->idle[k];
+    if (ic->next)
+        ic->next->prev = ic;
+    p->idle[k] = ic;
+    p->nidle[k]++;
+    struct timeval tv = tv_ms(u->keepalive_timeout_ms);
+    event_add(ic->ev, &tv);
+}
+
+/* ---- exchange ---- */
+
+static void x_read(evutil_socket_t fd, short what, void *arg);
+static void x_write(evutil_socket_t fd, short what, void *arg);
+static void x_timeout(evutil_socket_t fd, short what, void *arg);
+
+static int on_status(llhttp_t *hp, const char *at, size_t n)
+{
+    ups_exchange_t *x = hp->data;
+    return ups_hdrs_first(&x->hdrs, at, n) < 0 ? -1 : 0;
+}
+
+static int on_hfield(llhttp_t *hp, const char *at, size_t n)
+{
+    ups_exchange_t *x = hp->data;
+    return ups_hdrs_field(&x->hdrs, at, n) < 0 ? -1 : 0;
+}
+
+static int on_hvalue(llhttp_t *hp, const char *at, size_t n)
+{
+    ups_exchange_t *x = hp->data;
+    return ups_hdrs_value(&x->hdrs, at, n) < 0 ? -1 : 0;
+}
+
+static int on_headers_complete(llhttp_t *hp)
+{
+    ups_exchange_t *x = hp->data;
+    int status = hp->status_code;
+    if (status < 200) {
+        if (status == 101)
+            return -1;   /* no protocol upgrades through the gateway */
+        return 0;        /* interim response: dropped, the final one follows */
+    }
+    ups_hdrs_finish(&x->hdrs);
+    int framing;
+    uint64_t clen = 0;
+    if (x->head_request || status == 204 || status == 304)
+        framing = UPS_FRAME_NONE;
+    else if (hp->flags & F_CHUNKED)
+        framing = UPS_FRAME_CHUNKED;
+    else if (hp->flags & F_CONTENT_LENGTH) {
+        framing = UPS_FRAME_LENGTH;
+        clen = hp->content_length;
+    } else {
+        framing = UPS_FRAME_EOF;
+        x->eof_framing = 1;
+    }
+    x->head_seen = 1;
+    event_del(x->timer);   /* the response timeout now guards gaps between reads */
+    x->ops->head(x->c, status, &x->hdrs, framing, clen);
+    return framing == UPS_FRAME_NONE ? 1 : 0;
+}
+
+static int on_body(llhttp_t *hp, const char *at, size_t n)
+{
+    ups_exchange_t *x = hp->data;
+    x->ops->body(x->c, at, n);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *hp)
+{
+    ups_exchange_t *x = hp->data;
+    if (!x->head_seen) {   /* an interim response ended */
+        ups_hdrs_reset(&x->hdrs);
+        return 0;
+    }
+    x->complete = 1;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t resp_settings = {
+    .on_status = on_status,
+    .on_header_field = on_hfield,
+    .on_header_value = on_hvalue,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void arm_timer(ups_exchange_t *x, uint64_t ms)
+{
+    struct timeval tv = tv_ms(ms);
+    event_add(x->timer, &tv);
+}
+
+static void close_fd(ups_exchange_t *x)
+{
+    if (x->fd < 0)
+        return;
+    event_free(x->rev);
+    event_free(x->wev);
+    x->rev = x->wev = NULL;
+    close(x->fd);
+    x->fd = -1;
+}
+
+static int attach_fd(ups_exchange_t *x, int fd)
+{
+    x->fd = fd;
+    x->rev = event_new(x->pool->base, fd, EV_READ | EV_PERSIST, x_read, x);
+    x->wev = event_new(x->pool->base, fd, EV_WRITE | EV_PERSIST, x_write, x);
+    return x->rev && x->wev ? 0 : -1;
+}
+
+/* Opens a new connection; 0 if under way, -1 on immediate failure. */
+static int connect_server(ups_exchange_t *x)
+{
+    const cfg_addr_t *a = &x->pool->cfg->upstreams[x->up].servers[x->srv];
+    int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    if (attach_fd(x, fd) < 0)
+        return -1;
+    x->state = X_CONNECTING;
+    x->reused = 0;
+    event_add(x->wev, NULL);
+    arm_timer(x, x->pool->cfg->upstreams[x->up].connect_timeout_ms);
+    return 0;
+}
+
+static void activate(ups_exchange_t *x)
+{
+    x->state = X_ACTIVE;
+    event_add(x->rev, NULL);
+    if (evbuffer_get_length(x->out))
+        event_add(x->wev, NULL);
+    arm_timer(x, x->pool->cfg->upstreams[x->up].response_timeout_ms);
+}
+
+static void fail(ups_exchange_t *x, int status, const char *code, const char *msg)
+{
+    x->state = X_FAILED;
+    event_del(x->timer);
+    close_fd(x);
+    x->ops->fail(x->c, status, code, msg);   /* last: may free x */
+}
+
+/* A reused keep-alive connection died before answering: the server closed
+ * it as we picked it. Re-send on a fresh connection if nothing else can
+ * have happened; else report. */
+static void broken(ups_exchange_t *x, const char *msg)
+{
+    if (x->reused && x->retryable && !x->got_bytes && x->head_copy) {
+        close_fd(x);
+        evbuffer_drain(x->out, evbuffer_get_length(x->out));
+        evbuffer_add_buffer(x->out, x->head_copy);
+        evbuffer_free(x->head_copy);
+        x->head_copy = NULL;
+        if (connect_server(x) == 0)
+            return;
+    }
+    if (!x->got_bytes)
+        mark_failed(x->pool, x->up, x->srv);
+    fail(x, 502, "bad_gateway", msg);
+}
+
+static void x_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ups_exchange_t *x = arg;
+    if (x->state == X_CONNECTING && x->fd < 0) {
+        fail(x, 502, "upstream_unavailable", "the upstream could not be reached");
+    } else if (x->state == X_CONNECTING) {
+        mark_failed(x->pool, x->up, x->srv);
+        fail(x, 502, "upstream_connect_timeout", "the upstream did not accept the connection in time");
+    } else {
+        fail(x, 504, "upstream_timeout", "the upstream did not respond in time");
+    }
+}
+
+static void x_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    ups_exchange_t *x = arg;
+    if (x->state == X_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+            mark_failed(x->pool, x->up, x->srv);
+            fail(x, 502, "upstream_unavailable", err == ECONNREFUSED ? "the upstream refused the connection"
+                                                                      : "the upstream could not be reached");
+            return;
+        }
+        activate(x);
+    }
+    while (evbuffer_get_length(x->out)) {
+        int n = evbuffer_write(x->out, fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (x->head_seen || x->got_bytes)   /* it answered early; read the answer */
+                break;
+            broken(x, "the upstream closed the connection");
+            return;
+        }
+        if (n == 0)
+            break;
+    }
+    if (evbuffer_get_length(x->out) == 0)
+        event_del(x->wev);
+    if (x->want_drained && evbuffer_get_length(x->out) < UPS_REQ_LOW) {
+        x->want_drained = 0;
+        x->ops->drained(x->c);
+    }
+}
+
+static void x_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    ups_exchange_t *x = arg;
+    char buf[UPS_READ_CHUNK];
+    for (int rounds = 0; rounds < 4; rounds++) {
+        if (x->ops->backlog(x->c) > UPS_OUT_HIGH) {
+            /* the client is slow, not the upstream: its send timeout rules */
+            x->read_paused = 1;
+            event_del(x->rev);
+            event_del(x->timer);
+            return;
+        }
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            if (n == 0 && x->head_seen) {
+                llhttp_errno_t fe = llhttp_finish(&x->parser);
+                if ((fe == HPE_OK || fe == HPE_PAUSED) && x->complete)
+                    break;   /* a response delimited by EOF has ended */
+            }
+            if (!x->head_seen)
+                broken(x, n == 0 ? "the upstream closed the connection without a response"
+                                 : "the upstream connection failed");
+            else
+                fail(x, 502, "bad_gateway", "the upstream response was cut short");
+            return;
+        }
+        x->got_bytes = 1;
+        if (x->head_seen)
+            arm_timer(x, x->pool->cfg->upstreams[x->up].response_timeout_ms);
+        llhttp_errno_t e = llhttp_execute(&x->parser, buf, (size_t)n);
+        if (e == HPE_PAUSED) {
+            /* complete; any byte after the response means the connection is not clean */
+            const char *pos = llhttp_get_error_pos(&x->parser);
+            if (pos && pos < buf + n)
+                x->eof_framing = 1;
+            break;
+        }
+        if (e != HPE_OK) {
+            if (!x->head_seen)
+                mark_failed(x->pool, x->up, x->srv);
+            fail(x, 502, "bad_gateway",
+                 x->hdrs.err ? "the upstream response head is too large" : "the upstream sent an invalid response");
+            return;
+        }
+    }
+    if (x->complete) {
+        x->state = X_DONE;
+        event_del(x->timer);
+        event_del(x->rev);
+        x->ops->done(x->c);   /* last: may free x */
+    }
+}
+
+ups_exchange_t *ups_exchange_start(ups_pool_t *p, size_t up, struct evbuffer *head, int has_body,
+                                   int head_request, const ups_ops_t *ops, void *c)
+{
+    ups_exchange_t *x = calloc(1, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->pool = p;
+    x->ops = ops;
+    x->c = c;
+    x->up = up;
+    x->fd = -1;
+    x->head_request = head_request;
+    x->retryable = !has_body;
+    x->out = evbuffer_new();
+    x->timer = evtimer_new(p->base, x_timeout, x);
+    if (!x->out || !x->timer || ups_hdrs_init(&x->hdrs, p->max_head, 256) < 0)
+        goto fail;
+    llhttp_init(&x->parser, HTTP_RESPONSE, &resp_settings);
+    x->parser.data = x;
+    if (x->retryable) {
+        x->head_copy = evbuffer_new();
+        if (!x->head_copy)
+            goto fail;
+        size_t hl = evbuffer_get_length(head);
+        if (evbuffer_add(x->head_copy, evbuffer_pullup(head, (ssize_t)hl), hl) < 0)
+            goto fail;
+    }
+    evbuffer_add_buffer(x->out, head);
+
+    x->srv = pick_server(p, up);
+    int fd = pool_take(p, up, x->srv);
+    if (fd >= 0) {
+        if (attach_fd(x, fd) < 0) {
+            close(fd);
+            goto fail;
+        }
+        x->reused = 1;
+        activate(x);
+        return x;
+    }
+    if (connect_server(x) < 0) {
+        /* refused at once: report through the loop so the caller sees one path */
+        mark_failed(p, up, x->srv);
+        x->state = X_CONNECTING;
+        struct timeval zero = {0, 0};
+        event_add(x->timer, &zero);
+    }
+    return x;
+fail:
+    ups_exchange_free(x);
+    return NULL;
+}
+
+void ups_exchange_send(ups_exchange_t *x, const void *data, size_t n)
+{
+    evbuffer_add(x->out, data, n);
+    if (x->state == X_ACTIVE)
+        event_add(x->wev, NULL);
+    if (evbuffer_get_length(x->out) >= UPS_REQ_LOW)
+        x->want_drained = 1;
+}
+
+size_t ups_exchange_backlog(const ups_exchange_t *x)
+{
+    return evbuffer_get_length(x->out);
+}
+
+void ups_exchange_resume(ups_exchange_t *x)
+{
+    if (x->read_paused && x->fd >= 0 && x->state == X_ACTIVE) {
+        x->read_paused = 0;
+        event_add(x->rev, NULL);
+        arm_timer(x, x->pool->cfg->upstreams[x->up].response_timeout_ms);
+        event_active(x->rev, EV_READ, 0);
+    }
+}
+
+void ups_exchange_request_done(ups_exchange_t *x)
+{
+    x->request_done = 1;
+}
+
+void ups_exchange_free(ups_exchange_t *x)
+{
+    if (!x)
+        return;
+    int reusable = x->state == X_DONE && x->complete && x->request_done && !x->eof_framing &&
+                   evbuffer_get_length(x->out) == 0 && llhttp_should_keep_alive(&x->parser) &&
+                   x->fd >= 0;
+    if (reusable) {
+        int fd = x->fd;
+        event_free(x->rev);
+        event_free(x->wev);
+        x->fd = -1;
+        pool_put(x->pool, x->up, x->srv, fd);
+    } else {
+        close_fd(x);
+    }
+    if (x->timer)
+        event_free(x->timer);
+    if (x->out)
+        evbuffer_free(x->out);
+    if (x->head_copy)
+        evbuffer_free(x->head_copy);
+    ups_hdrs_free(&x->hdrs);
+    free(x);
+}
+
+const char *ups_exchange_server(const ups_exchange_t *x)
+{
+    return x->pool->cfg->upstreams[x->up].servers[x->srv].text;
+}
