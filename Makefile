@@ -3,7 +3,7 @@ CC      ?= cc
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -g \
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Wall -Wextra -Werror -Wshadow -Wformat=2 -g \
               -I$(LLHTTP_INC) -fno-strict-aliasing
 OPT     ?= -O2
 CFLAGS  ?=
@@ -23,11 +23,11 @@ all: build/portcullis
 
 build/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -I$(LLHTTP_INC) -c $< -o $@
+	$(CC) -O2 -g -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c $< -o $@
 
 build/asan/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -O1 -g $(SAN) -I$(LLHTTP_INC) -c $< -o $@
+	$(CC) -O1 -g $(SAN) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c $< -o $@
 
 LLHTTP_OBJ      = $(patsubst $(LLHTTP_SRC)/%.c,build/llhttp/%.o,$(LLHTTP))
 LLHTTP_ASAN_OBJ = $(patsubst $(LLHTTP_SRC)/%.c,build/asan/llhttp/%.o,$(LLHTTP))

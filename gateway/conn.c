@@ -53,8 +53,11 @@ struct gw_conn {
     tls_identity_t *id;
     int dead;                   /* conn_io frees it */
     int want_write;             /* SSL needs the socket writable */
+    int tls_error;              /* a TLS protocol error: forget the session */
 
     llhttp_t parser;
+    const char *parse_base;     /* start of the bytes being parsed now */
+    int tail_nl;                /* bytes parsed before ended in LF + optional SP/HT */
     ups_hdrs_t hdrs;
     struct evbuffer *in;        /* received, not yet parsed (parser paused) */
     struct evbuffer *out;       /* to send to the client */
@@ -154,7 +157,7 @@ static void respond_error(gw_conn_t *c, int status, const char *code, const char
 {
     if (!c->request_id[0])
         new_request_id(c->request_id);
-    if (c->w->draining)
+    if (c->w->draining || c->close_after)
         close = 1;
     char body[512];
     int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}\n",
@@ -342,9 +345,23 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
     return ups_hdrs_field(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
 }
 
+/* llhttp 8 accepts obs-fold (a header line starting with SP/HT) and joins
+ * it to the value; a value piece preceded by LF and only SP/HT is one. */
+static int folded(const gw_conn_t *c, const char *at)
+{
+    const char *q = at;
+    while (q > c->parse_base && (q[-1] == ' ' || q[-1] == '\t'))
+        q--;
+    if (q > c->parse_base)
+        return q[-1] == '\n';
+    return c->tail_nl;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     gw_conn_t *c = p->data;
+    if (folded(c, at))
+        return stop(c, 400, "obs_fold", "folded header lines are not accepted");
     return ups_hdrs_value(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
 }
 
@@ -372,7 +389,7 @@ static int refuse(gw_conn_t *c, int status, const char *code, const char *msg, c
     if (!keep)
         return HPE_PAUSED;   /* stop here; conn_io closes after the flush */
     c->discard = 1;
-    c->action = "dropping refused request body";
+    c->action = has_body ? "dropping refused request body" : "sending response";
     return 0;
 }
 
@@ -385,6 +402,8 @@ static int on_headers_complete(llhttp_t *p)
     c->resp_active = 1;
     c->http_minor = p->http_minor;
     c->req_chunked = (p->flags & F_CHUNKED) != 0;
+    if (!llhttp_should_keep_alive(p))
+        c->close_after = 1;   /* Connection: close, or HTTP/1.0 without keep-alive */
     snprintf(c->method, sizeof(c->method), "%s", llhttp_method_name(p->method));
     ups_hdrs_finish(h);
 
@@ -527,6 +546,7 @@ static const llhttp_settings_t req_settings = {
 /* Runs the parser over data. Leftover bytes after a pause are kept in c->in. */
 static void parse(gw_conn_t *c, const char *data, size_t n, int from_in)
 {
+    c->parse_base = data;
     llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
     size_t used = n;
     if (e == HPE_PAUSED) {
@@ -534,6 +554,12 @@ static void parse(gw_conn_t *c, const char *data, size_t n, int from_in)
         used = pos ? (size_t)(pos - data) : n;
         c->paused = 1;
     }
+    /* remember whether the parsed bytes ended in LF + SP/HT (see folded()) */
+    size_t k = used;
+    while (k > 0 && (data[k - 1] == ' ' || data[k - 1] == '\t'))
+        k--;
+    if (k > 0)
+        c->tail_nl = data[k - 1] == '\n';   /* else: all SP/HT, the previous answer stands */
     if (from_in)
         evbuffer_drain(c->in, used);
     else if (used < n && e == HPE_PAUSED)
@@ -599,6 +625,7 @@ static void do_read(gw_conn_t *c)
             return;
         }
         /* closed by the client, or a TLS error: nothing more can be answered */
+        c->tls_error = err == SSL_ERROR_SSL;
         if (c->req_active && !c->req_complete)
             CLOG(c, GW_INFO, "client closed the connection mid-request");
         else
@@ -633,6 +660,7 @@ static void do_flush(gw_conn_t *c)
             c->want_write = 1;
             break;
         }
+        c->tls_error = err == SSL_ERROR_SSL;
         CLOG(c, GW_DEBUG, "write to client failed");
         c->dead = 1;
         return;
@@ -845,6 +873,11 @@ static void conn_free(gw_conn_t *c)
     if (c->out)
         evbuffer_free(c->out);
     ups_hdrs_free(&c->hdrs);
+    /* OpenSSL drops a session from the cache when its connection ends
+     * without close_notify; mobile clients often just close the socket.
+     * Keep the session unless the TLS layer itself failed. */
+    if (c->ssl && c->state != C_HANDSHAKE && !c->tls_error)
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(c->ssl);
     tls_identity_release(c->id);
     close(c->fd);

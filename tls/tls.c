@@ -368,6 +368,10 @@ tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
     SSL_CTX_set_min_proto_version(ctx, cfg->tls.min_version);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_COMPRESSION |
+                                 /* a client closing without close_notify is an
+                                  * ordinary end (HTTP framing catches truncation),
+                                  * not an error that would evict its session */
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF |
                                  /* server-side sessions for TLS 1.2 and stateful
                                   * TLS 1.3 tickets: no serialized session, no
                                   * certificate re-decoding on resumption */
