@@ -213,7 +213,7 @@ static void finish_response(gw_conn_t *c)
     c->route = NULL;
     c->request_id[0] = c->method[0] = '\0';
     c->body_bytes = c->resp_bytes = 0;
-    ups_hdrs_reset(&c->hdrs);
+    ups_hdrs_free(&c->hdrs);   /* an idle connection holds no head buffer */
     if (c->paused) {
         c->paused = 0;
         llhttp_resume(&c->parser);
@@ -316,6 +316,10 @@ static int stop(gw_conn_t *c, int status, const char *code, const char *msg)
 static int on_message_begin(llhttp_t *p)
 {
     gw_conn_t *c = p->data;
+    const cfg_limits_t *lim = &CFG(c)->limits;
+    /* the whole head (target + names + values) is bounded by max_header_bytes */
+    if (!c->hdrs.buf && ups_hdrs_init(&c->hdrs, lim->max_header_bytes, lim->max_headers) < 0)
+        return stop(c, 503, "out_of_memory", "the gateway is out of memory");
     c->req_active = 1;
     c->action = "reading request head";
     clock_gettime(CLOCK_MONOTONIC, &c->started);
@@ -832,9 +836,7 @@ void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
     c->in = evbuffer_new();
     c->out = evbuffer_new();
     const cfg_t *cfg = w->rt->cfg;
-    /* the whole head (target + names + values) is bounded by max_header_bytes */
     int ok = c->ssl && c->rev && c->wev && c->timer && c->kick && c->in && c->out &&
-             ups_hdrs_init(&c->hdrs, cfg->limits.max_header_bytes, cfg->limits.max_headers) == 0 &&
              SSL_set_fd(c->ssl, fd) == 1;
     c->next = w->conns;
     if (w->conns)

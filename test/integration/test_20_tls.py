@@ -1,0 +1,92 @@
+"""TLS: refused client certificates, session resumption, dual server certs."""
+
+import ssl
+
+from harness import (check, check_identity, eq, test, upstream_headers, upstream_info,
+                     IDENTITY_HEADERS)
+
+
+def _refused(env, cert, **ctx_kw):
+    gw = env.gateway("main")
+    before = env.upstream_count()
+    resp, why = env.attempt(gw, cert, **ctx_kw)
+    check(resp is None, "connection with %s was not refused: got HTTP %d %s"
+          % (cert or "no client cert", resp.status if resp else 0, resp.reason if resp else ""))
+    eq(env.upstream_count(), before, "upstream request count")
+
+
+for _cert, _label in [(None, "no client cert"), ("wrongca", "cert from an untrusted CA"),
+                      ("expired", "expired cert"), ("notyet", "not-yet-valid cert"),
+                      ("noclientauth", "cert without clientAuth EKU")]:
+    for _ver, _vlabel in [(None, "TLS 1.3"), (ssl.TLSVersion.TLSv1_2, "TLS 1.2")]:
+        def _mk(cert=_cert, ver=_ver):
+            def fn(env):
+                _refused(env, cert, max_version=ver)
+            return fn
+        test("%s: %s refused, nothing reaches the upstream" % (_vlabel, _label))(_mk())
+
+
+def _resume(env, version):
+    gw = env.gateway("main")
+    ctx = env.client_context("device", max_version=version, min_version=version)
+    with env.connect(gw, ctx=ctx) as c1:
+        info1 = upstream_info(c1.request("GET", "/resume/1"), "first connection")
+        check(not c1.session_reused, "first connection claims to be resumed")
+        session = c1.session
+    check(session is not None, "no session after the first connection")
+    with env.connect(gw, ctx=ctx, session=session) as c2:
+        info2 = upstream_info(c2.request("GET", "/resume/2"), "resumed connection")
+        check(c2.session_reused, "second connection was not resumed (session_reused False)")
+    for h in IDENTITY_HEADERS:
+        eq(upstream_headers(info2, h), upstream_headers(info1, h), "%s after resumption" % h)
+    check_identity(info2, env.identity("device", "device"))
+
+
+@test("TLS 1.3 session resumption keeps the client identity")
+def _(env):
+    _resume(env, ssl.TLSVersion.TLSv1_3)
+
+
+@test("TLS 1.2 session resumption keeps the client identity")
+def _(env):
+    _resume(env, ssl.TLSVersion.TLSv1_2)
+
+
+@test("dual cert: TLS 1.2 client restricted to ECDHE-RSA-AES128-GCM-SHA256 gets the RSA cert")
+def _(env):
+    gw = env.gateway("dualcert")
+    with env.connect(gw, "device", max_version=ssl.TLSVersion.TLSv1_2,
+                     ciphers="ECDHE-RSA-AES128-GCM-SHA256") as c:
+        eq(c.sock.cipher()[0], "ECDHE-RSA-AES128-GCM-SHA256", "negotiated cipher")
+        with open(env.pki("server-rsa.crt")) as f:
+            want = ssl.PEM_cert_to_DER_cert(f.read())
+        check(c.sock.getpeercert(binary_form=True) == want, "server did not present server-rsa.crt")
+        upstream_info(c.request("GET", "/dual/rsa"))
+
+
+@test("dual cert: TLS 1.2 ECDSA-only client gets the ECDSA cert")
+def _(env):
+    gw = env.gateway("dualcert")
+    with env.connect(gw, "device", max_version=ssl.TLSVersion.TLSv1_2,
+                     ciphers="ECDHE-ECDSA-AES128-GCM-SHA256") as c:
+        eq(c.sock.cipher()[0], "ECDHE-ECDSA-AES128-GCM-SHA256", "negotiated cipher")
+        with open(env.pki("server.crt")) as f:
+            want = ssl.PEM_cert_to_DER_cert(f.read())
+        check(c.sock.getpeercert(binary_form=True) == want, "server did not present server.crt")
+        upstream_info(c.request("GET", "/dual/ecdsa"))
+
+
+@test("dual cert: TLS 1.3 client succeeds")
+def _(env):
+    gw = env.gateway("dualcert")
+    with env.connect(gw, "device") as c:
+        eq(c.sock.version(), "TLSv1.3", "TLS version")
+        upstream_info(c.request("GET", "/dual/tls13"))
+
+
+@test("TLS 1.2-only RSA client against ECDSA-only server fails the handshake")
+def _(env):
+    gw = env.gateway("main")
+    resp, why = env.attempt(gw, "device", max_version=ssl.TLSVersion.TLSv1_2,
+                            ciphers="ECDHE-RSA-AES128-GCM-SHA256")
+    check(resp is None, "handshake unexpectedly succeeded: HTTP %d" % (resp.status if resp else 0))
