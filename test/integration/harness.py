@@ -9,6 +9,7 @@ Only the Python standard library and the openssl CLI are used.
 """
 
 import atexit
+import ctypes
 import hashlib
 import json
 import os
@@ -128,6 +129,20 @@ def wait_tcp(port, proc=None, timeout=10.0, what="process"):
         time.sleep(0.05)
 
 
+def _die_with_parent():
+    """preexec_fn: have the kernel kill the child if the test runner dies, so
+    even a SIGKILLed run leaves no servers behind (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def spawn(cmd, **kw):
+    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent,
+                            stdin=subprocess.DEVNULL, **kw)
+
+
 def kill_group(proc, grace=5.0, sig=signal.SIGTERM):
     """Stop a process started with start_new_session=True, and its whole group."""
     if proc is None:
@@ -179,7 +194,7 @@ def _scalar(v):
         return str(v)
     s = str(v)
     if (_PLAIN.fullmatch(s) and not _NUMLIKE.fullmatch(s) and s.lower() not in _RESERVED
-            and not s.endswith(":") and not s.startswith("[")):
+            and not s.endswith(":") and s[0] not in "[-"):
         return s
     return json.dumps(s)
 
@@ -474,9 +489,8 @@ class Gateway:
             raise SetupError("gateway binary %s not found (run make)" % BINARY)
         log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen([BINARY, "-c", self.config_path], cwd=self.env.tmp,
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True)
+            self.proc = spawn([BINARY, "-c", self.config_path], cwd=self.env.tmp,
+                              stdout=log, stderr=log)
         finally:
             log.close()
         try:
@@ -551,8 +565,7 @@ class Env:
     def _start_upstream(self):
         log = open(os.path.join(self.tmp, "upstream.log"), "ab")
         cmd = [sys.executable, UPSTREAM, "--port", "0"] + (["-v"] if self.verbose else [])
-        self.upstream = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.upstream = spawn(cmd, stdout=subprocess.PIPE, stderr=log)
         log.close()
         ready, _, _ = select.select([self.upstream.stdout], [], [], 10)
         line = self.upstream.stdout.readline().decode() if ready else ""
@@ -570,10 +583,10 @@ class Env:
                              "at a closed port\n")
             return
         log = open(os.path.join(self.tmp, "redis.log"), "ab")
-        self.redis = subprocess.Popen(
+        self.redis = spawn(
             [exe, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--daemonize", "no", "--dir", self.tmp],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            stdout=log, stderr=log)
         log.close()
         wait_tcp(self.redis_port, self.redis, 10, "redis-server")
         with socket.create_connection(("127.0.0.1", self.redis_port), timeout=3) as s:
