@@ -124,6 +124,21 @@ typedef struct {
     uint64_t command_timeout_ms;
 } cfg_redis_t;
 
+typedef struct {
+    char *key;                    /* Redis set of canonical entries; "portcullis:revoked" */
+    char *channel;                /* pub/sub channel; "portcullis:revocations" */
+    uint64_t resync_interval_ms;  /* full re-sync period; 5m */
+    int fail_closed;              /* on_redis_unavailable: 1 fail_closed (default), 0 serve_stale */
+    uint64_t max_staleness_ms;    /* serve_stale: how long the last mirror may be used; 5m */
+} cfg_revocation_t;
+
+typedef struct {
+    int enabled;                  /* 1 when an admin listener is configured */
+    cfg_addr_t listen;            /* default 127.0.0.1:9444 */
+    char *token_env;              /* env var with the admin bearer token; "PORTCULLIS_ADMIN_TOKEN" */
+    uint32_t max_body_bytes;      /* 64k */
+} cfg_admin_t;
+
 enum cfg_log_level { CFG_LOG_ERROR = 0, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 enum cfg_log_format { CFG_LOG_TEXT = 0, CFG_LOG_JSON };
 
@@ -147,6 +162,8 @@ typedef struct {
     cfg_route_t *routes;
     size_t nroutes;
     cfg_redis_t redis;
+    cfg_revocation_t revocation;
+    cfg_admin_t admin;
     cfg_logging_t logging;
 } cfg_t;
 

@@ -51,6 +51,7 @@ struct gw_conn {
     char peer_ip[INET6_ADDRSTRLEN];
     char fail[TLS_FAIL_LEN];
     tls_identity_t *id;
+    uint64_t rev_gen;           /* revocation generation the identity was last checked at */
     int dead;                   /* conn_io frees it */
     int want_write;             /* SSL needs the socket writable */
     int tls_error;              /* a TLS protocol error: forget the session */
@@ -445,6 +446,17 @@ static int on_headers_complete(llhttp_t *p)
         cont = 1;
     }
 
+    /* re-checked only when the revocation set has changed since the last check */
+    uint64_t gen = pol_mirror_generation(c->w->rt->mirror);
+    if (gen != c->rev_gen) {
+        c->rev_gen = gen;
+        if (tls_identity_revoked(c->w->rt->tls, c->id)) {
+            CLOG(c, GW_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
+                 c->request_id);
+            respond_error(c, 403, "certificate_revoked", "the client certificate has been revoked", 1, NULL);
+            return HPE_PAUSED;   /* closes after the flush */
+        }
+    }
     c->action = "routing";
     c->route = pol_route(cfg, host, ups_str(h, h->first), (size_t)plen, c->method);
     if (!c->route)
@@ -689,6 +701,20 @@ static void handshake(gw_conn_t *c)
             c->dead = 1;
             return;
         }
+        c->rev_gen = pol_mirror_generation(c->w->rt->mirror);
+        int rs = tls_identity_revocation(c->w->rt->tls, c->id);
+        if (rs != TLS_REV_OK) {
+            /* a full handshake was refused in verify_cb already; this is a
+             * resumption (or a revocation that landed in between) */
+            CLOG(c, GW_INFO, "%s refused: serial=%s class=%s %s", SSL_session_reused(c->ssl) ? "resumed session" : "handshake",
+                 c->id->serial, c->id->class_name,
+                 rs == TLS_REV_REVOKED ? "certificate revoked" : "revocation status unknown (Redis unavailable)");
+            if (rs == TLS_REV_REVOKED)
+                SSL_CTX_remove_session(SSL_get_SSL_CTX(c->ssl), SSL_get_session(c->ssl));
+            c->tls_error = 1;
+            c->dead = 1;
+            return;
+        }
         if (c->id->not_after_t <= time(NULL)) {
             CLOG(c, GW_INFO, "resumed session refused: certificate serial=%s expired at %s",
                  c->id->serial, c->id->not_after);
@@ -894,6 +920,25 @@ static void conn_free(gw_conn_t *c)
     free(c);
     if (w->draining && w->nconns == 0)
         event_base_loopexit(w->base, NULL);
+}
+
+void gw_conn_revocation_scan(gw_worker_t *w)
+{
+    gw_conn_t *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (!c->id || c->state == C_HANDSHAKE || !tls_identity_revoked(w->rt->tls, c->id))
+            continue;
+        CLOG(c, GW_INFO, "certificate serial=%s class=%s revoked: closing the connection%s", c->id->serial,
+             c->id->class_name, c->resp_active ? " after the response in progress" : "");
+        if (c->req_active || c->resp_active) {
+            c->close_after = 1;
+        } else {
+            c->state = C_CLOSING;
+            c->action = "closing revoked";
+        }
+        kick(c);
+    }
 }
 
 void gw_conn_drain_all(gw_worker_t *w)

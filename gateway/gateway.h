@@ -25,6 +25,7 @@ typedef struct gw_conn gw_conn_t;
 typedef struct {
     cfg_t *cfg;
     tls_ctx_t *tls;
+    pol_mirror_t *mirror;
     ups_health_t *health;
     uint32_t nconns;       /* live client connections, all workers; atomic */
 } gw_runtime_t;
@@ -37,6 +38,7 @@ typedef struct gw_worker {
     struct event **lev;
     struct event *stop_ev;   /* activated by the main thread on SIGTERM/SIGINT */
     struct event *drain_timer;
+    struct event *rev_ev;    /* activated by the control thread when the revocation set changes */
     ups_pool_t *pool;
     gw_conn_t *conns;        /* every live connection of this worker */
     size_t nconns;
@@ -47,6 +49,9 @@ typedef struct gw_worker {
 
 /* Takes ownership of an accepted, non-blocking socket. */
 void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer);
+/* Closes connections whose certificate is now revoked (busy ones after
+ * their response). */
+void gw_conn_revocation_scan(gw_worker_t *w);
 /* Drain: idle connections close now, busy ones after their response. */
 void gw_conn_drain_all(gw_worker_t *w);
 /* Drain timeout or exit: every connection closes now. */

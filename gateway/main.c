@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gateway.h"
@@ -24,6 +25,43 @@ static void usage(FILE *f)
             "Signals: SIGTERM or SIGINT stop accepting, let in-flight requests finish\n"
             "(up to timeouts.drain) and exit 0.\n"
             "Configuration reference: docs/configuration.md\n");
+}
+
+/* The control thread runs the revocation sync (and the admin listener). */
+typedef struct {
+    struct event_base *base;
+    pol_revsync_t *sync;
+    pthread_t thread;
+    gw_worker_t *workers;
+    int nworkers;
+} control_t;
+
+static void on_revocation_change(void *arg)
+{
+    control_t *ctl = arg;
+    for (int i = 0; i < ctl->nworkers; i++)
+        gw_worker_notify_revocation(&ctl->workers[i]);
+}
+
+static void *control_main(void *arg)
+{
+    control_t *ctl = arg;
+    event_base_loop(ctl->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+/* Waits (bounded) for the first revocation load, so a gateway that can
+ * reach Redis never refuses its first clients for want of a mirror. */
+static void wait_for_mirror(const cfg_t *cfg, pol_mirror_t *m)
+{
+    uint64_t limit = cfg->redis.connect_timeout_ms + 2 * cfg->redis.command_timeout_ms + 1000;
+    for (uint64_t waited = 0; waited < limit && !pol_mirror_usable(m); waited += 10) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (!pol_mirror_usable(m))
+        gw_log(GW_ERR, NULL, "revocation mirror not loaded yet (Redis %s:%d unreachable?): "
+               "new handshakes are refused until it is", cfg->redis.host, cfg->redis.port);
 }
 
 static cfg_t *load(const char *path)
@@ -94,11 +132,14 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* workers inherit: only main takes signals */
 
     rt.health = ups_health_new(cfg);
+    rt.mirror = pol_mirror_new(cfg);
     gw_worker_t *workers = calloc((size_t)cfg->workers, sizeof(*workers));
-    if (!rt.health || !workers) {
+    control_t ctl = {.base = event_base_new(), .workers = workers, .nworkers = cfg->workers};
+    if (!rt.health || !rt.mirror || !workers || !ctl.base) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
+    tls_ctx_set_mirror(rt.tls, rt.mirror);
     int n = 0, rc = 0;
     for (; n < cfg->workers; n++) {
         if (gw_worker_init(&workers[n], n, &rt, err, sizeof(err)) < 0) {
@@ -109,6 +150,12 @@ int main(int argc, char **argv)
         }
     }
     if (rc == 0) {
+        ctl.sync = pol_revsync_start(ctl.base, cfg, rt.mirror, on_revocation_change, &ctl);
+        if (!ctl.sync || pthread_create(&ctl.thread, NULL, control_main, &ctl) != 0) {
+            gw_log(GW_ERR, NULL, "cannot start the revocation sync");
+            exit(1);
+        }
+        wait_for_mirror(cfg, rt.mirror);
         for (int i = 0; i < n; i++)
             if (gw_worker_start(&workers[i]) != 0) {
                 gw_log(GW_ERR, NULL, "cannot start worker %d", i);
@@ -139,11 +186,16 @@ int main(int argc, char **argv)
             gw_worker_stop(&workers[i]);
         for (int i = 0; i < n; i++)
             gw_worker_join(&workers[i]);
+        event_base_loopbreak(ctl.base);
+        pthread_join(ctl.thread, NULL);
+        pol_revsync_stop(ctl.sync);
         gw_log(GW_INFO, NULL, "stopped");
     }
     for (int i = 0; i < n; i++)
         gw_worker_free(&workers[i]);
     free(workers);
+    event_base_free(ctl.base);
+    pol_mirror_free(rt.mirror);
     ups_health_free(rt.health);
     tls_ctx_free(rt.tls);
     cfg_free(cfg);

@@ -84,6 +84,13 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     gw_conn_drain_all(w);
 }
 
+static void on_revocation(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_revocation_scan(arg);
+}
+
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -120,8 +127,9 @@ int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t e
     }
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
     w->pool = ups_pool_new(w->base, cfg, rt->health, cfg->limits.max_header_bytes * 4);
-    if (!w->stop_ev || !w->drain_timer || !w->pool) {
+    if (!w->stop_ev || !w->drain_timer || !w->rev_ev || !w->pool) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -146,6 +154,11 @@ void gw_worker_stop(gw_worker_t *w)
     event_active(w->stop_ev, 0, 0);
 }
 
+void gw_worker_notify_revocation(gw_worker_t *w)
+{
+    event_active(w->rev_ev, 0, 0);
+}
+
 void gw_worker_join(gw_worker_t *w)
 {
     pthread_join(w->thread, NULL);
@@ -165,6 +178,8 @@ void gw_worker_free(gw_worker_t *w)
         event_free(w->stop_ev);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->rev_ev)
+        event_free(w->rev_ev);
     ups_pool_free(w->pool);
     if (w->base)
         event_base_free(w->base);

@@ -12,6 +12,8 @@ int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t e
 int gw_worker_start(gw_worker_t *w);
 /* Thread-safe: asks the worker to drain and exit its loop. */
 void gw_worker_stop(gw_worker_t *w);
+/* Thread-safe: the revocation set changed; re-check live connections. */
+void gw_worker_notify_revocation(gw_worker_t *w);
 void gw_worker_join(gw_worker_t *w);
 void gw_worker_free(gw_worker_t *w);
 

@@ -11,6 +11,7 @@
 struct tls_ctx {
     SSL_CTX *ssl;
     const cfg_t *cfg;
+    pol_mirror_t *mirror;
     STACK_OF(X509) **class_cas;   /* per class: the certificates of its bundle */
     size_t nclasses;
 };
@@ -235,6 +236,11 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
         goto fail;
     id->not_after_t = timegm(&tm);
     strftime(id->not_after, sizeof(id->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+    char entry[POL_REV_ENTRY_MAX];
+    int n = snprintf(entry, sizeof(entry), "%s:%s", class_name, id->serial);
+    id->rev_serial = pol_rev_key(entry, (size_t)n);
+    id->rev_fp = pol_rev_key(id->fingerprint, 64);
     return id;
 
 fail:
@@ -295,6 +301,18 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         set_fail(ssl, "identity extraction failed", 0);
         return 0;
     }
+    switch (tls_identity_revocation(t, id)) {
+    case TLS_REV_REVOKED:
+        tls_identity_release(id);
+        X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REVOKED);   /* alert certificate_revoked */
+        set_fail(ssl, "certificate revoked", 0);
+        return 0;
+    case TLS_REV_UNKNOWN:
+        tls_identity_release(id);
+        X509_STORE_CTX_set_error(x, X509_V_ERR_UNABLE_TO_GET_CRL);
+        set_fail(ssl, "revocation status unknown (Redis unavailable; failing closed)", 0);
+        return 0;
+    }
     tls_identity_release(SSL_SESSION_get_ex_data(sess, sess_idx));
     SSL_SESSION_set_ex_data(sess, sess_idx, id);
 
@@ -305,6 +323,26 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         life = id->not_after_t > now ? (long)(id->not_after_t - now) : 1;
     SSL_SESSION_set_timeout(sess, life);
     return 1;
+}
+
+void tls_ctx_set_mirror(tls_ctx_t *t, pol_mirror_t *m)
+{
+    t->mirror = m;
+}
+
+int tls_identity_revoked(tls_ctx_t *t, const tls_identity_t *id)
+{
+    return t->mirror && (pol_mirror_contains(t->mirror, &id->rev_serial) ||
+                         pol_mirror_contains(t->mirror, &id->rev_fp));
+}
+
+int tls_identity_revocation(tls_ctx_t *t, const tls_identity_t *id)
+{
+    if (!t->mirror)
+        return TLS_REV_OK;
+    if (!pol_mirror_usable(t->mirror))
+        return TLS_REV_UNKNOWN;
+    return tls_identity_revoked(t, id) ? TLS_REV_REVOKED : TLS_REV_OK;
 }
 
 tls_identity_t *tls_identity_get(SSL *ssl)

@@ -17,6 +17,8 @@
 #include <time.h>
 
 #include "../config/config.h"
+#include "../policy/mirror.h"
+#include "../policy/revocation.h"
 
 /* What the gateway knows about a verified client. Immutable once built;
  * shared by reference count between sessions and connections. */
@@ -33,6 +35,8 @@ typedef struct tls_identity {
     char *device_id;          /* NULL if the configured source gave none */
     char not_after[32];       /* RFC 3339 UTC */
     time_t not_after_t;
+    pol_rev_key_t rev_serial; /* digests of "<class>:<serial>" and of the fingerprint */
+    pol_rev_key_t rev_fp;
 } tls_identity_t;
 
 typedef struct tls_ctx tls_ctx_t;
@@ -41,6 +45,16 @@ typedef struct tls_ctx tls_ctx_t;
 tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen);
 void tls_ctx_free(tls_ctx_t *t);
 SSL_CTX *tls_ctx_ssl(tls_ctx_t *t);
+
+/* The revocation mirror consulted on every handshake (NULL: none). */
+void tls_ctx_set_mirror(tls_ctx_t *t, pol_mirror_t *m);
+
+enum tls_rev_status { TLS_REV_OK = 0, TLS_REV_REVOKED = 1, TLS_REV_UNKNOWN = 2 };
+/* Revocation status of an identity: revoked, or unknown when the mirror
+ * may not be relied on (fail_closed, or serve_stale past max_staleness). */
+int tls_identity_revocation(tls_ctx_t *t, const tls_identity_t *id);
+/* Only the revoked check, for requests on live connections. */
+int tls_identity_revoked(tls_ctx_t *t, const tls_identity_t *id);
 
 /* Why the last handshake on this SSL failed verification (or NULL). */
 const char *tls_verify_failure(SSL *ssl);

@@ -1,0 +1,631 @@
+/* policy/mirror: revocation mirror (table + usability) and its Redis sync. */
+#include "mirror.h"
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../gateway/log.h"
+
+/* ---- the table: 128-bit digests, linear probing, backward-shift delete ---- */
+
+typedef struct {
+    pol_rev_key_t *slots;   /* all-zero key = empty */
+    size_t cap, n;          /* cap is a power of two; n <= cap / 2 */
+} rtable_t;
+
+static int key_empty(const pol_rev_key_t *k)
+{
+    return k->h[0] == 0 && k->h[1] == 0;
+}
+
+static int key_eq(const pol_rev_key_t *a, const pol_rev_key_t *b)
+{
+    return a->h[0] == b->h[0] && a->h[1] == b->h[1];
+}
+
+static int rt_init(rtable_t *t, size_t cap)
+{
+    t->slots = calloc(cap, sizeof(*t->slots));
+    t->cap = t->slots ? cap : 0;
+    t->n = 0;
+    return t->slots ? 0 : -1;
+}
+
+static size_t rt_find(const rtable_t *t, const pol_rev_key_t *k)
+{
+    size_t mask = t->cap - 1, i = (size_t)k->h[0] & mask;
+    while (!key_empty(&t->slots[i]) && !key_eq(&t->slots[i], k))
+        i = (i + 1) & mask;
+    return i;
+}
+
+static int rt_contains(const rtable_t *t, const pol_rev_key_t *k)
+{
+    return t->cap && !key_empty(&t->slots[rt_find(t, k)]);
+}
+
+static int rt_add(rtable_t *t, const pol_rev_key_t *k);
+
+static int rt_grow(rtable_t *t)
+{
+    rtable_t g;
+    if (rt_init(&g, t->cap * 2) < 0)
+        return -1;
+    for (size_t i = 0; i < t->cap; i++)
+        if (!key_empty(&t->slots[i]))
+            rt_add(&g, &t->slots[i]);
+    free(t->slots);
+    *t = g;
+    return 0;
+}
+
+/* 1 added, 0 already there, -1 out of memory */
+static int rt_add(rtable_t *t, const pol_rev_key_t *k)
+{
+    if ((t->n + 1) * 2 > t->cap && rt_grow(t) < 0)
+        return -1;
+    size_t i = rt_find(t, k);
+    if (!key_empty(&t->slots[i]))
+        return 0;
+    t->slots[i] = *k;
+    t->n++;
+    return 1;
+}
+
+static int rt_del(rtable_t *t, const pol_rev_key_t *k)
+{
+    if (!t->cap)
+        return 0;
+    size_t mask = t->cap - 1, i = rt_find(t, k);
+    if (key_empty(&t->slots[i]))
+        return 0;
+    /* backward shift: move later members of the run into the hole when
+     * their home slot does not lie cyclically in (hole, j] */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (key_empty(&t->slots[j]))
+            break;
+        size_t home = (size_t)t->slots[j].h[0] & mask;
+        int in_range = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!in_range) {
+            t->slots[i] = t->slots[j];
+            i = j;
+        }
+    }
+    memset(&t->slots[i], 0, sizeof(t->slots[i]));
+    t->n--;
+    return 1;
+}
+
+/* ---- the mirror ---- */
+
+struct pol_mirror {
+    pthread_rwlock_t lock;
+    rtable_t t;
+    uint64_t gen;              /* atomic */
+    int64_t usable_until_ms;   /* atomic; monotonic ms; INT64_MAX while current */
+    /* written by the sync task only, read under the lock for status */
+    const char *state;
+    int ever_synced;
+    int64_t stale_since_ms;
+    int64_t last_sync_unix;
+    double last_load_ms;
+    int fail_closed;
+    uint64_t max_staleness_ms;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+pol_mirror_t *pol_mirror_new(const cfg_t *cfg)
+{
+    pol_mirror_t *m = calloc(1, sizeof(*m));
+    if (!m || rt_init(&m->t, 1024) < 0) {
+        free(m);
+        return NULL;
+    }
+    pthread_rwlock_init(&m->lock, NULL);
+    m->state = "loading";
+    m->fail_closed = cfg->revocation.fail_closed;
+    m->max_staleness_ms = cfg->revocation.max_staleness_ms;
+    return m;
+}
+
+void pol_mirror_free(pol_mirror_t *m)
+{
+    if (!m)
+        return;
+    pthread_rwlock_destroy(&m->lock);
+    free(m->t.slots);
+    free(m);
+}
+
+int pol_mirror_contains(pol_mirror_t *m, const pol_rev_key_t *k)
+{
+    pthread_rwlock_rdlock(&m->lock);
+    int r = rt_contains(&m->t, k);
+    pthread_rwlock_unlock(&m->lock);
+    return r;
+}
+
+int pol_mirror_usable(pol_mirror_t *m)
+{
+    return mono_ms() < __atomic_load_n(&m->usable_until_ms, __ATOMIC_ACQUIRE);
+}
+
+uint64_t pol_mirror_generation(pol_mirror_t *m)
+{
+    return __atomic_load_n(&m->gen, __ATOMIC_ACQUIRE);
+}
+
+void pol_mirror_status(pol_mirror_t *m, pol_mirror_status_t *st)
+{
+    pthread_rwlock_rdlock(&m->lock);
+    st->entries = m->t.n;
+    st->bytes = m->t.cap * sizeof(pol_rev_key_t);
+    st->state = m->state;
+    st->last_sync_unix = m->last_sync_unix;
+    st->last_load_ms = m->last_load_ms;
+    int64_t stale = m->stale_since_ms;
+    pthread_rwlock_unlock(&m->lock);
+    st->usable = pol_mirror_usable(m);
+    st->staleness_s = stale ? (double)(mono_ms() - stale) / 1000.0 : 0.0;
+    if (strcmp(st->state, "stale") == 0 && !st->usable)
+        st->state = "unavailable";
+}
+
+/* Sets the state (under the lock) and recomputes usability. */
+static void set_state(pol_mirror_t *m, const char *state)
+{
+    int64_t until;
+    pthread_rwlock_wrlock(&m->lock);
+    if (strcmp(state, "current") == 0) {
+        m->stale_since_ms = 0;
+        until = INT64_MAX;
+    } else {
+        if (!m->stale_since_ms)
+            m->stale_since_ms = mono_ms();
+        if (m->fail_closed || !m->ever_synced)
+            until = 0;
+        else
+            until = m->stale_since_ms + (int64_t)m->max_staleness_ms;
+    }
+    m->state = state;
+    pthread_rwlock_unlock(&m->lock);
+    __atomic_store_n(&m->usable_until_ms, until, __ATOMIC_RELEASE);
+}
+
+/* ---- sync task ---- */
+
+typedef struct pending {
+    struct pending *next;
+    int add;
+    pol_rev_key_t k;
+} pending_t;
+
+struct pol_revsync {
+    struct event_base *base;
+    const cfg_t *cfg;
+    pol_mirror_t *m;
+    void (*on_change)(void *);
+    void *arg;
+    redisAsyncContext *sub, *cmd;
+    int sub_ready, cmd_ready, subscribed;
+    int loading;
+    rtable_t load;             /* the table being loaded */
+    pending_t *pend, **pend_tail;   /* changes seen while loading, in order */
+    struct timespec load_start;
+    size_t load_bad;
+    struct event *retry, *resync, *cmd_timer, *stale_timer;
+    uint64_t backoff_ms;
+    int stopping;
+};
+
+static void sync_fail(pol_revsync_t *s, const char *why);
+static void start_load(pol_revsync_t *s);
+
+static void changed(pol_revsync_t *s)
+{
+    __atomic_add_fetch(&s->m->gen, 1, __ATOMIC_ACQ_REL);
+    if (s->on_change)
+        s->on_change(s->arg);
+}
+
+static void arm_ms(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(ev, &tv);
+}
+
+static void apply(pol_revsync_t *s, const char *msg, size_t len)
+{
+    if (len < 2 || (msg[0] != '+' && msg[0] != '-')) {
+        gw_log(GW_WARN, "action=revocation-sync", "ignored malformed message on %s", s->cfg->revocation.channel);
+        return;
+    }
+    char canon[POL_REV_ENTRY_MAX];
+    const char *err = NULL;
+    if (pol_rev_canon_entry(msg + 1, len - 1, canon, sizeof(canon), &err) < 0) {
+        gw_log(GW_WARN, "action=revocation-sync", "ignored message \"%.*s\": %s", (int)(len > 100 ? 100 : len), msg, err);
+        return;
+    }
+    int add = msg[0] == '+';
+    pol_rev_key_t k = pol_rev_key(canon, strlen(canon));
+    pthread_rwlock_wrlock(&s->m->lock);
+    int r = add ? rt_add(&s->m->t, &k) : rt_del(&s->m->t, &k);
+    pthread_rwlock_unlock(&s->m->lock);
+    if (r < 0)
+        gw_log(GW_ERR, "action=revocation-sync", "out of memory adding %s", canon);
+    if (s->loading) {   /* replayed onto the new table when the load ends */
+        pending_t *p = calloc(1, sizeof(*p));
+        if (p) {
+            p->add = add;
+            p->k = k;
+            *s->pend_tail = p;
+            s->pend_tail = &p->next;
+        } else {
+            s->load_bad++;
+        }
+    }
+    gw_log(GW_INFO, "action=revocation-sync", "%s %s", add ? "revoked" : "lifted", canon);
+    changed(s);
+}
+
+static void on_sub_msg(redisAsyncContext *ac, void *r, void *priv)
+{
+    pol_revsync_t *s = priv;
+    redisReply *rep = r;
+    if (!ac->data || !rep || s->stopping)
+        return;   /* the connection is being dropped */
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = rep->element[0]->str;
+    if (strcmp(kind, "subscribe") == 0) {
+        s->subscribed = 1;
+        gw_log(GW_INFO, "action=revocation-sync", "subscribed to %s", s->cfg->revocation.channel);
+        if (s->cmd_ready)
+            start_load(s);
+    } else if (strcmp(kind, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
+        apply(s, rep->element[2]->str, rep->element[2]->len);
+    }
+}
+
+static void free_pending(pol_revsync_t *s)
+{
+    while (s->pend) {
+        pending_t *p = s->pend;
+        s->pend = p->next;
+        free(p);
+    }
+    s->pend_tail = &s->pend;
+}
+
+static void finish_load(pol_revsync_t *s)
+{
+    for (pending_t *p = s->pend; p; p = p->next)
+        if ((p->add ? rt_add(&s->load, &p->k) : rt_del(&s->load, &p->k)) < 0)
+            s->load_bad++;
+    free_pending(s);
+    s->loading = 0;
+    event_del(s->cmd_timer);
+    if (s->load_bad) {
+        free(s->load.slots);
+        memset(&s->load, 0, sizeof(s->load));
+        sync_fail(s, "out of memory while loading the revocation set");
+        return;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - s->load_start.tv_sec) * 1e3 +
+                (double)(now.tv_nsec - s->load_start.tv_nsec) / 1e6;
+    pol_mirror_t *m = s->m;
+    pthread_rwlock_wrlock(&m->lock);
+    rtable_t old = m->t;
+    m->t = s->load;
+    m->ever_synced = 1;
+    m->last_sync_unix = (int64_t)time(NULL);
+    m->last_load_ms = ms;
+    size_t n = m->t.n;
+    pthread_rwlock_unlock(&m->lock);
+    free(old.slots);
+    memset(&s->load, 0, sizeof(s->load));
+    const char *was = m->state;
+    set_state(m, "current");
+    event_del(s->stale_timer);
+    gw_log(strcmp(was, "current") ? GW_INFO : GW_DEBUG, "action=revocation-sync",
+           "revocation mirror current: %zu entries loaded in %.1f ms (%zu KiB)", n, ms,
+           m->t.cap * sizeof(pol_rev_key_t) / 1024);
+    s->backoff_ms = 0;
+    changed(s);
+    arm_ms(s->resync, s->cfg->revocation.resync_interval_ms);
+}
+
+static void on_sscan(redisAsyncContext *ac, void *r, void *priv)
+{
+    pol_revsync_t *s = priv;
+    redisReply *rep = r;
+    if (!ac->data || s->stopping || !s->loading)
+        return;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        sync_fail(s, rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected SSCAN reply");
+        return;
+    }
+    redisReply *items = rep->element[1];
+    for (size_t i = 0; i < items->elements; i++) {
+        redisReply *it = items->element[i];
+        char canon[POL_REV_ENTRY_MAX];
+        const char *err = NULL;
+        if (it->type != REDIS_REPLY_STRING ||
+            pol_rev_canon_entry(it->str, it->len, canon, sizeof(canon), &err) < 0) {
+            gw_log(GW_WARN, "action=revocation-sync", "ignored malformed set member: %s",
+                   err ? err : "not a string");
+            continue;
+        }
+        pol_rev_key_t k = pol_rev_key(canon, strlen(canon));
+        if (rt_add(&s->load, &k) < 0)
+            s->load_bad++;
+    }
+    const char *cursor = rep->element[0]->str;
+    if (strcmp(cursor, "0") == 0) {
+        finish_load(s);
+        return;
+    }
+    arm_ms(s->cmd_timer, s->cfg->redis.command_timeout_ms);
+    redisAsyncCommand(s->cmd, on_sscan, s, "SSCAN %s %s COUNT 1000", s->cfg->revocation.key, cursor);
+}
+
+static void start_load(pol_revsync_t *s)
+{
+    if (s->loading || !s->cmd_ready || !s->subscribed)
+        return;
+    free(s->load.slots);
+    if (rt_init(&s->load, 1024) < 0) {
+        sync_fail(s, "out of memory");
+        return;
+    }
+    s->loading = 1;
+    s->load_bad = 0;
+    free_pending(s);
+    clock_gettime(CLOCK_MONOTONIC, &s->load_start);
+    arm_ms(s->cmd_timer, s->cfg->redis.command_timeout_ms);
+    redisAsyncCommand(s->cmd, on_sscan, s, "SSCAN %s 0 COUNT 1000", s->cfg->revocation.key);
+}
+
+static void on_resync(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_load(arg);
+}
+
+static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sync_fail(arg, "Redis did not answer in time");
+}
+
+static void on_stale_limit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pol_revsync_t *s = arg;
+    gw_log(GW_ERR, "action=revocation-sync",
+           "revocation mirror older than max_staleness: failing closed (new handshakes refused)");
+    changed(s);
+}
+
+/* Handshake replies (AUTH, SELECT): any error is fatal for this attempt. */
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    pol_revsync_t *s = priv;
+    redisReply *rep = r;
+    if (!ac->data || s->stopping)
+        return;
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        sync_fail(s, rep ? rep->str : "no reply to AUTH/SELECT");
+}
+
+static void on_select(redisAsyncContext *ac, void *r, void *priv)
+{
+    pol_revsync_t *s = priv;
+    redisReply *rep = r;
+    if (!ac->data || s->stopping)
+        return;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        sync_fail(s, rep ? rep->str : "no reply to SELECT");
+        return;
+    }
+    s->cmd_ready = 1;
+    event_del(s->cmd_timer);
+    if (s->subscribed)
+        start_load(s);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    pol_revsync_t *s = ac->data;
+    if (!s)
+        return;
+    if (ac == s->sub)
+        s->sub = NULL;
+    else if (ac == s->cmd)
+        s->cmd = NULL;
+    if (!s->stopping)
+        sync_fail(s, status == REDIS_OK ? "disconnected" : (ac->errstr[0] ? ac->errstr : "connection lost"));
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    pol_revsync_t *s = ac->data;
+    if (status != REDIS_OK) {
+        if (ac == s->sub)
+            s->sub = NULL;   /* hiredis frees a context whose connect failed */
+        else if (ac == s->cmd)
+            s->cmd = NULL;
+        if (!s->stopping)
+            sync_fail(s, ac->errstr[0] ? ac->errstr : "connect failed");
+        return;
+    }
+    if (ac == s->sub)
+        s->sub_ready = 1;
+}
+
+static redisAsyncContext *connect_one(pol_revsync_t *s)
+{
+    redisAsyncContext *ac = redisAsyncConnect(s->cfg->redis.host, s->cfg->redis.port);
+    if (!ac)
+        return NULL;
+    if (ac->err) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = s;
+    redisLibeventAttach(ac, s->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    const char *pw = s->cfg->redis.password_env ? getenv(s->cfg->redis.password_env) : NULL;
+    if (pw && *pw)
+        redisAsyncCommand(ac, on_setup_reply, s, "AUTH %s", pw);
+    return ac;
+}
+
+static void sync_connect(pol_revsync_t *s)
+{
+    s->sub_ready = s->cmd_ready = s->subscribed = 0;
+    s->sub = connect_one(s);
+    s->cmd = connect_one(s);
+    if (!s->sub || !s->cmd) {
+        sync_fail(s, "cannot create a Redis connection");
+        return;
+    }
+    redisAsyncCommand(s->sub, on_sub_msg, s, "SUBSCRIBE %s", s->cfg->revocation.channel);
+    redisAsyncCommand(s->cmd, on_select, s, "SELECT %d", s->cfg->redis.db);
+    /* the connect and setup are bounded by the connect timeout */
+    arm_ms(s->cmd_timer, s->cfg->redis.connect_timeout_ms + s->cfg->redis.command_timeout_ms);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pol_revsync_t *s = arg;
+    if (!s->sub && !s->cmd)
+        sync_connect(s);
+}
+
+static void drop_connections(pol_revsync_t *s)
+{
+    redisAsyncContext *sub = s->sub, *cmd = s->cmd;
+    s->sub = s->cmd = NULL;
+    /* Free, not Disconnect: pending callbacks run with NULL replies and see
+     * that the connection is gone; the disconnect callback finds no owner. */
+    if (sub) {
+        sub->data = NULL;
+        redisAsyncFree(sub);
+    }
+    if (cmd) {
+        cmd->data = NULL;
+        redisAsyncFree(cmd);
+    }
+}
+
+static void sync_fail(pol_revsync_t *s, const char *why)
+{
+    if (s->stopping)
+        return;
+    int was_current = strcmp(s->m->state, "current") == 0;
+    int was_loading = s->loading;
+    s->loading = 0;
+    free_pending(s);
+    free(s->load.slots);
+    memset(&s->load, 0, sizeof(s->load));
+    event_del(s->cmd_timer);
+    event_del(s->resync);
+    drop_connections(s);
+    s->sub_ready = s->cmd_ready = s->subscribed = 0;
+    if (!s->m->ever_synced)
+        set_state(s->m, "loading");
+    else
+        set_state(s->m, "stale");
+    const cfg_revocation_t *rc = &s->cfg->revocation;
+    if (was_current || (was_loading && s->backoff_ms == 0)) {
+        if (rc->fail_closed || !s->m->ever_synced)
+            gw_log(GW_ERR, "action=revocation-sync",
+                   "Redis unavailable (%s): revocation mirror not current; failing closed (new handshakes refused)", why);
+        else
+            gw_log(GW_WARN, "action=revocation-sync",
+                   "Redis unavailable (%s): serving the last revocation mirror for up to %llu ms", why,
+                   (unsigned long long)rc->max_staleness_ms);
+        if (!rc->fail_closed && s->m->ever_synced) {
+            event_del(s->stale_timer);
+            arm_ms(s->stale_timer, rc->max_staleness_ms);
+        }
+        changed(s);
+    } else {
+        gw_log(GW_DEBUG, "action=revocation-sync", "Redis still unavailable: %s", why);
+    }
+    /* exponential backoff with jitter, 100 ms .. 5 s */
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
+    if (s->backoff_ms > 5000)
+        s->backoff_ms = 5000;
+    uint64_t jitter = (uint64_t)(rand() % 100);
+    arm_ms(s->retry, s->backoff_ms + jitter);
+}
+
+pol_revsync_t *pol_revsync_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *m,
+                                 void (*on_change)(void *arg), void *arg)
+{
+    pol_revsync_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->base = base;
+    s->cfg = cfg;
+    s->m = m;
+    s->on_change = on_change;
+    s->arg = arg;
+    s->pend_tail = &s->pend;
+    s->retry = evtimer_new(base, on_retry, s);
+    s->resync = evtimer_new(base, on_resync, s);
+    s->cmd_timer = evtimer_new(base, on_cmd_timeout, s);
+    s->stale_timer = evtimer_new(base, on_stale_limit, s);
+    if (!s->retry || !s->resync || !s->cmd_timer || !s->stale_timer) {
+        pol_revsync_stop(s);
+        return NULL;
+    }
+    gw_log(GW_INFO, "action=revocation-sync", "revocation set %s on redis %s:%d db %d; on_redis_unavailable: %s",
+           cfg->revocation.key, cfg->redis.host, cfg->redis.port, cfg->redis.db,
+           cfg->revocation.fail_closed ? "fail_closed" : "serve_stale");
+    sync_connect(s);
+    return s;
+}
+
+void pol_revsync_stop(pol_revsync_t *s)
+{
+    if (!s)
+        return;
+    s->stopping = 1;
+    drop_connections(s);
+    free_pending(s);
+    free(s->load.slots);
+    if (s->retry)
+        event_free(s->retry);
+    if (s->resync)
+        event_free(s->resync);
+    if (s->cmd_timer)
+        event_free(s->cmd_timer);
+    if (s->stale_timer)
+        event_free(s->stale_timer);
+    free(s);
+}

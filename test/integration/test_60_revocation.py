@@ -1,0 +1,292 @@
+"""Revocation enforcement: new, resumed and live connections; Redis outages.
+
+Each test owns a redis-server (so it can be killed) and a gateway pointed at
+it. Revocations are written the way every writer must: SADD + PUBLISH in
+one MULTI (see docs/revocation.md)."""
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+from harness import (H_SERIAL, REFUSAL_ERRORS, SetupError, build_request, check, eq, fail,
+                     free_port, kill_group, spawn, test, upstream_info, wait_tcp)
+
+KEY = "portcullis:revoked"
+CHANNEL = "portcullis:revocations"
+
+
+class Redis:
+    def __init__(self, env, port=None, rdb_dir=None):
+        self.env = env
+        self.port = port or free_port()
+        self.dir = rdb_dir or os.path.join(env.tmp, "redis-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = None
+
+    def start(self):
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise SetupError("redis-server not installed")
+        log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.proc = spawn([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--dir", self.dir, "--dbfilename", "dump.rdb"],
+                          stdout=log, stderr=log)
+        log.close()
+        wait_tcp(self.port, self.proc, 10, "redis-server")
+        return self
+
+    def stop(self):
+        kill_group(self.proc, 3, )
+        self.proc = None
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            fail("redis-cli %s: %s" % (args, r.stderr))
+        return r.stdout.strip()
+
+    def revoke(self, entry, publish=True):
+        cmds = "MULTI\nSADD %s %s\n%sEXEC\n" % (KEY, entry, "PUBLISH %s +%s\n" % (CHANNEL, entry) if publish else "")
+        r = subprocess.run(["redis-cli", "-p", str(self.port)], input=cmds, capture_output=True,
+                           text=True, timeout=10)
+        check(r.returncode == 0, "redis-cli failed: %s" % r.stderr)
+
+    def lift(self, entry):
+        cmds = "MULTI\nSREM %s %s\nPUBLISH %s -%s\nEXEC\n" % (KEY, entry, CHANNEL, entry)
+        subprocess.run(["redis-cli", "-p", str(self.port)], input=cmds, capture_output=True,
+                       text=True, timeout=10)
+
+
+def _gateway(env, name, redis, extra=None):
+    over = {"redis": {"address": "127.0.0.1:%d" % redis.port, "connect_timeout": "500ms",
+                      "command_timeout": "500ms"},
+            "revocation": {"resync_interval": "30s"}}
+    for k, v in (extra or {}).items():
+        over.setdefault(k, {}).update(v)
+    return env.start_gateway(name, env.config(over))
+
+
+def _entry(env, cert="device"):
+    return "device:" + env.identity(cert, "device")[H_SERIAL]
+
+
+def _ok(env, gw, cert="device", **kw):
+    resp, why = env.attempt(gw, cert, **kw)
+    return resp is not None and resp.status == 200
+
+
+def _wait(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+@test("revoked certificate: new handshakes refused within 1 s, others unaffected")
+def _(env):
+    r = Redis(env).start()
+    gw = _gateway(env, "rev-new", r)
+    try:
+        check(_ok(env, gw, "device"), "device cert not served before revocation")
+        t0 = time.monotonic()
+        r.revoke(_entry(env))
+        check(_wait(lambda: not _ok(env, gw, "device"), 1.0),
+              "revoked cert still served after 1 s")
+        check(time.monotonic() - t0 < 1.5, "took too long")
+        resp, why = env.attempt(gw, "device")
+        check(resp is None, "revoked cert got an HTTP response: %r" % (resp,))
+        check(_ok(env, gw, "device2"), "another device cert was refused")
+        check("certificate revoked" in "\n".join(gw.log_tail(50)), "refusal reason not logged")
+    finally:
+        gw.stop()
+        r.stop()
+
+
+@test("revocation by fingerprint, and lifting it, take effect")
+def _(env):
+    r = Redis(env).start()
+    gw = _gateway(env, "rev-fp", r)
+    try:
+        fp = env.identity("device2", "device")["X-Client-Cert-Fingerprint"]
+        r.revoke(fp)
+        check(_wait(lambda: not _ok(env, gw, "device2"), 1.0), "fingerprint revocation not applied")
+        check(_ok(env, gw, "device"), "other cert refused")
+        r.lift(fp)
+        check(_wait(lambda: _ok(env, gw, "device2"), 1.0), "lifting did not restore access")
+    finally:
+        gw.stop()
+        r.stop()
+
+
+def _session(env, gw, version):
+    ctx = env.client_context("device", max_version=version, min_version=version)
+    with env.connect(gw, ctx=ctx) as c:
+        resp = c.request("GET", "/before")
+        eq(resp.status, 200, "status before revocation")
+        return ctx, c.session
+
+
+def _resume(env, gw, ctx, session):
+    """(resumed?, response or None)"""
+    try:
+        c = env.connect(gw, ctx=ctx, session=session)
+    except REFUSAL_ERRORS:
+        return False, None
+    with c:
+        reused = c.session_reused
+        try:
+            return reused, c.request("GET", "/after")
+        except REFUSAL_ERRORS:
+            return reused, None
+
+
+@test("sessions from before a revocation cannot be resumed into a request (TLS 1.3 and 1.2)")
+def _(env):
+    r = Redis(env).start()
+    gw = _gateway(env, "rev-resume", r)
+    try:
+        sessions = {}
+        for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            ctx, sess = _session(env, gw, v)
+            reused, resp = _resume(env, gw, ctx, sess)
+            check(reused and resp is not None and resp.status == 200,
+                  "%s: resumption did not work before revocation" % v.name)
+            ctx2, sess2 = _session(env, gw, v)
+            sessions[v] = (ctx2, sess2)
+        before = env.upstream_count()
+        r.revoke(_entry(env))
+        time.sleep(0.5)
+        for v, (ctx, sess) in sessions.items():
+            reused, resp = _resume(env, gw, ctx, sess)
+            check(resp is None, "%s: resumed session of a revoked cert got %r" % (v.name, resp))
+        eq(env.upstream_count(), before, "requests that reached the upstream after revocation")
+    finally:
+        gw.stop()
+        r.stop()
+
+
+@test("open keep-alive connection of a revoked certificate is closed within 1 s")
+def _(env):
+    r = Redis(env).start()
+    gw = _gateway(env, "rev-live", r)
+    try:
+        c = env.connect(gw, "device")
+        c2 = env.connect(gw, "device2")
+        eq(c.request("GET", "/live").status, 200, "first request")
+        eq(c2.request("GET", "/live").status, 200, "first request (device2)")
+        t0 = time.monotonic()
+        r.revoke(_entry(env))
+        closed = c.is_closed(timeout=1.0)
+        check(closed and time.monotonic() - t0 <= 1.2, "connection still open 1 s after revocation")
+        eq(c2.request("GET", "/live").status, 200, "unrevoked connection still served")
+        c.close()
+        c2.close()
+    finally:
+        gw.stop()
+        r.stop()
+
+
+@test("a response in progress completes before the revoked connection closes")
+def _(env):
+    r = Redis(env).start()
+    gw = _gateway(env, "rev-inflight", r)
+    try:
+        c = env.connect(gw, "device")
+        c.send(build_request("GET", "/slow?ms=800", bearer=env.bearer))
+        time.sleep(0.2)
+        r.revoke(_entry(env))
+        resp = c.read_response(timeout=5)
+        eq(resp.status, 200, "in-flight response")
+        check(c.is_closed(timeout=1.0), "connection not closed after the response")
+        c.close()
+    finally:
+        gw.stop()
+        r.stop()
+
+
+@test("revocation written while the gateway was disconnected is applied after reconnect")
+def _(env):
+    r = Redis(env).start()
+    gw = _gateway(env, "rev-offline", r, {"revocation": {"on_redis_unavailable": "serve_stale",
+                                                         "max_staleness": "1m"}})
+    try:
+        check(_ok(env, gw, "device"), "not served at first")
+        port, d = r.port, r.dir
+        r.stop()
+        # an entry written while the gateway cannot see Redis, and never published
+        seed = Redis(env).start()
+        seed.revoke(_entry(env), publish=False)
+        seed.cli("SAVE")
+        shutil.copy(os.path.join(seed.dir, "dump.rdb"), os.path.join(d, "dump.rdb"))
+        seed.stop()
+        check(_ok(env, gw, "device"), "serve_stale: refused while Redis is down")
+        r = Redis(env, port=port, rdb_dir=d).start()
+        check(_wait(lambda: not _ok(env, gw, "device"), 8.0),
+              "entry written while disconnected not applied after reconnect")
+        check(_ok(env, gw, "device2"), "other cert refused after re-sync")
+    finally:
+        gw.stop()
+        r.stop()
+
+
+@test("Redis down, fail_closed: new handshakes refused; restarted: served again")
+def _(env):
+    r = Redis(env).start()
+    gw = _gateway(env, "rev-failclosed", r)
+    try:
+        check(_ok(env, gw, "device"), "not served at first")
+        port, d = r.port, r.dir
+        r.stop()
+        check(_wait(lambda: not _ok(env, gw, "device"), 2.0), "fail_closed: still served with Redis down")
+        log = "\n".join(gw.log_tail(60))
+        check("failing closed" in log, "transition to fail-closed not logged")
+        r = Redis(env, port=port, rdb_dir=d).start()
+        check(_wait(lambda: _ok(env, gw, "device"), 8.0), "not served again after Redis came back")
+    finally:
+        gw.stop()
+        r.stop()
+
+
+@test("Redis down, serve_stale: served until max_staleness, then refused")
+def _(env):
+    r = Redis(env).start()
+    gw = _gateway(env, "rev-stale", r, {"revocation": {"on_redis_unavailable": "serve_stale",
+                                                       "max_staleness": "2s"}})
+    try:
+        r.revoke(_entry(env, "device2"))
+        check(_wait(lambda: not _ok(env, gw, "device2"), 1.0), "revocation not applied")
+        r.stop()
+        time.sleep(0.3)
+        check(_ok(env, gw, "device"), "serve_stale: refused right after Redis went down")
+        check(not _ok(env, gw, "device2"), "serve_stale: stale mirror forgot a revocation")
+        check(_wait(lambda: not _ok(env, gw, "device"), 3.5), "still served after max_staleness")
+        log = "\n".join(gw.log_tail(60))
+        check("serving the last revocation mirror" in log, "serve_stale transition not logged")
+    finally:
+        gw.stop()
+        r.stop()
+
+
+@test("two gateways on one Redis both enforce a revocation")
+def _(env):
+    r = Redis(env).start()
+    a = _gateway(env, "rev-fleet-a", r)
+    b = _gateway(env, "rev-fleet-b", r)
+    try:
+        check(_ok(env, a, "device") and _ok(env, b, "device"), "not served at first")
+        r.revoke(_entry(env))
+        check(_wait(lambda: not _ok(env, a, "device") and not _ok(env, b, "device"), 1.0),
+              "one of the gateways still serves the revoked cert")
+        r.lift(_entry(env))
+        check(_wait(lambda: _ok(env, a, "device") and _ok(env, b, "device"), 1.0),
+              "lifting not applied on both")
+    finally:
+        a.stop()
+        b.stop()
+        r.stop()
