@@ -7,19 +7,19 @@ CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Wall -Wextra -Werro
               -I$(LLHTTP_INC) -fno-strict-aliasing
 OPT     ?= -O2
 CFLAGS  ?=
-LIBS    = -lssl -lcrypto -levent -levent_pthreads -lyaml -lhiredis -lpthread
+LIBS    = -lssl -lcrypto -levent -levent_pthreads -lyaml -lhiredis -ljansson -lpthread
 SAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRC_CORE = config/config.c config/config_check.c tls/tls.c policy/route.c policy/revocation.c policy/mirror.c \
+SRC_CORE = config/config.c config/config_check.c tls/tls.c policy/route.c policy/revocation.c policy/mirror.c policy/revstore.c \
            upstream/http.c upstream/proxy.c gateway/log.c
-SRC_GW   = gateway/main.c gateway/worker.c gateway/conn.c
+SRC_GW   = gateway/main.c gateway/worker.c gateway/conn.c gateway/admin.c gateway/cli.c
 LLHTTP   = $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
-HDRS     = $(wildcard */*.h)
+HDRS     = $(wildcard config/*.h gateway/*.h policy/*.h tls/*.h upstream/*.h)
 
 UNIT_TESTS = $(patsubst test/unit/%.c,%,$(wildcard test/unit/test_*.c))
 
 .PHONY: all asan test unit deps run clean compare
-all: build/portcullis
+all: build/portcullis build/portcullis-bench
 
 build/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
@@ -45,7 +45,7 @@ build/asan/test_%: test/unit/test_%.c $(SRC_CORE) $(HDRS) $(LLHTTP_ASAN_OBJ)
 	@mkdir -p build/asan
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) $(CFLAGS) $< $(SRC_CORE) $(LLHTTP_ASAN_OBJ) -o $@ $(LIBS)
 
-asan: build/asan/portcullis $(addprefix build/asan/,$(UNIT_TESTS))
+asan: build/asan/portcullis $(addprefix build/asan/,$(UNIT_TESTS)) build/asan/test_bench
 
 deps:
 	@scripts/deps.sh
@@ -64,3 +64,6 @@ run:
 
 clean:
 	rm -rf build
+
+# The bundled load generator (bench/README.md).
+include bench/bench.mk

@@ -834,6 +834,93 @@ static void parse_redis(ctx_t *c, yaml_node_t *n)
     opt_dur(c, &f[4], "redis", DAY_MS, &r->command_timeout_ms);
 }
 
+/* A Redis key or channel name: printable, no spaces, 1..200 bytes. */
+static void opt_redis_name(ctx_t *c, fld_t *f, const char *parent, char **out)
+{
+    char p[PATHLEN];
+    const char *s;
+    if (!f->val || !(s = scalar(c, f->val, pk(p, parent, f->name), "a Redis key name")))
+        return;
+    if (strlen(s) > 200 || !cfgp_printable(s)) {
+        err(c, f->val, p, "expected a Redis key name of 1..200 characters without spaces or "
+            "control characters, got \"%.60s\"", s);
+        return;
+    }
+    free(*out);
+    *out = xstrdup(s);
+}
+
+static void parse_revocation(ctx_t *c, yaml_node_t *n)
+{
+    static const char *const modes[] = {"fail_closed", "serve_stale"};
+    enum { KEY, CHANNEL, RESYNC, UNAVAILABLE, STALENESS };
+    cfg_revocation_t *r = &c->cfg->revocation;
+    fld_t f[] = {F("key"), F("channel"), F("resync_interval"), F("on_redis_unavailable"),
+                 F("max_staleness")};
+    uint64_t v;
+    int mode;
+    if (map_fields(c, n, "revocation", f, NF(f)) < 0)
+        return;
+    opt_redis_name(c, &f[KEY], "revocation", &r->key);
+    opt_redis_name(c, &f[CHANNEL], "revocation", &r->channel);
+    if (f[RESYNC].val &&
+        get_num(c, f[RESYNC].val, "revocation.resync_interval", 'd', 1, DAY_MS, &v) == 0) {
+        if (v < 1000)
+            err(c, f[RESYNC].val, "revocation.resync_interval", "must be at least 1s (a full "
+                "re-sync reads the whole set), got \"%.60s\"",
+                (const char *)f[RESYNC].val->data.scalar.value);
+        else
+            r->resync_interval_ms = v;
+    }
+    if (f[UNAVAILABLE].val && get_enum(c, f[UNAVAILABLE].val, "revocation.on_redis_unavailable",
+                                       modes, NF(modes), &mode) == 0)
+        r->fail_closed = mode == 0;
+    opt_dur(c, &f[STALENESS], "revocation", DAY_MS, &r->max_staleness_ms);
+}
+
+static void parse_admin(ctx_t *c, yaml_node_t *n)
+{
+    enum { LISTEN, TOKEN_ENV, MAX_BODY };
+    cfg_t *cfg = c->cfg;
+    cfg_admin_t *a = &cfg->admin;
+    fld_t f[] = {F("listen"), F("token_env"), F("max_body_bytes")};
+    const char *s;
+    uint64_t v;
+    if (map_fields(c, n, "admin", f, NF(f)) < 0)
+        return;
+    a->enabled = 1;
+    if (f[LISTEN].val) {
+        cfg_addr_t addr;
+        if (get_addr(c, f[LISTEN].val, "admin.listen", 0, &addr, NULL, 0, NULL) == 0) {
+            free(a->listen.text);
+            a->listen = addr;
+        }
+    }
+    for (size_t i = 0; a->listen.text && i < cfg->nlisteners; i++) {
+        cfg_addr_t *l = &cfg->listeners[i];
+        if (l->text && l->addrlen == a->listen.addrlen &&
+            !memcmp(&l->addr, &a->listen.addr, l->addrlen)) {
+            err(c, f[LISTEN].val ? f[LISTEN].val : n, "admin.listen", "the admin listener "
+                "needs its own address (listeners[%zu] uses %s)", i, l->text);
+            break;
+        }
+    }
+    if (f[TOKEN_ENV].val && (s = scalar(c, f[TOKEN_ENV].val, "admin.token_env",
+                                        "an environment variable name"))) {
+        if (!cfgp_valid_env_name(s)) {
+            err(c, f[TOKEN_ENV].val, "admin.token_env", "expected an environment variable "
+                "name like PORTCULLIS_ADMIN_TOKEN (not the token itself), got \"%.60s\"", s);
+        } else {
+            free(a->token_env);
+            a->token_env = xstrdup(s);
+        }
+    }
+    if (f[MAX_BODY].val &&
+        get_num(c, f[MAX_BODY].val, "admin.max_body_bytes", 's', 1024, 16 * 1024 * 1024,
+                &v) == 0)
+        a->max_body_bytes = (uint32_t)v;
+}
+
 static void parse_logging(ctx_t *c, yaml_node_t *n)
 {
     static const char *const levels[] = {"error", "warn", "info", "debug"};
@@ -852,9 +939,10 @@ static void parse_logging(ctx_t *c, yaml_node_t *n)
 static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
-           LOGGING };
+           REVOCATION, ADMIN, LOGGING };
     fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
-                 F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("logging")};
+                 F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
+                 F("admin"), F("logging")};
     if (map_fields(c, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -874,6 +962,10 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_routes(c, f[ROUTES].val);
     if (f[REDIS].val)
         parse_redis(c, f[REDIS].val);
+    if (f[REVOCATION].val)
+        parse_revocation(c, f[REVOCATION].val);
+    if (f[ADMIN].val)
+        parse_admin(c, f[ADMIN].val);
     if (f[LOGGING].val)
         parse_logging(c, f[LOGGING].val);
 }
@@ -909,6 +1001,16 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->redis.db = 0;
     cfg->redis.connect_timeout_ms = 1000;
     cfg->redis.command_timeout_ms = 1000;
+    cfg->revocation.key = xstrdup("portcullis:revoked");
+    cfg->revocation.channel = xstrdup("portcullis:revocations");
+    cfg->revocation.resync_interval_ms = 300000;
+    cfg->revocation.fail_closed = 1;
+    cfg->revocation.max_staleness_ms = 300000;
+    cfg->admin.enabled = 0; /* set when the admin section is present */
+    if (cfg_parse_addr("127.0.0.1:9444", 0, &cfg->admin.listen) < 0)
+        abort();
+    cfg->admin.token_env = xstrdup("PORTCULLIS_ADMIN_TOKEN");
+    cfg->admin.max_body_bytes = 64 * 1024;
     cfg->logging.level = CFG_LOG_INFO;
     cfg->logging.format = CFG_LOG_TEXT;
     cfg->logging.access = 1;

@@ -531,6 +531,10 @@ void cfg_free(cfg_t *cfg)
     free(cfg->routes);
     free(cfg->redis.host);
     free(cfg->redis.password_env);
+    free(cfg->revocation.key);
+    free(cfg->revocation.channel);
+    free(cfg->admin.listen.text);
+    free(cfg->admin.token_env);
     free(cfg);
 }
 

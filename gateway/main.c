@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "cli.h"
 #include "gateway.h"
 #include "log.h"
 #include "worker.h"
@@ -19,6 +21,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: portcullis -c FILE          run the gateway in the foreground\n"
             "       portcullis --check -c FILE  validate FILE; print OK (exit 0) or every error (exit 2)\n"
+            "       portcullis revoke -c FILE (--class C --serial S | --fingerprint F) [--reason R]\n"
+            "       portcullis unrevoke -c FILE (--class C --serial S | --fingerprint F)\n"
+            "       portcullis revocations -c FILE [--cursor N] [--count N]\n"
             "       portcullis --version\n"
             "       portcullis --help\n"
             "\n"
@@ -31,6 +36,7 @@ static void usage(FILE *f)
 typedef struct {
     struct event_base *base;
     pol_revsync_t *sync;
+    gw_admin_t *admin;
     pthread_t thread;
     gw_worker_t *workers;
     int nworkers;
@@ -87,6 +93,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    if (argc > 1 && gw_cli_is_command(argv[1]))
+        return gw_cli_main(argv[1], argc - 1, argv + 1);
     const char *path = NULL;
     int check = 0, o;
     while ((o = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
@@ -151,6 +159,13 @@ int main(int argc, char **argv)
     }
     if (rc == 0) {
         ctl.sync = pol_revsync_start(ctl.base, cfg, rt.mirror, on_revocation_change, &ctl);
+        if (cfg->admin.enabled) {
+            ctl.admin = gw_admin_start(ctl.base, cfg, rt.mirror, err, sizeof(err));
+            if (!ctl.admin) {
+                gw_log(GW_ERR, NULL, "admin listener: %s", err);
+                exit(2);
+            }
+        }
         if (!ctl.sync || pthread_create(&ctl.thread, NULL, control_main, &ctl) != 0) {
             gw_log(GW_ERR, NULL, "cannot start the revocation sync");
             exit(1);
@@ -188,6 +203,7 @@ int main(int argc, char **argv)
             gw_worker_join(&workers[i]);
         event_base_loopbreak(ctl.base);
         pthread_join(ctl.thread, NULL);
+        gw_admin_free(ctl.admin);
         pol_revsync_stop(ctl.sync);
         gw_log(GW_INFO, NULL, "stopped");
     }

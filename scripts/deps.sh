@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages portcullis builds, tests and runs with, if missing.
 set -euo pipefail
-pkgs=(build-essential pkg-config libssl-dev libevent-dev libhiredis-dev libyaml-dev
+pkgs=(build-essential pkg-config libssl-dev libevent-dev libhiredis-dev libjansson-dev libyaml-dev
       node-llhttp redis-server python3 openssl curl ca-certificates procps)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,7 +2,8 @@
 # `make test`: installs what is missing, builds, and runs every test:
 #   1. unit tests (built with ASan+UBSan),
 #   2. the integration suite against build/portcullis,
-#   3. the integration suite again against the ASan+UBSan build.
+#   3. the integration suite again against the ASan+UBSan build,
+#   4. the bench tool's end-to-end test against the gateway.
 # The integration harness starts its own redis-server, test upstreams and
 # gateways on free loopback ports, with a PKI generated at test time.
 # Ends with one line: "N passed, N failed".
@@ -56,6 +57,8 @@ if [ "$unit_only" -eq 0 ]; then
     suite "integration" env PORTCULLIS_BIN=build/portcullis test/run-integration.sh
     suite "integration (ASan+UBSan)" env PORTCULLIS_BIN=build/asan/portcullis \
         PORTCULLIS_TEST_SANITIZED=1 test/run-integration.sh
+    suite "bench tool integration" env PORTCULLIS_BIN=build/portcullis \
+        PORTCULLIS_BENCH_BIN=build/portcullis-bench /usr/bin/python3 bench/test_bench_integration.py
 fi
 echo
 if [ "$skipped" -gt 0 ]; then

@@ -265,6 +265,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("X-Body-Sha256", digest)
         self.send_header("X-Body-Length", str(n))
         self.end_headers()
+        if self.command == "HEAD":
+            self.wfile.flush()
+            return
         step = 65536
         for off in range(0, n, step):
             piece = data[off:off + step]

@@ -616,7 +616,10 @@ void ups_exchange_free(ups_exchange_t *x)
 {
     if (!x)
         return;
+    /* not after HEAD: a server that wrongly sends a body would desynchronise
+     * the next exchange on the connection */
     int reusable = x->state == X_DONE && x->complete && x->request_done && !x->eof_framing &&
+                   !x->head_request &&
                    evbuffer_get_length(x->out) == 0 && llhttp_should_keep_alive(&x->parser) &&
                    x->fd >= 0;
     if (reusable) {

@@ -472,8 +472,10 @@ REFUSAL_ERRORS = (ssl.SSLError, ConnectionClosed, ConnectionResetError, BrokenPi
 # Processes
 
 class Gateway:
-    def __init__(self, env, name, config):
+    def __init__(self, env, name, config, environ=None):
+        """environ: extra environment variables for the gateway process."""
         self.env, self.name, self.config = env, name, config
+        self.environ = dict(environ or {})
         self.port = int(config["listeners"][0]["address"].rsplit(":", 1)[1])
         self.config_path = os.path.join(env.tmp, "gw-%s.yaml" % name)
         self.log_path = os.path.join(env.tmp, "gw-%s.log" % name)
@@ -490,7 +492,8 @@ class Gateway:
         log = open(self.log_path, "ab")
         try:
             self.proc = spawn([BINARY, "-c", self.config_path], cwd=self.env.tmp,
-                              stdout=log, stderr=log)
+                              stdout=log, stderr=log,
+                              env=dict(os.environ, **self.environ) if self.environ else None)
         finally:
             log.close()
         try:
@@ -733,9 +736,10 @@ class Env:
         self.gateways[scenario] = gw
         return gw
 
-    def start_gateway(self, name, config):
-        """A private gateway a test owns (stop it with gw.stop())."""
-        gw = Gateway(self, name, config)
+    def start_gateway(self, name, config, environ=None):
+        """A private gateway a test owns (stop it with gw.stop()); environ adds
+        environment variables to its process."""
+        gw = Gateway(self, name, config, environ)
         gw.start()
         return gw
 

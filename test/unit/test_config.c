@@ -454,6 +454,19 @@ static void test_defaults(const char *pki, const char *tmp)
         check(!strcmp(r->host, "127.0.0.1") && r->port == 6379 && r->password_env == NULL &&
                   r->db == 0 && r->connect_timeout_ms == 1000 && r->command_timeout_ms == 1000,
               "default redis", "host=%s port=%d", r->host, r->port);
+        cfg_revocation_t *rv = &cfg->revocation;
+        check(rv->key && !strcmp(rv->key, "portcullis:revoked") && rv->channel &&
+                  !strcmp(rv->channel, "portcullis:revocations") &&
+                  rv->resync_interval_ms == 300000 && rv->fail_closed == 1 &&
+                  rv->max_staleness_ms == 300000,
+              "default revocation", "key=%s fail_closed=%d", rv->key ? rv->key : "(null)",
+              rv->fail_closed);
+        cfg_admin_t *ad = &cfg->admin;
+        check(ad->enabled == 0 && ad->listen.text && !strcmp(ad->listen.text, "127.0.0.1:9444") &&
+                  addr_is(&ad->listen, AF_INET, "127.0.0.1", 9444) && ad->token_env &&
+                  !strcmp(ad->token_env, "PORTCULLIS_ADMIN_TOKEN") &&
+                  ad->max_body_bytes == 65536,
+              "default admin (disabled)", "enabled=%d", ad->enabled);
         check(cfg->logging.level == CFG_LOG_INFO && cfg->logging.format == CFG_LOG_TEXT &&
                   cfg->logging.access == 1,
               "default logging", "level=%d", cfg->logging.level);
@@ -507,6 +520,9 @@ static const char full_yaml[] =
     "    allow_classes: [device, boot-strap_2]\n"
     "    require_bearer: false\n"
     "redis: {address: \"[::1]:6380\", db: 15, password_env: REDIS_PW}\n"
+    "revocation: {key: \"rev:set\", channel: rev-chan, resync_interval: 1s,\n"
+    "             on_redis_unavailable: serve_stale, max_staleness: 1h}\n"
+    "admin: {listen: \"[::1]:9555\", token_env: ADMIN_TOK, max_body_bytes: 1k}\n"
     "logging: {level: debug, format: json, access: false}\n";
 
 static void test_full(const char *pki, const char *tmp)
@@ -558,9 +574,40 @@ static void test_full(const char *pki, const char *tmp)
         check(!strcmp(cfg->redis.host, "::1") && cfg->redis.port == 6380 &&
                   cfg->redis.db == 15 && !strcmp(cfg->redis.password_env, "REDIS_PW"),
               "redis settings", "host=%s", cfg->redis.host);
+        check(!strcmp(cfg->revocation.key, "rev:set") &&
+                  !strcmp(cfg->revocation.channel, "rev-chan") &&
+                  cfg->revocation.resync_interval_ms == 1000 &&
+                  cfg->revocation.fail_closed == 0 &&
+                  cfg->revocation.max_staleness_ms == 3600000,
+              "revocation settings", "key=%s", cfg->revocation.key);
+        check(cfg->admin.enabled == 1 && addr_is(&cfg->admin.listen, AF_INET6, "::1", 9555) &&
+                  !strcmp(cfg->admin.token_env, "ADMIN_TOK") && cfg->admin.max_body_bytes == 1024,
+              "admin settings", "enabled=%d", cfg->admin.enabled);
         check(cfg->logging.level == CFG_LOG_DEBUG && cfg->logging.format == CFG_LOG_JSON &&
                   cfg->logging.access == 0,
               "logging settings", "level=%d", cfg->logging.level);
+    }
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+}
+
+/* An empty admin mapping enables the admin listener with its defaults. */
+static void test_admin_defaults(const char *pki, const char *tmp)
+{
+    char path[1024], text[2048];
+    cfg_errors_t errs = {0};
+    fmt(text, sizeof text, "%sadmin: {}\nrevocation: {}\n", minimal_yaml);
+    write_case(tmp, "admin.yaml", text, pki, tmp, path, sizeof path);
+    cfg_t *cfg = cfg_load(path, &errs);
+    check(cfg != NULL, "admin: {} loads", "first error: %s", first_error(&errs));
+    if (cfg) {
+        check(cfg->admin.enabled == 1 && !strcmp(cfg->admin.listen.text, "127.0.0.1:9444") &&
+                  addr_is(&cfg->admin.listen, AF_INET, "127.0.0.1", 9444) &&
+                  !strcmp(cfg->admin.token_env, "PORTCULLIS_ADMIN_TOKEN") &&
+                  cfg->admin.max_body_bytes == 65536,
+              "admin: {} enables the listener with defaults", "enabled=%d", cfg->admin.enabled);
+        check(cfg->revocation.fail_closed == 1 && cfg->revocation.resync_interval_ms == 300000,
+              "revocation: {} keeps the defaults", "fail_closed=%d", cfg->revocation.fail_closed);
     }
     cfg_free(cfg);
     cfg_errors_free(&errs);
@@ -734,6 +781,7 @@ int main(int argc, char **argv)
     test_addresses();
     test_example(root, pki, tmp);
     test_defaults(pki, tmp);
+    test_admin_defaults(pki, tmp);
     test_full(pki, tmp);
     test_many_errors(pki, tmp);
     test_cases(root, pki, tmp);

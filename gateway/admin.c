@@ -1,0 +1,517 @@
+/* gateway/admin: the admin HTTP listener (see admin.h). */
+#include "admin.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "../policy/revocation.h"
+#include "../policy/revstore.h"
+#include "log.h"
+
+#define PREFIX "/admin/revocations"
+#define LIST_DEFAULT 100
+
+/* A request waiting for Redis. */
+typedef struct pending {
+    struct pending *prev, *next;   /* in gw_admin_t.pending */
+    gw_admin_t *a;
+    struct evhttp_request *req;
+    const char *action;            /* "revoke", "unrevoke", "list" */
+    char entry[POL_REV_ENTRY_MAX];
+    char *reason;
+    char peer[80];
+} pending_t;
+
+struct gw_admin {
+    struct event_base *base;
+    const cfg_t *cfg;
+    pol_mirror_t *mirror;
+    struct evhttp *http;
+    pol_revstore_t *store;
+    char *token;
+    size_t toklen;
+    pending_t *pending;
+};
+
+/* ---------------------------------------------------------------- replies */
+
+static void send_json(struct evhttp_request *req, int status, json_t *body)
+{
+    struct evbuffer *out = evbuffer_new();
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (out) {
+        if (text)
+            evbuffer_add_printf(out, "%s\n", text);
+        else
+            evbuffer_add_printf(out, "{\"error\":\"internal\",\"message\":\"out of memory\"}\n");
+    }
+    evhttp_send_reply(req, text ? status : 500, NULL, out);
+    if (out)
+        evbuffer_free(out);
+    free(text);
+    json_decref(body);
+}
+
+static void send_error(struct evhttp_request *req, int status, const char *code,
+                       const char *msg)
+{
+    send_json(req, status, json_pack("{s:s, s:s}", "error", code, "message", msg));
+}
+
+/* ---------------------------------------------------------------- logging */
+
+static void peer_of(struct evhttp_request *req, char *buf, size_t len)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (c)
+        evhttp_connection_get_peer(c, &addr, &port);
+    snprintf(buf, len, "%s:%u", addr ? addr : "?", (unsigned)port);
+}
+
+/* A copy fit for one log line: control characters and quotes replaced. */
+static void log_safe(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s && *s && i + 1 < len; s++)
+        buf[i++] = ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '"') ? '?' : *s;
+    buf[i] = '\0';
+}
+
+static void log_action(const char *peer, const char *action, const char *entry,
+                       const char *reason, int status, const char *result)
+{
+    char ctx[320], r[256], res[256];
+    snprintf(ctx, sizeof ctx, "component=admin peer=%s action=%s entry=%s status=%d", peer,
+             action, entry && *entry ? entry : "-", status);
+    log_safe(reason, r, sizeof r);
+    log_safe(result, res, sizeof res);
+    gw_log(GW_INFO, ctx, "admin %s: %s%s%s%s", action, res, reason ? " (reason \"" : "",
+           reason ? r : "", reason ? "\")" : "");
+}
+
+/* ---------------------------------------------------------------- pending */
+
+static pending_t *pending_new(gw_admin_t *a, struct evhttp_request *req, const char *action,
+                              const char *entry, const char *reason, const char *peer)
+{
+    pending_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    if (reason && !(p->reason = strdup(reason))) {
+        free(p);
+        return NULL;
+    }
+    p->a = a;
+    p->req = req;
+    p->action = action;
+    snprintf(p->entry, sizeof p->entry, "%s", entry ? entry : "");
+    snprintf(p->peer, sizeof p->peer, "%s", peer);
+    p->next = a->pending;
+    if (a->pending)
+        a->pending->prev = p;
+    a->pending = p;
+    return p;
+}
+
+static void pending_free(pending_t *p)
+{
+    gw_admin_t *a = p->a;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        a->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    free(p->reason);
+    free(p);
+}
+
+static void on_write_done(int ok, const char *err, const pol_revstore_result_t *res, void *arg)
+{
+    pending_t *p = arg;
+    int add = strcmp(p->action, "revoke") == 0;
+    if (!ok) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "the revocation store is unavailable: %s", err);
+        send_error(p->req, 503, "redis_unavailable", msg);
+        log_action(p->peer, p->action, p->entry, p->reason, 503, msg);
+    } else {
+        int status = add ? 201 : 200;
+        send_json(p->req, status, json_pack("{s:s, s:b}", "entry", p->entry, "revoked", add));
+        log_action(p->peer, p->action, p->entry, p->reason, status,
+                   res->changed ? "ok" : (add ? "ok (already revoked)" : "ok (was not revoked)"));
+    }
+    pending_free(p);
+}
+
+static void on_list_done(int ok, const char *err, const pol_revstore_result_t *res, void *arg)
+{
+    pending_t *p = arg;
+    if (!ok) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "the revocation store is unavailable: %s", err);
+        send_error(p->req, 503, "redis_unavailable", msg);
+        pending_free(p);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < res->nitems; i++) {
+        const pol_revstore_item_t *it = &res->items[i];
+        json_t *o = json_pack("{s:s, s:o, s:o}", "entry", it->entry, "reason",
+                              it->reason ? json_string(it->reason) : json_null(), "revoked_at",
+                              it->revoked_at ? json_integer(it->revoked_at) : json_null());
+        if (o)
+            json_array_append_new(arr, o);
+    }
+    send_json(p->req, 200, arr ? json_pack("{s:o, s:s}", "entries", arr, "cursor", res->cursor)
+                               : NULL);
+    pending_free(p);
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+/* Number of UTF-8 code points (jansson strings are valid UTF-8). */
+static size_t utf8_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+/* Reads the JSON body and the entry it names. 0, or -1 after answering 400. */
+static int entry_from_body(struct evhttp_request *req, char *entry, size_t len,
+                           const char **reason, json_t **doc)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    const char *cerr = NULL;
+    json_error_t je;
+    *doc = NULL;
+    *reason = NULL;
+    if (n == 0) {
+        send_error(req, 400, "invalid_json", "the request needs a JSON body: "
+                   "{\"class\": ..., \"serial\": ...} or {\"fingerprint\": ...}");
+        return -1;
+    }
+    json_t *o = json_loadb((const char *)evbuffer_pullup(in, -1), n, JSON_REJECT_DUPLICATES, &je);
+    if (!o || !json_is_object(o)) {
+        char msg[300];
+        if (o)
+            snprintf(msg, sizeof msg, "the body must be a JSON object");
+        else
+            snprintf(msg, sizeof msg, "malformed JSON at line %d, column %d: %s", je.line,
+                     je.column, je.text);
+        json_decref(o);
+        send_error(req, 400, "invalid_json", msg);
+        return -1;
+    }
+    json_t *cls = json_object_get(o, "class"), *ser = json_object_get(o, "serial");
+    json_t *fp = json_object_get(o, "fingerprint"), *rs = json_object_get(o, "reason");
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        if (strcmp(key, "class") && strcmp(key, "serial") && strcmp(key, "fingerprint") &&
+            strcmp(key, "reason")) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "unknown field \"%.60s\" (expected class, serial, "
+                     "fingerprint, reason)", key);
+            send_error(req, 400, "invalid_request", msg);
+            json_decref(o);
+            return -1;
+        }
+    }
+    int rc = -1;
+    if (rs && !json_is_null(rs) &&
+        (!json_is_string(rs) || utf8_len(json_string_value(rs)) > POL_REVSTORE_REASON_MAX)) {
+        send_error(req, 400, "invalid_reason", "reason must be a string of at most 200 "
+                   "characters");
+    } else if (fp && (cls || ser)) {
+        send_error(req, 400, "invalid_request", "give either class and serial, or "
+                   "fingerprint, not both");
+    } else if (fp) {
+        if (!json_is_string(fp))
+            send_error(req, 400, "invalid_entry", "fingerprint must be a string");
+        else if (pol_rev_canon_fingerprint(json_string_value(fp), entry, len, &cerr) < 0)
+            send_error(req, 400, "invalid_entry", cerr);
+        else
+            rc = 0;
+    } else if (!cls || !ser) {
+        send_error(req, 400, "missing_field", "give class and serial (e.g. {\"class\": "
+                   "\"device\", \"serial\": \"1a2b\"}), or fingerprint");
+    } else if (!json_is_string(cls) || !json_is_string(ser)) {
+        send_error(req, 400, "invalid_entry", "class and serial must be strings");
+    } else if (pol_rev_canon_serial(json_string_value(cls), json_string_value(ser), entry, len,
+                                    &cerr) < 0) {
+        send_error(req, 400, "invalid_entry", cerr);
+    } else {
+        rc = 0;
+    }
+    if (rc == 0 && json_is_string(rs))
+        *reason = json_string_value(rs);
+    if (rc == 0)
+        *doc = o;
+    else
+        json_decref(o);
+    return rc;
+}
+
+static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, const char *entry,
+                        const char *reason, const char *peer)
+{
+    const char *action = add ? "revoke" : "unrevoke", *err = NULL;
+    pending_t *p = pending_new(a, req, action, entry, reason, peer);
+    if (!p) {
+        send_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    int rc = add ? pol_revstore_add(a->store, entry, reason, on_write_done, p, &err)
+                 : pol_revstore_remove(a->store, entry, on_write_done, p, &err);
+    if (rc < 0) {
+        send_error(req, 400, "invalid_entry", err);
+        log_action(peer, action, entry, reason, 400, err);
+        pending_free(p);
+    }
+}
+
+static void handle_delete_path(gw_admin_t *a, struct evhttp_request *req, const char *raw,
+                               const char *peer)
+{
+    size_t n = 0;
+    char *dec = evhttp_uridecode(raw, 0, &n);
+    char entry[POL_REV_ENTRY_MAX];
+    const char *cerr = NULL;
+    if (!dec || n != strlen(dec)) {
+        send_error(req, 400, "invalid_entry", "the entry in the path is not valid");
+    } else if (pol_rev_canon_entry(dec, n, entry, sizeof entry, &cerr) < 0) {
+        send_error(req, 400, "invalid_entry", cerr);
+    } else {
+        start_write(a, req, 0, entry, NULL, peer);
+    }
+    free(dec);
+}
+
+static void handle_list(gw_admin_t *a, struct evhttp_request *req, const char *query,
+                        const char *peer)
+{
+    struct evkeyvalq q;
+    const char *cursor = "0", *count_s = NULL, *err = NULL;
+    unsigned long count = LIST_DEFAULT;
+    TAILQ_INIT(&q);
+    if (query && evhttp_parse_query_str(query, &q) < 0) {
+        send_error(req, 400, "invalid_parameter", "malformed query string");
+        return;
+    }
+    const char *c = evhttp_find_header(&q, "cursor");
+    if (c)
+        cursor = c;
+    count_s = evhttp_find_header(&q, "count");
+    if (count_s) {
+        char *end = NULL;
+        errno = 0;
+        count = strtoul(count_s, &end, 10);
+        if (!*count_s || *end || errno || count_s[0] < '0' || count_s[0] > '9' || count < 1 ||
+            count > POL_REVSTORE_COUNT_MAX) {
+            send_error(req, 400, "invalid_parameter", "count must be an integer 1..1000");
+            evhttp_clear_headers(&q);
+            return;
+        }
+    }
+    if (!pol_revstore_valid_cursor(cursor)) {
+        send_error(req, 400, "invalid_parameter", "cursor must be a decimal number (start "
+                   "with 0, then pass the cursor of the previous answer)");
+        evhttp_clear_headers(&q);
+        return;
+    }
+    pending_t *p = pending_new(a, req, "list", NULL, NULL, peer);
+    if (!p)
+        send_error(req, 500, "internal", "out of memory");
+    else if (pol_revstore_list(a->store, cursor, (unsigned)count, on_list_done, p, &err) < 0) {
+        send_error(req, 400, "invalid_parameter", err);
+        pending_free(p);
+    }
+    evhttp_clear_headers(&q);
+}
+
+static void handle_health(gw_admin_t *a, struct evhttp_request *req)
+{
+    json_t *rev = json_null();
+    if (a->mirror) {
+        pol_mirror_status_t st;
+        memset(&st, 0, sizeof st);
+        pol_mirror_status(a->mirror, &st);
+        rev = json_pack("{s:I, s:I, s:s, s:b, s:f, s:I, s:f}", "entries", (json_int_t)st.entries,
+                        "bytes", (json_int_t)st.bytes, "state", st.state ? st.state : "unknown",
+                        "usable", st.usable, "staleness_s", st.staleness_s, "last_sync_unix",
+                        (json_int_t)st.last_sync_unix, "last_load_ms", st.last_load_ms);
+    }
+    send_json(req, 200, rev ? json_pack("{s:o}", "revocation", rev) : NULL);
+}
+
+static void method_not_allowed(struct evhttp_request *req, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    send_error(req, 405, "method_not_allowed", "method not allowed on this path");
+}
+
+/* 1 if the request carries the admin token. */
+static int authorized(gw_admin_t *a, struct evhttp_request *req, int *given)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    *given = h != NULL;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t n = strlen(h);
+    while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    return n == a->toklen && CRYPTO_memcmp(h, a->token, n) == 0;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    gw_admin_t *a = arg;
+    char peer[80];
+    int given = 0;
+    peer_of(req, peer, sizeof peer);
+    if (!authorized(a, req, &given)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          given ? "Bearer realm=\"portcullis-admin\", error=\"invalid_token\""
+                                : "Bearer realm=\"portcullis-admin\"");
+        send_error(req, 401, "unauthorized", given ? "invalid admin token"
+                                                   : "an admin bearer token is required");
+        char ctx[160];
+        snprintf(ctx, sizeof ctx, "component=admin peer=%s status=401", peer);
+        gw_log(GW_WARN, ctx, "admin request refused: %s", given ? "invalid token" : "no token");
+        return;
+    }
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (!path) {
+        send_error(req, 400, "invalid_request", "malformed request target");
+        return;
+    }
+    if (strcmp(path, "/admin/health") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            handle_health(a, req);
+        else
+            method_not_allowed(req, "GET");
+    } else if (strcmp(path, PREFIX) == 0) {
+        char entry[POL_REV_ENTRY_MAX];
+        const char *reason;
+        json_t *doc;
+        if (m == EVHTTP_REQ_GET) {
+            handle_list(a, req, evhttp_uri_get_query(uri), peer);
+        } else if (m == EVHTTP_REQ_POST || m == EVHTTP_REQ_DELETE) {
+            if (entry_from_body(req, entry, sizeof entry, &reason, &doc) == 0) {
+                start_write(a, req, m == EVHTTP_REQ_POST, entry,
+                            m == EVHTTP_REQ_POST ? reason : NULL, peer);
+                json_decref(doc);
+            }
+        } else {
+            method_not_allowed(req, "GET, POST, DELETE");
+        }
+    } else if (strncmp(path, PREFIX "/", sizeof PREFIX) == 0 && path[sizeof PREFIX] &&
+               !strchr(path + sizeof PREFIX, '/')) {
+        if (m == EVHTTP_REQ_DELETE)
+            handle_delete_path(a, req, path + sizeof PREFIX, peer);
+        else
+            method_not_allowed(req, "DELETE");
+    } else {
+        send_error(req, 404, "not_found", "no such admin endpoint (see docs/revocation.md)");
+    }
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *mirror,
+                           char *err, size_t errlen)
+{
+    const cfg_admin_t *ac = &cfg->admin;
+    const char *tok = ac->token_env ? getenv(ac->token_env) : NULL;
+    if (!tok || !*tok) {
+        snprintf(err, errlen, "admin listener not started: the environment variable %s "
+                 "(admin.token_env) is unset or empty; set it to the admin bearer token",
+                 ac->token_env ? ac->token_env : "(none)");
+        return NULL;
+    }
+    gw_admin_t *a = calloc(1, sizeof *a);
+    if (!a || !(a->token = strdup(tok))) {
+        free(a);
+        snprintf(err, errlen, "admin listener not started: out of memory");
+        return NULL;
+    }
+    a->toklen = strlen(tok);
+    a->base = base;
+    a->cfg = cfg;
+    a->mirror = mirror;
+    a->http = evhttp_new(base);
+    a->store = pol_revstore_new(base, cfg);
+    if (!a->http || !a->store) {
+        snprintf(err, errlen, "admin listener not started: out of memory");
+        gw_admin_free(a);
+        return NULL;
+    }
+    struct evconnlistener *lev = evconnlistener_new_bind(
+        base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 64,
+        (const struct sockaddr *)&ac->listen.addr, (int)ac->listen.addrlen);
+    if (!lev) {
+        int e = EVUTIL_SOCKET_ERROR();
+        snprintf(err, errlen, "admin listener not started: cannot listen on %s "
+                 "(admin.listen): %s", ac->listen.text ? ac->listen.text : "?",
+                 evutil_socket_error_to_string(e));
+        gw_admin_free(a);
+        return NULL;
+    }
+    if (!evhttp_bind_listener(a->http, lev)) {
+        evconnlistener_free(lev);
+        snprintf(err, errlen, "admin listener not started: cannot attach the listener");
+        gw_admin_free(a);
+        return NULL;
+    }
+    evhttp_set_max_body_size(a->http, (ev_ssize_t)ac->max_body_bytes);
+    evhttp_set_max_headers_size(a->http, 16384);
+    evhttp_set_timeout(a->http, 30);
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(a->http, on_request, a);
+    gw_log(GW_INFO, "component=admin", "admin listener on %s (plain HTTP)", ac->listen.text);
+    return a;
+}
+
+void gw_admin_free(gw_admin_t *a)
+{
+    if (!a)
+        return;
+    pol_revstore_free(a->store);   /* drops callbacks: nothing touches the requests now */
+    while (a->pending)
+        pending_free(a->pending);
+    if (a->http)
+        evhttp_free(a->http);      /* frees connections and their requests */
+    if (a->token) {
+        OPENSSL_cleanse(a->token, a->toklen);
+        free(a->token);
+    }
+    free(a);
+}

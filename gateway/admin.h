@@ -1,0 +1,38 @@
+/* gateway/admin: the admin HTTP listener (plain HTTP, loopback by default).
+ *
+ * Every request must carry "Authorization: Bearer <token>", the token being
+ * the value of the environment variable named by admin.token_env. Answers
+ * are JSON; errors are {"error": "<code>", "message": "..."}.
+ *
+ *   POST   /admin/revocations           {"class","serial"} or {"fingerprint"},
+ *                                       optional "reason"          -> 201
+ *   DELETE /admin/revocations/<entry>   (or DELETE with the POST body) -> 200
+ *   GET    /admin/revocations?cursor=0&count=100                    -> 200
+ *   GET    /admin/health                mirror status, no Redis trip -> 200
+ *
+ * Writes go to Redis through policy/revstore (MULTI/SADD/HSET/PUBLISH/EXEC);
+ * a Redis failure answers 503 "redis_unavailable". The listener runs on the
+ * event_base it is given and is used only from that base's thread: start it
+ * before that thread runs the loop, free it after the loop has stopped.
+ */
+#ifndef PORTCULLIS_ADMIN_H
+#define PORTCULLIS_ADMIN_H
+
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "../config/config.h"
+#include "../policy/mirror.h"
+
+typedef struct gw_admin gw_admin_t;
+
+/* Boolean-like: the listener, or NULL with a one-line reason in err (the
+ * token variable is unset or empty, the address cannot be bound, ...).
+ * mirror may be NULL (health then reports "revocation": null). */
+gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *mirror,
+                           char *err, size_t errlen);
+/* Closes the listener and drops requests still waiting for Redis. */
+void gw_admin_free(gw_admin_t *a);
+
+#endif

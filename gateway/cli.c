@@ -1,0 +1,328 @@
+/* gateway/cli: revoke / unrevoke / revocations subcommands (see cli.h). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "../config/config.h"
+#include "../policy/revocation.h"
+#include "../policy/revstore.h"
+
+enum { CMD_REVOKE, CMD_UNREVOKE, CMD_LIST };
+
+typedef struct {
+    int cmd;
+    const char *name;
+    const char *config, *cls, *serial, *fingerprint, *reason, *cursor, *count;
+} opts_t;
+
+static void usage(FILE *f, const char *name)
+{
+    if (!name || strcmp(name, "revocations") != 0)
+        fprintf(f, "usage: portcullis revoke -c FILE (--class C --serial S | --fingerprint F) "
+                   "[--reason R]\n"
+                   "       portcullis unrevoke -c FILE (--class C --serial S | --fingerprint F)\n");
+    if (!name || strcmp(name, "revoke") != 0)
+        fprintf(f, "       portcullis revocations -c FILE [--cursor N] [--count 1..1000]\n");
+    fprintf(f, "Exit status: 0 done, 1 Redis error, 2 usage or validation error.\n"
+               "See docs/revocation.md.\n");
+}
+
+int gw_cli_is_command(const char *cmd)
+{
+    return cmd && (!strcmp(cmd, "revoke") || !strcmp(cmd, "unrevoke") ||
+                   !strcmp(cmd, "revocations"));
+}
+
+/* 0, or 2 after printing the problem. */
+static int parse_args(opts_t *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"class", required_argument, NULL, 'C'},
+        {"serial", required_argument, NULL, 'S'},
+        {"fingerprint", required_argument, NULL, 'F'},
+        {"reason", required_argument, NULL, 'R'},
+        {"cursor", required_argument, NULL, 'u'},
+        {"count", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    optind = 0;   /* glibc: re-initialise, the caller may have used getopt */
+    while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config = optarg; break;
+        case 'C': o->cls = optarg; break;
+        case 'S': o->serial = optarg; break;
+        case 'F': o->fingerprint = optarg; break;
+        case 'R': o->reason = optarg; break;
+        case 'u': o->cursor = optarg; break;
+        case 'n': o->count = optarg; break;
+        case 'h': usage(stdout, o->name); return 1;
+        default: usage(stderr, o->name); return 2;
+        }
+    }
+    const char *bad = NULL;
+    if (optind < argc)
+        bad = "unexpected argument";
+    else if (!o->config)
+        bad = "-c FILE is required";
+    else if (o->cmd == CMD_LIST && (o->cls || o->serial || o->fingerprint || o->reason))
+        bad = "revocations takes only -c, --cursor and --count";
+    else if (o->cmd != CMD_LIST && (o->cursor || o->count))
+        bad = "--cursor and --count are for revocations";
+    else if (o->cmd != CMD_LIST && o->fingerprint && (o->cls || o->serial))
+        bad = "give either --class and --serial, or --fingerprint";
+    else if (o->cmd != CMD_LIST && !o->fingerprint && (!o->cls || !o->serial))
+        bad = "give --class and --serial, or --fingerprint";
+    else if (o->cmd == CMD_UNREVOKE && o->reason)
+        bad = "--reason is only for revoke";
+    if (bad) {
+        fprintf(stderr, "portcullis %s: %s%s%s\n", o->name, bad, optind < argc ? ": " : "",
+                optind < argc ? argv[optind] : "");
+        usage(stderr, o->name);
+        return 2;
+    }
+    return 0;
+}
+
+static cfg_t *load(const char *path)
+{
+    cfg_errors_t errs = {0};
+    cfg_t *cfg = cfg_load(path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        if (errs.n == 0)
+            fprintf(stderr, "%s: could not be loaded\n", path);
+    }
+    cfg_errors_free(&errs);
+    return cfg;
+}
+
+static struct timeval ms_tv(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
+
+/* Runs one command, printing a message on failure; the reply or NULL. */
+static redisReply *command(redisContext *c, const cfg_redis_t *r, const char *what, int argc,
+                           const char **argv, const size_t *argvlen)
+{
+    redisReply *rep = redisCommandArgv(c, argc, argv, argvlen);
+    if (!rep) {
+        fprintf(stderr, "Redis %s:%d: %s failed: %s\n", r->host, r->port, what,
+                c->errstr[0] ? c->errstr : "no reply");
+        return NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "Redis %s:%d: %s failed: %s\n", r->host, r->port, what, rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+/* Connects, authenticates and selects the database; NULL after printing. */
+static redisContext *connect_redis(const cfg_redis_t *r)
+{
+    const char *host = strcmp(r->host, "localhost") == 0 ? "127.0.0.1" : r->host;
+    redisContext *c = redisConnectWithTimeout(host, r->port, ms_tv(r->connect_timeout_ms));
+    if (!c || c->err) {
+        fprintf(stderr, "cannot connect to Redis %s:%d: %s\n", r->host, r->port,
+                c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+    if (redisSetTimeout(c, ms_tv(r->command_timeout_ms)) != REDIS_OK) {
+        fprintf(stderr, "Redis %s:%d: cannot set the command timeout\n", r->host, r->port);
+        redisFree(c);
+        return NULL;
+    }
+    const char *pw = r->password_env ? getenv(r->password_env) : NULL;
+    if (pw && *pw) {
+        const char *argv[2] = {"AUTH", pw};
+        size_t argvlen[2] = {4, strlen(pw)};
+        redisReply *rep = command(c, r, "AUTH", 2, argv, argvlen);
+        if (!rep) {
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(rep);
+    }
+    if (r->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", r->db);
+        const char *argv[2] = {"SELECT", db};
+        size_t argvlen[2] = {6, strlen(db)};
+        redisReply *rep = command(c, r, "SELECT", 2, argv, argvlen);
+        if (!rep) {
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(rep);
+    }
+    return c;
+}
+
+static int do_write(const opts_t *o, const cfg_t *cfg)
+{
+    char entry[POL_REV_ENTRY_MAX];
+    const char *err = NULL;
+    int add = o->cmd == CMD_REVOKE;
+    if (o->fingerprint ? pol_rev_canon_fingerprint(o->fingerprint, entry, sizeof entry, &err)
+                       : pol_rev_canon_serial(o->cls, o->serial, entry, sizeof entry, &err)) {
+        fprintf(stderr, "portcullis %s: %s\n", o->name, err);
+        return 2;
+    }
+    pol_revwrite_t w;
+    if (pol_revwrite_build(&w, &cfg->revocation, add, entry, o->reason, (int64_t)time(NULL),
+                           &err) < 0) {
+        fprintf(stderr, "portcullis %s: %s\n", o->name, err);
+        return 2;
+    }
+    const cfg_redis_t *r = &cfg->redis;
+    redisContext *c = connect_redis(r);
+    if (!c) {
+        pol_revwrite_clear(&w);
+        return 1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < w.ncmd && rc == 0; i++)
+        if (redisAppendCommandArgv(c, w.cmd[i].argc, w.cmd[i].argv, w.cmd[i].argvlen) !=
+            REDIS_OK)
+            rc = 1;
+    for (size_t i = 0; i < w.ncmd && rc == 0; i++) {
+        redisReply *rep = NULL;
+        char msg[300];
+        int changed = 0;
+        if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
+            fprintf(stderr, "Redis %s:%d: %s failed: %s\n", r->host, r->port,
+                    w.cmd[i].argv[0], c->errstr[0] ? c->errstr : "no reply");
+            rc = 1;
+        } else if (i + 1 < w.ncmd && rep->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "Redis %s:%d: %s failed: %s\n", r->host, r->port,
+                    w.cmd[i].argv[0], rep->str);
+            rc = 1;
+        } else if (i + 1 == w.ncmd) {
+            if (pol_revwrite_result(rep, &changed, msg, sizeof msg) < 0) {
+                fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
+                rc = 1;
+            } else if (add) {
+                printf(changed ? "revoked %s\n" : "%s was already revoked\n", w.entry);
+            } else {
+                printf(changed ? "lifted the revocation of %s\n" : "%s was not revoked\n",
+                       w.entry);
+            }
+        }
+        freeReplyObject(rep);
+    }
+    redisFree(c);
+    pol_revwrite_clear(&w);
+    return rc;
+}
+
+static int do_list(const opts_t *o, const cfg_t *cfg)
+{
+    const char *cursor = o->cursor ? o->cursor : "0";
+    unsigned long count = 100;
+    if (o->count) {
+        char *end = NULL;
+        count = strtoul(o->count, &end, 10);
+        if (o->count[0] < '0' || o->count[0] > '9' || *end || count < 1 ||
+            count > POL_REVSTORE_COUNT_MAX) {
+            fprintf(stderr, "portcullis revocations: --count must be an integer 1..1000\n");
+            return 2;
+        }
+    }
+    pol_revcmd_t scan;
+    char countbuf[16];
+    if (pol_revscan_build(&scan, &cfg->revocation, cursor, (unsigned)count, countbuf) < 0) {
+        fprintf(stderr, "portcullis revocations: --cursor must be a decimal number\n");
+        return 2;
+    }
+    const cfg_redis_t *r = &cfg->redis;
+    redisContext *c = connect_redis(r);
+    if (!c)
+        return 1;
+    pol_revstore_result_t res;
+    char msg[300];
+    int rc = 1;
+    memset(&res, 0, sizeof res);
+    redisReply *rep = command(c, r, "SSCAN", scan.argc, scan.argv, scan.argvlen);
+    if (rep && pol_revscan_result(rep, &res, msg, sizeof msg) < 0)
+        fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
+    else if (rep)
+        rc = 0;
+    freeReplyObject(rep);
+    if (rc == 0 && res.nitems > 0) {
+        const char **argv = calloc(res.nitems + 2, sizeof *argv);
+        size_t *argvlen = calloc(res.nitems + 2, sizeof *argvlen);
+        char metakey[POL_REVSTORE_KEY_MAX];
+        rc = 1;
+        if (argv && argvlen) {
+            int argc = pol_revmeta_build(&cfg->revocation, &res, argv, argvlen, metakey);
+            rep = command(c, r, "HMGET", argc, argv, argvlen);
+            if (rep && pol_revmeta_result(rep, &res, msg, sizeof msg) < 0)
+                fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
+            else if (rep)
+                rc = 0;
+            freeReplyObject(rep);
+        } else {
+            fprintf(stderr, "out of memory\n");
+        }
+        free(argv);
+        free(argvlen);
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < res.nitems; i++) {
+            char when[40] = "-";
+            time_t t = (time_t)res.items[i].revoked_at;
+            struct tm tm;
+            if (t > 0 && gmtime_r(&t, &tm))
+                strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf("%s\t%s\t%s\n", res.items[i].entry, when,
+                   res.items[i].reason ? res.items[i].reason : "-");
+        }
+        printf("next cursor: %s\n", res.cursor);
+    }
+    pol_revstore_result_clear(&res);
+    redisFree(c);
+    return rc;
+}
+
+int gw_cli_main(const char *cmd, int argc, char **argv)
+{
+    opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = cmd;
+    if (cmd && !strcmp(cmd, "revoke"))
+        o.cmd = CMD_REVOKE;
+    else if (!strcmp(cmd, "unrevoke"))
+        o.cmd = CMD_UNREVOKE;
+    else if (!strcmp(cmd, "revocations"))
+        o.cmd = CMD_LIST;
+    else {
+        fprintf(stderr, "portcullis: unknown subcommand \"%s\"\n", cmd ? cmd : "");
+        usage(stderr, NULL);
+        return 2;
+    }
+    int rc = parse_args(&o, argc, argv);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    cfg_t *cfg = load(o.config);
+    if (!cfg)
+        return 2;
+    rc = o.cmd == CMD_LIST ? do_list(&o, cfg) : do_write(&o, cfg);
+    cfg_free(cfg);
+    return rc;
+}

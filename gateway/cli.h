@@ -1,0 +1,22 @@
+/* gateway/cli: operator subcommands that talk to Redis directly.
+ *
+ *   portcullis revoke      -c FILE (--class C --serial S | --fingerprint F) [--reason R]
+ *   portcullis unrevoke    -c FILE (--class C --serial S | --fingerprint F)
+ *   portcullis revocations -c FILE [--cursor N] [--count N]
+ *
+ * FILE supplies the redis and revocation settings. The writes are the same
+ * MULTI/SADD|SREM/HSET|HDEL/PUBLISH/EXEC as the admin API's (policy/revstore),
+ * sent with synchronous hiredis: this runs outside any event loop.
+ */
+#ifndef PORTCULLIS_CLI_H
+#define PORTCULLIS_CLI_H
+
+/* 1 if cmd names a subcommand handled by gw_cli_main(). */
+int gw_cli_is_command(const char *cmd);
+
+/* Runs subcommand cmd; argv[0] is the subcommand itself and argv[1..argc-1]
+ * its options. Returns the process exit status: 0 success, 1 Redis error,
+ * 2 usage, configuration or validation error. */
+int gw_cli_main(const char *cmd, int argc, char **argv);
+
+#endif

@@ -1,0 +1,133 @@
+/* policy/revstore: writes and reads of the revocation set in Redis.
+ *
+ * Writers (the admin API and the CLI) change the set only this way:
+ *   revoke: MULTI; SADD <key> <entry>; HSET <key>:meta <entry> <meta>;
+ *           PUBLISH <channel> "+<entry>"; EXEC
+ *   lift:   MULTI; SREM <key> <entry>; HDEL <key>:meta <entry>;
+ *           PUBLISH <channel> "-<entry>"; EXEC
+ * where <entry> is canonical (policy/revocation.h) and <meta> is the JSON
+ * object {"reason": string or null, "revoked_at": unix seconds}.
+ * Listing is SSCAN <key> <cursor> COUNT <n>, then HMGET <key>:meta for the
+ * entries returned.
+ *
+ * The command construction and reply parsing below are shared by the
+ * asynchronous store (for the event loop) and the synchronous CLI, so both
+ * write exactly the same thing.
+ *
+ * pol_revstore_t runs on one event_base and is used only from its thread.
+ * It connects on the first operation (AUTH with the password from
+ * redis.password_env, SELECT redis.db), and again on the next operation
+ * after the connection failed or was closed. It never blocks: every
+ * operation ends in exactly one call of its callback, never from inside the
+ * call that started it; ok=0 with a message when Redis refused, failed,
+ * was unreachable, or did not answer within redis.connect_timeout +
+ * redis.command_timeout (a command that timed out drops the connection).
+ */
+#ifndef PORTCULLIS_REVSTORE_H
+#define PORTCULLIS_REVSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "../config/config.h"
+#include "revocation.h"
+
+struct redisReply;
+
+#define POL_REVSTORE_KEY_MAX 256      /* "<key>:meta" and "+<entry>" fit */
+#define POL_REVSTORE_REASON_MAX 200   /* characters (UTF-8 code points) of a reason */
+#define POL_REVSTORE_COUNT_MAX 1000   /* entries per list call */
+
+/* ---------------------------------------------------------------- shared */
+
+/* One Redis command as an argv array (pointers into the owner's storage). */
+typedef struct {
+    int argc;
+    const char *argv[5];
+    size_t argvlen[5];
+} pol_revcmd_t;
+
+/* The five commands of one revoke or lift, and the storage they point to. */
+typedef struct {
+    pol_revcmd_t cmd[5];    /* MULTI, SADD|SREM, HSET|HDEL, PUBLISH, EXEC */
+    size_t ncmd;
+    char entry[POL_REV_ENTRY_MAX];
+    char metakey[POL_REVSTORE_KEY_MAX];
+    char message[POL_REVSTORE_KEY_MAX];
+    char *meta;             /* JSON for HSET; NULL for a lift */
+} pol_revwrite_t;
+
+/* Fills w for a revoke (add=1, reason may be NULL) or a lift (add=0) of a
+ * canonical entry, at time now (unix seconds). 0, or -1 with *err set
+ * (entry not canonical, reason too long, out of memory). On 0, release w
+ * with pol_revwrite_clear(). */
+int pol_revwrite_build(pol_revwrite_t *w, const cfg_revocation_t *rc, int add,
+                       const char *entry, const char *reason, int64_t now, const char **err);
+void pol_revwrite_clear(pol_revwrite_t *w);
+
+/* Checks the EXEC reply of a write: 0 with *changed = 1 if the set changed
+ * (SADD/SREM answered 1), or -1 with a message in err. */
+int pol_revwrite_result(const struct redisReply *exec, int *changed, char *err, size_t errlen);
+
+typedef struct {
+    char *entry;
+    char *reason;           /* NULL if none was recorded */
+    int64_t revoked_at;     /* unix seconds; 0 if unknown */
+} pol_revstore_item_t;
+
+typedef struct {
+    int changed;                  /* add / remove: the set changed */
+    pol_revstore_item_t *items;   /* list */
+    size_t nitems;
+    char cursor[24];              /* list: the next cursor; "0" when done */
+} pol_revstore_result_t;
+
+void pol_revstore_result_clear(pol_revstore_result_t *r);
+
+/* 1 if s is a valid SSCAN cursor (decimal, at most 20 digits). */
+int pol_revstore_valid_cursor(const char *s);
+
+/* SSCAN <key> <cursor> COUNT <count> (count clamped to 1..1000); cmd
+ * points at cursor and at countbuf, which receives the count's text.
+ * 0, or -1 if the cursor is invalid. */
+int pol_revscan_build(pol_revcmd_t *cmd, const cfg_revocation_t *rc, const char *cursor,
+                      unsigned count, char countbuf[16]);
+/* Parses an SSCAN reply into r (cursor and entries): 0, or -1 with err. */
+int pol_revscan_result(const struct redisReply *scan, pol_revstore_result_t *r, char *err,
+                       size_t errlen);
+/* HMGET <key>:meta <entries of r>: argv/argvlen hold r->nitems + 2
+ * elements, metakey POL_REVSTORE_KEY_MAX bytes. Returns argc. */
+int pol_revmeta_build(const cfg_revocation_t *rc, const pol_revstore_result_t *r,
+                      const char **argv, size_t *argvlen, char *metakey);
+/* Applies an HMGET reply to r's items (reason, revoked_at): 0, or -1. */
+int pol_revmeta_result(const struct redisReply *hmget, pol_revstore_result_t *r, char *err,
+                       size_t errlen);
+/* Parses one meta JSON value; *reason is malloc'd or NULL. 0, or -1. */
+int pol_revmeta_parse(const char *json, size_t len, char **reason, int64_t *revoked_at);
+
+/* ---------------------------------------------------------------- async */
+
+typedef struct pol_revstore pol_revstore_t;
+
+/* ok: 1 on success; err: a message when ok == 0 (no secrets in it);
+ * res: valid only during the call. */
+typedef void (*pol_revstore_cb)(int ok, const char *err, const pol_revstore_result_t *res,
+                                void *arg);
+
+pol_revstore_t *pol_revstore_new(struct event_base *base, const cfg_t *cfg);
+/* Drops pending operations without calling their callbacks. Not to be
+ * called from inside a pol_revstore callback. */
+void pol_revstore_free(pol_revstore_t *s);
+
+/* Each returns 0 when started (cb will be called once), or -1 with *err set
+ * when the arguments are invalid or memory ran out (cb is not called). */
+int pol_revstore_add(pol_revstore_t *s, const char *entry, const char *reason,
+                     pol_revstore_cb cb, void *arg, const char **err);
+int pol_revstore_remove(pol_revstore_t *s, const char *entry, pol_revstore_cb cb, void *arg,
+                        const char **err);
+int pol_revstore_list(pol_revstore_t *s, const char *cursor, unsigned count,
+                      pol_revstore_cb cb, void *arg, const char **err);
+
+#endif
