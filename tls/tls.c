@@ -184,6 +184,11 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
         goto fail;
     for (unsigned i = 0; i < mdlen; i++)
         snprintf(id->fingerprint + 2 * i, 3, "%02x", md[i]);
+    unsigned char b64[48];
+    int bl = EVP_EncodeBlock(b64, md, 32);   /* 44 chars, one '=' */
+    for (int i = 0; i < bl && i < 43; i++)
+        id->x5t_s256[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
+    id->x5t_s256[43] = '\0';
 
     id->subject = name_rfc4514(X509_get_subject_name(leaf));
     id->issuer = name_rfc4514(X509_get_issuer_name(leaf));

@@ -28,6 +28,7 @@ typedef struct tls_identity {
     const char *class_name;   /* points into the config (outlives sessions in use) */
     char serial[2 * 20 + 1];  /* lowercase hex, no leading zeros */
     char fingerprint[65];     /* lowercase hex SHA-256 of the DER */
+    char x5t_s256[44];        /* the same digest, base64url without padding (RFC 8705) */
     char *subject;            /* RFC 4514 */
     char *issuer;             /* RFC 4514 */
     char *san_uri;            /* comma separated, header-safe; "" if none */

@@ -56,6 +56,13 @@ int main(void)
     for (int i = 0; i < 32; i++)
         snprintf(fp + 2 * i, 3, "%02x", md[i]);
     CHECK(strcmp(id->fingerprint, fp) == 0, "fingerprint is SHA-256 of the DER");
+    unsigned char b64[48];
+    EVP_EncodeBlock(b64, md, 32);
+    for (int i = 0; i < 43; i++)
+        b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+    b64[43] = 0;
+    CHECK(strlen(id->x5t_s256) == 43 && strcmp(id->x5t_s256, (char *)b64) == 0,
+          "x5t#S256 is the base64url digest without padding");
     CHECK(strcmp(id->subject, "CN=device-1234,O=Example\\, Org") == 0, "subject in RFC 4514 order and escaping");
     CHECK(strcmp(id->issuer, "CN=Device CA") == 0, "issuer");
     CHECK(strcmp(id->san_uri, "https://example.com/a%252Cb,urn:portcullis:device:device-1234") == 0,
