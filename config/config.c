@@ -52,6 +52,21 @@ const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
 void cfgp_syntax_msg(const yaml_parser_t *parser, char *msg, size_t len);
 int cfgp_same_names(char *const *names, size_t n, size_t *i, size_t *j);
 int cfgp_printable(const char *s);
+/* config_policy.c: rate limits, connection limits and route JWT settings */
+void cfgp_policy_top(yaml_document_t *doc, cfg_t *cfg,
+                     void (*fn)(void *, const yaml_node_t *, const char *, const char *),
+                     void *ectx, yaml_node_t *rate_limits, yaml_node_t *conn_limits);
+void cfgp_policy_route(yaml_document_t *doc, cfg_t *cfg,
+                       void (*fn)(void *, const yaml_node_t *, const char *, const char *),
+                       void *ectx, cfg_route_t *r, const char *path, yaml_node_t *route,
+                       yaml_node_t *rate_limits, yaml_node_t *headers, yaml_node_t *jwt);
+void cfgp_policy_free(cfg_t *cfg);
+
+/* config_issuance.c: the issuance section, reporting through a callback */
+typedef void (*cfgi_report_fn)(void *ctx, const yaml_node_t *n, const char *path,
+                               const char *msg);
+void cfgi_parse_issuance(yaml_document_t *doc, yaml_node_t *n, cfg_t *cfg,
+                         cfgi_report_fn report, void *ctx);
 
 #define MAX_ERRORS 100
 #define MAX_CLASSES 32
@@ -134,6 +149,16 @@ static void err(ctx_t *c, const yaml_node_t *n, const char *path, const char *fm
     va_end(ap);
     size_t line = n ? n->start_mark.line + 1 : 1, col = n ? n->start_mark.column + 1 : 1;
     add_error(c, line, col, path, msg);
+}
+
+static void issuance_err(void *ctx, const yaml_node_t *n, const char *path, const char *msg)
+{
+    err(ctx, n, path, "%s", msg);
+}
+
+static void policy_err(void *ctx, const yaml_node_t *n, const char *path, const char *msg)
+{
+    err(ctx, n, path, "%s", msg);
 }
 
 /* ---------------------------------------------------------------- paths */
@@ -742,9 +767,10 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
     cfg->nroutes = (size_t)cnt;
     unsigned char *complete = xcalloc((size_t)cnt, 1);
     for (size_t i = 0; i < (size_t)cnt; i++) {
-        enum { PATH, HOST, METHODS, UPSTREAM, CLASSES, BEARER };
+        enum { PATH, HOST, METHODS, UPSTREAM, CLASSES, BEARER, RL, RL_HEADERS, JWT };
         fld_t f[] = {F("path"), F("host"), F("methods"), F("upstream"), F("allow_classes"),
-                     F("require_bearer")};
+                     F("require_bearer"), F("rate_limits"), F("rate_limit_headers"),
+                     F("jwt")};
         cfg_route_t *r = &cfg->routes[i];
         yaml_node_t *item = node(c, it[i]), *v;
         char p[PATHLEN], q[PATHLEN], list[512], msg[300];
@@ -788,6 +814,8 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
         if ((v = require(c, item, p, &f[CLASSES])))
             parse_allow_classes(c, v, pk(q, p, "allow_classes"), r);
         opt_bool(c, &f[BEARER], p, &r->require_bearer);
+        cfgp_policy_route(c->doc, cfg, policy_err, c, r, p, item, f[RL].val,
+                          f[RL_HEADERS].val, f[JWT].val);
 
         if (!ok || !r->path)
             continue;
@@ -939,10 +967,12 @@ static void parse_logging(ctx_t *c, yaml_node_t *n)
 static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
-           REVOCATION, ADMIN, LOGGING };
+           REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
+           ISSUANCE };
     fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
                  F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
-                 F("admin"), F("logging")};
+                 F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
+                 F("issuance")};
     if (map_fields(c, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -958,6 +988,8 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_timeouts(c, f[TIMEOUTS].val);
     if (require(c, root, "", &f[UPSTREAMS]))
         parse_upstreams(c, f[UPSTREAMS].val);
+    /* before routes, which refer to rate limits by name */
+    cfgp_policy_top(c->doc, c->cfg, policy_err, c, f[RATE_LIMITS].val, f[CONN_LIMITS].val);
     if (require(c, root, "", &f[ROUTES]))
         parse_routes(c, f[ROUTES].val);
     if (f[REDIS].val)
@@ -968,6 +1000,8 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_admin(c, f[ADMIN].val);
     if (f[LOGGING].val)
         parse_logging(c, f[LOGGING].val);
+    if (f[ISSUANCE].val) /* after tls and identity, which it refers to */
+        cfgi_parse_issuance(c->doc, f[ISSUANCE].val, c->cfg, issuance_err, c);
 }
 
 /* ---------------------------------------------------------------- load */

@@ -73,6 +73,53 @@ typedef struct {
     uint64_t keepalive_timeout_ms;  /* idle pooled connection lifetime */
 } cfg_upstream_t;
 
+/* Rate limits (config_policy.c). A limit allows `count` requests per
+ * `period_ms` on average, and up to `burst` at once. */
+enum cfg_rl_key { CFG_RL_DEVICE_ID = 0, CFG_RL_FINGERPRINT, CFG_RL_TOKEN, CFG_RL_IP,
+                  CFG_RL_ROUTE };
+enum cfg_rl_scope { CFG_RL_LOCAL = 0, CFG_RL_GLOBAL = 1 };
+
+typedef struct {
+    char name[CFG_MAX_NAME];
+    int key;              /* enum cfg_rl_key */
+    uint64_t count;       /* n of "<n>/s|m|h" */
+    uint64_t period_ms;   /* 1000, 60000 or 3600000 */
+    uint64_t burst;       /* >= 1; default count */
+    int scope;            /* enum cfg_rl_scope */
+    int fail_closed;      /* global: 1 = 503 while Redis is unavailable, 0 = local limiter */
+} cfg_rate_limit_t;
+
+/* Connection-level limits, applied on accept before any TLS work. */
+typedef struct {
+    uint64_t per_ip_count;      /* new connections per period; 0 = unlimited */
+    uint64_t per_ip_period_ms;  /* 1000 for "<n>/s" */
+    uint64_t per_ip_burst;      /* default per_ip_count */
+    uint32_t per_ip_concurrent; /* 0 = unlimited */
+} cfg_connlimits_t;
+
+/* JWT algorithms (bits of cfg_jwt_t.algorithms). */
+#define CFG_JWT_ES256 1u
+#define CFG_JWT_RS256 2u
+#define CFG_JWT_EDDSA 4u
+#define CFG_JWT_MAX_CLAIMS 16
+
+typedef struct {
+    char *claim;    /* top-level claim name, e.g. "sub" */
+    char *header;   /* header it is injected as, e.g. "X-Token-Subject" */
+} cfg_claim_header_t;
+
+typedef struct {
+    char *jwks_file;
+    char *issuer;            /* NULL: not checked */
+    char **audiences;        /* NULL/0: not checked; else one must be in "aud" */
+    size_t naudiences;
+    uint64_t leeway_ms;      /* exp/nbf tolerance; 30s */
+    uint32_t algorithms;     /* CFG_JWT_* bits; all three by default */
+    int bind_to_certificate; /* RFC 8705 cnf."x5t#S256" must match the client cert */
+    cfg_claim_header_t *claims;  /* claims_to_headers; default {sub: X-Token-Subject} */
+    size_t nclaims;              /* <= CFG_JWT_MAX_CLAIMS */
+} cfg_jwt_t;
+
 typedef struct {
     char *host;           /* NULL: any host; else exact, case-insensitive, no port */
     char *path;           /* prefix, starts with '/' */
@@ -82,6 +129,10 @@ typedef struct {
     size_t upstream;      /* index into cfg_t.upstreams, resolved at load */
     uint32_t allow_classes;  /* bitmask over cfg_t.tls.classes indexes */
     int require_bearer;
+    size_t *rate_limits;     /* indexes into cfg_t.rate_limits, in the order given */
+    size_t nrate_limits;
+    int rate_limit_headers;  /* 1: RateLimit headers on allowed responses too */
+    cfg_jwt_t *jwt;          /* NULL: the bearer token is not validated as a JWT */
 } cfg_route_t;
 
 enum cfg_tls_version { CFG_TLS12 = 0x0303, CFG_TLS13 = 0x0304 };
@@ -165,6 +216,10 @@ typedef struct {
     cfg_revocation_t revocation;
     cfg_admin_t admin;
     cfg_logging_t logging;
+    cfg_rate_limit_t *rate_limits;
+    size_t nrate_limits;
+    cfg_connlimits_t connection_limits;
+    struct cfg_issuance *issuance;  /* NULL: no issuance section (disabled) */
 } cfg_t;
 
 /* Boolean-like: returns the config, or NULL with errs filled (errs->n > 0). */
@@ -176,5 +231,75 @@ void cfg_errors_free(cfg_errors_t *errs);
 int cfg_parse_duration_ms(const char *s, uint64_t *out);   /* "500ms" "10s" "5m" "1h" "2d" */
 int cfg_parse_size(const char *s, uint64_t *out);          /* "512" "16k" "10m" "1g" (binary units) */
 int cfg_parse_addr(const char *s, int default_port, cfg_addr_t *out); /* "host:port", "[v6]:port" */
+
+
+/* ---------------------------------------------------------------- issuance
+ * Device-certificate issuance (config_issuance.c, docs/issuance.md). */
+
+enum cfg_attest_provider {
+    CFG_ATTEST_REFUSE = 0,        /* the platform is refused */
+    CFG_ATTEST_PLAY_INTEGRITY,    /* Google Play Integrity, verified locally */
+    CFG_ATTEST_HTTP,              /* an external verifier service */
+    CFG_ATTEST_NONE               /* no attestation; only with insecure_dev */
+};
+
+/* Bits of cfg_play_integrity_t.device_verdicts */
+#define CFG_PLAY_MEETS_BASIC    1u
+#define CFG_PLAY_MEETS_DEVICE   2u
+#define CFG_PLAY_MEETS_STRONG   4u
+#define CFG_PLAY_MEETS_VIRTUAL  8u
+#define CFG_PLAY_MAX_DIGESTS 16
+
+typedef struct {
+    char *package_name;
+    char *decryption_key_file;    /* base64 AES-256 key from Play Console */
+    char *verification_key_file;  /* base64 DER or PEM EC P-256 public key */
+    unsigned char digests[CFG_PLAY_MAX_DIGESTS][32];  /* allowed app signing cert SHA-256 */
+    size_t ndigests;              /* >= 1 */
+    uint32_t device_verdicts;     /* CFG_PLAY_MEETS_* bits, all required */
+    uint64_t max_age_ms;          /* 5m */
+} cfg_play_integrity_t;
+
+typedef struct {
+    char *url;                    /* as written: "http://host:port/path" */
+    char *host;                   /* host as written (for the Host header) */
+    int port;
+    char *path;                   /* starts with '/' */
+    cfg_addr_t addr;              /* resolved address */
+    uint64_t timeout_ms;          /* 3s */
+} cfg_http_verifier_t;
+
+typedef struct {
+    char name[33];                /* [a-z0-9_]{1,32} */
+    int provider;                 /* enum cfg_attest_provider */
+    cfg_play_integrity_t play;    /* provider play_integrity */
+    cfg_http_verifier_t http;     /* provider http */
+} cfg_platform_t;
+
+typedef struct cfg_issuance {
+    char *path_prefix;            /* "/certificates/": <prefix>challenge, issue, renew */
+    char *ca_cert_file;           /* signing CA, one of the device class's CAs */
+    char *ca_key_file;
+    char *chain_file;             /* NULL: no extra intermediates */
+    char device_class[CFG_MAX_NAME];     /* "device" */
+    char bootstrap_class[CFG_MAX_NAME];  /* "bootstrap" */
+    size_t device_class_idx, bootstrap_class_idx;  /* into cfg_t.tls.classes */
+    uint64_t lifetime_ms;         /* 7d; 1h..90d */
+    uint64_t nonce_ttl_ms;        /* 2m; 10s..1h */
+    int key_ec_p256;              /* 1 */
+    int key_rsa;                  /* 0 */
+    uint32_t rsa_min_bits;        /* 2048 */
+    int renew_requires_attestation;  /* 0 */
+    int revoke_old_on_renew;      /* 0 */
+    uint64_t max_body_bytes;      /* 64k */
+    int insecure_dev;             /* 0; 1 allows provider none */
+    cfg_platform_t *platforms;
+    size_t nplatforms;
+} cfg_issuance_t;
+
+/* Frees an issuance section (NULL is a no-op); called by cfg_free(). */
+void cfg_issuance_free(cfg_issuance_t *is);
+/* The platform named name, or NULL if the config does not list it. */
+const cfg_platform_t *cfg_issuance_platform(const cfg_issuance_t *is, const char *name);
 
 #endif

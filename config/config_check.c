@@ -492,10 +492,13 @@ void cfg_errors_free(cfg_errors_t *errs)
 }
 
 
+void cfgp_policy_free(cfg_t *cfg);   /* config_policy.c */
+
 void cfg_free(cfg_t *cfg)
 {
     if (!cfg)
         return;
+    cfgp_policy_free(cfg);
     free(cfg->path);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         free(cfg->listeners[i].text);
@@ -535,6 +538,7 @@ void cfg_free(cfg_t *cfg)
     free(cfg->revocation.channel);
     free(cfg->admin.listen.text);
     free(cfg->admin.token_env);
+    cfg_issuance_free(cfg->issuance);
     free(cfg);
 }
 

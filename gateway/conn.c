@@ -26,68 +26,10 @@
 #include <unistd.h>
 
 #include "../policy/policy.h"
-#include "../upstream/http.h"
-#include "log.h"
-
-#define READ_CHUNK 16384
-#define OUT_HIGH (256 * 1024)     /* stop reading requests above this unsent response size */
-#define UP_REQ_HIGH (256 * 1024)  /* stop reading a body above this unsent upstream backlog */
-#define DISCARD_MAX (64 * 1024)   /* bodies of refused requests up to this are read and dropped */
-
-enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING };
-enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND };
-
-struct gw_conn {
-    gw_worker_t *w;
-    gw_conn_t *next, *prev;
-    uint64_t cid;
-    int fd;
-    SSL *ssl;
-    struct event *rev, *wev, *timer, *kick;
-    enum cstate state;
-    enum tkind tkind;
-    const char *action;         /* what the connection is doing, for logs */
-    char peer[INET6_ADDRSTRLEN + 8];
-    char peer_ip[INET6_ADDRSTRLEN];
-    char fail[TLS_FAIL_LEN];
-    tls_identity_t *id;
-    uint64_t rev_gen;           /* revocation generation the identity was last checked at */
-    int dead;                   /* conn_io frees it */
-    int want_write;             /* SSL needs the socket writable */
-    int tls_error;              /* a TLS protocol error: forget the session */
-
-    llhttp_t parser;
-    const char *parse_base;     /* start of the bytes being parsed now */
-    int tail_nl;                /* bytes parsed before ended in LF + optional SP/HT */
-    ups_hdrs_t hdrs;
-    struct evbuffer *in;        /* received, not yet parsed (parser paused) */
-    struct evbuffer *out;       /* to send to the client */
-    uint64_t served;            /* requests answered on this connection */
-
-    /* the request in progress */
-    int req_active;             /* its first byte has arrived */
-    int head_done;
-    int req_complete;           /* its body has fully arrived */
-    int resp_active;            /* its response is not complete yet */
-    int resp_head_sent;
-    int paused;                 /* parser stopped at its end */
-    int close_after;            /* close once its response is sent */
-    int discard;                /* refused: its body is read and dropped */
-    int req_chunked;
-    int client_chunked;         /* the response is chunk-encoded to the client */
-    int http_minor;
-    int status;
-    uint64_t body_bytes, resp_bytes;
-    int err_status;             /* set by a parser callback that stops parsing */
-    const char *err_code, *err_msg;
-    char request_id[40];
-    char method[24];
-    const cfg_route_t *route;
-    ups_exchange_t *x;
-    struct timespec started;
-};
+#include "conn_int.h"
 
 static void conn_io(gw_conn_t *c);
+static void parse(gw_conn_t *c, const char *data, size_t n, int from_in);
 static void conn_free(gw_conn_t *c);
 
 /* ---- helpers ---- */
@@ -97,20 +39,13 @@ static const cfg_t *CFG(const gw_conn_t *c)
     return c->w->rt->cfg;
 }
 
-static char *ctx_str(const gw_conn_t *c, char *buf, size_t n)
+char *gw_conn_ctx(const gw_conn_t *c, char *buf, size_t n)
 {
     snprintf(buf, n, "w=%d conn=%llu peer=%s action=%s", c->w->id, (unsigned long long)c->cid,
              c->peer, c->action);
     return buf;
 }
 
-#define CLOG(c, lvl, ...)                                          \
-    do {                                                           \
-        if (gw_log_enabled(lvl)) {                                 \
-            char ctx_[192];                                        \
-            gw_log(lvl, ctx_str(c, ctx_, sizeof(ctx_)), __VA_ARGS__); \
-        }                                                          \
-    } while (0)
 
 static void arm(gw_conn_t *c, enum tkind k, uint64_t ms)
 {
@@ -154,7 +89,7 @@ static int valid_request_id(const char *s, size_t n)
 
 /* Queues a JSON error response. close: the connection ends after it. */
 static void respond_error(gw_conn_t *c, int status, const char *code, const char *msg, int close,
-                          const char *challenge)
+                          const char *extra)
 {
     if (!c->request_id[0])
         new_request_id(c->request_id);
@@ -165,10 +100,9 @@ static void respond_error(gw_conn_t *c, int status, const char *code, const char
                         code, msg, c->request_id);
     evbuffer_add_printf(c->out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                        "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s%s",
-                        status, ups_reason(status), blen, c->request_id,
-                        challenge ? "WWW-Authenticate: " : "", challenge ? challenge : "",
-                        challenge ? "\r\n" : "", close ? "Connection: close\r\n" : "");
+                        "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s",
+                        status, ups_reason(status), blen, c->request_id, extra ? extra : "",
+                        close ? "Connection: close\r\n" : "");
     evbuffer_add(c->out, "\r\n", 2);
     if (strcmp(c->method, "HEAD") != 0)
         evbuffer_add(c->out, body, (size_t)blen);
@@ -214,6 +148,8 @@ static void finish_response(gw_conn_t *c)
     c->route = NULL;
     c->request_id[0] = c->method[0] = '\0';
     c->body_bytes = c->resp_bytes = 0;
+    c->expect_continue = 0;
+    gw_gate_reset(c);
     ups_hdrs_free(&c->hdrs);   /* an idle connection holds no head buffer */
     if (c->paused) {
         c->paused = 0;
@@ -241,7 +177,8 @@ static void up_head(void *arg, int status, const ups_hdrs_t *h, int framing, uin
     }
     if (c->http_minor == 0)
         close = 1;
-    ups_build_response_head(c->out, status, h, cframing, clen, close);
+    ups_build_response_head(c->out, status, h, c->rl_headers[0] ? c->rl_headers : NULL, cframing, clen,
+                            close);
     if (close)
         c->close_after = 1;
     c->status = status;
@@ -385,12 +322,12 @@ static int has_ctl(const ups_hdrs_t *h)
 
 /* Refuses the request; its body, if small, is read and dropped so the
  * connection can stay open. Returns the llhttp callback result. */
-static int refuse(gw_conn_t *c, int status, const char *code, const char *msg, const char *challenge)
+int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, const char *extra)
 {
     llhttp_t *p = &c->parser;
     int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
     int keep = !has_body || (!(p->flags & F_CHUNKED) && p->content_length <= DISCARD_MAX);
-    respond_error(c, status, code, msg, !keep, challenge);
+    respond_error(c, status, code, msg, !keep, extra);
     if (!keep)
         return HPE_PAUSED;   /* stop here; conn_io closes after the flush */
     c->discard = 1;
@@ -460,7 +397,7 @@ static int on_headers_complete(llhttp_t *p)
     c->action = "routing";
     c->route = pol_route(cfg, host, ups_str(h, h->first), (size_t)plen, c->method);
     if (!c->route)
-        return refuse(c, 404, "no_route", "no route matches this request", NULL);
+        return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
     int ai = ups_hdrs_find(h, "authorization");
     pol_verdict_t v;
     pol_check(c->route, c->id, ai >= 0 ? ups_str(h, h->h[ai].value) : NULL,
@@ -469,14 +406,31 @@ static int on_headers_complete(llhttp_t *p)
         CLOG(c, GW_INFO, "refused %s: %s (request_id=%s)", v.code, v.message, c->request_id);
         char chal[200];
         if (v.bearer_challenge)
-            snprintf(chal, sizeof(chal), "Bearer realm=\"portcullis\"%s%s%s",
+            snprintf(chal, sizeof(chal), "WWW-Authenticate: Bearer realm=\"portcullis\"%s%s%s\r\n",
                      strcmp(v.code, "missing_token") ? ", error=\"" : "",
                      strcmp(v.code, "missing_token") ? v.code : "",
                      strcmp(v.code, "missing_token") ? "\"" : "");
-        return refuse(c, v.status, v.code, v.message, v.bearer_challenge ? chal : NULL);
+        return gw_conn_refuse(c, v.status, v.code, v.message, v.bearer_challenge ? chal : NULL);
     }
+    c->expect_continue = cont;
 
-    /* allowed: forward */
+    int rc = 0;
+    switch (gw_gate_start(c, &rc)) {
+    case GW_GATE_DENY:
+        return rc;
+    case GW_GATE_PENDING:
+        c->action = "waiting for a rate-limit decision";
+        arm(c, T_NONE, 0);
+        return HPE_PAUSED;   /* gw_conn_gate_done() resumes */
+    default:
+        return gw_conn_forward(c);
+    }
+}
+
+int gw_conn_forward(gw_conn_t *c)
+{
+    const cfg_t *cfg = CFG(c);
+    llhttp_t *p = &c->parser;
     struct evbuffer *head = evbuffer_new();
     if (!head)
         return stop(c, 500, "internal", "out of memory");
@@ -489,15 +443,26 @@ static int on_headers_complete(llhttp_t *p)
         .request_id = c->request_id,
         .id = c->id,
         .icfg = &cfg->identity,
+        .strip = (const char *const *)c->w->rt->claim_headers,
+        .nstrip = c->w->rt->nclaim_headers,
     };
-    ups_build_request_head(head, h, &m);
+    ups_kv_t claims[CFG_JWT_MAX_CLAIMS];
+    if (c->jwt) {
+        for (size_t i = 0; i < c->jwt->nclaims && i < CFG_JWT_MAX_CLAIMS; i++) {
+            claims[i].name = c->jwt->claims[i].header;
+            claims[i].value = c->jwt->claims[i].value;
+        }
+        m.add = claims;
+        m.nadd = c->jwt->nclaims;
+    }
+    ups_build_request_head(head, &c->hdrs, &m);
     int has_body = c->req_chunked || p->content_length > 0;
     c->x = ups_exchange_start(c->w->pool, c->route->upstream, head, has_body, p->method == HTTP_HEAD,
                               &up_ops, c);
     evbuffer_free(head);
     if (!c->x)
         return stop(c, 500, "internal", "out of memory");
-    if (cont && has_body)
+    if (c->expect_continue && has_body)
         evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     c->action = has_body ? "reading request body" : "waiting for upstream";
     if (has_body)
@@ -505,6 +470,29 @@ static int on_headers_complete(llhttp_t *p)
     else
         arm(c, T_NONE, 0);
     return 0;
+}
+
+void gw_conn_gate_done(gw_conn_t *c, int rc)
+{
+    if (rc == 0 && !c->resp_head_sent)
+        rc = gw_conn_forward(c);
+    if (rc != 0 && rc != HPE_PAUSED) {   /* forwarding failed */
+        respond_error(c, c->err_status ? c->err_status : 500, c->err_code ? c->err_code : "internal",
+                      c->err_msg ? c->err_msg : "internal error", 1, NULL);
+        rc = HPE_PAUSED;
+    }
+    if (rc == HPE_PAUSED) {   /* refused, closing: nothing more is read */
+        finish_response(c);
+    } else {                  /* forwarded, or refused with the body dropped */
+        c->paused = 0;
+        llhttp_resume(&c->parser);
+        /* a request without a body completes without another byte: let the
+         * parser take its non-consuming steps now (held bytes, if any, are
+         * parsed after this, in order, by conn_io) */
+        if (evbuffer_get_length(c->in) == 0)
+            parse(c, "", 0, 0);
+    }
+    conn_io(c);   /* may free c */
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n)
@@ -833,12 +821,16 @@ void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
 {
     gw_conn_t *c = calloc(1, sizeof(*c));
     if (!c) {
+        __atomic_sub_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
+        if (w->rt->connlimit)
+            pol_connlimit_release(w->rt->connlimit, peer);
         close(fd);
         return;
     }
     c->w = w;
     c->fd = fd;
     c->cid = ++w->next_id;
+    c->peer_addr = *peer;
     c->action = "handshake";
     c->state = C_HANDSHAKE;
     c->parser.data = c;
@@ -888,6 +880,7 @@ static void conn_free(gw_conn_t *c)
     gw_worker_t *w = c->w;
     if (c->x)
         ups_exchange_free(c->x);
+    gw_gate_reset(c);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)
@@ -917,6 +910,8 @@ static void conn_free(gw_conn_t *c)
         c->next->prev = c->prev;
     w->nconns--;
     __atomic_sub_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
+    if (w->rt->connlimit)
+        pol_connlimit_release(w->rt->connlimit, &c->peer_addr);
     free(c);
     if (w->draining && w->nconns == 0)
         event_base_loopexit(w->base, NULL);

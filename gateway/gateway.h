@@ -15,6 +15,9 @@
 #include <sys/socket.h>
 
 #include "../config/config.h"
+#include "../policy/jwt.h"
+#include "../policy/ratelimit.h"
+#include "../policy/redis.h"
 #include "../tls/tls.h"
 #include "../upstream/proxy.h"
 
@@ -27,6 +30,13 @@ typedef struct {
     tls_ctx_t *tls;
     pol_mirror_t *mirror;
     ups_health_t *health;
+    pol_rl_t *rl;                  /* local limiter for every named limit; NULL if none */
+    pol_connlimit_t *connlimit;    /* per-IP connection limits; NULL if none */
+    pol_jwks_store_t **jwks;       /* per route (NULL when it checks no JWT); shared by file */
+    pol_jwks_store_t **jwks_files; /* the distinct stores, for refresh and free */
+    size_t njwks_files;
+    char **claim_headers;          /* every header a token claim may be injected as */
+    size_t nclaim_headers;
     uint32_t nconns;       /* live client connections, all workers; atomic */
 } gw_runtime_t;
 
@@ -40,6 +50,7 @@ typedef struct gw_worker {
     struct event *drain_timer;
     struct event *rev_ev;    /* activated by the control thread when the revocation set changes */
     ups_pool_t *pool;
+    pol_redis_t *redis;      /* for global rate limits; NULL if none are configured */
     gw_conn_t *conns;        /* every live connection of this worker */
     size_t nconns;
     int draining;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +48,85 @@ static void on_revocation_change(void *arg)
     control_t *ctl = arg;
     for (int i = 0; i < ctl->nworkers; i++)
         gw_worker_notify_revocation(&ctl->workers[i]);
+}
+
+/* Request-policy state shared by the workers: limiters, JWKS stores and
+ * the token-claim header names. Boolean-like: 0, or -1 with err. */
+static int policy_setup(gw_runtime_t *rt, char *err, size_t errlen)
+{
+    const cfg_t *cfg = rt->cfg;
+    if (cfg->nrate_limits && !(rt->rl = pol_rl_new(cfg->rate_limits, cfg->nrate_limits, 0))) {
+        snprintf(err, errlen, "cannot allocate the rate limiter");
+        return -1;
+    }
+    const cfg_connlimits_t *cl = &cfg->connection_limits;
+    if ((cl->per_ip_count || cl->per_ip_concurrent) && !(rt->connlimit = pol_connlimit_new(cl, 0))) {
+        snprintf(err, errlen, "cannot allocate the connection limiter");
+        return -1;
+    }
+    rt->jwks = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*rt->jwks));
+    rt->jwks_files = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*rt->jwks_files));
+    size_t nclaims = 0;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        nclaims += cfg->routes[i].jwt ? cfg->routes[i].jwt->nclaims : 0;
+    rt->claim_headers = calloc(nclaims ? nclaims : 1, sizeof(char *));
+    if (!rt->jwks || !rt->jwks_files || !rt->claim_headers) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const cfg_jwt_t *j = cfg->routes[i].jwt;
+        if (!j)
+            continue;
+        for (size_t k = 0; k < i && !rt->jwks[i]; k++)
+            if (cfg->routes[k].jwt && strcmp(cfg->routes[k].jwt->jwks_file, j->jwks_file) == 0)
+                rt->jwks[i] = rt->jwks[k];
+        if (!rt->jwks[i]) {
+            char e[256];
+            rt->jwks[i] = pol_jwks_store_new(j->jwks_file, e, sizeof(e));
+            if (!rt->jwks[i]) {
+                snprintf(err, errlen, "routes[%zu].jwt.jwks_file: %s", i, e);
+                return -1;
+            }
+            rt->jwks_files[rt->njwks_files++] = rt->jwks[i];
+        }
+        /* a claim header is the gateway's on every route: stripped everywhere */
+        for (size_t k = 0; k < j->nclaims; k++) {
+            size_t m = 0;
+            while (m < rt->nclaim_headers && strcasecmp(rt->claim_headers[m], j->claims[k].header))
+                m++;
+            if (m == rt->nclaim_headers)
+                rt->claim_headers[rt->nclaim_headers++] = j->claims[k].header;
+        }
+    }
+    return 0;
+}
+
+static void policy_free(gw_runtime_t *rt)
+{
+    pol_rl_free(rt->rl);
+    pol_connlimit_free(rt->connlimit);
+    for (size_t i = 0; i < rt->njwks_files; i++)
+        pol_jwks_store_free(rt->jwks_files[i]);
+    free(rt->jwks_files);
+    free(rt->jwks);
+    free(rt->claim_headers);
+}
+
+/* JWKS files are re-read when they change; a bad file keeps the old keys. */
+static void on_jwks_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_runtime_t *rt = arg;
+    for (size_t i = 0; i < rt->njwks_files; i++) {
+        char err[256];
+        int r = pol_jwks_store_refresh(rt->jwks_files[i], err, sizeof(err));
+        if (r > 0)
+            gw_log(GW_INFO, NULL, "JWKS reloaded");
+        else if (r < 0)
+            gw_log(GW_ERR, NULL, "JWKS reload failed, keeping the previous keys: %s", err);
+    }
 }
 
 static void *control_main(void *arg)
@@ -148,6 +228,14 @@ int main(int argc, char **argv)
         return 1;
     }
     tls_ctx_set_mirror(rt.tls, rt.mirror);
+    if (policy_setup(&rt, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        return 2;
+    }
+    struct event *jwks_timer = event_new(ctl.base, -1, EV_PERSIST, on_jwks_timer, &rt);
+    struct timeval five = {5, 0};
+    if (rt.njwks_files && jwks_timer)
+        event_add(jwks_timer, &five);
     int n = 0, rc = 0;
     for (; n < cfg->workers; n++) {
         if (gw_worker_init(&workers[n], n, &rt, err, sizeof(err)) < 0) {
@@ -210,8 +298,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         gw_worker_free(&workers[i]);
     free(workers);
+    if (jwks_timer)
+        event_free(jwks_timer);
     event_base_free(ctl.base);
     pol_mirror_free(rt.mirror);
+    policy_free(&rt);
     ups_health_free(rt.health);
     tls_ctx_free(rt.tls);
     cfg_free(cfg);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -51,9 +52,23 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             gw_log(GW_ERR, NULL, "accept: %s", strerror(errno));
             return;   /* EMFILE and friends: the next event retries */
         }
+        if (w->rt->connlimit) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int r = pol_connlimit_acquire(w->rt->connlimit, &peer, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+            if (r < 0) {
+                /* before any TLS work: a flood from one address costs an accept and a close */
+                gw_log(GW_DEBUG, NULL, "connection refused by connection_limits (%s)",
+                       r == -1 ? "per_ip_rate" : "per_ip_concurrent");
+                close(fd);
+                continue;
+            }
+        }
         uint32_t n = __atomic_add_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
         if (n > cfg->limits.max_connections) {
             __atomic_sub_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
+            if (w->rt->connlimit)
+                pol_connlimit_release(w->rt->connlimit, &peer);
             gw_log(GW_WARN, NULL, "max_connections (%u) reached; connection refused",
                    cfg->limits.max_connections);
             close(fd);
@@ -129,6 +144,9 @@ int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t e
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
     w->pool = ups_pool_new(w->base, cfg, rt->health, cfg->limits.max_header_bytes * 4);
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        if (cfg->rate_limits[i].scope == CFG_RL_GLOBAL && !w->redis)
+            w->redis = pol_redis_new(w->base, &cfg->redis);
     if (!w->stop_ev || !w->drain_timer || !w->rev_ev || !w->pool) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -180,6 +198,7 @@ void gw_worker_free(gw_worker_t *w)
         event_free(w->drain_timer);
     if (w->rev_ev)
         event_free(w->rev_ev);
+    pol_redis_free(w->redis);
     ups_pool_free(w->pool);
     if (w->base)
         event_base_free(w->base);

@@ -162,8 +162,12 @@ static int is_named(const char *name, size_t n, const char *want)
 }
 
 /* Headers the gateway always sets itself on the upstream request. */
-static int gateway_owned(const cfg_identity_t *icfg, const char *name, size_t n)
+static int gateway_owned(const ups_req_meta_t *m, const char *name, size_t n)
 {
+    const cfg_identity_t *icfg = m->icfg;
+    for (size_t i = 0; i < m->nstrip; i++)
+        if (is_named(name, n, m->strip[i]))
+            return 1;
     static const char *const own[] = {"x-forwarded-for", "x-forwarded-proto", "x-request-id",
                                       "content-length", "expect", "host", NULL};
     for (int i = 0; own[i]; i++)
@@ -197,7 +201,7 @@ int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_
     for (uint32_t i = 0; i < h->n; i++) {
         const char *name = ups_str(h, h->h[i].name);
         size_t n = h->h[i].name.len;
-        if (ups_is_hop_by_hop(h, name, n) || gateway_owned(m->icfg, name, n))
+        if (ups_is_hop_by_hop(h, name, n) || gateway_owned(m, name, n))
             continue;
         evbuffer_add(out, name, n);
         evbuffer_add(out, ": ", 2);
@@ -220,6 +224,8 @@ int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_
         add_hdr(out, hn[CFG_H_CLASS], id->class_name);
         add_hdr(out, hn[CFG_H_DEVICE_ID], id->device_id);
     }
+    for (size_t i = 0; i < m->nadd; i++)
+        add_hdr(out, m->add[i].name, m->add[i].value);
     add_hdr(out, "X-Forwarded-For", m->peer_ip);
     add_hdr(out, "X-Forwarded-Proto", "https");
     add_hdr(out, "X-Request-Id", m->request_id);
@@ -233,7 +239,7 @@ int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_
 }
 
 int ups_build_response_head(struct evbuffer *out, int status, const ups_hdrs_t *h,
-                            int framing, uint64_t content_length, int close)
+                            const char *extra, int framing, uint64_t content_length, int close)
 {
     const char *reason = ups_reason(status);
     if (h && h->first.len) {
@@ -254,6 +260,8 @@ int ups_build_response_head(struct evbuffer *out, int status, const ups_hdrs_t *
         evbuffer_add(out, ups_str(h, h->h[i].value), h->h[i].value.len);
         evbuffer_add(out, "\r\n", 2);
     }
+    if (extra)
+        evbuffer_add(out, extra, strlen(extra));
     if (framing == UPS_FRAME_LENGTH)
         evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)content_length);
     else if (framing == UPS_FRAME_CHUNKED)

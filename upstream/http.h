@@ -63,6 +63,10 @@ int ups_hdrs_count(const ups_hdrs_t *h, const char *name);
 int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n);
 
 typedef struct {
+    const char *name, *value;
+} ups_kv_t;
+
+typedef struct {
     const char *method;
     int http_minor;          /* of the client's request: 0 or 1 */
     int chunked;             /* request body is chunked (re-encoded upstream) */
@@ -71,6 +75,10 @@ typedef struct {
     const char *request_id;
     const tls_identity_t *id;
     const cfg_identity_t *icfg;
+    const char *const *strip;  /* more header names the gateway owns (e.g. token claims) */
+    size_t nstrip;
+    const ups_kv_t *add;       /* verified values for some of them */
+    size_t nadd;
 } ups_req_meta_t;
 
 /* Appends the upstream request head (request line to blank line). */
@@ -79,10 +87,10 @@ int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_
 enum ups_framing { UPS_FRAME_NONE = 0, UPS_FRAME_LENGTH, UPS_FRAME_CHUNKED, UPS_FRAME_EOF };
 
 /* Appends the client response head: status line from status/reason in h,
- * end-to-end headers of h, the given framing, and Connection: close if
- * close is set. */
+ * end-to-end headers of h, extra (CRLF-terminated lines, or NULL), the
+ * given framing, and Connection: close if close is set. */
 int ups_build_response_head(struct evbuffer *out, int status, const ups_hdrs_t *h,
-                            int framing, uint64_t content_length, int close);
+                            const char *extra, int framing, uint64_t content_length, int close);
 
 /* Standard reason phrase for a status code ("Unknown" if none). */
 const char *ups_reason(int status);

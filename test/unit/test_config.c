@@ -204,6 +204,38 @@ static int make_extra_keys(const char *dir)
     return write_key(path, EVP_RSA_gen(1024));
 }
 
+/* A JWKS with one Ed25519 key (the RFC 8037 example public key), for jwt. */
+static int make_jwks(const char *dir)
+{
+    char path[512];
+    fmt(path, sizeof path, "%s/jwks.json", dir);
+    return write_all(path, "{\"keys\": [{\"kty\": \"OKP\", \"crv\": \"Ed25519\", "
+                           "\"kid\": \"k1\", \"use\": \"sig\", "
+                           "\"x\": \"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}]}\n");
+}
+
+/* Play Integrity test keys: ${TMP}/play-decryption.key (base64 of 32 bytes)
+ * and ${TMP}/play-verification.key (base64 DER of an EC P-256 public key). */
+static int make_play_keys(const char *dir)
+{
+    char path[512], b64[256];
+    unsigned char raw[32], *der = NULL;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    int dl = k ? i2d_PUBKEY(k, &der) : -1;
+    EVP_PKEY_free(k);
+    if (dl <= 0 || dl > 180)
+        return -1;
+    for (size_t i = 0; i < sizeof raw; i++)
+        raw[i] = (unsigned char)(i * 7 + 1);
+    EVP_EncodeBlock((unsigned char *)b64, raw, sizeof raw);
+    fmt(path, sizeof path, "%s/play-decryption.key", dir);
+    int rc = write_all(path, b64);
+    EVP_EncodeBlock((unsigned char *)b64, der, dl);
+    OPENSSL_free(der);
+    fmt(path, sizeof path, "%s/play-verification.key", dir);
+    return rc == 0 && write_all(path, b64) == 0 ? 0 : -1;
+}
+
 /* ------------------------------------------------------------- parsers */
 
 static void test_durations(void)
@@ -591,6 +623,143 @@ static void test_full(const char *pki, const char *tmp)
     cfg_errors_free(&errs);
 }
 
+/* Rate limits, connection limits and JWT settings: defaults. */
+static void test_policy_defaults(const char *pki, const char *tmp)
+{
+    char path[1024], text[4096];
+    cfg_errors_t errs = {0};
+    write_case(tmp, "policy-min.yaml", minimal_yaml, pki, tmp, path, sizeof path);
+    cfg_t *cfg = cfg_load(path, &errs);
+    check(cfg != NULL, "policy defaults: minimal config loads", "first error: %s",
+          first_error(&errs));
+    if (cfg) {
+        cfg_connlimits_t *c = &cfg->connection_limits;
+        check(cfg->rate_limits == NULL && cfg->nrate_limits == 0, "default: no rate limits",
+              "n=%zu", cfg->nrate_limits);
+        check(c->per_ip_count == 0 && c->per_ip_burst == 0 && c->per_ip_concurrent == 0,
+              "default: connection limits unlimited", "count=%llu",
+              (unsigned long long)c->per_ip_count);
+        cfg_route_t *r = &cfg->routes[0];
+        check(r->nrate_limits == 0 && r->rate_limits == NULL && r->rate_limit_headers == 0 &&
+                  r->jwt == NULL,
+              "default: route without rate limits, headers or jwt", "n=%zu", r->nrate_limits);
+    }
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+
+    /* the defaults inside rate_limits[] and jwt */
+    fmt(text, sizeof text, "%s    rate_limits: [r]\n    jwt: {jwks_file: ${TMP}/jwks.json}\n"
+        "rate_limits:\n  - {name: r, key: ip, rate: 6000/m}\n", minimal_yaml);
+    write_case(tmp, "policy-def.yaml", text, pki, tmp, path, sizeof path);
+    cfg = cfg_load(path, &errs);
+    check(cfg != NULL, "policy defaults: rate limit and jwt with defaults load",
+          "first error: %s", first_error(&errs));
+    if (cfg) {
+        cfg_rate_limit_t *l = &cfg->rate_limits[0];
+        check(cfg->nrate_limits == 1 && !strcmp(l->name, "r") && l->key == CFG_RL_IP &&
+                  l->count == 6000 && l->period_ms == 60000 && l->burst == 6000 &&
+                  l->scope == CFG_RL_LOCAL && l->fail_closed == 0,
+              "default: burst = count, scope local, fail_open", "burst=%llu scope=%d",
+              (unsigned long long)l->burst, l->scope);
+        cfg_jwt_t *j = cfg->routes[0].jwt;
+        check(j && strstr(j->jwks_file, "jwks.json") && j->issuer == NULL &&
+                  j->naudiences == 0 && j->leeway_ms == 30000 &&
+                  j->algorithms == (CFG_JWT_ES256 | CFG_JWT_RS256 | CFG_JWT_EDDSA) &&
+                  j->bind_to_certificate == 0 && j->nclaims == 1 &&
+                  !strcmp(j->claims[0].claim, "sub") &&
+                  !strcmp(j->claims[0].header, "X-Token-Subject"),
+              "default: jwt leeway 30s, all algorithms, sub -> X-Token-Subject", "jwt=%p",
+              (void *)j);
+        check(cfg->routes[0].nrate_limits == 1 && cfg->routes[0].rate_limits[0] == 0,
+              "route rate limit resolved", "n=%zu", cfg->routes[0].nrate_limits);
+    }
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+}
+
+static const char policy_yaml[] =
+    "rate_limits:\n"
+    "  - {name: per-device, key: device_id, rate: 100/s, burst: 20}\n"
+    "  - {name: per-token, key: token, rate: 6000/m, scope: global}\n"
+    "  - {name: Fleet.wide, key: route, rate: 1000/h, scope: global,\n"
+    "     on_redis_unavailable: fail_closed}\n"
+    "  - {name: fp, key: fingerprint, rate: 1/s}\n"
+    "connection_limits: {per_ip_rate: 20/s, per_ip_burst: 40, per_ip_concurrent: 100}\n"
+    "upstreams:\n"
+    "  - name: api\n"
+    "    servers: [127.0.0.1:9080]\n"
+    "routes:\n"
+    "  - path: /api/\n"
+    "    upstream: api\n"
+    "    allow_classes: [device]\n"
+    "    rate_limits: [per-token, per-device, Fleet.wide]\n"
+    "    rate_limit_headers: true\n"
+    "    jwt:\n"
+    "      jwks_file: ${TMP}/jwks.json\n"
+    "      issuer: https://issuer.example\n"
+    "      audience: [api, mobile]\n"
+    "      leeway: 0s\n"
+    "      algorithms: [EdDSA, ES256]\n"
+    "      bind_to_certificate: true\n"
+    "      claims_to_headers: {sub: X-User, tenant: X-Tenant}\n"
+    "  - path: /other/\n"
+    "    upstream: api\n"
+    "    allow_classes: [device]\n"
+    "    jwt: {jwks_file: ${TMP}/jwks.json, audience: one, claims_to_headers: {}}\n";
+
+static void test_policy(const char *pki, const char *tmp)
+{
+    char path[1024], text[4096];
+    cfg_errors_t errs = {0};
+    const char *cut = strstr(minimal_yaml, "upstreams:");
+    fmt(text, sizeof text, "%.*s%s", (int)(cut - minimal_yaml), minimal_yaml, policy_yaml);
+    write_case(tmp, "policy.yaml", text, pki, tmp, path, sizeof path);
+    cfg_t *cfg = cfg_load(path, &errs);
+    check(cfg != NULL, "policy config loads", "%zu errors, first: %s", errs.n,
+          first_error(&errs));
+    if (!cfg) {
+        cfg_errors_free(&errs);
+        return;
+    }
+    cfg_rate_limit_t *l = cfg->rate_limits;
+    check(cfg->nrate_limits == 4 && !strcmp(l[0].name, "per-device") &&
+              l[0].key == CFG_RL_DEVICE_ID && l[0].count == 100 && l[0].period_ms == 1000 &&
+              l[0].burst == 20 && l[0].scope == CFG_RL_LOCAL,
+          "rate_limits[0]: device_id 100/s burst 20 local", "n=%zu", cfg->nrate_limits);
+    check(cfg->nrate_limits == 4 && l[1].key == CFG_RL_TOKEN && l[1].count == 6000 &&
+              l[1].period_ms == 60000 && l[1].burst == 6000 && l[1].scope == CFG_RL_GLOBAL &&
+              l[1].fail_closed == 0,
+          "rate_limits[1]: token 6000/m global fail_open", "scope=%d", l[1].scope);
+    check(cfg->nrate_limits == 4 && !strcmp(l[2].name, "Fleet.wide") && l[2].key == CFG_RL_ROUTE &&
+              l[2].period_ms == 3600000 && l[2].fail_closed == 1 &&
+              l[3].key == CFG_RL_FINGERPRINT && l[3].burst == 1,
+          "rate_limits[2..3]: route 1000/h fail_closed, fingerprint 1/s", "fail_closed=%d",
+          l[2].fail_closed);
+    cfg_connlimits_t *c = &cfg->connection_limits;
+    check(c->per_ip_count == 20 && c->per_ip_period_ms == 1000 && c->per_ip_burst == 40 &&
+              c->per_ip_concurrent == 100,
+          "connection_limits parsed", "count=%llu burst=%llu",
+          (unsigned long long)c->per_ip_count, (unsigned long long)c->per_ip_burst);
+    cfg_route_t *r = &cfg->routes[0];
+    check(r->nrate_limits == 3 && r->rate_limits[0] == 1 && r->rate_limits[1] == 0 &&
+              r->rate_limits[2] == 2 && r->rate_limit_headers == 1,
+          "route rate_limits resolved in order, headers on", "n=%zu", r->nrate_limits);
+    cfg_jwt_t *j = r->jwt;
+    check(j && !strcmp(j->issuer, "https://issuer.example") && j->naudiences == 2 &&
+              !strcmp(j->audiences[0], "api") && !strcmp(j->audiences[1], "mobile") &&
+              j->leeway_ms == 0 && j->algorithms == (CFG_JWT_EDDSA | CFG_JWT_ES256) &&
+              j->bind_to_certificate == 1 && j->nclaims == 2 &&
+              !strcmp(j->claims[0].claim, "sub") && !strcmp(j->claims[0].header, "X-User") &&
+              !strcmp(j->claims[1].claim, "tenant") && !strcmp(j->claims[1].header, "X-Tenant"),
+          "route jwt settings", "jwt=%p", (void *)j);
+    cfg_jwt_t *j2 = cfg->routes[1].jwt;
+    check(j2 && j2->naudiences == 1 && !strcmp(j2->audiences[0], "one") && j2->nclaims == 0 &&
+              cfg->routes[1].nrate_limits == 0 && cfg->routes[1].rate_limit_headers == 0,
+          "jwt: audience as a string, empty claims_to_headers", "jwt=%p", (void *)j2);
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+}
+
 /* An empty admin mapping enables the admin listener with its defaults. */
 static void test_admin_defaults(const char *pki, const char *tmp)
 {
@@ -611,6 +780,130 @@ static void test_admin_defaults(const char *pki, const char *tmp)
     }
     cfg_free(cfg);
     cfg_errors_free(&errs);
+}
+
+/* The issuance section: absent = disabled; defaults; every setting. */
+static void test_issuance(const char *pki, const char *tmp)
+{
+    static const char defaults[] =
+        "issuance:\n"
+        "  ca_cert: ${PKI}/device-ca.crt\n"
+        "  ca_key: ${PKI}/device-ca.key\n"
+        "  platforms:\n"
+        "    android:\n"
+        "      provider: play_integrity\n"
+        "      package_name: com.example.app\n"
+        "      decryption_key_file: ${TMP}/play-decryption.key\n"
+        "      verification_key_file: ${TMP}/play-verification.key\n"
+        "      certificate_sha256_digests:\n"
+        "        - ZHVtbXktY2VydGlmaWNhdGUtZGlnZXN0LTAxMjM0NTY\n"
+        "        - \"00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff\"\n"
+        "    ios: {provider: http, url: \"http://127.0.0.1:9100/verify\"}\n"
+        "    huawei: {provider: refuse}\n";
+    static const char full[] =
+        "issuance:\n"
+        "  path_prefix: /v1/certs/\n"
+        "  ca_cert: ${PKI}/device-ca.crt\n"
+        "  ca_key: ${PKI}/device-ca.key\n"
+        "  chain: ${PKI}/bootstrap-ca.crt\n"
+        "  device_class: device\n"
+        "  bootstrap_class: bootstrap\n"
+        "  lifetime: 1h\n"
+        "  nonce_ttl: 10s\n"
+        "  key_policy: {ec_p256: false, rsa: true, rsa_min_bits: 3072}\n"
+        "  renew_requires_attestation: true\n"
+        "  revoke_old_on_renew: true\n"
+        "  max_body_bytes: 32k\n"
+        "  insecure_dev: true\n"
+        "  platforms:\n"
+        "    android:\n"
+        "      provider: play_integrity\n"
+        "      package_name: com.example.app\n"
+        "      decryption_key_file: ${TMP}/play-decryption.key\n"
+        "      verification_key_file: ${TMP}/play-verification.key\n"
+        "      certificate_sha256_digests: [ZHVtbXktY2VydGlmaWNhdGUtZGlnZXN0LTAxMjM0NTY]\n"
+        "      required_device_verdicts: [MEETS_STRONG_INTEGRITY, MEETS_BASIC_INTEGRITY]\n"
+        "      max_age: 1m\n"
+        "    ios: {provider: http, url: \"http://localhost:9100\", timeout: 500ms}\n"
+        "    dev_2: {provider: none}\n";
+    char path[1024], text[4096];
+    cfg_errors_t errs = {0};
+    char *base = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
+                             "      ca: ${PKI}/device-ca.crt\n"
+                             "    - name: bootstrap\n"
+                             "      ca: ${PKI}/bootstrap-ca.crt\n");
+
+    fmt(text, sizeof text, "%s", base);
+    write_case(tmp, "iss0.yaml", text, pki, tmp, path, sizeof path);
+    cfg_t *cfg = cfg_load(path, &errs);
+    check(cfg && cfg->issuance == NULL, "issuance: absent = disabled", "first error: %s",
+          first_error(&errs));
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+
+    fmt(text, sizeof text, "%s%s", base, defaults);
+    write_case(tmp, "iss1.yaml", text, pki, tmp, path, sizeof path);
+    cfg = cfg_load(path, &errs);
+    check(cfg && cfg->issuance, "issuance: minimal section loads", "first error: %s",
+          first_error(&errs));
+    if (cfg && cfg->issuance) {
+        const cfg_issuance_t *is = cfg->issuance;
+        check(!strcmp(is->path_prefix, "/certificates/") && strstr(is->ca_cert_file, "device-ca.crt") &&
+                  strstr(is->ca_key_file, "device-ca.key") && is->chain_file == NULL &&
+                  !strcmp(is->device_class, "device") && is->device_class_idx == 0 &&
+                  !strcmp(is->bootstrap_class, "bootstrap") && is->bootstrap_class_idx == 1,
+              "issuance defaults: prefix, files, classes", "prefix=%s", is->path_prefix);
+        check(is->lifetime_ms == 7 * 86400000ULL && is->nonce_ttl_ms == 120000 &&
+                  is->key_ec_p256 == 1 && is->key_rsa == 0 && is->rsa_min_bits == 2048 &&
+                  is->renew_requires_attestation == 0 && is->revoke_old_on_renew == 0 &&
+                  is->max_body_bytes == 65536 && is->insecure_dev == 0,
+              "issuance defaults: lifetime, nonce_ttl, key policy, renew, body, insecure_dev",
+              "lifetime=%llu", (unsigned long long)is->lifetime_ms);
+        const cfg_platform_t *a = cfg_issuance_platform(is, "android");
+        const cfg_platform_t *i = cfg_issuance_platform(is, "ios");
+        const cfg_platform_t *h = cfg_issuance_platform(is, "huawei");
+        check(is->nplatforms == 3 && a && a->provider == CFG_ATTEST_PLAY_INTEGRITY &&
+                  !strcmp(a->play.package_name, "com.example.app") && a->play.ndigests == 2 &&
+                  a->play.digests[1][0] == 0x00 && a->play.digests[1][1] == 0x11 &&
+                  a->play.digests[1][31] == 0xff && a->play.digests[0][0] == 'd' &&
+                  a->play.device_verdicts == CFG_PLAY_MEETS_DEVICE &&
+                  a->play.max_age_ms == 300000,
+              "issuance defaults: play_integrity", "nplatforms=%zu", is->nplatforms);
+        check(i && i->provider == CFG_ATTEST_HTTP && !strcmp(i->http.url,
+                                                             "http://127.0.0.1:9100/verify") &&
+                  !strcmp(i->http.host, "127.0.0.1:9100") && i->http.port == 9100 &&
+                  !strcmp(i->http.path, "/verify") && i->http.timeout_ms == 3000 &&
+                  h && h->provider == CFG_ATTEST_REFUSE && !cfg_issuance_platform(is, "x"),
+              "issuance defaults: http, refuse", "ios=%p", (const void *)i);
+    }
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+
+    fmt(text, sizeof text, "%s%s", base, full);
+    write_case(tmp, "iss2.yaml", text, pki, tmp, path, sizeof path);
+    cfg = cfg_load(path, &errs);
+    check(cfg && cfg->issuance, "issuance: every setting loads", "first error: %s",
+          first_error(&errs));
+    if (cfg && cfg->issuance) {
+        const cfg_issuance_t *is = cfg->issuance;
+        const cfg_platform_t *a = cfg_issuance_platform(is, "android");
+        const cfg_platform_t *i = cfg_issuance_platform(is, "ios");
+        const cfg_platform_t *d = cfg_issuance_platform(is, "dev_2");
+        check(!strcmp(is->path_prefix, "/v1/certs/") && is->chain_file &&
+                  is->lifetime_ms == 3600000 && is->nonce_ttl_ms == 10000 &&
+                  is->key_ec_p256 == 0 && is->key_rsa == 1 && is->rsa_min_bits == 3072 &&
+                  is->renew_requires_attestation == 1 && is->revoke_old_on_renew == 1 &&
+                  is->max_body_bytes == 32768 && is->insecure_dev == 1,
+              "issuance settings", "lifetime=%llu", (unsigned long long)is->lifetime_ms);
+        check(a && a->play.device_verdicts == (CFG_PLAY_MEETS_STRONG | CFG_PLAY_MEETS_BASIC) &&
+                  a->play.max_age_ms == 60000 && i && i->http.port == 9100 &&
+                  !strcmp(i->http.path, "/") && i->http.timeout_ms == 500 && d &&
+                  d->provider == CFG_ATTEST_NONE,
+              "issuance platform settings", "android=%p", (const void *)a);
+    }
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+    free(base);
 }
 
 /* Several independent problems are all reported, in file order. */
@@ -775,6 +1068,8 @@ int main(int argc, char **argv)
               "openssl CLI failed in %s", pki);
     }
     check(make_extra_keys(tmp) == 0, "generate extra keys", "in %s", tmp);
+    check(make_play_keys(tmp) == 0, "generate Play Integrity test keys", "in %s", tmp);
+    check(make_jwks(tmp) == 0, "write a JWKS file", "in %s", tmp);
 
     test_durations();
     test_sizes();
@@ -783,6 +1078,9 @@ int main(int argc, char **argv)
     test_defaults(pki, tmp);
     test_admin_defaults(pki, tmp);
     test_full(pki, tmp);
+    test_policy_defaults(pki, tmp);
+    test_policy(pki, tmp);
+    test_issuance(pki, tmp);
     test_many_errors(pki, tmp);
     test_cases(root, pki, tmp);
 

@@ -131,6 +131,23 @@ int main(void)
     CHECK(count(s, "Transfer-Encoding: chunked\r\n") == 1 && !strstr(s, "Content-Length"), "chunked re-framed once");
     free(s);
 
+    /* claim headers: stripped when client-sent, injected from the token */
+    static const char *const strip[] = {"X-Token-Subject"};
+    ups_kv_t add_kv[] = {{"X-Token-Subject", "user-42"}};
+    m.strip = strip;
+    m.nstrip = 1;
+    m.add = add_kv;
+    m.nadd = 1;
+    ups_hdrs_reset(&h);
+    ups_hdrs_first(&h, "/", 1);
+    add(&h, "Host", "h");
+    add(&h, "x-token-subject", "admin");
+    ups_hdrs_finish(&h);
+    ups_build_request_head(b, &h, &m);
+    s = head_text(b);
+    CHECK(strstr(s, "X-Token-Subject: user-42\r\n") && !strstr(s, "admin"), "claim header stripped and injected");
+    free(s);
+
     /* response direction */
     ups_hdrs_reset(&h);
     ups_hdrs_first(&h, "OK", 2);
@@ -141,14 +158,15 @@ int main(void)
     add(&h, "Transfer-Encoding", "chunked");
     add(&h, "Content-Length", "10");
     ups_hdrs_finish(&h);
-    ups_build_response_head(b, 200, &h, UPS_FRAME_CHUNKED, 0, 0);
+    ups_build_response_head(b, 200, &h, "X-Extra: 1\r\n", UPS_FRAME_CHUNKED, 0, 0);
     s = head_text(b);
     CHECK(strncmp(s, "HTTP/1.1 200 OK\r\n", 17) == 0, "status line");
     CHECK(strstr(s, "Content-Type: application/json\r\n") != NULL, "end-to-end kept");
+    CHECK(strstr(s, "X-Extra: 1\r\n") != NULL, "extra lines added");
     CHECK(!strstr(s, "X-Hop") && !strcasestr(s, "keep-alive") && !strstr(s, "Connection"), "hop-by-hop dropped");
     CHECK(count(s, "Transfer-Encoding") == 1 && !strstr(s, "Content-Length"), "framing is the gateway's");
     free(s);
-    ups_build_response_head(b, 404, NULL, UPS_FRAME_LENGTH, 7, 1);
+    ups_build_response_head(b, 404, NULL, NULL, UPS_FRAME_LENGTH, 7, 1);
     s = head_text(b);
     CHECK(strstr(s, "HTTP/1.1 404 Not Found\r\n") && strstr(s, "Content-Length: 7\r\n") &&
               strstr(s, "Connection: close\r\n"),

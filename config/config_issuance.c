@@ -1,0 +1,807 @@
+/* config_issuance.c: the optional "issuance" section (device certificates).
+ *
+ * Called by config.c once tls and identity have been read; every problem is
+ * reported through the callback with the node it concerns, so it gets the
+ * same "file:line:col: path: message" form as the rest of the config. The
+ * signing CA, its key, the optional chain and the Play Integrity key files
+ * are opened and checked here, so a gateway never starts with an issuance
+ * setup that would fail on the first request. Nothing is kept open: the
+ * policy module loads the files again (policy/issuance.h).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <yaml.h>
+
+/* config_check.c */
+int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
+                      char *msg, size_t len);
+void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char *msg,
+                      size_t len);
+int cfgp_is_null(const yaml_node_t *n);
+const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
+int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t *out,
+                    char *hostbuf, size_t hostlen, int *port_out, const char **why);
+int cfgp_printable(const char *s);
+
+typedef void (*cfgi_report_fn)(void *ctx, const yaml_node_t *n, const char *path,
+                               const char *msg);
+void cfgi_parse_issuance(yaml_document_t *doc, yaml_node_t *n, cfg_t *cfg,
+                         cfgi_report_fn report, void *ctx);
+
+#define PATHLEN 256
+#define NF(a) (sizeof(a) / sizeof((a)[0]))
+#define HOUR_MS 3600000ULL
+#define DAY_MS 86400000ULL
+#define F(n) {.name = (n)}
+
+typedef struct {
+    yaml_document_t *doc;
+    cfg_t *cfg;
+    cfgi_report_fn report;
+    void *rctx;
+} ictx_t;
+
+typedef struct {
+    const char *name;
+    yaml_node_t *key, *val;
+} ifld_t;
+
+static const char *const verdict_names[] = {"MEETS_BASIC_INTEGRITY", "MEETS_DEVICE_INTEGRITY",
+                                            "MEETS_STRONG_INTEGRITY", "MEETS_VIRTUAL_INTEGRITY"};
+
+/* ---------------------------------------------------------------- helpers */
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+__attribute__((format(printf, 4, 5)))
+static void ierr(ictx_t *c, const yaml_node_t *n, const char *path, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->report(c->rctx, n, path, msg);
+}
+
+static const char *pk(char *buf, const char *parent, const char *key)
+{
+    if (snprintf(buf, PATHLEN, "%s.%s", parent, key) < 0)
+        buf[0] = '\0';
+    return buf;
+}
+
+static const char *pi(char *buf, const char *parent, size_t i)
+{
+    if (snprintf(buf, PATHLEN, "%s[%zu]", parent, i) < 0)
+        buf[0] = '\0';
+    return buf;
+}
+
+static yaml_node_t *inode(ictx_t *c, int idx)
+{
+    return yaml_document_get_node(c->doc, idx);
+}
+
+static const char *iscalar(ictx_t *c, yaml_node_t *n, const char *path, const char *what)
+{
+    char b[80];
+    if (n->type != YAML_SCALAR_NODE || cfgp_is_null(n)) {
+        ierr(c, n, path, "expected %s, got %s", what, cfgp_describe(n, b, sizeof b));
+        return NULL;
+    }
+    return (const char *)n->data.scalar.value;
+}
+
+/* Same contract as config.c's map_fields(): unknown and duplicate keys are
+ * reported; -1 if n is not a mapping. */
+static int imap(ictx_t *c, yaml_node_t *n, const char *path, ifld_t *f, size_t nf)
+{
+    char b[80];
+    if (n->type != YAML_MAPPING_NODE) {
+        ierr(c, n, path, "expected a mapping, got %s", cfgp_describe(n, b, sizeof b));
+        return -1;
+    }
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = inode(c, p->key), *v = inode(c, p->value);
+        if (!k || !v)
+            continue;
+        if (k->type != YAML_SCALAR_NODE) {
+            ierr(c, k, path, "a key must be a plain string, got %s",
+                 cfgp_describe(k, b, sizeof b));
+            continue;
+        }
+        const char *ks = (const char *)k->data.scalar.value;
+        size_t i;
+        for (i = 0; i < nf && strcmp(f[i].name, ks) != 0; i++)
+            ;
+        if (i == nf) {
+            const char *names[32];
+            char msg[700];
+            size_t nn = nf < NF(names) ? nf : NF(names);
+            for (size_t j = 0; j < nn; j++)
+                names[j] = f[j].name;
+            cfgp_unknown_key(ks, names, nn, msg, sizeof msg);
+            ierr(c, k, path, "%s", msg);
+        } else if (f[i].key) {
+            ierr(c, k, path, "duplicate key \"%s\" (first given at line %zu)", ks,
+                 (size_t)f[i].key->start_mark.line + 1);
+        } else {
+            f[i].key = k;
+            f[i].val = v;
+        }
+    }
+    return 0;
+}
+
+static int ibool(ictx_t *c, ifld_t *f, const char *parent, int *out)
+{
+    char p[PATHLEN];
+    if (!f->val)
+        return 0;
+    const char *s = iscalar(c, f->val, pk(p, parent, f->name), "true or false");
+    if (!s)
+        return -1;
+    if (!strcmp(s, "true") || !strcmp(s, "false")) {
+        *out = s[0] == 't';
+        return 0;
+    }
+    ierr(c, f->val, p, "expected true or false, got \"%.60s\"", s);
+    return -1;
+}
+
+/* Optional duration in min..max milliseconds; shown as lo_text..hi_text. */
+static void idur(ictx_t *c, ifld_t *f, const char *parent, uint64_t min, uint64_t max,
+                 const char *range, uint64_t *out)
+{
+    char p[PATHLEN], msg[300];
+    uint64_t v;
+    if (!f->val)
+        return;
+    const char *s = iscalar(c, f->val, pk(p, parent, f->name),
+                            "a duration like 500ms, 10s, 5m, 1h");
+    if (!s)
+        return;
+    if (cfgp_check_number('d', s, 0, UINT64_MAX, &v, msg, sizeof msg) < 0)
+        ierr(c, f->val, p, "%s", msg);
+    else if (v < min || v > max)
+        ierr(c, f->val, p, "must be %s, got \"%.60s\"", range, s);
+    else
+        *out = v;
+}
+
+static char *ipath(ictx_t *c, ifld_t *f, const char *parent)
+{
+    char p[PATHLEN];
+    const char *s;
+    if (!f->val || !(s = iscalar(c, f->val, pk(p, parent, f->name), "a file path")))
+        return NULL;
+    return xstrdup(s);
+}
+
+static const char *ossl_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r ? r : "unknown OpenSSL error";
+}
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
+/* All certificates of a PEM file (at least one); NULL with msg. */
+static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
+{
+    BIO *b = BIO_new_file(path, "rb");
+    if (!b) {
+        snprintf(msg, len, "cannot read \"%s\"", path);
+        ERR_clear_error();
+        return NULL;
+    }
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    X509 *x;
+    while (sk && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+        if (!sk_X509_push(sk, x)) {
+            X509_free(x);
+            break;
+        }
+    }
+    BIO_free(b);
+    if (!sk || sk_X509_num(sk) == 0) {
+        snprintf(msg, len, "\"%s\" holds no PEM certificate", path);
+        sk_X509_pop_free(sk, X509_free);
+        sk = NULL;
+    }
+    ERR_clear_error();
+    return sk;
+}
+
+/* Whole small file into a NUL-terminated buffer; NULL on error. */
+static char *read_small(const char *path, size_t max, size_t *lenp)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > max) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *lenp = n;
+    return buf;
+}
+
+/* Standard base64 (whitespace ignored) into out; decoded length or -1. */
+static long b64_decode(const char *s, size_t len, unsigned char *out, size_t cap)
+{
+    char *clean = malloc(len + 1);
+    size_t n = 0, pad = 0;
+    if (!clean)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if (!isspace((unsigned char)s[i]))
+            clean[n++] = s[i];
+    clean[n] = '\0';
+    if (n == 0 || n % 4 || n / 4 * 3 > cap) {
+        free(clean);
+        return -1;
+    }
+    pad = (clean[n - 1] == '=') + (n > 1 && clean[n - 2] == '=');
+    int r = EVP_DecodeBlock(out, (const unsigned char *)clean, (int)n);
+    free(clean);
+    return r < 0 ? -1 : (long)r - (long)pad;
+}
+
+/* ---------------------------------------------------------------- CA */
+
+static void check_ca(ictx_t *c, cfg_issuance_t *is, ifld_t *fcert, ifld_t *fkey,
+                     ifld_t *fchain, const char *cls_ca_file, int cls_known)
+{
+    char msg[512];
+    STACK_OF(X509) *sk = NULL, *bundle = NULL;
+    X509 *ca = NULL;
+    if (is->ca_cert_file) {
+        const char *p = "issuance.ca_cert";
+        if (!(sk = read_certs(is->ca_cert_file, msg, sizeof msg))) {
+            ierr(c, fcert->val, p, "%s", msg);
+        } else if (sk_X509_num(sk) != 1) {
+            ierr(c, fcert->val, p, "\"%s\" must hold exactly one certificate (the signing CA; "
+                 "put intermediates above it in issuance.chain)", is->ca_cert_file);
+        } else {
+            ca = sk_X509_value(sk, 0);
+            if (X509_check_ca(ca) < 1)
+                ierr(c, fcert->val, p, "\"%s\" is not a CA certificate (basicConstraints "
+                     "CA:TRUE is required)", is->ca_cert_file);
+            else if ((X509_get_extension_flags(ca) & EXFLAG_KUSAGE) &&
+                     !(X509_get_key_usage(ca) & KU_KEY_CERT_SIGN))
+                ierr(c, fcert->val, p, "\"%s\" may not sign certificates (keyUsage lacks "
+                     "keyCertSign)", is->ca_cert_file);
+            else if (X509_cmp_current_time(X509_get0_notAfter(ca)) <= 0)
+                ierr(c, fcert->val, p, "\"%s\" has expired", is->ca_cert_file);
+            else if (cls_known && cls_ca_file) {
+                int found = 0;
+                if ((bundle = read_certs(cls_ca_file, msg, sizeof msg)))
+                    for (int i = 0; i < sk_X509_num(bundle) && !found; i++)
+                        found = X509_cmp(sk_X509_value(bundle, i), ca) == 0;
+                if (!found)
+                    ierr(c, fcert->val, p, "\"%s\" is not one of the CAs of class \"%s\" (%s): "
+                         "certificates it signs would not be accepted", is->ca_cert_file,
+                         is->device_class, cls_ca_file);
+            }
+        }
+    }
+    if (is->ca_key_file) {
+        const char *p = "issuance.ca_key";
+        BIO *b = BIO_new_file(is->ca_key_file, "rb");
+        EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
+        if (!b)
+            ierr(c, fkey->val, p, "cannot read \"%s\"", is->ca_key_file);
+        else if (!k)
+            ierr(c, fkey->val, p, "\"%s\" is not an unencrypted PEM private key: %s",
+                 is->ca_key_file, ossl_reason());
+        else if (ca && X509_check_private_key(ca, k) != 1)
+            ierr(c, fkey->val, p, "key in \"%s\" does not match the CA certificate in \"%s\"",
+                 is->ca_key_file, is->ca_cert_file);
+        EVP_PKEY_free(k);
+        BIO_free(b);
+        ERR_clear_error();
+    }
+    if (is->chain_file) {
+        STACK_OF(X509) *ch = read_certs(is->chain_file, msg, sizeof msg);
+        if (!ch)
+            ierr(c, fchain->val, "issuance.chain", "%s", msg);
+        sk_X509_pop_free(ch, X509_free);
+    }
+    sk_X509_pop_free(bundle, X509_free);
+    sk_X509_pop_free(sk, X509_free);
+}
+
+static void class_ref(ictx_t *c, yaml_node_t *sect, ifld_t *f, const char *path, char *name,
+                      size_t *idx, int *known)
+{
+    const cfg_tls_t *t = &c->cfg->tls;
+    const char *s = name;
+    yaml_node_t *at = f->val ? f->val : sect;
+    *known = 0;
+    if (f->val && !(s = iscalar(c, f->val, path, "a class name from tls.classes")))
+        return;
+    if (strlen(s) >= CFG_MAX_NAME) {
+        ierr(c, at, path, "class name too long");
+        return;
+    }
+    if (s != name)
+        snprintf(name, CFG_MAX_NAME, "%s", s);
+    for (size_t i = 0; i < t->nclasses; i++) {
+        if (!strcmp(t->classes[i].name, s)) {
+            *idx = i;
+            *known = 1;
+            return;
+        }
+    }
+    if (t->nclasses) /* tls.classes itself broken: reported there */
+        ierr(c, at, path, "class \"%.60s\" is not defined in tls.classes%s", s,
+             f->val ? "" : " (the default; set it to one of the defined classes)");
+}
+
+/* ---------------------------------------------------------------- platforms */
+
+/* A SHA-256 digest as base64url (padding optional) or 64 hex digits. */
+static int parse_digest(const char *s, unsigned char out[32])
+{
+    size_t n = strlen(s);
+    if (n == 64) {
+        for (size_t i = 0; i < 32; i++) {
+            unsigned v = 0;
+            for (int k = 0; k < 2; k++) {
+                int ch = tolower((unsigned char)s[2 * i + (size_t)k]);
+                if (!isxdigit(ch))
+                    return -1;
+                v = v * 16 + (unsigned)(isdigit(ch) ? ch - '0' : ch - 'a' + 10);
+            }
+            out[i] = (unsigned char)v;
+        }
+        return 0;
+    }
+    if (n == 44 && s[43] == '=')
+        n = 43;
+    if (n != 43)
+        return -1;
+    char b[45];
+    unsigned char tmp[36];
+    for (size_t i = 0; i < 43; i++) {
+        char ch = s[i];
+        if (ch == '-')
+            ch = '+';
+        else if (ch == '_')
+            ch = '/';
+        else if (!isalnum((unsigned char)ch))
+            return -1;
+        b[i] = ch;
+    }
+    b[43] = '=';
+    b[44] = '\0';
+    if (b64_decode(b, 44, tmp, sizeof tmp) != 32)
+        return -1;
+    memcpy(out, tmp, 32);
+    return 0;
+}
+
+static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, ifld_t *fdec, ifld_t *fver,
+                            const char *p)
+{
+    char q[PATHLEN];
+    size_t len;
+    char *text;
+    if (pl->decryption_key_file) {
+        unsigned char key[64];
+        pk(q, p, "decryption_key_file");
+        if (!(text = read_small(pl->decryption_key_file, 4096, &len)))
+            ierr(c, fdec->val, q, "cannot read \"%s\"", pl->decryption_key_file);
+        else if (b64_decode(text, len, key, sizeof key) != 32)
+            ierr(c, fdec->val, q, "\"%s\" must hold the base64 AES-256 decryption key from "
+                 "Play Console (32 bytes)", pl->decryption_key_file);
+        OPENSSL_cleanse(key, sizeof key);
+        if (text)
+            OPENSSL_cleanse(text, len);
+        free(text);
+    }
+    if (pl->verification_key_file) {
+        EVP_PKEY *k = NULL;
+        pk(q, p, "verification_key_file");
+        if (!(text = read_small(pl->verification_key_file, 16384, &len))) {
+            ierr(c, fver->val, q, "cannot read \"%s\"", pl->verification_key_file);
+            return;
+        }
+        if (strstr(text, "-----BEGIN PUBLIC KEY-----")) {
+            BIO *b = BIO_new_mem_buf(text, (int)len);
+            k = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+            BIO_free(b);
+        } else {
+            unsigned char der[4096];
+            long n = b64_decode(text, len, der, sizeof der);
+            const unsigned char *d = der;
+            if (n > 0)
+                k = d2i_PUBKEY(NULL, &d, n);
+            if (k && d != der + n) {
+                EVP_PKEY_free(k);
+                k = NULL;
+            }
+        }
+        char group[64] = "";
+        size_t gl;
+        if (k && EVP_PKEY_get_id(k) == EVP_PKEY_EC)
+            EVP_PKEY_get_group_name(k, group, sizeof group, &gl);
+        if (!k || strcmp(group, "prime256v1") != 0)
+            ierr(c, fver->val, q, "\"%s\" must hold the EC P-256 verification key from Play "
+                 "Console (base64 DER, or a PEM public key)", pl->verification_key_file);
+        EVP_PKEY_free(k);
+        ERR_clear_error();
+        free(text);
+    }
+}
+
+static void parse_play(ictx_t *c, yaml_node_t *n, const char *p, cfg_play_integrity_t *pl)
+{
+    enum { PROVIDER, PKG, DEC, VER, DIGESTS, VERDICTS, MAX_AGE };
+    ifld_t f[] = {F("provider"), F("package_name"), F("decryption_key_file"),
+                  F("verification_key_file"), F("certificate_sha256_digests"),
+                  F("required_device_verdicts"), F("max_age")};
+    char q[PATHLEN], r[PATHLEN];
+    const char *s;
+    pl->device_verdicts = CFG_PLAY_MEETS_DEVICE;
+    pl->max_age_ms = 300000;
+    if (imap(c, n, p, f, NF(f)) < 0)
+        return;
+    for (int i = PKG; i <= DIGESTS; i++)
+        if (!f[i].val)
+            ierr(c, n, p, "missing required key \"%s\" (provider play_integrity)", f[i].name);
+    if (f[PKG].val && (s = iscalar(c, f[PKG].val, pk(q, p, "package_name"),
+                                   "an Android package name"))) {
+        int ok = strlen(s) <= 255 && strchr(s, '.') && s[0] != '.';
+        for (const char *t = s; ok && *t; t++)
+            ok = isalnum((unsigned char)*t) || *t == '.' || *t == '_';
+        if (!ok)
+            ierr(c, f[PKG].val, q, "expected an Android package name like com.example.app, "
+                 "got \"%.60s\"", s);
+        else
+            pl->package_name = xstrdup(s);
+    }
+    pl->decryption_key_file = ipath(c, &f[DEC], p);
+    pl->verification_key_file = ipath(c, &f[VER], p);
+    check_play_keys(c, pl, &f[DEC], &f[VER], p);
+    if (f[DIGESTS].val) {
+        yaml_node_t *d = f[DIGESTS].val;
+        pk(q, p, "certificate_sha256_digests");
+        if (d->type != YAML_SEQUENCE_NODE) {
+            ierr(c, d, q, "expected a sequence of SHA-256 digests");
+        } else {
+            size_t cnt = (size_t)(d->data.sequence.items.top - d->data.sequence.items.start);
+            if (cnt < 1 || cnt > CFG_PLAY_MAX_DIGESTS)
+                ierr(c, d, q, "expected 1..%d digests, got %zu", CFG_PLAY_MAX_DIGESTS, cnt);
+            for (size_t i = 0; i < cnt && i < CFG_PLAY_MAX_DIGESTS; i++) {
+                yaml_node_t *m = inode(c, d->data.sequence.items.start[i]);
+                if (!m || !(s = iscalar(c, m, pi(r, q, i), "a SHA-256 digest")))
+                    continue;
+                if (parse_digest(s, pl->digests[pl->ndigests]) < 0)
+                    ierr(c, m, r, "expected the app signing certificate's SHA-256 as base64url "
+                         "(43 characters) or hex (64 digits), got \"%.70s\"", s);
+                else
+                    pl->ndigests++;
+            }
+        }
+    }
+    if (f[VERDICTS].val) {
+        yaml_node_t *d = f[VERDICTS].val;
+        pk(q, p, "required_device_verdicts");
+        pl->device_verdicts = 0;
+        if (d->type != YAML_SEQUENCE_NODE) {
+            ierr(c, d, q, "expected a sequence of verdicts (e.g. [MEETS_DEVICE_INTEGRITY]; [] "
+                 "for none)");
+        } else {
+            size_t cnt = (size_t)(d->data.sequence.items.top - d->data.sequence.items.start);
+            for (size_t i = 0; i < cnt; i++) {
+                yaml_node_t *m = inode(c, d->data.sequence.items.start[i]);
+                size_t k;
+                if (!m || !(s = iscalar(c, m, pi(r, q, i), "a device verdict")))
+                    continue;
+                for (k = 0; k < NF(verdict_names) && strcmp(s, verdict_names[k]); k++)
+                    ;
+                if (k == NF(verdict_names))
+                    ierr(c, m, r, "unknown device verdict \"%.60s\" (expected one of: "
+                         "MEETS_BASIC_INTEGRITY, MEETS_DEVICE_INTEGRITY, "
+                         "MEETS_STRONG_INTEGRITY, MEETS_VIRTUAL_INTEGRITY)", s);
+                else
+                    pl->device_verdicts |= 1u << k;
+            }
+        }
+    }
+    idur(c, &f[MAX_AGE], p, 1000, DAY_MS, "between 1s and 1d", &pl->max_age_ms);
+}
+
+static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifier_t *h)
+{
+    ifld_t f[] = {F("provider"), F("url"), F("timeout")};
+    char q[PATHLEN], host[128], auth[200];
+    const char *s, *why;
+    h->timeout_ms = 3000;
+    if (imap(c, n, p, f, NF(f)) < 0)
+        return;
+    if (!f[1].val)
+        ierr(c, n, p, "missing required key \"url\" (provider http)");
+    else if ((s = iscalar(c, f[1].val, pk(q, p, "url"), "a URL like http://127.0.0.1:9100/verify"))) {
+        const char *rest = s + 7, *slash;
+        size_t al;
+        int port;
+        if (!strncmp(s, "https://", 8)) {
+            ierr(c, f[1].val, q, "https is not supported: the verifier is reached over plain "
+                 "http on loopback or an internal network (http://host:port/path)");
+        } else if (strncmp(s, "http://", 7) != 0 || !cfgp_printable(s) || strlen(s) > 1024) {
+            ierr(c, f[1].val, q, "expected a URL like http://127.0.0.1:9100/verify, got "
+                 "\"%.80s\"", s);
+        } else if ((al = ((slash = strchr(rest, '/')) ? (size_t)(slash - rest) : strlen(rest))) == 0 ||
+                   al >= sizeof auth || memchr(rest, '@', al) || strpbrk(rest, "?#")) {
+            ierr(c, f[1].val, q, "expected http://host:port/path (no user info, query or "
+                 "fragment), got \"%.80s\"", s);
+        } else {
+            memcpy(auth, rest, al);
+            auth[al] = '\0';
+            if (cfgp_parse_addr(auth, 80, 0, &h->addr, host, sizeof host, &port, &why) < 0) {
+                ierr(c, f[1].val, q, "invalid verifier address \"%.80s\": %s", auth, why);
+            } else {
+                h->url = xstrdup(s);
+                h->host = xstrdup(auth);
+                h->port = port;
+                h->path = xstrdup(slash ? slash : "/");
+            }
+        }
+    }
+    idur(c, &f[2], p, 1, 60000, "between 1ms and 60s", &h->timeout_ms);
+}
+
+static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
+{
+    static const char *const providers[] = {"refuse", "play_integrity", "http", "none"};
+    char b[80];
+    if (n->type != YAML_MAPPING_NODE) {
+        ierr(c, n, "issuance.platforms", "expected a mapping of platform name to provider "
+             "settings, got %s", cfgp_describe(n, b, sizeof b));
+        return;
+    }
+    size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    if (cnt > 64) {
+        ierr(c, n, "issuance.platforms", "at most 64 platforms, got %zu", cnt);
+        return;
+    }
+    is->platforms = calloc(cnt ? cnt : 1, sizeof *is->platforms);
+    if (!is->platforms)
+        abort();
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_pair_t *pair = &n->data.mapping.pairs.start[i];
+        yaml_node_t *k = inode(c, pair->key), *v = inode(c, pair->value);
+        char p[PATHLEN], q[PATHLEN];
+        const char *name, *s;
+        if (!k || !v || !(name = iscalar(c, k, "issuance.platforms", "a platform name")))
+            continue;
+        size_t nl = strlen(name);
+        int ok = nl >= 1 && nl <= 32;
+        for (size_t j = 0; ok && j < nl; j++)
+            ok = islower((unsigned char)name[j]) || isdigit((unsigned char)name[j]) ||
+                 name[j] == '_';
+        if (!ok) {
+            ierr(c, k, "issuance.platforms", "invalid platform name \"%.60s\": use 1..32 "
+                 "characters of a-z, 0-9 and _", name);
+            continue;
+        }
+        if (cfg_issuance_platform(is, name)) {
+            ierr(c, k, "issuance.platforms", "duplicate platform \"%s\"", name);
+            continue;
+        }
+        snprintf(p, sizeof p, "issuance.platforms.%s", name);
+        cfg_platform_t *pl = &is->platforms[is->nplatforms++];
+        snprintf(pl->name, sizeof pl->name, "%s", name);
+        pl->provider = CFG_ATTEST_REFUSE;
+        yaml_node_t *pv = NULL;
+        if (v->type == YAML_MAPPING_NODE)
+            for (yaml_node_pair_t *x = v->data.mapping.pairs.start; x < v->data.mapping.pairs.top; x++) {
+                yaml_node_t *xk = inode(c, x->key);
+                if (xk && xk->type == YAML_SCALAR_NODE &&
+                    !strcmp((const char *)xk->data.scalar.value, "provider"))
+                    pv = inode(c, x->value);
+            }
+        if (v->type != YAML_MAPPING_NODE) {
+            ierr(c, v, p, "expected a mapping with a provider, got %s",
+                 cfgp_describe(v, b, sizeof b));
+            continue;
+        }
+        if (!pv) {
+            ierr(c, v, p, "missing required key \"provider\" (one of: refuse, play_integrity, "
+                 "http, none)");
+            continue;
+        }
+        size_t j;
+        if (!(s = iscalar(c, pv, pk(q, p, "provider"), "a provider name")))
+            continue;
+        for (j = 0; j < NF(providers) && strcmp(s, providers[j]); j++)
+            ;
+        if (j == NF(providers)) {
+            ierr(c, pv, q, "expected one of: refuse, play_integrity, http, none, got \"%.60s\"", s);
+            continue;
+        }
+        pl->provider = (int)j;
+        if (j == CFG_ATTEST_PLAY_INTEGRITY) {
+            parse_play(c, v, p, &pl->play);
+        } else if (j == CFG_ATTEST_HTTP) {
+            parse_http(c, v, p, &pl->http);
+        } else {
+            ifld_t f[] = {F("provider")};
+            imap(c, v, p, f, NF(f));
+            if (j == CFG_ATTEST_NONE && !is->insecure_dev)
+                ierr(c, pv, q, "provider none issues certificates without any attestation; "
+                     "it is only allowed with issuance.insecure_dev: true (never in production)");
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- section */
+
+void cfgi_parse_issuance(yaml_document_t *doc, yaml_node_t *n, cfg_t *cfg,
+                         cfgi_report_fn report, void *rctx)
+{
+    enum { PREFIX, CA_CERT, CA_KEY, CHAIN, DEVICE, BOOTSTRAP, LIFETIME, NONCE_TTL, KEYPOL,
+           RENEW_ATT, REVOKE_OLD, MAX_BODY, INSECURE, PLATFORMS };
+    ifld_t f[] = {F("path_prefix"), F("ca_cert"), F("ca_key"), F("chain"), F("device_class"),
+                  F("bootstrap_class"), F("lifetime"), F("nonce_ttl"), F("key_policy"),
+                  F("renew_requires_attestation"), F("revoke_old_on_renew"),
+                  F("max_body_bytes"), F("insecure_dev"), F("platforms")};
+    ictx_t c = {.doc = doc, .cfg = cfg, .report = report, .rctx = rctx};
+    const char *s;
+    char msg[300];
+    uint64_t v;
+    int dev_known, boot_known;
+
+    if (imap(&c, n, "issuance", f, NF(f)) < 0)
+        return;
+    cfg_issuance_t *is = calloc(1, sizeof *is);
+    if (!is)
+        abort();
+    cfg->issuance = is;
+    is->path_prefix = xstrdup("/certificates/");
+    snprintf(is->device_class, sizeof is->device_class, "device");
+    snprintf(is->bootstrap_class, sizeof is->bootstrap_class, "bootstrap");
+    is->lifetime_ms = 7 * DAY_MS;
+    is->nonce_ttl_ms = 120000;
+    is->key_ec_p256 = 1;
+    is->key_rsa = 0;
+    is->rsa_min_bits = 2048;
+    is->max_body_bytes = 64 * 1024;
+
+    if (f[PREFIX].val && (s = iscalar(&c, f[PREFIX].val, "issuance.path_prefix",
+                                      "a path like /certificates/"))) {
+        if (s[0] != '/' || s[strlen(s) - 1] != '/' || !cfgp_printable(s) || strlen(s) > 200 ||
+            strpbrk(s, "?#%"))
+            ierr(&c, f[PREFIX].val, "issuance.path_prefix", "expected a path that starts and "
+                 "ends with '/', like /certificates/, got \"%.60s\"", s);
+        else {
+            free(is->path_prefix);
+            is->path_prefix = xstrdup(s);
+        }
+    }
+    ibool(&c, &f[INSECURE], "issuance", &is->insecure_dev);
+    for (int i = CA_CERT; i <= CA_KEY; i++)
+        if (!f[i].val)
+            ierr(&c, n, "issuance", "missing required key \"%s\"", f[i].name);
+    is->ca_cert_file = ipath(&c, &f[CA_CERT], "issuance");
+    is->ca_key_file = ipath(&c, &f[CA_KEY], "issuance");
+    is->chain_file = ipath(&c, &f[CHAIN], "issuance");
+    class_ref(&c, n, &f[DEVICE], "issuance.device_class", is->device_class,
+              &is->device_class_idx, &dev_known);
+    class_ref(&c, n, &f[BOOTSTRAP], "issuance.bootstrap_class", is->bootstrap_class,
+              &is->bootstrap_class_idx, &boot_known);
+    if (dev_known && boot_known && is->device_class_idx == is->bootstrap_class_idx)
+        ierr(&c, f[BOOTSTRAP].val ? f[BOOTSTRAP].val : n, "issuance.bootstrap_class",
+             "must differ from issuance.device_class (\"%s\"): the bootstrap certificate is "
+             "shipped in every app and must never reach the API", is->device_class);
+    check_ca(&c, is, &f[CA_CERT], &f[CA_KEY], &f[CHAIN],
+             dev_known ? cfg->tls.classes[is->device_class_idx].ca_file : NULL, dev_known);
+    if (cfg->identity.device_id_source == CFG_DEVID_SAN_URI &&
+        (!cfg->identity.device_id_prefix || !strchr(cfg->identity.device_id_prefix, ':')))
+        ierr(&c, n, "issuance", "issued certificates carry the device id as a SAN URI "
+             "<identity.device_id.prefix><id>; set identity.device_id.prefix to a URI prefix "
+             "such as \"urn:portcullis:device:\"");
+    idur(&c, &f[LIFETIME], "issuance", HOUR_MS, 90 * DAY_MS, "between 1h and 90d",
+         &is->lifetime_ms);
+    idur(&c, &f[NONCE_TTL], "issuance", 10000, HOUR_MS, "between 10s and 1h",
+         &is->nonce_ttl_ms);
+    if (f[KEYPOL].val) {
+        ifld_t k[] = {F("ec_p256"), F("rsa"), F("rsa_min_bits")};
+        if (imap(&c, f[KEYPOL].val, "issuance.key_policy", k, NF(k)) == 0) {
+            ibool(&c, &k[0], "issuance.key_policy", &is->key_ec_p256);
+            ibool(&c, &k[1], "issuance.key_policy", &is->key_rsa);
+            if (k[2].val && (s = iscalar(&c, k[2].val, "issuance.key_policy.rsa_min_bits",
+                                         "an integer"))) {
+                if (cfgp_check_number('u', s, 2048, 16384, &v, msg, sizeof msg) < 0)
+                    ierr(&c, k[2].val, "issuance.key_policy.rsa_min_bits", "%s", msg);
+                else
+                    is->rsa_min_bits = (uint32_t)v;
+            }
+            if (!is->key_ec_p256 && !is->key_rsa)
+                ierr(&c, f[KEYPOL].val, "issuance.key_policy", "allows no key type; enable "
+                     "ec_p256 or rsa");
+        }
+    }
+    ibool(&c, &f[RENEW_ATT], "issuance", &is->renew_requires_attestation);
+    ibool(&c, &f[REVOKE_OLD], "issuance", &is->revoke_old_on_renew);
+    if (f[MAX_BODY].val && (s = iscalar(&c, f[MAX_BODY].val, "issuance.max_body_bytes",
+                                        "a size like 64k"))) {
+        if (cfgp_check_number('s', s, 16 * 1024, 1024 * 1024, &v, msg, sizeof msg) < 0)
+            ierr(&c, f[MAX_BODY].val, "issuance.max_body_bytes", "%s", msg);
+        else
+            is->max_body_bytes = v;
+    }
+    if (!f[PLATFORMS].val)
+        ierr(&c, n, "issuance", "missing required key \"platforms\" (e.g. platforms: {android: "
+             "{provider: play_integrity, ...}})");
+    else
+        parse_platforms(&c, f[PLATFORMS].val, is);
+}
+
+/* ---------------------------------------------------------------- access */
+
+const cfg_platform_t *cfg_issuance_platform(const cfg_issuance_t *is, const char *name)
+{
+    if (!is || !name)
+        return NULL;
+    for (size_t i = 0; i < is->nplatforms; i++)
+        if (!strcmp(is->platforms[i].name, name))
+            return &is->platforms[i];
+    return NULL;
+}
+
+void cfg_issuance_free(cfg_issuance_t *is)
+{
+    if (!is)
+        return;
+    free(is->path_prefix);
+    free(is->ca_cert_file);
+    free(is->ca_key_file);
+    free(is->chain_file);
+    for (size_t i = 0; i < is->nplatforms; i++) {
+        cfg_platform_t *p = &is->platforms[i];
+        free(p->play.package_name);
+        free(p->play.decryption_key_file);
+        free(p->play.verification_key_file);
+        free(p->http.url);
+        free(p->http.host);
+        free(p->http.path);
+        free(p->http.addr.text);
+    }
+    free(is->platforms);
+    free(is);
+}

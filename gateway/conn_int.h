@@ -1,0 +1,115 @@
+/* gateway/conn_int: the client connection, shared by conn.c and gate.c only. */
+#ifndef PORTCULLIS_CONN_INT_H
+#define PORTCULLIS_CONN_INT_H
+
+#include <arpa/inet.h>
+#include <llhttp.h>
+#include <time.h>
+
+#include "../policy/jwt.h"
+#include "../policy/ratelimit.h"
+#include "../policy/redis.h"
+#include "../upstream/http.h"
+#include "gateway.h"
+#include "log.h"
+
+#define READ_CHUNK 16384
+#define OUT_HIGH (256 * 1024)     /* stop reading requests above this unsent response size */
+#define UP_REQ_HIGH (256 * 1024)  /* stop reading a body above this unsent upstream backlog */
+#define DISCARD_MAX (64 * 1024)   /* bodies of refused requests up to this are read and dropped */
+
+enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING };
+enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND };
+
+struct gw_conn {
+    gw_worker_t *w;
+    gw_conn_t *next, *prev;
+    uint64_t cid;
+    int fd;
+    SSL *ssl;
+    struct event *rev, *wev, *timer, *kick;
+    enum cstate state;
+    enum tkind tkind;
+    const char *action;         /* what the connection is doing, for logs */
+    char peer[INET6_ADDRSTRLEN + 8];
+    char peer_ip[INET6_ADDRSTRLEN];
+    struct sockaddr_storage peer_addr;
+    char fail[TLS_FAIL_LEN];
+    tls_identity_t *id;
+    uint64_t rev_gen;           /* revocation generation the identity was last checked at */
+    int dead;                   /* conn_io frees it */
+    int want_write;             /* SSL needs the socket writable */
+    int tls_error;              /* a TLS protocol error: forget the session */
+
+    llhttp_t parser;
+    const char *parse_base;     /* start of the bytes being parsed now */
+    int tail_nl;                /* bytes parsed before ended in LF + optional SP/HT */
+    ups_hdrs_t hdrs;
+    struct evbuffer *in;        /* received, not yet parsed (parser paused) */
+    struct evbuffer *out;       /* to send to the client */
+    uint64_t served;            /* requests answered on this connection */
+
+    /* the request in progress */
+    int req_active;             /* its first byte has arrived */
+    int head_done;
+    int req_complete;           /* its body has fully arrived */
+    int resp_active;            /* its response is not complete yet */
+    int resp_head_sent;
+    int paused;                 /* parser stopped at its end */
+    int close_after;            /* close once its response is sent */
+    int discard;                /* refused: its body is read and dropped */
+    int req_chunked;
+    int client_chunked;         /* the response is chunk-encoded to the client */
+    int http_minor;
+    int status;
+    uint64_t body_bytes, resp_bytes;
+    int err_status;             /* set by a parser callback that stops parsing */
+    const char *err_code, *err_msg;
+    char request_id[40];
+    char method[24];
+    const cfg_route_t *route;
+    ups_exchange_t *x;
+    struct timespec started;
+    int expect_continue;
+
+    /* route policy that needs more than the head (gate.c) */
+    int gate_pending;           /* global rate-limit answers outstanding */
+    int gate_refused;           /* a limit refused while answers were outstanding */
+    int gate_rc;                /* how parsing goes on after that refusal */
+    void *gate_q[8];            /* outstanding questions (gate.c) */
+    int gate_nq;
+    pol_rl_result_t gate_tight; /* the limit with the least remaining */
+    const char *gate_tight_name;
+    pol_jwt_result_t *jwt;      /* claims to inject, when the route checks a JWT */
+    char rl_headers[256];       /* RateLimit lines for the response, when configured */
+};
+
+#define CLOG(c, lvl, ...)                                             \
+    do {                                                              \
+        if (gw_log_enabled(lvl)) {                                    \
+            char ctx_[192];                                           \
+            gw_log(lvl, gw_conn_ctx(c, ctx_, sizeof(ctx_)), __VA_ARGS__); \
+        }                                                             \
+    } while (0)
+
+char *gw_conn_ctx(const gw_conn_t *c, char *buf, size_t n);
+/* Queues a JSON error (extra: CRLF-terminated header lines, or NULL) and
+ * says how parsing goes on: 0 the body is read and dropped, HPE_PAUSED the
+ * connection closes after the response. */
+int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, const char *extra);
+/* The head is accepted: starts the upstream exchange. 0, or an llhttp error
+ * code with the reason in c->err_*. */
+int gw_conn_forward(gw_conn_t *c);
+/* The pending gate decision is complete (allowed, or refused and queued):
+ * resumes the paused request. May free c. */
+void gw_conn_gate_done(gw_conn_t *c, int rc);
+
+enum { GW_GATE_ALLOW = 0, GW_GATE_DENY = 1, GW_GATE_PENDING = 2 };
+/* Token and rate-limit checks of c->route. DENY: the refusal is queued and
+ * *rc says how parsing goes on (as gw_conn_refuse); PENDING: answers from
+ * Redis are awaited and gw_conn_gate_done() follows. */
+int gw_gate_start(gw_conn_t *c, int *rc);
+/* Drops outstanding answers and what the gate kept for the request. */
+void gw_gate_reset(gw_conn_t *c);
+
+#endif

@@ -1,0 +1,250 @@
+/* gateway/gate: the route checks after class and bearer presence: the
+ * bearer token as a JWT (optionally bound to the certificate), then the
+ * route's rate limits. Local limits answer at once; global limits ask Redis
+ * (all at once, pipelined on the worker's connection) and the request waits,
+ * paused, for every answer. */
+#include <hiredis/read.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "conn_int.h"
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The token after "Bearer " (pol_check has validated the header). */
+static const char *bearer_token(const gw_conn_t *c, size_t *len)
+{
+    int ai = ups_hdrs_find(&c->hdrs, "authorization");
+    if (ai < 0) {
+        *len = 0;
+        return NULL;
+    }
+    const char *v = ups_str(&c->hdrs, c->hdrs.h[ai].value);
+    size_t n = c->hdrs.h[ai].value.len, i = 0;
+    if (n >= 7 && strncasecmp(v, "Bearer ", 7) == 0)
+        i = 7;
+    while (i < n && v[i] == ' ')
+        i++;
+    *len = n - i;
+    return v + i;
+}
+
+static int check_jwt(gw_conn_t *c, int *rc)
+{
+    const cfg_route_t *r = c->route;
+    pol_jwks_store_t *store = c->w->rt->jwks[r - c->w->rt->cfg->routes];
+    size_t tlen;
+    const char *tok = bearer_token(c, &tlen);
+    pol_jwks_t *keys = pol_jwks_store_get(store);
+    pol_jwt_result_t *res = calloc(1, sizeof(*res));
+    if (!res || !keys) {
+        free(res);
+        pol_jwks_release(keys);
+        *rc = gw_conn_refuse(c, 503, "internal", "the gateway cannot validate tokens now", NULL);
+        return GW_GATE_DENY;
+    }
+    int ok = pol_jwt_verify(r->jwt, keys, tok, tlen, c->id ? c->id->x5t_s256 : NULL, time(NULL), res);
+    pol_jwks_release(keys);
+    if (ok < 0) {
+        char extra[320];
+        snprintf(extra, sizeof(extra),
+                 "WWW-Authenticate: Bearer realm=\"portcullis\", error=\"invalid_token\", "
+                 "error_description=\"%s\"\r\n", res->description);
+        CLOG(c, GW_INFO, "refused invalid_token: %s (request_id=%s)", res->description, c->request_id);
+        *rc = gw_conn_refuse(c, 401, "invalid_token", res->description, extra);
+        free(res);
+        return GW_GATE_DENY;
+    }
+    c->jwt = res;
+    return GW_GATE_ALLOW;
+}
+
+/* Keeps the result with the least remaining quota, for the headers. */
+static void note(gw_conn_t *c, const cfg_rate_limit_t *l, const pol_rl_result_t *res)
+{
+    if (!c->gate_tight_name || res->remaining < c->gate_tight.remaining) {
+        c->gate_tight = *res;
+        c->gate_tight_name = l->name;
+    }
+}
+
+static int limited(gw_conn_t *c, const cfg_rate_limit_t *l, const pol_rl_result_t *res, int *rc)
+{
+    char extra[256];
+    if (pol_rl_headers(res, l->name, extra, sizeof(extra)) < 0)
+        extra[0] = '\0';
+    CLOG(c, GW_INFO, "refused rate_limited: limit %s (request_id=%s)", l->name, c->request_id);
+    *rc = gw_conn_refuse(c, 429, "rate_limited", "too many requests; retry later", extra);
+    return GW_GATE_DENY;
+}
+
+static void finish_headers(gw_conn_t *c)
+{
+    if (c->route->rate_limit_headers && c->gate_tight_name &&
+        pol_rl_headers(&c->gate_tight, c->gate_tight_name, c->rl_headers, sizeof(c->rl_headers)) < 0)
+        c->rl_headers[0] = '\0';
+}
+
+typedef struct {
+    gw_conn_t *c;
+    size_t limit;             /* index into cfg rate_limits */
+    unsigned char key[32];
+    size_t klen;
+    int slot;                 /* index into c->gate_q */
+    int eval;                 /* resent with EVAL after NOSCRIPT */
+    pol_redis_op_t *op;
+} gate_q_t;
+
+static int send_global(gate_q_t *q);
+
+/* Cancels the questions still outstanding: their callbacks will not run. */
+static void drop_questions(gw_conn_t *c)
+{
+    for (int k = 0; k < c->gate_nq; k++) {
+        gate_q_t *q = c->gate_q[k];
+        if (q) {
+            pol_redis_cancel(q->op);
+            free(q);
+            c->gate_q[k] = NULL;
+        }
+    }
+    c->gate_nq = c->gate_pending = c->gate_refused = 0;
+}
+
+/* One global limit answered (or Redis failed). */
+static void on_global(void *arg, const struct redisReply *reply, const char *err)
+{
+    gate_q_t *q = arg;
+    gw_conn_t *c = q->c;
+    const cfg_rate_limit_t *l = &c->w->rt->cfg->rate_limits[q->limit];
+    q->op = NULL;
+    pol_rl_result_t res;
+    /* pol_redis reports error replies as err: NOSCRIPT means "send EVAL" */
+    int v = err ? (strncmp(err, "NOSCRIPT", 8) == 0 ? -2 : -1) : pol_rl_redis_parse(l, reply, &res);
+    if (v == -2 && !q->eval) {   /* the script is not cached there yet */
+        q->eval = 1;
+        if (send_global(q) == 0)
+            return;
+        v = -1;
+    }
+    if (v == -1) {
+        if (l->fail_closed) {
+            CLOG(c, GW_WARN, "rate limit %s: Redis unavailable (%s): failing closed", l->name,
+                 err ? err : "bad reply");
+            if (!c->gate_refused) {
+                c->gate_refused = 1;
+                c->gate_rc = gw_conn_refuse(c, 503, "rate_limit_unavailable",
+                                            "the rate-limit store is unavailable", "Retry-After: 1\r\n");
+            }
+            v = 0;
+        } else {
+            CLOG(c, GW_WARN, "rate limit %s: Redis unavailable (%s): using the local limiter", l->name,
+                 err ? err : "bad reply");
+            v = pol_rl_check(c->w->rt->rl, q->limit, q->key, q->klen, now_us(), &res);
+        }
+    }
+    if (v == 0 && !c->gate_refused) {
+        c->gate_refused = 1;
+        limited(c, l, &res, &c->gate_rc);
+    } else if (v == 1) {
+        note(c, l, &res);
+    }
+    c->gate_q[q->slot] = NULL;
+    free(q);
+    if (--c->gate_pending > 0)
+        return;
+    if (!c->gate_refused)
+        finish_headers(c);
+    gw_conn_gate_done(c, c->gate_refused ? c->gate_rc : 0);   /* last: may free c */
+}
+
+static int send_global(gate_q_t *q)
+{
+    gw_conn_t *c = q->c;
+    const cfg_rate_limit_t *l = &c->w->rt->cfg->rate_limits[q->limit];
+    pol_rl_redis_cmd_t cmd;
+    if (!c->w->redis || pol_rl_redis_cmd(l, q->key, q->klen, q->eval, &cmd) < 0)
+        return -1;
+    q->op = pol_redis_command(c->w->redis, 6, cmd.argv, cmd.argvlen, on_global, q);
+    return q->op ? 0 : -1;
+}
+
+int gw_gate_start(gw_conn_t *c, int *rc)
+{
+    const cfg_route_t *r = c->route;
+    const cfg_t *cfg = c->w->rt->cfg;
+    c->gate_tight_name = NULL;
+    c->rl_headers[0] = '\0';
+    if (r->jwt && check_jwt(c, rc) == GW_GATE_DENY)
+        return GW_GATE_DENY;
+    if (!r->nrate_limits)
+        return GW_GATE_ALLOW;
+
+    size_t tlen;
+    const char *tok = bearer_token(c, &tlen);
+    int64_t now = now_us();
+    int npending = 0;
+    for (size_t i = 0; i < r->nrate_limits; i++) {
+        size_t li = r->rate_limits[i];
+        const cfg_rate_limit_t *l = &cfg->rate_limits[li];
+        unsigned char key[32];
+        size_t klen;
+        if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, r, key, &klen) < 0)
+            continue;   /* e.g. a device_id limit for a certificate without one */
+        if (l->scope == CFG_RL_GLOBAL && npending < (int)(sizeof(c->gate_q) / sizeof(c->gate_q[0]))) {
+            gate_q_t *q = calloc(1, sizeof(*q));
+            if (q) {
+                q->c = c;
+                q->limit = li;
+                memcpy(q->key, key, klen);
+                q->klen = klen;
+                q->slot = npending;
+                if (send_global(q) == 0) {
+                    c->gate_q[npending++] = q;
+                    continue;
+                }
+                free(q);
+            }
+            /* Redis cannot even be asked: as when it is unavailable */
+            if (l->fail_closed) {
+                c->gate_nq = npending;
+                drop_questions(c);
+                CLOG(c, GW_WARN, "rate limit %s: Redis unavailable: failing closed", l->name);
+                *rc = gw_conn_refuse(c, 503, "rate_limit_unavailable", "the rate-limit store is unavailable",
+                                     "Retry-After: 1\r\n");
+                return GW_GATE_DENY;
+            }
+        }
+        pol_rl_result_t res;   /* local, or a global one falling back to the local limiter */
+        if (!pol_rl_check(c->w->rt->rl, li, key, klen, now, &res)) {
+            c->gate_nq = npending;
+            drop_questions(c);
+            return limited(c, l, &res, rc);
+        }
+        note(c, l, &res);
+    }
+    if (npending == 0) {
+        finish_headers(c);
+        return GW_GATE_ALLOW;
+    }
+    c->gate_nq = npending;
+    c->gate_pending = npending;
+    c->gate_refused = 0;
+    return GW_GATE_PENDING;
+}
+
+void gw_gate_reset(gw_conn_t *c)
+{
+    drop_questions(c);
+    free(c->jwt);
+    c->jwt = NULL;
+    c->rl_headers[0] = '\0';
+}
