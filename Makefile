@@ -13,14 +13,14 @@ SAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-rec
 SRC_CORE = config/config.c config/config_check.c config/config_policy.c config/config_issuance.c tls/tls.c policy/route.c policy/revocation.c policy/mirror.c policy/revstore.c policy/redis.c policy/ratelimit.c policy/jwt.c \
            policy/issuance.c policy/issuer.c policy/attest_play.c \
            upstream/http.c upstream/proxy.c gateway/log.c
-SRC_GW   = gateway/main.c gateway/worker.c gateway/conn.c gateway/gate.c gateway/admin.c gateway/cli.c
+SRC_GW   = gateway/main.c gateway/worker.c gateway/conn.c gateway/gate.c gateway/issue.c gateway/admin.c gateway/cli.c
 LLHTTP   = $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
 HDRS     = $(wildcard config/*.h gateway/*.h policy/*.h tls/*.h upstream/*.h)
 
 UNIT_TESTS = $(patsubst test/unit/%.c,%,$(wildcard test/unit/test_*.c))
 
 .PHONY: all asan test unit deps run clean compare
-all: build/portcullis build/portcullis-bench build/mint-jwt
+all: build/portcullis build/portcullis-bench build/mint-jwt build/mint-integrity
 
 build/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

@@ -95,9 +95,22 @@ static void respond_error(gw_conn_t *c, int status, const char *code, const char
         new_request_id(c->request_id);
     if (c->w->draining || c->close_after)
         close = 1;
-    char body[512];
+    char body[640], esc[400];
+    size_t k = 0;   /* messages may carry text from elsewhere: escape for JSON */
+    for (const char *m = msg; *m && k + 7 < sizeof(esc); m++) {
+        unsigned char ch = (unsigned char)*m;
+        if (ch == '"' || ch == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            k += (size_t)snprintf(esc + k, sizeof(esc) - k, "\\u%04x", ch);
+        } else {
+            esc[k++] = (char)ch;
+        }
+    }
+    esc[k] = '\0';
     int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}\n",
-                        code, msg, c->request_id);
+                        code, esc, c->request_id);
     evbuffer_add_printf(c->out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                         "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s",
@@ -149,6 +162,11 @@ static void finish_response(gw_conn_t *c)
     c->request_id[0] = c->method[0] = '\0';
     c->body_bytes = c->resp_bytes = 0;
     c->expect_continue = 0;
+    c->internal = c->handler_started = 0;
+    if (c->body) {
+        evbuffer_free(c->body);
+        c->body = NULL;
+    }
     gw_gate_reset(c);
     ups_hdrs_free(&c->hdrs);   /* an idle connection holds no head buffer */
     if (c->paused) {
@@ -335,6 +353,34 @@ int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, 
     return 0;
 }
 
+/* The head of a request to a route the gateway answers itself: only the
+ * class is checked here (the handler checks the rest); the body is
+ * buffered up to the handler's limit. */
+static int internal_head(gw_conn_t *c)
+{
+    const cfg_issuance_t *is = CFG(c)->issuance;
+    llhttp_t *p = &c->parser;
+    int cls = c->id ? c->id->class_idx : -1;
+    int ok_class = c->internal == GW_INT_RENEW ? cls == (int)is->device_class_idx
+                 : c->internal == GW_INT_ISSUE ? cls == (int)is->bootstrap_class_idx
+                 : cls == (int)is->device_class_idx || cls == (int)is->bootstrap_class_idx;
+    if (!ok_class)
+        return gw_conn_refuse(c, 403, "class_not_allowed",
+                              "the client certificate's class may not use this route", NULL);
+    int post_only = c->internal != GW_INT_CHALLENGE;
+    if (p->method != HTTP_POST && (post_only || p->method != HTTP_GET))
+        return gw_conn_refuse(c, 405, "method_not_allowed", "this route takes POST",
+                              post_only ? "Allow: POST\r\n" : "Allow: GET, POST\r\n");
+    if (!c->req_chunked && p->content_length > is->max_body_bytes)
+        return stop(c, 413, "payload_too_large", "the request body is larger than allowed");
+    c->body = evbuffer_new();
+    if (!c->body)
+        return stop(c, 503, "internal_error", "out of memory");
+    c->action = "reading request body";
+    arm(c, T_BODY, CFG(c)->timeouts.body_read_ms);
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     gw_conn_t *c = p->data;
@@ -395,6 +441,9 @@ static int on_headers_complete(llhttp_t *p)
         }
     }
     c->action = "routing";
+    c->internal = gw_internal_route(cfg, ups_str(h, h->first), (size_t)plen);
+    if (c->internal)
+        return internal_head(c);
     c->route = pol_route(cfg, host, ups_str(h, h->first), (size_t)plen, c->method);
     if (!c->route)
         return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
@@ -472,6 +521,49 @@ int gw_conn_forward(gw_conn_t *c)
     return 0;
 }
 
+int gw_internal_route(const cfg_t *cfg, const char *path, size_t plen)
+{
+    const cfg_issuance_t *is = cfg->issuance;
+    if (!is)
+        return GW_INT_NONE;
+    size_t n = strlen(is->path_prefix);
+    if (plen <= n || memcmp(path, is->path_prefix, n) != 0)
+        return GW_INT_NONE;
+    static const struct {
+        const char *name;
+        int kind;
+    } names[] = {{"challenge", GW_INT_CHALLENGE}, {"issue", GW_INT_ISSUE}, {"renew", GW_INT_RENEW}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (plen - n == strlen(names[i].name) && memcmp(path + n, names[i].name, plen - n) == 0)
+            return names[i].kind;
+    return GW_INT_NONE;
+}
+
+void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra)
+{
+    size_t blen = json ? strlen(json) : 0;
+    c->handler = NULL;
+    evbuffer_add_printf(c->out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s\r\n",
+                        status, ups_reason(status), blen, c->request_id, extra ? extra : "",
+                        c->close_after || c->w->draining ? "Connection: close\r\n" : "");
+    if (blen)
+        evbuffer_add(c->out, json, blen);
+    c->status = status;
+    c->resp_head_sent = 1;
+    finish_response(c);
+    kick(c);   /* never re-entered from inside conn_io */
+}
+
+void gw_conn_reply_error(gw_conn_t *c, int status, const char *code, const char *msg)
+{
+    c->handler = NULL;
+    respond_error(c, status, code, msg, 0, NULL);
+    finish_response(c);
+    kick(c);
+}
+
 void gw_conn_gate_done(gw_conn_t *c, int rc)
 {
     if (rc == 0 && !c->resp_head_sent)
@@ -501,6 +593,12 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
     c->body_bytes += n;
     if (c->discard)
         return c->body_bytes > DISCARD_MAX ? stop(c, 413, "body_too_large", "refused request body too large") : 0;
+    if (c->body) {   /* an internal route: buffered for its handler */
+        if (c->body_bytes > CFG(c)->issuance->max_body_bytes)
+            return stop(c, 413, "payload_too_large", "the request body is larger than allowed");
+        evbuffer_add(c->body, at, n);
+        return 0;
+    }
     uint64_t max = CFG(c)->limits.max_body_bytes;
     if (max && c->body_bytes > max)
         return stop(c, 413, "body_too_large", "the request body is larger than allowed");
@@ -526,6 +624,12 @@ static int on_message_complete(llhttp_t *p)
         ups_exchange_request_done(c->x);
         c->action = "waiting for upstream";
         arm(c, T_NONE, 0);
+    }
+    if (c->body && !c->discard) {
+        c->action = "answering";
+        arm(c, T_NONE, 0);
+        c->handler_started = 1;
+        return HPE_PAUSED;   /* parse() starts the handler once llhttp has returned */
     }
     if (c->discard && !c->close_after) {
         /* the refusal is already queued: on to the next request */
@@ -573,6 +677,10 @@ static void parse(gw_conn_t *c, const char *data, size_t n, int from_in)
     if (e == HPE_PAUSED) {
         if (c->resp_active && !c->x && c->resp_head_sent && c->close_after)
             finish_response(c);   /* refused, connection closing */
+        else if (c->handler_started == 1) {
+            c->handler_started = 2;
+            gw_handler_start(c);   /* answers through gw_conn_reply, now or later */
+        }
         return;
     }
     /* a protocol error, or a limit a callback enforced */
@@ -881,6 +989,10 @@ static void conn_free(gw_conn_t *c)
     if (c->x)
         ups_exchange_free(c->x);
     gw_gate_reset(c);
+    if (c->handler_started == 2 && c->handler)
+        gw_handler_cancel(c);
+    if (c->body)
+        evbuffer_free(c->body);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)

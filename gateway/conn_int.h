@@ -81,6 +81,12 @@ struct gw_conn {
     pol_rl_result_t gate_tight; /* the limit with the least remaining */
     const char *gate_tight_name;
     pol_jwt_result_t *jwt;      /* claims to inject, when the route checks a JWT */
+
+    /* routes the gateway answers itself (certificate issuance) */
+    int internal;               /* enum gw_internal; 0: proxied */
+    struct evbuffer *body;      /* an internal route's request body */
+    void *handler;              /* the handler's state while it works */
+    int handler_started;        /* 1: to start once llhttp returns; 2: working */
     char rl_headers[256];       /* RateLimit lines for the response, when configured */
 };
 
@@ -103,6 +109,24 @@ int gw_conn_forward(gw_conn_t *c);
 /* The pending gate decision is complete (allowed, or refused and queued):
  * resumes the paused request. May free c. */
 void gw_conn_gate_done(gw_conn_t *c, int rc);
+
+/* ---- routes the gateway answers itself ---- */
+enum gw_internal { GW_INT_NONE = 0, GW_INT_CHALLENGE, GW_INT_ISSUE, GW_INT_RENEW };
+
+/* Which internal route a request path is (the path without the query), or
+ * GW_INT_NONE. */
+int gw_internal_route(const cfg_t *cfg, const char *path, size_t plen);
+/* Called when an internal route's request (head and buffered body c->body)
+ * is complete. The handler answers exactly once with gw_conn_reply, now or
+ * later from an event on this worker; gw_handler_cancel is called instead if
+ * the connection goes away first. */
+void gw_handler_start(gw_conn_t *c);
+void gw_handler_cancel(gw_conn_t *c);
+/* Answers an internal route: a JSON body (may be NULL for no body) with
+ * extra header lines (CRLF-terminated, or NULL). May free c. */
+void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra);
+/* Answers with the gateway's JSON error shape. May free c. */
+void gw_conn_reply_error(gw_conn_t *c, int status, const char *code, const char *msg);
 
 enum { GW_GATE_ALLOW = 0, GW_GATE_DENY = 1, GW_GATE_PENDING = 2 };
 /* Token and rate-limit checks of c->route. DENY: the refusal is queued and

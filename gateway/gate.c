@@ -3,7 +3,7 @@
  * route's rate limits. Local limits answer at once; global limits ask Redis
  * (all at once, pipelined on the worker's connection) and the request waits,
  * paused, for every answer. */
-#include <hiredis/read.h>
+#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -35,6 +35,8 @@ typedef struct {
     pol_jwks_store_t **jwks;       /* per route (NULL when it checks no JWT); shared by file */
     pol_jwks_store_t **jwks_files; /* the distinct stores, for refresh and free */
     size_t njwks_files;
+    struct pol_issuer *issuer;     /* certificate issuance: the signing CA; NULL if disabled */
+    struct pol_play_keys **play_keys;  /* per issuance platform (NULL unless play_integrity) */
     char **claim_headers;          /* every header a token claim may be injected as */
     size_t nclaim_headers;
     uint32_t nconns;       /* live client connections, all workers; atomic */

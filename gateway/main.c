@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../policy/issuance.h"
 #include "admin.h"
 #include "cli.h"
 #include "gateway.h"
@@ -99,11 +100,36 @@ static int policy_setup(gw_runtime_t *rt, char *err, size_t errlen)
                 rt->claim_headers[rt->nclaim_headers++] = j->claims[k].header;
         }
     }
+    const cfg_issuance_t *is = cfg->issuance;
+    if (is) {
+        if (!(rt->issuer = pol_issuer_load(is, err, errlen)))
+            return -1;
+        rt->play_keys = calloc(is->nplatforms ? is->nplatforms : 1, sizeof(*rt->play_keys));
+        if (!rt->play_keys) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        for (size_t i = 0; i < is->nplatforms; i++) {
+            const cfg_platform_t *pl = &is->platforms[i];
+            if (pl->provider == CFG_ATTEST_PLAY_INTEGRITY &&
+                !(rt->play_keys[i] = pol_play_keys_load(&pl->play, err, errlen)))
+                return -1;
+            if (pl->provider == CFG_ATTEST_NONE)
+                gw_log(GW_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
+                       "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
+                       pl->name);
+        }
+    }
     return 0;
 }
 
 static void policy_free(gw_runtime_t *rt)
 {
+    if (rt->play_keys && rt->cfg->issuance)
+        for (size_t i = 0; i < rt->cfg->issuance->nplatforms; i++)
+            pol_play_keys_free(rt->play_keys[i]);
+    free(rt->play_keys);
+    pol_issuer_free(rt->issuer);
     pol_rl_free(rt->rl);
     pol_connlimit_free(rt->connlimit);
     for (size_t i = 0; i < rt->njwks_files; i++)

@@ -144,9 +144,13 @@ int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t e
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
     w->pool = ups_pool_new(w->base, cfg, rt->health, cfg->limits.max_header_bytes * 4);
+    int need_redis = cfg->issuance != NULL;   /* nonces and issuance records */
     for (size_t i = 0; i < cfg->nrate_limits; i++)
-        if (cfg->rate_limits[i].scope == CFG_RL_GLOBAL && !w->redis)
-            w->redis = pol_redis_new(w->base, &cfg->redis);
+        need_redis |= cfg->rate_limits[i].scope == CFG_RL_GLOBAL;
+    if (need_redis && !(w->redis = pol_redis_new(w->base, &cfg->redis))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     if (!w->stop_ev || !w->drain_timer || !w->rev_ev || !w->pool) {
         snprintf(err, errlen, "out of memory");
         return -1;

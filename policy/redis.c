@@ -149,7 +149,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
         drop(r);
 }
 
-pol_redis_op_t *pol_redis_command(pol_redis_t *r, int argc, const char **argv,
+pol_redis_op_t *pol_redis_command(pol_redis_t *r, int argc, const char *const *argv,
                                   const size_t *argvlen, pol_redis_cb cb, void *arg)
 {
     pol_redis_op_t *op = calloc(1, sizeof(*op));
@@ -168,7 +168,7 @@ pol_redis_op_t *pol_redis_command(pol_redis_t *r, int argc, const char **argv,
         r->pending->prev = op;
     r->pending = op;
     uint64_t ms = r->rc->connect_timeout_ms + r->rc->command_timeout_ms;
-    if (ensure(r) == 0 && redisAsyncCommandArgv(r->ac, on_reply, op, argc, argv, argvlen) == REDIS_OK) {
+    if (ensure(r) == 0 && redisAsyncCommandArgv(r->ac, on_reply, op, argc, (const char **)argv, argvlen) == REDIS_OK) {
         op->sent = 1;
     } else {
         ms = 0;   /* fail on the next loop turn, never from inside this call */

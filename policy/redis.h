@@ -33,7 +33,7 @@ void pol_redis_free(pol_redis_t *r);
 
 /* Sends one command; returns a handle for pol_redis_cancel, or NULL when
  * out of memory (cb is then not called). */
-pol_redis_op_t *pol_redis_command(pol_redis_t *r, int argc, const char **argv,
+pol_redis_op_t *pol_redis_command(pol_redis_t *r, int argc, const char *const *argv,
                                   const size_t *argvlen, pol_redis_cb cb, void *arg);
 void pol_redis_cancel(pol_redis_op_t *op);
 

@@ -1,0 +1,460 @@
+/* gateway/issue: the certificate-issuance routes the gateway answers itself
+ * (docs/issuance.md): <prefix>challenge, <prefix>issue, <prefix>renew.
+ *
+ * Each request is a small state machine on its worker: Redis round trips
+ * (nonce, issuance records, revocation of the old certificate) go through
+ * the worker's pol_redis connection, an http attestation verifier through a
+ * libevent HTTP client; nothing blocks the loop. The building blocks (CSR
+ * checks, signing, attestation) are in policy/issuance.h. */
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <hiredis/hiredis.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../policy/issuance.h"
+#include "../policy/revstore.h"
+#include "conn_int.h"
+
+#define ISS_MAX_OPS 8
+
+typedef struct {
+    gw_conn_t *c;
+    const cfg_issuance_t *cfg;
+    pol_issue_req_t req;
+    int have_req;
+    EVP_PKEY *pub;
+    const cfg_platform_t *plat;
+    char device_id[130];
+    char summary[POL_ISS_SUMMARY_MAX];
+    char nonce[64];
+    pol_issued_t issued;
+    int have_issued;
+    char *record;
+    pol_revwrite_t rw;
+    int have_rw;
+    pol_redis_op_t *ops[ISS_MAX_OPS];
+    int nops, pending, failed;
+    void (*after)(void *iss);   /* runs when every pending command has answered */
+    struct evhttp_connection *hc;
+    struct event *cont;         /* continues after the verifier answered */
+    int verifier_status;
+    char *verifier_body;
+    size_t verifier_len;
+} iss_t;
+
+static void iss_free(iss_t *s)
+{
+    for (int i = 0; i < s->nops; i++)
+        pol_redis_cancel(s->ops[i]);
+    if (s->hc)
+        evhttp_connection_free(s->hc);   /* also drops a request in flight */
+    if (s->cont)
+        event_free(s->cont);
+    free(s->verifier_body);
+    if (s->have_req)
+        pol_issue_req_free(&s->req);
+    EVP_PKEY_free(s->pub);
+    if (s->have_issued)
+        pol_issued_free(&s->issued);
+    if (s->have_rw)
+        pol_revwrite_clear(&s->rw);
+    free(s->record);
+    free(s);
+}
+
+static const char *class_name(const gw_conn_t *c)
+{
+    return c->id ? c->id->class_name : "";
+}
+
+/* Ends the request with an issuance error (its code and status). */
+static void refuse(iss_t *s, int e, const char *msg)
+{
+    gw_conn_t *c = s->c;
+    char m[POL_ISS_SUMMARY_MAX];
+    snprintf(m, sizeof(m), "%s", msg);   /* msg may live in s */
+    CLOG(c, GW_INFO, "issuance refused %s: %s (request_id=%s)", pol_iss_error_code(e), m, c->request_id);
+    iss_free(s);
+    gw_conn_reply_error(c, pol_iss_error_status(e), pol_iss_error_code(e), m);
+}
+
+static void reply(iss_t *s, int status, char *json)
+{
+    gw_conn_t *c = s->c;
+    iss_free(s);
+    gw_conn_reply(c, status, json, NULL);
+    free(json);
+}
+
+/* ---- Redis commands, several in flight; `after` runs once all answered ---- */
+
+typedef struct {
+    iss_t *s;
+    int slot;
+    void (*check)(iss_t *s, const struct redisReply *r);   /* may set s->failed */
+} iss_op_t;
+
+static void on_cmd(void *arg, const struct redisReply *r, const char *err)
+{
+    iss_op_t *o = arg;
+    iss_t *s = o->s;
+    s->ops[o->slot] = NULL;
+    if (err) {
+        CLOG(s->c, GW_WARN, "issuance: Redis: %s", err);
+        s->failed = 1;
+    } else if (o->check) {
+        o->check(s, r);
+    }
+    free(o);
+    if (--s->pending == 0) {
+        s->nops = 0;
+        s->after(s);   /* last: may end the request */
+    }
+}
+
+static int send_cmd(iss_t *s, const pol_argv_t *a, void (*check)(iss_t *, const struct redisReply *))
+{
+    pol_redis_t *r = s->c->w->redis;
+    iss_op_t *o = calloc(1, sizeof(*o));
+    if (!o || !r || s->nops == ISS_MAX_OPS) {
+        free(o);
+        return -1;
+    }
+    o->s = s;
+    o->slot = s->nops;
+    o->check = check;
+    s->ops[s->nops] = pol_redis_command(r, a->argc, a->argv, a->argvlen, on_cmd, o);
+    if (!s->ops[s->nops]) {
+        free(o);
+        return -1;
+    }
+    s->nops++;
+    s->pending++;
+    return 0;
+}
+
+/* ---- challenge ---- */
+
+static void challenge_set(iss_t *s, const struct redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STATUS)   /* nil: the NX found a key, or an odd reply */
+        s->failed = 1;
+}
+
+static void challenge_done(void *arg)
+{
+    iss_t *s = arg;
+    char *json = NULL;
+    if (s->failed || pol_challenge_response_json(s->nonce, s->cfg->nonce_ttl_ms, &json) < 0) {
+        refuse(s, POL_ISS_UNAVAILABLE, "the nonce store is unavailable");
+        return;
+    }
+    reply(s, 200, json);
+}
+
+static void start_challenge(iss_t *s)
+{
+    pol_argv_t a;
+    if (pol_nonce_new(s->nonce) < 0 ||
+        pol_nonce_set_argv(&a, s->nonce, class_name(s->c), s->cfg->nonce_ttl_ms) < 0) {
+        refuse(s, POL_ISS_INTERNAL, "cannot make a nonce");
+        return;
+    }
+    s->after = challenge_done;
+    if (send_cmd(s, &a, challenge_set) < 0)
+        refuse(s, POL_ISS_UNAVAILABLE, "the nonce store is unavailable");
+}
+
+/* ---- issue and renew ---- */
+
+static void sign_and_record(iss_t *s);
+
+static int is_renew(const iss_t *s)
+{
+    return s->c->internal == GW_INT_RENEW;
+}
+
+static void attested(iss_t *s)
+{
+    CLOG(s->c, GW_INFO, "attestation accepted: platform=%s %s (request_id=%s)", s->plat ? s->plat->name : "-",
+         s->summary, s->c->request_id);
+    sign_and_record(s);
+}
+
+static void verifier_continue(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    iss_t *s = arg;
+    if (s->verifier_status != 200) {
+        CLOG(s->c, GW_WARN, "attestation verifier %s: %s", s->plat->http.host,
+             s->verifier_status ? "unexpected status" : "no answer");
+        refuse(s, POL_ISS_UNAVAILABLE, "the attestation verifier is unavailable");
+        return;
+    }
+    const char *err = NULL;
+    if (pol_http_verifier_parse(s->verifier_body, s->verifier_len, s->summary, sizeof(s->summary), &err) < 0) {
+        CLOG(s->c, GW_INFO, "attestation verifier refused: %s", s->summary);
+        refuse(s, POL_ISS_ATTESTATION_FAILED, err);
+        return;
+    }
+    attested(s);
+}
+
+static void on_verifier(struct evhttp_request *req, void *arg)
+{
+    iss_t *s = arg;
+    s->verifier_status = req ? evhttp_request_get_response_code(req) : 0;
+    if (req && s->verifier_status == 200) {
+        struct evbuffer *b = evhttp_request_get_input_buffer(req);
+        size_t n = evbuffer_get_length(b);
+        s->verifier_body = malloc(n + 1);
+        if (s->verifier_body) {
+            evbuffer_copyout(b, s->verifier_body, n);
+            s->verifier_body[n] = '\0';
+            s->verifier_len = n;
+        } else {
+            s->verifier_status = 0;
+        }
+    }
+    /* continue outside libevent's HTTP callback, which owns req and hc */
+    event_active(s->cont, 0, 0);
+}
+
+static void verify_http(iss_t *s)
+{
+    const cfg_http_verifier_t *h = &s->plat->http;
+    char *json = NULL;
+    struct evhttp_request *req = NULL;
+    s->cont = event_new(s->c->w->base, -1, 0, verifier_continue, s);
+    char ip[64];
+    if (getnameinfo((const struct sockaddr *)&h->addr.addr, h->addr.addrlen, ip, sizeof(ip), NULL, 0,
+                    NI_NUMERICHOST) != 0)
+        ip[0] = '\0';
+    s->hc = ip[0] ? evhttp_connection_base_new(s->c->w->base, NULL, ip, (unsigned short)h->port) : NULL;
+    if (!s->cont || !s->hc ||
+        pol_http_verifier_body(s->plat->name, s->req.integrity_token, s->req.nonce, &json) < 0 ||
+        !(req = evhttp_request_new(on_verifier, s))) {
+        free(json);
+        refuse(s, POL_ISS_INTERNAL, "cannot call the attestation verifier");
+        return;
+    }
+    struct timeval tv = {(time_t)(h->timeout_ms / 1000), (suseconds_t)((h->timeout_ms % 1000) * 1000)};
+    evhttp_connection_set_timeout_tv(s->hc, &tv);
+    evhttp_connection_set_retries(s->hc, 0);
+    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hdrs, "Host", h->host);   /* as configured: host[:port] */
+    evhttp_add_header(hdrs, "Content-Type", "application/json");
+    evhttp_add_header(hdrs, "Connection", "close");
+    evbuffer_add(evhttp_request_get_output_buffer(req), json, strlen(json));
+    free(json);
+    if (evhttp_make_request(s->hc, req, EVHTTP_REQ_POST, h->path) < 0)   /* frees req on failure */
+        refuse(s, POL_ISS_UNAVAILABLE, "the attestation verifier is unavailable");
+}
+
+static void attest(iss_t *s)
+{
+    const gw_runtime_t *rt = s->c->w->rt;
+    if (is_renew(s) && !s->req.integrity_token) {
+        snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
+        sign_and_record(s);
+        return;
+    }
+    const char *err = NULL;
+    switch (s->plat->provider) {
+    case CFG_ATTEST_PLAY_INTEGRITY: {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        size_t pi = (size_t)(s->plat - s->cfg->platforms);
+        if (pol_play_verify(&s->plat->play, rt->play_keys[pi], s->req.integrity_token, s->req.token_len,
+                            s->req.nonce, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, s->summary,
+                            sizeof(s->summary), &err) < 0) {
+            refuse(s, POL_ISS_ATTESTATION_FAILED, err);
+            return;
+        }
+        attested(s);
+        return;
+    }
+    case CFG_ATTEST_HTTP:
+        verify_http(s);
+        return;
+    case CFG_ATTEST_NONE:
+        snprintf(s->summary, sizeof(s->summary), "none (insecure_dev)");
+        attested(s);
+        return;
+    default:
+        refuse(s, POL_ISS_PLATFORM_REFUSED, "this platform is not accepted");
+        return;
+    }
+}
+
+static void nonce_got(iss_t *s, const struct redisReply *r)
+{
+    const char *err = NULL;
+    const char *v = r->type == REDIS_REPLY_STRING ? r->str : NULL;
+    if (!pol_nonce_check(v, v ? r->len : 0, class_name(s->c), &err)) {
+        s->failed = 2;
+        snprintf(s->summary, sizeof(s->summary), "%s", err);
+    }
+}
+
+static void nonce_done(void *arg)
+{
+    iss_t *s = arg;
+    if (s->failed == 2) {
+        refuse(s, POL_ISS_NONCE_INVALID, s->summary);
+        return;
+    }
+    if (s->failed) {
+        refuse(s, POL_ISS_UNAVAILABLE, "the nonce store is unavailable");
+        return;
+    }
+    s->summary[0] = '\0';
+    attest(s);
+}
+
+static void record_done(void *arg)
+{
+    iss_t *s = arg;
+    gw_conn_t *c = s->c;
+    char *json = NULL;
+    if (s->failed) {   /* an unrecorded certificate is never handed out */
+        refuse(s, POL_ISS_UNAVAILABLE, "the issuance records are unavailable");
+        return;
+    }
+    if (pol_issue_response_json(&s->issued, s->device_id, &json) < 0) {
+        refuse(s, POL_ISS_INTERNAL, "cannot build the response");
+        return;
+    }
+    CLOG(c, GW_INFO, "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
+         is_renew(s) ? "renewed" : "issued", s->device_id, s->issued.serial, s->issued.not_after,
+         s->plat ? s->plat->name : "-", s->summary,
+         is_renew(s) && s->cfg->revoke_old_on_renew ? "; previous certificate revoked" : "", c->request_id);
+    reply(s, is_renew(s) ? 200 : 201, json);
+}
+
+static void sign_and_record(iss_t *s)
+{
+    gw_conn_t *c = s->c;
+    const cfg_t *cfg = c->w->rt->cfg;
+    const char *err = NULL;
+    if (is_renew(s)) {
+        if (!c->id->device_id) {
+            refuse(s, POL_ISS_CLASS_REFUSED, "the client certificate carries no device id");
+            return;
+        }
+        snprintf(s->device_id, sizeof(s->device_id), "%s", c->id->device_id);
+    } else if (pol_device_id_new(s->device_id) < 0) {
+        refuse(s, POL_ISS_INTERNAL, "cannot make a device id");
+        return;
+    }
+    const char *prefix = cfg->identity.device_id_source == CFG_DEVID_SAN_URI ? cfg->identity.device_id_prefix : NULL;
+    if (pol_issue_cert(c->w->rt->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
+                       &s->issued, &err) < 0) {
+        refuse(s, POL_ISS_INTERNAL, err ? err : "signing failed");
+        return;
+    }
+    s->have_issued = 1;
+    uint64_t ttl = s->cfg->lifetime_ms / 1000;
+    pol_argv_t a1, a2, a3;
+    if (pol_issue_record_json(&s->issued, s->device_id, s->plat ? s->plat->name : "", s->summary, &s->record) < 0 ||
+        pol_issued_set_argv(&a1, s->issued.serial, s->record, ttl) < 0 ||
+        pol_device_sadd_argv(&a2, s->device_id, s->issued.serial) < 0 ||
+        pol_device_expire_argv(&a3, s->device_id, ttl) < 0) {
+        refuse(s, POL_ISS_INTERNAL, "cannot build the issuance record");
+        return;
+    }
+    s->after = record_done;
+    s->failed = 0;
+    int bad = send_cmd(s, &a1, NULL) < 0 || send_cmd(s, &a2, NULL) < 0 || send_cmd(s, &a3, NULL) < 0;
+    if (!bad && is_renew(s) && s->cfg->revoke_old_on_renew) {
+        char entry[POL_REV_ENTRY_MAX];
+        const char *e2 = NULL;
+        snprintf(entry, sizeof(entry), "%s:%s", c->id->class_name, c->id->serial);
+        if (pol_revwrite_build(&s->rw, &cfg->revocation, 1, entry, "renewed", (int64_t)time(NULL), &e2) < 0) {
+            bad = 1;
+        } else {
+            s->have_rw = 1;
+            for (size_t i = 0; i < s->rw.ncmd && !bad; i++) {
+                pol_argv_t a;
+                memset(&a, 0, sizeof(a));
+                a.argc = s->rw.cmd[i].argc;
+                for (int k = 0; k < a.argc; k++) {
+                    a.argv[k] = s->rw.cmd[i].argv[k];
+                    a.argvlen[k] = s->rw.cmd[i].argvlen[k];
+                }
+                bad = send_cmd(s, &a, NULL) < 0;
+            }
+        }
+    }
+    if (bad) {
+        /* the commands already sent answer first; record_done then refuses */
+        s->failed = 1;
+        if (s->pending == 0)
+            refuse(s, POL_ISS_UNAVAILABLE, "the issuance records are unavailable");
+    }
+}
+
+static void start_issue(iss_t *s)
+{
+    gw_conn_t *c = s->c;
+    size_t len = evbuffer_get_length(c->body);
+    const char *body = (const char *)evbuffer_pullup(c->body, (ssize_t)len);
+    const char *err = NULL;
+    int renew = is_renew(s);
+    int r = renew ? pol_renew_parse(body ? body : "", len, s->cfg->renew_requires_attestation, &s->req, &err)
+                  : pol_issue_parse(body ? body : "", len, &s->req, &err);
+    if (r < 0) {
+        refuse(s, POL_ISS_BAD_REQUEST, err);
+        return;
+    }
+    s->have_req = 1;
+    if (pol_csr_check(s->req.csr, s->req.csr_len, s->cfg, &s->pub, &err) < 0) {
+        refuse(s, POL_ISS_INVALID_CSR, err);
+        return;
+    }
+    if (renew && !s->req.integrity_token) {
+        attest(s);   /* renewal without a fresh attestation */
+        return;
+    }
+    s->plat = pol_issue_platform(s->cfg, s->req.platform, &err);
+    if (!s->plat) {
+        refuse(s, POL_ISS_PLATFORM_REFUSED, err);
+        return;
+    }
+    pol_argv_t a;
+    if (pol_nonce_getdel_argv(&a, s->req.nonce) < 0) {
+        refuse(s, POL_ISS_NONCE_INVALID, "malformed nonce");
+        return;
+    }
+    s->after = nonce_done;
+    if (send_cmd(s, &a, nonce_got) < 0)
+        refuse(s, POL_ISS_UNAVAILABLE, "the nonce store is unavailable");
+}
+
+void gw_handler_start(gw_conn_t *c)
+{
+    iss_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        gw_conn_reply_error(c, 503, "internal_error", "out of memory");
+        return;
+    }
+    s->c = c;
+    s->cfg = c->w->rt->cfg->issuance;
+    c->handler = s;
+    if (c->internal == GW_INT_CHALLENGE)
+        start_challenge(s);
+    else
+        start_issue(s);
+}
+
+void gw_handler_cancel(gw_conn_t *c)
+{
+    iss_free(c->handler);
+    c->handler = NULL;
+}

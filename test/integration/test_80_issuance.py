@@ -1,0 +1,263 @@
+"""Certificate issuance: bootstrap certificate -> challenge -> attested CSR ->
+device certificate that then works on the API; renewal; refusals."""
+
+import hashlib
+import http.server
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+
+from harness import (REFUSAL_ERRORS, REPO, build_request, check, eq, fail, free_port, test, upstream_headers,
+                     upstream_info)
+
+MINT = os.path.join(REPO, "build", "mint-integrity")
+PACKAGE = "com.example.app"
+DIGEST = "Zm9vYmFyLWFwcC1zaWduaW5nLWNlcnQtZGlnZXN0LTA"   # base64url of the app signing cert digest
+
+
+class Verifier:
+    """An http attestation verifier: allows tokens starting with 'allow'."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                seen.append(body)
+                ok = body.get("integrity_token", "").startswith("allow")
+                out = json.dumps({"verdict": "allow", "summary": "ok"} if ok
+                                 else {"verdict": "deny", "reason": "test says no"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *a):
+                pass
+
+        self.port = free_port()
+        self.srv = http.server.HTTPServer(("127.0.0.1", self.port), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def _setup(env):
+    d = os.path.join(env.tmp, "issuance")
+    if not os.path.exists(os.path.join(d, "decryption.key")):
+        os.makedirs(d, exist_ok=True)
+        r = subprocess.run([MINT, "--gen-keys", d], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail("mint-integrity --gen-keys: %s" % r.stderr)
+    return d
+
+
+def _gateway(env, name, verifier_port, extra=None):
+    d = _setup(env)
+    cfg = env.config()
+    cfg["issuance"] = {
+        "path_prefix": "/certificates/",
+        "ca_cert": env.pki("device-ca.crt"), "ca_key": env.pki("device-ca.key"),
+        "lifetime": "1d", "nonce_ttl": "1m",
+        "platforms": {
+            "android": {"provider": "play_integrity", "package_name": PACKAGE,
+                        "decryption_key_file": os.path.join(d, "decryption.key"),
+                        "verification_key_file": os.path.join(d, "verification.key"),
+                        "certificate_sha256_digests": [DIGEST]},
+            "huawei": {"provider": "http", "url": "http://127.0.0.1:%d/verify" % verifier_port},
+            "feature_phone": {"provider": "refuse"},
+        },
+    }
+    cfg["issuance"].update(extra or {})
+    return env.start_gateway(name, cfg)
+
+
+def _post(env, gw, cert, path, body, key=None, raw=None):
+    ctx = None
+    if key:   # a certificate/key pair from files outside the PKI
+        ctx = _ctx(env, cert, key)
+        cert = None
+    data = raw if raw is not None else json.dumps(body).encode()
+    with env.connect(gw, cert, ctx=ctx) as c:
+        c.send(build_request("POST", path, headers=[("Content-Type", "application/json")], body=data,
+                             bearer=None))
+        return c.read_response()
+
+
+def _challenge(env, gw, cert="bootstrap", **kw):
+    r = _post(env, gw, cert, "/certificates/challenge", {}, **kw)
+    eq(r.status, 200, "challenge status (%s)" % r.body[:200])
+    return r.json()["nonce"]
+
+
+def _csr(env, name):
+    d = os.path.join(env.tmp, "issuance")
+    key, csr = os.path.join(d, name + ".key"), os.path.join(d, name + ".csr")
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=i-want-to-be-admin", "-out", csr],
+                   check=True, capture_output=True)
+    with open(csr) as f:
+        return key, f.read()
+
+
+def _token(env, nonce, **kw):
+    d = os.path.join(env.tmp, "issuance")
+    cmd = [MINT, "--decryption-key-file", os.path.join(d, "decryption.key"),
+           "--signing-key", os.path.join(d, "signing.pem"), "--nonce", nonce,
+           "--package", kw.get("package", PACKAGE), "--cert-digest", DIGEST]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        fail("mint-integrity: %s" % r.stderr)
+    return r.stdout.strip()
+
+
+def _issue(env, gw, name, platform="android", token=None, nonce=None):
+    key, csr = _csr(env, name)
+    nonce = nonce or _challenge(env, gw)
+    tok = token if token is not None else _token(env, nonce)
+    r = _post(env, gw, "bootstrap", "/certificates/issue",
+              {"csr": csr, "platform": platform, "integrity_token": tok, "nonce": nonce})
+    return r, key, nonce
+
+
+def _ctx(env, crt, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(env.pki("server-ca.crt"))
+    ctx.load_cert_chain(crt, key)
+    return ctx
+
+
+def _save(env, name, chain):
+    path = os.path.join(env.tmp, "issuance", name + ".crt")
+    with open(path, "w") as f:
+        f.write(chain)
+    return path
+
+
+@test("issuance: bootstrap -> challenge -> attested CSR -> device certificate that works on the API")
+def _(env):
+    v = Verifier()
+    gw = _gateway(env, "iss", v.port)
+    try:
+        r, key, _ = _issue(env, gw, "phone1")
+        eq(r.status, 201, "issue status (%s)" % r.body[:300])
+        out = r.json()
+        for k in ("certificate_chain", "not_after", "device_id", "serial"):
+            check(k in out, "response lacks %s" % k)
+        crt = _save(env, "phone1", out["certificate_chain"])
+        text = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-text"], capture_output=True,
+                              text=True).stdout
+        check("CN = %s" % out["device_id"] in text and "i-want-to-be-admin" not in text,
+              "subject is not the device id alone")
+        check("TLS Web Client Authentication" in text, "no clientAuth EKU")
+        check("CA:FALSE" in text, "not CA:FALSE")
+        # the new certificate is a device-class identity on the API
+        with env.connect(gw, ctx=_ctx(env, crt, key)) as c:
+            resp = c.request("GET", "/api/after-issuance")
+        eq(resp.status, 200, "API status with the issued certificate")
+        info = upstream_info(resp)
+        eq(upstream_headers(info, "X-Device-Id"), [out["device_id"]], "X-Device-Id")
+        eq(upstream_headers(info, "X-Client-Cert-Class"), ["device"], "class")
+        eq(upstream_headers(info, "X-Client-Cert-Serial"), [out["serial"]], "serial")
+        # recorded in Redis
+        rec = subprocess.run(["redis-cli", "-p", str(env.redis_port), "GET",
+                              "portcullis:issued:" + out["serial"]], capture_output=True, text=True).stdout
+        check(out["device_id"] in rec, "issuance record missing: %r" % rec)
+    finally:
+        gw.stop()
+        v.stop()
+
+
+@test("issuance refusals: replayed nonce, wrong nonce, wrong package, bad CSR, refused platform, wrong class")
+def _(env):
+    v = Verifier()
+    gw = _gateway(env, "iss-refuse", v.port)
+    try:
+        r, _, nonce = _issue(env, gw, "p2")
+        eq(r.status, 201, "first issue")
+        key, csr = _csr(env, "p3")
+        r = _post(env, gw, "bootstrap", "/certificates/issue",
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, nonce), "nonce": nonce})
+        eq((r.status, r.json().get("error")), (403, "nonce_invalid"), "replayed nonce")
+        n2 = _challenge(env, gw)
+        r = _post(env, gw, "bootstrap", "/certificates/issue",
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, "other-" + n2[:20]),
+                   "nonce": n2})
+        eq((r.status, r.json().get("error")), (403, "attestation_failed"), "token bound to another nonce")
+        n3 = _challenge(env, gw)
+        r = _post(env, gw, "bootstrap", "/certificates/issue",
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, n3, package="com.evil"),
+                   "nonce": n3})
+        eq((r.status, r.json().get("error")), (403, "attestation_failed"), "wrong package")
+        n4 = _challenge(env, gw)
+        r = _post(env, gw, "bootstrap", "/certificates/issue",
+                  {"csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                   "platform": "android", "integrity_token": _token(env, n4), "nonce": n4})
+        eq((r.status, r.json().get("error")), (400, "invalid_csr"), "garbage CSR")
+        n5 = _challenge(env, gw)
+        r = _post(env, gw, "bootstrap", "/certificates/issue",
+                  {"csr": csr, "platform": "feature_phone", "integrity_token": "x", "nonce": n5})
+        eq((r.status, r.json().get("error")), (403, "platform_refused"), "refused platform")
+        r = _post(env, gw, "bootstrap", "/certificates/issue", None, raw=b"{not json")
+        eq((r.status, r.json().get("error")), (400, "bad_request"), "malformed JSON")
+        r = _post(env, gw, "device", "/certificates/issue", {})
+        eq(r.status, 403, "device class on the issue route")
+        r = _post(env, gw, "bootstrap", "/certificates/renew", {})
+        eq(r.status, 403, "bootstrap class on the renew route")
+    finally:
+        gw.stop()
+        v.stop()
+
+
+@test("issuance with an http verifier: allow issues, deny refuses with the reason")
+def _(env):
+    v = Verifier()
+    gw = _gateway(env, "iss-http", v.port)
+    try:
+        n = _challenge(env, gw)
+        r, _, _ = _issue(env, gw, "hw1", platform="huawei", token="allow-me", nonce=n)
+        eq(r.status, 201, "allowed by the verifier (%s)" % r.body[:200])
+        eq(v.seen[-1].get("nonce"), n, "nonce passed to the verifier")
+        r, _, _ = _issue(env, gw, "hw2", platform="huawei", token="deny-me")
+        eq((r.status, r.json().get("error")), (403, "attestation_failed"), "denied by the verifier")
+    finally:
+        gw.stop()
+        v.stop()
+
+
+@test("renewal: same device id, new serial; old certificate revoked when configured")
+def _(env):
+    v = Verifier()
+    gw = _gateway(env, "iss-renew", v.port, {"revoke_old_on_renew": True})
+    try:
+        r, key, _ = _issue(env, gw, "r1")
+        eq(r.status, 201, "issue")
+        first = r.json()
+        crt = _save(env, "r1", first["certificate_chain"])
+        key2, csr2 = _csr(env, "r1b")
+        r = _post(env, gw, crt, "/certificates/renew", {"csr": csr2}, key=key)
+        eq(r.status, 200, "renew status (%s)" % r.body[:300])
+        second = r.json()
+        eq(second["device_id"], first["device_id"], "device id kept")
+        check(second["serial"] != first["serial"], "serial not renewed")
+        crt2 = _save(env, "r1-renewed", second["certificate_chain"])
+        time.sleep(0.5)
+        try:
+            with env.connect(gw, ctx=_ctx(env, crt, key)) as c:
+                old = c.request("GET", "/api/old")
+        except REFUSAL_ERRORS:
+            old = None
+        check(old is None, "the renewed-away certificate is still served (%r)" % (old,))
+        with env.connect(gw, ctx=_ctx(env, crt2, key2)) as c:
+            eq(c.request("GET", "/api/new").status, 200, "renewed certificate served")
+    finally:
+        gw.stop()
+        v.stop()
