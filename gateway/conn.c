@@ -672,6 +672,8 @@ static void parse(gw_conn_t *c, const char *data, size_t n, int from_in)
         evbuffer_drain(c->in, used);
     else if (used < n && e == HPE_PAUSED)
         evbuffer_add(c->in, data + used, n - used);
+    if (c->x && (e == HPE_OK || e == HPE_PAUSED))
+        ups_exchange_flush(c->x);   /* only what parsed cleanly leaves */
     if (e == HPE_OK)
         return;
     if (e == HPE_PAUSED) {
@@ -864,10 +866,16 @@ static void conn_io(gw_conn_t *c)
         event_add(c->wev, NULL);
     else
         event_del(c->wev);
-    if (c->state == C_HANDSHAKE || can_read(c))
+    /* The read event is left registered while reading pauses for a response
+     * (a request/response turn then costs no epoll_ctl); it is removed
+     * only if the client sends while we may not read (see on_readable). */
+    if ((c->state == C_HANDSHAKE || can_read(c)) && c->rev_off) {
         event_add(c->rev, NULL);
-    else
+        c->rev_off = 0;
+    } else if (c->state == C_CLOSING && !c->rev_off) {
         event_del(c->rev);
+        c->rev_off = 1;
+    }
     /* a stalled write is bounded by the send timeout */
     if (evbuffer_get_length(c->out) && c->tkind != T_SEND && c->tkind != T_HANDSHAKE &&
         (c->state == C_CLOSING || c->tkind == T_NONE || c->tkind == T_IDLE))
@@ -881,6 +889,18 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_io(arg);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_t *c = arg;
+    if (c->state != C_HANDSHAKE && !can_read(c) && !c->rev_off) {
+        event_del(c->rev);   /* input waits in the socket until we can take it */
+        c->rev_off = 1;
+    }
+    conn_io(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -955,7 +975,8 @@ void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
         snprintf(c->peer, sizeof(c->peer), "%s:%u", c->peer_ip, port);
     }
     c->ssl = SSL_new(tls_ctx_ssl(w->rt->tls));
-    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_io, c);
+    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->rev_off = 1;
     c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_io, c);
     c->timer = evtimer_new(w->base, on_timer, c);
     c->kick = event_new(w->base, -1, 0, on_io, c);

@@ -39,6 +39,7 @@ struct gw_conn {
     uint64_t rev_gen;           /* revocation generation the identity was last checked at */
     int dead;                   /* conn_io frees it */
     int want_write;             /* SSL needs the socket writable */
+    int rev_off;                /* the read event is not registered */
     int tls_error;              /* a TLS protocol error: forget the session */
 
     llhttp_t parser;

@@ -20,13 +20,18 @@ struct ups_health {
     size_t n;
 };
 
-typedef struct idle_conn {
+/* One upstream connection. Its read event stays registered for its whole
+ * life, in use or idle, so moving between the pool and an exchange costs
+ * no epoll_ctl; the write event is added only when a write would block. */
+typedef struct ups_conn {
     int fd;
     size_t up, srv;
-    struct event *ev;      /* read (close / stray bytes) + timeout */
+    struct event *rev, *wev;
+    struct event *idle_timer;   /* keep-alive timeout while pooled */
     struct ups_pool *pool;
-    struct idle_conn *next, *prev;
-} idle_conn_t;
+    struct ups_exchange *x;     /* the exchange using it; NULL while pooled */
+    struct ups_conn *next, *prev;
+} ups_conn_t;
 
 struct ups_pool {
     struct event_base *base;
@@ -34,7 +39,7 @@ struct ups_pool {
     ups_health_t *health;
     uint32_t max_head;
     size_t *rr;            /* per upstream: round-robin cursor */
-    idle_conn_t **idle;    /* per upstream*server: list head */
+    ups_conn_t **idle;     /* per upstream*server: list head */
     uint32_t *nidle;
     size_t *idx_base;      /* per upstream: first index into idle/nidle */
 };
@@ -46,6 +51,7 @@ struct ups_exchange {
     const ups_ops_t *ops;
     void *c;
     size_t up, srv;
+    ups_conn_t *uc;        /* NULL until connected or taken from the pool */
     int fd;
     enum xstate state;
     int reused;            /* the connection came from the pool */
@@ -169,32 +175,62 @@ ups_pool_t *ups_pool_new(struct event_base *base, const cfg_t *cfg, ups_health_t
     return p;
 }
 
-static void idle_unlink(idle_conn_t *ic)
+static void idle_unlink(ups_conn_t *uc)
 {
-    ups_pool_t *p = ic->pool;
-    size_t k = p->idx_base[ic->up] + ic->srv;
-    if (ic->prev)
-        ic->prev->next = ic->next;
+    ups_pool_t *p = uc->pool;
+    size_t k = p->idx_base[uc->up] + uc->srv;
+    if (uc->prev)
+        uc->prev->next = uc->next;
     else
-        p->idle[k] = ic->next;
-    if (ic->next)
-        ic->next->prev = ic->prev;
+        p->idle[k] = uc->next;
+    if (uc->next)
+        uc->next->prev = uc->prev;
+    uc->next = uc->prev = NULL;
     p->nidle[k]--;
 }
 
-static void idle_close(idle_conn_t *ic)
+static void uc_close(ups_conn_t *uc)
 {
-    idle_unlink(ic);
-    event_free(ic->ev);
-    close(ic->fd);
-    free(ic);
+    event_free(uc->rev);
+    event_free(uc->wev);
+    event_free(uc->idle_timer);
+    close(uc->fd);
+    free(uc);
 }
 
-static void idle_event(evutil_socket_t fd, short what, void *arg)
+static void idle_close(ups_conn_t *uc)
+{
+    idle_unlink(uc);
+    uc_close(uc);
+}
+
+static void x_read(evutil_socket_t fd, short what, void *arg);
+static void x_write(evutil_socket_t fd, short what, void *arg);
+
+/* The read event of a connection: its exchange's, or, while pooled, EOF or
+ * stray bytes that end it. */
+static void uc_readable(evutil_socket_t fd, short what, void *arg)
+{
+    ups_conn_t *uc = arg;
+    if (uc->x)
+        x_read(fd, what, uc->x);
+    else
+        idle_close(uc);
+}
+
+static void uc_writable(evutil_socket_t fd, short what, void *arg)
+{
+    ups_conn_t *uc = arg;
+    if (uc->x)
+        x_write(fd, what, uc->x);
+    else
+        event_del(uc->wev);
+}
+
+static void idle_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    /* EOF, stray bytes or the keep-alive timeout: the connection is done. */
     idle_close(arg);
 }
 
@@ -215,55 +251,43 @@ void ups_pool_free(ups_pool_t *p)
     free(p);
 }
 
-/* Returns a pooled connection to (up, srv) that is still open, or -1. */
-static int pool_take(ups_pool_t *p, size_t up, size_t srv)
+/* A pooled connection to (up, srv), most recently used first, or NULL.
+ * A server's close while pooled was seen by its read event; one arriving
+ * just now is caught by the exchange's retry. */
+static ups_conn_t *pool_take(ups_pool_t *p, size_t up, size_t srv)
 {
     size_t k = p->idx_base[up] + srv;
-    while (p->idle[k]) {
-        idle_conn_t *ic = p->idle[k];
-        int fd = ic->fd;
-        char b;
-        ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            idle_unlink(ic);
-            event_free(ic->ev);
-            free(ic);
-            return fd;
-        }
-        idle_close(ic);   /* closed by the server, or it sent unasked bytes */
-    }
-    return -1;
+    ups_conn_t *uc = p->idle[k];
+    if (!uc)
+        return NULL;
+    idle_unlink(uc);
+    event_del(uc->idle_timer);
+    return uc;
 }
 
-static void pool_put(ups_pool_t *p, size_t up, size_t srv, int fd)
+static void pool_put(ups_conn_t *uc)
 {
-    const cfg_upstream_t *u = &p->cfg->upstreams[up];
-    size_t k = p->idx_base[up] + srv;
-    idle_conn_t *ic = p->nidle[k] < u->keepalive ? calloc(1, sizeof(*ic)) : NULL;
-    if (ic)
-        ic->ev = event_new(p->base, fd, EV_READ, idle_event, ic);
-    if (!ic || !ic->ev) {
-        free(ic);
-        close(fd);
+    ups_pool_t *p = uc->pool;
+    const cfg_upstream_t *u = &p->cfg->upstreams[uc->up];
+    size_t k = p->idx_base[uc->up] + uc->srv;
+    uc->x = NULL;
+    if (p->nidle[k] >= u->keepalive) {
+        uc_close(uc);
         return;
     }
-    ic->fd = fd;
-    ic->up = up;
-    ic->srv = srv;
-    ic->pool = p;
-    ic->next = p->idle[k];
-    if (ic->next)
-        ic->next->prev = ic;
-    p->idle[k] = ic;
+    event_del(uc->wev);
+    event_add(uc->rev, NULL);   /* a no-op unless reading had been paused */
+    uc->next = p->idle[k];
+    if (uc->next)
+        uc->next->prev = uc;
+    p->idle[k] = uc;
     p->nidle[k]++;
     struct timeval tv = tv_ms(u->keepalive_timeout_ms);
-    event_add(ic->ev, &tv);
+    event_add(uc->idle_timer, &tv);
 }
 
 /* ---- exchange ---- */
 
-static void x_read(evutil_socket_t fd, short what, void *arg);
-static void x_write(evutil_socket_t fd, short what, void *arg);
 static void x_timeout(evutil_socket_t fd, short what, void *arg);
 
 static int on_status(llhttp_t *hp, const char *at, size_t n)
@@ -348,21 +372,51 @@ static void arm_timer(ups_exchange_t *x, uint64_t ms)
 
 static void close_fd(ups_exchange_t *x)
 {
-    if (x->fd < 0)
+    if (!x->uc)
         return;
-    event_free(x->rev);
-    event_free(x->wev);
+    uc_close(x->uc);
+    x->uc = NULL;
     x->rev = x->wev = NULL;
-    close(x->fd);
     x->fd = -1;
 }
 
+static void use_conn(ups_exchange_t *x, ups_conn_t *uc)
+{
+    uc->x = x;
+    x->uc = uc;
+    x->fd = uc->fd;
+    x->rev = uc->rev;
+    x->wev = uc->wev;
+}
+
+/* A new connection object for fd (which it owns from now on). */
 static int attach_fd(ups_exchange_t *x, int fd)
 {
-    x->fd = fd;
-    x->rev = event_new(x->pool->base, fd, EV_READ | EV_PERSIST, x_read, x);
-    x->wev = event_new(x->pool->base, fd, EV_WRITE | EV_PERSIST, x_write, x);
-    return x->rev && x->wev ? 0 : -1;
+    ups_conn_t *uc = calloc(1, sizeof(*uc));
+    if (!uc) {
+        close(fd);
+        return -1;
+    }
+    uc->fd = fd;
+    uc->up = x->up;
+    uc->srv = x->srv;
+    uc->pool = x->pool;
+    uc->rev = event_new(x->pool->base, fd, EV_READ | EV_PERSIST, uc_readable, uc);
+    uc->wev = event_new(x->pool->base, fd, EV_WRITE | EV_PERSIST, uc_writable, uc);
+    uc->idle_timer = evtimer_new(x->pool->base, idle_timeout, uc);
+    if (!uc->rev || !uc->wev || !uc->idle_timer) {
+        if (uc->rev)
+            event_free(uc->rev);
+        if (uc->wev)
+            event_free(uc->wev);
+        if (uc->idle_timer)
+            event_free(uc->idle_timer);
+        close(fd);
+        free(uc);
+        return -1;
+    }
+    use_conn(x, uc);
+    return 0;
 }
 
 /* Opens a new connection; 0 if under way, -1 on immediate failure. */
@@ -380,6 +434,7 @@ static int connect_server(ups_exchange_t *x)
     }
     if (attach_fd(x, fd) < 0)
         return -1;
+    event_add(x->rev, NULL);   /* registered once, for the connection's life */
     x->state = X_CONNECTING;
     x->reused = 0;
     event_add(x->wev, NULL);
@@ -387,13 +442,18 @@ static int connect_server(ups_exchange_t *x)
     return 0;
 }
 
-static void activate(ups_exchange_t *x)
+static void flush_request(ups_exchange_t *x);
+static int write_some(ups_exchange_t *x);
+
+/* flush: write now (the socket is almost always writable, so no EPOLLOUT
+ * round); the gateway instead calls ups_exchange_flush once it has parsed
+ * all it received, so a request it then refuses is never sent. */
+static void activate(ups_exchange_t *x, int flush)
 {
     x->state = X_ACTIVE;
-    event_add(x->rev, NULL);
-    if (evbuffer_get_length(x->out))
-        event_add(x->wev, NULL);
     arm_timer(x, x->pool->cfg->upstreams[x->up].response_timeout_ms);
+    if (flush)
+        flush_request(x);
 }
 
 static void fail(ups_exchange_t *x, int status, const char *code, const char *msg)
@@ -438,6 +498,40 @@ static void x_timeout(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Writes what can be written now; the write event is registered only while
+ * the socket is full. Syscall-like: 0, or -1 when the connection failed
+ * (the caller decides, in event context, what that means). */
+static int write_some(ups_exchange_t *x)
+{
+    while (evbuffer_get_length(x->out)) {
+        int n = evbuffer_write(x->out, x->fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                event_add(x->wev, NULL);
+                return 0;
+            }
+            return -1;
+        }
+        if (n == 0)
+            break;
+    }
+    if (evbuffer_get_length(x->out) == 0)
+        event_del(x->wev);
+    if (x->want_drained && evbuffer_get_length(x->out) < UPS_REQ_LOW) {
+        x->want_drained = 0;
+        x->ops->drained(x->c);   /* only schedules: never frees x */
+    }
+    return 0;
+}
+
+/* Outside the exchange's own events (from the gateway's request parsing) a
+ * failure is never reported synchronously: the write event reports it. */
+static void flush_request(ups_exchange_t *x)
+{
+    if (x->state == X_ACTIVE && write_some(x) < 0)
+        event_active(x->wev, EV_WRITE, 0);
+}
+
 static void x_write(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -451,26 +545,14 @@ static void x_write(evutil_socket_t fd, short what, void *arg)
                                                                       : "the upstream could not be reached");
             return;
         }
-        activate(x);
+        activate(x, 1);
+        return;
     }
-    while (evbuffer_get_length(x->out)) {
-        int n = evbuffer_write(x->out, fd);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            if (x->head_seen || x->got_bytes)   /* it answered early; read the answer */
-                break;
-            broken(x, "the upstream closed the connection");
-            return;
-        }
-        if (n == 0)
-            break;
-    }
-    if (evbuffer_get_length(x->out) == 0)
-        event_del(x->wev);
-    if (x->want_drained && evbuffer_get_length(x->out) < UPS_REQ_LOW) {
-        x->want_drained = 0;
-        x->ops->drained(x->c);
+    if (write_some(x) < 0) {
+        if (x->head_seen || x->got_bytes)   /* it answered early; read the answer */
+            event_del(x->wev);
+        else
+            broken(x, "the upstream closed the connection");   /* may free x */
     }
 }
 
@@ -525,7 +607,6 @@ static void x_read(evutil_socket_t fd, short what, void *arg)
     if (x->complete) {
         x->state = X_DONE;
         event_del(x->timer);
-        event_del(x->rev);
         x->ops->done(x->c);   /* last: may free x */
     }
 }
@@ -560,14 +641,11 @@ ups_exchange_t *ups_exchange_start(ups_pool_t *p, size_t up, struct evbuffer *he
     evbuffer_add_buffer(x->out, head);
 
     x->srv = pick_server(p, up);
-    int fd = pool_take(p, up, x->srv);
-    if (fd >= 0) {
-        if (attach_fd(x, fd) < 0) {
-            close(fd);
-            goto fail;
-        }
+    ups_conn_t *uc = pool_take(p, up, x->srv);
+    if (uc) {
+        use_conn(x, uc);
         x->reused = 1;
-        activate(x);
+        activate(x, 0);
         return x;
     }
     if (connect_server(x) < 0) {
@@ -586,10 +664,13 @@ fail:
 void ups_exchange_send(ups_exchange_t *x, const void *data, size_t n)
 {
     evbuffer_add(x->out, data, n);
-    if (x->state == X_ACTIVE)
-        event_add(x->wev, NULL);
     if (evbuffer_get_length(x->out) >= UPS_REQ_LOW)
         x->want_drained = 1;
+}
+
+void ups_exchange_flush(ups_exchange_t *x)
+{
+    flush_request(x);
 }
 
 size_t ups_exchange_backlog(const ups_exchange_t *x)
@@ -623,11 +704,9 @@ void ups_exchange_free(ups_exchange_t *x)
                    evbuffer_get_length(x->out) == 0 && llhttp_should_keep_alive(&x->parser) &&
                    x->fd >= 0;
     if (reusable) {
-        int fd = x->fd;
-        event_free(x->rev);
-        event_free(x->wev);
+        pool_put(x->uc);
+        x->uc = NULL;
         x->fd = -1;
-        pool_put(x->pool, x->up, x->srv, fd);
     } else {
         close_fd(x);
     }

@@ -48,6 +48,10 @@ void ups_pool_free(ups_pool_t *p);
 ups_exchange_t *ups_exchange_start(ups_pool_t *p, size_t up, struct evbuffer *head, int has_body,
                                    int head_request, const ups_ops_t *ops, void *c);
 void ups_exchange_send(ups_exchange_t *x, const void *data, size_t n);
+/* Writes what was queued (head and body so far) now, in one go. The
+ * gateway calls it after parsing each batch of input, so bytes of a request
+ * it refuses in that batch never leave. */
+void ups_exchange_flush(ups_exchange_t *x);
 size_t ups_exchange_backlog(const ups_exchange_t *x);
 /* The client has room again: read the response again. */
 void ups_exchange_resume(ups_exchange_t *x);
