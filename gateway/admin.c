@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "../policy/issuance.h"
 #include "../policy/revocation.h"
 #include "../policy/revstore.h"
 #include "log.h"
@@ -28,8 +29,8 @@ typedef struct pending {
     struct pending *prev, *next;   /* in gw_admin_t.pending */
     gw_admin_t *a;
     struct evhttp_request *req;
-    const char *action;            /* "revoke", "unrevoke", "list" */
-    char entry[POL_REV_ENTRY_MAX];
+    const char *action;            /* "revoke", "unrevoke", "list", "revoke_device" */
+    char entry[POL_REV_ENTRY_MAX]; /* revoke_device: the device id */
     char *reason;
     char peer[80];
 } pending_t;
@@ -106,6 +107,18 @@ static void log_action(const char *peer, const char *action, const char *entry,
            reason ? r : "", reason ? "\")" : "");
 }
 
+static void log_device(const char *peer, const char *device_id, const char *reason,
+                       int status, const char *result)
+{
+    char ctx[320], r[256], res[768];
+    snprintf(ctx, sizeof ctx, "component=admin peer=%s action=revoke_device device_id=%s "
+             "status=%d", peer, device_id && *device_id ? device_id : "-", status);
+    log_safe(reason, r, sizeof r);
+    log_safe(result, res, sizeof res);
+    gw_log(GW_INFO, ctx, "admin revoke_device: %s%s%s%s", res, reason ? " (reason \"" : "",
+           reason ? r : "", reason ? "\")" : "");
+}
+
 /* ---------------------------------------------------------------- pending */
 
 static pending_t *pending_new(gw_admin_t *a, struct evhttp_request *req, const char *action,
@@ -161,6 +174,42 @@ static void on_write_done(int ok, const char *err, const pol_revstore_result_t *
     pending_free(p);
 }
 
+static void on_device_done(int ok, const char *err, const pol_revstore_result_t *res,
+                           void *arg)
+{
+    pending_t *p = arg;
+    char msg[768];
+    if (!ok) {
+        snprintf(msg, sizeof msg, "the revocation store is unavailable: %s", err);
+        send_error(p->req, 503, "redis_unavailable", msg);
+        log_device(p->peer, p->entry, p->reason, 503, msg);
+    } else if (res->nitems == 0) {
+        snprintf(msg, sizeof msg, "no live certificate was issued to device id %s", p->entry);
+        send_error(p->req, 404, "unknown_device", msg);
+        log_device(p->peer, p->entry, p->reason, 404, "no live certificate");
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < res->nitems; i++)
+            json_array_append_new(arr, json_string(res->items[i].entry));
+        /* the log line names as many entries as fit, then "..." */
+        int n = snprintf(msg, sizeof msg, "ok, %d newly revoked:", res->changed);
+        size_t off = n > 0 && (size_t)n < sizeof msg ? (size_t)n : 0;
+        for (size_t i = 0; i < res->nitems; i++) {
+            size_t room = sizeof msg - off - 5;   /* keeps room for " ..." */
+            n = snprintf(msg + off, room, " %s", res->items[i].entry);
+            if (n < 0 || (size_t)n >= room) {
+                memcpy(msg + off, " ...", 5);
+                break;
+            }
+            off += (size_t)n;
+        }
+        send_json(p->req, 200, arr ? json_pack("{s:s, s:o}", "device_id", p->entry, "revoked",
+                                               arr) : NULL);
+        log_device(p->peer, p->entry, p->reason, 200, msg);
+    }
+    pending_free(p);
+}
+
 static void on_list_done(int ok, const char *err, const pol_revstore_result_t *res, void *arg)
 {
     pending_t *p = arg;
@@ -196,9 +245,11 @@ static size_t utf8_len(const char *s)
     return n;
 }
 
-/* Reads the JSON body and the entry it names. 0, or -1 after answering 400. */
-static int entry_from_body(struct evhttp_request *req, char *entry, size_t len,
-                           const char **reason, json_t **doc)
+/* Reads the JSON body and the entry it names, or the device id (then
+ * *device_id is set and entry is empty). 0, or -1 after answering 400. */
+static int entry_from_body(const gw_admin_t *a, struct evhttp_request *req, int post,
+                           char *entry, size_t len, const char **reason,
+                           const char **device_id, json_t **doc)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
@@ -206,9 +257,12 @@ static int entry_from_body(struct evhttp_request *req, char *entry, size_t len,
     json_error_t je;
     *doc = NULL;
     *reason = NULL;
+    *device_id = NULL;
+    entry[0] = '\0';
     if (n == 0) {
         send_error(req, 400, "invalid_json", "the request needs a JSON body: "
-                   "{\"class\": ..., \"serial\": ...} or {\"fingerprint\": ...}");
+                   "{\"class\": ..., \"serial\": ...}, {\"fingerprint\": ...} or "
+                   "{\"device_id\": ...}");
         return -1;
     }
     json_t *o = json_loadb((const char *)evbuffer_pullup(in, -1), n, JSON_REJECT_DUPLICATES, &je);
@@ -225,14 +279,15 @@ static int entry_from_body(struct evhttp_request *req, char *entry, size_t len,
     }
     json_t *cls = json_object_get(o, "class"), *ser = json_object_get(o, "serial");
     json_t *fp = json_object_get(o, "fingerprint"), *rs = json_object_get(o, "reason");
+    json_t *dev = json_object_get(o, "device_id");
     const char *key;
     json_t *v;
     json_object_foreach(o, key, v) {
         if (strcmp(key, "class") && strcmp(key, "serial") && strcmp(key, "fingerprint") &&
-            strcmp(key, "reason")) {
+            strcmp(key, "device_id") && strcmp(key, "reason")) {
             char msg[200];
             snprintf(msg, sizeof msg, "unknown field \"%.60s\" (expected class, serial, "
-                     "fingerprint, reason)", key);
+                     "fingerprint, device_id, reason)", key);
             send_error(req, 400, "invalid_request", msg);
             json_decref(o);
             return -1;
@@ -243,6 +298,21 @@ static int entry_from_body(struct evhttp_request *req, char *entry, size_t len,
         (!json_is_string(rs) || utf8_len(json_string_value(rs)) > POL_REVSTORE_REASON_MAX)) {
         send_error(req, 400, "invalid_reason", "reason must be a string of at most 200 "
                    "characters");
+    } else if (dev && (cls || ser || fp)) {
+        send_error(req, 400, "invalid_request", "give device_id alone, not with class, "
+                   "serial or fingerprint");
+    } else if (dev && !post) {
+        send_error(req, 400, "invalid_request", "device_id is only for POST: lift the "
+                   "revoked entries one by one");
+    } else if (dev) {
+        if (!json_is_string(dev) || !pol_device_id_valid(json_string_value(dev)))
+            send_error(req, 400, "invalid_device_id", "device_id must be a string of 1..128 "
+                       "characters of A-Z a-z 0-9 . _ : @ -");
+        else if (!a->cfg->issuance)
+            send_error(req, 400, "issuance_not_configured",
+                       "issuance is not configured, so device ids are unknown");
+        else
+            rc = 0;
     } else if (fp && (cls || ser)) {
         send_error(req, 400, "invalid_request", "give either class and serial, or "
                    "fingerprint, not both");
@@ -266,6 +336,8 @@ static int entry_from_body(struct evhttp_request *req, char *entry, size_t len,
     }
     if (rc == 0 && json_is_string(rs))
         *reason = json_string_value(rs);
+    if (rc == 0 && dev)
+        *device_id = json_string_value(dev);
     if (rc == 0)
         *doc = o;
     else
@@ -287,6 +359,22 @@ static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, cons
     if (rc < 0) {
         send_error(req, 400, "invalid_entry", err);
         log_action(peer, action, entry, reason, 400, err);
+        pending_free(p);
+    }
+}
+
+static void start_device(gw_admin_t *a, struct evhttp_request *req, const char *device_id,
+                         const char *reason, const char *peer)
+{
+    const char *err = NULL;
+    pending_t *p = pending_new(a, req, "revoke_device", device_id, reason, peer);
+    if (!p) {
+        send_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    if (pol_revstore_revoke_device(a->store, device_id, reason, on_device_done, p, &err) < 0) {
+        send_error(req, 400, "invalid_request", err);
+        log_device(peer, device_id, reason, 400, err);
         pending_free(p);
     }
 }
@@ -418,14 +506,18 @@ static void on_request(struct evhttp_request *req, void *arg)
             method_not_allowed(req, "GET");
     } else if (strcmp(path, PREFIX) == 0) {
         char entry[POL_REV_ENTRY_MAX];
-        const char *reason;
+        const char *reason, *device_id;
         json_t *doc;
         if (m == EVHTTP_REQ_GET) {
             handle_list(a, req, evhttp_uri_get_query(uri), peer);
         } else if (m == EVHTTP_REQ_POST || m == EVHTTP_REQ_DELETE) {
-            if (entry_from_body(req, entry, sizeof entry, &reason, &doc) == 0) {
-                start_write(a, req, m == EVHTTP_REQ_POST, entry,
-                            m == EVHTTP_REQ_POST ? reason : NULL, peer);
+            int post = m == EVHTTP_REQ_POST;
+            if (entry_from_body(a, req, post, entry, sizeof entry, &reason, &device_id,
+                                &doc) == 0) {
+                if (device_id)
+                    start_device(a, req, device_id, reason, peer);
+                else
+                    start_write(a, req, post, entry, post ? reason : NULL, peer);
                 json_decref(doc);
             }
         } else {

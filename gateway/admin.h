@@ -6,6 +6,11 @@
  *
  *   POST   /admin/revocations           {"class","serial"} or {"fingerprint"},
  *                                       optional "reason"          -> 201
+ *   POST   /admin/revocations           {"device_id"}, optional "reason": revokes
+ *                                       every live certificate issued to it
+ *                                       -> 200 {"device_id","revoked":[entries]};
+ *                                       404 "unknown_device" if it has none;
+ *                                       400 when issuance is not configured
  *   DELETE /admin/revocations/<entry>   (or DELETE with the POST body) -> 200
  *   GET    /admin/revocations?cursor=0&count=100                    -> 200
  *   GET    /admin/health                mirror status, no Redis trip -> 200

@@ -20,7 +20,7 @@ enum { CMD_REVOKE, CMD_UNREVOKE, CMD_LIST };
 typedef struct {
     int cmd;
     const char *name;
-    const char *config, *cls, *serial, *fingerprint, *reason, *cursor, *count;
+    const char *config, *cls, *serial, *fingerprint, *device_id, *reason, *cursor, *count;
 } opts_t;
 
 static void usage(FILE *f, const char *name)
@@ -28,10 +28,12 @@ static void usage(FILE *f, const char *name)
     if (!name || strcmp(name, "revocations") != 0)
         fprintf(f, "usage: portcullis revoke -c FILE (--class C --serial S | --fingerprint F) "
                    "[--reason R]\n"
+                   "       portcullis revoke -c FILE --device-id ID [--reason R]\n"
                    "       portcullis unrevoke -c FILE (--class C --serial S | --fingerprint F)\n");
     if (!name || strcmp(name, "revoke") != 0)
         fprintf(f, "       portcullis revocations -c FILE [--cursor N] [--count 1..1000]\n");
-    fprintf(f, "Exit status: 0 done, 1 Redis error, 2 usage or validation error.\n"
+    fprintf(f, "Exit status: 0 done, 1 Redis error, 2 usage or validation error,\n"
+               "3 the device id has no live certificate (--device-id).\n"
                "See docs/revocation.md.\n");
 }
 
@@ -49,6 +51,7 @@ static int parse_args(opts_t *o, int argc, char **argv)
         {"class", required_argument, NULL, 'C'},
         {"serial", required_argument, NULL, 'S'},
         {"fingerprint", required_argument, NULL, 'F'},
+        {"device-id", required_argument, NULL, 'D'},
         {"reason", required_argument, NULL, 'R'},
         {"cursor", required_argument, NULL, 'u'},
         {"count", required_argument, NULL, 'n'},
@@ -63,6 +66,7 @@ static int parse_args(opts_t *o, int argc, char **argv)
         case 'C': o->cls = optarg; break;
         case 'S': o->serial = optarg; break;
         case 'F': o->fingerprint = optarg; break;
+        case 'D': o->device_id = optarg; break;
         case 'R': o->reason = optarg; break;
         case 'u': o->cursor = optarg; break;
         case 'n': o->count = optarg; break;
@@ -75,10 +79,17 @@ static int parse_args(opts_t *o, int argc, char **argv)
         bad = "unexpected argument";
     else if (!o->config)
         bad = "-c FILE is required";
-    else if (o->cmd == CMD_LIST && (o->cls || o->serial || o->fingerprint || o->reason))
+    else if (o->cmd == CMD_LIST && (o->cls || o->serial || o->fingerprint || o->device_id ||
+                                    o->reason))
         bad = "revocations takes only -c, --cursor and --count";
     else if (o->cmd != CMD_LIST && (o->cursor || o->count))
         bad = "--cursor and --count are for revocations";
+    else if (o->cmd == CMD_UNREVOKE && o->device_id)
+        bad = "--device-id is only for revoke; lift the revoked entries one by one";
+    else if (o->device_id && (o->cls || o->serial || o->fingerprint))
+        bad = "give --device-id alone, not with --class, --serial or --fingerprint";
+    else if (o->device_id)
+        bad = NULL;   /* revoke --device-id [--reason]: complete */
     else if (o->cmd != CMD_LIST && o->fingerprint && (o->cls || o->serial))
         bad = "give either --class and --serial, or --fingerprint";
     else if (o->cmd != CMD_LIST && !o->fingerprint && (!o->cls || !o->serial))
@@ -174,6 +185,38 @@ static redisContext *connect_redis(const cfg_redis_t *r)
     return c;
 }
 
+/* Sends a MULTI ... EXEC transaction (cmd[0..n-1], pipelined) and returns
+ * the EXEC reply (freeReplyObject), or NULL after printing the failure. */
+static redisReply *transaction(redisContext *c, const cfg_redis_t *r, pol_revcmd_t *const *cmd,
+                               size_t n)
+{
+    redisReply *exec = NULL;
+    int failed = 0;
+    for (size_t i = 0; i < n && !failed; i++)
+        if (redisAppendCommandArgv(c, cmd[i]->argc, cmd[i]->argv, cmd[i]->argvlen) != REDIS_OK) {
+            fprintf(stderr, "Redis %s:%d: cannot send %s: %s\n", r->host, r->port,
+                    cmd[i]->argv[0], c->errstr[0] ? c->errstr : "out of memory");
+            failed = 1;
+        }
+    for (size_t i = 0; i < n && !failed; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
+            fprintf(stderr, "Redis %s:%d: %s failed: %s\n", r->host, r->port, cmd[i]->argv[0],
+                    c->errstr[0] ? c->errstr : "no reply");
+            failed = 1;
+        } else if (i + 1 < n && rep->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "Redis %s:%d: %s failed: %s\n", r->host, r->port, cmd[i]->argv[0],
+                    rep->str);
+            failed = 1;
+        } else if (i + 1 == n) {
+            exec = rep;
+            rep = NULL;
+        }
+        freeReplyObject(rep);
+    }
+    return exec;
+}
+
 static int do_write(const opts_t *o, const cfg_t *cfg)
 {
     char entry[POL_REV_ENTRY_MAX];
@@ -196,38 +239,86 @@ static int do_write(const opts_t *o, const cfg_t *cfg)
         pol_revwrite_clear(&w);
         return 1;
     }
-    int rc = 0;
-    for (size_t i = 0; i < w.ncmd && rc == 0; i++)
-        if (redisAppendCommandArgv(c, w.cmd[i].argc, w.cmd[i].argv, w.cmd[i].argvlen) !=
-            REDIS_OK)
-            rc = 1;
-    for (size_t i = 0; i < w.ncmd && rc == 0; i++) {
-        redisReply *rep = NULL;
-        char msg[300];
-        int changed = 0;
-        if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
-            fprintf(stderr, "Redis %s:%d: %s failed: %s\n", r->host, r->port,
-                    w.cmd[i].argv[0], c->errstr[0] ? c->errstr : "no reply");
-            rc = 1;
-        } else if (i + 1 < w.ncmd && rep->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "Redis %s:%d: %s failed: %s\n", r->host, r->port,
-                    w.cmd[i].argv[0], rep->str);
-            rc = 1;
-        } else if (i + 1 == w.ncmd) {
-            if (pol_revwrite_result(rep, &changed, msg, sizeof msg) < 0) {
-                fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
-                rc = 1;
-            } else if (add) {
-                printf(changed ? "revoked %s\n" : "%s was already revoked\n", w.entry);
-            } else {
-                printf(changed ? "lifted the revocation of %s\n" : "%s was not revoked\n",
-                       w.entry);
-            }
-        }
-        freeReplyObject(rep);
+    pol_revcmd_t *cmd[5];
+    for (size_t i = 0; i < w.ncmd; i++)
+        cmd[i] = &w.cmd[i];
+    redisReply *exec = transaction(c, r, cmd, w.ncmd);
+    char msg[300];
+    int changed = 0, rc = 1;
+    if (exec && pol_revwrite_result(exec, &changed, msg, sizeof msg) < 0) {
+        fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
+    } else if (exec) {
+        rc = 0;
+        if (add)
+            printf(changed ? "revoked %s\n" : "%s was already revoked\n", w.entry);
+        else
+            printf(changed ? "lifted the revocation of %s\n" : "%s was not revoked\n", w.entry);
     }
+    freeReplyObject(exec);
     redisFree(c);
     pol_revwrite_clear(&w);
+    return rc;
+}
+
+/* revoke --device-id: the same steps as the admin API (policy/revstore.h). */
+static int do_device(const opts_t *o, const cfg_t *cfg)
+{
+    pol_revdevice_t d;
+    const char *err = NULL;
+    if (pol_revdevice_begin(&d, cfg, o->device_id, o->reason, (int64_t)time(NULL), &err) < 0) {
+        fprintf(stderr, "portcullis %s: %s\n", o->name, err);
+        return 2;
+    }
+    const cfg_redis_t *r = &cfg->redis;
+    redisContext *c = connect_redis(r);
+    if (!c) {
+        pol_revdevice_clear(&d);
+        return 1;
+    }
+    char msg[300];
+    int rc = 1;
+    redisReply *rep = command(c, r, "SMEMBERS", d.members.argc, d.members.argv,
+                              d.members.argvlen);
+    if (rep && pol_revdevice_members(&d, rep, msg, sizeof msg) < 0) {
+        fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
+    } else if (rep && d.mget_argc > 0) {
+        freeReplyObject(rep);
+        rep = command(c, r, "MGET", d.mget_argc, d.mget_argv, d.mget_argvlen);
+        if (rep && pol_revdevice_records(&d, rep, msg, sizeof msg) < 0)
+            fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
+        else if (rep)
+            rc = 0;
+    } else if (rep) {
+        rc = 0;
+    }
+    freeReplyObject(rep);
+    rep = NULL;
+    if (rc == 0 && d.batch.n == 0) {
+        fprintf(stderr, "portcullis %s: no live certificate was issued to device id %s\n",
+                o->name, d.device_id);
+        rc = 3;
+    } else if (rc == 0) {
+        int *changed = calloc(d.batch.n, sizeof *changed);
+        size_t nchanged = 0;
+        rc = 1;
+        if (!changed) {
+            fprintf(stderr, "out of memory\n");
+        } else if ((rep = transaction(c, r, d.batch.cmd, d.batch.ncmd)) &&
+                   pol_revbatch_result(rep, d.batch.n, changed, &nchanged, msg, sizeof msg) < 0) {
+            fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
+        } else if (rep) {
+            rc = 0;
+            for (size_t i = 0; i < d.batch.n; i++)
+                printf(changed[i] ? "revoked %s\n" : "%s was already revoked\n",
+                       d.batch.w[i].entry);
+            printf("device %s: %zu certificate(s), %zu newly revoked\n", d.device_id,
+                   d.batch.n, nchanged);
+        }
+        freeReplyObject(rep);
+        free(changed);
+    }
+    redisFree(c);
+    pol_revdevice_clear(&d);
     return rc;
 }
 
@@ -322,7 +413,8 @@ int gw_cli_main(const char *cmd, int argc, char **argv)
     cfg_t *cfg = load(o.config);
     if (!cfg)
         return 2;
-    rc = o.cmd == CMD_LIST ? do_list(&o, cfg) : do_write(&o, cfg);
+    rc = o.cmd == CMD_LIST ? do_list(&o, cfg) : o.device_id ? do_device(&o, cfg)
+                                                             : do_write(&o, cfg);
     cfg_free(cfg);
     return rc;
 }

@@ -1,12 +1,15 @@
 /* gateway/cli: operator subcommands that talk to Redis directly.
  *
  *   portcullis revoke      -c FILE (--class C --serial S | --fingerprint F) [--reason R]
+ *   portcullis revoke      -c FILE --device-id ID [--reason R]
  *   portcullis unrevoke    -c FILE (--class C --serial S | --fingerprint F)
  *   portcullis revocations -c FILE [--cursor N] [--count N]
  *
  * FILE supplies the redis and revocation settings. The writes are the same
  * MULTI/SADD|SREM/HSET|HDEL/PUBLISH/EXEC as the admin API's (policy/revstore),
  * sent with synchronous hiredis: this runs outside any event loop.
+ * --device-id revokes every live certificate issued to the device, found
+ * through the issuance records (policy/revstore.h, docs/issuance.md).
  */
 #ifndef PORTCULLIS_CLI_H
 #define PORTCULLIS_CLI_H
@@ -16,7 +19,8 @@ int gw_cli_is_command(const char *cmd);
 
 /* Runs subcommand cmd; argv[0] is the subcommand itself and argv[1..argc-1]
  * its options. Returns the process exit status: 0 success, 1 Redis error,
- * 2 usage, configuration or validation error. */
+ * 2 usage, configuration or validation error, 3 (revoke --device-id) the
+ * device has no live certificate. */
 int gw_cli_main(const char *cmd, int argc, char **argv);
 
 #endif

@@ -254,9 +254,267 @@ int pol_revmeta_result(const redisReply *r, pol_revstore_result_t *res, char *er
     return 0;
 }
 
+/* ---------------------------------------------------------------- batch */
+
+void pol_revbatch_clear(pol_revbatch_t *b)
+{
+    for (size_t i = 0; b->w && i < b->n; i++)
+        pol_revwrite_clear(&b->w[i]);
+    free(b->w);
+    free(b->cmd);
+    b->w = NULL;
+    b->cmd = NULL;
+    b->n = b->ncmd = 0;
+}
+
+int pol_revbatch_build(pol_revbatch_t *b, const cfg_revocation_t *rc,
+                       const char *const *entries, size_t n, const char *reason, int64_t now,
+                       const char **err)
+{
+    memset(b, 0, sizeof *b);
+    if (n == 0 || n > (SIZE_MAX - 2) / 3) {
+        *err = "nothing to revoke";
+        return -1;
+    }
+    b->w = calloc(n, sizeof *b->w);
+    b->cmd = calloc(3 * n + 2, sizeof *b->cmd);
+    if (!b->w || !b->cmd) {
+        pol_revbatch_clear(b);
+        *err = "out of memory";
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (pol_revwrite_build(&b->w[i], rc, 1, entries[i], reason, now, err) < 0) {
+            pol_revbatch_clear(b);   /* b->n counts the entries built so far */
+            return -1;
+        }
+        b->n = i + 1;
+    }
+    /* MULTI and EXEC are those of the first entry's write */
+    b->cmd[b->ncmd++] = &b->w[0].cmd[0];
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 1; j <= 3; j++)
+            b->cmd[b->ncmd++] = &b->w[i].cmd[j];
+    b->cmd[b->ncmd++] = &b->w[0].cmd[4];
+    return 0;
+}
+
+int pol_revbatch_result(const redisReply *r, size_t n, int *changed, size_t *nchanged,
+                        char *err, size_t errlen)
+{
+    *nchanged = 0;
+    if (!r) {
+        snprintf(err, errlen, "no reply from Redis");
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "Redis refused the transaction: %.*s", (int)r->len, r->str);
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || n == 0 || r->elements != 3 * n) {
+        snprintf(err, errlen, "Redis aborted the transaction");
+        return -1;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e && e->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis: %.*s", (int)e->len, e->str);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[3 * i];   /* the entry's SADD */
+        int c = e && e->type == REDIS_REPLY_INTEGER && e->integer > 0;
+        if (changed)
+            changed[i] = c;
+        *nchanged += (size_t)c;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- device */
+
+void pol_revdevice_clear(pol_revdevice_t *d)
+{
+    for (size_t i = 0; d->serials && i < d->nserials; i++)
+        free(d->serials[i]);
+    free(d->serials);
+    free(d->gets);
+    free(d->mget_argv);
+    free(d->mget_argvlen);
+    free(d->reason);
+    pol_revbatch_clear(&d->batch);
+    d->serials = NULL;
+    d->gets = NULL;
+    d->mget_argv = NULL;
+    d->mget_argvlen = NULL;
+    d->reason = NULL;
+    d->nserials = 0;
+    d->mget_argc = 0;
+}
+
+int pol_revdevice_begin(pol_revdevice_t *d, const cfg_t *cfg, const char *device_id,
+                        const char *reason, int64_t now, const char **err)
+{
+    memset(d, 0, sizeof *d);
+    if (!device_id || !pol_device_id_valid(device_id) ||
+        strlen(device_id) >= sizeof d->device_id) {
+        *err = "device id must be 1..128 characters of A-Z a-z 0-9 . _ : @ -";
+        return -1;
+    }
+    if (!cfg->issuance) {
+        *err = "issuance is not configured, so device ids are unknown";
+        return -1;
+    }
+    /* the reason is checked now (length, UTF-8), not after the lookups */
+    char probe[POL_REV_ENTRY_MAX];
+    pol_revwrite_t w;
+    if (pol_issued_revocation_entry(cfg->issuance, "1", probe, sizeof probe) < 0) {
+        *err = "issuance.device_class is not a valid class name";
+        return -1;
+    }
+    if (pol_revwrite_build(&w, &cfg->revocation, 1, probe, reason, now, err) < 0)
+        return -1;
+    pol_revwrite_clear(&w);
+    if (pol_device_members_argv(&d->members, device_id) < 0) {
+        *err = "device id is too long";
+        return -1;
+    }
+    if (reason && !(d->reason = strdup(reason))) {
+        *err = "out of memory";
+        return -1;
+    }
+    memcpy(d->device_id, device_id, strlen(device_id) + 1);
+    d->cfg = cfg;
+    d->now = now;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int pol_revdevice_members(pol_revdevice_t *d, const redisReply *r, char *err, size_t errlen)
+{
+    if (!r) {
+        snprintf(err, errlen, "no reply from Redis");
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "Redis: %.*s", (int)r->len, r->str);
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, errlen, "unexpected SMEMBERS reply from Redis");
+        return -1;
+    }
+    if (r->elements == 0)
+        return 0;
+    d->serials = calloc(r->elements, sizeof *d->serials);
+    d->gets = calloc(r->elements, sizeof *d->gets);
+    d->mget_argv = calloc(r->elements + 1, sizeof *d->mget_argv);
+    d->mget_argvlen = calloc(r->elements + 1, sizeof *d->mget_argvlen);
+    if (!d->serials || !d->gets || !d->mget_argv || !d->mget_argvlen) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        char *s;
+        /* members that are not serials (written by someone else) are skipped */
+        if (!e || e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 40 ||
+            memchr(e->str, '\0', e->len))
+            continue;
+        if (!(s = malloc(e->len + 1))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        memcpy(s, e->str, e->len);
+        s[e->len] = '\0';
+        d->serials[d->nserials++] = s;
+    }
+    qsort(d->serials, d->nserials, sizeof *d->serials, cmp_str);
+    size_t kept = 0;
+    for (size_t i = 0; i < d->nserials; i++) {
+        if (pol_issued_get_argv(&d->gets[kept], d->serials[i]) < 0 || d->gets[kept].argc != 2) {
+            free(d->serials[i]);
+            continue;
+        }
+        d->serials[kept++] = d->serials[i];
+    }
+    d->nserials = kept;
+    if (kept == 0)
+        return 0;
+    d->mget_argv[0] = "MGET";
+    d->mget_argvlen[0] = 4;
+    for (size_t i = 0; i < kept; i++) {
+        d->mget_argv[i + 1] = d->gets[i].argv[1];   /* portcullis:issued:<serial> */
+        d->mget_argvlen[i + 1] = d->gets[i].argvlen[1];
+    }
+    d->mget_argc = (int)kept + 1;
+    return 0;
+}
+
+/* 1 if the issuance record (JSON) is not known to belong to another device. */
+static int record_matches(const pol_revdevice_t *d, const char *text, size_t len)
+{
+    json_error_t je;
+    json_t *o = json_loadb(text, len, 0, &je);
+    json_t *id = json_is_object(o) ? json_object_get(o, "device_id") : NULL;
+    int ok = !json_is_string(id) || strcmp(json_string_value(id), d->device_id) == 0;
+    json_decref(o);
+    return ok;
+}
+
+int pol_revdevice_records(pol_revdevice_t *d, const redisReply *r, char *err, size_t errlen)
+{
+    if (!r) {
+        snprintf(err, errlen, "no reply from Redis");
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "Redis: %.*s", (int)r->len, r->str);
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != d->nserials) {
+        snprintf(err, errlen, "unexpected MGET reply from Redis");
+        return -1;
+    }
+    char (*entries)[POL_REV_ENTRY_MAX] = calloc(d->nserials ? d->nserials : 1, sizeof *entries);
+    const char **ptrs = calloc(d->nserials ? d->nserials : 1, sizeof *ptrs);
+    size_t n = 0;
+    int rc = 0;
+    if (!entries || !ptrs) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < d->nserials; i++) {
+        const redisReply *e = r->element[i];
+        if (!e || e->type != REDIS_REPLY_STRING || !record_matches(d, e->str, e->len))
+            continue;   /* expired (nil), or not this device's */
+        if (pol_issued_revocation_entry(d->cfg->issuance, d->serials[i], entries[n],
+                                        sizeof entries[n]) < 0)
+            continue;
+        ptrs[n] = entries[n];
+        n++;
+    }
+    if (rc == 0 && n > 0) {
+        const char *berr = NULL;
+        if (pol_revbatch_build(&d->batch, &d->cfg->revocation, ptrs, n, d->reason, d->now,
+                               &berr) < 0) {
+            snprintf(err, errlen, "%s", berr ? berr : "cannot build the transaction");
+            rc = -1;
+        }
+    }
+    free(entries);
+    free(ptrs);
+    return rc;
+}
+
 /* ================================================================ async */
 
-enum op_kind { OP_WRITE, OP_LIST };
+enum op_kind { OP_WRITE, OP_LIST, OP_DEVICE };
 
 typedef struct op {
     pol_revstore_t *s;
@@ -274,6 +532,7 @@ typedef struct op {
     char cursor[24];
     char countbuf[16];
     pol_revcmd_t scan;
+    pol_revdevice_t dev;         /* OP_DEVICE */
     uint64_t timeout_ms;
     int cb_pending;              /* finished while starting: cb runs from the timer */
     int cb_ok;
@@ -305,6 +564,7 @@ static void op_release(op_t *op)
     if (op->timer)
         event_free(op->timer);
     pol_revwrite_clear(&op->w);
+    pol_revdevice_clear(&op->dev);
     pol_revstore_result_clear(&op->res);
     free(op);
 }
@@ -582,6 +842,105 @@ static void on_scan_reply(redisAsyncContext *ac, void *reply, void *priv)
     op_release(op);
 }
 
+/* Sends one command of op on ac from a reply callback; 0, or -1. */
+static int op_send(op_t *op, redisAsyncContext *ac, redisCallbackFn *fn, int argc,
+                   const char **argv, const size_t *argvlen)
+{
+    if (op->s->ac != ac)
+        return -1;
+    op->refs++;
+    if (redisAsyncCommandArgv(ac, fn, op, argc, argv, argvlen) != REDIS_OK) {
+        op->refs--;
+        return -1;
+    }
+    return 0;
+}
+
+static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    op_t *op = priv;
+    redisReply *r = reply;
+    const pol_revbatch_t *b = &op->dev.batch;
+    size_t i = op->nreplies++;
+    if (!op->done) {
+        if (!r) {
+            lost_msg(op->s, ac, op->err, sizeof op->err);
+            op_finish(op, 0, op->err);
+        } else if (i + 1 < b->ncmd && r->type == REDIS_REPLY_ERROR) {
+            snprintf(op->err, sizeof op->err, "Redis: %.*s", (int)r->len, r->str);
+            op_finish(op, 0, op->err);
+        } else if (i + 1 == b->ncmd) {
+            size_t nchanged = 0;
+            if (pol_revbatch_result(r, b->n, NULL, &nchanged, op->err, sizeof op->err) < 0) {
+                op_finish(op, 0, op->err);
+            } else if (!(op->res.items = calloc(b->n, sizeof *op->res.items))) {
+                op_finish(op, 0, "out of memory");
+            } else {
+                for (size_t k = 0; k < b->n; k++)
+                    if ((op->res.items[op->res.nitems].entry = strdup(b->w[k].entry)))
+                        op->res.nitems++;
+                op->res.changed = (int)nchanged;
+                op_finish(op, 1, NULL);
+            }
+        }
+    }
+    op_release(op);
+}
+
+static void on_records_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    op_t *op = priv;
+    pol_revdevice_t *d = &op->dev;
+    if (op->done) {
+        op_release(op);
+        return;
+    }
+    if (!reply) {
+        lost_msg(op->s, ac, op->err, sizeof op->err);
+        op_finish(op, 0, op->err);
+    } else if (pol_revdevice_records(d, reply, op->err, sizeof op->err) < 0) {
+        op_finish(op, 0, op->err);
+    } else if (d->batch.n == 0) {
+        op_finish(op, 1, NULL);   /* no live certificate */
+    } else {
+        int failed = 0;
+        op->nreplies = 0;
+        for (size_t i = 0; i < d->batch.ncmd && !failed; i++) {
+            pol_revcmd_t *c = d->batch.cmd[i];
+            failed = op_send(op, ac, on_batch_reply, c->argc, c->argv, c->argvlen) < 0;
+        }
+        if (failed) {
+            /* a half-sent MULTI must not stay on the connection */
+            if (op->s->ac == ac)
+                drop_conn(op->s, "cannot send to Redis");
+            op_finish(op, 0, "cannot send the transaction to Redis");
+        }
+    }
+    op_release(op);
+}
+
+static void on_members_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    op_t *op = priv;
+    pol_revdevice_t *d = &op->dev;
+    if (op->done) {
+        op_release(op);
+        return;
+    }
+    if (!reply) {
+        lost_msg(op->s, ac, op->err, sizeof op->err);
+        op_finish(op, 0, op->err);
+    } else if (pol_revdevice_members(d, reply, op->err, sizeof op->err) < 0) {
+        op_finish(op, 0, op->err);
+    } else if (d->mget_argc == 0) {
+        op_finish(op, 1, NULL);   /* no certificate issued to it, or all expired */
+    } else if (op_send(op, ac, on_records_reply, d->mget_argc, d->mget_argv,
+                       d->mget_argvlen) < 0) {
+        op_finish(op, 0, "cannot send MGET to Redis");
+    }
+    op_release(op);
+}
+
 static op_t *op_new(pol_revstore_t *s, enum op_kind kind, pol_revstore_cb cb, void *arg)
 {
     op_t *op = calloc(1, sizeof *op);
@@ -630,6 +989,13 @@ static void op_start(op_t *op)
                 op->refs--;
                 failed = 1;
             }
+        }
+    } else if (op->kind == OP_DEVICE) {
+        op->refs++;
+        if (redisAsyncCommandArgv(ac, on_members_reply, op, op->dev.members.argc,
+                                  op->dev.members.argv, op->dev.members.argvlen) != REDIS_OK) {
+            op->refs--;
+            failed = 1;
         }
     } else {
         op->refs++;
@@ -725,6 +1091,23 @@ int pol_revstore_list(pol_revstore_t *s, const char *cursor, unsigned count,
     }
     snprintf(op->cursor, sizeof op->cursor, "%s", cursor);
     pol_revscan_build(&op->scan, &s->cfg->revocation, op->cursor, count, op->countbuf);
+    op_start(op);
+    return 0;
+}
+
+int pol_revstore_revoke_device(pol_revstore_t *s, const char *device_id, const char *reason,
+                               pol_revstore_cb cb, void *arg, const char **err)
+{
+    op_t *op = op_new(s, OP_DEVICE, cb, arg);
+    if (!op) {
+        *err = "out of memory";
+        return -1;
+    }
+    if (pol_revdevice_begin(&op->dev, s->cfg, device_id, reason, (int64_t)time(NULL), err) < 0) {
+        op->done = 1;
+        op_release(op);
+        return -1;
+    }
     op_start(op);
     return 0;
 }

@@ -9,6 +9,14 @@
  * object {"reason": string or null, "revoked_at": unix seconds}.
  * Listing is SSCAN <key> <cursor> COUNT <n>, then HMGET <key>:meta for the
  * entries returned.
+ * Revoking by device id (docs/issuance.md) looks the device up in the
+ * issuance records first:
+ *   SMEMBERS portcullis:device:<id>                  serials issued to it
+ *   MGET portcullis:issued:<serial> ...              which are still live
+ *   MULTI; per live serial SADD, HSET, PUBLISH of the entry
+ *          "<issuance.device_class>:<serial>"; EXEC  one transaction
+ * A serial whose issuance record has expired (or names another device) is
+ * skipped: its certificate has expired too.
  *
  * The command construction and reply parsing below are shared by the
  * asynchronous store (for the event loop) and the synchronous CLI, so both
@@ -32,6 +40,7 @@
 #include <event2/event.h>
 
 #include "../config/config.h"
+#include "issuance.h"
 #include "revocation.h"
 
 struct redisReply;
@@ -78,8 +87,8 @@ typedef struct {
 } pol_revstore_item_t;
 
 typedef struct {
-    int changed;                  /* add / remove: the set changed */
-    pol_revstore_item_t *items;   /* list */
+    int changed;                  /* add / remove: the set changed; device: entries newly added */
+    pol_revstore_item_t *items;   /* list; device: the entries revoked (entry only) */
     size_t nitems;
     char cursor[24];              /* list: the next cursor; "0" when done */
 } pol_revstore_result_t;
@@ -107,6 +116,64 @@ int pol_revmeta_result(const struct redisReply *hmget, pol_revstore_result_t *r,
 /* Parses one meta JSON value; *reason is malloc'd or NULL. 0, or -1. */
 int pol_revmeta_parse(const char *json, size_t len, char **reason, int64_t *revoked_at);
 
+/* A revoke of several canonical entries in one transaction: MULTI, then
+ * the SADD, HSET and PUBLISH of each entry as pol_revwrite_build makes them,
+ * then EXEC. */
+typedef struct {
+    pol_revwrite_t *w;            /* one per entry, in order */
+    size_t n;
+    pol_revcmd_t **cmd;           /* every command in sending order: 3 * n + 2 */
+    size_t ncmd;
+} pol_revbatch_t;
+
+/* Fills b for a revoke of entries[0..n-1] (canonical, n >= 1), all with the
+ * same reason (may be NULL) and time. 0, or -1 with *err set (as
+ * pol_revwrite_build). On 0, release b with pol_revbatch_clear(). */
+int pol_revbatch_build(pol_revbatch_t *b, const cfg_revocation_t *rc,
+                       const char *const *entries, size_t n, const char *reason, int64_t now,
+                       const char **err);
+void pol_revbatch_clear(pol_revbatch_t *b);   /* also on a zeroed b */
+/* Checks the EXEC reply of a batch of n entries: 0 with *nchanged the
+ * number of entries newly added (and changed[i] 1 or 0 per entry when
+ * changed is not NULL), or -1 with a message in err. */
+int pol_revbatch_result(const struct redisReply *exec, size_t n, int *changed,
+                        size_t *nchanged, char *err, size_t errlen);
+
+/* Revoke by device id, step by step (the same for the async store and the
+ * CLI). pol_revdevice_t points into itself: do not copy one. */
+typedef struct {
+    const cfg_t *cfg;
+    char device_id[129];
+    char *reason;                 /* NULL if none */
+    int64_t now;
+    pol_argv_t members;           /* SMEMBERS portcullis:device:<id> */
+    char **serials;               /* valid serials from SMEMBERS, sorted */
+    size_t nserials;
+    pol_argv_t *gets;             /* per serial: GET portcullis:issued:<serial> (for its key) */
+    const char **mget_argv;       /* MGET <the gets' keys> */
+    size_t *mget_argvlen;
+    int mget_argc;                /* 0: the device has no serials */
+    pol_revbatch_t batch;         /* the live ones; batch.n 0: none is live */
+} pol_revdevice_t;
+
+/* Starts a revoke of every live certificate of device_id: fills d->members.
+ * 0, or -1 with *err (issuance is not configured, the device id is not
+ * valid, the reason is too long or not UTF-8, out of memory). On 0, release
+ * d with pol_revdevice_clear(). */
+int pol_revdevice_begin(pol_revdevice_t *d, const cfg_t *cfg, const char *device_id,
+                        const char *reason, int64_t now, const char **err);
+/* Applies the SMEMBERS reply: 0 with the MGET in d->mget_* (mget_argc 0
+ * when the device has no serials: nothing to revoke), or -1 with err. */
+int pol_revdevice_members(pol_revdevice_t *d, const struct redisReply *smembers, char *err,
+                          size_t errlen);
+/* Applies the MGET reply: 0 with the transaction in d->batch (batch.n 0
+ * when no certificate is live: nothing to revoke), or -1 with err. The
+ * batch's EXEC reply is checked with pol_revbatch_result; the entries are
+ * d->batch.w[i].entry. */
+int pol_revdevice_records(pol_revdevice_t *d, const struct redisReply *mget, char *err,
+                          size_t errlen);
+void pol_revdevice_clear(pol_revdevice_t *d);   /* also on a zeroed d */
+
 /* ---------------------------------------------------------------- async */
 
 typedef struct pol_revstore pol_revstore_t;
@@ -129,5 +196,11 @@ int pol_revstore_remove(pol_revstore_t *s, const char *entry, pol_revstore_cb cb
                         const char **err);
 int pol_revstore_list(pol_revstore_t *s, const char *cursor, unsigned count,
                       pol_revstore_cb cb, void *arg, const char **err);
+/* Revokes every live certificate issued to device_id (see the top). On
+ * success res->items lists the entries revoked (none when the device has
+ * no live certificate), res->changed how many were not revoked before.
+ * *err as pol_revdevice_begin. */
+int pol_revstore_revoke_device(pol_revstore_t *s, const char *device_id, const char *reason,
+                               pol_revstore_cb cb, void *arg, const char **err);
 
 #endif

@@ -477,3 +477,42 @@ def _(env):
         sub.close()
         gw.stop()
         redis.stop()
+
+
+@test("admin: revoke by device_id is validated (device id, exclusivity, issuance configured)")
+def _(env):
+    redis, gw, admin = _setup(env, "admin-device")
+    try:
+        for body, code, words in (
+                ({"device_id": "bad id!"}, "invalid_device_id", "device_id"),
+                ({"device_id": ""}, "invalid_device_id", "device_id"),
+                ({"device_id": "x" * 129}, "invalid_device_id", "128"),
+                ({"device_id": 12}, "invalid_device_id", "string"),
+                ({"device_id": "abc", "class": "device", "serial": "12"}, "invalid_request",
+                 "alone"),
+                ({"device_id": "abc", "fingerprint": FP}, "invalid_request", "alone"),
+                ({"device_id": "abc", "reason": "r" * 201}, "invalid_reason", "200"),
+                ({"device_id": "phone-1.a_b:c@d"}, "issuance_not_configured",
+                 "issuance is not configured, so device ids are unknown")):
+            status, _, doc = admin.json("POST", "/admin/revocations", body)
+            _error(status, doc, 400, "POST %r" % (body,))
+            eq(doc["error"], code, "POST %r: error code" % (body,))
+            check(words in doc["message"], "POST %r: message %r lacks %r"
+                  % (body, doc["message"], words))
+        status, _, doc = admin.json("DELETE", "/admin/revocations", {"device_id": "abc"})
+        _error(status, doc, 400, "DELETE with a device_id")
+        eq(redis.cli("SCARD", KEY), "0", "nothing written")
+
+        for args, words in ((["revoke", "--device-id", "abc"], "issuance is not configured"),
+                            (["revoke", "--device-id", "bad id!"], "1..128"),
+                            (["revoke", "--device-id", "abc", "--class", "device", "--serial",
+                              "1"], "alone"),
+                            (["unrevoke", "--device-id", "abc"], "only for revoke"),
+                            (["revocations", "--device-id", "abc"], "only -c")):
+            rc, out, err = _cli(gw, *args)
+            eq(rc, 2, "%s exit status" % args)
+            check(words in err, "%s: stderr %r lacks %r" % (args, err, words))
+        eq(redis.cli("SCARD", KEY), "0", "nothing written by the CLI")
+    finally:
+        gw.stop()
+        redis.stop()

@@ -261,3 +261,121 @@ def _(env):
     finally:
         gw.stop()
         v.stop()
+
+
+@test("revoke by device id: every live certificate of the device, via the admin API and the CLI")
+def _(env):
+    import http.client
+    from harness import BINARY
+
+    token = "admin-token-for-device-revocation"
+    admin_port = free_port()
+    start = env.start_gateway
+
+    def start_with_admin(name, cfg, environ=None):
+        # the issuance gateway of _gateway(), with an admin section and its token
+        cfg["admin"] = {"listen": "127.0.0.1:%d" % admin_port}
+        return start(name, cfg, environ=dict(environ or {}, PORTCULLIS_ADMIN_TOKEN=token))
+
+    def admin_post(body):
+        c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+        try:
+            c.request("POST", "/admin/revocations", body=json.dumps(body).encode(),
+                      headers={"Authorization": "Bearer " + token,
+                               "Content-Type": "application/json"})
+            r = c.getresponse()
+            return r.status, json.loads(r.read().decode())
+        finally:
+            c.close()
+
+    def served(crt, key):
+        try:
+            with env.connect(gw, ctx=_ctx(env, crt, key)) as c:
+                return c.request("GET", "/api/device-revocation").status == 200
+        except REFUSAL_ERRORS:
+            return False
+
+    def refused_within(pairs, seconds, what):
+        deadline = time.monotonic() + seconds
+        while any(served(crt, key) for crt, key in pairs):
+            if time.monotonic() > deadline:
+                fail("%s: still served %.1fs after the revocation" % (what, seconds))
+            time.sleep(0.05)
+
+    def redis(*args):
+        return subprocess.run(["redis-cli", "-p", str(env.redis_port)] + list(args),
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+
+    v = Verifier()
+    env.start_gateway = start_with_admin
+    try:
+        gw = _gateway(env, "iss-revoke-device", v.port)
+    finally:
+        del env.start_gateway          # back to the harness's method
+    try:
+        from harness import wait_tcp
+        wait_tcp(admin_port, gw.proc, 10, "admin listener")
+        # one device, two live certificates: issued, then renewed (old one kept)
+        r, key1, _ = _issue(env, gw, "rd1")
+        eq(r.status, 201, "issue (%s)" % r.body[:300])
+        first = r.json()
+        crt1 = _save(env, "rd1", first["certificate_chain"])
+        key2, csr2 = _csr(env, "rd1b")
+        r = _post(env, gw, crt1, "/certificates/renew", {"csr": csr2}, key=key1)
+        eq(r.status, 200, "renew (%s)" % r.body[:300])
+        second = r.json()
+        eq(second["device_id"], first["device_id"], "renewal keeps the device id")
+        crt2 = _save(env, "rd1-renewed", second["certificate_chain"])
+        check(served(crt1, key1) and served(crt2, key2), "both certificates served before")
+
+        status, doc = admin_post({"device_id": first["device_id"], "reason": "stolen phone"})
+        t0 = time.monotonic()
+        eq(status, 200, "POST device_id status (%r)" % (doc,))
+        want = sorted("device:" + s for s in (first["serial"], second["serial"]))
+        eq(doc.get("device_id"), first["device_id"], "answer's device_id")
+        eq(sorted(doc.get("revoked", [])), want, "answer's revoked entries")
+        refused_within([(crt1, key1), (crt2, key2)], 1.0 - (time.monotonic() - t0),
+                       "the device's certificates")
+        with env.connect(gw, "device") as c:
+            eq(c.request("GET", "/api/other-device").status, 200, "another device still served")
+        for e in want:
+            eq(redis("SISMEMBER", "portcullis:revoked", e), "1", "%s in the set" % e)
+            meta = json.loads(redis("HGET", "portcullis:revoked:meta", e))
+            eq(meta.get("reason"), "stolen phone", "%s reason" % e)
+        check(any("action=revoke_device" in ln and first["device_id"] in ln
+                  for ln in gw.log_tail(100)), "revoke_device not logged")
+
+        status, doc = admin_post({"device_id": "no-such-device"})
+        eq((status, doc.get("error")), (404, "unknown_device"), "unknown device id")
+
+        # a certificate whose issuance record has expired is not revoked
+        r, key3, _ = _issue(env, gw, "rd3")
+        eq(r.status, 201, "issue rd3")
+        third = r.json()
+        crt3 = _save(env, "rd3", third["certificate_chain"])
+        redis("DEL", "portcullis:issued:" + third["serial"])
+        status, doc = admin_post({"device_id": third["device_id"]})
+        eq((status, doc.get("error")), (404, "unknown_device"), "device whose record expired")
+        check(served(crt3, key3), "a certificate without a live record was revoked")
+
+        # the CLI does the same
+        r, key4, _ = _issue(env, gw, "rd4")
+        eq(r.status, 201, "issue rd4")
+        fourth = r.json()
+        crt4 = _save(env, "rd4", fourth["certificate_chain"])
+        cli = [BINARY, "revoke", "-c", gw.config_path, "--device-id", fourth["device_id"],
+               "--reason", "lost"]
+        p = subprocess.run(cli, capture_output=True, text=True, timeout=20)
+        t0 = time.monotonic()
+        eq(p.returncode, 0, "CLI revoke --device-id (stderr %r)" % p.stderr)
+        check("device:" + fourth["serial"] in p.stdout, "CLI output %r" % p.stdout)
+        refused_within([(crt4, key4)], 1.0 - (time.monotonic() - t0), "CLI-revoked certificate")
+        p = subprocess.run(cli, capture_output=True, text=True, timeout=20)
+        eq(p.returncode, 0, "CLI revoke --device-id again")
+        check("already revoked" in p.stdout, "CLI second output %r" % p.stdout)
+        p = subprocess.run(cli[:5] + ["no-such-device"], capture_output=True, text=True, timeout=20)
+        eq(p.returncode, 3, "CLI unknown device exit status (stderr %r)" % p.stderr)
+        check("no live certificate" in p.stderr, "CLI unknown device stderr %r" % p.stderr)
+    finally:
+        gw.stop()
+        v.stop()
