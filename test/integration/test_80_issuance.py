@@ -59,7 +59,8 @@ def _setup(env):
     return d
 
 
-def _gateway(env, name, verifier_port, extra=None):
+def _gateway(env, name, verifier_port, extra=None, admin=None):
+    """admin: (port, token) to add the admin listener."""
     d = _setup(env)
     cfg = env.config()
     cfg["issuance"] = {
@@ -76,6 +77,9 @@ def _gateway(env, name, verifier_port, extra=None):
         },
     }
     cfg["issuance"].update(extra or {})
+    if admin:
+        cfg["admin"] = {"listen": "127.0.0.1:%d" % admin[0]}
+        return env.start_gateway(name, cfg, environ={"PORTCULLIS_ADMIN_TOKEN": admin[1]})
     return env.start_gateway(name, cfg)
 
 
@@ -270,12 +274,6 @@ def _(env):
 
     token = "admin-token-for-device-revocation"
     admin_port = free_port()
-    start = env.start_gateway
-
-    def start_with_admin(name, cfg, environ=None):
-        # the issuance gateway of _gateway(), with an admin section and its token
-        cfg["admin"] = {"listen": "127.0.0.1:%d" % admin_port}
-        return start(name, cfg, environ=dict(environ or {}, PORTCULLIS_ADMIN_TOKEN=token))
 
     def admin_post(body):
         c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
@@ -307,11 +305,7 @@ def _(env):
                               capture_output=True, text=True, timeout=10).stdout.strip()
 
     v = Verifier()
-    env.start_gateway = start_with_admin
-    try:
-        gw = _gateway(env, "iss-revoke-device", v.port)
-    finally:
-        del env.start_gateway          # back to the harness's method
+    gw = _gateway(env, "iss-revoke-device", v.port, admin=(admin_port, token))
     try:
         from harness import wait_tcp
         wait_tcp(admin_port, gw.proc, 10, "admin listener")
