@@ -68,6 +68,7 @@ clean:
 
 # The bundled load generator (bench/README.md).
 include bench/bench.mk
+include bench/compare.mk
 # Test tools (token minting for the integration tests).
 include test/tools/tools.mk
 include test/tools/issuance.mk
