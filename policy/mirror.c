@@ -358,7 +358,10 @@ static void on_sscan(redisAsyncContext *ac, void *r, void *priv)
         return;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
-        sync_fail(s, rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected SSCAN reply");
+        char why[96];
+        snprintf(why, sizeof(why), "unexpected SSCAN reply (type %d, %zu elements)", rep ? rep->type : -1,
+                 rep && rep->type == REDIS_REPLY_ARRAY ? rep->elements : (size_t)0);
+        sync_fail(s, rep && rep->type == REDIS_REPLY_ERROR ? rep->str : why);
         return;
     }
     redisReply *items = rep->element[1];
