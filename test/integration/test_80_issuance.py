@@ -115,8 +115,12 @@ def _csr(env, name):
 def _token(env, nonce, **kw):
     d = os.path.join(env.tmp, "issuance")
     cmd = [MINT, "--decryption-key-file", os.path.join(d, "decryption.key"),
-           "--signing-key", os.path.join(d, "signing.pem"), "--nonce", nonce,
-           "--package", kw.get("package", PACKAGE), "--cert-digest", DIGEST]
+           "--signing-key", kw.get("signing_key", os.path.join(d, "signing.pem")), "--nonce", nonce,
+           "--package", kw.get("package", PACKAGE), "--cert-digest", kw.get("digest", DIGEST)]
+    if "verdicts" in kw:
+        cmd += ["--device-verdicts", kw["verdicts"]]
+    if "timestamp_ms" in kw:
+        cmd += ["--timestamp-ms", str(kw["timestamp_ms"])]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         fail("mint-integrity: %s" % r.stderr)
@@ -370,6 +374,89 @@ def _(env):
         p = subprocess.run(cli[:5] + ["no-such-device"], capture_output=True, text=True, timeout=20)
         eq(p.returncode, 3, "CLI unknown device exit status (stderr %r)" % p.stderr)
         check("no live certificate" in p.stderr, "CLI unknown device stderr %r" % p.stderr)
+    finally:
+        gw.stop()
+        v.stop()
+
+
+@test("issuance refusals (2): digest, verdict, stale token, foreign JWS key, tampered JWE, weak or forged CSR, Redis down")
+def _(env):
+    v = Verifier()
+    gw = _gateway(env, "iss-refuse2", v.port)
+    d = os.path.join(env.tmp, "issuance")
+    try:
+        def issue_with(tok_kw=None, csr=None, token=None):
+            n = _challenge(env, gw)
+            tok = token(n) if token else _token(env, n, **(tok_kw or {}))
+            body = {"csr": csr or _csr(env, "x")[1], "platform": "android", "integrity_token": tok, "nonce": n}
+            return _post(env, gw, "bootstrap", "/certificates/issue", body)
+
+        def refused(r, status, code, what):
+            eq((r.status, r.json().get("error")), (status, code), what)
+            check(r.json().get("message"), "%s: no reason given" % what)
+
+        refused(issue_with({"digest": "dW5rbm93bi1hcHAtc2lnbmluZy1jZXJ0LWRpZ2VzdA"}), 403,
+                "attestation_failed", "unknown signing digest")
+        refused(issue_with({"verdicts": "MEETS_BASIC_INTEGRITY"}), 403, "attestation_failed",
+                "missing device verdict")
+        refused(issue_with({"timestamp_ms": int((time.time() - 3600) * 1000)}), 403, "attestation_failed",
+                "stale timestamp")
+        other = os.path.join(d, "other-signing.pem")
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", other],
+                       check=True, capture_output=True)
+        refused(issue_with({"signing_key": other}), 403, "attestation_failed", "JWS signed by another key")
+
+        def tampered(n):
+            t = _token(env, n).split(".")
+            tag = t[4]
+            t[4] = ("A" if tag[0] != "A" else "B") + tag[1:]
+            return ".".join(t)
+        refused(issue_with(token=tampered), 403, "attestation_failed", "bad JWE tag")
+
+        # CSRs: RSA-1024, forged self-signature, and a CA:true request (ignored)
+        rsa_key = os.path.join(d, "rsa1024.key")
+        rsa_csr = subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", rsa_key,
+                                  "-subj", "/CN=x"], capture_output=True, text=True).stdout
+        refused(issue_with(csr=rsa_csr), 400, "invalid_csr", "RSA-1024 CSR")
+        key, good = _csr(env, "forge")
+        der = subprocess.run(["openssl", "req", "-in", os.path.join(d, "forge.csr"), "-outform", "DER"],
+                             capture_output=True).stdout
+        bad = bytearray(der)
+        bad[-5] ^= 0x55   # inside the signature
+        import base64
+        forged = "-----BEGIN CERTIFICATE REQUEST-----\n%s\n-----END CERTIFICATE REQUEST-----\n" % \
+            "\n".join(base64.b64encode(bytes(bad)).decode()[i:i + 64] for i in range(0, len(bad) * 2, 64)).strip()
+        refused(issue_with(csr=forged), 400, "invalid_csr", "CSR whose signature does not match")
+        ca_key = os.path.join(d, "ca-req.key")
+        ca_csr = subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                                 "-nodes", "-keyout", ca_key, "-subj", "/CN=root", "-addext",
+                                 "basicConstraints=critical,CA:TRUE"], capture_output=True, text=True).stdout
+        r = issue_with(csr=ca_csr)
+        eq(r.status, 201, "a CSR asking for CA:true is issued, without it (%s)" % r.body[:200])
+        crt = _save(env, "ca-req", r.json()["certificate_chain"])
+        text = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-text"], capture_output=True,
+                              text=True).stdout
+        check("CA:FALSE" in text and "CA:TRUE" not in text, "the requested CA:true was not ignored")
+
+        # the bootstrap certificate still cannot reach any API route
+        with env.connect(gw, "bootstrap") as c:
+            eq(c.request("GET", "/api/anything").status, 403, "bootstrap on the API")
+
+        # Redis down: 503 and nothing issued
+        n = _challenge(env, gw)
+        key, csr = _csr(env, "down")
+        before = subprocess.run(["redis-cli", "-p", str(env.redis_port), "--scan", "--pattern",
+                                 "portcullis:issued:*"], capture_output=True, text=True).stdout.split()
+        subprocess.run(["redis-cli", "-p", str(env.redis_port), "CLIENT", "PAUSE", "3000", "ALL"],
+                       capture_output=True)
+        r = _post(env, gw, "bootstrap", "/certificates/issue",
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, n), "nonce": n})
+        eq((r.status, r.json().get("error")), (503, "issuance_unavailable"), "Redis not answering")
+        check("certificate_chain" not in r.json(), "a certificate was handed out")
+        time.sleep(3.2)
+        after = subprocess.run(["redis-cli", "-p", str(env.redis_port), "--scan", "--pattern",
+                                "portcullis:issued:*"], capture_output=True, text=True).stdout.split()
+        eq(len(after), len(before), "issuance records written while Redis was down")
     finally:
         gw.stop()
         v.stop()
