@@ -6,9 +6,9 @@
  * once, and the lines are sorted by position before cfg_load() returns.
  */
 #include "config.h"
+#include "walk.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,6 @@ int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
 int cfgp_load_ca(const char *path, STACK_OF(X509) **out, char *msg, size_t len);
 int cfgp_check_tls_list(SSL_CTX **ctx, int kind, const char *val, char *msg, size_t len);
 void cfgp_subject(X509 *x, char *buf, size_t len);
-void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
 int cfgp_is_name(const char *s, int allow_upper);
 void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, size_t n);
 int cfgp_valid_header(const char *s);
@@ -42,37 +41,26 @@ void cfgp_push_error(cfg_errors_t *e, uint64_t **pos, size_t *cappos, size_t idx
                      size_t line, size_t col, const char *path, const char *msg);
 void cfgp_sort_errors(char **msgs, uint64_t *pos, size_t n);
 int cfgp_valid_env_name(const char *s);
-int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
-                      char *msg, size_t len);
-void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char *msg,
-                      size_t len);
 char *cfgp_route_host(const char *s, char *msg, size_t len);
 int cfgp_is_null(const yaml_node_t *n);
-const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
 void cfgp_syntax_msg(const yaml_parser_t *parser, char *msg, size_t len);
 int cfgp_same_names(char *const *names, size_t n, size_t *i, size_t *j);
 int cfgp_printable(const char *s);
 /* config_policy.c: rate limits, connection limits and route JWT settings */
-void cfgp_policy_top(yaml_document_t *doc, cfg_t *cfg,
-                     void (*fn)(void *, const yaml_node_t *, const char *, const char *),
-                     void *ectx, yaml_node_t *rate_limits, yaml_node_t *conn_limits);
-void cfgp_policy_route(yaml_document_t *doc, cfg_t *cfg,
-                       void (*fn)(void *, const yaml_node_t *, const char *, const char *),
-                       void *ectx, cfg_route_t *r, const char *path, yaml_node_t *route,
-                       yaml_node_t *rate_limits, yaml_node_t *headers, yaml_node_t *jwt);
+void cfgp_policy_top(cfgw_t *w, cfg_t *cfg, yaml_node_t *rate_limits,
+                     yaml_node_t *conn_limits);
+void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
+                       yaml_node_t *route, yaml_node_t *rate_limits, yaml_node_t *headers,
+                       yaml_node_t *jwt);
 void cfgp_policy_free(cfg_t *cfg);
 
-/* config_issuance.c: the issuance section, reporting through a callback */
-typedef void (*cfgi_report_fn)(void *ctx, const yaml_node_t *n, const char *path,
-                               const char *msg);
-void cfgi_parse_issuance(yaml_document_t *doc, yaml_node_t *n, cfg_t *cfg,
-                         cfgi_report_fn report, void *ctx);
+/* config_issuance.c: the issuance section, reporting through w */
+void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
 
 #define MAX_ERRORS 100
 #define MAX_CLASSES 32
 #define MAX_CERTS 4
 #define DAY_MS 86400000ULL
-#define PATHLEN 256
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 
 #define DEF_CIPHERS "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
@@ -98,17 +86,12 @@ typedef struct {
     uint64_t *pos;        /* line << 32 | column of each new error, for sorting */
     size_t cappos;
     int truncated;
-    yaml_document_t *doc;
+    cfgw_t w;             /* the document; errors go to report() */
     cfg_t *cfg;
     SSL_CTX *ssl;                       /* throwaway, for cipher/group checks */
     STACK_OF(X509) *ca[MAX_CLASSES];    /* per class, for the one-class-per-CA check */
     int classes_ok, upstreams_ok;       /* names resolvable without cascading */
 } ctx_t;
-
-typedef struct {
-    const char *name;
-    yaml_node_t *key, *val;
-} fld_t;
 
 /* ---------------------------------------------------------------- memory */
 
@@ -139,211 +122,11 @@ static void add_error(ctx_t *c, size_t line, size_t col, const char *path, const
                         path, msg);
 }
 
-__attribute__((format(printf, 4, 5)))
-static void err(ctx_t *c, const yaml_node_t *n, const char *path, const char *fmt, ...)
+/* The cfgw_t error callback: arg is the ctx_t. */
+static void report(void *arg, const yaml_node_t *n, const char *path, const char *msg)
 {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     size_t line = n ? n->start_mark.line + 1 : 1, col = n ? n->start_mark.column + 1 : 1;
-    add_error(c, line, col, path, msg);
-}
-
-static void issuance_err(void *ctx, const yaml_node_t *n, const char *path, const char *msg)
-{
-    err(ctx, n, path, "%s", msg);
-}
-
-static void policy_err(void *ctx, const yaml_node_t *n, const char *path, const char *msg)
-{
-    err(ctx, n, path, "%s", msg);
-}
-
-/* ---------------------------------------------------------------- paths */
-
-/* Paths are built in PATHLEN buffers; a (theoretical) overlong one is cut. */
-static const char *pk(char *buf, const char *parent, const char *key)
-{
-    int n = (!parent || !*parent) ? snprintf(buf, PATHLEN, "%s", key)
-                                  : snprintf(buf, PATHLEN, "%s.%s", parent, key);
-    if (n < 0)
-        buf[0] = '\0';
-    return buf;
-}
-
-static const char *pi(char *buf, const char *parent, size_t i)
-{
-    if (snprintf(buf, PATHLEN, "%s[%zu]", parent, i) < 0)
-        buf[0] = '\0';
-    return buf;
-}
-
-/* ---------------------------------------------------------------- scalars */
-
-/* ---------------------------------------------------------------- nodes */
-
-static yaml_node_t *node(ctx_t *c, int idx)
-{
-    return yaml_document_get_node(c->doc, idx);
-}
-
-/* A scalar's text, or NULL after reporting "expected <what>, got ...". */
-static const char *scalar(ctx_t *c, yaml_node_t *n, const char *path, const char *what)
-{
-    char b[80];
-    if (n->type != YAML_SCALAR_NODE || cfgp_is_null(n)) {
-        err(c, n, path, "expected %s, got %s", what, cfgp_describe(n, b, sizeof b));
-        return NULL;
-    }
-    return (const char *)n->data.scalar.value;
-}
-
-/* Matches the keys of mapping n against f[]; reports unknown and duplicate
- * keys. Returns -1 (after reporting) if n is not a mapping. */
-static int map_fields(ctx_t *c, yaml_node_t *n, const char *path, fld_t *f, size_t nf)
-{
-    char b[80];
-    if (n->type != YAML_MAPPING_NODE) {
-        err(c, n, path, "expected a mapping, got %s", cfgp_describe(n, b, sizeof b));
-        return -1;
-    }
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
-        if (!k || !v)
-            continue;
-        if (k->type != YAML_SCALAR_NODE) {
-            err(c, k, path, "a key must be a plain string, got %s", cfgp_describe(k, b, sizeof b));
-            continue;
-        }
-        const char *ks = (const char *)k->data.scalar.value;
-        size_t i;
-        for (i = 0; i < nf && strcmp(f[i].name, ks) != 0; i++)
-            ;
-        if (i == nf) {
-            const char *names[32];
-            char msg[700];
-            size_t nn = nf < NF(names) ? nf : NF(names);
-            for (size_t j = 0; j < nn; j++)
-                names[j] = f[j].name;
-            cfgp_unknown_key(ks, names, nn, msg, sizeof msg);
-            err(c, k, path, "%s", msg);
-        } else if (f[i].key) {
-            err(c, k, path, "duplicate key \"%s\" (first given at line %zu)", ks,
-                (size_t)f[i].key->start_mark.line + 1);
-        } else {
-            f[i].key = k;
-            f[i].val = v;
-        }
-    }
-    return 0;
-}
-
-static yaml_node_t *require(ctx_t *c, yaml_node_t *map, const char *path, fld_t *f)
-{
-    if (!f->val)
-        err(c, map, path, "missing required key \"%s\"", f->name);
-    return f->val;
-}
-
-/* Items of a sequence with min..max entries; returns the count or -1. */
-static long seq(ctx_t *c, yaml_node_t *n, const char *path, size_t min, size_t max,
-                yaml_node_item_t **items)
-{
-    char b[80];
-    if (n->type != YAML_SEQUENCE_NODE) {
-        err(c, n, path, "expected a sequence, got %s", cfgp_describe(n, b, sizeof b));
-        return -1;
-    }
-    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    if (cnt < min) {
-        err(c, n, path, "expected at least %zu entr%s, got %zu", min, min == 1 ? "y" : "ies",
-            cnt);
-        return -1;
-    }
-    if (cnt > max) {
-        err(c, n, path, "expected at most %zu entries, got %zu", max, cnt);
-        return -1;
-    }
-    *items = n->data.sequence.items.start;
-    return (long)cnt;
-}
-
-/* A number: kind 'u' integer, 'd' duration (ms), 's' size (bytes), in min..max. */
-static int get_num(ctx_t *c, yaml_node_t *n, const char *path, int kind, uint64_t min,
-                   uint64_t max, uint64_t *out)
-{
-    char msg[300];
-    const char *s = scalar(c, n, path, kind == 'd' ? "a duration like 500ms, 10s, 5m, 1h"
-                                       : kind == 's' ? "a size like 512, 16k, 10m, 1g"
-                                                     : "an integer");
-    if (!s)
-        return -1;
-    if (cfgp_check_number(kind, s, min, max, out, msg, sizeof msg) < 0) {
-        err(c, n, path, "%s", msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int get_bool(ctx_t *c, yaml_node_t *n, const char *path, int *out)
-{
-    const char *s = scalar(c, n, path, "true or false");
-    if (!s)
-        return -1;
-    if (strcmp(s, "true") == 0)
-        *out = 1;
-    else if (strcmp(s, "false") == 0)
-        *out = 0;
-    else {
-        err(c, n, path, "expected true or false, got \"%.60s\"", s);
-        return -1;
-    }
-    return 0;
-}
-
-static int get_enum(ctx_t *c, yaml_node_t *n, const char *path, const char *const *names,
-                    size_t nn, int *out)
-{
-    char list[256], what[300];
-    cfgp_join(list, sizeof list, names, nn);
-    snprintf(what, sizeof what, "one of: %s", list);
-    const char *s = scalar(c, n, path, what);
-    if (!s)
-        return -1;
-    for (size_t i = 0; i < nn; i++) {
-        if (strcmp(s, names[i]) == 0) {
-            *out = (int)i;
-            return 0;
-        }
-    }
-    err(c, n, path, "expected %s, got \"%.60s\"", what, s);
-    return -1;
-}
-
-/* Optional-key helpers: do nothing if the key is absent (default kept). */
-static void opt_dur(ctx_t *c, fld_t *f, const char *parent, uint64_t max, uint64_t *out)
-{
-    char p[PATHLEN];
-    if (f->val)
-        get_num(c, f->val, pk(p, parent, f->name), 'd', 1, max, out);
-}
-
-static void opt_u32(ctx_t *c, fld_t *f, const char *parent, uint64_t min, uint64_t max,
-                    uint32_t *out)
-{
-    char p[PATHLEN];
-    uint64_t v;
-    if (f->val && get_num(c, f->val, pk(p, parent, f->name), 'u', min, max, &v) == 0)
-        *out = (uint32_t)v;
-}
-
-static void opt_bool(ctx_t *c, fld_t *f, const char *parent, int *out)
-{
-    char p[PATHLEN];
-    if (f->val)
-        get_bool(c, f->val, pk(p, parent, f->name), out);
+    add_error(arg, line, col, path, msg);
 }
 
 /* ---------------------------------------------------------------- sections */
@@ -354,11 +137,11 @@ static int get_addr(ctx_t *c, yaml_node_t *n, const char *path, int allow_star,
                     cfg_addr_t *out, char *host, size_t hostlen, int *port)
 {
     const char *why;
-    const char *s = scalar(c, n, path, "an address \"host:port\"");
+    const char *s = cfgw_scalar(&c->w, n, path, "an address \"host:port\"");
     if (!s)
         return -1;
     if (cfgp_parse_addr(s, 0, allow_star, out, host, hostlen, port, &why) < 0) {
-        err(c, n, path, "invalid address \"%.80s\": %s", s, why);
+        cfgw_err(&c->w, n, path, "invalid address \"%.80s\": %s", s, why);
         return -1;
     }
     return 0;
@@ -368,12 +151,13 @@ static void parse_workers(ctx_t *c, yaml_node_t *n)
 {
     int is_auto = 1;
     if (n) {
-        const char *s = scalar(c, n, "workers", "an integer 1..256 or \"auto\"");
+        const char *s = cfgw_scalar(&c->w, n, "workers", "an integer 1..256 or \"auto\"");
         uint64_t v;
         if (s && strcmp(s, "auto") != 0) {
             is_auto = 0;
             if (cfgp_parse_u64(s, &v) < 0 || v < 1 || v > 256)
-                err(c, n, "workers", "expected an integer 1..256 or \"auto\", got \"%.60s\"", s);
+                cfgw_err(&c->w, n, "workers",
+                         "expected an integer 1..256 or \"auto\", got \"%.60s\"", s);
             else
                 c->cfg->workers = (int)v;
         }
@@ -388,25 +172,25 @@ static void parse_listeners(ctx_t *c, yaml_node_t *n)
 {
     cfg_t *cfg = c->cfg;
     yaml_node_item_t *it;
-    long cnt = seq(c, n, "listeners", 1, 1024, &it);
+    long cnt = cfgw_seq(&c->w, n, "listeners", 1, 1024, &it);
     if (cnt < 0)
         return;
     cfg->listeners = xcalloc((size_t)cnt, sizeof *cfg->listeners);
     cfg->nlisteners = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
-        char p[PATHLEN], q[PATHLEN];
-        yaml_node_t *item = node(c, it[i]);
-        fld_t f[] = {F("address")};
-        pi(p, "listeners", i);
-        if (map_fields(c, item, p, f, NF(f)) < 0 || !require(c, item, p, &f[0]))
+        char p[CFGW_PATHLEN], q[CFGW_PATHLEN];
+        yaml_node_t *item = cfgw_node(&c->w, it[i]);
+        cfgw_fld_t f[] = {F("address")};
+        cfgw_pi(p, "listeners", i);
+        if (cfgw_map(&c->w, item, p, f, NF(f)) < 0 || !cfgw_require(&c->w, item, p, &f[0]))
             continue;
         cfg_addr_t *a = &cfg->listeners[i];
-        if (get_addr(c, f[0].val, pk(q, p, "address"), 1, a, NULL, 0, NULL) < 0)
+        if (get_addr(c, f[0].val, cfgw_pk(q, p, "address"), 1, a, NULL, 0, NULL) < 0)
             continue;
         for (size_t j = 0; j < i; j++) {
             cfg_addr_t *b = &cfg->listeners[j];
             if (b->text && b->addrlen == a->addrlen && !memcmp(&b->addr, &a->addr, a->addrlen)) {
-                err(c, f[0].val, q, "duplicate listener address (also listeners[%zu])", j);
+                cfgw_err(&c->w, f[0].val, q, "duplicate listener address (also listeners[%zu])", j);
                 break;
             }
         }
@@ -418,37 +202,39 @@ static void parse_certs(ctx_t *c, yaml_node_t *n)
     cfg_tls_t *t = &c->cfg->tls;
     yaml_node_item_t *it;
     int types[MAX_CERTS] = {0};
-    long cnt = seq(c, n, "tls.certificates", 1, MAX_CERTS, &it);
+    long cnt = cfgw_seq(&c->w, n, "tls.certificates", 1, MAX_CERTS, &it);
     if (cnt < 0)
         return;
     t->certs = xcalloc((size_t)cnt, sizeof *t->certs);
     t->ncerts = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
-        char p[PATHLEN], q[PATHLEN], msg[768];
-        yaml_node_t *item = node(c, it[i]);
-        fld_t f[] = {F("cert"), F("key")};
-        pi(p, "tls.certificates", i);
-        if (map_fields(c, item, p, f, NF(f)) < 0)
+        char p[CFGW_PATHLEN], q[CFGW_PATHLEN], msg[768];
+        yaml_node_t *item = cfgw_node(&c->w, it[i]);
+        cfgw_fld_t f[] = {F("cert"), F("key")};
+        cfgw_pi(p, "tls.certificates", i);
+        if (cfgw_map(&c->w, item, p, f, NF(f)) < 0)
             continue;
-        yaml_node_t *cn = require(c, item, p, &f[0]), *kn = require(c, item, p, &f[1]);
+        yaml_node_t *cn = cfgw_require(&c->w, item, p, &f[0]);
+        yaml_node_t *kn = cfgw_require(&c->w, item, p, &f[1]);
         const char *cs = NULL, *ks;
         X509 *leaf = NULL;
-        if (cn && (cs = scalar(c, cn, pk(q, p, "cert"), "a file path"))) {
+        if (cn && (cs = cfgw_scalar(&c->w, cn, cfgw_pk(q, p, "cert"), "a file path"))) {
             t->certs[i].cert_file = xstrdup(cs);
             if (cfgp_check_certs(cs, &leaf, msg, sizeof msg) < 0)
-                err(c, cn, q, "%s", msg);
+                cfgw_err(&c->w, cn, q, "%s", msg);
         }
-        if (kn && (ks = scalar(c, kn, pk(q, p, "key"), "a file path"))) {
+        if (kn && (ks = cfgw_scalar(&c->w, kn, cfgw_pk(q, p, "key"), "a file path"))) {
             int type;
             t->certs[i].key_file = xstrdup(ks);
             if (cfgp_check_key(ks, cs, leaf, &type, msg, sizeof msg) < 0) {
-                err(c, kn, q, "%s", msg);
+                cfgw_err(&c->w, kn, q, "%s", msg);
             } else if (leaf) {
                 for (size_t j = 0; j < i; j++) {
                     if (types[j] == type) {
-                        err(c, cn, pk(q, p, "cert"), "tls.certificates[%zu] already has a %s "
-                            "key; use at most one certificate per key type", j,
-                            type == EVP_PKEY_EC ? "EC" : "RSA");
+                        cfgw_err(&c->w, cn, cfgw_pk(q, p, "cert"),
+                                 "tls.certificates[%zu] already has a %s "
+                                 "key; use at most one certificate per key type", j,
+                                 type == EVP_PKEY_EC ? "EC" : "RSA");
                         break;
                     }
                 }
@@ -464,60 +250,64 @@ static void parse_classes(ctx_t *c, yaml_node_t *n)
     cfg_tls_t *t = &c->cfg->tls;
     yaml_node_item_t *it;
     int ok = 1;
-    long cnt = seq(c, n, "tls.classes", 1, MAX_CLASSES, &it);
+    long cnt = cfgw_seq(&c->w, n, "tls.classes", 1, MAX_CLASSES, &it);
     if (cnt < 0)
         return;
     t->classes = xcalloc((size_t)cnt, sizeof *t->classes);
     t->nclasses = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
-        char p[PATHLEN], q[PATHLEN], msg[768];
-        yaml_node_t *item = node(c, it[i]);
-        fld_t f[] = {F("name"), F("ca")};
+        char p[CFGW_PATHLEN], q[CFGW_PATHLEN], msg[768];
+        yaml_node_t *item = cfgw_node(&c->w, it[i]);
+        cfgw_fld_t f[] = {F("name"), F("ca")};
         const char *s;
-        pi(p, "tls.classes", i);
-        if (map_fields(c, item, p, f, NF(f)) < 0) {
+        cfgw_pi(p, "tls.classes", i);
+        if (cfgw_map(&c->w, item, p, f, NF(f)) < 0) {
             ok = 0;
             continue;
         }
-        yaml_node_t *nn = require(c, item, p, &f[0]), *an = require(c, item, p, &f[1]);
-        if (!nn || !(s = scalar(c, nn, pk(q, p, "name"), "a class name"))) {
+        yaml_node_t *nn = cfgw_require(&c->w, item, p, &f[0]);
+        yaml_node_t *an = cfgw_require(&c->w, item, p, &f[1]);
+        if (!nn || !(s = cfgw_scalar(&c->w, nn, cfgw_pk(q, p, "name"), "a class name"))) {
             ok = 0;
         } else if (!cfgp_is_name(s, 0)) {
-            err(c, nn, q, "invalid class name \"%.60s\": use 1..63 characters of a-z, 0-9, "
-                "_ and -", s);
+            cfgw_err(&c->w, nn, q,
+                     "invalid class name \"%.60s\": use 1..63 characters of a-z, 0-9, "
+                     "_ and -", s);
             ok = 0;
         } else {
             long j = cfgp_find_name(t->classes[0].name, sizeof t->classes[0], i, s);
             if (j >= 0)
-                err(c, nn, q, "duplicate class name \"%s\" (also tls.classes[%ld])", s, j);
+                cfgw_err(&c->w, nn, q, "duplicate class name \"%s\" (also tls.classes[%ld])", s, j);
             snprintf(t->classes[i].name, sizeof t->classes[i].name, "%s", s);
         }
-        if (an && (s = scalar(c, an, pk(q, p, "ca"), "a file path"))) {
+        if (an && (s = cfgw_scalar(&c->w, an, cfgw_pk(q, p, "ca"), "a file path"))) {
             size_t other;
             char subj[256];
             t->classes[i].ca_file = xstrdup(s);
             if (cfgp_load_ca(s, &c->ca[i], msg, sizeof msg) < 0)
-                err(c, an, q, "%s", msg);
+                cfgw_err(&c->w, an, q, "%s", msg);
             else if (cfgp_ca_overlap(c->ca, i, &other, subj, sizeof subj))
-                err(c, an, q, "CA %s is also in tls.classes[%zu] (\"%s\"): a CA may anchor "
-                    "only one class", subj, other, t->classes[other].name);
+                cfgw_err(&c->w, an, q,
+                         "CA %s is also in tls.classes[%zu] (\"%s\"): a CA may anchor "
+                         "only one class", subj, other, t->classes[other].name);
         }
     }
     c->classes_ok = ok;
 }
 
-static void parse_tls_list(ctx_t *c, fld_t *f, int kind, char **out)
+static void parse_tls_list(ctx_t *c, cfgw_fld_t *f, int kind, char **out)
 {
-    char p[PATHLEN], msg[512];
+    char p[CFGW_PATHLEN], msg[512];
     const char *s;
-    if (!f->val || !(s = scalar(c, f->val, pk(p, "tls", f->name), "a ':'-separated list")))
+    if (!f->val || !(s = cfgw_scalar(&c->w, f->val, cfgw_pk(p, "tls", f->name),
+                                     "a ':'-separated list")))
         return;
     if (!*s) {
-        err(c, f->val, p, "must not be empty (omit the key to use the default)");
+        cfgw_err(&c->w, f->val, p, "must not be empty (omit the key to use the default)");
         return;
     }
     if (cfgp_check_tls_list(&c->ssl, kind, s, msg, sizeof msg) < 0) {
-        err(c, f->val, p, "%s", msg);
+        cfgw_err(&c->w, f->val, p, "%s", msg);
         return;
     }
     free(*out);
@@ -527,72 +317,73 @@ static void parse_tls_list(ctx_t *c, fld_t *f, int kind, char **out)
 static void parse_tls(ctx_t *c, yaml_node_t *n)
 {
     enum { CERTS, MINV, CIPHERS, SUITES, GROUPS, HANDSHAKE, SCACHE, CLASSES };
-    fld_t f[] = {F("certificates"), F("min_version"), F("ciphers"), F("ciphersuites"),
-                 F("groups"), F("handshake_timeout"), F("session_cache"), F("classes")};
+    cfgw_fld_t f[] = {F("certificates"), F("min_version"), F("ciphers"), F("ciphersuites"),
+                      F("groups"), F("handshake_timeout"), F("session_cache"), F("classes")};
     static const char *const versions[] = {"1.2", "1.3"};
     cfg_tls_t *t = &c->cfg->tls;
     int v;
-    if (map_fields(c, n, "tls", f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, "tls", f, NF(f)) < 0)
         return;
-    if (require(c, n, "tls", &f[CERTS]))
+    if (cfgw_require(&c->w, n, "tls", &f[CERTS]))
         parse_certs(c, f[CERTS].val);
-    if (f[MINV].val && get_enum(c, f[MINV].val, "tls.min_version", versions, 2, &v) == 0)
+    if (f[MINV].val && cfgw_enum(&c->w, f[MINV].val, "tls.min_version", versions, 2, &v) == 0)
         t->min_version = v ? CFG_TLS13 : CFG_TLS12;
     parse_tls_list(c, &f[CIPHERS], 0, &t->ciphers);
     parse_tls_list(c, &f[SUITES], 1, &t->ciphersuites);
     parse_tls_list(c, &f[GROUPS], 2, &t->groups);
-    opt_dur(c, &f[HANDSHAKE], "tls", DAY_MS, &t->handshake_timeout_ms);
+    cfgw_opt_dur(&c->w, &f[HANDSHAKE], "tls", DAY_MS, &t->handshake_timeout_ms);
     if (f[SCACHE].val) {
-        fld_t s[] = {F("size"), F("lifetime")};
-        if (map_fields(c, f[SCACHE].val, "tls.session_cache", s, NF(s)) == 0) {
-            opt_u32(c, &s[0], "tls.session_cache", 0, 10000000, &t->session_cache_size);
-            opt_dur(c, &s[1], "tls.session_cache", DAY_MS, &t->session_lifetime_ms);
+        cfgw_fld_t s[] = {F("size"), F("lifetime")};
+        if (cfgw_map(&c->w, f[SCACHE].val, "tls.session_cache", s, NF(s)) == 0) {
+            cfgw_opt_u32(&c->w, &s[0], "tls.session_cache", 0, 10000000, &t->session_cache_size);
+            cfgw_opt_dur(&c->w, &s[1], "tls.session_cache", DAY_MS, &t->session_lifetime_ms);
         }
     }
-    if (require(c, n, "tls", &f[CLASSES]))
+    if (cfgw_require(&c->w, n, "tls", &f[CLASSES]))
         parse_classes(c, f[CLASSES].val);
 }
 
 static void parse_identity(ctx_t *c, yaml_node_t *n)
 {
     cfg_identity_t *id = &c->cfg->identity;
-    fld_t f[] = {F("device_id"), F("headers")};
+    cfgw_fld_t f[] = {F("device_id"), F("headers")};
     yaml_node_t *set[CFG_H__COUNT] = {0};
-    char p[PATHLEN];
-    if (map_fields(c, n, "identity", f, NF(f)) < 0)
+    char p[CFGW_PATHLEN];
+    if (cfgw_map(&c->w, n, "identity", f, NF(f)) < 0)
         return;
     if (f[0].val) {
         static const char *const sources[] = {"san_uri", "cn"};
-        fld_t d[] = {F("source"), F("prefix")};
+        cfgw_fld_t d[] = {F("source"), F("prefix")};
         int v;
         const char *s;
-        if (map_fields(c, f[0].val, "identity.device_id", d, NF(d)) == 0) {
-            if (d[0].val && get_enum(c, d[0].val, "identity.device_id.source", sources, 2,
-                                     &v) == 0)
+        if (cfgw_map(&c->w, f[0].val, "identity.device_id", d, NF(d)) == 0) {
+            if (d[0].val && cfgw_enum(&c->w, d[0].val, "identity.device_id.source", sources, 2,
+                                      &v) == 0)
                 id->device_id_source = v ? CFG_DEVID_CN : CFG_DEVID_SAN_URI;
-            if (d[1].val && (s = scalar(c, d[1].val, "identity.device_id.prefix",
-                                        "a string (quote it; \"\" for none)"))) {
+            if (d[1].val && (s = cfgw_scalar(&c->w, d[1].val, "identity.device_id.prefix",
+                                             "a string (quote it; \"\" for none)"))) {
                 free(id->device_id_prefix);
                 id->device_id_prefix = xstrdup(s);
             }
         }
     }
     if (f[1].val) {
-        fld_t h[CFG_H__COUNT];
+        cfgw_fld_t h[CFG_H__COUNT];
         memset(h, 0, sizeof h);
         for (size_t i = 0; i < CFG_H__COUNT; i++)
             h[i].name = hdr_keys[i];
-        if (map_fields(c, f[1].val, "identity.headers", h, NF(h)) < 0)
+        if (cfgw_map(&c->w, f[1].val, "identity.headers", h, NF(h)) < 0)
             return;
         for (size_t i = 0; i < CFG_H__COUNT; i++) {
             const char *s;
             if (!h[i].val ||
-                !(s = scalar(c, h[i].val, pk(p, "identity.headers", hdr_keys[i]),
-                             "an HTTP header name")))
+                !(s = cfgw_scalar(&c->w, h[i].val, cfgw_pk(p, "identity.headers", hdr_keys[i]),
+                                  "an HTTP header name")))
                 continue;
             if (!cfgp_valid_header(s)) {
-                err(c, h[i].val, p, "invalid header name \"%.60s\": use letters, digits and "
-                    "- (e.g. X-Client-Cert-Serial)", s);
+                cfgw_err(&c->w, h[i].val, p,
+                         "invalid header name \"%.60s\": use letters, digits and "
+                         "- (e.g. X-Client-Cert-Serial)", s);
                 continue;
             }
             free(id->headers[i]);
@@ -603,39 +394,39 @@ static void parse_identity(ctx_t *c, yaml_node_t *n)
     size_t i, j;
     if (cfgp_same_names(id->headers, CFG_H__COUNT, &i, &j)) {
         size_t at = set[j] ? j : i;
-        err(c, set[at], pk(p, "identity.headers", hdr_keys[at]),
-            "header \"%s\" is also used for identity.headers.%s; each needs its own name",
-            id->headers[at], hdr_keys[at == j ? i : j]);
+        cfgw_err(&c->w, set[at], cfgw_pk(p, "identity.headers", hdr_keys[at]),
+                 "header \"%s\" is also used for identity.headers.%s; each needs its own name",
+                 id->headers[at], hdr_keys[at == j ? i : j]);
     }
 }
 
 static void parse_limits(ctx_t *c, yaml_node_t *n)
 {
     cfg_limits_t *l = &c->cfg->limits;
-    fld_t f[] = {F("max_connections"), F("max_header_bytes"), F("max_headers"),
-                 F("max_body_bytes")};
+    cfgw_fld_t f[] = {F("max_connections"), F("max_header_bytes"), F("max_headers"),
+                      F("max_body_bytes")};
     uint64_t v;
-    if (map_fields(c, n, "limits", f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, "limits", f, NF(f)) < 0)
         return;
-    opt_u32(c, &f[0], "limits", 1, 1000000, &l->max_connections);
+    cfgw_opt_u32(&c->w, &f[0], "limits", 1, 1000000, &l->max_connections);
     if (f[1].val &&
-        get_num(c, f[1].val, "limits.max_header_bytes", 's', 1024, 1024 * 1024, &v) == 0)
+        cfgw_num(&c->w, f[1].val, "limits.max_header_bytes", 's', 1024, 1024 * 1024, &v) == 0)
         l->max_header_bytes = (uint32_t)v;
-    opt_u32(c, &f[2], "limits", 1, 10000, &l->max_headers);
+    cfgw_opt_u32(&c->w, &f[2], "limits", 1, 10000, &l->max_headers);
     if (f[3].val)
-        get_num(c, f[3].val, "limits.max_body_bytes", 's', 0, UINT64_MAX, &l->max_body_bytes);
+        cfgw_num(&c->w, f[3].val, "limits.max_body_bytes", 's', 0, UINT64_MAX, &l->max_body_bytes);
 }
 
 static void parse_timeouts(ctx_t *c, yaml_node_t *n)
 {
     cfg_timeouts_t *t = &c->cfg->timeouts;
-    fld_t f[] = {F("header_read"), F("body_read"), F("idle"), F("send"), F("drain")};
+    cfgw_fld_t f[] = {F("header_read"), F("body_read"), F("idle"), F("send"), F("drain")};
     uint64_t *out[] = {&t->header_read_ms, &t->body_read_ms, &t->idle_ms, &t->send_ms,
                        &t->drain_ms};
-    if (map_fields(c, n, "timeouts", f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, "timeouts", f, NF(f)) < 0)
         return;
     for (size_t i = 0; i < NF(f); i++)
-        opt_dur(c, &f[i], "timeouts", DAY_MS, out[i]);
+        cfgw_opt_dur(&c->w, &f[i], "timeouts", DAY_MS, out[i]);
 }
 
 static void parse_upstreams(ctx_t *c, yaml_node_t *n)
@@ -643,58 +434,60 @@ static void parse_upstreams(ctx_t *c, yaml_node_t *n)
     cfg_t *cfg = c->cfg;
     yaml_node_item_t *it;
     int ok = 1;
-    long cnt = seq(c, n, "upstreams", 1, 10000, &it);
+    long cnt = cfgw_seq(&c->w, n, "upstreams", 1, 10000, &it);
     if (cnt < 0)
         return;
     cfg->upstreams = xcalloc((size_t)cnt, sizeof *cfg->upstreams);
     cfg->nupstreams = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
         enum { NAME, SERVERS, CONNECT, RESPONSE, FAIL, KEEPALIVE, KA_TIMEOUT };
-        fld_t f[] = {F("name"), F("servers"), F("connect_timeout"), F("response_timeout"),
-                     F("fail_timeout"), F("keepalive"), F("keepalive_timeout")};
+        cfgw_fld_t f[] = {F("name"), F("servers"), F("connect_timeout"), F("response_timeout"),
+                          F("fail_timeout"), F("keepalive"), F("keepalive_timeout")};
         cfg_upstream_t *u = &cfg->upstreams[i];
-        yaml_node_t *item = node(c, it[i]), *v;
-        char p[PATHLEN], q[PATHLEN];
+        yaml_node_t *item = cfgw_node(&c->w, it[i]), *v;
+        char p[CFGW_PATHLEN], q[CFGW_PATHLEN];
         const char *s;
         u->connect_timeout_ms = 2000;
         u->response_timeout_ms = 30000;
         u->fail_timeout_ms = 10000;
         u->keepalive = 32;
         u->keepalive_timeout_ms = 60000;
-        pi(p, "upstreams", i);
-        if (map_fields(c, item, p, f, NF(f)) < 0) {
+        cfgw_pi(p, "upstreams", i);
+        if (cfgw_map(&c->w, item, p, f, NF(f)) < 0) {
             ok = 0;
             continue;
         }
-        if (!(v = require(c, item, p, &f[NAME])) ||
-            !(s = scalar(c, v, pk(q, p, "name"), "an upstream name"))) {
+        if (!(v = cfgw_require(&c->w, item, p, &f[NAME])) ||
+            !(s = cfgw_scalar(&c->w, v, cfgw_pk(q, p, "name"), "an upstream name"))) {
             ok = 0;
         } else if (!cfgp_is_name(s, 1)) {
-            err(c, v, q, "invalid upstream name \"%.60s\": use 1..63 characters of A-Z, a-z, "
-                "0-9, _, - and .", s);
+            cfgw_err(&c->w, v, q,
+                     "invalid upstream name \"%.60s\": use 1..63 characters of A-Z, a-z, "
+                     "0-9, _, - and .", s);
             ok = 0;
         } else {
             long j = cfgp_find_name(cfg->upstreams[0].name, sizeof cfg->upstreams[0], i, s);
             if (j >= 0)
-                err(c, v, q, "duplicate upstream name \"%s\" (also upstreams[%ld])", s, j);
+                cfgw_err(&c->w, v, q, "duplicate upstream name \"%s\" (also upstreams[%ld])", s, j);
             snprintf(u->name, sizeof u->name, "%s", s);
         }
         yaml_node_item_t *sit;
         long ns;
-        if ((v = require(c, item, p, &f[SERVERS])) &&
-            (ns = seq(c, v, pk(q, p, "servers"), 1, 1024, &sit)) > 0) {
-            char base[PATHLEN];
+        if ((v = cfgw_require(&c->w, item, p, &f[SERVERS])) &&
+            (ns = cfgw_seq(&c->w, v, cfgw_pk(q, p, "servers"), 1, 1024, &sit)) > 0) {
+            char base[CFGW_PATHLEN];
             snprintf(base, sizeof base, "%s", q);
             u->servers = xcalloc((size_t)ns, sizeof *u->servers);
             u->nservers = (size_t)ns;
             for (size_t k = 0; k < (size_t)ns; k++)
-                get_addr(c, node(c, sit[k]), pi(q, base, k), 0, &u->servers[k], NULL, 0, NULL);
+                get_addr(c, cfgw_node(&c->w, sit[k]), cfgw_pi(q, base, k), 0, &u->servers[k], NULL,
+                         0, NULL);
         }
-        opt_dur(c, &f[CONNECT], p, DAY_MS, &u->connect_timeout_ms);
-        opt_dur(c, &f[RESPONSE], p, DAY_MS, &u->response_timeout_ms);
-        opt_dur(c, &f[FAIL], p, DAY_MS, &u->fail_timeout_ms);
-        opt_u32(c, &f[KEEPALIVE], p, 0, 10000, &u->keepalive);
-        opt_dur(c, &f[KA_TIMEOUT], p, DAY_MS, &u->keepalive_timeout_ms);
+        cfgw_opt_dur(&c->w, &f[CONNECT], p, DAY_MS, &u->connect_timeout_ms);
+        cfgw_opt_dur(&c->w, &f[RESPONSE], p, DAY_MS, &u->response_timeout_ms);
+        cfgw_opt_dur(&c->w, &f[FAIL], p, DAY_MS, &u->fail_timeout_ms);
+        cfgw_opt_u32(&c->w, &f[KEEPALIVE], p, 0, 10000, &u->keepalive);
+        cfgw_opt_dur(&c->w, &f[KA_TIMEOUT], p, DAY_MS, &u->keepalive_timeout_ms);
     }
     c->upstreams_ok = ok;
 }
@@ -703,29 +496,30 @@ static void parse_upstreams(ctx_t *c, yaml_node_t *n)
 static int parse_methods(ctx_t *c, yaml_node_t *n, const char *path, cfg_route_t *r)
 {
     yaml_node_item_t *it;
-    char q[PATHLEN];
+    char q[CFGW_PATHLEN];
     int ok = 1;
-    long cnt = seq(c, n, path, 1, 64, &it);
+    long cnt = cfgw_seq(&c->w, n, path, 1, 64, &it);
     if (cnt < 0)
         return -1;
     r->methods = xcalloc((size_t)cnt, sizeof *r->methods);
     r->nmethods = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
-        yaml_node_t *m = node(c, it[i]);
-        const char *s = scalar(c, m, pi(q, path, i), "an HTTP method like GET");
+        yaml_node_t *m = cfgw_node(&c->w, it[i]);
+        const char *s = cfgw_scalar(&c->w, m, cfgw_pi(q, path, i), "an HTTP method like GET");
         if (!s) {
             ok = 0;
             continue;
         }
         if (!cfgp_valid_header(s) || strpbrk(s, "abcdefghijklmnopqrstuvwxyz")) {
-            err(c, m, q, "invalid method \"%.60s\": expected an uppercase token like GET or "
-                "POST", s);
+            cfgw_err(&c->w, m, q,
+                     "invalid method \"%.60s\": expected an uppercase token like GET or "
+                     "POST", s);
             ok = 0;
             continue;
         }
         for (size_t j = 0; j < i; j++) {
             if (r->methods[j] && strcmp(r->methods[j], s) == 0) {
-                err(c, m, q, "duplicate method \"%s\"", s);
+                cfgw_err(&c->w, m, q, "duplicate method \"%s\"", s);
                 ok = 0;
                 break;
             }
@@ -739,11 +533,11 @@ static void parse_allow_classes(ctx_t *c, yaml_node_t *n, const char *path, cfg_
 {
     cfg_tls_t *t = &c->cfg->tls;
     yaml_node_item_t *it;
-    char q[PATHLEN], list[512];
-    long cnt = seq(c, n, path, 1, MAX_CLASSES, &it);
+    char q[CFGW_PATHLEN], list[512];
+    long cnt = cfgw_seq(&c->w, n, path, 1, MAX_CLASSES, &it);
     for (size_t i = 0; cnt > 0 && i < (size_t)cnt; i++) {
-        yaml_node_t *m = node(c, it[i]);
-        const char *s = scalar(c, m, pi(q, path, i), "a class name from tls.classes");
+        yaml_node_t *m = cfgw_node(&c->w, it[i]);
+        const char *s = cfgw_scalar(&c->w, m, cfgw_pi(q, path, i), "a class name from tls.classes");
         if (!s || !c->classes_ok)
             continue;
         long k = cfgp_find_name(t->classes[0].name, sizeof t->classes[0], t->nclasses, s);
@@ -752,7 +546,8 @@ static void parse_allow_classes(ctx_t *c, yaml_node_t *n, const char *path, cfg_
             continue;
         }
         cfgp_name_list(list, sizeof list, t->classes[0].name, sizeof t->classes[0], t->nclasses);
-        err(c, m, q, "class \"%.60s\" is not defined in tls.classes (defined: %s)", s, list);
+        cfgw_err(&c->w, m, q, "class \"%.60s\" is not defined in tls.classes (defined: %s)", s,
+                 list);
     }
 }
 
@@ -760,7 +555,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
 {
     cfg_t *cfg = c->cfg;
     yaml_node_item_t *it;
-    long cnt = seq(c, n, "routes", 1, 100000, &it);
+    long cnt = cfgw_seq(&c->w, n, "routes", 1, 100000, &it);
     if (cnt < 0)
         return;
     cfg->routes = xcalloc((size_t)cnt, sizeof *cfg->routes);
@@ -768,36 +563,37 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
     unsigned char *complete = xcalloc((size_t)cnt, 1);
     for (size_t i = 0; i < (size_t)cnt; i++) {
         enum { PATH, HOST, METHODS, UPSTREAM, CLASSES, BEARER, RL, RL_HEADERS, JWT };
-        fld_t f[] = {F("path"), F("host"), F("methods"), F("upstream"), F("allow_classes"),
-                     F("require_bearer"), F("rate_limits"), F("rate_limit_headers"),
-                     F("jwt")};
+        cfgw_fld_t f[] = {F("path"), F("host"), F("methods"), F("upstream"), F("allow_classes"),
+                          F("require_bearer"), F("rate_limits"), F("rate_limit_headers"),
+                          F("jwt")};
         cfg_route_t *r = &cfg->routes[i];
-        yaml_node_t *item = node(c, it[i]), *v;
-        char p[PATHLEN], q[PATHLEN], list[512], msg[300];
+        yaml_node_t *item = cfgw_node(&c->w, it[i]), *v;
+        char p[CFGW_PATHLEN], q[CFGW_PATHLEN], list[512], msg[300];
         const char *s;
         int ok = 1;
         r->require_bearer = 1;
-        pi(p, "routes", i);
-        if (map_fields(c, item, p, f, NF(f)) < 0)
+        cfgw_pi(p, "routes", i);
+        if (cfgw_map(&c->w, item, p, f, NF(f)) < 0)
             continue;
-        if ((v = require(c, item, p, &f[PATH])) &&
-            (s = scalar(c, v, pk(q, p, "path"), "a path starting with '/'"))) {
+        if ((v = cfgw_require(&c->w, item, p, &f[PATH])) &&
+            (s = cfgw_scalar(&c->w, v, cfgw_pk(q, p, "path"), "a path starting with '/'"))) {
             if (s[0] != '/')
-                err(c, v, q, "path must start with '/', got \"%.60s\"", s);
+                cfgw_err(&c->w, v, q, "path must start with '/', got \"%.60s\"", s);
             else if (!cfgp_printable(s))
-                err(c, v, q, "path must not contain spaces or control characters");
+                cfgw_err(&c->w, v, q, "path must not contain spaces or control characters");
             else
                 r->path = xstrdup(s);
         }
-        if (f[HOST].val && (s = scalar(c, f[HOST].val, pk(q, p, "host"), "a host name")) &&
+        if (f[HOST].val && (s = cfgw_scalar(&c->w, f[HOST].val, cfgw_pk(q, p, "host"),
+                                            "a host name")) &&
             !(r->host = cfgp_route_host(s, msg, sizeof msg)))
-            err(c, f[HOST].val, q, "%s", msg);
+            cfgw_err(&c->w, f[HOST].val, q, "%s", msg);
         if (f[HOST].val && !r->host)
             ok = 0;
-        if (f[METHODS].val && parse_methods(c, f[METHODS].val, pk(q, p, "methods"), r) < 0)
+        if (f[METHODS].val && parse_methods(c, f[METHODS].val, cfgw_pk(q, p, "methods"), r) < 0)
             ok = 0;
-        if ((v = require(c, item, p, &f[UPSTREAM])) &&
-            (s = scalar(c, v, pk(q, p, "upstream"), "an upstream name"))) {
+        if ((v = cfgw_require(&c->w, item, p, &f[UPSTREAM])) &&
+            (s = cfgw_scalar(&c->w, v, cfgw_pk(q, p, "upstream"), "an upstream name"))) {
             long k = -1;
             snprintf(r->upstream_name, sizeof r->upstream_name, "%s", s);
             if (cfg->nupstreams)
@@ -808,22 +604,22 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
             } else if (c->upstreams_ok) {
                 cfgp_name_list(list, sizeof list, cfg->upstreams[0].name,
                                sizeof cfg->upstreams[0], cfg->nupstreams);
-                err(c, v, q, "upstream \"%.60s\" is not defined (defined: %s)", s, list);
+                cfgw_err(&c->w, v, q, "upstream \"%.60s\" is not defined (defined: %s)", s, list);
             }
         }
-        if ((v = require(c, item, p, &f[CLASSES])))
-            parse_allow_classes(c, v, pk(q, p, "allow_classes"), r);
-        opt_bool(c, &f[BEARER], p, &r->require_bearer);
-        cfgp_policy_route(c->doc, cfg, policy_err, c, r, p, item, f[RL].val,
-                          f[RL_HEADERS].val, f[JWT].val);
+        if ((v = cfgw_require(&c->w, item, p, &f[CLASSES])))
+            parse_allow_classes(c, v, cfgw_pk(q, p, "allow_classes"), r);
+        cfgw_opt_bool(&c->w, &f[BEARER], p, &r->require_bearer);
+        cfgp_policy_route(&c->w, cfg, r, p, item, f[RL].val, f[RL_HEADERS].val, f[JWT].val);
 
         if (!ok || !r->path)
             continue;
         complete[i] = 1;
         long j = cfgp_find_dup_route(cfg->routes, complete, i);
         if (j >= 0)
-            err(c, f[PATH].val, pk(q, p, "path"), "duplicate route: same host, path and "
-                "methods as routes[%ld]", j);
+            cfgw_err(&c->w, f[PATH].val, cfgw_pk(q, p, "path"),
+                     "duplicate route: same host, path and "
+                     "methods as routes[%ld]", j);
     }
     free(complete);
 }
@@ -831,11 +627,11 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
 static void parse_redis(ctx_t *c, yaml_node_t *n)
 {
     cfg_redis_t *r = &c->cfg->redis;
-    fld_t f[] = {F("address"), F("password_env"), F("db"), F("connect_timeout"),
-                 F("command_timeout")};
+    cfgw_fld_t f[] = {F("address"), F("password_env"), F("db"), F("connect_timeout"),
+                      F("command_timeout")};
     const char *s;
     uint64_t v;
-    if (map_fields(c, n, "redis", f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, "redis", f, NF(f)) < 0)
         return;
     if (f[0].val) {
         cfg_addr_t a;
@@ -848,30 +644,32 @@ static void parse_redis(ctx_t *c, yaml_node_t *n)
             r->port = port;
         }
     }
-    if (f[1].val && (s = scalar(c, f[1].val, "redis.password_env",
-                                "an environment variable name"))) {
+    if (f[1].val && (s = cfgw_scalar(&c->w, f[1].val, "redis.password_env",
+                                     "an environment variable name"))) {
         if (!cfgp_valid_env_name(s))
-            err(c, f[1].val, "redis.password_env", "expected an environment variable name "
-                "like PORTCULLIS_REDIS_PASSWORD (not the password itself), got \"%.60s\"", s);
+            cfgw_err(&c->w, f[1].val, "redis.password_env", "expected an environment variable name "
+                     "like PORTCULLIS_REDIS_PASSWORD (not the password itself), got \"%.60s\"", s);
         else
             r->password_env = xstrdup(s);
     }
-    if (f[2].val && get_num(c, f[2].val, "redis.db", 'u', 0, 15, &v) == 0)
+    if (f[2].val && cfgw_num(&c->w, f[2].val, "redis.db", 'u', 0, 15, &v) == 0)
         r->db = (int)v;
-    opt_dur(c, &f[3], "redis", DAY_MS, &r->connect_timeout_ms);
-    opt_dur(c, &f[4], "redis", DAY_MS, &r->command_timeout_ms);
+    cfgw_opt_dur(&c->w, &f[3], "redis", DAY_MS, &r->connect_timeout_ms);
+    cfgw_opt_dur(&c->w, &f[4], "redis", DAY_MS, &r->command_timeout_ms);
 }
 
 /* A Redis key or channel name: printable, no spaces, 1..200 bytes. */
-static void opt_redis_name(ctx_t *c, fld_t *f, const char *parent, char **out)
+static void opt_redis_name(ctx_t *c, cfgw_fld_t *f, const char *parent, char **out)
 {
-    char p[PATHLEN];
+    char p[CFGW_PATHLEN];
     const char *s;
-    if (!f->val || !(s = scalar(c, f->val, pk(p, parent, f->name), "a Redis key name")))
+    if (!f->val || !(s = cfgw_scalar(&c->w, f->val, cfgw_pk(p, parent, f->name),
+                                     "a Redis key name")))
         return;
     if (strlen(s) > 200 || !cfgp_printable(s)) {
-        err(c, f->val, p, "expected a Redis key name of 1..200 characters without spaces or "
-            "control characters, got \"%.60s\"", s);
+        cfgw_err(&c->w, f->val, p,
+                 "expected a Redis key name of 1..200 characters without spaces or "
+                 "control characters, got \"%.60s\"", s);
         return;
     }
     free(*out);
@@ -883,27 +681,29 @@ static void parse_revocation(ctx_t *c, yaml_node_t *n)
     static const char *const modes[] = {"fail_closed", "serve_stale"};
     enum { KEY, CHANNEL, RESYNC, UNAVAILABLE, STALENESS };
     cfg_revocation_t *r = &c->cfg->revocation;
-    fld_t f[] = {F("key"), F("channel"), F("resync_interval"), F("on_redis_unavailable"),
-                 F("max_staleness")};
+    cfgw_fld_t f[] = {F("key"), F("channel"), F("resync_interval"), F("on_redis_unavailable"),
+                      F("max_staleness")};
     uint64_t v;
     int mode;
-    if (map_fields(c, n, "revocation", f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, "revocation", f, NF(f)) < 0)
         return;
     opt_redis_name(c, &f[KEY], "revocation", &r->key);
     opt_redis_name(c, &f[CHANNEL], "revocation", &r->channel);
     if (f[RESYNC].val &&
-        get_num(c, f[RESYNC].val, "revocation.resync_interval", 'd', 1, DAY_MS, &v) == 0) {
+        cfgw_num(&c->w, f[RESYNC].val, "revocation.resync_interval", 'd', 1, DAY_MS, &v) == 0) {
         if (v < 1000)
-            err(c, f[RESYNC].val, "revocation.resync_interval", "must be at least 1s (a full "
-                "re-sync reads the whole set), got \"%.60s\"",
-                (const char *)f[RESYNC].val->data.scalar.value);
+            cfgw_err(&c->w, f[RESYNC].val, "revocation.resync_interval",
+                     "must be at least 1s (a full "
+                     "re-sync reads the whole set), got \"%.60s\"",
+                     (const char *)f[RESYNC].val->data.scalar.value);
         else
             r->resync_interval_ms = v;
     }
-    if (f[UNAVAILABLE].val && get_enum(c, f[UNAVAILABLE].val, "revocation.on_redis_unavailable",
-                                       modes, NF(modes), &mode) == 0)
+    if (f[UNAVAILABLE].val && cfgw_enum(&c->w, f[UNAVAILABLE].val,
+                                        "revocation.on_redis_unavailable",
+                                        modes, NF(modes), &mode) == 0)
         r->fail_closed = mode == 0;
-    opt_dur(c, &f[STALENESS], "revocation", DAY_MS, &r->max_staleness_ms);
+    cfgw_opt_dur(&c->w, &f[STALENESS], "revocation", DAY_MS, &r->max_staleness_ms);
 }
 
 static void parse_admin(ctx_t *c, yaml_node_t *n)
@@ -911,10 +711,10 @@ static void parse_admin(ctx_t *c, yaml_node_t *n)
     enum { LISTEN, TOKEN_ENV, MAX_BODY };
     cfg_t *cfg = c->cfg;
     cfg_admin_t *a = &cfg->admin;
-    fld_t f[] = {F("listen"), F("token_env"), F("max_body_bytes")};
+    cfgw_fld_t f[] = {F("listen"), F("token_env"), F("max_body_bytes")};
     const char *s;
     uint64_t v;
-    if (map_fields(c, n, "admin", f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, "admin", f, NF(f)) < 0)
         return;
     a->enabled = 1;
     if (f[LISTEN].val) {
@@ -928,24 +728,24 @@ static void parse_admin(ctx_t *c, yaml_node_t *n)
         cfg_addr_t *l = &cfg->listeners[i];
         if (l->text && l->addrlen == a->listen.addrlen &&
             !memcmp(&l->addr, &a->listen.addr, l->addrlen)) {
-            err(c, f[LISTEN].val ? f[LISTEN].val : n, "admin.listen", "the admin listener "
-                "needs its own address (listeners[%zu] uses %s)", i, l->text);
+            cfgw_err(&c->w, f[LISTEN].val ? f[LISTEN].val : n, "admin.listen", "the admin listener "
+                     "needs its own address (listeners[%zu] uses %s)", i, l->text);
             break;
         }
     }
-    if (f[TOKEN_ENV].val && (s = scalar(c, f[TOKEN_ENV].val, "admin.token_env",
-                                        "an environment variable name"))) {
+    if (f[TOKEN_ENV].val && (s = cfgw_scalar(&c->w, f[TOKEN_ENV].val, "admin.token_env",
+                                             "an environment variable name"))) {
         if (!cfgp_valid_env_name(s)) {
-            err(c, f[TOKEN_ENV].val, "admin.token_env", "expected an environment variable "
-                "name like PORTCULLIS_ADMIN_TOKEN (not the token itself), got \"%.60s\"", s);
+            cfgw_err(&c->w, f[TOKEN_ENV].val, "admin.token_env", "expected an environment variable "
+                     "name like PORTCULLIS_ADMIN_TOKEN (not the token itself), got \"%.60s\"", s);
         } else {
             free(a->token_env);
             a->token_env = xstrdup(s);
         }
     }
     if (f[MAX_BODY].val &&
-        get_num(c, f[MAX_BODY].val, "admin.max_body_bytes", 's', 1024, 16 * 1024 * 1024,
-                &v) == 0)
+        cfgw_num(&c->w, f[MAX_BODY].val, "admin.max_body_bytes", 's', 1024, 16 * 1024 * 1024,
+                 &v) == 0)
         a->max_body_bytes = (uint32_t)v;
 }
 
@@ -954,14 +754,14 @@ static void parse_logging(ctx_t *c, yaml_node_t *n)
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     static const char *const formats[] = {"text", "json"};
     cfg_logging_t *l = &c->cfg->logging;
-    fld_t f[] = {F("level"), F("format"), F("access")};
-    if (map_fields(c, n, "logging", f, NF(f)) < 0)
+    cfgw_fld_t f[] = {F("level"), F("format"), F("access")};
+    if (cfgw_map(&c->w, n, "logging", f, NF(f)) < 0)
         return;
     if (f[0].val)
-        get_enum(c, f[0].val, "logging.level", levels, NF(levels), &l->level);
+        cfgw_enum(&c->w, f[0].val, "logging.level", levels, NF(levels), &l->level);
     if (f[1].val)
-        get_enum(c, f[1].val, "logging.format", formats, NF(formats), &l->format);
-    opt_bool(c, &f[2], "logging", &l->access);
+        cfgw_enum(&c->w, f[1].val, "logging.format", formats, NF(formats), &l->format);
+    cfgw_opt_bool(&c->w, &f[2], "logging", &l->access);
 }
 
 static void parse_root(ctx_t *c, yaml_node_t *root)
@@ -969,16 +769,16 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
            REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
            ISSUANCE };
-    fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
-                 F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
-                 F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
-                 F("issuance")};
-    if (map_fields(c, root, "", f, NF(f)) < 0)
+    cfgw_fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
+                      F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
+                      F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
+                      F("issuance")};
+    if (cfgw_map(&c->w, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
-    if (require(c, root, "", &f[LISTENERS]))
+    if (cfgw_require(&c->w, root, "", &f[LISTENERS]))
         parse_listeners(c, f[LISTENERS].val);
-    if (require(c, root, "", &f[TLS]))
+    if (cfgw_require(&c->w, root, "", &f[TLS]))
         parse_tls(c, f[TLS].val);
     if (f[IDENTITY].val)
         parse_identity(c, f[IDENTITY].val);
@@ -986,11 +786,11 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_limits(c, f[LIMITS].val);
     if (f[TIMEOUTS].val)
         parse_timeouts(c, f[TIMEOUTS].val);
-    if (require(c, root, "", &f[UPSTREAMS]))
+    if (cfgw_require(&c->w, root, "", &f[UPSTREAMS]))
         parse_upstreams(c, f[UPSTREAMS].val);
     /* before routes, which refer to rate limits by name */
-    cfgp_policy_top(c->doc, c->cfg, policy_err, c, f[RATE_LIMITS].val, f[CONN_LIMITS].val);
-    if (require(c, root, "", &f[ROUTES]))
+    cfgp_policy_top(&c->w, c->cfg, f[RATE_LIMITS].val, f[CONN_LIMITS].val);
+    if (cfgw_require(&c->w, root, "", &f[ROUTES]))
         parse_routes(c, f[ROUTES].val);
     if (f[REDIS].val)
         parse_redis(c, f[REDIS].val);
@@ -1001,7 +801,7 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
     if (f[LOGGING].val)
         parse_logging(c, f[LOGGING].val);
     if (f[ISSUANCE].val) /* after tls and identity, which it refers to */
-        cfgi_parse_issuance(c->doc, f[ISSUANCE].val, c->cfg, issuance_err, c);
+        cfgi_parse_issuance(&c->w, f[ISSUANCE].val, c->cfg);
 }
 
 /* ---------------------------------------------------------------- load */
@@ -1064,6 +864,8 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errs)
     free(errs->file);
     errs->file = xstrdup(path ? path : "(null)");
     memset(&c, 0, sizeof c);
+    c.w.fn = report;
+    c.w.arg = &c;
     c.errs = errs;
     c.base = errs->n;
 
@@ -1090,7 +892,7 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errs)
             cfg = xcalloc(1, sizeof *cfg);
             cfg->path = xstrdup(path);
             cfg_defaults(cfg);
-            c.doc = &doc;
+            c.w.doc = &doc;
             c.cfg = cfg;
             if (!root || cfgp_is_null(root)) {
                 add_error(&c, 1, 1, "", "the configuration is empty (expected a mapping with "
@@ -1105,8 +907,8 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errs)
                 } else {
                     yaml_node_t *r2 = yaml_document_get_root_node(&more);
                     if (r2)
-                        err(&c, r2, "(yaml)", "more than one YAML document in the file; "
-                            "expected exactly one");
+                        cfgw_err(&c.w, r2, "(yaml)", "more than one YAML document in the file; "
+                                 "expected exactly one");
                     yaml_document_delete(&more);
                 }
             }

@@ -9,9 +9,9 @@
  * policy module loads the files again (policy/issuance.h).
  */
 #include "config.h"
+#include "walk.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,36 +27,22 @@
 /* config_check.c */
 int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
                       char *msg, size_t len);
-void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char *msg,
-                      size_t len);
-int cfgp_is_null(const yaml_node_t *n);
 const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
 int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t *out,
                     char *hostbuf, size_t hostlen, int *port_out, const char **why);
 int cfgp_printable(const char *s);
 
-typedef void (*cfgi_report_fn)(void *ctx, const yaml_node_t *n, const char *path,
-                               const char *msg);
-void cfgi_parse_issuance(yaml_document_t *doc, yaml_node_t *n, cfg_t *cfg,
-                         cfgi_report_fn report, void *ctx);
+void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
 
-#define PATHLEN 256
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 #define HOUR_MS 3600000ULL
 #define DAY_MS 86400000ULL
 #define F(n) {.name = (n)}
 
 typedef struct {
-    yaml_document_t *doc;
+    cfgw_t w;
     cfg_t *cfg;
-    cfgi_report_fn report;
-    void *rctx;
 } ictx_t;
-
-typedef struct {
-    const char *name;
-    yaml_node_t *key, *val;
-} ifld_t;
 
 static const char *const verdict_names[] = {"MEETS_BASIC_INTEGRITY", "MEETS_DEVICE_INTEGRITY",
                                             "MEETS_STRONG_INTEGRITY", "MEETS_VIRTUAL_INTEGRITY"};
@@ -71,128 +57,31 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-__attribute__((format(printf, 4, 5)))
-static void ierr(ictx_t *c, const yaml_node_t *n, const char *path, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    c->report(c->rctx, n, path, msg);
-}
-
-static const char *pk(char *buf, const char *parent, const char *key)
-{
-    if (snprintf(buf, PATHLEN, "%s.%s", parent, key) < 0)
-        buf[0] = '\0';
-    return buf;
-}
-
-static const char *pi(char *buf, const char *parent, size_t i)
-{
-    if (snprintf(buf, PATHLEN, "%s[%zu]", parent, i) < 0)
-        buf[0] = '\0';
-    return buf;
-}
-
-static yaml_node_t *inode(ictx_t *c, int idx)
-{
-    return yaml_document_get_node(c->doc, idx);
-}
-
-static const char *iscalar(ictx_t *c, yaml_node_t *n, const char *path, const char *what)
-{
-    char b[80];
-    if (n->type != YAML_SCALAR_NODE || cfgp_is_null(n)) {
-        ierr(c, n, path, "expected %s, got %s", what, cfgp_describe(n, b, sizeof b));
-        return NULL;
-    }
-    return (const char *)n->data.scalar.value;
-}
-
-/* Same contract as config.c's map_fields(): unknown and duplicate keys are
- * reported; -1 if n is not a mapping. */
-static int imap(ictx_t *c, yaml_node_t *n, const char *path, ifld_t *f, size_t nf)
-{
-    char b[80];
-    if (n->type != YAML_MAPPING_NODE) {
-        ierr(c, n, path, "expected a mapping, got %s", cfgp_describe(n, b, sizeof b));
-        return -1;
-    }
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = inode(c, p->key), *v = inode(c, p->value);
-        if (!k || !v)
-            continue;
-        if (k->type != YAML_SCALAR_NODE) {
-            ierr(c, k, path, "a key must be a plain string, got %s",
-                 cfgp_describe(k, b, sizeof b));
-            continue;
-        }
-        const char *ks = (const char *)k->data.scalar.value;
-        size_t i;
-        for (i = 0; i < nf && strcmp(f[i].name, ks) != 0; i++)
-            ;
-        if (i == nf) {
-            const char *names[32];
-            char msg[700];
-            size_t nn = nf < NF(names) ? nf : NF(names);
-            for (size_t j = 0; j < nn; j++)
-                names[j] = f[j].name;
-            cfgp_unknown_key(ks, names, nn, msg, sizeof msg);
-            ierr(c, k, path, "%s", msg);
-        } else if (f[i].key) {
-            ierr(c, k, path, "duplicate key \"%s\" (first given at line %zu)", ks,
-                 (size_t)f[i].key->start_mark.line + 1);
-        } else {
-            f[i].key = k;
-            f[i].val = v;
-        }
-    }
-    return 0;
-}
-
-static int ibool(ictx_t *c, ifld_t *f, const char *parent, int *out)
-{
-    char p[PATHLEN];
-    if (!f->val)
-        return 0;
-    const char *s = iscalar(c, f->val, pk(p, parent, f->name), "true or false");
-    if (!s)
-        return -1;
-    if (!strcmp(s, "true") || !strcmp(s, "false")) {
-        *out = s[0] == 't';
-        return 0;
-    }
-    ierr(c, f->val, p, "expected true or false, got \"%.60s\"", s);
-    return -1;
-}
-
 /* Optional duration in min..max milliseconds; shown as lo_text..hi_text. */
-static void idur(ictx_t *c, ifld_t *f, const char *parent, uint64_t min, uint64_t max,
+static void idur(ictx_t *c, cfgw_fld_t *f, const char *parent, uint64_t min, uint64_t max,
                  const char *range, uint64_t *out)
 {
-    char p[PATHLEN], msg[300];
+    char p[CFGW_PATHLEN], msg[300];
     uint64_t v;
     if (!f->val)
         return;
-    const char *s = iscalar(c, f->val, pk(p, parent, f->name),
-                            "a duration like 500ms, 10s, 5m, 1h");
+    const char *s = cfgw_scalar(&c->w, f->val, cfgw_pk(p, parent, f->name),
+                                "a duration like 500ms, 10s, 5m, 1h");
     if (!s)
         return;
     if (cfgp_check_number('d', s, 0, UINT64_MAX, &v, msg, sizeof msg) < 0)
-        ierr(c, f->val, p, "%s", msg);
+        cfgw_err(&c->w, f->val, p, "%s", msg);
     else if (v < min || v > max)
-        ierr(c, f->val, p, "must be %s, got \"%.60s\"", range, s);
+        cfgw_err(&c->w, f->val, p, "must be %s, got \"%.60s\"", range, s);
     else
         *out = v;
 }
 
-static char *ipath(ictx_t *c, ifld_t *f, const char *parent)
+static char *ipath(ictx_t *c, cfgw_fld_t *f, const char *parent)
 {
-    char p[PATHLEN];
+    char p[CFGW_PATHLEN];
     const char *s;
-    if (!f->val || !(s = iscalar(c, f->val, pk(p, parent, f->name), "a file path")))
+    if (!f->val || !(s = cfgw_scalar(&c->w, f->val, cfgw_pk(p, parent, f->name), "a file path")))
         return NULL;
     return xstrdup(s);
 }
@@ -281,8 +170,8 @@ static long b64_decode(const char *s, size_t len, unsigned char *out, size_t cap
 
 /* ---------------------------------------------------------------- CA */
 
-static void check_ca(ictx_t *c, cfg_issuance_t *is, ifld_t *fcert, ifld_t *fkey,
-                     ifld_t *fchain, const char *cls_ca_file, int cls_known)
+static void check_ca(ictx_t *c, cfg_issuance_t *is, cfgw_fld_t *fcert, cfgw_fld_t *fkey,
+                     cfgw_fld_t *fchain, const char *cls_ca_file, int cls_known)
 {
     char msg[512];
     STACK_OF(X509) *sk = NULL, *bundle = NULL;
@@ -290,30 +179,32 @@ static void check_ca(ictx_t *c, cfg_issuance_t *is, ifld_t *fcert, ifld_t *fkey,
     if (is->ca_cert_file) {
         const char *p = "issuance.ca_cert";
         if (!(sk = read_certs(is->ca_cert_file, msg, sizeof msg))) {
-            ierr(c, fcert->val, p, "%s", msg);
+            cfgw_err(&c->w, fcert->val, p, "%s", msg);
         } else if (sk_X509_num(sk) != 1) {
-            ierr(c, fcert->val, p, "\"%s\" must hold exactly one certificate (the signing CA; "
-                 "put intermediates above it in issuance.chain)", is->ca_cert_file);
+            cfgw_err(&c->w, fcert->val, p,
+                     "\"%s\" must hold exactly one certificate (the signing CA; "
+                     "put intermediates above it in issuance.chain)", is->ca_cert_file);
         } else {
             ca = sk_X509_value(sk, 0);
             if (X509_check_ca(ca) < 1)
-                ierr(c, fcert->val, p, "\"%s\" is not a CA certificate (basicConstraints "
-                     "CA:TRUE is required)", is->ca_cert_file);
+                cfgw_err(&c->w, fcert->val, p, "\"%s\" is not a CA certificate (basicConstraints "
+                         "CA:TRUE is required)", is->ca_cert_file);
             else if ((X509_get_extension_flags(ca) & EXFLAG_KUSAGE) &&
                      !(X509_get_key_usage(ca) & KU_KEY_CERT_SIGN))
-                ierr(c, fcert->val, p, "\"%s\" may not sign certificates (keyUsage lacks "
-                     "keyCertSign)", is->ca_cert_file);
+                cfgw_err(&c->w, fcert->val, p, "\"%s\" may not sign certificates (keyUsage lacks "
+                         "keyCertSign)", is->ca_cert_file);
             else if (X509_cmp_current_time(X509_get0_notAfter(ca)) <= 0)
-                ierr(c, fcert->val, p, "\"%s\" has expired", is->ca_cert_file);
+                cfgw_err(&c->w, fcert->val, p, "\"%s\" has expired", is->ca_cert_file);
             else if (cls_known && cls_ca_file) {
                 int found = 0;
                 if ((bundle = read_certs(cls_ca_file, msg, sizeof msg)))
                     for (int i = 0; i < sk_X509_num(bundle) && !found; i++)
                         found = X509_cmp(sk_X509_value(bundle, i), ca) == 0;
                 if (!found)
-                    ierr(c, fcert->val, p, "\"%s\" is not one of the CAs of class \"%s\" (%s): "
-                         "certificates it signs would not be accepted", is->ca_cert_file,
-                         is->device_class, cls_ca_file);
+                    cfgw_err(&c->w, fcert->val, p,
+                             "\"%s\" is not one of the CAs of class \"%s\" (%s): "
+                             "certificates it signs would not be accepted", is->ca_cert_file,
+                             is->device_class, cls_ca_file);
             }
         }
     }
@@ -322,13 +213,14 @@ static void check_ca(ictx_t *c, cfg_issuance_t *is, ifld_t *fcert, ifld_t *fkey,
         BIO *b = BIO_new_file(is->ca_key_file, "rb");
         EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
         if (!b)
-            ierr(c, fkey->val, p, "cannot read \"%s\"", is->ca_key_file);
+            cfgw_err(&c->w, fkey->val, p, "cannot read \"%s\"", is->ca_key_file);
         else if (!k)
-            ierr(c, fkey->val, p, "\"%s\" is not an unencrypted PEM private key: %s",
-                 is->ca_key_file, ossl_reason());
+            cfgw_err(&c->w, fkey->val, p, "\"%s\" is not an unencrypted PEM private key: %s",
+                     is->ca_key_file, ossl_reason());
         else if (ca && X509_check_private_key(ca, k) != 1)
-            ierr(c, fkey->val, p, "key in \"%s\" does not match the CA certificate in \"%s\"",
-                 is->ca_key_file, is->ca_cert_file);
+            cfgw_err(&c->w, fkey->val, p,
+                     "key in \"%s\" does not match the CA certificate in \"%s\"",
+                     is->ca_key_file, is->ca_cert_file);
         EVP_PKEY_free(k);
         BIO_free(b);
         ERR_clear_error();
@@ -336,24 +228,24 @@ static void check_ca(ictx_t *c, cfg_issuance_t *is, ifld_t *fcert, ifld_t *fkey,
     if (is->chain_file) {
         STACK_OF(X509) *ch = read_certs(is->chain_file, msg, sizeof msg);
         if (!ch)
-            ierr(c, fchain->val, "issuance.chain", "%s", msg);
+            cfgw_err(&c->w, fchain->val, "issuance.chain", "%s", msg);
         sk_X509_pop_free(ch, X509_free);
     }
     sk_X509_pop_free(bundle, X509_free);
     sk_X509_pop_free(sk, X509_free);
 }
 
-static void class_ref(ictx_t *c, yaml_node_t *sect, ifld_t *f, const char *path, char *name,
+static void class_ref(ictx_t *c, yaml_node_t *sect, cfgw_fld_t *f, const char *path, char *name,
                       size_t *idx, int *known)
 {
     const cfg_tls_t *t = &c->cfg->tls;
     const char *s = name;
     yaml_node_t *at = f->val ? f->val : sect;
     *known = 0;
-    if (f->val && !(s = iscalar(c, f->val, path, "a class name from tls.classes")))
+    if (f->val && !(s = cfgw_scalar(&c->w, f->val, path, "a class name from tls.classes")))
         return;
     if (strlen(s) >= CFG_MAX_NAME) {
-        ierr(c, at, path, "class name too long");
+        cfgw_err(&c->w, at, path, "class name too long");
         return;
     }
     if (s != name)
@@ -366,8 +258,8 @@ static void class_ref(ictx_t *c, yaml_node_t *sect, ifld_t *f, const char *path,
         }
     }
     if (t->nclasses) /* tls.classes itself broken: reported there */
-        ierr(c, at, path, "class \"%.60s\" is not defined in tls.classes%s", s,
-             f->val ? "" : " (the default; set it to one of the defined classes)");
+        cfgw_err(&c->w, at, path, "class \"%.60s\" is not defined in tls.classes%s", s,
+                 f->val ? "" : " (the default; set it to one of the defined classes)");
 }
 
 /* ---------------------------------------------------------------- platforms */
@@ -413,20 +305,20 @@ static int parse_digest(const char *s, unsigned char out[32])
     return 0;
 }
 
-static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, ifld_t *fdec, ifld_t *fver,
-                            const char *p)
+static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, cfgw_fld_t *fdec,
+                            cfgw_fld_t *fver, const char *p)
 {
-    char q[PATHLEN];
+    char q[CFGW_PATHLEN];
     size_t len;
     char *text;
     if (pl->decryption_key_file) {
         unsigned char key[64];
-        pk(q, p, "decryption_key_file");
+        cfgw_pk(q, p, "decryption_key_file");
         if (!(text = read_small(pl->decryption_key_file, 4096, &len)))
-            ierr(c, fdec->val, q, "cannot read \"%s\"", pl->decryption_key_file);
+            cfgw_err(&c->w, fdec->val, q, "cannot read \"%s\"", pl->decryption_key_file);
         else if (b64_decode(text, len, key, sizeof key) != 32)
-            ierr(c, fdec->val, q, "\"%s\" must hold the base64 AES-256 decryption key from "
-                 "Play Console (32 bytes)", pl->decryption_key_file);
+            cfgw_err(&c->w, fdec->val, q, "\"%s\" must hold the base64 AES-256 decryption key from "
+                     "Play Console (32 bytes)", pl->decryption_key_file);
         OPENSSL_cleanse(key, sizeof key);
         if (text)
             OPENSSL_cleanse(text, len);
@@ -434,9 +326,9 @@ static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, ifld_t *fdec, i
     }
     if (pl->verification_key_file) {
         EVP_PKEY *k = NULL;
-        pk(q, p, "verification_key_file");
+        cfgw_pk(q, p, "verification_key_file");
         if (!(text = read_small(pl->verification_key_file, 16384, &len))) {
-            ierr(c, fver->val, q, "cannot read \"%s\"", pl->verification_key_file);
+            cfgw_err(&c->w, fver->val, q, "cannot read \"%s\"", pl->verification_key_file);
             return;
         }
         if (strstr(text, "-----BEGIN PUBLIC KEY-----")) {
@@ -459,8 +351,9 @@ static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, ifld_t *fdec, i
         if (k && EVP_PKEY_get_id(k) == EVP_PKEY_EC)
             EVP_PKEY_get_group_name(k, group, sizeof group, &gl);
         if (!k || strcmp(group, "prime256v1") != 0)
-            ierr(c, fver->val, q, "\"%s\" must hold the EC P-256 verification key from Play "
-                 "Console (base64 DER, or a PEM public key)", pl->verification_key_file);
+            cfgw_err(&c->w, fver->val, q,
+                     "\"%s\" must hold the EC P-256 verification key from Play "
+                     "Console (base64 DER, or a PEM public key)", pl->verification_key_file);
         EVP_PKEY_free(k);
         ERR_clear_error();
         free(text);
@@ -470,26 +363,27 @@ static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, ifld_t *fdec, i
 static void parse_play(ictx_t *c, yaml_node_t *n, const char *p, cfg_play_integrity_t *pl)
 {
     enum { PROVIDER, PKG, DEC, VER, DIGESTS, VERDICTS, MAX_AGE };
-    ifld_t f[] = {F("provider"), F("package_name"), F("decryption_key_file"),
-                  F("verification_key_file"), F("certificate_sha256_digests"),
-                  F("required_device_verdicts"), F("max_age")};
-    char q[PATHLEN], r[PATHLEN];
+    cfgw_fld_t f[] = {F("provider"), F("package_name"), F("decryption_key_file"),
+                      F("verification_key_file"), F("certificate_sha256_digests"),
+                      F("required_device_verdicts"), F("max_age")};
+    char q[CFGW_PATHLEN], r[CFGW_PATHLEN];
     const char *s;
     pl->device_verdicts = CFG_PLAY_MEETS_DEVICE;
     pl->max_age_ms = 300000;
-    if (imap(c, n, p, f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, p, f, NF(f)) < 0)
         return;
     for (int i = PKG; i <= DIGESTS; i++)
         if (!f[i].val)
-            ierr(c, n, p, "missing required key \"%s\" (provider play_integrity)", f[i].name);
-    if (f[PKG].val && (s = iscalar(c, f[PKG].val, pk(q, p, "package_name"),
-                                   "an Android package name"))) {
+            cfgw_err(&c->w, n, p, "missing required key \"%s\" (provider play_integrity)",
+                     f[i].name);
+    if (f[PKG].val && (s = cfgw_scalar(&c->w, f[PKG].val, cfgw_pk(q, p, "package_name"),
+                                       "an Android package name"))) {
         int ok = strlen(s) <= 255 && strchr(s, '.') && s[0] != '.';
         for (const char *t = s; ok && *t; t++)
             ok = isalnum((unsigned char)*t) || *t == '.' || *t == '_';
         if (!ok)
-            ierr(c, f[PKG].val, q, "expected an Android package name like com.example.app, "
-                 "got \"%.60s\"", s);
+            cfgw_err(&c->w, f[PKG].val, q, "expected an Android package name like com.example.app, "
+                     "got \"%.60s\"", s);
         else
             pl->package_name = xstrdup(s);
     }
@@ -498,20 +392,21 @@ static void parse_play(ictx_t *c, yaml_node_t *n, const char *p, cfg_play_integr
     check_play_keys(c, pl, &f[DEC], &f[VER], p);
     if (f[DIGESTS].val) {
         yaml_node_t *d = f[DIGESTS].val;
-        pk(q, p, "certificate_sha256_digests");
+        cfgw_pk(q, p, "certificate_sha256_digests");
         if (d->type != YAML_SEQUENCE_NODE) {
-            ierr(c, d, q, "expected a sequence of SHA-256 digests");
+            cfgw_err(&c->w, d, q, "expected a sequence of SHA-256 digests");
         } else {
             size_t cnt = (size_t)(d->data.sequence.items.top - d->data.sequence.items.start);
             if (cnt < 1 || cnt > CFG_PLAY_MAX_DIGESTS)
-                ierr(c, d, q, "expected 1..%d digests, got %zu", CFG_PLAY_MAX_DIGESTS, cnt);
+                cfgw_err(&c->w, d, q, "expected 1..%d digests, got %zu", CFG_PLAY_MAX_DIGESTS, cnt);
             for (size_t i = 0; i < cnt && i < CFG_PLAY_MAX_DIGESTS; i++) {
-                yaml_node_t *m = inode(c, d->data.sequence.items.start[i]);
-                if (!m || !(s = iscalar(c, m, pi(r, q, i), "a SHA-256 digest")))
+                yaml_node_t *m = cfgw_node(&c->w, d->data.sequence.items.start[i]);
+                if (!m || !(s = cfgw_scalar(&c->w, m, cfgw_pi(r, q, i), "a SHA-256 digest")))
                     continue;
                 if (parse_digest(s, pl->digests[pl->ndigests]) < 0)
-                    ierr(c, m, r, "expected the app signing certificate's SHA-256 as base64url "
-                         "(43 characters) or hex (64 digits), got \"%.70s\"", s);
+                    cfgw_err(&c->w, m, r,
+                             "expected the app signing certificate's SHA-256 as base64url "
+                             "(43 characters) or hex (64 digits), got \"%.70s\"", s);
                 else
                     pl->ndigests++;
             }
@@ -519,24 +414,25 @@ static void parse_play(ictx_t *c, yaml_node_t *n, const char *p, cfg_play_integr
     }
     if (f[VERDICTS].val) {
         yaml_node_t *d = f[VERDICTS].val;
-        pk(q, p, "required_device_verdicts");
+        cfgw_pk(q, p, "required_device_verdicts");
         pl->device_verdicts = 0;
         if (d->type != YAML_SEQUENCE_NODE) {
-            ierr(c, d, q, "expected a sequence of verdicts (e.g. [MEETS_DEVICE_INTEGRITY]; [] "
-                 "for none)");
+            cfgw_err(&c->w, d, q,
+                     "expected a sequence of verdicts (e.g. [MEETS_DEVICE_INTEGRITY]; [] "
+                     "for none)");
         } else {
             size_t cnt = (size_t)(d->data.sequence.items.top - d->data.sequence.items.start);
             for (size_t i = 0; i < cnt; i++) {
-                yaml_node_t *m = inode(c, d->data.sequence.items.start[i]);
+                yaml_node_t *m = cfgw_node(&c->w, d->data.sequence.items.start[i]);
                 size_t k;
-                if (!m || !(s = iscalar(c, m, pi(r, q, i), "a device verdict")))
+                if (!m || !(s = cfgw_scalar(&c->w, m, cfgw_pi(r, q, i), "a device verdict")))
                     continue;
                 for (k = 0; k < NF(verdict_names) && strcmp(s, verdict_names[k]); k++)
                     ;
                 if (k == NF(verdict_names))
-                    ierr(c, m, r, "unknown device verdict \"%.60s\" (expected one of: "
-                         "MEETS_BASIC_INTEGRITY, MEETS_DEVICE_INTEGRITY, "
-                         "MEETS_STRONG_INTEGRITY, MEETS_VIRTUAL_INTEGRITY)", s);
+                    cfgw_err(&c->w, m, r, "unknown device verdict \"%.60s\" (expected one of: "
+                             "MEETS_BASIC_INTEGRITY, MEETS_DEVICE_INTEGRITY, "
+                             "MEETS_STRONG_INTEGRITY, MEETS_VIRTUAL_INTEGRITY)", s);
                 else
                     pl->device_verdicts |= 1u << k;
             }
@@ -547,33 +443,35 @@ static void parse_play(ictx_t *c, yaml_node_t *n, const char *p, cfg_play_integr
 
 static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifier_t *h)
 {
-    ifld_t f[] = {F("provider"), F("url"), F("timeout")};
-    char q[PATHLEN], host[128], auth[200];
+    cfgw_fld_t f[] = {F("provider"), F("url"), F("timeout")};
+    char q[CFGW_PATHLEN], host[128], auth[200];
     const char *s, *why;
     h->timeout_ms = 3000;
-    if (imap(c, n, p, f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, p, f, NF(f)) < 0)
         return;
     if (!f[1].val)
-        ierr(c, n, p, "missing required key \"url\" (provider http)");
-    else if ((s = iscalar(c, f[1].val, pk(q, p, "url"), "a URL like http://127.0.0.1:9100/verify"))) {
+        cfgw_err(&c->w, n, p, "missing required key \"url\" (provider http)");
+    else if ((s = cfgw_scalar(&c->w, f[1].val, cfgw_pk(q, p, "url"),
+                              "a URL like http://127.0.0.1:9100/verify"))) {
         const char *rest = s + 7, *slash;
         size_t al;
         int port;
         if (!strncmp(s, "https://", 8)) {
-            ierr(c, f[1].val, q, "https is not supported: the verifier is reached over plain "
-                 "http on loopback or an internal network (http://host:port/path)");
+            cfgw_err(&c->w, f[1].val, q,
+                     "https is not supported: the verifier is reached over plain "
+                     "http on loopback or an internal network (http://host:port/path)");
         } else if (strncmp(s, "http://", 7) != 0 || !cfgp_printable(s) || strlen(s) > 1024) {
-            ierr(c, f[1].val, q, "expected a URL like http://127.0.0.1:9100/verify, got "
-                 "\"%.80s\"", s);
+            cfgw_err(&c->w, f[1].val, q, "expected a URL like http://127.0.0.1:9100/verify, got "
+                     "\"%.80s\"", s);
         } else if ((al = ((slash = strchr(rest, '/')) ? (size_t)(slash - rest) : strlen(rest))) == 0 ||
                    al >= sizeof auth || memchr(rest, '@', al) || strpbrk(rest, "?#")) {
-            ierr(c, f[1].val, q, "expected http://host:port/path (no user info, query or "
-                 "fragment), got \"%.80s\"", s);
+            cfgw_err(&c->w, f[1].val, q, "expected http://host:port/path (no user info, query or "
+                     "fragment), got \"%.80s\"", s);
         } else {
             memcpy(auth, rest, al);
             auth[al] = '\0';
             if (cfgp_parse_addr(auth, 80, 0, &h->addr, host, sizeof host, &port, &why) < 0) {
-                ierr(c, f[1].val, q, "invalid verifier address \"%.80s\": %s", auth, why);
+                cfgw_err(&c->w, f[1].val, q, "invalid verifier address \"%.80s\": %s", auth, why);
             } else {
                 h->url = xstrdup(s);
                 h->host = xstrdup(auth);
@@ -590,13 +488,13 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
     static const char *const providers[] = {"refuse", "play_integrity", "http", "none"};
     char b[80];
     if (n->type != YAML_MAPPING_NODE) {
-        ierr(c, n, "issuance.platforms", "expected a mapping of platform name to provider "
-             "settings, got %s", cfgp_describe(n, b, sizeof b));
+        cfgw_err(&c->w, n, "issuance.platforms", "expected a mapping of platform name to provider "
+                 "settings, got %s", cfgp_describe(n, b, sizeof b));
         return;
     }
     size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
     if (cnt > 64) {
-        ierr(c, n, "issuance.platforms", "at most 64 platforms, got %zu", cnt);
+        cfgw_err(&c->w, n, "issuance.platforms", "at most 64 platforms, got %zu", cnt);
         return;
     }
     is->platforms = calloc(cnt ? cnt : 1, sizeof *is->platforms);
@@ -604,10 +502,10 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
         abort();
     for (size_t i = 0; i < cnt; i++) {
         yaml_node_pair_t *pair = &n->data.mapping.pairs.start[i];
-        yaml_node_t *k = inode(c, pair->key), *v = inode(c, pair->value);
-        char p[PATHLEN], q[PATHLEN];
+        yaml_node_t *k = cfgw_node(&c->w, pair->key), *v = cfgw_node(&c->w, pair->value);
+        char p[CFGW_PATHLEN], q[CFGW_PATHLEN];
         const char *name, *s;
-        if (!k || !v || !(name = iscalar(c, k, "issuance.platforms", "a platform name")))
+        if (!k || !v || !(name = cfgw_scalar(&c->w, k, "issuance.platforms", "a platform name")))
             continue;
         size_t nl = strlen(name);
         int ok = nl >= 1 && nl <= 32;
@@ -615,12 +513,12 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
             ok = islower((unsigned char)name[j]) || isdigit((unsigned char)name[j]) ||
                  name[j] == '_';
         if (!ok) {
-            ierr(c, k, "issuance.platforms", "invalid platform name \"%.60s\": use 1..32 "
-                 "characters of a-z, 0-9 and _", name);
+            cfgw_err(&c->w, k, "issuance.platforms", "invalid platform name \"%.60s\": use 1..32 "
+                     "characters of a-z, 0-9 and _", name);
             continue;
         }
         if (cfg_issuance_platform(is, name)) {
-            ierr(c, k, "issuance.platforms", "duplicate platform \"%s\"", name);
+            cfgw_err(&c->w, k, "issuance.platforms", "duplicate platform \"%s\"", name);
             continue;
         }
         snprintf(p, sizeof p, "issuance.platforms.%s", name);
@@ -630,28 +528,30 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
         yaml_node_t *pv = NULL;
         if (v->type == YAML_MAPPING_NODE)
             for (yaml_node_pair_t *x = v->data.mapping.pairs.start; x < v->data.mapping.pairs.top; x++) {
-                yaml_node_t *xk = inode(c, x->key);
+                yaml_node_t *xk = cfgw_node(&c->w, x->key);
                 if (xk && xk->type == YAML_SCALAR_NODE &&
                     !strcmp((const char *)xk->data.scalar.value, "provider"))
-                    pv = inode(c, x->value);
+                    pv = cfgw_node(&c->w, x->value);
             }
         if (v->type != YAML_MAPPING_NODE) {
-            ierr(c, v, p, "expected a mapping with a provider, got %s",
-                 cfgp_describe(v, b, sizeof b));
+            cfgw_err(&c->w, v, p, "expected a mapping with a provider, got %s",
+                     cfgp_describe(v, b, sizeof b));
             continue;
         }
         if (!pv) {
-            ierr(c, v, p, "missing required key \"provider\" (one of: refuse, play_integrity, "
-                 "http, none)");
+            cfgw_err(&c->w, v, p,
+                     "missing required key \"provider\" (one of: refuse, play_integrity, "
+                     "http, none)");
             continue;
         }
         size_t j;
-        if (!(s = iscalar(c, pv, pk(q, p, "provider"), "a provider name")))
+        if (!(s = cfgw_scalar(&c->w, pv, cfgw_pk(q, p, "provider"), "a provider name")))
             continue;
         for (j = 0; j < NF(providers) && strcmp(s, providers[j]); j++)
             ;
         if (j == NF(providers)) {
-            ierr(c, pv, q, "expected one of: refuse, play_integrity, http, none, got \"%.60s\"", s);
+            cfgw_err(&c->w, pv, q,
+                     "expected one of: refuse, play_integrity, http, none, got \"%.60s\"", s);
             continue;
         }
         pl->provider = (int)j;
@@ -660,33 +560,32 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
         } else if (j == CFG_ATTEST_HTTP) {
             parse_http(c, v, p, &pl->http);
         } else {
-            ifld_t f[] = {F("provider")};
-            imap(c, v, p, f, NF(f));
+            cfgw_fld_t f[] = {F("provider")};
+            cfgw_map(&c->w, v, p, f, NF(f));
             if (j == CFG_ATTEST_NONE && !is->insecure_dev)
-                ierr(c, pv, q, "provider none issues certificates without any attestation; "
-                     "it is only allowed with issuance.insecure_dev: true (never in production)");
+                cfgw_err(&c->w, pv, q, "provider none issues certificates without any attestation; "
+                         "it is only allowed with issuance.insecure_dev: true (never in production)");
         }
     }
 }
 
 /* ---------------------------------------------------------------- section */
 
-void cfgi_parse_issuance(yaml_document_t *doc, yaml_node_t *n, cfg_t *cfg,
-                         cfgi_report_fn report, void *rctx)
+void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
 {
     enum { PREFIX, CA_CERT, CA_KEY, CHAIN, DEVICE, BOOTSTRAP, LIFETIME, NONCE_TTL, KEYPOL,
            RENEW_ATT, REVOKE_OLD, MAX_BODY, INSECURE, PLATFORMS };
-    ifld_t f[] = {F("path_prefix"), F("ca_cert"), F("ca_key"), F("chain"), F("device_class"),
-                  F("bootstrap_class"), F("lifetime"), F("nonce_ttl"), F("key_policy"),
-                  F("renew_requires_attestation"), F("revoke_old_on_renew"),
-                  F("max_body_bytes"), F("insecure_dev"), F("platforms")};
-    ictx_t c = {.doc = doc, .cfg = cfg, .report = report, .rctx = rctx};
+    cfgw_fld_t f[] = {F("path_prefix"), F("ca_cert"), F("ca_key"), F("chain"), F("device_class"),
+                      F("bootstrap_class"), F("lifetime"), F("nonce_ttl"), F("key_policy"),
+                      F("renew_requires_attestation"), F("revoke_old_on_renew"),
+                      F("max_body_bytes"), F("insecure_dev"), F("platforms")};
+    ictx_t c = {.w = *w, .cfg = cfg};
     const char *s;
     char msg[300];
     uint64_t v;
     int dev_known, boot_known;
 
-    if (imap(&c, n, "issuance", f, NF(f)) < 0)
+    if (cfgw_map(&c.w, n, "issuance", f, NF(f)) < 0)
         return;
     cfg_issuance_t *is = calloc(1, sizeof *is);
     if (!is)
@@ -702,21 +601,21 @@ void cfgi_parse_issuance(yaml_document_t *doc, yaml_node_t *n, cfg_t *cfg,
     is->rsa_min_bits = 2048;
     is->max_body_bytes = 64 * 1024;
 
-    if (f[PREFIX].val && (s = iscalar(&c, f[PREFIX].val, "issuance.path_prefix",
-                                      "a path like /certificates/"))) {
+    if (f[PREFIX].val && (s = cfgw_scalar(&c.w, f[PREFIX].val, "issuance.path_prefix",
+                                          "a path like /certificates/"))) {
         if (s[0] != '/' || s[strlen(s) - 1] != '/' || !cfgp_printable(s) || strlen(s) > 200 ||
             strpbrk(s, "?#%"))
-            ierr(&c, f[PREFIX].val, "issuance.path_prefix", "expected a path that starts and "
-                 "ends with '/', like /certificates/, got \"%.60s\"", s);
+            cfgw_err(&c.w, f[PREFIX].val, "issuance.path_prefix", "expected a path that starts and "
+                     "ends with '/', like /certificates/, got \"%.60s\"", s);
         else {
             free(is->path_prefix);
             is->path_prefix = xstrdup(s);
         }
     }
-    ibool(&c, &f[INSECURE], "issuance", &is->insecure_dev);
+    cfgw_opt_bool(&c.w, &f[INSECURE], "issuance", &is->insecure_dev);
     for (int i = CA_CERT; i <= CA_KEY; i++)
         if (!f[i].val)
-            ierr(&c, n, "issuance", "missing required key \"%s\"", f[i].name);
+            cfgw_err(&c.w, n, "issuance", "missing required key \"%s\"", f[i].name);
     is->ca_cert_file = ipath(&c, &f[CA_CERT], "issuance");
     is->ca_key_file = ipath(&c, &f[CA_KEY], "issuance");
     is->chain_file = ipath(&c, &f[CHAIN], "issuance");
@@ -725,49 +624,50 @@ void cfgi_parse_issuance(yaml_document_t *doc, yaml_node_t *n, cfg_t *cfg,
     class_ref(&c, n, &f[BOOTSTRAP], "issuance.bootstrap_class", is->bootstrap_class,
               &is->bootstrap_class_idx, &boot_known);
     if (dev_known && boot_known && is->device_class_idx == is->bootstrap_class_idx)
-        ierr(&c, f[BOOTSTRAP].val ? f[BOOTSTRAP].val : n, "issuance.bootstrap_class",
-             "must differ from issuance.device_class (\"%s\"): the bootstrap certificate is "
-             "shipped in every app and must never reach the API", is->device_class);
+        cfgw_err(&c.w, f[BOOTSTRAP].val ? f[BOOTSTRAP].val : n, "issuance.bootstrap_class",
+                 "must differ from issuance.device_class (\"%s\"): the bootstrap certificate is "
+                 "shipped in every app and must never reach the API", is->device_class);
     check_ca(&c, is, &f[CA_CERT], &f[CA_KEY], &f[CHAIN],
              dev_known ? cfg->tls.classes[is->device_class_idx].ca_file : NULL, dev_known);
     if (cfg->identity.device_id_source == CFG_DEVID_SAN_URI &&
         (!cfg->identity.device_id_prefix || !strchr(cfg->identity.device_id_prefix, ':')))
-        ierr(&c, n, "issuance", "issued certificates carry the device id as a SAN URI "
-             "<identity.device_id.prefix><id>; set identity.device_id.prefix to a URI prefix "
-             "such as \"urn:portcullis:device:\"");
+        cfgw_err(&c.w, n, "issuance", "issued certificates carry the device id as a SAN URI "
+                 "<identity.device_id.prefix><id>; set identity.device_id.prefix to a URI prefix "
+                 "such as \"urn:portcullis:device:\"");
     idur(&c, &f[LIFETIME], "issuance", HOUR_MS, 90 * DAY_MS, "between 1h and 90d",
          &is->lifetime_ms);
     idur(&c, &f[NONCE_TTL], "issuance", 10000, HOUR_MS, "between 10s and 1h",
          &is->nonce_ttl_ms);
     if (f[KEYPOL].val) {
-        ifld_t k[] = {F("ec_p256"), F("rsa"), F("rsa_min_bits")};
-        if (imap(&c, f[KEYPOL].val, "issuance.key_policy", k, NF(k)) == 0) {
-            ibool(&c, &k[0], "issuance.key_policy", &is->key_ec_p256);
-            ibool(&c, &k[1], "issuance.key_policy", &is->key_rsa);
-            if (k[2].val && (s = iscalar(&c, k[2].val, "issuance.key_policy.rsa_min_bits",
-                                         "an integer"))) {
+        cfgw_fld_t k[] = {F("ec_p256"), F("rsa"), F("rsa_min_bits")};
+        if (cfgw_map(&c.w, f[KEYPOL].val, "issuance.key_policy", k, NF(k)) == 0) {
+            cfgw_opt_bool(&c.w, &k[0], "issuance.key_policy", &is->key_ec_p256);
+            cfgw_opt_bool(&c.w, &k[1], "issuance.key_policy", &is->key_rsa);
+            if (k[2].val && (s = cfgw_scalar(&c.w, k[2].val, "issuance.key_policy.rsa_min_bits",
+                                             "an integer"))) {
                 if (cfgp_check_number('u', s, 2048, 16384, &v, msg, sizeof msg) < 0)
-                    ierr(&c, k[2].val, "issuance.key_policy.rsa_min_bits", "%s", msg);
+                    cfgw_err(&c.w, k[2].val, "issuance.key_policy.rsa_min_bits", "%s", msg);
                 else
                     is->rsa_min_bits = (uint32_t)v;
             }
             if (!is->key_ec_p256 && !is->key_rsa)
-                ierr(&c, f[KEYPOL].val, "issuance.key_policy", "allows no key type; enable "
-                     "ec_p256 or rsa");
+                cfgw_err(&c.w, f[KEYPOL].val, "issuance.key_policy", "allows no key type; enable "
+                         "ec_p256 or rsa");
         }
     }
-    ibool(&c, &f[RENEW_ATT], "issuance", &is->renew_requires_attestation);
-    ibool(&c, &f[REVOKE_OLD], "issuance", &is->revoke_old_on_renew);
-    if (f[MAX_BODY].val && (s = iscalar(&c, f[MAX_BODY].val, "issuance.max_body_bytes",
-                                        "a size like 64k"))) {
+    cfgw_opt_bool(&c.w, &f[RENEW_ATT], "issuance", &is->renew_requires_attestation);
+    cfgw_opt_bool(&c.w, &f[REVOKE_OLD], "issuance", &is->revoke_old_on_renew);
+    if (f[MAX_BODY].val && (s = cfgw_scalar(&c.w, f[MAX_BODY].val, "issuance.max_body_bytes",
+                                            "a size like 64k"))) {
         if (cfgp_check_number('s', s, 16 * 1024, 1024 * 1024, &v, msg, sizeof msg) < 0)
-            ierr(&c, f[MAX_BODY].val, "issuance.max_body_bytes", "%s", msg);
+            cfgw_err(&c.w, f[MAX_BODY].val, "issuance.max_body_bytes", "%s", msg);
         else
             is->max_body_bytes = v;
     }
     if (!f[PLATFORMS].val)
-        ierr(&c, n, "issuance", "missing required key \"platforms\" (e.g. platforms: {android: "
-             "{provider: play_integrity, ...}})");
+        cfgw_err(&c.w, n, "issuance",
+                 "missing required key \"platforms\" (e.g. platforms: {android: "
+                 "{provider: play_integrity, ...}})");
     else
         parse_platforms(&c, f[PLATFORMS].val, is);
 }

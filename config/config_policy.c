@@ -8,8 +8,8 @@
  * allocated here (called from cfg_free()).
  */
 #include "config.h"
+#include "walk.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,30 +22,20 @@
 /* config_check.c */
 int cfgp_parse_u64(const char *s, uint64_t *out);
 int cfgp_is_name(const char *s, int allow_upper);
-void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
 void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, size_t n);
 int cfgp_valid_header(const char *s);
 long cfgp_find_name(const char *first, size_t stride, size_t n, const char *name);
-int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
-                      char *msg, size_t len);
-void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char *msg,
-                      size_t len);
-int cfgp_is_null(const yaml_node_t *n);
 const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
 int cfgp_printable(const char *s);
 
-typedef void (*cfgp_err_fn)(void *ectx, const yaml_node_t *n, const char *path,
-                            const char *msg);
-
 /* Exported to config.c. */
-void cfgp_policy_top(yaml_document_t *doc, cfg_t *cfg, cfgp_err_fn fn, void *ectx,
-                     yaml_node_t *rate_limits, yaml_node_t *conn_limits);
-void cfgp_policy_route(yaml_document_t *doc, cfg_t *cfg, cfgp_err_fn fn, void *ectx,
-                       cfg_route_t *r, const char *path, yaml_node_t *route,
-                       yaml_node_t *rate_limits, yaml_node_t *headers, yaml_node_t *jwt);
+void cfgp_policy_top(cfgw_t *w, cfg_t *cfg, yaml_node_t *rate_limits,
+                     yaml_node_t *conn_limits);
+void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
+                       yaml_node_t *route, yaml_node_t *rate_limits, yaml_node_t *headers,
+                       yaml_node_t *jwt);
 void cfgp_policy_free(cfg_t *cfg);
 
-#define PATHLEN 256
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_LIMITS 1000
 #define MAX_ROUTE_LIMITS 16
@@ -55,16 +45,9 @@ void cfgp_policy_free(cfg_t *cfg);
 #define HOUR_MS 3600000ULL
 
 typedef struct {
-    yaml_document_t *doc;
+    cfgw_t w;
     cfg_t *cfg;
-    cfgp_err_fn fn;
-    void *ectx;
 } pctx_t;
-
-typedef struct {
-    const char *name;
-    yaml_node_t *key, *val;
-} fld_t;
 
 #define F(n) {.name = (n)}
 
@@ -84,153 +67,11 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-__attribute__((format(printf, 4, 5)))
-static void err(pctx_t *c, const yaml_node_t *n, const char *path, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    c->fn(c->ectx, n, path, msg);
-}
-
-static const char *pk(char *buf, const char *parent, const char *key)
-{
-    if (snprintf(buf, PATHLEN, "%s.%s", parent, key) < 0)
-        buf[0] = '\0';
-    return buf;
-}
-
-static const char *pi(char *buf, const char *parent, size_t i)
-{
-    if (snprintf(buf, PATHLEN, "%s[%zu]", parent, i) < 0)
-        buf[0] = '\0';
-    return buf;
-}
-
-static yaml_node_t *node(pctx_t *c, int idx)
-{
-    return yaml_document_get_node(c->doc, idx);
-}
-
-static const char *scalar(pctx_t *c, yaml_node_t *n, const char *path, const char *what)
-{
-    char b[80];
-    if (n->type != YAML_SCALAR_NODE || cfgp_is_null(n)) {
-        err(c, n, path, "expected %s, got %s", what, cfgp_describe(n, b, sizeof b));
-        return NULL;
-    }
-    return (const char *)n->data.scalar.value;
-}
-
-static int map_fields(pctx_t *c, yaml_node_t *n, const char *path, fld_t *f, size_t nf)
-{
-    char b[80];
-    if (n->type != YAML_MAPPING_NODE) {
-        err(c, n, path, "expected a mapping, got %s", cfgp_describe(n, b, sizeof b));
-        return -1;
-    }
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
-        if (!k || !v)
-            continue;
-        if (k->type != YAML_SCALAR_NODE) {
-            err(c, k, path, "a key must be a plain string, got %s", cfgp_describe(k, b, sizeof b));
-            continue;
-        }
-        const char *ks = (const char *)k->data.scalar.value;
-        size_t i;
-        for (i = 0; i < nf && strcmp(f[i].name, ks) != 0; i++)
-            ;
-        if (i == nf) {
-            const char *names[16];
-            char msg[700];
-            size_t nn = nf < NF(names) ? nf : NF(names);
-            for (size_t j = 0; j < nn; j++)
-                names[j] = f[j].name;
-            cfgp_unknown_key(ks, names, nn, msg, sizeof msg);
-            err(c, k, path, "%s", msg);
-        } else if (f[i].key) {
-            err(c, k, path, "duplicate key \"%s\" (first given at line %zu)", ks,
-                (size_t)f[i].key->start_mark.line + 1);
-        } else {
-            f[i].key = k;
-            f[i].val = v;
-        }
-    }
-    return 0;
-}
-
-static long seq(pctx_t *c, yaml_node_t *n, const char *path, size_t min, size_t max,
-                yaml_node_item_t **items)
-{
-    char b[80];
-    if (n->type != YAML_SEQUENCE_NODE) {
-        err(c, n, path, "expected a sequence, got %s", cfgp_describe(n, b, sizeof b));
-        return -1;
-    }
-    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    if (cnt < min || cnt > max) {
-        err(c, n, path, "expected %zu..%zu entries, got %zu", min, max, cnt);
-        return -1;
-    }
-    *items = n->data.sequence.items.start;
-    return (long)cnt;
-}
-
-static int get_num(pctx_t *c, yaml_node_t *n, const char *path, int kind, uint64_t min,
-                   uint64_t max, uint64_t *out)
-{
-    char msg[300];
-    const char *s = scalar(c, n, path, kind == 'd' ? "a duration like 500ms, 10s, 5m, 1h"
-                                                   : "an integer");
-    if (!s)
-        return -1;
-    if (cfgp_check_number(kind, s, min, max, out, msg, sizeof msg) < 0) {
-        err(c, n, path, "%s", msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int get_bool(pctx_t *c, yaml_node_t *n, const char *path, int *out)
-{
-    const char *s = scalar(c, n, path, "true or false");
-    if (!s)
-        return -1;
-    if (strcmp(s, "true") != 0 && strcmp(s, "false") != 0) {
-        err(c, n, path, "expected true or false, got \"%.60s\"", s);
-        return -1;
-    }
-    *out = s[0] == 't';
-    return 0;
-}
-
-static int get_enum(pctx_t *c, yaml_node_t *n, const char *path, const char *const *names,
-                    size_t nn, int *out)
-{
-    char list[256], what[300];
-    cfgp_join(list, sizeof list, names, nn);
-    snprintf(what, sizeof what, "one of: %s", list);
-    const char *s = scalar(c, n, path, what);
-    if (!s)
-        return -1;
-    for (size_t i = 0; i < nn; i++) {
-        if (strcmp(s, names[i]) == 0) {
-            *out = (int)i;
-            return 0;
-        }
-    }
-    err(c, n, path, "expected %s, got \"%.60s\"", what, s);
-    return -1;
-}
-
 /* "<n>/s", "<n>/m" or "<n>/h"; at most 1,000,000 per second. */
 static int get_rate(pctx_t *c, yaml_node_t *n, const char *path, uint64_t *count,
                     uint64_t *period_ms)
 {
-    const char *s = scalar(c, n, path, "a rate like \"100/s\", \"6000/m\" or \"1000/h\"");
+    const char *s = cfgw_scalar(&c->w, n, path, "a rate like \"100/s\", \"6000/m\" or \"1000/h\"");
     if (!s)
         return -1;
     const char *slash = strchr(s, '/');
@@ -238,16 +79,17 @@ static int get_rate(pctx_t *c, yaml_node_t *n, const char *path, uint64_t *count
     uint64_t v, per;
     if (!slash || slash == s || (size_t)(slash - s) >= sizeof num || slash[1] == '\0' ||
         slash[2] != '\0' || !strchr("smh", slash[1])) {
-        err(c, n, path, "expected a rate \"<n>/s\", \"<n>/m\" or \"<n>/h\" (e.g. \"100/s\"), "
-            "got \"%.60s\"", s);
+        cfgw_err(&c->w, n, path,
+                 "expected a rate \"<n>/s\", \"<n>/m\" or \"<n>/h\" (e.g. \"100/s\"), "
+                 "got \"%.60s\"", s);
         return -1;
     }
     memcpy(num, s, (size_t)(slash - s));
     num[slash - s] = '\0';
     per = slash[1] == 's' ? 1000 : slash[1] == 'm' ? 60000 : HOUR_MS;
     if (cfgp_parse_u64(num, &v) < 0 || v < 1 || v > MAX_RATE_PER_S * (per / 1000)) {
-        err(c, n, path, "the count in \"%.60s\" must be an integer from 1 up to %llu per "
-            "second", s, (unsigned long long)MAX_RATE_PER_S);
+        cfgw_err(&c->w, n, path, "the count in \"%.60s\" must be an integer from 1 up to %llu per "
+                 "second", s, (unsigned long long)MAX_RATE_PER_S);
         return -1;
     }
     *count = v;
@@ -264,65 +106,67 @@ static void parse_rate_limits(pctx_t *c, yaml_node_t *n)
     static const char *const modes[] = {"fail_open", "fail_closed"};
     cfg_t *cfg = c->cfg;
     yaml_node_item_t *it;
-    long cnt = seq(c, n, "rate_limits", 1, MAX_LIMITS, &it);
+    long cnt = cfgw_seq_range(&c->w, n, "rate_limits", 1, MAX_LIMITS, &it);
     if (cnt < 0)
         return;
     cfg->rate_limits = xcalloc((size_t)cnt, sizeof *cfg->rate_limits);
     cfg->nrate_limits = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
         enum { NAME, KEY, RATE, BURST, SCOPE, UNAVAILABLE };
-        fld_t f[] = {F("name"), F("key"), F("rate"), F("burst"), F("scope"),
-                     F("on_redis_unavailable")};
+        cfgw_fld_t f[] = {F("name"), F("key"), F("rate"), F("burst"), F("scope"),
+                          F("on_redis_unavailable")};
         cfg_rate_limit_t *l = &cfg->rate_limits[i];
-        yaml_node_t *item = node(c, it[i]);
-        char p[PATHLEN], q[PATHLEN];
+        yaml_node_t *item = cfgw_node(&c->w, it[i]);
+        char p[CFGW_PATHLEN], q[CFGW_PATHLEN];
         const char *s;
         int v, ok = 1;
         uint64_t u;
-        pi(p, "rate_limits", i);
-        if (map_fields(c, item, p, f, NF(f)) < 0)
+        cfgw_pi(p, "rate_limits", i);
+        if (cfgw_map(&c->w, item, p, f, NF(f)) < 0)
             continue;
         for (size_t k = NAME; k <= RATE; k++) {
             if (!f[k].val) {
-                err(c, item, p, "missing required key \"%s\"", f[k].name);
+                cfgw_err(&c->w, item, p, "missing required key \"%s\"", f[k].name);
                 ok = 0;
             }
         }
-        if (f[NAME].val && (s = scalar(c, f[NAME].val, pk(q, p, "name"), "a rate limit name"))) {
+        if (f[NAME].val && (s = cfgw_scalar(&c->w, f[NAME].val, cfgw_pk(q, p, "name"),
+                                            "a rate limit name"))) {
             if (!cfgp_is_name(s, 1)) {
-                err(c, f[NAME].val, q, "invalid rate limit name \"%.60s\": use 1..63 "
-                    "characters of A-Z, a-z, 0-9, _, - and .", s);
+                cfgw_err(&c->w, f[NAME].val, q, "invalid rate limit name \"%.60s\": use 1..63 "
+                         "characters of A-Z, a-z, 0-9, _, - and .", s);
                 ok = 0;
             } else {
                 long j = cfgp_find_name(cfg->rate_limits[0].name, sizeof *l, i, s);
                 if (j >= 0) {
-                    err(c, f[NAME].val, q, "duplicate rate limit name \"%s\" (also "
-                        "rate_limits[%ld])", s, j);
+                    cfgw_err(&c->w, f[NAME].val, q, "duplicate rate limit name \"%s\" (also "
+                             "rate_limits[%ld])", s, j);
                     ok = 0;
                 }
             }
         } else {
             ok = 0;
         }
-        if (f[KEY].val && get_enum(c, f[KEY].val, pk(q, p, "key"), keys, NF(keys), &v) == 0)
+        if (f[KEY].val && cfgw_enum(&c->w, f[KEY].val, cfgw_pk(q, p, "key"), keys, NF(keys),
+                                    &v) == 0)
             l->key = v;
-        if (f[RATE].val && get_rate(c, f[RATE].val, pk(q, p, "rate"), &l->count,
+        if (f[RATE].val && get_rate(c, f[RATE].val, cfgw_pk(q, p, "rate"), &l->count,
                                     &l->period_ms) < 0)
             ok = 0;
         l->burst = l->count;
         if (f[BURST].val &&
-            get_num(c, f[BURST].val, pk(q, p, "burst"), 'u', 1, MAX_BURST, &u) == 0)
+            cfgw_num(&c->w, f[BURST].val, cfgw_pk(q, p, "burst"), 'u', 1, MAX_BURST, &u) == 0)
             l->burst = u;
         if (f[SCOPE].val &&
-            get_enum(c, f[SCOPE].val, pk(q, p, "scope"), scopes, NF(scopes), &v) == 0)
+            cfgw_enum(&c->w, f[SCOPE].val, cfgw_pk(q, p, "scope"), scopes, NF(scopes), &v) == 0)
             l->scope = v;
         if (f[UNAVAILABLE].val &&
-            get_enum(c, f[UNAVAILABLE].val, pk(q, p, "on_redis_unavailable"), modes,
-                     NF(modes), &v) == 0) {
+            cfgw_enum(&c->w, f[UNAVAILABLE].val, cfgw_pk(q, p, "on_redis_unavailable"), modes,
+                      NF(modes), &v) == 0) {
             l->fail_closed = v;
             if (l->scope != CFG_RL_GLOBAL)
-                err(c, f[UNAVAILABLE].key, p, "on_redis_unavailable applies only to "
-                    "scope: global");
+                cfgw_err(&c->w, f[UNAVAILABLE].key, p, "on_redis_unavailable applies only to "
+                         "scope: global");
         }
         if (ok)
             snprintf(l->name, sizeof l->name, "%s", (const char *)f[NAME].val->data.scalar.value);
@@ -336,29 +180,29 @@ static void parse_rate_limits(pctx_t *c, yaml_node_t *n)
 static void parse_conn_limits(pctx_t *c, yaml_node_t *n)
 {
     cfg_connlimits_t *l = &c->cfg->connection_limits;
-    fld_t f[] = {F("per_ip_rate"), F("per_ip_burst"), F("per_ip_concurrent")};
+    cfgw_fld_t f[] = {F("per_ip_rate"), F("per_ip_burst"), F("per_ip_concurrent")};
     uint64_t v;
-    if (map_fields(c, n, "connection_limits", f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, "connection_limits", f, NF(f)) < 0)
         return;
     if (f[0].val && get_rate(c, f[0].val, "connection_limits.per_ip_rate", &l->per_ip_count,
                              &l->per_ip_period_ms) == 0)
         l->per_ip_burst = l->per_ip_count;
     if (f[1].val &&
-        get_num(c, f[1].val, "connection_limits.per_ip_burst", 'u', 1, MAX_BURST, &v) == 0) {
+        cfgw_num(&c->w, f[1].val, "connection_limits.per_ip_burst", 'u', 1, MAX_BURST, &v) == 0) {
         if (!f[0].val)
-            err(c, f[1].key, "connection_limits", "per_ip_burst needs per_ip_rate");
+            cfgw_err(&c->w, f[1].key, "connection_limits", "per_ip_burst needs per_ip_rate");
         else
             l->per_ip_burst = v;
     }
-    if (f[2].val && get_num(c, f[2].val, "connection_limits.per_ip_concurrent", 'u', 0,
-                            1000000, &v) == 0)
+    if (f[2].val && cfgw_num(&c->w, f[2].val, "connection_limits.per_ip_concurrent", 'u', 0,
+                             1000000, &v) == 0)
         l->per_ip_concurrent = (uint32_t)v;
 }
 
-void cfgp_policy_top(yaml_document_t *doc, cfg_t *cfg, cfgp_err_fn fn, void *ectx,
-                     yaml_node_t *rate_limits, yaml_node_t *conn_limits)
+void cfgp_policy_top(cfgw_t *w, cfg_t *cfg, yaml_node_t *rate_limits,
+                     yaml_node_t *conn_limits)
 {
-    pctx_t c = {.doc = doc, .cfg = cfg, .fn = fn, .ectx = ectx};
+    pctx_t c = {.w = *w, .cfg = cfg};
     if (rate_limits)
         parse_rate_limits(&c, rate_limits);
     if (conn_limits)
@@ -371,9 +215,9 @@ static void route_limits(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_
 {
     cfg_t *cfg = c->cfg;
     yaml_node_item_t *it;
-    char q[PATHLEN], list[512];
+    char q[CFGW_PATHLEN], list[512];
     int resolvable = 1;
-    long cnt = seq(c, n, path, 1, MAX_ROUTE_LIMITS, &it);
+    long cnt = cfgw_seq_range(&c->w, n, path, 1, MAX_ROUTE_LIMITS, &it);
     if (cnt < 0)
         return;
     for (size_t i = 0; i < cfg->nrate_limits; i++)
@@ -381,8 +225,8 @@ static void route_limits(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_
             resolvable = 0;
     r->rate_limits = xcalloc((size_t)cnt, sizeof *r->rate_limits);
     for (size_t i = 0; i < (size_t)cnt; i++) {
-        yaml_node_t *m = node(c, it[i]);
-        const char *s = scalar(c, m, pi(q, path, i), "a name from rate_limits");
+        yaml_node_t *m = cfgw_node(&c->w, it[i]);
+        const char *s = cfgw_scalar(&c->w, m, cfgw_pi(q, path, i), "a name from rate_limits");
         if (!s || !resolvable)
             continue;
         long k = cfg->nrate_limits ? cfgp_find_name(cfg->rate_limits[0].name,
@@ -393,11 +237,12 @@ static void route_limits(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_
             if (cfg->nrate_limits) {
                 cfgp_name_list(list, sizeof list, cfg->rate_limits[0].name,
                                sizeof cfg->rate_limits[0], cfg->nrate_limits);
-                err(c, m, q, "rate limit \"%.60s\" is not defined in rate_limits (defined: %s)",
-                    s, list);
+                cfgw_err(&c->w, m, q,
+                         "rate limit \"%.60s\" is not defined in rate_limits (defined: %s)",
+                         s, list);
             } else {
-                err(c, m, q, "rate limit \"%.60s\" is not defined (there is no top-level "
-                    "rate_limits list)", s);
+                cfgw_err(&c->w, m, q, "rate limit \"%.60s\" is not defined (there is no top-level "
+                         "rate_limits list)", s);
             }
             continue;
         }
@@ -405,7 +250,7 @@ static void route_limits(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_
         for (j = 0; j < r->nrate_limits && r->rate_limits[j] != (size_t)k; j++)
             ;
         if (j < r->nrate_limits) {
-            err(c, m, q, "rate limit \"%s\" is listed twice", s);
+            cfgw_err(&c->w, m, q, "rate limit \"%s\" is listed twice", s);
             continue;
         }
         r->rate_limits[r->nrate_limits++] = (size_t)k;
@@ -428,55 +273,58 @@ static int reserved_header(const char *h)
 
 static void jwt_claims(pctx_t *c, cfg_jwt_t *j, const char *path, yaml_node_t *n)
 {
-    char b[80], q[PATHLEN];
+    char b[80], q[CFGW_PATHLEN];
     const cfg_identity_t *id = &c->cfg->identity;
     if (n->type != YAML_MAPPING_NODE) {
-        err(c, n, path, "expected a mapping of claim name to header name, got %s",
-            cfgp_describe(n, b, sizeof b));
+        cfgw_err(&c->w, n, path, "expected a mapping of claim name to header name, got %s",
+                 cfgp_describe(n, b, sizeof b));
         return;
     }
     size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
     if (cnt > CFG_JWT_MAX_CLAIMS) {
-        err(c, n, path, "at most %d claims, got %zu", CFG_JWT_MAX_CLAIMS, cnt);
+        cfgw_err(&c->w, n, path, "at most %d claims, got %zu", CFG_JWT_MAX_CLAIMS, cnt);
         return;
     }
     j->claims = xcalloc(cnt, sizeof *j->claims);
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
+        yaml_node_t *k = cfgw_node(&c->w, p->key), *v = cfgw_node(&c->w, p->value);
         const char *cs, *hs;
-        if (!k || !v || !(cs = scalar(c, k, path, "a claim name")))
+        if (!k || !v || !(cs = cfgw_scalar(&c->w, k, path, "a claim name")))
             continue;
         if (strlen(cs) > 64 || !cfgp_printable(cs)) {
-            err(c, k, path, "invalid claim name \"%.60s\": 1..64 printable characters", cs);
+            cfgw_err(&c->w, k, path, "invalid claim name \"%.60s\": 1..64 printable characters",
+                     cs);
             continue;
         }
-        if (!(hs = scalar(c, v, pk(q, path, cs), "an HTTP header name")))
+        if (!(hs = cfgw_scalar(&c->w, v, cfgw_pk(q, path, cs), "an HTTP header name")))
             continue;
         if (!cfgp_valid_header(hs)) {
-            err(c, v, q, "invalid header name \"%.60s\": use letters, digits and - "
-                "(e.g. X-Token-Subject)", hs);
+            cfgw_err(&c->w, v, q, "invalid header name \"%.60s\": use letters, digits and - "
+                     "(e.g. X-Token-Subject)", hs);
             continue;
         }
         int bad = 0;
         for (size_t i = 0; !bad && i < CFG_H__COUNT; i++) {
             if (id->headers[i] && strcasecmp(id->headers[i], hs) == 0) {
-                err(c, v, q, "header \"%s\" is already an identity header (identity.headers); "
-                    "use another name", hs);
+                cfgw_err(&c->w, v, q,
+                         "header \"%s\" is already an identity header (identity.headers); "
+                         "use another name", hs);
                 bad = 1;
             }
         }
         if (!bad && reserved_header(hs)) {
-            err(c, v, q, "header \"%s\" is set by the gateway or the client's own request; "
-                "use another name", hs);
+            cfgw_err(&c->w, v, q,
+                     "header \"%s\" is set by the gateway or the client's own request; "
+                     "use another name", hs);
             bad = 1;
         }
         for (size_t i = 0; !bad && i < j->nclaims; i++) {
             if (strcmp(j->claims[i].claim, cs) == 0) {
-                err(c, k, path, "duplicate claim \"%s\"", cs);
+                cfgw_err(&c->w, k, path, "duplicate claim \"%s\"", cs);
                 bad = 1;
             } else if (strcasecmp(j->claims[i].header, hs) == 0) {
-                err(c, v, q, "header \"%s\" is also used for claim \"%s\"", hs,
-                    j->claims[i].claim);
+                cfgw_err(&c->w, v, q, "header \"%s\" is also used for claim \"%s\"", hs,
+                         j->claims[i].claim);
                 bad = 1;
             }
         }
@@ -493,69 +341,73 @@ static void parse_jwt(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_t *
     static const char *const algs[] = {"ES256", "RS256", "EdDSA"};
     static const uint32_t bits[] = {CFG_JWT_ES256, CFG_JWT_RS256, CFG_JWT_EDDSA};
     enum { JWKS, ISSUER, AUDIENCE, LEEWAY, ALGS, BIND, CLAIMS };
-    fld_t f[] = {F("jwks_file"), F("issuer"), F("audience"), F("leeway"), F("algorithms"),
-                 F("bind_to_certificate"), F("claims_to_headers")};
-    char q[PATHLEN], msg[600];
+    cfgw_fld_t f[] = {F("jwks_file"), F("issuer"), F("audience"), F("leeway"), F("algorithms"),
+                      F("bind_to_certificate"), F("claims_to_headers")};
+    char q[CFGW_PATHLEN], msg[600];
     const char *s;
     yaml_node_item_t *it;
     long cnt;
-    if (map_fields(c, n, path, f, NF(f)) < 0)
+    if (cfgw_map(&c->w, n, path, f, NF(f)) < 0)
         return;
     cfg_jwt_t *j = r->jwt = xcalloc(1, sizeof *r->jwt);
     j->leeway_ms = 30000;
     j->algorithms = CFG_JWT_ES256 | CFG_JWT_RS256 | CFG_JWT_EDDSA;
 
-    if (f[ISSUER].val && (s = scalar(c, f[ISSUER].val, pk(q, path, "issuer"), "a string"))) {
+    if (f[ISSUER].val && (s = cfgw_scalar(&c->w, f[ISSUER].val, cfgw_pk(q, path, "issuer"),
+                                          "a string"))) {
         if (!*s || strlen(s) > 1024 || !cfgp_printable(s))
-            err(c, f[ISSUER].val, q, "expected 1..1024 printable characters without spaces");
+            cfgw_err(&c->w, f[ISSUER].val, q,
+                     "expected 1..1024 printable characters without spaces");
         else
             j->issuer = xstrdup(s);
     }
     if (f[AUDIENCE].val) {
         yaml_node_t *a = f[AUDIENCE].val;
-        pk(q, path, "audience");
+        cfgw_pk(q, path, "audience");
         if (a->type == YAML_SCALAR_NODE) {
-            if ((s = scalar(c, a, q, "a string or a list of strings")) && *s) {
+            if ((s = cfgw_scalar(&c->w, a, q, "a string or a list of strings")) && *s) {
                 j->audiences = xcalloc(1, sizeof *j->audiences);
                 j->audiences[j->naudiences++] = xstrdup(s);
             } else if (s) {
-                err(c, a, q, "the audience must not be empty");
+                cfgw_err(&c->w, a, q, "the audience must not be empty");
             }
-        } else if ((cnt = seq(c, a, q, 1, MAX_AUDIENCES, &it)) > 0) {
-            char base[PATHLEN];
+        } else if ((cnt = cfgw_seq_range(&c->w, a, q, 1, MAX_AUDIENCES, &it)) > 0) {
+            char base[CFGW_PATHLEN];
             snprintf(base, sizeof base, "%s", q);
             j->audiences = xcalloc((size_t)cnt, sizeof *j->audiences);
             for (size_t i = 0; i < (size_t)cnt; i++) {
-                yaml_node_t *m = node(c, it[i]);
-                if ((s = scalar(c, m, pi(q, base, i), "a string")) && *s)
+                yaml_node_t *m = cfgw_node(&c->w, it[i]);
+                if ((s = cfgw_scalar(&c->w, m, cfgw_pi(q, base, i), "a string")) && *s)
                     j->audiences[j->naudiences++] = xstrdup(s);
                 else if (s)
-                    err(c, m, q, "the audience must not be empty");
+                    cfgw_err(&c->w, m, q, "the audience must not be empty");
             }
         }
     }
     if (f[LEEWAY].val)
-        get_num(c, f[LEEWAY].val, pk(q, path, "leeway"), 'd', 0, HOUR_MS, &j->leeway_ms);
-    if (f[ALGS].val && (cnt = seq(c, f[ALGS].val, pk(q, path, "algorithms"), 1, 3, &it)) > 0) {
-        char base[PATHLEN];
+        cfgw_num(&c->w, f[LEEWAY].val, cfgw_pk(q, path, "leeway"), 'd', 0, HOUR_MS, &j->leeway_ms);
+    if (f[ALGS].val && (cnt = cfgw_seq_range(&c->w, f[ALGS].val, cfgw_pk(q, path, "algorithms"), 1,
+                                             3, &it)) > 0) {
+        char base[CFGW_PATHLEN];
         snprintf(base, sizeof base, "%s", q);
         j->algorithms = 0;
         for (size_t i = 0; i < (size_t)cnt; i++) {
             int v;
-            yaml_node_t *m = node(c, it[i]);
-            if (get_enum(c, m, pi(q, base, i), algs, NF(algs), &v) < 0)
+            yaml_node_t *m = cfgw_node(&c->w, it[i]);
+            if (cfgw_enum(&c->w, m, cfgw_pi(q, base, i), algs, NF(algs), &v) < 0)
                 continue;
             if (j->algorithms & bits[v])
-                err(c, m, q, "duplicate algorithm \"%s\"", algs[v]);
+                cfgw_err(&c->w, m, q, "duplicate algorithm \"%s\"", algs[v]);
             j->algorithms |= bits[v];
         }
         if (!j->algorithms)
             j->algorithms = CFG_JWT_ES256 | CFG_JWT_RS256 | CFG_JWT_EDDSA;
     }
     if (f[BIND].val)
-        get_bool(c, f[BIND].val, pk(q, path, "bind_to_certificate"), &j->bind_to_certificate);
+        cfgw_bool(&c->w, f[BIND].val, cfgw_pk(q, path, "bind_to_certificate"),
+                  &j->bind_to_certificate);
     if (f[CLAIMS].val) {
-        jwt_claims(c, j, pk(q, path, "claims_to_headers"), f[CLAIMS].val);
+        jwt_claims(c, j, cfgw_pk(q, path, "claims_to_headers"), f[CLAIMS].val);
     } else {
         j->claims = xcalloc(1, sizeof *j->claims);
         j->claims[0].claim = xstrdup("sub");
@@ -563,37 +415,38 @@ static void parse_jwt(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_t *
         j->nclaims = 1;
     }
     if (!f[JWKS].val) {
-        err(c, n, path, "missing required key \"jwks_file\"");
-    } else if ((s = scalar(c, f[JWKS].val, pk(q, path, "jwks_file"), "a file path"))) {
+        cfgw_err(&c->w, n, path, "missing required key \"jwks_file\"");
+    } else if ((s = cfgw_scalar(&c->w, f[JWKS].val, cfgw_pk(q, path, "jwks_file"),
+                                "a file path"))) {
         j->jwks_file = xstrdup(s);
         pol_jwks_t *keys = pol_jwks_load(s, msg, sizeof msg);
         if (!keys) {
-            err(c, f[JWKS].val, q, "%s", msg);
+            cfgw_err(&c->w, f[JWKS].val, q, "%s", msg);
         } else {
             if (!(pol_jwks_algorithms(keys) & j->algorithms))
-                err(c, f[JWKS].val, q, "\"%.200s\" has no key for the allowed algorithms "
-                    "(EC P-256 for ES256, RSA for RS256, Ed25519 for EdDSA)", s);
+                cfgw_err(&c->w, f[JWKS].val, q, "\"%.200s\" has no key for the allowed algorithms "
+                         "(EC P-256 for ES256, RSA for RS256, Ed25519 for EdDSA)", s);
             pol_jwks_release(keys);
         }
     }
 }
 
-void cfgp_policy_route(yaml_document_t *doc, cfg_t *cfg, cfgp_err_fn fn, void *ectx,
-                       cfg_route_t *r, const char *path, yaml_node_t *route,
-                       yaml_node_t *rate_limits, yaml_node_t *headers, yaml_node_t *jwt)
+void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
+                       yaml_node_t *route, yaml_node_t *rate_limits, yaml_node_t *headers,
+                       yaml_node_t *jwt)
 {
-    pctx_t c = {.doc = doc, .cfg = cfg, .fn = fn, .ectx = ectx};
-    char q[PATHLEN];
+    pctx_t c = {.w = *w, .cfg = cfg};
+    char q[CFGW_PATHLEN];
     (void)route;
     if (rate_limits)
-        route_limits(&c, r, pk(q, path, "rate_limits"), rate_limits);
+        route_limits(&c, r, cfgw_pk(q, path, "rate_limits"), rate_limits);
     if (headers)
-        get_bool(&c, headers, pk(q, path, "rate_limit_headers"), &r->rate_limit_headers);
+        cfgw_bool(&c.w, headers, cfgw_pk(q, path, "rate_limit_headers"), &r->rate_limit_headers);
     if (jwt) {
-        pk(q, path, "jwt");
+        cfgw_pk(q, path, "jwt");
         if (!r->require_bearer)
-            err(&c, jwt, q, "jwt needs require_bearer: true (the token to validate is the "
-                "bearer token)");
+            cfgw_err(&c.w, jwt, q, "jwt needs require_bearer: true (the token to validate is the "
+                     "bearer token)");
         else
             parse_jwt(&c, r, q, jwt);
     }
