@@ -5,7 +5,7 @@
  * line; the walk goes on after an error so that all problems are reported at
  * once, and the lines are sorted by position before cfg_load() returns.
  */
-#include "config.h"
+#include "config_int.h"
 #include "walk.h"
 
 #include <errno.h>
@@ -19,43 +19,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <yaml.h>
-
-/* config_check.c */
-int cfgp_parse_u64(const char *s, uint64_t *out);
-int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t *out,
-                    char *hostbuf, size_t hostlen, int *port_out, const char **why);
-int cfgp_check_certs(const char *path, X509 **leaf, char *msg, size_t len);
-int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
-                   int *key_type, char *msg, size_t len);
-int cfgp_load_ca(const char *path, STACK_OF(X509) **out, char *msg, size_t len);
-int cfgp_check_tls_list(SSL_CTX **ctx, int kind, const char *val, char *msg, size_t len);
-void cfgp_subject(X509 *x, char *buf, size_t len);
-int cfgp_is_name(const char *s, int allow_upper);
-void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, size_t n);
-int cfgp_valid_header(const char *s);
-long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i);
-long cfgp_find_name(const char *first, size_t stride, size_t n, const char *name);
-int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, char *subj,
-                    size_t len);
-void cfgp_push_error(cfg_errors_t *e, uint64_t **pos, size_t *cappos, size_t idx,
-                     size_t line, size_t col, const char *path, const char *msg);
-void cfgp_sort_errors(char **msgs, uint64_t *pos, size_t n);
-int cfgp_valid_env_name(const char *s);
-char *cfgp_route_host(const char *s, char *msg, size_t len);
-int cfgp_is_null(const yaml_node_t *n);
-void cfgp_syntax_msg(const yaml_parser_t *parser, char *msg, size_t len);
-int cfgp_same_names(char *const *names, size_t n, size_t *i, size_t *j);
-int cfgp_printable(const char *s);
-/* config_policy.c: rate limits, connection limits and route JWT settings */
-void cfgp_policy_top(cfgw_t *w, cfg_t *cfg, yaml_node_t *rate_limits,
-                     yaml_node_t *conn_limits);
-void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
-                       yaml_node_t *route, yaml_node_t *rate_limits, yaml_node_t *headers,
-                       yaml_node_t *jwt);
-void cfgp_policy_free(cfg_t *cfg);
-
-/* config_issuance.c: the issuance section, reporting through w */
-void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
 
 #define MAX_ERRORS 100
 #define MAX_CLASSES 32
@@ -94,22 +57,6 @@ typedef struct {
 } ctx_t;
 
 /* ---------------------------------------------------------------- memory */
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
 
 /* ---------------------------------------------------------------- errors */
 
@@ -175,7 +122,7 @@ static void parse_listeners(ctx_t *c, yaml_node_t *n)
     long cnt = cfgw_seq(&c->w, n, "listeners", 1, 1024, &it);
     if (cnt < 0)
         return;
-    cfg->listeners = xcalloc((size_t)cnt, sizeof *cfg->listeners);
+    cfg->listeners = cfgp_xcalloc((size_t)cnt, sizeof *cfg->listeners);
     cfg->nlisteners = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
         char p[CFGW_PATHLEN], q[CFGW_PATHLEN];
@@ -205,7 +152,7 @@ static void parse_certs(ctx_t *c, yaml_node_t *n)
     long cnt = cfgw_seq(&c->w, n, "tls.certificates", 1, MAX_CERTS, &it);
     if (cnt < 0)
         return;
-    t->certs = xcalloc((size_t)cnt, sizeof *t->certs);
+    t->certs = cfgp_xcalloc((size_t)cnt, sizeof *t->certs);
     t->ncerts = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
         char p[CFGW_PATHLEN], q[CFGW_PATHLEN], msg[768];
@@ -219,13 +166,13 @@ static void parse_certs(ctx_t *c, yaml_node_t *n)
         const char *cs = NULL, *ks;
         X509 *leaf = NULL;
         if (cn && (cs = cfgw_scalar(&c->w, cn, cfgw_pk(q, p, "cert"), "a file path"))) {
-            t->certs[i].cert_file = xstrdup(cs);
+            t->certs[i].cert_file = cfgp_xstrdup(cs);
             if (cfgp_check_certs(cs, &leaf, msg, sizeof msg) < 0)
                 cfgw_err(&c->w, cn, q, "%s", msg);
         }
         if (kn && (ks = cfgw_scalar(&c->w, kn, cfgw_pk(q, p, "key"), "a file path"))) {
             int type;
-            t->certs[i].key_file = xstrdup(ks);
+            t->certs[i].key_file = cfgp_xstrdup(ks);
             if (cfgp_check_key(ks, cs, leaf, &type, msg, sizeof msg) < 0) {
                 cfgw_err(&c->w, kn, q, "%s", msg);
             } else if (leaf) {
@@ -253,7 +200,7 @@ static void parse_classes(ctx_t *c, yaml_node_t *n)
     long cnt = cfgw_seq(&c->w, n, "tls.classes", 1, MAX_CLASSES, &it);
     if (cnt < 0)
         return;
-    t->classes = xcalloc((size_t)cnt, sizeof *t->classes);
+    t->classes = cfgp_xcalloc((size_t)cnt, sizeof *t->classes);
     t->nclasses = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
         char p[CFGW_PATHLEN], q[CFGW_PATHLEN], msg[768];
@@ -283,7 +230,7 @@ static void parse_classes(ctx_t *c, yaml_node_t *n)
         if (an && (s = cfgw_scalar(&c->w, an, cfgw_pk(q, p, "ca"), "a file path"))) {
             size_t other;
             char subj[256];
-            t->classes[i].ca_file = xstrdup(s);
+            t->classes[i].ca_file = cfgp_xstrdup(s);
             if (cfgp_load_ca(s, &c->ca[i], msg, sizeof msg) < 0)
                 cfgw_err(&c->w, an, q, "%s", msg);
             else if (cfgp_ca_overlap(c->ca, i, &other, subj, sizeof subj))
@@ -311,7 +258,7 @@ static void parse_tls_list(ctx_t *c, cfgw_fld_t *f, int kind, char **out)
         return;
     }
     free(*out);
-    *out = xstrdup(s);
+    *out = cfgp_xstrdup(s);
 }
 
 static void parse_tls(ctx_t *c, yaml_node_t *n)
@@ -363,7 +310,7 @@ static void parse_identity(ctx_t *c, yaml_node_t *n)
             if (d[1].val && (s = cfgw_scalar(&c->w, d[1].val, "identity.device_id.prefix",
                                              "a string (quote it; \"\" for none)"))) {
                 free(id->device_id_prefix);
-                id->device_id_prefix = xstrdup(s);
+                id->device_id_prefix = cfgp_xstrdup(s);
             }
         }
     }
@@ -387,7 +334,7 @@ static void parse_identity(ctx_t *c, yaml_node_t *n)
                 continue;
             }
             free(id->headers[i]);
-            id->headers[i] = xstrdup(s);
+            id->headers[i] = cfgp_xstrdup(s);
             set[i] = h[i].val;
         }
     }
@@ -437,7 +384,7 @@ static void parse_upstreams(ctx_t *c, yaml_node_t *n)
     long cnt = cfgw_seq(&c->w, n, "upstreams", 1, 10000, &it);
     if (cnt < 0)
         return;
-    cfg->upstreams = xcalloc((size_t)cnt, sizeof *cfg->upstreams);
+    cfg->upstreams = cfgp_xcalloc((size_t)cnt, sizeof *cfg->upstreams);
     cfg->nupstreams = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
         enum { NAME, SERVERS, CONNECT, RESPONSE, FAIL, KEEPALIVE, KA_TIMEOUT };
@@ -477,7 +424,7 @@ static void parse_upstreams(ctx_t *c, yaml_node_t *n)
             (ns = cfgw_seq(&c->w, v, cfgw_pk(q, p, "servers"), 1, 1024, &sit)) > 0) {
             char base[CFGW_PATHLEN];
             snprintf(base, sizeof base, "%s", q);
-            u->servers = xcalloc((size_t)ns, sizeof *u->servers);
+            u->servers = cfgp_xcalloc((size_t)ns, sizeof *u->servers);
             u->nservers = (size_t)ns;
             for (size_t k = 0; k < (size_t)ns; k++)
                 get_addr(c, cfgw_node(&c->w, sit[k]), cfgw_pi(q, base, k), 0, &u->servers[k], NULL,
@@ -501,7 +448,7 @@ static int parse_methods(ctx_t *c, yaml_node_t *n, const char *path, cfg_route_t
     long cnt = cfgw_seq(&c->w, n, path, 1, 64, &it);
     if (cnt < 0)
         return -1;
-    r->methods = xcalloc((size_t)cnt, sizeof *r->methods);
+    r->methods = cfgp_xcalloc((size_t)cnt, sizeof *r->methods);
     r->nmethods = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
         yaml_node_t *m = cfgw_node(&c->w, it[i]);
@@ -524,7 +471,7 @@ static int parse_methods(ctx_t *c, yaml_node_t *n, const char *path, cfg_route_t
                 break;
             }
         }
-        r->methods[i] = xstrdup(s);
+        r->methods[i] = cfgp_xstrdup(s);
     }
     return ok ? 0 : -1;
 }
@@ -558,9 +505,9 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
     long cnt = cfgw_seq(&c->w, n, "routes", 1, 100000, &it);
     if (cnt < 0)
         return;
-    cfg->routes = xcalloc((size_t)cnt, sizeof *cfg->routes);
+    cfg->routes = cfgp_xcalloc((size_t)cnt, sizeof *cfg->routes);
     cfg->nroutes = (size_t)cnt;
-    unsigned char *complete = xcalloc((size_t)cnt, 1);
+    unsigned char *complete = cfgp_xcalloc((size_t)cnt, 1);
     for (size_t i = 0; i < (size_t)cnt; i++) {
         enum { PATH, HOST, METHODS, UPSTREAM, CLASSES, BEARER, RL, RL_HEADERS, JWT };
         cfgw_fld_t f[] = {F("path"), F("host"), F("methods"), F("upstream"), F("allow_classes"),
@@ -582,7 +529,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
             else if (!cfgp_printable(s))
                 cfgw_err(&c->w, v, q, "path must not contain spaces or control characters");
             else
-                r->path = xstrdup(s);
+                r->path = cfgp_xstrdup(s);
         }
         if (f[HOST].val && (s = cfgw_scalar(&c->w, f[HOST].val, cfgw_pk(q, p, "host"),
                                             "a host name")) &&
@@ -640,7 +587,7 @@ static void parse_redis(ctx_t *c, yaml_node_t *n)
         if (get_addr(c, f[0].val, "redis.address", 0, &a, host, sizeof host, &port) == 0) {
             free(a.text);
             free(r->host);
-            r->host = xstrdup(host);
+            r->host = cfgp_xstrdup(host);
             r->port = port;
         }
     }
@@ -650,7 +597,7 @@ static void parse_redis(ctx_t *c, yaml_node_t *n)
             cfgw_err(&c->w, f[1].val, "redis.password_env", "expected an environment variable name "
                      "like PORTCULLIS_REDIS_PASSWORD (not the password itself), got \"%.60s\"", s);
         else
-            r->password_env = xstrdup(s);
+            r->password_env = cfgp_xstrdup(s);
     }
     if (f[2].val && cfgw_num(&c->w, f[2].val, "redis.db", 'u', 0, 15, &v) == 0)
         r->db = (int)v;
@@ -673,7 +620,7 @@ static void opt_redis_name(ctx_t *c, cfgw_fld_t *f, const char *parent, char **o
         return;
     }
     free(*out);
-    *out = xstrdup(s);
+    *out = cfgp_xstrdup(s);
 }
 
 static void parse_revocation(ctx_t *c, yaml_node_t *n)
@@ -740,7 +687,7 @@ static void parse_admin(ctx_t *c, yaml_node_t *n)
                      "name like PORTCULLIS_ADMIN_TOKEN (not the token itself), got \"%.60s\"", s);
         } else {
             free(a->token_env);
-            a->token_env = xstrdup(s);
+            a->token_env = cfgp_xstrdup(s);
         }
     }
     if (f[MAX_BODY].val &&
@@ -810,16 +757,16 @@ static void cfg_defaults(cfg_t *cfg)
 {
     cfg->workers = 1; /* "auto" is resolved in parse_workers() */
     cfg->tls.min_version = CFG_TLS12;
-    cfg->tls.ciphers = xstrdup(DEF_CIPHERS);
-    cfg->tls.ciphersuites = xstrdup(DEF_SUITES);
-    cfg->tls.groups = xstrdup(DEF_GROUPS);
+    cfg->tls.ciphers = cfgp_xstrdup(DEF_CIPHERS);
+    cfg->tls.ciphersuites = cfgp_xstrdup(DEF_SUITES);
+    cfg->tls.groups = cfgp_xstrdup(DEF_GROUPS);
     cfg->tls.handshake_timeout_ms = 10000;
     cfg->tls.session_cache_size = 20480;
     cfg->tls.session_lifetime_ms = 3600000;
     cfg->identity.device_id_source = CFG_DEVID_SAN_URI;
-    cfg->identity.device_id_prefix = xstrdup(DEF_PREFIX);
+    cfg->identity.device_id_prefix = cfgp_xstrdup(DEF_PREFIX);
     for (size_t i = 0; i < CFG_H__COUNT; i++)
-        cfg->identity.headers[i] = xstrdup(hdr_defaults[i]);
+        cfg->identity.headers[i] = cfgp_xstrdup(hdr_defaults[i]);
     cfg->limits.max_connections = 10000;
     cfg->limits.max_header_bytes = 16 * 1024;
     cfg->limits.max_headers = 100;
@@ -829,21 +776,21 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->timeouts.idle_ms = 60000;
     cfg->timeouts.send_ms = 30000;
     cfg->timeouts.drain_ms = 30000;
-    cfg->redis.host = xstrdup("127.0.0.1");
+    cfg->redis.host = cfgp_xstrdup("127.0.0.1");
     cfg->redis.port = 6379;
     cfg->redis.password_env = NULL;
     cfg->redis.db = 0;
     cfg->redis.connect_timeout_ms = 1000;
     cfg->redis.command_timeout_ms = 1000;
-    cfg->revocation.key = xstrdup("portcullis:revoked");
-    cfg->revocation.channel = xstrdup("portcullis:revocations");
+    cfg->revocation.key = cfgp_xstrdup("portcullis:revoked");
+    cfg->revocation.channel = cfgp_xstrdup("portcullis:revocations");
     cfg->revocation.resync_interval_ms = 300000;
     cfg->revocation.fail_closed = 1;
     cfg->revocation.max_staleness_ms = 300000;
     cfg->admin.enabled = 0; /* set when the admin section is present */
     if (cfg_parse_addr("127.0.0.1:9444", 0, &cfg->admin.listen) < 0)
         abort();
-    cfg->admin.token_env = xstrdup("PORTCULLIS_ADMIN_TOKEN");
+    cfg->admin.token_env = cfgp_xstrdup("PORTCULLIS_ADMIN_TOKEN");
     cfg->admin.max_body_bytes = 64 * 1024;
     cfg->logging.level = CFG_LOG_INFO;
     cfg->logging.format = CFG_LOG_TEXT;
@@ -862,7 +809,7 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errs)
     if (!errs)
         errs = &local;
     free(errs->file);
-    errs->file = xstrdup(path ? path : "(null)");
+    errs->file = cfgp_xstrdup(path ? path : "(null)");
     memset(&c, 0, sizeof c);
     c.w.fn = report;
     c.w.arg = &c;
@@ -889,8 +836,8 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errs)
                       (size_t)parser.problem_mark.column + 1, "(yaml)", msg);
         } else {
             yaml_node_t *root = yaml_document_get_root_node(&doc);
-            cfg = xcalloc(1, sizeof *cfg);
-            cfg->path = xstrdup(path);
+            cfg = cfgp_xcalloc(1, sizeof *cfg);
+            cfg->path = cfgp_xstrdup(path);
             cfg_defaults(cfg);
             c.w.doc = &doc;
             c.cfg = cfg;

@@ -8,7 +8,7 @@
  * msg. Nothing here keeps state: the OpenSSL error queue is cleared after
  * every check so one failure cannot leak into the next message.
  */
-#include "config.h"
+#include "config_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -30,39 +30,6 @@
 
 #define DAY_MS 86400000ULL
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Shared with config.c (declared there as well). */
-int cfgp_parse_u64(const char *s, uint64_t *out);
-int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t *out,
-                    char *hostbuf, size_t hostlen, int *port_out, const char **why);
-int cfgp_check_certs(const char *path, X509 **leaf, char *msg, size_t len);
-int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
-                   int *key_type, char *msg, size_t len);
-int cfgp_load_ca(const char *path, STACK_OF(X509) **out, char *msg, size_t len);
-int cfgp_check_tls_list(SSL_CTX **ctx, int kind, const char *val, char *msg, size_t len);
-void cfgp_subject(X509 *x, char *buf, size_t len);
-void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
-int cfgp_is_name(const char *s, int allow_upper);
-void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, size_t n);
-int cfgp_valid_header(const char *s);
-long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i);
-long cfgp_find_name(const char *first, size_t stride, size_t n, const char *name);
-int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, char *subj,
-                    size_t len);
-void cfgp_push_error(cfg_errors_t *e, uint64_t **pos, size_t *cappos, size_t idx,
-                     size_t line, size_t col, const char *path, const char *msg);
-void cfgp_sort_errors(char **msgs, uint64_t *pos, size_t n);
-int cfgp_valid_env_name(const char *s);
-int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
-                      char *msg, size_t len);
-void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char *msg,
-                      size_t len);
-char *cfgp_route_host(const char *s, char *msg, size_t len);
-int cfgp_is_null(const yaml_node_t *n);
-const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
-void cfgp_syntax_msg(const yaml_parser_t *parser, char *msg, size_t len);
-int cfgp_same_names(char *const *names, size_t n, size_t *i, size_t *j);
-int cfgp_printable(const char *s);
 
 /* ---------------------------------------------------------------- values */
 
@@ -492,7 +459,6 @@ void cfg_errors_free(cfg_errors_t *errs)
 }
 
 
-void cfgp_policy_free(cfg_t *cfg);   /* config_policy.c */
 
 void cfg_free(cfg_t *cfg)
 {
@@ -963,4 +929,20 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
     }
     ERR_clear_error();
     return rc;
+}
+
+void *cfgp_xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+char *cfgp_xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
 }

@@ -8,7 +8,7 @@
  * setup that would fail on the first request. Nothing is kept open: the
  * policy module loads the files again (policy/issuance.h).
  */
-#include "config.h"
+#include "config_int.h"
 #include "walk.h"
 
 #include <ctype.h>
@@ -24,16 +24,6 @@
 #include <openssl/x509v3.h>
 #include <yaml.h>
 
-/* config_check.c */
-int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
-                      char *msg, size_t len);
-const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
-int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t *out,
-                    char *hostbuf, size_t hostlen, int *port_out, const char **why);
-int cfgp_printable(const char *s);
-
-void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
-
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 #define HOUR_MS 3600000ULL
 #define DAY_MS 86400000ULL
@@ -48,14 +38,6 @@ static const char *const verdict_names[] = {"MEETS_BASIC_INTEGRITY", "MEETS_DEVI
                                             "MEETS_STRONG_INTEGRITY", "MEETS_VIRTUAL_INTEGRITY"};
 
 /* ---------------------------------------------------------------- helpers */
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
 
 /* Optional duration in min..max milliseconds; shown as lo_text..hi_text. */
 static void idur(ictx_t *c, cfgw_fld_t *f, const char *parent, uint64_t min, uint64_t max,
@@ -83,7 +65,7 @@ static char *ipath(ictx_t *c, cfgw_fld_t *f, const char *parent)
     const char *s;
     if (!f->val || !(s = cfgw_scalar(&c->w, f->val, cfgw_pk(p, parent, f->name), "a file path")))
         return NULL;
-    return xstrdup(s);
+    return cfgp_xstrdup(s);
 }
 
 static const char *ossl_reason(void)
@@ -385,7 +367,7 @@ static void parse_play(ictx_t *c, yaml_node_t *n, const char *p, cfg_play_integr
             cfgw_err(&c->w, f[PKG].val, q, "expected an Android package name like com.example.app, "
                      "got \"%.60s\"", s);
         else
-            pl->package_name = xstrdup(s);
+            pl->package_name = cfgp_xstrdup(s);
     }
     pl->decryption_key_file = ipath(c, &f[DEC], p);
     pl->verification_key_file = ipath(c, &f[VER], p);
@@ -473,10 +455,10 @@ static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifi
             if (cfgp_parse_addr(auth, 80, 0, &h->addr, host, sizeof host, &port, &why) < 0) {
                 cfgw_err(&c->w, f[1].val, q, "invalid verifier address \"%.80s\": %s", auth, why);
             } else {
-                h->url = xstrdup(s);
-                h->host = xstrdup(auth);
+                h->url = cfgp_xstrdup(s);
+                h->host = cfgp_xstrdup(auth);
                 h->port = port;
-                h->path = xstrdup(slash ? slash : "/");
+                h->path = cfgp_xstrdup(slash ? slash : "/");
             }
         }
     }
@@ -591,7 +573,7 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
     if (!is)
         abort();
     cfg->issuance = is;
-    is->path_prefix = xstrdup("/certificates/");
+    is->path_prefix = cfgp_xstrdup("/certificates/");
     snprintf(is->device_class, sizeof is->device_class, "device");
     snprintf(is->bootstrap_class, sizeof is->bootstrap_class, "bootstrap");
     is->lifetime_ms = 7 * DAY_MS;
@@ -609,7 +591,7 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
                      "ends with '/', like /certificates/, got \"%.60s\"", s);
         else {
             free(is->path_prefix);
-            is->path_prefix = xstrdup(s);
+            is->path_prefix = cfgp_xstrdup(s);
         }
     }
     cfgw_opt_bool(&c.w, &f[INSECURE], "issuance", &is->insecure_dev);

@@ -7,7 +7,7 @@
  * "file:line:col: path: message" list. cfgp_policy_free() releases what is
  * allocated here (called from cfg_free()).
  */
-#include "config.h"
+#include "config_int.h"
 #include "walk.h"
 
 #include <stdio.h>
@@ -18,23 +18,6 @@
 #include <yaml.h>
 
 #include "../policy/jwt.h"
-
-/* config_check.c */
-int cfgp_parse_u64(const char *s, uint64_t *out);
-int cfgp_is_name(const char *s, int allow_upper);
-void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, size_t n);
-int cfgp_valid_header(const char *s);
-long cfgp_find_name(const char *first, size_t stride, size_t n, const char *name);
-const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
-int cfgp_printable(const char *s);
-
-/* Exported to config.c. */
-void cfgp_policy_top(cfgw_t *w, cfg_t *cfg, yaml_node_t *rate_limits,
-                     yaml_node_t *conn_limits);
-void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
-                       yaml_node_t *route, yaml_node_t *rate_limits, yaml_node_t *headers,
-                       yaml_node_t *jwt);
-void cfgp_policy_free(cfg_t *cfg);
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_LIMITS 1000
@@ -50,22 +33,6 @@ typedef struct {
 } pctx_t;
 
 #define F(n) {.name = (n)}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
 
 /* "<n>/s", "<n>/m" or "<n>/h"; at most 1,000,000 per second. */
 static int get_rate(pctx_t *c, yaml_node_t *n, const char *path, uint64_t *count,
@@ -109,7 +76,7 @@ static void parse_rate_limits(pctx_t *c, yaml_node_t *n)
     long cnt = cfgw_seq_range(&c->w, n, "rate_limits", 1, MAX_LIMITS, &it);
     if (cnt < 0)
         return;
-    cfg->rate_limits = xcalloc((size_t)cnt, sizeof *cfg->rate_limits);
+    cfg->rate_limits = cfgp_xcalloc((size_t)cnt, sizeof *cfg->rate_limits);
     cfg->nrate_limits = (size_t)cnt;
     for (size_t i = 0; i < (size_t)cnt; i++) {
         enum { NAME, KEY, RATE, BURST, SCOPE, UNAVAILABLE };
@@ -223,7 +190,7 @@ static void route_limits(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_
     for (size_t i = 0; i < cfg->nrate_limits; i++)
         if (!cfg->rate_limits[i].name[0])
             resolvable = 0;
-    r->rate_limits = xcalloc((size_t)cnt, sizeof *r->rate_limits);
+    r->rate_limits = cfgp_xcalloc((size_t)cnt, sizeof *r->rate_limits);
     for (size_t i = 0; i < (size_t)cnt; i++) {
         yaml_node_t *m = cfgw_node(&c->w, it[i]);
         const char *s = cfgw_scalar(&c->w, m, cfgw_pi(q, path, i), "a name from rate_limits");
@@ -285,7 +252,7 @@ static void jwt_claims(pctx_t *c, cfg_jwt_t *j, const char *path, yaml_node_t *n
         cfgw_err(&c->w, n, path, "at most %d claims, got %zu", CFG_JWT_MAX_CLAIMS, cnt);
         return;
     }
-    j->claims = xcalloc(cnt, sizeof *j->claims);
+    j->claims = cfgp_xcalloc(cnt, sizeof *j->claims);
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = cfgw_node(&c->w, p->key), *v = cfgw_node(&c->w, p->value);
         const char *cs, *hs;
@@ -330,8 +297,8 @@ static void jwt_claims(pctx_t *c, cfg_jwt_t *j, const char *path, yaml_node_t *n
         }
         if (bad)
             continue;
-        j->claims[j->nclaims].claim = xstrdup(cs);
-        j->claims[j->nclaims].header = xstrdup(hs);
+        j->claims[j->nclaims].claim = cfgp_xstrdup(cs);
+        j->claims[j->nclaims].header = cfgp_xstrdup(hs);
         j->nclaims++;
     }
 }
@@ -349,7 +316,7 @@ static void parse_jwt(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_t *
     long cnt;
     if (cfgw_map(&c->w, n, path, f, NF(f)) < 0)
         return;
-    cfg_jwt_t *j = r->jwt = xcalloc(1, sizeof *r->jwt);
+    cfg_jwt_t *j = r->jwt = cfgp_xcalloc(1, sizeof *r->jwt);
     j->leeway_ms = 30000;
     j->algorithms = CFG_JWT_ES256 | CFG_JWT_RS256 | CFG_JWT_EDDSA;
 
@@ -359,26 +326,26 @@ static void parse_jwt(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_t *
             cfgw_err(&c->w, f[ISSUER].val, q,
                      "expected 1..1024 printable characters without spaces");
         else
-            j->issuer = xstrdup(s);
+            j->issuer = cfgp_xstrdup(s);
     }
     if (f[AUDIENCE].val) {
         yaml_node_t *a = f[AUDIENCE].val;
         cfgw_pk(q, path, "audience");
         if (a->type == YAML_SCALAR_NODE) {
             if ((s = cfgw_scalar(&c->w, a, q, "a string or a list of strings")) && *s) {
-                j->audiences = xcalloc(1, sizeof *j->audiences);
-                j->audiences[j->naudiences++] = xstrdup(s);
+                j->audiences = cfgp_xcalloc(1, sizeof *j->audiences);
+                j->audiences[j->naudiences++] = cfgp_xstrdup(s);
             } else if (s) {
                 cfgw_err(&c->w, a, q, "the audience must not be empty");
             }
         } else if ((cnt = cfgw_seq_range(&c->w, a, q, 1, MAX_AUDIENCES, &it)) > 0) {
             char base[CFGW_PATHLEN];
             snprintf(base, sizeof base, "%s", q);
-            j->audiences = xcalloc((size_t)cnt, sizeof *j->audiences);
+            j->audiences = cfgp_xcalloc((size_t)cnt, sizeof *j->audiences);
             for (size_t i = 0; i < (size_t)cnt; i++) {
                 yaml_node_t *m = cfgw_node(&c->w, it[i]);
                 if ((s = cfgw_scalar(&c->w, m, cfgw_pi(q, base, i), "a string")) && *s)
-                    j->audiences[j->naudiences++] = xstrdup(s);
+                    j->audiences[j->naudiences++] = cfgp_xstrdup(s);
                 else if (s)
                     cfgw_err(&c->w, m, q, "the audience must not be empty");
             }
@@ -409,16 +376,16 @@ static void parse_jwt(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_t *
     if (f[CLAIMS].val) {
         jwt_claims(c, j, cfgw_pk(q, path, "claims_to_headers"), f[CLAIMS].val);
     } else {
-        j->claims = xcalloc(1, sizeof *j->claims);
-        j->claims[0].claim = xstrdup("sub");
-        j->claims[0].header = xstrdup("X-Token-Subject");
+        j->claims = cfgp_xcalloc(1, sizeof *j->claims);
+        j->claims[0].claim = cfgp_xstrdup("sub");
+        j->claims[0].header = cfgp_xstrdup("X-Token-Subject");
         j->nclaims = 1;
     }
     if (!f[JWKS].val) {
         cfgw_err(&c->w, n, path, "missing required key \"jwks_file\"");
     } else if ((s = cfgw_scalar(&c->w, f[JWKS].val, cfgw_pk(q, path, "jwks_file"),
                                 "a file path"))) {
-        j->jwks_file = xstrdup(s);
+        j->jwks_file = cfgp_xstrdup(s);
         pol_jwks_t *keys = pol_jwks_load(s, msg, sizeof msg);
         if (!keys) {
             cfgw_err(&c->w, f[JWKS].val, q, "%s", msg);

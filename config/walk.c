@@ -1,18 +1,10 @@
 /* walk.c: walking the YAML document of the configuration (see walk.h). */
 #include "walk.h"
+#include "config_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* config_check.c */
-void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
-int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
-                      char *msg, size_t len);
-void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char *msg,
-                      size_t len);
-int cfgp_is_null(const yaml_node_t *n);
-const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 

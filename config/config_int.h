@@ -1,0 +1,60 @@
+/* config/config_int: what the config's source files share, and nothing
+ * else includes. One declaration of each helper, so a signature cannot
+ * drift between the file that defines it and the files that call it. */
+#ifndef PORTCULLIS_CONFIG_INT_H
+#define PORTCULLIS_CONFIG_INT_H
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdint.h>
+#include <yaml.h>
+
+#include "config.h"
+#include "walk.h"
+
+/* Allocation that cannot fail (config loading aborts on out of memory). */
+void *cfgp_xcalloc(size_t n, size_t sz);
+char *cfgp_xstrdup(const char *s);
+
+/* config_check.c: value checks, messages, errors; config_policy.c and
+ * config_issuance.c: their sections */
+int cfgp_parse_u64(const char *s, uint64_t *out);
+int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t *out,
+                    char *hostbuf, size_t hostlen, int *port_out, const char **why);
+int cfgp_check_certs(const char *path, X509 **leaf, char *msg, size_t len);
+int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
+                   int *key_type, char *msg, size_t len);
+int cfgp_load_ca(const char *path, STACK_OF(X509) **out, char *msg, size_t len);
+int cfgp_check_tls_list(SSL_CTX **ctx, int kind, const char *val, char *msg, size_t len);
+void cfgp_subject(X509 *x, char *buf, size_t len);
+int cfgp_is_name(const char *s, int allow_upper);
+void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, size_t n);
+int cfgp_valid_header(const char *s);
+long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i);
+long cfgp_find_name(const char *first, size_t stride, size_t n, const char *name);
+int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, char *subj,
+                    size_t len);
+void cfgp_push_error(cfg_errors_t *e, uint64_t **pos, size_t *cappos, size_t idx,
+                     size_t line, size_t col, const char *path, const char *msg);
+void cfgp_sort_errors(char **msgs, uint64_t *pos, size_t n);
+int cfgp_valid_env_name(const char *s);
+char *cfgp_route_host(const char *s, char *msg, size_t len);
+int cfgp_is_null(const yaml_node_t *n);
+void cfgp_syntax_msg(const yaml_parser_t *parser, char *msg, size_t len);
+int cfgp_same_names(char *const *names, size_t n, size_t *i, size_t *j);
+int cfgp_printable(const char *s);
+void cfgp_policy_top(cfgw_t *w, cfg_t *cfg, yaml_node_t *rate_limits,
+                     yaml_node_t *conn_limits);
+void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
+                       yaml_node_t *route, yaml_node_t *rate_limits, yaml_node_t *headers,
+                       yaml_node_t *jwt);
+void cfgp_policy_free(cfg_t *cfg);
+void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
+void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
+int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
+                      char *msg, size_t len);
+void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char *msg,
+                      size_t len);
+const char *cfgp_describe(const yaml_node_t *n, char *buf, size_t len);
+
+#endif
