@@ -421,6 +421,12 @@ tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
                                  SSL_OP_NO_TICKET);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* Read whole socket buffers, not a record header and then its body: a
+     * TLS 1.2 client flight is five records, and a request is one record
+     * that otherwise costs two read calls. The connection loop reads until
+     * SSL_ERROR_WANT_READ, so nothing buffered inside TLS waits for a
+     * socket event that would never come. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (!SSL_CTX_set_cipher_list(ctx, cfg->tls.ciphers)) {
         ossl_err(err, errlen, "tls.ciphers", cfg->tls.ciphers);
         goto fail;
