@@ -63,13 +63,22 @@ static void kick(gw_conn_t *c)
     event_active(c->kick, 0, 0);
 }
 
+/* Request IDs need to be unique, not secret (a client may bring its own):
+ * 64 random bits drawn once per thread, then a per-thread counter. Same
+ * 32-hex-digit form as before, without a RAND_bytes call per request. */
 static void new_request_id(char *out)
 {
-    unsigned char r[16];
-    if (RAND_bytes(r, sizeof(r)) != 1)
-        memset(r, 0, sizeof(r));
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", r[i]);
+    static _Thread_local uint64_t prefix, counter;
+    static const char hex[] = "0123456789abcdef";
+    if (!prefix && (RAND_bytes((unsigned char *)&prefix, sizeof(prefix)) != 1 || !prefix))
+        prefix = ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)&counter;
+    uint64_t v[2] = {prefix, ++counter};
+    for (int k = 0; k < 2; k++)
+        for (int i = 15; i >= 0; i--) {
+            out[k * 16 + i] = hex[v[k] & 15];
+            v[k] >>= 4;
+        }
+    out[32] = '\0';
 }
 
 static int valid_request_id(const char *s, size_t n)
@@ -729,6 +738,11 @@ static void do_read(gw_conn_t *c)
             if (c->tkind == T_BODY)
                 arm(c, T_BODY, CFG(c)->timeouts.body_read_ms);
             parse(c, buf, (size_t)n, 0);
+            /* Nothing left inside TLS: whatever else the client sent is in
+             * the socket, and the (level-triggered) read event says so.
+             * Saves the read() that would return EAGAIN on every request. */
+            if (!SSL_has_pending(c->ssl) && !evbuffer_get_length(c->in))
+                return;
             continue;
         }
         int err = SSL_get_error(c->ssl, n);

@@ -179,96 +179,162 @@ static int gateway_owned(const ups_req_meta_t *m, const char *name, size_t n)
     return 0;
 }
 
-static void add_hdr(struct evbuffer *out, const char *name, const char *val)
+/* A head is assembled in a stack buffer and handed to the evbuffer in one
+ * add; only a head larger than the buffer spills in several. No printf. */
+typedef struct {
+    struct evbuffer *out;
+    size_t len;
+    int err;
+    char buf[4096];
+} head_t;
+
+static void put(head_t *b, const void *p, size_t n)
+{
+    if (b->len + n > sizeof(b->buf)) {
+        if (b->len && evbuffer_add(b->out, b->buf, b->len) < 0)
+            b->err = 1;
+        b->len = 0;
+        if (n > sizeof(b->buf)) {
+            if (evbuffer_add(b->out, p, n) < 0)
+                b->err = 1;
+            return;
+        }
+    }
+    memcpy(b->buf + b->len, p, n);
+    b->len += n;
+}
+
+#define PUT_LIT(b, lit) put((b), (lit), sizeof(lit) - 1)
+
+static void put_str(head_t *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static void put_u64(head_t *b, uint64_t v)
+{
+    char t[20];
+    int i = (int)sizeof(t);
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(b, t + i, sizeof(t) - (size_t)i);
+}
+
+static void put_field(head_t *b, const char *name, size_t nlen, const char *val, size_t vlen)
+{
+    put(b, name, nlen);
+    PUT_LIT(b, ": ");
+    put(b, val, vlen);
+    PUT_LIT(b, "\r\n");
+}
+
+static void add_hdr(head_t *b, const char *name, const char *val)
 {
     if (name && val)
-        evbuffer_add_printf(out, "%s: %s\r\n", name, val);
+        put_field(b, name, strlen(name), val, strlen(val));
+}
+
+static int head_done(head_t *b)
+{
+    PUT_LIT(b, "\r\n");
+    if (b->len && evbuffer_add(b->out, b->buf, b->len) < 0)
+        b->err = 1;
+    return b->err ? -1 : 0;
 }
 
 int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_req_meta_t *m)
 {
-    evbuffer_add_printf(out, "%s ", m->method);
-    evbuffer_add(out, ups_str(h, h->first), h->first.len);
-    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    head_t b0, *b = &b0;
+    b->out = out;
+    b->len = 0;
+    b->err = 0;
+    put_str(b, m->method);
+    PUT_LIT(b, " ");
+    put(b, ups_str(h, h->first), h->first.len);
+    PUT_LIT(b, " HTTP/1.1\r\n");
 
     /* Host first, exactly once (the caller has checked there is one). */
     int host = ups_hdrs_find(h, "host");
     if (host >= 0) {
-        evbuffer_add(out, "Host: ", 6);
-        evbuffer_add(out, ups_str(h, h->h[host].value), h->h[host].value.len);
-        evbuffer_add(out, "\r\n", 2);
+        put_field(b, "Host", 4, ups_str(h, h->h[host].value), h->h[host].value.len);
     }
     for (uint32_t i = 0; i < h->n; i++) {
         const char *name = ups_str(h, h->h[i].name);
         size_t n = h->h[i].name.len;
         if (ups_is_hop_by_hop(h, name, n) || gateway_owned(m, name, n))
             continue;
-        evbuffer_add(out, name, n);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, ups_str(h, h->h[i].value), h->h[i].value.len);
-        evbuffer_add(out, "\r\n", 2);
+        put_field(b, name, n, ups_str(h, h->h[i].value), h->h[i].value.len);
     }
 
     const tls_identity_t *id = m->id;
     char *const *hn = m->icfg->headers;
     if (id) {
-        add_hdr(out, hn[CFG_H_SERIAL], id->serial);
-        add_hdr(out, hn[CFG_H_FINGERPRINT], id->fingerprint);
-        add_hdr(out, hn[CFG_H_SUBJECT], id->subject);
-        add_hdr(out, hn[CFG_H_ISSUER], id->issuer);
+        add_hdr(b, hn[CFG_H_SERIAL], id->serial);
+        add_hdr(b, hn[CFG_H_FINGERPRINT], id->fingerprint);
+        add_hdr(b, hn[CFG_H_SUBJECT], id->subject);
+        add_hdr(b, hn[CFG_H_ISSUER], id->issuer);
         if (id->san_uri[0])
-            add_hdr(out, hn[CFG_H_SAN_URI], id->san_uri);
+            add_hdr(b, hn[CFG_H_SAN_URI], id->san_uri);
         if (id->san_dns[0])
-            add_hdr(out, hn[CFG_H_SAN_DNS], id->san_dns);
-        add_hdr(out, hn[CFG_H_NOT_AFTER], id->not_after);
-        add_hdr(out, hn[CFG_H_CLASS], id->class_name);
-        add_hdr(out, hn[CFG_H_DEVICE_ID], id->device_id);
+            add_hdr(b, hn[CFG_H_SAN_DNS], id->san_dns);
+        add_hdr(b, hn[CFG_H_NOT_AFTER], id->not_after);
+        add_hdr(b, hn[CFG_H_CLASS], id->class_name);
+        add_hdr(b, hn[CFG_H_DEVICE_ID], id->device_id);
     }
     for (size_t i = 0; i < m->nadd; i++)
-        add_hdr(out, m->add[i].name, m->add[i].value);
-    add_hdr(out, "X-Forwarded-For", m->peer_ip);
-    add_hdr(out, "X-Forwarded-Proto", "https");
-    add_hdr(out, "X-Request-Id", m->request_id);
+        add_hdr(b, m->add[i].name, m->add[i].value);
+    add_hdr(b, "X-Forwarded-For", m->peer_ip);
+    add_hdr(b, "X-Forwarded-Proto", "https");
+    add_hdr(b, "X-Request-Id", m->request_id);
     if (m->chunked)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
     else if (m->content_length ||
              /* a body-less request keeps an explicit zero when it had one */
-             ups_hdrs_find(h, "content-length") >= 0)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)m->content_length);
-    return evbuffer_add(out, "\r\n", 2);
+             ups_hdrs_find(h, "content-length") >= 0) {
+        PUT_LIT(b, "Content-Length: ");
+        put_u64(b, m->content_length);
+        PUT_LIT(b, "\r\n");
+    }
+    return head_done(b);
 }
 
 int ups_build_response_head(struct evbuffer *out, int status, const ups_hdrs_t *h,
                             const char *extra, int framing, uint64_t content_length, int close)
 {
-    const char *reason = ups_reason(status);
-    if (h && h->first.len) {
-        evbuffer_add_printf(out, "HTTP/1.1 %d ", status);
-        evbuffer_add(out, ups_str(h, h->first), h->first.len);
-        evbuffer_add(out, "\r\n", 2);
-    } else {
-        evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason);
-    }
+    head_t b0, *b = &b0;
+    b->out = out;
+    b->len = 0;
+    b->err = 0;
+    PUT_LIT(b, "HTTP/1.1 ");
+    put_u64(b, (uint64_t)status);
+    PUT_LIT(b, " ");
+    if (h && h->first.len)
+        put(b, ups_str(h, h->first), h->first.len);
+    else
+        put_str(b, ups_reason(status));
+    PUT_LIT(b, "\r\n");
     for (uint32_t i = 0; h && i < h->n; i++) {
         const char *name = ups_str(h, h->h[i].name);
         size_t n = h->h[i].name.len;
         if (ups_is_hop_by_hop(h, name, n) ||
             (framing != UPS_FRAME_NONE && is_named(name, n, "content-length")))
             continue;
-        evbuffer_add(out, name, n);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, ups_str(h, h->h[i].value), h->h[i].value.len);
-        evbuffer_add(out, "\r\n", 2);
+        put_field(b, name, n, ups_str(h, h->h[i].value), h->h[i].value.len);
     }
     if (extra)
-        evbuffer_add(out, extra, strlen(extra));
-    if (framing == UPS_FRAME_LENGTH)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)content_length);
-    else if (framing == UPS_FRAME_CHUNKED)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        put_str(b, extra);
+    if (framing == UPS_FRAME_LENGTH) {
+        PUT_LIT(b, "Content-Length: ");
+        put_u64(b, content_length);
+        PUT_LIT(b, "\r\n");
+    } else if (framing == UPS_FRAME_CHUNKED) {
+        PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
+    }
     if (close)
-        evbuffer_add(out, "Connection: close\r\n", 19);
-    return evbuffer_add(out, "\r\n", 2);
+        PUT_LIT(b, "Connection: close\r\n");
+    return head_done(b);
 }
 
 const char *ups_reason(int status)
