@@ -263,9 +263,10 @@ static void parse_tls_list(ctx_t *c, cfgw_fld_t *f, int kind, char **out)
 
 static void parse_tls(ctx_t *c, yaml_node_t *n)
 {
-    enum { CERTS, MINV, CIPHERS, SUITES, GROUPS, HANDSHAKE, SCACHE, CLASSES };
+    enum { CERTS, MINV, CIPHERS, SUITES, GROUPS, HANDSHAKE, SCACHE, VCACHE, CLASSES };
     cfgw_fld_t f[] = {F("certificates"), F("min_version"), F("ciphers"), F("ciphersuites"),
-                      F("groups"), F("handshake_timeout"), F("session_cache"), F("classes")};
+                      F("groups"), F("handshake_timeout"), F("session_cache"),
+                      F("verify_cache"), F("classes")};
     static const char *const versions[] = {"1.2", "1.3"};
     cfg_tls_t *t = &c->cfg->tls;
     int v;
@@ -284,6 +285,13 @@ static void parse_tls(ctx_t *c, yaml_node_t *n)
         if (cfgw_map(&c->w, f[SCACHE].val, "tls.session_cache", s, NF(s)) == 0) {
             cfgw_opt_u32(&c->w, &s[0], "tls.session_cache", 0, 10000000, &t->session_cache_size);
             cfgw_opt_dur(&c->w, &s[1], "tls.session_cache", DAY_MS, &t->session_lifetime_ms);
+        }
+    }
+    if (f[VCACHE].val) {
+        cfgw_fld_t s[] = {F("size"), F("lifetime")};
+        if (cfgw_map(&c->w, f[VCACHE].val, "tls.verify_cache", s, NF(s)) == 0) {
+            cfgw_opt_u32(&c->w, &s[0], "tls.verify_cache", 0, 1000000, &t->verify_cache_size);
+            cfgw_opt_dur(&c->w, &s[1], "tls.verify_cache", DAY_MS, &t->verify_cache_lifetime_ms);
         }
     }
     if (cfgw_require(&c->w, n, "tls", &f[CLASSES]))
@@ -763,6 +771,8 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->tls.handshake_timeout_ms = 10000;
     cfg->tls.session_cache_size = 20480;
     cfg->tls.session_lifetime_ms = 3600000;
+    cfg->tls.verify_cache_size = 10000;
+    cfg->tls.verify_cache_lifetime_ms = 3600000;
     cfg->identity.device_id_source = CFG_DEVID_SAN_URI;
     cfg->identity.device_id_prefix = cfgp_xstrdup(DEF_PREFIX);
     for (size_t i = 0; i < CFG_H__COUNT; i++)

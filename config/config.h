@@ -147,6 +147,8 @@ typedef struct {
     uint64_t handshake_timeout_ms;
     uint32_t session_cache_size;     /* sessions kept for resumption */
     uint64_t session_lifetime_ms;    /* max age of a resumable session */
+    uint32_t verify_cache_size;      /* verified chains remembered; 0: no cache */
+    uint64_t verify_cache_lifetime_ms; /* max age of a remembered verification */
     cfg_class_t *classes;
     size_t nclasses;     /* 1..32 */
 } cfg_tls_t;

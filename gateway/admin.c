@@ -39,6 +39,7 @@ struct gw_admin {
     struct event_base *base;
     const cfg_t *cfg;
     pol_mirror_t *mirror;
+    tls_ctx_t *tls;
     struct evhttp *http;
     pol_revstore_t *store;
     char *token;
@@ -450,7 +451,20 @@ static void handle_health(gw_admin_t *a, struct evhttp_request *req)
                         "usable", st.usable, "staleness_s", st.staleness_s, "last_sync_unix",
                         (json_int_t)st.last_sync_unix, "last_load_ms", st.last_load_ms);
     }
-    send_json(req, 200, rev ? json_pack("{s:o}", "revocation", rev) : NULL);
+    json_t *vc = json_null();
+    tls_vcache_stats_t vs;
+    if (a->tls && tls_ctx_vcache_stats(a->tls, &vs) == 0)
+        vc = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "capacity", (json_int_t)vs.capacity,
+                       "entries", (json_int_t)vs.entries, "hits", (json_int_t)vs.hits,
+                       "misses", (json_int_t)vs.misses, "evictions", (json_int_t)vs.evictions,
+                       "expired", (json_int_t)vs.expired);
+    if (!rev || !vc) {
+        json_decref(rev);
+        json_decref(vc);
+        send_json(req, 200, NULL);   /* out of memory: 500 */
+        return;
+    }
+    send_json(req, 200, json_pack("{s:o, s:o}", "revocation", rev, "verify_cache", vc));
 }
 
 static void method_not_allowed(struct evhttp_request *req, const char *allow)
@@ -537,7 +551,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 /* ---------------------------------------------------------------- lifecycle */
 
 gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *mirror,
-                           char *err, size_t errlen)
+                           tls_ctx_t *tls, char *err, size_t errlen)
 {
     const cfg_admin_t *ac = &cfg->admin;
     const char *tok = ac->token_env ? getenv(ac->token_env) : NULL;
@@ -557,6 +571,7 @@ gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror
     a->base = base;
     a->cfg = cfg;
     a->mirror = mirror;
+    a->tls = tls;
     a->http = evhttp_new(base);
     a->store = pol_revstore_new(base, cfg);
     if (!a->http || !a->store) {

@@ -13,7 +13,8 @@
  *                                       400 when issuance is not configured
  *   DELETE /admin/revocations/<entry>   (or DELETE with the POST body) -> 200
  *   GET    /admin/revocations?cursor=0&count=100                    -> 200
- *   GET    /admin/health                mirror status, no Redis trip -> 200
+ *   GET    /admin/health                mirror status, no Redis trip, and the
+ *                                       verify cache's counters -> 200
  *
  * Writes go to Redis through policy/revstore (MULTI/SADD/HSET/PUBLISH/EXEC);
  * a Redis failure answers 503 "redis_unavailable". The listener runs on the
@@ -29,14 +30,16 @@
 
 #include "../config/config.h"
 #include "../policy/mirror.h"
+#include "../tls/tls.h"
 
 typedef struct gw_admin gw_admin_t;
 
 /* Boolean-like: the listener, or NULL with a one-line reason in err (the
  * token variable is unset or empty, the address cannot be bound, ...).
- * mirror may be NULL (health then reports "revocation": null). */
+ * mirror may be NULL (health then reports "revocation": null), and so may tls
+ * (health then reports "verify_cache": null, as when the cache is disabled). */
 gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *mirror,
-                           char *err, size_t errlen);
+                           tls_ctx_t *tls, char *err, size_t errlen);
 /* Closes the listener and drops requests still waiting for Redis. */
 void gw_admin_free(gw_admin_t *a);
 

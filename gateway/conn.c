@@ -836,7 +836,8 @@ static void handshake(gw_conn_t *c)
         c->state = C_HTTP;
         c->action = "waiting for request";
         CLOG(c, GW_DEBUG, "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
-             SSL_get_cipher_name(c->ssl), SSL_session_reused(c->ssl) ? " resumed" : "",
+             SSL_get_cipher_name(c->ssl),
+             SSL_session_reused(c->ssl) ? " resumed" : tls_verify_cached(c->ssl) ? " chain-cached" : "",
              c->id->class_name, c->id->serial, c->id->device_id ? c->id->device_id : "-");
         arm(c, T_HEADER, CFG(c)->timeouts.header_read_ms);
         return;

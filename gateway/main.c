@@ -274,7 +274,7 @@ int main(int argc, char **argv)
     if (rc == 0) {
         ctl.sync = pol_revsync_start(ctl.base, cfg, rt.mirror, on_revocation_change, &ctl);
         if (cfg->admin.enabled) {
-            ctl.admin = gw_admin_start(ctl.base, cfg, rt.mirror, err, sizeof(err));
+            ctl.admin = gw_admin_start(ctl.base, cfg, rt.mirror, rt.tls, err, sizeof(err));
             if (!ctl.admin) {
                 gw_log(GW_ERR, NULL, "admin listener: %s", err);
                 exit(2);

@@ -14,10 +14,13 @@ struct tls_ctx {
     pol_mirror_t *mirror;
     STACK_OF(X509) **class_cas;   /* per class: the certificates of its bundle */
     size_t nclasses;
+    tls_vcache_t *vcache;         /* verified chains of this store; NULL: disabled */
+    EVP_MD *sha256;               /* fetched once: no per-handshake algorithm lookup */
 };
 
 static int sess_idx = -1;  /* SSL_SESSION ex_data: tls_identity_t* */
 static int ssl_fail_idx = -1;  /* SSL ex_data: char[TLS_FAIL_LEN] */
+static int ssl_cached_idx = -1;  /* SSL ex_data: non-NULL after a verify-cache hit */
 static int ssl_ctx_idx = -1;   /* SSL_CTX ex_data: tls_ctx_t* */
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
 
@@ -54,6 +57,7 @@ static void init_indexes(void)
 {
     sess_idx = SSL_SESSION_get_ex_new_index(0, NULL, NULL, sess_dup, sess_free);
     ssl_fail_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    ssl_cached_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     ssl_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
@@ -67,6 +71,11 @@ const char *tls_verify_failure(SSL *ssl)
 {
     char *buf = SSL_get_ex_data(ssl, ssl_fail_idx);
     return buf && buf[0] ? buf : NULL;
+}
+
+int tls_verify_cached(SSL *ssl)
+{
+    return SSL_get_ex_data(ssl, ssl_cached_idx) != NULL;
 }
 
 /* ---- identity extraction ---- */
@@ -277,6 +286,48 @@ static void set_fail(SSL *ssl, const char *why, int depth)
         snprintf(buf, TLS_FAIL_LEN, "client certificate refused: %s (depth %d)", why, depth);
 }
 
+/* The one path by which a verified identity joins a handshake, whether its
+ * chain was just verified (verify_cb) or found in the verify cache
+ * (cert_verify_cb): the revocation check, then the identity attached to the
+ * session, whose lifetime is bounded by the certificate's notAfter. Takes over
+ * the caller's reference to id. Boolean: 1 attached; 0 refused, with the X509
+ * error (hence the TLS alert) and the failure text set. *rev receives the
+ * revocation status (TLS_REV_UNKNOWN if it was never asked). */
+static int attach_identity(tls_ctx_t *t, SSL *ssl, X509_STORE_CTX *x, tls_identity_t *id,
+                           int *rev)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    *rev = TLS_REV_UNKNOWN;
+    if (!id || !sess) {
+        tls_identity_release(id);
+        X509_STORE_CTX_set_error(x, X509_V_ERR_OUT_OF_MEM);
+        set_fail(ssl, "identity extraction failed", 0);
+        return 0;
+    }
+    switch (*rev = tls_identity_revocation(t, id)) {
+    case TLS_REV_REVOKED:
+        tls_identity_release(id);
+        X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REVOKED);   /* alert certificate_revoked */
+        set_fail(ssl, "certificate revoked", 0);
+        return 0;
+    case TLS_REV_UNKNOWN:
+        tls_identity_release(id);
+        X509_STORE_CTX_set_error(x, X509_V_ERR_UNABLE_TO_GET_CRL);
+        set_fail(ssl, "revocation status unknown (Redis unavailable; failing closed)", 0);
+        return 0;
+    }
+    tls_identity_release(SSL_SESSION_get_ex_data(sess, sess_idx));
+    SSL_SESSION_set_ex_data(sess, sess_idx, id);
+
+    /* A session never outlives its certificate. */
+    time_t now = time(NULL);
+    long life = (long)(t->cfg->tls.session_lifetime_ms / 1000);
+    if (id->not_after_t - now < life)
+        life = id->not_after_t > now ? (long)(id->not_after_t - now) : 1;
+    SSL_SESSION_set_timeout(sess, life);
+    return 1;
+}
+
 static int verify_cb(int ok, X509_STORE_CTX *x)
 {
     SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
@@ -299,35 +350,140 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     X509 *leaf = sk_X509_value(chain, 0);
     tls_identity_t *id = tls_identity_from_cert(leaf, cls, t->cfg->tls.classes[cls].name,
                                                 &t->cfg->identity);
-    SSL_SESSION *sess = SSL_get_session(ssl);
-    if (!id || !sess) {
-        tls_identity_release(id);
-        X509_STORE_CTX_set_error(x, X509_V_ERR_OUT_OF_MEM);
-        set_fail(ssl, "identity extraction failed", 0);
-        return 0;
-    }
-    switch (tls_identity_revocation(t, id)) {
-    case TLS_REV_REVOKED:
-        tls_identity_release(id);
-        X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REVOKED);   /* alert certificate_revoked */
-        set_fail(ssl, "certificate revoked", 0);
-        return 0;
-    case TLS_REV_UNKNOWN:
-        tls_identity_release(id);
-        X509_STORE_CTX_set_error(x, X509_V_ERR_UNABLE_TO_GET_CRL);
-        set_fail(ssl, "revocation status unknown (Redis unavailable; failing closed)", 0);
-        return 0;
-    }
-    tls_identity_release(SSL_SESSION_get_ex_data(sess, sess_idx));
-    SSL_SESSION_set_ex_data(sess, sess_idx, id);
+    int rev;
+    return attach_identity(t, ssl, x, id, &rev);
+}
 
-    /* A session never outlives its certificate. */
-    time_t now = time(NULL);
-    long life = (long)(t->cfg->tls.session_lifetime_ms / 1000);
-    if (id->not_after_t - now < life)
-        life = id->not_after_t > now ? (long)(id->not_after_t - now) : 1;
-    SSL_SESSION_set_timeout(sess, life);
+/* ---- the verify cache ----
+ *
+ * A hit stands in for X509_verify_cert, so an entry must mean exactly "this
+ * chain, with this store and these parameters, verified and was not revoked
+ * when it was inserted", and stop meaning it when that could change:
+ *  - the key is the SHA-256 of every certificate the client presented, so a
+ *    different key, signature or intermediate is a different entry;
+ *  - only a chain that X509_verify_cert accepted, whose identity was built and
+ *    whose revocation check passed (verify_cb refuses it otherwise) goes in;
+ *  - an entry lives until the earliest notAfter of the verified chain, or
+ *    tls.verify_cache.lifetime after insertion if sooner;
+ *  - revocation is checked on every hit as on a full verification, and a
+ *    revoked hit is evicted;
+ *  - the cache belongs to this tls_ctx_t, which owns the store and the
+ *    parameters: a new trust configuration is a new, empty cache, and nothing
+ *    sets per-connection verification parameters. */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int digest_der(EVP_MD_CTX *md, X509 *c)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509(c, &der);
+    int ok = n > 0 && EVP_DigestUpdate(md, der, (size_t)n);
+    OPENSSL_free(der);
+    return ok;
+}
+
+/* SHA-256 over the DER of the presented chain, leaf first, then the other
+ * certificates in the order the client sent them. DER is self-delimiting, so
+ * the concatenation is unambiguous. Boolean: 1 when key is set; on 0 the
+ * handshake simply takes the full verification. */
+static int chain_key(tls_ctx_t *t, X509_STORE_CTX *x, unsigned char *key)
+{
+    X509 *leaf = X509_STORE_CTX_get0_cert(x);
+    STACK_OF(X509) *sk = X509_STORE_CTX_get0_untrusted(x);
+    /* libssl passes the whole peer chain as the untrusted set, leaf first */
+    int first = sk_X509_num(sk) > 0 && sk_X509_value(sk, 0) == leaf;
+    unsigned int len = 0;
+    ERR_set_mark();
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = leaf && md && EVP_DigestInit_ex(md, t->sha256, NULL) && digest_der(md, leaf);
+    for (int i = first; ok && i < sk_X509_num(sk); i++)
+        ok = digest_der(md, sk_X509_value(sk, i));
+    ok = ok && EVP_DigestFinal_ex(md, key, &len) && len == TLS_VCACHE_KEY_LEN;
+    EVP_MD_CTX_free(md);
+    ERR_pop_to_mark();   /* a failure here is a miss, not a handshake error */
+    return ok;
+}
+
+/* The earliest notAfter of a verified chain, in ms; 0 if one is unreadable. */
+static uint64_t chain_not_after_ms(STACK_OF(X509) *chain)
+{
+    uint64_t min = UINT64_MAX;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        struct tm tm;
+        if (!ASN1_TIME_to_tm(X509_get0_notAfter(sk_X509_value(chain, i)), &tm))
+            return 0;
+        time_t na = timegm(&tm);
+        if (na <= 0)
+            return 0;
+        if ((uint64_t)na * 1000 < min)
+            min = (uint64_t)na * 1000;
+    }
+    return sk_X509_num(chain) > 0 ? min : 0;
+}
+
+/* Installed (SSL_CTX_set_cert_verify_callback) in place of libssl's call to
+ * X509_verify_cert when the cache is enabled. Boolean, as libssl expects. */
+static int cert_verify_cb(X509_STORE_CTX *x, void *arg)
+{
+    tls_ctx_t *t = arg;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    unsigned char key[TLS_VCACHE_KEY_LEN];
+    int keyed = chain_key(t, x, key);
+    if (keyed) {
+        tls_identity_t *id = tls_vcache_lookup(t->vcache, key, now_ms());
+        if (id) {
+            /* libssl keeps no verified chain for this handshake (nothing here
+             * reads one); the session keeps the peer certificate as usual */
+            SSL_set_ex_data(ssl, ssl_cached_idx, t);
+            int rev;
+            if (attach_identity(t, ssl, x, id, &rev)) {
+                X509_STORE_CTX_set_error(x, X509_V_OK);
+                return 1;
+            }
+            if (rev == TLS_REV_REVOKED)
+                tls_vcache_remove(t->vcache, key);
+            return 0;
+        }
+    }
+
+    /* A miss: the full verification, verify_cb included. Whatever identity
+     * the session holds after it is the one verify_cb attached. */
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    if (sess) {
+        tls_identity_release(SSL_SESSION_get_ex_data(sess, sess_idx));
+        SSL_SESSION_set_ex_data(sess, sess_idx, NULL);
+    }
+    int ok = X509_verify_cert(x);
+    if (ok <= 0)
+        return 0;
+    tls_identity_t *id = sess ? SSL_SESSION_get_ex_data(sess, sess_idx) : NULL;
+    if (keyed && id) {
+        uint64_t now = now_ms();
+        uint64_t until = chain_not_after_ms(X509_STORE_CTX_get0_chain(x));
+        if (until > now + t->cfg->tls.verify_cache_lifetime_ms)
+            until = now + t->cfg->tls.verify_cache_lifetime_ms;
+        tls_vcache_insert(t->vcache, key, id, now, until);   /* refuses until <= now */
+    }
     return 1;
+}
+
+int tls_ctx_vcache_stats(tls_ctx_t *t, tls_vcache_stats_t *st)
+{
+    if (!t->vcache)
+        return -1;
+    tls_vcache_stats(t->vcache, st);
+    return 0;
+}
+
+void tls_ctx_vcache_flush(tls_ctx_t *t)
+{
+    if (t->vcache)
+        tls_vcache_flush(t->vcache);
 }
 
 void tls_ctx_set_mirror(tls_ctx_t *t, pol_mirror_t *m)
@@ -485,6 +641,20 @@ tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
     X509_VERIFY_PARAM_set_purpose(vp, X509_PURPOSE_SSL_CLIENT);  /* clientAuth EKU when present */
     X509_VERIFY_PARAM_set_depth(vp, 8);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+    if (cfg->tls.verify_cache_size) {
+        t->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+        if (!t->sha256) {
+            ossl_err(err, errlen, "tls.verify_cache:", "SHA2-256");
+            goto fail;
+        }
+        t->vcache = tls_vcache_new(cfg->tls.verify_cache_size);
+        if (!t->vcache) {
+            snprintf(err, errlen, "tls.verify_cache: out of memory for %u entries",
+                     cfg->tls.verify_cache_size);
+            goto fail;
+        }
+        SSL_CTX_set_cert_verify_callback(ctx, cert_verify_cb, t);
+    }
 
     static const unsigned char sid_ctx[] = "portcullis";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
@@ -502,7 +672,9 @@ void tls_ctx_free(tls_ctx_t *t)
 {
     if (!t)
         return;
-    SSL_CTX_free(t->ssl);
+    SSL_CTX_free(t->ssl);   /* first: its sessions release their identities */
+    tls_vcache_free(t->vcache);
+    EVP_MD_free(t->sha256);
     for (size_t c = 0; t->class_cas && c < t->nclasses; c++)
         sk_X509_pop_free(t->class_cas[c], X509_free);
     free(t->class_cas);

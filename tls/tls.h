@@ -19,6 +19,7 @@
 #include "../config/config.h"
 #include "../policy/mirror.h"
 #include "../policy/revocation.h"
+#include "vcache.h"
 
 /* What the gateway knows about a verified client. Immutable once built;
  * shared by reference count between sessions and connections. */
@@ -59,6 +60,18 @@ int tls_identity_revoked(tls_ctx_t *t, const tls_identity_t *id);
 
 /* Why the last handshake on this SSL failed verification (or NULL). */
 const char *tls_verify_failure(SSL *ssl);
+
+/* Verify cache (tls.verify_cache): a full handshake whose client presents a
+ * chain this context already verified skips X509_verify_cert; the revocation
+ * check still runs. The cache belongs to the context, as the trust store
+ * does. tls_verify_cached: 1 if this SSL's handshake was such a hit.
+ * tls_ctx_vcache_stats: 0 and the counters, or -1 when the cache is disabled.
+ * tls_ctx_vcache_flush: forget every verified chain; to be called by anything
+ * that changes the trust store or verification parameters of a live context
+ * (today nothing does: a new configuration means a new context). */
+int tls_verify_cached(SSL *ssl);
+int tls_ctx_vcache_stats(tls_ctx_t *t, tls_vcache_stats_t *st);
+void tls_ctx_vcache_flush(tls_ctx_t *t);
 
 /* After a successful handshake: the identity of the peer (a new reference,
  * release with tls_identity_release), or NULL if none is attached. */

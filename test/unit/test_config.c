@@ -458,6 +458,9 @@ static void test_defaults(const char *pki, const char *tmp)
               "default handshake/session cache", "%llu %u %llu",
               (unsigned long long)t->handshake_timeout_ms, t->session_cache_size,
               (unsigned long long)t->session_lifetime_ms);
+        check(t->verify_cache_size == 10000 && t->verify_cache_lifetime_ms == 3600000,
+              "default verify cache", "%u %llu", t->verify_cache_size,
+              (unsigned long long)t->verify_cache_lifetime_ms);
         cfg_identity_t *id = &cfg->identity;
         int hdr_ok = 1;
         for (int i = 0; i < CFG_H__COUNT; i++)
@@ -521,6 +524,7 @@ static const char full_yaml[] =
     "  groups: P-256\n"
     "  handshake_timeout: 1500ms\n"
     "  session_cache: {size: 0, lifetime: 24h}\n"
+    "  verify_cache: {size: 1000000, lifetime: 90s}\n"
     "  classes:\n"
     "    - {name: device, ca: ${PKI}/device-ca.crt}\n"
     "    - {name: boot-strap_2, ca: ${PKI}/bootstrap-ca.crt}\n"
@@ -577,6 +581,9 @@ static void test_full(const char *pki, const char *tmp)
                   t->handshake_timeout_ms == 1500 && t->session_cache_size == 0 &&
                   t->session_lifetime_ms == 86400000,
               "tls settings", "min_version=%#x", t->min_version);
+        check(t->verify_cache_size == 1000000 && t->verify_cache_lifetime_ms == 90000,
+              "tls verify cache settings", "%u %llu", t->verify_cache_size,
+              (unsigned long long)t->verify_cache_lifetime_ms);
         check(cfg->identity.device_id_source == CFG_DEVID_CN &&
                   !strcmp(cfg->identity.device_id_prefix, "") &&
                   !strcmp(cfg->identity.headers[CFG_H_SERIAL], "X-Serial") &&
