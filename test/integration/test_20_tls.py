@@ -1,6 +1,7 @@
 """TLS: refused client certificates, session resumption, dual server certs."""
 
 import ssl
+import time
 
 from harness import (check, check_identity, eq, test, upstream_headers, upstream_info,
                      IDENTITY_HEADERS)
@@ -50,6 +51,54 @@ def _(env):
 @test("TLS 1.2 session resumption keeps the client identity")
 def _(env):
     _resume(env, ssl.TLSVersion.TLSv1_2)
+
+
+def _bounded_sessions(env, version, label):
+    """tls.session_cache bounds the store: a session is not resumed after its
+    lifetime, and the oldest session goes when the cache is full. Expired
+    sessions are swept on a timer, not by libssl as it handshakes, so this
+    also checks the expiry holds on lookup between sweeps."""
+    gw = env.start_gateway("sessions-" + label, env.config(
+        {"tls": {"session_cache": {"size": 3, "lifetime": "2s"}}}))
+    try:
+        ctx = env.client_context("device", max_version=version, min_version=version)
+
+        def fresh(path):
+            with env.connect(gw, ctx=ctx) as c:
+                upstream_info(c.request("GET", path), path)
+                check(not c.session_reused, "%s: a fresh connection claims to be resumed" % path)
+                return c.session
+
+        def resumed(session, path):
+            with env.connect(gw, ctx=ctx, session=session) as c:
+                upstream_info(c.request("GET", path), path)
+                return c.session_reused
+
+        # lifetime: resumed within it, a full handshake after it
+        early, late = fresh("/life/1"), fresh("/life/2")
+        check(resumed(early, "/life/3"), "a session was not resumed within its lifetime")
+        time.sleep(3.5)
+        check(not resumed(late, "/life/4"), "a session was resumed after its 2 s lifetime")
+
+        # size: four new sessions in a cache of three; the oldest is gone
+        first = fresh("/size/1")
+        for i in range(2, 4):
+            fresh("/size/%d" % i)
+        last = fresh("/size/4")
+        check(resumed(last, "/size/4b"), "the newest session was not resumed")
+        check(not resumed(first, "/size/1b"), "a session beyond the cache size was resumed")
+    finally:
+        gw.stop()
+
+
+@test("TLS 1.3 sessions: not resumed after their lifetime; the cache keeps at most its size")
+def _(env):
+    _bounded_sessions(env, ssl.TLSVersion.TLSv1_3, "tls13")
+
+
+@test("TLS 1.2 sessions: not resumed after their lifetime; the cache keeps at most its size")
+def _(env):
+    _bounded_sessions(env, ssl.TLSVersion.TLSv1_2, "tls12")
 
 
 @test("dual cert: TLS 1.2 client restricted to ECDHE-RSA-AES128-GCM-SHA256 gets the RSA cert")
