@@ -40,6 +40,7 @@ typedef struct {
     char **claim_headers;          /* every header a token claim may be injected as */
     size_t nclaim_headers;
     uint32_t nconns;       /* live client connections, all workers; atomic */
+    uint64_t accepted;     /* client connections accepted so far, all workers; atomic */
 } gw_runtime_t;
 
 typedef struct gw_worker {

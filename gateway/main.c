@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <event2/thread.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -155,6 +156,36 @@ static void on_jwks_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A burst of handshakes leaves glibc's heaps holding what the handshakes
+ * freed (record and handshake buffers, certificate decoding) between the
+ * connections that stayed open: about a quarter of the memory of an idle
+ * connection after a burst (docs/performance.md). Once a whole tick passes
+ * without a new connection, that memory goes back to the system. Under a
+ * steady stream of connections this never runs, so their allocations never
+ * fault pages in again. */
+#define TRIM_TICK_MS 1000
+
+typedef struct {
+    gw_runtime_t *rt;
+    uint64_t seen;   /* rt->accepted at the last tick */
+    int dirty;       /* connections arrived since the last trim */
+} trim_t;
+
+static void on_trim_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    trim_t *t = arg;
+    uint64_t now = __atomic_load_n(&t->rt->accepted, __ATOMIC_RELAXED);
+    if (now != t->seen) {
+        t->seen = now;
+        t->dirty = 1;
+    } else if (t->dirty) {
+        t->dirty = 0;
+        malloc_trim(0);
+    }
+}
+
 static void *control_main(void *arg)
 {
     control_t *ctl = arg;
@@ -262,6 +293,13 @@ int main(int argc, char **argv)
     struct timeval five = {5, 0};
     if (rt.njwks_files && jwks_timer)
         event_add(jwks_timer, &five);
+    trim_t trim = {.rt = &rt};
+    struct event *trim_timer = event_new(ctl.base, -1, EV_PERSIST, on_trim_timer, &trim);
+    struct timeval tick = {TRIM_TICK_MS / 1000, (TRIM_TICK_MS % 1000) * 1000};
+    if (!trim_timer || event_add(trim_timer, &tick) != 0) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
     int n = 0, rc = 0;
     for (; n < cfg->workers; n++) {
         if (gw_worker_init(&workers[n], n, &rt, err, sizeof(err)) < 0) {
@@ -326,6 +364,7 @@ int main(int argc, char **argv)
     free(workers);
     if (jwks_timer)
         event_free(jwks_timer);
+    event_free(trim_timer);
     event_base_free(ctl.base);
     pol_mirror_free(rt.mirror);
     policy_free(&rt);

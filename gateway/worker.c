@@ -74,6 +74,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             close(fd);
             continue;
         }
+        __atomic_add_fetch(&w->rt->accepted, 1, __ATOMIC_RELAXED);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         gw_conn_new(w, fd, &peer);
