@@ -204,7 +204,7 @@ static void up_head(void *arg, int status, const ups_hdrs_t *h, int framing, uin
     }
     if (c->http_minor == 0)
         close = 1;
-    ups_build_response_head(c->out, status, h, c->rl_headers[0] ? c->rl_headers : NULL, cframing, clen,
+    ups_build_response_head(c->out, status, h, c->rl_headers && c->rl_headers[0] ? c->rl_headers : NULL, cframing, clen,
                             close);
     if (close)
         c->close_after = 1;
@@ -1013,7 +1013,6 @@ void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
     }
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
-    tls_set_fail_buf(c->ssl, c->fail);
     SSL_set_accept_state(c->ssl);
     arm(c, T_HANDSHAKE, cfg->tls.handshake_timeout_ms);
     conn_io(c);
@@ -1042,6 +1041,7 @@ static void conn_free(gw_conn_t *c)
     if (c->out)
         evbuffer_free(c->out);
     ups_hdrs_free(&c->hdrs);
+    free(c->rl_headers);
     /* OpenSSL drops a session from the cache when its connection ends
      * without close_notify; mobile clients often just close the socket.
      * Keep the session unless the TLS layer itself failed. */

@@ -17,6 +17,7 @@
 #define OUT_HIGH (256 * 1024)     /* stop reading requests above this unsent response size */
 #define UP_REQ_HIGH (256 * 1024)  /* stop reading a body above this unsent upstream backlog */
 #define DISCARD_MAX (64 * 1024)   /* bodies of refused requests up to this are read and dropped */
+#define GW_RL_HEADERS_LEN 256     /* RateLimit header lines of one response */
 
 enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING };
 enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND };
@@ -34,7 +35,6 @@ struct gw_conn {
     char peer[INET6_ADDRSTRLEN + 8];
     char peer_ip[INET6_ADDRSTRLEN];
     struct sockaddr_storage peer_addr;
-    char fail[TLS_FAIL_LEN];
     tls_identity_t *id;
     uint64_t rev_gen;           /* revocation generation the identity was last checked at */
     int dead;                   /* conn_io frees it */
@@ -88,7 +88,8 @@ struct gw_conn {
     struct evbuffer *body;      /* an internal route's request body */
     void *handler;              /* the handler's state while it works */
     int handler_started;        /* 1: to start once llhttp returns; 2: working */
-    char rl_headers[256];       /* RateLimit lines for the response, when configured */
+    char *rl_headers;           /* RateLimit lines for the response (GW_RL_HEADERS_LEN), once a
+                                 * route with rate_limit_headers needed them; else NULL */
 };
 
 #define CLOG(c, lvl, ...)                                             \

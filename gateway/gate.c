@@ -88,8 +88,12 @@ static int limited(gw_conn_t *c, const cfg_rate_limit_t *l, const pol_rl_result_
 
 static void finish_headers(gw_conn_t *c)
 {
-    if (c->route->rate_limit_headers && c->gate_tight_name &&
-        pol_rl_headers(&c->gate_tight, c->gate_tight_name, c->rl_headers, sizeof(c->rl_headers)) < 0)
+    if (!c->route->rate_limit_headers || !c->gate_tight_name)
+        return;
+    /* allocated the first time a route of this connection needs it */
+    if (!c->rl_headers && !(c->rl_headers = calloc(1, GW_RL_HEADERS_LEN)))
+        return;
+    if (pol_rl_headers(&c->gate_tight, c->gate_tight_name, c->rl_headers, GW_RL_HEADERS_LEN) < 0)
         c->rl_headers[0] = '\0';
 }
 
@@ -182,7 +186,8 @@ int gw_gate_start(gw_conn_t *c, int *rc)
     const cfg_route_t *r = c->route;
     const cfg_t *cfg = c->w->rt->cfg;
     c->gate_tight_name = NULL;
-    c->rl_headers[0] = '\0';
+    if (c->rl_headers)
+        c->rl_headers[0] = '\0';
     if (r->jwt && check_jwt(c, rc) == GW_GATE_DENY)
         return GW_GATE_DENY;
     if (!r->nrate_limits)
@@ -246,5 +251,6 @@ void gw_gate_reset(gw_conn_t *c)
     drop_questions(c);
     free(c->jwt);
     c->jwt = NULL;
-    c->rl_headers[0] = '\0';
+    if (c->rl_headers)
+        c->rl_headers[0] = '\0';
 }

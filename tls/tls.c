@@ -19,7 +19,7 @@ struct tls_ctx {
 };
 
 static int sess_idx = -1;  /* SSL_SESSION ex_data: tls_identity_t* */
-static int ssl_fail_idx = -1;  /* SSL ex_data: char[TLS_FAIL_LEN] */
+static int ssl_fail_idx = -1;  /* SSL ex_data: char[TLS_FAIL_LEN], only once a check failed */
 static int ssl_cached_idx = -1;  /* SSL ex_data: non-NULL after a verify-cache hit */
 static int ssl_ctx_idx = -1;   /* SSL_CTX ex_data: tls_ctx_t* */
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
@@ -53,24 +53,29 @@ static int sess_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_
     return 1;
 }
 
+/* The failure text is allocated only when a check fails: a connection
+ * whose certificate is fine carries no buffer for it. */
+static void fail_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    free(ptr);
+}
+
 static void init_indexes(void)
 {
     sess_idx = SSL_SESSION_get_ex_new_index(0, NULL, NULL, sess_dup, sess_free);
-    ssl_fail_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    ssl_fail_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, fail_free);
     ssl_cached_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     ssl_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-void tls_set_fail_buf(SSL *ssl, char *buf)
-{
-    buf[0] = '\0';
-    SSL_set_ex_data(ssl, ssl_fail_idx, buf);
-}
-
 const char *tls_verify_failure(SSL *ssl)
 {
-    char *buf = SSL_get_ex_data(ssl, ssl_fail_idx);
-    return buf && buf[0] ? buf : NULL;
+    return SSL_get_ex_data(ssl, ssl_fail_idx);
 }
 
 int tls_verify_cached(SSL *ssl)
@@ -281,9 +286,14 @@ static int class_of_chain(const tls_ctx_t *t, STACK_OF(X509) *chain)
 
 static void set_fail(SSL *ssl, const char *why, int depth)
 {
-    char *buf = SSL_get_ex_data(ssl, ssl_fail_idx);
-    if (buf && !buf[0])
-        snprintf(buf, TLS_FAIL_LEN, "client certificate refused: %s (depth %d)", why, depth);
+    if (SSL_get_ex_data(ssl, ssl_fail_idx))
+        return;   /* the first failure is the one reported */
+    char *buf = malloc(TLS_FAIL_LEN);
+    if (!buf)
+        return;
+    snprintf(buf, TLS_FAIL_LEN, "client certificate refused: %s (depth %d)", why, depth);
+    if (!SSL_set_ex_data(ssl, ssl_fail_idx, buf))
+        free(buf);
 }
 
 /* The one path by which a verified identity joins a handshake, whether its

@@ -82,9 +82,7 @@ void tls_identity_release(tls_identity_t *id);
 tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
                                        const cfg_identity_t *icfg);
 
-/* Per-SSL pointer for the verify callback's failure text; the caller sets it
- * to a buffer of TLS_FAIL_LEN bytes that lives as long as the SSL. */
+/* Longest failure text tls_verify_failure returns, with its NUL. */
 #define TLS_FAIL_LEN 160
-void tls_set_fail_buf(SSL *ssl, char *buf);
 
 #endif

@@ -322,8 +322,6 @@ static result_t handshake(tls_ctx_t *t, SSL_CTX *cctx)
     BIO_new_bio_pair(&sb, 0, &cb, 0);
     SSL_set_bio(s, sb, sb);
     SSL_set_bio(c, cb, cb);
-    char fail[TLS_FAIL_LEN];
-    tls_set_fail_buf(s, fail);
     SSL_set_connect_state(c);
     SSL_set_accept_state(s);
     int cdone = 0;
