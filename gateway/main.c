@@ -167,8 +167,8 @@ static void on_jwks_timer(evutil_socket_t fd, short what, void *arg)
 
 typedef struct {
     gw_runtime_t *rt;
-    uint64_t seen;   /* rt->accepted at the last tick */
-    int dirty;       /* connections arrived since the last trim */
+    uint64_t seen;      /* rt->accepted at the last tick */
+    uint64_t trimmed;   /* rt->accepted at the last trim */
 } trim_t;
 
 static void on_trim_timer(evutil_socket_t fd, short what, void *arg)
@@ -178,12 +178,15 @@ static void on_trim_timer(evutil_socket_t fd, short what, void *arg)
     trim_t *t = arg;
     uint64_t now = __atomic_load_n(&t->rt->accepted, __ATOMIC_RELAXED);
     if (now != t->seen) {
-        t->seen = now;
-        t->dirty = 1;
-    } else if (t->dirty) {
-        t->dirty = 0;
-        malloc_trim(0);
+        t->seen = now;   /* still arriving: not now */
+        return;
     }
+    if (now == t->trimmed)
+        return;          /* nothing new since the last trim */
+    int released = malloc_trim(0);
+    gw_log(GW_DEBUG, NULL, "memory: heaps trimmed after %llu new connections (%s)",
+           (unsigned long long)(now - t->trimmed), released ? "memory returned" : "nothing to return");
+    t->trimmed = now;
 }
 
 static void *control_main(void *arg)

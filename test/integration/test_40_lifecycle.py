@@ -134,3 +134,26 @@ def _(env):
               % (time.monotonic() - t0))
     finally:
         gw.stop(grace=2)
+
+
+@test("memory is trimmed once connections stop arriving, not while they arrive")
+def _(env):
+    gw = env.start_gateway("trim", env.config({"logging": {"level": "debug"}}))
+    try:
+        def trims():
+            return sum("heaps trimmed" in line for line in gw.log_tail(400))
+
+        # a steady stream, one connection every 0.3 s for 2.5 s: no trim
+        t_end = time.monotonic() + 2.5
+        while time.monotonic() < t_end:
+            with env.connect(gw) as c:
+                upstream_info(c.request("GET", "/trim/steady"), "steady connection")
+            time.sleep(0.3)
+        eq(trims(), 0, "trims while connections kept arriving")
+        # then quiet: the heaps are trimmed within two ticks, once
+        time.sleep(2.5)
+        eq(trims(), 1, "trims after connections stopped")
+        time.sleep(1.5)
+        eq(trims(), 1, "trims with no new connection since the last trim")
+    finally:
+        gw.stop()
