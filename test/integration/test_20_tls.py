@@ -1,5 +1,6 @@
 """TLS: refused client certificates, session resumption, dual server certs."""
 
+import re
 import ssl
 import time
 
@@ -99,6 +100,41 @@ def _(env):
 @test("TLS 1.2 sessions: not resumed after their lifetime; the cache keeps at most its size")
 def _(env):
     _bounded_sessions(env, ssl.TLSVersion.TLSv1_2, "tls12")
+
+
+def _resume_across_workers(env, version, label):
+    """One session cache for all workers: a session made on one worker resumes
+    on the other (the kernel spreads connections over the workers' sockets)."""
+    gw = env.start_gateway("resume-workers-" + label, env.config(
+        {"workers": 2, "logging": {"level": "debug"}}))
+    try:
+        ctx = env.client_context("device", max_version=version, min_version=version)
+        with env.connect(gw, ctx=ctx) as c:
+            upstream_info(c.request("GET", "/workers/0"), "first connection")
+            session = c.session
+        for i in range(1, 25):
+            with env.connect(gw, ctx=ctx, session=session) as c:
+                upstream_info(c.request("GET", "/workers/%d" % i), "connection %d" % i)
+                check(c.session_reused, "connection %d was not resumed" % i)
+                session = c.session   # TLS 1.3 tickets are single-use
+        workers = set()
+        for line in gw.log_tail(500):
+            m = re.search(r"\bw=(\d+) .* resumed class=", line)
+            if m:
+                workers.add(m.group(1))
+        eq(sorted(workers), ["0", "1"], "workers that resumed a session")
+    finally:
+        gw.stop()
+
+
+@test("TLS 1.3 sessions resume on any worker")
+def _(env):
+    _resume_across_workers(env, ssl.TLSVersion.TLSv1_3, "tls13")
+
+
+@test("TLS 1.2 sessions resume on any worker")
+def _(env):
+    _resume_across_workers(env, ssl.TLSVersion.TLSv1_2, "tls12")
 
 
 @test("dual cert: TLS 1.2 client restricted to ECDHE-RSA-AES128-GCM-SHA256 gets the RSA cert")
