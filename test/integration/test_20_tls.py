@@ -92,16 +92,6 @@ def _bounded_sessions(env, version, label):
         gw.stop()
 
 
-@test("TLS 1.3 sessions: not resumed after their lifetime; the cache keeps at most its size")
-def _(env):
-    _bounded_sessions(env, ssl.TLSVersion.TLSv1_3, "tls13")
-
-
-@test("TLS 1.2 sessions: not resumed after their lifetime; the cache keeps at most its size")
-def _(env):
-    _bounded_sessions(env, ssl.TLSVersion.TLSv1_2, "tls12")
-
-
 def _resume_across_workers(env, version, label):
     """One session cache for all workers: a session made on one worker resumes
     on the other (the kernel spreads connections over the workers' sockets)."""
@@ -127,14 +117,14 @@ def _resume_across_workers(env, version, label):
         gw.stop()
 
 
-@test("TLS 1.3 sessions resume on any worker")
-def _(env):
-    _resume_across_workers(env, ssl.TLSVersion.TLSv1_3, "tls13")
-
-
-@test("TLS 1.2 sessions resume on any worker")
-def _(env):
-    _resume_across_workers(env, ssl.TLSVersion.TLSv1_2, "tls12")
+for _ver, _vlabel, _tag in [(ssl.TLSVersion.TLSv1_3, "TLS 1.3", "tls13"),
+                            (ssl.TLSVersion.TLSv1_2, "TLS 1.2", "tls12")]:
+    for _fn, _what in [(_bounded_sessions,
+                        "sessions: not resumed after their lifetime; the cache keeps at most its size"),
+                       (_resume_across_workers, "sessions resume on any worker")]:
+        def _mk(fn=_fn, ver=_ver, tag=_tag):
+            return lambda env: fn(env, ver, tag)
+        test("%s %s" % (_vlabel, _what))(_mk())
 
 
 @test("dual cert: TLS 1.2 client restricted to ECDHE-RSA-AES128-GCM-SHA256 gets the RSA cert")
