@@ -106,6 +106,24 @@ int pol_rev_canon_fingerprint(const char *fp, char *out, size_t outlen, const ch
     return 0;
 }
 
+/* Boolean: s (n bytes, after an optional "sha256:") has no colon, or is 32
+ * pairs of characters with a colon between each two pairs. */
+static int fingerprint_form(const char *s, size_t n)
+{
+    if (n > 7 && strncmp(s, "sha256:", 7) == 0) {
+        s += 7;
+        n -= 7;
+    }
+    if (!memchr(s, ':', n))
+        return 1;
+    if (n != 64 + 31)
+        return 0;
+    for (size_t i = 2; i < n; i += 3)
+        if (s[i] != ':')
+            return 0;
+    return 1;
+}
+
 int pol_rev_canon_entry(const char *entry, size_t len, char *out, size_t outlen, const char **err)
 {
     char buf[POL_REV_ENTRY_MAX];
@@ -116,9 +134,11 @@ int pol_rev_canon_entry(const char *entry, size_t len, char *out, size_t outlen,
     memcpy(buf, entry, len);
     buf[len] = '\0';
     char *colon = memchr(buf, ':', len);
-    /* a class name never contains hex-only text of 64 characters; a
-     * fingerprint may contain colons, so try it first */
-    if (pol_rev_canon_fingerprint(buf, out, outlen, err) == 0)
+    /* A fingerprint is written without colons or with one after every two
+     * digits (as openssl prints it). Any other colon separates a class from
+     * a serial: a hex-only class name and a serial can add up to 64 digits,
+     * and "deadbeef...:1a" must stay that class and serial when read back. */
+    if (fingerprint_form(buf, len) && pol_rev_canon_fingerprint(buf, out, outlen, err) == 0)
         return 0;
     if (!colon) {
         *err = "entry must be <class>:<serial> or a 64-hex-digit fingerprint";
