@@ -34,7 +34,9 @@ static const char config_text[] =
     "    - name: device\n      ca: @D@/device-ca.crt\n"
     "    - name: bootstrap\n      ca: @D@/bootstrap-ca.crt\n"
     "upstreams:\n  - name: api\n    servers: [127.0.0.1:9080]\n"
-    "routes:\n  - path: /\n    upstream: api\n    allow_classes: [device]\n"
+    "routes:\n"
+    "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device], require_bearer: false}\n"
+    "  - {path: /, upstream: api, allow_classes: [device]}\n"
     "issuance:\n"
     "  ca_cert: @D@/device-ca.crt\n  ca_key: @D@/device-ca.key\n"
     "  platforms:\n    ios: {provider: http, url: \"http://127.0.0.1:9100/verify\"}\n";
