@@ -210,6 +210,10 @@ def _(env):
                                ("/certificates/x/..;/api/secret", "param"),
                                ("//api/secret", "empty")]:
             _check_variant(env, gw, "README config", target, ("bad_path", reason))
+        with env.connect(gw, "bootstrap") as c:
+            c.send(b"GET /certificates/..;/api/secret HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            check_json_error(c.read_response(), 400, "keep-alive GET /certificates/..;/api/secret")
+            check(c.is_closed(2.0), "connection left open after 400 bad_path")
         before = env.upstream_count()
         body = check_json_error(_send(env, gw, "/%61pi/secret"), 403, "GET /%61pi/secret")
         eq(body["error"], "forbidden_class", "error code")
