@@ -192,6 +192,38 @@ int main(void)
     for (long rc = -1; rc >= POL_TGT_NO_ROOM; rc--)
         CHECK(pol_target_strerror(rc) && strlen(pol_target_strerror(rc)) > 10, "every reason has a message");
 
+    /* properties over generated targets: checking alone, canonicalising
+     * into a buffer and in place agree; the canonical form is no longer
+     * than the target and is its own canonical form */
+    {
+        static const char al[] = "/%.;\\?#aA~2eEfF0c3C/..%2e";
+        unsigned seed = 1, bad = 0, accepted = 0;
+        char t[40], o[40], ip[40], o2[40];
+        for (int it = 0; it < 200000; it++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t len = 1 + (seed >> 16) % 24;
+            t[0] = '/';
+            for (size_t i = 1; i < len; i++) {
+                seed = seed * 1103515245u + 12345u;
+                unsigned r = (seed >> 16) % 40;
+                t[i] = r < sizeof(al) - 1 ? al[r] : (char)((seed >> 8) & 0xff);
+            }
+            unsigned f = it & 1 ? POL_TGT_MERGE_SLASHES : 0;
+            size_t pl = 0, pl2 = 0;
+            long n = pol_target_canon(t, len, f, o, sizeof(o), &pl);
+            memcpy(ip, t, len);
+            long k = pol_target_canon(ip, len, f, ip, len, NULL);
+            bad += pol_target_canon(t, len, f, NULL, 0, NULL) != n || k != n ||
+                   (n >= 0 && memcmp(ip, o, (size_t)n) != 0);
+            if (n < 0)
+                continue;
+            accepted++;
+            long n2 = pol_target_canon(o, (size_t)n, 0, o2, sizeof(o2), &pl2);
+            bad += (size_t)n > len || n2 != n || memcmp(o, o2, (size_t)n) != 0 || pl2 != pl;
+        }
+        CHECK(bad == 0 && accepted > 10000, "generated targets: check, copy and in place agree; idempotent");
+    }
+
     /* a route path the config accepts is its own canonical form, so a
      * request can always be spelled to match it; the config refuses the rest */
     const char *rpaths[] = {"/", "/api", "/api/", "/a.b/c-d_e~f/", "/.well-known/", "/caf%C3%A9/",
