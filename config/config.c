@@ -372,6 +372,21 @@ static void parse_limits(ctx_t *c, yaml_node_t *n)
         cfgw_num(&c->w, f[3].val, "limits.max_body_bytes", 's', 0, UINT64_MAX, &l->max_body_bytes);
 }
 
+static void parse_http(ctx_t *c, yaml_node_t *n)
+{
+    static const char *const cases[] = {"sensitive", "insensitive"};
+    static const char *const empties[] = {"refuse", "merge"};
+    cfg_http_t *h = &c->cfg->http;
+    cfgw_fld_t f[] = {F("path_case"), F("path_empty_segments")};
+    if (cfgw_map(&c->w, n, "http", f, NF(f)) < 0)
+        return;
+    if (f[0].val)
+        cfgw_enum(&c->w, f[0].val, "http.path_case", cases, NF(cases), &h->path_case_insensitive);
+    if (f[1].val)
+        cfgw_enum(&c->w, f[1].val, "http.path_empty_segments", empties, NF(empties),
+                  &h->path_merge_slashes);
+}
+
 static void parse_timeouts(ctx_t *c, yaml_node_t *n)
 {
     cfg_timeouts_t *t = &c->cfg->timeouts;
@@ -524,7 +539,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
         cfg_route_t *r = &cfg->routes[i];
         yaml_node_t *item = cfgw_node(&c->w, it[i]), *v;
         char p[CFGW_PATHLEN], q[CFGW_PATHLEN], list[512], msg[300];
-        const char *s;
+        const char *s, *why;
         int ok = 1;
         r->require_bearer = 1;
         cfgw_pi(p, "routes", i);
@@ -536,6 +551,8 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
                 cfgw_err(&c->w, v, q, "path must start with '/', got \"%.60s\"", s);
             else if (!cfgp_printable(s))
                 cfgw_err(&c->w, v, q, "path must not contain spaces or control characters");
+            else if ((why = cfgp_route_path_error(s)))
+                cfgw_err(&c->w, v, q, "path \"%.60s\" %s", s, why);
             else
                 r->path = cfgp_xstrdup(s);
         }
@@ -570,7 +587,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
         if (!ok || !r->path)
             continue;
         complete[i] = 1;
-        long j = cfgp_find_dup_route(cfg->routes, complete, i);
+        long j = cfgp_find_dup_route(cfg->routes, complete, i, cfg->http.path_case_insensitive);
         if (j >= 0)
             cfgw_err(&c->w, f[PATH].val, cfgw_pk(q, p, "path"),
                      "duplicate route: same host, path and "
@@ -723,11 +740,11 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
            REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
-           ISSUANCE };
+           ISSUANCE, HTTP };
     cfgw_fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
                       F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
                       F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
-                      F("issuance")};
+                      F("issuance"), F("http")};
     if (cfgw_map(&c->w, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -741,6 +758,8 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_limits(c, f[LIMITS].val);
     if (f[TIMEOUTS].val)
         parse_timeouts(c, f[TIMEOUTS].val);
+    if (f[HTTP].val) /* before routes: path_case decides which routes are duplicates */
+        parse_http(c, f[HTTP].val);
     if (cfgw_require(&c->w, root, "", &f[UPSTREAMS]))
         parse_upstreams(c, f[UPSTREAMS].val);
     /* before routes, which refer to rate limits by name */

@@ -160,6 +160,12 @@ typedef struct {
     uint64_t max_body_bytes;      /* request body; 0 = unlimited */
 } cfg_limits_t;
 
+/* How request targets are read (the http section). */
+typedef struct {
+    int path_case_insensitive;    /* path_case: insensitive; routes match ignoring ASCII case */
+    int path_merge_slashes;       /* path_empty_segments: merge; else "//" is refused */
+} cfg_http_t;
+
 typedef struct {
     uint64_t header_read_ms;  /* first byte of a request to end of its headers */
     uint64_t body_read_ms;    /* max gap between reads of a request body */
@@ -209,6 +215,7 @@ typedef struct {
     cfg_tls_t tls;
     cfg_identity_t identity;
     cfg_limits_t limits;
+    cfg_http_t http;
     cfg_timeouts_t timeouts;
     cfg_upstream_t *upstreams;
     size_t nupstreams;

@@ -364,12 +364,13 @@ static int method_sets_equal(const cfg_route_t *a, const cfg_route_t *b)
 }
 
 /* Index of an earlier complete route with the same host, path and methods. */
-long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i)
+long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i,
+                         int nocase)
 {
     const cfg_route_t *r = &routes[i];
     for (size_t j = 0; j < i; j++) {
         const cfg_route_t *o = &routes[j];
-        if (complete[j] && strcmp(o->path, r->path) == 0 &&
+        if (complete[j] && (nocase ? strcasecmp(o->path, r->path) : strcmp(o->path, r->path)) == 0 &&
             (o->host == NULL) == (r->host == NULL) && (!o->host || !strcmp(o->host, r->host)) &&
             method_sets_equal(o, r))
             return (long)j;
@@ -611,6 +612,59 @@ int cfgp_printable(const char *s)
         if ((unsigned char)*s <= 0x20 || *s == 0x7f)
             return 0;
     return 1;
+}
+
+/* Bytes a canonical request path carries only as an escape (a raw one is
+ * refused, and the escape is not decoded): a route may name them as %XX. */
+static int escape_only(unsigned v)
+{
+    return v >= 0x80 || (v && strchr(" \"#<>?[]^`{|}", (int)v));
+}
+
+static int upper_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A route must be written as pol_target_canon() spells request paths, or
+ * a request that means the same path could never match it (and would take
+ * a shorter, perhaps less strict, route). */
+const char *cfgp_route_path_error(const char *s)
+{
+    static const char bad_char[] =
+        "may contain only letters, digits, '-', '.', '_', '~', '/' and %XX (uppercase hex) for "
+        "bytes a request path must escape (space \" # < > ? [ ] ^ ` { | } and 0x80-0xFF): "
+        "requests are matched in canonical form";
+    size_t seg_n = 0;
+    int all_dots = 1, end_bad = 0;
+    for (size_t i = 1;; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '/' || ch == '\0') {
+            if (ch == '/' && seg_n == 0)
+                return "must not contain \"//\" (an empty segment)";
+            if (seg_n && ((all_dots && seg_n <= 2) || end_bad))
+                return "must not have a '.' or '..' segment, or a segment ending in '.' or %20";
+            if (ch == '\0')
+                return NULL;
+            seg_n = 0;
+            all_dots = 1;
+            end_bad = 0;
+        } else if (ch == '%') {
+            int hi = upper_hex(s[i + 1]), lo = hi < 0 ? -1 : upper_hex(s[i + 2]);
+            if (lo < 0 || !escape_only((unsigned)(hi * 16 + lo)))
+                return bad_char;
+            i += 2;
+            seg_n++;
+            all_dots = 0;
+            end_bad = hi * 16 + lo == 0x20;
+        } else if (isalnum(ch) || strchr("-._~", ch)) {
+            seg_n++;
+            all_dots = all_dots && ch == '.';
+            end_bad = ch == '.';
+        } else {
+            return bad_char;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- YAML */

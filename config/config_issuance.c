@@ -586,9 +586,10 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
     if (f[PREFIX].val && (s = cfgw_scalar(&c.w, f[PREFIX].val, "issuance.path_prefix",
                                           "a path like /certificates/"))) {
         if (s[0] != '/' || s[strlen(s) - 1] != '/' || !cfgp_printable(s) || strlen(s) > 200 ||
-            strpbrk(s, "?#%"))
+            strpbrk(s, "?#%") || cfgp_route_path_error(s))
             cfgw_err(&c.w, f[PREFIX].val, "issuance.path_prefix", "expected a path that starts and "
-                     "ends with '/', like /certificates/, got \"%.60s\"", s);
+                     "ends with '/', like /certificates/, in canonical form (letters, digits, "
+                     "'-', '.', '_', '~', no \"//\" or dot segments), got \"%.60s\"", s);
         else {
             free(is->path_prefix);
             is->path_prefix = cfgp_xstrdup(s);

@@ -390,6 +390,28 @@ static int internal_head(gw_conn_t *c)
     return 0;
 }
 
+/* Replaces the request target with its canonical spelling, in place (it
+ * is never longer): routes match on it and it is what the upstream gets
+ * (ups_build_request_head writes hdrs.first). Checked first, so a refused
+ * target stays as received for the log. 0 and the path length in *plen,
+ * or -1 with the 400 bad_path in c->err_*. */
+static int canon_target(gw_conn_t *c, size_t *plen)
+{
+    const cfg_http_t *hc = &CFG(c)->http;
+    unsigned flags = hc->path_merge_slashes ? POL_TGT_MERGE_SLASHES : 0;
+    ups_hdrs_t *h = &c->hdrs;
+    char *t = h->buf + h->first.off;
+    long rc = pol_target_canon(t, h->first.len, flags, NULL, 0, NULL);
+    if (rc >= 0)
+        rc = pol_target_canon(t, h->first.len, flags, t, h->first.len, plen);
+    if (rc < 0) {
+        stop(c, 400, "bad_path", pol_target_strerror(rc));
+        return -1;
+    }
+    h->first.len = (uint32_t)rc;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     gw_conn_t *c = p->data;
@@ -425,9 +447,9 @@ static int on_headers_complete(llhttp_t *p)
     char host[256];
     if (pol_host(ups_str(h, h->h[hi].value), h->h[hi].value.len, host, sizeof(host)) < 0)
         return stop(c, 400, "bad_host", "the Host header is malformed");
-    long plen = pol_target_path(ups_str(h, h->first), h->first.len);
-    if (plen < 0)
-        return stop(c, 400, "bad_path", "the request path is not an acceptable origin-form path");
+    size_t plen;
+    if (canon_target(c, &plen) < 0)
+        return HPE_USER;
     if (!c->req_chunked && cfg->limits.max_body_bytes && p->content_length > cfg->limits.max_body_bytes)
         return stop(c, 413, "body_too_large", "the request body is larger than allowed");
     int expect = ups_hdrs_find(h, "expect");
@@ -450,10 +472,10 @@ static int on_headers_complete(llhttp_t *p)
         }
     }
     c->action = "routing";
-    c->internal = gw_internal_route(cfg, ups_str(h, h->first), (size_t)plen);
+    c->internal = gw_internal_route(cfg, ups_str(h, h->first), plen);
     if (c->internal)
         return internal_head(c);
-    c->route = pol_route(cfg, host, ups_str(h, h->first), (size_t)plen, c->method);
+    c->route = pol_route(cfg, host, ups_str(h, h->first), plen, c->method);
     if (!c->route)
         return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
     int ai = ups_hdrs_find(h, "authorization");

@@ -4,53 +4,6 @@
 #include <string.h>
 #include <strings.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-}
-
-long pol_target_path(const char *t, size_t len)
-{
-    if (len == 0 || t[0] != '/')
-        return -1;
-    size_t plen = 0;
-    while (plen < len && t[plen] != '?' && t[plen] != '#')
-        plen++;
-    if (plen < len && t[plen] == '#')
-        return -1;   /* fragments are never sent on the wire */
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] == 0x7f)
-            return -1;
-    /* Refuse anything a backend could read as another path than the one the
-     * route matched: dot segments, encoded '.', '/' or '\', and '\'. */
-    size_t seg = 1;   /* start of the current segment */
-    for (size_t i = 1; i <= plen; i++) {
-        if (i == plen || t[i] == '/') {
-            size_t n = i - seg;
-            if ((n == 1 && t[seg] == '.') || (n == 2 && t[seg] == '.' && t[seg + 1] == '.'))
-                return -1;
-            seg = i + 1;
-            continue;
-        }
-        if (t[i] == '\\')
-            return -1;
-        if (t[i] == '%') {
-            if (i + 2 >= plen)
-                return -1;
-            int hi = hexval(t[i + 1]), lo = hexval(t[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            int ch = hi * 16 + lo;
-            if (ch == '.' || ch == '/' || ch == '\\' || ch == 0)
-                return -1;
-        }
-    }
-    return (long)plen;
-}
-
 int pol_host(const char *v, size_t len, char *out, size_t outlen)
 {
     size_t n = len;
@@ -81,10 +34,10 @@ int pol_host(const char *v, size_t len, char *out, size_t outlen)
     return 0;
 }
 
-static int prefix_match(const char *prefix, const char *path, size_t plen)
+static int prefix_match(const char *prefix, const char *path, size_t plen, int nocase)
 {
     size_t n = strlen(prefix);
-    if (n > plen || memcmp(prefix, path, n) != 0)
+    if (n > plen || (nocase ? strncasecmp(prefix, path, n) : memcmp(prefix, path, n)) != 0)
         return 0;
     return n == plen || prefix[n - 1] == '/' || path[n] == '/';
 }
@@ -98,7 +51,7 @@ const cfg_route_t *pol_route(const cfg_t *cfg, const char *host, const char *pat
         const cfg_route_t *r = &cfg->routes[i];
         if (r->host && (!host || strcmp(r->host, host) != 0))
             continue;
-        if (!prefix_match(r->path, path, plen))
+        if (!prefix_match(r->path, path, plen, cfg->http.path_case_insensitive))
             continue;
         if (r->nmethods) {
             size_t m = 0;
