@@ -130,6 +130,12 @@ def _(env):
                    "issue over the async gate (%s)" % ("chunked" if chunked else "length"))
             r = c.request("GET", "/certificates/challenge", bearer=None)
             eq(r.status, 200, "the connection still serves the next request")
+            # pipelined: three challenges in one write, answered in order
+            c.send(b"".join(build_request("POST", "/certificates/challenge", body=b"{}")
+                            for _ in range(3)))
+            got = [c.read_response() for _ in range(3)]
+            eq([g.status for g in got], [200, 200, 200], "pipelined challenges")
+            eq(len({g.json()["nonce"] for g in got}), 3, "three distinct nonces")
     finally:
         gw.stop()
 
