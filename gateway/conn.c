@@ -579,7 +579,8 @@ void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                         "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s\r\n",
                         status, ups_reason(status), blen, c->request_id, extra ? extra : "",
-                        c->rl_headers ? c->rl_headers : "", c->close_after || c->w->draining ? "Connection: close\r\n" : "");
+                        c->rl_headers ? c->rl_headers : "",
+                        c->close_after || c->w->draining ? "Connection: close\r\n" : "");
     if (blen)
         evbuffer_add(c->out, json, blen);
     c->status = status;

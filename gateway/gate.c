@@ -209,7 +209,9 @@ int gw_gate_start(gw_conn_t *c, int *rc)
         size_t klen;
         if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, r, key, &klen) < 0)
             continue;   /* e.g. a device_id limit for a certificate without one */
-        if (l->scope == CFG_RL_GLOBAL) {   /* a slot for each: nrate_limits <= the array size */
+        /* always a slot (nrate_limits <= CFG_ROUTE_MAX_LIMITS, asserted above);
+         * the bound only keeps memory safe */
+        if (l->scope == CFG_RL_GLOBAL && npending < (int)(sizeof(c->gate_q) / sizeof(c->gate_q[0]))) {
             gate_q_t *q = calloc(1, sizeof(*q));
             if (q) {
                 q->c = c;
