@@ -255,3 +255,21 @@ def _(env):
     finally:
         a.stop()
         b.stop()
+
+
+@test("issuance gate: Expect: 100-continue on an issuance endpoint gets 100 Continue after the gate")
+def _(env):
+    gw = _issuance_gateway(env, "gate-continue", {})
+    try:
+        with env.connect(gw, "bootstrap") as c:
+            head = build_request("POST", "/certificates/challenge", body=b"{}",
+                                 headers=[("Expect", "100-continue")])[:-2]
+            c.send(head)   # the head only: the body waits for the interim answer
+            c._fill(3.0)
+            check(bytes(c.buf).startswith(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                  "interim 100 Continue before the body (got %r)" % bytes(c.buf[:40]))
+            c.send(b"{}")
+            r = c.read_response()
+            eq(r.status, 200, "challenge after 100 Continue")
+    finally:
+        gw.stop()
