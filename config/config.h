@@ -89,6 +89,10 @@ typedef struct {
     int fail_closed;      /* global: 1 = 503 while Redis is unavailable, 0 = local limiter */
 } cfg_rate_limit_t;
 
+/* Most rate limits one route may list (any mix of local and global: the
+ * gateway can wait for this many Redis answers per request). */
+#define CFG_ROUTE_MAX_LIMITS 16
+
 /* Connection-level limits, applied on accept before any TLS work. */
 typedef struct {
     uint64_t per_ip_count;      /* new connections per period; 0 = unlimited */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -551,6 +552,122 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
     }
 }
 
+/* ---------------------------------------------------------------- covering routes */
+
+/* The issuance endpoints are answered by the gateway, but only after the
+ * gate of the route that matches them, exactly as a proxied request: class,
+ * bearer (and JWT), rate limits. That route must therefore exist, and let
+ * through the class each endpoint serves; otherwise issuance could never
+ * work, so the configuration is refused rather than left to fail at run
+ * time. */
+
+/* Does route prefix pfx cover path (segment-aware, as the request router)? */
+static int covers(const char *pfx, const char *path, int nocase)
+{
+    size_t n = strlen(pfx), plen = strlen(path);
+    if (n > plen || (nocase ? strncasecmp(pfx, path, n) : memcmp(pfx, path, n)) != 0)
+        return 0;
+    return n == plen || pfx[n - 1] == '/' || path[n] == '/';
+}
+
+/* The route a POST to path with Host host (NULL: a host no route names)
+ * takes: the same choice as pol_route(), the longest matching prefix, a
+ * route naming the host before one for any host. */
+static const cfg_route_t *route_for(const cfg_t *cfg, const char *host, const char *path)
+{
+    const cfg_route_t *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const cfg_route_t *r = &cfg->routes[i];
+        if ((r->host && (!host || strcmp(r->host, host) != 0)) ||
+            !covers(r->path, path, cfg->http.path_case_insensitive))
+            continue;
+        if (r->nmethods) {
+            size_t m = 0;
+            while (m < r->nmethods && strcmp(r->methods[m], "POST") != 0)
+                m++;
+            if (m == r->nmethods)
+                continue;
+        }
+        size_t n = strlen(r->path);
+        if (!best || n > best_len || (n == best_len && r->host && !best->host)) {
+            best = r;
+            best_len = n;
+        }
+    }
+    return best;
+}
+
+/* One endpoint: some Host must reach a route that allows cls. 0, or -1
+ * after reporting. */
+static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const char *name,
+                           size_t cls, const char *cls_key)
+{
+    const cfg_t *cfg = c->cfg;
+    const cfg_route_t *any = NULL;
+    char ep[260];
+    snprintf(ep, sizeof ep, "%s%s", cfg->issuance->path_prefix, name);
+    for (size_t h = 0; h <= cfg->nroutes; h++) {   /* h == nroutes: a host no route names */
+        const char *host = h < cfg->nroutes ? cfg->routes[h].host : NULL;
+        if (h < cfg->nroutes && !host)
+            continue;
+        const cfg_route_t *r = route_for(cfg, host, ep);
+        if (r && (r->allow_classes & (1u << cls)))
+            return 0;
+        if (r && !any)
+            any = r;
+    }
+    if (!any)
+        cfgw_err(&c->w, at, path, "no route matches %s (POST): the issuance endpoints go through "
+                 "the gate of the route that covers them (classes, bearer, jwt, rate limits); add "
+                 "a route such as {path: %s, upstream: <any>, allow_classes: [%s, %s], "
+                 "require_bearer: false}", ep, cfg->issuance->path_prefix,
+                 cfg->issuance->bootstrap_class, cfg->issuance->device_class);
+    else
+        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"), the route that covers %s, does not "
+                 "allow class \"%s\" (%s), so that endpoint could never succeed; add it to that "
+                 "route's allow_classes or add a route for %s", (size_t)(any - cfg->routes),
+                 any->path, ep, cfg->tls.classes[cls].name, cls_key, cfg->issuance->path_prefix);
+    return -1;
+}
+
+static void check_routes(ictx_t *c, yaml_node_t *at, const char *path)
+{
+    const cfg_t *cfg = c->cfg;
+    const cfg_issuance_t *is = cfg->issuance;
+    if (!cfg->nroutes)
+        return;   /* routes missing or broken: reported there */
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (!cfg->routes[i].path)
+            return;
+    /* the first endpoint that cannot work is reported: the others usually
+     * fail for the same reason */
+    if (check_endpoint(c, at, path, "challenge", is->bootstrap_class_idx,
+                       "issuance.bootstrap_class") < 0 ||
+        (is->renew_requires_attestation &&
+         check_endpoint(c, at, path, "challenge", is->device_class_idx,
+                        "issuance.device_class") < 0) ||
+        check_endpoint(c, at, path, "issue", is->bootstrap_class_idx,
+                       "issuance.bootstrap_class") < 0)
+        return;
+    check_endpoint(c, at, path, "renew", is->device_class_idx, "issuance.device_class");
+}
+
+/* Counts the problems of the section (the covering-route check runs only on
+ * a section without any, so it never repeats an earlier error). */
+typedef struct {
+    cfgw_err_fn fn;
+    void *arg;
+    size_t n;
+} errcount_t;
+
+static void count_err(void *arg, const yaml_node_t *n, const char *path, const char *msg)
+{
+    errcount_t *e = arg;
+    e->n++;
+    e->fn(e->arg, n, path, msg);
+}
+
 /* ---------------------------------------------------------------- section */
 
 void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
@@ -561,7 +678,8 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
                       F("bootstrap_class"), F("lifetime"), F("nonce_ttl"), F("key_policy"),
                       F("renew_requires_attestation"), F("revoke_old_on_renew"),
                       F("max_body_bytes"), F("insecure_dev"), F("platforms")};
-    ictx_t c = {.w = *w, .cfg = cfg};
+    errcount_t errs = {.fn = w->fn, .arg = w->arg};
+    ictx_t c = {.w = {.doc = w->doc, .fn = count_err, .arg = &errs}, .cfg = cfg};
     const char *s;
     char msg[300];
     uint64_t v;
@@ -653,6 +771,9 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
                  "{provider: play_integrity, ...}})");
     else
         parse_platforms(&c, f[PLATFORMS].val, is);
+    if (!errs.n)
+        check_routes(&c, f[PREFIX].val ? f[PREFIX].val : n,
+                     f[PREFIX].val ? "issuance.path_prefix" : "issuance");
 }
 
 /* ---------------------------------------------------------------- access */

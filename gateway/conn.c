@@ -148,7 +148,7 @@ static void access_log(gw_conn_t *c)
          c->method[0] ? c->method : "-", tlen, target, c->status, (unsigned long long)c->body_bytes,
          (unsigned long long)c->resp_bytes, ms, c->request_id, c->id ? c->id->class_name : "-",
          c->id && c->id->device_id ? c->id->device_id : "-",
-         c->route ? c->route->upstream_name : "-");
+         c->internal ? "(gateway)" : c->route ? c->route->upstream_name : "-");
 }
 
 /* The response to the current request is complete (queued in c->out). */
@@ -362,10 +362,11 @@ int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, 
     return 0;
 }
 
-/* The head of a request to a route the gateway answers itself: only the
- * class is checked here (the handler checks the rest); the body is
- * buffered up to the handler's limit. */
-static int internal_head(gw_conn_t *c)
+/* An issuance route's own rules, checked after the covering route's gate
+ * stages: the class each endpoint is for, its methods and its body limit.
+ * 1 if refused (*rc as gw_conn_refuse, or an llhttp error from stop()), 0
+ * if the request may go on. */
+static int internal_refused(gw_conn_t *c, int *rc)
 {
     const cfg_issuance_t *is = CFG(c)->issuance;
     llhttp_t *p = &c->parser;
@@ -373,18 +374,30 @@ static int internal_head(gw_conn_t *c)
     int ok_class = c->internal == GW_INT_RENEW ? cls == (int)is->device_class_idx
                  : c->internal == GW_INT_ISSUE ? cls == (int)is->bootstrap_class_idx
                  : cls == (int)is->device_class_idx || cls == (int)is->bootstrap_class_idx;
-    if (!ok_class)
-        return gw_conn_refuse(c, 403, "class_not_allowed",
-                              "the client certificate's class may not use this route", NULL);
     int post_only = c->internal != GW_INT_CHALLENGE;
-    if (p->method != HTTP_POST && (post_only || p->method != HTTP_GET))
-        return gw_conn_refuse(c, 405, "method_not_allowed", "this route takes POST",
-                              post_only ? "Allow: POST\r\n" : "Allow: GET, POST\r\n");
-    if (!c->req_chunked && p->content_length > is->max_body_bytes)
-        return stop(c, 413, "payload_too_large", "the request body is larger than allowed");
+    if (!ok_class)
+        *rc = gw_conn_refuse(c, 403, "class_not_allowed",
+                             "the client certificate's class may not use this route", NULL);
+    else if (p->method != HTTP_POST && (post_only || p->method != HTTP_GET))
+        *rc = gw_conn_refuse(c, 405, "method_not_allowed", "this route takes POST",
+                             post_only ? "Allow: POST\r\n" : "Allow: GET, POST\r\n");
+    else if (!c->req_chunked && p->content_length > is->max_body_bytes)
+        *rc = stop(c, 413, "payload_too_large", "the request body is larger than allowed");
+    else
+        return 0;
+    return 1;
+}
+
+/* The last stage of an internal route: its body is buffered (up to the
+ * handler's limit) and the handler starts once the request is complete. */
+static int internal_begin(gw_conn_t *c)
+{
+    llhttp_t *p = &c->parser;
     c->body = evbuffer_new();
     if (!c->body)
         return stop(c, 503, "internal_error", "out of memory");
+    if (c->expect_continue && (c->req_chunked || p->content_length > 0))
+        evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     c->action = "reading request body";
     arm(c, T_BODY, CFG(c)->timeouts.body_read_ms);
     return 0;
@@ -410,6 +423,15 @@ static int canon_target(gw_conn_t *c, size_t *plen)
     }
     h->first.len = (uint32_t)rc;
     return 0;
+}
+
+/* The request has passed every stage of its route's gate (route match,
+ * class, bearer, JWT, rate limits): the final stage either forwards it to
+ * the route's upstream or runs the gateway's own handler. 0, or an llhttp
+ * error code with the reason in c->err_*. */
+static int gate_passed(gw_conn_t *c)
+{
+    return c->internal ? internal_begin(c) : gw_conn_forward(c);
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -472,9 +494,6 @@ static int on_headers_complete(llhttp_t *p)
         }
     }
     c->action = "routing";
-    c->internal = gw_internal_route(cfg, ups_str(h, h->first), plen);
-    if (c->internal)
-        return internal_head(c);
     c->route = pol_route(cfg, host, ups_str(h, h->first), plen, c->method);
     if (!c->route)
         return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
@@ -495,6 +514,10 @@ static int on_headers_complete(llhttp_t *p)
     c->expect_continue = cont;
 
     int rc = 0;
+    /* the issuance routes pass the same gate, then their own rules */
+    c->internal = gw_internal_route(cfg, ups_str(h, h->first), plen);
+    if (c->internal && internal_refused(c, &rc))
+        return rc;
     switch (gw_gate_start(c, &rc)) {
     case GW_GATE_DENY:
         return rc;
@@ -503,7 +526,7 @@ static int on_headers_complete(llhttp_t *p)
         arm(c, T_NONE, 0);
         return HPE_PAUSED;   /* gw_conn_gate_done() resumes */
     default:
-        return gw_conn_forward(c);
+        return gate_passed(c);
     }
 }
 
@@ -576,8 +599,9 @@ void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra
     c->handler = NULL;
     evbuffer_add_printf(c->out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s\r\n",
+                        "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s\r\n",
                         status, ups_reason(status), blen, c->request_id, extra ? extra : "",
+                        c->rl_headers ? c->rl_headers : "",
                         c->close_after || c->w->draining ? "Connection: close\r\n" : "");
     if (blen)
         evbuffer_add(c->out, json, blen);
@@ -598,7 +622,7 @@ void gw_conn_reply_error(gw_conn_t *c, int status, const char *code, const char 
 void gw_conn_gate_done(gw_conn_t *c, int rc)
 {
     if (rc == 0 && !c->resp_head_sent)
-        rc = gw_conn_forward(c);
+        rc = gate_passed(c);
     if (rc != 0 && rc != HPE_PAUSED) {   /* forwarding failed */
         respond_error(c, c->err_status ? c->err_status : 500, c->err_code ? c->err_code : "internal",
                       c->err_msg ? c->err_msg : "internal error", 1, NULL);

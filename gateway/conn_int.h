@@ -77,7 +77,8 @@ struct gw_conn {
     int gate_pending;           /* global rate-limit answers outstanding */
     int gate_refused;           /* a limit refused while answers were outstanding */
     int gate_rc;                /* how parsing goes on after that refusal */
-    void *gate_q[8];            /* outstanding questions (gate.c) */
+    void *gate_q[CFG_ROUTE_MAX_LIMITS]; /* outstanding questions (gate.c): one per global
+                                 * limit of the route, every one of them asked */
     int gate_nq;
     pol_rl_result_t gate_tight; /* the limit with the least remaining */
     const char *gate_tight_name;

@@ -835,10 +835,16 @@ static void test_issuance(const char *pki, const char *tmp)
         "    dev_2: {provider: none}\n";
     char path[1024], text[4096];
     cfg_errors_t errs = {0};
-    char *base = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
-                             "      ca: ${PKI}/device-ca.crt\n"
-                             "    - name: bootstrap\n"
-                             "      ca: ${PKI}/bootstrap-ca.crt\n");
+    char *classes = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
+                                "      ca: ${PKI}/device-ca.crt\n"
+                                "    - name: bootstrap\n"
+                                "      ca: ${PKI}/bootstrap-ca.crt\n");
+    /* the routes that cover the issuance endpoints (the defaults' and full's prefixes) */
+    char base[2048];
+    fmt(base, sizeof base, "%s%s", classes,
+        "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device]}\n"
+        "  - {path: /v1/certs/, upstream: api, allow_classes: [bootstrap, device]}\n");
+    free(classes);
 
     fmt(text, sizeof text, "%s", base);
     write_case(tmp, "iss0.yaml", text, pki, tmp, path, sizeof path);
@@ -910,7 +916,86 @@ static void test_issuance(const char *pki, const char *tmp)
     }
     cfg_free(cfg);
     cfg_errors_free(&errs);
-    free(base);
+}
+
+/* The issuance endpoints go through the gate of the route that covers them:
+ * such a route must exist and allow the endpoint's class, for some Host. */
+static void test_issuance_routes(const char *pki, const char *tmp)
+{
+    static const char issuance[] =
+        "issuance:\n"
+        "  ca_cert: ${PKI}/device-ca.crt\n"
+        "  ca_key: ${PKI}/device-ca.key\n"
+        "  platforms: {huawei: {provider: refuse}}\n";
+    static const struct {
+        const char *routes, *want, *name;
+    } v[] = {
+        {"  - {path: /certificates/, host: Issuance.Example, upstream: api,\n"
+         "     allow_classes: [bootstrap, device]}\n",
+         NULL, "issuance: a covering route for one host is enough"},
+        {"  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device],\n"
+         "     require_bearer: true, rate_limits: [per-ip]}\n",
+         NULL, "issuance: a covering route with bearer and rate limits loads"},
+        {"  - {path: /certificates/challenge, upstream: api, allow_classes: [bootstrap]}\n"
+         "  - {path: /certificates/issue, upstream: api, allow_classes: [bootstrap]}\n"
+         "  - {path: /certificates/renew, upstream: api, allow_classes: [device]}\n",
+         NULL, "issuance: one route per endpoint loads"},
+        {"  - {path: /certificates/, upstream: api, methods: [GET], allow_classes: [bootstrap]}\n",
+         "issuance: routes[0] (path \"/\"), the route that covers /certificates/challenge, does "
+         "not allow class \"bootstrap\"",
+         "issuance: a GET-only route does not cover the POST endpoints"},
+        {"  - {path: /certificates, upstream: api, allow_classes: [bootstrap, device]}\n", NULL,
+         "issuance: a prefix without the trailing slash covers by segment"},
+        {"  - {path: /certificates/iss, upstream: api, allow_classes: [bootstrap]}\n",
+         "the route that covers /certificates/challenge",
+         "issuance: a prefix that ends inside a segment does not cover it"},
+        {"  - {path: /certificates/, upstream: api, allow_classes: [bootstrap]}\n",
+         "the route that covers /certificates/renew, does not allow class \"device\" "
+         "(issuance.device_class)", "issuance: renew needs the device class"},
+    };
+    char *classes = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
+                                "      ca: ${PKI}/device-ca.crt\n"
+                                "    - name: bootstrap\n"
+                                "      ca: ${PKI}/bootstrap-ca.crt\n");
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char path[1024], text[4096];
+        cfg_errors_t errs = {0};
+        fmt(text, sizeof text, "%s%s%s%s", classes, v[i].routes, issuance,
+            "rate_limits: [{name: per-ip, key: ip, rate: 10/s}]\n");
+        write_case(tmp, "issroutes.yaml", text, pki, tmp, path, sizeof path);
+        cfg_t *cfg = cfg_load(path, &errs);
+        if (!v[i].want)
+            check(cfg != NULL, v[i].name, "first error: %s", first_error(&errs));
+        else
+            check(!cfg && errs.n == 1 && strstr(errs.msgs[0], v[i].want), v[i].name,
+                  "%zu errors, first: %s", errs.n, first_error(&errs));
+        cfg_free(cfg);
+        cfg_errors_free(&errs);
+    }
+    free(classes);
+}
+
+/* Every limit a route may list can be global: each is asked in Redis. */
+static void test_route_limit_count(const char *pki, const char *tmp)
+{
+    char path[1024], text[8192], list[256], defs[4096];
+    size_t ln = 0, dn = 0;
+    cfg_errors_t errs = {0};
+    for (int i = 0; i < CFG_ROUTE_MAX_LIMITS; i++) {
+        fmt(list + ln, sizeof list - ln, "%sg%d", i ? ", " : "", i);
+        ln += strlen(list + ln);
+        fmt(defs + dn, sizeof defs - dn, "  - {name: g%d, key: ip, rate: %d/s, scope: global}\n",
+            i, i + 1);
+        dn += strlen(defs + dn);
+    }
+    fmt(text, sizeof text, "%s    rate_limits: [%s]\nrate_limits:\n%s", minimal_yaml, list, defs);
+    write_case(tmp, "limits16.yaml", text, pki, tmp, path, sizeof path);
+    cfg_t *cfg = cfg_load(path, &errs);
+    check(cfg && cfg->routes[0].nrate_limits == CFG_ROUTE_MAX_LIMITS &&
+              cfg->routes[0].rate_limits[CFG_ROUTE_MAX_LIMITS - 1] == CFG_ROUTE_MAX_LIMITS - 1,
+          "a route may list 16 global rate limits", "first error: %s", first_error(&errs));
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
 }
 
 /* Several independent problems are all reported, in file order. */
@@ -1088,6 +1173,8 @@ int main(int argc, char **argv)
     test_policy_defaults(pki, tmp);
     test_policy(pki, tmp);
     test_issuance(pki, tmp);
+    test_issuance_routes(pki, tmp);
+    test_route_limit_count(pki, tmp);
     test_many_errors(pki, tmp);
     test_cases(root, pki, tmp);
 
