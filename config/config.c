@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +42,13 @@ static const char *const hdr_defaults[CFG_H__COUNT] = {
     "X-Client-Cert-Serial", "X-Client-Cert-Fingerprint", "X-Client-Cert-Subject",
     "X-Client-Cert-Issuer", "X-Client-Cert-SAN-URI", "X-Client-Cert-SAN-DNS",
     "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
+};
+
+const char *const cfg_trust_headers[] = {
+    "Forwarded", "X-Real-IP", "True-Client-IP", "X-Client-IP", "X-Cluster-Client-IP",
+    "CF-Connecting-IP", "Fastly-Client-IP", "X-Original-URL", "X-Rewrite-URL",
+    "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+    "X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", NULL,
 };
 
 typedef struct {
@@ -335,7 +343,7 @@ static void parse_identity(ctx_t *c, yaml_node_t *n)
                 !(s = cfgw_scalar(&c->w, h[i].val, cfgw_pk(p, "identity.headers", hdr_keys[i]),
                                   "an HTTP header name")))
                 continue;
-            if (!cfgp_valid_header(s)) {
+            if (!cfgp_valid_header(s) || strchr(s, '_')) {   /* an upstream may read _ as - */
                 cfgw_err(&c->w, h[i].val, p,
                          "invalid header name \"%.60s\": use letters, digits and "
                          "- (e.g. X-Client-Cert-Serial)", s);
@@ -719,15 +727,82 @@ static void parse_logging(ctx_t *c, yaml_node_t *n)
     cfgw_opt_bool(&c->w, &f[2], "logging", &l->access);
 }
 
+/* Why name cannot be in http.forward_client_headers, or NULL if it can:
+ * only the trust headers the gateway would drop may be listed. */
+static const char *forward_refusal(const cfg_t *cfg, const char *name)
+{
+    if (!cfgp_valid_header(name) || strchr(name, '_'))
+        return "is not a header name of letters, digits and -";
+    if (!strcasecmp(name, "X-Forwarded-For") || !strcasecmp(name, "X-Forwarded-Proto"))
+        return "is set by the gateway itself";
+    for (size_t i = 0; i < CFG_H__COUNT; i++)
+        if (!strcasecmp(name, cfg->identity.headers[i]))
+            return "is an identity header (identity.headers)";
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        for (size_t k = 0; cfg->routes[i].jwt && k < cfg->routes[i].jwt->nclaims; k++)
+            if (!strcasecmp(name, cfg->routes[i].jwt->claims[k].header))
+                return "is a token claim header (claims_to_headers)";
+    if (strlen(name) > 12 && !strncasecmp(name, "X-Forwarded-", 12))
+        return NULL;
+    for (size_t i = 0; cfg_trust_headers[i]; i++)
+        if (!strcasecmp(name, cfg_trust_headers[i]))
+            return NULL;
+    return "is not a header the gateway drops (see docs/configuration.md, http)";
+}
+
+static void parse_forward_list(ctx_t *c, yaml_node_t *n, const char *path)
+{
+    cfg_http_t *h = &c->cfg->http;
+    yaml_node_item_t *it;
+    char q[CFGW_PATHLEN];
+    long cnt = cfgw_seq(&c->w, n, path, 0, 64, &it);
+    if (cnt <= 0)
+        return;
+    h->forward_client_headers = cfgp_xcalloc((size_t)cnt, sizeof(char *));
+    for (size_t i = 0; i < (size_t)cnt; i++) {
+        yaml_node_t *m = cfgw_node(&c->w, it[i]);
+        const char *s = cfgw_scalar(&c->w, m, cfgw_pi(q, path, i), "a header name");
+        const char *why;
+        if (!s)
+            continue;
+        if ((why = forward_refusal(c->cfg, s))) {
+            cfgw_err(&c->w, m, q, "\"%.60s\" %s", s, why);
+            continue;
+        }
+        size_t k = 0;
+        while (k < h->nforward_client_headers && strcasecmp(h->forward_client_headers[k], s))
+            k++;
+        if (k < h->nforward_client_headers) {
+            cfgw_err(&c->w, m, q, "duplicate header \"%.60s\"", s);
+            continue;
+        }
+        h->forward_client_headers[h->nforward_client_headers++] = cfgp_xstrdup(s);
+    }
+}
+
+/* After identity and routes, whose header names it checks against. */
+static void parse_http(ctx_t *c, yaml_node_t *n)
+{
+    static const char *const modes[] = {"drop", "allow", "refuse"};
+    cfgw_fld_t f[] = {F("underscores_in_headers"), F("forward_client_headers")};
+    if (cfgw_map(&c->w, n, "http", f, NF(f)) < 0)
+        return;
+    if (f[0].val)
+        cfgw_enum(&c->w, f[0].val, "http.underscores_in_headers", modes, NF(modes),
+                  &c->cfg->http.underscores_in_headers);
+    if (f[1].val)
+        parse_forward_list(c, f[1].val, "http.forward_client_headers");
+}
+
 static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
            REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
-           ISSUANCE };
+           ISSUANCE, HTTP };
     cfgw_fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
                       F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
                       F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
-                      F("issuance")};
+                      F("issuance"), F("http")};
     if (cfgw_map(&c->w, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -747,6 +822,8 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
     cfgp_policy_top(&c->w, c->cfg, f[RATE_LIMITS].val, f[CONN_LIMITS].val);
     if (cfgw_require(&c->w, root, "", &f[ROUTES]))
         parse_routes(c, f[ROUTES].val);
+    if (f[HTTP].val)
+        parse_http(c, f[HTTP].val);
     if (f[REDIS].val)
         parse_redis(c, f[REDIS].val);
     if (f[REVOCATION].val)

@@ -192,6 +192,21 @@ typedef struct {
     uint32_t max_body_bytes;      /* 64k */
 } cfg_admin_t;
 
+/* Request header names (section http, config.c). */
+enum cfg_underscores { CFG_US_DROP = 0, CFG_US_ALLOW, CFG_US_REFUSE };
+
+typedef struct {
+    int underscores_in_headers;  /* enum cfg_underscores: names with '_' (drop) */
+    char **forward_client_headers;  /* trust headers passed on as sent; none by default */
+    size_t nforward_client_headers;
+} cfg_http_t;
+
+/* Request headers a client can use to claim what only a proxy in front may
+ * say (its address, the URL, the method, its certificate). The gateway drops
+ * them, and every X-Forwarded-* it does not set itself, unless
+ * http.forward_client_headers names them. NULL-terminated. */
+extern const char *const cfg_trust_headers[];
+
 enum cfg_log_level { CFG_LOG_ERROR = 0, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 enum cfg_log_format { CFG_LOG_TEXT = 0, CFG_LOG_JSON };
 
@@ -218,6 +233,7 @@ typedef struct {
     cfg_revocation_t revocation;
     cfg_admin_t admin;
     cfg_logging_t logging;
+    cfg_http_t http;
     cfg_rate_limit_t *rate_limits;
     size_t nrate_limits;
     cfg_connlimits_t connection_limits;

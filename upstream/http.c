@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 int ups_hdrs_init(ups_hdrs_t *h, uint32_t cap, uint32_t maxn)
 {
@@ -100,9 +99,38 @@ void ups_hdrs_finish(ups_hdrs_t *h)
     }
 }
 
+/* ASCII lower case, with '_' read as '-'. */
+static unsigned char fold(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return (unsigned char)(ch + ('a' - 'A'));
+    return ch == '_' ? '-' : ch;
+}
+
+int ups_name_eq(const char *a, size_t an, const char *b, size_t bn)
+{
+    if (an != bn)
+        return 0;
+    for (size_t i = 0; i < an; i++)
+        if (fold((unsigned char)a[i]) != fold((unsigned char)b[i]))
+            return 0;
+    return 1;
+}
+
+int ups_name_prefix(const char *name, size_t n, const char *prefix)
+{
+    size_t pn = strlen(prefix);
+    return n > pn && ups_name_eq(name, pn, prefix, pn);
+}
+
 static int name_is(const ups_hdrs_t *h, uint32_t i, const char *name, size_t n)
 {
-    return h->h[i].name.len == n && strncasecmp(ups_str(h, h->h[i].name), name, n) == 0;
+    return ups_name_eq(ups_str(h, h->h[i].name), h->h[i].name.len, name, n);
+}
+
+static int is_named(const char *name, size_t n, const char *want)
+{
+    return want && ups_name_eq(name, n, want, strlen(want));
 }
 
 int ups_hdrs_find(const ups_hdrs_t *h, const char *name)
@@ -141,42 +169,134 @@ static int in_connection(const ups_hdrs_t *h, const char *name, size_t n)
             const char *t = v;
             while (v < end && *v != ',' && !ows(*v))
                 v++;
-            if ((size_t)(v - t) == n && strncasecmp(t, name, n) == 0)
+            if (ups_name_eq(t, (size_t)(v - t), name, n))
                 return 1;
         }
     }
     return 0;
 }
 
-int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n)
+static int in_list(const char *const *list, const char *name, size_t n)
 {
-    for (int i = 0; hop_by_hop[i]; i++)
-        if (strlen(hop_by_hop[i]) == n && strncasecmp(hop_by_hop[i], name, n) == 0)
-            return 1;
-    return in_connection(h, name, n);
-}
-
-static int is_named(const char *name, size_t n, const char *want)
-{
-    return want && strlen(want) == n && strncasecmp(name, want, n) == 0;
-}
-
-/* Headers the gateway always sets itself on the upstream request. */
-static int gateway_owned(const ups_req_meta_t *m, const char *name, size_t n)
-{
-    const cfg_identity_t *icfg = m->icfg;
-    for (size_t i = 0; i < m->nstrip; i++)
-        if (is_named(name, n, m->strip[i]))
-            return 1;
-    static const char *const own[] = {"x-forwarded-for", "x-forwarded-proto", "x-request-id",
-                                      "content-length", "expect", "host", NULL};
-    for (int i = 0; own[i]; i++)
-        if (is_named(name, n, own[i]))
-            return 1;
-    for (int i = 0; i < CFG_H__COUNT; i++)
-        if (is_named(name, n, icfg->headers[i]))
+    for (int i = 0; list[i]; i++)
+        if (is_named(name, n, list[i]))
             return 1;
     return 0;
+}
+
+int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n)
+{
+    return in_list(hop_by_hop, name, n) || in_connection(h, name, n);
+}
+
+/* ---- which client headers are forwarded ---- */
+
+struct ups_names {
+    const char **owned;        /* configured names the gateway sets: identity, claims */
+    size_t nowned;
+    char *const *allow;        /* trust headers forwarded as sent */
+    size_t nallow;
+    int underscores;           /* enum cfg_underscores */
+};
+
+/* Request headers the gateway always sets or consumes itself, besides the
+ * hop-by-hop ones. "proxy": a CGI upstream reads it as HTTP_PROXY (httpoxy). */
+static const char *const owned_fixed[] = {
+    "host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto",
+    "x-request-id", "proxy", NULL,
+};
+
+ups_names_t *ups_names_new(const cfg_identity_t *icfg, const char *const *claims, size_t nclaims,
+                           const cfg_http_t *http)
+{
+    ups_names_t *t = calloc(1, sizeof(*t));
+    if (!t || !(t->owned = calloc(CFG_H__COUNT + nclaims, sizeof(*t->owned)))) {
+        free(t);
+        return NULL;
+    }
+    for (size_t i = 0; i < CFG_H__COUNT; i++)
+        if (icfg->headers[i])
+            t->owned[t->nowned++] = icfg->headers[i];
+    for (size_t i = 0; i < nclaims; i++)
+        t->owned[t->nowned++] = claims[i];
+    t->allow = http->forward_client_headers;
+    t->nallow = http->nforward_client_headers;
+    t->underscores = http->underscores_in_headers;
+    return t;
+}
+
+void ups_names_free(ups_names_t *t)
+{
+    if (!t)
+        return;
+    free(t->owned);
+    free(t);
+}
+
+static int owned(const ups_names_t *t, const char *name, size_t n)
+{
+    if (in_list(hop_by_hop, name, n) || in_list(owned_fixed, name, n) ||
+        ups_name_prefix(name, n, "proxy-"))
+        return 1;
+    for (size_t i = 0; i < t->nowned; i++)
+        if (is_named(name, n, t->owned[i]))
+            return 1;
+    return 0;
+}
+
+static int trust(const char *name, size_t n)
+{
+    return ups_name_prefix(name, n, "x-forwarded-") || in_list(cfg_trust_headers, name, n);
+}
+
+static int allowed(const ups_names_t *t, const char *name, size_t n)
+{
+    for (size_t i = 0; i < t->nallow; i++)
+        if (is_named(name, n, t->allow[i]))
+            return 1;
+    return 0;
+}
+
+int ups_name_class(const ups_names_t *t, const ups_hdrs_t *h, const char *name, size_t n)
+{
+    int us = memchr(name, '_', n) != NULL;
+    if (owned(t, name, n))
+        return us ? UPS_NAME_COLLISION : UPS_NAME_OWNED;
+    if (trust(name, n))
+        return us ? UPS_NAME_COLLISION : allowed(t, name, n) ? UPS_NAME_PASS : UPS_NAME_TRUST;
+    if (in_connection(h, name, n))
+        return UPS_NAME_OWNED;
+    return us ? UPS_NAME_UNDERSCORE : UPS_NAME_PASS;
+}
+
+int ups_names_check(const ups_names_t *t, const ups_hdrs_t *h, int *bad)
+{
+    int first_us = -1;
+    for (uint32_t i = 0; i < h->n; i++) {
+        const char *name = ups_str(h, h->h[i].name);
+        size_t n = h->h[i].name.len;
+        if (!memchr(name, '_', n))
+            continue;   /* only a name with '_' can be refused */
+        int k = ups_name_class(t, h, name, n);
+        if (k == UPS_NAME_COLLISION) {
+            *bad = (int)i;
+            return UPS_NAME_COLLISION;
+        }
+        if (k == UPS_NAME_UNDERSCORE && first_us < 0)
+            first_us = (int)i;
+    }
+    if (first_us >= 0 && t->underscores == CFG_US_REFUSE) {
+        *bad = first_us;
+        return UPS_NAME_UNDERSCORE;
+    }
+    return 0;
+}
+
+/* Is the client's header forwarded as sent? */
+static int forwarded(const ups_names_t *t, const ups_hdrs_t *h, const char *name, size_t n)
+{
+    int k = ups_name_class(t, h, name, n);
+    return k == UPS_NAME_PASS || (k == UPS_NAME_UNDERSCORE && t->underscores == CFG_US_ALLOW);
 }
 
 /* A head is assembled in a stack buffer and handed to the evbuffer in one
@@ -263,7 +383,7 @@ int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_
     for (uint32_t i = 0; i < h->n; i++) {
         const char *name = ups_str(h, h->h[i].name);
         size_t n = h->h[i].name.len;
-        if (ups_is_hop_by_hop(h, name, n) || gateway_owned(m, name, n))
+        if (!forwarded(m->names, h, name, n))
             continue;
         put_field(b, name, n, ups_str(h, h->h[i].value), h->h[i].value.len);
     }
