@@ -259,7 +259,8 @@ def _(env):
 
 @test("header names: other names with _ are dropped by default (and with drop), others forwarded")
 def _(env):
-    for gw, cert, path, bearer in [(_gateway(env, m), *c) for m in ("default", "drop") for c in CLIENTS]:
+    for mode, (cert, path, bearer) in [(m, c) for m in ("default", "drop") for c in CLIENTS]:
+        gw = _gateway(env, mode)
         info = _forward(env, gw, cert, path, bearer,
                         [("X_Custom_Thing", "under"), ("x_app", "under2"), ("X-Custom-Thing", "dash")])
         eq(seen(info, "X-Custom-Thing"), ["dash"], "%s: X-Custom-Thing" % cert)
