@@ -191,11 +191,18 @@ int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n)
 
 /* ---- which client headers are forwarded ---- */
 
+/* One entry per name the table knows, owned names first (they win). */
+enum { N_OWNED = 1, N_TRUST, N_ALLOWED };
+
+typedef struct {
+    const char *name;
+    size_t len;
+    int kind;
+} name_entry_t;
+
 struct ups_names {
-    const char **owned;        /* configured names the gateway sets: identity, claims */
-    size_t nowned;
-    char *const *allow;        /* trust headers forwarded as sent */
-    size_t nallow;
+    name_entry_t *e;
+    size_t ne;
     int underscores;           /* enum cfg_underscores */
 };
 
@@ -206,21 +213,48 @@ static const char *const owned_fixed[] = {
     "x-request-id", "proxy", NULL,
 };
 
+static void put_entry(ups_names_t *t, const char *name, int kind)
+{
+    t->e[t->ne].name = name;
+    t->e[t->ne].len = strlen(name);
+    t->e[t->ne++].kind = kind;
+}
+
+static int is_allowed(const cfg_http_t *http, const char *name)
+{
+    for (size_t i = 0; i < http->nforward_client_headers; i++)
+        if (is_named(name, strlen(name), http->forward_client_headers[i]))
+            return 1;
+    return 0;
+}
+
 ups_names_t *ups_names_new(const cfg_identity_t *icfg, const char *const *claims, size_t nclaims,
                            const cfg_http_t *http)
 {
+    size_t cap = sizeof(hop_by_hop) / sizeof(hop_by_hop[0]) + sizeof(owned_fixed) / sizeof(owned_fixed[0]) +
+                 CFG_H__COUNT + nclaims + http->nforward_client_headers;
+    for (size_t i = 0; cfg_trust_headers[i]; i++)
+        cap++;
     ups_names_t *t = calloc(1, sizeof(*t));
-    if (!t || !(t->owned = calloc(CFG_H__COUNT + nclaims, sizeof(*t->owned)))) {
+    if (!t || !(t->e = calloc(cap, sizeof(*t->e)))) {
         free(t);
         return NULL;
     }
+    for (size_t i = 0; hop_by_hop[i]; i++)
+        put_entry(t, hop_by_hop[i], N_OWNED);
+    for (size_t i = 0; owned_fixed[i]; i++)
+        put_entry(t, owned_fixed[i], N_OWNED);
     for (size_t i = 0; i < CFG_H__COUNT; i++)
         if (icfg->headers[i])
-            t->owned[t->nowned++] = icfg->headers[i];
+            put_entry(t, icfg->headers[i], N_OWNED);
     for (size_t i = 0; i < nclaims; i++)
-        t->owned[t->nowned++] = claims[i];
-    t->allow = http->forward_client_headers;
-    t->nallow = http->nforward_client_headers;
+        put_entry(t, claims[i], N_OWNED);
+    /* allow-listed ones first: X-Forwarded-Host is no entry of the trust list */
+    for (size_t i = 0; i < http->nforward_client_headers; i++)
+        put_entry(t, http->forward_client_headers[i], N_ALLOWED);
+    for (size_t i = 0; cfg_trust_headers[i]; i++)
+        if (!is_allowed(http, cfg_trust_headers[i]))
+            put_entry(t, cfg_trust_headers[i], N_TRUST);
     t->underscores = http->underscores_in_headers;
     return t;
 }
@@ -229,41 +263,31 @@ void ups_names_free(ups_names_t *t)
 {
     if (!t)
         return;
-    free(t->owned);
+    free(t->e);
     free(t);
 }
 
-static int owned(const ups_names_t *t, const char *name, size_t n)
+/* The kind of the table's entry for name, by prefix when no entry names it; 0: none. */
+static int lookup(const ups_names_t *t, const char *name, size_t n)
 {
-    if (in_list(hop_by_hop, name, n) || in_list(owned_fixed, name, n) ||
-        ups_name_prefix(name, n, "proxy-"))
-        return 1;
-    for (size_t i = 0; i < t->nowned; i++)
-        if (is_named(name, n, t->owned[i]))
-            return 1;
-    return 0;
-}
-
-static int trust(const char *name, size_t n)
-{
-    return ups_name_prefix(name, n, "x-forwarded-") || in_list(cfg_trust_headers, name, n);
-}
-
-static int allowed(const ups_names_t *t, const char *name, size_t n)
-{
-    for (size_t i = 0; i < t->nallow; i++)
-        if (is_named(name, n, t->allow[i]))
-            return 1;
+    for (size_t i = 0; i < t->ne; i++)
+        if (t->e[i].len == n && ups_name_eq(name, n, t->e[i].name, n))
+            return t->e[i].kind;
+    if (ups_name_prefix(name, n, "proxy-"))
+        return N_OWNED;
+    if (ups_name_prefix(name, n, "x-forwarded-"))
+        return N_TRUST;
     return 0;
 }
 
 int ups_name_class(const ups_names_t *t, const ups_hdrs_t *h, const char *name, size_t n)
 {
     int us = memchr(name, '_', n) != NULL;
-    if (owned(t, name, n))
-        return us ? UPS_NAME_COLLISION : UPS_NAME_OWNED;
-    if (trust(name, n))
-        return us ? UPS_NAME_COLLISION : allowed(t, name, n) ? UPS_NAME_PASS : UPS_NAME_TRUST;
+    int kind = lookup(t, name, n);
+    if (kind && us)
+        return UPS_NAME_COLLISION;
+    if (kind)
+        return kind == N_OWNED ? UPS_NAME_OWNED : kind == N_TRUST ? UPS_NAME_TRUST : UPS_NAME_PASS;
     if (in_connection(h, name, n))
         return UPS_NAME_OWNED;
     return us ? UPS_NAME_UNDERSCORE : UPS_NAME_PASS;
