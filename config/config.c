@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,6 +44,13 @@ static const char *const hdr_defaults[CFG_H__COUNT] = {
     "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
 };
 
+const char *const cfg_trust_headers[] = {
+    "Forwarded", "X-Real-IP", "True-Client-IP", "X-Client-IP", "X-Cluster-Client-IP",
+    "CF-Connecting-IP", "Fastly-Client-IP", "X-Original-URL", "X-Rewrite-URL",
+    "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+    "X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", NULL,
+};
+
 typedef struct {
     cfg_errors_t *errs;
     size_t base;          /* errs->n on entry */
@@ -54,6 +62,7 @@ typedef struct {
     SSL_CTX *ssl;                       /* throwaway, for cipher/group checks */
     STACK_OF(X509) *ca[MAX_CLASSES];    /* per class, for the one-class-per-CA check */
     int classes_ok, upstreams_ok;       /* names resolvable without cascading */
+    yaml_node_t *http_forward;          /* http.forward_client_headers, read after routes */
 } ctx_t;
 
 /* ---------------------------------------------------------------- memory */
@@ -335,7 +344,7 @@ static void parse_identity(ctx_t *c, yaml_node_t *n)
                 !(s = cfgw_scalar(&c->w, h[i].val, cfgw_pk(p, "identity.headers", hdr_keys[i]),
                                   "an HTTP header name")))
                 continue;
-            if (!cfgp_valid_header(s)) {
+            if (!cfgp_valid_header(s) || strchr(s, '_')) {   /* an upstream may read _ as - */
                 cfgw_err(&c->w, h[i].val, p,
                          "invalid header name \"%.60s\": use letters, digits and "
                          "- (e.g. X-Client-Cert-Serial)", s);
@@ -370,21 +379,6 @@ static void parse_limits(ctx_t *c, yaml_node_t *n)
     cfgw_opt_u32(&c->w, &f[2], "limits", 1, 10000, &l->max_headers);
     if (f[3].val)
         cfgw_num(&c->w, f[3].val, "limits.max_body_bytes", 's', 0, UINT64_MAX, &l->max_body_bytes);
-}
-
-static void parse_http(ctx_t *c, yaml_node_t *n)
-{
-    static const char *const cases[] = {"sensitive", "insensitive"};
-    static const char *const empties[] = {"refuse", "merge"};
-    cfg_http_t *h = &c->cfg->http;
-    cfgw_fld_t f[] = {F("path_case"), F("path_empty_segments")};
-    if (cfgw_map(&c->w, n, "http", f, NF(f)) < 0)
-        return;
-    if (f[0].val)
-        cfgw_enum(&c->w, f[0].val, "http.path_case", cases, NF(cases), &h->path_case_insensitive);
-    if (f[1].val)
-        cfgw_enum(&c->w, f[1].val, "http.path_empty_segments", empties, NF(empties),
-                  &h->path_merge_slashes);
 }
 
 static void parse_timeouts(ctx_t *c, yaml_node_t *n)
@@ -736,6 +730,84 @@ static void parse_logging(ctx_t *c, yaml_node_t *n)
     cfgw_opt_bool(&c->w, &f[2], "logging", &l->access);
 }
 
+/* Why name cannot be in http.forward_client_headers, or NULL if it can:
+ * only the trust headers the gateway would drop may be listed. */
+static const char *forward_refusal(const cfg_t *cfg, const char *name)
+{
+    if (!cfgp_valid_header(name) || strchr(name, '_'))
+        return "is not a header name of letters, digits and -";
+    if (!strcasecmp(name, "X-Forwarded-For") || !strcasecmp(name, "X-Forwarded-Proto"))
+        return "is set by the gateway itself";
+    for (size_t i = 0; i < CFG_H__COUNT; i++)
+        if (!strcasecmp(name, cfg->identity.headers[i]))
+            return "is an identity header (identity.headers)";
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        for (size_t k = 0; cfg->routes[i].jwt && k < cfg->routes[i].jwt->nclaims; k++)
+            if (!strcasecmp(name, cfg->routes[i].jwt->claims[k].header))
+                return "is a token claim header (claims_to_headers)";
+    if (strlen(name) > 12 && !strncasecmp(name, "X-Forwarded-", 12))
+        return NULL;
+    for (size_t i = 0; cfg_trust_headers[i]; i++)
+        if (!strcasecmp(name, cfg_trust_headers[i]))
+            return NULL;
+    return "is not a header the gateway drops (see docs/configuration.md, http)";
+}
+
+static void parse_forward_list(ctx_t *c, yaml_node_t *n, const char *path)
+{
+    cfg_http_t *h = &c->cfg->http;
+    yaml_node_item_t *it;
+    char q[CFGW_PATHLEN];
+    long cnt = cfgw_seq(&c->w, n, path, 0, 64, &it);
+    if (cnt <= 0)
+        return;
+    h->forward_client_headers = cfgp_xcalloc((size_t)cnt, sizeof(char *));
+    for (size_t i = 0; i < (size_t)cnt; i++) {
+        yaml_node_t *m = cfgw_node(&c->w, it[i]);
+        const char *s = cfgw_scalar(&c->w, m, cfgw_pi(q, path, i), "a header name");
+        const char *why;
+        if (!s)
+            continue;
+        if ((why = forward_refusal(c->cfg, s))) {
+            cfgw_err(&c->w, m, q, "\"%.60s\" %s", s, why);
+            continue;
+        }
+        size_t k = 0;
+        while (k < h->nforward_client_headers && strcasecmp(h->forward_client_headers[k], s))
+            k++;
+        if (k < h->nforward_client_headers) {
+            cfgw_err(&c->w, m, q, "duplicate header \"%.60s\"", s);
+            continue;
+        }
+        h->forward_client_headers[h->nforward_client_headers++] = cfgp_xstrdup(s);
+    }
+}
+
+/* The http section, in two steps: path_* and underscores_in_headers before
+ * routes (path_case decides which routes are duplicates), the forward list
+ * after identity and routes, whose header names it checks against. The
+ * map's keys are checked once, in the first step. */
+static void parse_http(ctx_t *c, yaml_node_t *n)
+{
+    static const char *const cases[] = {"sensitive", "insensitive"};
+    static const char *const empties[] = {"refuse", "merge"};
+    static const char *const modes[] = {"drop", "allow", "refuse"};
+    cfg_http_t *h = &c->cfg->http;
+    cfgw_fld_t f[] = {F("path_case"), F("path_empty_segments"), F("underscores_in_headers"),
+                      F("forward_client_headers")};
+    if (cfgw_map(&c->w, n, "http", f, NF(f)) < 0)
+        return;
+    if (f[0].val)
+        cfgw_enum(&c->w, f[0].val, "http.path_case", cases, NF(cases), &h->path_case_insensitive);
+    if (f[1].val)
+        cfgw_enum(&c->w, f[1].val, "http.path_empty_segments", empties, NF(empties),
+                  &h->path_merge_slashes);
+    if (f[2].val)
+        cfgw_enum(&c->w, f[2].val, "http.underscores_in_headers", modes, NF(modes),
+                  &h->underscores_in_headers);
+    c->http_forward = f[3].val;
+}
+
 static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
@@ -758,7 +830,7 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_limits(c, f[LIMITS].val);
     if (f[TIMEOUTS].val)
         parse_timeouts(c, f[TIMEOUTS].val);
-    if (f[HTTP].val) /* before routes: path_case decides which routes are duplicates */
+    if (f[HTTP].val)
         parse_http(c, f[HTTP].val);
     if (cfgw_require(&c->w, root, "", &f[UPSTREAMS]))
         parse_upstreams(c, f[UPSTREAMS].val);
@@ -766,6 +838,8 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
     cfgp_policy_top(&c->w, c->cfg, f[RATE_LIMITS].val, f[CONN_LIMITS].val);
     if (cfgw_require(&c->w, root, "", &f[ROUTES]))
         parse_routes(c, f[ROUTES].val);
+    if (c->http_forward)
+        parse_forward_list(c, c->http_forward, "http.forward_client_headers");
     if (f[REDIS].val)
         parse_redis(c, f[REDIS].val);
     if (f[REVOCATION].val)

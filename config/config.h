@@ -164,12 +164,6 @@ typedef struct {
     uint64_t max_body_bytes;      /* request body; 0 = unlimited */
 } cfg_limits_t;
 
-/* How request targets are read (the http section). */
-typedef struct {
-    int path_case_insensitive;    /* path_case: insensitive; routes match ignoring ASCII case */
-    int path_merge_slashes;       /* path_empty_segments: merge; else "//" is refused */
-} cfg_http_t;
-
 typedef struct {
     uint64_t header_read_ms;  /* first byte of a request to end of its headers */
     uint64_t body_read_ms;    /* max gap between reads of a request body */
@@ -202,6 +196,23 @@ typedef struct {
     uint32_t max_body_bytes;      /* 64k */
 } cfg_admin_t;
 
+/* How request targets and header names are read (section http, config.c). */
+enum cfg_underscores { CFG_US_DROP = 0, CFG_US_ALLOW, CFG_US_REFUSE };
+
+typedef struct {
+    int path_case_insensitive;    /* path_case: insensitive; routes match ignoring ASCII case */
+    int path_merge_slashes;       /* path_empty_segments: merge; else "//" is refused */
+    int underscores_in_headers;  /* enum cfg_underscores: names with '_' (drop) */
+    char **forward_client_headers;  /* trust headers passed on as sent; none by default */
+    size_t nforward_client_headers;
+} cfg_http_t;
+
+/* Request headers a client can use to claim what only a proxy in front may
+ * say (its address, the URL, the method, its certificate). The gateway drops
+ * them, and every X-Forwarded-* it does not set itself, unless
+ * http.forward_client_headers names them. NULL-terminated. */
+extern const char *const cfg_trust_headers[];
+
 enum cfg_log_level { CFG_LOG_ERROR = 0, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 enum cfg_log_format { CFG_LOG_TEXT = 0, CFG_LOG_JSON };
 
@@ -219,7 +230,7 @@ typedef struct {
     cfg_tls_t tls;
     cfg_identity_t identity;
     cfg_limits_t limits;
-    cfg_http_t http;
+    cfg_http_t http;              /* parsed before routes; forward list after them */
     cfg_timeouts_t timeouts;
     cfg_upstream_t *upstreams;
     size_t nupstreams;

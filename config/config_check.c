@@ -505,6 +505,9 @@ void cfg_free(cfg_t *cfg)
     free(cfg->revocation.channel);
     free(cfg->admin.listen.text);
     free(cfg->admin.token_env);
+    for (size_t i = 0; i < cfg->http.nforward_client_headers; i++)
+        free(cfg->http.forward_client_headers[i]);
+    free(cfg->http.forward_client_headers);
     cfg_issuance_free(cfg->issuance);
     free(cfg);
 }

@@ -434,6 +434,23 @@ static int gate_passed(gw_conn_t *c)
     return c->internal ? internal_begin(c) : gw_conn_forward(c);
 }
 
+/* A header name an upstream may read as one the gateway sets or drops
+ * (X_Device_Id as X-Device-Id) is refused before anything reads the head,
+ * the request id included. Returns 0, or the llhttp stop code. */
+static int names_refused(gw_conn_t *c)
+{
+    const ups_hdrs_t *h = &c->hdrs;
+    int bad, r = ups_names_check(c->w->rt->hnames, h, &bad);
+    if (!r)
+        return 0;
+    uint32_t n = h->h[bad].name.len;
+    CLOG(c, GW_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
+    if (r == UPS_NAME_COLLISION)
+        return stop(c, 400, "header_name_collision",
+                    "a header name with '_' reads as one the gateway sets or drops (X_Device_Id as X-Device-Id)");
+    return stop(c, 400, "underscore_in_header", "header names with '_' are not accepted");
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     gw_conn_t *c = p->data;
@@ -447,6 +464,8 @@ static int on_headers_complete(llhttp_t *p)
         c->close_after = 1;   /* Connection: close, or HTTP/1.0 without keep-alive */
     snprintf(c->method, sizeof(c->method), "%s", llhttp_method_name(p->method));
     ups_hdrs_finish(h);
+    if (names_refused(c))
+        return HPE_USER;
 
     int rid = ups_hdrs_find(h, "x-request-id");
     if (rid >= 0 && valid_request_id(ups_str(h, h->h[rid].value), h->h[rid].value.len))
@@ -546,8 +565,7 @@ int gw_conn_forward(gw_conn_t *c)
         .request_id = c->request_id,
         .id = c->id,
         .icfg = &cfg->identity,
-        .strip = (const char *const *)c->w->rt->claim_headers,
-        .nstrip = c->w->rt->nclaim_headers,
+        .names = c->w->rt->hnames,
     };
     ups_kv_t claims[CFG_JWT_MAX_CLAIMS];
     if (c->jwt) {

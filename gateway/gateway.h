@@ -39,6 +39,7 @@ typedef struct {
     struct pol_play_keys **play_keys;  /* per issuance platform (NULL unless play_integrity) */
     char **claim_headers;          /* every header a token claim may be injected as */
     size_t nclaim_headers;
+    ups_names_t *hnames;           /* which client request headers are forwarded */
     uint32_t nconns;       /* live client connections, all workers; atomic */
     uint64_t accepted;     /* client connections accepted so far, all workers; atomic */
 } gw_runtime_t;

@@ -101,6 +101,12 @@ static int policy_setup(gw_runtime_t *rt, char *err, size_t errlen)
                 rt->claim_headers[rt->nclaim_headers++] = j->claims[k].header;
         }
     }
+    rt->hnames = ups_names_new(&cfg->identity, (const char *const *)rt->claim_headers,
+                               rt->nclaim_headers, &cfg->http);
+    if (!rt->hnames) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     const cfg_issuance_t *is = cfg->issuance;
     if (is) {
         if (!(rt->issuer = pol_issuer_load(is, err, errlen)))
@@ -138,6 +144,7 @@ static void policy_free(gw_runtime_t *rt)
     free(rt->jwks_files);
     free(rt->jwks);
     free(rt->claim_headers);
+    ups_names_free(rt->hnames);
 }
 
 /* JWKS files are re-read when they change; a bad file keeps the old keys. */
