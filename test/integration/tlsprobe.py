@@ -131,8 +131,8 @@ def expect_alert(env, gw, ctx, alert, what, log=None, session=None):
     before = env.upstream_count()
     eq(verdict(env, gw, ctx, session), alert, what)
     eq(env.upstream_count(), before, "%s: requests that reached the upstream" % what)
-    if log:
-        check(any(log in line for line in gw.log_tail(40)),
+    if log:   # the gateway logs after it has sent the alert
+        check(wait_for(lambda: any(log in line for line in gw.log_tail(40)), 1.0),
               "%s: the reason (%r) is not in the gateway log" % (what, log))
 
 
