@@ -53,6 +53,7 @@ def _(env):
             upstream_info(c.request("GET", "/expiry/%s/before" % role), "%s %s" % (vlabel, role))
             conns[(vlabel, role)] = c
     before = env.upstream_count()
+    time.sleep(max(0.0, not_after - 1.5 - time.time()))
     # each response arrives a second after notAfter
     slow = "/slow?ms=%d" % int((not_after + 1.0 - time.time()) * 1000)
     for (vlabel, role), c in conns.items():
