@@ -434,15 +434,13 @@ static int resume_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_CERTIFICATE_EXPIRED;
         why = "certificate has expired (resumed session)";
     } else {
-        switch (tls_identity_revocation(t, id)) {
-        case TLS_REV_REVOKED:
+        int rs = tls_identity_revocation(t, id);
+        if (rs == TLS_REV_REVOKED) {
             *al = SSL_AD_CERTIFICATE_REVOKED;
             why = "certificate revoked (resumed session)";
-            break;
-        case TLS_REV_UNKNOWN:
+        } else if (rs != TLS_REV_OK) {   /* TLS_REV_UNKNOWN, or anything else: fail closed */
             *al = SSL_AD_INTERNAL_ERROR;
             why = "revocation status unknown (Redis unavailable; failing closed; resumed session)";
-            break;
         }
     }
     if (!why)
