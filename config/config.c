@@ -238,14 +238,18 @@ static void parse_classes(ctx_t *c, yaml_node_t *n)
         }
         if (an && (s = cfgw_scalar(&c->w, an, cfgw_pk(q, p, "ca"), "a file path"))) {
             size_t other;
+            int reissued;
             char subj[256];
             t->classes[i].ca_file = cfgp_xstrdup(s);
             if (cfgp_load_ca(s, &c->ca[i], msg, sizeof msg) < 0)
                 cfgw_err(&c->w, an, q, "%s", msg);
-            else if (cfgp_ca_overlap(c->ca, i, &other, subj, sizeof subj))
+            else if (cfgp_ca_overlap(c->ca, i, &other, &reissued, subj, sizeof subj))
                 cfgw_err(&c->w, an, q,
-                         "CA %s is also in tls.classes[%zu] (\"%s\"): a CA may anchor "
-                         "only one class", subj, other, t->classes[other].name);
+                         "CA %s of class \"%s\" is also in tls.classes[%zu] (\"%s\")%s: a CA "
+                         "may anchor only one class", subj, t->classes[i].name, other,
+                         t->classes[other].name,
+                         reissued ? " as another certificate with the same subject and public "
+                                    "key (a re-issue)" : "");
         }
     }
     c->classes_ok = ok;

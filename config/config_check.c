@@ -707,22 +707,39 @@ void cfgp_syntax_msg(const yaml_parser_t *parser, char *msg, size_t len)
 
 /* ---------------------------------------------------------------- files */
 
-/* Whether a CA of class i is also in an earlier class; names it in subj. */
-int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, char *subj,
-                    size_t len)
+/* Whether two CA certificates are the same CA: the same subject and the
+ * same public key. A re-issued CA (new validity, serial or extensions) is
+ * another DER encoding of the same CA: it verifies the same chains. */
+static int same_ca(X509 *a, X509 *b)
+{
+    if (X509_NAME_cmp(X509_get_subject_name(a), X509_get_subject_name(b)) != 0)
+        return 0;
+    EVP_PKEY *ka = X509_get0_pubkey(a), *kb = X509_get0_pubkey(b);
+    return ka && kb && EVP_PKEY_eq(ka, kb) == 1;
+}
+
+/* Whether a CA of class i is also in an earlier class (same_ca); names it in
+ * subj, the earlier class in *other, and sets *reissued when the two
+ * certificates differ (a re-issue rather than a copy). */
+int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, int *reissued,
+                    char *subj, size_t len)
 {
     for (size_t j = 0; j < i; j++) {
         for (int a = 0; cas[i] && cas[j] && a < sk_X509_num(cas[i]); a++) {
             X509 *x = sk_X509_value(cas[i], a);
             for (int b = 0; b < sk_X509_num(cas[j]); b++) {
-                if (X509_cmp(x, sk_X509_value(cas[j], b)) == 0) {
+                X509 *y = sk_X509_value(cas[j], b);
+                if (same_ca(x, y)) {
                     cfgp_subject(x, subj, len);
                     *other = j;
+                    *reissued = X509_cmp(x, y) != 0;
+                    ERR_clear_error();
                     return 1;
                 }
             }
         }
     }
+    ERR_clear_error();
     return 0;
 }
 

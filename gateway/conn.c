@@ -163,6 +163,11 @@ static void finish_response(gw_conn_t *c)
         c->action = "closing";
         return;
     }
+    if (c->cert_expired && !evbuffer_get_length(c->in) && !SSL_has_pending(c->ssl)) {
+        c->state = C_CLOSING;   /* no next request waiting to be told why */
+        c->action = "closing expired";
+        return;
+    }
     /* ready for the next request: the parser resumes where it paused */
     c->req_active = c->head_done = c->req_complete = 0;
     c->resp_head_sent = c->discard = c->req_chunked = c->client_chunked = 0;
@@ -451,6 +456,19 @@ static int names_refused(gw_conn_t *c)
     return stop(c, 400, "underscore_in_header", "header names with '_' are not accepted");
 }
 
+/* Whether the certificate's notAfter has passed, by the event loop's cached
+ * clock: no system call per request. Between requests the worker's expiry
+ * timer closes the connection; this catches a head that arrives first. */
+static int cert_expired(gw_conn_t *c)
+{
+    struct timeval now;
+    if (c->cert_expired)
+        return 1;
+    if (event_base_gettimeofday_cached(c->w->base, &now) != 0)
+        return 0;
+    return c->id->not_after_t <= now.tv_sec;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     gw_conn_t *c = p->data;
@@ -499,6 +517,13 @@ static int on_headers_complete(llhttp_t *p)
         if (h->h[expect].value.len != 12 || strncasecmp(ups_str(h, h->h[expect].value), "100-continue", 12))
             return stop(c, 417, "expectation_failed", "only Expect: 100-continue is supported");
         cont = 1;
+    }
+
+    if (cert_expired(c)) {
+        CLOG(c, GW_INFO, "request refused: certificate serial=%s expired at %s (request_id=%s)",
+             c->id->serial, c->id->not_after, c->request_id);
+        respond_error(c, 403, "certificate_expired", "the client certificate has expired", 1, NULL);
+        return HPE_PAUSED;   /* closes after the flush */
     }
 
     /* re-checked only when the revocation set has changed since the last check */
@@ -897,6 +922,7 @@ static void handshake(gw_conn_t *c)
             c->dead = 1;
             return;
         }
+        gw_worker_watch_expiry(c->w, c->id->not_after_t);
         c->state = C_HTTP;
         c->action = "waiting for request";
         CLOG(c, GW_DEBUG, "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
@@ -1146,6 +1172,36 @@ void gw_conn_revocation_scan(gw_worker_t *w)
         }
         kick(c);
     }
+}
+
+/* An idle connection closes now, with close_notify. A request in progress
+ * was authorised while the certificate was valid: it completes, then the
+ * connection closes; a request whose head is read after notAfter (one
+ * pipelined behind it, say) is refused with 403 certificate_expired. */
+time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now)
+{
+    time_t next = 0;
+    for (gw_conn_t *c = w->conns; c; c = c->next) {
+        if (!c->id || c->state != C_HTTP || c->cert_expired)
+            continue;
+        if (c->id->not_after_t > now) {
+            if (!next || c->id->not_after_t < next)
+                next = c->id->not_after_t;
+            continue;
+        }
+        int busy = c->req_active || c->resp_active;
+        CLOG(c, GW_INFO, "certificate serial=%s class=%s expired at %s: closing the connection%s",
+             c->id->serial, c->id->class_name, c->id->not_after,
+             busy ? " after the request in progress" : "");
+        if (busy) {
+            c->cert_expired = 1;
+        } else {
+            c->state = C_CLOSING;
+            c->action = "closing expired";
+        }
+        kick(c);
+    }
+    return next;
 }
 
 void gw_conn_drain_all(gw_worker_t *w)

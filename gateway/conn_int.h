@@ -37,6 +37,7 @@ struct gw_conn {
     struct sockaddr_storage peer_addr;
     tls_identity_t *id;
     uint64_t rev_gen;           /* revocation generation the identity was last checked at */
+    int cert_expired;           /* notAfter passed while a request was in progress */
     int dead;                   /* conn_io frees it */
     int want_write;             /* SSL needs the socket writable */
     int rev_off;                /* the read event is not registered */

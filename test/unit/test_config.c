@@ -9,7 +9,8 @@
  * text " ... " separates parts that must appear in this order. Before loading,
  * ${PKI} is replaced by the PKI directory and ${TMP} by a scratch directory
  * that holds extra keys (other.key: a P-256 key matching no certificate,
- * rsa1024.key: a too-short RSA key).
+ * rsa1024.key: a too-short RSA key) and device-ca-reissued.crt (the device
+ * CA re-issued: same subject and key, another serial).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -202,6 +203,33 @@ static int make_extra_keys(const char *dir)
         return -1;
     fmt(path, sizeof path, "%s/rsa1024.key", dir);
     return write_key(path, EVP_RSA_gen(1024));
+}
+
+/* ${TMP}/device-ca-reissued.crt: the PKI's device CA issued again (same
+ * subject and key, another serial, hence another DER encoding). */
+static int make_reissued_ca(const char *pki, const char *dir)
+{
+    char path[512];
+    fmt(path, sizeof path, "%s/device-ca.crt", pki);
+    FILE *f = fopen(path, "rb");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    fmt(path, sizeof path, "%s/device-ca.key", pki);
+    f = fopen(path, "rb");
+    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    int ok = x && k && ASN1_INTEGER_set(X509_get_serialNumber(x), 0x5e15) == 1 &&
+             X509_sign(x, k, EVP_sha256()) > 0;
+    fmt(path, sizeof path, "%s/device-ca-reissued.crt", dir);
+    f = ok ? fopen(path, "wb") : NULL;
+    ok = f && PEM_write_X509(f, x) == 1;
+    if (f)
+        fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ok ? 0 : -1;
 }
 
 /* A JWKS with one Ed25519 key (the RFC 8037 example public key), for jwt. */
@@ -1160,6 +1188,7 @@ int main(int argc, char **argv)
               "openssl CLI failed in %s", pki);
     }
     check(make_extra_keys(tmp) == 0, "generate extra keys", "in %s", tmp);
+    check(make_reissued_ca(pki, tmp) == 0, "re-issue the device CA", "in %s", tmp);
     check(make_play_keys(tmp) == 0, "generate Play Integrity test keys", "in %s", tmp);
     check(make_jwks(tmp) == 0, "write a JWKS file", "in %s", tmp);
 
