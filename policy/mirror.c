@@ -162,6 +162,16 @@ int pol_mirror_contains(pol_mirror_t *m, const pol_rev_key_t *k)
     return r;
 }
 
+int pol_mirror_contains_any(pol_mirror_t *m, const pol_rev_key_t *keys, size_t n)
+{
+    int r = 0;
+    pthread_rwlock_rdlock(&m->lock);
+    for (size_t i = 0; i < n && !r; i++)
+        r = !key_empty(&keys[i]) && rt_contains(&m->t, &keys[i]);
+    pthread_rwlock_unlock(&m->lock);
+    return r;
+}
+
 int pol_mirror_usable(pol_mirror_t *m)
 {
     return mono_ms() < __atomic_load_n(&m->usable_until_ms, __ATOMIC_ACQUIRE);

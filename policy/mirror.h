@@ -49,6 +49,9 @@ void pol_mirror_free(pol_mirror_t *m);
 
 /* 1 if the key is revoked. */
 int pol_mirror_contains(pol_mirror_t *m, const pol_rev_key_t *k);
+/* 1 if one of keys[0..n-1] is revoked (all-zero keys are skipped), under
+ * one read lock. */
+int pol_mirror_contains_any(pol_mirror_t *m, const pol_rev_key_t *keys, size_t n);
 /* 1 if the mirror may be relied on now (current, or stale within
  * max_staleness under serve_stale). */
 int pol_mirror_usable(pol_mirror_t *m);

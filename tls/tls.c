@@ -560,23 +560,17 @@ void tls_ctx_set_mirror(tls_ctx_t *t, pol_mirror_t *m)
     t->mirror = m;
 }
 
-static int key_set(const pol_rev_key_t *k)
-{
-    return k->h[0] || k->h[1];
-}
-
 const char *tls_identity_revoked_by(tls_ctx_t *t, const tls_identity_t *id)
 {
     if (!t->mirror)
         return NULL;
-    if (pol_mirror_contains(t->mirror, &id->rev_serial) ||
-        pol_mirror_contains(t->mirror, &id->rev_fp))
+    const pol_rev_key_t own[2] = {id->rev_serial, id->rev_fp};
+    if (pol_mirror_contains_any(t->mirror, own, 2))
         return "certificate";
-    if (key_set(&id->rev_device) && pol_mirror_contains(t->mirror, &id->rev_device))
+    if (pol_mirror_contains_any(t->mirror, &id->rev_device, 1))   /* skipped when all-zero */
         return "device id";
-    for (size_t i = 0; i < id->nrev_chain; i++)
-        if (key_set(&id->rev_chain[i]) && pol_mirror_contains(t->mirror, &id->rev_chain[i]))
-            return "issuing CA";
+    if (id->nrev_chain && pol_mirror_contains_any(t->mirror, id->rev_chain, id->nrev_chain))
+        return "issuing CA";
     return NULL;
 }
 
