@@ -143,6 +143,25 @@ static int canon_class_serial(const char *cls, size_t cn, const char *ser, size_
     return (int)k;
 }
 
+/* 1 if every ':' in s[0..n-1] stands between two octets (two hex digits
+ * since the previous one) and there is one between every two octets, or
+ * there is none at all: "9F:86:...", not "cafe:00...". */
+static int octet_colons(const char *s, size_t n)
+{
+    size_t colons = 0, run = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ':') {
+            if (run != 2)
+                return 0;
+            colons++;
+            run = 0;
+        } else if (!is_space(s[i])) {
+            run++;
+        }
+    }
+    return colons == 0 || (colons == 31 && run == 2);
+}
+
 /* -1 when s is not a fingerprint spelling, without touching *err; -2 when
  * it is one but out is too small. */
 static int canon_fp(const char *s, size_t n, char *out, size_t outlen)
@@ -153,7 +172,7 @@ static int canon_fp(const char *s, size_t n, char *out, size_t outlen)
         s += 7;
         n -= 7;
     }
-    if (hex_digits(s, n, &digits, &zeros) < 0 || digits != 64)
+    if (hex_digits(s, n, &digits, &zeros) < 0 || digits != 64 || !octet_colons(s, n))
         return -1;
     if (put_hex(out, outlen, &k, s, n, 0) < 0)
         return -2;

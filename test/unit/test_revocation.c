@@ -297,6 +297,9 @@ static void test_canon(void)
         {"device:000", "device:0", POL_REV_SERIAL},
         {"sha256:" FP, FP, POL_REV_FINGERPRINT},
         {"device-id=k3j7", "device-id=k3j7", POL_REV_DEVICE},
+        /* hex-only class, serial padded to 64 digits in all: not a fingerprint */
+        {"cafe:000000000000000000000000000000000000000000000000000000000001",
+         "cafe:1", POL_REV_SERIAL},
         {"DEVICE-ID=K3j7", "device-id=K3j7", POL_REV_DEVICE},      /* the id keeps its case */
         {" device-id= phone-1.a_b:c@d ", "device-id=phone-1.a_b:c@d", POL_REV_DEVICE},
     };
