@@ -163,8 +163,8 @@ static int octet_colons(const char *s, size_t n)
 }
 
 /* -1 when s is not a fingerprint spelling, without touching *err; -2 when
- * it is one but out is too small. */
-static int canon_fp(const char *s, size_t n, char *out, size_t outlen)
+ * it is one but out is too small. strict: ':' only as octet separators. */
+static int canon_fp(const char *s, size_t n, char *out, size_t outlen, int strict)
 {
     size_t k = 0, digits, zeros;
     s = trim(s, &n);
@@ -172,7 +172,7 @@ static int canon_fp(const char *s, size_t n, char *out, size_t outlen)
         s += 7;
         n -= 7;
     }
-    if (hex_digits(s, n, &digits, &zeros) < 0 || digits != 64 || !octet_colons(s, n))
+    if (hex_digits(s, n, &digits, &zeros) < 0 || digits != 64 || (strict && !octet_colons(s, n)))
         return -1;
     if (put_hex(out, outlen, &k, s, n, 0) < 0)
         return -2;
@@ -211,22 +211,30 @@ int pol_rev_canon(const char *in, size_t len, char *out, size_t outlen, int *for
             *form = POL_REV_DEVICE;
         return r;
     }
-    int r = canon_fp(in, len, out, outlen);
+    /* a fingerprint as tools print it; then <class>:<serial>; then a
+     * fingerprint with colons elsewhere ("9F:86D0...") */
+    int r = canon_fp(in, len, out, outlen, 1);
+    const char *colon = memchr(in, ':', len);
+    if (r == -1 && colon) {
+        r = canon_class_serial(in, (size_t)(colon - in), colon + 1,
+                               len - (size_t)(colon - in) - 1, out, outlen, err);
+        if (r > 0) {
+            if (form)
+                *form = POL_REV_SERIAL;
+            return r;
+        }
+        const char *serr = *err;
+        r = canon_fp(in, len, out, outlen, 0);
+        if (r == -1)
+            return fail(out, outlen, err, serr);
+    }
     if (r == -2)
         return fail(out, outlen, err, "output buffer too small");
-    if (r > 0) {
-        if (form)
-            *form = POL_REV_FINGERPRINT;
-        return r;
-    }
-    const char *colon = memchr(in, ':', len);
-    if (!colon)
+    if (r < 0)
         return fail(out, outlen, err, "entry must be <class>:<serial>, a 64-hex-digit "
                     "fingerprint or device-id=<id>");
-    r = canon_class_serial(in, (size_t)(colon - in), colon + 1, len - (size_t)(colon - in) - 1,
-                           out, outlen, err);
-    if (r > 0 && form)
-        *form = POL_REV_SERIAL;
+    if (form)
+        *form = POL_REV_FINGERPRINT;
     return r;
 }
 
@@ -241,7 +249,7 @@ int pol_rev_canon_serial(const char *cls, const char *serial, char *out, size_t 
 
 int pol_rev_canon_fingerprint(const char *fp, char *out, size_t outlen, const char **err)
 {
-    int r = fp ? canon_fp(fp, strlen(fp), out, outlen) : -1;
+    int r = fp ? canon_fp(fp, strlen(fp), out, outlen, 0) : -1;
     if (r == -2)
         return fail(out, outlen, err, "output buffer too small");
     if (r < 0)

@@ -51,15 +51,15 @@ typedef struct {
  * operator. Accepted spellings, after whitespace at either end is dropped:
  *   device-id=<id>   prefix in any case, whitespace around the id dropped;
  *                    the id is kept as is (device ids are case-sensitive)
- *   [sha256:|sha256=]<64 hex>   any case, whitespace between digits, and
- *                    either no ':' or one between every two octets
+ *   [sha256:|sha256=]<64 hex>   any case, ':' and whitespace between digits
  *   <class>:[0x]<hex>   class as configured ([a-z0-9_-], 1..63); the serial
  *                    in any case, with ':' and whitespace between digits and
  *                    any number of leading zeros; at most 20 octets once the
  *                    leading zeros are gone
- * A text that is a fingerprint spelling is read as one before it is read
- * as <class>:<serial> (only a two-hex-digit class with a serial written in
- * octets and padded to 32 of them could be misread).
+ * Order: a fingerprint with no ':' or one between every two octets (as
+ * tools print them), then <class>:<serial>, then a fingerprint with ':'
+ * anywhere. (Only a two-hex-digit class with a serial written in octets and
+ * zero-padded to 32 of them could be misread as a fingerprint.)
  *
  * Contract: reads in[0..len-1] only (no NUL needed; a NUL byte is refused),
  * writes at most outlen bytes to out, allocates nothing, keeps no state.

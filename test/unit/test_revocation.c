@@ -300,6 +300,8 @@ static void test_canon(void)
         /* hex-only class, serial padded to 64 digits in all: not a fingerprint */
         {"cafe:000000000000000000000000000000000000000000000000000000000001",
          "cafe:1", POL_REV_SERIAL},
+        {"9F:86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", FP,
+         POL_REV_FINGERPRINT},                                   /* one colon, as before */
         {"DEVICE-ID=K3j7", "device-id=K3j7", POL_REV_DEVICE},      /* the id keeps its case */
         {" device-id= phone-1.a_b:c@d ", "device-id=phone-1.a_b:c@d", POL_REV_DEVICE},
     };
