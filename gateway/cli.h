@@ -2,14 +2,17 @@
  *
  *   portcullis revoke      -c FILE (--class C --serial S | --fingerprint F) [--reason R]
  *   portcullis revoke      -c FILE --device-id ID [--reason R]
- *   portcullis unrevoke    -c FILE (--class C --serial S | --fingerprint F)
+ *   portcullis unrevoke    -c FILE (--class C --serial S | --fingerprint F | --device-id ID)
  *   portcullis revocations -c FILE [--cursor N] [--count N]
  *
  * FILE supplies the redis and revocation settings. The writes are the same
  * MULTI/SADD|SREM/HSET|HDEL/PUBLISH/EXEC as the admin API's (policy/revstore),
  * sent with synchronous hiredis: this runs outside any event loop.
- * --device-id revokes every live certificate issued to the device, found
- * through the issuance records (policy/revstore.h, docs/issuance.md).
+ * revoke --device-id revokes the device id itself (the entry
+ * "device-id=<id>", which refuses every certificate carrying it) and every
+ * live certificate issued to it, found through the issuance records
+ * (policy/revstore.h, docs/issuance.md); unrevoke --device-id lifts the
+ * device entry only. revoke refuses a class that is not in tls.classes.
  */
 #ifndef PORTCULLIS_CLI_H
 #define PORTCULLIS_CLI_H
@@ -19,8 +22,8 @@ int gw_cli_is_command(const char *cmd);
 
 /* Runs subcommand cmd; argv[0] is the subcommand itself and argv[1..argc-1]
  * its options. Returns the process exit status: 0 success, 1 Redis error,
- * 2 usage, configuration or validation error, 3 (revoke --device-id) the
- * device has no live certificate. */
+ * 2 usage, configuration or validation error (also an entry that could
+ * match no certificate). */
 int gw_cli_main(const char *cmd, int argc, char **argv);
 
 #endif

@@ -33,6 +33,7 @@ void tls_identity_release(tls_identity_t *id)
     free(id->san_uri);
     free(id->san_dns);
     free(id->device_id);
+    free(id->rev_chain);
     free(id);
 }
 
@@ -266,12 +267,62 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
     int n = snprintf(entry, sizeof(entry), "%s:%s", class_name, id->serial);
     id->rev_serial = pol_rev_key(entry, (size_t)n);
     id->rev_fp = pol_rev_key(id->fingerprint, 64);
+    if (id->device_id && pol_rev_device_key(id->device_id, &id->rev_device) < 0)
+        goto fail;
     return id;
 
 fail:
     BN_free(bn);
     tls_identity_release(id);
     return NULL;
+}
+
+/* The revocation key "<class>:<serial>" of a CA certificate; all-zero when
+ * its serial is longer than revocation entries can name (then only its
+ * fingerprint names it). */
+static pol_rev_key_t ca_serial_key(X509 *ca, const char *class_name)
+{
+    pol_rev_key_t k = {{0, 0}};
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(ca), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    char canon[POL_REV_ENTRY_MAX];
+    const char *err = NULL;
+    if (hex && pol_rev_canon_serial(class_name, hex[0] == '-' ? hex + 1 : hex, canon,
+                                    sizeof canon, &err) == 0)
+        k = pol_rev_key(canon, strlen(canon));
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return k;
+}
+
+int tls_identity_set_chain(tls_identity_t *id, STACK_OF(X509) *chain)
+{
+    int n = sk_X509_num(chain);
+    free(id->rev_chain);
+    id->rev_chain = NULL;
+    id->nrev_chain = 0;
+    if (n <= 1)
+        return 0;
+    pol_rev_key_t *keys = calloc(2 * (size_t)(n - 1), sizeof *keys);
+    if (!keys)
+        return -1;
+    for (int i = 1; i < n; i++) {
+        X509 *ca = sk_X509_value(chain, i);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        char fp[65];
+        if (!X509_digest(ca, EVP_sha256(), md, &mdlen) || mdlen != 32) {
+            free(keys);
+            return -1;
+        }
+        for (unsigned j = 0; j < mdlen; j++)
+            snprintf(fp + 2 * j, 3, "%02x", md[j]);
+        keys[2 * (i - 1)] = ca_serial_key(ca, id->class_name);
+        keys[2 * (i - 1) + 1] = pol_rev_key(fp, 64);
+    }
+    id->rev_chain = keys;
+    id->nrev_chain = 2 * (size_t)(n - 1);
+    return 0;
 }
 
 /* ---- verification ---- */
@@ -351,11 +402,15 @@ static int attach_identity(tls_ctx_t *t, SSL *ssl, X509_STORE_CTX *x, tls_identi
         return 0;
     }
     switch (*rev = tls_identity_revocation(t, id)) {
-    case TLS_REV_REVOKED:
+    case TLS_REV_REVOKED: {
+        char why[64];
+        snprintf(why, sizeof why, "certificate revoked (by its %s entry)",
+                 tls_identity_revoked_by(t, id) ? tls_identity_revoked_by(t, id) : "?");
         tls_identity_release(id);
         X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REVOKED);   /* alert certificate_revoked */
-        set_fail(ssl, "certificate revoked", 0);
+        set_fail(ssl, why, 0);
         return 0;
+    }
     case TLS_REV_UNKNOWN:
         tls_identity_release(id);
         /* alert internal_error: the server cannot decide now. Not
@@ -405,6 +460,10 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     }
     tls_identity_t *id = tls_identity_from_cert(leaf, cls, t->cfg->tls.classes[cls].name,
                                                 &t->cfg->identity);
+    if (id && tls_identity_set_chain(id, chain) < 0) {
+        tls_identity_release(id);
+        id = NULL;   /* attach_identity refuses it */
+    }
     int rev;
     return attach_identity(t, ssl, x, id, &rev);
 }
@@ -596,10 +655,23 @@ void tls_ctx_set_mirror(tls_ctx_t *t, pol_mirror_t *m)
     t->mirror = m;
 }
 
+const char *tls_identity_revoked_by(tls_ctx_t *t, const tls_identity_t *id)
+{
+    if (!t->mirror)
+        return NULL;
+    const pol_rev_key_t own[2] = {id->rev_serial, id->rev_fp};
+    if (pol_mirror_contains_any(t->mirror, own, 2))
+        return "certificate";
+    if (pol_mirror_contains_any(t->mirror, &id->rev_device, 1))   /* skipped when all-zero */
+        return "device id";
+    if (id->nrev_chain && pol_mirror_contains_any(t->mirror, id->rev_chain, id->nrev_chain))
+        return "issuing CA";
+    return NULL;
+}
+
 int tls_identity_revoked(tls_ctx_t *t, const tls_identity_t *id)
 {
-    return t->mirror && (pol_mirror_contains(t->mirror, &id->rev_serial) ||
-                         pol_mirror_contains(t->mirror, &id->rev_fp));
+    return tls_identity_revoked_by(t, id) != NULL;
 }
 
 int tls_identity_revocation(tls_ctx_t *t, const tls_identity_t *id)
