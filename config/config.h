@@ -190,6 +190,7 @@ typedef struct {
     cfg_addr_t listen;            /* default 127.0.0.1:9444 */
     char *token_env;              /* env var with the admin bearer token; "PORTCULLIS_ADMIN_TOKEN" */
     uint32_t max_body_bytes;      /* 64k */
+    int allow_remote;             /* 0: listen must be a loopback address (plain HTTP) */
 } cfg_admin_t;
 
 enum cfg_log_level { CFG_LOG_ERROR = 0, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
