@@ -167,3 +167,94 @@ def _(env):
     check("File exists" in r.stderr, "no reason given: %r" % r.stderr)
     with open(os.path.join(d, "signing.pem")) as f:
         eq(f.read(), before, "signing.pem after the refused second run")
+
+
+def _tree_copy(dest):
+    """The working tree's files (tracked and new, not ignored) and the built
+    binaries, mtimes kept so that make finds them up to date."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    files = [f for f in files if f and os.path.exists(os.path.join(REPO, f.decode()))]
+    subprocess.run(["cp", "-p", "--parents", "-t", dest] + [f.decode() for f in files], cwd=REPO,
+                   check=True)
+    built = [b for b in ("build/portcullis", "build/portcullis-bench", "build/mint-jwt",
+                         "build/mint-integrity", "build/llhttp")
+             if os.path.exists(os.path.join(REPO, b))]
+    subprocess.run(["cp", "-a", "--parents", "-t", dest] + built, cwd=REPO, check=True)
+
+
+def _port_open(port):
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@test("ops: scripts/run.sh prints the configured listener, and SIGTERM to it stops the gateway, "
+      "the upstream and redis", timeout=300)
+def _(env):
+    import signal
+    import time
+    root = os.path.join(env.tmp, "ops-run")
+    os.makedirs(root)
+    _tree_copy(root)
+    gw_port, up_port, redis_port = free_port(), free_port(), free_port()
+    with open(os.path.join(REPO, "config", "example.yaml")) as f:
+        text = f.read()
+    for old, new in (("127.0.0.1:8443", "127.0.0.1:%d" % gw_port),
+                     ("127.0.0.1:9080", "127.0.0.1:%d" % up_port),
+                     ("127.0.0.1:6379", "127.0.0.1:%d" % redis_port),
+                     ("workers: auto", "workers: 1"), ("drain: 30s", "drain: 2s")):
+        check(old in text, "config/example.yaml no longer has %r" % old)
+        text = text.replace(old, new)
+    with open(os.path.join(root, "run-test.yaml"), "w") as f:
+        f.write(text)
+    out_path = os.path.join(root, "run-stdout.txt")
+    environ = dict(os.environ, PORTCULLIS_RUN_CONFIG="run-test.yaml",
+                   PORTCULLIS_RUN_UPSTREAM_PORT=str(up_port),
+                   PORTCULLIS_RUN_REDIS_PORT=str(redis_port))
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(["bash", os.path.join(root, "scripts", "run.sh")], cwd=root,
+                                stdout=out, stderr=subprocess.STDOUT, env=environ,
+                                start_new_session=True)
+    try:
+        want = "portcullis is listening on https://127.0.0.1:%d (run-test.yaml)" % gw_port
+        deadline = time.time() + 240
+        text = ""
+        while time.time() < deadline and proc.poll() is None:
+            with open(out_path, errors="replace") as f:
+                text = f.read()
+            if "Ctrl-C stops everything." in text:
+                break
+            time.sleep(0.2)
+        check(proc.poll() is None, "run.sh exited %s: %s" % (proc.returncode, text[-1500:]))
+        check(want in text, "banner lacks %r: %s" % (want, text[-1500:]))
+        check("https://localhost:%d/api/hello" % gw_port in text, "curl lines use another port")
+        check(":8443" not in text, "the banner still mentions 8443: %s" % text[-1500:])
+        for port, what in ((gw_port, "gateway"), (up_port, "upstream"), (redis_port, "redis")):
+            check(_port_open(port), "%s not listening on %d" % (what, port))
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            "--cacert", "run/pki/server-ca.crt", "--cert", "run/pki/device.crt",
+                            "--key", "run/pki/device.key", "https://localhost:%d/api/hello" % gw_port],
+                           cwd=root, capture_output=True, text=True, timeout=20)
+        eq(r.stdout, "401", "curl without a token, as the banner says")
+        os.kill(proc.pid, signal.SIGTERM)   # the script only, not its process group
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            fail("run.sh still running 60s after SIGTERM")
+        eq(rc, 143, "run.sh exit status after SIGTERM")
+        for port, what in ((gw_port, "gateway"), (up_port, "upstream"), (redis_port, "redis")):
+            check(not _port_open(port), "%s still listening on %d after SIGTERM" % (what, port))
+        # nothing of the session still runs (an exited process not yet reaped is not running)
+        left = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-s", str(proc.pid)],
+                              capture_output=True, text=True).stdout.splitlines()
+        eq([p for p in left if p.split()[1][0] != "Z"], [], "processes left in run.sh's session")
+        with open(os.path.join(root, "run", "gateway.log"), errors="replace") as f:
+            log = f.read()
+        check("SIGTERM: draining" in log and "stopped" in log, "gateway did not drain: %s" % log[-800:])
+    finally:
+        if proc.poll() is None:
+            kill_group(proc, 5)
