@@ -258,3 +258,22 @@ def _(env):
     finally:
         if proc.poll() is None:
             kill_group(proc, 5)
+
+
+@test("ops: the README's dependency list and the Dockerfile's build packages match scripts/deps.sh")
+def _(env):
+    with open(os.path.join(REPO, "scripts", "deps.sh")) as f:
+        m = re.search(r"^pkgs=\(([^)]*)\)", f.read(), re.M)
+    check(m, "scripts/deps.sh has no pkgs=(...) list")
+    deps = m.group(1).split()
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    m = re.search(r"^## Building by hand\n(.*?)(^## |\Z)", readme, re.M | re.S)
+    check(m, "README has no 'Building by hand' section")
+    listed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", " ".join(re.findall(r"`([^`]*)`", m.group(1)))))
+    eq(sorted(p for p in deps if p not in listed), [], "deps.sh packages the README does not list")
+    with open(os.path.join(REPO, "Dockerfile")) as f:
+        stages = re.split(r"^FROM ", f.read().replace("\\\n", " "), flags=re.M)
+    m = re.search(r"apt-get install ([^&]*)", stages[1])   # the build stage
+    docker = [p for p in m.group(1).split() if not p.startswith("-")]
+    eq(sorted(p for p in docker if p not in deps), [], "Dockerfile build packages not in deps.sh")
