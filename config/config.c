@@ -8,7 +8,9 @@
 #include "config_int.h"
 #include "walk.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -676,22 +678,44 @@ static void parse_revocation(ctx_t *c, yaml_node_t *n)
     cfgw_opt_dur(&c->w, &f[STALENESS], "revocation", DAY_MS, &r->max_staleness_ms);
 }
 
+/* 1 when a is a loopback address: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+static int addr_is_loopback(const cfg_addr_t *a)
+{
+    if (a->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&a->addr;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (a->addr.ss_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
 static void parse_admin(ctx_t *c, yaml_node_t *n)
 {
-    enum { LISTEN, TOKEN_ENV, MAX_BODY };
+    enum { LISTEN, TOKEN_ENV, MAX_BODY, ALLOW_REMOTE };
     cfg_t *cfg = c->cfg;
     cfg_admin_t *a = &cfg->admin;
-    cfgw_fld_t f[] = {F("listen"), F("token_env"), F("max_body_bytes")};
+    cfgw_fld_t f[] = {F("listen"), F("token_env"), F("max_body_bytes"), F("allow_remote")};
     const char *s;
     uint64_t v;
     if (cfgw_map(&c->w, n, "admin", f, NF(f)) < 0)
         return;
     a->enabled = 1;
+    cfgw_opt_bool(&c->w, &f[ALLOW_REMOTE], "admin", &a->allow_remote);
     if (f[LISTEN].val) {
         cfg_addr_t addr;
         if (get_addr(c, f[LISTEN].val, "admin.listen", 0, &addr, NULL, 0, NULL) == 0) {
             free(a->listen.text);
             a->listen = addr;
+            /* plain HTTP with a bearer token: reachable from loopback only, unless asked */
+            if (!a->allow_remote && !addr_is_loopback(&addr))
+                cfgw_err(&c->w, f[LISTEN].val, "admin.listen", "%s is not a loopback address, and "
+                         "the admin API is plain HTTP (the token would cross the network in clear "
+                         "text); hint: listen on 127.0.0.1 or [::1] and reach it through an "
+                         "authenticated tunnel, or set admin.allow_remote: true to accept the risk",
+                         addr.text);
         }
     }
     for (size_t i = 0; a->listen.text && i < cfg->nlisteners; i++) {

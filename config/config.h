@@ -194,6 +194,7 @@ typedef struct {
     cfg_addr_t listen;            /* default 127.0.0.1:9444 */
     char *token_env;              /* env var with the admin bearer token; "PORTCULLIS_ADMIN_TOKEN" */
     uint32_t max_body_bytes;      /* 64k */
+    int allow_remote;             /* 0: listen must be a loopback address (plain HTTP) */
 } cfg_admin_t;
 
 /* How request targets and header names are read (section http, config.c). */
@@ -255,6 +256,20 @@ void cfg_errors_free(cfg_errors_t *errs);
 int cfg_parse_duration_ms(const char *s, uint64_t *out);   /* "500ms" "10s" "5m" "1h" "2d" */
 int cfg_parse_size(const char *s, uint64_t *out);          /* "512" "16k" "10m" "1g" (binary units) */
 int cfg_parse_addr(const char *s, int default_port, cfg_addr_t *out); /* "host:port", "[v6]:port" */
+
+/* Files the config names (certificates, keys, key material), read the same
+ * way by cfg_load() and by the layers that load them again at the start, so
+ * every "cannot read" says why (config_check.c).
+ * cfg_open_file: a BIO on the regular file path, or NULL with
+ *   msg = "cannot read \"<path>\": <strerror(errno) | not a regular file>".
+ * cfg_read_file: the whole regular file (at most max bytes) in a NUL-terminated
+ *   buffer the caller frees (cleansing it first if it is secret), with *len
+ *   set; or NULL with msg as above (or "larger than <max> bytes").
+ * cfg_ossl_reason: the reason of the thread's last OpenSSL error, never NULL. */
+#define CFG_MAX_KEY_FILE 16384   /* largest Play Integrity key file, at load and at start */
+struct bio_st *cfg_open_file(const char *path, char *msg, size_t len);
+char *cfg_read_file(const char *path, size_t max, size_t *len, char *msg, size_t msglen);
+const char *cfg_ossl_reason(void);
 
 
 /* ---------------------------------------------------------------- issuance

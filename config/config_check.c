@@ -743,14 +743,15 @@ int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, int *re
     return 0;
 }
 
-static const char *ossl_reason(void)
+const char *cfg_ossl_reason(void)
 {
     unsigned long e = ERR_peek_last_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
     return r ? r : "unknown OpenSSL error";
 }
 
-static BIO *open_file(const char *path, char *msg, size_t len)
+/* fopen + fstat: the stream of a regular file, or NULL with the reason. */
+static FILE *open_regular(const char *path, char *msg, size_t len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -763,13 +764,47 @@ static BIO *open_file(const char *path, char *msg, size_t len)
         fclose(f);
         return NULL;
     }
+    return f;
+}
+
+BIO *cfg_open_file(const char *path, char *msg, size_t len)
+{
+    FILE *f = open_regular(path, msg, len);
+    if (!f)
+        return NULL;
     BIO *b = BIO_new_fp(f, BIO_CLOSE);
     if (!b) {
-        snprintf(msg, len, "cannot read \"%s\": %s", path, ossl_reason());
+        snprintf(msg, len, "cannot read \"%s\": %s", path, cfg_ossl_reason());
         fclose(f);
         ERR_clear_error();
     }
     return b;
+}
+
+char *cfg_read_file(const char *path, size_t max, size_t *lenp, char *msg, size_t len)
+{
+    FILE *f = open_regular(path, msg, len);
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int rerr = ferror(f) ? errno : 0;
+    fclose(f);
+    if (!buf) {
+        snprintf(msg, len, "cannot read \"%s\": out of memory", path);
+    } else if (rerr) {
+        snprintf(msg, len, "cannot read \"%s\": %s", path, strerror(rerr));
+    } else if (n > max) {
+        snprintf(msg, len, "cannot read \"%s\": larger than %zu bytes", path, max);
+    } else {
+        buf[n] = '\0';
+        *lenp = n;
+        return buf;
+    }
+    if (buf)
+        OPENSSL_cleanse(buf, n);
+    free(buf);
+    return NULL;
 }
 
 void cfgp_subject(X509 *x, char *buf, size_t len)
@@ -781,7 +816,7 @@ void cfgp_subject(X509 *x, char *buf, size_t len)
 /* All certificates of a PEM file, in order; NULL with msg on error. */
 static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
 {
-    BIO *b = open_file(path, msg, len);
+    BIO *b = cfg_open_file(path, msg, len);
     if (!b)
         return NULL;
     STACK_OF(X509) *sk = sk_X509_new_null();
@@ -800,10 +835,10 @@ static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
                 break; /* clean end of file */
             if (sk_X509_num(sk) == 0)
                 snprintf(msg, len, "\"%s\" is not a PEM certificate file: %s", path,
-                         ossl_reason());
+                         cfg_ossl_reason());
             else
                 snprintf(msg, len, "certificate #%d in \"%s\" cannot be parsed: %s",
-                         sk_X509_num(sk) + 1, path, ossl_reason());
+                         sk_X509_num(sk) + 1, path, cfg_ossl_reason());
             sk_X509_pop_free(sk, X509_free);
             sk = NULL;
             break;
@@ -846,7 +881,7 @@ int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
                    int *key_type, char *msg, size_t len)
 {
     *key_type = 0;
-    BIO *b = open_file(path, msg, len);
+    BIO *b = cfg_open_file(path, msg, len);
     if (!b)
         return -1;
     ERR_clear_error();
@@ -854,7 +889,7 @@ int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
     BIO_free(b);
     if (!k) {
         snprintf(msg, len,
-                 "\"%s\" is not an unencrypted PEM private key: %s", path, ossl_reason());
+                 "\"%s\" is not an unencrypted PEM private key: %s", path, cfg_ossl_reason());
         ERR_clear_error();
         return -1;
     }
@@ -885,7 +920,7 @@ int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
     }
     if (rc == 0 && leaf && X509_check_private_key(leaf, k) != 1) {
         snprintf(msg, len, "key in \"%s\" does not match the certificate in \"%s\": %s",
-                 path, cert_path, ossl_reason());
+                 path, cert_path, cfg_ossl_reason());
         rc = -1;
     }
     if (rc == 0)
@@ -937,7 +972,7 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
     if (!*ctxp) {
         *ctxp = SSL_CTX_new(TLS_method());
         if (!*ctxp) {
-            snprintf(msg, len, "cannot create an SSL context: %s", ossl_reason());
+            snprintf(msg, len, "cannot create an SSL context: %s", cfg_ossl_reason());
             ERR_clear_error();
             return -1;
         }
@@ -951,7 +986,7 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
     ERR_clear_error();
     if (kind == 0) {
         if (!SSL_CTX_set_cipher_list(ctx, val)) {
-            snprintf(msg, len, "no usable TLS 1.2 cipher in \"%s\": %s", val, ossl_reason());
+            snprintf(msg, len, "no usable TLS 1.2 cipher in \"%s\": %s", val, cfg_ossl_reason());
             rc = -1;
         }
         /* OpenSSL skips unknown names in a list; check each positive term alone. */
@@ -967,7 +1002,7 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
         }
     } else if (kind == 1) {
         if (!SSL_CTX_set_ciphersuites(ctx, val)) {
-            snprintf(msg, len, "invalid TLS 1.3 ciphersuites \"%s\": %s", val, ossl_reason());
+            snprintf(msg, len, "invalid TLS 1.3 ciphersuites \"%s\": %s", val, cfg_ossl_reason());
             rc = -1;
         }
         STACK_OF(SSL_CIPHER) *have = rc == 0 ? SSL_CTX_get_ciphers(ctx) : NULL;
@@ -997,7 +1032,7 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
             }
         }
         if (rc == 0 && !SSL_CTX_set1_groups_list(ctx, val)) {
-            snprintf(msg, len, "invalid group list \"%s\": %s", val, ossl_reason());
+            snprintf(msg, len, "invalid group list \"%s\": %s", val, cfg_ossl_reason());
             rc = -1;
         }
     }

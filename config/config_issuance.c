@@ -69,13 +69,6 @@ static char *ipath(ictx_t *c, cfgw_fld_t *f, const char *parent)
     return cfgp_xstrdup(s);
 }
 
-static const char *ossl_reason(void)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    return r ? r : "unknown OpenSSL error";
-}
-
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
@@ -88,12 +81,9 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 /* All certificates of a PEM file (at least one); NULL with msg. */
 static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
 {
-    BIO *b = BIO_new_file(path, "rb");
-    if (!b) {
-        snprintf(msg, len, "cannot read \"%s\"", path);
-        ERR_clear_error();
+    BIO *b = cfg_open_file(path, msg, len);
+    if (!b)
         return NULL;
-    }
     STACK_OF(X509) *sk = sk_X509_new_null();
     X509 *x;
     while (sk && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
@@ -110,24 +100,6 @@ static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
     }
     ERR_clear_error();
     return sk;
-}
-
-/* Whole small file into a NUL-terminated buffer; NULL on error. */
-static char *read_small(const char *path, size_t max, size_t *lenp)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > max) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *lenp = n;
-    return buf;
 }
 
 /* Standard base64 (whitespace ignored) into out; decoded length or -1. */
@@ -193,13 +165,13 @@ static void check_ca(ictx_t *c, cfg_issuance_t *is, cfgw_fld_t *fcert, cfgw_fld_
     }
     if (is->ca_key_file) {
         const char *p = "issuance.ca_key";
-        BIO *b = BIO_new_file(is->ca_key_file, "rb");
+        BIO *b = cfg_open_file(is->ca_key_file, msg, sizeof msg);
         EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
         if (!b)
-            cfgw_err(&c->w, fkey->val, p, "cannot read \"%s\"", is->ca_key_file);
+            cfgw_err(&c->w, fkey->val, p, "%s", msg);
         else if (!k)
             cfgw_err(&c->w, fkey->val, p, "\"%s\" is not an unencrypted PEM private key: %s",
-                     is->ca_key_file, ossl_reason());
+                     is->ca_key_file, cfg_ossl_reason());
         else if (ca && X509_check_private_key(ca, k) != 1)
             cfgw_err(&c->w, fkey->val, p,
                      "key in \"%s\" does not match the CA certificate in \"%s\"",
@@ -291,14 +263,14 @@ static int parse_digest(const char *s, unsigned char out[32])
 static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, cfgw_fld_t *fdec,
                             cfgw_fld_t *fver, const char *p)
 {
-    char q[CFGW_PATHLEN];
+    char q[CFGW_PATHLEN], msg[512];
     size_t len;
     char *text;
     if (pl->decryption_key_file) {
         unsigned char key[64];
         cfgw_pk(q, p, "decryption_key_file");
-        if (!(text = read_small(pl->decryption_key_file, 4096, &len)))
-            cfgw_err(&c->w, fdec->val, q, "cannot read \"%s\"", pl->decryption_key_file);
+        if (!(text = cfg_read_file(pl->decryption_key_file, CFG_MAX_KEY_FILE, &len, msg, sizeof msg)))
+            cfgw_err(&c->w, fdec->val, q, "%s", msg);
         else if (b64_decode(text, len, key, sizeof key) != 32)
             cfgw_err(&c->w, fdec->val, q, "\"%s\" must hold the base64 AES-256 decryption key from "
                      "Play Console (32 bytes)", pl->decryption_key_file);
@@ -310,8 +282,8 @@ static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, cfgw_fld_t *fde
     if (pl->verification_key_file) {
         EVP_PKEY *k = NULL;
         cfgw_pk(q, p, "verification_key_file");
-        if (!(text = read_small(pl->verification_key_file, 16384, &len))) {
-            cfgw_err(&c->w, fver->val, q, "cannot read \"%s\"", pl->verification_key_file);
+        if (!(text = cfg_read_file(pl->verification_key_file, CFG_MAX_KEY_FILE, &len, msg, sizeof msg))) {
+            cfgw_err(&c->w, fver->val, q, "%s", msg);
             return;
         }
         if (strstr(text, "-----BEGIN PUBLIC KEY-----")) {

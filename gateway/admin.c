@@ -559,15 +559,25 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+const char *gw_admin_token(const cfg_admin_t *ac, char *err, size_t errlen)
+{
+    const char *tok = ac->token_env ? getenv(ac->token_env) : NULL;
+    if (!tok || !*tok) {
+        snprintf(err, errlen, "admin.token_env: the environment variable %s is unset or empty; "
+                 "set it to the admin bearer token", ac->token_env ? ac->token_env : "(none)");
+        return NULL;
+    }
+    return tok;
+}
+
 gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *mirror,
                            tls_ctx_t *tls, char *err, size_t errlen)
 {
     const cfg_admin_t *ac = &cfg->admin;
-    const char *tok = ac->token_env ? getenv(ac->token_env) : NULL;
-    if (!tok || !*tok) {
-        snprintf(err, errlen, "admin listener not started: the environment variable %s "
-                 "(admin.token_env) is unset or empty; set it to the admin bearer token",
-                 ac->token_env ? ac->token_env : "(none)");
+    char why[256];
+    const char *tok = gw_admin_token(ac, why, sizeof why);
+    if (!tok) {
+        snprintf(err, errlen, "admin listener not started: %s", why);
         return NULL;
     }
     gw_admin_t *a = calloc(1, sizeof *a);

@@ -42,6 +42,11 @@
 
 typedef struct gw_admin gw_admin_t;
 
+/* The admin bearer token: the value of the variable admin.token_env names.
+ * Returns it, or NULL with a one-line reason in err (unset or empty). The
+ * start and `--check` both call this, so they cannot disagree. */
+const char *gw_admin_token(const cfg_admin_t *ac, char *err, size_t errlen);
+
 /* Boolean-like: the listener, or NULL with a one-line reason in err (the
  * token variable is unset or empty, the address cannot be bound, ...).
  * mirror may be NULL (health then reports "revocation": null), and so may tls

@@ -23,19 +23,36 @@ typedef struct {
     const char *config, *cls, *serial, *fingerprint, *device_id, *reason, *cursor, *count;
 } opts_t;
 
+/* The synopsis of every subcommand, in the order --help lists them. */
+static const struct { const char *cmd, *args; } synopsis[] = {
+    {"revoke", "-c FILE (--class C --serial S | --fingerprint F) [--reason R]"},
+    {"revoke", "-c FILE --device-id ID [--reason R]"},
+    {"unrevoke", "-c FILE (--class C --serial S | --fingerprint F | --device-id ID)"},
+    {"revocations", "-c FILE [--cursor N] [--count 1..1000]"},
+};
+
+void gw_cli_synopsis(FILE *f, const char *only, int first)
+{
+    for (size_t i = 0; i < sizeof synopsis / sizeof synopsis[0]; i++) {
+        if (only && strcmp(only, synopsis[i].cmd) != 0)
+            continue;
+        fprintf(f, "%s portcullis %s %s\n", first ? "usage:" : "      ", synopsis[i].cmd,
+                synopsis[i].args);
+        first = 0;
+    }
+}
+
+void gw_cli_exit_status(FILE *f)
+{
+    fprintf(f, "Exit status (revoke, unrevoke, revocations): 0 done, 1 Redis error,\n"
+               "2 usage or validation error (also a class that is not in tls.classes:\n"
+               "such an entry could revoke nothing). See docs/revocation.md.\n");
+}
+
 static void usage(FILE *f, const char *name)
 {
-    if (!name || strcmp(name, "revocations") != 0)
-        fprintf(f, "usage: portcullis revoke -c FILE (--class C --serial S | --fingerprint F) "
-                   "[--reason R]\n"
-                   "       portcullis revoke -c FILE --device-id ID [--reason R]\n"
-                   "       portcullis unrevoke -c FILE (--class C --serial S | --fingerprint F |\n"
-                   "                                    --device-id ID)\n");
-    if (!name || strcmp(name, "revoke") != 0)
-        fprintf(f, "       portcullis revocations -c FILE [--cursor N] [--count 1..1000]\n");
-    fprintf(f, "Exit status: 0 done, 1 Redis error, 2 usage or validation error (also a\n"
-               "class that is not in tls.classes: such an entry could revoke nothing).\n"
-               "See docs/revocation.md.\n");
+    gw_cli_synopsis(f, name && gw_cli_is_command(name) ? name : NULL, 1);
+    gw_cli_exit_status(f);
 }
 
 int gw_cli_is_command(const char *cmd)

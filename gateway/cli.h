@@ -17,6 +17,15 @@
 #ifndef PORTCULLIS_CLI_H
 #define PORTCULLIS_CLI_H
 
+#include <stdio.h>
+
+/* Prints the synopsis line of every subcommand (only: of that one; NULL:
+ * all), the first led by "usage:" when first is 1. main's --help uses it,
+ * so the help cannot omit a form the CLI accepts. */
+void gw_cli_synopsis(FILE *f, const char *only, int first);
+/* Prints the subcommands' exit statuses. */
+void gw_cli_exit_status(FILE *f);
+
 /* 1 if cmd names a subcommand handled by gw_cli_main(). */
 int gw_cli_is_command(const char *cmd);
 

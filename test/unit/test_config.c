@@ -817,6 +817,46 @@ static void test_admin_defaults(const char *pki, const char *tmp)
     cfg_errors_free(&errs);
 }
 
+/* A non-loopback admin.listen loads only with admin.allow_remote: true;
+ * every loopback spelling loads without it. */
+static void test_admin_remote(const char *pki, const char *tmp)
+{
+    static const struct { const char *listen; const char *extra; int ok; } cases[] = {
+        {"0.0.0.0:9444", "", 0},
+        {"\"[::]:9444\"", "", 0},
+        {"10.1.2.3:9444", "", 0},
+        {"\"[::ffff:10.0.0.1]:9444\"", "", 0},
+        {"0.0.0.0:9444", ", allow_remote: false", 0},
+        {"0.0.0.0:9444", ", allow_remote: true", 1},
+        {"\"[::]:9444\"", ", allow_remote: true", 1},
+        {"127.0.0.1:9444", "", 1},
+        {"127.3.4.5:9444", "", 1},
+        {"localhost:9444", "", 1},
+        {"\"[::1]:9444\"", "", 1},
+        {"\"[::ffff:127.0.0.1]:9444\"", "", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[1024], text[2048], name[160];
+        cfg_errors_t errs = {0};
+        fmt(text, sizeof text, "%sadmin: {listen: %s%s}\n", minimal_yaml, cases[i].listen,
+            cases[i].extra);
+        write_case(tmp, "admin_remote.yaml", text, pki, tmp, path, sizeof path);
+        cfg_t *cfg = cfg_load(path, &errs);
+        fmt(name, sizeof name, "admin.listen %s%s %s", cases[i].listen, cases[i].extra,
+            cases[i].ok ? "loads" : "is refused");
+        if (cases[i].ok)
+            check(cfg != NULL && cfg->admin.allow_remote == (cases[i].extra[0] != 0), name,
+                  "first error: %s", first_error(&errs));
+        else
+            check(!cfg && errs.n == 1 && strstr(errs.msgs[0], "admin.listen: ") &&
+                      strstr(errs.msgs[0], "is not a loopback address") &&
+                      strstr(errs.msgs[0], "hint: ") && strstr(errs.msgs[0], "allow_remote: true"),
+                  name, "errors=%zu first: %s", errs.n, first_error(&errs));
+        cfg_free(cfg);
+        cfg_errors_free(&errs);
+    }
+}
+
 /* The issuance section: absent = disabled; defaults; every setting. */
 static void test_issuance(const char *pki, const char *tmp)
 {
@@ -1198,6 +1238,7 @@ int main(int argc, char **argv)
     test_example(root, pki, tmp);
     test_defaults(pki, tmp);
     test_admin_defaults(pki, tmp);
+    test_admin_remote(pki, tmp);
     test_full(pki, tmp);
     test_policy_defaults(pki, tmp);
     test_policy(pki, tmp);
