@@ -324,6 +324,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
  * of a trailer section goes through the scan before llhttp acts on it. */
 static int lines_err(gw_conn_t *c, long r)
 {
+    if (!c->req_active)   /* refused before llhttp began the request */
+        clock_gettime(CLOCK_MONOTONIC, &c->started);
     if (r == GW_H1_FOLD)
         return stop(c, 400, "obs_fold", "folded header lines are not accepted");
     return stop(c, 400, "bad_line_ending", "request lines must end in CRLF");
