@@ -334,20 +334,27 @@ static int lines_err(gw_conn_t *c, long r)
 /* Goes on with a running scan over p..p+n: 0, or an llhttp error code. */
 static int lines_scan(gw_conn_t *c, const char *p, size_t n)
 {
+    int was_done = c->lines == GW_H1L_DONE;
     long r = gw_h1_lines(&c->lines, p, n);
-    return r < 0 ? lines_err(c, r) : 0;
+    if (r < 0)
+        return lines_err(c, r);
+    if (!was_done && c->lines == GW_H1L_DONE)
+        c->msg_end = p + r;
+    return 0;
 }
 
 /* The first bytes of a request that began after another one in the same
- * read (its scan did not start with the read): the scan starts here. */
+ * read (its scan did not start with the read): the scan starts where the
+ * previous request ended, so the empty lines llhttp skipped are seen too. */
 static int on_method(llhttp_t *p, const char *at, size_t n)
 {
     gw_conn_t *c = p->data;
     (void)n;
     if (c->lines != GW_H1L_IDLE)
         return 0;
-    c->lines = GW_H1L_LINE;
-    return lines_scan(c, at, (size_t)(c->parse_end - at));
+    const char *from = c->msg_end && c->msg_end >= c->parse_base && c->msg_end <= at ? c->msg_end : at;
+    c->lines = GW_H1L_LEAD;
+    return lines_scan(c, from, (size_t)(c->parse_end - from));
 }
 
 /* The last chunk: pause so that parse() can scan the trailer section from
@@ -669,6 +676,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     gw_conn_t *c = p->data;
     c->body_bytes += n;
+    c->msg_end = at + n;
     if (c->discard)
         return c->body_bytes > DISCARD_MAX ? stop(c, 413, "body_too_large", "refused request body too large") : 0;
     if (c->body) {   /* an internal route: buffered for its handler */
@@ -759,6 +767,7 @@ static void parse(gw_conn_t *c, const char *data, size_t n, int from_in)
 {
     c->parse_base = data;
     c->parse_end = data + n;
+    c->msg_end = NULL;
     llhttp_errno_t e = execute(c, data, n);
     size_t used = n;
     if (e == HPE_PAUSED) {

@@ -49,6 +49,7 @@ struct gw_conn {
     const char *parse_end;      /* and their end */
     uint8_t lines;              /* line scan of the head or trailers (gw_h1_lines state) */
     int trailer_pause;          /* llhttp paused at the last chunk: trailers follow */
+    const char *msg_end;        /* in the bytes being parsed: where the last request ended */
     int linger_wr;              /* lingering: close_notify sent and the write side shut */
     uint64_t linger_bytes;      /* lingering: input dropped so far */
     ups_hdrs_t hdrs;

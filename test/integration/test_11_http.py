@@ -172,6 +172,20 @@ def _(env):
         eq(check_json_error(c.read_response(), 400)["error"], "bad_line_ending", "second: error code")
         check(c.is_closed(2.0), "pipelined: connection left open")
     eq(env.upstream_count(), before + 1, "pipelined: only the good request reached the upstream")
+    # after a refused request whose small body is read and dropped, parsing
+    # goes on in the same read: empty lines before the next request line
+    # must be CRLF there too
+    refused = b"POST /no-bearer HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab\r\n"
+    for gap, want in ((b"\r\n", 200), (b"", 200), (b"\n", 400)):
+        with env.connect(gw) as c:
+            c.send(refused + gap + build_request("GET", "/after-gap", bearer=env.bearer))
+            eq(check_json_error(c.read_response(), 401)["error"], "missing_token",
+               "gap %r: refused request" % gap)
+            resp = c.read_response()
+            if want == 200:
+                eq(upstream_info(resp)["path"], "/after-gap", "gap %r: next request" % gap)
+            else:
+                eq(check_json_error(resp, 400)["error"], "bad_line_ending", "gap %r: error code" % gap)
 
 
 @test("bare LF in chunked framing and trailers: 400, nothing forwarded")
