@@ -55,7 +55,7 @@ def _(env):
     out = r.stdout + r.stderr
     eq(r.returncode, 2, "exit status")
     n = len(re.findall(re.escape(path) + r":\d+:\d+:", out))
-    check(n >= 3, "expected 3 errors reported, found %d: %s" % (n, short(out, 600)))
+    eq(n, 3, "errors reported (output: %s)" % short(out, 600))
 
 
 @test("--check with a missing file: exit 2")
