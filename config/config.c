@@ -374,7 +374,7 @@ static void parse_limits(ctx_t *c, yaml_node_t *n)
 {
     cfg_limits_t *l = &c->cfg->limits;
     cfgw_fld_t f[] = {F("max_connections"), F("max_header_bytes"), F("max_headers"),
-                      F("max_body_bytes")};
+                      F("max_body_bytes"), F("lingering_close_bytes")};
     uint64_t v;
     if (cfgw_map(&c->w, n, "limits", f, NF(f)) < 0)
         return;
@@ -385,18 +385,24 @@ static void parse_limits(ctx_t *c, yaml_node_t *n)
     cfgw_opt_u32(&c->w, &f[2], "limits", 1, 10000, &l->max_headers);
     if (f[3].val)
         cfgw_num(&c->w, f[3].val, "limits.max_body_bytes", 's', 0, UINT64_MAX, &l->max_body_bytes);
+    if (f[4].val)
+        cfgw_num(&c->w, f[4].val, "limits.lingering_close_bytes", 's', 1024, 1024ULL * 1024 * 1024,
+                 &l->lingering_close_bytes);
 }
 
 static void parse_timeouts(ctx_t *c, yaml_node_t *n)
 {
     cfg_timeouts_t *t = &c->cfg->timeouts;
-    cfgw_fld_t f[] = {F("header_read"), F("body_read"), F("idle"), F("send"), F("drain")};
+    cfgw_fld_t f[] = {F("header_read"), F("body_read"), F("idle"), F("send"), F("drain"),
+                      F("lingering_close")};
     uint64_t *out[] = {&t->header_read_ms, &t->body_read_ms, &t->idle_ms, &t->send_ms,
                        &t->drain_ms};
     if (cfgw_map(&c->w, n, "timeouts", f, NF(f)) < 0)
         return;
-    for (size_t i = 0; i < NF(f); i++)
+    for (size_t i = 0; i < NF(out); i++)
         cfgw_opt_dur(&c->w, &f[i], "timeouts", DAY_MS, out[i]);
+    if (f[5].val)   /* 0 turns lingering off */
+        cfgw_num(&c->w, f[5].val, "timeouts.lingering_close", 'd', 0, 600000, &t->lingering_close_ms);
 }
 
 static void parse_upstreams(ctx_t *c, yaml_node_t *n)
@@ -907,6 +913,8 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->timeouts.idle_ms = 60000;
     cfg->timeouts.send_ms = 30000;
     cfg->timeouts.drain_ms = 30000;
+    cfg->timeouts.lingering_close_ms = 5000;
+    cfg->limits.lingering_close_bytes = 16ULL * 1024 * 1024;
     cfg->redis.host = cfgp_xstrdup("127.0.0.1");
     cfg->redis.port = 6379;
     cfg->redis.password_env = NULL;

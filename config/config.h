@@ -162,6 +162,7 @@ typedef struct {
     uint32_t max_header_bytes;    /* request line + headers */
     uint32_t max_headers;         /* header count */
     uint64_t max_body_bytes;      /* request body; 0 = unlimited */
+    uint64_t lingering_close_bytes; /* input dropped at most while lingering */
 } cfg_limits_t;
 
 typedef struct {
@@ -170,6 +171,7 @@ typedef struct {
     uint64_t idle_ms;         /* keep-alive idle between requests */
     uint64_t send_ms;         /* max time a response write may stall */
     uint64_t drain_ms;        /* SIGTERM: in-flight requests get this long */
+    uint64_t lingering_close_ms; /* closing with client input pending; 0: no lingering */
 } cfg_timeouts_t;
 
 typedef struct {

@@ -22,11 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../policy/policy.h"
 #include "conn_int.h"
+#include "h1.h"
 
 static void conn_io(gw_conn_t *c);
 static void parse(gw_conn_t *c, const char *data, size_t n, int from_in);
@@ -176,6 +179,7 @@ static void finish_response(gw_conn_t *c)
     c->request_id[0] = c->method[0] = '\0';
     c->body_bytes = c->resp_bytes = 0;
     c->expect_continue = 0;
+    c->lines = GW_H1L_IDLE;
     c->internal = c->handler_started = 0;
     if (c->body) {
         evbuffer_free(c->body);
@@ -319,24 +323,90 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
     return ups_hdrs_field(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
 }
 
-/* llhttp 8 accepts obs-fold (a header line starting with SP/HT) and joins
- * it to the value; a value piece preceded by LF and only SP/HT is one. */
-static int folded(const gw_conn_t *c, const char *at)
+/* Line structure (see gw_h1_lines): llhttp 8 in strict mode accepts a bare
+ * LF after the request line and in the empty line that ends the head or the
+ * trailers, and joins obs-fold lines to the value. Every byte of a head and
+ * of a trailer section goes through the scan before llhttp acts on it. */
+static int lines_err(gw_conn_t *c, long r)
 {
-    const char *q = at;
-    while (q > c->parse_base && (q[-1] == ' ' || q[-1] == '\t'))
-        q--;
-    if (q > c->parse_base)
-        return q[-1] == '\n';
-    return c->tail_nl;
+    if (!c->req_active)   /* refused before llhttp began the request */
+        clock_gettime(CLOCK_MONOTONIC, &c->started);
+    if (r == GW_H1_FOLD)
+        return stop(c, 400, "obs_fold", "folded header lines are not accepted");
+    return stop(c, 400, "bad_line_ending", "request lines must end in CRLF");
+}
+
+/* Goes on with a running scan over p..p+n: 0, or an llhttp error code. */
+static int lines_scan(gw_conn_t *c, const char *p, size_t n)
+{
+    int was_done = c->lines == GW_H1L_DONE;
+    long r = gw_h1_lines(&c->lines, p, n);
+    if (r < 0)
+        return lines_err(c, r);
+    if (!was_done && c->lines == GW_H1L_DONE)
+        c->msg_end = p + r;
+    return 0;
+}
+
+/* The first bytes of a request that began after another one in the same
+ * read (its scan did not start with the read): the scan starts where the
+ * previous request ended, so the empty lines llhttp skipped are seen too. */
+static int on_method(llhttp_t *p, const char *at, size_t n)
+{
+    gw_conn_t *c = p->data;
+    (void)n;
+    if (c->lines != GW_H1L_IDLE)
+        return 0;
+    const char *from = c->msg_end && c->msg_end >= c->parse_base && c->msg_end <= at ? c->msg_end : at;
+    c->lines = GW_H1L_LEAD;
+    return lines_scan(c, from, (size_t)(c->parse_end - from));
+}
+
+/* The last chunk: pause so that parse() can scan the trailer section from
+ * the position llhttp reports. */
+static int on_chunk_header(llhttp_t *p)
+{
+    gw_conn_t *c = p->data;
+    if (p->content_length != 0)
+        return 0;
+    c->trailer_pause = 1;
+    return HPE_PAUSED;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     gw_conn_t *c = p->data;
-    if (folded(c, at))
-        return stop(c, 400, "obs_fold", "folded header lines are not accepted");
+    if (gw_h1_has_obs_text(at, n))
+        return stop(c, 400, "obs_text", "a header value contains a byte outside ASCII");
     return ups_hdrs_value(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
+}
+
+/* Framing and body rules of a request head; 0, or an llhttp error code.
+ * - Transfer-Encoding must be one header with exactly the coding "chunked":
+ *   other codings (gzip, "gzip, chunked", identity) are not implemented
+ *   (501); chunked not last, or twice, is refused by llhttp (400). In an
+ *   HTTP/1.0 request it is faulty framing (RFC 9112 section 6.1): 400.
+ * - GET and HEAD carry no body: a Content-Length above 0 or any
+ *   Transfer-Encoding is refused (400) and the connection closed; what a
+ *   backend does with such a body is undefined, and one that ignores it
+ *   reads it as the next request. DELETE, OPTIONS and the other methods may
+ *   carry a body; it is forwarded with the gateway's own framing. */
+static int framing_check(gw_conn_t *c)
+{
+    llhttp_t *p = &c->parser;
+    const ups_hdrs_t *h = &c->hdrs;
+    int nte = ups_hdrs_count(h, "transfer-encoding");
+    if (nte && p->http_minor == 0)
+        return stop(c, 400, "bad_framing", "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+    if (nte) {
+        int te = ups_hdrs_find(h, "transfer-encoding");
+        if (nte != 1 || !gw_h1_only_chunked(ups_str(h, h->h[te].value), h->h[te].value.len))
+            return stop(c, 501, "unsupported_transfer_coding",
+                        "only the chunked transfer coding is supported");
+    }
+    if ((p->method == HTTP_GET || p->method == HTTP_HEAD) && (nte || p->content_length > 0))
+        return stop(c, 400, "body_not_allowed", "a GET or HEAD request may not carry a body");
+    return 0;
 }
 
 /* Is any header value of h folded or carrying a bare CR/LF? llhttp refuses
@@ -358,7 +428,11 @@ int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, 
 {
     llhttp_t *p = &c->parser;
     int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
-    int keep = !has_body || (!(p->flags & F_CHUNKED) && p->content_length <= DISCARD_MAX);
+    /* A client that sent Expect: 100-continue may never send the body it
+     * announced once it sees a final status; reading on would take its next
+     * request for that body. Such a refusal closes the connection. */
+    int keep = !has_body || (!(p->flags & F_CHUNKED) && p->content_length <= DISCARD_MAX &&
+                             ups_hdrs_find(&c->hdrs, "expect") < 0);
     respond_error(c, status, code, msg, !keep, extra);
     if (!keep)
         return HPE_PAUSED;   /* stop here; conn_io closes after the flush */
@@ -494,6 +568,8 @@ static int on_headers_complete(llhttp_t *p)
 
     if (p->http_major != 1)
         return stop(c, 505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served");
+    if (framing_check(c))
+        return HPE_USER;
     if (has_ctl(h))
         return stop(c, 400, "bad_header", "a header value contains a control character");
     if (p->method == HTTP_CONNECT || p->method == HTTP_TRACE)
@@ -689,6 +765,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     gw_conn_t *c = p->data;
     c->body_bytes += n;
+    c->msg_end = at + n;
     if (c->discard)
         return c->body_bytes > DISCARD_MAX ? stop(c, 413, "body_too_large", "refused request body too large") : 0;
     if (c->body) {   /* an internal route: buffered for its handler */
@@ -739,33 +816,54 @@ static int on_message_complete(llhttp_t *p)
 
 static const llhttp_settings_t req_settings = {
     .on_message_begin = on_message_begin,
+    .on_method = on_method,
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };
 
 /* ---- input ---- */
 
+/* llhttp over data, with the line scan ahead of it: a read between requests
+ * starts a scan, one inside a head or trailer section goes on with it; the
+ * pause at the last chunk starts the trailers' scan and llhttp resumes. */
+static llhttp_errno_t execute(gw_conn_t *c, const char *data, size_t n)
+{
+    if (c->lines == GW_H1L_IDLE && !c->req_active && n)
+        c->lines = GW_H1L_LEAD;
+    if (lines_scan(c, data, n))
+        return HPE_USER;
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
+    while (e == HPE_PAUSED && c->trailer_pause) {
+        c->trailer_pause = 0;
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t rest = (size_t)(data + n - pos);
+        c->lines = GW_H1L_BOL;
+        if (lines_scan(c, pos, rest))
+            return HPE_USER;
+        llhttp_resume(&c->parser);
+        e = llhttp_execute(&c->parser, pos, rest);
+    }
+    return e;
+}
+
 /* Runs the parser over data. Leftover bytes after a pause are kept in c->in. */
 static void parse(gw_conn_t *c, const char *data, size_t n, int from_in)
 {
     c->parse_base = data;
-    llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
+    c->parse_end = data + n;
+    c->msg_end = NULL;
+    llhttp_errno_t e = execute(c, data, n);
     size_t used = n;
     if (e == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&c->parser);
         used = pos ? (size_t)(pos - data) : n;
         c->paused = 1;
     }
-    /* remember whether the parsed bytes ended in LF + SP/HT (see folded()) */
-    size_t k = used;
-    while (k > 0 && (data[k - 1] == ' ' || data[k - 1] == '\t'))
-        k--;
-    if (k > 0)
-        c->tail_nl = data[k - 1] == '\n';   /* else: all SP/HT, the previous answer stands */
     if (from_in)
         evbuffer_drain(c->in, used);
     else if (used < n && e == HPE_PAUSED)
@@ -947,6 +1045,82 @@ static void handshake(gw_conn_t *c)
     c->dead = 1;
 }
 
+/* ---- lingering close ---- */
+
+/* Might the client still be sending? Its request was not fully read, input
+ * is held or buffered, or the socket has bytes waiting. Closing a socket
+ * with unread input sends a reset, and a client that writes its whole body
+ * before reading (OkHttp, URLSession) then loses the response. */
+static int input_pending(gw_conn_t *c)
+{
+    int avail = 0;
+    if (c->req_active && !c->req_complete)
+        return 1;
+    if (evbuffer_get_length(c->in) || SSL_has_pending(c->ssl))
+        return 1;
+    return ioctl(c->fd, FIONREAD, &avail) == 0 && avail > 0;
+}
+
+/* Lingering: close_notify goes out (it may wait for the socket), then the
+ * write side is shut, then input is read and dropped until the client
+ * closes, timeouts.lingering_close passes or limits.lingering_close_bytes
+ * have been dropped. The bytes are not TLS-decrypted: nothing is answered. */
+static void linger_step(gw_conn_t *c)
+{
+    if (!c->linger_wr) {
+        ERR_clear_error();
+        int r = SSL_shutdown(c->ssl);
+        if (r < 0) {
+            int err = SSL_get_error(c->ssl, r);
+            if (err == SSL_ERROR_WANT_WRITE) {
+                c->want_write = 1;
+                return;
+            }
+            if (err != SSL_ERROR_WANT_READ) {   /* the TLS layer failed: just close */
+                c->dead = 1;
+                return;
+            }
+        }
+        shutdown(c->fd, SHUT_WR);
+        c->linger_wr = 1;
+    }
+    char buf[READ_CHUNK];
+    for (;;) {
+        ssize_t n = read(c->fd, buf, sizeof(buf));
+        if (n > 0) {
+            c->linger_bytes += (uint64_t)n;
+            if (c->linger_bytes >= CFG(c)->limits.lingering_close_bytes) {
+                CLOG(c, GW_DEBUG, "lingering close: %llu bytes dropped, closing",
+                     (unsigned long long)c->linger_bytes);
+                c->dead = 1;
+                return;
+            }
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        c->dead = 1;   /* the client closed (or reset): done */
+        return;
+    }
+}
+
+/* The last response is out: close, lingering if the client may still be
+ * sending and lingering is enabled. */
+static void close_or_linger(gw_conn_t *c)
+{
+    uint64_t ms = CFG(c)->timeouts.lingering_close_ms;
+    if (!ms || c->tls_error || !input_pending(c)) {
+        SSL_shutdown(c->ssl);   /* close_notify; best effort on a non-blocking socket */
+        c->dead = 1;
+        return;
+    }
+    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    c->state = C_LINGER;
+    c->action = "lingering close";
+    arm(c, T_LINGER, ms);
+    linger_step(c);
+}
+
 /* ---- the driver ---- */
 
 static void conn_io(gw_conn_t *c)
@@ -959,10 +1133,10 @@ static void conn_io(gw_conn_t *c)
         do_read(c);
         do_flush(c);
     }
-    if (!c->dead && c->state == C_CLOSING && evbuffer_get_length(c->out) == 0 && !c->want_write) {
-        SSL_shutdown(c->ssl);   /* close_notify; best effort on a non-blocking socket */
-        c->dead = 1;
-    }
+    if (!c->dead && c->state == C_LINGER)
+        linger_step(c);
+    if (!c->dead && c->state == C_CLOSING && evbuffer_get_length(c->out) == 0 && !c->want_write)
+        close_or_linger(c);
     if (c->dead) {
         conn_free(c);
         return;
@@ -974,7 +1148,7 @@ static void conn_io(gw_conn_t *c)
     /* The read event is left registered while reading pauses for a response
      * (a request/response turn then costs no epoll_ctl); it is removed
      * only if the client sends while we may not read (see on_readable). */
-    if ((c->state == C_HANDSHAKE || can_read(c)) && c->rev_off) {
+    if ((c->state == C_HANDSHAKE || c->state == C_LINGER || can_read(c)) && c->rev_off) {
         event_add(c->rev, NULL);
         c->rev_off = 0;
     } else if (c->state == C_CLOSING && !c->rev_off) {
@@ -1001,7 +1175,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw_conn_t *c = arg;
-    if (c->state != C_HANDSHAKE && !can_read(c) && !c->rev_off) {
+    if (c->state != C_HANDSHAKE && c->state != C_LINGER && !can_read(c) && !c->rev_off) {
         event_del(c->rev);   /* input waits in the socket until we can take it */
         c->rev_off = 1;
     }
@@ -1039,6 +1213,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case T_SEND:
         CLOG(c, GW_INFO, "client stopped reading; closing");
+        c->dead = 1;
+        break;
+    case T_LINGER:
+        CLOG(c, GW_DEBUG, "lingering close: time is up after %llu bytes dropped",
+             (unsigned long long)c->linger_bytes);
         c->dead = 1;
         break;
     case T_NONE:
@@ -1160,7 +1339,7 @@ void gw_conn_revocation_scan(gw_worker_t *w)
     gw_conn_t *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (!c->id || c->state == C_HANDSHAKE || !tls_identity_revoked(w->rt->tls, c->id))
+        if (!c->id || c->state != C_HTTP || !tls_identity_revoked(w->rt->tls, c->id))
             continue;
         CLOG(c, GW_INFO, "certificate serial=%s class=%s revoked: closing the connection%s", c->id->serial,
              c->id->class_name, c->resp_active ? " after the response in progress" : "");
@@ -1209,6 +1388,8 @@ void gw_conn_drain_all(gw_worker_t *w)
     gw_conn_t *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (c->state == C_LINGER)
+            continue;               /* already closing, within its own bound */
         if (c->state == C_HANDSHAKE || (!c->req_active && !c->resp_active)) {
             c->state = C_CLOSING;   /* nothing in flight */
             c->action = "closing for shutdown";
@@ -1221,10 +1402,39 @@ void gw_conn_drain_all(gw_worker_t *w)
         event_base_loopexit(w->base, NULL);
 }
 
+/* timeouts.drain is over: a request that has no response byte yet gets a
+ * 503, written as far as the socket takes it without waiting. */
+static void answer_shutdown(gw_conn_t *c)
+{
+    if (c->x) {
+        ups_exchange_free(c->x);
+        c->x = NULL;
+    }
+    respond_error(c, 503, "shutting_down", "the gateway is shutting down", 1, NULL);
+    c->resp_active = 1;
+    finish_response(c);
+    do_flush(c);
+    if (!c->dead && evbuffer_get_length(c->out) == 0) {
+        SSL_shutdown(c->ssl);
+        shutdown(c->fd, SHUT_WR);
+        /* unread input would turn the close into a reset that may take the
+         * 503 with it: drop what is there */
+        char buf[READ_CHUNK];
+        for (int i = 0; i < 64 && read(c->fd, buf, sizeof(buf)) > 0; i++)
+            ;
+    }
+}
+
 void gw_conn_close_all(gw_worker_t *w)
 {
     while (w->conns) {
-        CLOG(w->conns, GW_WARN, "closed by shutdown before its response completed");
-        conn_free(w->conns);
+        gw_conn_t *c = w->conns;
+        if (c->state == C_HTTP && c->req_active && !c->resp_head_sent) {
+            CLOG(c, GW_WARN, "shutdown: request still running when the drain time ended; 503");
+            answer_shutdown(c);
+        } else if (c->state == C_HTTP && c->resp_active) {
+            CLOG(c, GW_WARN, "closed by shutdown before its response completed");
+        }
+        conn_free(c);
     }
 }

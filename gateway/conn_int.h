@@ -19,8 +19,10 @@
 #define DISCARD_MAX (64 * 1024)   /* bodies of refused requests up to this are read and dropped */
 #define GW_RL_HEADERS_LEN 256     /* RateLimit header lines of one response */
 
-enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING };
-enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND };
+/* C_LINGER: the last response and close_notify are out, the write side is
+ * shut; the client's input is read and dropped until it closes or a bound. */
+enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING, C_LINGER };
+enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND, T_LINGER };
 
 struct gw_conn {
     gw_worker_t *w;
@@ -45,7 +47,12 @@ struct gw_conn {
 
     llhttp_t parser;
     const char *parse_base;     /* start of the bytes being parsed now */
-    int tail_nl;                /* bytes parsed before ended in LF + optional SP/HT */
+    const char *parse_end;      /* and their end */
+    uint8_t lines;              /* line scan of the head or trailers (gw_h1_lines state) */
+    int trailer_pause;          /* llhttp paused at the last chunk: trailers follow */
+    const char *msg_end;        /* in the bytes being parsed: where the last request ended */
+    int linger_wr;              /* lingering: close_notify sent and the write side shut */
+    uint64_t linger_bytes;      /* lingering: input dropped so far */
     ups_hdrs_t hdrs;
     struct evbuffer *in;        /* received, not yet parsed (parser paused) */
     struct evbuffer *out;       /* to send to the client */
