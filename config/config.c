@@ -50,7 +50,9 @@ const char *const cfg_trust_headers[] = {
     "Forwarded", "X-Real-IP", "True-Client-IP", "X-Client-IP", "X-Cluster-Client-IP",
     "CF-Connecting-IP", "Fastly-Client-IP", "X-Original-URL", "X-Rewrite-URL",
     "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
-    "X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", NULL,
+    "X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", "X-Original-Host", "X-Host",
+    "X-Original-Forwarded-For", "X-ProxyUser-Ip", "X-Originating-IP", "X-Remote-IP", "X-Remote-Addr",
+    NULL,
 };
 
 typedef struct {
@@ -350,7 +352,7 @@ static void parse_identity(ctx_t *c, yaml_node_t *n)
                 !(s = cfgw_scalar(&c->w, h[i].val, cfgw_pk(p, "identity.headers", hdr_keys[i]),
                                   "an HTTP header name")))
                 continue;
-            if (!cfgp_valid_header(s) || strchr(s, '_')) {   /* an upstream may read _ as - */
+            if (!cfgp_plain_header(s)) {   /* an upstream may read _ or . as - */
                 cfgw_err(&c->w, h[i].val, p,
                          "invalid header name \"%.60s\": use letters, digits and "
                          "- (e.g. X-Client-Cert-Serial)", s);
@@ -768,7 +770,7 @@ static void parse_logging(ctx_t *c, yaml_node_t *n)
  * only the trust headers the gateway would drop may be listed. */
 static const char *forward_refusal(const cfg_t *cfg, const char *name)
 {
-    if (!cfgp_valid_header(name) || strchr(name, '_'))
+    if (!cfgp_plain_header(name))
         return "is not a header name of letters, digits and -";
     if (!strcasecmp(name, "X-Forwarded-For") || !strcasecmp(name, "X-Forwarded-Proto"))
         return "is set by the gateway itself";
@@ -779,7 +781,8 @@ static const char *forward_refusal(const cfg_t *cfg, const char *name)
         for (size_t k = 0; cfg->routes[i].jwt && k < cfg->routes[i].jwt->nclaims; k++)
             if (!strcasecmp(name, cfg->routes[i].jwt->claims[k].header))
                 return "is a token claim header (claims_to_headers)";
-    if (strlen(name) > 12 && !strncasecmp(name, "X-Forwarded-", 12))
+    if ((strlen(name) > 12 && !strncasecmp(name, "X-Forwarded-", 12)) ||
+        (strlen(name) > 8 && !strncasecmp(name, "X-Envoy-", 8)))
         return NULL;
     for (size_t i = 0; cfg_trust_headers[i]; i++)
         if (!strcasecmp(name, cfg_trust_headers[i]))

@@ -337,6 +337,19 @@ void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, siz
 }
 
 
+/* A header name of letters, digits and '-' only, 1..128 bytes: one that no
+ * upstream reads as another spelling (see ups_name_eq). */
+int cfgp_plain_header(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-')
+            return 0;
+    return 1;
+}
+
 int cfgp_valid_header(const char *s)
 {
     size_t n = strlen(s);

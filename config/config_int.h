@@ -30,6 +30,7 @@ void cfgp_subject(X509 *x, char *buf, size_t len);
 int cfgp_is_name(const char *s, int allow_upper);
 void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, size_t n);
 int cfgp_valid_header(const char *s);
+int cfgp_plain_header(const char *s);
 long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i,
                          int nocase);
 /* NULL if s (a route path or issuance.path_prefix) is in the one spelling a

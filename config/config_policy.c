@@ -282,7 +282,7 @@ static void jwt_claims(pctx_t *c, cfg_jwt_t *j, const char *path, yaml_node_t *n
         }
         if (!(hs = cfgw_scalar(&c->w, v, cfgw_pk(q, path, cs), "an HTTP header name")))
             continue;
-        if (!cfgp_valid_header(hs) || strchr(hs, '_')) {   /* an upstream may read _ as - */
+        if (!cfgp_plain_header(hs)) {   /* an upstream may read _ or . as - */
             cfgw_err(&c->w, v, q, "invalid header name \"%.60s\": use letters, digits and - "
                      "(e.g. X-Token-Subject)", hs);
             continue;

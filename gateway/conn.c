@@ -514,7 +514,7 @@ static int gate_passed(gw_conn_t *c)
 }
 
 /* A header name an upstream may read as one the gateway sets or drops
- * (X_Device_Id as X-Device-Id) is refused before anything reads the head,
+ * (X_Device_Id or X.Device.Id as X-Device-Id) is refused before anything reads the head,
  * the request id included. Returns 0, or the llhttp stop code. */
 static int names_refused(gw_conn_t *c)
 {
@@ -526,8 +526,10 @@ static int names_refused(gw_conn_t *c)
     CLOG(c, GW_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
     if (r == UPS_NAME_COLLISION)
         return stop(c, 400, "header_name_collision",
-                    "a header name with '_' reads as one the gateway sets or drops (X_Device_Id as X-Device-Id)");
-    return stop(c, 400, "underscore_in_header", "header names with '_' are not accepted");
+                    "a header name with '_' or other punctuation reads as one the gateway sets or drops "
+                    "(X_Device_Id or X.Device.Id as X-Device-Id)");
+    return stop(c, 400, "underscore_in_header",
+                "header names with '_' or punctuation other than '-' are not accepted");
 }
 
 /* Whether the certificate's notAfter has passed, by the event loop's cached

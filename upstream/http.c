@@ -99,22 +99,40 @@ void ups_hdrs_finish(ups_hdrs_t *h)
     }
 }
 
-/* ASCII lower case, with '_' read as '-'. */
-static unsigned char fold(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return (unsigned char)(ch + ('a' - 'A'));
-    return ch == '_' ? '-' : ch;
-}
+/* How an upstream may read a header name's byte: ASCII letters lowercased,
+ * digits as they are, every other byte as '-'. lighttpd's CGI/FastCGI
+ * environment and Apache 2.2 turn every byte that is not a letter or digit
+ * into '_', which CGI, WSGI, Rack and PHP read as '-'; so X_Device_Id,
+ * X.Device.Id and X~Device~Id are all HTTP_X_DEVICE_ID. A constant table:
+ * this runs for every byte of every header name of every request. */
+#define FOLD(c) ((unsigned char)((c) >= 'A' && (c) <= 'Z' ? (c) + ('a' - 'A')                  \
+                                 : ((c) >= 'a' && (c) <= 'z') || ((c) >= '0' && (c) <= '9') ? (c) \
+                                                                                            : '-'))
+#define FOLD4(c) FOLD(c), FOLD((c) + 1), FOLD((c) + 2), FOLD((c) + 3)
+#define FOLD16(c) FOLD4(c), FOLD4((c) + 4), FOLD4((c) + 8), FOLD4((c) + 12)
+#define FOLD64(c) FOLD16(c), FOLD16((c) + 16), FOLD16((c) + 32), FOLD16((c) + 48)
+static const unsigned char name_fold[256] = {FOLD64(0), FOLD64(64), FOLD64(128), FOLD64(192)};
+#undef FOLD64
+#undef FOLD16
+#undef FOLD4
+#undef FOLD
 
 int ups_name_eq(const char *a, size_t an, const char *b, size_t bn)
 {
     if (an != bn)
         return 0;
     for (size_t i = 0; i < an; i++)
-        if (fold((unsigned char)a[i]) != fold((unsigned char)b[i]))
+        if (name_fold[(unsigned char)a[i]] != name_fold[(unsigned char)b[i]])
             return 0;
     return 1;
+}
+
+int ups_name_odd(const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (name_fold[(unsigned char)name[i]] == '-' && name[i] != '-')
+            return 1;
+    return 0;
 }
 
 int ups_name_prefix(const char *name, size_t n, const char *prefix)
@@ -275,14 +293,14 @@ static int lookup(const ups_names_t *t, const char *name, size_t n)
             return t->e[i].kind;
     if (ups_name_prefix(name, n, "proxy-"))
         return N_OWNED;
-    if (ups_name_prefix(name, n, "x-forwarded-"))
+    if (ups_name_prefix(name, n, "x-forwarded-") || ups_name_prefix(name, n, "x-envoy-"))
         return N_TRUST;
     return 0;
 }
 
 int ups_name_class(const ups_names_t *t, const ups_hdrs_t *h, const char *name, size_t n)
 {
-    int us = memchr(name, '_', n) != NULL;
+    int us = ups_name_odd(name, n);
     int kind = lookup(t, name, n);
     if (kind && us)
         return UPS_NAME_COLLISION;
@@ -299,8 +317,8 @@ int ups_names_check(const ups_names_t *t, const ups_hdrs_t *h, int *bad)
     for (uint32_t i = 0; i < h->n; i++) {
         const char *name = ups_str(h, h->h[i].name);
         size_t n = h->h[i].name.len;
-        if (!memchr(name, '_', n))
-            continue;   /* only a name with '_' can be refused */
+        if (!ups_name_odd(name, n))
+            continue;   /* only a name with a byte other than A-Z a-z 0-9 - can be refused */
         int k = ups_name_class(t, h, name, n);
         if (k == UPS_NAME_COLLISION) {
             *bad = (int)i;

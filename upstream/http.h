@@ -56,14 +56,20 @@ static inline const char *ups_str(const ups_hdrs_t *h, ups_span_t s)
 
 /* Header names as an upstream may read them. CGI, WSGI, Rack, PHP and many
  * frameworks turn '-' into '_' (X-Device-Id and X_Device_Id both become
- * HTTP_X_DEVICE_ID), so two names are one header when they are equal ignoring
- * ASCII case with '_' equal to '-'. Every comparison of header names in the
- * gateway goes through ups_name_eq. Pure functions, no allocation.
+ * HTTP_X_DEVICE_ID), and lighttpd's CGI/FastCGI environment and Apache 2.2
+ * turn every byte that is not a letter or digit into '_' (X.Device.Id,
+ * X~Device~Id too). So two names are one header when they are equal after
+ * ASCII lowercasing and mapping every byte other than A-Z a-z 0-9 to '-'.
+ * Every comparison of header names in the gateway goes through ups_name_eq.
+ * Pure functions, no allocation.
  * ups_name_eq: 1 if a (an bytes) and b (bn bytes) are one name, else 0.
  * ups_name_prefix: 1 if name (n bytes) begins with the NUL-terminated prefix
- * and is longer than it, else 0. */
+ * and is longer than it, else 0.
+ * ups_name_odd: 1 if name (n bytes) has a byte other than A-Z a-z 0-9 and
+ * '-' (so it has another spelling of the same name), else 0. */
 int ups_name_eq(const char *a, size_t an, const char *b, size_t bn);
 int ups_name_prefix(const char *name, size_t n, const char *prefix);
+int ups_name_odd(const char *name, size_t n);
 
 /* Index of the first header with that name (by ups_name_eq), or -1. */
 int ups_hdrs_find(const ups_hdrs_t *h, const char *name);
@@ -79,17 +85,18 @@ int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n);
  * X-Forwarded-For/-Proto, X-Request-Id, Expect, the framing and hop-by-hop
  * headers (Proxy and Proxy-* included); a client's copies are dropped and
  * the gateway sets its own. Client-chosen trust headers (cfg_trust_headers,
- * any other X-Forwarded-*) are dropped unless http.forward_client_headers
- * lists them. A name with '_' is refused if it reads as any of those, else
- * handled by http.underscores_in_headers. */
+ * any other X-Forwarded-*, any X-Envoy-*) are dropped unless
+ * http.forward_client_headers lists them. An odd name (ups_name_odd: a byte
+ * other than A-Z a-z 0-9 -, such as '_' or '.') is refused if it reads as
+ * any of those, else handled by http.underscores_in_headers. */
 typedef struct ups_names ups_names_t;
 
 enum ups_name_class {
     UPS_NAME_PASS = 0,    /* end to end: forwarded as sent */
     UPS_NAME_OWNED,       /* the gateway's own or hop-by-hop: dropped */
     UPS_NAME_TRUST,       /* a trust header not allow-listed: dropped */
-    UPS_NAME_UNDERSCORE,  /* has '_', reads as nothing above: per the option */
-    UPS_NAME_COLLISION,   /* has '_' and reads as an owned or trust header */
+    UPS_NAME_UNDERSCORE,  /* odd name, reads as nothing above: per the option */
+    UPS_NAME_COLLISION,   /* odd name that reads as an owned or trust header */
 };
 
 /* icfg, claims and http must outlive the table. NULL: out of memory. */

@@ -1,16 +1,20 @@
 """Header names an upstream reads as the same name, and client-chosen trust headers.
 
-CGI, WSGI, Rack and PHP read '_' as '-' and ignore case, so every spelling of
-a header the gateway owns is generated here: lower, upper and mixed case,
-each '-' as '_' one at a time, and all of them. A spelling with '_' is
-refused (400 header_name_collision, nothing reaches the upstream) whatever
-http.underscores_in_headers says; one without is dropped and replaced by the
-gateway's own value. Other names with '_' are dropped (default), forwarded
-(allow) or refused (refuse). Trust headers (Forwarded, X-Real-IP, ...) are
-dropped unless http.forward_client_headers lists them.
+CGI, WSGI, Rack and PHP read '_' as '-' and ignore case; lighttpd's CGI/FastCGI
+environment and Apache 2.2 read every byte that is not a letter or digit as
+'_'. So every spelling of a header the gateway owns is generated here: lower,
+upper and mixed case, each '-' as '_' (or as any other tchar punctuation
+byte: . + ~ ! * # $ % & ' ^ ` |) one at a time, and all of them. A spelling
+with such a byte is refused (400 header_name_collision, nothing reaches the
+upstream) whatever http.underscores_in_headers says; one of only letters,
+digits and '-' is dropped and replaced by the gateway's own value. Other
+names with such bytes are dropped (default), forwarded (allow) or refused
+(refuse). Trust headers (Forwarded, X-Real-IP, X-Envoy-*, ...) are dropped
+unless http.forward_client_headers lists them.
 """
 
 import os
+import re
 import subprocess
 
 from harness import (REPO, IDENTITY_HEADERS, H_DEVICE_ID, REFUSAL_ERRORS, SCENARIOS, build_request,
@@ -34,8 +38,13 @@ TRUST = [
     "CF-Connecting-IP", "Fastly-Client-IP", "X-Original-URL", "X-Rewrite-URL",
     "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Forwarded-Client-Cert",
     "Client-Cert", "Client-Cert-Chain", "X-Forwarded-Host", "X-Forwarded-Port",
-    "X-Forwarded-Prefix", "X-Forwarded-Server",
+    "X-Forwarded-Prefix", "X-Forwarded-Server", "X-Original-Host", "X-Host", "X-Original-Forwarded-For",
+    "X-ProxyUser-Ip", "X-Originating-IP", "X-Remote-IP", "X-Remote-Addr", "X-Envoy-Original-Path",
+    "X-Envoy-Internal", "X-Envoy-Expected-Rq-Timeout-Ms",
 ]
+
+# Every tchar byte (RFC 9110 token) that is not a letter, digit or '-'; '_' first.
+SEPS = "_.+~!*#$%&'^`|"
 
 # (cert, path, bearer): a device certificate on the bearer route, and a
 # bootstrap certificate (no device-id SAN) on the route that takes it.
@@ -43,7 +52,8 @@ CLIENTS = [("device", "/hello", True), ("bootstrap", "/certificates/hello", Fals
 
 
 def _norm(name):
-    return name.lower().replace("_", "-")
+    """The name as an upstream may read it: lower case, every byte other than a letter or digit as '-'."""
+    return re.sub(r"[^a-z0-9]", "-", name.lower())
 
 
 def seen(info, name):
@@ -71,6 +81,32 @@ def variants(name):
 
 def underscore_variants(name):
     return [v for v in variants(name) if "_" in v]
+
+
+def _separated(base, sep):
+    """base with each '-' as sep one at a time, and all of them."""
+    dashes = [i for i, ch in enumerate(base) if ch == "-"]
+    out = [base[:i] + sep + base[i + 1:] for i in dashes]
+    if len(dashes) > 1:
+        out.append(base.replace("-", sep))
+    return out
+
+
+def punct_variants(name):
+    """For each separator other than '_' (SEPS), each '-' of name as it one at a
+    time and all of them; the case (as written, lower, upper, mixed) rotates
+    with the separator, so that every separator meets several cases across
+    the names without the full product (the '_' spellings have that)."""
+    cases = [name] + _cases(name)
+    out = []
+    for k, sep in enumerate(SEPS[1:]):
+        out += _separated(cases[k % len(cases)], sep)
+    return list(dict.fromkeys(out))
+
+
+def odd_variants(name):
+    """Every '_' spelling, and every spelling with another separator."""
+    return underscore_variants(name) + punct_variants(name)
 
 
 def _jwks(env):
@@ -158,16 +194,16 @@ def _refused(resp, code, what):
     return body
 
 
-def _collisions(env, gw, names, value="spoofed"):
-    """Sends each '_' spelling of each name alone; every one must be refused with
-    400 header_name_collision, and none may reach the upstream."""
+def _collisions(env, gw, names, value="spoofed", spellings=underscore_variants):
+    """Sends each spelling (by spellings) of each name alone; every one must be
+    refused with 400 header_name_collision, and none may reach the upstream."""
     before = env.upstream_count()
     problems, sent = [], 0
     for cert, path, bearer in CLIENTS:
         cl = Client(env, gw, cert, path, bearer)
         try:
             for name in names:
-                for v in underscore_variants(name):
+                for v in spellings(name):
                     sent += 1
                     resp = cl.request([(v, value)])
                     try:
@@ -198,6 +234,44 @@ def _(env):
     gw = _gateway(env, "default")
     sent = _collisions(env, gw, OWNED)
     check(sent > 300, "expected hundreds of generated spellings, sent %d" % sent)
+
+
+@test("header names: every punctuation spelling (. + ~ ! * # $ % & ' ^ ` |) of every gateway-owned name "
+      "is refused, device and bootstrap certs")
+def _(env):
+    gw = _gateway(env, "default")
+    sent = _collisions(env, gw, OWNED, spellings=punct_variants)
+    check(sent > 1000, "expected over a thousand of generated spellings, sent %d" % sent)
+
+
+@test("header names: every _ and punctuation spelling of every trust header is refused")
+def _(env):
+    gw = _gateway(env, "default")
+    sent = _collisions(env, gw, TRUST, spellings=odd_variants)
+    check(sent > 1500, "expected thousands of generated spellings, sent %d" % sent)
+
+
+@test("header names: the spellings from the review (X.Device.Id, X+Device+Id, X~Device~Id, "
+      "X!Client!Cert!Serial, X.Forwarded.For, X*Request*Id, X.Real.IP, Client.Cert, Content.Length) are refused")
+def _(env):
+    gw = _gateway(env, "default")
+    named = [("X.Device.Id", "spoofed"), ("X+Device+Id", "spoofed"), ("X~Device~Id", "spoofed"),
+             ("X!Client!Cert!Serial", "deadbeef"), ("X.Forwarded.For", "6.6.6.6"), ("X*Request*Id", "client-rid"),
+             ("X.Real.IP", "6.6.6.6"), ("Client.Cert", ":abc:"), ("Content.Length", "0"),
+             ("Transfer.Encoding", "chunked"), ("X.Envoy.Original.Path", "/internal"), ("X-Device.Id", "spoofed")]
+    before = env.upstream_count()
+    for cert, path, bearer in CLIENTS:
+        for name, value in named:
+            cl = Client(env, gw, cert, path, bearer)
+            try:
+                body = _refused(cl.request([(name, value)]), "header_name_collision", "%s %s" % (cert, name))
+                eq(body["message"], "a header name with '_' or other punctuation reads as one the gateway sets "
+                   "or drops (X_Device_Id or X.Device.Id as X-Device-Id)", "%s %s: message" % (cert, name))
+                _refused(cl.request([(name, value)], method="POST", body=b"hello"),
+                         "header_name_collision", "%s POST %s" % (cert, name))
+            finally:
+                cl.close()
+    eq(env.upstream_count(), before, "requests that reached the upstream")
 
 
 @test("header names: the spellings from the issue (X_Device_Id, X-Client-Cert_Serial, X_Forwarded_For, "
@@ -261,13 +335,15 @@ def _(env):
 def _(env):
     for mode, (cert, path, bearer) in [(m, c) for m in ("default", "drop") for c in CLIENTS]:
         gw = _gateway(env, mode)
-        info = _forward(env, gw, cert, path, bearer,
-                        [("X_Custom_Thing", "under"), ("x_app", "under2"), ("X-Custom-Thing", "dash")])
+        odd = [("X_Custom_Thing", "under"), ("x_app", "under2")] + \
+            [("X%sOdd%sName" % (c, c), "odd") for c in SEPS[1:]]
+        info = _forward(env, gw, cert, path, bearer, odd + [("X-Custom-Thing", "dash")])
         eq(seen(info, "X-Custom-Thing"), ["dash"], "%s: X-Custom-Thing" % cert)
-        eq([k for k, _ in info["headers"] if "_" in k], [], "%s: names with _ at the upstream" % cert)
+        eq([k for k, _ in info["headers"] if re.search(r"[^A-Za-z0-9-]", k)], [],
+           "%s: names with _ or other punctuation at the upstream" % cert)
 
 
-@test("header names: underscores_in_headers allow forwards other names with _ exactly")
+@test("header names: underscores_in_headers allow forwards other names with _ or punctuation exactly")
 def _(env):
     gw = _gateway(env, "allow")
     for cert, path, bearer in CLIENTS:
@@ -275,6 +351,11 @@ def _(env):
         eq([[k, v] for k, v in info["headers"] if _norm(k) == "x-custom-thing"], [["X_Custom_Thing", "under"]],
            "%s: X_Custom_Thing as sent" % cert)
         eq(seen(info, "X-App"), ["dash"], "%s: X-App" % cert)
+        for c in SEPS[1:]:
+            name = "X%sOdd%sName" % (c, c)
+            info = _forward(env, gw, cert, path, bearer, [(name, "odd")])
+            eq([[k, v] for k, v in info["headers"] if _norm(k) == "x-odd-name"], [[name, "odd"]],
+               "%s: %s as sent" % (cert, name))
 
 
 @test("header names: underscores_in_headers refuse: 400 underscore_in_header, nothing forwarded")
@@ -286,6 +367,11 @@ def _(env):
         try:
             _refused(cl.request([("X_Custom_Thing", "under")]), "underscore_in_header", cert)
             _refused(cl.request([("X-App", "1"), ("a_b", "1")]), "underscore_in_header", cert)
+            for c in SEPS[1:]:
+                body = _refused(cl.request([("X-App", "1"), ("X%sOdd" % c, "1")]), "underscore_in_header",
+                                "%s X%sOdd" % (cert, c))
+                eq(body["message"], "header names with '_' or punctuation other than '-' are not accepted",
+                   "%s X%sOdd: message" % (cert, c))
         finally:
             cl.close()
     eq(env.upstream_count(), before, "requests that reached the upstream")
@@ -298,20 +384,23 @@ def _(env):
     for mode in ("drop", "allow", "refuse"):
         gw = _gateway(env, mode)
         _collisions(env, gw, [H_DEVICE_ID, "X-Client-Cert-Serial", "X-Forwarded-For", "Transfer-Encoding",
-                              "Content-Length", "X-Request-Id", CLAIM_HEADER, "X-Real-IP", "X-Forwarded-Host"])
+                              "Content-Length", "X-Request-Id", CLAIM_HEADER, "X-Real-IP", "X-Forwarded-Host",
+                              "X-Envoy-Internal"], spellings=odd_variants)
 
 
 @test("trust headers: each is dropped by default, in every case spelling")
 def _(env):
     gw = _gateway(env, "default")
     for cert, path, bearer in CLIENTS:
-        sent = []
-        for name in TRUST:
-            sent += [(v, "client-%d" % i) for i, v in enumerate(variants(name)) if "_" not in v]
-        info = _forward(env, gw, cert, path, bearer, sent)
-        for name in TRUST:
-            eq(seen(info, name), [], "%s: %s at the upstream" % (cert, name))
-        eq(seen(info, "X-Forwarded-For"), ["127.0.0.1"], "X-Forwarded-For is the gateway's")
+        for k in range(0, len(TRUST), 8):   # within limits.max_headers
+            names = TRUST[k:k + 8]
+            sent = []
+            for name in names:
+                sent += [(v, "client-%d" % i) for i, v in enumerate(variants(name)) if "_" not in v]
+            info = _forward(env, gw, cert, path, bearer, sent)
+            for name in names:
+                eq(seen(info, name), [], "%s: %s at the upstream" % (cert, name))
+            eq(seen(info, "X-Forwarded-For"), ["127.0.0.1"], "X-Forwarded-For is the gateway's")
 
 
 @test("trust headers: each passes when http.forward_client_headers lists it; its _ spellings are refused")
@@ -322,10 +411,27 @@ def _(env):
         for name in TRUST:
             eq([[k, v] for k, v in info["headers"] if _norm(k) == _norm(name)], [[name, "v-" + name.lower()]],
                "%s: %s forwarded as sent" % (cert, name))
-    _collisions(env, gw, ["X-Real-IP", "X-Forwarded-Host", "Client-Cert", "X-HTTP-Method-Override"])
+    _collisions(env, gw, ["X-Real-IP", "X-Forwarded-Host", "Client-Cert", "X-HTTP-Method-Override",
+                          "X-Envoy-Internal", "X-Original-Host"], spellings=odd_variants)
     # listing some does not forward the others
     gw2 = _gateway(env, "forward-one")
     info = _forward(env, gw2, "device", "/hello", True, [("X-Real-IP", "1.2.3.4"), ("Forwarded", "for=6.6.6.6"),
                                                         ("X-Forwarded-Host", "evil.example")])
     eq(seen(info, "X-Real-IP"), ["1.2.3.4"], "X-Real-IP")
     eq(seen(info, "Forwarded") + seen(info, "X-Forwarded-Host"), [], "the trust headers not listed")
+
+
+@test("trust headers: X-Envoy-* by prefix, X-Original-Host, X-Host, X-ProxyUser-Ip are dropped; Via is forwarded")
+def _(env):
+    gw = _gateway(env, "default")
+    for cert, path, bearer in CLIENTS:
+        info = _forward(env, gw, cert, path, bearer, [
+            ("x-envoy-original-path", "/internal/x"), ("x-envoy-internal", "true"),
+            ("X-Envoy-Some-Future-Header", "1"), ("X-Original-Host", "evil.example"), ("X-Host", "evil.example"),
+            ("X-Original-Forwarded-For", "6.6.6.6"), ("X-ProxyUser-Ip", "6.6.6.6"),
+            ("Via", "1.1 edge.example"), ("X-Envoy", "not-a-prefix-match")])
+        eq([k for k, _ in info["headers"] if _norm(k).startswith("x-envoy-")], [], "%s: X-Envoy-* at the upstream" % cert)
+        for name in ("X-Original-Host", "X-Host", "X-Original-Forwarded-For", "X-ProxyUser-Ip"):
+            eq(seen(info, name), [], "%s: %s at the upstream" % (cert, name))
+        eq(seen(info, "Via"), ["1.1 edge.example"], "%s: Via (informational) forwarded" % cert)
+        eq(seen(info, "X-Envoy"), ["not-a-prefix-match"], "%s: X-Envoy alone is no X-Envoy-*" % cert)
