@@ -57,6 +57,7 @@ def name_spellings(h):
         ("trailing dot and port", h + ".:8443", h + ":8443"),
         ("port with leading zeros", h + ":08443", h + ":8443"),
         ("upper case, trailing dot and port", h.upper() + ".:443", h + ":443"),
+        ("surrounding spaces (OWS)", "  " + h + ".  ", h),
         ("two trailing dots", h + "..", ("bad_host", "label")),
         ("leading dot", "." + h, ("bad_host", "label")),
         ("empty label", first + ".." + rest, ("bad_host", "label")),
