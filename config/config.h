@@ -125,7 +125,7 @@ typedef struct {
 } cfg_jwt_t;
 
 typedef struct {
-    char *host;           /* NULL: any host; else exact, case-insensitive, no port */
+    char *host;           /* NULL: any host; else canonical (config/host.h), no port */
     char *path;           /* prefix, starts with '/' */
     char **methods;       /* NULL/0: any method */
     size_t nmethods;

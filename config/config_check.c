@@ -9,6 +9,7 @@
  * every check so one failure cannot leak into the next message.
  */
 #include "config_int.h"
+#include "host.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -588,26 +589,28 @@ void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char 
 /* Route host: a DNS name or [IPv6] literal, without port; returned lowercased. */
 char *cfgp_route_host(const char *s, char *msg, size_t len)
 {
-    size_t n = strlen(s);
-    int v6 = n > 2 && s[0] == '[' && s[n - 1] == ']';
-    if (!v6 && strchr(s, ':')) {
+    char canon[CFG_HOST_MAX + 1];
+    unsigned port = 0;
+    long n = cfg_host_canon(s, strlen(s), canon, sizeof canon, &port);
+    if (n < 0) {
+        snprintf(msg, len, "invalid host \"%.60s\": %s (expected a host name like "
+                 "api.example.com)", s, cfg_host_strerror(n));
+        return NULL;
+    }
+    if (port) {
         snprintf(msg, len, "host must not include a port (routes match the Host header "
                  "without its port), got \"%.60s\"", s);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        int ch = (unsigned char)s[i];
-        if (!(isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || (v6 && strchr("[]:", ch)))) {
-            snprintf(msg, len, "invalid host \"%.60s\": expected a host name like "
-                     "api.example.com", s);
-            return NULL;
-        }
+    if (strcmp(canon, s) != 0) {
+        snprintf(msg, len, "host \"%.60s\" is not in canonical form (requests are matched on "
+                 "the canonical Host: lowercase, no trailing dot, IPv6 as RFC 5952); write "
+                 "\"%s\"", s, canon);
+        return NULL;
     }
     char *h = strdup(s);
     if (!h)
         abort();
-    for (char *q = h; *q; q++)
-        *q = (char)tolower((unsigned char)*q);
     return h;
 }
 

@@ -9,6 +9,7 @@
  * policy module loads the files again (policy/issuance.h).
  */
 #include "config_int.h"
+#include "route.h"
 #include "walk.h"
 
 #include <ctype.h>
@@ -533,47 +534,11 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
  * work, so the configuration is refused rather than left to fail at run
  * time. */
 
-/* Does route prefix pfx cover path (segment-aware, as the request router)? */
-static int covers(const char *pfx, const char *path, int nocase)
-{
-    size_t n = strlen(pfx), plen = strlen(path);
-    if (n > plen || (nocase ? strncasecmp(pfx, path, n) : memcmp(pfx, path, n)) != 0)
-        return 0;
-    return n == plen || pfx[n - 1] == '/' || path[n] == '/';
-}
-
-/* The route a POST to path with Host host (NULL: a host no route names)
- * takes: the same choice as pol_route(), the longest matching prefix, a
- * route naming the host before one for any host. */
-static const cfg_route_t *route_for(const cfg_t *cfg, const char *host, const char *path)
-{
-    const cfg_route_t *best = NULL;
-    size_t best_len = 0;
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const cfg_route_t *r = &cfg->routes[i];
-        if ((r->host && (!host || strcmp(r->host, host) != 0)) ||
-            !covers(r->path, path, cfg->http.path_case_insensitive))
-            continue;
-        if (r->nmethods) {
-            size_t m = 0;
-            while (m < r->nmethods && strcmp(r->methods[m], "POST") != 0)
-                m++;
-            if (m == r->nmethods)
-                continue;
-        }
-        size_t n = strlen(r->path);
-        if (!best || n > best_len || (n == best_len && r->host && !best->host)) {
-            best = r;
-            best_len = n;
-        }
-    }
-    return best;
-}
-
-/* One endpoint: some Host must reach a route that allows cls. 0, or -1
+/* One endpoint with one method: some Host must reach a route that allows
+ * cls. The route is the one a request takes (cfg_route_select). 0, or -1
  * after reporting. */
 static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const char *name,
-                           size_t cls, const char *cls_key)
+                          const char *method, size_t cls, const char *cls_key)
 {
     const cfg_t *cfg = c->cfg;
     const cfg_route_t *any = NULL;
@@ -583,26 +548,30 @@ static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const ch
         const char *host = h < cfg->nroutes ? cfg->routes[h].host : NULL;
         if (h < cfg->nroutes && !host)
             continue;
-        const cfg_route_t *r = route_for(cfg, host, ep);
+        const cfg_route_t *r = cfg_route_select(cfg, host, ep, strlen(ep), method);
         if (r && (r->allow_classes & (1u << cls)))
             return 0;
         if (r && !any)
             any = r;
     }
     if (!any)
-        cfgw_err(&c->w, at, path, "no route matches %s (POST): the issuance endpoints go through "
+        cfgw_err(&c->w, at, path, "no route matches %s (%s): the issuance endpoints go through "
                  "the gate of the route that covers them (classes, bearer, jwt, rate limits); add "
                  "a route such as {path: %s, upstream: <any>, allow_classes: [%s, %s], "
-                 "require_bearer: false}", ep, cfg->issuance->path_prefix,
+                 "require_bearer: false}", ep, method, cfg->issuance->path_prefix,
                  cfg->issuance->bootstrap_class, cfg->issuance->device_class);
     else
-        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"), the route that covers %s, does not "
-                 "allow class \"%s\" (%s), so that endpoint could never succeed; add it to that "
-                 "route's allow_classes or add a route for %s", (size_t)(any - cfg->routes),
-                 any->path, ep, cfg->tls.classes[cls].name, cls_key, cfg->issuance->path_prefix);
+        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"), the route that covers %s %s, does "
+                 "not allow class \"%s\" (%s), so that endpoint could never succeed; add it to "
+                 "that route's allow_classes or add a route for %s", (size_t)(any - cfg->routes),
+                 any->path, method, ep, cfg->tls.classes[cls].name, cls_key,
+                 cfg->issuance->path_prefix);
     return -1;
 }
 
+/* Every endpoint with every method it takes (challenge: POST and GET;
+ * issue, renew: POST), for every class it serves. The first that cannot
+ * work is reported: the others usually fail for the same reason. */
 static void check_routes(ictx_t *c, yaml_node_t *at, const char *path)
 {
     const cfg_t *cfg = c->cfg;
@@ -612,17 +581,19 @@ static void check_routes(ictx_t *c, yaml_node_t *at, const char *path)
     for (size_t i = 0; i < cfg->nroutes; i++)
         if (!cfg->routes[i].path)
             return;
-    /* the first endpoint that cannot work is reported: the others usually
-     * fail for the same reason */
-    if (check_endpoint(c, at, path, "challenge", is->bootstrap_class_idx,
-                       "issuance.bootstrap_class") < 0 ||
-        (is->renew_requires_attestation &&
-         check_endpoint(c, at, path, "challenge", is->device_class_idx,
-                        "issuance.device_class") < 0) ||
-        check_endpoint(c, at, path, "issue", is->bootstrap_class_idx,
+    static const char *const challenge_methods[] = {"POST", "GET"};
+    for (size_t m = 0; m < 2; m++) {
+        if (check_endpoint(c, at, path, "challenge", challenge_methods[m],
+                           is->bootstrap_class_idx, "issuance.bootstrap_class") < 0 ||
+            (is->renew_requires_attestation &&
+             check_endpoint(c, at, path, "challenge", challenge_methods[m],
+                            is->device_class_idx, "issuance.device_class") < 0))
+            return;
+    }
+    if (check_endpoint(c, at, path, "issue", "POST", is->bootstrap_class_idx,
                        "issuance.bootstrap_class") < 0)
         return;
-    check_endpoint(c, at, path, "renew", is->device_class_idx, "issuance.device_class");
+    check_endpoint(c, at, path, "renew", "POST", is->device_class_idx, "issuance.device_class");
 }
 
 /* Counts the problems of the section (the covering-route check runs only on

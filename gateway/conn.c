@@ -504,6 +504,23 @@ static int canon_target(gw_conn_t *c, size_t *plen)
     return 0;
 }
 
+/* The one Host header (checked by the caller) in its canonical spelling
+ * (cfg_host_canon) into c->host, its port into c->host_port: routes match
+ * on the host, and the upstream gets host[:port] (the port only if the
+ * client sent one). 0, or -1 with the 400 bad_host in c->err_*. */
+static int canon_host(gw_conn_t *c)
+{
+    const ups_hdrs_t *h = &c->hdrs;
+    int hi = ups_hdrs_find(h, "host");
+    long n = cfg_host_canon(ups_str(h, h->h[hi].value), h->h[hi].value.len, c->host,
+                            sizeof c->host, &c->host_port);
+    if (n < 0) {
+        stop(c, 400, "bad_host", cfg_host_strerror(n));
+        return -1;
+    }
+    return 0;
+}
+
 /* The request has passed every stage of its route's gate (route match,
  * class, bearer, JWT, rate limits): the final stage either forwards it to
  * the route's upstream or runs the gateway's own handler. 0, or an llhttp
@@ -580,10 +597,8 @@ static int on_headers_complete(llhttp_t *p)
         return stop(c, 400, "upgrade_refused", "protocol upgrades are not served");
     if (ups_hdrs_count(h, "host") != 1)
         return stop(c, 400, "bad_host", "exactly one Host header is required");
-    int hi = ups_hdrs_find(h, "host");
-    char host[256];
-    if (pol_host(ups_str(h, h->h[hi].value), h->h[hi].value.len, host, sizeof(host)) < 0)
-        return stop(c, 400, "bad_host", "the Host header is malformed");
+    if (canon_host(c) < 0)
+        return HPE_USER;
     size_t plen;
     if (canon_target(c, &plen) < 0)
         return HPE_USER;
@@ -616,7 +631,7 @@ static int on_headers_complete(llhttp_t *p)
         }
     }
     c->action = "routing";
-    c->route = pol_route(cfg, host, ups_str(h, h->first), plen, c->method);
+    c->route = pol_route(cfg, c->host, ups_str(h, h->first), plen, c->method);
     if (!c->route)
         return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
     int ai = ups_hdrs_find(h, "authorization");
@@ -656,6 +671,8 @@ int gw_conn_forward(gw_conn_t *c)
 {
     const cfg_t *cfg = CFG(c);
     llhttp_t *p = &c->parser;
+    char host[CFG_HOST_MAX + 8];
+    snprintf(host, sizeof host, c->host_port ? "%s:%u" : "%s", c->host, c->host_port);
     struct evbuffer *head = evbuffer_new();
     if (!head)
         return stop(c, 500, "internal", "out of memory");
@@ -669,6 +686,7 @@ int gw_conn_forward(gw_conn_t *c)
         .id = c->id,
         .icfg = &cfg->identity,
         .names = c->w->rt->hnames,
+        .host = host,
     };
     ups_kv_t claims[CFG_JWT_MAX_CLAIMS];
     if (c->jwt) {
@@ -702,14 +720,14 @@ int gw_internal_route(const cfg_t *cfg, const char *path, size_t plen)
     if (!is)
         return GW_INT_NONE;
     size_t n = strlen(is->path_prefix);
-    if (plen <= n || memcmp(path, is->path_prefix, n) != 0)
+    if (plen <= n || !cfg_path_eq(cfg, path, is->path_prefix, n))
         return GW_INT_NONE;
     static const struct {
         const char *name;
         int kind;
     } names[] = {{"challenge", GW_INT_CHALLENGE}, {"issue", GW_INT_ISSUE}, {"renew", GW_INT_RENEW}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (plen - n == strlen(names[i].name) && memcmp(path + n, names[i].name, plen - n) == 0)
+        if (plen - n == strlen(names[i].name) && cfg_path_eq(cfg, path + n, names[i].name, plen - n))
             return names[i].kind;
     return GW_INT_NONE;
 }

@@ -6,6 +6,7 @@
 #include <llhttp.h>
 #include <time.h>
 
+#include "../config/host.h"
 #include "../policy/jwt.h"
 #include "../policy/ratelimit.h"
 #include "../policy/redis.h"
@@ -76,6 +77,8 @@ struct gw_conn {
     const char *err_code, *err_msg;
     char request_id[40];
     char method[24];
+    char host[CFG_HOST_MAX + 1]; /* the canonical host (cfg_host_canon): the route's */
+    unsigned host_port;         /* the Host's port; 0: none sent */
     const cfg_route_t *route;
     ups_exchange_t *x;
     struct timespec started;
@@ -124,8 +127,9 @@ void gw_conn_gate_done(gw_conn_t *c, int rc);
 /* ---- routes the gateway answers itself ---- */
 enum gw_internal { GW_INT_NONE = 0, GW_INT_CHALLENGE, GW_INT_ISSUE, GW_INT_RENEW };
 
-/* Which internal route a request path is (the path without the query), or
- * GW_INT_NONE. */
+/* Which internal route a request path is (the canonical path without the
+ * query), or GW_INT_NONE; compared as routes are (cfg_path_eq, so
+ * http.path_case applies). */
 int gw_internal_route(const cfg_t *cfg, const char *path, size_t plen);
 /* Called when an internal route's request (head and buffered body c->body)
  * is complete. The handler answers exactly once with gw_conn_reply, now or

@@ -417,11 +417,13 @@ int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_
     put(b, ups_str(h, h->first), h->first.len);
     PUT_LIT(b, " HTTP/1.1\r\n");
 
-    /* Host first, exactly once (the caller has checked there is one). */
+    /* Host first, exactly once (the caller has checked there is one), in
+     * the canonical spelling the route was chosen on when the caller has it. */
     int host = ups_hdrs_find(h, "host");
-    if (host >= 0) {
+    if (m->host)
+        put_field(b, "Host", 4, m->host, strlen(m->host));
+    else if (host >= 0)
         put_field(b, "Host", 4, ups_str(h, h->h[host].value), h->h[host].value.len);
-    }
     for (uint32_t i = 0; i < h->n; i++) {
         const char *name = ups_str(h, h->h[i].name);
         size_t n = h->h[i].name.len;

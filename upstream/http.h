@@ -125,6 +125,7 @@ typedef struct {
     const tls_identity_t *id;
     const cfg_identity_t *icfg;
     const ups_names_t *names;  /* which client headers are forwarded */
+    const char *host;          /* the Host value to send (canonical); NULL: as received */
     const ups_kv_t *add;       /* verified token claims, as headers */
     size_t nadd;
 } ups_req_meta_t;

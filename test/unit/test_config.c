@@ -573,7 +573,7 @@ static const char full_yaml[] =
     "    keepalive_timeout: 5s\n"
     "routes:\n"
     "  - path: /api/\n"
-    "    host: API.Example.COM\n"
+    "    host: api.example.com\n"
     "    methods: [GET, POST]\n"
     "    upstream: B.svc\n"
     "    allow_classes: [boot-strap_2]\n"
@@ -636,7 +636,7 @@ static void test_full(const char *pki, const char *tmp)
                   !strcmp(r0->methods[0], "GET") && !strcmp(r0->methods[1], "POST") &&
                   r0->upstream == 1 && r0->allow_classes == 2 && r0->require_bearer == 1 &&
                   r1->upstream == 0 && r1->allow_classes == 3 && r1->require_bearer == 0,
-              "route settings (host lowercased, same path with other methods)",
+              "route settings (same host and path with other methods)",
               "nroutes=%zu", cfg->nroutes);
         check(!strcmp(cfg->redis.host, "::1") && cfg->redis.port == 6380 &&
                   cfg->redis.db == 15 && !strcmp(cfg->redis.password_env, "REDIS_PW"),
@@ -998,7 +998,7 @@ static void test_issuance_routes(const char *pki, const char *tmp)
     static const struct {
         const char *routes, *want, *name;
     } v[] = {
-        {"  - {path: /certificates/, host: Issuance.Example, upstream: api,\n"
+        {"  - {path: /certificates/, host: issuance.example, upstream: api,\n"
          "     allow_classes: [bootstrap, device]}\n",
          NULL, "issuance: a covering route for one host is enough"},
         {"  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device],\n"
@@ -1009,17 +1009,29 @@ static void test_issuance_routes(const char *pki, const char *tmp)
          "  - {path: /certificates/renew, upstream: api, allow_classes: [device]}\n",
          NULL, "issuance: one route per endpoint loads"},
         {"  - {path: /certificates/, upstream: api, methods: [GET], allow_classes: [bootstrap]}\n",
-         "issuance: routes[0] (path \"/\"), the route that covers /certificates/challenge, does "
-         "not allow class \"bootstrap\"",
+         "issuance: routes[0] (path \"/\"), the route that covers POST /certificates/challenge, "
+         "does not allow class \"bootstrap\"",
          "issuance: a GET-only route does not cover the POST endpoints"},
         {"  - {path: /certificates, upstream: api, allow_classes: [bootstrap, device]}\n", NULL,
          "issuance: a prefix without the trailing slash covers by segment"},
         {"  - {path: /certificates/iss, upstream: api, allow_classes: [bootstrap]}\n",
-         "the route that covers /certificates/challenge",
+         "the route that covers POST /certificates/challenge",
          "issuance: a prefix that ends inside a segment does not cover it"},
         {"  - {path: /certificates/, upstream: api, allow_classes: [bootstrap]}\n",
-         "the route that covers /certificates/renew, does not allow class \"device\" "
+         "the route that covers POST /certificates/renew, does not allow class \"device\" "
          "(issuance.device_class)", "issuance: renew needs the device class"},
+        {"  - {path: /certificates/, upstream: api, methods: [POST],\n"
+         "     allow_classes: [bootstrap, device]}\n",
+         "issuance: routes[0] (path \"/\"), the route that covers GET /certificates/challenge, "
+         "does not allow class \"bootstrap\"",
+         "issuance: a POST-only route leaves GET /certificates/challenge to another route"},
+        {"  - {path: /certificates/, upstream: api, methods: [GET, POST],\n"
+         "     allow_classes: [bootstrap, device]}\n",
+         NULL, "issuance: a route for GET and POST covers every endpoint"},
+        {"  - {path: /certificates/challenge/, upstream: api, allow_classes: [bootstrap]}\n"
+         "  - {path: /certificates/issue/, upstream: api, allow_classes: [bootstrap]}\n"
+         "  - {path: /certificates/renew/, upstream: api, allow_classes: [device]}\n",
+         NULL, "issuance: a prefix ending in '/' covers the path without it"},
     };
     char *classes = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
                                 "      ca: ${PKI}/device-ca.crt\n"

@@ -101,7 +101,7 @@ int main(void)
     CHECK(match(&cfg, NULL, "/apix", "GET") == &rs[0], "prefix does not match inside a segment");
     CHECK(match(&cfg, NULL, "/api?x", "GET") == &rs[1], "query is not part of the path");
     CHECK(match(&cfg, NULL, "/api/v2/users", "GET") == &rs[2], "longest prefix wins");
-    CHECK(match(&cfg, NULL, "/api/v2", "GET") == &rs[1], "/api/v2/ needs the slash");
+    CHECK(match(&cfg, NULL, "/api/v2", "GET") == &rs[2], "/api/v2/ also covers /api/v2");
     CHECK(match(&cfg, "api.example.com", "/api/x", "GET") == &rs[3], "host route wins at equal length");
     CHECK(match(&cfg, "other.example.com", "/api/x", "GET") == &rs[1], "host route skipped for other hosts");
     CHECK(match(&cfg, NULL, "/certificates/new", "POST") == &rs[4], "method route matches its method");
@@ -265,14 +265,174 @@ int main(void)
     CHECK(match(&c2, NULL, "/Certificates/x", "GET") == &rs2[2], "insensitive: /Certificates/");
     CHECK(match(&c2, NULL, "/internals", "GET") == &rs2[0], "insensitive: still at a segment boundary");
 
-    char host[64];
-    CHECK(pol_host("API.Example.com:8443", 20, host, sizeof(host)) == 0 && strcmp(host, "api.example.com") == 0,
-          "host lowercased, port dropped");
-    CHECK(pol_host("[::1]:8443", 10, host, sizeof(host)) == 0 && strcmp(host, "[::1]") == 0, "IPv6 literal host");
-    CHECK(pol_host("a b", 3, host, sizeof(host)) < 0, "space in host refused");
-    CHECK(pol_host("a:x", 3, host, sizeof(host)) < 0, "non-numeric port refused");
-    CHECK(pol_host("", 0, host, sizeof(host)) < 0, "empty host refused");
-    CHECK(pol_host("user@a", 6, host, sizeof(host)) < 0, "userinfo refused");
+    /* Host: accepted spellings map to exactly one canonical host */
+    static const struct {
+        const char *in, *want;
+        unsigned port;
+    } hosts[] = {
+        {"internal.example", "internal.example", 0},
+        {"Internal.EXAMPLE", "internal.example", 0},
+        {"internal.example.", "internal.example", 0},
+        {"internal.example.:8443", "internal.example", 8443},
+        {"INTERNAL.example.:08443", "internal.example", 8443},
+        {"API.Example.com:8443", "api.example.com", 8443},
+        {"localhost", "localhost", 0},
+        {"a-b.c-d", "a-b.c-d", 0},
+        {"xn--bcher-kva.example", "xn--bcher-kva.example", 0},
+        {"1.example", "1.example", 0},
+        {"0x7f.example", "0x7f.example", 0},
+        {"127.0.0.1", "127.0.0.1", 0},
+        {"127.0.0.1.", "127.0.0.1", 0},
+        {"127.0.0.1:1", "127.0.0.1", 1},
+        {"0.0.0.0:65535", "0.0.0.0", 65535},
+        {"255.255.255.255", "255.255.255.255", 0},
+        {"[::1]", "[::1]", 0},
+        {"[::1]:8443", "[::1]", 8443},
+        {"[0:0:0:0:0:0:0:1]", "[::1]", 0},
+        {"[2001:DB8::1]", "[2001:db8::1]", 0},
+        {"[2001:0db8:0000:0000:0000:0000:0000:0001]:443", "[2001:db8::1]", 443},
+        {"[1::2:3:4:5:6:7]", "[1:0:2:3:4:5:6:7]", 0},   /* RFC 5952: one zero group is not "::" */
+        {"[::FFFF:127.0.0.1]", "[::ffff:127.0.0.1]", 0},
+    };
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+        char out[CFG_HOST_MAX + 1];
+        unsigned port = 99999;
+        long n = cfg_host_canon(hosts[i].in, strlen(hosts[i].in), out, sizeof out, &port);
+        int ok = n == (long)strlen(hosts[i].want) && !strcmp(out, hosts[i].want) && port == hosts[i].port;
+        if (!ok)
+            fprintf(stderr, "  host %s -> %s (rc %ld, port %u), want %s port %u\n", hosts[i].in,
+                    n >= 0 ? out : "(refused)", n, port, hosts[i].want, hosts[i].port);
+        CHECK(ok, "host canonical form");
+    }
+    char label63[70], name253[300], name254[300];
+    memset(label63, 'a', 63);
+    label63[63] = '\0';
+    snprintf(name253, sizeof name253, "%s.%s.%s.%.61s", label63, label63, label63, label63);
+    snprintf(name254, sizeof name254, "%s.%s.%s.%.62s", label63, label63, label63, label63);
+    char label64[80];
+    snprintf(label64, sizeof label64, "%sa.example", label63);
+    CHECK(strlen(name253) == 253 && cfg_host_canon(name253, 253, canon_buf, 254, NULL) == 253,
+          "253-character name accepted");
+    const struct {
+        const char *in;
+        long want;
+    } bad_hosts[] = {
+        {"", CFG_HOST_EMPTY},
+        {":8443", CFG_HOST_EMPTY},
+        {"internal%2Eexample", CFG_HOST_BAD_CHAR},
+        {"internal%2eexample", CFG_HOST_BAD_CHAR},
+        {"internal_example", CFG_HOST_BAD_CHAR},
+        {"user@internal.example", CFG_HOST_BAD_CHAR},
+        {"a b", CFG_HOST_BAD_CHAR},
+        {" internal.example", CFG_HOST_BAD_CHAR},
+        {"internal.example ", CFG_HOST_BAD_CHAR},
+        {"internal.example\t", CFG_HOST_BAD_CHAR},
+        {"internal.example/x", CFG_HOST_BAD_CHAR},
+        {"internal.example,other", CFG_HOST_BAD_CHAR},
+        {"internal\\example", CFG_HOST_BAD_CHAR},
+        {"int\xc3\xa9rnal.example", CFG_HOST_BAD_CHAR},
+        {"internal.example..", CFG_HOST_BAD_LABEL},
+        {"internal..example", CFG_HOST_BAD_LABEL},
+        {".internal.example", CFG_HOST_BAD_LABEL},
+        {".", CFG_HOST_BAD_LABEL},
+        {"-internal.example", CFG_HOST_BAD_LABEL},
+        {"internal-.example", CFG_HOST_BAD_LABEL},
+        {label64, CFG_HOST_BAD_LABEL},
+        {name254, CFG_HOST_TOO_LONG},
+        {"127.1", CFG_HOST_BAD_IPV4},
+        {"0x7f.1", CFG_HOST_BAD_IPV4},
+        {"0x7f000001", CFG_HOST_BAD_IPV4},
+        {"0x7F.0.0.1", CFG_HOST_BAD_IPV4},
+        {"2130706433", CFG_HOST_BAD_IPV4},
+        {"127.0.0.01", CFG_HOST_BAD_IPV4},
+        {"0127.0.0.1", CFG_HOST_BAD_IPV4},
+        {"256.0.0.1", CFG_HOST_BAD_IPV4},
+        {"1.2.3.4.5", CFG_HOST_BAD_IPV4},
+        {"example.123", CFG_HOST_BAD_IPV4},
+        {"example.0x", CFG_HOST_BAD_IPV4},
+        {"[::1", CFG_HOST_BAD_IPV6},
+        {"[]", CFG_HOST_BAD_IPV6},
+        {"[::1%25eth0]", CFG_HOST_BAD_IPV6},
+        {"[fe80::1%eth0]", CFG_HOST_BAD_IPV6},
+        {"[v1.x]", CFG_HOST_BAD_IPV6},
+        {"[127.0.0.1]", CFG_HOST_BAD_IPV6},
+        {"[1:2:3:4:5:6:7:8:9]", CFG_HOST_BAD_IPV6},
+        {"[::1]x", CFG_HOST_BAD_PORT},
+        {"[::1]:", CFG_HOST_BAD_PORT},
+        {"internal.example:", CFG_HOST_BAD_PORT},
+        {"internal.example:0", CFG_HOST_BAD_PORT},
+        {"internal.example:65536", CFG_HOST_BAD_PORT},
+        {"internal.example:99999999999", CFG_HOST_BAD_PORT},
+        {"internal.example:+80", CFG_HOST_BAD_PORT},
+        {"internal.example:80:80", CFG_HOST_BAD_PORT},
+        {"internal.example:80 ", CFG_HOST_BAD_PORT},
+        {"internal.example:http", CFG_HOST_BAD_PORT},
+    };
+    for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
+        char out[CFG_HOST_MAX + 1];
+        long n = cfg_host_canon(bad_hosts[i].in, strlen(bad_hosts[i].in), out, sizeof out, NULL);
+        if (n != bad_hosts[i].want)
+            fprintf(stderr, "  host \"%s\": rc %ld, want %ld\n", bad_hosts[i].in, n, bad_hosts[i].want);
+        CHECK(n == bad_hosts[i].want, "host refused with its reason");
+        CHECK(strcmp(cfg_host_strerror(n), "the Host header is malformed") != 0, "host error has a message");
+    }
+    CHECK(cfg_host_canon("a\0b", 3, canon_buf, 10, NULL) == CFG_HOST_BAD_CHAR, "NUL in host refused");
+    CHECK(cfg_host_canon("internal.example", 16, canon_buf, 16, NULL) == CFG_HOST_NO_ROOM, "no room: refused");
+    CHECK(cfg_host_canon("[::1]", 5, canon_buf, 5, NULL) == CFG_HOST_NO_ROOM, "no room (IPv6): refused");
+
+    /* a host-specific route takes every spelling of its host (the gateway
+     * matches on the canonical host) */
+    cfg_route_t rs3[2] = {
+        route("internal.example", "/", NULL, 1, 1),
+        route(NULL, "/", NULL, 3, 0),
+    };
+    cfg_t c3;
+    memset(&c3, 0, sizeof(c3));
+    c3.routes = rs3;
+    c3.nroutes = 2;
+    static const char *const spellings[] = {"internal.example", "INTERNAL.Example", "internal.example.",
+                                            "internal.example.:8443", "Internal.Example.:443"};
+    for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
+        char hc[CFG_HOST_MAX + 1];
+        CHECK(cfg_host_canon(spellings[i], strlen(spellings[i]), hc, sizeof hc, NULL) > 0 &&
+                  match(&c3, hc, "/x", "GET") == &rs3[0], "every spelling of the host takes its route");
+    }
+
+    /* a prefix ending in '/' also covers the path without the slash */
+    cfg_route_t rs4[5] = {
+        route(NULL, "/", NULL, 3, 0),
+        route(NULL, "/internal/", NULL, 1, 1),
+        route(NULL, "/exact/", NULL, 1, 1),
+        route(NULL, "/exact", NULL, 2, 0),
+        route("h.example", "/hosted/", NULL, 1, 1),
+    };
+    cfg_t c4;
+    memset(&c4, 0, sizeof(c4));
+    c4.routes = rs4;
+    c4.nroutes = 5;
+    CHECK(match(&c4, NULL, "/internal", "GET") == &rs4[1], "/internal/ covers /internal");
+    CHECK(match(&c4, NULL, "/internal?x=1", "GET") == &rs4[1], "/internal/ covers /internal?query");
+    CHECK(match(&c4, NULL, "/internal/", "GET") == &rs4[1], "/internal/ covers itself");
+    CHECK(match(&c4, NULL, "/internal/x", "GET") == &rs4[1], "/internal/ covers below it");
+    CHECK(match(&c4, NULL, "/internals", "GET") == &rs4[0], "/internal/ does not cover /internals");
+    CHECK(match(&c4, NULL, "/interna", "GET") == &rs4[0], "/internal/ does not cover /interna");
+    CHECK(match(&c4, NULL, "/INTERNAL", "GET") == &rs4[0], "case-sensitive: /INTERNAL is another path");
+    CHECK(match(&c4, NULL, "/exact", "GET") == &rs4[3], "an exact /exact route beats /exact/'s slash-less match");
+    CHECK(match(&c4, NULL, "/exact/", "GET") == &rs4[2], "/exact/ wins for /exact/");
+    CHECK(match(&c4, NULL, "/exact/x", "GET") == &rs4[2], "/exact/ wins below it");
+    CHECK(match(&c4, "h.example", "/hosted", "GET") == &rs4[4], "host route: /hosted/ covers /hosted");
+    CHECK(match(&c4, "other.example", "/hosted", "GET") == &rs4[0], "host route skipped for other hosts");
+    c4.http.path_case_insensitive = 1;
+    CHECK(match(&c4, NULL, "/INTERNAL", "GET") == &rs4[1], "insensitive: /internal/ covers /INTERNAL");
+    cfg_route_t rs5[2] = {route("h.example", "/a", NULL, 1, 1), route(NULL, "/a/", NULL, 2, 0)};
+    cfg_t c5;
+    memset(&c5, 0, sizeof(c5));
+    c5.routes = rs5;
+    c5.nroutes = 2;
+    CHECK(match(&c5, "h.example", "/a", "GET") == &rs5[0], "at equal length the host route wins");
+    CHECK(cfg_path_eq(&c5, "/Certificates/", "/certificates/", 14) == 0, "cfg_path_eq: exact by default");
+    c5.http.path_case_insensitive = 1;
+    CHECK(cfg_path_eq(&c5, "/Certificates/", "/certificates/", 14) == 1, "cfg_path_eq: insensitive folds case");
 
     /* policy */
     tls_identity_t dev = {.class_idx = 0}, boot = {.class_idx = 1};
