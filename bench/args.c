@@ -316,6 +316,7 @@ void bench_usage(FILE *out)
         "  --resume-kind KIND   tls13 | tls12-id | tls12-ticket (resume mode; default tls13)\n"
         "  --tls VERSION        1.2 | 1.3: highest TLS version (default 1.3)\n"
         "  --rate R             open loop: R requests/s in total at constant arrival\n"
+        "                       (idle mode: the connections open at R/s instead of at once)\n"
         "  --timeout DURATION   per request (default 10s)\n"
         "  --warmup DURATION    run this long first, excluded from the statistics\n"
         "  --json               print the report as one JSON object\n"
@@ -470,8 +471,8 @@ static int validate(bench_opts_t *o, int tls_given, char *err)
     }
     if (o->mode == MODE_RESUME)
         o->tls_max = o->resume_kind == RESUME_TLS13 ? 13 : 12;
-    if (o->mode == MODE_IDLE && (o->rate > 0 || o->total_requests))
-        return fail(err, "--mode idle sends no requests: --rate and -n do not apply");
+    if (o->mode == MODE_IDLE && o->total_requests)
+        return fail(err, "--mode idle sends no requests: -n does not apply");
     return 0;
 }
 

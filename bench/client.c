@@ -581,7 +581,12 @@ void conn_init(conn_t *c, bench_thread_t *t, unsigned idx)
 
 void conn_start(conn_t *c)
 {
-    struct timeval tv = {0, 0};
+    conn_start_after(c, 0);
+}
+
+void conn_start_after(conn_t *c, uint64_t delay_ns)
+{
+    struct timeval tv = bench_tv(delay_ns);
     evtimer_add(&c->kick, &tv);
 }
 

@@ -44,6 +44,7 @@ typedef struct conn {
 void conn_tls_callbacks(SSL_CTX *ctx, int resume);
 void conn_init(conn_t *c, bench_thread_t *t, unsigned idx);
 void conn_start(conn_t *c);                  /* closed loop / idle: start soon */
+void conn_start_after(conn_t *c, uint64_t delay_ns);  /* idle with --rate: start then */
 void conn_begin(conn_t *c, uint64_t start);  /* a request, latency counted from start */
 void conn_destroy(conn_t *c);
 static inline int conn_is_up(const conn_t *c)

@@ -119,7 +119,8 @@ void report_text(FILE *out, const bench_opts_t *o, const bench_stats_t *s)
     fprintf(out, ", %u connection%s, %u thread%s", o->connections, o->connections == 1 ? "" : "s",
             o->threads, o->threads == 1 ? "" : "s");
     if (o->rate > 0)
-        fprintf(out, ", open loop at %.1f req/s", o->rate);
+        fprintf(out, o->mode == MODE_IDLE ? ", connections opened at %.1f/s" : ", open loop at %.1f req/s",
+                o->rate);
     fprintf(out, ", https://%s%s\n", o->url.authority, o->url.path);
     fprintf(out, "  duration     %.3f s\n", secs(s));
     if (o->mode != MODE_IDLE)

@@ -302,6 +302,20 @@ def tests(s):
           "idle mode: holds -c 4 connections up", "rc=%s %s %s" % (rc, brief(rep), err))
     check(elapsed < 5, "idle mode: ends after the duration", "%.1fs" % elapsed)
 
+    # steady arrival: 4 connections at 4/s open over about 0.75 s; 8 at 4/s
+    # with -d 0.5s: the run ends while most are still to come
+    rc, rep, err, _ = run_bench(["-d", "2s", "-c", "4", "--rate", "4", "--json", "--mode", "idle"]
+                                + s.cert_args() + [s.url])
+    check(rc == 0 and rep is not None and rep.get("idle_connections_up") == 4
+          and errors_total(rep) == 0,
+          "idle mode with --rate: all connections up after the arrivals", "rc=%s %s %s"
+          % (rc, brief(rep), err))
+    rc, rep, err, _ = run_bench(["-d", "0.5s", "-c", "8", "--rate", "4", "--json", "--mode", "idle"]
+                                + s.cert_args() + [s.url])
+    check(rc == 0 and rep is not None and 1 <= rep.get("idle_connections_up", 0) <= 3,
+          "idle mode with --rate: connections arrive over time, not at once", "rc=%s %s %s"
+          % (rc, brief(rep), err))
+
     rc, rep, err, _ = run_bench(["-n", "50", "-c", "4", "-t", "2", "--json"] + good + [s.url])
     check(rc == 0 and rep is not None and rep["requests"] == 50 and errors_total(rep) == 0,
           "-n 50 with 2 threads: exactly 50 requests", "rc=%s %s" % (rc, brief(rep)))

@@ -160,7 +160,11 @@ void *bench_thread_main(void *arg)
         struct timeval tv = bench_tv(sh->end_ns > now ? sh->end_ns - now : 0);
         evtimer_add(t->end_ev, &tv);
     }
-    if (t->rate > 0) {
+    if (t->rate > 0 && sh->o->mode == MODE_IDLE) {
+        /* steady arrival: connection i opens at i intervals after the start */
+        for (unsigned i = 0; i < t->nconns && !t->stopping; i++)
+            conn_start_after(&t->conns[i], i * t->interval_ns);
+    } else if (t->rate > 0) {
         for (unsigned i = 0; i < t->nconns; i++)
             t->free_list[t->nfree++] = t->nconns - 1 - i;
         thread_dispatch(t);

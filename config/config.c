@@ -8,10 +8,13 @@
 #include "config_int.h"
 #include "walk.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,6 +46,15 @@ static const char *const hdr_defaults[CFG_H__COUNT] = {
     "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
 };
 
+const char *const cfg_trust_headers[] = {
+    "Forwarded", "X-Real-IP", "True-Client-IP", "X-Client-IP", "X-Cluster-Client-IP",
+    "CF-Connecting-IP", "Fastly-Client-IP", "X-Original-URL", "X-Rewrite-URL",
+    "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+    "X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", "X-Original-Host", "X-Host",
+    "X-Original-Forwarded-For", "X-ProxyUser-Ip", "X-Originating-IP", "X-Remote-IP", "X-Remote-Addr",
+    NULL,
+};
+
 typedef struct {
     cfg_errors_t *errs;
     size_t base;          /* errs->n on entry */
@@ -54,6 +66,7 @@ typedef struct {
     SSL_CTX *ssl;                       /* throwaway, for cipher/group checks */
     STACK_OF(X509) *ca[MAX_CLASSES];    /* per class, for the one-class-per-CA check */
     int classes_ok, upstreams_ok;       /* names resolvable without cascading */
+    yaml_node_t *http_forward;          /* http.forward_client_headers, read after routes */
 } ctx_t;
 
 /* ---------------------------------------------------------------- memory */
@@ -229,14 +242,18 @@ static void parse_classes(ctx_t *c, yaml_node_t *n)
         }
         if (an && (s = cfgw_scalar(&c->w, an, cfgw_pk(q, p, "ca"), "a file path"))) {
             size_t other;
+            int reissued;
             char subj[256];
             t->classes[i].ca_file = cfgp_xstrdup(s);
             if (cfgp_load_ca(s, &c->ca[i], msg, sizeof msg) < 0)
                 cfgw_err(&c->w, an, q, "%s", msg);
-            else if (cfgp_ca_overlap(c->ca, i, &other, subj, sizeof subj))
+            else if (cfgp_ca_overlap(c->ca, i, &other, &reissued, subj, sizeof subj))
                 cfgw_err(&c->w, an, q,
-                         "CA %s is also in tls.classes[%zu] (\"%s\"): a CA may anchor "
-                         "only one class", subj, other, t->classes[other].name);
+                         "CA %s of class \"%s\" is also in tls.classes[%zu] (\"%s\")%s: a CA "
+                         "may anchor only one class", subj, t->classes[i].name, other,
+                         t->classes[other].name,
+                         reissued ? " as another certificate with the same subject and public "
+                                    "key (a re-issue)" : "");
         }
     }
     c->classes_ok = ok;
@@ -335,7 +352,7 @@ static void parse_identity(ctx_t *c, yaml_node_t *n)
                 !(s = cfgw_scalar(&c->w, h[i].val, cfgw_pk(p, "identity.headers", hdr_keys[i]),
                                   "an HTTP header name")))
                 continue;
-            if (!cfgp_valid_header(s)) {
+            if (!cfgp_plain_header(s)) {   /* an upstream may read _ or . as - */
                 cfgw_err(&c->w, h[i].val, p,
                          "invalid header name \"%.60s\": use letters, digits and "
                          "- (e.g. X-Client-Cert-Serial)", s);
@@ -359,7 +376,7 @@ static void parse_limits(ctx_t *c, yaml_node_t *n)
 {
     cfg_limits_t *l = &c->cfg->limits;
     cfgw_fld_t f[] = {F("max_connections"), F("max_header_bytes"), F("max_headers"),
-                      F("max_body_bytes")};
+                      F("max_body_bytes"), F("lingering_close_bytes")};
     uint64_t v;
     if (cfgw_map(&c->w, n, "limits", f, NF(f)) < 0)
         return;
@@ -370,18 +387,24 @@ static void parse_limits(ctx_t *c, yaml_node_t *n)
     cfgw_opt_u32(&c->w, &f[2], "limits", 1, 10000, &l->max_headers);
     if (f[3].val)
         cfgw_num(&c->w, f[3].val, "limits.max_body_bytes", 's', 0, UINT64_MAX, &l->max_body_bytes);
+    if (f[4].val)
+        cfgw_num(&c->w, f[4].val, "limits.lingering_close_bytes", 's', 1024, 1024ULL * 1024 * 1024,
+                 &l->lingering_close_bytes);
 }
 
 static void parse_timeouts(ctx_t *c, yaml_node_t *n)
 {
     cfg_timeouts_t *t = &c->cfg->timeouts;
-    cfgw_fld_t f[] = {F("header_read"), F("body_read"), F("idle"), F("send"), F("drain")};
+    cfgw_fld_t f[] = {F("header_read"), F("body_read"), F("idle"), F("send"), F("drain"),
+                      F("lingering_close")};
     uint64_t *out[] = {&t->header_read_ms, &t->body_read_ms, &t->idle_ms, &t->send_ms,
                        &t->drain_ms};
     if (cfgw_map(&c->w, n, "timeouts", f, NF(f)) < 0)
         return;
-    for (size_t i = 0; i < NF(f); i++)
+    for (size_t i = 0; i < NF(out); i++)
         cfgw_opt_dur(&c->w, &f[i], "timeouts", DAY_MS, out[i]);
+    if (f[5].val)   /* 0 turns lingering off */
+        cfgw_num(&c->w, f[5].val, "timeouts.lingering_close", 'd', 0, 600000, &t->lingering_close_ms);
 }
 
 static void parse_upstreams(ctx_t *c, yaml_node_t *n)
@@ -524,7 +547,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
         cfg_route_t *r = &cfg->routes[i];
         yaml_node_t *item = cfgw_node(&c->w, it[i]), *v;
         char p[CFGW_PATHLEN], q[CFGW_PATHLEN], list[512], msg[300];
-        const char *s;
+        const char *s, *why;
         int ok = 1;
         r->require_bearer = 1;
         cfgw_pi(p, "routes", i);
@@ -536,6 +559,8 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
                 cfgw_err(&c->w, v, q, "path must start with '/', got \"%.60s\"", s);
             else if (!cfgp_printable(s))
                 cfgw_err(&c->w, v, q, "path must not contain spaces or control characters");
+            else if ((why = cfgp_route_path_error(s)))
+                cfgw_err(&c->w, v, q, "path \"%.60s\" %s", s, why);
             else
                 r->path = cfgp_xstrdup(s);
         }
@@ -570,7 +595,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
         if (!ok || !r->path)
             continue;
         complete[i] = 1;
-        long j = cfgp_find_dup_route(cfg->routes, complete, i);
+        long j = cfgp_find_dup_route(cfg->routes, complete, i, cfg->http.path_case_insensitive);
         if (j >= 0)
             cfgw_err(&c->w, f[PATH].val, cfgw_pk(q, p, "path"),
                      "duplicate route: same host, path and "
@@ -661,22 +686,44 @@ static void parse_revocation(ctx_t *c, yaml_node_t *n)
     cfgw_opt_dur(&c->w, &f[STALENESS], "revocation", DAY_MS, &r->max_staleness_ms);
 }
 
+/* 1 when a is a loopback address: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+static int addr_is_loopback(const cfg_addr_t *a)
+{
+    if (a->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&a->addr;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (a->addr.ss_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
 static void parse_admin(ctx_t *c, yaml_node_t *n)
 {
-    enum { LISTEN, TOKEN_ENV, MAX_BODY };
+    enum { LISTEN, TOKEN_ENV, MAX_BODY, ALLOW_REMOTE };
     cfg_t *cfg = c->cfg;
     cfg_admin_t *a = &cfg->admin;
-    cfgw_fld_t f[] = {F("listen"), F("token_env"), F("max_body_bytes")};
+    cfgw_fld_t f[] = {F("listen"), F("token_env"), F("max_body_bytes"), F("allow_remote")};
     const char *s;
     uint64_t v;
     if (cfgw_map(&c->w, n, "admin", f, NF(f)) < 0)
         return;
     a->enabled = 1;
+    cfgw_opt_bool(&c->w, &f[ALLOW_REMOTE], "admin", &a->allow_remote);
     if (f[LISTEN].val) {
         cfg_addr_t addr;
         if (get_addr(c, f[LISTEN].val, "admin.listen", 0, &addr, NULL, 0, NULL) == 0) {
             free(a->listen.text);
             a->listen = addr;
+            /* plain HTTP with a bearer token: reachable from loopback only, unless asked */
+            if (!a->allow_remote && !addr_is_loopback(&addr))
+                cfgw_err(&c->w, f[LISTEN].val, "admin.listen", "%s is not a loopback address, and "
+                         "the admin API is plain HTTP (the token would cross the network in clear "
+                         "text); hint: listen on 127.0.0.1 or [::1] and reach it through an "
+                         "authenticated tunnel, or set admin.allow_remote: true to accept the risk",
+                         addr.text);
         }
     }
     for (size_t i = 0; a->listen.text && i < cfg->nlisteners; i++) {
@@ -719,15 +766,94 @@ static void parse_logging(ctx_t *c, yaml_node_t *n)
     cfgw_opt_bool(&c->w, &f[2], "logging", &l->access);
 }
 
+/* Why name cannot be in http.forward_client_headers, or NULL if it can:
+ * only the trust headers the gateway would drop may be listed. */
+static const char *forward_refusal(const cfg_t *cfg, const char *name)
+{
+    if (!cfgp_plain_header(name))
+        return "is not a header name of letters, digits and -";
+    if (!strcasecmp(name, "X-Forwarded-For") || !strcasecmp(name, "X-Forwarded-Proto"))
+        return "is set by the gateway itself";
+    for (size_t i = 0; i < CFG_H__COUNT; i++)
+        if (!strcasecmp(name, cfg->identity.headers[i]))
+            return "is an identity header (identity.headers)";
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        for (size_t k = 0; cfg->routes[i].jwt && k < cfg->routes[i].jwt->nclaims; k++)
+            if (!strcasecmp(name, cfg->routes[i].jwt->claims[k].header))
+                return "is a token claim header (claims_to_headers)";
+    if ((strlen(name) > 12 && !strncasecmp(name, "X-Forwarded-", 12)) ||
+        (strlen(name) > 8 && !strncasecmp(name, "X-Envoy-", 8)))
+        return NULL;
+    for (size_t i = 0; cfg_trust_headers[i]; i++)
+        if (!strcasecmp(name, cfg_trust_headers[i]))
+            return NULL;
+    return "is not a header the gateway drops (see docs/configuration.md, http)";
+}
+
+static void parse_forward_list(ctx_t *c, yaml_node_t *n, const char *path)
+{
+    cfg_http_t *h = &c->cfg->http;
+    yaml_node_item_t *it;
+    char q[CFGW_PATHLEN];
+    long cnt = cfgw_seq(&c->w, n, path, 0, 64, &it);
+    if (cnt <= 0)
+        return;
+    h->forward_client_headers = cfgp_xcalloc((size_t)cnt, sizeof(char *));
+    for (size_t i = 0; i < (size_t)cnt; i++) {
+        yaml_node_t *m = cfgw_node(&c->w, it[i]);
+        const char *s = cfgw_scalar(&c->w, m, cfgw_pi(q, path, i), "a header name");
+        const char *why;
+        if (!s)
+            continue;
+        if ((why = forward_refusal(c->cfg, s))) {
+            cfgw_err(&c->w, m, q, "\"%.60s\" %s", s, why);
+            continue;
+        }
+        size_t k = 0;
+        while (k < h->nforward_client_headers && strcasecmp(h->forward_client_headers[k], s))
+            k++;
+        if (k < h->nforward_client_headers) {
+            cfgw_err(&c->w, m, q, "duplicate header \"%.60s\"", s);
+            continue;
+        }
+        h->forward_client_headers[h->nforward_client_headers++] = cfgp_xstrdup(s);
+    }
+}
+
+/* The http section, in two steps: path_* and underscores_in_headers before
+ * routes (path_case decides which routes are duplicates), the forward list
+ * after identity and routes, whose header names it checks against. The
+ * map's keys are checked once, in the first step. */
+static void parse_http(ctx_t *c, yaml_node_t *n)
+{
+    static const char *const cases[] = {"sensitive", "insensitive"};
+    static const char *const empties[] = {"refuse", "merge"};
+    static const char *const modes[] = {"drop", "allow", "refuse"};
+    cfg_http_t *h = &c->cfg->http;
+    cfgw_fld_t f[] = {F("path_case"), F("path_empty_segments"), F("underscores_in_headers"),
+                      F("forward_client_headers")};
+    if (cfgw_map(&c->w, n, "http", f, NF(f)) < 0)
+        return;
+    if (f[0].val)
+        cfgw_enum(&c->w, f[0].val, "http.path_case", cases, NF(cases), &h->path_case_insensitive);
+    if (f[1].val)
+        cfgw_enum(&c->w, f[1].val, "http.path_empty_segments", empties, NF(empties),
+                  &h->path_merge_slashes);
+    if (f[2].val)
+        cfgw_enum(&c->w, f[2].val, "http.underscores_in_headers", modes, NF(modes),
+                  &h->underscores_in_headers);
+    c->http_forward = f[3].val;
+}
+
 static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
            REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
-           ISSUANCE };
+           ISSUANCE, HTTP };
     cfgw_fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
                       F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
                       F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
-                      F("issuance")};
+                      F("issuance"), F("http")};
     if (cfgw_map(&c->w, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -741,12 +867,16 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_limits(c, f[LIMITS].val);
     if (f[TIMEOUTS].val)
         parse_timeouts(c, f[TIMEOUTS].val);
+    if (f[HTTP].val)
+        parse_http(c, f[HTTP].val);
     if (cfgw_require(&c->w, root, "", &f[UPSTREAMS]))
         parse_upstreams(c, f[UPSTREAMS].val);
     /* before routes, which refer to rate limits by name */
     cfgp_policy_top(&c->w, c->cfg, f[RATE_LIMITS].val, f[CONN_LIMITS].val);
     if (cfgw_require(&c->w, root, "", &f[ROUTES]))
         parse_routes(c, f[ROUTES].val);
+    if (c->http_forward)
+        parse_forward_list(c, c->http_forward, "http.forward_client_headers");
     if (f[REDIS].val)
         parse_redis(c, f[REDIS].val);
     if (f[REVOCATION].val)
@@ -786,6 +916,8 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->timeouts.idle_ms = 60000;
     cfg->timeouts.send_ms = 30000;
     cfg->timeouts.drain_ms = 30000;
+    cfg->timeouts.lingering_close_ms = 5000;
+    cfg->limits.lingering_close_bytes = 16ULL * 1024 * 1024;
     cfg->redis.host = cfgp_xstrdup("127.0.0.1");
     cfg->redis.port = 6379;
     cfg->redis.password_env = NULL;

@@ -89,6 +89,10 @@ typedef struct {
     int fail_closed;      /* global: 1 = 503 while Redis is unavailable, 0 = local limiter */
 } cfg_rate_limit_t;
 
+/* Most rate limits one route may list (any mix of local and global: the
+ * gateway can wait for this many Redis answers per request). */
+#define CFG_ROUTE_MAX_LIMITS 16
+
 /* Connection-level limits, applied on accept before any TLS work. */
 typedef struct {
     uint64_t per_ip_count;      /* new connections per period; 0 = unlimited */
@@ -121,7 +125,7 @@ typedef struct {
 } cfg_jwt_t;
 
 typedef struct {
-    char *host;           /* NULL: any host; else exact, case-insensitive, no port */
+    char *host;           /* NULL: any host; else canonical (config/host.h), no port */
     char *path;           /* prefix, starts with '/' */
     char **methods;       /* NULL/0: any method */
     size_t nmethods;
@@ -158,6 +162,7 @@ typedef struct {
     uint32_t max_header_bytes;    /* request line + headers */
     uint32_t max_headers;         /* header count */
     uint64_t max_body_bytes;      /* request body; 0 = unlimited */
+    uint64_t lingering_close_bytes; /* input dropped at most while lingering */
 } cfg_limits_t;
 
 typedef struct {
@@ -166,6 +171,7 @@ typedef struct {
     uint64_t idle_ms;         /* keep-alive idle between requests */
     uint64_t send_ms;         /* max time a response write may stall */
     uint64_t drain_ms;        /* SIGTERM: in-flight requests get this long */
+    uint64_t lingering_close_ms; /* closing with client input pending; 0: no lingering */
 } cfg_timeouts_t;
 
 typedef struct {
@@ -190,7 +196,25 @@ typedef struct {
     cfg_addr_t listen;            /* default 127.0.0.1:9444 */
     char *token_env;              /* env var with the admin bearer token; "PORTCULLIS_ADMIN_TOKEN" */
     uint32_t max_body_bytes;      /* 64k */
+    int allow_remote;             /* 0: listen must be a loopback address (plain HTTP) */
 } cfg_admin_t;
+
+/* How request targets and header names are read (section http, config.c). */
+enum cfg_underscores { CFG_US_DROP = 0, CFG_US_ALLOW, CFG_US_REFUSE };
+
+typedef struct {
+    int path_case_insensitive;    /* path_case: insensitive; routes match ignoring ASCII case */
+    int path_merge_slashes;       /* path_empty_segments: merge; else "//" is refused */
+    int underscores_in_headers;  /* enum cfg_underscores: names with '_' (drop) */
+    char **forward_client_headers;  /* trust headers passed on as sent; none by default */
+    size_t nforward_client_headers;
+} cfg_http_t;
+
+/* Request headers a client can use to claim what only a proxy in front may
+ * say (its address, the URL, the method, its certificate). The gateway drops
+ * them, and every X-Forwarded-* it does not set itself, unless
+ * http.forward_client_headers names them. NULL-terminated. */
+extern const char *const cfg_trust_headers[];
 
 enum cfg_log_level { CFG_LOG_ERROR = 0, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 enum cfg_log_format { CFG_LOG_TEXT = 0, CFG_LOG_JSON };
@@ -209,6 +233,7 @@ typedef struct {
     cfg_tls_t tls;
     cfg_identity_t identity;
     cfg_limits_t limits;
+    cfg_http_t http;              /* parsed before routes; forward list after them */
     cfg_timeouts_t timeouts;
     cfg_upstream_t *upstreams;
     size_t nupstreams;
@@ -233,6 +258,20 @@ void cfg_errors_free(cfg_errors_t *errs);
 int cfg_parse_duration_ms(const char *s, uint64_t *out);   /* "500ms" "10s" "5m" "1h" "2d" */
 int cfg_parse_size(const char *s, uint64_t *out);          /* "512" "16k" "10m" "1g" (binary units) */
 int cfg_parse_addr(const char *s, int default_port, cfg_addr_t *out); /* "host:port", "[v6]:port" */
+
+/* Files the config names (certificates, keys, key material), read the same
+ * way by cfg_load() and by the layers that load them again at the start, so
+ * every "cannot read" says why (config_check.c).
+ * cfg_open_file: a BIO on the regular file path, or NULL with
+ *   msg = "cannot read \"<path>\": <strerror(errno) | not a regular file>".
+ * cfg_read_file: the whole regular file (at most max bytes) in a NUL-terminated
+ *   buffer the caller frees (cleansing it first if it is secret), with *len
+ *   set; or NULL with msg as above (or "larger than <max> bytes").
+ * cfg_ossl_reason: the reason of the thread's last OpenSSL error, never NULL. */
+#define CFG_MAX_KEY_FILE 16384   /* largest Play Integrity key file, at load and at start */
+struct bio_st *cfg_open_file(const char *path, char *msg, size_t len);
+char *cfg_read_file(const char *path, size_t max, size_t *len, char *msg, size_t msglen);
+const char *cfg_ossl_reason(void);
 
 
 /* ---------------------------------------------------------------- issuance

@@ -9,6 +9,7 @@
  * every check so one failure cannot leak into the next message.
  */
 #include "config_int.h"
+#include "host.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -337,6 +338,19 @@ void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, siz
 }
 
 
+/* A header name of letters, digits and '-' only, 1..128 bytes: one that no
+ * upstream reads as another spelling (see ups_name_eq). */
+int cfgp_plain_header(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-')
+            return 0;
+    return 1;
+}
+
 int cfgp_valid_header(const char *s)
 {
     size_t n = strlen(s);
@@ -364,12 +378,13 @@ static int method_sets_equal(const cfg_route_t *a, const cfg_route_t *b)
 }
 
 /* Index of an earlier complete route with the same host, path and methods. */
-long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i)
+long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i,
+                         int nocase)
 {
     const cfg_route_t *r = &routes[i];
     for (size_t j = 0; j < i; j++) {
         const cfg_route_t *o = &routes[j];
-        if (complete[j] && strcmp(o->path, r->path) == 0 &&
+        if (complete[j] && (nocase ? strcasecmp(o->path, r->path) : strcmp(o->path, r->path)) == 0 &&
             (o->host == NULL) == (r->host == NULL) && (!o->host || !strcmp(o->host, r->host)) &&
             method_sets_equal(o, r))
             return (long)j;
@@ -504,6 +519,9 @@ void cfg_free(cfg_t *cfg)
     free(cfg->revocation.channel);
     free(cfg->admin.listen.text);
     free(cfg->admin.token_env);
+    for (size_t i = 0; i < cfg->http.nforward_client_headers; i++)
+        free(cfg->http.forward_client_headers[i]);
+    free(cfg->http.forward_client_headers);
     cfg_issuance_free(cfg->issuance);
     free(cfg);
 }
@@ -571,26 +589,28 @@ void cfgp_unknown_key(const char *key, const char *const *names, size_t n, char 
 /* Route host: a DNS name or [IPv6] literal, without port; returned lowercased. */
 char *cfgp_route_host(const char *s, char *msg, size_t len)
 {
-    size_t n = strlen(s);
-    int v6 = n > 2 && s[0] == '[' && s[n - 1] == ']';
-    if (!v6 && strchr(s, ':')) {
+    char canon[CFG_HOST_MAX + 1];
+    unsigned port = 0;
+    long n = cfg_host_canon(s, strlen(s), canon, sizeof canon, &port);
+    if (n < 0) {
+        snprintf(msg, len, "invalid host \"%.60s\": %s (expected a host name like "
+                 "api.example.com)", s, cfg_host_strerror(n));
+        return NULL;
+    }
+    if (port) {
         snprintf(msg, len, "host must not include a port (routes match the Host header "
                  "without its port), got \"%.60s\"", s);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        int ch = (unsigned char)s[i];
-        if (!(isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || (v6 && strchr("[]:", ch)))) {
-            snprintf(msg, len, "invalid host \"%.60s\": expected a host name like "
-                     "api.example.com", s);
-            return NULL;
-        }
+    if (strcmp(canon, s) != 0) {
+        snprintf(msg, len, "host \"%.60s\" is not in canonical form (requests are matched on "
+                 "the canonical Host: lowercase, no trailing dot, IPv6 as RFC 5952); write "
+                 "\"%s\"", s, canon);
+        return NULL;
     }
     char *h = strdup(s);
     if (!h)
         abort();
-    for (char *q = h; *q; q++)
-        *q = (char)tolower((unsigned char)*q);
     return h;
 }
 
@@ -611,6 +631,59 @@ int cfgp_printable(const char *s)
         if ((unsigned char)*s <= 0x20 || *s == 0x7f)
             return 0;
     return 1;
+}
+
+/* Bytes a canonical request path carries only as an escape (a raw one is
+ * refused, and the escape is not decoded): a route may name them as %XX. */
+static int escape_only(unsigned v)
+{
+    return v >= 0x80 || (v && strchr(" \"#<>?[]^`{|}", (int)v));
+}
+
+static int upper_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A route must be written as pol_target_canon() spells request paths, or
+ * a request that means the same path could never match it (and would take
+ * a shorter, perhaps less strict, route). */
+const char *cfgp_route_path_error(const char *s)
+{
+    static const char bad_char[] =
+        "may contain only letters, digits, '-', '.', '_', '~', '/' and %XX (uppercase hex) for "
+        "bytes a request path must escape (space \" # < > ? [ ] ^ ` { | } and 0x80-0xFF): "
+        "requests are matched in canonical form";
+    size_t seg_n = 0;
+    int all_dots = 1, end_bad = 0;
+    for (size_t i = 1;; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '/' || ch == '\0') {
+            if (ch == '/' && seg_n == 0)
+                return "must not contain \"//\" (an empty segment)";
+            if (seg_n && ((all_dots && seg_n <= 2) || end_bad))
+                return "must not have a '.' or '..' segment, or a segment ending in '.' or %20";
+            if (ch == '\0')
+                return NULL;
+            seg_n = 0;
+            all_dots = 1;
+            end_bad = 0;
+        } else if (ch == '%') {
+            int hi = upper_hex(s[i + 1]), lo = hi < 0 ? -1 : upper_hex(s[i + 2]);
+            if (lo < 0 || !escape_only((unsigned)(hi * 16 + lo)))
+                return bad_char;
+            i += 2;
+            seg_n++;
+            all_dots = 0;
+            end_bad = hi * 16 + lo == 0x20;
+        } else if (isalnum(ch) || strchr("-._~", ch)) {
+            seg_n++;
+            all_dots = all_dots && ch == '.';
+            end_bad = ch == '.';
+        } else {
+            return bad_char;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- YAML */
@@ -650,33 +723,51 @@ void cfgp_syntax_msg(const yaml_parser_t *parser, char *msg, size_t len)
 
 /* ---------------------------------------------------------------- files */
 
-/* Whether a CA of class i is also in an earlier class; names it in subj. */
-int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, char *subj,
-                    size_t len)
+/* Whether two CA certificates are the same CA: the same subject and the
+ * same public key. A re-issued CA (new validity, serial or extensions) is
+ * another DER encoding of the same CA: it verifies the same chains. */
+static int same_ca(X509 *a, X509 *b)
+{
+    if (X509_NAME_cmp(X509_get_subject_name(a), X509_get_subject_name(b)) != 0)
+        return 0;
+    EVP_PKEY *ka = X509_get0_pubkey(a), *kb = X509_get0_pubkey(b);
+    return ka && kb && EVP_PKEY_eq(ka, kb) == 1;
+}
+
+/* Whether a CA of class i is also in an earlier class (same_ca); names it in
+ * subj, the earlier class in *other, and sets *reissued when the two
+ * certificates differ (a re-issue rather than a copy). */
+int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, int *reissued,
+                    char *subj, size_t len)
 {
     for (size_t j = 0; j < i; j++) {
         for (int a = 0; cas[i] && cas[j] && a < sk_X509_num(cas[i]); a++) {
             X509 *x = sk_X509_value(cas[i], a);
             for (int b = 0; b < sk_X509_num(cas[j]); b++) {
-                if (X509_cmp(x, sk_X509_value(cas[j], b)) == 0) {
+                X509 *y = sk_X509_value(cas[j], b);
+                if (same_ca(x, y)) {
                     cfgp_subject(x, subj, len);
                     *other = j;
+                    *reissued = X509_cmp(x, y) != 0;
+                    ERR_clear_error();
                     return 1;
                 }
             }
         }
     }
+    ERR_clear_error();
     return 0;
 }
 
-static const char *ossl_reason(void)
+const char *cfg_ossl_reason(void)
 {
     unsigned long e = ERR_peek_last_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
     return r ? r : "unknown OpenSSL error";
 }
 
-static BIO *open_file(const char *path, char *msg, size_t len)
+/* fopen + fstat: the stream of a regular file, or NULL with the reason. */
+static FILE *open_regular(const char *path, char *msg, size_t len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -689,13 +780,47 @@ static BIO *open_file(const char *path, char *msg, size_t len)
         fclose(f);
         return NULL;
     }
+    return f;
+}
+
+BIO *cfg_open_file(const char *path, char *msg, size_t len)
+{
+    FILE *f = open_regular(path, msg, len);
+    if (!f)
+        return NULL;
     BIO *b = BIO_new_fp(f, BIO_CLOSE);
     if (!b) {
-        snprintf(msg, len, "cannot read \"%s\": %s", path, ossl_reason());
+        snprintf(msg, len, "cannot read \"%s\": %s", path, cfg_ossl_reason());
         fclose(f);
         ERR_clear_error();
     }
     return b;
+}
+
+char *cfg_read_file(const char *path, size_t max, size_t *lenp, char *msg, size_t len)
+{
+    FILE *f = open_regular(path, msg, len);
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int rerr = ferror(f) ? errno : 0;
+    fclose(f);
+    if (!buf) {
+        snprintf(msg, len, "cannot read \"%s\": out of memory", path);
+    } else if (rerr) {
+        snprintf(msg, len, "cannot read \"%s\": %s", path, strerror(rerr));
+    } else if (n > max) {
+        snprintf(msg, len, "cannot read \"%s\": larger than %zu bytes", path, max);
+    } else {
+        buf[n] = '\0';
+        *lenp = n;
+        return buf;
+    }
+    if (buf)
+        OPENSSL_cleanse(buf, n);
+    free(buf);
+    return NULL;
 }
 
 void cfgp_subject(X509 *x, char *buf, size_t len)
@@ -707,7 +832,7 @@ void cfgp_subject(X509 *x, char *buf, size_t len)
 /* All certificates of a PEM file, in order; NULL with msg on error. */
 static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
 {
-    BIO *b = open_file(path, msg, len);
+    BIO *b = cfg_open_file(path, msg, len);
     if (!b)
         return NULL;
     STACK_OF(X509) *sk = sk_X509_new_null();
@@ -726,10 +851,10 @@ static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
                 break; /* clean end of file */
             if (sk_X509_num(sk) == 0)
                 snprintf(msg, len, "\"%s\" is not a PEM certificate file: %s", path,
-                         ossl_reason());
+                         cfg_ossl_reason());
             else
                 snprintf(msg, len, "certificate #%d in \"%s\" cannot be parsed: %s",
-                         sk_X509_num(sk) + 1, path, ossl_reason());
+                         sk_X509_num(sk) + 1, path, cfg_ossl_reason());
             sk_X509_pop_free(sk, X509_free);
             sk = NULL;
             break;
@@ -772,7 +897,7 @@ int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
                    int *key_type, char *msg, size_t len)
 {
     *key_type = 0;
-    BIO *b = open_file(path, msg, len);
+    BIO *b = cfg_open_file(path, msg, len);
     if (!b)
         return -1;
     ERR_clear_error();
@@ -780,7 +905,7 @@ int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
     BIO_free(b);
     if (!k) {
         snprintf(msg, len,
-                 "\"%s\" is not an unencrypted PEM private key: %s", path, ossl_reason());
+                 "\"%s\" is not an unencrypted PEM private key: %s", path, cfg_ossl_reason());
         ERR_clear_error();
         return -1;
     }
@@ -811,7 +936,7 @@ int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
     }
     if (rc == 0 && leaf && X509_check_private_key(leaf, k) != 1) {
         snprintf(msg, len, "key in \"%s\" does not match the certificate in \"%s\": %s",
-                 path, cert_path, ossl_reason());
+                 path, cert_path, cfg_ossl_reason());
         rc = -1;
     }
     if (rc == 0)
@@ -863,7 +988,7 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
     if (!*ctxp) {
         *ctxp = SSL_CTX_new(TLS_method());
         if (!*ctxp) {
-            snprintf(msg, len, "cannot create an SSL context: %s", ossl_reason());
+            snprintf(msg, len, "cannot create an SSL context: %s", cfg_ossl_reason());
             ERR_clear_error();
             return -1;
         }
@@ -877,7 +1002,7 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
     ERR_clear_error();
     if (kind == 0) {
         if (!SSL_CTX_set_cipher_list(ctx, val)) {
-            snprintf(msg, len, "no usable TLS 1.2 cipher in \"%s\": %s", val, ossl_reason());
+            snprintf(msg, len, "no usable TLS 1.2 cipher in \"%s\": %s", val, cfg_ossl_reason());
             rc = -1;
         }
         /* OpenSSL skips unknown names in a list; check each positive term alone. */
@@ -893,7 +1018,7 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
         }
     } else if (kind == 1) {
         if (!SSL_CTX_set_ciphersuites(ctx, val)) {
-            snprintf(msg, len, "invalid TLS 1.3 ciphersuites \"%s\": %s", val, ossl_reason());
+            snprintf(msg, len, "invalid TLS 1.3 ciphersuites \"%s\": %s", val, cfg_ossl_reason());
             rc = -1;
         }
         STACK_OF(SSL_CIPHER) *have = rc == 0 ? SSL_CTX_get_ciphers(ctx) : NULL;
@@ -923,7 +1048,7 @@ int cfgp_check_tls_list(SSL_CTX **ctxp, int kind, const char *val, char *msg, si
             }
         }
         if (rc == 0 && !SSL_CTX_set1_groups_list(ctx, val)) {
-            snprintf(msg, len, "invalid group list \"%s\": %s", val, ossl_reason());
+            snprintf(msg, len, "invalid group list \"%s\": %s", val, cfg_ossl_reason());
             rc = -1;
         }
     }

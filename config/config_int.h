@@ -30,10 +30,15 @@ void cfgp_subject(X509 *x, char *buf, size_t len);
 int cfgp_is_name(const char *s, int allow_upper);
 void cfgp_name_list(char *buf, size_t len, const char *first, size_t stride, size_t n);
 int cfgp_valid_header(const char *s);
-long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i);
+int cfgp_plain_header(const char *s);
+long cfgp_find_dup_route(const cfg_route_t *routes, const unsigned char *complete, size_t i,
+                         int nocase);
+/* NULL if s (a route path or issuance.path_prefix) is in the one spelling a
+ * canonical request path can have; else why not ("must not ..."). */
+const char *cfgp_route_path_error(const char *s);
 long cfgp_find_name(const char *first, size_t stride, size_t n, const char *name);
-int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, char *subj,
-                    size_t len);
+int cfgp_ca_overlap(STACK_OF(X509) *const *cas, size_t i, size_t *other, int *reissued,
+                    char *subj, size_t len);
 void cfgp_push_error(cfg_errors_t *e, uint64_t **pos, size_t *cappos, size_t idx,
                      size_t line, size_t col, const char *path, const char *msg);
 void cfgp_sort_errors(char **msgs, uint64_t *pos, size_t n);

@@ -9,12 +9,14 @@
  * policy module loads the files again (policy/issuance.h).
  */
 #include "config_int.h"
+#include "route.h"
 #include "walk.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -68,13 +70,6 @@ static char *ipath(ictx_t *c, cfgw_fld_t *f, const char *parent)
     return cfgp_xstrdup(s);
 }
 
-static const char *ossl_reason(void)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    return r ? r : "unknown OpenSSL error";
-}
-
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
@@ -87,12 +82,9 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 /* All certificates of a PEM file (at least one); NULL with msg. */
 static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
 {
-    BIO *b = BIO_new_file(path, "rb");
-    if (!b) {
-        snprintf(msg, len, "cannot read \"%s\"", path);
-        ERR_clear_error();
+    BIO *b = cfg_open_file(path, msg, len);
+    if (!b)
         return NULL;
-    }
     STACK_OF(X509) *sk = sk_X509_new_null();
     X509 *x;
     while (sk && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
@@ -109,24 +101,6 @@ static STACK_OF(X509) *read_certs(const char *path, char *msg, size_t len)
     }
     ERR_clear_error();
     return sk;
-}
-
-/* Whole small file into a NUL-terminated buffer; NULL on error. */
-static char *read_small(const char *path, size_t max, size_t *lenp)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > max) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *lenp = n;
-    return buf;
 }
 
 /* Standard base64 (whitespace ignored) into out; decoded length or -1. */
@@ -192,13 +166,13 @@ static void check_ca(ictx_t *c, cfg_issuance_t *is, cfgw_fld_t *fcert, cfgw_fld_
     }
     if (is->ca_key_file) {
         const char *p = "issuance.ca_key";
-        BIO *b = BIO_new_file(is->ca_key_file, "rb");
+        BIO *b = cfg_open_file(is->ca_key_file, msg, sizeof msg);
         EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
         if (!b)
-            cfgw_err(&c->w, fkey->val, p, "cannot read \"%s\"", is->ca_key_file);
+            cfgw_err(&c->w, fkey->val, p, "%s", msg);
         else if (!k)
             cfgw_err(&c->w, fkey->val, p, "\"%s\" is not an unencrypted PEM private key: %s",
-                     is->ca_key_file, ossl_reason());
+                     is->ca_key_file, cfg_ossl_reason());
         else if (ca && X509_check_private_key(ca, k) != 1)
             cfgw_err(&c->w, fkey->val, p,
                      "key in \"%s\" does not match the CA certificate in \"%s\"",
@@ -290,14 +264,14 @@ static int parse_digest(const char *s, unsigned char out[32])
 static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, cfgw_fld_t *fdec,
                             cfgw_fld_t *fver, const char *p)
 {
-    char q[CFGW_PATHLEN];
+    char q[CFGW_PATHLEN], msg[512];
     size_t len;
     char *text;
     if (pl->decryption_key_file) {
         unsigned char key[64];
         cfgw_pk(q, p, "decryption_key_file");
-        if (!(text = read_small(pl->decryption_key_file, 4096, &len)))
-            cfgw_err(&c->w, fdec->val, q, "cannot read \"%s\"", pl->decryption_key_file);
+        if (!(text = cfg_read_file(pl->decryption_key_file, CFG_MAX_KEY_FILE, &len, msg, sizeof msg)))
+            cfgw_err(&c->w, fdec->val, q, "%s", msg);
         else if (b64_decode(text, len, key, sizeof key) != 32)
             cfgw_err(&c->w, fdec->val, q, "\"%s\" must hold the base64 AES-256 decryption key from "
                      "Play Console (32 bytes)", pl->decryption_key_file);
@@ -309,8 +283,8 @@ static void check_play_keys(ictx_t *c, cfg_play_integrity_t *pl, cfgw_fld_t *fde
     if (pl->verification_key_file) {
         EVP_PKEY *k = NULL;
         cfgw_pk(q, p, "verification_key_file");
-        if (!(text = read_small(pl->verification_key_file, 16384, &len))) {
-            cfgw_err(&c->w, fver->val, q, "cannot read \"%s\"", pl->verification_key_file);
+        if (!(text = cfg_read_file(pl->verification_key_file, CFG_MAX_KEY_FILE, &len, msg, sizeof msg))) {
+            cfgw_err(&c->w, fver->val, q, "%s", msg);
             return;
         }
         if (strstr(text, "-----BEGIN PUBLIC KEY-----")) {
@@ -551,6 +525,92 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
     }
 }
 
+/* ---------------------------------------------------------------- covering routes */
+
+/* The issuance endpoints are answered by the gateway, but only after the
+ * gate of the route that matches them, exactly as a proxied request: class,
+ * bearer (and JWT), rate limits. That route must therefore exist, and let
+ * through the class each endpoint serves; otherwise issuance could never
+ * work, so the configuration is refused rather than left to fail at run
+ * time. */
+
+/* One endpoint with one method: some Host must reach a route that allows
+ * cls. The route is the one a request takes (cfg_route_select). 0, or -1
+ * after reporting. */
+static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const char *name,
+                          const char *method, size_t cls, const char *cls_key)
+{
+    const cfg_t *cfg = c->cfg;
+    const cfg_route_t *any = NULL;
+    char ep[260];
+    snprintf(ep, sizeof ep, "%s%s", cfg->issuance->path_prefix, name);
+    for (size_t h = 0; h <= cfg->nroutes; h++) {   /* h == nroutes: a host no route names */
+        const char *host = h < cfg->nroutes ? cfg->routes[h].host : NULL;
+        if (h < cfg->nroutes && !host)
+            continue;
+        const cfg_route_t *r = cfg_route_select(cfg, host, ep, strlen(ep), method);
+        if (r && (r->allow_classes & (1u << cls)))
+            return 0;
+        if (r && !any)
+            any = r;
+    }
+    if (!any)
+        cfgw_err(&c->w, at, path, "no route matches %s (%s): the issuance endpoints go through "
+                 "the gate of the route that covers them (classes, bearer, jwt, rate limits); add "
+                 "a route such as {path: %s, upstream: <any>, allow_classes: [%s, %s], "
+                 "require_bearer: false}", ep, method, cfg->issuance->path_prefix,
+                 cfg->issuance->bootstrap_class, cfg->issuance->device_class);
+    else
+        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"), the route that covers %s %s, does "
+                 "not allow class \"%s\" (%s), so that endpoint could never succeed; add it to "
+                 "that route's allow_classes or add a route for %s", (size_t)(any - cfg->routes),
+                 any->path, method, ep, cfg->tls.classes[cls].name, cls_key,
+                 cfg->issuance->path_prefix);
+    return -1;
+}
+
+/* Every endpoint with every method it takes (challenge: POST and GET;
+ * issue, renew: POST), for every class it serves. The first that cannot
+ * work is reported: the others usually fail for the same reason. */
+static void check_routes(ictx_t *c, yaml_node_t *at, const char *path)
+{
+    const cfg_t *cfg = c->cfg;
+    const cfg_issuance_t *is = cfg->issuance;
+    if (!cfg->nroutes)
+        return;   /* routes missing or broken: reported there */
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (!cfg->routes[i].path)
+            return;
+    static const char *const challenge_methods[] = {"POST", "GET"};
+    for (size_t m = 0; m < 2; m++) {
+        if (check_endpoint(c, at, path, "challenge", challenge_methods[m],
+                           is->bootstrap_class_idx, "issuance.bootstrap_class") < 0 ||
+            (is->renew_requires_attestation &&
+             check_endpoint(c, at, path, "challenge", challenge_methods[m],
+                            is->device_class_idx, "issuance.device_class") < 0))
+            return;
+    }
+    if (check_endpoint(c, at, path, "issue", "POST", is->bootstrap_class_idx,
+                       "issuance.bootstrap_class") < 0)
+        return;
+    check_endpoint(c, at, path, "renew", "POST", is->device_class_idx, "issuance.device_class");
+}
+
+/* Counts the problems of the section (the covering-route check runs only on
+ * a section without any, so it never repeats an earlier error). */
+typedef struct {
+    cfgw_err_fn fn;
+    void *arg;
+    size_t n;
+} errcount_t;
+
+static void count_err(void *arg, const yaml_node_t *n, const char *path, const char *msg)
+{
+    errcount_t *e = arg;
+    e->n++;
+    e->fn(e->arg, n, path, msg);
+}
+
 /* ---------------------------------------------------------------- section */
 
 void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
@@ -561,7 +621,8 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
                       F("bootstrap_class"), F("lifetime"), F("nonce_ttl"), F("key_policy"),
                       F("renew_requires_attestation"), F("revoke_old_on_renew"),
                       F("max_body_bytes"), F("insecure_dev"), F("platforms")};
-    ictx_t c = {.w = *w, .cfg = cfg};
+    errcount_t errs = {.fn = w->fn, .arg = w->arg};
+    ictx_t c = {.w = {.doc = w->doc, .fn = count_err, .arg = &errs}, .cfg = cfg};
     const char *s;
     char msg[300];
     uint64_t v;
@@ -586,9 +647,10 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
     if (f[PREFIX].val && (s = cfgw_scalar(&c.w, f[PREFIX].val, "issuance.path_prefix",
                                           "a path like /certificates/"))) {
         if (s[0] != '/' || s[strlen(s) - 1] != '/' || !cfgp_printable(s) || strlen(s) > 200 ||
-            strpbrk(s, "?#%"))
+            strpbrk(s, "?#%") || cfgp_route_path_error(s))
             cfgw_err(&c.w, f[PREFIX].val, "issuance.path_prefix", "expected a path that starts and "
-                     "ends with '/', like /certificates/, got \"%.60s\"", s);
+                     "ends with '/', like /certificates/, in canonical form (letters, digits, "
+                     "'-', '.', '_', '~', no \"//\" or dot segments), got \"%.60s\"", s);
         else {
             free(is->path_prefix);
             is->path_prefix = cfgp_xstrdup(s);
@@ -652,6 +714,9 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
                  "{provider: play_integrity, ...}})");
     else
         parse_platforms(&c, f[PLATFORMS].val, is);
+    if (!errs.n)
+        check_routes(&c, f[PREFIX].val ? f[PREFIX].val : n,
+                     f[PREFIX].val ? "issuance.path_prefix" : "issuance");
 }
 
 /* ---------------------------------------------------------------- access */

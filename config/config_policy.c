@@ -21,7 +21,7 @@
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_LIMITS 1000
-#define MAX_ROUTE_LIMITS 16
+#define MAX_ROUTE_LIMITS CFG_ROUTE_MAX_LIMITS
 #define MAX_AUDIENCES 16
 #define MAX_BURST 1000000000ULL
 #define MAX_RATE_PER_S 1000000ULL   /* the GCRA interval must be at least 1 microsecond */
@@ -178,7 +178,23 @@ void cfgp_policy_top(cfgw_t *w, cfg_t *cfg, yaml_node_t *rate_limits,
 
 /* ---------------------------------------------------------------- routes */
 
-static void route_limits(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_t *n)
+/* A limit keyed on the bearer token counts what the client sends: unless the
+ * route validates tokens (jwt), any new string is a new key with a fresh
+ * quota, and the limit limits nothing. */
+static void token_key_needs_jwt(pctx_t *c, const cfg_rate_limit_t *l, yaml_node_t *m,
+                                const char *q, int has_jwt)
+{
+    if (l->key != CFG_RL_TOKEN || has_jwt)
+        return;
+    cfgw_err(&c->w, m, q, "rate limit \"%s\" counts per bearer token, but this route does not "
+             "validate tokens (no jwt section; require_bearer checks only that a token is "
+             "present), so a client gets a fresh quota with every new string it sends; add a "
+             "jwt section to the route, or use a limit with key device_id, fingerprint or ip",
+             l->name);
+}
+
+static void route_limits(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_t *n,
+                         int has_jwt)
 {
     cfg_t *cfg = c->cfg;
     yaml_node_item_t *it;
@@ -220,6 +236,7 @@ static void route_limits(pctx_t *c, cfg_route_t *r, const char *path, yaml_node_
             cfgw_err(&c->w, m, q, "rate limit \"%s\" is listed twice", s);
             continue;
         }
+        token_key_needs_jwt(c, &cfg->rate_limits[k], m, q, has_jwt);
         r->rate_limits[r->nrate_limits++] = (size_t)k;
     }
 }
@@ -265,7 +282,7 @@ static void jwt_claims(pctx_t *c, cfg_jwt_t *j, const char *path, yaml_node_t *n
         }
         if (!(hs = cfgw_scalar(&c->w, v, cfgw_pk(q, path, cs), "an HTTP header name")))
             continue;
-        if (!cfgp_valid_header(hs)) {
+        if (!cfgp_plain_header(hs)) {   /* an upstream may read _ or . as - */
             cfgw_err(&c->w, v, q, "invalid header name \"%.60s\": use letters, digits and - "
                      "(e.g. X-Token-Subject)", hs);
             continue;
@@ -406,7 +423,7 @@ void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
     char q[CFGW_PATHLEN];
     (void)route;
     if (rate_limits)
-        route_limits(&c, r, cfgw_pk(q, path, "rate_limits"), rate_limits);
+        route_limits(&c, r, cfgw_pk(q, path, "rate_limits"), rate_limits, jwt != NULL);
     if (headers)
         cfgw_bool(&c.w, headers, cfgw_pk(q, path, "rate_limit_headers"), &r->rate_limit_headers);
     if (jwt) {

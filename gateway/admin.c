@@ -184,16 +184,13 @@ static void on_device_done(int ok, const char *err, const pol_revstore_result_t 
         snprintf(msg, sizeof msg, "the revocation store is unavailable: %s", err);
         send_error(p->req, 503, "redis_unavailable", msg);
         log_device(p->peer, p->entry, p->reason, 503, msg);
-    } else if (res->nitems == 0) {
-        snprintf(msg, sizeof msg, "no live certificate was issued to device id %s", p->entry);
-        send_error(p->req, 404, "unknown_device", msg);
-        log_device(p->peer, p->entry, p->reason, 404, "no live certificate");
     } else {
         json_t *arr = json_array();
         for (size_t i = 0; arr && i < res->nitems; i++)
             json_array_append_new(arr, json_string(res->items[i].entry));
         /* the log line names as many entries as fit, then "..." */
-        int n = snprintf(msg, sizeof msg, "ok, %d newly revoked:", res->changed);
+        int n = snprintf(msg, sizeof msg, "ok, %zu live certificate(s), %d newly revoked:",
+                         res->certificates, res->changed);
         size_t off = n > 0 && (size_t)n < sizeof msg ? (size_t)n : 0;
         for (size_t i = 0; i < res->nitems; i++) {
             size_t room = sizeof msg - off - 5;   /* keeps room for " ..." */
@@ -204,8 +201,10 @@ static void on_device_done(int ok, const char *err, const pol_revstore_result_t 
             }
             off += (size_t)n;
         }
-        send_json(p->req, 200, arr ? json_pack("{s:s, s:o}", "device_id", p->entry, "revoked",
-                                               arr) : NULL);
+        send_json(p->req, 200, arr && res->nitems ?
+                  json_pack("{s:s, s:s, s:o, s:I}", "device_id", p->entry, "entry",
+                            res->items[0].entry, "revoked", arr, "certificates",
+                            (json_int_t)res->certificates) : (json_decref(arr), NULL));
         log_device(p->peer, p->entry, p->reason, 200, msg);
     }
     pending_free(p);
@@ -224,9 +223,12 @@ static void on_list_done(int ok, const char *err, const pol_revstore_result_t *r
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < res->nitems; i++) {
         const pol_revstore_item_t *it = &res->items[i];
-        json_t *o = json_pack("{s:s, s:o, s:o}", "entry", it->entry, "reason",
+        char problem[300];
+        int usable = pol_revstore_entry_problem(p->a->cfg, it->entry, problem, sizeof problem);
+        json_t *o = json_pack("{s:s, s:o, s:o, s:o}", "entry", it->entry, "reason",
                               it->reason ? json_string(it->reason) : json_null(), "revoked_at",
-                              it->revoked_at ? json_integer(it->revoked_at) : json_null());
+                              it->revoked_at ? json_integer(it->revoked_at) : json_null(),
+                              "problem", usable == 0 ? json_null() : json_string(problem));
         if (o)
             json_array_append_new(arr, o);
     }
@@ -255,6 +257,7 @@ static int entry_from_body(const gw_admin_t *a, struct evhttp_request *req, int 
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
     const char *cerr = NULL;
+    char why[300];
     json_error_t je;
     *doc = NULL;
     *reason = NULL;
@@ -302,18 +305,13 @@ static int entry_from_body(const gw_admin_t *a, struct evhttp_request *req, int 
     } else if (dev && (cls || ser || fp)) {
         send_error(req, 400, "invalid_request", "give device_id alone, not with class, "
                    "serial or fingerprint");
-    } else if (dev && !post) {
-        send_error(req, 400, "invalid_request", "device_id is only for POST: lift the "
-                   "revoked entries one by one");
     } else if (dev) {
-        if (!json_is_string(dev) || !pol_device_id_valid(json_string_value(dev)))
+        if (!json_is_string(dev) || !pol_device_id_valid(json_string_value(dev)) ||
+            pol_rev_canon_device(json_string_value(dev), entry, len, &cerr) < 0)
             send_error(req, 400, "invalid_device_id", "device_id must be a string of 1..128 "
                        "characters of A-Z a-z 0-9 . _ : @ -");
-        else if (!a->cfg->issuance)
-            send_error(req, 400, "issuance_not_configured",
-                       "issuance is not configured, so device ids are unknown");
         else
-            rc = 0;
+            rc = 0;   /* POST: the device and its certificates; DELETE: the device entry */
     } else if (fp && (cls || ser)) {
         send_error(req, 400, "invalid_request", "give either class and serial, or "
                    "fingerprint, not both");
@@ -332,12 +330,14 @@ static int entry_from_body(const gw_admin_t *a, struct evhttp_request *req, int 
     } else if (pol_rev_canon_serial(json_string_value(cls), json_string_value(ser), entry, len,
                                     &cerr) < 0) {
         send_error(req, 400, "invalid_entry", cerr);
+    } else if (post && pol_rev_usable(a->cfg, entry, POL_REV_SERIAL, why, sizeof why) < 0) {
+        send_error(req, 400, "unknown_class", why);   /* it could match nothing */
     } else {
         rc = 0;
     }
     if (rc == 0 && json_is_string(rs))
         *reason = json_string_value(rs);
-    if (rc == 0 && dev)
+    if (rc == 0 && dev && post)
         *device_id = json_string_value(dev);
     if (rc == 0)
         *doc = o;
@@ -346,8 +346,10 @@ static int entry_from_body(const gw_admin_t *a, struct evhttp_request *req, int 
     return rc;
 }
 
+/* entry: canonical, for the answer and the log; spelling: what the store
+ * writes or lifts (a lift also removes that spelling from the set). */
 static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, const char *entry,
-                        const char *reason, const char *peer)
+                        const char *spelling, const char *reason, const char *peer)
 {
     const char *action = add ? "revoke" : "unrevoke", *err = NULL;
     pending_t *p = pending_new(a, req, action, entry, reason, peer);
@@ -356,7 +358,7 @@ static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, cons
         return;
     }
     int rc = add ? pol_revstore_add(a->store, entry, reason, on_write_done, p, &err)
-                 : pol_revstore_remove(a->store, entry, on_write_done, p, &err);
+                 : pol_revstore_remove(a->store, spelling, on_write_done, p, &err);
     if (rc < 0) {
         send_error(req, 400, "invalid_entry", err);
         log_action(peer, action, entry, reason, 400, err);
@@ -392,7 +394,7 @@ static void handle_delete_path(gw_admin_t *a, struct evhttp_request *req, const 
     } else if (pol_rev_canon_entry(dec, n, entry, sizeof entry, &cerr) < 0) {
         send_error(req, 400, "invalid_entry", cerr);
     } else {
-        start_write(a, req, 0, entry, NULL, peer);
+        start_write(a, req, 0, entry, dec, NULL, peer);
     }
     free(dec);
 }
@@ -446,10 +448,17 @@ static void handle_health(gw_admin_t *a, struct evhttp_request *req)
         pol_mirror_status_t st;
         memset(&st, 0, sizeof st);
         pol_mirror_status(a->mirror, &st);
-        rev = json_pack("{s:I, s:I, s:s, s:b, s:f, s:I, s:f}", "entries", (json_int_t)st.entries,
-                        "bytes", (json_int_t)st.bytes, "state", st.state ? st.state : "unknown",
-                        "usable", st.usable, "staleness_s", st.staleness_s, "last_sync_unix",
-                        (json_int_t)st.last_sync_unix, "last_load_ms", st.last_load_ms);
+        json_t *ex = json_array();
+        for (size_t i = 0; ex && i < st.nexamples; i++)
+            json_array_append_new(ex, json_pack("{s:s, s:s}", "entry", st.examples[i].entry,
+                                                "problem", st.examples[i].problem));
+        rev = ex ? json_pack("{s:I, s:I, s:s, s:b, s:f, s:I, s:f, s:I, s:o}", "entries",
+                             (json_int_t)st.entries, "bytes", (json_int_t)st.bytes, "state",
+                             st.state ? st.state : "unknown", "usable", st.usable,
+                             "staleness_s", st.staleness_s, "last_sync_unix",
+                             (json_int_t)st.last_sync_unix, "last_load_ms", st.last_load_ms,
+                             "unusable_entries", (json_int_t)st.unusable, "unusable_examples",
+                             ex) : NULL;
     }
     json_t *vc = json_null();
     tls_vcache_stats_t vs;
@@ -531,7 +540,7 @@ static void on_request(struct evhttp_request *req, void *arg)
                 if (device_id)
                     start_device(a, req, device_id, reason, peer);
                 else
-                    start_write(a, req, post, entry, post ? reason : NULL, peer);
+                    start_write(a, req, post, entry, entry, post ? reason : NULL, peer);
                 json_decref(doc);
             }
         } else {
@@ -550,15 +559,25 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+const char *gw_admin_token(const cfg_admin_t *ac, char *err, size_t errlen)
+{
+    const char *tok = ac->token_env ? getenv(ac->token_env) : NULL;
+    if (!tok || !*tok) {
+        snprintf(err, errlen, "admin.token_env: the environment variable %s is unset or empty; "
+                 "set it to the admin bearer token", ac->token_env ? ac->token_env : "(none)");
+        return NULL;
+    }
+    return tok;
+}
+
 gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *mirror,
                            tls_ctx_t *tls, char *err, size_t errlen)
 {
     const cfg_admin_t *ac = &cfg->admin;
-    const char *tok = ac->token_env ? getenv(ac->token_env) : NULL;
-    if (!tok || !*tok) {
-        snprintf(err, errlen, "admin listener not started: the environment variable %s "
-                 "(admin.token_env) is unset or empty; set it to the admin bearer token",
-                 ac->token_env ? ac->token_env : "(none)");
+    char why[256];
+    const char *tok = gw_admin_token(ac, why, sizeof why);
+    if (!tok) {
+        snprintf(err, errlen, "admin listener not started: %s", why);
         return NULL;
     }
     gw_admin_t *a = calloc(1, sizeof *a);

@@ -23,18 +23,36 @@ typedef struct {
     const char *config, *cls, *serial, *fingerprint, *device_id, *reason, *cursor, *count;
 } opts_t;
 
+/* The synopsis of every subcommand, in the order --help lists them. */
+static const struct { const char *cmd, *args; } synopsis[] = {
+    {"revoke", "-c FILE (--class C --serial S | --fingerprint F) [--reason R]"},
+    {"revoke", "-c FILE --device-id ID [--reason R]"},
+    {"unrevoke", "-c FILE (--class C --serial S | --fingerprint F | --device-id ID)"},
+    {"revocations", "-c FILE [--cursor N] [--count 1..1000]"},
+};
+
+void gw_cli_synopsis(FILE *f, const char *only, int first)
+{
+    for (size_t i = 0; i < sizeof synopsis / sizeof synopsis[0]; i++) {
+        if (only && strcmp(only, synopsis[i].cmd) != 0)
+            continue;
+        fprintf(f, "%s portcullis %s %s\n", first ? "usage:" : "      ", synopsis[i].cmd,
+                synopsis[i].args);
+        first = 0;
+    }
+}
+
+void gw_cli_exit_status(FILE *f)
+{
+    fprintf(f, "Exit status (revoke, unrevoke, revocations): 0 done, 1 Redis error,\n"
+               "2 usage or validation error (also a class that is not in tls.classes:\n"
+               "such an entry could revoke nothing). See docs/revocation.md.\n");
+}
+
 static void usage(FILE *f, const char *name)
 {
-    if (!name || strcmp(name, "revocations") != 0)
-        fprintf(f, "usage: portcullis revoke -c FILE (--class C --serial S | --fingerprint F) "
-                   "[--reason R]\n"
-                   "       portcullis revoke -c FILE --device-id ID [--reason R]\n"
-                   "       portcullis unrevoke -c FILE (--class C --serial S | --fingerprint F)\n");
-    if (!name || strcmp(name, "revoke") != 0)
-        fprintf(f, "       portcullis revocations -c FILE [--cursor N] [--count 1..1000]\n");
-    fprintf(f, "Exit status: 0 done, 1 Redis error, 2 usage or validation error,\n"
-               "3 the device id has no live certificate (--device-id).\n"
-               "See docs/revocation.md.\n");
+    gw_cli_synopsis(f, name && gw_cli_is_command(name) ? name : NULL, 1);
+    gw_cli_exit_status(f);
 }
 
 int gw_cli_is_command(const char *cmd)
@@ -84,12 +102,12 @@ static int parse_args(opts_t *o, int argc, char **argv)
         bad = "revocations takes only -c, --cursor and --count";
     else if (o->cmd != CMD_LIST && (o->cursor || o->count))
         bad = "--cursor and --count are for revocations";
-    else if (o->cmd == CMD_UNREVOKE && o->device_id)
-        bad = "--device-id is only for revoke; lift the revoked entries one by one";
     else if (o->device_id && (o->cls || o->serial || o->fingerprint))
         bad = "give --device-id alone, not with --class, --serial or --fingerprint";
+    else if (o->cmd == CMD_UNREVOKE && o->device_id && o->reason)
+        bad = "--reason is only for revoke";
     else if (o->device_id)
-        bad = NULL;   /* revoke --device-id [--reason]: complete */
+        bad = NULL;   /* revoke --device-id [--reason], unrevoke --device-id: complete */
     else if (o->cmd != CMD_LIST && o->fingerprint && (o->cls || o->serial))
         bad = "give either --class and --serial, or --fingerprint";
     else if (o->cmd != CMD_LIST && !o->fingerprint && (!o->cls || !o->serial))
@@ -222,9 +240,17 @@ static int do_write(const opts_t *o, const cfg_t *cfg)
     char entry[POL_REV_ENTRY_MAX];
     const char *err = NULL;
     int add = o->cmd == CMD_REVOKE;
-    if (o->fingerprint ? pol_rev_canon_fingerprint(o->fingerprint, entry, sizeof entry, &err)
-                       : pol_rev_canon_serial(o->cls, o->serial, entry, sizeof entry, &err)) {
+    char why[300];
+    if (o->device_id ? pol_rev_canon_device(o->device_id, entry, sizeof entry, &err)
+        : o->fingerprint ? pol_rev_canon_fingerprint(o->fingerprint, entry, sizeof entry, &err)
+                         : pol_rev_canon_serial(o->cls, o->serial, entry, sizeof entry, &err)) {
         fprintf(stderr, "portcullis %s: %s\n", o->name, err);
+        return 2;
+    }
+    /* a revocation that can match no certificate is refused, not written */
+    if (add && !o->device_id && !o->fingerprint &&
+        pol_rev_usable(cfg, entry, POL_REV_SERIAL, why, sizeof why) < 0) {
+        fprintf(stderr, "portcullis %s: %s\n", o->name, why);
         return 2;
     }
     pol_revwrite_t w;
@@ -276,28 +302,26 @@ static int do_device(const opts_t *o, const cfg_t *cfg)
         return 1;
     }
     char msg[300];
-    int rc = 1;
-    redisReply *rep = command(c, r, "SMEMBERS", d.members.argc, d.members.argv,
-                              d.members.argvlen);
-    if (rep && pol_revdevice_members(&d, rep, msg, sizeof msg) < 0) {
-        fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
-    } else if (rep && d.mget_argc > 0) {
-        freeReplyObject(rep);
-        rep = command(c, r, "MGET", d.mget_argc, d.mget_argv, d.mget_argvlen);
-        if (rep && pol_revdevice_records(&d, rep, msg, sizeof msg) < 0)
+    int rc = d.batch.n > 0 ? 0 : 1;   /* without issuance the batch is ready */
+    redisReply *rep = NULL;
+    if (rc != 0) {
+        rep = command(c, r, "SMEMBERS", d.members.argc, d.members.argv, d.members.argvlen);
+        if (rep && pol_revdevice_members(&d, rep, msg, sizeof msg) < 0) {
             fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
-        else if (rep)
+        } else if (rep && d.mget_argc > 0) {
+            freeReplyObject(rep);
+            rep = command(c, r, "MGET", d.mget_argc, d.mget_argv, d.mget_argvlen);
+            if (rep && pol_revdevice_records(&d, rep, msg, sizeof msg) < 0)
+                fprintf(stderr, "Redis %s:%d: %s\n", r->host, r->port, msg);
+            else if (rep)
+                rc = 0;
+        } else if (rep) {
             rc = 0;
-    } else if (rep) {
-        rc = 0;
+        }
+        freeReplyObject(rep);
+        rep = NULL;
     }
-    freeReplyObject(rep);
-    rep = NULL;
-    if (rc == 0 && d.batch.n == 0) {
-        fprintf(stderr, "portcullis %s: no live certificate was issued to device id %s\n",
-                o->name, d.device_id);
-        rc = 3;
-    } else if (rc == 0) {
+    if (rc == 0) {
         int *changed = calloc(d.batch.n, sizeof *changed);
         size_t nchanged = 0;
         rc = 1;
@@ -311,8 +335,8 @@ static int do_device(const opts_t *o, const cfg_t *cfg)
             for (size_t i = 0; i < d.batch.n; i++)
                 printf(changed[i] ? "revoked %s\n" : "%s was already revoked\n",
                        d.batch.w[i].entry);
-            printf("device %s: %zu certificate(s), %zu newly revoked\n", d.device_id,
-                   d.batch.n, nchanged);
+            printf("device %s: revoked by id, %zu live certificate(s), %zu entries newly "
+                   "revoked\n", d.device_id, d.ncerts, nchanged);
         }
         freeReplyObject(rep);
         free(changed);
@@ -381,8 +405,12 @@ static int do_list(const opts_t *o, const cfg_t *cfg)
             struct tm tm;
             if (t > 0 && gmtime_r(&t, &tm))
                 strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-            printf("%s\t%s\t%s\n", res.items[i].entry, when,
-                   res.items[i].reason ? res.items[i].reason : "-");
+            char problem[300];
+            int bad = pol_revstore_entry_problem(cfg, res.items[i].entry, problem,
+                                                 sizeof problem) < 0;
+            printf("%s\t%s\t%s%s%s\n", res.items[i].entry, when,
+                   res.items[i].reason ? res.items[i].reason : "-", bad ? "\tUNUSABLE: " : "",
+                   bad ? problem : "");
         }
         printf("next cursor: %s\n", res.cursor);
     }
@@ -413,8 +441,9 @@ int gw_cli_main(const char *cmd, int argc, char **argv)
     cfg_t *cfg = load(o.config);
     if (!cfg)
         return 2;
-    rc = o.cmd == CMD_LIST ? do_list(&o, cfg) : o.device_id ? do_device(&o, cfg)
-                                                             : do_write(&o, cfg);
+    rc = o.cmd == CMD_LIST                          ? do_list(&o, cfg)
+         : o.device_id && o.cmd == CMD_REVOKE ? do_device(&o, cfg)
+                                              : do_write(&o, cfg);
     cfg_free(cfg);
     return rc;
 }

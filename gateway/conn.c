@@ -22,11 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../policy/policy.h"
 #include "conn_int.h"
+#include "h1.h"
 
 static void conn_io(gw_conn_t *c);
 static void parse(gw_conn_t *c, const char *data, size_t n, int from_in);
@@ -148,7 +151,7 @@ static void access_log(gw_conn_t *c)
          c->method[0] ? c->method : "-", tlen, target, c->status, (unsigned long long)c->body_bytes,
          (unsigned long long)c->resp_bytes, ms, c->request_id, c->id ? c->id->class_name : "-",
          c->id && c->id->device_id ? c->id->device_id : "-",
-         c->route ? c->route->upstream_name : "-");
+         c->internal ? "(gateway)" : c->route ? c->route->upstream_name : "-");
 }
 
 /* The response to the current request is complete (queued in c->out). */
@@ -163,6 +166,11 @@ static void finish_response(gw_conn_t *c)
         c->action = "closing";
         return;
     }
+    if (c->cert_expired && !evbuffer_get_length(c->in) && !SSL_has_pending(c->ssl)) {
+        c->state = C_CLOSING;   /* no next request waiting to be told why */
+        c->action = "closing expired";
+        return;
+    }
     /* ready for the next request: the parser resumes where it paused */
     c->req_active = c->head_done = c->req_complete = 0;
     c->resp_head_sent = c->discard = c->req_chunked = c->client_chunked = 0;
@@ -171,6 +179,7 @@ static void finish_response(gw_conn_t *c)
     c->request_id[0] = c->method[0] = '\0';
     c->body_bytes = c->resp_bytes = 0;
     c->expect_continue = 0;
+    c->lines = GW_H1L_IDLE;
     c->internal = c->handler_started = 0;
     if (c->body) {
         evbuffer_free(c->body);
@@ -314,24 +323,90 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
     return ups_hdrs_field(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
 }
 
-/* llhttp 8 accepts obs-fold (a header line starting with SP/HT) and joins
- * it to the value; a value piece preceded by LF and only SP/HT is one. */
-static int folded(const gw_conn_t *c, const char *at)
+/* Line structure (see gw_h1_lines): llhttp 8 in strict mode accepts a bare
+ * LF after the request line and in the empty line that ends the head or the
+ * trailers, and joins obs-fold lines to the value. Every byte of a head and
+ * of a trailer section goes through the scan before llhttp acts on it. */
+static int lines_err(gw_conn_t *c, long r)
 {
-    const char *q = at;
-    while (q > c->parse_base && (q[-1] == ' ' || q[-1] == '\t'))
-        q--;
-    if (q > c->parse_base)
-        return q[-1] == '\n';
-    return c->tail_nl;
+    if (!c->req_active)   /* refused before llhttp began the request */
+        clock_gettime(CLOCK_MONOTONIC, &c->started);
+    if (r == GW_H1_FOLD)
+        return stop(c, 400, "obs_fold", "folded header lines are not accepted");
+    return stop(c, 400, "bad_line_ending", "request lines must end in CRLF");
+}
+
+/* Goes on with a running scan over p..p+n: 0, or an llhttp error code. */
+static int lines_scan(gw_conn_t *c, const char *p, size_t n)
+{
+    int was_done = c->lines == GW_H1L_DONE;
+    long r = gw_h1_lines(&c->lines, p, n);
+    if (r < 0)
+        return lines_err(c, r);
+    if (!was_done && c->lines == GW_H1L_DONE)
+        c->msg_end = p + r;
+    return 0;
+}
+
+/* The first bytes of a request that began after another one in the same
+ * read (its scan did not start with the read): the scan starts where the
+ * previous request ended, so the empty lines llhttp skipped are seen too. */
+static int on_method(llhttp_t *p, const char *at, size_t n)
+{
+    gw_conn_t *c = p->data;
+    (void)n;
+    if (c->lines != GW_H1L_IDLE)
+        return 0;
+    const char *from = c->msg_end && c->msg_end >= c->parse_base && c->msg_end <= at ? c->msg_end : at;
+    c->lines = GW_H1L_LEAD;
+    return lines_scan(c, from, (size_t)(c->parse_end - from));
+}
+
+/* The last chunk: pause so that parse() can scan the trailer section from
+ * the position llhttp reports. */
+static int on_chunk_header(llhttp_t *p)
+{
+    gw_conn_t *c = p->data;
+    if (p->content_length != 0)
+        return 0;
+    c->trailer_pause = 1;
+    return HPE_PAUSED;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     gw_conn_t *c = p->data;
-    if (folded(c, at))
-        return stop(c, 400, "obs_fold", "folded header lines are not accepted");
+    if (gw_h1_has_obs_text(at, n))
+        return stop(c, 400, "obs_text", "a header value contains a byte outside ASCII");
     return ups_hdrs_value(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
+}
+
+/* Framing and body rules of a request head; 0, or an llhttp error code.
+ * - Transfer-Encoding must be one header with exactly the coding "chunked":
+ *   other codings (gzip, "gzip, chunked", identity) are not implemented
+ *   (501); chunked not last, or twice, is refused by llhttp (400). In an
+ *   HTTP/1.0 request it is faulty framing (RFC 9112 section 6.1): 400.
+ * - GET and HEAD carry no body: a Content-Length above 0 or any
+ *   Transfer-Encoding is refused (400) and the connection closed; what a
+ *   backend does with such a body is undefined, and one that ignores it
+ *   reads it as the next request. DELETE, OPTIONS and the other methods may
+ *   carry a body; it is forwarded with the gateway's own framing. */
+static int framing_check(gw_conn_t *c)
+{
+    llhttp_t *p = &c->parser;
+    const ups_hdrs_t *h = &c->hdrs;
+    int nte = ups_hdrs_count(h, "transfer-encoding");
+    if (nte && p->http_minor == 0)
+        return stop(c, 400, "bad_framing", "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+    if (nte) {
+        int te = ups_hdrs_find(h, "transfer-encoding");
+        if (nte != 1 || !gw_h1_only_chunked(ups_str(h, h->h[te].value), h->h[te].value.len))
+            return stop(c, 501, "unsupported_transfer_coding",
+                        "only the chunked transfer coding is supported");
+    }
+    if ((p->method == HTTP_GET || p->method == HTTP_HEAD) && (nte || p->content_length > 0))
+        return stop(c, 400, "body_not_allowed", "a GET or HEAD request may not carry a body");
+    return 0;
 }
 
 /* Is any header value of h folded or carrying a bare CR/LF? llhttp refuses
@@ -353,7 +428,11 @@ int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, 
 {
     llhttp_t *p = &c->parser;
     int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
-    int keep = !has_body || (!(p->flags & F_CHUNKED) && p->content_length <= DISCARD_MAX);
+    /* A client that sent Expect: 100-continue may never send the body it
+     * announced once it sees a final status; reading on would take its next
+     * request for that body. Such a refusal closes the connection. */
+    int keep = !has_body || (!(p->flags & F_CHUNKED) && p->content_length <= DISCARD_MAX &&
+                             ups_hdrs_find(&c->hdrs, "expect") < 0);
     respond_error(c, status, code, msg, !keep, extra);
     if (!keep)
         return HPE_PAUSED;   /* stop here; conn_io closes after the flush */
@@ -362,10 +441,11 @@ int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, 
     return 0;
 }
 
-/* The head of a request to a route the gateway answers itself: only the
- * class is checked here (the handler checks the rest); the body is
- * buffered up to the handler's limit. */
-static int internal_head(gw_conn_t *c)
+/* An issuance route's own rules, checked after the covering route's gate
+ * stages: the class each endpoint is for, its methods and its body limit.
+ * 1 if refused (*rc as gw_conn_refuse, or an llhttp error from stop()), 0
+ * if the request may go on. */
+static int internal_refused(gw_conn_t *c, int *rc)
 {
     const cfg_issuance_t *is = CFG(c)->issuance;
     llhttp_t *p = &c->parser;
@@ -373,21 +453,113 @@ static int internal_head(gw_conn_t *c)
     int ok_class = c->internal == GW_INT_RENEW ? cls == (int)is->device_class_idx
                  : c->internal == GW_INT_ISSUE ? cls == (int)is->bootstrap_class_idx
                  : cls == (int)is->device_class_idx || cls == (int)is->bootstrap_class_idx;
-    if (!ok_class)
-        return gw_conn_refuse(c, 403, "class_not_allowed",
-                              "the client certificate's class may not use this route", NULL);
     int post_only = c->internal != GW_INT_CHALLENGE;
-    if (p->method != HTTP_POST && (post_only || p->method != HTTP_GET))
-        return gw_conn_refuse(c, 405, "method_not_allowed", "this route takes POST",
-                              post_only ? "Allow: POST\r\n" : "Allow: GET, POST\r\n");
-    if (!c->req_chunked && p->content_length > is->max_body_bytes)
-        return stop(c, 413, "payload_too_large", "the request body is larger than allowed");
+    if (!ok_class)
+        *rc = gw_conn_refuse(c, 403, "class_not_allowed",
+                             "the client certificate's class may not use this route", NULL);
+    else if (p->method != HTTP_POST && (post_only || p->method != HTTP_GET))
+        *rc = gw_conn_refuse(c, 405, "method_not_allowed", "this route takes POST",
+                             post_only ? "Allow: POST\r\n" : "Allow: GET, POST\r\n");
+    else if (!c->req_chunked && p->content_length > is->max_body_bytes)
+        *rc = stop(c, 413, "payload_too_large", "the request body is larger than allowed");
+    else
+        return 0;
+    return 1;
+}
+
+/* The last stage of an internal route: its body is buffered (up to the
+ * handler's limit) and the handler starts once the request is complete. */
+static int internal_begin(gw_conn_t *c)
+{
+    llhttp_t *p = &c->parser;
     c->body = evbuffer_new();
     if (!c->body)
         return stop(c, 503, "internal_error", "out of memory");
+    if (c->expect_continue && (c->req_chunked || p->content_length > 0))
+        evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     c->action = "reading request body";
     arm(c, T_BODY, CFG(c)->timeouts.body_read_ms);
     return 0;
+}
+
+/* Replaces the request target with its canonical spelling, in place (it
+ * is never longer): routes match on it and it is what the upstream gets
+ * (ups_build_request_head writes hdrs.first). Checked first, so a refused
+ * target stays as received for the log. 0 and the path length in *plen,
+ * or -1 with the 400 bad_path in c->err_*. */
+static int canon_target(gw_conn_t *c, size_t *plen)
+{
+    const cfg_http_t *hc = &CFG(c)->http;
+    unsigned flags = hc->path_merge_slashes ? POL_TGT_MERGE_SLASHES : 0;
+    ups_hdrs_t *h = &c->hdrs;
+    char *t = h->buf + h->first.off;
+    long rc = pol_target_canon(t, h->first.len, flags, NULL, 0, NULL);
+    if (rc >= 0)
+        rc = pol_target_canon(t, h->first.len, flags, t, h->first.len, plen);
+    if (rc < 0) {
+        stop(c, 400, "bad_path", pol_target_strerror(rc));
+        return -1;
+    }
+    h->first.len = (uint32_t)rc;
+    return 0;
+}
+
+/* The one Host header (checked by the caller) in its canonical spelling
+ * (cfg_host_canon) into c->host, its port into c->host_port: routes match
+ * on the host, and the upstream gets host[:port] (the port only if the
+ * client sent one). 0, or -1 with the 400 bad_host in c->err_*. */
+static int canon_host(gw_conn_t *c)
+{
+    const ups_hdrs_t *h = &c->hdrs;
+    int hi = ups_hdrs_find(h, "host");
+    long n = cfg_host_canon(ups_str(h, h->h[hi].value), h->h[hi].value.len, c->host,
+                            sizeof c->host, &c->host_port);
+    if (n < 0) {
+        stop(c, 400, "bad_host", cfg_host_strerror(n));
+        return -1;
+    }
+    return 0;
+}
+
+/* The request has passed every stage of its route's gate (route match,
+ * class, bearer, JWT, rate limits): the final stage either forwards it to
+ * the route's upstream or runs the gateway's own handler. 0, or an llhttp
+ * error code with the reason in c->err_*. */
+static int gate_passed(gw_conn_t *c)
+{
+    return c->internal ? internal_begin(c) : gw_conn_forward(c);
+}
+
+/* A header name an upstream may read as one the gateway sets or drops
+ * (X_Device_Id or X.Device.Id as X-Device-Id) is refused before anything reads the head,
+ * the request id included. Returns 0, or the llhttp stop code. */
+static int names_refused(gw_conn_t *c)
+{
+    const ups_hdrs_t *h = &c->hdrs;
+    int bad, r = ups_names_check(c->w->rt->hnames, h, &bad);
+    if (!r)
+        return 0;
+    uint32_t n = h->h[bad].name.len;
+    CLOG(c, GW_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
+    if (r == UPS_NAME_COLLISION)
+        return stop(c, 400, "header_name_collision",
+                    "a header name with '_' or other punctuation reads as one the gateway sets or drops "
+                    "(X_Device_Id or X.Device.Id as X-Device-Id)");
+    return stop(c, 400, "underscore_in_header",
+                "header names with '_' or punctuation other than '-' are not accepted");
+}
+
+/* Whether the certificate's notAfter has passed, by the event loop's cached
+ * clock: no system call per request. Between requests the worker's expiry
+ * timer closes the connection; this catches a head that arrives first. */
+static int cert_expired(gw_conn_t *c)
+{
+    struct timeval now;
+    if (c->cert_expired)
+        return 1;
+    if (event_base_gettimeofday_cached(c->w->base, &now) != 0)
+        return 0;
+    return c->id->not_after_t <= now.tv_sec;
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -403,6 +575,8 @@ static int on_headers_complete(llhttp_t *p)
         c->close_after = 1;   /* Connection: close, or HTTP/1.0 without keep-alive */
     snprintf(c->method, sizeof(c->method), "%s", llhttp_method_name(p->method));
     ups_hdrs_finish(h);
+    if (names_refused(c))
+        return HPE_USER;
 
     int rid = ups_hdrs_find(h, "x-request-id");
     if (rid >= 0 && valid_request_id(ups_str(h, h->h[rid].value), h->h[rid].value.len))
@@ -413,6 +587,8 @@ static int on_headers_complete(llhttp_t *p)
 
     if (p->http_major != 1)
         return stop(c, 505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served");
+    if (framing_check(c))
+        return HPE_USER;
     if (has_ctl(h))
         return stop(c, 400, "bad_header", "a header value contains a control character");
     if (p->method == HTTP_CONNECT || p->method == HTTP_TRACE)
@@ -421,13 +597,11 @@ static int on_headers_complete(llhttp_t *p)
         return stop(c, 400, "upgrade_refused", "protocol upgrades are not served");
     if (ups_hdrs_count(h, "host") != 1)
         return stop(c, 400, "bad_host", "exactly one Host header is required");
-    int hi = ups_hdrs_find(h, "host");
-    char host[256];
-    if (pol_host(ups_str(h, h->h[hi].value), h->h[hi].value.len, host, sizeof(host)) < 0)
-        return stop(c, 400, "bad_host", "the Host header is malformed");
-    long plen = pol_target_path(ups_str(h, h->first), h->first.len);
-    if (plen < 0)
-        return stop(c, 400, "bad_path", "the request path is not an acceptable origin-form path");
+    if (canon_host(c) < 0)
+        return HPE_USER;
+    size_t plen;
+    if (canon_target(c, &plen) < 0)
+        return HPE_USER;
     if (!c->req_chunked && cfg->limits.max_body_bytes && p->content_length > cfg->limits.max_body_bytes)
         return stop(c, 413, "body_too_large", "the request body is larger than allowed");
     int expect = ups_hdrs_find(h, "expect");
@@ -436,6 +610,13 @@ static int on_headers_complete(llhttp_t *p)
         if (h->h[expect].value.len != 12 || strncasecmp(ups_str(h, h->h[expect].value), "100-continue", 12))
             return stop(c, 417, "expectation_failed", "only Expect: 100-continue is supported");
         cont = 1;
+    }
+
+    if (cert_expired(c)) {
+        CLOG(c, GW_INFO, "request refused: certificate serial=%s expired at %s (request_id=%s)",
+             c->id->serial, c->id->not_after, c->request_id);
+        respond_error(c, 403, "certificate_expired", "the client certificate has expired", 1, NULL);
+        return HPE_PAUSED;   /* closes after the flush */
     }
 
     /* re-checked only when the revocation set has changed since the last check */
@@ -450,10 +631,7 @@ static int on_headers_complete(llhttp_t *p)
         }
     }
     c->action = "routing";
-    c->internal = gw_internal_route(cfg, ups_str(h, h->first), (size_t)plen);
-    if (c->internal)
-        return internal_head(c);
-    c->route = pol_route(cfg, host, ups_str(h, h->first), (size_t)plen, c->method);
+    c->route = pol_route(cfg, c->host, ups_str(h, h->first), plen, c->method);
     if (!c->route)
         return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
     int ai = ups_hdrs_find(h, "authorization");
@@ -473,6 +651,10 @@ static int on_headers_complete(llhttp_t *p)
     c->expect_continue = cont;
 
     int rc = 0;
+    /* the issuance routes pass the same gate, then their own rules */
+    c->internal = gw_internal_route(cfg, ups_str(h, h->first), plen);
+    if (c->internal && internal_refused(c, &rc))
+        return rc;
     switch (gw_gate_start(c, &rc)) {
     case GW_GATE_DENY:
         return rc;
@@ -481,7 +663,7 @@ static int on_headers_complete(llhttp_t *p)
         arm(c, T_NONE, 0);
         return HPE_PAUSED;   /* gw_conn_gate_done() resumes */
     default:
-        return gw_conn_forward(c);
+        return gate_passed(c);
     }
 }
 
@@ -489,6 +671,8 @@ int gw_conn_forward(gw_conn_t *c)
 {
     const cfg_t *cfg = CFG(c);
     llhttp_t *p = &c->parser;
+    char host[CFG_HOST_MAX + 8];
+    snprintf(host, sizeof host, c->host_port ? "%s:%u" : "%s", c->host, c->host_port);
     struct evbuffer *head = evbuffer_new();
     if (!head)
         return stop(c, 500, "internal", "out of memory");
@@ -501,8 +685,8 @@ int gw_conn_forward(gw_conn_t *c)
         .request_id = c->request_id,
         .id = c->id,
         .icfg = &cfg->identity,
-        .strip = (const char *const *)c->w->rt->claim_headers,
-        .nstrip = c->w->rt->nclaim_headers,
+        .names = c->w->rt->hnames,
+        .host = host,
     };
     ups_kv_t claims[CFG_JWT_MAX_CLAIMS];
     if (c->jwt) {
@@ -536,14 +720,14 @@ int gw_internal_route(const cfg_t *cfg, const char *path, size_t plen)
     if (!is)
         return GW_INT_NONE;
     size_t n = strlen(is->path_prefix);
-    if (plen <= n || memcmp(path, is->path_prefix, n) != 0)
+    if (plen <= n || !cfg_path_eq(cfg, path, is->path_prefix, n))
         return GW_INT_NONE;
     static const struct {
         const char *name;
         int kind;
     } names[] = {{"challenge", GW_INT_CHALLENGE}, {"issue", GW_INT_ISSUE}, {"renew", GW_INT_RENEW}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (plen - n == strlen(names[i].name) && memcmp(path + n, names[i].name, plen - n) == 0)
+        if (plen - n == strlen(names[i].name) && cfg_path_eq(cfg, path + n, names[i].name, plen - n))
             return names[i].kind;
     return GW_INT_NONE;
 }
@@ -554,8 +738,9 @@ void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra
     c->handler = NULL;
     evbuffer_add_printf(c->out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s\r\n",
+                        "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s\r\n",
                         status, ups_reason(status), blen, c->request_id, extra ? extra : "",
+                        c->rl_headers ? c->rl_headers : "",
                         c->close_after || c->w->draining ? "Connection: close\r\n" : "");
     if (blen)
         evbuffer_add(c->out, json, blen);
@@ -576,7 +761,7 @@ void gw_conn_reply_error(gw_conn_t *c, int status, const char *code, const char 
 void gw_conn_gate_done(gw_conn_t *c, int rc)
 {
     if (rc == 0 && !c->resp_head_sent)
-        rc = gw_conn_forward(c);
+        rc = gate_passed(c);
     if (rc != 0 && rc != HPE_PAUSED) {   /* forwarding failed */
         respond_error(c, c->err_status ? c->err_status : 500, c->err_code ? c->err_code : "internal",
                       c->err_msg ? c->err_msg : "internal error", 1, NULL);
@@ -600,6 +785,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     gw_conn_t *c = p->data;
     c->body_bytes += n;
+    c->msg_end = at + n;
     if (c->discard)
         return c->body_bytes > DISCARD_MAX ? stop(c, 413, "body_too_large", "refused request body too large") : 0;
     if (c->body) {   /* an internal route: buffered for its handler */
@@ -650,33 +836,54 @@ static int on_message_complete(llhttp_t *p)
 
 static const llhttp_settings_t req_settings = {
     .on_message_begin = on_message_begin,
+    .on_method = on_method,
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };
 
 /* ---- input ---- */
 
+/* llhttp over data, with the line scan ahead of it: a read between requests
+ * starts a scan, one inside a head or trailer section goes on with it; the
+ * pause at the last chunk starts the trailers' scan and llhttp resumes. */
+static llhttp_errno_t execute(gw_conn_t *c, const char *data, size_t n)
+{
+    if (c->lines == GW_H1L_IDLE && !c->req_active && n)
+        c->lines = GW_H1L_LEAD;
+    if (lines_scan(c, data, n))
+        return HPE_USER;
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
+    while (e == HPE_PAUSED && c->trailer_pause) {
+        c->trailer_pause = 0;
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t rest = (size_t)(data + n - pos);
+        c->lines = GW_H1L_BOL;
+        if (lines_scan(c, pos, rest))
+            return HPE_USER;
+        llhttp_resume(&c->parser);
+        e = llhttp_execute(&c->parser, pos, rest);
+    }
+    return e;
+}
+
 /* Runs the parser over data. Leftover bytes after a pause are kept in c->in. */
 static void parse(gw_conn_t *c, const char *data, size_t n, int from_in)
 {
     c->parse_base = data;
-    llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
+    c->parse_end = data + n;
+    c->msg_end = NULL;
+    llhttp_errno_t e = execute(c, data, n);
     size_t used = n;
     if (e == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&c->parser);
         used = pos ? (size_t)(pos - data) : n;
         c->paused = 1;
     }
-    /* remember whether the parsed bytes ended in LF + SP/HT (see folded()) */
-    size_t k = used;
-    while (k > 0 && (data[k - 1] == ' ' || data[k - 1] == '\t'))
-        k--;
-    if (k > 0)
-        c->tail_nl = data[k - 1] == '\n';   /* else: all SP/HT, the previous answer stands */
     if (from_in)
         evbuffer_drain(c->in, used);
     else if (used < n && e == HPE_PAUSED)
@@ -833,6 +1040,7 @@ static void handshake(gw_conn_t *c)
             c->dead = 1;
             return;
         }
+        gw_worker_watch_expiry(c->w, c->id->not_after_t);
         c->state = C_HTTP;
         c->action = "waiting for request";
         CLOG(c, GW_DEBUG, "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
@@ -857,6 +1065,82 @@ static void handshake(gw_conn_t *c)
     c->dead = 1;
 }
 
+/* ---- lingering close ---- */
+
+/* Might the client still be sending? Its request was not fully read, input
+ * is held or buffered, or the socket has bytes waiting. Closing a socket
+ * with unread input sends a reset, and a client that writes its whole body
+ * before reading (OkHttp, URLSession) then loses the response. */
+static int input_pending(gw_conn_t *c)
+{
+    int avail = 0;
+    if (c->req_active && !c->req_complete)
+        return 1;
+    if (evbuffer_get_length(c->in) || SSL_has_pending(c->ssl))
+        return 1;
+    return ioctl(c->fd, FIONREAD, &avail) == 0 && avail > 0;
+}
+
+/* Lingering: close_notify goes out (it may wait for the socket), then the
+ * write side is shut, then input is read and dropped until the client
+ * closes, timeouts.lingering_close passes or limits.lingering_close_bytes
+ * have been dropped. The bytes are not TLS-decrypted: nothing is answered. */
+static void linger_step(gw_conn_t *c)
+{
+    if (!c->linger_wr) {
+        ERR_clear_error();
+        int r = SSL_shutdown(c->ssl);
+        if (r < 0) {
+            int err = SSL_get_error(c->ssl, r);
+            if (err == SSL_ERROR_WANT_WRITE) {
+                c->want_write = 1;
+                return;
+            }
+            if (err != SSL_ERROR_WANT_READ) {   /* the TLS layer failed: just close */
+                c->dead = 1;
+                return;
+            }
+        }
+        shutdown(c->fd, SHUT_WR);
+        c->linger_wr = 1;
+    }
+    char buf[READ_CHUNK];
+    for (;;) {
+        ssize_t n = read(c->fd, buf, sizeof(buf));
+        if (n > 0) {
+            c->linger_bytes += (uint64_t)n;
+            if (c->linger_bytes >= CFG(c)->limits.lingering_close_bytes) {
+                CLOG(c, GW_DEBUG, "lingering close: %llu bytes dropped, closing",
+                     (unsigned long long)c->linger_bytes);
+                c->dead = 1;
+                return;
+            }
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        c->dead = 1;   /* the client closed (or reset): done */
+        return;
+    }
+}
+
+/* The last response is out: close, lingering if the client may still be
+ * sending and lingering is enabled. */
+static void close_or_linger(gw_conn_t *c)
+{
+    uint64_t ms = CFG(c)->timeouts.lingering_close_ms;
+    if (!ms || c->tls_error || !input_pending(c)) {
+        SSL_shutdown(c->ssl);   /* close_notify; best effort on a non-blocking socket */
+        c->dead = 1;
+        return;
+    }
+    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    c->state = C_LINGER;
+    c->action = "lingering close";
+    arm(c, T_LINGER, ms);
+    linger_step(c);
+}
+
 /* ---- the driver ---- */
 
 static void conn_io(gw_conn_t *c)
@@ -869,10 +1153,10 @@ static void conn_io(gw_conn_t *c)
         do_read(c);
         do_flush(c);
     }
-    if (!c->dead && c->state == C_CLOSING && evbuffer_get_length(c->out) == 0 && !c->want_write) {
-        SSL_shutdown(c->ssl);   /* close_notify; best effort on a non-blocking socket */
-        c->dead = 1;
-    }
+    if (!c->dead && c->state == C_LINGER)
+        linger_step(c);
+    if (!c->dead && c->state == C_CLOSING && evbuffer_get_length(c->out) == 0 && !c->want_write)
+        close_or_linger(c);
     if (c->dead) {
         conn_free(c);
         return;
@@ -884,7 +1168,7 @@ static void conn_io(gw_conn_t *c)
     /* The read event is left registered while reading pauses for a response
      * (a request/response turn then costs no epoll_ctl); it is removed
      * only if the client sends while we may not read (see on_readable). */
-    if ((c->state == C_HANDSHAKE || can_read(c)) && c->rev_off) {
+    if ((c->state == C_HANDSHAKE || c->state == C_LINGER || can_read(c)) && c->rev_off) {
         event_add(c->rev, NULL);
         c->rev_off = 0;
     } else if (c->state == C_CLOSING && !c->rev_off) {
@@ -911,7 +1195,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw_conn_t *c = arg;
-    if (c->state != C_HANDSHAKE && !can_read(c) && !c->rev_off) {
+    if (c->state != C_HANDSHAKE && c->state != C_LINGER && !can_read(c) && !c->rev_off) {
         event_del(c->rev);   /* input waits in the socket until we can take it */
         c->rev_off = 1;
     }
@@ -949,6 +1233,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case T_SEND:
         CLOG(c, GW_INFO, "client stopped reading; closing");
+        c->dead = 1;
+        break;
+    case T_LINGER:
+        CLOG(c, GW_DEBUG, "lingering close: time is up after %llu bytes dropped",
+             (unsigned long long)c->linger_bytes);
         c->dead = 1;
         break;
     case T_NONE:
@@ -1070,7 +1359,7 @@ void gw_conn_revocation_scan(gw_worker_t *w)
     gw_conn_t *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (!c->id || c->state == C_HANDSHAKE || !tls_identity_revoked(w->rt->tls, c->id))
+        if (!c->id || c->state != C_HTTP || !tls_identity_revoked(w->rt->tls, c->id))
             continue;
         CLOG(c, GW_INFO, "certificate serial=%s class=%s revoked: closing the connection%s", c->id->serial,
              c->id->class_name, c->resp_active ? " after the response in progress" : "");
@@ -1084,11 +1373,43 @@ void gw_conn_revocation_scan(gw_worker_t *w)
     }
 }
 
+/* An idle connection closes now, with close_notify. A request in progress
+ * was authorised while the certificate was valid: it completes, then the
+ * connection closes; a request whose head is read after notAfter (one
+ * pipelined behind it, say) is refused with 403 certificate_expired. */
+time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now)
+{
+    time_t next = 0;
+    for (gw_conn_t *c = w->conns; c; c = c->next) {
+        if (!c->id || c->state != C_HTTP || c->cert_expired)
+            continue;
+        if (c->id->not_after_t > now) {
+            if (!next || c->id->not_after_t < next)
+                next = c->id->not_after_t;
+            continue;
+        }
+        int busy = c->req_active || c->resp_active;
+        CLOG(c, GW_INFO, "certificate serial=%s class=%s expired at %s: closing the connection%s",
+             c->id->serial, c->id->class_name, c->id->not_after,
+             busy ? " after the request in progress" : "");
+        if (busy) {
+            c->cert_expired = 1;
+        } else {
+            c->state = C_CLOSING;
+            c->action = "closing expired";
+        }
+        kick(c);
+    }
+    return next;
+}
+
 void gw_conn_drain_all(gw_worker_t *w)
 {
     gw_conn_t *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (c->state == C_LINGER)
+            continue;               /* already closing, within its own bound */
         if (c->state == C_HANDSHAKE || (!c->req_active && !c->resp_active)) {
             c->state = C_CLOSING;   /* nothing in flight */
             c->action = "closing for shutdown";
@@ -1101,10 +1422,39 @@ void gw_conn_drain_all(gw_worker_t *w)
         event_base_loopexit(w->base, NULL);
 }
 
+/* timeouts.drain is over: a request that has no response byte yet gets a
+ * 503, written as far as the socket takes it without waiting. */
+static void answer_shutdown(gw_conn_t *c)
+{
+    if (c->x) {
+        ups_exchange_free(c->x);
+        c->x = NULL;
+    }
+    respond_error(c, 503, "shutting_down", "the gateway is shutting down", 1, NULL);
+    c->resp_active = 1;
+    finish_response(c);
+    do_flush(c);
+    if (!c->dead && evbuffer_get_length(c->out) == 0) {
+        SSL_shutdown(c->ssl);
+        shutdown(c->fd, SHUT_WR);
+        /* unread input would turn the close into a reset that may take the
+         * 503 with it: drop what is there */
+        char buf[READ_CHUNK];
+        for (int i = 0; i < 64 && read(c->fd, buf, sizeof(buf)) > 0; i++)
+            ;
+    }
+}
+
 void gw_conn_close_all(gw_worker_t *w)
 {
     while (w->conns) {
-        CLOG(w->conns, GW_WARN, "closed by shutdown before its response completed");
-        conn_free(w->conns);
+        gw_conn_t *c = w->conns;
+        if (c->state == C_HTTP && c->req_active && !c->resp_head_sent) {
+            CLOG(c, GW_WARN, "shutdown: request still running when the drain time ended; 503");
+            answer_shutdown(c);
+        } else if (c->state == C_HTTP && c->resp_active) {
+            CLOG(c, GW_WARN, "closed by shutdown before its response completed");
+        }
+        conn_free(c);
     }
 }

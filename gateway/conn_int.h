@@ -6,6 +6,7 @@
 #include <llhttp.h>
 #include <time.h>
 
+#include "../config/host.h"
 #include "../policy/jwt.h"
 #include "../policy/ratelimit.h"
 #include "../policy/redis.h"
@@ -19,8 +20,10 @@
 #define DISCARD_MAX (64 * 1024)   /* bodies of refused requests up to this are read and dropped */
 #define GW_RL_HEADERS_LEN 256     /* RateLimit header lines of one response */
 
-enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING };
-enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND };
+/* C_LINGER: the last response and close_notify are out, the write side is
+ * shut; the client's input is read and dropped until it closes or a bound. */
+enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING, C_LINGER };
+enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND, T_LINGER };
 
 struct gw_conn {
     gw_worker_t *w;
@@ -37,6 +40,7 @@ struct gw_conn {
     struct sockaddr_storage peer_addr;
     tls_identity_t *id;
     uint64_t rev_gen;           /* revocation generation the identity was last checked at */
+    int cert_expired;           /* notAfter passed while a request was in progress */
     int dead;                   /* conn_io frees it */
     int want_write;             /* SSL needs the socket writable */
     int rev_off;                /* the read event is not registered */
@@ -44,7 +48,12 @@ struct gw_conn {
 
     llhttp_t parser;
     const char *parse_base;     /* start of the bytes being parsed now */
-    int tail_nl;                /* bytes parsed before ended in LF + optional SP/HT */
+    const char *parse_end;      /* and their end */
+    uint8_t lines;              /* line scan of the head or trailers (gw_h1_lines state) */
+    int trailer_pause;          /* llhttp paused at the last chunk: trailers follow */
+    const char *msg_end;        /* in the bytes being parsed: where the last request ended */
+    int linger_wr;              /* lingering: close_notify sent and the write side shut */
+    uint64_t linger_bytes;      /* lingering: input dropped so far */
     ups_hdrs_t hdrs;
     struct evbuffer *in;        /* received, not yet parsed (parser paused) */
     struct evbuffer *out;       /* to send to the client */
@@ -68,6 +77,8 @@ struct gw_conn {
     const char *err_code, *err_msg;
     char request_id[40];
     char method[24];
+    char host[CFG_HOST_MAX + 1]; /* the canonical host (cfg_host_canon): the route's */
+    unsigned host_port;         /* the Host's port; 0: none sent */
     const cfg_route_t *route;
     ups_exchange_t *x;
     struct timespec started;
@@ -77,7 +88,8 @@ struct gw_conn {
     int gate_pending;           /* global rate-limit answers outstanding */
     int gate_refused;           /* a limit refused while answers were outstanding */
     int gate_rc;                /* how parsing goes on after that refusal */
-    void *gate_q[8];            /* outstanding questions (gate.c) */
+    void *gate_q[CFG_ROUTE_MAX_LIMITS]; /* outstanding questions (gate.c): one per global
+                                 * limit of the route, every one of them asked */
     int gate_nq;
     pol_rl_result_t gate_tight; /* the limit with the least remaining */
     const char *gate_tight_name;
@@ -115,8 +127,9 @@ void gw_conn_gate_done(gw_conn_t *c, int rc);
 /* ---- routes the gateway answers itself ---- */
 enum gw_internal { GW_INT_NONE = 0, GW_INT_CHALLENGE, GW_INT_ISSUE, GW_INT_RENEW };
 
-/* Which internal route a request path is (the path without the query), or
- * GW_INT_NONE. */
+/* Which internal route a request path is (the canonical path without the
+ * query), or GW_INT_NONE; compared as routes are (cfg_path_eq, so
+ * http.path_case applies). */
 int gw_internal_route(const cfg_t *cfg, const char *path, size_t plen);
 /* Called when an internal route's request (head and buffered body c->body)
  * is complete. The handler answers exactly once with gw_conn_reply, now or

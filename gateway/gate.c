@@ -109,6 +109,11 @@ typedef struct {
 
 static int send_global(gate_q_t *q);
 
+/* Every global limit of a route gets its own question: none falls back to a
+ * per-process count for want of a slot. */
+_Static_assert(sizeof(((gw_conn_t *)0)->gate_q) / sizeof(void *) >= CFG_ROUTE_MAX_LIMITS,
+               "one question slot per rate limit a route may list");
+
 /* Cancels the questions still outstanding: their callbacks will not run. */
 static void drop_questions(gw_conn_t *c)
 {
@@ -204,6 +209,8 @@ int gw_gate_start(gw_conn_t *c, int *rc)
         size_t klen;
         if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, r, key, &klen) < 0)
             continue;   /* e.g. a device_id limit for a certificate without one */
+        /* always a slot (nrate_limits <= CFG_ROUTE_MAX_LIMITS, asserted above);
+         * the bound only keeps memory safe */
         if (l->scope == CFG_RL_GLOBAL && npending < (int)(sizeof(c->gate_q) / sizeof(c->gate_q[0]))) {
             gate_q_t *q = calloc(1, sizeof(*q));
             if (q) {

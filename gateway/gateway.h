@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "../config/config.h"
 #include "../policy/jwt.h"
@@ -39,6 +40,7 @@ typedef struct {
     struct pol_play_keys **play_keys;  /* per issuance platform (NULL unless play_integrity) */
     char **claim_headers;          /* every header a token claim may be injected as */
     size_t nclaim_headers;
+    ups_names_t *hnames;           /* which client request headers are forwarded */
     uint32_t nconns;       /* live client connections, all workers; atomic */
     uint64_t accepted;     /* client connections accepted so far, all workers; atomic */
 } gw_runtime_t;
@@ -52,6 +54,8 @@ typedef struct gw_worker {
     struct event *stop_ev;   /* activated by the main thread on SIGTERM/SIGINT */
     struct event *drain_timer;
     struct event *rev_ev;    /* activated by the control thread when the revocation set changes */
+    struct event *expiry_ev; /* fires at the earliest notAfter of its connections' certificates */
+    time_t expiry_at;        /* the notAfter expiry_ev is armed for; 0: not armed */
     ups_pool_t *pool;
     pol_redis_t *redis;      /* for global rate limits; NULL if none are configured */
     gw_conn_t *conns;        /* every live connection of this worker */
@@ -66,6 +70,12 @@ void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer);
 /* Closes connections whose certificate is now revoked (busy ones after
  * their response). */
 void gw_conn_revocation_scan(gw_worker_t *w);
+/* Closes connections whose certificate's notAfter is at or before now
+ * (a request in progress completes first; see conn.c). Returns the earliest
+ * notAfter among the others, 0 if none. */
+time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now);
+/* A connection with a certificate valid until not_after joined worker w. */
+void gw_worker_watch_expiry(gw_worker_t *w, time_t not_after);
 /* Drain: idle connections close now, busy ones after their response. */
 void gw_conn_drain_all(gw_worker_t *w);
 /* Drain timeout or exit: every connection closes now. */

@@ -338,6 +338,30 @@ static void record_done(void *arg)
     reply(s, is_renew(s) ? 200 : 201, json);
 }
 
+/* The last check before signing, after any slow attestation: the device id
+ * must not be revoked (revocation.md: device entries), nor, on renewal, the
+ * calling certificate. 0, or -1 after refusing. */
+static int revocation_gate(iss_t *s)
+{
+    const gw_runtime_t *rt = s->c->w->rt;
+    pol_rev_key_t k;
+    if (!rt->mirror)
+        return 0;
+    if (!pol_mirror_usable(rt->mirror)) {
+        refuse(s, POL_ISS_UNAVAILABLE, "revocation status unknown (Redis unavailable)");
+        return -1;
+    }
+    if (pol_rev_device_key(s->device_id, &k) < 0 || pol_mirror_contains(rt->mirror, &k)) {
+        refuse(s, POL_ISS_DEVICE_REVOKED, "this device id has been revoked");
+        return -1;
+    }
+    if (is_renew(s) && tls_identity_revoked(rt->tls, s->c->id)) {
+        refuse(s, POL_ISS_CERT_REVOKED, "the client certificate has been revoked");
+        return -1;
+    }
+    return 0;
+}
+
 static void sign_and_record(iss_t *s)
 {
     gw_conn_t *c = s->c;
@@ -353,6 +377,8 @@ static void sign_and_record(iss_t *s)
         refuse(s, POL_ISS_INTERNAL, "cannot make a device id");
         return;
     }
+    if (revocation_gate(s) < 0)
+        return;
     const char *prefix = cfg->identity.device_id_source == CFG_DEVID_SAN_URI ? cfg->identity.device_id_prefix : NULL;
     if (pol_issue_cert(c->w->rt->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
                        &s->issued, &err) < 0) {

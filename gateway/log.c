@@ -40,6 +40,79 @@ static size_t json_esc(char *out, size_t len, size_t cap, const char *s)
     return len;
 }
 
+/* Length of the key at s if s starts a "key=" field (a letter or '_',
+ * then letters, digits, '_', '-' or '.'), else 0. */
+static size_t field_key(const char *s)
+{
+    size_t k = 0;
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+        return 0;
+    while ((s[k] >= 'a' && s[k] <= 'z') || (s[k] >= 'A' && s[k] <= 'Z') ||
+           (s[k] >= '0' && s[k] <= '9') || s[k] == '_' || s[k] == '-' || s[k] == '.')
+        k++;
+    return s[k] == '=' ? k : 0;
+}
+
+/* Where the value starting at v ends: at the space before the next
+ * "key=", or at the end of the string. */
+static const char *value_end(const char *v)
+{
+    for (const char *e = v; *e; e++) {
+        if (*e != ' ')
+            continue;
+        const char *q = e;
+        while (*q == ' ')
+            q++;
+        if (field_key(q))
+            return e;
+    }
+    return v + strlen(v);
+}
+
+/* Appends the JSON string body of s[0..n) to out (capacity cap); returns
+ * the new length. */
+static size_t json_esc_n(char *out, size_t len, size_t cap, const char *s, size_t n)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%.*s", (int)(n < sizeof(tmp) - 1 ? n : sizeof(tmp) - 1), s);
+    return json_esc(out, len, cap, tmp);
+}
+
+static size_t put_lit(char *out, size_t len, size_t cap, const char *s)
+{
+    for (; *s && len + 1 < cap; s++)
+        out[len++] = *s;
+    return len;
+}
+
+/* Appends ctx ("key=value key=value", see log.h: a value runs to the next
+ * " key=" and may hold spaces) to out as JSON members, while len stays
+ * below stop; returns the new length (< cap). */
+static size_t ctx_json(char *out, size_t len, size_t cap, size_t stop, const char *ctx)
+{
+    const char *p = ctx;
+    while (*p && len < stop) {
+        size_t kl = field_key(p);
+        if (!kl) {   /* not a field: skip a word */
+            while (*p && *p != ' ')
+                p++;
+            while (*p == ' ')
+                p++;
+            continue;
+        }
+        const char *v = p + kl + 1, *e = value_end(v);
+        len = put_lit(out, len, cap, ",\"");
+        len = json_esc_n(out, len, cap, p, kl);
+        len = put_lit(out, len, cap, "\":\"");
+        len = json_esc_n(out, len, cap, v, (size_t)(e - v));
+        len = put_lit(out, len, cap, "\"");
+        p = e;
+        while (*p == ' ')
+            p++;
+    }
+    return len;
+}
+
 void gw_log(int level, const char *ctx, const char *fmt, ...)
 {
     if (level > log_level)
@@ -63,23 +136,8 @@ void gw_log(int level, const char *ctx, const char *fmt, ...)
     size_t n;
     if (log_format == CFG_LOG_JSON) {
         n = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\"", ts, level_names[level]);
-        /* ctx is "k=v k=v"; values have no spaces (callers make sure) */
-        if (ctx) {
-            char tmp[512];
-            snprintf(tmp, sizeof(tmp), "%s", ctx);
-            char *save = NULL;
-            for (char *kv = strtok_r(tmp, " ", &save); kv && n < sizeof(line) - 64; kv = strtok_r(NULL, " ", &save)) {
-                char *eq = strchr(kv, '=');
-                if (!eq)
-                    continue;
-                *eq = '\0';
-                n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"");
-                n = json_esc(line, n, sizeof(line), kv);
-                n += (size_t)snprintf(line + n, sizeof(line) - n, "\":\"");
-                n = json_esc(line, n, sizeof(line), eq + 1);
-                n += (size_t)snprintf(line + n, sizeof(line) - n, "\"");
-            }
-        }
+        if (ctx)
+            n = ctx_json(line, n, sizeof(line), sizeof(line) - 64, ctx);
         n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"msg\":\"");
         n = json_esc(line, n, sizeof(line), msg);
         n += (size_t)snprintf(line + n, sizeof(line) - n, "\"}\n");

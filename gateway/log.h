@@ -8,7 +8,9 @@
 
 void gw_log_setup(int level, int format);
 int gw_log_enabled(int level);
-/* ctx: "key=value key=value" fields, or NULL. */
+/* ctx: "key=value key=value" fields, or NULL. A value runs up to the next
+ * " key=" (key: a letter or '_', then letters, digits, '_', '-', '.'), so
+ * it may contain spaces (action=waiting for request). */
 void gw_log(int level, const char *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define GW_ERR CFG_LOG_ERROR

@@ -23,16 +23,26 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: portcullis -c FILE          run the gateway in the foreground\n"
-            "       portcullis --check -c FILE  validate FILE; print OK (exit 0) or every error (exit 2)\n"
-            "       portcullis revoke -c FILE (--class C --serial S | --fingerprint F) [--reason R]\n"
-            "       portcullis unrevoke -c FILE (--class C --serial S | --fingerprint F)\n"
-            "       portcullis revocations -c FILE [--cursor N] [--count N]\n"
+            "       portcullis --check -c FILE  validate FILE and everything the start needs\n"
+            "                                   (certificate, key and JWKS files, issuance keys,\n"
+            "                                   the admin token variable); print OK (exit 0)\n"
+            "                                   or every error (exit 2)\n");
+    gw_cli_synopsis(f, NULL, 0);
+    fprintf(f,
             "       portcullis --version\n"
             "       portcullis --help\n"
             "\n"
-            "Signals: SIGTERM or SIGINT stop accepting, let in-flight requests finish\n"
-            "(up to timeouts.drain) and exit 0.\n"
-            "Configuration reference: docs/configuration.md\n");
+            "Signals (to a running gateway):\n"
+            "  SIGTERM, SIGINT  stop accepting, let in-flight requests finish (up to\n"
+            "                   timeouts.drain), then exit 0\n"
+            "  SIGHUP           validate FILE again and log the verdict; the running\n"
+            "                   configuration is kept (no live reload: restart to apply)\n"
+            "\n"
+            "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
+            "problem; 2 usage or configuration error (what --check reports);\n"
+            "1 any other failure to start (a listener cannot be bound, ...).\n");
+    gw_cli_exit_status(f);
+    fprintf(f, "Configuration reference: docs/configuration.md\n");
 }
 
 /* The control thread runs the revocation sync (and the admin listener). */
@@ -52,48 +62,39 @@ static void on_revocation_change(void *arg)
         gw_worker_notify_revocation(&ctl->workers[i]);
 }
 
-/* Request-policy state shared by the workers: limiters, JWKS stores and
- * the token-claim header names. Boolean-like: 0, or -1 with err. */
-static int policy_setup(gw_runtime_t *rt, char *err, size_t errlen)
+/* One problem found while preparing the start: "FILE: message" on stderr. */
+static void problem(int *nerr, const char *path, const char *msg)
+{
+    fprintf(stderr, "%s: %s\n", path, msg);
+    (*nerr)++;
+}
+
+/* The JWKS stores (one per distinct file) and the token-claim header names.
+ * Adds one problem per file that cannot be used. */
+static void jwks_setup(gw_runtime_t *rt, const char *path, int *nerr)
 {
     const cfg_t *cfg = rt->cfg;
-    if (cfg->nrate_limits && !(rt->rl = pol_rl_new(cfg->rate_limits, cfg->nrate_limits, 0))) {
-        snprintf(err, errlen, "cannot allocate the rate limiter");
-        return -1;
-    }
-    const cfg_connlimits_t *cl = &cfg->connection_limits;
-    if ((cl->per_ip_count || cl->per_ip_concurrent) && !(rt->connlimit = pol_connlimit_new(cl, 0))) {
-        snprintf(err, errlen, "cannot allocate the connection limiter");
-        return -1;
-    }
-    rt->jwks = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*rt->jwks));
-    rt->jwks_files = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*rt->jwks_files));
-    size_t nclaims = 0;
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        nclaims += cfg->routes[i].jwt ? cfg->routes[i].jwt->nclaims : 0;
-    rt->claim_headers = calloc(nclaims ? nclaims : 1, sizeof(char *));
-    if (!rt->jwks || !rt->jwks_files || !rt->claim_headers) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const cfg_jwt_t *j = cfg->routes[i].jwt;
         if (!j)
             continue;
-        for (size_t k = 0; k < i && !rt->jwks[i]; k++)
-            if (cfg->routes[k].jwt && strcmp(cfg->routes[k].jwt->jwks_file, j->jwks_file) == 0)
-                rt->jwks[i] = rt->jwks[k];
-        if (!rt->jwks[i]) {
-            char e[256];
+        size_t k = 0;
+        while (k < i && !(cfg->routes[k].jwt && strcmp(cfg->routes[k].jwt->jwks_file, j->jwks_file) == 0))
+            k++;
+        if (k < i) {
+            rt->jwks[i] = rt->jwks[k];   /* NULL too, if that file failed: reported once */
+        } else {
+            char e[256], msg[512];
             rt->jwks[i] = pol_jwks_store_new(j->jwks_file, e, sizeof(e));
             if (!rt->jwks[i]) {
-                snprintf(err, errlen, "routes[%zu].jwt.jwks_file: %s", i, e);
-                return -1;
+                snprintf(msg, sizeof msg, "routes[%zu].jwt.jwks_file: %s", i, e);
+                problem(nerr, path, msg);
+            } else {
+                rt->jwks_files[rt->njwks_files++] = rt->jwks[i];
             }
-            rt->jwks_files[rt->njwks_files++] = rt->jwks[i];
         }
         /* a claim header is the gateway's on every route: stripped everywhere */
-        for (size_t k = 0; k < j->nclaims; k++) {
+        for (k = 0; k < j->nclaims; k++) {
             size_t m = 0;
             while (m < rt->nclaim_headers && strcasecmp(rt->claim_headers[m], j->claims[k].header))
                 m++;
@@ -101,27 +102,72 @@ static int policy_setup(gw_runtime_t *rt, char *err, size_t errlen)
                 rt->claim_headers[rt->nclaim_headers++] = j->claims[k].header;
         }
     }
-    const cfg_issuance_t *is = cfg->issuance;
-    if (is) {
-        if (!(rt->issuer = pol_issuer_load(is, err, errlen)))
-            return -1;
-        rt->play_keys = calloc(is->nplatforms ? is->nplatforms : 1, sizeof(*rt->play_keys));
-        if (!rt->play_keys) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        for (size_t i = 0; i < is->nplatforms; i++) {
-            const cfg_platform_t *pl = &is->platforms[i];
-            if (pl->provider == CFG_ATTEST_PLAY_INTEGRITY &&
-                !(rt->play_keys[i] = pol_play_keys_load(&pl->play, err, errlen)))
-                return -1;
-            if (pl->provider == CFG_ATTEST_NONE)
-                gw_log(GW_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
-                       "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
-                       pl->name);
-        }
+}
+
+/* The issuance CA and every platform's attestation keys. */
+static void issuance_setup(gw_runtime_t *rt, const char *path, int *nerr)
+{
+    const cfg_issuance_t *is = rt->cfg->issuance;
+    char err[512];
+    if (!is)
+        return;
+    if (!(rt->issuer = pol_issuer_load(is, err, sizeof err)))
+        problem(nerr, path, err);
+    rt->play_keys = calloc(is->nplatforms ? is->nplatforms : 1, sizeof(*rt->play_keys));
+    if (!rt->play_keys) {
+        problem(nerr, path, "out of memory");
+        return;
     }
-    return 0;
+    for (size_t i = 0; i < is->nplatforms; i++) {
+        const cfg_platform_t *pl = &is->platforms[i];
+        if (pl->provider == CFG_ATTEST_PLAY_INTEGRITY &&
+            !(rt->play_keys[i] = pol_play_keys_load(&pl->play, err, sizeof err)))
+            problem(nerr, path, err);
+        if (pl->provider == CFG_ATTEST_NONE)
+            gw_log(GW_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
+                   "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
+                   pl->name);
+    }
+}
+
+/* Everything the start needs beyond cfg_load(), in the order the start
+ * needs it: the TLS contexts, the admin token, the request-policy state
+ * (limiters, JWKS files, claim headers) and the issuance keys. The start
+ * and `--check` both call this, so a config that passes --check starts
+ * (binding the listeners and reaching Redis are left to the start: they
+ * depend on the moment, not on the file). Prints every problem as
+ * "FILE: message" and returns how many there were; on 0, rt holds the
+ * state (freed by policy_free and tls_ctx_free either way). */
+static int prepare(gw_runtime_t *rt, const char *path)
+{
+    const cfg_t *cfg = rt->cfg;
+    char err[512];
+    int nerr = 0;
+    if (!(rt->tls = tls_ctx_new(cfg, err, sizeof(err))))
+        problem(&nerr, path, err);
+    if (cfg->admin.enabled && !gw_admin_token(&cfg->admin, err, sizeof err))
+        problem(&nerr, path, err);
+    if (cfg->nrate_limits && !(rt->rl = pol_rl_new(cfg->rate_limits, cfg->nrate_limits, 0)))
+        problem(&nerr, path, "cannot allocate the rate limiter");
+    const cfg_connlimits_t *cl = &cfg->connection_limits;
+    if ((cl->per_ip_count || cl->per_ip_concurrent) && !(rt->connlimit = pol_connlimit_new(cl, 0)))
+        problem(&nerr, path, "cannot allocate the connection limiter");
+    rt->jwks = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*rt->jwks));
+    rt->jwks_files = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*rt->jwks_files));
+    size_t nclaims = 0;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        nclaims += cfg->routes[i].jwt ? cfg->routes[i].jwt->nclaims : 0;
+    rt->claim_headers = calloc(nclaims ? nclaims : 1, sizeof(char *));
+    if (!rt->jwks || !rt->jwks_files || !rt->claim_headers)
+        problem(&nerr, path, "out of memory");
+    else
+        jwks_setup(rt, path, &nerr);
+    rt->hnames = ups_names_new(&cfg->identity, (const char *const *)rt->claim_headers,
+                               rt->nclaim_headers, &cfg->http);
+    if (!rt->hnames)
+        problem(&nerr, path, "out of memory");
+    issuance_setup(rt, path, &nerr);
+    return nerr;
 }
 
 static void policy_free(gw_runtime_t *rt)
@@ -138,6 +184,7 @@ static void policy_free(gw_runtime_t *rt)
     free(rt->jwks_files);
     free(rt->jwks);
     free(rt->claim_headers);
+    ups_names_free(rt->hnames);
 }
 
 /* JWKS files are re-read when they change; a bad file keeps the old keys. */
@@ -256,19 +303,16 @@ int main(int argc, char **argv)
         return 2;
     gw_runtime_t rt = {.cfg = cfg};
     char err[512];
-    rt.tls = tls_ctx_new(cfg, err, sizeof(err));
-    if (!rt.tls) {
-        fprintf(stderr, "%s: %s\n", path, err);
-        cfg_free(cfg);
-        return 2;
-    }
-    if (check) {
-        printf("OK\n");
+    gw_log_setup(cfg->logging.level, cfg->logging.format);
+    int problems = prepare(&rt, path);
+    if (problems || check) {
+        if (!problems)
+            printf("OK\n");
+        policy_free(&rt);
         tls_ctx_free(rt.tls);
         cfg_free(cfg);
-        return 0;
+        return problems ? 2 : 0;
     }
-    gw_log_setup(cfg->logging.level, cfg->logging.format);
 
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
@@ -288,10 +332,6 @@ int main(int argc, char **argv)
         return 1;
     }
     tls_ctx_set_mirror(rt.tls, rt.mirror);
-    if (policy_setup(&rt, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s: %s\n", path, err);
-        return 2;
-    }
     struct event *jwks_timer = event_new(ctl.base, -1, EV_PERSIST, on_jwks_timer, &rt);
     struct timeval five = {5, 0};
     if (rt.njwks_files && jwks_timer)
@@ -318,7 +358,7 @@ int main(int argc, char **argv)
             ctl.admin = gw_admin_start(ctl.base, cfg, rt.mirror, rt.tls, err, sizeof(err));
             if (!ctl.admin) {
                 gw_log(GW_ERR, NULL, "admin listener: %s", err);
-                exit(2);
+                exit(1);
             }
         }
         if (!ctl.sync || pthread_create(&ctl.thread, NULL, control_main, &ctl) != 0) {

@@ -107,6 +107,42 @@ static void on_revocation(evutil_socket_t fd, short what, void *arg)
     gw_conn_revocation_scan(arg);
 }
 
+/* The expiry timer never waits longer than this, so a wall clock that was
+ * set forward is noticed within it (libevent timers follow the monotonic
+ * clock, notAfter the wall clock). */
+#define EXPIRY_RECHECK_MS 60000
+
+static void arm_expiry(gw_worker_t *w, time_t at)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ms = ((int64_t)at - now.tv_sec) * 1000 - now.tv_nsec / 1000000;
+    if (ms < 0)
+        ms = 0;
+    if (ms > EXPIRY_RECHECK_MS)
+        ms = EXPIRY_RECHECK_MS;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    w->expiry_at = at;
+    event_add(w->expiry_ev, &tv);
+}
+
+void gw_worker_watch_expiry(gw_worker_t *w, time_t not_after)
+{
+    if (!w->expiry_at || not_after < w->expiry_at)
+        arm_expiry(w, not_after);
+}
+
+static void on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_worker_t *w = arg;
+    w->expiry_at = 0;
+    time_t next = gw_conn_expiry_scan(w, time(NULL));
+    if (next)
+        arm_expiry(w, next);
+}
+
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -144,6 +180,7 @@ int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t e
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
+    w->expiry_ev = evtimer_new(w->base, on_expiry, w);
     w->pool = ups_pool_new(w->base, cfg, rt->health, cfg->limits.max_header_bytes * 4);
     int need_redis = cfg->issuance != NULL;   /* nonces and issuance records */
     for (size_t i = 0; i < cfg->nrate_limits; i++)
@@ -152,7 +189,7 @@ int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t e
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (!w->stop_ev || !w->drain_timer || !w->rev_ev || !w->pool) {
+    if (!w->stop_ev || !w->drain_timer || !w->rev_ev || !w->expiry_ev || !w->pool) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -203,6 +240,8 @@ void gw_worker_free(gw_worker_t *w)
         event_free(w->drain_timer);
     if (w->rev_ev)
         event_free(w->rev_ev);
+    if (w->expiry_ev)
+        event_free(w->expiry_ev);
     pol_redis_free(w->redis);
     ups_pool_free(w->pool);
     if (w->base)

@@ -38,23 +38,6 @@ static const char *const missing_verdict[] = {
 
 /* ---------------------------------------------------------------- keys */
 
-static char *read_file(const char *path, size_t max, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > max) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* Standard base64 with whitespace ignored; decoded length or -1. */
 static long b64_std(const char *s, size_t len, unsigned char *out, size_t cap)
 {
@@ -94,8 +77,12 @@ pol_play_keys_t *pol_play_keys_load(const cfg_play_integrity_t *cfg, char *err, 
         snprintf(err, errlen, "play_integrity: key files not configured");
         goto fail;
     }
-    if (!(text = read_file(cfg->decryption_key_file, 1024, &len)) ||
-        b64_std(text, len, buf, sizeof buf) != 32) {
+    char why[512];
+    if (!(text = cfg_read_file(cfg->decryption_key_file, CFG_MAX_KEY_FILE, &len, why, sizeof why))) {
+        snprintf(err, errlen, "play_integrity.decryption_key_file: %s", why);
+        goto fail;
+    }
+    if (b64_std(text, len, buf, sizeof buf) != 32) {
         snprintf(err, errlen, "play_integrity: \"%s\" does not hold a base64 AES-256 key",
                  cfg->decryption_key_file);
         goto fail;
@@ -104,8 +91,8 @@ pol_play_keys_t *pol_play_keys_load(const cfg_play_integrity_t *cfg, char *err, 
     OPENSSL_cleanse(buf, sizeof buf);
     OPENSSL_cleanse(text, len);
     free(text);
-    if (!(text = read_file(cfg->verification_key_file, 3000, &len))) {
-        snprintf(err, errlen, "play_integrity: cannot read \"%s\"", cfg->verification_key_file);
+    if (!(text = cfg_read_file(cfg->verification_key_file, CFG_MAX_KEY_FILE, &len, why, sizeof why))) {
+        snprintf(err, errlen, "play_integrity.verification_key_file: %s", why);
         goto fail;
     }
     if (strstr(text, "-----BEGIN PUBLIC KEY-----")) {

@@ -30,6 +30,8 @@ static const struct {
     [POL_ISS_METHOD] = {"method_not_allowed", 405},
     [POL_ISS_UNAVAILABLE] = {"issuance_unavailable", 503},
     [POL_ISS_INTERNAL] = {"internal_error", 500},
+    [POL_ISS_DEVICE_REVOKED] = {"device_revoked", 403},
+    [POL_ISS_CERT_REVOKED] = {"certificate_revoked", 403},
 };
 
 const char *pol_iss_error_code(int e)

@@ -58,6 +58,8 @@ enum pol_iss_error {
     POL_ISS_METHOD,             /* 405 "method_not_allowed" */
     POL_ISS_UNAVAILABLE,        /* 503 "issuance_unavailable": Redis or the verifier is down */
     POL_ISS_INTERNAL,           /* 500 "internal_error": signing failed */
+    POL_ISS_DEVICE_REVOKED,     /* 403 "device_revoked": the device id is revoked */
+    POL_ISS_CERT_REVOKED,       /* 403 "certificate_revoked": the renewing certificate is */
     POL_ISS__COUNT
 };
 const char *pol_iss_error_code(int e);    /* "bad_request", ...; "internal_error" if unknown */

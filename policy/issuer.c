@@ -183,16 +183,24 @@ pol_issuer_t *pol_issuer_load(const cfg_issuance_t *cfg, char *err, size_t errle
         snprintf(err, errlen, "issuance: no CA configured");
         goto fail;
     }
-    if (!(b = BIO_new_file(cfg->ca_cert_file, "rb")) ||
-        !(is->ca = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-        snprintf(err, errlen, "issuance: cannot read the CA certificate \"%s\"",
-                 cfg->ca_cert_file);
+    char why[512];
+    if (!(b = cfg_open_file(cfg->ca_cert_file, why, sizeof why))) {
+        snprintf(err, errlen, "issuance.ca_cert: %s", why);
+        goto fail;
+    }
+    if (!(is->ca = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+        snprintf(err, errlen, "issuance.ca_cert: \"%s\" is not a PEM certificate: %s",
+                 cfg->ca_cert_file, cfg_ossl_reason());
         goto fail;
     }
     BIO_free(b);
-    if (!(b = BIO_new_file(cfg->ca_key_file, "rb")) ||
-        !(is->key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL))) {
-        snprintf(err, errlen, "issuance: cannot read the CA key \"%s\"", cfg->ca_key_file);
+    if (!(b = cfg_open_file(cfg->ca_key_file, why, sizeof why))) {
+        snprintf(err, errlen, "issuance.ca_key: %s", why);
+        goto fail;
+    }
+    if (!(is->key = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL))) {
+        snprintf(err, errlen, "issuance.ca_key: \"%s\" is not an unencrypted PEM private key: %s",
+                 cfg->ca_key_file, cfg_ossl_reason());
         goto fail;
     }
     BIO_free(b);
@@ -219,8 +227,8 @@ pol_issuer_t *pol_issuer_load(const cfg_issuance_t *cfg, char *err, size_t errle
     if (cfg->chain_file) {
         X509 *x;
         int n = 0;
-        if (!(b = BIO_new_file(cfg->chain_file, "rb"))) {
-            snprintf(err, errlen, "issuance: cannot read the chain \"%s\"", cfg->chain_file);
+        if (!(b = cfg_open_file(cfg->chain_file, why, sizeof why))) {
+            snprintf(err, errlen, "issuance.chain: %s", why);
             goto fail;
         }
         while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
@@ -231,7 +239,8 @@ pol_issuer_t *pol_issuer_load(const cfg_issuance_t *cfg, char *err, size_t errle
             n++;
         }
         if (n == 0) {
-            snprintf(err, errlen, "issuance: \"%s\" holds no certificate", cfg->chain_file);
+            snprintf(err, errlen, "issuance.chain: \"%s\" holds no PEM certificate: %s",
+                     cfg->chain_file, cfg_ossl_reason());
             goto fail;
         }
     }

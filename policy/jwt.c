@@ -31,6 +31,9 @@ typedef struct {
     EVP_PKEY *pkey;
 } jwk_t;
 
+/* The one JWS algorithm each key type verifies here. */
+static const char *const type_alg[] = {"ES256", "RS256", "EdDSA"};
+
 struct pol_jwks {
     int refs;           /* atomic */
     jwk_t *keys;
@@ -204,6 +207,66 @@ static EVP_PKEY *okp_key(json_t *k, const char **why)
     return pkey;
 }
 
+/* The members that say what a key may be used for (RFC 7517 4.2-4.4), for a
+ * key of type type. 1: usable for signature verification with the type's
+ * algorithm; 0: not for that (skipped); -1: malformed (*why set). A key is
+ * skipped when "use" is not "sig", when "key_ops" does not list "verify",
+ * or when "alg" names another algorithm than the one this gateway verifies
+ * with its type; "alg" naming one of our algorithms for another key type is
+ * a contradiction in the key, an error. */
+static int key_purpose(json_t *k, int type, const char **why)
+{
+    json_t *use = json_object_get(k, "use"), *ops = json_object_get(k, "key_ops");
+    json_t *alg = json_object_get(k, "alg");
+    if (use && !json_is_string(use)) {
+        *why = "\"use\" must be a string";
+        return -1;
+    }
+    if (use && strcmp(json_string_value(use), "sig") != 0)
+        return 0;   /* encryption keys are never used for signatures */
+    if (ops) {
+        size_t i, j;
+        json_t *op, *op2;
+        int verify = 0;
+        if (!json_is_array(ops)) {
+            *why = "\"key_ops\" must be an array of strings";
+            return -1;
+        }
+        json_array_foreach(ops, i, op) {
+            if (!json_is_string(op)) {
+                *why = "\"key_ops\" must be an array of strings";
+                return -1;
+            }
+            json_array_foreach(ops, j, op2) {
+                if (j < i && json_equal(op, op2)) {
+                    *why = "\"key_ops\" lists an operation twice";
+                    return -1;
+                }
+            }
+            verify |= strcmp(json_string_value(op), "verify") == 0;
+        }
+        if (!verify)
+            return 0;   /* e.g. ["encrypt"] or ["sign"] only */
+    }
+    if (alg) {
+        if (!json_is_string(alg)) {
+            *why = "\"alg\" must be a string";
+            return -1;
+        }
+        const char *a = json_string_value(alg);
+        if (strcmp(a, type_alg[type]) == 0)
+            return 1;
+        for (size_t t = 0; t < sizeof type_alg / sizeof type_alg[0]; t++) {
+            if (strcmp(a, type_alg[t]) == 0) {
+                *why = "\"alg\" names an algorithm for another key type";
+                return -1;
+            }
+        }
+        return 0;   /* an algorithm not verified here (RS384, PS256, ES384, ...) */
+    }
+    return 1;
+}
+
 static void jwks_free(pol_jwks_t *k)
 {
     for (size_t i = 0; i < k->n; i++) {
@@ -272,29 +335,30 @@ pol_jwks_t *pol_jwks_load(const char *file, char *err, size_t errlen)
         const char *why = "skip";
         EVP_PKEY *pkey = NULL;
         int type = -1;
-        json_t *kty = json_object_get(k, "kty"), *use = json_object_get(k, "use");
-        json_t *kid = json_object_get(k, "kid");
+        json_t *kty = json_object_get(k, "kty"), *kid = json_object_get(k, "kid");
         if (!json_is_object(k) || !json_is_string(kty)) {
             snprintf(err, errlen, "\"%s\": keys[%zu] is not a JWK (no \"kty\")", file, i);
             goto fail;
         }
-        if (use && (!json_is_string(use) || strcmp(json_string_value(use), "sig") != 0))
-            continue;   /* encryption keys are never used for signatures */
         if (kid && !json_is_string(kid)) {
             snprintf(err, errlen, "\"%s\": keys[%zu]: \"kid\" must be a string", file, i);
             goto fail;
         }
         const char *t = json_string_value(kty);
-        if (strcmp(t, "EC") == 0) {
-            type = KT_EC;
-            pkey = ec_key(k, &why);
-        } else if (strcmp(t, "RSA") == 0) {
-            type = KT_RSA;
-            pkey = rsa_key(k, &why);
-        } else if (strcmp(t, "OKP") == 0) {
-            type = KT_OKP;
-            pkey = okp_key(k, &why);
+        type = strcmp(t, "EC") == 0 ? KT_EC : strcmp(t, "RSA") == 0 ? KT_RSA
+             : strcmp(t, "OKP") == 0 ? KT_OKP : -1;
+        if (type < 0)
+            continue;   /* other key types */
+        int purpose = key_purpose(k, type, &why);
+        if (purpose < 0) {
+            snprintf(err, errlen, "\"%s\": keys[%zu]: %s", file, i, why);
+            goto fail;
         }
+        if (purpose == 0)
+            continue;
+        why = "skip";
+        pkey = type == KT_EC ? ec_key(k, &why) : type == KT_RSA ? rsa_key(k, &why)
+             : okp_key(k, &why);
         ERR_clear_error();
         if (!pkey && strcmp(why, "skip") == 0)
             continue;   /* other key types and curves */

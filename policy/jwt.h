@@ -25,9 +25,14 @@
 typedef struct pol_jwks pol_jwks_t;
 typedef struct pol_jwks_store pol_jwks_store_t;
 
-/* Loads a JWKS file. Keys whose "use" is present and not "sig", and keys of
- * other types or curves, are skipped; a malformed EC/RSA/OKP key, an RSA
- * modulus under 2048 bits, or a file without one usable key is an error.
+/* Loads a JWKS file. Keys of other types or curves are skipped, and so are
+ * keys not meant for verifying our signatures: "use" present and not "sig",
+ * "key_ops" present without "verify", "alg" present and not the algorithm
+ * of the key's type (ES256 for EC P-256, RS256 for RSA, EdDSA for Ed25519).
+ * A malformed EC/RSA/OKP key (including a "use", "key_ops" or "alg" of the
+ * wrong JSON type, a repeated key_ops value, or an "alg" of ours on another
+ * key type), an RSA modulus under 2048 bits, or a file without one usable
+ * key is an error.
  * Boolean-like: returns the key set (one reference) or NULL with a one-line
  * reason in err. */
 pol_jwks_t *pol_jwks_load(const char *file, char *err, size_t errlen);

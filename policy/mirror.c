@@ -118,6 +118,10 @@ struct pol_mirror {
     double last_load_ms;
     int fail_closed;
     uint64_t max_staleness_ms;
+    /* entries it cannot use (see pol_mirror_status_t) */
+    size_t unusable;
+    pol_mirror_bad_t bad[POL_MIRROR_EXAMPLES];
+    size_t nbad;
 };
 
 static int64_t mono_ms(void)
@@ -158,6 +162,16 @@ int pol_mirror_contains(pol_mirror_t *m, const pol_rev_key_t *k)
     return r;
 }
 
+int pol_mirror_contains_any(pol_mirror_t *m, const pol_rev_key_t *keys, size_t n)
+{
+    int r = 0;
+    pthread_rwlock_rdlock(&m->lock);
+    for (size_t i = 0; i < n && !r; i++)
+        r = !key_empty(&keys[i]) && rt_contains(&m->t, &keys[i]);
+    pthread_rwlock_unlock(&m->lock);
+    return r;
+}
+
 int pol_mirror_usable(pol_mirror_t *m)
 {
     return mono_ms() < __atomic_load_n(&m->usable_until_ms, __ATOMIC_ACQUIRE);
@@ -177,6 +191,9 @@ void pol_mirror_status(pol_mirror_t *m, pol_mirror_status_t *st)
     st->last_sync_unix = m->last_sync_unix;
     st->last_load_ms = m->last_load_ms;
     int64_t stale = m->stale_since_ms;
+    st->unusable = m->unusable;
+    st->nexamples = m->nbad;
+    memcpy(st->examples, m->bad, m->nbad * sizeof m->bad[0]);
     pthread_rwlock_unlock(&m->lock);
     st->usable = pol_mirror_usable(m);
     st->staleness_s = stale ? (double)(mono_ms() - stale) / 1000.0 : 0.0;
@@ -226,6 +243,9 @@ struct pol_revsync {
     pending_t *pend, **pend_tail;   /* changes seen while loading, in order */
     struct timespec load_start;
     size_t load_bad;
+    size_t load_unusable;      /* members the load could not use */
+    pol_mirror_bad_t load_ex[POL_MIRROR_EXAMPLES];
+    size_t load_nex;
     struct event *retry, *resync, *cmd_timer, *stale_timer;
     uint64_t backoff_ms;
     int stopping;
@@ -247,19 +267,65 @@ static void arm_ms(struct event *ev, uint64_t ms)
     event_add(ev, &tv);
 }
 
+/* An example of an unusable entry: cut, and safe in a log line or JSON. */
+static void bad_example(pol_mirror_bad_t *b, const char *text, size_t len, const char *problem)
+{
+    size_t n = len < sizeof(b->entry) - 4 ? len : sizeof(b->entry) - 4, i;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        b->entry[i] = ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
+    }
+    if (n < len)
+        memcpy(b->entry + i, "...", 4);
+    else
+        b->entry[i] = '\0';
+    snprintf(b->problem, sizeof(b->problem), "%s", problem);
+}
+
+/* Canonicalises one member of the set, or the entry of a message, and checks
+ * that it can match here. 0 with the canonical entry in canon; -1 after
+ * logging at error level, with the example in *ex. */
+static int usable_entry(pol_revsync_t *s, const char *text, size_t len, int is_msg, char *canon,
+                        size_t canonlen, int *add, pol_mirror_bad_t *ex, int quiet)
+{
+    const char *err = NULL;
+    char why[200];
+    int form = 0, r;
+    if (is_msg)
+        r = pol_rev_parse_message(text, len, canon, canonlen, &form, &err);
+    else
+        r = pol_rev_canon(text, len, canon, canonlen, &form, &err) < 0 ? -1 : 1;
+    if (r >= 0 && add)
+        *add = r;
+    if (r >= 0 && (r == 0 || pol_rev_usable(s->cfg, canon, form, why, sizeof(why)) == 0))
+        return 0;   /* a lift of an entry that can match nothing is harmless */
+    bad_example(ex, text, len, r < 0 ? err : why);
+    if (!quiet)
+        gw_log(GW_ERR, "action=revocation-sync", "unusable revocation %s \"%s\" (%s %s): %s; it revokes nothing",
+           is_msg ? "message" : "entry", ex->entry, is_msg ? "channel" : "set",
+           is_msg ? s->cfg->revocation.channel : s->cfg->revocation.key, ex->problem);
+    return -1;
+}
+
+static void count_unusable(pol_mirror_t *m, const pol_mirror_bad_t *ex)
+{
+    pthread_rwlock_wrlock(&m->lock);
+    m->unusable++;
+    if (m->nbad < POL_MIRROR_EXAMPLES)
+        m->bad[m->nbad++] = *ex;
+    pthread_rwlock_unlock(&m->lock);
+}
+
 static void apply(pol_revsync_t *s, const char *msg, size_t len)
 {
-    if (len < 2 || (msg[0] != '+' && msg[0] != '-')) {
-        gw_log(GW_WARN, "action=revocation-sync", "ignored malformed message on %s", s->cfg->revocation.channel);
-        return;
-    }
     char canon[POL_REV_ENTRY_MAX];
-    const char *err = NULL;
-    if (pol_rev_canon_entry(msg + 1, len - 1, canon, sizeof(canon), &err) < 0) {
-        gw_log(GW_WARN, "action=revocation-sync", "ignored message \"%.*s\": %s", (int)(len > 100 ? 100 : len), msg, err);
+    pol_mirror_bad_t ex;
+    int add = 0;
+    if (usable_entry(s, msg, len, 1, canon, sizeof(canon), &add, &ex, 0) < 0) {
+        count_unusable(s->m, &ex);
+        changed(s);   /* the health counters moved */
         return;
     }
-    int add = msg[0] == '+';
     pol_rev_key_t k = pol_rev_key(canon, strlen(canon));
     pthread_rwlock_wrlock(&s->m->lock);
     int r = add ? rt_add(&s->m->t, &k) : rt_del(&s->m->t, &k);
@@ -335,6 +401,9 @@ static void finish_load(pol_revsync_t *s)
     m->ever_synced = 1;
     m->last_sync_unix = (int64_t)time(NULL);
     m->last_load_ms = ms;
+    m->unusable = s->load_unusable;
+    m->nbad = s->load_nex;
+    memcpy(m->bad, s->load_ex, s->load_nex * sizeof s->load_ex[0]);
     size_t n = m->t.n;
     pthread_rwlock_unlock(&m->lock);
     free(old.slots);
@@ -345,6 +414,10 @@ static void finish_load(pol_revsync_t *s)
     gw_log(strcmp(was, "current") ? GW_INFO : GW_DEBUG, "action=revocation-sync",
            "revocation mirror current: %zu entries loaded in %.1f ms (%zu KiB)", n, ms,
            m->t.cap * sizeof(pol_rev_key_t) / 1024);
+    if (s->load_unusable)
+        gw_log(GW_ERR, "action=revocation-sync",
+               "revocation set %s holds %zu unusable entries that revoke nothing (see /admin/health)",
+               s->cfg->revocation.key, s->load_unusable);
     s->backoff_ms = 0;
     changed(s);
     arm_ms(s->resync, s->cfg->revocation.resync_interval_ms);
@@ -368,11 +441,18 @@ static void on_sscan(redisAsyncContext *ac, void *r, void *priv)
     for (size_t i = 0; i < items->elements; i++) {
         redisReply *it = items->element[i];
         char canon[POL_REV_ENTRY_MAX];
-        const char *err = NULL;
+        pol_mirror_bad_t ex;
+        if (it->type != REDIS_REPLY_STRING) {
+            bad_example(&ex, "", 0, "set member is not a string");
+            gw_log(GW_ERR, "action=revocation-sync", "unusable revocation entry in set %s: not a string",
+                   s->cfg->revocation.key);
+        }
         if (it->type != REDIS_REPLY_STRING ||
-            pol_rev_canon_entry(it->str, it->len, canon, sizeof(canon), &err) < 0) {
-            gw_log(GW_WARN, "action=revocation-sync", "ignored malformed set member: %s",
-                   err ? err : "not a string");
+            usable_entry(s, it->str, it->len, 0, canon, sizeof(canon), NULL, &ex,
+                         s->load_unusable >= POL_MIRROR_EXAMPLES) < 0) {
+            if (s->load_nex < POL_MIRROR_EXAMPLES)
+                s->load_ex[s->load_nex++] = ex;
+            s->load_unusable++;
             continue;
         }
         pol_rev_key_t k = pol_rev_key(canon, strlen(canon));
@@ -399,6 +479,8 @@ static void start_load(pol_revsync_t *s)
     }
     s->loading = 1;
     s->load_bad = 0;
+    s->load_unusable = 0;
+    s->load_nex = 0;
     free_pending(s);
     clock_gettime(CLOCK_MONOTONIC, &s->load_start);
     arm_ms(s->cmd_timer, s->cfg->redis.command_timeout_ms);

@@ -20,6 +20,13 @@
 
 typedef struct pol_mirror pol_mirror_t;
 
+/* An entry of the set (or a message) the mirror could not use. */
+#define POL_MIRROR_EXAMPLES 5
+typedef struct {
+    char entry[100];          /* as found, cut, control characters replaced */
+    char problem[200];
+} pol_mirror_bad_t;
+
 typedef struct {
     size_t entries;
     size_t bytes;             /* memory held by the table */
@@ -28,6 +35,13 @@ typedef struct {
     double staleness_s;       /* 0 while current */
     int64_t last_sync_unix;   /* last completed full load, 0 if none */
     double last_load_ms;      /* duration of that load */
+    /* entries the mirror cannot use: members of the set found at the last
+     * complete load, plus published messages since then, that do not
+     * canonicalise or name a class this gateway does not have. Each is
+     * logged at error level; the first few are kept as examples. */
+    size_t unusable;
+    pol_mirror_bad_t examples[POL_MIRROR_EXAMPLES];
+    size_t nexamples;
 } pol_mirror_status_t;
 
 pol_mirror_t *pol_mirror_new(const cfg_t *cfg);
@@ -35,6 +49,9 @@ void pol_mirror_free(pol_mirror_t *m);
 
 /* 1 if the key is revoked. */
 int pol_mirror_contains(pol_mirror_t *m, const pol_rev_key_t *k);
+/* 1 if one of keys[0..n-1] is revoked (all-zero keys are skipped), under
+ * one read lock. */
+int pol_mirror_contains_any(pol_mirror_t *m, const pol_rev_key_t *keys, size_t n);
 /* 1 if the mirror may be relied on now (current, or stale within
  * max_staleness under serve_stale). */
 int pol_mirror_usable(pol_mirror_t *m);

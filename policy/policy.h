@@ -9,7 +9,10 @@
 #include <stddef.h>
 
 #include "../config/config.h"
+#include "../config/host.h"
+#include "../config/route.h"
 #include "../tls/tls.h"
+#include "target.h"
 
 typedef struct {
     int status;             /* 0 = allow; else the HTTP status to answer */
@@ -18,19 +21,16 @@ typedef struct {
     int bearer_challenge;   /* add WWW-Authenticate: Bearer */
 } pol_verdict_t;
 
-/* The origin-form path of a request target, without the query: its length,
- * or -1 if the target is not an acceptable origin-form path (not starting
- * with '/', dot segments, encoded dots or slashes, control bytes). */
-long pol_target_path(const char *target, size_t len);
+/* Request targets are canonicalised by pol_target_canon() (target.h);
+ * routes match on the canonical path. */
 
-/* Host header value to a bare lowercase host (port dropped) in out; -1 if
- * malformed. */
-int pol_host(const char *v, size_t len, char *out, size_t outlen);
+/* The Host header is canonicalised by cfg_host_canon() (config/host.h);
+ * routes match on the canonical host. */
 
-/* Longest-prefix route for host (NULL: none sent) / path / method; NULL if
- * none. A prefix matches at a segment boundary: "/api" matches "/api" and
- * "/api/x", not "/apix"; a prefix ending in '/' matches anything below it.
- * Among equally long prefixes, a route naming the host wins. */
+/* The route for a request: cfg_route_select() (config/route.h), the one
+ * route choice, which the load-time issuance check also uses. host is the
+ * canonical host (NULL: none), path the canonical path (pol_target_canon),
+ * without the query. */
 const cfg_route_t *pol_route(const cfg_t *cfg, const char *host, const char *path, size_t plen,
                              const char *method);
 

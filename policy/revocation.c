@@ -2,6 +2,7 @@
 #include "revocation.h"
 
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <string.h>
 
 static int is_hex(char c)
@@ -9,143 +10,298 @@ static int is_hex(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
 static char lower(char c)
 {
     return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
 }
 
-static int valid_class(const char *s, size_t n)
+static int prefix_ci(const char *s, size_t n, const char *p)
 {
-    if (n == 0 || n > 63)
+    size_t k = strlen(p);
+    if (n < k)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+    for (size_t i = 0; i < k; i++)
+        if (lower(s[i]) != p[i])
             return 0;
-    }
     return 1;
 }
 
-/* Serial: hex, optional "0x", optional ':' separators (as printed by
- * openssl), at most 20 octets. Canonical: lowercase, no leading zeros. */
-static int canon_serial(const char *s, size_t n, char *out, size_t outlen, const char **err)
+/* Drops whitespace at both ends of s[0..*n-1]. */
+static const char *trim(const char *s, size_t *n)
 {
-    if (n >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-        s += 2;
-        n -= 2;
+    while (*n && is_space(*s)) {
+        s++;
+        (*n)--;
     }
-    char tmp[64];
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == ':')
-            continue;
-        if (!is_hex(s[i]) || k >= 40) {
-            *err = k >= 40 ? "serial is longer than 20 octets" : "serial must be hexadecimal";
-            return -1;
-        }
-        tmp[k++] = lower(s[i]);
-    }
-    size_t z = 0;
-    while (z + 1 < k && tmp[z] == '0')
-        z++;
-    if (k == 0) {
-        *err = "serial is empty";
+    while (*n && is_space(s[*n - 1]))
+        (*n)--;
+    return s;
+}
+
+static int fail(char *out, size_t outlen, const char **err, const char *why)
+{
+    if (outlen)
+        out[0] = '\0';
+    *err = why;
+    return -1;
+}
+
+/* Copies a piece of the canonical text; 0, or -1 when out is too small. */
+static int put(char *out, size_t outlen, size_t *k, const char *s, size_t n)
+{
+    if (*k + n >= outlen)
         return -1;
-    }
-    if (k - z + 1 > outlen) {
-        *err = "serial too long";
-        return -1;
-    }
-    memcpy(out, tmp + z, k - z);
-    out[k - z] = '\0';
+    memcpy(out + *k, s, n);
+    *k += n;
+    out[*k] = '\0';
     return 0;
+}
+
+static int class_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+static int device_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.' || c == ':' || c == '@';
+}
+
+/* The hex digits of s[0..n-1] with ':' and whitespace dropped: how many
+ * (*digits), how many before the first non-zero one (*zeros); 0, or -1 when
+ * another character is found. */
+static int hex_digits(const char *s, size_t n, size_t *digits, size_t *zeros)
+{
+    int seen_nonzero = 0;
+    *digits = *zeros = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ':' || is_space(s[i]))
+            continue;
+        if (!is_hex(s[i]))
+            return -1;
+        (*digits)++;
+        if (!seen_nonzero && s[i] == '0')
+            (*zeros)++;
+        else
+            seen_nonzero = 1;
+    }
+    return 0;
+}
+
+/* Appends the hex digits of s (separators dropped, lowercase), skipping the
+ * first `skip` of them. The caller checked s with hex_digits. */
+static int put_hex(char *out, size_t outlen, size_t *k, const char *s, size_t n, size_t skip)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ':' || is_space(s[i]))
+            continue;
+        if (skip) {
+            skip--;
+            continue;
+        }
+        char c = lower(s[i]);
+        if (put(out, outlen, k, &c, 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int canon_class_serial(const char *cls, size_t cn, const char *ser, size_t sn, char *out,
+                              size_t outlen, const char **err)
+{
+    size_t k = 0, digits, zeros;
+    cls = trim(cls, &cn);
+    ser = trim(ser, &sn);
+    if (cn == 0 || cn > 63)
+        return fail(out, outlen, err,
+                    "class must be a trust class name ([a-z0-9_-], 1-63 characters)");
+    for (size_t i = 0; i < cn; i++)
+        if (!class_char(cls[i]))
+            return fail(out, outlen, err,
+                        "class must be a trust class name ([a-z0-9_-], 1-63 characters)");
+    if (sn >= 2 && ser[0] == '0' && (ser[1] == 'x' || ser[1] == 'X')) {
+        ser += 2;
+        sn -= 2;
+    }
+    if (hex_digits(ser, sn, &digits, &zeros) < 0)
+        return fail(out, outlen, err, "serial must be hexadecimal");
+    if (digits == 0)
+        return fail(out, outlen, err, "serial is empty");
+    if (zeros == digits)
+        zeros = digits - 1;   /* the serial 0 */
+    if (digits - zeros > 2 * POL_REV_SERIAL_MAX_OCTETS)
+        return fail(out, outlen, err, "serial is longer than 20 octets");
+    if (put(out, outlen, &k, cls, cn) < 0 || put(out, outlen, &k, ":", 1) < 0 ||
+        put_hex(out, outlen, &k, ser, sn, zeros) < 0)
+        return fail(out, outlen, err, "output buffer too small");
+    return (int)k;
+}
+
+/* 1 if every ':' in s[0..n-1] stands between two octets (two hex digits
+ * since the previous one) and there is one between every two octets, or
+ * there is none at all: "9F:86:...", not "cafe:00...". */
+static int octet_colons(const char *s, size_t n)
+{
+    size_t colons = 0, run = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ':') {
+            if (run != 2)
+                return 0;
+            colons++;
+            run = 0;
+        } else if (!is_space(s[i])) {
+            run++;
+        }
+    }
+    return colons == 0 || (colons == 31 && run == 2);
+}
+
+/* -1 when s is not a fingerprint spelling, without touching *err; -2 when
+ * it is one but out is too small. strict: ':' only as octet separators. */
+static int canon_fp(const char *s, size_t n, char *out, size_t outlen, int strict)
+{
+    size_t k = 0, digits, zeros;
+    s = trim(s, &n);
+    if (prefix_ci(s, n, "sha256:") || prefix_ci(s, n, "sha256=")) {
+        s += 7;
+        n -= 7;
+    }
+    if (hex_digits(s, n, &digits, &zeros) < 0 || digits != 64 || (strict && !octet_colons(s, n)))
+        return -1;
+    if (put_hex(out, outlen, &k, s, n, 0) < 0)
+        return -2;
+    return (int)k;
+}
+
+static int canon_device(const char *id, size_t n, char *out, size_t outlen, const char **err)
+{
+    size_t k = 0;
+    id = trim(id, &n);
+    if (n == 0 || n > POL_REV_DEVICE_ID_MAX)
+        return fail(out, outlen, err, "device id must be 1..128 characters of "
+                    "A-Z a-z 0-9 . _ : @ -");
+    for (size_t i = 0; i < n; i++)
+        if (!device_char(id[i]))
+            return fail(out, outlen, err, "device id must be 1..128 characters of "
+                        "A-Z a-z 0-9 . _ : @ -");
+    if (put(out, outlen, &k, POL_REV_DEVICE_PREFIX, strlen(POL_REV_DEVICE_PREFIX)) < 0 ||
+        put(out, outlen, &k, id, n) < 0)
+        return fail(out, outlen, err, "output buffer too small");
+    return (int)k;
+}
+
+int pol_rev_canon(const char *in, size_t len, char *out, size_t outlen, int *form,
+                  const char **err)
+{
+    static const char prefix[] = POL_REV_DEVICE_PREFIX;
+    if (!in || memchr(in, '\0', len))
+        return fail(out, outlen, err, "entry contains a NUL byte");
+    in = trim(in, &len);
+    if (len == 0)
+        return fail(out, outlen, err, "entry is empty");
+    if (prefix_ci(in, len, prefix)) {
+        int r = canon_device(in + sizeof prefix - 1, len - (sizeof prefix - 1), out, outlen, err);
+        if (r > 0 && form)
+            *form = POL_REV_DEVICE;
+        return r;
+    }
+    /* a fingerprint as tools print it; then <class>:<serial>; then a
+     * fingerprint with colons elsewhere ("9F:86D0...") */
+    int r = canon_fp(in, len, out, outlen, 1);
+    const char *colon = memchr(in, ':', len);
+    if (r == -1 && colon) {
+        r = canon_class_serial(in, (size_t)(colon - in), colon + 1,
+                               len - (size_t)(colon - in) - 1, out, outlen, err);
+        if (r > 0) {
+            if (form)
+                *form = POL_REV_SERIAL;
+            return r;
+        }
+        const char *serr = *err;
+        r = canon_fp(in, len, out, outlen, 0);
+        if (r == -1)
+            return fail(out, outlen, err, serr);
+    }
+    if (r == -2)
+        return fail(out, outlen, err, "output buffer too small");
+    if (r < 0)
+        return fail(out, outlen, err, "entry must be <class>:<serial>, a 64-hex-digit "
+                    "fingerprint or device-id=<id>");
+    if (form)
+        *form = POL_REV_FINGERPRINT;
+    return r;
 }
 
 int pol_rev_canon_serial(const char *cls, const char *serial, char *out, size_t outlen,
                          const char **err)
 {
-    size_t cn = strlen(cls);
-    if (!valid_class(cls, cn)) {
-        *err = "class must be a trust class name ([a-z0-9_-], 1-63 characters)";
-        return -1;
-    }
-    if (cn + 2 >= outlen) {
-        *err = "entry too long";
-        return -1;
-    }
-    memcpy(out, cls, cn);
-    out[cn] = ':';
-    return canon_serial(serial, strlen(serial), out + cn + 1, outlen - cn - 1, err);
+    if (!cls || !serial)
+        return fail(out, outlen, err, "class and serial are required");
+    return canon_class_serial(cls, strlen(cls), serial, strlen(serial), out, outlen, err) < 0
+               ? -1 : 0;
 }
 
 int pol_rev_canon_fingerprint(const char *fp, char *out, size_t outlen, const char **err)
 {
-    size_t k = 0, n = strlen(fp);
-    if (n > 7 && strncmp(fp, "sha256:", 7) == 0) {
-        fp += 7;
-        n -= 7;
-    }
-    if (outlen < 65) {
-        *err = "buffer too small";
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (fp[i] == ':')
-            continue;
-        if (!is_hex(fp[i]) || k >= 64) {
-            *err = "fingerprint must be the SHA-256 of the certificate: 64 hex digits";
-            return -1;
-        }
-        out[k++] = lower(fp[i]);
-    }
-    if (k != 64) {
-        *err = "fingerprint must be the SHA-256 of the certificate: 64 hex digits";
-        return -1;
-    }
-    out[64] = '\0';
+    int r = fp ? canon_fp(fp, strlen(fp), out, outlen, 0) : -1;
+    if (r == -2)
+        return fail(out, outlen, err, "output buffer too small");
+    if (r < 0)
+        return fail(out, outlen, err,
+                    "fingerprint must be the SHA-256 of the certificate: 64 hex digits");
     return 0;
 }
 
-/* Boolean: s (n bytes, after an optional "sha256:") has no colon, or is 32
- * pairs of characters with a colon between each two pairs. */
-static int fingerprint_form(const char *s, size_t n)
+int pol_rev_canon_device(const char *device_id, char *out, size_t outlen, const char **err)
 {
-    if (n > 7 && strncmp(s, "sha256:", 7) == 0) {
-        s += 7;
-        n -= 7;
-    }
-    if (!memchr(s, ':', n))
-        return 1;
-    if (n != 64 + 31)
-        return 0;
-    for (size_t i = 2; i < n; i += 3)
-        if (s[i] != ':')
-            return 0;
-    return 1;
+    if (!device_id)
+        return fail(out, outlen, err, "device id is required");
+    return canon_device(device_id, strlen(device_id), out, outlen, err) < 0 ? -1 : 0;
 }
 
 int pol_rev_canon_entry(const char *entry, size_t len, char *out, size_t outlen, const char **err)
 {
-    char buf[POL_REV_ENTRY_MAX];
-    if (len == 0 || len >= sizeof(buf)) {
-        *err = "entry is empty or too long";
+    return pol_rev_canon(entry, len, out, outlen, NULL, err) < 0 ? -1 : 0;
+}
+
+int pol_rev_parse_message(const char *msg, size_t len, char *out, size_t outlen, int *form,
+                          const char **err)
+{
+    if (!msg || len < 2 || (msg[0] != '+' && msg[0] != '-'))
+        return fail(out, outlen, err, "message must be +<entry> or -<entry>");
+    if (pol_rev_canon(msg + 1, len - 1, out, outlen, form, err) < 0)
         return -1;
-    }
-    memcpy(buf, entry, len);
-    buf[len] = '\0';
-    char *colon = memchr(buf, ':', len);
-    /* A fingerprint is written without colons or with one after every two
-     * digits (as openssl prints it). Any other colon separates a class from
-     * a serial: a hex-only class name and a serial can add up to 64 digits,
-     * and "deadbeef...:1a" must stay that class and serial when read back. */
-    if (fingerprint_form(buf, len) && pol_rev_canon_fingerprint(buf, out, outlen, err) == 0)
+    return msg[0] == '+';
+}
+
+int pol_rev_usable(const cfg_t *cfg, const char *canon, int form, char *why, size_t whylen)
+{
+    if (whylen)
+        why[0] = '\0';
+    if (form != POL_REV_SERIAL)
         return 0;
-    if (!colon) {
-        *err = "entry must be <class>:<serial> or a 64-hex-digit fingerprint";
-        return -1;
+    const char *colon = strchr(canon, ':');
+    size_t n = colon ? (size_t)(colon - canon) : strlen(canon);
+    char list[256];
+    size_t off = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < cfg->tls.nclasses; i++) {
+        const char *name = cfg->tls.classes[i].name;
+        if (strlen(name) == n && memcmp(name, canon, n) == 0)
+            return 0;
+        int w = snprintf(list + off, sizeof list - off, "%s%s", i ? ", " : "", name);
+        if (w > 0 && (size_t)w < sizeof list - off)
+            off += (size_t)w;
     }
-    *colon = '\0';
-    return pol_rev_canon_serial(buf, colon + 1, out, outlen, err);
+    snprintf(why, whylen, "class \"%.*s\" is not configured (tls.classes: %s), so the entry "
+             "can match no certificate", (int)(n > 63 ? 63 : n), canon, list);
+    return -1;
 }
 
 pol_rev_key_t pol_rev_key(const char *entry, size_t len)
@@ -159,4 +315,15 @@ pol_rev_key_t pol_rev_key(const char *entry, size_t len)
     if (k.h[0] == 0 && k.h[1] == 0)
         k.h[1] = 1;   /* all-zero marks an empty slot in the mirror */
     return k;
+}
+
+int pol_rev_device_key(const char *device_id, pol_rev_key_t *k)
+{
+    char e[POL_REV_ENTRY_MAX];
+    const char *err = NULL;
+    int n = device_id ? canon_device(device_id, strlen(device_id), e, sizeof e, &err) : -1;
+    if (n < 0)
+        return -1;
+    *k = pol_rev_key(e, (size_t)n);
+    return 0;
 }

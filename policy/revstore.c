@@ -42,8 +42,10 @@ int pol_revwrite_build(pol_revwrite_t *w, const cfg_revocation_t *rc, int add,
     memset(w, 0, sizeof *w);
     if (!entry || pol_rev_canon_entry(entry, strlen(entry), canon, sizeof canon, err) < 0)
         return -1;
-    if (strcmp(canon, entry) != 0) {
-        *err = "entry is not in canonical form";
+    /* a lift also removes the spelling given, as a writer may have stored it */
+    int other = !add && strcmp(canon, entry) != 0;
+    if (other && strlen(entry) >= sizeof w->spelling) {
+        *err = "entry is too long";
         return -1;
     }
     if (reason && utf8_chars(reason) > POL_REVSTORE_REASON_MAX) {
@@ -58,6 +60,8 @@ int pol_revwrite_build(pol_revwrite_t *w, const cfg_revocation_t *rc, int add,
         return -1;
     }
     memcpy(w->entry, canon, strlen(canon) + 1);
+    if (other)
+        memcpy(w->spelling, entry, strlen(entry) + 1);
     if (add) {
         json_t *o = json_pack("{s:o, s:I}", "reason", reason ? json_string(reason) : json_null(),
                               "revoked_at", (json_int_t)now);
@@ -73,8 +77,8 @@ int pol_revwrite_build(pol_revwrite_t *w, const cfg_revocation_t *rc, int add,
         set_cmd(&w->cmd[1], 3, "SADD", rc->key, w->entry, NULL);
         set_cmd(&w->cmd[2], 4, "HSET", w->metakey, w->entry, w->meta);
     } else {
-        set_cmd(&w->cmd[1], 3, "SREM", rc->key, w->entry, NULL);
-        set_cmd(&w->cmd[2], 3, "HDEL", w->metakey, w->entry, NULL);
+        set_cmd(&w->cmd[1], other ? 4 : 3, "SREM", rc->key, w->entry, w->spelling);
+        set_cmd(&w->cmd[2], other ? 4 : 3, "HDEL", w->metakey, w->entry, w->spelling);
     }
     set_cmd(&w->cmd[3], 3, "PUBLISH", rc->channel, w->message, NULL);
     set_cmd(&w->cmd[4], 1, "EXEC", NULL, NULL, NULL);
@@ -125,6 +129,19 @@ void pol_revstore_result_clear(pol_revstore_result_t *r)
     free(r->items);
     r->items = NULL;
     r->nitems = 0;
+}
+
+int pol_revstore_entry_problem(const cfg_t *cfg, const char *member, char *problem,
+                               size_t len)
+{
+    char canon[POL_REV_ENTRY_MAX];
+    const char *err = NULL;
+    int form = 0;
+    if (pol_rev_canon(member, strlen(member), canon, sizeof canon, &form, &err) < 0) {
+        snprintf(problem, len, "%s", err);
+        return -1;
+    }
+    return pol_rev_usable(cfg, canon, form, problem, len);
 }
 
 int pol_revstore_valid_cursor(const char *s)
@@ -359,30 +376,46 @@ void pol_revdevice_clear(pol_revdevice_t *d)
     d->mget_argc = 0;
 }
 
+/* The transaction: the device entry, then entries[0..n-1]. 0, or -1. */
+static int device_batch(pol_revdevice_t *d, char (*entries)[POL_REV_ENTRY_MAX], size_t n,
+                        char *err, size_t errlen)
+{
+    const char **ptrs = calloc(n + 1, sizeof *ptrs);
+    const char *berr = NULL;
+    if (!ptrs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    ptrs[0] = d->device_entry;
+    for (size_t i = 0; i < n; i++)
+        ptrs[i + 1] = entries[i];
+    int rc = pol_revbatch_build(&d->batch, &d->cfg->revocation, ptrs, n + 1, d->reason, d->now,
+                                &berr);
+    if (rc < 0)
+        snprintf(err, errlen, "%s", berr ? berr : "cannot build the transaction");
+    else
+        d->ncerts = n;
+    free(ptrs);
+    return rc;
+}
+
 int pol_revdevice_begin(pol_revdevice_t *d, const cfg_t *cfg, const char *device_id,
                         const char *reason, int64_t now, const char **err)
 {
     memset(d, 0, sizeof *d);
     if (!device_id || !pol_device_id_valid(device_id) ||
-        strlen(device_id) >= sizeof d->device_id) {
+        strlen(device_id) >= sizeof d->device_id ||
+        pol_rev_canon_device(device_id, d->device_entry, sizeof d->device_entry, err) < 0 ||
+        strcmp(d->device_entry + strlen(POL_REV_DEVICE_PREFIX), device_id) != 0) {
         *err = "device id must be 1..128 characters of A-Z a-z 0-9 . _ : @ -";
         return -1;
     }
-    if (!cfg->issuance) {
-        *err = "issuance is not configured, so device ids are unknown";
-        return -1;
-    }
     /* the reason is checked now (length, UTF-8), not after the lookups */
-    char probe[POL_REV_ENTRY_MAX];
     pol_revwrite_t w;
-    if (pol_issued_revocation_entry(cfg->issuance, "1", probe, sizeof probe) < 0) {
-        *err = "issuance.device_class is not a valid class name";
-        return -1;
-    }
-    if (pol_revwrite_build(&w, &cfg->revocation, 1, probe, reason, now, err) < 0)
+    if (pol_revwrite_build(&w, &cfg->revocation, 1, d->device_entry, reason, now, err) < 0)
         return -1;
     pol_revwrite_clear(&w);
-    if (pol_device_members_argv(&d->members, device_id) < 0) {
+    if (cfg->issuance && pol_device_members_argv(&d->members, device_id) < 0) {
         *err = "device id is too long";
         return -1;
     }
@@ -393,6 +426,14 @@ int pol_revdevice_begin(pol_revdevice_t *d, const cfg_t *cfg, const char *device
     memcpy(d->device_id, device_id, strlen(device_id) + 1);
     d->cfg = cfg;
     d->now = now;
+    if (!cfg->issuance) {
+        char msg[200];
+        if (device_batch(d, NULL, 0, msg, sizeof msg) < 0) {
+            pol_revdevice_clear(d);
+            *err = "out of memory";
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -416,7 +457,7 @@ int pol_revdevice_members(pol_revdevice_t *d, const redisReply *r, char *err, si
         return -1;
     }
     if (r->elements == 0)
-        return 0;
+        return device_batch(d, NULL, 0, err, errlen);
     d->serials = calloc(r->elements, sizeof *d->serials);
     d->gets = calloc(r->elements, sizeof *d->gets);
     d->mget_argv = calloc(r->elements + 1, sizeof *d->mget_argv);
@@ -451,7 +492,7 @@ int pol_revdevice_members(pol_revdevice_t *d, const redisReply *r, char *err, si
     }
     d->nserials = kept;
     if (kept == 0)
-        return 0;
+        return device_batch(d, NULL, 0, err, errlen);
     d->mget_argv[0] = "MGET";
     d->mget_argvlen[0] = 4;
     for (size_t i = 0; i < kept; i++) {
@@ -488,33 +529,22 @@ int pol_revdevice_records(pol_revdevice_t *d, const redisReply *r, char *err, si
         return -1;
     }
     char (*entries)[POL_REV_ENTRY_MAX] = calloc(d->nserials ? d->nserials : 1, sizeof *entries);
-    const char **ptrs = calloc(d->nserials ? d->nserials : 1, sizeof *ptrs);
     size_t n = 0;
-    int rc = 0;
-    if (!entries || !ptrs) {
+    if (!entries) {
         snprintf(err, errlen, "out of memory");
-        rc = -1;
+        return -1;
     }
-    for (size_t i = 0; rc == 0 && i < d->nserials; i++) {
+    for (size_t i = 0; i < d->nserials; i++) {
         const redisReply *e = r->element[i];
         if (!e || e->type != REDIS_REPLY_STRING || !record_matches(d, e->str, e->len))
             continue;   /* expired (nil), or not this device's */
         if (pol_issued_revocation_entry(d->cfg->issuance, d->serials[i], entries[n],
                                         sizeof entries[n]) < 0)
             continue;
-        ptrs[n] = entries[n];
         n++;
     }
-    if (rc == 0 && n > 0) {
-        const char *berr = NULL;
-        if (pol_revbatch_build(&d->batch, &d->cfg->revocation, ptrs, n, d->reason, d->now,
-                               &berr) < 0) {
-            snprintf(err, errlen, "%s", berr ? berr : "cannot build the transaction");
-            rc = -1;
-        }
-    }
+    int rc = device_batch(d, entries, n, err, errlen);
     free(entries);
-    free(ptrs);
     return rc;
 }
 
@@ -886,11 +916,30 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
                     if ((op->res.items[op->res.nitems].entry = strdup(b->w[k].entry)))
                         op->res.nitems++;
                 op->res.changed = (int)nchanged;
+                op->res.certificates = op->dev.ncerts;
                 op_finish(op, 1, NULL);
             }
         }
     }
     op_release(op);
+}
+
+/* Sends the device transaction d->batch on ac. */
+static void send_device_batch(op_t *op, redisAsyncContext *ac)
+{
+    pol_revdevice_t *d = &op->dev;
+    int failed = 0;
+    op->nreplies = 0;
+    for (size_t i = 0; i < d->batch.ncmd && !failed; i++) {
+        pol_revcmd_t *c = d->batch.cmd[i];
+        failed = op_send(op, ac, on_batch_reply, c->argc, c->argv, c->argvlen) < 0;
+    }
+    if (failed) {
+        /* a half-sent MULTI must not stay on the connection */
+        if (op->s->ac == ac)
+            drop_conn(op->s, "cannot send to Redis");
+        op_finish(op, 0, "cannot send the transaction to Redis");
+    }
 }
 
 static void on_records_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -906,21 +955,8 @@ static void on_records_reply(redisAsyncContext *ac, void *reply, void *priv)
         op_finish(op, 0, op->err);
     } else if (pol_revdevice_records(d, reply, op->err, sizeof op->err) < 0) {
         op_finish(op, 0, op->err);
-    } else if (d->batch.n == 0) {
-        op_finish(op, 1, NULL);   /* no live certificate */
     } else {
-        int failed = 0;
-        op->nreplies = 0;
-        for (size_t i = 0; i < d->batch.ncmd && !failed; i++) {
-            pol_revcmd_t *c = d->batch.cmd[i];
-            failed = op_send(op, ac, on_batch_reply, c->argc, c->argv, c->argvlen) < 0;
-        }
-        if (failed) {
-            /* a half-sent MULTI must not stay on the connection */
-            if (op->s->ac == ac)
-                drop_conn(op->s, "cannot send to Redis");
-            op_finish(op, 0, "cannot send the transaction to Redis");
-        }
+        send_device_batch(op, ac);
     }
     op_release(op);
 }
@@ -939,7 +975,7 @@ static void on_members_reply(redisAsyncContext *ac, void *reply, void *priv)
     } else if (pol_revdevice_members(d, reply, op->err, sizeof op->err) < 0) {
         op_finish(op, 0, op->err);
     } else if (d->mget_argc == 0) {
-        op_finish(op, 1, NULL);   /* no certificate issued to it, or all expired */
+        send_device_batch(op, ac);   /* no certificate issued to it: the device entry */
     } else if (op_send(op, ac, on_records_reply, d->mget_argc, d->mget_argv,
                        d->mget_argvlen) < 0) {
         op_finish(op, 0, "cannot send MGET to Redis");
@@ -991,6 +1027,17 @@ static void op_start(op_t *op)
             pol_revcmd_t *c = &op->w.cmd[i];
             op->refs++;
             if (redisAsyncCommandArgv(ac, on_write_reply, op, c->argc, c->argv,
+                                      c->argvlen) != REDIS_OK) {
+                op->refs--;
+                failed = 1;
+            }
+        }
+    } else if (op->kind == OP_DEVICE && op->dev.batch.n > 0) {
+        /* no issuance: the device entry alone, no lookup */
+        for (size_t i = 0; i < op->dev.batch.ncmd && !failed; i++) {
+            pol_revcmd_t *c = op->dev.batch.cmd[i];
+            op->refs++;
+            if (redisAsyncCommandArgv(ac, on_batch_reply, op, c->argc, c->argv,
                                       c->argvlen) != REDIS_OK) {
                 op->refs--;
                 failed = 1;

@@ -9,14 +9,17 @@
  * object {"reason": string or null, "revoked_at": unix seconds}.
  * Listing is SSCAN <key> <cursor> COUNT <n>, then HMGET <key>:meta for the
  * entries returned.
- * Revoking by device id (docs/issuance.md) looks the device up in the
- * issuance records first:
+ * Revoking by device id revokes the device entry "device-id=<id>" (it
+ * refuses every certificate carrying that device id, whenever signed) and,
+ * with issuance configured, every live certificate issued to it, found in
+ * the issuance records (docs/issuance.md):
  *   SMEMBERS portcullis:device:<id>                  serials issued to it
  *   MGET portcullis:issued:<serial> ...              which are still live
- *   MULTI; per live serial SADD, HSET, PUBLISH of the entry
+ *   MULTI; SADD, HSET, PUBLISH of the device entry, then of each entry
  *          "<issuance.device_class>:<serial>"; EXEC  one transaction
  * A serial whose issuance record has expired (or names another device) is
- * skipped: its certificate has expired too.
+ * skipped: its certificate has expired too. Without issuance the
+ * transaction holds the device entry only.
  *
  * The command construction and reply parsing below are shared by the
  * asynchronous store (for the event loop) and the synchronous CLI, so both
@@ -62,16 +65,20 @@ typedef struct {
 typedef struct {
     pol_revcmd_t cmd[5];    /* MULTI, SADD|SREM, HSET|HDEL, PUBLISH, EXEC */
     size_t ncmd;
-    char entry[POL_REV_ENTRY_MAX];
+    char entry[POL_REV_ENTRY_MAX];          /* canonical */
+    char spelling[POL_REVSTORE_KEY_MAX];    /* lift: the entry as given, when not canonical */
     char metakey[POL_REVSTORE_KEY_MAX];
     char message[POL_REVSTORE_KEY_MAX];
     char *meta;             /* JSON for HSET; NULL for a lift */
 } pol_revwrite_t;
 
-/* Fills w for a revoke (add=1, reason may be NULL) or a lift (add=0) of a
- * canonical entry, at time now (unix seconds). 0, or -1 with *err set
- * (entry not canonical, reason too long, out of memory). On 0, release w
- * with pol_revwrite_clear(). */
+/* Fills w for a revoke (add=1, reason may be NULL) or a lift (add=0) of an
+ * entry in any spelling pol_rev_canon accepts, at time now (unix seconds).
+ * A revoke writes the canonical entry; a lift removes the canonical entry
+ * and, when it differs, the spelling given (SREM/HDEL of both), and
+ * publishes the canonical one. 0, or -1 with *err set (entry refused by
+ * pol_rev_canon, reason too long, out of memory). On 0, release w with
+ * pol_revwrite_clear(). */
 int pol_revwrite_build(pol_revwrite_t *w, const cfg_revocation_t *rc, int add,
                        const char *entry, const char *reason, int64_t now, const char **err);
 void pol_revwrite_clear(pol_revwrite_t *w);
@@ -88,12 +95,20 @@ typedef struct {
 
 typedef struct {
     int changed;                  /* add / remove: the set changed; device: entries newly added */
-    pol_revstore_item_t *items;   /* list; device: the entries revoked (entry only) */
+    pol_revstore_item_t *items;   /* list; device: the entries revoked (entry only), the
+                                   * device entry first */
     size_t nitems;
+    size_t certificates;          /* device: live certificates found in the issuance records */
     char cursor[24];              /* list: the next cursor; "0" when done */
 } pol_revstore_result_t;
 
 void pol_revstore_result_clear(pol_revstore_result_t *r);
+
+/* Why a member of the set, as listed, cannot revoke anything on a gateway
+ * with this configuration: 0 when it can (problem ""), or -1 with the
+ * reason in problem (pol_rev_canon refuses it, or pol_rev_usable). */
+int pol_revstore_entry_problem(const cfg_t *cfg, const char *member, char *problem,
+                               size_t len);
 
 /* 1 if s is a valid SSCAN cursor (decimal, at most 20 digits). */
 int pol_revstore_valid_cursor(const char *s);
@@ -144,6 +159,7 @@ int pol_revbatch_result(const struct redisReply *exec, size_t n, int *changed,
 typedef struct {
     const cfg_t *cfg;
     char device_id[129];
+    char device_entry[POL_REV_ENTRY_MAX];   /* "device-id=<id>" */
     char *reason;                 /* NULL if none */
     int64_t now;
     pol_argv_t members;           /* SMEMBERS portcullis:device:<id> */
@@ -153,22 +169,25 @@ typedef struct {
     const char **mget_argv;       /* MGET <the gets' keys> */
     size_t *mget_argvlen;
     int mget_argc;                /* 0: the device has no serials */
-    pol_revbatch_t batch;         /* the live ones; batch.n 0: none is live */
+    size_t ncerts;                /* live certificates in the batch */
+    pol_revbatch_t batch;         /* the device entry, then the live certificates */
 } pol_revdevice_t;
 
-/* Starts a revoke of every live certificate of device_id: fills d->members.
- * 0, or -1 with *err (issuance is not configured, the device id is not
- * valid, the reason is too long or not UTF-8, out of memory). On 0, release
- * d with pol_revdevice_clear(). */
+/* Starts a revoke of device_id. With issuance configured it fills
+ * d->members (the SMEMBERS to send); without, the transaction is ready in
+ * d->batch (batch.n > 0) and there is nothing to look up. 0, or -1 with
+ * *err (the device id is not valid, the reason is too long or not UTF-8,
+ * out of memory). On 0, release d with pol_revdevice_clear(). */
 int pol_revdevice_begin(pol_revdevice_t *d, const cfg_t *cfg, const char *device_id,
                         const char *reason, int64_t now, const char **err);
-/* Applies the SMEMBERS reply: 0 with the MGET in d->mget_* (mget_argc 0
- * when the device has no serials: nothing to revoke), or -1 with err. */
+/* Applies the SMEMBERS reply: 0 with the MGET in d->mget_*, or, when the
+ * device has no serials (mget_argc 0), the transaction ready in d->batch;
+ * -1 with err. */
 int pol_revdevice_members(pol_revdevice_t *d, const struct redisReply *smembers, char *err,
                           size_t errlen);
-/* Applies the MGET reply: 0 with the transaction in d->batch (batch.n 0
- * when no certificate is live: nothing to revoke), or -1 with err. The
- * batch's EXEC reply is checked with pol_revbatch_result; the entries are
+/* Applies the MGET reply: 0 with the transaction in d->batch (the device
+ * entry, then one entry per live certificate), or -1 with err. The batch's
+ * EXEC reply is checked with pol_revbatch_result; the entries are
  * d->batch.w[i].entry. */
 int pol_revdevice_records(pol_revdevice_t *d, const struct redisReply *mget, char *err,
                           size_t errlen);
@@ -196,10 +215,10 @@ int pol_revstore_remove(pol_revstore_t *s, const char *entry, pol_revstore_cb cb
                         const char **err);
 int pol_revstore_list(pol_revstore_t *s, const char *cursor, unsigned count,
                       pol_revstore_cb cb, void *arg, const char **err);
-/* Revokes every live certificate issued to device_id (see the top). On
- * success res->items lists the entries revoked (none when the device has
- * no live certificate), res->changed how many were not revoked before.
- * *err as pol_revdevice_begin. */
+/* Revokes device_id and every live certificate issued to it (see the top).
+ * On success res->items lists the entries revoked (the device entry first),
+ * res->certificates how many live certificates were found, res->changed how
+ * many entries were not revoked before. *err as pol_revdevice_begin. */
 int pol_revstore_revoke_device(pol_revstore_t *s, const char *device_id, const char *reason,
                                pol_revstore_cb cb, void *arg, const char **err);
 

@@ -4,6 +4,7 @@
 #   2. the integration suite against build/portcullis,
 #   3. the integration suite again against the ASan+UBSan build,
 #   4. the bench tool's end-to-end test against the gateway,
+#   5. the Dockerfile replayed without a container engine (test/test_dockerfile.py),
 # and, after the unit tests, every fuzz target briefly (scripts/fuzz.sh).
 # The integration harness starts its own redis-server, test upstreams and
 # gateways on free loopback ports, with a PKI generated at test time.
@@ -62,6 +63,7 @@ if [ "$unit_only" -eq 0 ]; then
         PORTCULLIS_TEST_SANITIZED=1 test/run-integration.sh
     suite "bench tool integration" env PORTCULLIS_BIN=build/portcullis \
         PORTCULLIS_BENCH_BIN=build/portcullis-bench /usr/bin/python3 bench/test_bench_integration.py
+    suite "Dockerfile replay" /usr/bin/python3 test/test_dockerfile.py
 fi
 echo
 if [ "$skipped" -gt 0 ]; then

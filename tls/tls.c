@@ -33,6 +33,7 @@ void tls_identity_release(tls_identity_t *id)
     free(id->san_uri);
     free(id->san_dns);
     free(id->device_id);
+    free(id->rev_chain);
     free(id);
 }
 
@@ -179,12 +180,18 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
         goto fail;
     {
         const char *h = hex;
-        if (*h == '-')
-            h++;   /* negative serials are invalid; keep the magnitude */
+        if (*h == '-') {
+            OPENSSL_free(hex);
+            goto fail;   /* invalid (RFC 5280), and it would read as its magnitude */
+        }
         while (h[0] == '0' && h[1])
             h++;
+        if (strlen(h) >= sizeof(id->serial)) {
+            OPENSSL_free(hex);
+            goto fail;   /* never a truncated serial: verification refuses these first */
+        }
         size_t j = 0;
-        for (; *h && j < sizeof(id->serial) - 1; h++)
+        for (; *h; h++)
             id->serial[j++] = (char)((*h >= 'A' && *h <= 'F') ? *h + 32 : *h);
         id->serial[j] = '\0';
     }
@@ -260,12 +267,62 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
     int n = snprintf(entry, sizeof(entry), "%s:%s", class_name, id->serial);
     id->rev_serial = pol_rev_key(entry, (size_t)n);
     id->rev_fp = pol_rev_key(id->fingerprint, 64);
+    if (id->device_id && pol_rev_device_key(id->device_id, &id->rev_device) < 0)
+        goto fail;
     return id;
 
 fail:
     BN_free(bn);
     tls_identity_release(id);
     return NULL;
+}
+
+/* The revocation key "<class>:<serial>" of a CA certificate; all-zero when
+ * its serial is longer than revocation entries can name (then only its
+ * fingerprint names it). */
+static pol_rev_key_t ca_serial_key(X509 *ca, const char *class_name)
+{
+    pol_rev_key_t k = {{0, 0}};
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(ca), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    char canon[POL_REV_ENTRY_MAX];
+    const char *err = NULL;
+    if (hex && pol_rev_canon_serial(class_name, hex[0] == '-' ? hex + 1 : hex, canon,
+                                    sizeof canon, &err) == 0)
+        k = pol_rev_key(canon, strlen(canon));
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return k;
+}
+
+int tls_identity_set_chain(tls_identity_t *id, STACK_OF(X509) *chain)
+{
+    int n = sk_X509_num(chain);
+    free(id->rev_chain);
+    id->rev_chain = NULL;
+    id->nrev_chain = 0;
+    if (n <= 1)
+        return 0;
+    pol_rev_key_t *keys = calloc(2 * (size_t)(n - 1), sizeof *keys);
+    if (!keys)
+        return -1;
+    for (int i = 1; i < n; i++) {
+        X509 *ca = sk_X509_value(chain, i);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        char fp[65];
+        if (!X509_digest(ca, EVP_sha256(), md, &mdlen) || mdlen != 32) {
+            free(keys);
+            return -1;
+        }
+        for (unsigned j = 0; j < mdlen; j++)
+            snprintf(fp + 2 * j, 3, "%02x", md[j]);
+        keys[2 * (i - 1)] = ca_serial_key(ca, id->class_name);
+        keys[2 * (i - 1) + 1] = pol_rev_key(fp, 64);
+    }
+    id->rev_chain = keys;
+    id->nrev_chain = 2 * (size_t)(n - 1);
+    return 0;
 }
 
 /* ---- verification ---- */
@@ -282,6 +339,36 @@ static int class_of_chain(const tls_ctx_t *t, STACK_OF(X509) *chain)
                     return (int)c;
     }
     return -1;
+}
+
+/* What a verified leaf must also be to stand for a client, beyond what
+ * X509_verify_cert checks. Returns NULL when the leaf is acceptable, else why
+ * not, with *xerr set to the X509 error that selects the TLS alert (see
+ * ssl_x509err2alert in libssl: INVALID_PURPOSE is unsupported_certificate,
+ * CERT_REJECTED is bad_certificate). */
+static const char *leaf_refusal(X509 *leaf, int *xerr)
+{
+    /* A certificate that may sign certificates is a CA, not a device: with
+     * its key one could mint identities. X509_check_ca is non-zero for
+     * basicConstraints cA=TRUE, and for a certificate without
+     * basicConstraints whose keyUsage allows keyCertSign. */
+    if (X509_check_ca(leaf) != 0) {
+        *xerr = X509_V_ERR_INVALID_PURPOSE;
+        return "the leaf certificate is a CA certificate (basicConstraints CA:TRUE or keyCertSign)";
+    }
+    /* The serial is the identity's key (headers, revocation entries): it
+     * must be carried whole. RFC 5280 4.1.2.2: a positive integer of at
+     * most 20 octets. ASN1_INTEGER holds the magnitude without padding. */
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(leaf);
+    if (ASN1_STRING_type(sn) == V_ASN1_NEG_INTEGER) {
+        *xerr = X509_V_ERR_CERT_REJECTED;
+        return "negative serial number (RFC 5280 4.1.2.2)";
+    }
+    if (ASN1_STRING_length(sn) > 20) {
+        *xerr = X509_V_ERR_CERT_REJECTED;
+        return "serial number longer than 20 octets (RFC 5280 4.1.2.2)";
+    }
+    return NULL;
 }
 
 static void set_fail(SSL *ssl, const char *why, int depth)
@@ -315,14 +402,20 @@ static int attach_identity(tls_ctx_t *t, SSL *ssl, X509_STORE_CTX *x, tls_identi
         return 0;
     }
     switch (*rev = tls_identity_revocation(t, id)) {
-    case TLS_REV_REVOKED:
+    case TLS_REV_REVOKED: {
+        char why[64];
+        snprintf(why, sizeof why, "certificate revoked (by its %s entry)",
+                 tls_identity_revoked_by(t, id) ? tls_identity_revoked_by(t, id) : "?");
         tls_identity_release(id);
         X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REVOKED);   /* alert certificate_revoked */
-        set_fail(ssl, "certificate revoked", 0);
+        set_fail(ssl, why, 0);
         return 0;
+    }
     case TLS_REV_UNKNOWN:
         tls_identity_release(id);
-        X509_STORE_CTX_set_error(x, X509_V_ERR_UNABLE_TO_GET_CRL);
+        /* alert internal_error: the server cannot decide now. Not
+         * unknown_ca, which a client reads as "my certificate is bad". */
+        X509_STORE_CTX_set_error(x, X509_V_ERR_UNSPECIFIED);
         set_fail(ssl, "revocation status unknown (Redis unavailable; failing closed)", 0);
         return 0;
     }
@@ -358,10 +451,61 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         return 0;
     }
     X509 *leaf = sk_X509_value(chain, 0);
+    int xerr;
+    const char *why = leaf_refusal(leaf, &xerr);
+    if (why) {
+        X509_STORE_CTX_set_error(x, xerr);
+        set_fail(ssl, why, 0);
+        return 0;
+    }
     tls_identity_t *id = tls_identity_from_cert(leaf, cls, t->cfg->tls.classes[cls].name,
                                                 &t->cfg->identity);
+    if (id && tls_identity_set_chain(id, chain) < 0) {
+        tls_identity_release(id);
+        id = NULL;   /* attach_identity refuses it */
+    }
     int rev;
     return attach_identity(t, ssl, x, id, &rev);
+}
+
+/* ---- resumption ----
+ *
+ * A resumed session skips certificate verification; its identity must still
+ * be current. libssl has chosen the session to resume (TLS 1.2 session ID or
+ * TLS 1.3 PSK, binder checked) before it calls the servername callback,
+ * which it calls whether or not the client sent SNI, and which may end the
+ * handshake with an alert of its choosing. So the refusal is said in the
+ * handshake, as on a full one: certificate_revoked, certificate_expired, or
+ * internal_error while revocation status is unknown. A fatal alert also
+ * takes the session out of the cache (libssl does so for any fatal alert). */
+static int resume_cb(SSL *ssl, int *al, void *arg)
+{
+    tls_ctx_t *t = arg;
+    if (!SSL_session_reused(ssl))
+        return SSL_TLSEXT_ERR_NOACK;   /* what libssl does with no callback */
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    const tls_identity_t *id = sess ? SSL_SESSION_get_ex_data(sess, sess_idx) : NULL;
+    const char *why = NULL;
+    if (!id) {
+        *al = SSL_AD_INTERNAL_ERROR;
+        why = "resumed session without an identity";
+    } else if (id->not_after_t <= time(NULL)) {
+        *al = SSL_AD_CERTIFICATE_EXPIRED;
+        why = "certificate has expired (resumed session)";
+    } else {
+        int rs = tls_identity_revocation(t, id);
+        if (rs == TLS_REV_REVOKED) {
+            *al = SSL_AD_CERTIFICATE_REVOKED;
+            why = "certificate revoked (resumed session)";
+        } else if (rs != TLS_REV_OK) {   /* TLS_REV_UNKNOWN, or anything else: fail closed */
+            *al = SSL_AD_INTERNAL_ERROR;
+            why = "revocation status unknown (Redis unavailable; failing closed; resumed session)";
+        }
+    }
+    if (!why)
+        return SSL_TLSEXT_ERR_NOACK;
+    set_fail(ssl, why, 0);
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 /* ---- the verify cache ----
@@ -446,6 +590,16 @@ static int cert_verify_cb(X509_STORE_CTX *x, void *arg)
     int keyed = chain_key(t, x, key);
     if (keyed) {
         tls_identity_t *id = tls_vcache_lookup(t->vcache, key, now_ms());
+        int xerr;
+        const char *why = id ? leaf_refusal(X509_STORE_CTX_get0_cert(x), &xerr) : NULL;
+        if (why) {
+            /* never stored (verify_cb refuses it), but a hit is refused as
+             * a full verification would be */
+            tls_identity_release(id);
+            X509_STORE_CTX_set_error(x, xerr);
+            set_fail(ssl, why, 0);
+            return 0;
+        }
         if (id) {
             /* libssl keeps no verified chain for this handshake (nothing here
              * reads one); the session keeps the peer certificate as usual */
@@ -501,10 +655,23 @@ void tls_ctx_set_mirror(tls_ctx_t *t, pol_mirror_t *m)
     t->mirror = m;
 }
 
+const char *tls_identity_revoked_by(tls_ctx_t *t, const tls_identity_t *id)
+{
+    if (!t->mirror)
+        return NULL;
+    const pol_rev_key_t own[2] = {id->rev_serial, id->rev_fp};
+    if (pol_mirror_contains_any(t->mirror, own, 2))
+        return "certificate";
+    if (pol_mirror_contains_any(t->mirror, &id->rev_device, 1))   /* skipped when all-zero */
+        return "device id";
+    if (id->nrev_chain && pol_mirror_contains_any(t->mirror, id->rev_chain, id->nrev_chain))
+        return "issuing CA";
+    return NULL;
+}
+
 int tls_identity_revoked(tls_ctx_t *t, const tls_identity_t *id)
 {
-    return t->mirror && (pol_mirror_contains(t->mirror, &id->rev_serial) ||
-                         pol_mirror_contains(t->mirror, &id->rev_fp));
+    return tls_identity_revoked_by(t, id) != NULL;
 }
 
 int tls_identity_revocation(tls_ctx_t *t, const tls_identity_t *id)
@@ -651,6 +818,8 @@ tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
     X509_VERIFY_PARAM_set_purpose(vp, X509_PURPOSE_SSL_CLIENT);  /* clientAuth EKU when present */
     X509_VERIFY_PARAM_set_depth(vp, 8);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+    SSL_CTX_set_tlsext_servername_callback(ctx, resume_cb);
+    SSL_CTX_set_tlsext_servername_arg(ctx, t);
     if (cfg->tls.verify_cache_size) {
         t->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
         if (!t->sha256) {

@@ -39,6 +39,11 @@ typedef struct tls_identity {
     time_t not_after_t;
     pol_rev_key_t rev_serial; /* digests of "<class>:<serial>" and of the fingerprint */
     pol_rev_key_t rev_fp;
+    pol_rev_key_t rev_device; /* "device-id=<device_id>"; all-zero without a device id */
+    pol_rev_key_t *rev_chain; /* per CA certificate of the verified chain, from the
+                               * leaf's issuer up: "<class>:<serial>" (all-zero when the
+                               * serial cannot be named) and the fingerprint */
+    size_t nrev_chain;        /* keys in rev_chain: 2 per CA certificate */
 } tls_identity_t;
 
 typedef struct tls_ctx tls_ctx_t;
@@ -55,8 +60,13 @@ enum tls_rev_status { TLS_REV_OK = 0, TLS_REV_REVOKED = 1, TLS_REV_UNKNOWN = 2 }
 /* Revocation status of an identity: revoked, or unknown when the mirror
  * may not be relied on (fail_closed, or serve_stale past max_staleness). */
 int tls_identity_revocation(tls_ctx_t *t, const tls_identity_t *id);
-/* Only the revoked check, for requests on live connections. */
+/* Only the revoked check, for requests on live connections. Both check
+ * every key of the identity: the certificate's serial and fingerprint, its
+ * device id, and each CA certificate of its verified chain. */
 int tls_identity_revoked(tls_ctx_t *t, const tls_identity_t *id);
+/* Which key matched when tls_identity_revoked is 1: "certificate",
+ * "device id" or "issuing CA"; NULL when none does. */
+const char *tls_identity_revoked_by(tls_ctx_t *t, const tls_identity_t *id);
 
 /* Why the last handshake on this SSL failed verification (or NULL). */
 const char *tls_verify_failure(SSL *ssl);
@@ -81,6 +91,10 @@ void tls_identity_release(tls_identity_t *id);
 /* Builds an identity from a verified leaf certificate (exposed for tests). */
 tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
                                        const cfg_identity_t *icfg);
+/* Adds the revocation keys of the CA certificates of a verified chain
+ * (chain[1..], leaf first as X509_STORE_CTX_get0_chain gives it) to an
+ * identity not yet shared. 0, or -1 when out of memory. */
+int tls_identity_set_chain(tls_identity_t *id, STACK_OF(X509) *chain);
 
 /* Longest failure text tls_verify_failure returns, with its NUL. */
 #define TLS_FAIL_LEN 160

@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 int ups_hdrs_init(ups_hdrs_t *h, uint32_t cap, uint32_t maxn)
 {
@@ -100,9 +99,56 @@ void ups_hdrs_finish(ups_hdrs_t *h)
     }
 }
 
+/* How an upstream may read a header name's byte: ASCII letters lowercased,
+ * digits as they are, every other byte as '-'. lighttpd's CGI/FastCGI
+ * environment and Apache 2.2 turn every byte that is not a letter or digit
+ * into '_', which CGI, WSGI, Rack and PHP read as '-'; so X_Device_Id,
+ * X.Device.Id and X~Device~Id are all HTTP_X_DEVICE_ID. A constant table:
+ * this runs for every byte of every header name of every request. */
+#define FOLD(c) ((unsigned char)((c) >= 'A' && (c) <= 'Z' ? (c) + ('a' - 'A')                  \
+                                 : ((c) >= 'a' && (c) <= 'z') || ((c) >= '0' && (c) <= '9') ? (c) \
+                                                                                            : '-'))
+#define FOLD4(c) FOLD(c), FOLD((c) + 1), FOLD((c) + 2), FOLD((c) + 3)
+#define FOLD16(c) FOLD4(c), FOLD4((c) + 4), FOLD4((c) + 8), FOLD4((c) + 12)
+#define FOLD64(c) FOLD16(c), FOLD16((c) + 16), FOLD16((c) + 32), FOLD16((c) + 48)
+static const unsigned char name_fold[256] = {FOLD64(0), FOLD64(64), FOLD64(128), FOLD64(192)};
+#undef FOLD64
+#undef FOLD16
+#undef FOLD4
+#undef FOLD
+
+int ups_name_eq(const char *a, size_t an, const char *b, size_t bn)
+{
+    if (an != bn)
+        return 0;
+    for (size_t i = 0; i < an; i++)
+        if (name_fold[(unsigned char)a[i]] != name_fold[(unsigned char)b[i]])
+            return 0;
+    return 1;
+}
+
+int ups_name_odd(const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (name_fold[(unsigned char)name[i]] == '-' && name[i] != '-')
+            return 1;
+    return 0;
+}
+
+int ups_name_prefix(const char *name, size_t n, const char *prefix)
+{
+    size_t pn = strlen(prefix);
+    return n > pn && ups_name_eq(name, pn, prefix, pn);
+}
+
 static int name_is(const ups_hdrs_t *h, uint32_t i, const char *name, size_t n)
 {
-    return h->h[i].name.len == n && strncasecmp(ups_str(h, h->h[i].name), name, n) == 0;
+    return ups_name_eq(ups_str(h, h->h[i].name), h->h[i].name.len, name, n);
+}
+
+static int is_named(const char *name, size_t n, const char *want)
+{
+    return want && ups_name_eq(name, n, want, strlen(want));
 }
 
 int ups_hdrs_find(const ups_hdrs_t *h, const char *name)
@@ -141,42 +187,158 @@ static int in_connection(const ups_hdrs_t *h, const char *name, size_t n)
             const char *t = v;
             while (v < end && *v != ',' && !ows(*v))
                 v++;
-            if ((size_t)(v - t) == n && strncasecmp(t, name, n) == 0)
+            if (ups_name_eq(t, (size_t)(v - t), name, n))
                 return 1;
         }
     }
     return 0;
 }
 
-int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n)
+static int in_list(const char *const *list, const char *name, size_t n)
 {
-    for (int i = 0; hop_by_hop[i]; i++)
-        if (strlen(hop_by_hop[i]) == n && strncasecmp(hop_by_hop[i], name, n) == 0)
-            return 1;
-    return in_connection(h, name, n);
-}
-
-static int is_named(const char *name, size_t n, const char *want)
-{
-    return want && strlen(want) == n && strncasecmp(name, want, n) == 0;
-}
-
-/* Headers the gateway always sets itself on the upstream request. */
-static int gateway_owned(const ups_req_meta_t *m, const char *name, size_t n)
-{
-    const cfg_identity_t *icfg = m->icfg;
-    for (size_t i = 0; i < m->nstrip; i++)
-        if (is_named(name, n, m->strip[i]))
-            return 1;
-    static const char *const own[] = {"x-forwarded-for", "x-forwarded-proto", "x-request-id",
-                                      "content-length", "expect", "host", NULL};
-    for (int i = 0; own[i]; i++)
-        if (is_named(name, n, own[i]))
-            return 1;
-    for (int i = 0; i < CFG_H__COUNT; i++)
-        if (is_named(name, n, icfg->headers[i]))
+    for (int i = 0; list[i]; i++)
+        if (is_named(name, n, list[i]))
             return 1;
     return 0;
+}
+
+int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n)
+{
+    return in_list(hop_by_hop, name, n) || in_connection(h, name, n);
+}
+
+/* ---- which client headers are forwarded ---- */
+
+/* One entry per name the table knows, owned names first (they win). */
+enum { N_OWNED = 1, N_TRUST, N_ALLOWED };
+
+typedef struct {
+    const char *name;
+    size_t len;
+    int kind;
+} name_entry_t;
+
+struct ups_names {
+    name_entry_t *e;
+    size_t ne;
+    int underscores;           /* enum cfg_underscores */
+};
+
+/* Request headers the gateway always sets or consumes itself, besides the
+ * hop-by-hop ones. "proxy": a CGI upstream reads it as HTTP_PROXY (httpoxy). */
+static const char *const owned_fixed[] = {
+    "host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto",
+    "x-request-id", "proxy", NULL,
+};
+
+static void put_entry(ups_names_t *t, const char *name, int kind)
+{
+    t->e[t->ne].name = name;
+    t->e[t->ne].len = strlen(name);
+    t->e[t->ne++].kind = kind;
+}
+
+static int is_allowed(const cfg_http_t *http, const char *name)
+{
+    for (size_t i = 0; i < http->nforward_client_headers; i++)
+        if (is_named(name, strlen(name), http->forward_client_headers[i]))
+            return 1;
+    return 0;
+}
+
+ups_names_t *ups_names_new(const cfg_identity_t *icfg, const char *const *claims, size_t nclaims,
+                           const cfg_http_t *http)
+{
+    size_t cap = sizeof(hop_by_hop) / sizeof(hop_by_hop[0]) + sizeof(owned_fixed) / sizeof(owned_fixed[0]) +
+                 CFG_H__COUNT + nclaims + http->nforward_client_headers;
+    for (size_t i = 0; cfg_trust_headers[i]; i++)
+        cap++;
+    ups_names_t *t = calloc(1, sizeof(*t));
+    if (!t || !(t->e = calloc(cap, sizeof(*t->e)))) {
+        free(t);
+        return NULL;
+    }
+    for (size_t i = 0; hop_by_hop[i]; i++)
+        put_entry(t, hop_by_hop[i], N_OWNED);
+    for (size_t i = 0; owned_fixed[i]; i++)
+        put_entry(t, owned_fixed[i], N_OWNED);
+    for (size_t i = 0; i < CFG_H__COUNT; i++)
+        if (icfg->headers[i])
+            put_entry(t, icfg->headers[i], N_OWNED);
+    for (size_t i = 0; i < nclaims; i++)
+        put_entry(t, claims[i], N_OWNED);
+    /* allow-listed ones first: X-Forwarded-Host is no entry of the trust list */
+    for (size_t i = 0; i < http->nforward_client_headers; i++)
+        put_entry(t, http->forward_client_headers[i], N_ALLOWED);
+    for (size_t i = 0; cfg_trust_headers[i]; i++)
+        if (!is_allowed(http, cfg_trust_headers[i]))
+            put_entry(t, cfg_trust_headers[i], N_TRUST);
+    t->underscores = http->underscores_in_headers;
+    return t;
+}
+
+void ups_names_free(ups_names_t *t)
+{
+    if (!t)
+        return;
+    free(t->e);
+    free(t);
+}
+
+/* The kind of the table's entry for name, by prefix when no entry names it; 0: none. */
+static int lookup(const ups_names_t *t, const char *name, size_t n)
+{
+    for (size_t i = 0; i < t->ne; i++)
+        if (t->e[i].len == n && ups_name_eq(name, n, t->e[i].name, n))
+            return t->e[i].kind;
+    if (ups_name_prefix(name, n, "proxy-"))
+        return N_OWNED;
+    if (ups_name_prefix(name, n, "x-forwarded-") || ups_name_prefix(name, n, "x-envoy-"))
+        return N_TRUST;
+    return 0;
+}
+
+int ups_name_class(const ups_names_t *t, const ups_hdrs_t *h, const char *name, size_t n)
+{
+    int us = ups_name_odd(name, n);
+    int kind = lookup(t, name, n);
+    if (kind && us)
+        return UPS_NAME_COLLISION;
+    if (kind)
+        return kind == N_OWNED ? UPS_NAME_OWNED : kind == N_TRUST ? UPS_NAME_TRUST : UPS_NAME_PASS;
+    if (in_connection(h, name, n))
+        return UPS_NAME_OWNED;
+    return us ? UPS_NAME_UNDERSCORE : UPS_NAME_PASS;
+}
+
+int ups_names_check(const ups_names_t *t, const ups_hdrs_t *h, int *bad)
+{
+    int first_us = -1;
+    for (uint32_t i = 0; i < h->n; i++) {
+        const char *name = ups_str(h, h->h[i].name);
+        size_t n = h->h[i].name.len;
+        if (!ups_name_odd(name, n))
+            continue;   /* only a name with a byte other than A-Z a-z 0-9 - can be refused */
+        int k = ups_name_class(t, h, name, n);
+        if (k == UPS_NAME_COLLISION) {
+            *bad = (int)i;
+            return UPS_NAME_COLLISION;
+        }
+        if (k == UPS_NAME_UNDERSCORE && first_us < 0)
+            first_us = (int)i;
+    }
+    if (first_us >= 0 && t->underscores == CFG_US_REFUSE) {
+        *bad = first_us;
+        return UPS_NAME_UNDERSCORE;
+    }
+    return 0;
+}
+
+/* Is the client's header forwarded as sent? */
+static int forwarded(const ups_names_t *t, const ups_hdrs_t *h, const char *name, size_t n)
+{
+    int k = ups_name_class(t, h, name, n);
+    return k == UPS_NAME_PASS || (k == UPS_NAME_UNDERSCORE && t->underscores == CFG_US_ALLOW);
 }
 
 /* A head is assembled in a stack buffer and handed to the evbuffer in one
@@ -255,15 +417,17 @@ int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_
     put(b, ups_str(h, h->first), h->first.len);
     PUT_LIT(b, " HTTP/1.1\r\n");
 
-    /* Host first, exactly once (the caller has checked there is one). */
+    /* Host first, exactly once (the caller has checked there is one), in
+     * the canonical spelling the route was chosen on when the caller has it. */
     int host = ups_hdrs_find(h, "host");
-    if (host >= 0) {
+    if (m->host)
+        put_field(b, "Host", 4, m->host, strlen(m->host));
+    else if (host >= 0)
         put_field(b, "Host", 4, ups_str(h, h->h[host].value), h->h[host].value.len);
-    }
     for (uint32_t i = 0; i < h->n; i++) {
         const char *name = ups_str(h, h->h[i].name);
         size_t n = h->h[i].name.len;
-        if (ups_is_hop_by_hop(h, name, n) || gateway_owned(m, name, n))
+        if (!forwarded(m->names, h, name, n))
             continue;
         put_field(b, name, n, ups_str(h, h->h[i].value), h->h[i].value.len);
     }

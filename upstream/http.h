@@ -4,8 +4,9 @@
  * status reason, then header names and values) into one fixed-size buffer
  * sized by the configured limit, so a head never grows memory past it and
  * never needs a copy. The rewrite functions turn a parsed head into the one
- * sent on the other side: hop-by-hop headers dropped, client-sent identity
- * headers dropped, verified identity and forwarding headers added.
+ * sent on the other side: hop-by-hop headers, client-sent copies of the
+ * gateway's own headers and client-chosen trust headers dropped (see
+ * ups_names_t), verified identity and forwarding headers added.
  */
 #ifndef PORTCULLIS_UPSTREAM_HTTP_H
 #define PORTCULLIS_UPSTREAM_HTTP_H
@@ -53,7 +54,24 @@ static inline const char *ups_str(const ups_hdrs_t *h, ups_span_t s)
     return h->buf + s.off;
 }
 
-/* Index of the first header with that name (case-insensitive), or -1. */
+/* Header names as an upstream may read them. CGI, WSGI, Rack, PHP and many
+ * frameworks turn '-' into '_' (X-Device-Id and X_Device_Id both become
+ * HTTP_X_DEVICE_ID), and lighttpd's CGI/FastCGI environment and Apache 2.2
+ * turn every byte that is not a letter or digit into '_' (X.Device.Id,
+ * X~Device~Id too). So two names are one header when they are equal after
+ * ASCII lowercasing and mapping every byte other than A-Z a-z 0-9 to '-'.
+ * Every comparison of header names in the gateway goes through ups_name_eq.
+ * Pure functions, no allocation.
+ * ups_name_eq: 1 if a (an bytes) and b (bn bytes) are one name, else 0.
+ * ups_name_prefix: 1 if name (n bytes) begins with the NUL-terminated prefix
+ * and is longer than it, else 0.
+ * ups_name_odd: 1 if name (n bytes) has a byte other than A-Z a-z 0-9 and
+ * '-' (so it has another spelling of the same name), else 0. */
+int ups_name_eq(const char *a, size_t an, const char *b, size_t bn);
+int ups_name_prefix(const char *name, size_t n, const char *prefix);
+int ups_name_odd(const char *name, size_t n);
+
+/* Index of the first header with that name (by ups_name_eq), or -1. */
 int ups_hdrs_find(const ups_hdrs_t *h, const char *name);
 /* Counts headers with that name. */
 int ups_hdrs_count(const ups_hdrs_t *h, const char *name);
@@ -61,6 +79,37 @@ int ups_hdrs_count(const ups_hdrs_t *h, const char *name);
 /* True if name (n bytes) is hop-by-hop: the fixed RFC 9110 list, or a token
  * listed in any Connection header of h. */
 int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n);
+
+/* Which client request headers reach the upstream (built once per config).
+ * The gateway owns: the identity headers, token claim headers, Host,
+ * X-Forwarded-For/-Proto, X-Request-Id, Expect, the framing and hop-by-hop
+ * headers (Proxy and Proxy-* included); a client's copies are dropped and
+ * the gateway sets its own. Client-chosen trust headers (cfg_trust_headers,
+ * any other X-Forwarded-*, any X-Envoy-*) are dropped unless
+ * http.forward_client_headers lists them. An odd name (ups_name_odd: a byte
+ * other than A-Z a-z 0-9 -, such as '_' or '.') is refused if it reads as
+ * any of those, else handled by http.underscores_in_headers. */
+typedef struct ups_names ups_names_t;
+
+enum ups_name_class {
+    UPS_NAME_PASS = 0,    /* end to end: forwarded as sent */
+    UPS_NAME_OWNED,       /* the gateway's own or hop-by-hop: dropped */
+    UPS_NAME_TRUST,       /* a trust header not allow-listed: dropped */
+    UPS_NAME_UNDERSCORE,  /* odd name, reads as nothing above: per the option */
+    UPS_NAME_COLLISION,   /* odd name that reads as an owned or trust header */
+};
+
+/* icfg, claims and http must outlive the table. NULL: out of memory. */
+ups_names_t *ups_names_new(const cfg_identity_t *icfg, const char *const *claims, size_t nclaims,
+                           const cfg_http_t *http);
+void ups_names_free(ups_names_t *t);
+/* The class of a client header name (n bytes); h gives the Connection
+ * header's tokens, which are hop-by-hop too. */
+int ups_name_class(const ups_names_t *t, const ups_hdrs_t *h, const char *name, size_t n);
+/* Checks every name of a request head: 0 if it may go on, else
+ * UPS_NAME_COLLISION (any collision), or UPS_NAME_UNDERSCORE when the
+ * option is refuse, with *bad the index of the first such header. */
+int ups_names_check(const ups_names_t *t, const ups_hdrs_t *h, int *bad);
 
 typedef struct {
     const char *name, *value;
@@ -75,9 +124,9 @@ typedef struct {
     const char *request_id;
     const tls_identity_t *id;
     const cfg_identity_t *icfg;
-    const char *const *strip;  /* more header names the gateway owns (e.g. token claims) */
-    size_t nstrip;
-    const ups_kv_t *add;       /* verified values for some of them */
+    const ups_names_t *names;  /* which client headers are forwarded */
+    const char *host;          /* the Host value to send (canonical); NULL: as received */
+    const ups_kv_t *add;       /* verified token claims, as headers */
     size_t nadd;
 } ups_req_meta_t;
 

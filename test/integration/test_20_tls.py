@@ -1,31 +1,101 @@
-"""TLS: refused client certificates, session resumption, dual server certs."""
+"""TLS: the client-certificate matrix (the exact alert for each refusal),
+session resumption, dual server certs. Certificates beyond scripts/gen-pki.sh's
+are minted at test time with the openssl CLI (mint())."""
 
 import re
 import ssl
 import time
 
-from harness import (check, check_identity, eq, test, upstream_headers, upstream_info,
-                     IDENTITY_HEADERS)
+from harness import (H_SERIAL, IDENTITY_HEADERS, check, check_identity, eq, kill_group, test,
+                     upstream_headers, upstream_info)
+from tlsprobe import (SERIAL_20, SERIAL_21, TLS12, TLS13, VERSIONS, client_ctx, expect_alert, mint,
+                      revocation_gateway, revoke, verdict, wait_for)
 
 
-def _refused(env, cert, **ctx_kw):
-    gw = env.gateway("main")
-    before = env.upstream_count()
-    resp, why = env.attempt(gw, cert, **ctx_kw)
-    check(resp is None, "connection with %s was not refused: got HTTP %d %s"
-          % (cert or "no client cert", resp.status if resp else 0, resp.reason if resp else ""))
-    eq(env.upstream_count(), before, "upstream request count")
+# ---------------------------------------------------------------------------
+# The client-certificate matrix: every case pins the exact TLS alert the client
+# receives, for TLS 1.3 and 1.2, and that nothing reached the upstream (see
+# tlsprobe.verdict for how the alert is read).
+
+# cert, what, alert for TLS 1.3, alert for TLS 1.2, text in the gateway log
+_MATRIX = [
+    (None, "no client cert", "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+     "SSLV3_ALERT_HANDSHAKE_FAILURE", None),
+    ("wrongca", "cert from an untrusted CA", "TLSV1_ALERT_UNKNOWN_CA",
+     "TLSV1_ALERT_UNKNOWN_CA", "unable to get local issuer certificate"),
+    ("expired", "expired cert", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+     "SSLV3_ALERT_CERTIFICATE_EXPIRED", "certificate has expired"),
+    ("notyet", "not-yet-valid cert", "SSLV3_ALERT_BAD_CERTIFICATE",
+     "SSLV3_ALERT_BAD_CERTIFICATE", "certificate is not yet valid"),
+    ("noclientauth", "cert without clientAuth EKU", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "unsuitable certificate purpose"),
+    (("caleaf", "v3_caleaf", "5ca1ea"), "leaf with basicConstraints CA:TRUE",
+     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+     "is a CA certificate"),
+    (("certsign", "v3_certsign", "5ce55e"), "leaf with keyUsage keyCertSign, no basicConstraints",
+     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+     "is a CA certificate"),
+    (("serial21", "v3_device", SERIAL_21), "serial of 21 octets",
+     "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_BAD_CERTIFICATE",
+     "serial number longer than 20 octets"),
+]
 
 
-for _cert, _label in [(None, "no client cert"), ("wrongca", "cert from an untrusted CA"),
-                      ("expired", "expired cert"), ("notyet", "not-yet-valid cert"),
-                      ("noclientauth", "cert without clientAuth EKU")]:
-    for _ver, _vlabel in [(None, "TLS 1.3"), (ssl.TLSVersion.TLSv1_2, "TLS 1.2")]:
-        def _mk(cert=_cert, ver=_ver):
+def _cert_of(env, cert):
+    return mint(env, *cert) if isinstance(cert, tuple) else cert
+
+
+for _cert, _label, _a13, _a12, _log in _MATRIX:
+    for (_ver, _vlabel), _alert in zip(VERSIONS, (_a13, _a12)):
+        def _mk(cert=_cert, ver=_ver, alert=_alert, log=_log, label=_label):
             def fn(env):
-                _refused(env, cert, max_version=ver)
+                gw = env.gateway("main")
+                ctx = client_ctx(env, _cert_of(env, cert), ver)
+                for attempt in ("first", "second"):   # the second is never a verify-cache hit
+                    expect_alert(env, gw, ctx, alert, "%s (%s attempt)" % (label, attempt), log)
             return fn
-        test("%s: %s refused, nothing reaches the upstream" % (_vlabel, _label))(_mk())
+        test("%s: %s refused with %s, nothing reaches the upstream"
+             % (_vlabel, _label, _alert))(_mk())
+
+
+for _ver, _vlabel in VERSIONS:
+    def _mk(ver=_ver):
+        def fn(env):
+            gw = env.gateway("main")
+            eq(verdict(env, gw, client_ctx(env, "device", ver)), "HTTP 200", "device cert")
+            crt_key = mint(env, "serial20", "v3_device", SERIAL_20)
+            ctx = client_ctx(env, crt_key, ver)
+            with env.connect(gw, ctx=ctx) as c:
+                info = upstream_info(c.request("GET", "/matrix/serial20"), "20-octet serial")
+            eq(upstream_headers(info, H_SERIAL), [SERIAL_20], "%s of a 20-octet serial" % H_SERIAL)
+        return fn
+    test("%s: valid certs are served; a 20-octet serial is carried whole" % _vlabel)(_mk())
+
+
+@test("revoked cert refused with certificate_revoked; revocation unknown with internal_error "
+      "(TLS 1.3 and 1.2), nothing reaches the upstream", timeout=60)
+def _(env):
+    gw, proc, port = revocation_gateway(env, "tls-matrix-revocation")
+    try:
+        crt_key = mint(env, "revoked", "v3_device", "7e0c0ded")
+        for ver, vlabel in VERSIONS:
+            eq(verdict(env, gw, client_ctx(env, crt_key, ver)), "HTTP 200",
+               "%s: before revocation" % vlabel)
+        revoke(port, "device:7e0c0ded")
+        check(wait_for(lambda: verdict(env, gw, client_ctx(env, crt_key, TLS12)) != "HTTP 200", 2),
+              "revocation not applied within 2 s")
+        for ver, vlabel in VERSIONS:
+            expect_alert(env, gw, client_ctx(env, crt_key, ver), "SSLV3_ALERT_CERTIFICATE_REVOKED",
+                         "%s: revoked cert" % vlabel, "certificate revoked")
+        kill_group(proc, 3)
+        check(wait_for(lambda: verdict(env, gw, client_ctx(env, "device", TLS12)) != "HTTP 200", 3),
+              "fail_closed: still served with Redis down")
+        for ver, vlabel in VERSIONS:
+            expect_alert(env, gw, client_ctx(env, "device", ver), "TLSV1_ALERT_INTERNAL_ERROR",
+                         "%s: revocation status unknown" % vlabel, "revocation status unknown")
+    finally:
+        gw.stop()
+        kill_group(proc, 3)
 
 
 def _resume(env, version):

@@ -209,7 +209,7 @@ def _(env):
     try:
         cases = [
             ({"class": "device", "serial": "12g4"}, "hexadecimal"),
-            ({"class": "device", "serial": "0123456789abcdef0123456789abcdef012345678"}, "20"),
+            ({"class": "device", "serial": "1123456789abcdef0123456789abcdef012345678"}, "20"),
             ({"class": "Device", "serial": "12"}, "class"),
             ({"fingerprint": "12:34"}, "64 hex"),
             ({"class": "device"}, "serial"),
@@ -479,7 +479,7 @@ def _(env):
         redis.stop()
 
 
-@test("admin: revoke by device_id is validated (device id, exclusivity, issuance configured)")
+@test("admin: revoke by device_id is validated (device id, exclusivity); works without issuance")
 def _(env):
     redis, gw, admin = _setup(env, "admin-device")
     try:
@@ -491,28 +491,41 @@ def _(env):
                 ({"device_id": "abc", "class": "device", "serial": "12"}, "invalid_request",
                  "alone"),
                 ({"device_id": "abc", "fingerprint": FP}, "invalid_request", "alone"),
-                ({"device_id": "abc", "reason": "r" * 201}, "invalid_reason", "200"),
-                ({"device_id": "phone-1.a_b:c@d"}, "issuance_not_configured",
-                 "issuance is not configured, so device ids are unknown")):
+                ({"device_id": "abc", "reason": "r" * 201}, "invalid_reason", "200")):
             status, _, doc = admin.json("POST", "/admin/revocations", body)
             _error(status, doc, 400, "POST %r" % (body,))
             eq(doc["error"], code, "POST %r: error code" % (body,))
             check(words in doc["message"], "POST %r: message %r lacks %r"
                   % (body, doc["message"], words))
-        status, _, doc = admin.json("DELETE", "/admin/revocations", {"device_id": "abc"})
-        _error(status, doc, 400, "DELETE with a device_id")
         eq(redis.cli("SCARD", KEY), "0", "nothing written")
 
-        for args, words in ((["revoke", "--device-id", "abc"], "issuance is not configured"),
-                            (["revoke", "--device-id", "bad id!"], "1..128"),
+        for args, words in ((["revoke", "--device-id", "bad id!"], "1..128"),
                             (["revoke", "--device-id", "abc", "--class", "device", "--serial",
                               "1"], "alone"),
-                            (["unrevoke", "--device-id", "abc"], "only for revoke"),
+                            (["unrevoke", "--device-id", "abc", "--reason", "x"], "--reason"),
                             (["revocations", "--device-id", "abc"], "only -c")):
             rc, out, err = _cli(gw, *args)
             eq(rc, 2, "%s exit status" % args)
             check(words in err, "%s: stderr %r lacks %r" % (args, err, words))
         eq(redis.cli("SCARD", KEY), "0", "nothing written by the CLI")
+
+        # without issuance the device id itself is revoked (no certificate list)
+        dev = "phone-1.a_b:c@d"
+        status, _, doc = admin.json("POST", "/admin/revocations", {"device_id": dev})
+        eq((status, doc), (200, {"device_id": dev, "entry": "device-id=" + dev,
+                                 "revoked": ["device-id=" + dev], "certificates": 0}),
+           "POST device_id without issuance")
+        eq(redis.cli("SISMEMBER", KEY, "device-id=" + dev), "1", "device entry in the set")
+        status, _, doc = admin.json("DELETE", "/admin/revocations", {"device_id": dev})
+        eq((status, doc), (200, {"entry": "device-id=" + dev, "revoked": False}),
+           "DELETE with a device_id lifts the device entry")
+        eq(redis.cli("SCARD", KEY), "0", "device entry lifted")
+        rc, out, err = _cli(gw, "revoke", "--device-id", "abc")
+        eq(rc, 0, "CLI revoke --device-id without issuance (stderr %r)" % err)
+        check("revoked device-id=abc" in out, "CLI output %r" % out)
+        rc, out, err = _cli(gw, "unrevoke", "--device-id", "abc")
+        eq(rc, 0, "CLI unrevoke --device-id (stderr %r)" % err)
+        eq(redis.cli("SCARD", KEY), "0", "CLI lifted the device entry")
     finally:
         gw.stop()
         redis.stop()

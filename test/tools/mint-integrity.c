@@ -2,7 +2,8 @@
  *
  *   mint-integrity --gen-keys DIR
  *       writes DIR/decryption.key (base64 AES-256), DIR/signing.pem (EC P-256
- *       private key) and DIR/verification.key (base64 DER public key)
+ *       private key), both mode 0600, and DIR/verification.key (base64 DER
+ *       public key); refuses to replace existing files
  *
  *   mint-integrity --decryption-key-file F --signing-key PEM --nonce N
  *                  --package P --cert-digest D [--app-verdict PLAY_RECOGNIZED]
@@ -142,8 +143,10 @@ int main(int argc, char **argv)
             usage();
     }
     if (gen) {
+        errno = 0;
         if (mint_gen_keys(gen) < 0) {
-            fprintf(stderr, "mint-integrity: cannot write keys into %s\n", gen);
+            fprintf(stderr, "mint-integrity: cannot write keys into %s: %s\n", gen,
+                    errno ? strerror(errno) : "OpenSSL error");
             return 1;
         }
         return 0;

@@ -7,10 +7,14 @@
 #ifndef PORTCULLIS_TEST_MINT_INTEGRITY_H
 #define PORTCULLIS_TEST_MINT_INTEGRITY_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/bn.h>
@@ -196,24 +200,42 @@ static char *mint_b64std(const unsigned char *data, size_t len)
     return out;
 }
 
-static int mint_write(const char *dir, const char *name, const char *text)
+/* Creates dir/name for writing with mode (0600 for secrets), never
+ * replacing an existing file (O_EXCL) and never wider than mode whatever the
+ * umask. NULL with errno set on error. */
+static FILE *mint_create(const char *dir, const char *name, mode_t mode)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "wb");
+    if (!f)
+        close(fd);
+    return f;
+}
+
+static int mint_write(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    FILE *f = mint_create(dir, name, mode);
     if (!f)
         return -1;
     int ok = fputs(text, f) >= 0;
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
-/* Writes decryption.key (base64 AES-256), signing.pem (EC P-256 private key)
- * and verification.key (base64 DER public key) into dir. Syscall-like. */
+/* Writes decryption.key (base64 AES-256) and signing.pem (EC P-256 private
+ * key), both 0600, and verification.key (base64 DER public key, 0644) into
+ * dir; none of them may exist yet. Syscall-like (errno set on error). */
 static int mint_gen_keys(const char *dir)
 {
     unsigned char kek[32];
     unsigned char *der = NULL;
-    char path[1024], *b = NULL;
+    char *b = NULL;
     int rc = -1, dl;
     EVP_PKEY *k = EVP_EC_gen("P-256");
     FILE *f = NULL;
@@ -224,19 +246,19 @@ static int mint_gen_keys(const char *dir)
     size_t bl = strlen(b);
     b[bl] = '\n';
     b[bl + 1] = '\0';
-    if (mint_write(dir, "decryption.key", b) < 0)
+    if (mint_write(dir, "decryption.key", b, 0600) < 0)
         goto out;
     free(b);
     b = NULL;
-    snprintf(path, sizeof path, "%s/signing.pem", dir);
-    if (!(f = fopen(path, "wb")) || PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) != 1)
+    if (!(f = mint_create(dir, "signing.pem", 0600)) ||
+        PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) != 1)
         goto out;
     if ((dl = i2d_PUBKEY(k, &der)) <= 0 || !(b = mint_b64std(der, (size_t)dl)))
         goto out;
     bl = strlen(b);
     b[bl] = '\n';
     b[bl + 1] = '\0';
-    if (mint_write(dir, "verification.key", b) < 0)
+    if (mint_write(dir, "verification.key", b, 0644) < 0)
         goto out;
     rc = 0;
 out:

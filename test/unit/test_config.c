@@ -9,7 +9,8 @@
  * text " ... " separates parts that must appear in this order. Before loading,
  * ${PKI} is replaced by the PKI directory and ${TMP} by a scratch directory
  * that holds extra keys (other.key: a P-256 key matching no certificate,
- * rsa1024.key: a too-short RSA key).
+ * rsa1024.key: a too-short RSA key) and device-ca-reissued.crt (the device
+ * CA re-issued: same subject and key, another serial).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -202,6 +203,33 @@ static int make_extra_keys(const char *dir)
         return -1;
     fmt(path, sizeof path, "%s/rsa1024.key", dir);
     return write_key(path, EVP_RSA_gen(1024));
+}
+
+/* ${TMP}/device-ca-reissued.crt: the PKI's device CA issued again (same
+ * subject and key, another serial, hence another DER encoding). */
+static int make_reissued_ca(const char *pki, const char *dir)
+{
+    char path[512];
+    fmt(path, sizeof path, "%s/device-ca.crt", pki);
+    FILE *f = fopen(path, "rb");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    fmt(path, sizeof path, "%s/device-ca.key", pki);
+    f = fopen(path, "rb");
+    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    int ok = x && k && ASN1_INTEGER_set(X509_get_serialNumber(x), 0x5e15) == 1 &&
+             X509_sign(x, k, EVP_sha256()) > 0;
+    fmt(path, sizeof path, "%s/device-ca-reissued.crt", dir);
+    f = ok ? fopen(path, "wb") : NULL;
+    ok = f && PEM_write_X509(f, x) == 1;
+    if (f)
+        fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ok ? 0 : -1;
 }
 
 /* A JWKS with one Ed25519 key (the RFC 8037 example public key), for jwt. */
@@ -545,7 +573,7 @@ static const char full_yaml[] =
     "    keepalive_timeout: 5s\n"
     "routes:\n"
     "  - path: /api/\n"
-    "    host: API.Example.COM\n"
+    "    host: api.example.com\n"
     "    methods: [GET, POST]\n"
     "    upstream: B.svc\n"
     "    allow_classes: [boot-strap_2]\n"
@@ -608,7 +636,7 @@ static void test_full(const char *pki, const char *tmp)
                   !strcmp(r0->methods[0], "GET") && !strcmp(r0->methods[1], "POST") &&
                   r0->upstream == 1 && r0->allow_classes == 2 && r0->require_bearer == 1 &&
                   r1->upstream == 0 && r1->allow_classes == 3 && r1->require_bearer == 0,
-              "route settings (host lowercased, same path with other methods)",
+              "route settings (same host and path with other methods)",
               "nroutes=%zu", cfg->nroutes);
         check(!strcmp(cfg->redis.host, "::1") && cfg->redis.port == 6380 &&
                   cfg->redis.db == 15 && !strcmp(cfg->redis.password_env, "REDIS_PW"),
@@ -789,6 +817,46 @@ static void test_admin_defaults(const char *pki, const char *tmp)
     cfg_errors_free(&errs);
 }
 
+/* A non-loopback admin.listen loads only with admin.allow_remote: true;
+ * every loopback spelling loads without it. */
+static void test_admin_remote(const char *pki, const char *tmp)
+{
+    static const struct { const char *listen; const char *extra; int ok; } cases[] = {
+        {"0.0.0.0:9444", "", 0},
+        {"\"[::]:9444\"", "", 0},
+        {"10.1.2.3:9444", "", 0},
+        {"\"[::ffff:10.0.0.1]:9444\"", "", 0},
+        {"0.0.0.0:9444", ", allow_remote: false", 0},
+        {"0.0.0.0:9444", ", allow_remote: true", 1},
+        {"\"[::]:9444\"", ", allow_remote: true", 1},
+        {"127.0.0.1:9444", "", 1},
+        {"127.3.4.5:9444", "", 1},
+        {"localhost:9444", "", 1},
+        {"\"[::1]:9444\"", "", 1},
+        {"\"[::ffff:127.0.0.1]:9444\"", "", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[1024], text[2048], name[160];
+        cfg_errors_t errs = {0};
+        fmt(text, sizeof text, "%sadmin: {listen: %s%s}\n", minimal_yaml, cases[i].listen,
+            cases[i].extra);
+        write_case(tmp, "admin_remote.yaml", text, pki, tmp, path, sizeof path);
+        cfg_t *cfg = cfg_load(path, &errs);
+        fmt(name, sizeof name, "admin.listen %s%s %s", cases[i].listen, cases[i].extra,
+            cases[i].ok ? "loads" : "is refused");
+        if (cases[i].ok)
+            check(cfg != NULL && cfg->admin.allow_remote == (cases[i].extra[0] != 0), name,
+                  "first error: %s", first_error(&errs));
+        else
+            check(!cfg && errs.n == 1 && strstr(errs.msgs[0], "admin.listen: ") &&
+                      strstr(errs.msgs[0], "is not a loopback address") &&
+                      strstr(errs.msgs[0], "hint: ") && strstr(errs.msgs[0], "allow_remote: true"),
+                  name, "errors=%zu first: %s", errs.n, first_error(&errs));
+        cfg_free(cfg);
+        cfg_errors_free(&errs);
+    }
+}
+
 /* The issuance section: absent = disabled; defaults; every setting. */
 static void test_issuance(const char *pki, const char *tmp)
 {
@@ -835,10 +903,16 @@ static void test_issuance(const char *pki, const char *tmp)
         "    dev_2: {provider: none}\n";
     char path[1024], text[4096];
     cfg_errors_t errs = {0};
-    char *base = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
-                             "      ca: ${PKI}/device-ca.crt\n"
-                             "    - name: bootstrap\n"
-                             "      ca: ${PKI}/bootstrap-ca.crt\n");
+    char *classes = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
+                                "      ca: ${PKI}/device-ca.crt\n"
+                                "    - name: bootstrap\n"
+                                "      ca: ${PKI}/bootstrap-ca.crt\n");
+    /* the routes that cover the issuance endpoints (the defaults' and full's prefixes) */
+    char base[2048];
+    fmt(base, sizeof base, "%s%s", classes,
+        "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device]}\n"
+        "  - {path: /v1/certs/, upstream: api, allow_classes: [bootstrap, device]}\n");
+    free(classes);
 
     fmt(text, sizeof text, "%s", base);
     write_case(tmp, "iss0.yaml", text, pki, tmp, path, sizeof path);
@@ -910,7 +984,98 @@ static void test_issuance(const char *pki, const char *tmp)
     }
     cfg_free(cfg);
     cfg_errors_free(&errs);
-    free(base);
+}
+
+/* The issuance endpoints go through the gate of the route that covers them:
+ * such a route must exist and allow the endpoint's class, for some Host. */
+static void test_issuance_routes(const char *pki, const char *tmp)
+{
+    static const char issuance[] =
+        "issuance:\n"
+        "  ca_cert: ${PKI}/device-ca.crt\n"
+        "  ca_key: ${PKI}/device-ca.key\n"
+        "  platforms: {huawei: {provider: refuse}}\n";
+    static const struct {
+        const char *routes, *want, *name;
+    } v[] = {
+        {"  - {path: /certificates/, host: issuance.example, upstream: api,\n"
+         "     allow_classes: [bootstrap, device]}\n",
+         NULL, "issuance: a covering route for one host is enough"},
+        {"  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device],\n"
+         "     require_bearer: true, rate_limits: [per-ip]}\n",
+         NULL, "issuance: a covering route with bearer and rate limits loads"},
+        {"  - {path: /certificates/challenge, upstream: api, allow_classes: [bootstrap]}\n"
+         "  - {path: /certificates/issue, upstream: api, allow_classes: [bootstrap]}\n"
+         "  - {path: /certificates/renew, upstream: api, allow_classes: [device]}\n",
+         NULL, "issuance: one route per endpoint loads"},
+        {"  - {path: /certificates/, upstream: api, methods: [GET], allow_classes: [bootstrap]}\n",
+         "issuance: routes[0] (path \"/\"), the route that covers POST /certificates/challenge, "
+         "does not allow class \"bootstrap\"",
+         "issuance: a GET-only route does not cover the POST endpoints"},
+        {"  - {path: /certificates, upstream: api, allow_classes: [bootstrap, device]}\n", NULL,
+         "issuance: a prefix without the trailing slash covers by segment"},
+        {"  - {path: /certificates/iss, upstream: api, allow_classes: [bootstrap]}\n",
+         "the route that covers POST /certificates/challenge",
+         "issuance: a prefix that ends inside a segment does not cover it"},
+        {"  - {path: /certificates/, upstream: api, allow_classes: [bootstrap]}\n",
+         "the route that covers POST /certificates/renew, does not allow class \"device\" "
+         "(issuance.device_class)", "issuance: renew needs the device class"},
+        {"  - {path: /certificates/, upstream: api, methods: [POST],\n"
+         "     allow_classes: [bootstrap, device]}\n",
+         "issuance: routes[0] (path \"/\"), the route that covers GET /certificates/challenge, "
+         "does not allow class \"bootstrap\"",
+         "issuance: a POST-only route leaves GET /certificates/challenge to another route"},
+        {"  - {path: /certificates/, upstream: api, methods: [GET, POST],\n"
+         "     allow_classes: [bootstrap, device]}\n",
+         NULL, "issuance: a route for GET and POST covers every endpoint"},
+        {"  - {path: /certificates/challenge/, upstream: api, allow_classes: [bootstrap]}\n"
+         "  - {path: /certificates/issue/, upstream: api, allow_classes: [bootstrap]}\n"
+         "  - {path: /certificates/renew/, upstream: api, allow_classes: [device]}\n",
+         NULL, "issuance: a prefix ending in '/' covers the path without it"},
+    };
+    char *classes = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
+                                "      ca: ${PKI}/device-ca.crt\n"
+                                "    - name: bootstrap\n"
+                                "      ca: ${PKI}/bootstrap-ca.crt\n");
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char path[1024], text[4096];
+        cfg_errors_t errs = {0};
+        fmt(text, sizeof text, "%s%s%s%s", classes, v[i].routes, issuance,
+            "rate_limits: [{name: per-ip, key: ip, rate: 10/s}]\n");
+        write_case(tmp, "issroutes.yaml", text, pki, tmp, path, sizeof path);
+        cfg_t *cfg = cfg_load(path, &errs);
+        if (!v[i].want)
+            check(cfg != NULL, v[i].name, "first error: %s", first_error(&errs));
+        else
+            check(!cfg && errs.n == 1 && strstr(errs.msgs[0], v[i].want), v[i].name,
+                  "%zu errors, first: %s", errs.n, first_error(&errs));
+        cfg_free(cfg);
+        cfg_errors_free(&errs);
+    }
+    free(classes);
+}
+
+/* Every limit a route may list can be global: each is asked in Redis. */
+static void test_route_limit_count(const char *pki, const char *tmp)
+{
+    char path[1024], text[8192], list[256], defs[4096];
+    size_t ln = 0, dn = 0;
+    cfg_errors_t errs = {0};
+    for (int i = 0; i < CFG_ROUTE_MAX_LIMITS; i++) {
+        fmt(list + ln, sizeof list - ln, "%sg%d", i ? ", " : "", i);
+        ln += strlen(list + ln);
+        fmt(defs + dn, sizeof defs - dn, "  - {name: g%d, key: ip, rate: %d/s, scope: global}\n",
+            i, i + 1);
+        dn += strlen(defs + dn);
+    }
+    fmt(text, sizeof text, "%s    rate_limits: [%s]\nrate_limits:\n%s", minimal_yaml, list, defs);
+    write_case(tmp, "limits16.yaml", text, pki, tmp, path, sizeof path);
+    cfg_t *cfg = cfg_load(path, &errs);
+    check(cfg && cfg->routes[0].nrate_limits == CFG_ROUTE_MAX_LIMITS &&
+              cfg->routes[0].rate_limits[CFG_ROUTE_MAX_LIMITS - 1] == CFG_ROUTE_MAX_LIMITS - 1,
+          "a route may list 16 global rate limits", "first error: %s", first_error(&errs));
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
 }
 
 /* Several independent problems are all reported, in file order. */
@@ -1075,6 +1240,7 @@ int main(int argc, char **argv)
               "openssl CLI failed in %s", pki);
     }
     check(make_extra_keys(tmp) == 0, "generate extra keys", "in %s", tmp);
+    check(make_reissued_ca(pki, tmp) == 0, "re-issue the device CA", "in %s", tmp);
     check(make_play_keys(tmp) == 0, "generate Play Integrity test keys", "in %s", tmp);
     check(make_jwks(tmp) == 0, "write a JWKS file", "in %s", tmp);
 
@@ -1084,10 +1250,13 @@ int main(int argc, char **argv)
     test_example(root, pki, tmp);
     test_defaults(pki, tmp);
     test_admin_defaults(pki, tmp);
+    test_admin_remote(pki, tmp);
     test_full(pki, tmp);
     test_policy_defaults(pki, tmp);
     test_policy(pki, tmp);
     test_issuance(pki, tmp);
+    test_issuance_routes(pki, tmp);
+    test_route_limit_count(pki, tmp);
     test_many_errors(pki, tmp);
     test_cases(root, pki, tmp);
 

@@ -89,8 +89,11 @@ int main(void)
     id.device_id = "device-1234";
     snprintf(id.not_after, sizeof(id.not_after), "2026-12-01T00:00:00Z");
 
+    cfg_http_t hcfg;
+    memset(&hcfg, 0, sizeof(hcfg));
+    ups_names_t *names = ups_names_new(&icfg, NULL, 0, &hcfg);
     ups_req_meta_t m = {.method = "POST", .http_minor = 1, .content_length = 5, .peer_ip = "127.0.0.1",
-                        .request_id = "rid-1", .id = &id, .icfg = &icfg};
+                        .request_id = "rid-1", .id = &id, .icfg = &icfg, .names = names};
     struct evbuffer *b = evbuffer_new();
     ups_build_request_head(b, &h, &m);
     char *s = head_text(b);
@@ -117,6 +120,8 @@ int main(void)
     /* renamed identity headers: the defaults are ordinary headers again, and
      * the configured names are what get stripped */
     icfg.headers[CFG_H_DEVICE_ID] = "X-Mobile-Device";
+    ups_names_free(names);
+    m.names = names = ups_names_new(&icfg, NULL, 0, &hcfg);
     ups_hdrs_reset(&h);
     ups_hdrs_first(&h, "/", 1);
     add(&h, "Host", "h");
@@ -134,8 +139,8 @@ int main(void)
     /* claim headers: stripped when client-sent, injected from the token */
     static const char *const strip[] = {"X-Token-Subject"};
     ups_kv_t add_kv[] = {{"X-Token-Subject", "user-42"}};
-    m.strip = strip;
-    m.nstrip = 1;
+    ups_names_free(names);
+    m.names = names = ups_names_new(&icfg, strip, 1, &hcfg);
     m.add = add_kv;
     m.nadd = 1;
     ups_hdrs_reset(&h);
@@ -183,6 +188,7 @@ int main(void)
     CHECK(ups_hdrs_field(&small, "c", 1) < 0 && small.err == UPS_HDRS_TOO_MANY, "count limit");
     ups_hdrs_free(&small);
 
+    ups_names_free(names);
     evbuffer_free(b);
     ups_hdrs_free(&h);
     return check_done();

@@ -97,6 +97,21 @@ int main(void)
     tls_identity_release(id);
     X509_free(x);
 
+    /* a serial is carried whole or not at all: 20 octets fit, 21 do not,
+     * and a negative one would read as its magnitude */
+    x = make_cert(key, "8000000000000000000000000000000000000001", "s20", NULL);
+    id = tls_identity_from_cert(x, 0, "device", &icfg);
+    CHECK(id && strcmp(id->serial, "8000000000000000000000000000000000000001") == 0,
+          "20-octet serial kept whole");
+    tls_identity_release(id);
+    X509_free(x);
+    x = make_cert(key, "010000000000000000000000000000000000000001", "s21", NULL);
+    CHECK(tls_identity_from_cert(x, 0, "device", &icfg) == NULL, "21-octet serial: no identity");
+    X509_free(x);
+    x = make_cert(key, "-5", "neg", NULL);
+    CHECK(tls_identity_from_cert(x, 0, "device", &icfg) == NULL, "negative serial: no identity");
+    X509_free(x);
+
     EVP_PKEY_free(key);
     return check_done();
 }

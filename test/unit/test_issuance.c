@@ -736,7 +736,9 @@ static void test_issue(void)
     /* loading errors */
     c.ca_key_file = chain_path;
     is = pol_issuer_load(&c, err, sizeof err);
-    CHECK(!is && strstr(err, "CA key"), "issuer: a non-key file refused");
+    CHECK(!is && strstr(err, "issuance.ca_key: \"") &&
+              strstr(err, "is not an unencrypted PEM private key: "),
+          "issuer: a non-key file refused");
     char other[512];
     path_in(other, sizeof other, "other.key");
     EVP_PKEY *ok = EVP_EC_gen("P-256");
@@ -745,6 +747,31 @@ static void test_issue(void)
     c.ca_key_file = other;
     is = pol_issuer_load(&c, err, sizeof err);
     CHECK(!is && strstr(err, "does not match"), "issuer: mismatched key refused");
+
+    /* an unreadable file: the key path, the file and why */
+    char missing[512], want[700];
+    path_in(missing, sizeof missing, "no-such-dir/ca.key");
+    c.ca_key_file = missing;
+    is = pol_issuer_load(&c, err, sizeof err);
+    snprintf(want, sizeof want, "issuance.ca_key: cannot read \"%s\": No such file or directory",
+             missing);
+    CHECK(!is && !strcmp(err, want), "issuer: a missing key file says which and why");
+    if (is || strcmp(err, want))
+        printf("#   got: %s\n", err);
+    path_in(missing, sizeof missing, "");
+    c.ca_key_file = other;
+    c.ca_cert_file = missing;
+    is = pol_issuer_load(&c, err, sizeof err);
+    snprintf(want, sizeof want, "issuance.ca_cert: cannot read \"%s\": not a regular file", missing);
+    CHECK(!is && !strcmp(err, want), "issuer: a directory as CA certificate says why");
+    if (is || strcmp(err, want))
+        printf("#   got: %s\n", err);
+    c.ca_cert_file = other;
+    is = pol_issuer_load(&c, err, sizeof err);
+    CHECK(!is && strstr(err, "issuance.ca_cert: \"") && strstr(err, "is not a PEM certificate: no start line"),
+          "issuer: a key as CA certificate gives the OpenSSL reason");
+    if (is || !strstr(err, "no start line"))
+        printf("#   got: %s\n", err);
 }
 
 /* ---------------------------------------------------------------- Play Integrity */
@@ -959,6 +986,15 @@ static void test_play(void)
     p2.decryption_key_file = ca_path;
     k2 = pol_play_keys_load(&p2, e2, sizeof e2);
     CHECK(!k2 && strstr(e2, "AES-256"), "play: bad decryption key file refused");
+    char missing[600], want[800];
+    path_in(missing, sizeof missing, "play/missing.key");
+    p2.decryption_key_file = missing;
+    k2 = pol_play_keys_load(&p2, e2, sizeof e2);
+    snprintf(want, sizeof want, "play_integrity.decryption_key_file: cannot read \"%s\": "
+             "No such file or directory", missing);
+    CHECK(!k2 && !strcmp(e2, want), "play: a missing decryption key file says which and why");
+    if (k2 || strcmp(e2, want))
+        printf("#   got: %s\n", e2);
 }
 
 /* ---------------------------------------------------------------- http verifier */

@@ -526,6 +526,106 @@ static void test_jwks_files(void)
     pol_jwks_release(k);
 }
 
+/* A JWK of key k with extra members (a JSON object text, merged in). */
+static json_t *jwk_with(EVP_PKEY *k, const char *kid, const char *members)
+{
+    json_t *j = mj_jwk(k, kid), *extra = json_loads(members, 0, NULL);
+    if (!j || !extra || json_object_update(j, extra) != 0) {
+        fprintf(stderr, "bad test JWK members %s\n", members);
+        exit(2);
+    }
+    json_decref(extra);
+    return j;
+}
+
+/* Loads a one-key JWKS with those members next to a plain key of another
+ * type, and reports whether a token signed by the first key verifies. */
+static int one_key_verifies(EVP_PKEY *k, const char *alg, const char *members)
+{
+    char p[512], err[512];
+    pol_jwt_result_t r;
+    write_jwks("purpose.json", json_pack("[o,o]", jwk_with(k, "k", members),
+                                         mj_jwk(k == ed ? ec : ed, "other")));
+    path_of(p, sizeof p, "purpose.json");
+    pol_jwks_t *set = pol_jwks_load(p, err, sizeof err);
+    if (!set) {
+        printf("# %s: %s\n", members, err);
+        return -1;
+    }
+    char *t = tok_of(k, alg, "k", payload());
+    char *t2 = tok_of(k, alg, NULL, payload());
+    int ok = pol_jwt_verify(&cfg, set, t, strlen(t), NULL, now, &r) == 0;
+    int ok2 = pol_jwt_verify(&cfg, set, t2, strlen(t2), NULL, now, &r) == 0;
+    free(t);
+    free(t2);
+    pol_jwks_release(set);
+    return ok && ok2 ? 1 : !ok && !ok2 ? 0 : -2;   /* the same answer with or without kid */
+}
+
+/* RFC 7517 4.2-4.4: "use", "key_ops" and "alg" say what a key is for; a key
+ * not meant to verify the token's algorithm is never used. */
+static void test_key_purpose(void)
+{
+    struct { EVP_PKEY **k; const char *alg, *members; int want; const char *name; } v[] = {
+        {&ec, "ES256", "{\"alg\": \"ES256\"}", 1, "EC key with alg ES256 used"},
+        {&rsa, "RS256", "{\"alg\": \"RS256\", \"use\": \"sig\"}", 1, "RSA key with alg RS256 used"},
+        {&ed, "EdDSA", "{\"alg\": \"EdDSA\"}", 1, "Ed25519 key with alg EdDSA used"},
+        {&rsa, "RS256", "{\"alg\": \"RS384\"}", 0, "RSA key with alg RS384 not used for RS256"},
+        {&rsa, "RS256", "{\"alg\": \"PS256\"}", 0, "RSA key with alg PS256 not used for RS256"},
+        {&ec, "ES256", "{\"alg\": \"ES384\"}", 0, "P-256 key with alg ES384 not used for ES256"},
+        {&ec, "ES256", "{\"key_ops\": [\"verify\"]}", 1, "key_ops [verify] used"},
+        {&ec, "ES256", "{\"key_ops\": [\"sign\", \"verify\"]}", 1, "key_ops [sign, verify] used"},
+        {&ec, "ES256", "{\"key_ops\": [\"sign\"]}", 0, "key_ops [sign] not used"},
+        {&ec, "ES256", "{\"key_ops\": [\"encrypt\", \"wrapKey\"]}", 0, "key_ops [encrypt, wrapKey] not used"},
+        {&ec, "ES256", "{\"key_ops\": []}", 0, "key_ops [] not used"},
+        {&ed, "EdDSA", "{\"use\": \"enc\"}", 0, "use enc not used"},
+        {&ec, "ES256", "{\"use\": \"sig\", \"key_ops\": [\"decrypt\"]}", 0,
+         "use sig with key_ops [decrypt] not used"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        int got = one_key_verifies(*v[i].k, v[i].alg, v[i].members);
+        if (got != v[i].want)
+            printf("# %s: got %d\n", v[i].name, got);
+        CHECK(got == v[i].want, v[i].name);
+    }
+
+    /* malformed purpose members: the file is refused, naming the member */
+    struct { const char *members, *want, *name; } bad[] = {
+        {"{\"alg\": \"RS256\"}", "another key type", "JWKS: EC key with alg RS256 refused"},
+        {"{\"alg\": 7}", "\"alg\" must be a string", "JWKS: numeric alg refused"},
+        {"{\"key_ops\": \"verify\"}", "array of strings", "JWKS: key_ops as a string refused"},
+        {"{\"key_ops\": [\"verify\", 1]}", "array of strings", "JWKS: key_ops with a number refused"},
+        {"{\"key_ops\": [\"verify\", \"verify\"]}", "twice", "JWKS: repeated key_ops value refused"},
+        {"{\"use\": [\"sig\"]}", "\"use\" must be a string", "JWKS: use as an array refused"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char p[512], err[512] = "";
+        write_jwks("purpose-bad.json", json_pack("[o,o]", mj_jwk(ed, "ok"),
+                                                 jwk_with(ec, "bad", bad[i].members)));
+        path_of(p, sizeof p, "purpose-bad.json");
+        pol_jwks_t *k = pol_jwks_load(p, err, sizeof err);
+        if (k || !strstr(err, bad[i].want) || !strstr(err, "keys[1]"))
+            printf("# %s: %s\n", bad[i].name, err);
+        CHECK(!k && strstr(err, bad[i].want) && strstr(err, "keys[1]"), bad[i].name);
+        pol_jwks_release(k);
+    }
+
+    /* the set's algorithms leave out skipped keys; only skipped keys: no usable key */
+    char p[512], err[512] = "";
+    write_jwks("purpose-alg.json", json_pack("[o,o]", jwk_with(rsa, "r", "{\"alg\": \"PS256\"}"),
+                                             mj_jwk(ec, "e")));
+    path_of(p, sizeof p, "purpose-alg.json");
+    pol_jwks_t *k = pol_jwks_load(p, err, sizeof err);
+    CHECK(k && pol_jwks_count(k) == 1 && pol_jwks_algorithms(k) == CFG_JWT_ES256,
+          "JWKS: a PS256 RSA key is not counted for RS256");
+    pol_jwks_release(k);
+    write_jwks("purpose-none.json", json_pack("[o]", jwk_with(ec, "e", "{\"key_ops\": [\"sign\"]}")));
+    path_of(p, sizeof p, "purpose-none.json");
+    k = pol_jwks_load(p, err, sizeof err);
+    CHECK(!k && strstr(err, "no usable"), "JWKS: only a key without verify: no usable key");
+    pol_jwks_release(k);
+}
+
 static void test_store(void)
 {
     char p[512], err[512];
@@ -624,6 +724,7 @@ int main(void)
     test_binding();
     test_claim_headers();
     test_jwks_files();
+    test_key_purpose();
     test_store();
 
     pol_jwks_release(keys);

@@ -35,6 +35,19 @@ static void test_serials(void)
         {"boot-strap_2", "ff", "boot-strap_2:ff"},
         {"device", "0123456789abcdef0123456789abcdef01234567",
          "device:123456789abcdef0123456789abcdef01234567"},   /* 20 octets */
+        {"device", "12 34", "device:1234"},                    /* spaces between digits */
+        {"device", " 0x1a2b\t", "device:1a2b"},               /* whitespace around */
+        /* 20 octets, the first with its top bit set, so DER (and some tools)
+         * print a leading zero octet: 42 digits, 40 once the zeros go */
+        {"device", "00ff23456789abcdef0123456789abcdef01234567",
+         "device:ff23456789abcdef0123456789abcdef01234567"},
+        {"device", "00:FF:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67",
+         "device:ff23456789abcdef0123456789abcdef01234567"},
+        /* a 20-octet serial written with one leading zero: 41 digits */
+        {"device", "0123456789abcdef0123456789abcdef012345678",
+         "device:123456789abcdef0123456789abcdef012345678"},
+        {"device", "0x0000000000000000000000000000000000000000000000000000001",
+         "device:1"},                                          /* any number of zeros */
     };
     static const struct { const char *cls, *in; } bad[] = {
         {"device", ""},            /* empty */
@@ -42,8 +55,10 @@ static void test_serials(void)
         {"device", ":"},           /* only separators */
         {"device", "12g4"},        /* not hex */
         {"device", "-12"},         /* sign */
-        {"device", "12 34"},       /* space */
-        {"device", "0123456789abcdef0123456789abcdef012345678"},   /* 21 octets */
+        {"device", "1 2x"},        /* not hex, with a space */
+        {"device", "1123456789abcdef0123456789abcdef012345678"},   /* 21 octets */
+        {"device", "00:11:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89"},
+        {"device", "0x"},          /* 0x alone */
         {"Device", "12"},          /* class: upper case */
         {"", "12"},                /* class: empty */
         {"dev ice", "12"},         /* class: space */
@@ -66,7 +81,7 @@ static void test_serials(void)
     const char *err = NULL;
     pol_rev_canon_serial("device", "12g4", out, sizeof out, &err);
     CHECK(err && strstr(err, "hexadecimal"), "non-hex serial: message says hexadecimal");
-    pol_rev_canon_serial("device", "0123456789abcdef0123456789abcdef012345678", out, sizeof out,
+    pol_rev_canon_serial("device", "1123456789abcdef0123456789abcdef012345678", out, sizeof out,
                          &err);
     CHECK(err && strstr(err, "20 octets"), "long serial: message gives the limit");
     pol_rev_canon_serial("Device", "12", out, sizeof out, &err);
@@ -86,6 +101,10 @@ static void test_fingerprints(void)
         "9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:6C:15:"
         "B0:F0:0A:08",
         "sha256:" FP,
+        "SHA256:" FP,
+        "sha256=" FP,
+        "9f 86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",    /* space */
+        "  " FP "\n",
     };
     static const char *const bad[] = {
         "",
@@ -93,7 +112,6 @@ static void test_fingerprints(void)
         FP "00",                                                                /* long */
         "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0",      /* 63 */
         "zf86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",     /* non-hex */
-        "9f 86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",    /* space */
         "9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:6C:15:"
         "B0:F0:0A",                                                             /* 31 octets */
     };
@@ -126,7 +144,8 @@ static void test_entries(void)
     };
     static const char *const bad[] = {
         "", "device", "device:", ":12", "Device:12", "device:xyz", "9f86d081",
-        "device:0123456789abcdef0123456789abcdef012345678",
+        "device:1123456789abcdef0123456789abcdef012345678",   /* 21 octets */
+        "device-id=", "device-id=bad id", "device-id=a/b",
     };
     char out[POL_REV_ENTRY_MAX], again[POL_REV_ENTRY_MAX];
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -193,6 +212,15 @@ static int cmd_is(const pol_revcmd_t *c, int argc, const char *a0, const char *a
     return 1;
 }
 
+/* cmd_is with a fourth argument (a3 NULL: argc must be 3). */
+static int cmd_is4(const pol_revcmd_t *c, int argc, const char *a0, const char *a1,
+                   const char *a2, const char *a3)
+{
+    if (!cmd_is(c, argc, a0, a1, a2))
+        return 0;
+    return !a3 || (c->argc > 3 && strlen(a3) == c->argvlen[3] && strcmp(c->argv[3], a3) == 0);
+}
+
 static void test_write_commands(void)
 {
     cfg_revocation_t rc = {.key = "portcullis:revoked", .channel = "portcullis:revocations"};
@@ -232,9 +260,22 @@ static void test_write_commands(void)
     if (r == 0)
         pol_revwrite_clear(&w);
     CHECK(pol_revwrite_build(&w, &rc, 1, "DEVICE:1A2B", NULL, 0, &err) == -1,
-          "write refuses a non-canonical entry");
-    CHECK(pol_revwrite_build(&w, &rc, 1, "device:001a2b", NULL, 0, &err) == -1 && err,
-          "write refuses leading zeros (not canonical)");
+          "write refuses an entry that does not canonicalise (class in upper case)");
+    r = pol_revwrite_build(&w, &rc, 1, "device:001A2B", NULL, 0, &err);
+    CHECK(r == 0 && strcmp(w.entry, "device:1a2b") == 0 &&
+              cmd_is4(&w.cmd[1], 3, "SADD", "portcullis:revoked", "device:1a2b", NULL),
+          "revoke writes the canonical entry of another spelling");
+    if (r == 0)
+        pol_revwrite_clear(&w);
+    r = pol_revwrite_build(&w, &rc, 0, "device:001A2B", NULL, 0, &err);
+    CHECK(r == 0 && cmd_is4(&w.cmd[1], 4, "SREM", "portcullis:revoked", "device:1a2b",
+                           "device:001A2B") &&
+              cmd_is4(&w.cmd[2], 4, "HDEL", "portcullis:revoked:meta", "device:1a2b",
+                     "device:001A2B") &&
+              cmd_is4(&w.cmd[3], 3, "PUBLISH", "portcullis:revocations", "-device:1a2b", NULL),
+          "lift removes the canonical entry and the spelling given, publishes the canonical");
+    if (r == 0)
+        pol_revwrite_clear(&w);
     char longr[202];
     memset(longr, 'r', 201);
     longr[201] = '\0';
@@ -242,6 +283,150 @@ static void test_write_commands(void)
           "write refuses a reason over 200 characters");
     CHECK(pol_revwrite_build(&w, &rc, 1, "device:1", "\xff\xfe", 0, &err) == -1,
           "write refuses a reason that is not UTF-8");
+}
+
+
+/* pol_rev_canon: the one canonicalisation, with its form and length. */
+static void test_canon(void)
+{
+    static const struct { const char *in; const char *out; int form; } good[] = {
+        {"device:1a2b", "device:1a2b", POL_REV_SERIAL},
+        {"  device : 0X00:1A:2B  ", "device:1a2b", POL_REV_SERIAL},
+        {"device:\t1a 2b\n", "device:1a2b", POL_REV_SERIAL},
+        {"device:0x00ff23456789abcdef0123456789abcdef01234567",
+         "device:ff23456789abcdef0123456789abcdef01234567", POL_REV_SERIAL},
+        {"device:0123456789abcdef0123456789abcdef012345678",
+         "device:123456789abcdef0123456789abcdef012345678", POL_REV_SERIAL},
+        {"device:000", "device:0", POL_REV_SERIAL},
+        {"sha256:" FP, FP, POL_REV_FINGERPRINT},
+        {"device-id=k3j7", "device-id=k3j7", POL_REV_DEVICE},
+        /* hex-only class, serial padded to 64 digits in all: not a fingerprint */
+        {"cafe:000000000000000000000000000000000000000000000000000000000001",
+         "cafe:1", POL_REV_SERIAL},
+        {"9F:86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", FP,
+         POL_REV_FINGERPRINT},                                   /* one colon, as before */
+        {"DEVICE-ID=K3j7", "device-id=K3j7", POL_REV_DEVICE},      /* the id keeps its case */
+        {" device-id= phone-1.a_b:c@d ", "device-id=phone-1.a_b:c@d", POL_REV_DEVICE},
+    };
+    char out[POL_REV_ENTRY_MAX];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        const char *err = NULL;
+        int form = 0;
+        int n = pol_rev_canon(good[i].in, strlen(good[i].in), out, sizeof out, &form, &err);
+        CHECK(n == (int)strlen(good[i].out) && strcmp(out, good[i].out) == 0 &&
+                  form == good[i].form, nm("canon", good[i].in));
+    }
+    static const char *const bad[] = {
+        "", "   ", "device", "device:", "device:0x", "device-id=", "device-id=a b",
+        "device-id=x/y", "device:1123456789abcdef0123456789abcdef012345678",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *err = NULL;
+        strcpy(out, "junk");
+        int n = pol_rev_canon(bad[i], strlen(bad[i]), out, sizeof out, NULL, &err);
+        CHECK(n == -1 && err && *err && out[0] == '\0', nm("canon refused", bad[i]));
+    }
+    char id[200];
+    memset(id, 'a', 140);
+    memcpy(id, "device-id=", 10);
+    id[139] = '\0';   /* 129 characters after the prefix */
+    const char *err = NULL;
+    CHECK(pol_rev_canon(id, strlen(id), out, sizeof out, NULL, &err) == -1,
+          "canon: a device id over 128 characters is refused");
+    id[138] = '\0';
+    CHECK(pol_rev_canon(id, strlen(id), out, sizeof out, NULL, &err) == 138,
+          "canon: a 128-character device id fits POL_REV_ENTRY_MAX");
+    CHECK(pol_rev_canon("device:1\0" "2", 10, out, sizeof out, NULL, &err) == -1,
+          "canon: a NUL byte is refused");
+    /* leading zeros are unbounded: stripped before the 20-octet limit */
+    char zeros[600];
+    memcpy(zeros, "device:", 7);
+    memset(zeros + 7, '0', 500);
+    memcpy(zeros + 507, "1a", 3);
+    CHECK(pol_rev_canon(zeros, strlen(zeros), out, sizeof out, NULL, &err) > 0 &&
+              strcmp(out, "device:1a") == 0, "canon: 500 leading zeros, then 1a");
+    char tiny[4];
+    CHECK(pol_rev_canon("device:1a", 9, tiny, sizeof tiny, NULL, &err) == -1 && tiny[0] == '\0',
+          "canon: too small an output buffer is an error, not an overflow");
+    CHECK(pol_rev_canon_device("k3j7", out, sizeof out, &err) == 0 &&
+              strcmp(out, "device-id=k3j7") == 0, "device helper: the device entry");
+    pol_rev_key_t a, b = pol_rev_key("device-id=k3j7", 14);
+    CHECK(pol_rev_device_key("k3j7", &a) == 0 && a.h[0] == b.h[0] && a.h[1] == b.h[1],
+          "device key: the digest of the device entry");
+    CHECK(pol_rev_device_key("bad id", &a) == -1, "device key: an invalid id has none");
+}
+
+static void test_messages(void)
+{
+    char out[POL_REV_ENTRY_MAX];
+    const char *err = NULL;
+    int form = 0;
+    CHECK(pol_rev_parse_message("+device:0x001A", 14, out, sizeof out, &form, &err) == 1 &&
+              strcmp(out, "device:1a") == 0 && form == POL_REV_SERIAL, "message: + revokes");
+    CHECK(pol_rev_parse_message("-device-id=k3", 13, out, sizeof out, &form, &err) == 0 &&
+              strcmp(out, "device-id=k3") == 0 && form == POL_REV_DEVICE, "message: - lifts");
+    static const char *const bad[] = {"", "+", "-", "device:1", "*device:1", "+device:",
+                                      "+device:xyz", " +device:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(pol_rev_parse_message(bad[i], strlen(bad[i]), out, sizeof out, NULL, &err) == -1 &&
+                  err && *err, nm("message refused", bad[i]));
+    CHECK(pol_rev_parse_message("+device:12ff", 10, out, sizeof out, NULL, &err) == 1 &&
+              strcmp(out, "device:12") == 0, "message: only len bytes are read");
+}
+
+static void test_usable(void)
+{
+    cfg_t cfg;
+    cfg_class_t cls[2];
+    memset(&cfg, 0, sizeof cfg);
+    memset(cls, 0, sizeof cls);
+    snprintf(cls[0].name, sizeof cls[0].name, "device");
+    snprintf(cls[1].name, sizeof cls[1].name, "bootstrap");
+    cfg.tls.classes = cls;
+    cfg.tls.nclasses = 2;
+    char why[300];
+    CHECK(pol_rev_usable(&cfg, "device:1a", POL_REV_SERIAL, why, sizeof why) == 0 && !why[0],
+          "usable: a configured class");
+    CHECK(pol_rev_usable(&cfg, "devices:1a", POL_REV_SERIAL, why, sizeof why) == -1 &&
+              strstr(why, "\"devices\"") && strstr(why, "device, bootstrap"),
+          "usable: an unknown class is refused, naming the configured ones");
+    CHECK(pol_rev_usable(&cfg, "dev:1a", POL_REV_SERIAL, why, sizeof why) == -1,
+          "usable: a prefix of a class is not the class");
+    CHECK(pol_rev_usable(&cfg, FP, POL_REV_FINGERPRINT, why, sizeof why) == 0 &&
+              pol_rev_usable(&cfg, "device-id=x", POL_REV_DEVICE, why, sizeof why) == 0,
+          "usable: fingerprints and device ids always can match");
+    CHECK(pol_revstore_entry_problem(&cfg, "device:0x1A", why, sizeof why) == 0,
+          "entry problem: none for a usable spelling");
+    CHECK(pol_revstore_entry_problem(&cfg, "device:1123456789abcdef0123456789abcdef012345678",
+                                     why, sizeof why) == -1 && strstr(why, "20 octets"),
+          "entry problem: a serial that is too long");
+}
+
+/* Revoke by device id without issuance: the device entry alone, ready. */
+static void test_device_batch(void)
+{
+    cfg_t cfg;
+    cfg_class_t cls[1];
+    memset(&cfg, 0, sizeof cfg);
+    memset(cls, 0, sizeof cls);
+    snprintf(cls[0].name, sizeof cls[0].name, "device");
+    cfg.tls.classes = cls;
+    cfg.tls.nclasses = 1;
+    cfg.revocation.key = "portcullis:revoked";
+    cfg.revocation.channel = "portcullis:revocations";
+    pol_revdevice_t d;
+    const char *err = NULL;
+    int r = pol_revdevice_begin(&d, &cfg, "k3j7", "stolen", 1700000000, &err);
+    CHECK(r == 0 && d.members.argc == 0 && d.batch.n == 1 && d.ncerts == 0 &&
+              strcmp(d.batch.w[0].entry, "device-id=k3j7") == 0 && d.batch.ncmd == 5 &&
+              cmd_is4(d.batch.cmd[1], 3, "SADD", "portcullis:revoked", "device-id=k3j7", NULL) &&
+              cmd_is4(d.batch.cmd[3], 3, "PUBLISH", "portcullis:revocations", "+device-id=k3j7",
+                     NULL),
+          "device without issuance: SADD/HSET/PUBLISH of device-id=<id> in one MULTI");
+    if (r == 0)
+        pol_revdevice_clear(&d);
+    CHECK(pol_revdevice_begin(&d, &cfg, "bad id", NULL, 0, &err) == -1 && err,
+          "device: an invalid id is refused");
 }
 
 static redisReply *rep(int type)
@@ -353,5 +538,9 @@ int main(void)
     test_keys();
     test_write_commands();
     test_replies();
+    test_canon();
+    test_messages();
+    test_usable();
+    test_device_batch();
     return check_done();
 }

@@ -1,0 +1,326 @@
+"""Host canonicalisation and route choice (issue 11 review: host-specific
+routes, prefixes ending in '/', http.path_case and the issuance endpoints).
+
+A route naming a host matches the canonical Host (lowercase, one trailing
+dot stripped, IPv6 in RFC 5952 form, port not part of it); anything that is
+not a host name, a canonical dotted quad or a bracketed IPv6 address is
+refused with 400 bad_host. So every spelling of a restricted host either
+takes the restricted route (403 for the bootstrap certificate, nothing
+forwarded) or is refused (400 bad_host, nothing forwarded), and the upstream
+receives the canonical Host (with the port, if one was sent). The expected
+outcome of each spelling comes from the generator below, never from the
+gateway.
+"""
+
+import os
+import subprocess
+
+from harness import (BINARY, build_request, check, check_json_error, eq, short, test, to_yaml,
+                     upstream_headers, upstream_info)
+
+RESTRICTED_HOSTS = ["internal.example", "[::1]"]
+ROUTES = [
+    {"host": "internal.example", "path": "/", "upstream": "echo", "allow_classes": ["device"],
+     "require_bearer": False},
+    {"host": "[::1]", "path": "/", "upstream": "echo", "allow_classes": ["device"],
+     "require_bearer": False},
+    {"path": "/internal/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": False},
+    {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+     "require_bearer": False},
+]
+
+MSG = {   # cfg_host_strerror(), by reason
+    "empty": "the Host header is empty",
+    "char": "the Host header's name may contain only letters, digits, '-' and '.'",
+    "label": "the Host header's name has an empty label, a label longer than 63 characters, "
+             "or a label starting or ending with '-'",
+    "long": "the Host header's name is longer than 253 characters",
+    "ipv4": "the Host header's name ends in a number but is not an IPv4 address in dotted-quad "
+            "decimal without leading zeros",
+    "ipv6": "the Host header's bracketed address is not an IPv6 address",
+    "port": "the Host header's port is not a decimal number from 1 to 65535",
+}
+
+
+def name_spellings(h):
+    """(label, Host value, expected) for the host name h. expected is the
+    Host the upstream must receive (the canonical host, ':port' if sent), or
+    ("bad_host", reason)."""
+    first, _, rest = h.partition(".")
+    out = [
+        ("as is", h, h),
+        ("upper case", h.upper(), h),
+        ("mixed case", h[0].upper() + h[1:], h),
+        ("trailing dot", h + ".", h),
+        ("trailing dot, upper case", h.upper() + ".", h),
+        ("port", h + ":8443", h + ":8443"),
+        ("trailing dot and port", h + ".:8443", h + ":8443"),
+        ("port with leading zeros", h + ":08443", h + ":8443"),
+        ("upper case, trailing dot and port", h.upper() + ".:443", h + ":443"),
+        ("surrounding spaces (OWS)", "  " + h + ".  ", h),
+        ("two trailing dots", h + "..", ("bad_host", "label")),
+        ("leading dot", "." + h, ("bad_host", "label")),
+        ("empty label", first + ".." + rest, ("bad_host", "label")),
+        ("label starting with '-'", "-" + h, ("bad_host", "label")),
+        ("label ending with '-'", first + "-." + rest, ("bad_host", "label")),
+        ("label over 63", "a" * 64 + "." + h, ("bad_host", "label")),
+        ("name over 253", ("a" * 63 + ".") * 4 + h, ("bad_host", "long")),
+        ("dot as %2E", first + "%2E" + rest, ("bad_host", "char")),
+        ("dot as %2e", first + "%2e" + rest, ("bad_host", "char")),
+        ("letter as %69", "%%%02x" % ord(h[0]) + h[1:], ("bad_host", "char")),
+        ("dot as '_'", first + "_" + rest, ("bad_host", "char")),
+        ("userinfo", "user@" + h, ("bad_host", "char")),
+        ("a path", h + "/x", ("bad_host", "char")),
+        ("a backslash", h + "\\x", ("bad_host", "char")),
+        ("two hosts", h + ",other.example", ("bad_host", "char")),
+        ("inner space", first + " ." + rest, ("bad_host", "char")),
+        ("empty port", h + ":", ("bad_host", "port")),
+        ("port 0", h + ":0", ("bad_host", "port")),
+        ("port 65536", h + ":65536", ("bad_host", "port")),
+        ("two ports", h + ":80:80", ("bad_host", "port")),
+        ("named port", h + ":https", ("bad_host", "port")),
+        ("signed port", h + ":+443", ("bad_host", "port")),
+        ("trailing dot, empty port", h + ".:", ("bad_host", "port")),
+        ("port only", ":8443", ("bad_host", "empty")),
+    ]
+    return out
+
+
+def ipv6_spellings(h):
+    """The same for the bracketed IPv6 literal "[::1]"."""
+    check(h == "[::1]", "generator: only [::1] is modelled")
+    return [
+        ("as is", h, h),
+        ("port", h + ":8443", h + ":8443"),
+        ("one zero group written", "[0::1]", h),
+        ("every group written", "[0:0:0:0:0:0:0:1]", h),
+        ("every group written, leading zeros, port", "[0000:0000:0000:0000:0000:0000:0000:0001]:443",
+         h + ":443"),
+        ("zero before ::", "[0::0:1]", h),
+        ("zone id", "[::1%25lo]", ("bad_host", "ipv6")),
+        ("raw zone id", "[::1%lo]", ("bad_host", "ipv6")),
+        ("IPvFuture", "[v1.1]", ("bad_host", "ipv6")),
+        ("no closing bracket", "[::1", ("bad_host", "ipv6")),
+        ("empty brackets", "[]", ("bad_host", "ipv6")),
+        ("nine groups", "[1:2:3:4:5:6:7:8:9]", ("bad_host", "ipv6")),
+        ("bytes after ]", h + "x", ("bad_host", "port")),
+        ("empty port", h + ":", ("bad_host", "port")),
+    ]
+
+
+def other_spellings():
+    """Hosts no restricted route names, and non-canonical IPv4 forms: the
+    open route (bootstrap 200, canonical Host forwarded) or 400."""
+    return [
+        ("another name", "Other.Example.", "other.example"),
+        ("a longer name", "internal.example.com", "internal.example.com"),
+        ("a shorter name", "internal.exampl", "internal.exampl"),
+        ("localhost with port", "LOCALHOST:8443", "localhost:8443"),
+        ("dotted quad", "127.0.0.1", "127.0.0.1"),
+        ("dotted quad, trailing dot, port", "127.0.0.1.:8443", "127.0.0.1:8443"),
+        ("other IPv6", "[2001:DB8:0:0:0:0:0:1]", "[2001:db8::1]"),
+        ("numeric label inside", "1.internal.example", "1.internal.example"),
+        ("short IPv4", "127.1", ("bad_host", "ipv4")),
+        ("hex IPv4 label", "0x7f.0.0.1", ("bad_host", "ipv4")),
+        ("hex and short IPv4", "0x7f.1", ("bad_host", "ipv4")),
+        ("IPv4 as one number", "2130706433", ("bad_host", "ipv4")),
+        ("IPv4 with leading zeros", "127.000.000.001", ("bad_host", "ipv4")),
+        ("octal-looking IPv4", "0177.0.0.1", ("bad_host", "ipv4")),
+        ("IPv4 over 255", "256.0.0.1", ("bad_host", "ipv4")),
+        ("five parts", "1.2.3.4.5", ("bad_host", "ipv4")),
+        ("numeric last label", "internal.123", ("bad_host", "ipv4")),
+        ("IPv4 in brackets", "[127.0.0.1]", ("bad_host", "ipv6")),
+    ]
+
+
+def _canon_host_part(expected):
+    if expected.startswith("["):
+        return expected[:expected.index("]") + 1]
+    return expected.split(":")[0]
+
+
+def _gateway(env, name, routes=None, extra=None):
+    cfg = env.config()
+    cfg["routes"] = routes or ROUTES
+    for k, v in (extra or {}).items():
+        cfg[k] = v
+    return env.start_gateway(name, cfg)
+
+
+def _send(env, gw, host, cert="bootstrap", method="GET", target="/x", body=None):
+    with env.connect(gw, cert) as c:
+        c.send(build_request(method, target, body=body, host=host))
+        return c.read_response(method)
+
+
+def _check_host(env, gw, label, host, expected):
+    """One spelling with the bootstrap certificate, and (if it reaches a
+    restricted route or the upstream) with the device certificate."""
+    what = "%s: Host %r" % (label, host)
+    before = env.upstream_count()
+    resp = _send(env, gw, host)
+    if isinstance(expected, tuple):
+        body = check_json_error(resp, 400, what)
+        eq(body["error"], "bad_host", what + ": error code")
+        eq(body["message"], MSG[expected[1]], what + ": message")
+        eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+        return 0
+    restricted = _canon_host_part(expected) in RESTRICTED_HOSTS
+    if restricted:
+        body = check_json_error(resp, 403, what + " (takes the route for %s)" % _canon_host_part(expected))
+        eq(body["error"], "forbidden_class", what + ": error code")
+        eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+        resp = _send(env, gw, host, cert="device")
+    info = upstream_info(resp, what + (" (device)" if restricted else ""))
+    eq(upstream_headers(info, "host"), [expected], what + ": Host the upstream got")
+    return 1
+
+
+@test("hosts: every spelling of a restricted route's host: 403 on its route or 400 bad_host; canonical Host forwarded")
+def _(env):
+    gw = _gateway(env, "hosts")
+    try:
+        n = forwarded = 0
+        for h in RESTRICTED_HOSTS:
+            gen = ipv6_spellings(h) if h.startswith("[") else name_spellings(h)
+            for label, host, expected in gen:
+                forwarded += _check_host(env, gw, label, host, expected)
+                n += 1
+        for label, host, expected in other_spellings():
+            forwarded += _check_host(env, gw, label, host, expected)
+            n += 1
+        check(n > 60 and forwarded > 15, "only %d variants (%d forwarded) generated" % (n, forwarded))
+    finally:
+        gw.stop()
+
+
+@test("hosts: the review's spellings of internal.example with the bootstrap certificate: 403 or 400, never the upstream")
+def _(env):
+    gw = _gateway(env, "hosts-review")
+    try:
+        for host, status, code in [("internal.example", 403, "forbidden_class"),
+                                   ("internal.example.", 403, "forbidden_class"),
+                                   ("internal.example.:8443", 403, "forbidden_class"),
+                                   ("internal%2Eexample", 400, "bad_host")]:
+            before = env.upstream_count()
+            body = check_json_error(_send(env, gw, host), status, "Host %s" % host)
+            eq(body["error"], code, "Host %s: error code" % host)
+            eq(env.upstream_count(), before, "Host %s: requests that reached the upstream" % host)
+        # a bad Host on a kept-alive connection: answered, then the connection closes
+        with env.connect(gw, "bootstrap") as c:
+            c.send(build_request("GET", "/x", host="internal%2Eexample"))
+            check_json_error(c.read_response(), 400, "keep-alive Host internal%2Eexample")
+            check(c.is_closed(2.0), "connection left open after 400 bad_host")
+    finally:
+        gw.stop()
+
+
+@test("hosts: routes[].host must be written canonically: --check gives the canonical spelling")
+def _(env):
+    for host, msg in [("Internal.Example", 'host "Internal.Example" is not in canonical form'),
+                      ("internal.example.", 'write "internal.example"'),
+                      ("[0:0:0:0:0:0:0:1]", 'write "[::1]"'),
+                      ("internal%2Eexample", 'invalid host "internal%2Eexample": ' + MSG["char"]),
+                      ("internal_example", 'invalid host "internal_example": ' + MSG["char"]),
+                      ("127.1", 'invalid host "127.1": ' + MSG["ipv4"]),
+                      ("internal.example:8443", "host must not include a port")]:
+        cfg = env.config()
+        cfg["routes"] = [{"path": "/", "host": host, "upstream": "echo", "allow_classes": ["device"]}]
+        f = os.path.join(env.tmp, "hosts-check.yaml")
+        with open(f, "w") as fh:
+            fh.write(to_yaml(cfg))
+        r = subprocess.run([BINARY, "--check", "-c", f], capture_output=True, text=True, timeout=20)
+        eq(r.returncode, 2, "--check of routes[0].host %r: exit status" % host)
+        out = r.stdout + r.stderr
+        check("routes[0].host: " in out and msg in out,
+              "--check of routes[0].host %r: %r not found in: %s" % (host, msg, out))
+
+
+# A route prefix ending in '/' also covers the path without the slash.
+SLASH_ROUTES = [
+    {"path": "/internal/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": False},
+    {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+     "require_bearer": False},
+]
+
+
+@test("hosts: a route /internal/ also covers /internal and /internal?query")
+def _(env):
+    gw = _gateway(env, "hosts-slash", SLASH_ROUTES)
+    try:
+        for target in ["/internal", "/internal?x=1", "/internal/", "/internal/x", "/%69nternal"]:
+            before = env.upstream_count()
+            body = check_json_error(_send(env, gw, "localhost", target=target), 403,
+                                    "bootstrap GET %s (takes /internal/)" % target)
+            eq(body["error"], "forbidden_class", "GET %s: error code" % target)
+            eq(env.upstream_count(), before, "GET %s: requests that reached the upstream" % target)
+            info = upstream_info(_send(env, gw, "localhost", cert="device", target=target),
+                                 "device GET " + target)
+            eq(info["path"], target.replace("%69", "i"), "device GET %s: path the upstream got" % target)
+        for target in ["/internals", "/interna", "/Internal", "/x/internal"]:
+            info = upstream_info(_send(env, gw, "localhost", target=target), "bootstrap GET " + target)
+            eq(info["path"], target, "bootstrap GET %s (takes /): path the upstream got" % target)
+    finally:
+        gw.stop()
+
+
+def _issuance_gateway(env, name, nocase):
+    cfg = env.config()
+    cfg["issuance"] = {"path_prefix": "/certificates/", "ca_cert": env.pki("device-ca.crt"),
+                       "ca_key": env.pki("device-ca.key"), "lifetime": "1d", "nonce_ttl": "1m",
+                       "platforms": {"feature_phone": {"provider": "refuse"}}}
+    if nocase:
+        cfg["http"] = {"path_case": "insensitive"}
+    cfg["routes"] = [
+        {"path": "/certificates/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False},
+        {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False},
+    ]
+    return env.start_gateway(name, cfg)
+
+
+@test("hosts: http.path_case insensitive: /Certificates/issue is the issuance endpoint, never forwarded")
+def _(env):
+    gw = _issuance_gateway(env, "hosts-issuance-nocase", True)
+    try:
+        for method, target in [("POST", "/Certificates/challenge"), ("POST", "/CERTIFICATES/CHALLENGE"),
+                               ("GET", "/certificates/Challenge"), ("POST", "/Certificates/Challenge?x=1")]:
+            what = "%s %s" % (method, target)
+            before = env.upstream_count()
+            resp = _send(env, gw, "localhost", method=method, target=target,
+                         body=b"{}" if method == "POST" else None)
+            eq(resp.status, 200, "%s: status (%s)" % (what, short(resp.body)))
+            check(isinstance(resp.json().get("nonce"), str), "%s: no nonce: %s" % (what, short(resp.body)))
+            eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+        for target in ["/Certificates/issue", "/certificates/ISSUE", "/CERTIFICATES/Renew"]:
+            what = "POST " + target
+            before = env.upstream_count()
+            resp = _send(env, gw, "localhost", method="POST", target=target, body=b"{}")
+            check(resp.status != 200, "%s: answered 200 (forwarded?): %s" % (what, short(resp.body)))
+            body = check_json_error(resp, 403 if "enew" in target else 400, what)
+            eq(body["error"], "class_not_allowed" if "enew" in target else "bad_request",
+               what + ": error code")
+            eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+        # another path under the prefix is still forwarded, as written
+        info = upstream_info(_send(env, gw, "localhost", method="POST", target="/Certificates/other",
+                                   body=b"{}"), "POST /Certificates/other")
+        eq(info["path"], "/Certificates/other", "POST /Certificates/other: path the upstream got")
+    finally:
+        gw.stop()
+
+
+@test("hosts: http.path_case sensitive (default): /Certificates/challenge is another path")
+def _(env):
+    gw = _issuance_gateway(env, "hosts-issuance-case", False)
+    try:
+        info = upstream_info(_send(env, gw, "localhost", method="POST", target="/Certificates/challenge",
+                                   body=b"{}"), "POST /Certificates/challenge")
+        eq(info["path"], "/Certificates/challenge", "path the upstream got")
+        before = env.upstream_count()
+        resp = _send(env, gw, "localhost", method="POST", target="/certificates/challenge", body=b"{}")
+        eq(resp.status, 200, "POST /certificates/challenge: status (%s)" % short(resp.body))
+        check(isinstance(resp.json().get("nonce"), str), "no nonce: %s" % short(resp.body))
+        eq(env.upstream_count(), before, "POST /certificates/challenge: requests that reached the upstream")
+    finally:
+        gw.stop()

@@ -1,0 +1,320 @@
+"""Request-target canonicalisation (issue 11, critical 4): every restricted
+route x every spelling of its path, sent with the bootstrap certificate.
+
+A route is chosen on the canonical path and the canonical path is what the
+upstream gets, so a spelling either means the same path as its canonical
+form (and takes that route: 403 for the bootstrap certificate on a
+device-only route, nothing forwarded) or is refused with 400 bad_path and a
+specific message (nothing forwarded). The expected outcome of each variant
+comes from a small model of the route table below, never from the gateway.
+"""
+
+import os
+import subprocess
+
+from harness import (BINARY, build_request, check, check_json_error, eq, short, test, to_yaml,
+                     upstream_info)
+
+# A config like the README's (issuance open to bootstrap, the API for device
+# only), plus an internal route, with the rest open to both classes: so a
+# spelling of /internal or /api/ that the gateway did not see as such (e.g.
+# /%69nternal/) would take the open route and reach the upstream.
+ROUTES = [
+    {"path": "/certificates/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+     "require_bearer": False},
+    {"path": "/public/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+     "require_bearer": False},
+    {"path": "/api/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": True},
+    {"path": "/internal", "upstream": "echo", "allow_classes": ["device"], "require_bearer": True},
+    {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+     "require_bearer": False},
+]
+# Device-only paths, and one bootstrap may use (its variants are forwarded
+# or refused, never re-routed).
+RESTRICTED = ["/api/secret", "/internal/admin/users", "/internal", "/other/x"]
+ALLOWED = ["/certificates/", "/public/"]   # springboards for ../ spellings
+
+MSG = {   # pol_target_strerror(), by reason
+    "empty": "the request path contains an empty segment ('//')",
+    "dot": "the request path contains a '.' or '..' segment",
+    "end": "a segment of the request path ends in '.' or an encoded space",
+    "param": "the request path contains ';' (path parameters are not accepted)",
+    "delim": "the request path contains an encoded '/', '\\', ';', '%' or control character",
+    "backslash": "the request path contains '\\'",
+    "utf8": "the request path's percent-encoded bytes are not valid UTF-8",
+    "escape": "the request path contains a '%' that is not followed by two hex digits",
+    "char": "the request path contains a character that must be percent-encoded",
+}
+
+
+def _route(path, nocase=False):
+    """The route the model picks for a canonical path (longest segment-aware prefix)."""
+    best = None
+    cmp_path = path.lower() if nocase else path
+    for r in ROUTES:
+        p = r["path"].lower() if nocase else r["path"]
+        if cmp_path.startswith(p) and (len(p) == len(path) or p.endswith("/") or path[len(p)] == "/"):
+            if best is None or len(p) > len(best["path"]):
+                best = r
+    return best
+
+
+def _split(p):
+    """'/internal/admin/users' -> ('internal', '/admin/users')."""
+    seg, _, rest = p[1:].partition("/")
+    return seg, ("/" + rest) if rest or p[1:].endswith("/") else ""
+
+
+def _enc(c, upper=False):
+    return ("%%%02X" if upper else "%%%02x") % ord(c)
+
+
+def spellings(p):
+    """(label, target, expected) for the restricted path p. expected is the
+    canonical path, or ("bad_path", reason) for a refused spelling."""
+    seg, rest = _split(p)
+    out = [
+        ("as is", p, p),
+        ("first letter percent-encoded", "/" + _enc(seg[0]) + seg[1:] + rest, p),
+        ("segment fully percent-encoded", "/" + "".join(_enc(c, True) for c in seg) + rest, p),
+        ("leading //", "/" + p, ("bad_path", "empty")),
+        ("trailing '.' on the segment", "/" + seg + "." + rest, ("bad_path", "end")),
+        ("trailing %2e on the segment", "/" + seg + "%2e" + rest, ("bad_path", "end")),
+        ("trailing %20 on the segment", "/" + seg + "%20" + rest, ("bad_path", "end")),
+        (";param on the segment", "/" + seg + ";jsessionid=1" + rest, ("bad_path", "param")),
+        ("/./ before", "/." + p, ("bad_path", "dot")),
+        ("%2e segment before", "/%2e" + p, ("bad_path", "dot")),
+        ("encoded %2F inside", "/" + seg + "%2F" + rest.lstrip("/"), ("bad_path", "delim")),
+    ]
+    if rest:
+        out.append(("// after the segment", "/" + seg + "/" + rest, ("bad_path", "empty")))
+        out.append(("/./ after the segment", "/" + seg + "/." + rest, ("bad_path", "dot")))
+    for a in ALLOWED:
+        a = a.rstrip("/")
+        out += [
+            ("..; from " + a, a + "/..;" + p, ("bad_path", "param")),
+            ("/x/..;/ from " + a, a + "/x/..;" + p, ("bad_path", "param")),
+            (".. from " + a, a + "/.." + p, ("bad_path", "dot")),
+            ("%2e%2e from " + a, a + "/%2e%2e" + p, ("bad_path", "dot")),
+            (".%2E from " + a, a + "/.%2E" + p, ("bad_path", "dot")),
+            ("%2E. from " + a, a + "/%2E." + p, ("bad_path", "dot")),
+            ("%2f..%2f from " + a, a + "%2f..%2f" + p[1:], ("bad_path", "delim")),
+            ("%5c..%5c from " + a, a + "%5c..%5c" + p[1:], ("bad_path", "delim")),
+            ("%252e%252e from " + a, a + "/%252e%252e" + p, ("bad_path", "delim")),
+            ("%3b from " + a, a + "/..%3b" + p, ("bad_path", "delim")),
+            ("%00 from " + a, a + "/%00/.." + p, ("bad_path", "delim")),
+            ("%c0%af overlong slash from " + a, a + "/..%c0%af" + p[1:], ("bad_path", "utf8")),
+            ("\\..\\ from " + a, a + "\\..\\" + p[1:], ("bad_path", "backslash")),
+            ("// then .. from " + a, a + "//.." + p, ("bad_path", "empty")),
+        ]
+    return out
+
+
+def case_spellings(p):
+    seg, rest = _split(p)
+    return [
+        ("upper case", p.upper(), p.upper()),
+        ("mixed case", "/" + seg[0].upper() + seg[1:] + rest, "/" + seg[0].upper() + seg[1:] + rest),
+        ("encoded capital", "/" + _enc(seg[0].upper()) + seg[1:] + rest,
+         "/" + seg[0].upper() + seg[1:] + rest),
+    ]
+
+
+def _send(env, gw, target, cert="bootstrap"):
+    with env.connect(gw, cert) as c:
+        c.send(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % target).encode("latin-1"))
+        return c.read_response()
+
+
+def _check_variant(env, gw, label, target, expected, nocase=False):
+    what = "%s: GET %s" % (label, target)
+    before = env.upstream_count()
+    resp = _send(env, gw, target)
+    if isinstance(expected, tuple):
+        body = check_json_error(resp, 400, what)
+        eq(body["error"], "bad_path", what + ": error code")
+        eq(body["message"], MSG[expected[1]], what + ": message")
+        eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+        return
+    r = _route(expected, nocase)
+    if "bootstrap" in r["allow_classes"]:
+        info = upstream_info(resp, what)
+        eq(info["path"], expected, what + ": path the upstream got")
+        return
+    body = check_json_error(resp, 403, what + " (takes route %s)" % r["path"])
+    eq(body["error"], "forbidden_class", what + ": error code")
+    eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+
+
+def _gateway(env, name, http=None):
+    cfg = env.config()
+    cfg["routes"] = ROUTES
+    if http:
+        cfg["http"] = http
+    return env.start_gateway(name, cfg)
+
+
+@test("paths: every restricted route x every spelling, bootstrap certificate: 403 or 400 bad_path")
+def _(env):
+    gw = _gateway(env, "paths")
+    try:
+        n = 0
+        for p in RESTRICTED:
+            for label, target, expected in spellings(p) + case_spellings(p):
+                _check_variant(env, gw, label, target, expected)
+                n += 1
+        check(n > 100, "only %d variants generated" % n)
+    finally:
+        gw.stop()
+
+
+@test("paths: http.path_case insensitive: case variants take the route they spell")
+def _(env):
+    gw = _gateway(env, "paths-nocase", {"path_case": "insensitive"})
+    try:
+        for p in RESTRICTED:
+            for label, target, expected in case_spellings(p) + spellings(p)[:3]:
+                r = _route(expected, True)
+                check(r["path"] == _route(p)["path"], "model: %s takes %s" % (target, r["path"]))
+                _check_variant(env, gw, label, target, expected, nocase=True)
+        # an allowed route in another case is forwarded as written (canonical, case kept)
+        info = upstream_info(_send(env, gw, "/PUBLIC/%7eX"), "GET /PUBLIC/%7eX")
+        eq(info["path"], "/PUBLIC/~X", "path the upstream got")
+    finally:
+        gw.stop()
+
+
+@test("paths: http.path_empty_segments merge: // spellings take the merged route")
+def _(env):
+    gw = _gateway(env, "paths-merge", {"path_empty_segments": "merge"})
+    try:
+        for p in RESTRICTED:
+            seg, rest = _split(p)
+            for label, target in [("leading //", "/" + p), ("leading ///", "//" + p),
+                                  ("// after the segment", "/" + seg + "//" + rest)]:
+                _check_variant(env, gw, label, target, p)
+        info = upstream_info(_send(env, gw, "//public//a///b?x=//"), "GET //public//a///b?x=//")
+        eq(info["path"], "/public/a/b?x=//", "path the upstream got (query kept)")
+        _check_variant(env, gw, ".. still refused", "/certificates//../api/secret", ("bad_path", "dot"))
+    finally:
+        gw.stop()
+
+
+@test("paths: README config: GET /certificates/..;/api/secret with the bootstrap certificate: 400")
+def _(env):
+    gw = env.start_gateway("paths-readme", env.config())   # the README's two routes
+    try:
+        for target, reason in [("/certificates/..;/api/secret", "param"),
+                               ("/certificates/..%3b/api/secret", "delim"),
+                               ("/certificates/%2e%2e/api/secret", "dot"),
+                               ("/certificates/x/..;/api/secret", "param"),
+                               ("//api/secret", "empty")]:
+            _check_variant(env, gw, "README config", target, ("bad_path", reason))
+        with env.connect(gw, "bootstrap") as c:
+            c.send(b"GET /certificates/..;/api/secret HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            check_json_error(c.read_response(), 400, "keep-alive GET /certificates/..;/api/secret")
+            check(c.is_closed(2.0), "connection left open after 400 bad_path")
+        before = env.upstream_count()
+        body = check_json_error(_send(env, gw, "/%61pi/secret"), 403, "GET /%61pi/secret")
+        eq(body["error"], "forbidden_class", "error code")
+        eq(env.upstream_count(), before, "requests that reached the upstream")
+    finally:
+        gw.stop()
+
+
+@test("paths: an allowed request reaches the upstream with the canonical path and the query as sent")
+def _(env):
+    gw = _gateway(env, "paths-allowed")
+    try:
+        cases = [
+            ("/certificates/%7Euser/%41b", "/certificates/~user/Ab"),
+            ("/certificates/%7euser?x=%7e&y=..;//", "/certificates/~user?x=%7e&y=..;//"),
+            ("/public/a%3fb%2a", "/public/a%3Fb%2A"),
+            ("/public/caf%c3%a9", "/public/caf%C3%A9"),
+            ("/%70ublic/%2D%2E%5F", "/public/-._"),
+            ("/public/.well-known/x", "/public/.well-known/x"),
+        ]
+        for target, canonical in cases:
+            info = upstream_info(_send(env, gw, target), "GET " + target)
+            eq(info["path"], canonical, "GET %s: path the upstream got" % target)
+        # the device certificate gets the canonical path on a device route too
+        with env.connect(gw, "device") as c:
+            resp = c.request("GET", "/%61pi/%7Ex")
+            eq(upstream_info(resp, "device GET /%61pi/%7Ex")["path"], "/api/~x", "path the upstream got")
+    finally:
+        gw.stop()
+
+
+@test("paths: targets llhttp lets through but that are not canonical: exact 400 bad_path")
+def _(env):
+    gw = _gateway(env, "paths-misc")
+    try:
+        for target, reason in [("/public/a%zz", "escape"), ("/public/a%2", "escape"),
+                               ("/public/a\"b", "char"), ("/public/a|b", "char"),
+                               ("/public/a%0d%0ab", "delim"), ("/public/a%e2%82", "utf8")]:
+            _check_variant(env, gw, "misc", target, ("bad_path", reason))
+    finally:
+        gw.stop()
+
+
+@test("paths: the issuance routes match on the canonical path: /certificates/%63hallenge is the challenge")
+def _(env):
+    cfg = env.config()
+    cfg["issuance"] = {"path_prefix": "/certificates/", "ca_cert": env.pki("device-ca.crt"),
+                       "ca_key": env.pki("device-ca.key"), "lifetime": "1d", "nonce_ttl": "1m",
+                       "platforms": {"feature_phone": {"provider": "refuse"}}}
+    gw = env.start_gateway("paths-issuance", cfg)
+    try:
+        for target in ["/certificates/%63hallenge", "/%63ertificates/c%68allenge",
+                       "/certificates/challenge?x=%7e"]:
+            before = env.upstream_count()
+            with env.connect(gw, "bootstrap") as c:
+                c.send(build_request("POST", target, headers=[("Content-Type", "application/json")],
+                                     body=b"{}"))
+                resp = c.read_response()
+            eq(resp.status, 200, "POST %s: status (%s)" % (target, short(resp.body)))
+            check(isinstance(resp.json().get("nonce"), str), "POST %s: no nonce: %s" % (target, short(resp.body)))
+            eq(env.upstream_count(), before, "POST %s: requests that reached the upstream" % target)
+        for target, reason in [("/certificates/challenge;x", "param"), ("/certificates//challenge", "empty"),
+                               ("/certificates/x/../challenge", "dot"), ("/certificates/challenge.", "end")]:
+            before = env.upstream_count()
+            with env.connect(gw, "bootstrap") as c:
+                c.send(build_request("POST", target, headers=[("Content-Type", "application/json")],
+                                     body=b"{}"))
+                body = check_json_error(c.read_response(), 400, "POST " + target)
+            eq(body["error"], "bad_path", "POST %s: error code" % target)
+            eq(body["message"], MSG[reason], "POST %s: message" % target)
+            eq(env.upstream_count(), before, "POST %s: requests that reached the upstream" % target)
+    finally:
+        gw.stop()
+
+
+@test("paths: route paths and issuance.path_prefix must be canonical: --check refuses others")
+def _(env):
+    for route_path, why in [("/%7Euser/", "may contain only letters, digits"),
+                            ("/api//v1", 'must not contain "//"'),
+                            ("/api/./v1", "must not have a '.' or '..' segment"),
+                            ("/a;b", "may contain only letters, digits")]:
+        cfg = env.config()
+        cfg["routes"] = [{"path": route_path, "upstream": "echo", "allow_classes": ["device"]}]
+        f = os.path.join(env.tmp, "paths-check.yaml")
+        with open(f, "w") as fh:
+            fh.write(to_yaml(cfg))
+        r = subprocess.run([BINARY, "--check", "-c", f], capture_output=True, text=True, timeout=20)
+        eq(r.returncode, 2, "--check of routes[0].path %r: exit status" % route_path)
+        out = r.stdout + r.stderr
+        check('routes[0].path: path "%s" %s' % (route_path, why) in out,
+              "--check of %r: message not found in: %s" % (route_path, out))
+    for prefix in ["/certificates//", "/cert/../x/", "/cert%73/"]:
+        cfg = env.config()
+        cfg["issuance"] = {"path_prefix": prefix, "ca_cert": env.pki("device-ca.crt"),
+                           "ca_key": env.pki("device-ca.key"),
+                           "platforms": {"feature_phone": {"provider": "refuse"}}}
+        f = os.path.join(env.tmp, "paths-check.yaml")
+        with open(f, "w") as fh:
+            fh.write(to_yaml(cfg))
+        r = subprocess.run([BINARY, "--check", "-c", f], capture_output=True, text=True, timeout=20)
+        eq(r.returncode, 2, "--check of issuance.path_prefix %r: exit status" % prefix)
+        out = r.stdout + r.stderr
+        check("issuance.path_prefix: expected a path that starts and ends with '/'" in out and prefix in out,
+              "--check of path_prefix %r: message not found in: %s" % (prefix, out))

@@ -1,0 +1,617 @@
+"""Issue 11, revocation: device ids as first-class entries (no window for a
+device that renews), one canonicalisation for every spelling of an entry,
+loud unusable entries, and every CA certificate of the verified chain
+checked against the mirror.
+
+Each test owns a redis-server and a gateway with the admin API and the
+verify cache on (so full handshakes after the first are cache hits). The
+certificates beyond scripts/gen-pki.sh's are made here with the openssl CLI:
+leaves signed by the device CA with a chosen device id and serial, and an
+intermediate CA under the device CA with a leaf under it."""
+
+import http.client
+import http.server
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+from harness import (BINARY, REFUSAL_ERRORS, SetupError, build_request, check, eq, fail,
+                     free_port, kill_group, sha256, spawn, test, upstream_headers, upstream_info,
+                     wait_tcp)
+
+TOKEN = "rev11-admin-token-0123456789"
+KEY = "portcullis:revoked"
+CHANNEL = "portcullis:revocations"
+PREFIX = "urn:portcullis:device:"
+
+_CNF = """\
+[req]
+distinguished_name = req_dn
+prompt = no
+[req_dn]
+CN = placeholder
+[v3_int]
+basicConstraints = critical,CA:true,pathlen:0
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def _run(*cmd):
+    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise SetupError("%s failed: %s" % (" ".join(cmd[:3]), r.stderr.strip()[:300]))
+    return r.stdout
+
+
+class _Pki:
+    """Certificates made at test time in env.tmp/rev11."""
+
+    def __init__(self, env):
+        self.env = env
+        self.dir = os.path.join(env.tmp, "rev11")
+        os.makedirs(self.dir, exist_ok=True)
+        self.cnf = os.path.join(self.dir, "openssl.cnf")
+        with open(self.cnf, "w") as f:
+            f.write(_CNF)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _csr(self, name, subject):
+        key = self.path(name + ".key")
+        _run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-out", key)
+        csr = self.path(name + ".csr")
+        _run("openssl", "req", "-new", "-config", self.cnf, "-key", key, "-subj", subject,
+             "-out", csr)
+        return key, csr
+
+    def leaf(self, name, device_id, serial, ca="device-ca", ca_dir=None):
+        """A client certificate with the device-id SAN, signed now by ca."""
+        ext = self.path(name + ".ext")
+        with open(ext, "w") as f:
+            f.write("[v3]\nbasicConstraints = critical,CA:false\n"
+                    "keyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n"
+                    "subjectAltName = URI:%s%s\nsubjectKeyIdentifier = hash\n"
+                    "authorityKeyIdentifier = keyid\n" % (PREFIX, device_id))
+        key, csr = self._csr(name, "/O=Example Org/CN=%s" % device_id)
+        d = ca_dir or self.env.pki_dir
+        crt = self.path(name + ".crt")
+        _run("openssl", "x509", "-req", "-sha256", "-in", csr, "-CA",
+             os.path.join(d, ca + ".crt"), "-CAkey", os.path.join(d, ca + ".key"),
+             "-set_serial", serial, "-days", "2", "-extfile", ext, "-extensions", "v3",
+             "-out", crt)
+        return crt, key
+
+    def intermediate(self, name, serial):
+        """An intermediate CA signed by the device CA."""
+        key, csr = self._csr(name, "/O=Example Org/CN=Portcullis Test Intermediate %s" % name)
+        crt = self.path(name + ".crt")
+        _run("openssl", "x509", "-req", "-sha256", "-in", csr, "-CA",
+             self.env.pki("device-ca.crt"), "-CAkey", self.env.pki("device-ca.key"),
+             "-set_serial", serial, "-days", "3", "-extfile", self.cnf, "-extensions", "v3_int",
+             "-out", crt)
+        return crt, key
+
+    def bundle(self, name, *crts):
+        path = self.path(name + ".pem")
+        with open(path, "w") as out:
+            for c in crts:
+                with open(c) as f:
+                    out.write(f.read())
+        return path
+
+
+def _fingerprint(crt):
+    with open(crt) as f:
+        return sha256(ssl.PEM_cert_to_DER_cert(f.read()))
+
+
+class _Redis:
+    def __init__(self, env):
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise SetupError("redis-server not installed")
+        self.port = free_port()
+        d = os.path.join(env.tmp, "rev11-redis-%d" % self.port)
+        os.makedirs(d, exist_ok=True)
+        log = open(os.path.join(d, "redis.log"), "ab")
+        self.proc = spawn([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--dir", d], stdout=log, stderr=log)
+        log.close()
+        wait_tcp(self.port, self.proc, 10, "redis-server")
+
+    def stop(self):
+        kill_group(self.proc, 3)
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            fail("redis-cli %s: %s" % (args, r.stderr))
+        return r.stdout.strip()
+
+    def write(self, entry, publish=True, op="SADD"):
+        """What an operator writes directly (docs/revocation.md)."""
+        sign = "+" if op == "SADD" else "-"
+        cmds = ["MULTI", "%s %s %s" % (op, KEY, json.dumps(entry))]
+        if publish:
+            cmds.append("PUBLISH %s %s" % (CHANNEL, json.dumps(sign + entry)))
+        cmds.append("EXEC")
+        r = subprocess.run(["redis-cli", "-p", str(self.port)], input="\n".join(cmds) + "\n",
+                           capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0, "redis-cli failed: %s" % r.stderr)
+
+
+class _Gw:
+    def __init__(self, env, name, redis, issuance=None, extra=None):
+        self.env = env
+        self.admin_port = free_port()
+        over = {"redis": {"address": "127.0.0.1:%d" % redis.port, "connect_timeout": "500ms",
+                          "command_timeout": "500ms"},
+                "revocation": {"resync_interval": "30s"},
+                "tls": {"verify_cache": {"size": 100, "lifetime": "1h"}},
+                "admin": {"listen": "127.0.0.1:%d" % self.admin_port}}
+        for k, v in (extra or {}).items():
+            over.setdefault(k, {}).update(v)
+        cfg = env.config(over)
+        if issuance:
+            cfg["issuance"] = issuance
+        self.gw = env.start_gateway(name, cfg, environ={"PORTCULLIS_ADMIN_TOKEN": TOKEN})
+        wait_tcp(self.admin_port, self.gw.proc, 10, "admin listener")
+
+    @property
+    def port(self):
+        return self.gw.port
+
+    def stop(self):
+        self.gw.stop()
+
+    def admin(self, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            h = {"Authorization": "Bearer " + TOKEN}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                h["Content-Type"] = "application/json"
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            return r.status, json.loads(r.read().decode())
+        finally:
+            c.close()
+
+    def health(self):
+        status, doc = self.admin("GET", "/admin/health")
+        eq(status, 200, "GET /admin/health")
+        return doc
+
+    def cli(self, *args):
+        r = subprocess.run([BINARY, args[0], "-c", self.gw.config_path] + list(args[1:]),
+                           capture_output=True, text=True, timeout=20)
+        return r.returncode, r.stdout, r.stderr
+
+
+def _ctx(env, crt, key, version=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(env.pki("server-ca.crt"))
+    ctx.load_cert_chain(crt, key)
+    if version is not None:
+        ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+def _get(env, gw, ctx, path="/rev11", session=None):
+    """(response, None) or (None, the exception that refused the connection)."""
+    try:
+        c = env.connect(gw.port, ctx=ctx, session=session)
+    except REFUSAL_ERRORS as e:
+        return None, e
+    with c:
+        try:
+            c.send(build_request("GET", path, bearer=env.bearer))
+        except REFUSAL_ERRORS:
+            pass
+        try:
+            return c.read_response(), None
+        except REFUSAL_ERRORS as e:
+            return None, e
+
+
+def _served(env, gw, ctx):
+    resp, _ = _get(env, gw, ctx)
+    return resp is not None and resp.status == 200
+
+
+def _check_revoked_alert(env, gw, ctx, what):
+    """A new full handshake is refused with the TLS alert certificate_revoked
+    and nothing reaches the upstream."""
+    before = env.upstream_count()
+    resp, err = _get(env, gw, ctx)
+    check(resp is None, "%s: got an HTTP response %r" % (what, resp))
+    check(isinstance(err, ssl.SSLError) and "CERTIFICATE_REVOKED" in (err.reason or ""),
+          "%s: refused without the alert certificate_revoked: %r" % (what, err))
+    eq(env.upstream_count(), before, "%s: requests that reached the upstream" % what)
+
+
+def _wait(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def _sessions(env, gw, crt, key):
+    """A TLS 1.3 and a TLS 1.2 session, each resumed once while not revoked."""
+    out = []
+    for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        ctx = _ctx(env, crt, key, v)
+        with env.connect(gw.port, ctx=ctx) as c:
+            eq(c.request("GET", "/session").status, 200, "%s: first request" % v.name)
+            sess = c.session
+        with env.connect(gw.port, ctx=ctx, session=sess) as c:
+            check(c.session_reused, "%s: not resumed before the revocation" % v.name)
+            eq(c.request("GET", "/resumed").status, 200, "%s: resumed request" % v.name)
+            sess = c.session
+        out.append((v, ctx, sess))
+    return out
+
+
+def _check_resumption_refused(env, gw, sessions, what):
+    before = env.upstream_count()
+    for v, ctx, sess in sessions:
+        resp, err = _get(env, gw, ctx, session=sess)
+        check(resp is None, "%s %s: resumed session got %r" % (what, v.name, resp))
+    eq(env.upstream_count(), before, "%s: resumed requests that reached the upstream" % what)
+
+
+@test("rev11: a device revoked by id: its certificates, even one signed after the "
+      "revocation, refused on new, cached, resumed and live connections")
+def _(env):
+    pki = _Pki(env)
+    redis = _Redis(env)
+    gw = None
+    try:
+        gw = _Gw(env, "rev11-device", redis)
+        dev = "rev11-phone-%d" % os.getpid()
+        crt1, key1 = pki.leaf("dev-a", dev, "0x0A0A01")
+        ctx1 = _ctx(env, crt1, key1)
+        check(_served(env, gw, ctx1) and _served(env, gw, ctx1), "served before the revocation")
+        hits = gw.health()["verify_cache"]["hits"]
+        check(hits >= 1, "second handshake was not a verify-cache hit (%r)" % hits)
+        sessions = _sessions(env, gw, crt1, key1)
+        live = env.connect(gw.port, ctx=ctx1)
+        eq(live.request("GET", "/live").status, 200, "live connection before")
+
+        status, doc = gw.admin("POST", "/admin/revocations", {"device_id": dev, "reason": "stolen"})
+        eq((status, doc), (200, {"device_id": dev, "entry": "device-id=" + dev,
+                                 "revoked": ["device-id=" + dev], "certificates": 0}),
+           "POST device_id (no issuance: the device entry alone)")
+        eq(redis.cli("SISMEMBER", KEY, "device-id=" + dev), "1", "device entry in the set")
+        check(live.is_closed(timeout=1.0), "live connection of the device still open after 1 s")
+        live.close()
+        _check_revoked_alert(env, gw, ctx1, "cached chain of a revoked device")
+        _check_resumption_refused(env, gw, sessions, "revoked device")
+
+        # the race: a certificate for the same device id signed after the
+        # revocation read anything (its serial is in no list anywhere)
+        crt2, key2 = pki.leaf("dev-b", dev, "0x0A0A02")
+        _check_revoked_alert(env, gw, _ctx(env, crt2, key2), "certificate signed after")
+        check(any("certificate revoked (by its device id entry)" in ln
+                  for ln in gw.gw.log_tail(100)), "refusal reason not logged")
+        crt3, key3 = pki.leaf("dev-c", "rev11-other-device", "0x0A0A03")
+        check(_served(env, gw, _ctx(env, crt3, key3)), "another device id was refused")
+        eq(gw.health()["revocation"]["unusable_entries"], 0, "unusable entries")
+
+        # lifting the device entry restores it; the CLI writes the same entry
+        status, doc = gw.admin("DELETE", "/admin/revocations/device-id=" + dev)
+        eq((status, doc), (200, {"entry": "device-id=" + dev, "revoked": False}), "DELETE")
+        check(_wait(lambda: _served(env, gw, _ctx(env, crt2, key2)), 1.0), "lift not applied")
+        rc, out, err = gw.cli("revoke", "--device-id", dev, "--reason", "lost")
+        eq(rc, 0, "CLI revoke --device-id (stderr %r)" % err)
+        check("revoked device-id=%s" % dev in out, "CLI output %r" % out)
+        check(_wait(lambda: not _served(env, gw, _ctx(env, crt2, key2)), 1.0),
+              "CLI device revocation not applied")
+        rc, out, err = gw.cli("revocations")
+        eq(rc, 0, "CLI revocations")
+        check(("device-id=%s\t" % dev) in out and "lost" in out, "listing %r" % out)
+    finally:
+        if gw:
+            gw.stop()
+        redis.stop()
+
+
+class _SlowVerifier:
+    """An http attestation verifier. 'allow' passes at once; 'allow-slow'
+    waits until release() (a slow attested renewal)."""
+
+    def __init__(self):
+        self.arrived = threading.Event()
+        self.go = threading.Event()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if body.get("integrity_token") == "allow-slow":
+                    outer.arrived.set()
+                    outer.go.wait(10)
+                out = json.dumps({"verdict": "allow", "summary": "ok"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *a):
+                pass
+
+        self.port = free_port()
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.go.set()
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def _post(env, gw, ctx, path, body):
+    with env.connect(gw.port, ctx=ctx) as c:
+        c.send(build_request("POST", path, headers=[("Content-Type", "application/json")],
+                             body=json.dumps(body).encode(), bearer=None))
+        return c.read_response(timeout=15)
+
+
+def _csr(pki, name):
+    key = pki.path(name + ".key")
+    csr = pki.path(name + ".csr")
+    _run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-out", key)
+    _run("openssl", "req", "-new", "-config", pki.cnf, "-key", key, "-subj", "/CN=x", "-out", csr)
+    with open(csr) as f:
+        return key, f.read()
+
+
+@test("rev11: a device revoked during a slow attested renewal gets 403 device_revoked, "
+      "nothing is signed, and it cannot renew again", timeout=60)
+def _(env):
+    pki = _Pki(env)
+    redis = _Redis(env)
+    v = _SlowVerifier()
+    gw = None
+    try:
+        gw = _Gw(env, "rev11-renew", redis, issuance={
+            "path_prefix": "/certificates/", "ca_cert": env.pki("device-ca.crt"),
+            "ca_key": env.pki("device-ca.key"), "lifetime": "1d", "nonce_ttl": "1m",
+            "platforms": {"huawei": {"provider": "http",
+                                     "url": "http://127.0.0.1:%d/verify" % v.port}}})
+        boot = env.client_context("bootstrap")
+        r = _post(env, gw, boot, "/certificates/challenge", {})
+        eq(r.status, 200, "challenge")
+        key1, csr1 = _csr(pki, "iss1")
+        r = _post(env, gw, boot, "/certificates/issue",
+                  {"csr": csr1, "platform": "huawei", "integrity_token": "allow",
+                   "nonce": r.json()["nonce"]})
+        eq(r.status, 201, "issue (%s)" % r.body[:200])
+        first = r.json()
+        dev = first["device_id"]
+        crt1 = pki.path("iss1.crt")
+        with open(crt1, "w") as f:
+            f.write(first["certificate_chain"])
+        ctx1 = _ctx(env, crt1, key1)
+        check(_served(env, gw, ctx1), "issued certificate not served")
+
+        r = _post(env, gw, ctx1, "/certificates/challenge", {})
+        eq(r.status, 200, "challenge over the device class")
+        nonce = r.json()["nonce"]
+        key2, csr2 = _csr(pki, "iss2")
+        result = {}
+
+        def renew():
+            try:
+                result["resp"] = _post(env, gw, ctx1, "/certificates/renew",
+                                       {"csr": csr2, "platform": "huawei",
+                                        "integrity_token": "allow-slow", "nonce": nonce})
+            except Exception as e:  # noqa: BLE001 - reported below
+                result["error"] = e
+
+        t = threading.Thread(target=renew)
+        t.start()
+        check(v.arrived.wait(10), "the renewal never reached the verifier")
+        status, doc = gw.admin("POST", "/admin/revocations", {"device_id": dev})
+        eq(status, 200, "POST device_id during the renewal (%r)" % (doc,))
+        eq(sorted(doc["revoked"]), sorted(["device-id=" + dev, "device:" + first["serial"]]),
+           "revoked entries")
+        time.sleep(0.3)   # the mirror has the entry (pub/sub is sub-millisecond here)
+        v.go.set()
+        t.join(15)
+        check("resp" in result, "renewal failed without an answer: %r" % result.get("error"))
+        resp = result["resp"]
+        eq((resp.status, resp.json().get("error")), (403, "device_revoked"),
+           "renewal of a device revoked meanwhile")
+        eq(redis.cli("SCARD", "portcullis:device:" + dev), "1", "a certificate was recorded")
+        _check_revoked_alert(env, gw, ctx1, "renewing with the revoked device's certificate")
+    finally:
+        if gw:
+            gw.stop()
+        v.stop()
+        redis.stop()
+
+
+@test("rev11: a 20-octet serial written to Redis with leading zeros, or as DER prints it, "
+      "revokes the certificate")
+def _(env):
+    pki = _Pki(env)
+    redis = _Redis(env)
+    gw = None
+    try:
+        gw = _Gw(env, "rev11-serial", redis)
+        hexs = "7f0102030405060708090a0b0c0d0e0f10111213"   # 20 octets
+        crt, key = pki.leaf("long-serial", "rev11-long", "0x" + hexs)
+        ctx = _ctx(env, crt, key)
+        resp, _ = _get(env, gw, ctx)
+        eq(resp.status if resp else None, 200, "served before")
+        eq(upstream_headers(upstream_info(resp), "X-Client-Cert-Serial"), [hexs], "serial header")
+        octets = ":".join(hexs[i:i + 2] for i in range(0, 40, 2))
+        for spelling in ("device:0" + hexs, "device:00:" + octets.upper(),
+                         " device : 0x000" + hexs + " "):
+            redis.write(spelling)
+            check(_wait(lambda: not _served(env, gw, ctx), 1.0),
+                  "%r did not revoke the certificate" % spelling)
+            _check_revoked_alert(env, gw, ctx, "revoked by %r" % spelling)
+            eq(gw.health()["revocation"]["unusable_entries"], 0,
+               "%r counted as unusable" % spelling)
+            # the admin API lifts it by the spelling stored, which the set loses
+            status, doc = gw.admin("DELETE", "/admin/revocations",
+                                   {"class": "device", "serial": spelling.split(":", 1)[1]})
+            eq((status, doc), (200, {"entry": "device:" + hexs, "revoked": False}), "lift")
+            redis.write(spelling, op="SREM")
+            check(_wait(lambda: _served(env, gw, ctx), 1.0), "%r: lift not applied" % spelling)
+        eq(redis.cli("SCARD", KEY), "0", "every spelling lifted")
+        # a set member in another spelling, lifted through the admin API by
+        # that spelling: gone from the set, not only from the mirror
+        redis.write("device:0X00" + hexs.upper())
+        check(_wait(lambda: not _served(env, gw, ctx), 1.0), "upper-case spelling")
+        status, doc = gw.admin("DELETE", "/admin/revocations/device:0X00" + hexs.upper())
+        eq((status, doc), (200, {"entry": "device:" + hexs, "revoked": False}),
+           "DELETE by the stored spelling")
+        eq(redis.cli("SCARD", KEY), "0", "the stored spelling was removed from the set")
+        check(_wait(lambda: _served(env, gw, ctx), 1.0), "lift by the stored spelling")
+    finally:
+        if gw:
+            gw.stop()
+        redis.stop()
+
+
+@test("rev11: unusable entries are counted, shown in /admin/health and logged; the admin "
+      "API and the CLI refuse unknown classes and serials that cannot match")
+def _(env):
+    redis = _Redis(env)
+    gw = None
+    bad = ["devcie:1a2b", "device:xyz", "device:1" + "0" * 40, "sha256:1234"]
+    try:
+        for e in bad:
+            redis.write(e, publish=False)    # written before the gateway loads the set
+        redis.write("device:0badc0de1234", publish=False)   # usable: not counted
+        gw = _Gw(env, "rev11-unusable", redis)
+        rev = gw.health()["revocation"]
+        eq(rev["unusable_entries"], len(bad), "unusable entries after the load (%r)" % rev)
+        eq(rev["entries"], 1, "usable entries loaded")
+        eq(sorted(x["entry"] for x in rev["unusable_examples"]), sorted(bad), "examples")
+        probs = dict((x["entry"], x["problem"]) for x in rev["unusable_examples"])
+        check("not configured" in probs["devcie:1a2b"] and "device, bootstrap" in
+              probs["devcie:1a2b"], "unknown class problem %r" % probs["devcie:1a2b"])
+        check("hexadecimal" in probs["device:xyz"], "not-hex problem %r" % probs["device:xyz"])
+        check("20 octets" in probs["device:1" + "0" * 40], "too-long problem")
+        lines = gw.gw.log_tail(200)
+        log = "\n".join(lines)
+        for e in bad:
+            check(any(("unusable revocation entry \"%s\"" % e) in ln and " error " in ln
+                      for ln in lines), "%s not logged at error level" % e)
+        check(" holds 4 unusable entries" in log, "summary not logged")
+        check(not _served(env, gw, env.client_context("device")), "usable entry not applied")
+
+        # a published message the mirror cannot use counts too
+        redis.write("devcie:99")
+        check(_wait(lambda: gw.health()["revocation"]["unusable_entries"] == len(bad) + 1, 1.0),
+              "an unusable published entry was not counted")
+        check(any("unusable revocation message \"+devcie:99\"" in ln
+                  for ln in gw.gw.log_tail(50)), "unusable message not logged")
+
+        # listing marks them
+        status, doc = gw.admin("GET", "/admin/revocations?count=1000")
+        eq(status, 200, "list")
+        listed = dict((x["entry"], x["problem"]) for x in doc["entries"])
+        eq(listed["device:0badc0de1234"], None, "usable entry: problem null")
+        check(listed["devcie:1a2b"] and "not configured" in listed["devcie:1a2b"],
+              "listing problem %r" % listed["devcie:1a2b"])
+        rc, out, err = gw.cli("revocations", "--count", "1000")
+        eq(rc, 0, "CLI revocations")
+        check(any(ln.startswith("devcie:1a2b\t") and "UNUSABLE: " in ln
+                  for ln in out.splitlines()), "CLI listing %r" % out)
+
+        # the admin API and the CLI refuse what could match nothing
+        n = redis.cli("SCARD", KEY)
+        for body, code, words in (
+                ({"class": "devcie", "serial": "12"}, "unknown_class", "not configured"),
+                ({"class": "device", "serial": "1" + "0" * 40}, "invalid_entry", "20 octets"),
+                ({"class": "device", "serial": "0x"}, "invalid_entry", "empty"),
+                ({"fingerprint": "1234"}, "invalid_entry", "64 hex"),
+                ({"device_id": "a b"}, "invalid_device_id", "1..128")):
+            status, doc = gw.admin("POST", "/admin/revocations", body)
+            eq((status, doc.get("error")), (400, code), "POST %r" % (body,))
+            check(words in doc.get("message", ""), "POST %r: message %r" % (body, doc))
+        for args, words in ((["revoke", "--class", "devcie", "--serial", "12"], "not configured"),
+                            (["revoke", "--class", "device", "--serial", "1" + "0" * 40],
+                             "20 octets")):
+            rc, out, err = gw.cli(*args)
+            eq(rc, 2, "%s exit status" % args)
+            check(words in err, "%s: stderr %r" % (args, err))
+        eq(redis.cli("SCARD", KEY), n, "nothing written by refused requests")
+        # a 20-octet serial with a leading zero is accepted by both
+        status, doc = gw.admin("POST", "/admin/revocations",
+                               {"class": "device", "serial": "0" + "1" * 40})
+        eq((status, doc), (201, {"entry": "device:" + "1" * 40, "revoked": True}),
+           "API: 20 octets with a leading zero")
+        rc, out, err = gw.cli("revoke", "--class", "device", "--serial", "00:" + ":".join(["22"] * 20))
+        eq(rc, 0, "CLI: 20 octets with a leading zero octet (stderr %r)" % err)
+    finally:
+        if gw:
+            gw.stop()
+        redis.stop()
+
+
+@test("rev11: revoking an intermediate CA (by class and serial, or fingerprint) refuses the "
+      "leaves under it on new, cached, resumed and live connections")
+def _(env):
+    pki = _Pki(env)
+    redis = _Redis(env)
+    gw = None
+    try:
+        gw = _Gw(env, "rev11-intermediate", redis)
+        int_crt, _ = pki.intermediate("int1", "0x1D1D")
+        int_dir = pki.dir
+        crt, key = pki.leaf("under-int", "rev11-under-int", "0x77", ca="int1", ca_dir=int_dir)
+        chain = pki.bundle("under-int-chain", crt, int_crt)
+        ctx = _ctx(env, chain, key)
+        resp, err = _get(env, gw, ctx)
+        check(resp is not None and resp.status == 200, "leaf under the intermediate: %r %r"
+              % (resp, err))
+        eq(upstream_headers(upstream_info(resp), "X-Client-Cert-Class"), ["device"], "class")
+        check(_served(env, gw, ctx), "second handshake")
+        other = env.client_context("device")
+        for entry, what in (("device:1d1d", "class and serial"),
+                            (_fingerprint(int_crt), "fingerprint")):
+            sessions = _sessions(env, gw, chain, key)
+            live = env.connect(gw.port, ctx=ctx)
+            eq(live.request("GET", "/live").status, 200, "live before")
+            if what == "fingerprint":
+                status, doc = gw.admin("POST", "/admin/revocations", {"fingerprint": entry})
+            else:
+                status, doc = gw.admin("POST", "/admin/revocations",
+                                       {"class": "device", "serial": "0x1D1D"})
+            eq((status, doc), (201, {"entry": entry, "revoked": True}), "revoke the intermediate")
+            check(live.is_closed(timeout=1.0), "%s: live connection still open" % what)
+            live.close()
+            _check_revoked_alert(env, gw, ctx, "leaf under an intermediate revoked by " + what)
+            _check_resumption_refused(env, gw, sessions, "intermediate revoked by " + what)
+            check(any("certificate revoked (by its issuing CA entry)" in ln
+                      for ln in gw.gw.log_tail(100)), "refusal reason not logged")
+            check(_served(env, gw, other), "a leaf directly under the device CA was refused")
+            status, doc = gw.admin("DELETE", "/admin/revocations/" + entry)
+            eq(status, 200, "lift")
+            check(_wait(lambda: _served(env, gw, ctx), 1.0), "lift of the intermediate")
+    finally:
+        if gw:
+            gw.stop()
+        redis.stop()
