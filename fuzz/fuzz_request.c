@@ -273,6 +273,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_quiet();
     rt.cfg = fuzz_config(config_text);
     rt.mirror = pol_mirror_new(rt.cfg);
+    /* which client header names go on (no token claims in this config) */
+    static char *no_claims[1];
+    rt.claim_headers = no_claims;
+    rt.hnames = ups_names_new(&rt.cfg->identity, (const char *const *)rt.claim_headers, 0,
+                              &rt.cfg->http);
+    if (!rt.hnames)
+        abort();
     base = event_base_new();
     if (!rt.mirror || !base)
         abort();
