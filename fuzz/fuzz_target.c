@@ -2,9 +2,11 @@
  * (pol_host, pol_route, and the target check), faster than fuzz_request for
  * the path rules.
  *
- * Input: "<host>\n<method>\n<target>". Which target check runs depends on
- * the tree: the canonicaliser pol_target_canon (policy/target.h) when it is
- * there, else pol_target_path (policy/route.c).
+ * Input: "<host>\n<method>\n<target>". Which checks run depends on the
+ * tree: the canonicalisers pol_target_canon (policy/target.h) and
+ * cfg_host_canon (config/host.h) when they are there, else pol_target_path
+ * and pol_host (policy/route.c). A canonical host is lowercase, without a
+ * trailing dot, and canonicalises to itself.
  * Contract of pol_target_path: -1, or the length n of the path (the target
  * up to '?'), and then the path starts with '/', has no control byte, space
  * or '\', no "." or ".." segment, and no %XX escape of '.', '/', '\' or NUL.
@@ -17,6 +19,12 @@
  * A matched route's prefix is a prefix of the path at a segment boundary.
  */
 #include "../policy/policy.h"
+#if __has_include("../config/host.h")
+#include "../config/host.h"
+#endif
+#if __has_include("../policy/target.h")
+#include "../policy/target.h"
+#endif
 
 #include "fuzz.h"
 
@@ -185,11 +193,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *t = nl2 + 1;
     size_t tlen = size - (size_t)(t - s);
     char host[256];
+#if __has_include("../config/host.h")
+    unsigned port = 0, port2 = 0;
+    char again[256];
+    long hc = cfg_host_canon(hostv, strlen(hostv), host, sizeof host, &port);
+    FUZZ_ASSERT(hc >= CFG_HOST_NO_ROOM && hc != 0 && hc <= CFG_HOST_MAX + 2, "cfg_host_canon: result out of range");
+    int hr = hc > 0 ? 0 : -1;
+    if (hc > 0) {
+        FUZZ_ASSERT(strlen(host) == (size_t)hc && port <= 65535, "canonical host length or port wrong");
+        FUZZ_ASSERT(host[hc - 1] != '.', "canonical host ends in '.'");
+        for (const char *c = host; *c; c++)
+            FUZZ_ASSERT(*c > 0x20 && *c < 0x7f && !(*c >= 'A' && *c <= 'Z'), "host not lowercase printable");
+        FUZZ_ASSERT(cfg_host_canon(host, (size_t)hc, again, sizeof again, &port2) == hc &&
+                        strcmp(again, host) == 0 && port2 == 0,
+                    "a canonical host does not canonicalise to itself");
+    } else {
+        FUZZ_ASSERT(cfg_host_strerror(hc) && *cfg_host_strerror(hc), "a refused host without a reason");
+    }
+#else
     int hr = pol_host(hostv, strlen(hostv), host, sizeof host);
     FUZZ_ASSERT(hr == 0 || hr == -1, "pol_host: not syscall-like");
     if (hr == 0)
         for (const char *c = host; *c; c++)
             FUZZ_ASSERT(*c > 0x20 && *c < 0x7f && !(*c >= 'A' && *c <= 'Z'), "host not lowercase printable");
+#endif
 #ifdef CANON
     size_t pl = 0;
     long n = check_target(t, tlen, (data[0] & 1) ? POL_TGT_MERGE_SLASHES : 0, &pl);
