@@ -17,8 +17,9 @@
  *     when names are compared as an upstream may (case-insensitively, '_'
  *     equal to '-'). Off by default until the header-name hardening of
  *     issue 11 is in; then it becomes the default.
- * Input layout: byte 0 bits 0-1 the client class (device, bootstrap, none),
- * bits 2-7 and byte 1 the read sizes; the rest is the byte stream.
+ * Input layout: byte 0 bit 0 the client class (device, bootstrap; a
+ * connection in the HTTP state always has a verified identity), bits 2-7
+ * and byte 1 the read sizes; the rest is the byte stream.
  */
 #include "../gateway/conn.c"
 
@@ -299,6 +300,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         ids[i].san_dns = "";
         ids[i].device_id = i == 0 ? "abc" : NULL;
         snprintf(ids[i].not_after, sizeof ids[i].not_after, "2036-01-01T00:00:00Z");
+        ids[i].not_after_t = 2082758400;
     }
     return 0;
 }
@@ -333,7 +335,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->action = "waiting for request";
     snprintf(c->peer_ip, sizeof c->peer_ip, "192.0.2.7");
     snprintf(c->peer, sizeof c->peer, "192.0.2.7:40000");
-    c->id = (data[0] & 3) < 2 ? &ids[data[0] & 3] : NULL;
+    c->id = &ids[data[0] & 1];
     c->rev_gen = pol_mirror_generation(rt.mirror);
     c->timer = evtimer_new(base, nop, c);
     c->kick = event_new(base, -1, 0, nop, c);
