@@ -11,12 +11,11 @@
  *     ends where the gateway ended it;
  *   - head plus body, once the request is complete, is exactly one complete
  *     request (nothing left over that an upstream would read as another);
- *   - with PORTCULLIS_FUZZ_STRICT_NAMES=1 in the environment, also: no name
- *     the gateway owns (identity and claim headers, X-Forwarded-*,
+ *   - no name the gateway owns (identity and claim headers, X-Forwarded-*,
  *     X-Request-Id, Host, framing) appears twice in the head sent upstream
  *     when names are compared as an upstream may (case-insensitively, '_'
- *     equal to '-'). Off by default until the header-name hardening of
- *     issue 11 is in; then it becomes the default.
+ *     equal to '-'); PORTCULLIS_FUZZ_STRICT_NAMES=0 in the environment
+ *     turns this check off.
  * Input layout: byte 0 bit 0 the client class (device, bootstrap; a
  * connection in the HTTP state always has a verified identity), bits 2-7
  * and byte 1 the read sizes; the rest is the byte stream.
@@ -105,7 +104,7 @@ static void check_names(const recount_t *rc, const char *h, size_t n)
 {
     static int strict = -1;
     if (strict < 0)
-        strict = getenv("PORTCULLIS_FUZZ_STRICT_NAMES") && atoi(getenv("PORTCULLIS_FUZZ_STRICT_NAMES"));
+        strict = !getenv("PORTCULLIS_FUZZ_STRICT_NAMES") || atoi(getenv("PORTCULLIS_FUZZ_STRICT_NAMES"));
     if (!strict)
         return;
     static const char *const fixed[] = {"host", "x-forwarded-for", "x-forwarded-proto",
