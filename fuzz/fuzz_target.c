@@ -229,9 +229,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const cfg_route_t *r = pol_route(cfg, hr == 0 ? host : NULL, t, (size_t)n, method);
         if (r) {
             size_t rl = strlen(r->path);
-            FUZZ_ASSERT(rl <= (size_t)n && memcmp(r->path, t, rl) == 0 &&
-                            (rl == (size_t)n || r->path[rl - 1] == '/' || t[rl] == '/'),
-                        "route prefix does not match the path at a segment boundary");
+            int covers = rl <= (size_t)n && memcmp(r->path, t, rl) == 0 &&
+                         (rl == (size_t)n || r->path[rl - 1] == '/' || t[rl] == '/');
+#if __has_include("../config/route.h")
+            /* cfg_route_select: a prefix "/x/" also covers "/x" */
+            covers = covers || (rl > 1 && r->path[rl - 1] == '/' && (size_t)n == rl - 1 &&
+                                memcmp(r->path, t, (size_t)n) == 0);
+#endif
+            FUZZ_ASSERT(covers, "route prefix does not match the path at a segment boundary");
         }
     }
     free(s);
