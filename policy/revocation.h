@@ -47,6 +47,12 @@ typedef struct {
     uint64_t h[2];
 } pol_rev_key_t;
 
+/* Boolean: s[0..n-1] is a device id: 1..POL_REV_DEVICE_ID_MAX characters of
+ * A-Z a-z 0-9 . _ : @ - (a plain token: it goes into headers, logs, Redis
+ * keys and entries). The one definition of the character set: the identity
+ * (tls), issuance and revocation entries all use it. Reads s[0..n-1] only. */
+int pol_device_id_valid_n(const char *s, size_t n);
+
 /* The canonicalisation of one entry, as written to Redis or typed by an
  * operator. Accepted spellings, after whitespace at either end is dropped:
  *   device-id=<id>   prefix in any case, whitespace around the id dropped;

@@ -138,20 +138,6 @@ static int list_append(char **list, size_t *len, const unsigned char *v, size_t 
     return 0;
 }
 
-/* A device id must be a plain token: it goes into headers and logs. */
-static int valid_device_id(const unsigned char *s, size_t n)
-{
-    if (n == 0 || n > 128)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == ':' || c == '@'))
-            return 0;
-    }
-    return 1;
-}
-
 static char *dup_n(const unsigned char *s, size_t n)
 {
     char *o = malloc(n + 1);
@@ -232,7 +218,7 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
                 break;
             if (icfg->device_id_source == CFG_DEVID_SAN_URI && !id->device_id && n > plen &&
                 memcmp(v, icfg->device_id_prefix, plen) == 0 &&
-                valid_device_id(v + plen, n - plen))
+                pol_device_id_valid_n((const char *)v + plen, n - plen))
                 id->device_id = dup_n(v + plen, n - plen);
         } else if (g->type == GEN_DNS) {
             const unsigned char *v = ASN1_STRING_get0_data(g->d.dNSName);
@@ -251,7 +237,7 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
             ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(sub, pos));
             const unsigned char *v = ASN1_STRING_get0_data(cn);
             size_t n = (size_t)ASN1_STRING_length(cn);
-            if (valid_device_id(v, n))
+            if (pol_device_id_valid_n((const char *)v, n))
                 id->device_id = dup_n(v, n);
         }
     }
