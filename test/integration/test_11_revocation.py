@@ -819,3 +819,73 @@ def _(env):
         if gw:
             gw.stop()
         redis.stop()
+
+
+@test("rev11: lifting one spelling of an entry the set also holds in another keeps it "
+      "revoked until that spelling goes too: the mirror agrees with the set at once and "
+      "after a resync", timeout=60)
+def _(env):
+    pki = _Pki(env)
+    redis = _Redis(env)
+    gw = None
+    try:
+        gw = _Gw(env, "rev11-spellings", redis, extra={"revocation": {"resync_interval": "1s"}})
+        ctx = env.client_context("device")   # serial 0badc0de1234 (scripts/gen-pki.sh)
+        o_crt, o_key = pki.leaf("unspelled", "rev11-unspelled", "0x5EED")
+        other = _ctx(env, o_crt, o_key)
+        check(_served(env, gw, ctx), "served before")
+
+        def refused_throughout(seconds, what):
+            deadline = time.monotonic() + seconds
+            n = 0
+            while time.monotonic() < deadline:
+                check(not _served(env, gw, ctx), "%s: served (attempt %d)" % (what, n))
+                n += 1
+            check(n >= 3, "%s: too few attempts" % what)
+
+        def synced_after(t0):
+            return _wait(lambda: gw.health()["revocation"]["last_sync_unix"] > t0 + 1, 5.0)
+
+        # an operator's own spelling, written without a message, then the CLI
+        redis.write("device:00badc0de1234", publish=False)
+        rc, out, err = gw.cli("revoke", "--class", "device", "--serial", "badc0de1234")
+        eq(rc, 0, "CLI revoke (stderr %r)" % err)
+        check(_wait(lambda: not _served(env, gw, ctx), 1.0), "revoke not applied")
+        t0 = int(time.time())
+        rc, out, err = gw.cli("unrevoke", "--class", "device", "--serial", "badc0de1234")
+        eq((rc, out), (0, "lifted the revocation of device:badc0de1234\n"),
+           "CLI unrevoke (stderr %r)" % err)
+        eq(redis.cli("SMEMBERS", KEY), "device:00badc0de1234", "the set after the lift")
+        refused_throughout(1.0, "right after the lift of one spelling")
+        check(synced_after(t0), "no resync")
+        refused_throughout(0.5, "after a resync")
+        check(any("lift of device:badc0de1234: the set %s still holds it in another "
+                  "spelling" % KEY in ln for ln in gw.gw.log_tail(100000)),
+              "the kept revocation was not logged")
+        check(_served(env, gw, other), "another certificate refused")
+
+        # lifting the spelling the listing shows lifts it everywhere, at once
+        status, doc = gw.admin("GET", "/admin/revocations?count=1000")
+        eq([x["entry"] for x in doc["entries"]], ["device:00badc0de1234"], "listing")
+        status, doc = gw.admin("DELETE", "/admin/revocations/device:00badc0de1234")
+        eq((status, doc), (200, {"entry": "device:badc0de1234", "revoked": False}), "DELETE")
+        eq(redis.cli("SCARD", KEY), "0", "the set after the second lift")
+        check(_wait(lambda: _served(env, gw, ctx), 1.0), "second lift not applied")
+        t0 = int(time.time())
+        check(synced_after(t0), "no resync")
+        check(_served(env, gw, ctx), "revoked again after a resync")
+
+        # the same with a lift written by hand, and with several lifts at once
+        redis.write("device:0BADC0DE1234", publish=False)
+        redis.write("device:badc0de1234")
+        check(_wait(lambda: not _served(env, gw, ctx), 1.0), "revoke by hand")
+        for _i in range(5):
+            redis.write("device:badc0de1234", op="SREM")
+        refused_throughout(1.0, "hand-written lift of one spelling")
+        redis.write("device:0BADC0DE1234", op="SREM")
+        check(_wait(lambda: _served(env, gw, ctx), 1.0), "lift of the last spelling")
+        eq(gw.health()["revocation"]["entries"], 0, "mirror entries")
+    finally:
+        if gw:
+            gw.stop()
+        redis.stop()
