@@ -255,7 +255,8 @@ static int do_write(const opts_t *o, const cfg_t *cfg)
         return 2;
     }
     char note[512];
-    if (add && !o->device_id && !o->fingerprint && tls_ca_serial_note(cfg, entry, note, sizeof note))
+    if (add && !o->device_id && !o->fingerprint &&
+        tls_ca_serial_note(cfg, entry, note, sizeof note))
         fprintf(stderr, "portcullis %s: warning: %s\n", o->name, note);
     pol_revwrite_t w;
     if (pol_revwrite_build(&w, &cfg->revocation, add, entry, o->reason, (int64_t)time(NULL),
