@@ -33,6 +33,7 @@ typedef struct pending {
     char entry[POL_REV_ENTRY_MAX]; /* revoke_device: the device id */
     char *reason;
     char peer[80];
+    char warning[512];             /* revoke: tls_ca_serial_note, "" if none */
 } pending_t;
 
 struct gw_admin {
@@ -168,7 +169,10 @@ static void on_write_done(int ok, const char *err, const pol_revstore_result_t *
         log_action(p->peer, p->action, p->entry, p->reason, 503, msg);
     } else {
         int status = add ? 201 : 200;
-        send_json(p->req, status, json_pack("{s:s, s:b}", "entry", p->entry, "revoked", add));
+        send_json(p->req, status, p->warning[0]
+                  ? json_pack("{s:s, s:b, s:s}", "entry", p->entry, "revoked", add, "warning",
+                              p->warning)
+                  : json_pack("{s:s, s:b}", "entry", p->entry, "revoked", add));
         log_action(p->peer, p->action, p->entry, p->reason, status,
                    res->changed ? "ok" : (add ? "ok (already revoked)" : "ok (was not revoked)"));
     }
@@ -357,6 +361,8 @@ static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, cons
         send_error(req, 500, "internal", "out of memory");
         return;
     }
+    if (add && tls_ca_serial_note(a->cfg, entry, p->warning, sizeof p->warning))
+        gw_log(GW_WARN, "action=admin", "revoke %s: %s", entry, p->warning);
     int rc = add ? pol_revstore_add(a->store, entry, reason, on_write_done, p, &err)
                  : pol_revstore_remove(a->store, spelling, on_write_done, p, &err);
     if (rc < 0) {
