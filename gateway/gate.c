@@ -207,8 +207,15 @@ int gw_gate_start(gw_conn_t *c, int *rc)
         const cfg_rate_limit_t *l = &cfg->rate_limits[li];
         unsigned char key[32];
         size_t klen;
-        if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, r, key, &klen) < 0)
-            continue;   /* e.g. a device_id limit for a certificate without one */
+        if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, r, key, &klen) < 0) {
+            /* never skipped: a request a limit cannot count is not served */
+            c->gate_nq = npending;
+            drop_questions(c);
+            CLOG(c, GW_ERR, "rate limit %s: the request has no key for it: refused (request_id=%s)",
+                 l->name, c->request_id);
+            *rc = gw_conn_refuse(c, 500, "rate_limit_key", "the request cannot be counted by a rate limit", NULL);
+            return GW_GATE_DENY;
+        }
         /* always a slot (nrate_limits <= CFG_ROUTE_MAX_LIMITS, asserted above);
          * the bound only keeps memory safe */
         if (l->scope == CFG_RL_GLOBAL && npending < (int)(sizeof(c->gate_q) / sizeof(c->gate_q[0]))) {
