@@ -3,9 +3,11 @@ device_id counts a certificate without a device id (the bootstrap
 certificate) per certificate fingerprint, so bootstrap issuance traffic is
 limited too (one bucket: every install shares the bootstrap certificate)."""
 
+import http.client
+import json
 import subprocess
 
-from harness import build_request, check, eq, fail, test
+from harness import build_request, check, eq, fail, free_port, test, wait_tcp
 
 DB = 13            # a Redis database of its own: nonce and limit keys are counted exactly
 
@@ -90,3 +92,61 @@ def _(env):
 @test("gate: a global device_id limit counts the bootstrap certificate (per fingerprint): 429 after the burst")
 def _(env):
     _device_id_run(env, "global")
+
+
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
+FP = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+def _admin(port, method, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        c.request(method, "/admin/revocations", body=data,
+                  headers={"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, json.loads(r.read().decode() or "null")
+    finally:
+        c.close()
+
+
+@test("admin: each refusal of a revocation body has its exact status and code; nothing is written")
+def _(env):
+    port = free_port()
+    cfg = env.config({"redis": {"db": DB}, "admin": {"listen": "127.0.0.1:%d" % port}})
+    _redis(env, "FLUSHDB")
+    gw = env.start_gateway("gate2-admin", cfg, environ={"PORTCULLIS_ADMIN_TOKEN": ADMIN_TOKEN})
+    try:
+        wait_tcp(port, gw.proc, 10, "admin listener")
+        cases = [
+            ("POST", b"", "invalid_json", "needs a JSON body"),
+            ("POST", b"[1]", "invalid_json", "must be a JSON object"),
+            ("POST", b"{", "invalid_json", "malformed JSON"),
+            ("POST", b'{"fingerprint": "%s", "fingerprint": "%s"}' % (FP.encode(), FP.encode()),
+             "invalid_json", "malformed JSON"),
+            ("POST", {"fingerprint": FP, "colour": 1}, "invalid_request", 'unknown field "colour"'),
+            # an unknown field is reported before anything else
+            ("POST", {"reason": 5, "colour": 1}, "invalid_request", 'unknown field "colour"'),
+            ("POST", {"fingerprint": FP, "reason": 5}, "invalid_reason", "at most 200"),
+            ("POST", {"device_id": "abc", "serial": "12"}, "invalid_request", "device_id alone"),
+            ("POST", {"device_id": "a b"}, "invalid_device_id", "1..128"),
+            ("POST", {"fingerprint": FP, "class": "device"}, "invalid_request", "not both"),
+            ("POST", {"fingerprint": 5}, "invalid_entry", "fingerprint must be a string"),
+            ("POST", {"fingerprint": "12"}, "invalid_entry", "64 hex"),
+            ("POST", {"class": "device"}, "missing_field", "give class and serial"),
+            ("POST", {"class": "device", "serial": 12}, "invalid_entry", "must be strings"),
+            ("POST", {"class": "device", "serial": "12g"}, "invalid_entry", "hexadecimal"),
+            ("POST", {"class": "devcie", "serial": "12"}, "unknown_class", "not configured"),
+            ("DELETE", {"colour": 1}, "invalid_request", 'unknown field "colour"'),
+        ]
+        for method, body, code, words in cases:
+            status, doc = _admin(port, method, body)
+            what = "%s %r" % (method, body)
+            eq((status, doc.get("error")), (400, code), what)
+            check(words in doc.get("message", ""), "%s: message %r lacks %r" % (what, doc.get("message"), words))
+        eq(_redis(env, "DBSIZE").strip(), "0", "no refused request wrote to Redis")
+        # the class check is for writes: an entry of an unknown class may still be lifted
+        status, doc = _admin(port, "DELETE", {"class": "devcie", "serial": "12"})
+        eq((status, doc), (200, {'entry': 'devcie:12', 'revoked': False}), "DELETE of an unconfigured class's entry is not refused")
+    finally:
+        gw.stop()
