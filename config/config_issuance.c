@@ -613,6 +613,94 @@ static void count_err(void *arg, const yaml_node_t *n, const char *path, const c
 
 /* ---------------------------------------------------------------- section */
 
+/* An issuance section with every default set. */
+static cfg_issuance_t *issuance_defaults(void)
+{
+    cfg_issuance_t *is = calloc(1, sizeof *is);
+    if (!is)
+        abort();
+    is->path_prefix = cfgp_xstrdup("/certificates/");
+    snprintf(is->device_class, sizeof is->device_class, "device");
+    snprintf(is->bootstrap_class, sizeof is->bootstrap_class, "bootstrap");
+    is->lifetime_ms = 7 * DAY_MS;
+    is->nonce_ttl_ms = 120000;
+    is->key_ec_p256 = 1;
+    is->key_rsa = 0;
+    is->rsa_min_bits = 2048;
+    is->max_body_bytes = 64 * 1024;
+    return is;
+}
+
+/* issuance.path_prefix: a canonical path ending in '/'. */
+static void parse_prefix(ictx_t *c, yaml_node_t *val, cfg_issuance_t *is)
+{
+    const char *s;
+    if (!val || !(s = cfgw_scalar(&c->w, val, "issuance.path_prefix", "a path like /certificates/")))
+        return;
+    if (s[0] != '/' || s[strlen(s) - 1] != '/' || !cfgp_printable(s) || strlen(s) > 200 ||
+        strpbrk(s, "?#%") || cfgp_route_path_error(s)) {
+        cfgw_err(&c->w, val, "issuance.path_prefix", "expected a path that starts and "
+                 "ends with '/', like /certificates/, in canonical form (letters, digits, "
+                 "'-', '.', '_', '~', no \"//\" or dot segments), got \"%.60s\"", s);
+        return;
+    }
+    free(is->path_prefix);
+    is->path_prefix = cfgp_xstrdup(s);
+}
+
+/* issuance.device_class and bootstrap_class: known classes, not the same
+ * one. Whether the device class is known goes to *dev_known. */
+static void parse_classes(ictx_t *c, yaml_node_t *n, cfgw_fld_t *dev, cfgw_fld_t *boot,
+                          cfg_issuance_t *is, int *dev_known)
+{
+    int boot_known;
+    class_ref(c, n, dev, "issuance.device_class", is->device_class, &is->device_class_idx,
+              dev_known);
+    class_ref(c, n, boot, "issuance.bootstrap_class", is->bootstrap_class,
+              &is->bootstrap_class_idx, &boot_known);
+    if (*dev_known && boot_known && is->device_class_idx == is->bootstrap_class_idx)
+        cfgw_err(&c->w, boot->val ? boot->val : n, "issuance.bootstrap_class",
+                 "must differ from issuance.device_class (\"%s\"): the bootstrap certificate is "
+                 "shipped in every app and must never reach the API", is->device_class);
+}
+
+/* issuance.key_policy: the key types a CSR may carry; at least one. */
+static void parse_key_policy(ictx_t *c, yaml_node_t *val, cfg_issuance_t *is)
+{
+    cfgw_fld_t k[] = {F("ec_p256"), F("rsa"), F("rsa_min_bits")};
+    const char *s;
+    char msg[300];
+    uint64_t v;
+    if (!val || cfgw_map(&c->w, val, "issuance.key_policy", k, NF(k)) < 0)
+        return;
+    cfgw_opt_bool(&c->w, &k[0], "issuance.key_policy", &is->key_ec_p256);
+    cfgw_opt_bool(&c->w, &k[1], "issuance.key_policy", &is->key_rsa);
+    if (k[2].val && (s = cfgw_scalar(&c->w, k[2].val, "issuance.key_policy.rsa_min_bits",
+                                     "an integer"))) {
+        if (cfgp_check_number('u', s, 2048, 16384, &v, msg, sizeof msg) < 0)
+            cfgw_err(&c->w, k[2].val, "issuance.key_policy.rsa_min_bits", "%s", msg);
+        else
+            is->rsa_min_bits = (uint32_t)v;
+    }
+    if (!is->key_ec_p256 && !is->key_rsa)
+        cfgw_err(&c->w, val, "issuance.key_policy", "allows no key type; enable "
+                 "ec_p256 or rsa");
+}
+
+/* issuance.max_body_bytes: a size from 16k to 1m. */
+static void parse_max_body(ictx_t *c, yaml_node_t *val, cfg_issuance_t *is)
+{
+    const char *s;
+    char msg[300];
+    uint64_t v;
+    if (!val || !(s = cfgw_scalar(&c->w, val, "issuance.max_body_bytes", "a size like 64k")))
+        return;
+    if (cfgp_check_number('s', s, 16 * 1024, 1024 * 1024, &v, msg, sizeof msg) < 0)
+        cfgw_err(&c->w, val, "issuance.max_body_bytes", "%s", msg);
+    else
+        is->max_body_bytes = v;
+}
+
 void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
 {
     enum { PREFIX, CA_CERT, CA_KEY, CHAIN, DEVICE, BOOTSTRAP, LIFETIME, NONCE_TTL, KEYPOL,
@@ -623,39 +711,12 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
                       F("max_body_bytes"), F("insecure_dev"), F("platforms")};
     errcount_t errs = {.fn = w->fn, .arg = w->arg};
     ictx_t c = {.w = {.doc = w->doc, .fn = count_err, .arg = &errs}, .cfg = cfg};
-    const char *s;
-    char msg[300];
-    uint64_t v;
-    int dev_known, boot_known;
+    int dev_known;
 
     if (cfgw_map(&c.w, n, "issuance", f, NF(f)) < 0)
         return;
-    cfg_issuance_t *is = calloc(1, sizeof *is);
-    if (!is)
-        abort();
-    cfg->issuance = is;
-    is->path_prefix = cfgp_xstrdup("/certificates/");
-    snprintf(is->device_class, sizeof is->device_class, "device");
-    snprintf(is->bootstrap_class, sizeof is->bootstrap_class, "bootstrap");
-    is->lifetime_ms = 7 * DAY_MS;
-    is->nonce_ttl_ms = 120000;
-    is->key_ec_p256 = 1;
-    is->key_rsa = 0;
-    is->rsa_min_bits = 2048;
-    is->max_body_bytes = 64 * 1024;
-
-    if (f[PREFIX].val && (s = cfgw_scalar(&c.w, f[PREFIX].val, "issuance.path_prefix",
-                                          "a path like /certificates/"))) {
-        if (s[0] != '/' || s[strlen(s) - 1] != '/' || !cfgp_printable(s) || strlen(s) > 200 ||
-            strpbrk(s, "?#%") || cfgp_route_path_error(s))
-            cfgw_err(&c.w, f[PREFIX].val, "issuance.path_prefix", "expected a path that starts and "
-                     "ends with '/', like /certificates/, in canonical form (letters, digits, "
-                     "'-', '.', '_', '~', no \"//\" or dot segments), got \"%.60s\"", s);
-        else {
-            free(is->path_prefix);
-            is->path_prefix = cfgp_xstrdup(s);
-        }
-    }
+    cfg_issuance_t *is = cfg->issuance = issuance_defaults();
+    parse_prefix(&c, f[PREFIX].val, is);
     cfgw_opt_bool(&c.w, &f[INSECURE], "issuance", &is->insecure_dev);
     for (int i = CA_CERT; i <= CA_KEY; i++)
         if (!f[i].val)
@@ -663,14 +724,7 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
     is->ca_cert_file = ipath(&c, &f[CA_CERT], "issuance");
     is->ca_key_file = ipath(&c, &f[CA_KEY], "issuance");
     is->chain_file = ipath(&c, &f[CHAIN], "issuance");
-    class_ref(&c, n, &f[DEVICE], "issuance.device_class", is->device_class,
-              &is->device_class_idx, &dev_known);
-    class_ref(&c, n, &f[BOOTSTRAP], "issuance.bootstrap_class", is->bootstrap_class,
-              &is->bootstrap_class_idx, &boot_known);
-    if (dev_known && boot_known && is->device_class_idx == is->bootstrap_class_idx)
-        cfgw_err(&c.w, f[BOOTSTRAP].val ? f[BOOTSTRAP].val : n, "issuance.bootstrap_class",
-                 "must differ from issuance.device_class (\"%s\"): the bootstrap certificate is "
-                 "shipped in every app and must never reach the API", is->device_class);
+    parse_classes(&c, n, &f[DEVICE], &f[BOOTSTRAP], is, &dev_known);
     check_ca(&c, is, &f[CA_CERT], &f[CA_KEY], &f[CHAIN],
              dev_known ? cfg->tls.classes[is->device_class_idx].ca_file : NULL, dev_known);
     if (cfg->identity.device_id_source == CFG_DEVID_SAN_URI &&
@@ -682,32 +736,10 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
          &is->lifetime_ms);
     idur(&c, &f[NONCE_TTL], "issuance", 10000, HOUR_MS, "between 10s and 1h",
          &is->nonce_ttl_ms);
-    if (f[KEYPOL].val) {
-        cfgw_fld_t k[] = {F("ec_p256"), F("rsa"), F("rsa_min_bits")};
-        if (cfgw_map(&c.w, f[KEYPOL].val, "issuance.key_policy", k, NF(k)) == 0) {
-            cfgw_opt_bool(&c.w, &k[0], "issuance.key_policy", &is->key_ec_p256);
-            cfgw_opt_bool(&c.w, &k[1], "issuance.key_policy", &is->key_rsa);
-            if (k[2].val && (s = cfgw_scalar(&c.w, k[2].val, "issuance.key_policy.rsa_min_bits",
-                                             "an integer"))) {
-                if (cfgp_check_number('u', s, 2048, 16384, &v, msg, sizeof msg) < 0)
-                    cfgw_err(&c.w, k[2].val, "issuance.key_policy.rsa_min_bits", "%s", msg);
-                else
-                    is->rsa_min_bits = (uint32_t)v;
-            }
-            if (!is->key_ec_p256 && !is->key_rsa)
-                cfgw_err(&c.w, f[KEYPOL].val, "issuance.key_policy", "allows no key type; enable "
-                         "ec_p256 or rsa");
-        }
-    }
+    parse_key_policy(&c, f[KEYPOL].val, is);
     cfgw_opt_bool(&c.w, &f[RENEW_ATT], "issuance", &is->renew_requires_attestation);
     cfgw_opt_bool(&c.w, &f[REVOKE_OLD], "issuance", &is->revoke_old_on_renew);
-    if (f[MAX_BODY].val && (s = cfgw_scalar(&c.w, f[MAX_BODY].val, "issuance.max_body_bytes",
-                                            "a size like 64k"))) {
-        if (cfgp_check_number('s', s, 16 * 1024, 1024 * 1024, &v, msg, sizeof msg) < 0)
-            cfgw_err(&c.w, f[MAX_BODY].val, "issuance.max_body_bytes", "%s", msg);
-        else
-            is->max_body_bytes = v;
-    }
+    parse_max_body(&c, f[MAX_BODY].val, is);
     if (!f[PLATFORMS].val)
         cfgw_err(&c.w, n, "issuance",
                  "missing required key \"platforms\" (e.g. platforms: {android: "

@@ -33,6 +33,7 @@ typedef struct pending {
     char entry[POL_REV_ENTRY_MAX]; /* revoke_device: the device id */
     char *reason;
     char peer[80];
+    char warning[512];             /* revoke: tls_ca_serial_note, "" if none */
 } pending_t;
 
 struct gw_admin {
@@ -168,7 +169,10 @@ static void on_write_done(int ok, const char *err, const pol_revstore_result_t *
         log_action(p->peer, p->action, p->entry, p->reason, 503, msg);
     } else {
         int status = add ? 201 : 200;
-        send_json(p->req, status, json_pack("{s:s, s:b}", "entry", p->entry, "revoked", add));
+        send_json(p->req, status, p->warning[0]
+                  ? json_pack("{s:s, s:b, s:s}", "entry", p->entry, "revoked", add, "warning",
+                              p->warning)
+                  : json_pack("{s:s, s:b}", "entry", p->entry, "revoked", add));
         log_action(p->peer, p->action, p->entry, p->reason, status,
                    res->changed ? "ok" : (add ? "ok (already revoked)" : "ok (was not revoked)"));
     }
@@ -248,42 +252,35 @@ static size_t utf8_len(const char *s)
     return n;
 }
 
-/* Reads the JSON body and the entry it names, or the device id (then
- * *device_id is set and entry is empty). 0, or -1 after answering 400. */
-static int entry_from_body(const gw_admin_t *a, struct evhttp_request *req, int post,
-                           char *entry, size_t len, const char **reason,
-                           const char **device_id, json_t **doc)
+/* The request body as a JSON object, or NULL after answering 400. */
+static json_t *body_object(struct evhttp_request *req)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
-    const char *cerr = NULL;
-    char why[300];
     json_error_t je;
-    *doc = NULL;
-    *reason = NULL;
-    *device_id = NULL;
-    entry[0] = '\0';
+    char msg[300];
     if (n == 0) {
         send_error(req, 400, "invalid_json", "the request needs a JSON body: "
                    "{\"class\": ..., \"serial\": ...}, {\"fingerprint\": ...} or "
                    "{\"device_id\": ...}");
-        return -1;
+        return NULL;
     }
     json_t *o = json_loadb((const char *)evbuffer_pullup(in, -1), n, JSON_REJECT_DUPLICATES, &je);
-    if (!o || !json_is_object(o)) {
-        char msg[300];
-        if (o)
-            snprintf(msg, sizeof msg, "the body must be a JSON object");
-        else
-            snprintf(msg, sizeof msg, "malformed JSON at line %d, column %d: %s", je.line,
-                     je.column, je.text);
-        json_decref(o);
-        send_error(req, 400, "invalid_json", msg);
-        return -1;
-    }
-    json_t *cls = json_object_get(o, "class"), *ser = json_object_get(o, "serial");
-    json_t *fp = json_object_get(o, "fingerprint"), *rs = json_object_get(o, "reason");
-    json_t *dev = json_object_get(o, "device_id");
+    if (o && json_is_object(o))
+        return o;
+    if (o)
+        snprintf(msg, sizeof msg, "the body must be a JSON object");
+    else
+        snprintf(msg, sizeof msg, "malformed JSON at line %d, column %d: %s", je.line,
+                 je.column, je.text);
+    json_decref(o);
+    send_error(req, 400, "invalid_json", msg);
+    return NULL;
+}
+
+/* 0 if every member of o is a known field, else -1 after answering 400. */
+static int known_fields(struct evhttp_request *req, json_t *o)
+{
     const char *key;
     json_t *v;
     json_object_foreach(o, key, v) {
@@ -293,57 +290,111 @@ static int entry_from_body(const gw_admin_t *a, struct evhttp_request *req, int 
             snprintf(msg, sizeof msg, "unknown field \"%.60s\" (expected class, serial, "
                      "fingerprint, device_id, reason)", key);
             send_error(req, 400, "invalid_request", msg);
-            json_decref(o);
             return -1;
         }
     }
-    int rc = -1;
-    if (rs && !json_is_null(rs) &&
-        (!json_is_string(rs) || utf8_len(json_string_value(rs)) > POL_REVSTORE_REASON_MAX)) {
-        send_error(req, 400, "invalid_reason", "reason must be a string of at most 200 "
-                   "characters");
-    } else if (dev && (cls || ser || fp)) {
-        send_error(req, 400, "invalid_request", "give device_id alone, not with class, "
-                   "serial or fingerprint");
-    } else if (dev) {
-        if (!json_is_string(dev) || !pol_device_id_valid(json_string_value(dev)) ||
-            pol_rev_canon_device(json_string_value(dev), entry, len, &cerr) < 0)
-            send_error(req, 400, "invalid_device_id", "device_id must be a string of 1..128 "
-                       "characters of A-Z a-z 0-9 . _ : @ -");
-        else
-            rc = 0;   /* POST: the device and its certificates; DELETE: the device entry */
-    } else if (fp && (cls || ser)) {
-        send_error(req, 400, "invalid_request", "give either class and serial, or "
-                   "fingerprint, not both");
-    } else if (fp) {
-        if (!json_is_string(fp))
-            send_error(req, 400, "invalid_entry", "fingerprint must be a string");
-        else if (pol_rev_canon_fingerprint(json_string_value(fp), entry, len, &cerr) < 0)
-            send_error(req, 400, "invalid_entry", cerr);
-        else
-            rc = 0;
-    } else if (!cls || !ser) {
+    return 0;
+}
+
+/* The entry of {"device_id": ...}: 0, or -1 after answering 400. */
+static int device_entry(struct evhttp_request *req, json_t *dev, char *entry, size_t len)
+{
+    const char *cerr = NULL;
+    if (json_is_string(dev) && pol_device_id_valid(json_string_value(dev)) &&
+        pol_rev_canon_device(json_string_value(dev), entry, len, &cerr) == 0)
+        return 0;
+    send_error(req, 400, "invalid_device_id", "device_id must be a string of 1..128 "
+               "characters of A-Z a-z 0-9 . _ : @ -");
+    return -1;
+}
+
+/* The entry of {"fingerprint": ...}: 0, or -1 after answering 400. */
+static int fingerprint_entry(struct evhttp_request *req, json_t *fp, char *entry, size_t len)
+{
+    const char *cerr = NULL;
+    if (!json_is_string(fp))
+        send_error(req, 400, "invalid_entry", "fingerprint must be a string");
+    else if (pol_rev_canon_fingerprint(json_string_value(fp), entry, len, &cerr) < 0)
+        send_error(req, 400, "invalid_entry", cerr);
+    else
+        return 0;
+    return -1;
+}
+
+/* The entry of {"class": ..., "serial": ...}; for a POST the class must be
+ * one that can match a certificate. 0, or -1 after answering 400. */
+static int serial_entry(const gw_admin_t *a, struct evhttp_request *req, int post, json_t *cls,
+                        json_t *ser, char *entry, size_t len)
+{
+    const char *cerr = NULL;
+    char why[300];
+    if (!cls || !ser)
         send_error(req, 400, "missing_field", "give class and serial (e.g. {\"class\": "
                    "\"device\", \"serial\": \"1a2b\"}), or fingerprint");
-    } else if (!json_is_string(cls) || !json_is_string(ser)) {
+    else if (!json_is_string(cls) || !json_is_string(ser))
         send_error(req, 400, "invalid_entry", "class and serial must be strings");
-    } else if (pol_rev_canon_serial(json_string_value(cls), json_string_value(ser), entry, len,
-                                    &cerr) < 0) {
+    else if (pol_rev_canon_serial(json_string_value(cls), json_string_value(ser), entry, len,
+                                  &cerr) < 0)
         send_error(req, 400, "invalid_entry", cerr);
-    } else if (post && pol_rev_usable(a->cfg, entry, POL_REV_SERIAL, why, sizeof why) < 0) {
+    else if (post && pol_rev_usable(a->cfg, entry, POL_REV_SERIAL, why, sizeof why) < 0)
         send_error(req, 400, "unknown_class", why);   /* it could match nothing */
-    } else {
-        rc = 0;
-    }
-    if (rc == 0 && json_is_string(rs))
-        *reason = json_string_value(rs);
-    if (rc == 0 && dev && post)
-        *device_id = json_string_value(dev);
-    if (rc == 0)
-        *doc = o;
     else
+        return 0;
+    return -1;
+}
+
+/* The entry a body object names: one of device_id, fingerprint, or class
+ * and serial, with an optional reason. 0, or -1 after answering 400. */
+static int entry_of(const gw_admin_t *a, struct evhttp_request *req, int post, json_t *o,
+                    char *entry, size_t len)
+{
+    json_t *cls = json_object_get(o, "class"), *ser = json_object_get(o, "serial");
+    json_t *fp = json_object_get(o, "fingerprint"), *rs = json_object_get(o, "reason");
+    json_t *dev = json_object_get(o, "device_id");
+    if (rs && !json_is_null(rs) &&
+        (!json_is_string(rs) || utf8_len(json_string_value(rs)) > POL_REVSTORE_REASON_MAX))
+        send_error(req, 400, "invalid_reason", "reason must be a string of at most 200 "
+                   "characters");
+    else if (dev && (cls || ser || fp))
+        send_error(req, 400, "invalid_request", "give device_id alone, not with class, "
+                   "serial or fingerprint");
+    else if (dev)   /* POST: the device and its certificates; DELETE: the device entry */
+        return device_entry(req, dev, entry, len);
+    else if (fp && (cls || ser))
+        send_error(req, 400, "invalid_request", "give either class and serial, or "
+                   "fingerprint, not both");
+    else if (fp)
+        return fingerprint_entry(req, fp, entry, len);
+    else
+        return serial_entry(a, req, post, cls, ser, entry, len);
+    return -1;
+}
+
+/* Reads the JSON body and the entry it names into entry; for a POST of a
+ * device id, *device_id is set too. *reason is the optional reason. *doc
+ * owns the strings; the caller releases it. 0, or -1 after answering 400. */
+static int entry_from_body(const gw_admin_t *a, struct evhttp_request *req, int post,
+                           char *entry, size_t len, const char **reason,
+                           const char **device_id, json_t **doc)
+{
+    *doc = NULL;
+    *reason = NULL;
+    *device_id = NULL;
+    entry[0] = '\0';
+    json_t *o = body_object(req);
+    if (!o)
+        return -1;
+    if (known_fields(req, o) < 0 || entry_of(a, req, post, o, entry, len) < 0) {
         json_decref(o);
-    return rc;
+        return -1;
+    }
+    json_t *rs = json_object_get(o, "reason"), *dev = json_object_get(o, "device_id");
+    if (json_is_string(rs))
+        *reason = json_string_value(rs);
+    if (dev && post)
+        *device_id = json_string_value(dev);
+    *doc = o;
+    return 0;
 }
 
 /* entry: canonical, for the answer and the log; spelling: what the store
@@ -357,6 +408,8 @@ static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, cons
         send_error(req, 500, "internal", "out of memory");
         return;
     }
+    if (add && tls_ca_serial_note(a->cfg, entry, p->warning, sizeof p->warning))
+        gw_log(GW_WARN, "action=admin", "revoke %s: %s", entry, p->warning);
     int rc = add ? pol_revstore_add(a->store, entry, reason, on_write_done, p, &err)
                  : pol_revstore_remove(a->store, spelling, on_write_done, p, &err);
     if (rc < 0) {

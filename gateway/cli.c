@@ -14,6 +14,7 @@
 #include "../config/config.h"
 #include "../policy/revocation.h"
 #include "../policy/revstore.h"
+#include "../tls/tls.h"
 
 enum { CMD_REVOKE, CMD_UNREVOKE, CMD_LIST };
 
@@ -253,6 +254,10 @@ static int do_write(const opts_t *o, const cfg_t *cfg)
         fprintf(stderr, "portcullis %s: %s\n", o->name, why);
         return 2;
     }
+    char note[512];
+    if (add && !o->device_id && !o->fingerprint &&
+        tls_ca_serial_note(cfg, entry, note, sizeof note))
+        fprintf(stderr, "portcullis %s: warning: %s\n", o->name, note);
     pol_revwrite_t w;
     if (pol_revwrite_build(&w, &cfg->revocation, add, entry, o->reason, (int64_t)time(NULL),
                            &err) < 0) {

@@ -505,17 +505,22 @@ static int canon_target(gw_conn_t *c, size_t *plen)
 }
 
 /* The one Host header (checked by the caller) in its canonical spelling
- * (cfg_host_canon) into c->host, its port into c->host_port: routes match
- * on the host, and the upstream gets host[:port] (the port only if the
- * client sent one). 0, or -1 with the 400 bad_host in c->err_*. */
+ * (cfg_host_canon), kept in the head's buffer (c->host), its port into
+ * c->host_port: routes match on the host, and the upstream gets host[:port]
+ * (the port only if the client sent one). 0, or -1 with the 400 bad_host in c->err_*. */
 static int canon_host(gw_conn_t *c)
 {
-    const ups_hdrs_t *h = &c->hdrs;
+    ups_hdrs_t *h = &c->hdrs;
     int hi = ups_hdrs_find(h, "host");
-    long n = cfg_host_canon(ups_str(h, h->h[hi].value), h->h[hi].value.len, c->host,
-                            sizeof c->host, &c->host_port);
+    char host[CFG_HOST_MAX + 1];
+    long n = cfg_host_canon(ups_str(h, h->h[hi].value), h->h[hi].value.len, host, sizeof host,
+                            &c->host_port);
     if (n < 0) {
         stop(c, 400, "bad_host", cfg_host_strerror(n));
+        return -1;
+    }
+    if (ups_hdrs_stash(h, &c->host, host, (size_t)n + 1) < 0) {
+        hdrs_err(c, 0);
         return -1;
     }
     return 0;
@@ -562,11 +567,26 @@ static int cert_expired(gw_conn_t *c)
     return c->id->not_after_t <= now.tv_sec;
 }
 
-static int on_headers_complete(llhttp_t *p)
+/* ---- the request pipeline ----
+ *
+ * on_headers_complete runs a complete request head through these stages,
+ * in order. Contract of every stage: STAGE_NEXT (-1) to go on to the next
+ * stage, or the llhttp callback result that ends the pipeline here (0 with
+ * the connection set to discard a refused body or to stream to the
+ * upstream, HPE_PAUSED, or HPE_USER with the reason in c->err_*). The
+ * facts one stage derives for a later one travel in head_t. */
+#define STAGE_NEXT (-1)
+
+typedef struct {
+    size_t plen;       /* length of the canonical target's path */
+    int cont;          /* Expect: 100-continue was sent */
+} head_t;
+
+/* What the parser knows of the head; the header list made searchable. */
+static int stage_facts(gw_conn_t *c, head_t *hd)
 {
-    gw_conn_t *c = p->data;
-    const cfg_t *cfg = CFG(c);
-    ups_hdrs_t *h = &c->hdrs;
+    llhttp_t *p = &c->parser;
+    (void)hd;
     c->head_done = 1;
     c->resp_active = 1;
     c->http_minor = p->http_minor;
@@ -574,52 +594,84 @@ static int on_headers_complete(llhttp_t *p)
     if (!llhttp_should_keep_alive(p))
         c->close_after = 1;   /* Connection: close, or HTTP/1.0 without keep-alive */
     snprintf(c->method, sizeof(c->method), "%s", llhttp_method_name(p->method));
-    ups_hdrs_finish(h);
+    ups_hdrs_finish(&c->hdrs);
+    return STAGE_NEXT;
+}
+
+/* Header names first (nothing reads a header before), then the request
+ * id: the client's if it is well formed, else a new one. */
+static int stage_names(gw_conn_t *c, head_t *hd)
+{
+    const ups_hdrs_t *h = &c->hdrs;
+    (void)hd;
     if (names_refused(c))
         return HPE_USER;
-
     int rid = ups_hdrs_find(h, "x-request-id");
     if (rid >= 0 && valid_request_id(ups_str(h, h->h[rid].value), h->h[rid].value.len))
         snprintf(c->request_id, sizeof(c->request_id), "%.*s", (int)h->h[rid].value.len,
                  ups_str(h, h->h[rid].value));
     else
         new_request_id(c->request_id);
+    return STAGE_NEXT;
+}
 
+/* Version, framing, control bytes, methods and upgrades not served. */
+static int stage_framing(gw_conn_t *c, head_t *hd)
+{
+    llhttp_t *p = &c->parser;
+    (void)hd;
     if (p->http_major != 1)
         return stop(c, 505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served");
     if (framing_check(c))
         return HPE_USER;
-    if (has_ctl(h))
+    if (has_ctl(&c->hdrs))
         return stop(c, 400, "bad_header", "a header value contains a control character");
     if (p->method == HTTP_CONNECT || p->method == HTTP_TRACE)
         return stop(c, 405, "method_not_allowed", "this method is not served");
     if (p->upgrade || (p->flags & F_UPGRADE))
         return stop(c, 400, "upgrade_refused", "protocol upgrades are not served");
+    return STAGE_NEXT;
+}
+
+/* The Host header and the target, each in its canonical form. */
+static int stage_target(gw_conn_t *c, head_t *hd)
+{
+    const ups_hdrs_t *h = &c->hdrs;
     if (ups_hdrs_count(h, "host") != 1)
         return stop(c, 400, "bad_host", "exactly one Host header is required");
     if (canon_host(c) < 0)
         return HPE_USER;
-    size_t plen;
-    if (canon_target(c, &plen) < 0)
-        return HPE_USER;
-    if (!c->req_chunked && cfg->limits.max_body_bytes && p->content_length > cfg->limits.max_body_bytes)
+    return canon_target(c, &hd->plen) < 0 ? HPE_USER : STAGE_NEXT;
+}
+
+/* The body's announced size and the one expectation served. */
+static int stage_body(gw_conn_t *c, head_t *hd)
+{
+    const ups_hdrs_t *h = &c->hdrs;
+    uint64_t max = CFG(c)->limits.max_body_bytes;
+    if (!c->req_chunked && max && c->parser.content_length > max)
         return stop(c, 413, "body_too_large", "the request body is larger than allowed");
     int expect = ups_hdrs_find(h, "expect");
-    int cont = 0;
     if (expect >= 0) {
         if (h->h[expect].value.len != 12 || strncasecmp(ups_str(h, h->h[expect].value), "100-continue", 12))
             return stop(c, 417, "expectation_failed", "only Expect: 100-continue is supported");
-        cont = 1;
+        hd->cont = 1;
     }
+    return STAGE_NEXT;
+}
 
+/* The client certificate still valid: not expired, and not revoked (checked
+ * again only when the revocation set has changed since the last check).
+ * Either refusal closes the connection after the flush. */
+static int stage_cert(gw_conn_t *c, head_t *hd)
+{
+    (void)hd;
     if (cert_expired(c)) {
         CLOG(c, GW_INFO, "request refused: certificate serial=%s expired at %s (request_id=%s)",
              c->id->serial, c->id->not_after, c->request_id);
         respond_error(c, 403, "certificate_expired", "the client certificate has expired", 1, NULL);
-        return HPE_PAUSED;   /* closes after the flush */
+        return HPE_PAUSED;
     }
-
-    /* re-checked only when the revocation set has changed since the last check */
     uint64_t gen = pol_mirror_generation(c->w->rt->mirror);
     if (gen != c->rev_gen) {
         c->rev_gen = gen;
@@ -627,13 +679,27 @@ static int on_headers_complete(llhttp_t *p)
             CLOG(c, GW_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
                  c->request_id);
             respond_error(c, 403, "certificate_revoked", "the client certificate has been revoked", 1, NULL);
-            return HPE_PAUSED;   /* closes after the flush */
+            return HPE_PAUSED;
         }
     }
+    return STAGE_NEXT;
+}
+
+/* The route for host and canonical path. */
+static int stage_route(gw_conn_t *c, head_t *hd)
+{
     c->action = "routing";
-    c->route = pol_route(cfg, c->host, ups_str(h, h->first), plen, c->method);
+    c->route = pol_route(CFG(c), ups_str(&c->hdrs, c->host), ups_str(&c->hdrs, c->hdrs.first), hd->plen,
+                         c->method);
     if (!c->route)
         return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
+    return STAGE_NEXT;
+}
+
+/* The route's class and bearer-presence rules (pol_check). */
+static int stage_policy(gw_conn_t *c, head_t *hd)
+{
+    const ups_hdrs_t *h = &c->hdrs;
     int ai = ups_hdrs_find(h, "authorization");
     pol_verdict_t v;
     pol_check(c->route, c->id, ai >= 0 ? ups_str(h, h->h[ai].value) : NULL,
@@ -641,30 +707,56 @@ static int on_headers_complete(llhttp_t *p)
     if (v.status) {
         CLOG(c, GW_INFO, "refused %s: %s (request_id=%s)", v.code, v.message, c->request_id);
         char chal[200];
+        int bare = strcmp(v.code, "missing_token") == 0;
         if (v.bearer_challenge)
             snprintf(chal, sizeof(chal), "WWW-Authenticate: Bearer realm=\"portcullis\"%s%s%s\r\n",
-                     strcmp(v.code, "missing_token") ? ", error=\"" : "",
-                     strcmp(v.code, "missing_token") ? v.code : "",
-                     strcmp(v.code, "missing_token") ? "\"" : "");
+                     bare ? "" : ", error=\"", bare ? "" : v.code, bare ? "" : "\"");
         return gw_conn_refuse(c, v.status, v.code, v.message, v.bearer_challenge ? chal : NULL);
     }
-    c->expect_continue = cont;
+    c->expect_continue = hd->cont;
+    return STAGE_NEXT;
+}
 
+/* An issuance route passes the same gate, then its own rules. */
+static int stage_internal(gw_conn_t *c, head_t *hd)
+{
     int rc = 0;
-    /* the issuance routes pass the same gate, then their own rules */
-    c->internal = gw_internal_route(cfg, ups_str(h, h->first), plen);
-    if (c->internal && internal_refused(c, &rc))
-        return rc;
+    c->internal = gw_internal_route(CFG(c), ups_str(&c->hdrs, c->hdrs.first), hd->plen);
+    return c->internal && internal_refused(c, &rc) ? rc : STAGE_NEXT;
+}
+
+/* JWT and rate limits (gateway/gate.c); a global limit pauses the request
+ * until Redis answers, and gw_conn_gate_done() resumes it. */
+static int stage_gate(gw_conn_t *c, head_t *hd)
+{
+    int rc = 0;
+    (void)hd;
     switch (gw_gate_start(c, &rc)) {
     case GW_GATE_DENY:
         return rc;
     case GW_GATE_PENDING:
         c->action = "waiting for a rate-limit decision";
         arm(c, T_NONE, 0);
-        return HPE_PAUSED;   /* gw_conn_gate_done() resumes */
+        return HPE_PAUSED;
     default:
-        return gate_passed(c);
+        return STAGE_NEXT;
     }
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    static int (*const pipeline[])(gw_conn_t *, head_t *) = {
+        stage_facts, stage_names, stage_framing, stage_target, stage_body,
+        stage_cert,  stage_route, stage_policy,  stage_internal, stage_gate,
+    };
+    gw_conn_t *c = p->data;
+    head_t hd = {.cont = 0};
+    for (size_t i = 0; i < sizeof(pipeline) / sizeof(pipeline[0]); i++) {
+        int rc = pipeline[i](c, &hd);
+        if (rc != STAGE_NEXT)
+            return rc;
+    }
+    return gate_passed(c);
 }
 
 int gw_conn_forward(gw_conn_t *c)
@@ -672,7 +764,7 @@ int gw_conn_forward(gw_conn_t *c)
     const cfg_t *cfg = CFG(c);
     llhttp_t *p = &c->parser;
     char host[CFG_HOST_MAX + 8];
-    snprintf(host, sizeof host, c->host_port ? "%s:%u" : "%s", c->host, c->host_port);
+    snprintf(host, sizeof host, c->host_port ? "%s:%u" : "%s", ups_str(&c->hdrs, c->host), c->host_port);
     struct evbuffer *head = evbuffer_new();
     if (!head)
         return stop(c, 500, "internal", "out of memory");

@@ -77,7 +77,7 @@ struct gw_conn {
     const char *err_code, *err_msg;
     char request_id[40];
     char method[24];
-    char host[CFG_HOST_MAX + 1]; /* the canonical host (cfg_host_canon): the route's */
+    ups_span_t host;            /* the canonical host (cfg_host_canon), NUL-terminated, in hdrs */
     unsigned host_port;         /* the Host's port; 0: none sent */
     const cfg_route_t *route;
     ups_exchange_t *x;

@@ -186,10 +186,76 @@ static int send_global(gate_q_t *q)
     return q->op ? 0 : -1;
 }
 
+/* Cancels the first n questions sent for this request, before a refusal. */
+static void drop_sent(gw_conn_t *c, int n)
+{
+    c->gate_nq = n;
+    drop_questions(c);
+}
+
+/* Sends limit li's question to Redis as slot c->gate_q[*npending]. 0 if
+ * sent (*npending grown), -1 if Redis cannot even be asked. */
+static int ask_global(gw_conn_t *c, size_t li, const unsigned char *key, size_t klen, int *npending)
+{
+    gate_q_t *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -1;
+    q->c = c;
+    q->limit = li;
+    memcpy(q->key, key, klen);
+    q->klen = klen;
+    q->slot = *npending;
+    if (send_global(q) < 0) {
+        free(q);
+        return -1;
+    }
+    c->gate_q[(*npending)++] = q;
+    return 0;
+}
+
+/* Limit li of the route for this request: counted here (local, or a global
+ * one falling back to the local limiter) or asked of Redis (*npending
+ * grown). GW_GATE_ALLOW, or GW_GATE_DENY with *rc, the questions already
+ * sent cancelled. A limit is never skipped. */
+static int gate_limit(gw_conn_t *c, size_t li, const char *tok, size_t tlen, int64_t now,
+                      int *npending, int *rc)
+{
+    const cfg_rate_limit_t *l = &c->w->rt->cfg->rate_limits[li];
+    unsigned char key[32];
+    size_t klen;
+    if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, c->route, key, &klen) < 0) {
+        drop_sent(c, *npending);
+        CLOG(c, GW_ERR, "rate limit %s: the request has no key for it: refused (request_id=%s)",
+             l->name, c->request_id);
+        *rc = gw_conn_refuse(c, 500, "rate_limit_key", "the request cannot be counted by a rate limit", NULL);
+        return GW_GATE_DENY;
+    }
+    /* always a slot (nrate_limits <= CFG_ROUTE_MAX_LIMITS, asserted above);
+     * the bound only keeps memory safe */
+    if (l->scope == CFG_RL_GLOBAL && *npending < (int)(sizeof(c->gate_q) / sizeof(c->gate_q[0]))) {
+        if (ask_global(c, li, key, klen, npending) == 0)
+            return GW_GATE_ALLOW;
+        /* Redis cannot even be asked: as when it is unavailable */
+        if (l->fail_closed) {
+            drop_sent(c, *npending);
+            CLOG(c, GW_WARN, "rate limit %s: Redis unavailable: failing closed", l->name);
+            *rc = gw_conn_refuse(c, 503, "rate_limit_unavailable", "the rate-limit store is unavailable",
+                                 "Retry-After: 1\r\n");
+            return GW_GATE_DENY;
+        }
+    }
+    pol_rl_result_t res;
+    if (!pol_rl_check(c->w->rt->rl, li, key, klen, now, &res)) {
+        drop_sent(c, *npending);
+        return limited(c, l, &res, rc);
+    }
+    note(c, l, &res);
+    return GW_GATE_ALLOW;
+}
+
 int gw_gate_start(gw_conn_t *c, int *rc)
 {
     const cfg_route_t *r = c->route;
-    const cfg_t *cfg = c->w->rt->cfg;
     c->gate_tight_name = NULL;
     if (c->rl_headers)
         c->rl_headers[0] = '\0';
@@ -202,47 +268,9 @@ int gw_gate_start(gw_conn_t *c, int *rc)
     const char *tok = bearer_token(c, &tlen);
     int64_t now = now_us();
     int npending = 0;
-    for (size_t i = 0; i < r->nrate_limits; i++) {
-        size_t li = r->rate_limits[i];
-        const cfg_rate_limit_t *l = &cfg->rate_limits[li];
-        unsigned char key[32];
-        size_t klen;
-        if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, r, key, &klen) < 0)
-            continue;   /* e.g. a device_id limit for a certificate without one */
-        /* always a slot (nrate_limits <= CFG_ROUTE_MAX_LIMITS, asserted above);
-         * the bound only keeps memory safe */
-        if (l->scope == CFG_RL_GLOBAL && npending < (int)(sizeof(c->gate_q) / sizeof(c->gate_q[0]))) {
-            gate_q_t *q = calloc(1, sizeof(*q));
-            if (q) {
-                q->c = c;
-                q->limit = li;
-                memcpy(q->key, key, klen);
-                q->klen = klen;
-                q->slot = npending;
-                if (send_global(q) == 0) {
-                    c->gate_q[npending++] = q;
-                    continue;
-                }
-                free(q);
-            }
-            /* Redis cannot even be asked: as when it is unavailable */
-            if (l->fail_closed) {
-                c->gate_nq = npending;
-                drop_questions(c);
-                CLOG(c, GW_WARN, "rate limit %s: Redis unavailable: failing closed", l->name);
-                *rc = gw_conn_refuse(c, 503, "rate_limit_unavailable", "the rate-limit store is unavailable",
-                                     "Retry-After: 1\r\n");
-                return GW_GATE_DENY;
-            }
-        }
-        pol_rl_result_t res;   /* local, or a global one falling back to the local limiter */
-        if (!pol_rl_check(c->w->rt->rl, li, key, klen, now, &res)) {
-            c->gate_nq = npending;
-            drop_questions(c);
-            return limited(c, l, &res, rc);
-        }
-        note(c, l, &res);
-    }
+    for (size_t i = 0; i < r->nrate_limits; i++)
+        if (gate_limit(c, r->rate_limits[i], tok, tlen, now, &npending, rc) == GW_GATE_DENY)
+            return GW_GATE_DENY;
     if (npending == 0) {
         finish_headers(c);
         return GW_GATE_ALLOW;

@@ -339,8 +339,10 @@ static void record_done(void *arg)
 }
 
 /* The last check before signing, after any slow attestation: the device id
- * must not be revoked (revocation.md: device entries), nor, on renewal, the
- * calling certificate. 0, or -1 after refusing. */
+ * must not be revoked (revocation.md: device entries), nor the calling
+ * certificate (the device's own on renewal, the bootstrap certificate on
+ * issue), whose revocation may have landed while the attestation ran.
+ * 0, or -1 after refusing. */
 static int revocation_gate(iss_t *s)
 {
     const gw_runtime_t *rt = s->c->w->rt;
@@ -355,7 +357,7 @@ static int revocation_gate(iss_t *s)
         refuse(s, POL_ISS_DEVICE_REVOKED, "this device id has been revoked");
         return -1;
     }
-    if (is_renew(s) && tls_identity_revoked(rt->tls, s->c->id)) {
+    if (tls_identity_revoked(rt->tls, s->c->id)) {
         refuse(s, POL_ISS_CERT_REVOKED, "the client certificate has been revoked");
         return -1;
     }

@@ -480,16 +480,7 @@ int pol_device_id_new(char out[40])
 
 int pol_device_id_valid(const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n < 1 || n > 128)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == ':' || ch == '@' || ch == '-'))
-            return 0;
-    }
-    return 1;
+    return s && pol_device_id_valid_n(s, strlen(s));
 }
 
 /* ---------------------------------------------------------------- records */

@@ -168,8 +168,7 @@ int pol_csr_check(const char *pem, size_t len, const cfg_issuance_t *cfg, EVP_PK
 
 /* A fresh device id, NUL-terminated. Syscall-like. */
 int pol_device_id_new(char out[40]);
-/* Boolean: s is usable as a device id in certificates (tls identity rules:
- * 1..128 characters of A-Z a-z 0-9 . _ : @ -). */
+/* Boolean: the C string s is a device id (pol_device_id_valid_n). */
 int pol_device_id_valid(const char *s);
 
 /* ---------------------------------------------------------------- signing */

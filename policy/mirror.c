@@ -224,6 +224,8 @@ static void set_state(pol_mirror_t *m, const char *state)
 
 /* ---- sync task ---- */
 
+#define LIFTS_NAMED 8   /* lifts whose outcome is logged by name */
+
 typedef struct pending {
     struct pending *next;
     int add;
@@ -249,6 +251,11 @@ struct pol_revsync {
     struct event *retry, *resync, *cmd_timer, *stale_timer;
     uint64_t backoff_ms;
     int stopping;
+    /* lifts wait for a full load that starts after them (see apply) */
+    int reload_after;          /* a lift arrived during the current load */
+    size_t nlifted;            /* lifts awaiting their load, named in lifted[] */
+    char lifted[LIFTS_NAMED][POL_REV_ENTRY_MAX];
+    int lifted_in_load;        /* how many of lifted[] the current load confirms */
 };
 
 static void sync_fail(pol_revsync_t *s, const char *why);
@@ -316,6 +323,43 @@ static void count_unusable(pol_mirror_t *m, const pol_mirror_bad_t *ex)
     pthread_rwlock_unlock(&m->lock);
 }
 
+/* A lift ("-X") is not applied from the message: the set may still hold X in
+ * another spelling (an operator's SADD of "device:00ab" and a lift of
+ * "device:ab" share one digest), and only the set knows. So a lift starts a
+ * full load (or, during one, another right after it, since the SSCAN may have
+ * passed X before the SREM) and the mirror keeps X until that load, which
+ * keeps it exactly when some member still canonicalises to it. Loads are
+ * coalesced: at most one running and one waiting, whatever the rate of
+ * lifts. A revocation ("+X") is applied at once. */
+static void request_lift(pol_revsync_t *s, const char *canon)
+{
+    if (s->nlifted < LIFTS_NAMED)
+        snprintf(s->lifted[s->nlifted], sizeof s->lifted[0], "%s", canon);
+    s->nlifted++;
+    if (s->loading)
+        s->reload_after = 1;
+    else
+        start_load(s);
+}
+
+/* After a load that started after the lifts named in lifted[0..n-1]: says
+ * which were applied and which the set still holds in another spelling. */
+static void report_lifts(pol_revsync_t *s, size_t n)
+{
+    size_t named = n < LIFTS_NAMED ? n : LIFTS_NAMED;
+    for (size_t i = 0; i < named; i++) {
+        pol_rev_key_t k = pol_rev_key(s->lifted[i], strlen(s->lifted[i]));
+        if (pol_mirror_contains(s->m, &k))
+            gw_log(GW_WARN, "action=revocation-sync", "lift of %s: the set %s still holds "
+                   "it in another spelling, so it stays revoked (list the set and lift the "
+                   "member shown)", s->lifted[i], s->cfg->revocation.key);
+        else
+            gw_log(GW_INFO, "action=revocation-sync", "lifted %s", s->lifted[i]);
+    }
+    memmove(s->lifted, s->lifted + named, (LIFTS_NAMED - named) * sizeof s->lifted[0]);
+    s->nlifted -= n;
+}
+
 static void apply(pol_revsync_t *s, const char *msg, size_t len)
 {
     char canon[POL_REV_ENTRY_MAX];
@@ -326,9 +370,15 @@ static void apply(pol_revsync_t *s, const char *msg, size_t len)
         changed(s);   /* the health counters moved */
         return;
     }
+    if (!add) {
+        gw_log(GW_INFO, "action=revocation-sync", "lift of %s announced: re-reading the set",
+               canon);
+        request_lift(s, canon);
+        return;
+    }
     pol_rev_key_t k = pol_rev_key(canon, strlen(canon));
     pthread_rwlock_wrlock(&s->m->lock);
-    int r = add ? rt_add(&s->m->t, &k) : rt_del(&s->m->t, &k);
+    int r = rt_add(&s->m->t, &k);
     pthread_rwlock_unlock(&s->m->lock);
     if (r < 0)
         gw_log(GW_ERR, "action=revocation-sync", "out of memory adding %s", canon);
@@ -343,7 +393,7 @@ static void apply(pol_revsync_t *s, const char *msg, size_t len)
             s->load_bad++;
         }
     }
-    gw_log(GW_INFO, "action=revocation-sync", "%s %s", add ? "revoked" : "lifted", canon);
+    gw_log(GW_INFO, "action=revocation-sync", "revoked %s", canon);
     changed(s);
 }
 
@@ -420,7 +470,13 @@ static void finish_load(pol_revsync_t *s)
                s->cfg->revocation.key, s->load_unusable);
     s->backoff_ms = 0;
     changed(s);
+    if (s->lifted_in_load)
+        report_lifts(s, (size_t)s->lifted_in_load);
     arm_ms(s->resync, s->cfg->revocation.resync_interval_ms);
+    if (s->reload_after) {   /* lifts that arrived during this load */
+        s->reload_after = 0;
+        start_load(s);
+    }
 }
 
 static void on_sscan(redisAsyncContext *ac, void *r, void *priv)
@@ -478,6 +534,8 @@ static void start_load(pol_revsync_t *s)
         return;
     }
     s->loading = 1;
+    s->reload_after = 0;
+    s->lifted_in_load = (int)s->nlifted;   /* every lift so far came before this load */
     s->load_bad = 0;
     s->load_unusable = 0;
     s->load_nex = 0;

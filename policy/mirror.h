@@ -4,7 +4,9 @@
  * pol_mirror_t is shared by every thread: workers look entries up (read
  * lock, no network); the sync task, on the control thread's event loop,
  * writes. The sync task loads the set with SSCAN after subscribing to the
- * channel, applies published changes as they come, re-syncs fully on every
+ * channel, applies published revocations as they come, applies a published
+ * lift by a full load that starts after it (another spelling of the entry
+ * may still be in the set; see apply in mirror.c), re-syncs fully on every
  * reconnect and every revocation.resync_interval, and reconnects with
  * backoff. Whether the mirror may be trusted follows
  * revocation.on_redis_unavailable (see pol_mirror_usable).

@@ -264,9 +264,21 @@ int pol_rl_key(const cfg_rate_limit_t *l, const tls_identity_t *id, const char *
 {
     switch (l->key) {
     case CFG_RL_DEVICE_ID:
-        if (!id || !id->device_id || !*id->device_id)
+        if (!id)
             return -1;
-        sha256(id->device_id, strlen(id->device_id), out);
+        if (!id->device_id || !*id->device_id) {
+            /* counted per certificate: "\0" + fingerprint, which no device
+             * id hashes to (a device id never contains a NUL byte) */
+            char fb[1 + sizeof(id->fingerprint)];
+            size_t n = strnlen(id->fingerprint, sizeof(id->fingerprint));
+            if (n != 64)
+                return -1;
+            fb[0] = '\0';
+            memcpy(fb + 1, id->fingerprint, n);
+            sha256(fb, 1 + n, out);
+        } else {
+            sha256(id->device_id, strlen(id->device_id), out);
+        }
         *outlen = 32;
         return 0;
     case CFG_RL_FINGERPRINT:

@@ -72,16 +72,19 @@ int pol_rl_check(pol_rl_t *rl, size_t limit_idx, const void *key, size_t klen, i
 uint64_t pol_rl_evictions(pol_rl_t *rl);
 
 /* The key of limit l for one request, written to out (up to 32 bytes):
- *   device_id    SHA-256 of id->device_id
+ *   device_id    SHA-256 of id->device_id; for a certificate without a
+ *                device id (a bootstrap certificate), SHA-256 of a NUL byte
+ *                and the fingerprint's hex: counted per certificate instead,
+ *                never as one of the device ids
  *   fingerprint  the 32-byte certificate SHA-256 (id->fingerprint decoded)
  *   token        SHA-256 of the bearer token (bearer: the credential without
  *                "Bearer "; the raw token is never kept)
  *   ip           the 4- or 16-byte address parsed from peer_ip
  *   route        SHA-256 of the route's host, path and methods
- * Syscall-like: 0, or -1 "no key" (no identity, no device id, no bearer
- * token, unparsable peer_ip, no route). The caller skips a limit that has no
- * key for the request: e.g. a device_id limit does not apply to clients
- * whose certificate carries no device id. */
+ * Syscall-like: 0, or -1 "no key" only for input the gateway never passes
+ * (no identity, no bearer token on a route whose jwt check has passed,
+ * unparsable peer_ip, no route). The gate refuses a request without a key
+ * for one of its limits (500): a limit is never skipped. */
 int pol_rl_key(const cfg_rate_limit_t *l, const tls_identity_t *id, const char *peer_ip,
                const char *bearer, size_t blen, const cfg_route_t *route,
                unsigned char out[32], size_t *outlen);

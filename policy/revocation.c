@@ -73,6 +73,16 @@ static int device_char(char c)
            c == '-' || c == '_' || c == '.' || c == ':' || c == '@';
 }
 
+int pol_device_id_valid_n(const char *s, size_t n)
+{
+    if (!s || n == 0 || n > POL_REV_DEVICE_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!device_char(s[i]))
+            return 0;
+    return 1;
+}
+
 /* The hex digits of s[0..n-1] with ':' and whitespace dropped: how many
  * (*digits), how many before the first non-zero one (*zeros); 0, or -1 when
  * another character is found. */
@@ -183,13 +193,9 @@ static int canon_device(const char *id, size_t n, char *out, size_t outlen, cons
 {
     size_t k = 0;
     id = trim(id, &n);
-    if (n == 0 || n > POL_REV_DEVICE_ID_MAX)
+    if (!pol_device_id_valid_n(id, n))
         return fail(out, outlen, err, "device id must be 1..128 characters of "
                     "A-Z a-z 0-9 . _ : @ -");
-    for (size_t i = 0; i < n; i++)
-        if (!device_char(id[i]))
-            return fail(out, outlen, err, "device id must be 1..128 characters of "
-                        "A-Z a-z 0-9 . _ : @ -");
     if (put(out, outlen, &k, POL_REV_DEVICE_PREFIX, strlen(POL_REV_DEVICE_PREFIX)) < 0 ||
         put(out, outlen, &k, id, n) < 0)
         return fail(out, outlen, err, "output buffer too small");

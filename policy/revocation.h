@@ -4,12 +4,14 @@
  * the CLI and pub/sub messages carry):
  *   "<class>:<serial>"     a trust class name and a certificate serial in
  *                          lowercase hex without leading zeros, e.g.
- *                          "device:1a2b"; it names every certificate of a
- *                          verified chain of that class with that serial:
- *                          the leaf and each CA above it
+ *                          "device:1a2b"; it names the client certificate
+ *                          (the leaf) of a verified chain of that class
+ *                          with that serial, never a CA of the chain
+ *                          (serials are unique per issuer only)
  *   "<fingerprint>"        the SHA-256 of a certificate's DER, 64 lowercase
  *                          hex digits; names that certificate wherever it
- *                          appears in a verified chain
+ *                          appears in a verified chain (the only form that
+ *                          names a CA certificate)
  *   "device-id=<id>"       a device id (1..128 of A-Z a-z 0-9 . _ : @ -,
  *                          case kept): every certificate whose identity
  *                          carries that device id, whenever it was signed
@@ -46,6 +48,12 @@ enum pol_rev_form { POL_REV_SERIAL = 1, POL_REV_FINGERPRINT = 2, POL_REV_DEVICE 
 typedef struct {
     uint64_t h[2];
 } pol_rev_key_t;
+
+/* Boolean: s[0..n-1] is a device id: 1..POL_REV_DEVICE_ID_MAX characters of
+ * A-Z a-z 0-9 . _ : @ - (a plain token: it goes into headers, logs, Redis
+ * keys and entries). The one definition of the character set: the identity
+ * (tls), issuance and revocation entries all use it. Reads s[0..n-1] only. */
+int pol_device_id_valid_n(const char *s, size_t n);
 
 /* The canonicalisation of one entry, as written to Redis or typed by an
  * operator. Accepted spellings, after whitespace at either end is dropped:

@@ -2,6 +2,7 @@
 #include "tls.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -138,20 +139,6 @@ static int list_append(char **list, size_t *len, const unsigned char *v, size_t 
     return 0;
 }
 
-/* A device id must be a plain token: it goes into headers and logs. */
-static int valid_device_id(const unsigned char *s, size_t n)
-{
-    if (n == 0 || n > 128)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == ':' || c == '@'))
-            return 0;
-    }
-    return 1;
-}
-
 static char *dup_n(const unsigned char *s, size_t n)
 {
     char *o = malloc(n + 1);
@@ -232,7 +219,7 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
                 break;
             if (icfg->device_id_source == CFG_DEVID_SAN_URI && !id->device_id && n > plen &&
                 memcmp(v, icfg->device_id_prefix, plen) == 0 &&
-                valid_device_id(v + plen, n - plen))
+                pol_device_id_valid_n((const char *)v + plen, n - plen))
                 id->device_id = dup_n(v + plen, n - plen);
         } else if (g->type == GEN_DNS) {
             const unsigned char *v = ASN1_STRING_get0_data(g->d.dNSName);
@@ -251,7 +238,7 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
             ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(sub, pos));
             const unsigned char *v = ASN1_STRING_get0_data(cn);
             size_t n = (size_t)ASN1_STRING_length(cn);
-            if (valid_device_id(v, n))
+            if (pol_device_id_valid_n((const char *)v, n))
                 id->device_id = dup_n(v, n);
         }
     }
@@ -260,7 +247,7 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
     struct tm tm;
     if (!ASN1_TIME_to_tm(na, &tm))
         goto fail;
-    id->not_after_t = timegm(&tm);
+    id->not_after_t = id->leaf_not_after_t = timegm(&tm);
     strftime(id->not_after, sizeof(id->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
     char entry[POL_REV_ENTRY_MAX];
@@ -277,52 +264,101 @@ fail:
     return NULL;
 }
 
-/* The revocation key "<class>:<serial>" of a CA certificate; all-zero when
- * its serial is longer than revocation entries can name (then only its
- * fingerprint names it). */
-static pol_rev_key_t ca_serial_key(X509 *ca, const char *class_name)
+static int fingerprint_hex(X509 *c, char fp[65])
 {
-    pol_rev_key_t k = {{0, 0}};
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(ca), NULL);
-    char *hex = bn ? BN_bn2hex(bn) : NULL;
-    char canon[POL_REV_ENTRY_MAX];
-    const char *err = NULL;
-    if (hex && pol_rev_canon_serial(class_name, hex[0] == '-' ? hex + 1 : hex, canon,
-                                    sizeof canon, &err) == 0)
-        k = pol_rev_key(canon, strlen(canon));
-    OPENSSL_free(hex);
-    BN_free(bn);
-    return k;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!X509_digest(c, EVP_sha256(), md, &mdlen) || mdlen != 32)
+        return -1;
+    for (unsigned j = 0; j < mdlen; j++)
+        snprintf(fp + 2 * j, 3, "%02x", md[j]);
+    return 0;
 }
 
+time_t tls_chain_not_after(STACK_OF(X509) *chain, time_t leaf_not_after)
+{
+    time_t min = leaf_not_after;
+    for (int i = 1; i < sk_X509_num(chain); i++) {
+        struct tm tm;
+        if (!ASN1_TIME_to_tm(X509_get0_notAfter(sk_X509_value(chain, i)), &tm))
+            return 0;   /* unreadable: treated as expired */
+        time_t t = timegm(&tm);
+        if (t < min)
+            min = t;
+    }
+    return min;
+}
+
+/* The CA certificates of a chain are named by their fingerprints only: a
+ * serial is unique per issuer, so "<class>:<serial>" would also name any CA
+ * that happens to share a leaf's serial (openssl ca setups often start the
+ * root's and the intermediate's serial files at the same number). */
 int tls_identity_set_chain(tls_identity_t *id, STACK_OF(X509) *chain)
 {
     int n = sk_X509_num(chain);
     free(id->rev_chain);
     id->rev_chain = NULL;
     id->nrev_chain = 0;
+    id->not_after_t = tls_chain_not_after(chain, id->leaf_not_after_t);
     if (n <= 1)
         return 0;
-    pol_rev_key_t *keys = calloc(2 * (size_t)(n - 1), sizeof *keys);
+    pol_rev_key_t *keys = calloc((size_t)(n - 1), sizeof *keys);
     if (!keys)
         return -1;
     for (int i = 1; i < n; i++) {
-        X509 *ca = sk_X509_value(chain, i);
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
         char fp[65];
-        if (!X509_digest(ca, EVP_sha256(), md, &mdlen) || mdlen != 32) {
+        if (fingerprint_hex(sk_X509_value(chain, i), fp) < 0) {
             free(keys);
             return -1;
         }
-        for (unsigned j = 0; j < mdlen; j++)
-            snprintf(fp + 2 * j, 3, "%02x", md[j]);
-        keys[2 * (i - 1)] = ca_serial_key(ca, id->class_name);
-        keys[2 * (i - 1) + 1] = pol_rev_key(fp, 64);
+        keys[i - 1] = pol_rev_key(fp, 64);
     }
     id->rev_chain = keys;
-    id->nrev_chain = 2 * (size_t)(n - 1);
+    id->nrev_chain = (size_t)(n - 1);
     return 0;
+}
+
+int tls_ca_serial_note(const cfg_t *cfg, const char *entry, char *note, size_t len)
+{
+    const char *colon = strchr(entry, ':');
+    if (len)
+        note[0] = '\0';
+    if (!colon)
+        return 0;
+    size_t cn = (size_t)(colon - entry);
+    const cfg_class_t *cls = NULL;
+    for (size_t i = 0; i < cfg->tls.nclasses; i++)
+        if (strlen(cfg->tls.classes[i].name) == cn &&
+            memcmp(cfg->tls.classes[i].name, entry, cn) == 0)
+            cls = &cfg->tls.classes[i];
+    BIO *b = cls && cls->ca_file ? BIO_new_file(cls->ca_file, "r") : NULL;
+    if (!b)
+        return 0;
+    int found = 0;
+    X509 *c;
+    ERR_set_mark();
+    while (!found && (c = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(c), NULL);
+        char *hex = bn ? BN_bn2hex(bn) : NULL;
+        char canon[POL_REV_ENTRY_MAX], fp[65], subj[160];
+        const char *err = NULL;
+        if (hex && hex[0] != '-' &&
+            pol_rev_canon_serial(cls->name, hex, canon, sizeof canon, &err) == 0 &&
+            strcmp(canon, entry) == 0 && fingerprint_hex(c, fp) == 0) {
+            X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof subj);
+            snprintf(note, len, "serial %s is also the serial of the CA certificate %s in the "
+                     "%s class bundle; a <class>:<serial> entry revokes leaf certificates only "
+                     "(serials are unique per issuer): to revoke that CA, revoke its "
+                     "fingerprint %s", colon + 1, subj, cls->name, fp);
+            found = 1;
+        }
+        OPENSSL_free(hex);
+        BN_free(bn);
+        X509_free(c);
+    }
+    ERR_pop_to_mark();
+    BIO_free(b);
+    return found;
 }
 
 /* ---- verification ---- */

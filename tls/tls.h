@@ -35,15 +35,18 @@ typedef struct tls_identity {
     char *san_uri;            /* comma separated, header-safe; "" if none */
     char *san_dns;            /* comma separated, header-safe; "" if none */
     char *device_id;          /* NULL if the configured source gave none */
-    char not_after[32];       /* RFC 3339 UTC */
-    time_t not_after_t;
+    char not_after[32];       /* the leaf's notAfter, RFC 3339 UTC (the header) */
+    time_t leaf_not_after_t;  /* the same, as time_t */
+    time_t not_after_t;       /* effective: the earliest notAfter of the verified
+                               * chain (the leaf's until tls_identity_set_chain);
+                               * expiry of live and resumed connections uses it */
     pol_rev_key_t rev_serial; /* digests of "<class>:<serial>" and of the fingerprint */
     pol_rev_key_t rev_fp;
     pol_rev_key_t rev_device; /* "device-id=<device_id>"; all-zero without a device id */
     pol_rev_key_t *rev_chain; /* per CA certificate of the verified chain, from the
-                               * leaf's issuer up: "<class>:<serial>" (all-zero when the
-                               * serial cannot be named) and the fingerprint */
-    size_t nrev_chain;        /* keys in rev_chain: 2 per CA certificate */
+                               * leaf's issuer up: its fingerprint (never its serial:
+                               * serials are unique per issuer only) */
+    size_t nrev_chain;        /* keys in rev_chain: 1 per CA certificate */
 } tls_identity_t;
 
 typedef struct tls_ctx tls_ctx_t;
@@ -91,10 +94,20 @@ void tls_identity_release(tls_identity_t *id);
 /* Builds an identity from a verified leaf certificate (exposed for tests). */
 tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
                                        const cfg_identity_t *icfg);
-/* Adds the revocation keys of the CA certificates of a verified chain
- * (chain[1..], leaf first as X509_STORE_CTX_get0_chain gives it) to an
- * identity not yet shared. 0, or -1 when out of memory. */
+/* Adds what the CA certificates of a verified chain (chain[1..], leaf first
+ * as X509_STORE_CTX_get0_chain gives it) mean for an identity not yet
+ * shared: their fingerprints as revocation keys, and the effective
+ * not_after_t (tls_chain_not_after). 0, or -1 when out of memory. */
 int tls_identity_set_chain(tls_identity_t *id, STACK_OF(X509) *chain);
+/* The earliest of leaf_not_after and the notAfter of chain[1..]; 0 when one
+ * cannot be read (then the identity counts as expired). Pure. */
+time_t tls_chain_not_after(STACK_OF(X509) *chain, time_t leaf_not_after);
+/* For a canonical "<class>:<serial>" entry: 1 with a one-line warning in
+ * note when a CA certificate of that class's bundle (tls.classes[].ca_file,
+ * read now) has the same serial (the entry does not revoke that CA: CA
+ * certificates are revoked by fingerprint only); 0 otherwise, also when the
+ * entry is another form or the bundle cannot be read. */
+int tls_ca_serial_note(const cfg_t *cfg, const char *entry, char *note, size_t len);
 
 /* Longest failure text tls_verify_failure returns, with its NUL. */
 #define TLS_FAIL_LEN 160

@@ -55,6 +55,12 @@ int ups_hdrs_first(ups_hdrs_t *h, const char *p, size_t n)
     return append(h, &h->first, p, n);
 }
 
+int ups_hdrs_stash(ups_hdrs_t *h, ups_span_t *s, const char *p, size_t n)
+{
+    s->off = s->len = 0;
+    return append(h, s, p, n);
+}
+
 int ups_hdrs_field(ups_hdrs_t *h, const char *p, size_t n)
 {
     if (h->err)

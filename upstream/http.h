@@ -46,6 +46,10 @@ void ups_hdrs_reset(ups_hdrs_t *h);
 int ups_hdrs_first(ups_hdrs_t *h, const char *p, size_t n);
 int ups_hdrs_field(ups_hdrs_t *h, const char *p, size_t n);
 int ups_hdrs_value(ups_hdrs_t *h, const char *p, size_t n);
+/* Keeps n more bytes (a value the gateway derived from the head, such as
+ * the canonical Host) in the head's buffer, under its byte limit, in *s
+ * (zeroed first). 0, or -1 with h->err set. */
+int ups_hdrs_stash(ups_hdrs_t *h, ups_span_t *s, const char *p, size_t n);
 /* Trims optional whitespace around every value; call once, when complete. */
 void ups_hdrs_finish(ups_hdrs_t *h);
 

@@ -112,6 +112,44 @@ int main(void)
     CHECK(tls_identity_from_cert(x, 0, "device", &icfg) == NULL, "negative serial: no identity");
     X509_free(x);
 
+    /* the effective notAfter is the earliest of the verified chain: an
+     * intermediate that expires first ends the leaf's live and resumed
+     * connections; the header keeps the leaf's own; CA certificates are
+     * revocation keys by fingerprint only (one key each) */
+    {
+        X509 *leaf = make_cert(key, "1000", "phone-43", NULL);
+        X509 *inter = make_cert(key, "1000", "Intermediate", NULL);
+        X509 *root = make_cert(key, "1", "Root", NULL);
+        ASN1_TIME_set_string(X509_getm_notAfter(inter), "20260601000000Z");
+        STACK_OF(X509) *chain = sk_X509_new_null();
+        sk_X509_push(chain, leaf);
+        sk_X509_push(chain, inter);
+        sk_X509_push(chain, root);
+        id = tls_identity_from_cert(leaf, 0, "device", &icfg);
+        CHECK(id && tls_identity_set_chain(id, chain) == 0, "chain set");
+        CHECK(id && id->not_after_t == 1780272000, "effective notAfter: the intermediate's");
+        CHECK(id && id->leaf_not_after_t == 1796128496 &&
+              strcmp(id->not_after, "2026-12-01T12:34:56Z") == 0, "leaf notAfter kept");
+        CHECK(id && id->nrev_chain == 2, "one revocation key per CA certificate");
+        pol_rev_key_t k = pol_rev_key("device:1000", 11);
+        int named = 0;
+        for (size_t i = 0; id && i < id->nrev_chain; i++)
+            named |= id->rev_chain[i].h[0] == k.h[0] && id->rev_chain[i].h[1] == k.h[1];
+        CHECK(!named, "the intermediate is not named by <class>:<serial>");
+        CHECK(tls_chain_not_after(chain, 1700000000) == 1700000000, "leaf earliest");
+        ASN1_TIME_set_string(X509_getm_notAfter(root), "20260301000000Z");
+        CHECK(tls_chain_not_after(chain, 1796128496) == 1772323200, "root earliest");
+        sk_X509_pop(chain);
+        CHECK(tls_chain_not_after(chain, 1796128496) == 1780272000, "without the root");
+        sk_X509_pop(chain);
+        CHECK(tls_chain_not_after(chain, 1796128496) == 1796128496, "leaf alone");
+        tls_identity_release(id);
+        sk_X509_free(chain);
+        X509_free(leaf);
+        X509_free(inter);
+        X509_free(root);
+    }
+
     EVP_PKEY_free(key);
     return check_done();
 }

@@ -166,8 +166,32 @@ static void test_keys(void)
     snprintf(id.fingerprint, sizeof id.fingerprint, "%s",
              "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
     cfg_rate_limit_t dev = mk("d", CFG_RL_DEVICE_ID, 1, 1000, 1);
+    /* no device id (a bootstrap certificate): counted per certificate */
+    char fb[65] = {0};
+    memcpy(fb + 1, id.fingerprint, 64);
+    sha(fb, 65, want);
+    CHECK(pol_rl_key(&dev, &id, NULL, NULL, 0, NULL, k, &n) == 0 && n == 32 && !memcmp(k, want, 32),
+          "key: device_id missing -> SHA-256 of NUL + fingerprint");
+    id.device_id = "";
+    CHECK(pol_rl_key(&dev, &id, NULL, NULL, 0, NULL, k, &n) == 0 && n == 32 && !memcmp(k, want, 32),
+          "key: empty device_id -> counted per certificate too");
+    id.device_id = id.fingerprint;
+    sha(id.fingerprint, 64, want);
+    unsigned char kd[32];
+    CHECK(pol_rl_key(&dev, &id, NULL, NULL, 0, NULL, kd, &n) == 0 && !memcmp(kd, want, 32) &&
+              memcmp(kd, k, 32) != 0,
+          "key: a device id spelled as a fingerprint is not that certificate's fallback key");
+    tls_identity_t id2 = id;
+    id2.device_id = NULL;
+    id2.fingerprint[63] = 'e';
+    CHECK(pol_rl_key(&dev, &id2, NULL, NULL, 0, NULL, kd, &n) == 0 && memcmp(kd, k, 32) != 0,
+          "key: two certificates without a device id count apart");
+    id.device_id = NULL;
+    id.fingerprint[10] = '\0';
     CHECK(pol_rl_key(&dev, &id, NULL, NULL, 0, NULL, k, &n) == -1,
-          "key: device_id missing -> no key");
+          "key: no device id and a malformed fingerprint -> no key");
+    snprintf(id.fingerprint, sizeof id.fingerprint, "%s",
+             "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
     CHECK(pol_rl_key(&dev, NULL, NULL, NULL, 0, NULL, k, &n) == -1, "key: no identity -> no key");
     id.device_id = "dev-123";
     sha("dev-123", 7, want);
