@@ -8,8 +8,9 @@
  *   1: "<class>\n<serial>": pol_rev_canon_serial.
  *   2: a fingerprint: pol_rev_canon_fingerprint.
  *   3: RESP bytes from the subscriber connection: every reply goes through
- *      on_sub_msg as hiredis would deliver it; the mirror must then hold
- *      exactly the entries a model says ("+e" adds, "-e" lifts).
+ *      on_sub_msg as hiredis would deliver it, during a load; the mirror
+ *      must then hold exactly the entries a model says ("+e" of a usable
+ *      entry adds it; "-e" waits for the next full load, so changes nothing).
  *   4: table operations (3 bytes each: op, home slot, tag) on a small
  *      table, checked against a model: linear probing, growth and
  *      backward-shift deletion.
@@ -102,10 +103,14 @@ static void model_apply(model_t *mo, const redisReply *r)
         return;
     const char *msg = r->element[2]->str;
     size_t len = r->element[2]->len;
-    char canon[POL_REV_ENTRY_MAX];
+    char canon[POL_REV_ENTRY_MAX], why[200];
     const char *err;
-    if (len < 2 || (msg[0] != '+' && msg[0] != '-') ||
-        pol_rev_canon_entry(msg + 1, len - 1, canon, sizeof canon, &err) < 0)
+    int form = 0;
+    /* a revocation of an entry that can match a certificate is applied at
+     * once; a lift only through the full load it starts (none here), so
+     * the mirror keeps the entry */
+    if (pol_rev_parse_message(msg, len, canon, sizeof canon, &form, &err) != 1 ||
+        pol_rev_usable(cfg, canon, form, why, sizeof why) != 0)
         return;
     size_t i = 0;
     while (i < mo->n && strcmp(mo->e[i], canon) != 0)
@@ -115,7 +120,7 @@ static void model_apply(model_t *mo, const redisReply *r)
             return;
         snprintf(mo->e[mo->n++], POL_REV_ENTRY_MAX, "%s", canon);
     }
-    mo->on[i] = msg[0] == '+';
+    mo->on[i] = 1;
 }
 
 static void pubsub(const uint8_t *in, size_t n, int loading)
@@ -132,7 +137,8 @@ static void pubsub(const uint8_t *in, size_t n, int loading)
     s->cfg = cfg;
     s->m = m;
     s->pend_tail = &s->pend;
-    s->loading = loading;
+    (void)loading;
+    s->loading = 1;   /* a lift then waits for the load in progress: no Redis command is sent */
     ac->data = s;
     redisReaderFeed(rd, (const char *)in, n);
     void *r = NULL;
