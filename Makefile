@@ -73,3 +73,6 @@ include bench/compare.mk
 # Test tools (token minting for the integration tests).
 include test/tools/tools.mk
 include test/tools/issuance.mk
+# libFuzzer targets: `make fuzz` (docs/hacking.md); optional, so a build tree
+# without fuzz/ (e.g. a container image) still builds.
+-include fuzz/fuzz.mk

@@ -1010,7 +1010,8 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errs)
     SSL_CTX_free(c.ssl);
     for (size_t i = 0; i < MAX_CLASSES; i++)
         sk_X509_pop_free(c.ca[i], X509_free);
-    cfgp_sort_errors(errs->msgs + c.base, c.pos, errs->n - c.base);
+    if (errs->n > c.base)   /* msgs is NULL while no error was ever added */
+        cfgp_sort_errors(errs->msgs + c.base, c.pos, errs->n - c.base);
     if (c.truncated) {
         c.base = errs->n; /* lift the limit for this last line */
         add_error(&c, 1, 1, "", "too many errors; only the first ones are shown");

@@ -578,6 +578,8 @@ static void check_routes(ictx_t *c, yaml_node_t *at, const char *path)
     const cfg_issuance_t *is = cfg->issuance;
     if (!cfg->nroutes)
         return;   /* routes missing or broken: reported there */
+    if (is->bootstrap_class_idx >= cfg->tls.nclasses || is->device_class_idx >= cfg->tls.nclasses)
+        return;   /* tls.classes missing or broken, or the class unknown: reported there */
     for (size_t i = 0; i < cfg->nroutes; i++)
         if (!cfg->routes[i].path)
             return;

@@ -194,6 +194,12 @@ int pol_revscan_result(const redisReply *r, pol_revstore_result_t *res, char *er
     }
     memcpy(res->cursor, r->element[0]->str, r->element[0]->len);
     res->cursor[r->element[0]->len] = '\0';
+    if (!pol_revstore_valid_cursor(res->cursor) || strlen(res->cursor) != r->element[0]->len) {
+        /* it is handed to the admin client and back to SSCAN: decimal only */
+        res->cursor[0] = '\0';
+        snprintf(err, errlen, "unexpected SSCAN cursor from Redis");
+        return -1;
+    }
     const redisReply *m = r->element[1];
     res->items = calloc(m->elements ? m->elements : 1, sizeof *res->items);
     if (!res->items) {

@@ -2,7 +2,8 @@
 # Installs the Debian packages portcullis builds, tests and runs with, if missing.
 set -euo pipefail
 pkgs=(build-essential pkg-config libssl-dev libevent-dev libhiredis-dev libjansson-dev libyaml-dev
-      node-llhttp redis-server python3 openssl curl ca-certificates procps)
+      node-llhttp redis-server python3 openssl curl ca-certificates procps
+      clang libclang-rt-14-dev llvm-14)   # the fuzz targets: libFuzzer, and llvm-symbolizer for their traces
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

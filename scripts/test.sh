@@ -4,7 +4,8 @@
 #   2. the integration suite against build/portcullis,
 #   3. the integration suite again against the ASan+UBSan build,
 #   4. the bench tool's end-to-end test against the gateway,
-#   5. the Dockerfile replayed without a container engine (test/test_dockerfile.py).
+#   5. the Dockerfile replayed without a container engine (test/test_dockerfile.py),
+# and, after the unit tests, every fuzz target briefly (scripts/fuzz.sh).
 # The integration harness starts its own redis-server, test upstreams and
 # gateways on free loopback ports, with a PKI generated at test time.
 # Ends with one line: "N passed, N failed".
@@ -54,6 +55,8 @@ suite() {
 for t in build/asan/test_*; do
     [ -x "$t" ] && suite "unit: $(basename "$t")" "$t"
 done
+# every libFuzzer target over its seeds, then a few seconds of fuzzing each
+suite "fuzz" env FUZZ_SECONDS="${FUZZ_SECONDS:-5}" scripts/fuzz.sh
 if [ "$unit_only" -eq 0 ]; then
     suite "integration" env PORTCULLIS_BIN=build/portcullis test/run-integration.sh
     suite "integration (ASan+UBSan)" env PORTCULLIS_BIN=build/asan/portcullis \

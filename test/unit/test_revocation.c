@@ -136,6 +136,9 @@ static void test_entries(void)
         {"device:0x001a2b", "device:1a2b"},
         {"device:1a:2b", "device:1a2b"},    /* colons after the first: serial separators */
         {"abc:12", "abc:12"},               /* a hex-looking class is still a class */
+        /* ... even when class and serial add up to 64 hex digits */
+        {"deadbeefdeadbeefdeadbeefdeadbeef:00deadbeefdeadbeefdeadbeefdeadbeef",
+         "deadbeefdeadbeefdeadbeefdeadbeef:deadbeefdeadbeefdeadbeefdeadbeef"},
         {FP, FP},
         {"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", FP},
     };

@@ -1,0 +1,244 @@
+/* fuzz_target: request-target checks and route matching alone
+ * (pol_host, pol_route, and the target check), faster than fuzz_request for
+ * the path rules.
+ *
+ * Input: "<host>\n<method>\n<target>". Which checks run depends on the
+ * tree: the canonicalisers pol_target_canon (policy/target.h) and
+ * cfg_host_canon (config/host.h) when they are there, else pol_target_path
+ * and pol_host (policy/route.c). A canonical host is lowercase, without a
+ * trailing dot, and canonicalises to itself.
+ * Contract of pol_target_path: -1, or the length n of the path (the target
+ * up to '?'), and then the path starts with '/', has no control byte, space
+ * or '\', no "." or ".." segment, and no %XX escape of '.', '/', '\' or NUL.
+ * Contract of pol_target_canon: a pol_target_err, or a canonical target no
+ * longer than the input, the same whether checked only, written to a buffer
+ * or written in place, that canonicalises to itself, and whose path has,
+ * after decoding, no "." or ".." segment, no empty segment (unless merging
+ * is asked for), no ';', '\' or segment ending in '.', no escape of an
+ * unreserved character and only uppercase escapes.
+ * A matched route's prefix is a prefix of the path at a segment boundary.
+ */
+#include "../policy/policy.h"
+#if __has_include("../config/host.h")
+#include "../config/host.h"
+#endif
+#if __has_include("../policy/target.h")
+#include "../policy/target.h"
+#endif
+
+#include "fuzz.h"
+
+static cfg_t *cfg;
+
+static const char config_text[] =
+    "listeners:\n  - address: 127.0.0.1:8443\n"
+    "tls:\n"
+    "  certificates:\n    - cert: @D@/server.crt\n      key: @D@/server.key\n"
+    "  classes:\n"
+    "    - name: device\n      ca: @D@/device-ca.crt\n"
+    "    - name: bootstrap\n      ca: @D@/bootstrap-ca.crt\n"
+    "upstreams:\n  - name: api\n    servers: [127.0.0.1:9080]\n"
+    "routes:\n"
+    "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device], require_bearer: false}\n"
+    "  - {path: /internal/, upstream: api, allow_classes: [device]}\n"
+    "  - {path: /internal/public, upstream: api, allow_classes: [bootstrap]}\n"
+    "  - {host: api.example.com, path: /api, methods: [GET, POST], upstream: api, allow_classes: [device]}\n"
+    "  - {host: \"[::1]\", path: /v6, upstream: api, allow_classes: [device]}\n"
+    "  - {path: /, upstream: api, allow_classes: [device]}\n";
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    fuzz_quiet();
+    cfg = fuzz_config(config_text);
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+#if __has_include("../policy/target.h")
+#define CANON 1
+
+static int unreserved(int c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* Checks a canonical path (p, n bytes) segment by segment, decoded. */
+static void check_canon_path(const char *p, size_t n, int merge)
+{
+    (void)merge;
+    FUZZ_ASSERT(n >= 1 && p[0] == '/', "canonical path does not start with '/'");
+    size_t seg = 1;
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && p[i] != '/') {
+            FUZZ_ASSERT(p[i] != ';' && p[i] != '\\' && p[i] != '#' && p[i] != '?',
+                        "';', '\\', '#' or '?' in a canonical path");
+            FUZZ_ASSERT((unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f,
+                        "control, space or non-ASCII byte in a canonical path");
+            if (p[i] == '%') {
+                FUZZ_ASSERT(i + 2 < n, "truncated escape in a canonical path");
+                int h = hexval(p[i + 1]), l = hexval(p[i + 2]);
+                FUZZ_ASSERT(h >= 0 && l >= 0, "bad escape in a canonical path");
+                FUZZ_ASSERT(!(p[i + 1] >= 'a' && p[i + 1] <= 'f') && !(p[i + 2] >= 'a' && p[i + 2] <= 'f'),
+                            "lowercase escape in a canonical path");
+                int c = h * 16 + l;
+                FUZZ_ASSERT(!unreserved(c), "escaped unreserved character in a canonical path");
+                FUZZ_ASSERT(c != '/' && c != '\\' && c != ';' && c != '%' && c >= 0x20 && c != 0x7f,
+                            "encoded delimiter or control byte in a canonical path");
+            }
+            continue;
+        }
+        /* a segment p[seg, i): decoded, it is never "", ".", ".." and never ends in '.' */
+        size_t k = i - seg;
+        FUZZ_ASSERT(k > 0 || i == n, "empty segment in a canonical path");
+        if (k > 0) {
+            FUZZ_ASSERT(!(k == 1 && p[seg] == '.') && !(k == 2 && p[seg] == '.' && p[seg + 1] == '.'),
+                        "dot segment in a canonical path");
+            FUZZ_ASSERT(p[i - 1] != '.', "segment ending in '.' in a canonical path");
+        }
+        seg = i + 1;
+    }
+}
+
+static long check_target(const char *t, size_t len, unsigned flags, size_t *plen)
+{
+    size_t pl = 0, pl2 = 0, pl3 = 0;
+    long rc = pol_target_canon(t, len, flags, NULL, 0, NULL);
+    char *out = malloc(len + 1), *inplace = malloc(len + 1);
+    if (!out || !inplace)
+        abort();
+    long rc2 = pol_target_canon(t, len, flags, out, len, &pl);
+    memcpy(inplace, t, len);
+    long rc3 = pol_target_canon(inplace, len, flags, inplace, len, &pl2);
+    FUZZ_ASSERT(rc == rc2 && rc == rc3, "check-only, buffer and in-place results differ");
+    FUZZ_ASSERT(rc >= POL_TGT_NO_ROOM && rc != 0 && rc <= (long)len, "result out of range");
+    if (rc > 0) {
+        FUZZ_ASSERT(pl == pl2 && memcmp(out, inplace, (size_t)rc) == 0, "buffer and in-place outputs differ");
+        FUZZ_ASSERT(pl >= 1 && pl <= (size_t)rc && (pl == (size_t)rc || out[pl] == '?'),
+                    "path length does not end at the query");
+        const char *q = memchr(t, '?', len);
+        size_t qlen = q ? len - (size_t)(q - t) : 0;
+        FUZZ_ASSERT((size_t)rc - pl == qlen && memcmp(out + pl, q ? q : "", qlen) == 0,
+                    "the query was changed");
+        check_canon_path(out, pl, (flags & POL_TGT_MERGE_SLASHES) != 0);
+        char *again = malloc((size_t)rc);
+        if (!again)
+            abort();
+        long r4 = pol_target_canon(out, (size_t)rc, 0, again, (size_t)rc, &pl3);
+        FUZZ_ASSERT(r4 == rc && pl3 == pl && memcmp(again, out, (size_t)rc) == 0,
+                    "a canonical target does not canonicalise to itself");
+        free(again);
+    } else {
+        const char *why = pol_target_strerror(rc);
+        FUZZ_ASSERT(why && *why, "a refusal without an error text");
+    }
+    free(inplace);
+    *plen = pl;
+    if (rc > 0)
+        memcpy((char *)t, out, (size_t)rc);   /* callers route on the canonical spelling */
+    free(out);
+    return rc;
+}
+#endif
+
+static void check_path(const char *t, size_t len, long n)
+{
+    FUZZ_ASSERT(n >= -1 && n <= (long)len, "pol_target_path: length out of range");
+    if (n < 0)
+        return;
+    size_t p = (size_t)n;
+    FUZZ_ASSERT(p >= 1 && t[0] == '/', "accepted path does not start with '/'");
+    FUZZ_ASSERT(p == len || t[p] == '?', "path does not end at the query");
+    size_t seg = 1;
+    for (size_t i = 0; i < len; i++)
+        FUZZ_ASSERT((unsigned char)t[i] > 0x20 && t[i] != 0x7f, "control byte or space accepted");
+    for (size_t i = 1; i <= p; i++) {
+        if (i == p || t[i] == '/') {
+            size_t k = i - seg;
+            FUZZ_ASSERT(!(k == 1 && t[seg] == '.') && !(k == 2 && t[seg] == '.' && t[seg + 1] == '.'),
+                        "dot segment accepted");
+            seg = i + 1;
+            continue;
+        }
+        FUZZ_ASSERT(t[i] != '\\' && t[i] != '#', "backslash or fragment accepted");
+        if (t[i] == '%') {
+            FUZZ_ASSERT(i + 2 < p || (i + 2 < len && i + 2 < p), "truncated escape accepted");
+            int h = hexval(t[i + 1]), l = hexval(t[i + 2]);
+            FUZZ_ASSERT(h >= 0 && l >= 0, "bad escape accepted");
+            int c = h * 16 + l;
+            FUZZ_ASSERT(c != '.' && c != '/' && c != '\\' && c != 0, "encoded separator accepted");
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *s = fuzz_strndup(data, size);
+    char *nl1 = memchr(s, '\n', size);
+    char *nl2 = nl1 ? memchr(nl1 + 1, '\n', size - (size_t)(nl1 + 1 - s)) : NULL;
+    if (!nl2) {
+        free(s);
+        return 0;
+    }
+    *nl1 = *nl2 = '\0';
+    const char *hostv = s, *method = nl1 + 1;
+    char *t = nl2 + 1;
+    size_t tlen = size - (size_t)(t - s);
+    char host[256];
+#if __has_include("../config/host.h")
+    unsigned port = 0, port2 = 0;
+    char again[256];
+    long hc = cfg_host_canon(hostv, strlen(hostv), host, sizeof host, &port);
+    FUZZ_ASSERT(hc >= CFG_HOST_NO_ROOM && hc != 0 && hc <= CFG_HOST_MAX + 2, "cfg_host_canon: result out of range");
+    int hr = hc > 0 ? 0 : -1;
+    if (hc > 0) {
+        FUZZ_ASSERT(strlen(host) == (size_t)hc && port <= 65535, "canonical host length or port wrong");
+        FUZZ_ASSERT(host[hc - 1] != '.', "canonical host ends in '.'");
+        for (const char *c = host; *c; c++)
+            FUZZ_ASSERT(*c > 0x20 && *c < 0x7f && !(*c >= 'A' && *c <= 'Z'), "host not lowercase printable");
+        FUZZ_ASSERT(cfg_host_canon(host, (size_t)hc, again, sizeof again, &port2) == hc &&
+                        strcmp(again, host) == 0 && port2 == 0,
+                    "a canonical host does not canonicalise to itself");
+    } else {
+        FUZZ_ASSERT(cfg_host_strerror(hc) && *cfg_host_strerror(hc), "a refused host without a reason");
+    }
+#else
+    int hr = pol_host(hostv, strlen(hostv), host, sizeof host);
+    FUZZ_ASSERT(hr == 0 || hr == -1, "pol_host: not syscall-like");
+    if (hr == 0)
+        for (const char *c = host; *c; c++)
+            FUZZ_ASSERT(*c > 0x20 && *c < 0x7f && !(*c >= 'A' && *c <= 'Z'), "host not lowercase printable");
+#endif
+#ifdef CANON
+    size_t pl = 0;
+    long n = check_target(t, tlen, (data[0] & 1) ? POL_TGT_MERGE_SLASHES : 0, &pl);
+    n = n > 0 ? (long)pl : -1;
+#else
+    long n = pol_target_path(t, tlen);
+    check_path(t, tlen, n);
+#endif
+    if (n >= 0) {
+        const cfg_route_t *r = pol_route(cfg, hr == 0 ? host : NULL, t, (size_t)n, method);
+        if (r) {
+            size_t rl = strlen(r->path);
+            int covers = rl <= (size_t)n && memcmp(r->path, t, rl) == 0 &&
+                         (rl == (size_t)n || r->path[rl - 1] == '/' || t[rl] == '/');
+#if __has_include("../config/route.h")
+            /* cfg_route_select: a prefix "/x/" also covers "/x" */
+            covers = covers || (rl > 1 && r->path[rl - 1] == '/' && (size_t)n == rl - 1 &&
+                                memcmp(r->path, t, (size_t)n) == 0);
+#endif
+            FUZZ_ASSERT(covers, "route prefix does not match the path at a segment boundary");
+        }
+    }
+    free(s);
+    return 0;
+}
