@@ -128,7 +128,8 @@ static inline const cfg_t *CFG(const gw_conn_t *c)
 void gw_conn_io(gw_conn_t *c);
 /* Runs gw_conn_io from the event loop soon; never re-enters it. */
 void gw_conn_kick(gw_conn_t *c);
-/* The connection's one timer, with what it means (T_NONE: stopped). */
+/* Sets the connection's one timer: k what it means, ms from now; T_NONE
+ * stops it. */
 void gw_conn_arm(gw_conn_t *c, enum tkind k, uint64_t ms);
 
 /* ---- the request pipeline (request.c), for the connection ---- */

@@ -7,8 +7,9 @@
  * handler. Refusals, the gateway's own responses, the upstream callbacks and
  * the end of each request (finish_response) are here too. The connection
  * keeps the socket, TLS, the timer and the life cycle; the interface between
- * the two is gateway/conn_int.h. The stages take the connection's request
- * state, not the HTTP/1 parser's callbacks, so another framing can run them.
+ * the two is gateway/conn_int.h. The stages work on the request state in
+ * gw_conn_t (some also read llhttp's view of the head: method, version,
+ * Content-Length, chunked).
  *
  * Functions here that may end in the connection's teardown say so
  * ("may free c"), and callers return right after them.
