@@ -146,45 +146,52 @@ static void do_flush(gw_conn_t *c)
 
 /* ---- handshake ---- */
 
+/* The handshake is complete: the identity it verified, if still valid,
+ * and the connection on to its first request. */
+static void handshake_done(gw_conn_t *c)
+{
+    c->id = tls_identity_get(c->ssl);
+    if (!c->id) {
+        CLOG(c, GW_WARN, "handshake completed without a verified identity; closing");
+        c->dead = 1;
+        return;
+    }
+    c->rev_gen = pol_mirror_generation(c->w->rt->mirror);
+    int rs = tls_identity_revocation(c->w->rt->tls, c->id);
+    if (rs != TLS_REV_OK) {
+        /* a full handshake was refused in verify_cb already; this is a
+         * resumption (or a revocation that landed in between) */
+        CLOG(c, GW_INFO, "%s refused: serial=%s class=%s %s", SSL_session_reused(c->ssl) ? "resumed session" : "handshake",
+             c->id->serial, c->id->class_name,
+             rs == TLS_REV_REVOKED ? "certificate revoked" : "revocation status unknown (Redis unavailable)");
+        if (rs == TLS_REV_REVOKED)
+            SSL_CTX_remove_session(SSL_get_SSL_CTX(c->ssl), SSL_get_session(c->ssl));
+        c->tls_error = 1;
+        c->dead = 1;
+        return;
+    }
+    if (c->id->not_after_t <= time(NULL)) {
+        CLOG(c, GW_INFO, "resumed session refused: certificate serial=%s expired at %s",
+             c->id->serial, c->id->not_after);
+        c->dead = 1;
+        return;
+    }
+    gw_worker_watch_expiry(c->w, c->id->not_after_t);
+    c->state = C_HTTP;
+    c->action = "waiting for request";
+    CLOG(c, GW_DEBUG, "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
+         SSL_get_cipher_name(c->ssl),
+         SSL_session_reused(c->ssl) ? " resumed" : tls_verify_cached(c->ssl) ? " chain-cached" : "",
+         c->id->class_name, c->id->serial, c->id->device_id ? c->id->device_id : "-");
+    gw_conn_arm(c, T_HEADER, CFG(c)->timeouts.header_read_ms);
+}
+
 static void handshake(gw_conn_t *c)
 {
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
-        c->id = tls_identity_get(c->ssl);
-        if (!c->id) {
-            CLOG(c, GW_WARN, "handshake completed without a verified identity; closing");
-            c->dead = 1;
-            return;
-        }
-        c->rev_gen = pol_mirror_generation(c->w->rt->mirror);
-        int rs = tls_identity_revocation(c->w->rt->tls, c->id);
-        if (rs != TLS_REV_OK) {
-            /* a full handshake was refused in verify_cb already; this is a
-             * resumption (or a revocation that landed in between) */
-            CLOG(c, GW_INFO, "%s refused: serial=%s class=%s %s", SSL_session_reused(c->ssl) ? "resumed session" : "handshake",
-                 c->id->serial, c->id->class_name,
-                 rs == TLS_REV_REVOKED ? "certificate revoked" : "revocation status unknown (Redis unavailable)");
-            if (rs == TLS_REV_REVOKED)
-                SSL_CTX_remove_session(SSL_get_SSL_CTX(c->ssl), SSL_get_session(c->ssl));
-            c->tls_error = 1;
-            c->dead = 1;
-            return;
-        }
-        if (c->id->not_after_t <= time(NULL)) {
-            CLOG(c, GW_INFO, "resumed session refused: certificate serial=%s expired at %s",
-                 c->id->serial, c->id->not_after);
-            c->dead = 1;
-            return;
-        }
-        gw_worker_watch_expiry(c->w, c->id->not_after_t);
-        c->state = C_HTTP;
-        c->action = "waiting for request";
-        CLOG(c, GW_DEBUG, "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
-             SSL_get_cipher_name(c->ssl),
-             SSL_session_reused(c->ssl) ? " resumed" : tls_verify_cached(c->ssl) ? " chain-cached" : "",
-             c->id->class_name, c->id->serial, c->id->device_id ? c->id->device_id : "-");
-        gw_conn_arm(c, T_HEADER, CFG(c)->timeouts.header_read_ms);
+        handshake_done(c);
         return;
     }
     int err = SSL_get_error(c->ssl, r);
@@ -380,6 +387,23 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- life cycle ---- */
 
+/* c->peer_ip, and c->peer as ip:port or [ip]:port, from the peer's address. */
+static void peer_names(gw_conn_t *c, const struct sockaddr_storage *peer)
+{
+    uint16_t port = 0;
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
+        inet_ntop(AF_INET6, &a->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+        port = ntohs(a->sin6_port);
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", c->peer_ip, port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
+        inet_ntop(AF_INET, &a->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+        port = ntohs(a->sin_port);
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", c->peer_ip, port);
+    }
+}
+
 void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
 {
     gw_conn_t *c = calloc(1, sizeof(*c));
@@ -397,18 +421,7 @@ void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
     c->action = "handshake";
     c->state = C_HANDSHAKE;
     c->parser.data = c;
-    uint16_t port = 0;
-    if (peer->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
-        inet_ntop(AF_INET6, &a->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
-        port = ntohs(a->sin6_port);
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", c->peer_ip, port);
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
-        inet_ntop(AF_INET, &a->sin_addr, c->peer_ip, sizeof(c->peer_ip));
-        port = ntohs(a->sin_port);
-        snprintf(c->peer, sizeof(c->peer), "%s:%u", c->peer_ip, port);
-    }
+    peer_names(c, peer);
     c->ssl = SSL_new(tls_ctx_ssl(w->rt->tls));
     c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->rev_off = 1;

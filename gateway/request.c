@@ -719,15 +719,14 @@ static int on_headers_complete(llhttp_t *p)
     return gate_passed(c);
 }
 
-int gw_conn_forward(gw_conn_t *c)
+/* The head the upstream gets, into head: the canonical target and Host, the
+ * identity and the token's claims, the gateway's own framing. */
+static void forward_head(gw_conn_t *c, struct evbuffer *head)
 {
     const cfg_t *cfg = CFG(c);
     llhttp_t *p = &c->parser;
     char host[CFG_HOST_MAX + 8];
     snprintf(host, sizeof host, c->host_port ? "%s:%u" : "%s", ups_str(&c->hdrs, c->host), c->host_port);
-    struct evbuffer *head = evbuffer_new();
-    if (!head)
-        return stop(c, 500, "internal", "out of memory");
     ups_req_meta_t m = {
         .method = c->method,
         .http_minor = p->http_minor,
@@ -750,6 +749,16 @@ int gw_conn_forward(gw_conn_t *c)
         m.nadd = c->jwt->nclaims;
     }
     ups_build_request_head(head, &c->hdrs, &m);
+}
+
+int gw_conn_forward(gw_conn_t *c)
+{
+    const cfg_t *cfg = CFG(c);
+    llhttp_t *p = &c->parser;
+    struct evbuffer *head = evbuffer_new();
+    if (!head)
+        return stop(c, 500, "internal", "out of memory");
+    forward_head(c, head);
     int has_body = c->req_chunked || p->content_length > 0;
     c->x = ups_exchange_start(c->w->pool, c->route->upstream, head, has_body, p->method == HTTP_HEAD,
                               &up_ops, c);
