@@ -14,7 +14,7 @@ SRC_CORE = config/config.c config/walk.c config/config_check.c config/config_pol
            policy/issuance.c policy/issuer.c policy/attest_play.c \
            upstream/http.c upstream/proxy.c gateway/log.c
 SRC_CORE += gateway/h1.c
-SRC_GW   = gateway/main.c gateway/worker.c gateway/conn.c gateway/gate.c gateway/issue.c gateway/admin.c gateway/cli.c
+SRC_GW   = gateway/main.c gateway/worker.c gateway/conn.c gateway/request.c gateway/gate.c gateway/issue.c gateway/admin.c gateway/cli.c
 LLHTTP   = $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
 HDRS     = $(wildcard config/*.h gateway/*.h policy/*.h tls/*.h upstream/*.h)
 

@@ -1,4 +1,6 @@
-/* gateway/conn_int: the client connection, shared by conn.c and gate.c only. */
+/* gateway/conn_int: the client connection, private to the gateway's
+ * connection (conn.c), its request pipeline (request.c), the route gate
+ * (gate.c) and the routes the gateway answers itself (issue.c). */
 #ifndef PORTCULLIS_CONN_INT_H
 #define PORTCULLIS_CONN_INT_H
 
@@ -41,7 +43,7 @@ struct gw_conn {
     tls_identity_t *id;
     uint64_t rev_gen;           /* revocation generation the identity was last checked at */
     int cert_expired;           /* notAfter passed while a request was in progress */
-    int dead;                   /* conn_io frees it */
+    int dead;                   /* gw_conn_io frees it */
     int want_write;             /* SSL needs the socket writable */
     int rev_off;                /* the read event is not registered */
     int tls_error;              /* a TLS protocol error: forget the session */
@@ -113,6 +115,43 @@ struct gw_conn {
     } while (0)
 
 char *gw_conn_ctx(const gw_conn_t *c, char *buf, size_t n);
+
+static inline const cfg_t *CFG(const gw_conn_t *c)
+{
+    return c->w->rt->cfg;
+}
+
+/* ---- the connection (conn.c), for the request pipeline ---- */
+
+/* The one driver: handshake, flush, read, flush, then events and the
+ * timer re-armed. May free c. */
+void gw_conn_io(gw_conn_t *c);
+/* Runs gw_conn_io from the event loop soon; never re-enters it. */
+void gw_conn_kick(gw_conn_t *c);
+/* Sets the connection's one timer: k what it means, ms from now; T_NONE
+ * stops it. */
+void gw_conn_arm(gw_conn_t *c, enum tkind k, uint64_t ms);
+
+/* ---- the request pipeline (request.c), for the connection ---- */
+
+/* Sets up the parser of a new connection. */
+void gw_req_init(gw_conn_t *c);
+/* Runs the parser (after the line scan) over data: callbacks, the stages of
+ * a complete head, the body to the upstream or the handler. Bytes left after
+ * a pause are kept in c->in (from_in: data is c->in's own, and what was
+ * parsed is drained from it). A protocol error or a limit a callback
+ * enforced is answered, and the connection set to close. Never frees c. */
+void gw_req_parse(gw_conn_t *c, const char *data, size_t n, int from_in);
+/* Ends the request in progress with a JSON error (unless a response head has
+ * gone out already) and the connection set to close; drops its upstream
+ * exchange. Never frees c. */
+void gw_req_abort(gw_conn_t *c, int status, const char *code, const char *msg);
+/* Frees what the request in progress holds (exchange, gate, handler, body,
+ * head buffer, RateLimit lines); for the connection's teardown. */
+void gw_req_free(gw_conn_t *c);
+
+/* ---- the pipeline, for the gate and the gateway's own routes ---- */
+
 /* Queues a JSON error (extra: CRLF-terminated header lines, or NULL) and
  * says how parsing goes on: 0 the body is read and dropped, HPE_PAUSED the
  * connection closes after the response. */
