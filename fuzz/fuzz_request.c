@@ -1,9 +1,9 @@
 /* fuzz_request: the client request path, from bytes to the head sent upstream.
  *
  * The input is what a client sends on one TLS connection after the
- * handshake. It runs through gateway/conn.c itself (included here, so its
- * llhttp callbacks, header checks, target check, route match and route
- * policy are the real ones), split into reads at points chosen by the
+ * handshake. It runs through gateway/request.c itself (included here, so
+ * its llhttp callbacks, line scan, header checks, target and Host
+ * canonicalisation, route match and route policy are the real ones), split into reads at points chosen by the
  * input's first bytes. TLS, the rate-limit gate and the issuance handlers are
  * replaced by stubs below; the upstream exchange (upstream/proxy.c) is
  * replaced by a recorder that checks what would be sent:
@@ -13,18 +13,43 @@
  *     request (nothing left over that an upstream would read as another);
  *   - no name the gateway owns (identity and claim headers, X-Forwarded-*,
  *     X-Request-Id, Host, framing) appears twice in the head sent upstream
- *     when names are compared as an upstream may (case-insensitively, '_'
- *     equal to '-'); PORTCULLIS_FUZZ_STRICT_NAMES=0 in the environment
+ *     when names are compared as an upstream may (case-insensitively, every
+ *     byte other than a letter or digit equal to '-'); PORTCULLIS_FUZZ_STRICT_NAMES=0 in the environment
  *     turns this check off.
  * Input layout: byte 0 bit 0 the client class (device, bootstrap; a
  * connection in the HTTP state always has a verified identity), bits 2-7
  * and byte 1 the read sizes; the rest is the byte stream.
  */
-#include "../gateway/conn.c"
+#include "../gateway/request.c"
 
 #include "fuzz.h"
 
-/* ---- stubs for what conn.c calls outside the request path ---- */
+/* ---- stubs for the connection side (gateway/conn.c: sockets, TLS) ---- */
+
+char *gw_conn_ctx(const gw_conn_t *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "conn=%llu action=%s", (unsigned long long)c->cid, c->action);
+    return buf;
+}
+
+void gw_conn_arm(gw_conn_t *c, enum tkind k, uint64_t ms)
+{
+    (void)ms;
+    c->tkind = k;
+}
+
+void gw_conn_kick(gw_conn_t *c)
+{
+    (void)c;
+}
+
+/* The harness drives the parser itself (LLVMFuzzerTestOneInput). */
+void gw_conn_io(gw_conn_t *c)
+{
+    (void)c;
+}
+
+/* ---- stubs for the gate and the issuance handlers ---- */
 
 int gw_gate_start(gw_conn_t *c, int *rc)
 {
@@ -46,15 +71,6 @@ void gw_handler_start(gw_conn_t *c)
 void gw_handler_cancel(gw_conn_t *c)
 {
     c->handler = NULL;
-}
-
-/* worker.c (not linked): arms the worker's timer for a certificate's
- * notAfter, where the gateway closes connections whose certificate expired.
- * Nothing here runs long enough to need it. */
-void gw_worker_watch_expiry(gw_worker_t *w, time_t not_after);
-void gw_worker_watch_expiry(gw_worker_t *w, time_t not_after)
-{
-    (void)w, (void)not_after;
 }
 
 /* ---- the upstream side: records and checks what would be sent ---- */
@@ -85,16 +101,26 @@ static int rc_field(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
-/* Names compared as CGI-style upstreams do: case-insensitive, '_' == '-'. */
+/* A name byte as CGI-style upstreams read it: case-insensitive, and every
+ * byte other than a letter or digit as '-' (written independently of
+ * upstream/http.c's table, so the check does not trust what it checks). */
+static char fold(char ch)
+{
+    unsigned char u = (unsigned char)ch;
+    if ((u >= '0' && u <= '9') || (u >= 'a' && u <= 'z'))
+        return ch;
+    if (u >= 'A' && u <= 'Z')
+        return (char)(u + 32);
+    return '-';
+}
+
 static int same_name(const char *a, size_t an, const char *b)
 {
     if (an != strlen(b))
         return 0;
-    for (size_t i = 0; i < an; i++) {
-        char x = a[i] == '_' ? '-' : (char)(a[i] | 0x20), y = b[i] == '_' ? '-' : (char)(b[i] | 0x20);
-        if (x != y)
+    for (size_t i = 0; i < an; i++)
+        if (fold(a[i]) != fold(b[i]))
             return 0;
-    }
     return 1;
 }
 
@@ -346,8 +372,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     worker.conns = c;
     worker.nconns++;
     __atomic_add_fetch(&rt.nconns, 1, __ATOMIC_RELAXED);
-    llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
-    c->parser.data = c;
+    gw_req_init(c);
 
     /* read sizes: 1 + a function of the two first bytes, varying per read */
     size_t step = 1 + (((size_t)(data[0] >> 2) << 8) | data[1]) % 4096;
@@ -363,19 +388,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         size_t held = evbuffer_get_length(c->in);
         if (held) {
-            parse(c, (const char *)evbuffer_pullup(c->in, (ssize_t)held), held, 1);
+            gw_req_parse(c, (const char *)evbuffer_pullup(c->in, (ssize_t)held), held, 1);
             continue;
         }
         if (!left)
             break;
         size_t n = step < left ? step : left;
-        parse(c, p, n, 0);
+        gw_req_parse(c, p, n, 0);
         p += n;
         left -= n;
         step = 1 + (step * 7 + n) % 4096;
     }
     /* the connection's teardown, without a socket or TLS session */
     c->id = NULL;
-    conn_free(c);
+    gw_req_free(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        worker.conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    worker.nconns--;
+    __atomic_sub_fetch(&rt.nconns, 1, __ATOMIC_RELAXED);
+    event_free(c->timer);
+    event_free(c->kick);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    free(c);
     return 0;
 }

@@ -4,7 +4,7 @@
  * through upstream/proxy.c itself (included here: its llhttp callbacks,
  * header collection and framing decision), split into reads as the input's
  * first bytes say, with the exchange's socket replaced by those reads. The
- * head callback builds the client response head the way gateway/conn.c does
+ * head callback builds the client response head the way gateway/request.c does
  * (ups_build_response_head, for an HTTP/1.1 and an HTTP/1.0 client) and
  * checks that it parses, strictly, as exactly one response head that ends
  * where it was built to end.
@@ -47,7 +47,7 @@ static void check_head(struct evbuffer *out, int status, int head_request)
 static void f_head(void *c, int status, const ups_hdrs_t *h, int framing, uint64_t clen)
 {
     ups_exchange_t *x = c;
-    /* as gateway/conn.c up_head: chunked or EOF framing becomes chunked for
+    /* as gateway/request.c up_head: chunked or EOF framing becomes chunked for
      * HTTP/1.1 clients, EOF (and close) for HTTP/1.0 ones */
     int cframing = framing;
     if (framing == UPS_FRAME_CHUNKED || framing == UPS_FRAME_EOF)

@@ -1,15 +1,9 @@
-/* fuzz_target: request-target checks and route matching alone
- * (pol_host, pol_route, and the target check), faster than fuzz_request for
- * the path rules.
+/* fuzz_target: the request-target and Host canonicalisers and route
+ * matching alone (pol_target_canon, cfg_host_canon, pol_route), faster than
+ * fuzz_request for the path rules.
  *
- * Input: "<host>\n<method>\n<target>". Which checks run depends on the
- * tree: the canonicalisers pol_target_canon (policy/target.h) and
- * cfg_host_canon (config/host.h) when they are there, else pol_target_path
- * and pol_host (policy/route.c). A canonical host is lowercase, without a
- * trailing dot, and canonicalises to itself.
- * Contract of pol_target_path: -1, or the length n of the path (the target
- * up to '?'), and then the path starts with '/', has no control byte, space
- * or '\', no "." or ".." segment, and no %XX escape of '.', '/', '\' or NUL.
+ * Input: "<host>\n<method>\n<target>". A canonical host is lowercase,
+ * without a trailing dot, and canonicalises to itself.
  * Contract of pol_target_canon: a pol_target_err, or a canonical target no
  * longer than the input, the same whether checked only, written to a buffer
  * or written in place, that canonicalises to itself, and whose path has,
@@ -19,12 +13,8 @@
  * A matched route's prefix is a prefix of the path at a segment boundary.
  */
 #include "../policy/policy.h"
-#if __has_include("../config/host.h")
 #include "../config/host.h"
-#endif
-#if __has_include("../policy/target.h")
 #include "../policy/target.h"
-#endif
 
 #include "fuzz.h"
 
@@ -62,8 +52,6 @@ static int hexval(char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-#if __has_include("../policy/target.h")
-#define CANON 1
 
 static int unreserved(int c)
 {
@@ -147,37 +135,6 @@ static long check_target(const char *t, size_t len, unsigned flags, size_t *plen
     free(out);
     return rc;
 }
-#endif
-
-static void check_path(const char *t, size_t len, long n)
-{
-    FUZZ_ASSERT(n >= -1 && n <= (long)len, "pol_target_path: length out of range");
-    if (n < 0)
-        return;
-    size_t p = (size_t)n;
-    FUZZ_ASSERT(p >= 1 && t[0] == '/', "accepted path does not start with '/'");
-    FUZZ_ASSERT(p == len || t[p] == '?', "path does not end at the query");
-    size_t seg = 1;
-    for (size_t i = 0; i < len; i++)
-        FUZZ_ASSERT((unsigned char)t[i] > 0x20 && t[i] != 0x7f, "control byte or space accepted");
-    for (size_t i = 1; i <= p; i++) {
-        if (i == p || t[i] == '/') {
-            size_t k = i - seg;
-            FUZZ_ASSERT(!(k == 1 && t[seg] == '.') && !(k == 2 && t[seg] == '.' && t[seg + 1] == '.'),
-                        "dot segment accepted");
-            seg = i + 1;
-            continue;
-        }
-        FUZZ_ASSERT(t[i] != '\\' && t[i] != '#', "backslash or fragment accepted");
-        if (t[i] == '%') {
-            FUZZ_ASSERT(i + 2 < p || (i + 2 < len && i + 2 < p), "truncated escape accepted");
-            int h = hexval(t[i + 1]), l = hexval(t[i + 2]);
-            FUZZ_ASSERT(h >= 0 && l >= 0, "bad escape accepted");
-            int c = h * 16 + l;
-            FUZZ_ASSERT(c != '.' && c != '/' && c != '\\' && c != 0, "encoded separator accepted");
-        }
-    }
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -193,7 +150,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *t = nl2 + 1;
     size_t tlen = size - (size_t)(t - s);
     char host[256];
-#if __has_include("../config/host.h")
     unsigned port = 0, port2 = 0;
     char again[256];
     long hc = cfg_host_canon(hostv, strlen(hostv), host, sizeof host, &port);
@@ -210,32 +166,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         FUZZ_ASSERT(cfg_host_strerror(hc) && *cfg_host_strerror(hc), "a refused host without a reason");
     }
-#else
-    int hr = pol_host(hostv, strlen(hostv), host, sizeof host);
-    FUZZ_ASSERT(hr == 0 || hr == -1, "pol_host: not syscall-like");
-    if (hr == 0)
-        for (const char *c = host; *c; c++)
-            FUZZ_ASSERT(*c > 0x20 && *c < 0x7f && !(*c >= 'A' && *c <= 'Z'), "host not lowercase printable");
-#endif
-#ifdef CANON
     size_t pl = 0;
     long n = check_target(t, tlen, (data[0] & 1) ? POL_TGT_MERGE_SLASHES : 0, &pl);
     n = n > 0 ? (long)pl : -1;
-#else
-    long n = pol_target_path(t, tlen);
-    check_path(t, tlen, n);
-#endif
     if (n >= 0) {
         const cfg_route_t *r = pol_route(cfg, hr == 0 ? host : NULL, t, (size_t)n, method);
         if (r) {
             size_t rl = strlen(r->path);
             int covers = rl <= (size_t)n && memcmp(r->path, t, rl) == 0 &&
                          (rl == (size_t)n || r->path[rl - 1] == '/' || t[rl] == '/');
-#if __has_include("../config/route.h")
             /* cfg_route_select: a prefix "/x/" also covers "/x" */
             covers = covers || (rl > 1 && r->path[rl - 1] == '/' && (size_t)n == rl - 1 &&
                                 memcmp(r->path, t, (size_t)n) == 0);
-#endif
             FUZZ_ASSERT(covers, "route prefix does not match the path at a segment boundary");
         }
     }
