@@ -8,48 +8,33 @@ import os
 import subprocess
 
 from harness import REPO, build_request, check, eq, fail, test
+from testkit import issuing_gateway, post_json, redis_cli, redis_keys
 
 DB = 11            # a Redis database of its own: nonce and limit keys are counted exactly
 MINT_JWT = os.path.join(REPO, "build", "mint-jwt")
 
 
 def _redis(env, *args):
-    r = subprocess.run(["redis-cli", "-p", str(env.redis_port), "-n", str(DB)] + list(args),
-                       capture_output=True, text=True, timeout=10)
-    if r.returncode != 0:
-        fail("redis-cli %s: %s" % (" ".join(args), r.stderr))
-    return r.stdout
+    return redis_cli(env.redis_port, *args, db=DB)
 
 
 def _keys(env, pattern):
-    return sorted(k for k in _redis(env, "--scan", "--pattern", pattern).split("\n") if k)
+    return redis_keys(env.redis_port, pattern, db=DB)
 
 
 def _issuance_gateway(env, name, route, limits=None, extra_routes=()):
     """A gateway issuing certificates, whose /certificates/ route is route
     (merged over a default that allows both classes without a bearer)."""
-    cfg = env.config({"redis": {"db": DB}})
     cover = {"path": "/certificates/", "upstream": "echo",
              "allow_classes": ["bootstrap", "device"], "require_bearer": False}
     cover.update(route)
-    cfg["routes"] = list(extra_routes) + [
-        cover, {"path": "/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": True}]
-    if limits:
-        cfg["rate_limits"] = limits
-    cfg["issuance"] = {
-        "path_prefix": "/certificates/",
-        "ca_cert": env.pki("device-ca.crt"), "ca_key": env.pki("device-ca.key"),
-        "lifetime": "1d", "nonce_ttl": "1m",
-        "platforms": {"huawei": {"provider": "refuse"}},
-    }
-    _redis(env, "FLUSHDB")
-    return env.start_gateway(name, cfg)
+    return issuing_gateway(env, name, DB, list(extra_routes) + [
+        cover, {"path": "/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": True}],
+        limits)
 
 
 def _challenge(c, bearer=None, host="localhost"):
-    c.send(build_request("POST", "/certificates/challenge", host=host, bearer=bearer,
-                         headers=[("Content-Type", "application/json")], body=b"{}"))
-    return c.read_response()
+    return post_json(c, "/certificates/challenge", host=host, bearer=bearer)
 
 
 def _limited(r, name, what):

@@ -98,19 +98,33 @@ def redis_overrides(port, **revocation):
 
 
 def admin_request(port, token, method, path, body=None):
-    """One request to the admin API: (status, parsed JSON body)."""
+    """One request to the admin API: (status, parsed JSON body or None if
+    empty). body: an object sent as JSON, or bytes sent as they are."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         h = {"Authorization": "Bearer " + token}
         data = None
         if body is not None:
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             h["Content-Type"] = "application/json"
         c.request(method, path, body=data, headers=h)
         r = c.getresponse()
-        return r.status, json.loads(r.read().decode())
+        return r.status, json.loads(r.read().decode() or "null")
     finally:
         c.close()
+
+
+def issuing_gateway(env, name, db, routes, limits=None):
+    """A gateway on the shared redis-server's database db (flushed first)
+    answering the issuance endpoints under /certificates/ (platform huawei,
+    refused), with routes and rate_limits (if any)."""
+    cfg = env.config({"redis": {"db": db}})
+    cfg["routes"] = routes
+    if limits:
+        cfg["rate_limits"] = limits
+    cfg["issuance"] = issuance_config(env, {"huawei": {"provider": "refuse"}})
+    redis_cli(env.redis_port, "FLUSHDB", db=db)
+    return env.start_gateway(name, cfg)
 
 
 def issuance_config(env, platforms, **extra):
