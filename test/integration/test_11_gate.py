@@ -5,13 +5,11 @@ lists is counted in Redis, not only the first eight."""
 
 import json
 import os
-import subprocess
 
-from harness import REPO, build_request, check, eq, fail, test
-from testkit import issuing_gateway, post_json, redis_cli, redis_keys
+from harness import build_request, check, eq, test
+from testkit import issuing_gateway, jwt_keys, mint_jwt, post_json, redis_cli, redis_keys
 
 DB = 11            # a Redis database of its own: nonce and limit keys are counted exactly
-MINT_JWT = os.path.join(REPO, "build", "mint-jwt")
 
 
 def _redis(env, *args):
@@ -146,23 +144,11 @@ def _(env):
 
 
 def _jwks(env):
-    d = os.path.join(env.tmp, "gate-jwt")
-    if not os.path.exists(os.path.join(d, "jwks.json")):
-        os.makedirs(d, exist_ok=True)
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", os.path.join(d, "es.pem")], check=True, capture_output=True)
-        _mint(d, "--write-jwks", os.path.join(d, "jwks.json"))
-    return d
+    return jwt_keys(env, "gate-jwt")
 
 
-def _mint(d, *args):
-    r = subprocess.run([MINT_JWT, "--key", os.path.join(d, "es.pem"), "--alg", "ES256", "--kid",
-                        "k1", "--iss", "https://issuer.example", "--aud", "issuance", "--sub",
-                        "app", "--exp-in", "300"] + list(args), capture_output=True, text=True,
-                       timeout=10)
-    if r.returncode != 0:
-        fail("mint-jwt failed: %s" % r.stderr)
-    return r.stdout.strip()
+def _mint(d):
+    return mint_jwt(os.path.join(d, "es.pem"), aud="issuance", sub="app")
 
 
 @test("issuance gate: jwt on the covering route: a challenge needs a valid JWT")

@@ -170,6 +170,13 @@ def _post(env, gw, ctx, path, body):
         return post_json(c, path, body, timeout=15)
 
 
+def _nonce(env, gw, ctx, what):
+    """A challenge with ctx: its nonce (exactly 200)."""
+    r = _post(env, gw, ctx, "/certificates/challenge", {})
+    eq(r.status, 200, what)
+    return r.json()["nonce"]
+
+
 def _while_attesting(v, request, action, what):
     """Sends request() in a thread; once it is held at the verifier (token
     allow-slow) runs action(), then lets the verifier answer. request's
@@ -241,12 +248,10 @@ def _(env):
 def _(env):
     with _issuing_rig(env, "rev11-renew") as (pki, redis, gw, v):
         boot = env.client_context("bootstrap")
-        r = _post(env, gw, boot, "/certificates/challenge", {})
-        eq(r.status, 200, "challenge")
+        nonce = _nonce(env, gw, boot, "challenge")
         key1, csr1 = pki.csr_pem("iss1")
         r = _post(env, gw, boot, "/certificates/issue",
-                  {"csr": csr1, "platform": "huawei", "integrity_token": "allow",
-                   "nonce": r.json()["nonce"]})
+                  {"csr": csr1, "platform": "huawei", "integrity_token": "allow", "nonce": nonce})
         eq(r.status, 201, "issue (%s)" % r.body[:200])
         first = r.json()
         dev = first["device_id"]
@@ -256,9 +261,7 @@ def _(env):
         ctx1 = cert_ctx(env, crt1, key1)
         check(_served(env, gw, ctx1), "issued certificate not served")
 
-        r = _post(env, gw, ctx1, "/certificates/challenge", {})
-        eq(r.status, 200, "challenge over the device class")
-        nonce = r.json()["nonce"]
+        nonce = _nonce(env, gw, ctx1, "challenge over the device class")
         key2, csr2 = pki.csr_pem("iss2")
 
         def revoke():
@@ -469,9 +472,7 @@ def _(env):
 def _(env):
     with _issuing_rig(env, "rev11-issue") as (pki, redis, gw, v):
         boot = env.client_context("bootstrap")
-        r = _post(env, gw, boot, "/certificates/challenge", {})
-        eq(r.status, 200, "challenge")
-        nonce = r.json()["nonce"]
+        nonce = _nonce(env, gw, boot, "challenge")
         _, csr = pki.csr_pem("boot-iss")
         fp = fingerprint(env.pki("bootstrap.crt"))
 

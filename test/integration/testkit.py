@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 
-from harness import (BINARY, SetupError, build_request, check, check_json_error, eq, fail,
+from harness import (BINARY, REPO, SetupError, build_request, check, check_json_error, eq, fail,
                      free_port, kill_group, short, spawn, to_yaml, wait_tcp)
 
 REV_KEY = "portcullis:revoked"
@@ -238,3 +238,29 @@ def cert_ctx(env, crt, key, version=None):
     if version is not None:
         ctx.minimum_version = ctx.maximum_version = version
     return ctx
+
+
+MINT_JWT = os.path.join(REPO, "build", "mint-jwt")
+
+
+def jwt_keys(env, subdir, names=("es",)):
+    """EC P-256 signing keys <name>.pem in env.tmp/subdir and jwks.json with
+    the first (kid k1), made once per run; the folder."""
+    d = os.path.join(env.tmp, subdir)
+    if not os.path.exists(os.path.join(d, "jwks.json")):
+        os.makedirs(d, exist_ok=True)
+        for n in names:
+            subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
+                            "-out", os.path.join(d, n + ".pem")], check=True, capture_output=True)
+        mint_jwt(os.path.join(d, names[0] + ".pem"), "--write-jwks", os.path.join(d, "jwks.json"))
+    return d
+
+
+def mint_jwt(key, *args, iss="https://issuer.example", aud="api", sub="user-42", exp_in=300):
+    """build/mint-jwt: an ES256 token (kid k1) signed with key; its stdout."""
+    r = subprocess.run([MINT_JWT, "--key", key, "--alg", "ES256", "--kid", "k1", "--iss", iss,
+                        "--aud", aud, "--sub", sub, "--exp-in", str(exp_in)] + list(args),
+                       capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        fail("mint-jwt failed: %s" % r.stderr)
+    return r.stdout.strip()

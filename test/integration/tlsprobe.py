@@ -2,6 +2,7 @@
 client gets from the gateway (the TLS alert, by the name Python's ssl gives
 it). Not a test module: imported by test_11_tls.py and test_20_tls.py."""
 
+import contextlib
 import os
 import socket
 import ssl
@@ -9,7 +10,7 @@ import time
 
 from certs import Minter, device_section
 from harness import ConnectionClosed, Conn, TIME_FACTOR, check, eq
-from testkit import RedisServer, redis_overrides, wait_until, write_revocation
+from testkit import RedisServer, redis_overrides, wait_until
 
 TLS13, TLS12 = ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2
 VERSIONS = [(TLS13, "TLS 1.3"), (TLS12, "TLS 1.2")]
@@ -116,22 +117,21 @@ def expect_alert(env, gw, ctx, alert, what, log=None, session=None):
               "%s: the reason (%r) is not in the gateway log" % (what, log))
 
 
-def revoke(port, entry):
-    """SADD + PUBLISH in one MULTI, as every writer must (docs/revocation.md)."""
-    write_revocation(port, entry)
-
-
 def wait_for(cond, timeout):
     return wait_until(cond, timeout * TIME_FACTOR)
 
 
+@contextlib.contextmanager
 def revocation_gateway(env, name):
-    """A gateway on a redis-server of its own (fail_closed); (gw, redis proc, port)."""
+    """(gw, redis): a gateway on a redis-server of its own (fail_closed);
+    both stopped after."""
     redis = RedisServer(env, "tls-redis").start()
+    gw = None
     try:
         gw = env.start_gateway(name, env.config(
             redis_overrides(redis.port, on_redis_unavailable="fail_closed")))
-    except BaseException:
+        yield gw, redis
+    finally:
+        if gw:
+            gw.stop()
         redis.stop()
-        raise
-    return gw, redis.proc, redis.port
