@@ -10,7 +10,7 @@ import ssl
 import time
 
 from harness import H_SERIAL, REFUSAL_ERRORS, build_request, check, eq, test
-from testkit import RedisServer, redis_overrides
+from testkit import RedisServer, redis_overrides, wait_until
 
 
 class Redis(RedisServer):
@@ -41,12 +41,7 @@ def _ok(env, gw, cert="device", **kw):
 
 
 def _wait(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    return wait_until(cond, timeout)
 
 
 @test("revoked certificate: new handshakes refused within 1 s, others unaffected")
