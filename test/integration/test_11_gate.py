@@ -5,51 +5,34 @@ lists is counted in Redis, not only the first eight."""
 
 import json
 import os
-import subprocess
 
-from harness import REPO, build_request, check, eq, fail, test
+from harness import build_request, check, eq, test
+from testkit import issuing_gateway, jwt_keys, mint_jwt, post_json, redis_cli, redis_keys
 
 DB = 11            # a Redis database of its own: nonce and limit keys are counted exactly
-MINT_JWT = os.path.join(REPO, "build", "mint-jwt")
 
 
 def _redis(env, *args):
-    r = subprocess.run(["redis-cli", "-p", str(env.redis_port), "-n", str(DB)] + list(args),
-                       capture_output=True, text=True, timeout=10)
-    if r.returncode != 0:
-        fail("redis-cli %s: %s" % (" ".join(args), r.stderr))
-    return r.stdout
+    return redis_cli(env.redis_port, *args, db=DB)
 
 
 def _keys(env, pattern):
-    return sorted(k for k in _redis(env, "--scan", "--pattern", pattern).split("\n") if k)
+    return redis_keys(env.redis_port, pattern, db=DB)
 
 
 def _issuance_gateway(env, name, route, limits=None, extra_routes=()):
     """A gateway issuing certificates, whose /certificates/ route is route
     (merged over a default that allows both classes without a bearer)."""
-    cfg = env.config({"redis": {"db": DB}})
     cover = {"path": "/certificates/", "upstream": "echo",
              "allow_classes": ["bootstrap", "device"], "require_bearer": False}
     cover.update(route)
-    cfg["routes"] = list(extra_routes) + [
-        cover, {"path": "/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": True}]
-    if limits:
-        cfg["rate_limits"] = limits
-    cfg["issuance"] = {
-        "path_prefix": "/certificates/",
-        "ca_cert": env.pki("device-ca.crt"), "ca_key": env.pki("device-ca.key"),
-        "lifetime": "1d", "nonce_ttl": "1m",
-        "platforms": {"huawei": {"provider": "refuse"}},
-    }
-    _redis(env, "FLUSHDB")
-    return env.start_gateway(name, cfg)
+    return issuing_gateway(env, name, DB, list(extra_routes) + [
+        cover, {"path": "/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": True}],
+        limits)
 
 
 def _challenge(c, bearer=None, host="localhost"):
-    c.send(build_request("POST", "/certificates/challenge", host=host, bearer=bearer,
-                         headers=[("Content-Type", "application/json")], body=b"{}"))
-    return c.read_response()
+    return post_json(c, "/certificates/challenge", host=host, bearer=bearer)
 
 
 def _limited(r, name, what):
@@ -161,23 +144,11 @@ def _(env):
 
 
 def _jwks(env):
-    d = os.path.join(env.tmp, "gate-jwt")
-    if not os.path.exists(os.path.join(d, "jwks.json")):
-        os.makedirs(d, exist_ok=True)
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", os.path.join(d, "es.pem")], check=True, capture_output=True)
-        _mint(d, "--write-jwks", os.path.join(d, "jwks.json"))
-    return d
+    return jwt_keys(env, "gate-jwt")
 
 
-def _mint(d, *args):
-    r = subprocess.run([MINT_JWT, "--key", os.path.join(d, "es.pem"), "--alg", "ES256", "--kid",
-                        "k1", "--iss", "https://issuer.example", "--aud", "issuance", "--sub",
-                        "app", "--exp-in", "300"] + list(args), capture_output=True, text=True,
-                       timeout=10)
-    if r.returncode != 0:
-        fail("mint-jwt failed: %s" % r.stderr)
-    return r.stdout.strip()
+def _mint(d):
+    return mint_jwt(os.path.join(d, "es.pem"), aud="issuance", sub="app")
 
 
 @test("issuance gate: jwt on the covering route: a challenge needs a valid JWT")

@@ -3,42 +3,26 @@ device_id counts a certificate without a device id (the bootstrap
 certificate) per certificate fingerprint, so bootstrap issuance traffic is
 limited too (one bucket: every install shares the bootstrap certificate)."""
 
-import http.client
-import json
-import subprocess
-
-from harness import build_request, check, eq, fail, free_port, test, wait_tcp
+from harness import check, eq, free_port, test, wait_tcp
+from testkit import admin_request, issuing_gateway, post_json, redis_cli, redis_keys
 
 DB = 13            # a Redis database of its own: nonce and limit keys are counted exactly
 
 
 def _redis(env, *args):
-    r = subprocess.run(["redis-cli", "-p", str(env.redis_port), "-n", str(DB)] + list(args),
-                       capture_output=True, text=True, timeout=10)
-    if r.returncode != 0:
-        fail("redis-cli %s: %s" % (" ".join(args), r.stderr))
-    return r.stdout
+    return redis_cli(env.redis_port, *args, db=DB)
 
 
 def _keys(env, pattern):
-    return sorted(k for k in _redis(env, "--scan", "--pattern", pattern).split("\n") if k)
+    return redis_keys(env.redis_port, pattern, db=DB)
 
 
 def _gateway(env, name, limit):
-    cfg = env.config({"redis": {"db": DB}})
-    cfg["rate_limits"] = [limit]
-    cfg["routes"] = [
+    return issuing_gateway(env, name, DB, [
         {"path": "/certificates/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
          "require_bearer": False, "rate_limits": [limit["name"]]},
-        {"path": "/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": True}]
-    cfg["issuance"] = {
-        "path_prefix": "/certificates/",
-        "ca_cert": env.pki("device-ca.crt"), "ca_key": env.pki("device-ca.key"),
-        "lifetime": "1d", "nonce_ttl": "1m",
-        "platforms": {"huawei": {"provider": "refuse"}},
-    }
-    _redis(env, "FLUSHDB")
-    return env.start_gateway(name, cfg)
+        {"path": "/", "upstream": "echo", "allow_classes": ["device"], "require_bearer": True}],
+        [limit])
 
 
 def _challenges(env, gw, cert, n):
@@ -48,9 +32,7 @@ def _challenges(env, gw, cert, n):
     for part in (n // 2, n - n // 2):
         with env.connect(gw, cert) as c:
             for _ in range(part):
-                c.send(build_request("POST", "/certificates/challenge", bearer=None,
-                                     headers=[("Content-Type", "application/json")], body=b"{}"))
-                r = c.read_response()
+                r = post_json(c, "/certificates/challenge")
                 codes.append(r.status)
                 if r.status == 429:
                     eq(r.json().get("error"), "rate_limited", "%s: error code of a limited challenge" % cert)
@@ -99,15 +81,7 @@ FP = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
 def _admin(port, method, body):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        c.request(method, "/admin/revocations", body=data,
-                  headers={"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"})
-        r = c.getresponse()
-        return r.status, json.loads(r.read().decode() or "null")
-    finally:
-        c.close()
+    return admin_request(port, ADMIN_TOKEN, method, "/admin/revocations", body)
 
 
 @test("admin: each refusal of a revocation body has its exact status and code; nothing is written")

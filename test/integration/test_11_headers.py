@@ -15,12 +15,11 @@ unless http.forward_client_headers lists them.
 
 import os
 import re
-import subprocess
 
-from harness import (REPO, IDENTITY_HEADERS, H_DEVICE_ID, REFUSAL_ERRORS, SCENARIOS, build_request,
+from harness import (IDENTITY_HEADERS, H_DEVICE_ID, REFUSAL_ERRORS, SCENARIOS, build_request,
                      check, check_identity, check_json_error, eq, fail, test, upstream_info)
+from testkit import jwt_keys
 
-MINT = os.path.join(REPO, "build", "mint-jwt")
 CLAIM_HEADER = "X-Token-Subject"
 
 # Every header the gateway sets, consumes or treats as hop-by-hop, that has
@@ -110,18 +109,7 @@ def odd_variants(name):
 
 
 def _jwks(env):
-    d = os.path.join(env.tmp, "jwt11")
-    path = os.path.join(d, "jwks.json")
-    if not os.path.exists(path):
-        os.makedirs(d, exist_ok=True)
-        key = os.path.join(d, "es.pem")
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
-                       check=True, capture_output=True)
-        r = subprocess.run([MINT, "--key", key, "--alg", "ES256", "--kid", "k1", "--sub", "x",
-                            "--write-jwks", path], capture_output=True, text=True, timeout=10)
-        if r.returncode != 0:
-            fail("mint-jwt --write-jwks failed: %s" % r.stderr)
-    return path
+    return os.path.join(jwt_keys(env, "jwt11"), "jwks.json")
 
 
 def _builder(http):
@@ -221,6 +209,24 @@ def _collisions(env, gw, names, value="spoofed", spellings=underscore_variants):
     return sent
 
 
+def _named_refused(env, gw, named, check_message):
+    """Each (name, value) of named, alone on a GET and next to the framing
+    header of a POST, from every client: 400 header_name_collision, nothing
+    forwarded; check_message(body, what) judges the GET's message."""
+    before = env.upstream_count()
+    for cert, path, bearer in CLIENTS:
+        for name, value in named:
+            cl = Client(env, gw, cert, path, bearer)
+            try:
+                what = "%s %s" % (cert, name)
+                check_message(_refused(cl.request([(name, value)]), "header_name_collision", what), what)
+                _refused(cl.request([(name, value)], method="POST", body=b"hello"),
+                         "header_name_collision", "%s POST %s" % (cert, name))
+            finally:
+                cl.close()
+    eq(env.upstream_count(), before, "requests that reached the upstream")
+
+
 def _forward(env, gw, cert, path, bearer, headers):
     cl = Client(env, gw, cert, path, bearer)
     try:
@@ -259,19 +265,9 @@ def _(env):
              ("X!Client!Cert!Serial", "deadbeef"), ("X.Forwarded.For", "6.6.6.6"), ("X*Request*Id", "client-rid"),
              ("X.Real.IP", "6.6.6.6"), ("Client.Cert", ":abc:"), ("Content.Length", "0"),
              ("Transfer.Encoding", "chunked"), ("X.Envoy.Original.Path", "/internal"), ("X-Device.Id", "spoofed")]
-    before = env.upstream_count()
-    for cert, path, bearer in CLIENTS:
-        for name, value in named:
-            cl = Client(env, gw, cert, path, bearer)
-            try:
-                body = _refused(cl.request([(name, value)]), "header_name_collision", "%s %s" % (cert, name))
-                eq(body["message"], "a header name with '_' or other punctuation reads as one the gateway sets "
-                   "or drops (X_Device_Id or X.Device.Id as X-Device-Id)", "%s %s: message" % (cert, name))
-                _refused(cl.request([(name, value)], method="POST", body=b"hello"),
-                         "header_name_collision", "%s POST %s" % (cert, name))
-            finally:
-                cl.close()
-    eq(env.upstream_count(), before, "requests that reached the upstream")
+    _named_refused(env, gw, named, lambda body, what: eq(
+        body["message"], "a header name with '_' or other punctuation reads as one the gateway sets "
+        "or drops (X_Device_Id or X.Device.Id as X-Device-Id)", what + ": message"))
 
 
 @test("header names: the spellings from the issue (X_Device_Id, X-Client-Cert_Serial, X_Forwarded_For, "
@@ -281,19 +277,8 @@ def _(env):
     named = [("X_Device_Id", "device-evil"), ("X-Client-Cert_Serial", "deadbeef"),
              ("X_Forwarded_For", "6.6.6.6"), ("Transfer_Encoding", "chunked"), ("Content_Length", "0"),
              ("X_Request_Id", "client-rid"), ("x_client_cert_class", "device")]
-    before = env.upstream_count()
-    for cert, path, bearer in CLIENTS:
-        for name, value in named:
-            cl = Client(env, gw, cert, path, bearer)
-            try:
-                body = _refused(cl.request([(name, value)]), "header_name_collision", "%s %s" % (cert, name))
-                check("_" in body["message"], "message says why: %r" % body["message"])
-                # on a request with a body, next to the real framing header
-                _refused(cl.request([(name, value)], method="POST", body=b"hello"),
-                         "header_name_collision", "%s POST %s" % (cert, name))
-            finally:
-                cl.close()
-    eq(env.upstream_count(), before, "requests that reached the upstream")
+    _named_refused(env, gw, named, lambda body, what: check(
+        "_" in body["message"], "message says why: %r" % body["message"]))
 
 
 @test("header names: a client's X_Request_Id is never used as the request id")

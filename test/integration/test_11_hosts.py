@@ -12,11 +12,8 @@ outcome of each spelling comes from the generator below, never from the
 gateway.
 """
 
-import os
-import subprocess
-
-from harness import (BINARY, build_request, check, check_json_error, eq, short, test, to_yaml,
-                     upstream_headers, upstream_info)
+from harness import build_request, check, check_json_error, eq, short, test, upstream_headers, upstream_info
+from testkit import config_check, expect_error, expect_nonce, issuance_config
 
 RESTRICTED_HOSTS = ["internal.example", "[::1]"]
 ROUTES = [
@@ -160,16 +157,12 @@ def _check_host(env, gw, label, host, expected):
     before = env.upstream_count()
     resp = _send(env, gw, host)
     if isinstance(expected, tuple):
-        body = check_json_error(resp, 400, what)
-        eq(body["error"], "bad_host", what + ": error code")
-        eq(body["message"], MSG[expected[1]], what + ": message")
-        eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+        expect_error(env, resp, before, 400, "bad_host", what, MSG[expected[1]])
         return 0
     restricted = _canon_host_part(expected) in RESTRICTED_HOSTS
     if restricted:
-        body = check_json_error(resp, 403, what + " (takes the route for %s)" % _canon_host_part(expected))
-        eq(body["error"], "forbidden_class", what + ": error code")
-        eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+        expect_error(env, resp, before, 403, "forbidden_class",
+                     what + " (takes the route for %s)" % _canon_host_part(expected))
         resp = _send(env, gw, host, cert="device")
     info = upstream_info(resp, what + (" (device)" if restricted else ""))
     eq(upstream_headers(info, "host"), [expected], what + ": Host the upstream got")
@@ -203,9 +196,7 @@ def _(env):
                                    ("internal.example.:8443", 403, "forbidden_class"),
                                    ("internal%2Eexample", 400, "bad_host")]:
             before = env.upstream_count()
-            body = check_json_error(_send(env, gw, host), status, "Host %s" % host)
-            eq(body["error"], code, "Host %s: error code" % host)
-            eq(env.upstream_count(), before, "Host %s: requests that reached the upstream" % host)
+            expect_error(env, _send(env, gw, host), before, status, code, "Host %s" % host)
         # a bad Host on a kept-alive connection: answered, then the connection closes
         with env.connect(gw, "bootstrap") as c:
             c.send(build_request("GET", "/x", host="internal%2Eexample"))
@@ -226,12 +217,8 @@ def _(env):
                       ("internal.example:8443", "host must not include a port")]:
         cfg = env.config()
         cfg["routes"] = [{"path": "/", "host": host, "upstream": "echo", "allow_classes": ["device"]}]
-        f = os.path.join(env.tmp, "hosts-check.yaml")
-        with open(f, "w") as fh:
-            fh.write(to_yaml(cfg))
-        r = subprocess.run([BINARY, "--check", "-c", f], capture_output=True, text=True, timeout=20)
-        eq(r.returncode, 2, "--check of routes[0].host %r: exit status" % host)
-        out = r.stdout + r.stderr
+        rc, out = config_check(env, cfg, "hosts-check")
+        eq(rc, 2, "--check of routes[0].host %r: exit status" % host)
         check("routes[0].host: " in out and msg in out,
               "--check of routes[0].host %r: %r not found in: %s" % (host, msg, out))
 
@@ -250,10 +237,8 @@ def _(env):
     try:
         for target in ["/internal", "/internal?x=1", "/internal/", "/internal/x", "/%69nternal"]:
             before = env.upstream_count()
-            body = check_json_error(_send(env, gw, "localhost", target=target), 403,
-                                    "bootstrap GET %s (takes /internal/)" % target)
-            eq(body["error"], "forbidden_class", "GET %s: error code" % target)
-            eq(env.upstream_count(), before, "GET %s: requests that reached the upstream" % target)
+            expect_error(env, _send(env, gw, "localhost", target=target), before, 403,
+                         "forbidden_class", "bootstrap GET %s (takes /internal/)" % target)
             info = upstream_info(_send(env, gw, "localhost", cert="device", target=target),
                                  "device GET " + target)
             eq(info["path"], target.replace("%69", "i"), "device GET %s: path the upstream got" % target)
@@ -266,9 +251,7 @@ def _(env):
 
 def _issuance_gateway(env, name, nocase):
     cfg = env.config()
-    cfg["issuance"] = {"path_prefix": "/certificates/", "ca_cert": env.pki("device-ca.crt"),
-                       "ca_key": env.pki("device-ca.key"), "lifetime": "1d", "nonce_ttl": "1m",
-                       "platforms": {"feature_phone": {"provider": "refuse"}}}
+    cfg["issuance"] = issuance_config(env, {"feature_phone": {"provider": "refuse"}})
     if nocase:
         cfg["http"] = {"path_case": "insensitive"}
     cfg["routes"] = [
@@ -290,18 +273,14 @@ def _(env):
             before = env.upstream_count()
             resp = _send(env, gw, "localhost", method=method, target=target,
                          body=b"{}" if method == "POST" else None)
-            eq(resp.status, 200, "%s: status (%s)" % (what, short(resp.body)))
-            check(isinstance(resp.json().get("nonce"), str), "%s: no nonce: %s" % (what, short(resp.body)))
-            eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+            expect_nonce(env, resp, before, what)
         for target in ["/Certificates/issue", "/certificates/ISSUE", "/CERTIFICATES/Renew"]:
             what = "POST " + target
             before = env.upstream_count()
             resp = _send(env, gw, "localhost", method="POST", target=target, body=b"{}")
             check(resp.status != 200, "%s: answered 200 (forwarded?): %s" % (what, short(resp.body)))
-            body = check_json_error(resp, 403 if "enew" in target else 400, what)
-            eq(body["error"], "class_not_allowed" if "enew" in target else "bad_request",
-               what + ": error code")
-            eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+            expect_error(env, resp, before, 403 if "enew" in target else 400,
+                         "class_not_allowed" if "enew" in target else "bad_request", what)
         # another path under the prefix is still forwarded, as written
         info = upstream_info(_send(env, gw, "localhost", method="POST", target="/Certificates/other",
                                    body=b"{}"), "POST /Certificates/other")
@@ -319,8 +298,6 @@ def _(env):
         eq(info["path"], "/Certificates/challenge", "path the upstream got")
         before = env.upstream_count()
         resp = _send(env, gw, "localhost", method="POST", target="/certificates/challenge", body=b"{}")
-        eq(resp.status, 200, "POST /certificates/challenge: status (%s)" % short(resp.body))
-        check(isinstance(resp.json().get("nonce"), str), "no nonce: %s" % short(resp.body))
-        eq(env.upstream_count(), before, "POST /certificates/challenge: requests that reached the upstream")
+        expect_nonce(env, resp, before, "POST /certificates/challenge")
     finally:
         gw.stop()

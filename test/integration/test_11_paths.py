@@ -9,11 +9,8 @@ specific message (nothing forwarded). The expected outcome of each variant
 comes from a small model of the route table below, never from the gateway.
 """
 
-import os
-import subprocess
-
-from harness import (BINARY, build_request, check, check_json_error, eq, short, test, to_yaml,
-                     upstream_info)
+from harness import check, check_json_error, eq, test, upstream_info
+from testkit import config_check, expect_error, expect_nonce, issuance_config, post_json
 
 # A config like the README's (issuance open to bootstrap, the API for device
 # only), plus an internal route, with the rest open to both classes: so a
@@ -131,19 +128,14 @@ def _check_variant(env, gw, label, target, expected, nocase=False):
     before = env.upstream_count()
     resp = _send(env, gw, target)
     if isinstance(expected, tuple):
-        body = check_json_error(resp, 400, what)
-        eq(body["error"], "bad_path", what + ": error code")
-        eq(body["message"], MSG[expected[1]], what + ": message")
-        eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+        expect_error(env, resp, before, 400, "bad_path", what, MSG[expected[1]])
         return
     r = _route(expected, nocase)
     if "bootstrap" in r["allow_classes"]:
         info = upstream_info(resp, what)
         eq(info["path"], expected, what + ": path the upstream got")
         return
-    body = check_json_error(resp, 403, what + " (takes route %s)" % r["path"])
-    eq(body["error"], "forbidden_class", what + ": error code")
-    eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+    expect_error(env, resp, before, 403, "forbidden_class", what + " (takes route %s)" % r["path"])
 
 
 def _gateway(env, name, http=None):
@@ -215,9 +207,8 @@ def _(env):
             check_json_error(c.read_response(), 400, "keep-alive GET /certificates/..;/api/secret")
             check(c.is_closed(2.0), "connection left open after 400 bad_path")
         before = env.upstream_count()
-        body = check_json_error(_send(env, gw, "/%61pi/secret"), 403, "GET /%61pi/secret")
-        eq(body["error"], "forbidden_class", "error code")
-        eq(env.upstream_count(), before, "requests that reached the upstream")
+        expect_error(env, _send(env, gw, "/%61pi/secret"), before, 403, "forbidden_class",
+                     "GET /%61pi/secret")
     finally:
         gw.stop()
 
@@ -260,31 +251,21 @@ def _(env):
 @test("paths: the issuance routes match on the canonical path: /certificates/%63hallenge is the challenge")
 def _(env):
     cfg = env.config()
-    cfg["issuance"] = {"path_prefix": "/certificates/", "ca_cert": env.pki("device-ca.crt"),
-                       "ca_key": env.pki("device-ca.key"), "lifetime": "1d", "nonce_ttl": "1m",
-                       "platforms": {"feature_phone": {"provider": "refuse"}}}
+    cfg["issuance"] = issuance_config(env, {"feature_phone": {"provider": "refuse"}})
     gw = env.start_gateway("paths-issuance", cfg)
     try:
         for target in ["/certificates/%63hallenge", "/%63ertificates/c%68allenge",
                        "/certificates/challenge?x=%7e"]:
             before = env.upstream_count()
             with env.connect(gw, "bootstrap") as c:
-                c.send(build_request("POST", target, headers=[("Content-Type", "application/json")],
-                                     body=b"{}"))
-                resp = c.read_response()
-            eq(resp.status, 200, "POST %s: status (%s)" % (target, short(resp.body)))
-            check(isinstance(resp.json().get("nonce"), str), "POST %s: no nonce: %s" % (target, short(resp.body)))
-            eq(env.upstream_count(), before, "POST %s: requests that reached the upstream" % target)
+                resp = post_json(c, target)
+            expect_nonce(env, resp, before, "POST " + target)
         for target, reason in [("/certificates/challenge;x", "param"), ("/certificates//challenge", "empty"),
                                ("/certificates/x/../challenge", "dot"), ("/certificates/challenge.", "end")]:
             before = env.upstream_count()
             with env.connect(gw, "bootstrap") as c:
-                c.send(build_request("POST", target, headers=[("Content-Type", "application/json")],
-                                     body=b"{}"))
-                body = check_json_error(c.read_response(), 400, "POST " + target)
-            eq(body["error"], "bad_path", "POST %s: error code" % target)
-            eq(body["message"], MSG[reason], "POST %s: message" % target)
-            eq(env.upstream_count(), before, "POST %s: requests that reached the upstream" % target)
+                resp = post_json(c, target)
+            expect_error(env, resp, before, 400, "bad_path", "POST " + target, MSG[reason])
     finally:
         gw.stop()
 
@@ -297,12 +278,8 @@ def _(env):
                             ("/a;b", "may contain only letters, digits")]:
         cfg = env.config()
         cfg["routes"] = [{"path": route_path, "upstream": "echo", "allow_classes": ["device"]}]
-        f = os.path.join(env.tmp, "paths-check.yaml")
-        with open(f, "w") as fh:
-            fh.write(to_yaml(cfg))
-        r = subprocess.run([BINARY, "--check", "-c", f], capture_output=True, text=True, timeout=20)
-        eq(r.returncode, 2, "--check of routes[0].path %r: exit status" % route_path)
-        out = r.stdout + r.stderr
+        rc, out = config_check(env, cfg, "paths-check")
+        eq(rc, 2, "--check of routes[0].path %r: exit status" % route_path)
         check('routes[0].path: path "%s" %s' % (route_path, why) in out,
               "--check of %r: message not found in: %s" % (route_path, out))
     for prefix in ["/certificates//", "/cert/../x/", "/cert%73/"]:
@@ -310,11 +287,7 @@ def _(env):
         cfg["issuance"] = {"path_prefix": prefix, "ca_cert": env.pki("device-ca.crt"),
                            "ca_key": env.pki("device-ca.key"),
                            "platforms": {"feature_phone": {"provider": "refuse"}}}
-        f = os.path.join(env.tmp, "paths-check.yaml")
-        with open(f, "w") as fh:
-            fh.write(to_yaml(cfg))
-        r = subprocess.run([BINARY, "--check", "-c", f], capture_output=True, text=True, timeout=20)
-        eq(r.returncode, 2, "--check of issuance.path_prefix %r: exit status" % prefix)
-        out = r.stdout + r.stderr
+        rc, out = config_check(env, cfg, "paths-check")
+        eq(rc, 2, "--check of issuance.path_prefix %r: exit status" % prefix)
         check("issuance.path_prefix: expected a path that starts and ends with '/'" in out and prefix in out,
               "--check of path_prefix %r: message not found in: %s" % (prefix, out))

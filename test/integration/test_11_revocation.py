@@ -9,156 +9,29 @@ certificates beyond scripts/gen-pki.sh's are made here with the openssl CLI:
 leaves signed by the device CA with a chosen device id and serial, and an
 intermediate CA under the device CA with a leaf under it."""
 
-import http.client
-import http.server
-import json
+import contextlib
 import os
-import shutil
-import socket
 import ssl
 import subprocess
 import threading
 import time
 
-from harness import (BINARY, REFUSAL_ERRORS, SetupError, build_request, check, eq, fail,
-                     free_port, kill_group, sha256, spawn, test, upstream_headers, upstream_info,
-                     wait_tcp)
+from certs import V3_INT, Minter, fingerprint, not_after_of, serial_of
+from harness import (BINARY, REFUSAL_ERRORS, build_request, check, eq, free_port, test,
+                     upstream_headers, upstream_info, wait_tcp)
+from testkit import (REV_KEY as KEY, RedisServer, Verifier, admin_request, cert_ctx,
+                     issuance_config, post_json, redis_overrides, wait_until as _wait)
 
 TOKEN = "rev11-admin-token-0123456789"
-KEY = "portcullis:revoked"
-CHANNEL = "portcullis:revocations"
-PREFIX = "urn:portcullis:device:"
-
-_CNF = """\
-[req]
-distinguished_name = req_dn
-prompt = no
-[req_dn]
-CN = placeholder
-[v3_int]
-basicConstraints = critical,CA:true,pathlen:0
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-
-
-def _run(*cmd):
-    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        raise SetupError("%s failed: %s" % (" ".join(cmd[:3]), r.stderr.strip()[:300]))
-    return r.stdout
-
-
-class _Pki:
-    """Certificates made at test time in env.tmp/rev11."""
-
-    def __init__(self, env):
-        self.env = env
-        self.dir = os.path.join(env.tmp, "rev11")
-        os.makedirs(self.dir, exist_ok=True)
-        self.cnf = os.path.join(self.dir, "openssl.cnf")
-        with open(self.cnf, "w") as f:
-            f.write(_CNF)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def _csr(self, name, subject):
-        key = self.path(name + ".key")
-        _run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-out", key)
-        csr = self.path(name + ".csr")
-        _run("openssl", "req", "-new", "-config", self.cnf, "-key", key, "-subj", subject,
-             "-out", csr)
-        return key, csr
-
-    def leaf(self, name, device_id, serial, ca="device-ca", ca_dir=None):
-        """A client certificate with the device-id SAN, signed now by ca."""
-        ext = self.path(name + ".ext")
-        with open(ext, "w") as f:
-            f.write("[v3]\nbasicConstraints = critical,CA:false\n"
-                    "keyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n"
-                    "subjectAltName = URI:%s%s\nsubjectKeyIdentifier = hash\n"
-                    "authorityKeyIdentifier = keyid\n" % (PREFIX, device_id))
-        key, csr = self._csr(name, "/O=Example Org/CN=%s" % device_id)
-        d = ca_dir or self.env.pki_dir
-        crt = self.path(name + ".crt")
-        _run("openssl", "x509", "-req", "-sha256", "-in", csr, "-CA",
-             os.path.join(d, ca + ".crt"), "-CAkey", os.path.join(d, ca + ".key"),
-             "-set_serial", serial, "-days", "2", "-extfile", ext, "-extensions", "v3",
-             "-out", crt)
-        return crt, key
-
-    def intermediate(self, name, serial):
-        """An intermediate CA signed by the device CA."""
-        key, csr = self._csr(name, "/O=Example Org/CN=Portcullis Test Intermediate %s" % name)
-        crt = self.path(name + ".crt")
-        _run("openssl", "x509", "-req", "-sha256", "-in", csr, "-CA",
-             self.env.pki("device-ca.crt"), "-CAkey", self.env.pki("device-ca.key"),
-             "-set_serial", serial, "-days", "3", "-extfile", self.cnf, "-extensions", "v3_int",
-             "-out", crt)
-        return crt, key
-
-    def bundle(self, name, *crts):
-        path = self.path(name + ".pem")
-        with open(path, "w") as out:
-            for c in crts:
-                with open(c) as f:
-                    out.write(f.read())
-        return path
-
-
-def _fingerprint(crt):
-    with open(crt) as f:
-        return sha256(ssl.PEM_cert_to_DER_cert(f.read()))
-
-
-class _Redis:
-    def __init__(self, env):
-        exe = shutil.which("redis-server")
-        if not exe:
-            raise SetupError("redis-server not installed")
-        self.port = free_port()
-        d = os.path.join(env.tmp, "rev11-redis-%d" % self.port)
-        os.makedirs(d, exist_ok=True)
-        log = open(os.path.join(d, "redis.log"), "ab")
-        self.proc = spawn([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", d], stdout=log, stderr=log)
-        log.close()
-        wait_tcp(self.port, self.proc, 10, "redis-server")
-
-    def stop(self):
-        kill_group(self.proc, 3)
-
-    def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
-                           capture_output=True, text=True, timeout=10)
-        if r.returncode != 0:
-            fail("redis-cli %s: %s" % (args, r.stderr))
-        return r.stdout.strip()
-
-    def write(self, entry, publish=True, op="SADD"):
-        """What an operator writes directly (docs/revocation.md)."""
-        sign = "+" if op == "SADD" else "-"
-        cmds = ["MULTI", "%s %s %s" % (op, KEY, json.dumps(entry))]
-        if publish:
-            cmds.append("PUBLISH %s %s" % (CHANNEL, json.dumps(sign + entry)))
-        cmds.append("EXEC")
-        r = subprocess.run(["redis-cli", "-p", str(self.port)], input="\n".join(cmds) + "\n",
-                           capture_output=True, text=True, timeout=10)
-        check(r.returncode == 0, "redis-cli failed: %s" % r.stderr)
 
 
 class _Gw:
     def __init__(self, env, name, redis, issuance=None, extra=None):
         self.env = env
         self.admin_port = free_port()
-        over = {"redis": {"address": "127.0.0.1:%d" % redis.port, "connect_timeout": "500ms",
-                          "command_timeout": "500ms"},
-                "revocation": {"resync_interval": "30s"},
-                "tls": {"verify_cache": {"size": 100, "lifetime": "1h"}},
-                "admin": {"listen": "127.0.0.1:%d" % self.admin_port}}
+        over = redis_overrides(redis.port)
+        over.update({"tls": {"verify_cache": {"size": 100, "lifetime": "1h"}},
+                     "admin": {"listen": "127.0.0.1:%d" % self.admin_port}})
         for k, v in (extra or {}).items():
             over.setdefault(k, {}).update(v)
         cfg = env.config(over)
@@ -175,18 +48,7 @@ class _Gw:
         self.gw.stop()
 
     def admin(self, method, path, body=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
-        try:
-            h = {"Authorization": "Bearer " + TOKEN}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                h["Content-Type"] = "application/json"
-            c.request(method, path, body=data, headers=h)
-            r = c.getresponse()
-            return r.status, json.loads(r.read().decode())
-        finally:
-            c.close()
+        return admin_request(self.admin_port, TOKEN, method, path, body)
 
     def health(self):
         status, doc = self.admin("GET", "/admin/health")
@@ -199,13 +61,33 @@ class _Gw:
         return r.returncode, r.stdout, r.stderr
 
 
-def _ctx(env, crt, key, version=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(env.pki("server-ca.crt"))
-    ctx.load_cert_chain(crt, key)
-    if version is not None:
-        ctx.minimum_version = ctx.maximum_version = version
-    return ctx
+@contextlib.contextmanager
+def _rig(env, name, issuance=None, extra=None, seed=()):
+    """(minter, redis, gateway): a redis-server of the test's own, holding the
+    entries seed (written before the gateway loads the set), and a gateway
+    with the admin API and the verify cache on it; both stopped after."""
+    redis = RedisServer(env, "rev11-redis").start()
+    gw = None
+    try:
+        for e in seed:
+            redis.write(e, publish=False)
+        gw = _Gw(env, name, redis, issuance, extra)
+        yield Minter(env, "rev11", V3_INT), redis, gw
+    finally:
+        if gw:
+            gw.stop()
+        redis.stop()
+
+
+@contextlib.contextmanager
+def _issuing_rig(env, name):
+    """_rig with issuance on, attested by a Verifier: (minter, redis, gateway, verifier)."""
+    v = Verifier()
+    try:
+        with _rig(env, name, issuance=issuance_config(env, {"huawei": v.platform()})) as rig:
+            yield rig + (v,)
+    finally:
+        v.stop()
 
 
 def _get(env, gw, ctx, path="/rev11", session=None):
@@ -241,20 +123,11 @@ def _check_revoked_alert(env, gw, ctx, what):
     eq(env.upstream_count(), before, "%s: requests that reached the upstream" % what)
 
 
-def _wait(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 def _sessions(env, gw, crt, key):
     """A TLS 1.3 and a TLS 1.2 session, each resumed once while not revoked."""
     out = []
     for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
-        ctx = _ctx(env, crt, key, v)
+        ctx = cert_ctx(env, crt, key, v)
         with env.connect(gw.port, ctx=ctx) as c:
             eq(c.request("GET", "/session").status, 200, "%s: first request" % v.name)
             sess = c.session
@@ -274,191 +147,145 @@ def _check_resumption_refused(env, gw, sessions, what):
     eq(env.upstream_count(), before, "%s: resumed requests that reached the upstream" % what)
 
 
+def _open_before(env, gw, ctx, crt, key):
+    """Resumable sessions (_sessions) and a live connection, made while
+    crt is not revoked: (sessions, live connection)."""
+    sessions = _sessions(env, gw, crt, key)
+    live = env.connect(gw.port, ctx=ctx)
+    eq(live.request("GET", "/live").status, 200, "live connection before the revocation")
+    return sessions, live
+
+
+def _check_all_refused(env, gw, ctx, sessions, live, what):
+    """After a revocation: the live connection is closed within 1 s, a new
+    handshake gets certificate_revoked and no session resumes."""
+    check(live.is_closed(timeout=1.0), "%s: live connection still open after 1 s" % what)
+    live.close()
+    _check_revoked_alert(env, gw, ctx, what)
+    _check_resumption_refused(env, gw, sessions, what)
+
+
+def _post(env, gw, ctx, path, body):
+    with env.connect(gw.port, ctx=ctx) as c:
+        return post_json(c, path, body, timeout=15)
+
+
+def _nonce(env, gw, ctx, what):
+    """A challenge with ctx: its nonce (exactly 200)."""
+    r = _post(env, gw, ctx, "/certificates/challenge", {})
+    eq(r.status, 200, what)
+    return r.json()["nonce"]
+
+
+def _while_attesting(v, request, action, what):
+    """Sends request() in a thread; once it is held at the verifier (token
+    allow-slow) runs action(), then lets the verifier answer. request's
+    response."""
+    result = {}
+
+    def run():
+        try:
+            result["resp"] = request()
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    check(v.arrived.wait(10), "the %s never reached the verifier" % what)
+    action()
+    time.sleep(0.3)   # the mirror has the entry (pub/sub is sub-millisecond here)
+    v.release()
+    t.join(15)
+    check("resp" in result, "%s failed without an answer: %r" % (what, result.get("error")))
+    return result["resp"]
+
+
 @test("rev11: a device revoked by id: its certificates, even one signed after the "
       "revocation, refused on new, cached, resumed and live connections")
 def _(env):
-    pki = _Pki(env)
-    redis = _Redis(env)
-    gw = None
-    try:
-        gw = _Gw(env, "rev11-device", redis)
+    with _rig(env, "rev11-device") as (pki, redis, gw):
         dev = "rev11-phone-%d" % os.getpid()
-        crt1, key1 = pki.leaf("dev-a", dev, "0x0A0A01")
-        ctx1 = _ctx(env, crt1, key1)
+        crt1, key1 = pki.device_leaf("dev-a", dev, "0x0A0A01")
+        ctx1 = cert_ctx(env, crt1, key1)
         check(_served(env, gw, ctx1) and _served(env, gw, ctx1), "served before the revocation")
         hits = gw.health()["verify_cache"]["hits"]
         check(hits >= 1, "second handshake was not a verify-cache hit (%r)" % hits)
-        sessions = _sessions(env, gw, crt1, key1)
-        live = env.connect(gw.port, ctx=ctx1)
-        eq(live.request("GET", "/live").status, 200, "live connection before")
+        sessions, live = _open_before(env, gw, ctx1, crt1, key1)
 
         status, doc = gw.admin("POST", "/admin/revocations", {"device_id": dev, "reason": "stolen"})
         eq((status, doc), (200, {"device_id": dev, "entry": "device-id=" + dev,
                                  "revoked": ["device-id=" + dev], "certificates": 0}),
            "POST device_id (no issuance: the device entry alone)")
         eq(redis.cli("SISMEMBER", KEY, "device-id=" + dev), "1", "device entry in the set")
-        check(live.is_closed(timeout=1.0), "live connection of the device still open after 1 s")
-        live.close()
-        _check_revoked_alert(env, gw, ctx1, "cached chain of a revoked device")
-        _check_resumption_refused(env, gw, sessions, "revoked device")
+        _check_all_refused(env, gw, ctx1, sessions, live, "cached chain of a revoked device")
 
         # the race: a certificate for the same device id signed after the
         # revocation read anything (its serial is in no list anywhere)
-        crt2, key2 = pki.leaf("dev-b", dev, "0x0A0A02")
-        _check_revoked_alert(env, gw, _ctx(env, crt2, key2), "certificate signed after")
+        crt2, key2 = pki.device_leaf("dev-b", dev, "0x0A0A02")
+        _check_revoked_alert(env, gw, cert_ctx(env, crt2, key2), "certificate signed after")
         check(any("certificate revoked (by its device id entry)" in ln
                   for ln in gw.gw.log_tail(100)), "refusal reason not logged")
-        crt3, key3 = pki.leaf("dev-c", "rev11-other-device", "0x0A0A03")
-        check(_served(env, gw, _ctx(env, crt3, key3)), "another device id was refused")
+        crt3, key3 = pki.device_leaf("dev-c", "rev11-other-device", "0x0A0A03")
+        check(_served(env, gw, cert_ctx(env, crt3, key3)), "another device id was refused")
         eq(gw.health()["revocation"]["unusable_entries"], 0, "unusable entries")
 
         # lifting the device entry restores it; the CLI writes the same entry
         status, doc = gw.admin("DELETE", "/admin/revocations/device-id=" + dev)
         eq((status, doc), (200, {"entry": "device-id=" + dev, "revoked": False}), "DELETE")
-        check(_wait(lambda: _served(env, gw, _ctx(env, crt2, key2)), 1.0), "lift not applied")
+        check(_wait(lambda: _served(env, gw, cert_ctx(env, crt2, key2)), 1.0), "lift not applied")
         rc, out, err = gw.cli("revoke", "--device-id", dev, "--reason", "lost")
         eq(rc, 0, "CLI revoke --device-id (stderr %r)" % err)
         check("revoked device-id=%s" % dev in out, "CLI output %r" % out)
-        check(_wait(lambda: not _served(env, gw, _ctx(env, crt2, key2)), 1.0),
+        check(_wait(lambda: not _served(env, gw, cert_ctx(env, crt2, key2)), 1.0),
               "CLI device revocation not applied")
         rc, out, err = gw.cli("revocations")
         eq(rc, 0, "CLI revocations")
         check(("device-id=%s\t" % dev) in out and "lost" in out, "listing %r" % out)
-    finally:
-        if gw:
-            gw.stop()
-        redis.stop()
-
-
-class _SlowVerifier:
-    """An http attestation verifier. 'allow' passes at once; 'allow-slow'
-    waits until release() (a slow attested renewal)."""
-
-    def __init__(self):
-        self.arrived = threading.Event()
-        self.go = threading.Event()
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if body.get("integrity_token") == "allow-slow":
-                    outer.arrived.set()
-                    outer.go.wait(10)
-                out = json.dumps({"verdict": "allow", "summary": "ok"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *a):
-                pass
-
-        self.port = free_port()
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.go.set()
-        self.srv.shutdown()
-        self.srv.server_close()
-
-
-def _post(env, gw, ctx, path, body):
-    with env.connect(gw.port, ctx=ctx) as c:
-        c.send(build_request("POST", path, headers=[("Content-Type", "application/json")],
-                             body=json.dumps(body).encode(), bearer=None))
-        return c.read_response(timeout=15)
-
-
-def _csr(pki, name):
-    key = pki.path(name + ".key")
-    csr = pki.path(name + ".csr")
-    _run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-out", key)
-    _run("openssl", "req", "-new", "-config", pki.cnf, "-key", key, "-subj", "/CN=x", "-out", csr)
-    with open(csr) as f:
-        return key, f.read()
 
 
 @test("rev11: a device revoked during a slow attested renewal gets 403 device_revoked, "
       "nothing is signed, and it cannot renew again", timeout=60)
 def _(env):
-    pki = _Pki(env)
-    redis = _Redis(env)
-    v = _SlowVerifier()
-    gw = None
-    try:
-        gw = _Gw(env, "rev11-renew", redis, issuance={
-            "path_prefix": "/certificates/", "ca_cert": env.pki("device-ca.crt"),
-            "ca_key": env.pki("device-ca.key"), "lifetime": "1d", "nonce_ttl": "1m",
-            "platforms": {"huawei": {"provider": "http",
-                                     "url": "http://127.0.0.1:%d/verify" % v.port}}})
+    with _issuing_rig(env, "rev11-renew") as (pki, redis, gw, v):
         boot = env.client_context("bootstrap")
-        r = _post(env, gw, boot, "/certificates/challenge", {})
-        eq(r.status, 200, "challenge")
-        key1, csr1 = _csr(pki, "iss1")
+        nonce = _nonce(env, gw, boot, "challenge")
+        key1, csr1 = pki.csr_pem("iss1")
         r = _post(env, gw, boot, "/certificates/issue",
-                  {"csr": csr1, "platform": "huawei", "integrity_token": "allow",
-                   "nonce": r.json()["nonce"]})
+                  {"csr": csr1, "platform": "huawei", "integrity_token": "allow", "nonce": nonce})
         eq(r.status, 201, "issue (%s)" % r.body[:200])
         first = r.json()
         dev = first["device_id"]
         crt1 = pki.path("iss1.crt")
         with open(crt1, "w") as f:
             f.write(first["certificate_chain"])
-        ctx1 = _ctx(env, crt1, key1)
+        ctx1 = cert_ctx(env, crt1, key1)
         check(_served(env, gw, ctx1), "issued certificate not served")
 
-        r = _post(env, gw, ctx1, "/certificates/challenge", {})
-        eq(r.status, 200, "challenge over the device class")
-        nonce = r.json()["nonce"]
-        key2, csr2 = _csr(pki, "iss2")
-        result = {}
+        nonce = _nonce(env, gw, ctx1, "challenge over the device class")
+        key2, csr2 = pki.csr_pem("iss2")
 
-        def renew():
-            try:
-                result["resp"] = _post(env, gw, ctx1, "/certificates/renew",
-                                       {"csr": csr2, "platform": "huawei",
-                                        "integrity_token": "allow-slow", "nonce": nonce})
-            except Exception as e:  # noqa: BLE001 - reported below
-                result["error"] = e
+        def revoke():
+            status, doc = gw.admin("POST", "/admin/revocations", {"device_id": dev})
+            eq(status, 200, "POST device_id during the renewal (%r)" % (doc,))
+            eq(sorted(doc["revoked"]), sorted(["device-id=" + dev, "device:" + first["serial"]]),
+               "revoked entries")
 
-        t = threading.Thread(target=renew)
-        t.start()
-        check(v.arrived.wait(10), "the renewal never reached the verifier")
-        status, doc = gw.admin("POST", "/admin/revocations", {"device_id": dev})
-        eq(status, 200, "POST device_id during the renewal (%r)" % (doc,))
-        eq(sorted(doc["revoked"]), sorted(["device-id=" + dev, "device:" + first["serial"]]),
-           "revoked entries")
-        time.sleep(0.3)   # the mirror has the entry (pub/sub is sub-millisecond here)
-        v.go.set()
-        t.join(15)
-        check("resp" in result, "renewal failed without an answer: %r" % result.get("error"))
-        resp = result["resp"]
+        resp = _while_attesting(v, lambda: _post(env, gw, ctx1, "/certificates/renew", {
+            "csr": csr2, "platform": "huawei", "integrity_token": "allow-slow", "nonce": nonce}),
+            revoke, "renewal")
         eq((resp.status, resp.json().get("error")), (403, "device_revoked"),
            "renewal of a device revoked meanwhile")
         eq(redis.cli("SCARD", "portcullis:device:" + dev), "1", "a certificate was recorded")
         _check_revoked_alert(env, gw, ctx1, "renewing with the revoked device's certificate")
-    finally:
-        if gw:
-            gw.stop()
-        v.stop()
-        redis.stop()
 
 
 @test("rev11: a 20-octet serial written to Redis with leading zeros, or as DER prints it, "
       "revokes the certificate")
 def _(env):
-    pki = _Pki(env)
-    redis = _Redis(env)
-    gw = None
-    try:
-        gw = _Gw(env, "rev11-serial", redis)
+    with _rig(env, "rev11-serial") as (pki, redis, gw):
         hexs = "7f0102030405060708090a0b0c0d0e0f10111213"   # 20 octets
-        crt, key = pki.leaf("long-serial", "rev11-long", "0x" + hexs)
-        ctx = _ctx(env, crt, key)
+        crt, key = pki.device_leaf("long-serial", "rev11-long", "0x" + hexs)
+        ctx = cert_ctx(env, crt, key)
         resp, _ = _get(env, gw, ctx)
         eq(resp.status if resp else None, 200, "served before")
         eq(upstream_headers(upstream_info(resp), "X-Client-Cert-Serial"), [hexs], "serial header")
@@ -487,23 +314,14 @@ def _(env):
            "DELETE by the stored spelling")
         eq(redis.cli("SCARD", KEY), "0", "the stored spelling was removed from the set")
         check(_wait(lambda: _served(env, gw, ctx), 1.0), "lift by the stored spelling")
-    finally:
-        if gw:
-            gw.stop()
-        redis.stop()
 
 
 @test("rev11: unusable entries are counted, shown in /admin/health and logged; the admin "
       "API and the CLI refuse unknown classes and serials that cannot match")
 def _(env):
-    redis = _Redis(env)
-    gw = None
     bad = ["devcie:1a2b", "device:xyz", "device:1" + "0" * 40, "sha256:1234"]
-    try:
-        for e in bad:
-            redis.write(e, publish=False)    # written before the gateway loads the set
-        redis.write("device:0badc0de1234", publish=False)   # usable: not counted
-        gw = _Gw(env, "rev11-unusable", redis)
+    # written before the gateway loads the set; the last one is usable: not counted
+    with _rig(env, "rev11-unusable", seed=bad + ["device:0badc0de1234"]) as (_, redis, gw):
         rev = gw.health()["revocation"]
         eq(rev["unusable_entries"], len(bad), "unusable entries after the load (%r)" % rev)
         eq(rev["entries"], 1, "usable entries loaded")
@@ -565,25 +383,16 @@ def _(env):
            "API: 20 octets with a leading zero")
         rc, out, err = gw.cli("revoke", "--class", "device", "--serial", "00:" + ":".join(["22"] * 20))
         eq(rc, 0, "CLI: 20 octets with a leading zero octet (stderr %r)" % err)
-    finally:
-        if gw:
-            gw.stop()
-        redis.stop()
 
 
 @test("rev11: revoking an intermediate CA by fingerprint refuses the leaves under it on new, "
       "cached, resumed and live connections; its serial does not name it")
 def _(env):
-    pki = _Pki(env)
-    redis = _Redis(env)
-    gw = None
-    try:
-        gw = _Gw(env, "rev11-intermediate", redis)
-        int_crt, _ = pki.intermediate("int1", "0x1D1D")
-        int_dir = pki.dir
-        crt, key = pki.leaf("under-int", "rev11-under-int", "0x77", ca="int1", ca_dir=int_dir)
+    with _rig(env, "rev11-intermediate") as (pki, redis, gw):
+        int_crt, int_key = pki.intermediate("int1", "0x1D1D")
+        crt, key = pki.device_leaf("under-int", "rev11-under-int", "0x77", (int_crt, int_key))
         chain = pki.bundle("under-int-chain", crt, int_crt)
-        ctx = _ctx(env, chain, key)
+        ctx = cert_ctx(env, chain, key)
         resp, err = _get(env, gw, ctx)
         check(resp is not None and resp.status == 200, "leaf under the intermediate: %r %r"
               % (resp, err))
@@ -599,49 +408,31 @@ def _(env):
         eq(status, 200, "lift the serial entry")
 
         other = env.client_context("device")
-        entry = _fingerprint(int_crt)
-        sessions = _sessions(env, gw, chain, key)
-        live = env.connect(gw.port, ctx=ctx)
-        eq(live.request("GET", "/live").status, 200, "live before")
+        entry = fingerprint(int_crt)
+        sessions, live = _open_before(env, gw, ctx, chain, key)
         status, doc = gw.admin("POST", "/admin/revocations", {"fingerprint": entry})
         eq((status, doc), (201, {"entry": entry, "revoked": True}), "revoke the intermediate")
-        check(live.is_closed(timeout=1.0), "live connection still open")
-        live.close()
-        _check_revoked_alert(env, gw, ctx, "leaf under an intermediate revoked by fingerprint")
-        _check_resumption_refused(env, gw, sessions, "intermediate revoked by fingerprint")
+        _check_all_refused(env, gw, ctx, sessions, live,
+                           "leaf under an intermediate revoked by fingerprint")
         check(any("certificate revoked (by its issuing CA entry)" in ln
                   for ln in gw.gw.log_tail(100)), "refusal reason not logged")
         check(_served(env, gw, other), "a leaf directly under the device CA was refused")
         status, doc = gw.admin("DELETE", "/admin/revocations/" + entry)
         eq(status, 200, "lift")
         check(_wait(lambda: _served(env, gw, ctx), 1.0), "lift of the intermediate")
-    finally:
-        if gw:
-            gw.stop()
-        redis.stop()
-
-
-def _serial_of(crt):
-    out = _run("openssl", "x509", "-in", crt, "-noout", "-serial").strip()
-    return out.split("=", 1)[1].lower().lstrip("0") or "0"
 
 
 @test("rev11: a leaf and a CA with the same serial: revoking the leaf's serial refuses that "
       "leaf only, and the admin API and the CLI warn about the CA in the bundle")
 def _(env):
-    pki = _Pki(env)
-    redis = _Redis(env)
-    gw = None
-    try:
-        gw = _Gw(env, "rev11-collide", redis)
+    with _rig(env, "rev11-collide") as (pki, redis, gw):
         # openssl ca setups often start every serial file at the same value
-        int_crt, _ = pki.intermediate("int1000", "0x1000")
-        a_crt, a_key = pki.leaf("leaf-1000", "rev11-leaf-1000", "0x1000", ca="int1000",
-                                ca_dir=pki.dir)
-        b_crt, b_key = pki.leaf("leaf-1001", "rev11-leaf-1001", "0x1001", ca="int1000",
-                                ca_dir=pki.dir)
-        ctx_a = _ctx(env, pki.bundle("a-chain", a_crt, int_crt), a_key)
-        ctx_b = _ctx(env, pki.bundle("b-chain", b_crt, int_crt), b_key)
+        int_ca = pki.intermediate("int1000", "0x1000")
+        int_crt = int_ca[0]
+        a_crt, a_key = pki.device_leaf("leaf-1000", "rev11-leaf-1000", "0x1000", int_ca)
+        b_crt, b_key = pki.device_leaf("leaf-1001", "rev11-leaf-1001", "0x1001", int_ca)
+        ctx_a = cert_ctx(env, pki.bundle("a-chain", a_crt, int_crt), a_key)
+        ctx_b = cert_ctx(env, pki.bundle("b-chain", b_crt, int_crt), b_key)
         check(_served(env, gw, ctx_a) and _served(env, gw, ctx_b), "both leaves served before")
         live_b = env.connect(gw.port, ctx=ctx_b)
         eq(live_b.request("GET", "/live").status, 200, "sibling live before")
@@ -656,8 +447,8 @@ def _(env):
         live_b.close()
 
         # the serial of a CA in the class bundle: written, with a warning
-        ca_serial = _serial_of(env.pki("device-ca.crt"))
-        ca_fp = _fingerprint(env.pki("device-ca.crt"))
+        ca_serial = serial_of(env.pki("device-ca.crt")).lower().lstrip("0") or "0"
+        ca_fp = fingerprint(env.pki("device-ca.crt"))
         status, doc = gw.admin("POST", "/admin/revocations",
                                {"class": "device", "serial": ca_serial})
         eq((status, doc.get("entry"), doc.get("revoked")), (201, "device:" + ca_serial, True),
@@ -674,127 +465,51 @@ def _(env):
         rc, out, err = gw.cli("revoke", "--class", "device", "--serial", "1001")
         eq((rc, err), (0, ""), "CLI revoke of a serial no CA has")
         check(_wait(lambda: not _served(env, gw, ctx_b), 1.0), "device:1001 not applied")
-    finally:
-        if gw:
-            gw.stop()
-        redis.stop()
 
 
 @test("rev11: a bootstrap certificate revoked during a slow attested issue gets 403 "
       "certificate_revoked and nothing is signed", timeout=60)
 def _(env):
-    redis = _Redis(env)
-    pki = _Pki(env)
-    v = _SlowVerifier()
-    gw = None
-    try:
-        gw = _Gw(env, "rev11-issue", redis, issuance={
-            "path_prefix": "/certificates/", "ca_cert": env.pki("device-ca.crt"),
-            "ca_key": env.pki("device-ca.key"), "lifetime": "1d", "nonce_ttl": "1m",
-            "platforms": {"huawei": {"provider": "http",
-                                     "url": "http://127.0.0.1:%d/verify" % v.port}}})
+    with _issuing_rig(env, "rev11-issue") as (pki, redis, gw, v):
         boot = env.client_context("bootstrap")
-        r = _post(env, gw, boot, "/certificates/challenge", {})
-        eq(r.status, 200, "challenge")
-        nonce = r.json()["nonce"]
-        _, csr = _csr(pki, "boot-iss")
-        result = {}
+        nonce = _nonce(env, gw, boot, "challenge")
+        _, csr = pki.csr_pem("boot-iss")
+        fp = fingerprint(env.pki("bootstrap.crt"))
 
-        def issue():
-            try:
-                result["resp"] = _post(env, gw, boot, "/certificates/issue",
-                                       {"csr": csr, "platform": "huawei",
-                                        "integrity_token": "allow-slow", "nonce": nonce})
-            except Exception as e:  # noqa: BLE001 - reported below
-                result["error"] = e
+        def revoke():
+            status, doc = gw.admin("POST", "/admin/revocations", {"fingerprint": fp})
+            eq((status, doc), (201, {"entry": fp, "revoked": True}), "revoke the bootstrap cert")
 
-        t = threading.Thread(target=issue)
-        t.start()
-        check(v.arrived.wait(10), "the issue never reached the verifier")
-        fp = _fingerprint(env.pki("bootstrap.crt"))
-        status, doc = gw.admin("POST", "/admin/revocations", {"fingerprint": fp})
-        eq((status, doc), (201, {"entry": fp, "revoked": True}), "revoke the bootstrap cert")
-        time.sleep(0.3)   # the mirror has the entry
-        v.go.set()
-        t.join(15)
-        check("resp" in result, "issue failed without an answer: %r" % result.get("error"))
-        resp = result["resp"]
+        resp = _while_attesting(v, lambda: _post(env, gw, boot, "/certificates/issue", {
+            "csr": csr, "platform": "huawei", "integrity_token": "allow-slow", "nonce": nonce}),
+            revoke, "issue")
         eq((resp.status, resp.json().get("error")), (403, "certificate_revoked"),
            "issue from a bootstrap certificate revoked meanwhile")
         eq(redis.cli("KEYS", "portcullis:issued:*"), "", "an issuance was recorded")
         eq(redis.cli("KEYS", "portcullis:device:*"), "", "a device was recorded")
         _check_revoked_alert(env, gw, boot, "the revoked bootstrap certificate")
-    finally:
-        if gw:
-            gw.stop()
-        v.stop()
-        redis.stop()
 
 
-_CA_CNF = """\
-[ca]
-default_ca = ca_default
-[ca_default]
-dir = %(dir)s
-database = %(dir)s/index.txt
-new_certs_dir = %(dir)s
-serial = %(dir)s/serial
-default_md = sha256
-policy = pol_any
-unique_subject = no
-copy_extensions = none
-[pol_any]
-organizationName = optional
-commonName = supplied
-[v3_int]
-basicConstraints = critical,CA:true,pathlen:0
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-
-
-def _short_intermediate(env, pki, name, seconds):
-    """An intermediate CA under the device CA that expires `seconds` from now
-    (openssl ca -enddate: OpenSSL 3.0's x509 -req has days only)."""
-    d = pki.path(name + "-ca")
-    os.makedirs(d, exist_ok=True)
-    open(os.path.join(d, "index.txt"), "w").close()
-    with open(os.path.join(d, "serial"), "w") as f:
-        f.write("5E5E\n")
-    cnf = os.path.join(d, "ca.cnf")
-    with open(cnf, "w") as f:
-        f.write(_CA_CNF % {"dir": d})
-    key, csr = pki._csr(name, "/O=Example Org/CN=Portcullis Short Intermediate")
-    fmt = "%Y%m%d%H%M%SZ"
-    start = time.strftime(fmt, time.gmtime(time.time() - 60))
+def _short_intermediate(pki, name, seconds):
+    """An intermediate CA under the device CA that expires `seconds` from
+    now: (crt, key, its notAfter as a Unix time)."""
+    key, csr = pki.csr(name, "/O=Example Org/CN=Portcullis Short Intermediate")
     end_t = int(time.time()) + seconds
-    crt = pki.path(name + ".crt")
-    _run("openssl", "ca", "-batch", "-notext", "-config", cnf, "-cert", env.pki("device-ca.crt"),
-         "-keyfile", env.pki("device-ca.key"), "-in", csr, "-out", crt, "-startdate", start,
-         "-enddate", time.strftime(fmt, time.gmtime(end_t)), "-extensions", "v3_int")
-    return crt, key, end_t
+    return pki.sign_dated(name, csr, "v3_int", time.time() - 60, end_t, "5E5E"), key, end_t
 
 
 @test("rev11: an intermediate that expires before the leaf ends live connections and "
       "resumption when it expires; the header keeps the leaf's notAfter", timeout=60)
 def _(env):
-    pki = _Pki(env)
-    redis = _Redis(env)
-    gw = None
-    try:
-        gw = _Gw(env, "rev11-int-expiry", redis)
-        int_crt, _, end_t = _short_intermediate(env, pki, "short-int", 8)
-        crt, key = pki.leaf("under-short", "rev11-under-short", "0x5151", ca="short-int",
-                            ca_dir=pki.dir)
+    with _rig(env, "rev11-int-expiry") as (pki, redis, gw):
+        int_crt, int_key, end_t = _short_intermediate(pki, "short-int", 8)
+        crt, key = pki.device_leaf("under-short", "rev11-under-short", "0x5151",
+                                   (int_crt, int_key))
         chain = pki.bundle("under-short-chain", crt, int_crt)
-        ctx = _ctx(env, chain, key)
+        ctx = cert_ctx(env, chain, key)
         resp, err = _get(env, gw, ctx)
         check(resp is not None and resp.status == 200, "served before: %r %r" % (resp, err))
-        leaf_na = _run("openssl", "x509", "-in", crt, "-noout", "-enddate").strip()
-        leaf_na = time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                time.strptime(leaf_na.split("=", 1)[1], "%b %d %H:%M:%S %Y GMT"))
-        eq(upstream_headers(upstream_info(resp), "X-Client-Cert-Not-After"), [leaf_na],
+        eq(upstream_headers(upstream_info(resp), "X-Client-Cert-Not-After"), [not_after_of(crt)],
            "header: the leaf's own notAfter")
         sessions = _sessions(env, gw, chain, key)
         live = env.connect(gw.port, ctx=ctx)
@@ -815,24 +530,17 @@ def _(env):
               "CERTIFICATE_EXPIRED" in (e.reason or ""), "new handshake: %r %r" % (r, e))
         eq(env.upstream_count(), before, "requests that reached the upstream")
         check(_served(env, gw, env.client_context("device")), "another device refused")
-    finally:
-        if gw:
-            gw.stop()
-        redis.stop()
 
 
 @test("rev11: lifting one spelling of an entry the set also holds in another keeps it "
       "revoked until that spelling goes too: the mirror agrees with the set at once and "
       "after a resync", timeout=60)
 def _(env):
-    pki = _Pki(env)
-    redis = _Redis(env)
-    gw = None
-    try:
-        gw = _Gw(env, "rev11-spellings", redis, extra={"revocation": {"resync_interval": "1s"}})
+    with _rig(env, "rev11-spellings", extra={"revocation": {"resync_interval": "1s"}}) as (
+            pki, redis, gw):
         ctx = env.client_context("device")   # serial 0badc0de1234 (scripts/gen-pki.sh)
-        o_crt, o_key = pki.leaf("unspelled", "rev11-unspelled", "0x5EED")
-        other = _ctx(env, o_crt, o_key)
+        o_crt, o_key = pki.device_leaf("unspelled", "rev11-unspelled", "0x5EED")
+        other = cert_ctx(env, o_crt, o_key)
         check(_served(env, gw, ctx), "served before")
 
         def refused_throughout(seconds, what):
@@ -885,7 +593,3 @@ def _(env):
         redis.write("device:0BADC0DE1234", op="SREM")
         check(_wait(lambda: _served(env, gw, ctx), 1.0), "lift of the last spelling")
         eq(gw.health()["revocation"]["entries"], 0, "mirror entries")
-    finally:
-        if gw:
-            gw.stop()
-        redis.stop()

@@ -9,9 +9,9 @@ import subprocess
 import time
 
 from harness import (BINARY, SetupError, build_request, check, check_json_error,
-                     eq, kill_group, short, test, to_yaml, upstream_info)
+                     eq, short, test, to_yaml, upstream_info)
 from tlsprobe import (TLS12, TLS13, VERSIONS, client_ctx, expect_alert, mint, mint_dated,
-                      revocation_gateway, revoke, verdict, wait_for)
+                      revocation_gateway, verdict, wait_for)
 
 
 def _closed_cleanly(conn, timeout):
@@ -115,9 +115,7 @@ def _check_resumes(env, gw, ctx, session, what):
 @test("refused resumption: revoked gets certificate_revoked, revocation unknown gets "
       "internal_error, in the handshake (TLS 1.3 and 1.2)", timeout=60)
 def _(env):
-    gw, proc, port = revocation_gateway(env, "tls-resume-alerts")
-    try:
-
+    with revocation_gateway(env, "tls-resume-alerts") as (gw, redis):
         crt_key = mint(env, "resume-revoked", "v3_device", "7e50e5")
         sessions = {}
         for ver, vlabel in VERSIONS:
@@ -125,14 +123,14 @@ def _(env):
             sess = _check_resumes(env, gw, ctx, sess, "%s: resumption before revocation" % vlabel)
             dctx, dsess = _session(env, gw, "device", ver)
             sessions[vlabel] = (ctx, sess, dctx, dsess)
-        revoke(port, "device:7e50e5")
+        redis.write("device:7e50e5")
         check(wait_for(lambda: verdict(env, gw, client_ctx(env, crt_key, TLS12))
                        == "SSLV3_ALERT_CERTIFICATE_REVOKED", 2), "revocation not applied within 2 s")
         for vlabel, (ctx, sess, _, _) in sessions.items():
             expect_alert(env, gw, ctx, "SSLV3_ALERT_CERTIFICATE_REVOKED",
                          "%s: resuming a session of a revoked certificate" % vlabel,
                          "certificate revoked (resumed session)", session=sess)
-        kill_group(proc, 3)
+        redis.stop()
         check(wait_for(lambda: verdict(env, gw, client_ctx(env, "device", TLS13))
                        == "TLSV1_ALERT_INTERNAL_ERROR", 3), "fail_closed: still served with Redis down")
         for vlabel, (_, _, dctx, dsess) in sessions.items():
@@ -140,9 +138,6 @@ def _(env):
                          "%s: resuming while revocation status is unknown" % vlabel,
                          "revocation status unknown (Redis unavailable; failing closed; resumed "
                          "session)", session=dsess)
-    finally:
-        gw.stop()
-        kill_group(proc, 3)
 
 
 def _reissue(env, src, dst):

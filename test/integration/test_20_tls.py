@@ -6,10 +6,10 @@ import re
 import ssl
 import time
 
-from harness import (H_SERIAL, IDENTITY_HEADERS, check, check_identity, eq, kill_group, test,
+from harness import (H_SERIAL, IDENTITY_HEADERS, check, check_identity, eq, test,
                      upstream_headers, upstream_info)
 from tlsprobe import (SERIAL_20, SERIAL_21, TLS12, TLS13, VERSIONS, client_ctx, expect_alert, mint,
-                      revocation_gateway, revoke, verdict, wait_for)
+                      revocation_gateway, verdict, wait_for)
 
 
 # ---------------------------------------------------------------------------
@@ -75,27 +75,23 @@ for _ver, _vlabel in VERSIONS:
 @test("revoked cert refused with certificate_revoked; revocation unknown with internal_error "
       "(TLS 1.3 and 1.2), nothing reaches the upstream", timeout=60)
 def _(env):
-    gw, proc, port = revocation_gateway(env, "tls-matrix-revocation")
-    try:
+    with revocation_gateway(env, "tls-matrix-revocation") as (gw, redis):
         crt_key = mint(env, "revoked", "v3_device", "7e0c0ded")
         for ver, vlabel in VERSIONS:
             eq(verdict(env, gw, client_ctx(env, crt_key, ver)), "HTTP 200",
                "%s: before revocation" % vlabel)
-        revoke(port, "device:7e0c0ded")
+        redis.write("device:7e0c0ded")
         check(wait_for(lambda: verdict(env, gw, client_ctx(env, crt_key, TLS12)) != "HTTP 200", 2),
               "revocation not applied within 2 s")
         for ver, vlabel in VERSIONS:
             expect_alert(env, gw, client_ctx(env, crt_key, ver), "SSLV3_ALERT_CERTIFICATE_REVOKED",
                          "%s: revoked cert" % vlabel, "certificate revoked")
-        kill_group(proc, 3)
+        redis.stop()
         check(wait_for(lambda: verdict(env, gw, client_ctx(env, "device", TLS12)) != "HTTP 200", 3),
               "fail_closed: still served with Redis down")
         for ver, vlabel in VERSIONS:
             expect_alert(env, gw, client_ctx(env, "device", ver), "TLSV1_ALERT_INTERNAL_ERROR",
                          "%s: revocation status unknown" % vlabel, "revocation status unknown")
-    finally:
-        gw.stop()
-        kill_group(proc, 3)
 
 
 def _resume(env, version):

@@ -8,49 +8,18 @@ revocations on TLS connections is tested in test_60_revocation.py."""
 import http.client
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
 
-from harness import (BINARY, SetupError, check, eq, fail, free_port, kill_group, spawn,
-                     test, to_yaml, wait_tcp)
+from harness import (BINARY, check, eq, fail, free_port, kill_group, spawn, test, to_yaml,
+                     wait_tcp)
+from testkit import RedisServer
 
 KEY = "portcullis:revoked"
 CHANNEL = "portcullis:revocations"
 TOKEN = "admin-token-0123456789abcdef"
 FP = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-
-
-class _Redis:
-    def __init__(self, env):
-        self.env = env
-        self.port = free_port()
-        self.dir = os.path.join(env.tmp, "admin-redis-%d" % self.port)
-        os.makedirs(self.dir, exist_ok=True)
-        self.proc = None
-
-    def start(self):
-        exe = shutil.which("redis-server")
-        if not exe:
-            raise SetupError("redis-server not installed")
-        log = open(os.path.join(self.dir, "redis.log"), "ab")
-        self.proc = spawn([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", self.dir], stdout=log, stderr=log)
-        log.close()
-        wait_tcp(self.port, self.proc, 10, "redis-server")
-        return self
-
-    def stop(self):
-        kill_group(self.proc, 3)
-        self.proc = None
-
-    def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
-                           capture_output=True, text=True, timeout=10)
-        if r.returncode != 0:
-            fail("redis-cli %s: %s" % (args, r.stderr))
-        return r.stdout.strip()
 
 
 class _Subscriber:
@@ -127,7 +96,7 @@ def _error(status, doc, want_status, what):
 
 
 def _setup(env, name, redis=None):
-    redis = redis or _Redis(env).start()
+    redis = redis or RedisServer(env, "admin-redis").start()
     admin_port = free_port()
     cfg = env.config({
         "redis": {"address": "127.0.0.1:%d" % redis.port, "connect_timeout": "500ms",
@@ -392,7 +361,7 @@ def _(env):
 
 @test("admin: the gateway refuses to start without the token variable")
 def _(env):
-    redis = _Redis(env).start()
+    redis = RedisServer(env, "admin-redis").start()
     try:
         cfg = env.config({"redis": {"address": "127.0.0.1:%d" % redis.port},
                           "admin": {"listen": "127.0.0.1:%d" % free_port(),

@@ -6,65 +6,26 @@ one MULTI (see docs/revocation.md)."""
 
 import os
 import shutil
-import socket
 import ssl
-import subprocess
 import time
 
-from harness import (H_SERIAL, REFUSAL_ERRORS, SetupError, build_request, check, eq, fail,
-                     free_port, kill_group, spawn, test, upstream_info, wait_tcp)
-
-KEY = "portcullis:revoked"
-CHANNEL = "portcullis:revocations"
+from harness import H_SERIAL, REFUSAL_ERRORS, build_request, check, eq, test
+from testkit import RedisServer, redis_overrides, wait_until
 
 
-class Redis:
+class Redis(RedisServer):
     def __init__(self, env, port=None, rdb_dir=None):
-        self.env = env
-        self.port = port or free_port()
-        self.dir = rdb_dir or os.path.join(env.tmp, "redis-%d" % self.port)
-        os.makedirs(self.dir, exist_ok=True)
-        self.proc = None
-
-    def start(self):
-        exe = shutil.which("redis-server")
-        if not exe:
-            raise SetupError("redis-server not installed")
-        log = open(os.path.join(self.dir, "redis.log"), "ab")
-        self.proc = spawn([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", self.dir, "--dbfilename", "dump.rdb"],
-                          stdout=log, stderr=log)
-        log.close()
-        wait_tcp(self.port, self.proc, 10, "redis-server")
-        return self
-
-    def stop(self):
-        kill_group(self.proc, 3, )
-        self.proc = None
-
-    def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
-                           capture_output=True, text=True, timeout=10)
-        if r.returncode != 0:
-            fail("redis-cli %s: %s" % (args, r.stderr))
-        return r.stdout.strip()
+        super().__init__(env, "redis", port, rdb_dir)
 
     def revoke(self, entry, publish=True):
-        cmds = "MULTI\nSADD %s %s\n%sEXEC\n" % (KEY, entry, "PUBLISH %s +%s\n" % (CHANNEL, entry) if publish else "")
-        r = subprocess.run(["redis-cli", "-p", str(self.port)], input=cmds, capture_output=True,
-                           text=True, timeout=10)
-        check(r.returncode == 0, "redis-cli failed: %s" % r.stderr)
+        self.write(entry, publish)
 
     def lift(self, entry):
-        cmds = "MULTI\nSREM %s %s\nPUBLISH %s -%s\nEXEC\n" % (KEY, entry, CHANNEL, entry)
-        subprocess.run(["redis-cli", "-p", str(self.port)], input=cmds, capture_output=True,
-                       text=True, timeout=10)
+        self.write(entry, op="SREM")
 
 
 def _gateway(env, name, redis, extra=None):
-    over = {"redis": {"address": "127.0.0.1:%d" % redis.port, "connect_timeout": "500ms",
-                      "command_timeout": "500ms"},
-            "revocation": {"resync_interval": "30s"}}
+    over = redis_overrides(redis.port)
     for k, v in (extra or {}).items():
         over.setdefault(k, {}).update(v)
     return env.start_gateway(name, env.config(over))
@@ -80,12 +41,7 @@ def _ok(env, gw, cert="device", **kw):
 
 
 def _wait(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    return wait_until(cond, timeout)
 
 
 @test("revoked certificate: new handshakes refused within 1 s, others unaffected")

@@ -9,146 +9,16 @@ a twin of device.crt (same subject and serial, another key), a forgery of it
 (same subject, serial, issuer name and key, not signed by the device CA), and
 one that expires a few seconds after it is made."""
 
-import http.client
-import json
-import os
-import shutil
 import ssl
-import subprocess
 import time
 
-from harness import (H_FINGERPRINT, H_SERIAL, SetupError, check, eq, fail, free_port, kill_group,
-                     sha256, spawn, test, upstream_headers, upstream_info, wait_tcp)
+from certs import V3_CA, Minter, device_section, serial_of, subject_of
+from harness import (H_FINGERPRINT, H_SERIAL, check, eq, fail, free_port, sha256, test,
+                     upstream_headers, upstream_info, wait_tcp)
+from testkit import RedisServer, admin_request, cert_ctx, redis_overrides
 
 TOKEN = "vcache-admin-token-0123456789"
-REV_KEY = "portcullis:revoked"
-REV_CHANNEL = "portcullis:revocations"
-
-_CNF = """\
-[req]
-distinguished_name = req_dn
-prompt = no
-[req_dn]
-CN = placeholder
-[v3_ca]
-basicConstraints = critical,CA:true
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[v3_device]
-basicConstraints = critical,CA:false
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-subjectAltName = URI:urn:portcullis:device:device-1234
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[ca]
-default_ca = test_ca
-[test_ca]
-dir = CADIR
-database = $dir/index.txt
-new_certs_dir = $dir
-serial = $dir/serial
-default_md = sha256
-policy = policy_any
-unique_subject = no
-preserve = yes
-email_in_dn = no
-copy_extensions = none
-[policy_any]
-organizationName = optional
-commonName = supplied
-"""
-
-
-def _run(*cmd):
-    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        raise SetupError("%s failed: %s" % (" ".join(cmd[:3]), r.stderr.strip()[:300]))
-    return r.stdout
-
-
-class _Pki:
-    """Certificates made at test time in env.tmp/vcache, next to gen-pki's."""
-
-    def __init__(self, env):
-        self.env = env
-        self.dir = os.path.join(env.tmp, "vcache")
-        os.makedirs(os.path.join(self.dir, "ca"), exist_ok=True)
-        self.cnf = os.path.join(self.dir, "openssl.cnf")
-        with open(self.cnf, "w") as f:
-            f.write(_CNF.replace("CADIR", os.path.join(self.dir, "ca")))
-        for name, text in (("index.txt", ""), ("serial", "01\n")):
-            path = os.path.join(self.dir, "ca", name)
-            if not os.path.exists(path):
-                with open(path, "w") as f:
-                    f.write(text)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def key(self, name):
-        path = self.path(name + ".key")
-        _run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-out", path)
-        return path
-
-    def csr(self, name, key, subject):
-        path = self.path(name + ".csr")
-        _run("openssl", "req", "-new", "-config", self.cnf, "-key", key, "-subj", subject,
-             "-out", path)
-        return path
-
-    def sign(self, name, csr, ca_crt, ca_key, serial, days=1):
-        path = self.path(name + ".crt")
-        _run("openssl", "x509", "-req", "-sha256", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
-             "-set_serial", serial, "-days", str(days), "-extfile", self.cnf,
-             "-extensions", "v3_device", "-out", path)
-        return path
-
-    def sign_dated(self, name, csr, ca_crt, ca_key, start, end):
-        """Signed with explicit validity (UTC YYMMDDHHMMSSZ), via `openssl ca`."""
-        path = self.path(name + ".crt")
-        _run("openssl", "ca", "-config", self.cnf, "-batch", "-notext", "-md", "sha256",
-             "-preserveDN", "-cert", ca_crt, "-keyfile", ca_key, "-startdate", start,
-             "-enddate", end, "-extfile", self.cnf, "-extensions", "v3_device", "-in", csr,
-             "-out", path)
-        return path
-
-    def subject_of(self, crt):
-        out = _run("openssl", "x509", "-in", crt, "-noout", "-subject", "-nameopt", "compat")
-        return out.split("=", 1)[1].strip()
-
-    def serial_of(self, crt):
-        return "0x" + _run("openssl", "x509", "-in", crt, "-noout", "-serial").split("=", 1)[1].strip()
-
-
-def _ctx(env, crt, key):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(env.pki("server-ca.crt"))
-    ctx.load_cert_chain(crt, key)
-    return ctx
-
-
-def _redis(env):
-    exe = shutil.which("redis-server")
-    if not exe:
-        raise SetupError("redis-server not installed")
-    port = free_port()
-    d = os.path.join(env.tmp, "vcache-redis-%d" % port)
-    os.makedirs(d, exist_ok=True)
-    log = open(os.path.join(d, "redis.log"), "ab")
-    proc = spawn([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no", "--dir", d], stdout=log, stderr=log)
-    log.close()
-    wait_tcp(port, proc, 10, "redis-server")
-    return proc, port
-
-
-def _redis_multi(port, *cmds):
-    text = "MULTI\n" + "".join(c + "\n" for c in cmds) + "EXEC\n"
-    r = subprocess.run(["redis-cli", "-p", str(port)], input=text, capture_output=True,
-                       text=True, timeout=10)
-    check(r.returncode == 0, "redis-cli failed: %s" % r.stderr)
+_EXT = V3_CA + device_section("v3_device", "device-1234")
 
 
 class _Gw:
@@ -156,14 +26,12 @@ class _Gw:
 
     def __init__(self, env, name, size=100, lifetime="1h", own_redis=False):
         self.env = env
-        self.redis_proc = None
+        self.redis = None
         over = {"tls": {"verify_cache": {"size": size, "lifetime": lifetime}},
                 "logging": {"level": "debug"}}
         if own_redis:
-            self.redis_proc, self.redis_port = _redis(env)
-            over["redis"] = {"address": "127.0.0.1:%d" % self.redis_port,
-                             "connect_timeout": "500ms", "command_timeout": "500ms"}
-            over["revocation"] = {"resync_interval": "30s"}
+            self.redis = RedisServer(env, "vcache-redis").start()
+            over.update(redis_overrides(self.redis.port))
         self.admin_port = free_port()
         over["admin"] = {"listen": "127.0.0.1:%d" % self.admin_port}
         try:
@@ -171,23 +39,21 @@ class _Gw:
                                         environ={"PORTCULLIS_ADMIN_TOKEN": TOKEN})
             wait_tcp(self.admin_port, self.gw.proc, 10, "admin listener")
         except BaseException:
-            kill_group(self.redis_proc, 3)
+            self.stop_redis()
             raise
+
+    def stop_redis(self):
+        if self.redis:
+            self.redis.stop()
 
     def stop(self):
         self.gw.stop()
-        kill_group(self.redis_proc, 3)
+        self.stop_redis()
 
     def health(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
-        try:
-            c.request("GET", "/admin/health", headers={"Authorization": "Bearer " + TOKEN})
-            r = c.getresponse()
-            body = r.read()
-            eq(r.status, 200, "GET /admin/health")
-        finally:
-            c.close()
-        return json.loads(body.decode())
+        status, doc = admin_request(self.admin_port, TOKEN, "GET", "/admin/health")
+        eq(status, 200, "GET /admin/health")
+        return doc
 
     def counters(self):
         vc = self.health().get("verify_cache")
@@ -248,8 +114,7 @@ def _(env):
             check(info is not None, "connection %d refused before revocation: %s" % (i + 1, why))
         c0 = g.counters()
         check(c0["hits"] >= 1 and c0["entries"] == 1, "not cached before revocation: %r" % c0)
-        _redis_multi(g.redis_port, "SADD %s %s" % (REV_KEY, entry),
-                     "PUBLISH %s +%s" % (REV_CHANNEL, entry))
+        g.redis.write(entry)
         deadline = time.monotonic() + 2
         info = True
         while info is not None and time.monotonic() < deadline:
@@ -266,8 +131,7 @@ def _(env):
         check(info is None, "revoked certificate served on a later attempt")
         eq(g.counters()["hits"], c1["hits"], "hits on a later attempt (the entry is gone)")
         # lifting it: verified in full again, and cached again
-        _redis_multi(g.redis_port, "SREM %s %s" % (REV_KEY, entry),
-                     "PUBLISH %s -%s" % (REV_CHANNEL, entry))
+        g.redis.write(entry, op="SREM")
         deadline = time.monotonic() + 2
         while info is None and time.monotonic() < deadline:
             info, why = g.get(ctx())
@@ -281,22 +145,18 @@ def _(env):
 
 @test("verify cache: same subject and serial, another key or signature: never the cached entry")
 def _(env):
-    pki = _Pki(env)
+    pki = Minter(env, "vcache", _EXT)
     dev_crt = env.pki("device.crt")
-    subject = pki.subject_of(dev_crt)
-    serial = pki.serial_of(dev_crt)
-    ca_crt, ca_key = env.pki("device-ca.crt"), env.pki("device-ca.key")
+    subject = subject_of(dev_crt)
+    serial = "0x" + serial_of(dev_crt)
     # twin: same subject and serial from the same CA, another key pair
-    twin_key = pki.key("twin")
-    twin_crt = pki.sign("twin", pki.csr("twin", twin_key, subject), ca_crt, ca_key, serial)
+    twin_crt, twin_key = pki.leaf("twin", subject, serial, "v3_device", days=1)
     # forgery: device.crt's subject, serial, issuer name and public key, signed
     # by a look-alike CA (same name, another key): not signed by the device CA
     fake_key = pki.key("fake-ca")
-    fake_ca = pki.path("fake-ca.crt")
-    _run("openssl", "req", "-x509", "-new", "-config", pki.cnf, "-extensions", "v3_ca",
-         "-key", fake_key, "-subj", pki.subject_of(ca_crt), "-days", "1", "-out", fake_ca)
-    forged_crt = pki.sign("forged", pki.csr("forged", env.pki("device.key"), subject), fake_ca,
-                          fake_key, serial)
+    fake_ca = pki.self_signed("fake-ca", fake_key, subject_of(env.pki("device-ca.crt")))
+    _, forged_csr = pki.csr("forged", subject, key=env.pki("device.key"))
+    forged_crt = pki.sign("forged", forged_csr, serial, "v3_device", (fake_ca, fake_key), days=1)
 
     g = _Gw(env, "vcache-twin")
     try:
@@ -308,7 +168,7 @@ def _(env):
         c0 = g.counters()
         eq(c0["entries"], 1, "entries with device.crt cached")
 
-        info, why = g.get(_ctx(env, twin_crt, twin_key))
+        info, why = g.get(cert_ctx(env, twin_crt, twin_key))
         check(info is not None, "twin certificate (valid, same CA) refused: %s" % why)
         c1 = g.counters()
         eq((c1["hits"] - c0["hits"], c1["misses"] - c0["misses"]), (0, 1),
@@ -323,7 +183,7 @@ def _(env):
         eq(c1["entries"], 2, "entries: device and its twin each have their own")
 
         for i in range(3):
-            info, why = g.get(_ctx(env, forged_crt, env.pki("device.key")))
+            info, why = g.get(cert_ctx(env, forged_crt, env.pki("device.key")))
             check(info is None, "forged certificate accepted (attempt %d)" % (i + 1))
         c2 = g.counters()
         eq((c2["hits"] - c1["hits"], c2["misses"] - c1["misses"], c2["entries"]), (0, 3, 2),
@@ -355,17 +215,14 @@ def _(env):
 
 @test("verify cache: a cached certificate is refused once it has expired", timeout=60)
 def _(env):
-    pki = _Pki(env)
-    key = pki.key("soon")
-    csr = pki.csr("soon", key, "/O=Example Org/CN=device-soon")
+    pki = Minter(env, "vcache", _EXT)
+    key, csr = pki.csr("soon", "/O=Example Org/CN=device-soon")
     now = time.time()
-    fmt = lambda t: time.strftime("%y%m%d%H%M%SZ", time.gmtime(t))  # noqa: E731
     not_after = int(now) + 4
-    crt = pki.sign_dated("soon", csr, env.pki("device-ca.crt"), env.pki("device-ca.key"),
-                         fmt(now - 60), fmt(not_after))
+    crt = pki.sign_dated("soon", csr, "v3_device", now - 60, not_after, "01")
     g = _Gw(env, "vcache-expiry")
     try:
-        ctx = lambda: _ctx(env, crt, key)  # noqa: E731
+        ctx = lambda: cert_ctx(env, crt, key)  # noqa: E731
         info, why = g.get(ctx())
         check(info is not None, "short-lived certificate refused while valid: %s" % why)
         info, why = g.get(ctx())

@@ -8,36 +8,19 @@ import subprocess
 import threading
 import time
 
-from harness import (REPO, H_SERIAL, build_request, check, eq, fail, free_port, test,
-                     upstream_headers, upstream_info)
-
-MINT = os.path.join(REPO, "build", "mint-jwt")
-
+from harness import (H_SERIAL, build_request, check, eq, free_port, test, upstream_headers,
+                     upstream_info)
+from testkit import jwt_keys, mint_jwt
 
 def _keys(env):
-    """An EC P-256 signing key and its JWKS, made once per run."""
-    d = os.path.join(env.tmp, "jwt")
-    if not os.path.exists(os.path.join(d, "jwks.json")):
-        os.makedirs(d, exist_ok=True)
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", os.path.join(d, "es.pem")], check=True, capture_output=True)
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", os.path.join(d, "other.pem")], check=True, capture_output=True)
-        _mint(env, "--write-jwks", os.path.join(d, "jwks.json"), key="es.pem")
-    return d
+    """An EC P-256 signing key (es.pem), another (other.pem) and the JWKS of
+    the first, made once per run."""
+    return jwt_keys(env, "jwt", ("es", "other"))
 
 
-def _mint(env, *args, key="es.pem", **kw):
-    d = os.path.join(env.tmp, "jwt")
-    cmd = [MINT, "--key", os.path.join(d, key), "--alg", "ES256", "--kid", "k1",
-           "--iss", kw.get("iss", "https://issuer.example"), "--aud", kw.get("aud", "api"),
-           "--sub", kw.get("sub", "user-42"), "--exp-in", str(kw.get("exp_in", 300))]
-    if "x5t_of" in kw:
-        cmd += ["--x5t-s256-of", env.pki(kw["x5t_of"] + ".crt")]
-    r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=10)
-    if r.returncode != 0:
-        fail("mint-jwt failed: %s" % r.stderr)
-    return r.stdout.strip()
+def _mint(env, key="es.pem", x5t_of=None, **kw):
+    args = ["--x5t-s256-of", env.pki(x5t_of + ".crt")] if x5t_of else []
+    return mint_jwt(os.path.join(env.tmp, "jwt", key), *args, **kw)
 
 
 def _jwt_gateway(env, name, bind=False):

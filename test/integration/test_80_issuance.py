@@ -1,52 +1,19 @@
 """Certificate issuance: bootstrap certificate -> challenge -> attested CSR ->
 device certificate that then works on the API; renewal; refusals."""
 
-import hashlib
-import http.server
 import json
 import os
-import ssl
 import subprocess
-import threading
 import time
 
-from harness import (REFUSAL_ERRORS, REPO, build_request, check, eq, fail, free_port, test, upstream_headers,
+from certs import Minter
+from harness import (REFUSAL_ERRORS, REPO, check, eq, fail, free_port, test, upstream_headers,
                      upstream_info)
+from testkit import Verifier, cert_ctx, issuance_config, post_json
 
 MINT = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
 DIGEST = "Zm9vYmFyLWFwcC1zaWduaW5nLWNlcnQtZGlnZXN0LTA"   # base64url of the app signing cert digest
-
-
-class Verifier:
-    """An http attestation verifier: allows tokens starting with 'allow'."""
-
-    def __init__(self):
-        seen = self.seen = []
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                seen.append(body)
-                ok = body.get("integrity_token", "").startswith("allow")
-                out = json.dumps({"verdict": "allow", "summary": "ok"} if ok
-                                 else {"verdict": "deny", "reason": "test says no"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *a):
-                pass
-
-        self.port = free_port()
-        self.srv = http.server.HTTPServer(("127.0.0.1", self.port), H)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.srv.shutdown()
-        self.srv.server_close()
 
 
 def _setup(env):
@@ -63,20 +30,14 @@ def _gateway(env, name, verifier_port, extra=None, admin=None):
     """admin: (port, token) to add the admin listener."""
     d = _setup(env)
     cfg = env.config()
-    cfg["issuance"] = {
-        "path_prefix": "/certificates/",
-        "ca_cert": env.pki("device-ca.crt"), "ca_key": env.pki("device-ca.key"),
-        "lifetime": "1d", "nonce_ttl": "1m",
-        "platforms": {
-            "android": {"provider": "play_integrity", "package_name": PACKAGE,
-                        "decryption_key_file": os.path.join(d, "decryption.key"),
-                        "verification_key_file": os.path.join(d, "verification.key"),
-                        "certificate_sha256_digests": [DIGEST]},
-            "huawei": {"provider": "http", "url": "http://127.0.0.1:%d/verify" % verifier_port},
-            "feature_phone": {"provider": "refuse"},
-        },
-    }
-    cfg["issuance"].update(extra or {})
+    cfg["issuance"] = issuance_config(env, {
+        "android": {"provider": "play_integrity", "package_name": PACKAGE,
+                    "decryption_key_file": os.path.join(d, "decryption.key"),
+                    "verification_key_file": os.path.join(d, "verification.key"),
+                    "certificate_sha256_digests": [DIGEST]},
+        "huawei": {"provider": "http", "url": "http://127.0.0.1:%d/verify" % verifier_port},
+        "feature_phone": {"provider": "refuse"},
+    }, **(extra or {}))
     if admin:
         cfg["admin"] = {"listen": "127.0.0.1:%d" % admin[0]}
         return env.start_gateway(name, cfg, environ={"PORTCULLIS_ADMIN_TOKEN": admin[1]})
@@ -86,13 +47,10 @@ def _gateway(env, name, verifier_port, extra=None, admin=None):
 def _post(env, gw, cert, path, body, key=None, raw=None):
     ctx = None
     if key:   # a certificate/key pair from files outside the PKI
-        ctx = _ctx(env, cert, key)
+        ctx = cert_ctx(env, cert, key)
         cert = None
-    data = raw if raw is not None else json.dumps(body).encode()
     with env.connect(gw, cert, ctx=ctx) as c:
-        c.send(build_request("POST", path, headers=[("Content-Type", "application/json")], body=data,
-                             bearer=None))
-        return c.read_response()
+        return post_json(c, path, raw if raw is not None else body)
 
 
 def _challenge(env, gw, cert="bootstrap", **kw):
@@ -102,14 +60,7 @@ def _challenge(env, gw, cert="bootstrap", **kw):
 
 
 def _csr(env, name):
-    d = os.path.join(env.tmp, "issuance")
-    key, csr = os.path.join(d, name + ".key"), os.path.join(d, name + ".csr")
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=i-want-to-be-admin", "-out", csr],
-                   check=True, capture_output=True)
-    with open(csr) as f:
-        return key, f.read()
+    return Minter(env, "issuance").csr_pem(name, "/CN=i-want-to-be-admin")
 
 
 def _token(env, nonce, **kw):
@@ -134,13 +85,6 @@ def _issue(env, gw, name, platform="android", token=None, nonce=None):
     r = _post(env, gw, "bootstrap", "/certificates/issue",
               {"csr": csr, "platform": platform, "integrity_token": tok, "nonce": nonce})
     return r, key, nonce
-
-
-def _ctx(env, crt, key):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(env.pki("server-ca.crt"))
-    ctx.load_cert_chain(crt, key)
-    return ctx
 
 
 def _save(env, name, chain):
@@ -168,7 +112,7 @@ def _(env):
         check("TLS Web Client Authentication" in text, "no clientAuth EKU")
         check("CA:FALSE" in text, "not CA:FALSE")
         # the new certificate is a device-class identity on the API
-        with env.connect(gw, ctx=_ctx(env, crt, key)) as c:
+        with env.connect(gw, ctx=cert_ctx(env, crt, key)) as c:
             resp = c.request("GET", "/api/after-issuance")
         eq(resp.status, 200, "API status with the issued certificate")
         info = upstream_info(resp)
@@ -259,12 +203,12 @@ def _(env):
         crt2 = _save(env, "r1-renewed", second["certificate_chain"])
         time.sleep(0.5)
         try:
-            with env.connect(gw, ctx=_ctx(env, crt, key)) as c:
+            with env.connect(gw, ctx=cert_ctx(env, crt, key)) as c:
                 old = c.request("GET", "/api/old")
         except REFUSAL_ERRORS:
             old = None
         check(old is None, "the renewed-away certificate is still served (%r)" % (old,))
-        with env.connect(gw, ctx=_ctx(env, crt2, key2)) as c:
+        with env.connect(gw, ctx=cert_ctx(env, crt2, key2)) as c:
             eq(c.request("GET", "/api/new").status, 200, "renewed certificate served")
     finally:
         gw.stop()
@@ -292,7 +236,7 @@ def _(env):
 
     def served(crt, key):
         try:
-            with env.connect(gw, ctx=_ctx(env, crt, key)) as c:
+            with env.connect(gw, ctx=cert_ctx(env, crt, key)) as c:
                 return c.request("GET", "/api/device-revocation").status == 200
         except REFUSAL_ERRORS:
             return False

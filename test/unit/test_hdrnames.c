@@ -16,12 +16,7 @@
 
 #include "../../upstream/http.h"
 #include "check.h"
-
-static const char *ident_names[CFG_H__COUNT] = {
-    "X-Client-Cert-Serial", "X-Client-Cert-Fingerprint", "X-Client-Cert-Subject",
-    "X-Client-Cert-Issuer", "X-Client-Cert-SAN-URI", "X-Client-Cert-SAN-DNS",
-    "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
-};
+#include "hdrs_util.h"
 
 /* The gateway's own names (with the claim header below), as a client may send them. */
 static const char *const owned_names[] = {
@@ -86,21 +81,6 @@ static int variants(const char *name, char out[MAXV][80])
 static int odd(const char *name)
 {
     return strpbrk(name, seps) != NULL;
-}
-
-static void add(ups_hdrs_t *h, const char *n, const char *v)
-{
-    ups_hdrs_field(h, n, strlen(n));
-    ups_hdrs_value(h, v, strlen(v));
-}
-
-static char *head_text(struct evbuffer *b)
-{
-    size_t n = evbuffer_get_length(b);
-    char *s = malloc(n + 1);
-    evbuffer_remove(b, s, n);
-    s[n] = '\0';
-    return s;
 }
 
 static int cls(const ups_names_t *t, const ups_hdrs_t *h, const char *name)
@@ -300,9 +280,7 @@ static void test_build(const cfg_identity_t *icfg)
 int main(void)
 {
     cfg_identity_t icfg;
-    memset(&icfg, 0, sizeof(icfg));
-    for (int i = 0; i < CFG_H__COUNT; i++)
-        icfg.headers[i] = (char *)ident_names[i];
+    default_icfg(&icfg);
     static const char *const claims[] = {"X-Token-Subject"};
     char *allow[] = {"X-Real-IP"};
     cfg_http_t hc = {.underscores_in_headers = CFG_US_DROP, .forward_client_headers = allow,

@@ -4,27 +4,7 @@
 
 #include "../../upstream/http.h"
 #include "check.h"
-
-static const char *default_names[CFG_H__COUNT] = {
-    "X-Client-Cert-Serial", "X-Client-Cert-Fingerprint", "X-Client-Cert-Subject",
-    "X-Client-Cert-Issuer", "X-Client-Cert-SAN-URI", "X-Client-Cert-SAN-DNS",
-    "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
-};
-
-static void add(ups_hdrs_t *h, const char *n, const char *v)
-{
-    ups_hdrs_field(h, n, strlen(n));
-    ups_hdrs_value(h, v, strlen(v));
-}
-
-static char *head_text(struct evbuffer *b)
-{
-    size_t n = evbuffer_get_length(b);
-    char *s = malloc(n + 1);
-    evbuffer_remove(b, s, n);
-    s[n] = '\0';
-    return s;
-}
+#include "hdrs_util.h"
 
 static int count(const char *hay, const char *needle)
 {
@@ -74,9 +54,7 @@ int main(void)
     CHECK(!ups_is_hop_by_hop(&h, "X-App", 5), "X-App is end-to-end");
 
     cfg_identity_t icfg;
-    memset(&icfg, 0, sizeof(icfg));
-    for (int i = 0; i < CFG_H__COUNT; i++)
-        icfg.headers[i] = (char *)default_names[i];
+    default_icfg(&icfg);
     tls_identity_t id;
     memset(&id, 0, sizeof(id));
     id.class_name = "device";

@@ -374,16 +374,23 @@ static void test_messages(void)
               strcmp(out, "device:12") == 0, "message: only len bytes are read");
 }
 
+/* cfg zeroed but for the certificate classes names[0..n-1], held in cls. */
+static void with_classes(cfg_t *cfg, cfg_class_t *cls, const char *const *names, size_t n)
+{
+    memset(cfg, 0, sizeof *cfg);
+    memset(cls, 0, n * sizeof *cls);
+    for (size_t i = 0; i < n; i++)
+        snprintf(cls[i].name, sizeof cls[i].name, "%s", names[i]);
+    cfg->tls.classes = cls;
+    cfg->tls.nclasses = n;
+}
+
 static void test_usable(void)
 {
+    static const char *const names[] = {"device", "bootstrap"};
     cfg_t cfg;
     cfg_class_t cls[2];
-    memset(&cfg, 0, sizeof cfg);
-    memset(cls, 0, sizeof cls);
-    snprintf(cls[0].name, sizeof cls[0].name, "device");
-    snprintf(cls[1].name, sizeof cls[1].name, "bootstrap");
-    cfg.tls.classes = cls;
-    cfg.tls.nclasses = 2;
+    with_classes(&cfg, cls, names, 2);
     char why[300];
     CHECK(pol_rev_usable(&cfg, "device:1a", POL_REV_SERIAL, why, sizeof why) == 0 && !why[0],
           "usable: a configured class");
@@ -405,13 +412,10 @@ static void test_usable(void)
 /* Revoke by device id without issuance: the device entry alone, ready. */
 static void test_device_batch(void)
 {
+    static const char *const names[] = {"device"};
     cfg_t cfg;
     cfg_class_t cls[1];
-    memset(&cfg, 0, sizeof cfg);
-    memset(cls, 0, sizeof cls);
-    snprintf(cls[0].name, sizeof cls[0].name, "device");
-    cfg.tls.classes = cls;
-    cfg.tls.nclasses = 1;
+    with_classes(&cfg, cls, names, 1);
     cfg.revocation.key = "portcullis:revoked";
     cfg.revocation.channel = "portcullis:revocations";
     pol_revdevice_t d;
