@@ -8,6 +8,7 @@
 #include "config_int.h"
 #include "walk.h"
 
+#include <ctype.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -52,8 +53,43 @@ const char *const cfg_trust_headers[] = {
     "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
     "X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", "X-Original-Host", "X-Host",
     "X-Original-Forwarded-For", "X-ProxyUser-Ip", "X-Originating-IP", "X-Remote-IP", "X-Remote-Addr",
+    "X-Forwarded", "X-Client-Cert", "X-Url-Scheme", "Front-End-Https", "X-Scheme",
     NULL,
 };
+
+/* Each names every longer name that begins with it (X-Forwarded-Ssl, X-SSL-Client-Verify,
+ * Ssl-Client-Cert, X-Client-Certificate, X-ARR-ClientCert, X-Amzn-Mtls-Clientcert, ...). */
+const char *const cfg_trust_prefixes[] = {
+    "X-Forwarded-", "X-Envoy-", "X-SSL-", "SSL-Client-", "X-Client-Cert", "X-ARR-", "X-Amzn-Mtls-", NULL,
+};
+
+size_t cfg_identity_prefix(const cfg_identity_t *id)
+{
+    const char *a = id->headers[CFG_H_SERIAL];
+    size_t n = a ? strlen(a) : 0;
+    for (size_t i = CFG_H_SERIAL + 1; i <= CFG_H_CLASS && n; i++) {
+        const char *b = id->headers[i];
+        size_t k = 0;
+        while (k < n && b && b[k] && tolower((unsigned char)a[k]) == tolower((unsigned char)b[k]))
+            k++;
+        n = b ? k : 0;
+    }
+    while (n && a[n - 1] != '-')
+        n--;
+    /* at least two segments before the last '-', none empty: X-Client-Cert-, not X- */
+    size_t seg = 0, segs = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (a[k] != '-') {
+            seg++;
+            continue;
+        }
+        if (!seg)
+            return 0;
+        segs++;
+        seg = 0;
+    }
+    return segs >= 2 ? n : 0;
+}
 
 typedef struct {
     cfg_errors_t *errs;
@@ -781,9 +817,14 @@ static const char *forward_refusal(const cfg_t *cfg, const char *name)
         for (size_t k = 0; cfg->routes[i].jwt && k < cfg->routes[i].jwt->nclaims; k++)
             if (!strcasecmp(name, cfg->routes[i].jwt->claims[k].header))
                 return "is a token claim header (claims_to_headers)";
-    if ((strlen(name) > 12 && !strncasecmp(name, "X-Forwarded-", 12)) ||
-        (strlen(name) > 8 && !strncasecmp(name, "X-Envoy-", 8)))
-        return NULL;
+    size_t ip = cfg_identity_prefix(&cfg->identity);
+    if (ip && strlen(name) > ip && !strncasecmp(name, cfg->identity.headers[CFG_H_SERIAL], ip))
+        return "begins with the identity headers' prefix (identity.headers), which the gateway owns";
+    for (size_t i = 0; cfg_trust_prefixes[i]; i++) {
+        size_t pn = strlen(cfg_trust_prefixes[i]);
+        if (strlen(name) > pn && !strncasecmp(name, cfg_trust_prefixes[i], pn))
+            return NULL;
+    }
     for (size_t i = 0; cfg_trust_headers[i]; i++)
         if (!strcasecmp(name, cfg_trust_headers[i]))
             return NULL;

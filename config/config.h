@@ -215,6 +215,15 @@ typedef struct {
  * them, and every X-Forwarded-* it does not set itself, unless
  * http.forward_client_headers names them. NULL-terminated. */
 extern const char *const cfg_trust_headers[];
+/* Prefixes of trust headers: every name longer than one of them that begins
+ * with it (ASCII case-insensitive) is a trust header too. NULL-terminated. */
+extern const char *const cfg_trust_prefixes[];
+/* The gateway owns every header name under the certificate identity headers'
+ * (serial .. class, not device_id) common prefix, cut after its last '-',
+ * when that prefix has at least two non-empty segments (X-Client-Cert-, not
+ * X-). Returns the prefix's length in id->headers[CFG_H_SERIAL], 0 for
+ * none. Pure, no allocation. */
+size_t cfg_identity_prefix(const cfg_identity_t *id);
 
 enum cfg_log_level { CFG_LOG_ERROR = 0, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 enum cfg_log_format { CFG_LOG_TEXT = 0, CFG_LOG_JSON };

@@ -504,6 +504,10 @@ static int names_refused(gw_conn_t *c)
     int bad, r = ups_names_check(c->w->rt->hnames, h, &bad);
     if (!r)
         return 0;
+    if (r == UPS_NAME_EMPTY) {
+        CLOG(c, GW_INFO, "empty header name refused");
+        return stop(c, 400, "bad_header_name", "a header line has an empty name");
+    }
     uint32_t n = h->h[bad].name.len;
     CLOG(c, GW_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
     if (r == UPS_NAME_COLLISION)

@@ -21,6 +21,7 @@ under any route prefix, e.g. /timeout/slow?ms=3000):
     .../close              answer with Connection: close, then close
     .../hop                answer with hop-by-hop headers (Connection: X-Hop,
                            X-Hop: 1, Keep-Alive: timeout=5)
+    .../emptyname          answer with a header line of an empty name (": evil")
     /__count               number of requests served (excluding /__count)
 
 Usage: upstream.py [--port N]   (0 = any free port; prints "PORT <n>")
@@ -253,6 +254,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_json(200, info, extra_headers=[
                 ("Connection", "X-Hop"), ("X-Hop", "1"), ("Keep-Alive", "timeout=5"),
                 ("X-End-To-End", "kept")])
+        elif re.search(r"(?:^|/)emptyname$", path):
+            self.send_json(200, info, extra_headers=[("", "evil")])
         else:
             self.send_json(200, info)
 

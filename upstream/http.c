@@ -141,10 +141,22 @@ int ups_name_odd(const char *name, size_t n)
     return 0;
 }
 
+static int has_prefix(const char *name, size_t n, const char *prefix, size_t pn)
+{
+    return n > pn && ups_name_eq(name, pn, prefix, pn);
+}
+
 int ups_name_prefix(const char *name, size_t n, const char *prefix)
 {
-    size_t pn = strlen(prefix);
-    return n > pn && ups_name_eq(name, pn, prefix, pn);
+    return has_prefix(name, n, prefix, strlen(prefix));
+}
+
+int ups_hdrs_empty_name(const ups_hdrs_t *h)
+{
+    for (uint32_t i = 0; i < h->n; i++)
+        if (h->h[i].name.len == 0)
+            return (int)i;
+    return -1;
 }
 
 static int name_is(const ups_hdrs_t *h, uint32_t i, const char *name, size_t n)
@@ -227,6 +239,8 @@ typedef struct {
 struct ups_names {
     name_entry_t *e;
     size_t ne;
+    const char *idp;           /* the identity headers' common prefix (cfg_identity_prefix) */
+    size_t idp_len;            /* 0: none */
     int underscores;           /* enum cfg_underscores */
 };
 
@@ -279,6 +293,8 @@ ups_names_t *ups_names_new(const cfg_identity_t *icfg, const char *const *claims
     for (size_t i = 0; cfg_trust_headers[i]; i++)
         if (!is_allowed(http, cfg_trust_headers[i]))
             put_entry(t, cfg_trust_headers[i], N_TRUST);
+    t->idp = icfg->headers[CFG_H_SERIAL];
+    t->idp_len = cfg_identity_prefix(icfg);
     t->underscores = http->underscores_in_headers;
     return t;
 }
@@ -291,16 +307,20 @@ void ups_names_free(ups_names_t *t)
     free(t);
 }
 
-/* The kind of the table's entry for name, by prefix when no entry names it; 0: none. */
+/* The kind of name: owned under the identity prefix (no allow-list entry
+ * overrides that), else the table's entry, else by prefix; 0: none. */
 static int lookup(const ups_names_t *t, const char *name, size_t n)
 {
+    if (t->idp_len && has_prefix(name, n, t->idp, t->idp_len))
+        return N_OWNED;
     for (size_t i = 0; i < t->ne; i++)
         if (t->e[i].len == n && ups_name_eq(name, n, t->e[i].name, n))
             return t->e[i].kind;
     if (ups_name_prefix(name, n, "proxy-"))
         return N_OWNED;
-    if (ups_name_prefix(name, n, "x-forwarded-") || ups_name_prefix(name, n, "x-envoy-"))
-        return N_TRUST;
+    for (size_t i = 0; cfg_trust_prefixes[i]; i++)
+        if (ups_name_prefix(name, n, cfg_trust_prefixes[i]))
+            return N_TRUST;
     return 0;
 }
 
@@ -320,6 +340,8 @@ int ups_name_class(const ups_names_t *t, const ups_hdrs_t *h, const char *name, 
 int ups_names_check(const ups_names_t *t, const ups_hdrs_t *h, int *bad)
 {
     int first_us = -1;
+    if ((*bad = ups_hdrs_empty_name(h)) >= 0)
+        return UPS_NAME_EMPTY;
     for (uint32_t i = 0; i < h->n; i++) {
         const char *name = ups_str(h, h->h[i].name);
         size_t n = h->h[i].name.len;

@@ -74,6 +74,10 @@ static inline const char *ups_str(const ups_hdrs_t *h, ups_span_t s)
 int ups_name_eq(const char *a, size_t an, const char *b, size_t bn);
 int ups_name_prefix(const char *name, size_t n, const char *prefix);
 int ups_name_odd(const char *name, size_t n);
+/* Index of the first header whose name is empty (": value", which llhttp 8
+ * accepts even in strict mode: its field-name state takes zero token bytes
+ * before ':'), or -1. No upstream or client may be sent such a line. */
+int ups_hdrs_empty_name(const ups_hdrs_t *h);
 
 /* Index of the first header with that name (by ups_name_eq), or -1. */
 int ups_hdrs_find(const ups_hdrs_t *h, const char *name);
@@ -88,8 +92,10 @@ int ups_is_hop_by_hop(const ups_hdrs_t *h, const char *name, size_t n);
  * The gateway owns: the identity headers, token claim headers, Host,
  * X-Forwarded-For/-Proto, X-Request-Id, Expect, the framing and hop-by-hop
  * headers (Proxy and Proxy-* included); a client's copies are dropped and
- * the gateway sets its own. Client-chosen trust headers (cfg_trust_headers,
- * any other X-Forwarded-*, any X-Envoy-*) are dropped unless
+ * the gateway sets its own; so is every name under the identity headers'
+ * common prefix (cfg_identity_prefix: X-Client-Cert-*), whatever the
+ * allow-list says. Client-chosen trust headers (cfg_trust_headers, and the
+ * names under cfg_trust_prefixes: X-Forwarded-*, X-SSL-*, ...) are dropped unless
  * http.forward_client_headers lists them. An odd name (ups_name_odd: a byte
  * other than A-Z a-z 0-9 -, such as '_' or '.') is refused if it reads as
  * any of those, else handled by http.underscores_in_headers. */
@@ -101,6 +107,7 @@ enum ups_name_class {
     UPS_NAME_TRUST,       /* a trust header not allow-listed: dropped */
     UPS_NAME_UNDERSCORE,  /* odd name, reads as nothing above: per the option */
     UPS_NAME_COLLISION,   /* odd name that reads as an owned or trust header */
+    UPS_NAME_EMPTY,       /* an empty name (ups_names_check only) */
 };
 
 /* icfg, claims and http must outlive the table. NULL: out of memory. */
@@ -111,8 +118,9 @@ void ups_names_free(ups_names_t *t);
  * header's tokens, which are hop-by-hop too. */
 int ups_name_class(const ups_names_t *t, const ups_hdrs_t *h, const char *name, size_t n);
 /* Checks every name of a request head: 0 if it may go on, else
- * UPS_NAME_COLLISION (any collision), or UPS_NAME_UNDERSCORE when the
- * option is refuse, with *bad the index of the first such header. */
+ * UPS_NAME_EMPTY (an empty name), UPS_NAME_COLLISION (any collision), or
+ * UPS_NAME_UNDERSCORE when the option is refuse, with *bad the index of the
+ * first such header. */
 int ups_names_check(const ups_names_t *t, const ups_hdrs_t *h, int *bad);
 
 typedef struct {

@@ -312,6 +312,8 @@ static int on_headers_complete(llhttp_t *hp)
 {
     ups_exchange_t *x = hp->data;
     int status = hp->status_code;
+    if (ups_hdrs_empty_name(&x->hdrs) >= 0)
+        return -1;   /* ": value" is relayed to no client: 502, as any invalid head */
     if (status < 200) {
         if (status == 101)
             return -1;   /* no protocol upgrades through the gateway */

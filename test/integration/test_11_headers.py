@@ -24,13 +24,16 @@ CLAIM_HEADER = "X-Token-Subject"
 
 # Every header the gateway sets, consumes or treats as hop-by-hop, that has
 # a '-' (a name without one has no other spelling: TE, Host, Upgrade ...).
-OWNED = IDENTITY_HEADERS + [
+# Any other name under the identity headers' common prefix (X-Client-Cert-) is
+# the gateway's too: a backend may read X-Client-Cert-Verify as the verdict.
+IDENTITY_PREFIXED = ["X-Client-Cert-Verify", "X-Client-Cert-Chain", "X-Client-Cert-Anything"]
+OWNED = IDENTITY_HEADERS + IDENTITY_PREFIXED + [
     CLAIM_HEADER, "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id", "Content-Length",
     "Transfer-Encoding", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
 ]
 # Owned headers a client may send with any value in their own spelling: the
 # gateway drops them and sets its own (the others change the framing).
-OWNED_VALUES = IDENTITY_HEADERS + [CLAIM_HEADER, "X-Forwarded-For", "X-Forwarded-Proto"]
+OWNED_VALUES = IDENTITY_HEADERS + IDENTITY_PREFIXED + [CLAIM_HEADER, "X-Forwarded-For", "X-Forwarded-Proto"]
 
 TRUST = [
     "Forwarded", "X-Real-IP", "True-Client-IP", "X-Client-IP", "X-Cluster-Client-IP",
@@ -40,6 +43,12 @@ TRUST = [
     "X-Forwarded-Prefix", "X-Forwarded-Server", "X-Original-Host", "X-Host", "X-Original-Forwarded-For",
     "X-ProxyUser-Ip", "X-Originating-IP", "X-Remote-IP", "X-Remote-Addr", "X-Envoy-Original-Path",
     "X-Envoy-Internal", "X-Envoy-Expected-Rq-Timeout-Ms",
+    # what TLS terminators (nginx, HAProxy, Apache, IIS ARR, AWS ALB) tell a backend
+    # about the client's certificate and the scheme; X-SSL-*, SSL-Client-*,
+    # X-Client-Cert*, X-ARR-*, X-Amzn-Mtls-* by prefix
+    "X-SSL-Client-Verify", "X-SSL-Client-Cert", "Ssl-Client-Cert", "SSL-Client-Verify", "X-Client-Cert",
+    "X-Client-Certificate", "X-ARR-ClientCert", "X-ARR-SSL", "X-Amzn-Mtls-Clientcert",
+    "X-Forwarded", "X-Forwarded-Ssl", "X-Url-Scheme", "Front-End-Https", "X-Scheme",
 ]
 
 # Every tchar byte (RFC 9110 token) that is not a letter, digit or '-'; '_' first.
@@ -420,3 +429,66 @@ def _(env):
             eq(seen(info, name), [], "%s: %s at the upstream" % (cert, name))
         eq(seen(info, "Via"), ["1.1 edge.example"], "%s: Via (informational) forwarded" % cert)
         eq(seen(info, "X-Envoy"), ["not-a-prefix-match"], "%s: X-Envoy alone is no X-Envoy-*" % cert)
+
+
+@test("trust headers: the review's spellings (X-Client-Cert-Verify, X-SSL-Client-Verify, X-Forwarded, "
+      "Front-End-Https, ...) never reach the upstream next to the gateway's identity")
+def _(env):
+    gw = _gateway(env, "default")
+    sent = [("X-Client-Cert-Verify", "SUCCESS"), ("X-Client-Cert-Chain", "-----BEGIN"),
+            ("X-SSL-Client-Verify", "SUCCESS"), ("Ssl-Client-Cert", "-----BEGIN"), ("X-Client-Cert", ":abc:"),
+            ("X-Forwarded", "for=1.2.3.4"), ("X-Url-Scheme", "https"), ("Front-End-Https", "on"),
+            ("X-Scheme", "https"), ("X-ARR-ClientCert", "MIIB"), ("X-Amzn-Mtls-Clientcert", "MIIB"),
+            ("X-Forwarded-Ssl", "on")]
+    for cert, path, bearer in CLIENTS:
+        info = _forward(env, gw, cert, path, bearer, sent)
+        for name, _v in sent:
+            eq(seen(info, name), [], "%s: %s at the upstream" % (cert, name))
+        check_identity(info, env.identity(cert, "device" if cert == "device" else "bootstrap"))
+
+
+def _empty_name_refused(env, gw, cert, path, bearer, headers, method="GET", body=None):
+    what = "%s %s %r" % (cert, method, headers)
+    with env.connect(gw, ctx=env.client_context(cert)) as c:
+        c.send(build_request(method, path, headers, body=body, bearer=env.bearer if bearer else None))
+        resp = c.read_response(method)
+        body_ = _refused(resp, "bad_header_name", what)
+        eq(body_["message"], "a header line has an empty name", what + ": message")
+        eq((resp.header("Connection") or "").lower(), "close", what + ": Connection")
+        check(c.is_closed(), what + ": the connection stays open")
+
+
+@test("header names: an empty header name (': evil') is refused: 400 bad_header_name, closed, nothing forwarded")
+def _(env):
+    gw = _gateway(env, "default")
+    before = env.upstream_count()
+    for cert, path, bearer in CLIENTS:
+        for headers in ([("", "evil")], [("", "")], [("X-App", "1"), ("", "evil"), ("X-Other", "2")],
+                        [("", "X-Device-Id: spoofed")]):
+            _empty_name_refused(env, gw, cert, path, bearer, headers)
+        _empty_name_refused(env, gw, cert, path, bearer, [("", "evil")], method="POST", body=b"hello")
+    # first of all, before Host: the raw shape of the review
+    with env.connect(gw) as c:
+        c.send(b"GET /x HTTP/1.1\r\n: evil\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n\r\n"
+               % env.bearer.encode())
+        resp = c.read_response()
+        _refused(resp, "bad_header_name", "empty name first")
+        check(c.is_closed(), "empty name first: the connection stays open")
+    eq(env.upstream_count(), before, "requests that reached the upstream")
+    for mode in ("allow", "refuse"):
+        _empty_name_refused(env, _gateway(env, mode), "device", "/hello", True, [("", "evil")])
+    eq(env.upstream_count(), before, "requests that reached the upstream (allow, refuse)")
+
+
+@test("header names: an upstream response with an empty header name is not relayed: 502 bad_gateway")
+def _(env):
+    gw = _gateway(env, "default")
+    with env.connect(gw) as c:
+        resp = c.request("GET", "/hello/emptyname")
+        body = check_json_error(resp, 502, "empty name in the response")
+        eq(body["error"], "bad_gateway", "error code")
+        eq(body["message"], "the upstream sent an invalid response", "message")
+        check(b"evil" not in resp.raw_head and b"evil" not in resp.body, "the upstream's line reached the client")
+    with env.connect(gw) as c:
+        info = upstream_info(c.request("GET", "/hello"), "after the 502")
+        eq(info["path"], "/hello", "the next request is served")

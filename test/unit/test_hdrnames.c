@@ -25,7 +25,9 @@ static const char *const owned_names[] = {
     "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id", "X-Token-Subject",
     "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id", "Content-Length",
     "Transfer-Encoding", "Connection", "Keep-Alive", "TE", "Trailer", "Upgrade",
-    "Proxy-Connection", "Proxy-Authorization", "Proxy-Anything", "Proxy", "Host", "Expect", NULL,
+    "Proxy-Connection", "Proxy-Authorization", "Proxy-Anything", "Proxy", "Host", "Expect",
+    /* under the identity headers' prefix X-Client-Cert- */
+    "X-Client-Cert-Verify", "X-Client-Cert-Chain", "X-Client-Cert-Anything", NULL,
 };
 
 static const char *const trust_names[] = {
@@ -34,7 +36,10 @@ static const char *const trust_names[] = {
     "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Forwarded-Client-Cert",
     "Client-Cert", "Client-Cert-Chain", "X-Original-Host", "X-Host", "X-Original-Forwarded-For",
     "X-ProxyUser-Ip", "X-Originating-IP", "X-Remote-IP", "X-Remote-Addr", "X-Envoy-Original-Path",
-    "X-Envoy-Internal", "X-Envoy-Anything-Else", NULL,
+    "X-Envoy-Internal", "X-Envoy-Anything-Else", "X-SSL-Client-Verify", "X-SSL-Client-Cert",
+    "Ssl-Client-Cert", "SSL-Client-Verify", "X-Client-Cert", "X-Client-Certificate", "X-ARR-ClientCert",
+    "X-ARR-SSL", "X-Amzn-Mtls-Clientcert", "X-Amzn-Mtls-Clientcert-Leaf", "X-Forwarded", "X-Forwarded-Ssl",
+    "X-Url-Scheme", "Front-End-Https", "X-Scheme", NULL,
 };
 
 /* Every tchar byte that is not a letter, digit or '-' (RFC 9110 token). */
@@ -191,7 +196,64 @@ static void test_classes(const ups_names_t *t, const ups_hdrs_t *h)
           "a Connection-listed name is hop-by-hop, in either spelling");
     CHECK(cls(t, h, "Authorization") == UPS_NAME_PASS && cls(t, h, "Cookie") == UPS_NAME_PASS,
           "Authorization and Cookie pass");
-    CHECK(cls(t, h, "X-Forwarded") == UPS_NAME_PASS, "X-Forwarded alone is no X-Forwarded-*");
+    CHECK(cls(t, h, "X-Forwarded") == UPS_NAME_TRUST, "X-Forwarded alone is a trust header");
+    CHECK(cls(t, h, "X-Forwardedx") == UPS_NAME_PASS, "X-Forwarded is no prefix without its '-'");
+    CHECK(cls(t, h, "X-SSL") == UPS_NAME_PASS && cls(t, h, "X-ARR-") == UPS_NAME_PASS &&
+              cls(t, h, "SSL-Client") == UPS_NAME_PASS && cls(t, h, "X-Amzn-Mtls") == UPS_NAME_PASS,
+          "a trust prefix alone is no name under it");
+    CHECK(cls(t, h, "X-Client-Cert-") == UPS_NAME_TRUST, "X-Client-Cert-: the X-Client-Cert* rule");
+    CHECK(cls(t, h, "X-Client-Certs") == UPS_NAME_TRUST, "X-Client-Cert with any suffix");
+    CHECK(cls(t, h, "X-Client-Cer") == UPS_NAME_PASS && cls(t, h, "X-Client") == UPS_NAME_PASS,
+          "shorter names pass");
+}
+
+/* cfg_identity_prefix: the certificate headers' common prefix, cut after
+ * its last '-', when it has two segments or more. */
+static void test_prefix(void)
+{
+    cfg_identity_t icfg;
+    default_icfg(&icfg);
+    CHECK(cfg_identity_prefix(&icfg) == 14, "default: X-Client-Cert-");
+    char *acme[CFG_H__COUNT] = {"X-Acme-Id-Serial", "x-acme-id-fp", "X-ACME-Id-Subject", "X-Acme-Id-Issuer",
+                                "X-Acme-Id-Uri", "X-Acme-Id-Dns", "X-Acme-Id-Expires", "X-Acme-Idclass",
+                                "X-Device"};
+    for (int i = 0; i < CFG_H__COUNT; i++)
+        icfg.headers[i] = acme[i];
+    CHECK(cfg_identity_prefix(&icfg) == 7, "case-insensitive, cut after the last '-': X-Acme-");
+    icfg.headers[CFG_H_CLASS] = "X-Cert-Class";
+    CHECK(cfg_identity_prefix(&icfg) == 0, "X- alone is no prefix");
+    icfg.headers[CFG_H_CLASS] = "Acme-Class";
+    CHECK(cfg_identity_prefix(&icfg) == 0, "no common prefix");
+    default_icfg(&icfg);
+    icfg.headers[CFG_H_DEVICE_ID] = "Device";
+    CHECK(cfg_identity_prefix(&icfg) == 14, "the device-id header does not count");
+    char *dd[CFG_H__COUNT] = {"A--S", "A--F", "A--Su", "A--I", "A--U", "A--D", "A--N", "A--C", "D"};
+    for (int i = 0; i < CFG_H__COUNT; i++)
+        icfg.headers[i] = dd[i];
+    CHECK(cfg_identity_prefix(&icfg) == 0, "an empty segment: no prefix");
+
+    /* the identity prefix wins over an allow-list entry; another identity prefix moves it */
+    char *allow[] = {"X-Client-Cert-Chain", "X-SSL-Client-Verify"};
+    cfg_http_t hc = {.underscores_in_headers = CFG_US_DROP, .forward_client_headers = allow,
+                     .nforward_client_headers = 2};
+    default_icfg(&icfg);
+    ups_names_t *t = ups_names_new(&icfg, NULL, 0, &hc);
+    ups_hdrs_t h;
+    ups_hdrs_init(&h, 256, 8);
+    CHECK(cls(t, &h, "X-Client-Cert-Chain") == UPS_NAME_OWNED, "the identity prefix is never allow-listed");
+    CHECK(cls(t, &h, "X-SSL-Client-Verify") == UPS_NAME_PASS, "a trust prefix name is allow-listable");
+    CHECK(cls(t, &h, "X-SSL-Client-Cert") == UPS_NAME_TRUST, "another X-SSL-* is still dropped");
+    ups_names_free(t);
+    for (int i = 0; i < CFG_H__COUNT; i++)
+        icfg.headers[i] = acme[i];
+    icfg.headers[CFG_H_CLASS] = "X-Acme-Id-Class";
+    t = ups_names_new(&icfg, NULL, 0, &hc);
+    CHECK(cls(t, &h, "X-Acme-Id-Anything") == UPS_NAME_OWNED && cls(t, &h, "X_Acme_Id_Anything") == UPS_NAME_COLLISION,
+          "a configured prefix is owned, in every spelling");
+    CHECK(cls(t, &h, "X-Client-Cert-Verify") == UPS_NAME_TRUST, "X-Client-Cert-* is then a trust header");
+    CHECK(cls(t, &h, "X-Acme-Id-") == UPS_NAME_PASS, "the prefix alone is no name under it");
+    ups_names_free(t);
+    ups_hdrs_free(&h);
 }
 
 static void test_check(ups_names_t *t, ups_hdrs_t *h)
@@ -206,6 +268,19 @@ static void test_check(ups_names_t *t, ups_hdrs_t *h)
     bad = -1;
     CHECK(ups_names_check(t, h, &bad) == UPS_NAME_COLLISION && bad == (int)h->n - 1,
           "a collision is found, and which header");
+
+    ups_hdrs_t e;
+    ups_hdrs_init(&e, 256, 8);
+    ups_hdrs_first(&e, "/", 1);
+    add(&e, "Host", "h");
+    add(&e, "X_Device_Id", "x");
+    add(&e, "", "evil");
+    ups_hdrs_finish(&e);
+    bad = -1;
+    CHECK(ups_hdrs_empty_name(&e) == 2, "the empty name is found");
+    CHECK(ups_names_check(t, &e, &bad) == UPS_NAME_EMPTY && bad == 2, "an empty name is refused first");
+    ups_hdrs_free(&e);
+    CHECK(ups_hdrs_empty_name(h) == -1, "no empty name");
 }
 
 static int has_line(const char *s, const char *line)
@@ -296,6 +371,7 @@ int main(void)
     ups_hdrs_finish(&h);
 
     test_compare();
+    test_prefix();
     test_classes(t, &h);
     test_check(t, &h);
     test_build(&icfg);
