@@ -870,9 +870,10 @@ static void parse_http(ctx_t *c, yaml_node_t *n)
     static const char *const cases[] = {"sensitive", "insensitive"};
     static const char *const empties[] = {"refuse", "merge"};
     static const char *const modes[] = {"drop", "allow", "refuse"};
+    static const char *const non_ascii[] = {"allow", "refuse"};
     cfg_http_t *h = &c->cfg->http;
     cfgw_fld_t f[] = {F("path_case"), F("path_empty_segments"), F("underscores_in_headers"),
-                      F("forward_client_headers")};
+                      F("forward_client_headers"), F("path_non_ascii")};
     if (cfgw_map(&c->w, n, "http", f, NF(f)) < 0)
         return;
     if (f[0].val)
@@ -884,6 +885,8 @@ static void parse_http(ctx_t *c, yaml_node_t *n)
         cfgw_enum(&c->w, f[2].val, "http.underscores_in_headers", modes, NF(modes),
                   &h->underscores_in_headers);
     c->http_forward = f[3].val;
+    if (f[4].val)
+        cfgw_enum(&c->w, f[4].val, "http.path_non_ascii", non_ascii, NF(non_ascii), &h->path_ascii_only);
 }
 
 static void parse_root(ctx_t *c, yaml_node_t *root)

@@ -205,6 +205,7 @@ enum cfg_underscores { CFG_US_DROP = 0, CFG_US_ALLOW, CFG_US_REFUSE };
 typedef struct {
     int path_case_insensitive;    /* path_case: insensitive; routes match ignoring ASCII case */
     int path_merge_slashes;       /* path_empty_segments: merge; else "//" is refused */
+    int path_ascii_only;          /* path_non_ascii: refuse; every escaped byte >= 0x80 refused */
     int underscores_in_headers;  /* enum cfg_underscores: names with '_' (drop) */
     char **forward_client_headers;  /* trust headers passed on as sent; none by default */
     size_t nforward_client_headers;

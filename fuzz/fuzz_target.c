@@ -9,7 +9,10 @@
  * or written in place, that canonicalises to itself, and whose path has,
  * after decoding, no "." or ".." segment, no empty segment (unless merging
  * is asked for), no ';', '\' or segment ending in '.', no escape of an
- * unreserved character and only uppercase escapes.
+ * unreserved character and only uppercase escapes; its escaped bytes >= 0x80
+ * are well-formed UTF-8 with no look-alike of a delimiter (the ones the
+ * review named, U+FF0F and the rest, listed here independently of
+ * policy/target.c), and there are none at all with POL_TGT_ASCII_ONLY.
  * A matched route's prefix is a prefix of the path at a segment boundary.
  */
 #include "../policy/policy.h"
@@ -59,10 +62,46 @@ static int unreserved(int c)
            c == '.' || c == '_' || c == '~';
 }
 
-/* Checks a canonical path (p, n bytes) segment by segment, decoded. */
-static void check_canon_path(const char *p, size_t n, int merge)
+/* Look-alikes of '.', '/', '\', ';', '%' that must never pass (NFKC or best-fit). */
+static const unsigned long named_lookalikes[] = {
+    0x0085, 0x00A5, 0x037E, 0x2024, 0x2025, 0x2026, 0x2044, 0x20A9, 0x2100, 0x2215, 0x2216, 0x2488,
+    0xFE52, 0xFE54, 0xFE68, 0xFE6A, 0xFF05, 0xFF0E, 0xFF0F, 0xFF1B, 0xFF3C, 0x1F100,
+};
+
+/* The escaped bytes >= 0x80 of a canonical path, decoded from UTF-8 (the
+ * decoder's validity is trusted; its result is checked): no named look-alike. */
+static void check_code_points(const char *p, size_t n, unsigned flags)
 {
-    (void)merge;
+    unsigned long cp = 0;
+    int need = 0;
+    for (size_t i = 0; i + 2 < n; i++) {
+        if (p[i] != '%')
+            continue;
+        int v = hexval(p[i + 1]) * 16 + hexval(p[i + 2]);
+        if (v < 0x80) {
+            FUZZ_ASSERT(need == 0, "an ASCII escape inside a UTF-8 sequence in a canonical path");
+            continue;
+        }
+        FUZZ_ASSERT(!(flags & POL_TGT_ASCII_ONLY), "escaped byte >= 0x80 passed with POL_TGT_ASCII_ONLY");
+        if (need == 0) {
+            need = v >= 0xF0 ? 3 : v >= 0xE0 ? 2 : 1;
+            cp = (unsigned long)v & (need == 3 ? 0x07u : need == 2 ? 0x0Fu : 0x1Fu);
+            continue;
+        }
+        cp = cp << 6 | ((unsigned long)v & 0x3Fu);
+        if (--need)
+            continue;
+        for (size_t k = 0; k < sizeof(named_lookalikes) / sizeof(named_lookalikes[0]); k++)
+            FUZZ_ASSERT(cp != named_lookalikes[k], "a look-alike of a delimiter in a canonical path");
+        FUZZ_ASSERT(!(cp >= 0x80 && cp <= 0x9F), "a C1 control in a canonical path");
+    }
+    FUZZ_ASSERT(need == 0, "a truncated UTF-8 sequence in a canonical path");
+}
+
+/* Checks a canonical path (p, n bytes) segment by segment, decoded. */
+static void check_canon_path(const char *p, size_t n, unsigned flags)
+{
+    check_code_points(p, n, flags);
     FUZZ_ASSERT(n >= 1 && p[0] == '/', "canonical path does not start with '/'");
     size_t seg = 1;
     for (size_t i = 1; i <= n; i++) {
@@ -116,7 +155,7 @@ static long check_target(const char *t, size_t len, unsigned flags, size_t *plen
         size_t qlen = q ? len - (size_t)(q - t) : 0;
         FUZZ_ASSERT((size_t)rc - pl == qlen && memcmp(out + pl, q ? q : "", qlen) == 0,
                     "the query was changed");
-        check_canon_path(out, pl, (flags & POL_TGT_MERGE_SLASHES) != 0);
+        check_canon_path(out, pl, flags);
         char *again = malloc((size_t)rc);
         if (!again)
             abort();
@@ -167,7 +206,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(cfg_host_strerror(hc) && *cfg_host_strerror(hc), "a refused host without a reason");
     }
     size_t pl = 0;
-    long n = check_target(t, tlen, (data[0] & 1) ? POL_TGT_MERGE_SLASHES : 0, &pl);
+    unsigned flags = ((data[0] & 1) ? POL_TGT_MERGE_SLASHES : 0) | ((data[0] & 2) ? POL_TGT_ASCII_ONLY : 0);
+    long n = check_target(t, tlen, flags, &pl);
     n = n > 0 ? (long)pl : -1;
     if (n >= 0) {
         const cfg_route_t *r = pol_route(cfg, hr == 0 ? host : NULL, t, (size_t)n, method);

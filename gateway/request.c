@@ -450,7 +450,8 @@ static int internal_begin(gw_conn_t *c)
 static int canon_target(gw_conn_t *c, size_t *plen)
 {
     const cfg_http_t *hc = &CFG(c)->http;
-    unsigned flags = hc->path_merge_slashes ? POL_TGT_MERGE_SLASHES : 0;
+    unsigned flags = (hc->path_merge_slashes ? POL_TGT_MERGE_SLASHES : 0) |
+                     (hc->path_ascii_only ? POL_TGT_ASCII_ONLY : 0);
     ups_hdrs_t *h = &c->hdrs;
     char *t = h->buf + h->first.off;
     long rc = pol_target_canon(t, h->first.len, flags, NULL, 0, NULL);
@@ -597,7 +598,10 @@ static int stage_framing(gw_conn_t *c, head_t *hd)
     return STAGE_NEXT;
 }
 
-/* The Host header and the target, each in its canonical form. */
+/* The Host header and the target, each in its canonical form. The
+ * asterisk form (RFC 9112 3.2.4) asks about the server as a whole, which no
+ * route describes: OPTIONS * gets 501 not_implemented; any other method
+ * with '*' is a bad_path (the target is not a path). */
 static int stage_target(gw_conn_t *c, head_t *hd)
 {
     const ups_hdrs_t *h = &c->hdrs;
@@ -605,6 +609,9 @@ static int stage_target(gw_conn_t *c, head_t *hd)
         return stop(c, 400, "bad_host", "exactly one Host header is required");
     if (canon_host(c) < 0)
         return HPE_USER;
+    if (c->parser.method == HTTP_OPTIONS && h->first.len == 1 && h->buf[h->first.off] == '*')
+        return stop(c, 501, "not_implemented",
+                    "OPTIONS * is not served; send OPTIONS with the path of a route instead");
     return canon_target(c, &hd->plen) < 0 ? HPE_USER : STAGE_NEXT;
 }
 

@@ -28,11 +28,15 @@ enum pol_target_err {
     POL_TGT_SEGMENT_END = -10,   /* a segment ending in '.' or an encoded space ("internal.") */
     POL_TGT_EMPTY_SEGMENT = -11, /* "//" anywhere, a leading "//" included (unless merged) */
     POL_TGT_BAD_UTF8 = -12,      /* escaped bytes >= 0x80 that are not valid UTF-8 (%C0%AF) */
-    POL_TGT_NO_ROOM = -13,       /* out is shorter than the target (a caller error) */
+    POL_TGT_LOOKALIKE = -13,     /* an escaped character read as '.', '/', '\', ';', '%' or a control
+                                  * after NFKC or best-fit mapping (%EF%BC%8F, pol_target_lookalike) */
+    POL_TGT_NON_ASCII = -14,     /* an escaped byte >= 0x80, with POL_TGT_ASCII_ONLY */
+    POL_TGT_NO_ROOM = -15,       /* out is shorter than the target (a caller error) */
 };
 
 /* Flags for pol_target_canon(). */
 #define POL_TGT_MERGE_SLASHES 1u   /* merge runs of '/' into one instead of refusing them */
+#define POL_TGT_ASCII_ONLY 2u      /* refuse every escaped byte >= 0x80 (http.path_non_ascii: refuse) */
 
 /* Canonicalises the origin-form request target t (len bytes, as received).
  *
@@ -52,6 +56,13 @@ enum pol_target_err {
  * nothing is allocated; t is only read when out != t. */
 long pol_target_canon(const char *t, size_t len, unsigned flags, char *out, size_t outcap,
                       size_t *path_len);
+
+/* Whether the code point cp is a look-alike of a path delimiter: one an
+ * upstream's NFKC (compatibility) normalisation or Windows best-fit mapping
+ * turns into text with '.', '/', '\', ';', '%' or a control, or a C1
+ * control itself (the exact list and why: target.c). A path with one,
+ * escaped, is refused with POL_TGT_LOOKALIKE. Pure. */
+int pol_target_lookalike(unsigned long cp);
 
 /* A one-sentence, static description of a negative pol_target_canon()
  * result, for the client's error message. */

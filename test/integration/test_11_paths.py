@@ -291,3 +291,129 @@ def _(env):
         eq(rc, 2, "--check of issuance.path_prefix %r: exit status" % prefix)
         check("issuance.path_prefix: expected a path that starts and ends with '/'" in out and prefix in out,
               "--check of path_prefix %r: message not found in: %s" % (prefix, out))
+
+
+# Unicode look-alikes of the delimiters (policy/target.c): a backend that
+# NFKC-normalises the decoded path or maps it best-fit to a code page reads
+# each as the delimiter, so it would spell another path than the one routed.
+LOOKALIKES = {   # code point: what it reads as
+    0x2024: ".", 0x2025: "..", 0x2026: "...", 0x2044: "/", 0x2215: "/", 0x2216: "\\",
+    0xFE52: ".", 0xFE54: ";", 0xFE68: "\\", 0xFF0E: ".", 0xFF0F: "/", 0xFF1B: ";",
+    0xFF3C: "\\", 0xFF05: "%", 0x037E: ";", 0xFE6A: "%", 0x00A5: "\\", 0x20A9: "\\",
+    0x2100: "a/c", 0x2488: "1.", 0x1F100: "0.", 0x0085: "(C1 control NEL)",
+}
+MSG["lookalike"] = ("the request path contains an encoded character that reads as '.', '/', '\\', ';', '%' "
+                    "or a control character after Unicode normalisation (e.g. U+FF0F FULLWIDTH SOLIDUS)")
+MSG["non_ascii"] = "the request path contains percent-encoded non-ASCII bytes (not accepted here)"
+
+
+def _enc_utf8(cp, spelling):
+    """The percent-encoded UTF-8 of cp: spelling 0 upper, 1 lower, 2 mixed hex case."""
+    out = ""
+    for k, b in enumerate(chr(cp).encode("utf-8")):
+        upper = spelling == 0 or (spelling == 2 and k % 2 == 0)
+        out += ("%%%02X" if upper else "%%%02x") % b
+    return out
+
+
+def lookalike_spellings(p, cp, spelling):
+    """Targets that use the look-alike cp where the delimiter would go,
+    around the restricted path p: each would reach p (or ..-climb to it) on
+    a normalising backend, and takes a route bootstrap may use here."""
+    seg, rest = _split(p)
+    e = _enc_utf8(cp, spelling)
+    return [
+        ("as the separator after /certificates", "/certificates" + e + p[1:]),
+        ("as a ../ from /public/", "/public/" + e + e + p),
+        ("before the segment, next to other escapes", "/%70ublic/x" + e + "%69" + p[2:]),
+        ("ending the segment (Windows strips '.')", "/" + seg + e + rest),
+    ]
+
+
+@test("paths: escaped Unicode look-alikes of '.', '/', '\\', ';', '%' x every restricted route: 400 bad_path")
+def _(env):
+    gw = _gateway(env, "paths-lookalike")
+    try:
+        n = 0
+        for p in RESTRICTED:
+            for i, (cp, reads) in enumerate(sorted(LOOKALIKES.items())):
+                for j, (label, target) in enumerate(lookalike_spellings(p, cp, (i + n) % 3)):
+                    what = "U+%04X (%s) %s" % (cp, reads, label)
+                    _check_variant(env, gw, what, target, ("bad_path", "lookalike"))
+                    n += 1
+        check(n > 300, "only %d look-alike variants generated" % n)
+        # the review's own spelling, on a keep-alive connection: refused and closed
+        with env.connect(gw, "bootstrap") as c:
+            before = env.upstream_count()
+            c.send(b"GET /%EF%BC%8Finternal HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            expect_error(env, c.read_response(), before, 400, "bad_path", "GET /%EF%BC%8Finternal",
+                         MSG["lookalike"])
+            check(c.is_closed(2.0), "connection left open after 400 bad_path")
+    finally:
+        gw.stop()
+
+
+@test("paths: UTF-8 paths that are no look-alike are forwarded (U+3002, accents, emoji, fullwidth letters)")
+def _(env):
+    gw = _gateway(env, "paths-utf8")
+    try:
+        for target, canonical in [("/public/%e3%80%82", "/public/%E3%80%82"),
+                                  ("/public/%C3%A9t%C3%A9", "/public/%C3%A9t%C3%A9"),
+                                  ("/public/%f0%9f%98%80", "/public/%F0%9F%98%80"),
+                                  ("/public/%EF%BD%89", "/public/%EF%BD%89")]:
+            info = upstream_info(_send(env, gw, target), "GET " + target)
+            eq(info["path"], canonical, "GET %s: path the upstream got" % target)
+    finally:
+        gw.stop()
+
+
+@test("paths: http.path_non_ascii refuse: every escaped byte >= 0x80 is 400 bad_path, ASCII still served")
+def _(env):
+    gw = _gateway(env, "paths-ascii", {"path_non_ascii": "refuse"})
+    try:
+        for target in ["/public/caf%C3%A9", "/public/%e3%80%82", "/public/%EF%BD%89nternal",
+                       "/%EF%BD%89nternal/admin/users", "/public/%c0%af", "/public/%F0%9F%98%80"]:
+            _check_variant(env, gw, "path_non_ascii: refuse", target, ("bad_path", "non_ascii"))
+        for target, canonical in [("/public/%7e%20x?q=%C3%A9", "/public/~%20x?q=%C3%A9"),
+                                  ("/certificates/%41", "/certificates/A")]:
+            info = upstream_info(_send(env, gw, target), "GET " + target)
+            eq(info["path"], canonical, "GET %s: path the upstream got" % target)
+        _check_variant(env, gw, "path_non_ascii: refuse, ASCII encoded delimiter", "/public/a%2Fb",
+                       ("bad_path", "delim"))
+    finally:
+        gw.stop()
+    rc, out = config_check(env, dict(env.config(), http={"path_non_ascii": "normalise"}), "paths-ascii-check")
+    eq(rc, 2, "--check of http.path_non_ascii: normalise: exit status")
+    check('http.path_non_ascii: expected one of: allow, refuse, got "normalise"' in out,
+          "--check message not found in: %s" % out)
+
+
+@test("paths: OPTIONS * is answered 501 not_implemented by the gateway; other methods with '*' are 400")
+def _(env):
+    gw = _gateway(env, "paths-asterisk")
+    try:
+        for cert in ["bootstrap", "device"]:
+            with env.connect(gw, cert) as c:
+                before = env.upstream_count()
+                c.send(b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                expect_error(env, c.read_response("OPTIONS"), before, 501, "not_implemented",
+                             "%s: OPTIONS *" % cert,
+                             "OPTIONS * is not served; send OPTIONS with the path of a route instead")
+        for method in ["GET", "HEAD", "POST", "DELETE"]:
+            with env.connect(gw, "bootstrap") as c:
+                before = env.upstream_count()
+                body = b"Content-Length: 0\r\n" if method == "POST" else b""
+                c.send(method.encode() + b" * HTTP/1.1\r\nHost: localhost\r\n" + body + b"\r\n")
+                resp = c.read_response(method)
+                if method == "HEAD":
+                    eq(resp.status, 400, "HEAD *: status")
+                    eq(env.upstream_count(), before, "HEAD *: requests that reached the upstream")
+                    continue
+                expect_error(env, resp, before, 400, "bad_path", method + " *",
+                             "the request target must be a path starting with '/'")
+        with env.connect(gw, "bootstrap") as c:   # OPTIONS of a path is forwarded as before
+            c.send(b"OPTIONS /public/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            eq(upstream_info(c.read_response("OPTIONS"), "OPTIONS /public/x")["path"], "/public/x",
+               "OPTIONS /public/x: path the upstream got")
+    finally:
+        gw.stop()

@@ -186,6 +186,71 @@ int main(void)
                           "/%F4%90%80%80", "/%F5%80%80%80", "/%FF", "/%c3%c3", "/%e2%82"};
     for (size_t i = 0; i < sizeof(utf8) / sizeof(utf8[0]); i++)
         CHECK(refused(utf8[i], 0, POL_TGT_BAD_UTF8), "invalid UTF-8 escapes refused");
+    /* look-alikes of the delimiters (NFKC or best-fit), in several spellings */
+    {
+        static const unsigned long named[] = {0x2024, 0x2025, 0x2026, 0x2044, 0x2215, 0x2216, 0xFE52,
+                                              0xFE54, 0xFE68, 0xFF0E, 0xFF0F, 0xFF1B, 0xFF3C, 0xFF05,
+                                              0x037E, 0xFE6A, 0x2100, 0x2488, 0x249B, 0x1F100, 0x00A5,
+                                              0x20A9, 0x0085, 0x0080, 0x009F, 0x29F5};
+        /* '@' stands for the escaped look-alike */
+        static const char *const shapes[] = {"/@", "/@internal", "/a/b@/c", "/@@", "/x%7E@%41",
+                                             "/caf%C3%A9@", "/@?q=1", "/a@/%2e", "/%69@%2e%2e"};
+        int bad = 0;
+        for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+            unsigned long cp = named[i];
+            unsigned char u[4];
+            size_t n = cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+            if (n == 2)
+                u[0] = (unsigned char)(0xC0 | cp >> 6), u[1] = (unsigned char)(0x80 | (cp & 0x3F));
+            else if (n == 3)
+                u[0] = (unsigned char)(0xE0 | cp >> 12), u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F)),
+                u[2] = (unsigned char)(0x80 | (cp & 0x3F));
+            else
+                u[0] = (unsigned char)(0xF0 | cp >> 18), u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F)),
+                u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F)), u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+            bad += !pol_target_lookalike(cp);
+            for (int sp = 0; sp < 3; sp++) {   /* upper, lower, mixed hex case */
+                static const char up[] = "0123456789ABCDEF", lo[] = "0123456789abcdef";
+                char e[16] = "";
+                for (size_t k = 0; k < n; k++) {
+                    const char *hx = sp == 0 ? up : sp == 1 ? lo : (k & 1 ? lo : up);
+                    e[3 * k] = '%', e[3 * k + 1] = hx[u[k] >> 4], e[3 * k + 2] = hx[u[k] & 15];
+                    e[3 * k + 3] = 0;
+                }
+                for (size_t h = 0; h < sizeof(shapes) / sizeof(shapes[0]); h++) {
+                    char t[128];
+                    size_t w = 0;
+                    for (const char *q = shapes[h]; *q; q++) {
+                        size_t add = *q == '@' ? strlen(e) : 1;
+                        memcpy(t + w, *q == '@' ? e : q, add);
+                        w += add;
+                    }
+                    t[w] = 0;
+                    bad += !refused(t, 0, POL_TGT_LOOKALIKE) || !refused(t, POL_TGT_MERGE_SLASHES, POL_TGT_LOOKALIKE) ||
+                           !refused(t, POL_TGT_ASCII_ONLY, POL_TGT_NON_ASCII);
+                }
+            }
+        }
+        CHECK(bad == 0, "every listed look-alike refused in every spelling (hex case, position, next to escapes)");
+    }
+    CHECK(refused("/%ef%bc%8finternal", 0, POL_TGT_LOOKALIKE), "%EF%BC%8F (U+FF0F) refused");
+    CHECK(refused("/a/%E2%80%A5/b", 0, POL_TGT_LOOKALIKE), "U+2025 TWO DOT LEADER as a segment refused");
+    CHECK(refused("/%EF%BC%8E%EF%BC%8E/internal", 0, POL_TGT_LOOKALIKE), "fullwidth '..' segment refused");
+    CHECK(refused("/%ef%bc", 0, POL_TGT_BAD_UTF8), "a truncated look-alike is bad UTF-8");
+    CHECK(!pol_target_lookalike(0x3002) && !pol_target_lookalike(0xFF61) && !pol_target_lookalike(0xE9) &&
+              !pol_target_lookalike(0x7F) && !pol_target_lookalike(0x2E) && !pol_target_lookalike(0xA0) &&
+              !pol_target_lookalike(0x1F600) && !pol_target_lookalike(0x10FFFF) && !pol_target_lookalike(0xFF49),
+          "ordinary characters (and U+3002) are not look-alikes");
+    CHECK(canon_is("/%E3%80%82/caf%c3%a9/%F0%9F%98%80", 0, "/%E3%80%82/caf%C3%A9/%F0%9F%98%80"),
+          "U+3002, accented letters and emoji are accepted by default");
+    CHECK(canon_is("/%EF%BD%89nternal", 0, "/%EF%BD%89nternal"), "letter look-alikes accepted by default");
+    CHECK(refused("/caf%C3%A9", POL_TGT_ASCII_ONLY, POL_TGT_NON_ASCII), "ASCII_ONLY: UTF-8 escape refused");
+    CHECK(refused("/%EF%BD%89nternal", POL_TGT_ASCII_ONLY, POL_TGT_NON_ASCII), "ASCII_ONLY: letter look-alike refused");
+    CHECK(refused("/%c0%af", POL_TGT_ASCII_ONLY, POL_TGT_NON_ASCII), "ASCII_ONLY: any byte >= 0x80 refused");
+    CHECK(canon_is("/a%7e%20b?q=%C3%A9", POL_TGT_ASCII_ONLY, "/a~%20b?q=%C3%A9"),
+          "ASCII_ONLY: ASCII escapes and the query unaffected");
+    CHECK(refused("*", 0, POL_TGT_NOT_ORIGIN), "the asterisk form is not a path");
+
     char small[4];
     CHECK(pol_target_canon("/abcdef", 7, 0, small, sizeof(small), NULL) == POL_TGT_NO_ROOM,
           "too small an output buffer refused");
