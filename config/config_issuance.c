@@ -534,9 +534,12 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
  * work, so the configuration is refused rather than left to fail at run
  * time. */
 
-/* One endpoint with one method: some Host must reach a route that allows
- * cls. The route is the one a request takes (cfg_route_select). 0, or -1
- * after reporting. */
+/* One endpoint with one method: some host set (a host named by routes, or
+ * the generic set serving every other host) must reach a route that allows
+ * cls. The route is the one a request for that host takes
+ * (cfg_route_select, which chooses only among the host's own routes), so a
+ * host with routes of its own is checked on those alone. 0, or -1 after
+ * reporting. */
 static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const char *name,
                           const char *method, size_t cls, const char *cls_key)
 {
@@ -544,10 +547,10 @@ static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const ch
     const cfg_route_t *any = NULL;
     char ep[260];
     snprintf(ep, sizeof ep, "%s%s", cfg->issuance->path_prefix, name);
-    for (size_t h = 0; h <= cfg->nroutes; h++) {   /* h == nroutes: a host no route names */
+    for (size_t h = 0; h <= cfg->nroutes; h++) {   /* h == nroutes: the generic set */
         const char *host = h < cfg->nroutes ? cfg->routes[h].host : NULL;
-        if (h < cfg->nroutes && !host)
-            continue;
+        if (h < cfg->nroutes && (!host || cfg_route_host_set(cfg, host) != host))
+            continue;   /* generic, or a host already checked at its first route */
         const cfg_route_t *r = cfg_route_select(cfg, host, ep, strlen(ep), method);
         if (r && (r->allow_classes & (1u << cls)))
             return 0;
@@ -555,16 +558,18 @@ static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const ch
             any = r;
     }
     if (!any)
-        cfgw_err(&c->w, at, path, "no route matches %s (%s): the issuance endpoints go through "
-                 "the gate of the route that covers them (classes, bearer, jwt, rate limits); add "
+        cfgw_err(&c->w, at, path, "no route takes %s (%s) on any host: the issuance endpoints go "
+                 "through the gate of the route that covers them for the request's host (classes, "
+                 "bearer, jwt, rate limits; a host named by routes uses only its own); add "
                  "a route such as {path: %s, upstream: <any>, allow_classes: [%s, %s], "
                  "require_bearer: false}", ep, method, cfg->issuance->path_prefix,
                  cfg->issuance->bootstrap_class, cfg->issuance->device_class);
     else
-        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"), the route that covers %s %s, does "
-                 "not allow class \"%s\" (%s), so that endpoint could never succeed; add it to "
-                 "that route's allow_classes or add a route for %s", (size_t)(any - cfg->routes),
-                 any->path, method, ep, cfg->tls.classes[cls].name, cls_key,
+        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"%s%s), the route that covers %s %s, "
+                 "does not allow class \"%s\" (%s), so that endpoint could never succeed; add it "
+                 "to that route's allow_classes or add a route for %s", (size_t)(any - cfg->routes),
+                 any->path, any->host ? ", host " : "", any->host ? any->host : "", method, ep,
+                 cfg->tls.classes[cls].name, cls_key,
                  cfg->issuance->path_prefix);
     return -1;
 }
