@@ -442,8 +442,8 @@ def _(env):
     eq(rc, 2, "--check: exit status")
     check('routes[0] (path "/", host internal.example), the route that covers POST /certificates/challenge, '
           'does not allow class "bootstrap"' in out, "--check message: %s" % out)
-    # the generic set covers the prefix only with another method: a generic / with
-    # GET only would once have been skipped for a shorter prefix; now it is no route
+    # the generic set covers the prefix only with another method: the route was
+    # once skipped for the shorter /; now the endpoint is 405, so no route takes it
     cfg["routes"] = [
         {"path": "/certificates/", "methods": ["PUT"], "upstream": "echo",
          "allow_classes": ["bootstrap", "device"], "require_bearer": False},
@@ -452,7 +452,9 @@ def _(env):
     ]
     rc, out = config_check(env, cfg, "hosts-iss-check2")
     eq(rc, 2, "--check (methods): exit status")
-    check("no route takes /certificates/challenge (POST) on any host" in out, "--check message: %s" % out)
+    check("no route takes POST /certificates/challenge on any host: the longest routes covering it "
+          "(generic routes) take only PUT (a request with POST is refused with 405 there; a shorter "
+          "prefix is never tried)" in out, "--check message: %s" % out)
     # a named host without the prefix does not matter while the generic set serves it
     cfg["routes"] = [
         {"host": "narrow.example", "path": "/api/", "upstream": "echo", "allow_classes": ["device"],
