@@ -534,38 +534,67 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
  * work, so the configuration is refused rather than left to fail at run
  * time. */
 
-/* One endpoint with one method: some Host must reach a route that allows
- * cls. The route is the one a request takes (cfg_route_select). 0, or -1
- * after reporting. */
+/* One endpoint with one method: some host set (a host named by routes, or
+ * the generic set serving every other host) must reach a route that allows
+ * cls. The route is the one a request for that host takes
+ * (cfg_route_select, which chooses only among the host's own routes), so a
+ * host with routes of its own is checked on those alone. 0, or -1 after
+ * reporting. */
+/* Reports why endpoint ep with method cannot work: any is the first
+ * covering route found (it refuses cls), else allow the methods the first
+ * set covering ep by path takes ("" if no set covers it), aset that set's
+ * host (NULL: the generic set). */
+static void endpoint_err(ictx_t *c, yaml_node_t *at, const char *path, const char *ep,
+                         const char *method, const cfg_route_t *any, const char *allow,
+                         const char *aset, size_t cls, const char *cls_key)
+{
+    const cfg_t *cfg = c->cfg;
+    const cfg_issuance_t *is = cfg->issuance;
+    if (any)
+        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"%s%s), the route that covers %s %s, "
+                 "does not allow class \"%s\" (%s), so that endpoint could never succeed; add it "
+                 "to that route's allow_classes or add a route for %s", (size_t)(any - cfg->routes),
+                 any->path, any->host ? ", host " : "", any->host ? any->host : "", method, ep,
+                 cfg->tls.classes[cls].name, cls_key, is->path_prefix);
+    else if (*allow)
+        cfgw_err(&c->w, at, path, "no route takes %s %s on any host: the longest routes covering "
+                 "it (%s%s) take only %s (a request with %s is refused with 405 there; a shorter "
+                 "prefix is never tried); add %s to their methods or add a route for %s", method,
+                 ep, aset ? "host " : "generic routes", aset ? aset : "", allow, method, method,
+                 is->path_prefix);
+    else
+        cfgw_err(&c->w, at, path, "no route takes %s (%s) on any host: the issuance endpoints go "
+                 "through the gate of the route that covers them for the request's host (classes, "
+                 "bearer, jwt, rate limits; a host named by routes uses only its own); add "
+                 "a route such as {path: %s, upstream: <any>, allow_classes: [%s, %s], "
+                 "require_bearer: false}", ep, method, is->path_prefix, is->bootstrap_class,
+                 is->device_class);
+}
+
 static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const char *name,
                           const char *method, size_t cls, const char *cls_key)
 {
     const cfg_t *cfg = c->cfg;
     const cfg_route_t *any = NULL;
-    char ep[260];
+    char ep[260], allow[CFG_ROUTE_ALLOW_MAX] = "";
+    const char *aset = NULL;
     snprintf(ep, sizeof ep, "%s%s", cfg->issuance->path_prefix, name);
-    for (size_t h = 0; h <= cfg->nroutes; h++) {   /* h == nroutes: a host no route names */
+    for (size_t h = 0; h <= cfg->nroutes; h++) {   /* h == nroutes: the generic set */
         const char *host = h < cfg->nroutes ? cfg->routes[h].host : NULL;
-        if (h < cfg->nroutes && !host)
-            continue;
-        const cfg_route_t *r = cfg_route_select(cfg, host, ep, strlen(ep), method);
-        if (r && (r->allow_classes & (1u << cls)))
+        if (h < cfg->nroutes && (!host || cfg_route_host_set(cfg, host) != host))
+            continue;   /* generic, or a host already checked at its first route */
+        cfg_route_choice_t ch;
+        cfg_route_choose(cfg, host, ep, strlen(ep), method, &ch);
+        if (ch.route && (ch.route->allow_classes & (1u << cls)))
             return 0;
-        if (r && !any)
-            any = r;
+        if (ch.route && !any)
+            any = ch.route;
+        if (ch.status == 405 && !*allow) {
+            snprintf(allow, sizeof allow, "%s", ch.allow);
+            aset = ch.host_set;
+        }
     }
-    if (!any)
-        cfgw_err(&c->w, at, path, "no route matches %s (%s): the issuance endpoints go through "
-                 "the gate of the route that covers them (classes, bearer, jwt, rate limits); add "
-                 "a route such as {path: %s, upstream: <any>, allow_classes: [%s, %s], "
-                 "require_bearer: false}", ep, method, cfg->issuance->path_prefix,
-                 cfg->issuance->bootstrap_class, cfg->issuance->device_class);
-    else
-        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"), the route that covers %s %s, does "
-                 "not allow class \"%s\" (%s), so that endpoint could never succeed; add it to "
-                 "that route's allow_classes or add a route for %s", (size_t)(any - cfg->routes),
-                 any->path, method, ep, cfg->tls.classes[cls].name, cls_key,
-                 cfg->issuance->path_prefix);
+    endpoint_err(c, at, path, ep, method, any, allow, aset, cls, cls_key);
     return -1;
 }
 

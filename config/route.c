@@ -1,6 +1,7 @@
 /* config/route: route selection (see route.h). */
 #include "route.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -34,27 +35,79 @@ static int method_ok(const cfg_route_t *r, const char *method)
     return 0;
 }
 
-const cfg_route_t *cfg_route_select(const cfg_t *cfg, const char *host, const char *path,
-                                    size_t plen, const char *method)
+const char *cfg_route_host_set(const cfg_t *cfg, const char *host)
 {
-    const cfg_route_t *best = NULL;
+    if (!host)
+        return NULL;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].host && strcmp(cfg->routes[i].host, host) == 0)
+            return cfg->routes[i].host;
+    return NULL;
+}
+
+/* Whether route r belongs to the set of host set (NULL: the generic set). */
+static int in_set(const cfg_route_t *r, const char *set)
+{
+    return set ? r->host && strcmp(r->host, set) == 0 : !r->host;
+}
+
+/* Appends each method of r not yet in allow (a ", "-separated list of
+ * cap bytes); a method that does not fit is left out. */
+static void add_allow(char *allow, size_t cap, const cfg_route_t *r)
+{
+    for (size_t m = 0; m < r->nmethods; m++) {
+        const char *s = r->methods[m];
+        size_t have = strlen(allow), n = strlen(s);
+        int dup = 0;
+        for (const char *p = allow; *p && !dup; p += strcspn(p, ","), p += *p ? 2 : 0)
+            dup = strncmp(p, s, n) == 0 && (p[n] == ',' || p[n] == '\0');
+        if (dup || have + n + 3 > cap)
+            continue;
+        snprintf(allow + have, cap - have, "%s%s", have ? ", " : "", s);
+    }
+}
+
+void cfg_route_choose(const cfg_t *cfg, const char *host, const char *path, size_t plen,
+                      const char *method, cfg_route_choice_t *out)
+{
+    const char *set = cfg_route_host_set(cfg, host);
     size_t best_len = 0;
+    memset(out, 0, sizeof *out);
+    out->host_set = set;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        size_t n = in_set(&cfg->routes[i], set) ? covered(cfg, cfg->routes[i].path, path, plen) : 0;
+        if (n > best_len)
+            best_len = n;
+    }
+    if (!best_len) {
+        out->status = 404;
+        return;
+    }
     int best_full = 0;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const cfg_route_t *r = &cfg->routes[i];
-        if (r->host && (!host || strcmp(r->host, host) != 0))
+        if (!in_set(r, set) || covered(cfg, r->path, path, plen) != best_len)
             continue;
-        size_t n = covered(cfg, r->path, path, plen);
-        if (!n || !method_ok(r, method))
+        if (!method_ok(r, method)) {
+            add_allow(out->allow, sizeof out->allow, r);
             continue;
-        int full = n == strlen(r->path);
-        if (best && (n < best_len ||
-                     (n == best_len && ((!r->host && best->host) ||
-                                        (!r->host == !best->host && (!full || best_full))))))
-            continue;
-        best = r;
-        best_len = n;
-        best_full = full;
+        }
+        int full = best_len == strlen(r->path);
+        if (!out->route || (full && !best_full)) {
+            out->route = r;
+            best_full = full;
+        }
     }
-    return best;
+    if (out->route)
+        out->allow[0] = '\0';
+    else
+        out->status = 405;
+}
+
+const cfg_route_t *cfg_route_select(const cfg_t *cfg, const char *host, const char *path,
+                                    size_t plen, const char *method)
+{
+    cfg_route_choice_t ch;
+    cfg_route_choose(cfg, host, path, plen, method, &ch);
+    return ch.route;
 }

@@ -18,21 +18,49 @@
  * equal ignoring ASCII case under http.path_case: insensitive. */
 int cfg_path_eq(const cfg_t *cfg, const char *a, const char *b, size_t n);
 
-/* The route for a request with canonical host (config/host.h; NULL: none
- * matched by any route, e.g. for the load-time check), canonical path
- * (path[0..plen), no query) and method; NULL if none.
+/* The host set a request for canonical host chooses its route from: the
+ * routes naming that host if any route does (the returned pointer is that
+ * routes[].host), else NULL, the generic set (the routes without a host).
+ * host NULL: the generic set. */
+const char *cfg_route_host_set(const cfg_t *cfg, const char *host);
+
+/* The longest Allow list cfg_route_choose() writes (methods that do not fit
+ * are left out of it). */
+#define CFG_ROUTE_ALLOW_MAX 256
+
+typedef struct {
+    const cfg_route_t *route;   /* the route serving the request; NULL: refused */
+    int status;                 /* 0 (route set); 404: no route of the host set covers
+                                   the path; 405: some do, none takes the method */
+    const char *host_set;       /* cfg_route_host_set(): the host named, NULL: generic */
+    char allow[CFG_ROUTE_ALLOW_MAX]; /* for 405: the methods the covering routes take,
+                                        "GET, PUT"; "" otherwise */
+} cfg_route_choice_t;
+
+/* The route for a request with canonical host (config/host.h; NULL: none,
+ * e.g. for the load-time check of the generic set), canonical path
+ * (path[0..plen), no query) and method, into *out. Pure, no allocation.
  *
- * A route matches when its host is NULL or equal to host, its methods are
- * empty or name method, and its path prefix p covers the path:
+ * First the host chooses the set (as nginx chooses the server, then the
+ * location): when any route names the host, ONLY the routes naming it;
+ * otherwise only the routes without a host. A route of another set is never
+ * taken, whatever its prefix or methods.
+ *
+ * Within the set, a route's path prefix p covers the path when
  *  - p equals the path, or the path continues p at a segment boundary
  *    ("/api" covers "/api" and "/api/x", not "/apix");
  *  - a p ending in '/' covers anything below it ("/x/" covers "/x/y"),
  *    and also the path without that slash ("/x/" covers "/x"), as
  *    frameworks with non-strict routing serve both alike.
- * Of the matching routes the one with the longest covered prefix wins (the
- * slash-less match of "/x/" counts as "/x"); at equal length a route naming
- * the host wins, then one that matched its prefix in full, then the first
- * listed. */
+ * The longest covered prefix wins (the slash-less match of "/x/" counts as
+ * "/x"). Of the routes covering that length, those whose methods are empty
+ * or name method take the request: one that matched its prefix in full
+ * first, then the first listed. If none takes the method the result is 405
+ * with the methods they take: a shorter prefix is never tried. */
+void cfg_route_choose(const cfg_t *cfg, const char *host, const char *path, size_t plen,
+                      const char *method, cfg_route_choice_t *out);
+
+/* cfg_route_choose()'s route (NULL for 404 and 405). */
 const cfg_route_t *cfg_route_select(const cfg_t *cfg, const char *host, const char *path,
                                     size_t plen, const char *method);
 

@@ -656,12 +656,22 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
     return STAGE_NEXT;
 }
 
-/* The route for host and canonical path. */
+/* The route for host and canonical path: among the routes of the host's
+ * set only (cfg_route_choose); 405 with Allow when the longest covering
+ * prefix does not take the method, never another route. */
 static int stage_route(gw_conn_t *c, head_t *hd)
 {
+    cfg_route_choice_t ch;
     c->action = "routing";
-    c->route = pol_route(CFG(c), ups_str(&c->hdrs, c->host), ups_str(&c->hdrs, c->hdrs.first), hd->plen,
-                         c->method);
+    cfg_route_choose(CFG(c), ups_str(&c->hdrs, c->host), ups_str(&c->hdrs, c->hdrs.first), hd->plen,
+                     c->method, &ch);
+    c->route = ch.route;
+    if (ch.status == 405) {
+        char allow[CFG_ROUTE_ALLOW_MAX + 16];
+        snprintf(allow, sizeof allow, "Allow: %s\r\n", ch.allow);
+        return gw_conn_refuse(c, 405, "method_not_allowed", "this route does not take this method",
+                              allow);
+    }
     if (!c->route)
         return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
     return STAGE_NEXT;

@@ -301,3 +301,166 @@ def _(env):
         expect_nonce(env, resp, before, "POST /certificates/challenge")
     finally:
         gw.stop()
+
+
+# A host named by any route chooses ONLY among the routes naming it (server,
+# then location, as nginx): the generic routes serve only the other hosts.
+CONFINE_ROUTES = [
+    {"host": "internal.example", "path": "/", "upstream": "echo", "allow_classes": ["device"],
+     "require_bearer": False},
+    {"path": "/certificates/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+     "require_bearer": False},
+    {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+     "require_bearer": False},
+]
+
+
+@test("hosts: a longer generic prefix does not take a named host's request: bootstrap GET /certificates/x on internal.example is 403")
+def _(env):
+    gw = _gateway(env, "hosts-confine", CONFINE_ROUTES)
+    try:
+        for host in ["internal.example", "Internal.Example.", "internal.example:8443"]:
+            for target in ["/certificates/x", "/certificates/", "/certificates", "/x"]:
+                what = "bootstrap GET %s, Host %s" % (target, host)
+                before = env.upstream_count()
+                expect_error(env, _send(env, gw, host, target=target), before, 403, "forbidden_class",
+                             what + " (takes internal.example's route)")
+        info = upstream_info(_send(env, gw, "internal.example", cert="device", target="/certificates/x"),
+                             "device GET /certificates/x on internal.example")
+        eq(upstream_headers(info, "host"), ["internal.example"], "device: Host the upstream got")
+        for host in ["other.example", "localhost"]:
+            info = upstream_info(_send(env, gw, host, target="/certificates/x"),
+                                 "bootstrap GET /certificates/x on " + host)
+            eq(upstream_headers(info, "host"), [host], "bootstrap on %s: Host the upstream got" % host)
+    finally:
+        gw.stop()
+
+
+METHOD_ROUTES = [
+    {"host": "admin.example", "path": "/", "methods": ["GET"], "upstream": "echo",
+     "allow_classes": ["bootstrap", "device"], "require_bearer": False},
+    {"host": "admin.example", "path": "/rw/", "methods": ["PUT", "GET"], "upstream": "echo",
+     "allow_classes": ["bootstrap", "device"], "require_bearer": False},
+    {"host": "narrow.example", "path": "/only/", "upstream": "echo",
+     "allow_classes": ["bootstrap", "device"], "require_bearer": False},
+    {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+     "require_bearer": False},
+]
+
+
+@test("hosts: a method a named host's route excludes is 405 with Allow, never the generic route")
+def _(env):
+    gw = _gateway(env, "hosts-methods", METHOD_ROUTES)
+    try:
+        for method, target, allow in [("POST", "/x", "GET"), ("DELETE", "/", "GET"),
+                                      ("PUT", "/x", "GET"), ("POST", "/rw/a", "PUT, GET")]:
+            for cert in ["bootstrap", "device"]:
+                what = "%s %s %s on admin.example" % (cert, method, target)
+                before = env.upstream_count()
+                resp = _send(env, gw, "admin.example", cert=cert, method=method, target=target,
+                             body=b"{}" if method in ("POST", "PUT") else None)
+                expect_error(env, resp, before, 405, "method_not_allowed", what)
+                eq(resp.header_all("allow"), [allow], what + ": Allow")
+        for method, target in [("GET", "/x"), ("PUT", "/rw/a")]:
+            info = upstream_info(_send(env, gw, "admin.example", method=method, target=target,
+                                       body=b"{}" if method == "PUT" else None),
+                                 "%s %s on admin.example" % (method, target))
+            eq(info["path"], target, "%s %s on admin.example: path" % (method, target))
+        info = upstream_info(_send(env, gw, "other.example", method="POST", target="/x", body=b"{}"),
+                             "POST /x on other.example (generic /)")
+        eq(upstream_headers(info, "host"), ["other.example"], "POST on other.example: Host")
+        # a path none of the named host's routes cover: 404, not the generic /
+        for target in ["/x", "/onlyx", "/"]:
+            before = env.upstream_count()
+            expect_error(env, _send(env, gw, "narrow.example", target=target), before, 404, "no_route",
+                         "GET %s on narrow.example" % target)
+    finally:
+        gw.stop()
+
+
+def _issuance_hosts_gateway(env, name):
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {"feature_phone": {"provider": "refuse"}})
+    cfg["routes"] = [
+        {"host": "narrow.example", "path": "/api/", "upstream": "echo",
+         "allow_classes": ["bootstrap", "device"], "require_bearer": False},
+        {"host": "internal.example", "path": "/", "upstream": "echo", "allow_classes": ["device"],
+         "require_bearer": False},
+        {"path": "/certificates/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False},
+        {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False},
+    ]
+    return env.start_gateway(name, cfg)
+
+
+@test("hosts: the issuance endpoints on a named host go through that host's routes only (404 without one, its class rules)")
+def _(env):
+    gw = _issuance_hosts_gateway(env, "hosts-issuance-named")
+    try:
+        for ep in ["challenge", "issue", "renew"]:
+            for cert in ["bootstrap", "device"]:
+                what = "%s POST /certificates/%s on narrow.example" % (cert, ep)
+                before = env.upstream_count()
+                resp = _send(env, gw, "narrow.example", cert=cert, method="POST",
+                             target="/certificates/" + ep, body=b"{}")
+                expect_error(env, resp, before, 404, "no_route", what)
+        before = env.upstream_count()
+        expect_error(env, _send(env, gw, "narrow.example", method="GET", target="/certificates/challenge"),
+                     before, 404, "no_route", "GET /certificates/challenge on narrow.example")
+        # internal.example's own / covers the prefix and admits only device
+        before = env.upstream_count()
+        expect_error(env, _send(env, gw, "internal.example", method="POST", target="/certificates/challenge",
+                                body=b"{}"), before, 403, "forbidden_class",
+                     "bootstrap POST /certificates/challenge on internal.example")
+        before = env.upstream_count()
+        resp = _send(env, gw, "internal.example", cert="device", method="POST",
+                     target="/certificates/challenge", body=b"{}")
+        expect_nonce(env, resp, before, "device POST /certificates/challenge on internal.example")
+        # hosts no route names: the generic /certificates/ route
+        for host in ["localhost", "other.example"]:
+            before = env.upstream_count()
+            resp = _send(env, gw, host, method="POST", target="/certificates/challenge", body=b"{}")
+            expect_nonce(env, resp, before, "bootstrap POST /certificates/challenge on " + host)
+    finally:
+        gw.stop()
+
+
+@test("hosts: --check judges the issuance endpoints per host set with the request's selector")
+def _(env):
+    iss = issuance_config(env, {"feature_phone": {"provider": "refuse"}})
+    # the only route covering the endpoints is a named host's, and it does not admit bootstrap
+    cfg = env.config()
+    cfg["issuance"] = iss
+    cfg["routes"] = [
+        {"host": "internal.example", "path": "/", "upstream": "echo", "allow_classes": ["device"],
+         "require_bearer": False},
+        {"path": "/api/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False},
+    ]
+    rc, out = config_check(env, cfg, "hosts-iss-check1")
+    eq(rc, 2, "--check: exit status")
+    check('routes[0] (path "/", host internal.example), the route that covers POST /certificates/challenge, '
+          'does not allow class "bootstrap"' in out, "--check message: %s" % out)
+    # the generic set covers the prefix only with another method: the route was
+    # once skipped for the shorter /; now the endpoint is 405, so no route takes it
+    cfg["routes"] = [
+        {"path": "/certificates/", "methods": ["PUT"], "upstream": "echo",
+         "allow_classes": ["bootstrap", "device"], "require_bearer": False},
+        {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False},
+    ]
+    rc, out = config_check(env, cfg, "hosts-iss-check2")
+    eq(rc, 2, "--check (methods): exit status")
+    check("no route takes POST /certificates/challenge on any host: the longest routes covering it "
+          "(generic routes) take only PUT (a request with POST is refused with 405 there; a shorter "
+          "prefix is never tried)" in out, "--check message: %s" % out)
+    # a named host without the prefix does not matter while the generic set serves it
+    cfg["routes"] = [
+        {"host": "narrow.example", "path": "/api/", "upstream": "echo", "allow_classes": ["device"],
+         "require_bearer": False},
+        {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False},
+    ]
+    rc, out = config_check(env, cfg, "hosts-iss-check3")
+    eq(rc, 0, "--check (generic set serves issuance): exit status (%s)" % out)

@@ -1009,9 +1009,10 @@ static void test_issuance_routes(const char *pki, const char *tmp)
          "  - {path: /certificates/renew, upstream: api, allow_classes: [device]}\n",
          NULL, "issuance: one route per endpoint loads"},
         {"  - {path: /certificates/, upstream: api, methods: [GET], allow_classes: [bootstrap]}\n",
-         "issuance: routes[0] (path \"/\"), the route that covers POST /certificates/challenge, "
-         "does not allow class \"bootstrap\"",
-         "issuance: a GET-only route does not cover the POST endpoints"},
+         "issuance: no route takes POST /certificates/challenge on any host: the longest routes "
+         "covering it (generic routes) take only GET (a request with POST is refused with 405 there; a shorter "
+         "prefix is never tried)",
+         "issuance: a GET-only route refuses the POST endpoints (no fall-through to /)"},
         {"  - {path: /certificates, upstream: api, allow_classes: [bootstrap, device]}\n", NULL,
          "issuance: a prefix without the trailing slash covers by segment"},
         {"  - {path: /certificates/iss, upstream: api, allow_classes: [bootstrap]}\n",
@@ -1022,9 +1023,9 @@ static void test_issuance_routes(const char *pki, const char *tmp)
          "(issuance.device_class)", "issuance: renew needs the device class"},
         {"  - {path: /certificates/, upstream: api, methods: [POST],\n"
          "     allow_classes: [bootstrap, device]}\n",
-         "issuance: routes[0] (path \"/\"), the route that covers GET /certificates/challenge, "
-         "does not allow class \"bootstrap\"",
-         "issuance: a POST-only route leaves GET /certificates/challenge to another route"},
+         "issuance: no route takes GET /certificates/challenge on any host: the longest routes "
+         "covering it (generic routes) take only POST",
+         "issuance: a POST-only route refuses GET /certificates/challenge (no fall-through to /)"},
         {"  - {path: /certificates/, upstream: api, methods: [GET, POST],\n"
          "     allow_classes: [bootstrap, device]}\n",
          NULL, "issuance: a route for GET and POST covers every endpoint"},

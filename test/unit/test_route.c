@@ -105,7 +105,15 @@ int main(void)
     CHECK(match(&cfg, "api.example.com", "/api/x", "GET") == &rs[3], "host route wins at equal length");
     CHECK(match(&cfg, "other.example.com", "/api/x", "GET") == &rs[1], "host route skipped for other hosts");
     CHECK(match(&cfg, NULL, "/certificates/new", "POST") == &rs[4], "method route matches its method");
-    CHECK(match(&cfg, NULL, "/certificates/new", "GET") == &rs[0], "method route skipped for other methods");
+    CHECK(match(&cfg, NULL, "/certificates/new", "GET") == NULL,
+          "a method route does not fall through to a shorter prefix for other methods");
+    {
+        cfg_route_choice_t ch;
+        cfg_route_choose(&cfg, NULL, "/certificates/new", 17, "GET", &ch);
+        CHECK(ch.status == 405 && !ch.route && strcmp(ch.allow, "POST") == 0, "405 with Allow: POST");
+        cfg_route_choose(&cfg, NULL, "/nothing", 8, "GET", &ch);
+        CHECK(ch.status == 0 && ch.route == &rs[0] && !ch.allow[0], "served: status 0, no Allow");
+    }
 
     cfg_t only_api = cfg;
     only_api.routes = &rs[1];
@@ -498,6 +506,59 @@ int main(void)
     CHECK(cfg_path_eq(&c5, "/Certificates/", "/certificates/", 14) == 0, "cfg_path_eq: exact by default");
     c5.http.path_case_insensitive = 1;
     CHECK(cfg_path_eq(&c5, "/Certificates/", "/certificates/", 14) == 1, "cfg_path_eq: insensitive folds case");
+
+    /* a host named by a route chooses only among its own routes (server,
+     * then location): a longer generic prefix never takes its requests, a
+     * method its routes exclude is 405, a path they do not cover 404 */
+    static char *get_only[] = {"GET"}, *put_get[] = {"PUT", "GET"};
+    cfg_route_t rs6[6] = {
+        route("internal.example", "/", NULL, 1, 0),
+        route(NULL, "/certificates/", NULL, 3, 0),
+        route(NULL, "/", NULL, 3, 0),
+        route("admin.example", "/", NULL, 4, 0),
+        route("narrow.example", "/only/", NULL, 1, 0),
+        route("admin.example", "/rw/", NULL, 4, 0),
+    };
+    rs6[3].methods = get_only;
+    rs6[3].nmethods = 1;
+    rs6[5].methods = put_get;
+    rs6[5].nmethods = 2;
+    cfg_t c6;
+    memset(&c6, 0, sizeof(c6));
+    c6.routes = rs6;
+    c6.nroutes = 6;
+    cfg_route_choice_t ch6;
+    CHECK(match(&c6, "internal.example", "/certificates/x", "GET") == &rs6[0],
+          "host confinement: a longer generic prefix does not take a named host's request");
+    CHECK(match(&c6, "other.example", "/certificates/x", "GET") == &rs6[1], "other hosts: generic routes");
+    CHECK(match(&c6, NULL, "/x", "GET") == &rs6[2], "no host: generic routes");
+    CHECK(match(&c6, "admin.example", "/x", "GET") == &rs6[3], "named host, its method: its route");
+    cfg_route_choose(&c6, "admin.example", "/x", 2, "POST", &ch6);
+    CHECK(!ch6.route && ch6.status == 405 && strcmp(ch6.allow, "GET") == 0 &&
+              ch6.host_set == rs6[3].host,
+          "named host, method its route excludes: 405 Allow: GET, no generic fall-through");
+    cfg_route_choose(&c6, "admin.example", "/rw/a", 5, "DELETE", &ch6);
+    CHECK(ch6.status == 405 && strcmp(ch6.allow, "PUT, GET") == 0,
+          "405 names the methods of the longest covering prefix only");
+    CHECK(match(&c6, "admin.example", "/rw/a", "PUT") == &rs6[5], "longest prefix of the host, its method");
+    cfg_route_choose(&c6, "narrow.example", "/x", 2, "GET", &ch6);
+    CHECK(!ch6.route && ch6.status == 404 && !ch6.allow[0],
+          "named host, path none of its routes cover: 404, not the generic /");
+    cfg_route_choose(&c6, "narrow.example", "/certificates/issue", 19, "POST", &ch6);
+    CHECK(ch6.status == 404, "named host without a route for the issuance prefix: 404");
+    CHECK(cfg_route_host_set(&c6, "admin.example") == rs6[3].host && !cfg_route_host_set(&c6, "x.example") &&
+              !cfg_route_host_set(&c6, NULL),
+          "cfg_route_host_set: the first route's host, or NULL (generic)");
+    /* duplicate methods across routes of one length are listed once */
+    cfg_route_t rs7[2] = {route(NULL, "/a", "GET", 1, 0), route(NULL, "/a", "GET", 2, 0)};
+    rs7[1].methods = put_get;
+    rs7[1].nmethods = 2;
+    cfg_t c7;
+    memset(&c7, 0, sizeof(c7));
+    c7.routes = rs7;
+    c7.nroutes = 2;
+    cfg_route_choose(&c7, NULL, "/a", 2, "POST", &ch6);
+    CHECK(ch6.status == 405 && strcmp(ch6.allow, "GET, PUT") == 0, "Allow lists each method once");
 
     /* policy */
     tls_identity_t dev = {.class_idx = 0}, boot = {.class_idx = 1};
