@@ -4,6 +4,7 @@ import ssl
 import threading
 import time
 
+from tlsprobe import client_ctx, verdict
 from harness import (H_CLASS, H_DEVICE_ID, H_SERIAL, REFUSAL_ERRORS, check, check_json_error,
                      check_identity, eq, fail, test, upstream_headers, upstream_info)
 
@@ -45,8 +46,8 @@ def _(env):
 def _(env):
     gw = _private(env, "tls13-only", {"tls": {"min_version": "1.3"}})
     try:
-        resp, why = env.attempt(gw, "device", max_version=ssl.TLSVersion.TLSv1_2)
-        check(resp is None, "TLS 1.2 client was served (HTTP %d)" % (resp.status if resp else 0))
+        eq(verdict(env, gw, client_ctx(env, "device", ssl.TLSVersion.TLSv1_2)),
+           "TLSV1_ALERT_PROTOCOL_VERSION", "what a TLS 1.2 client gets")
         with env.connect(gw) as c:
             eq(c.sock.version(), "TLSv1.3", "TLS version")
             upstream_info(c.request("GET", "/tls13-only"))
