@@ -545,8 +545,8 @@ int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint6
         }
         if (v < min || v > max) {
             fmt_ms(a, sizeof a, max);
-            snprintf(msg, len, "duration must be more than 0 and at most %s, got \"%.60s\"",
-                     a, s);
+            snprintf(msg, len, "duration must be %sat most %s, got \"%.60s\"",
+                     min ? "more than 0 and " : "", a, s);
             return -1;
         }
     } else if (kind == 's') {
