@@ -22,6 +22,7 @@
 
 #include "../config/config.h"
 #include "../gateway/log.h"
+#include "../policy/issuance.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -91,26 +92,30 @@ static inline char *fuzz_strndup(const uint8_t *data, size_t n)
     return s;
 }
 
-/* base64url without padding into out (4 * ceil(n / 3) + 1 bytes). */
+/* Pieces of the targets' configurations (@D@ is the generated PKI's
+ * directory, see fuzz_config): the listener and the two trust classes; one
+ * upstream "api" and the first route, which covers issuance; the issuing CA. */
+#define FUZZ_CONFIG_TLS \
+    "listeners:\n  - address: 127.0.0.1:8443\n" \
+    "tls:\n" \
+    "  certificates:\n    - cert: @D@/server.crt\n      key: @D@/server.key\n" \
+    "  classes:\n" \
+    "    - name: device\n      ca: @D@/device-ca.crt\n" \
+    "    - name: bootstrap\n      ca: @D@/bootstrap-ca.crt\n"
+#define FUZZ_CONFIG_API \
+    "upstreams:\n  - name: api\n    servers: [127.0.0.1:9080]\n" \
+    "routes:\n" \
+    "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device], require_bearer: false}\n"
+#define FUZZ_CONFIG_CA \
+    "issuance:\n" \
+    "  ca_cert: @D@/device-ca.crt\n  ca_key: @D@/device-ca.key\n"
+
+/* base64url without padding into out (4 * ceil(n / 3) + 1 bytes), by the
+ * gateway's own encoder. */
 static inline void fuzz_b64url(const unsigned char *in, size_t n, char *out)
 {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        out[o++] = t[in[i] >> 2];
-        out[o++] = t[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-        out[o++] = t[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
-        out[o++] = t[in[i + 2] & 63];
-    }
-    if (n - i == 1) {
-        out[o++] = t[in[i] >> 2];
-        out[o++] = t[(in[i] & 3) << 4];
-    } else if (n - i == 2) {
-        out[o++] = t[in[i] >> 2];
-        out[o++] = t[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-        out[o++] = t[(in[i + 1] & 15) << 2];
-    }
-    out[o] = '\0';
+    if (pol_iss_b64url_encode(in, n, out, (n + 2) / 3 * 4 + 1) < 0)
+        abort();
 }
 
 static inline char *fuzz_b64url_dup(const void *in, size_t n)

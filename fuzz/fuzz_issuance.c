@@ -17,18 +17,10 @@
 #include "fuzz.h"
 
 static const char config_text[] =
-    "listeners:\n  - address: 127.0.0.1:8443\n"
-    "tls:\n"
-    "  certificates:\n    - cert: @D@/server.crt\n      key: @D@/server.key\n"
-    "  classes:\n"
-    "    - name: device\n      ca: @D@/device-ca.crt\n"
-    "    - name: bootstrap\n      ca: @D@/bootstrap-ca.crt\n"
-    "upstreams:\n  - name: api\n    servers: [127.0.0.1:9080]\n"
-    "routes:\n"
-    "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device], require_bearer: false}\n"
+    FUZZ_CONFIG_TLS
+    FUZZ_CONFIG_API
     "  - {path: /, upstream: api, allow_classes: [device]}\n"
-    "issuance:\n"
-    "  ca_cert: @D@/device-ca.crt\n  ca_key: @D@/device-ca.key\n"
+    FUZZ_CONFIG_CA
     "  key_policy: {ec_p256: true, rsa: true, rsa_min_bits: 2048}\n"
     "  platforms:\n"
     "    android:\n      provider: play_integrity\n      package_name: com.example.app\n"

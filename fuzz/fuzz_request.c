@@ -266,12 +266,7 @@ void ups_exchange_free(ups_exchange_t *x)
 
 static const char config_text[] =
     "workers: 1\n"
-    "listeners:\n  - address: 127.0.0.1:8443\n"
-    "tls:\n"
-    "  certificates:\n    - cert: @D@/server.crt\n      key: @D@/server.key\n"
-    "  classes:\n"
-    "    - name: device\n      ca: @D@/device-ca.crt\n"
-    "    - name: bootstrap\n      ca: @D@/bootstrap-ca.crt\n"
+    FUZZ_CONFIG_TLS
     "limits:\n  max_header_bytes: 4k\n  max_headers: 32\n  max_body_bytes: 100k\n"
     "upstreams:\n"
     "  - name: api\n    servers: [127.0.0.1:9080]\n"
@@ -284,8 +279,7 @@ static const char config_text[] =
     "  - host: api.example.com\n    path: /api\n    methods: [GET, POST, HEAD]\n"
     "    upstream: api\n    allow_classes: [device]\n    require_bearer: true\n"
     "  - path: /\n    upstream: api\n    allow_classes: [device]\n    require_bearer: true\n"
-    "issuance:\n"
-    "  ca_cert: @D@/device-ca.crt\n  ca_key: @D@/device-ca.key\n"
+    FUZZ_CONFIG_CA
     "  max_body_bytes: 16k\n"
     "  platforms:\n    ios: {provider: http, url: \"http://127.0.0.1:9100/verify\"}\n";
 

@@ -24,15 +24,8 @@
 static cfg_t *cfg;
 
 static const char config_text[] =
-    "listeners:\n  - address: 127.0.0.1:8443\n"
-    "tls:\n"
-    "  certificates:\n    - cert: @D@/server.crt\n      key: @D@/server.key\n"
-    "  classes:\n"
-    "    - name: device\n      ca: @D@/device-ca.crt\n"
-    "    - name: bootstrap\n      ca: @D@/bootstrap-ca.crt\n"
-    "upstreams:\n  - name: api\n    servers: [127.0.0.1:9080]\n"
-    "routes:\n"
-    "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device], require_bearer: false}\n"
+    FUZZ_CONFIG_TLS
+    FUZZ_CONFIG_API
     "  - {path: /internal/, upstream: api, allow_classes: [device]}\n"
     "  - {path: /internal/public, upstream: api, allow_classes: [bootstrap]}\n"
     "  - {host: api.example.com, path: /api, methods: [GET, POST], upstream: api, allow_classes: [device]}\n"
