@@ -249,23 +249,30 @@ def _(env):
         gw.stop()
 
 
-def _issuance_gateway(env, name, nocase):
+def _open_route(path, host=None, classes=("bootstrap", "device")):
+    r = {"path": path, "upstream": "echo", "allow_classes": list(classes), "require_bearer": False}
+    if host:
+        r["host"] = host
+    return r
+
+
+def _issuance_gateway(env, name, routes, http=None):
+    """A gateway with issuance (and a refusing platform) behind these routes."""
     cfg = env.config()
     cfg["issuance"] = issuance_config(env, {"feature_phone": {"provider": "refuse"}})
-    if nocase:
-        cfg["http"] = {"path_case": "insensitive"}
-    cfg["routes"] = [
-        {"path": "/certificates/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
-         "require_bearer": False},
-        {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
-         "require_bearer": False},
-    ]
+    if http:
+        cfg["http"] = http
+    cfg["routes"] = routes
     return env.start_gateway(name, cfg)
+
+
+_GENERIC_ROUTES = [_open_route("/certificates/"), _open_route("/")]
 
 
 @test("hosts: http.path_case insensitive: /Certificates/issue is the issuance endpoint, never forwarded")
 def _(env):
-    gw = _issuance_gateway(env, "hosts-issuance-nocase", True)
+    gw = _issuance_gateway(env, "hosts-issuance-nocase", _GENERIC_ROUTES,
+                          {"path_case": "insensitive"})
     try:
         for method, target in [("POST", "/Certificates/challenge"), ("POST", "/CERTIFICATES/CHALLENGE"),
                                ("GET", "/certificates/Challenge"), ("POST", "/Certificates/Challenge?x=1")]:
@@ -291,7 +298,7 @@ def _(env):
 
 @test("hosts: http.path_case sensitive (default): /Certificates/challenge is another path")
 def _(env):
-    gw = _issuance_gateway(env, "hosts-issuance-case", False)
+    gw = _issuance_gateway(env, "hosts-issuance-case", _GENERIC_ROUTES)
     try:
         info = upstream_info(_send(env, gw, "localhost", method="POST", target="/Certificates/challenge",
                                    body=b"{}"), "POST /Certificates/challenge")
@@ -378,25 +385,17 @@ def _(env):
         gw.stop()
 
 
-def _issuance_hosts_gateway(env, name):
-    cfg = env.config()
-    cfg["issuance"] = issuance_config(env, {"feature_phone": {"provider": "refuse"}})
-    cfg["routes"] = [
-        {"host": "narrow.example", "path": "/api/", "upstream": "echo",
-         "allow_classes": ["bootstrap", "device"], "require_bearer": False},
-        {"host": "internal.example", "path": "/", "upstream": "echo", "allow_classes": ["device"],
-         "require_bearer": False},
-        {"path": "/certificates/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
-         "require_bearer": False},
-        {"path": "/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
-         "require_bearer": False},
-    ]
-    return env.start_gateway(name, cfg)
+_NAMED_HOST_ROUTES = [
+    _open_route("/api/", host="narrow.example"),
+    _open_route("/", host="internal.example", classes=("device",)),
+    _open_route("/certificates/"),
+    _open_route("/"),
+]
 
 
 @test("hosts: the issuance endpoints on a named host go through that host's routes only (404 without one, its class rules)")
 def _(env):
-    gw = _issuance_hosts_gateway(env, "hosts-issuance-named")
+    gw = _issuance_gateway(env, "hosts-issuance-named", _NAMED_HOST_ROUTES)
     try:
         for ep in ["challenge", "issue", "renew"]:
             for cert in ["bootstrap", "device"]:
