@@ -23,6 +23,7 @@
 #include "../config/config.h"
 #include "../gateway/log.h"
 #include "../policy/issuance.h"
+#include "../test/tools/mint_integrity.h"   /* mint_es256 */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -127,23 +128,6 @@ static inline char *fuzz_b64url_dup(const void *in, size_t n)
     return out;
 }
 
-/* ES256 signature of data as raw r || s. Boolean. */
-static inline int fuzz_es256(EVP_PKEY *k, const char *data, size_t n, unsigned char out[64])
-{
-    unsigned char der[128];
-    size_t dl = sizeof der;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k) == 1 &&
-             EVP_DigestSign(md, der, &dl, (const unsigned char *)data, n) == 1;
-    EVP_MD_CTX_free(md);
-    const unsigned char *p = der;
-    ECDSA_SIG *sig = ok ? d2i_ECDSA_SIG(NULL, &p, (long)dl) : NULL;
-    ok = sig && BN_bn2binpad(ECDSA_SIG_get0_r(sig), out, 32) == 32 &&
-         BN_bn2binpad(ECDSA_SIG_get0_s(sig), out + 32, 32) == 32;
-    ECDSA_SIG_free(sig);
-    return ok;
-}
-
 /* "<b64url(a)>.<b64url(b)>.<b64url(ES256 signature of the first two)>",
  * malloc'ed: a JWS compact serialisation of header a and payload b. */
 static inline char *fuzz_jws(EVP_PKEY *k, const void *a, size_t an, const void *b, size_t bn)
@@ -156,7 +140,7 @@ static inline char *fuzz_jws(EVP_PKEY *k, const void *a, size_t an, const void *
     if (!out)
         abort();
     int l = snprintf(out, n, "%s.%s", ha, hb);
-    if (!fuzz_es256(k, out, (size_t)l, sig))
+    if (l < 0 || !mint_es256(k, out, sig))   /* out is base64url text: no NUL inside */
         memset(sig, 0, sizeof sig);
     fuzz_b64url(sig, 64, sig64);
     snprintf(out + l, n - (size_t)l, ".%s", sig64);
