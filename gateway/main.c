@@ -216,7 +216,7 @@ static json_t *changes_json(const gw_changes_t *ch)
  * wait gives up (logged: a stuck worker would be a bug). */
 #define SWITCH_WAIT_MS 10000
 
-static void switch_workers(control_t *ctl, uint64_t number)
+static int switch_workers(control_t *ctl, uint64_t number)
 {
     for (int i = 0; i < ctl->nworkers; i++)
         gw_worker_reload(&ctl->workers[i]);
@@ -225,12 +225,13 @@ static void switch_workers(control_t *ctl, uint64_t number)
         for (int i = 0; i < ctl->nworkers && all; i++)
             all = gw_worker_generation(&ctl->workers[i]) >= number;
         if (all)
-            return;
+            return 0;
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     gw_log(GW_ERR, NULL, "reload: a worker did not switch to generation %llu within %d ms",
            (unsigned long long)number, SWITCH_WAIT_MS);
+    return -1;
 }
 
 static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors_t *errs,
@@ -278,7 +279,8 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     gw_log_setup(gen->cfg->logging.level, gen->cfg->logging.format);
     gw_gen_t *old = gw_proc_publish(ctl->proc, gen);
     uint64_t number = gen->number;   /* gen is the process's now */
-    switch_workers(ctl, number);
+    if (switch_workers(ctl, number) == 0)
+        gw_gen_unlisten(old);   /* nobody polls its sockets: those it alone named close */
     gw_gen_release(old);
     gw_proc_note_reload(ctl->proc, 1, ms);
     char summary[1024];

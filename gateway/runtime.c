@@ -284,7 +284,7 @@ static int listeners_attach(gw_proc_t *p, gw_gen_t *g, cfg_errors_t *errs)
 
 static void listeners_release(gw_gen_t *g)
 {
-    if (!g->listeners)
+    if (!g || !g->listeners)
         return;
     gw_proc_t *p = g->proc;
     for (size_t i = 0; i < g->cfg->nlisteners && g->listeners[i]; i++) {
@@ -296,6 +296,12 @@ static void listeners_release(gw_gen_t *g)
             listener_free(l);
     }
     free(g->listeners);
+    g->listeners = NULL;
+}
+
+void gw_gen_unlisten(gw_gen_t *g)
+{
+    listeners_release(g);
 }
 
 /* ---- the files a generation is built from ---- */

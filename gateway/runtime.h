@@ -122,6 +122,11 @@ gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs);
  * (the start exits 1 when it fails, 2 for the builder's problems). 0, or -1
  * with the reason in errs (nothing left open; release the generation). */
 int gw_gen_listen(gw_gen_t *g, cfg_errors_t *errs);
+/* A generation that is no longer current, once every worker has stopped
+ * polling its sockets: it gives up its listeners, so a listener no current
+ * generation names is closed now (new connections to it are refused) rather
+ * than with the old generation's last connection. Main thread. */
+void gw_gen_unlisten(gw_gen_t *g);
 gw_gen_t *gw_gen_acquire(gw_gen_t *g);
 void gw_gen_release(gw_gen_t *g);
 

@@ -217,8 +217,9 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     gw_worker_t *w = arg;
     gw_gen_t *gen = gw_proc_current(w->proc);
     if (w->draining || gen == w->cur->gen) {
+        /* draining: it polls no socket and takes no new connection */
+        __atomic_store_n(&w->gen_seen, gen->number, __ATOMIC_RELEASE);
         gw_gen_release(gen);
-        __atomic_store_n(&w->gen_seen, w->cur->gen->number, __ATOMIC_RELEASE);
         return;
     }
     gw_wgen_t *wg = wgen_new(w, gen);
@@ -226,13 +227,11 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
         gw_log(GW_ERR, NULL, "worker %d: out of memory switching to generation %llu; new "
                "connections stay on generation %llu", w->id, (unsigned long long)gen->number,
                (unsigned long long)w->cur->gen->number);
-        uint64_t number = gen->number;   /* answered, if not applied: the log says so */
         if (wg)
             wgen_free(wg);   /* releases gen */
         else
             gw_gen_release(gen);
-        __atomic_store_n(&w->gen_seen, number, __ATOMIC_RELEASE);
-        return;
+        return;   /* not answered: the main thread keeps the old sockets open */
     }
     gw_wgen_t *old = w->cur;
     w->cur = wg;
