@@ -138,13 +138,15 @@ static void issuance_setup(gw_runtime_t *rt, const char *path, int *nerr)
  * depend on the moment, not on the file). Prints every problem as
  * "FILE: message" and returns how many there were; on 0, rt holds the
  * state (freed by policy_free and tls_ctx_free either way). */
-static int prepare(gw_runtime_t *rt, const char *path)
+static int prepare(gw_runtime_t *rt, tls_store_t *store, const char *path)
 {
     const cfg_t *cfg = rt->cfg;
     char err[512];
     int nerr = 0;
-    if (!(rt->tls = tls_ctx_new(cfg, err, sizeof(err))))
+    if (!(rt->tls = tls_ctx_new(cfg, store, err, sizeof(err))))
         problem(&nerr, path, err);
+    else if (tls_store_configure(store, cfg) < 0)
+        problem(&nerr, path, "out of memory for tls.verify_cache");
     if (cfg->admin.enabled && !gw_admin_token(&cfg->admin, err, sizeof err))
         problem(&nerr, path, err);
     if (cfg->nrate_limits && !(rt->rl = pol_rl_new(cfg->rate_limits, cfg->nrate_limits, 0)))
@@ -304,12 +306,18 @@ int main(int argc, char **argv)
     gw_runtime_t rt = {.cfg = cfg};
     char err[512];
     gw_log_setup(cfg->logging.level, cfg->logging.format);
-    int problems = prepare(&rt, path);
+    tls_store_t *store = tls_store_new();   /* sessions and verified chains: the process's */
+    if (!store) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    int problems = prepare(&rt, store, path);
     if (problems || check) {
         if (!problems)
             printf("OK\n");
         policy_free(&rt);
         tls_ctx_free(rt.tls);
+        tls_store_free(store);
         cfg_free(cfg);
         return problems ? 2 : 0;
     }
@@ -413,6 +421,7 @@ int main(int argc, char **argv)
     policy_free(&rt);
     ups_health_free(rt.health);
     tls_ctx_free(rt.tls);
+    tls_store_free(store);
     cfg_free(cfg);
     return rc;
 }

@@ -58,7 +58,17 @@ static tls_vcache_stats_t stats(tls_vcache_t *c)
 
 static void test_table(void)
 {
-    CHECK(tls_vcache_new(0) == NULL, "capacity 0 is refused");
+    tls_vcache_t *z = tls_vcache_new(0);
+    {
+        unsigned char k0[TLS_VCACHE_KEY_LEN];
+        key_of(k0, 1);
+        tls_identity_t *zi = fake_id("aa");
+        CHECK(z && tls_vcache_insert(z, k0, zi, 1, 9) < 0 && tls_vcache_lookup(z, k0, 2) == NULL &&
+                  refs(zi) == 1,
+              "capacity 0: holds nothing (insert refused, lookup misses, no reference kept)");
+        tls_identity_release(zi);
+        tls_vcache_free(z);
+    }
 
     tls_vcache_t *c = tls_vcache_new(4);
     CHECK(c != NULL, "cache of 4");
@@ -417,7 +427,7 @@ static void test_handshakes(void)
     cfg.identity.device_id_prefix = "urn:portcullis:device:";
 
     char err[256] = "";
-    tls_ctx_t *t = tls_ctx_new(&cfg, err, sizeof(err));
+    tls_ctx_t *t = tls_ctx_new(&cfg, NULL, err, sizeof(err));
     CHECK(t != NULL, "tls_ctx_new with a verify cache");
     if (!t) {
         printf("# %s\n", err);
@@ -479,7 +489,7 @@ static void test_handshakes(void)
 
     /* size 1: every new chain evicts the previous one */
     cfg.tls.verify_cache_size = 1;
-    t = tls_ctx_new(&cfg, err, sizeof(err));
+    t = tls_ctx_new(&cfg, NULL, err, sizeof(err));
     handshake(t, ca);
     handshake(t, cb);
     r1 = handshake(t, ca);
@@ -490,7 +500,7 @@ static void test_handshakes(void)
 
     /* size 0: no cache, verification as without it */
     cfg.tls.verify_cache_size = 0;
-    t = tls_ctx_new(&cfg, err, sizeof(err));
+    t = tls_ctx_new(&cfg, NULL, err, sizeof(err));
     tls_vcache_stats_t none;
     CHECK(t && tls_ctx_vcache_stats(t, &none) < 0, "size 0: no cache");
     r1 = handshake(t, ca);
