@@ -778,7 +778,9 @@ static int cert_verify_cb(X509_STORE_CTX *x, void *arg)
     tls_vcache_t *vc = tls_store_vcache(t->store);
     if (keyed) {
         int cls;
-        tls_identity_t *id = tls_vcache_lookup_if(vc, key, now_ms(), vcache_accept, t, &cls);
+        tls_identity_t *id = tls_vcache_lookup_if(vc, key, now_ms(),
+                                                  t->cfg->tls.verify_cache_lifetime_ms,
+                                                  vcache_accept, t, &cls);
         if (id && id->class_idx != cls) {
             /* made under another context with this class at another index */
             tls_identity_t *rid = tls_identity_rebase(id, cls);

@@ -144,14 +144,16 @@ static tls_identity_t *drop(tls_vcache_t *c, entry_t **link)
 /* ---- operations ---- */
 
 tls_identity_t *tls_vcache_lookup_if(tls_vcache_t *c, const unsigned char *key, uint64_t now_ms,
-                                     tls_vcache_accept_fn accept, void *arg, int *verdict)
+                                     uint64_t max_age_ms, tls_vcache_accept_fn accept, void *arg,
+                                     int *verdict)
 {
     tls_identity_t *got = NULL, *old = NULL;
     *verdict = -1;
     pthread_mutex_lock(&c->mu);
     entry_t **link = find(c, key);
     entry_t *e = *link;
-    if (e && (now_ms < e->added_ms || now_ms >= e->expires_ms)) {
+    if (e && (now_ms < e->added_ms || now_ms >= e->expires_ms ||
+              now_ms - e->added_ms >= max_age_ms)) {
         old = drop(c, link);
         c->st.expired++;
         e = NULL;
@@ -177,7 +179,7 @@ tls_identity_t *tls_vcache_lookup_if(tls_vcache_t *c, const unsigned char *key, 
 tls_identity_t *tls_vcache_lookup(tls_vcache_t *c, const unsigned char *key, uint64_t now_ms)
 {
     int verdict;
-    return tls_vcache_lookup_if(c, key, now_ms, NULL, NULL, &verdict);
+    return tls_vcache_lookup_if(c, key, now_ms, UINT64_MAX, NULL, NULL, &verdict);
 }
 
 int tls_vcache_replace(tls_vcache_t *c, const unsigned char *key, tls_identity_t *old,

@@ -60,12 +60,16 @@ struct tls_identity *tls_vcache_lookup(tls_vcache_t *c, const unsigned char *key
  * must not call back into the cache. */
 typedef int (*tls_vcache_accept_fn)(const struct tls_identity *id, void *arg);
 
-/* tls_vcache_lookup, with the found identity also passed to accept (NULL:
- * accept everything, *verdict 0). A new reference, with *verdict set to what
- * accept returned, or NULL (*verdict -1). */
+/* tls_vcache_lookup, with an entry added max_age_ms or longer before now_ms
+ * also expired (UINT64_MAX: no such bound; the caller's own lifetime when it
+ * is shorter than the one the entry was inserted with), and the found
+ * identity passed to accept (NULL: accept everything, *verdict 0). A new
+ * reference, with *verdict set to what accept returned, or NULL
+ * (*verdict -1). */
 struct tls_identity *tls_vcache_lookup_if(tls_vcache_t *c, const unsigned char *key,
-                                          uint64_t now_ms, tls_vcache_accept_fn accept,
-                                          void *arg, int *verdict);
+                                          uint64_t now_ms, uint64_t max_age_ms,
+                                          tls_vcache_accept_fn accept, void *arg,
+                                          int *verdict);
 
 /* Boolean-like: 0 if the entry under key held old and now holds repl (the
  * cache takes a reference to repl and drops its reference to old; the

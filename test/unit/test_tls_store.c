@@ -379,6 +379,17 @@ static void test_vcache_across(void)
           "verify cache: D's verification replaced the entry; a hit on D");
     r = handshake(a, cdev, NULL, 0);
     CHECK(r.ok && !r.cached, "verify cache: and A no longer takes D's entry");
+    r = handshake(b, cdev, NULL, 0);
+    CHECK(r.ok && r.cached, "verify cache: A's new entry is a hit on B");
+    gen_t gs;
+    gen_init(&gs, p_dev, 0, "urn:dev:");
+    gs.cfg.tls.verify_cache_lifetime_ms = 1;
+    tls_ctx_t *sh = ctx_of(&gs, st);
+    usleep(5000);
+    r = handshake(sh, cdev, NULL, 0);
+    CHECK(r.ok && !r.cached,
+          "verify cache: a context with a shorter lifetime does not take an older entry");
+    tls_ctx_free(sh);
 
     SSL_CTX_free(cdev);
     tls_ctx_free(a);

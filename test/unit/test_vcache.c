@@ -101,10 +101,10 @@ static void test_resize(void)
     tls_identity_release(got);
 
     int verdict = 0;
-    CHECK(tls_vcache_lookup_if(c, k[4], 1003, accept_none, NULL, &verdict) == NULL &&
+    CHECK(tls_vcache_lookup_if(c, k[4], 1003, UINT64_MAX, accept_none, NULL, &verdict) == NULL &&
               verdict == -1 && stats(c).entries == 1,
           "lookup_if: refused by accept is a miss, the entry stays");
-    got = tls_vcache_lookup_if(c, k[4], 1003, accept_seven, NULL, &verdict);
+    got = tls_vcache_lookup_if(c, k[4], 1003, UINT64_MAX, accept_seven, NULL, &verdict);
     CHECK(got == ids[4] && verdict == 7, "lookup_if: accept's verdict is passed back");
     tls_identity_release(got);
     tls_identity_t *repl = fake_id("x");
@@ -116,6 +116,14 @@ static void test_resize(void)
     CHECK(got == repl, "replace: the deadline is kept");
     tls_identity_release(got);
     CHECK(tls_vcache_lookup(c, k[4], 9000) == NULL, "replace: ... and still ends the entry");
+    tls_vcache_insert(c, k[4], repl, 5000, 9000);
+    CHECK(tls_vcache_lookup_if(c, k[4], 5999, 1000, NULL, NULL, &verdict) == repl &&
+              refs(repl) == 3,
+          "lookup_if: younger than max_age: a hit");
+    tls_identity_release(repl);
+    CHECK(tls_vcache_lookup_if(c, k[4], 6000, 1000, NULL, NULL, &verdict) == NULL &&
+              stats(c).entries == 0,
+          "lookup_if: max_age old: expired, dropped (a shorter lifetime of the caller)");
 
     tls_vcache_resize(c, 0);
     CHECK(stats(c).entries == 0 && tls_vcache_insert(c, k[0], ids[0], 1, 9) < 0,
