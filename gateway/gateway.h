@@ -49,10 +49,13 @@ typedef struct gw_worker {
     int id;
     gw_runtime_t *rt;
     struct event_base *base;
-    int *lfds;               /* one listening socket per configured listener */
+    int *lfds;               /* the listening sockets it polls (gw_lset_worker_fds): at
+                              * least one per configured listener */
+    size_t nlfds;
     struct event **lev;
     struct event *stop_ev;   /* activated by the main thread on SIGTERM/SIGINT */
     struct event *drain_timer;
+    struct event *drain_idle_timer;  /* timeouts.drain_idle after the drain began */
     struct event *rev_ev;    /* activated by the control thread when the revocation set changes */
     struct event *expiry_ev; /* fires at the earliest notAfter of its connections' certificates */
     time_t expiry_at;        /* the notAfter expiry_ev is armed for; 0: not armed */
@@ -76,8 +79,12 @@ void gw_conn_revocation_scan(gw_worker_t *w);
 time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now);
 /* A connection with a certificate valid until not_after joined worker w. */
 void gw_worker_watch_expiry(gw_worker_t *w, time_t not_after);
-/* Drain: idle connections close now, busy ones after their response. */
+/* Drain: busy connections close after their response, handshakes complete
+ * (their first response closes), idle ones close now when
+ * timeouts.drain_idle is 0, else at gw_conn_drain_idle(). */
 void gw_conn_drain_all(gw_worker_t *w);
+/* timeouts.drain_idle after the drain began: idle connections close now. */
+void gw_conn_drain_idle(gw_worker_t *w);
 /* Drain timeout or exit: every connection closes now. */
 void gw_conn_close_all(gw_worker_t *w);
 

@@ -16,7 +16,9 @@
 #include "admin.h"
 #include "cli.h"
 #include "gateway.h"
+#include "listeners.h"
 #include "log.h"
+#include "upgrade.h"
 #include "worker.h"
 
 static void usage(FILE *f)
@@ -26,7 +28,11 @@ static void usage(FILE *f)
             "       portcullis --check -c FILE  validate FILE and everything the start needs\n"
             "                                   (certificate, key and JWKS files, issuance keys,\n"
             "                                   the admin token variable); print OK (exit 0)\n"
-            "                                   or every error (exit 2)\n");
+            "                                   or every error (exit 2)\n"
+            "       portcullis -c FILE --upgrade\n"
+            "                                   take over the listening sockets of the gateway\n"
+            "                                   running on upgrade_socket, serve, then have it\n"
+            "                                   drain (binary upgrade, docs/operations.md)\n");
     gw_cli_synopsis(f, NULL, 0);
     fprintf(f,
             "       portcullis --version\n"
@@ -40,7 +46,8 @@ static void usage(FILE *f)
             "\n"
             "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
             "problem; 2 usage or configuration error (what --check reports);\n"
-            "1 any other failure to start (a listener cannot be bound, ...).\n");
+            "1 any other failure to start (a listener cannot be bound or another\n"
+            "process listens there, --upgrade finds no running gateway, ...).\n");
     gw_cli_exit_status(f);
     fprintf(f, "Configuration reference: docs/configuration.md\n");
 }
@@ -236,6 +243,15 @@ static void on_trim_timer(evutil_socket_t fd, short what, void *arg)
     t->trimmed = now;
 }
 
+/* The upgrade server's READY (control thread): a new process serves on
+ * every listener, so this one drains exactly as on SIGTERM. */
+static void on_upgrade_ready(void *arg, pid_t new_pid)
+{
+    (void)arg;
+    (void)new_pid;
+    kill(getpid(), SIGTERM);
+}
+
 static void *control_main(void *arg)
 {
     control_t *ctl = arg;
@@ -276,6 +292,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 't'},
+        {"upgrade", no_argument, NULL, 'u'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -283,11 +300,12 @@ int main(int argc, char **argv)
     if (argc > 1 && gw_cli_is_command(argv[1]))
         return gw_cli_main(argv[1], argc - 1, argv + 1);
     const char *path = NULL;
-    int check = 0, o;
+    int check = 0, upgrade = 0, o;
     while ((o = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
         switch (o) {
         case 'c': path = optarg; break;
         case 't': check = 1; break;
+        case 'u': upgrade = 1; break;
         case 'V': printf("portcullis %s (%s)\n", PORTCULLIS_VERSION, OpenSSL_version(OPENSSL_VERSION)); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -343,9 +361,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "out of memory\n");
         return 1;
     }
+    /* The listening sockets: the running gateway's (--upgrade), or bound
+     * here after checking that no other process listens there. */
+    gw_lset_t *ls = gw_lset_new(cfg);
+    gw_upgrade_client_t *upc = NULL;
+    gw_upgrade_server_t *ups = NULL;
+    if (!ls || (upgrade && !(upc = gw_upgrade_fetch(cfg->upgrade_socket, ls, GW_UPGRADE_TIMEOUT_MS,
+                                                    err, sizeof err))) ||
+        gw_lset_fill(ls, (size_t)cfg->workers, 1, err, sizeof err) < 0 ||
+        (!upgrade && !(ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, ls,
+                                                     on_upgrade_ready, &ctl, err, sizeof err)))) {
+        gw_log(GW_ERR, NULL, "%s", ls ? err : "out of memory");
+        exit(1);
+    }
     int n = 0, rc = 0;
     for (; n < cfg->workers; n++) {
-        if (gw_worker_init(&workers[n], n, &rt, err, sizeof(err)) < 0) {
+        if (gw_worker_init(&workers[n], n, &rt, ls, err, sizeof(err)) < 0) {
             gw_log(GW_ERR, NULL, "worker %d: %s", n, err);
             gw_worker_free(&workers[n]);
             rc = 1;
@@ -374,6 +405,15 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < cfg->nlisteners; i++)
             gw_log(GW_INFO, NULL, "listening on %s (%d workers, %zu routes, %zu trust classes)",
                    cfg->listeners[i].text, cfg->workers, cfg->nroutes, cfg->tls.nclasses);
+        if (upc) {
+            /* serving now: the old process may drain; then its upgrade socket is ours */
+            if (gw_upgrade_ready(upc, err, sizeof err) < 0)
+                gw_log(GW_ERR, NULL, "%s", err);
+            if (!(ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, ls,
+                                                on_upgrade_ready, &ctl, err, sizeof err)))
+                gw_log(GW_ERR, NULL, "%s; a later --upgrade cannot take over this process", err);
+            upc = NULL;
+        }
         for (;;) {
             int sig = 0;
             if (sigwait(&sigs, &sig) != 0)
@@ -392,12 +432,14 @@ int main(int argc, char **argv)
                    (unsigned long long)cfg->timeouts.drain_ms);
             break;
         }
+        gw_lset_close(ls);   /* with the workers' copies, the last ones (unless handed over) */
         for (int i = 0; i < n; i++)
             gw_worker_stop(&workers[i]);
         for (int i = 0; i < n; i++)
             gw_worker_join(&workers[i]);
         event_base_loopbreak(ctl.base);
         pthread_join(ctl.thread, NULL);
+        gw_upgrade_server_free(ups);
         gw_admin_free(ctl.admin);
         pol_revsync_stop(ctl.sync);
         gw_log(GW_INFO, NULL, "stopped");
@@ -405,6 +447,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         gw_worker_free(&workers[i]);
     free(workers);
+    gw_upgrade_client_free(upc);
+    if (rc)
+        gw_upgrade_server_free(ups);
+    gw_lset_free(ls);
     if (jwks_timer)
         event_free(jwks_timer);
     event_free(trim_timer);

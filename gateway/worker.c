@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "listeners.h"
 #include "log.h"
 
 int gw_listen_socket(const cfg_addr_t *a, char *err, size_t errlen)
@@ -89,7 +90,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (w->draining)
         return;
     w->draining = 1;
-    for (size_t i = 0; i < w->rt->cfg->nlisteners; i++) {
+    for (size_t i = 0; i < w->nlfds; i++) {
         event_del(w->lev[i]);
         close(w->lfds[i]);
         w->lfds[i] = -1;
@@ -97,6 +98,10 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     struct timeval tv = {(time_t)(w->rt->cfg->timeouts.drain_ms / 1000),
                          (suseconds_t)((w->rt->cfg->timeouts.drain_ms % 1000) * 1000)};
     event_add(w->drain_timer, &tv);
+    uint64_t idle = w->rt->cfg->timeouts.drain_idle_ms;
+    struct timeval itv = {(time_t)(idle / 1000), (suseconds_t)((idle % 1000) * 1000)};
+    if (idle)
+        event_add(w->drain_idle_timer, &itv);
     gw_conn_drain_all(w);
 }
 
@@ -143,6 +148,13 @@ static void on_expiry(evutil_socket_t fd, short what, void *arg)
         arm_expiry(w, next);
 }
 
+static void on_drain_idle(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_drain_idle(arg);
+}
+
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -152,25 +164,22 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(w->base);
 }
 
-int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t errlen)
+int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, struct gw_lset *ls, char *err,
+                   size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->rt = rt;
     const cfg_t *cfg = rt->cfg;
     w->base = event_base_new();
-    w->lfds = calloc(cfg->nlisteners, sizeof(int));
-    w->lev = calloc(cfg->nlisteners, sizeof(*w->lev));
-    if (!w->base || !w->lfds || !w->lev) {
-        snprintf(err, errlen, "out of memory");
+    if (!w->base)
+        goto oom;
+    if (gw_lset_worker_fds(ls, id, cfg->workers, &w->lfds, &w->nlfds, err, errlen) < 0)
         return -1;
-    }
-    for (size_t i = 0; i < cfg->nlisteners; i++)
-        w->lfds[i] = -1;
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        w->lfds[i] = gw_listen_socket(&cfg->listeners[i], err, errlen);
-        if (w->lfds[i] < 0)
-            return -1;
+    w->lev = calloc(w->nlfds ? w->nlfds : 1, sizeof(*w->lev));
+    if (!w->lev)
+        goto oom;
+    for (size_t i = 0; i < w->nlfds; i++) {
         w->lev[i] = event_new(w->base, w->lfds[i], EV_READ | EV_PERSIST, on_accept, w);
         if (!w->lev[i] || event_add(w->lev[i], NULL) < 0) {
             snprintf(err, errlen, "event setup failed");
@@ -179,6 +188,7 @@ int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t e
     }
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->drain_idle_timer = evtimer_new(w->base, on_drain_idle, w);
     w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
     w->expiry_ev = evtimer_new(w->base, on_expiry, w);
     w->pool = ups_pool_new(w->base, cfg, rt->health, cfg->limits.max_header_bytes * 4);
@@ -189,11 +199,12 @@ int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t e
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (!w->stop_ev || !w->drain_timer || !w->rev_ev || !w->expiry_ev || !w->pool) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!w->stop_ev || !w->drain_timer || !w->drain_idle_timer || !w->rev_ev || !w->expiry_ev || !w->pool)
+        goto oom;
     return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
 }
 
 static void *worker_main(void *arg)
@@ -226,8 +237,8 @@ void gw_worker_join(gw_worker_t *w)
 
 void gw_worker_free(gw_worker_t *w)
 {
-    for (size_t i = 0; w->lev && i < w->rt->cfg->nlisteners; i++) {
-        if (w->lev[i])
+    for (size_t i = 0; i < w->nlfds; i++) {
+        if (w->lev && w->lev[i])
             event_free(w->lev[i]);
         if (w->lfds[i] >= 0)
             close(w->lfds[i]);
@@ -238,6 +249,8 @@ void gw_worker_free(gw_worker_t *w)
         event_free(w->stop_ev);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->drain_idle_timer)
+        event_free(w->drain_idle_timer);
     if (w->rev_ev)
         event_free(w->rev_ev);
     if (w->expiry_ev)

@@ -7,8 +7,12 @@
 /* Syscall-like: a bound, listening, non-blocking socket, or -1 with err. */
 int gw_listen_socket(const cfg_addr_t *a, char *err, size_t errlen);
 
-/* Boolean-like (0 ok, -1 err): loop, listeners and pool; no thread yet. */
-int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t errlen);
+struct gw_lset;
+/* Boolean-like (0 ok, -1 err): loop, listeners and pool; no thread yet. The
+ * worker polls its share of ls's sockets (gw_lset_worker_fds: dup()s it owns
+ * and closes when it drains). */
+int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, struct gw_lset *ls, char *err,
+                   size_t errlen);
 int gw_worker_start(gw_worker_t *w);
 /* Thread-safe: asks the worker to drain and exit its loop. */
 void gw_worker_stop(gw_worker_t *w);
