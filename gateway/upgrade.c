@@ -55,12 +55,19 @@ static ssize_t send_simple(int sock, int type, uint32_t value, int flags)
     return send_msg(sock, &m, -1, flags);
 }
 
-static void send_error(int sock, const char *why)
+/* Answers ERROR and closes. What the peer sent and we did not read is
+ * dropped first: closing over unread input would reset the connection and
+ * the peer would lose the answer. */
+static void refuse_close(int sock, const char *why)
 {
     size_t n = strlen(why);
     gw_upgrade_msg_t m = {.type = GW_UPGRADE_ERROR, .text = why,
                           .textlen = n > GW_UPGRADE_MAX_TEXT ? GW_UPGRADE_MAX_TEXT : n};
     (void)send_msg(sock, &m, -1, MSG_DONTWAIT);
+    char buf[256];
+    for (int i = 0; i < 64 && recv(sock, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
+        ;
+    close(sock);
 }
 
 /* addr ("/path" or "@name") as a sockaddr_un; its length, or 0. */
@@ -136,7 +143,8 @@ static void session_end(gw_upgrade_server_t *s)
     event_free(x->rev);
     event_free(x->wev);
     event_free(x->timer);
-    close(x->fd);
+    if (x->fd >= 0)
+        close(x->fd);
     free(x);
     s->sess = NULL;
 }
@@ -145,8 +153,10 @@ static void session_refuse(gw_upgrade_server_t *s, const char *why)
 {
     gw_log(GW_WARN, NULL, "upgrade: refused the handover to pid %ld: %s; this process keeps "
            "serving", (long)s->sess->pid, why);
-    send_error(s->sess->fd, why);
-    session_end(s);
+    int fd = s->sess->fd;
+    s->sess->fd = -1;
+    session_end(s);   /* its events go before the socket does */
+    refuse_close(fd, why);
 }
 
 static void arm_timer(session_t *x, uint64_t ms)
@@ -285,15 +295,13 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         gw_log(GW_WARN, NULL, "upgrade: refused a peer on %s (pid %ld, uid %ld): only uid %ld "
                "or root may take over this gateway", s->addr, (long)pid, (long)uid,
                (long)geteuid());
-        send_error(fd, "refused: not the gateway's uid");
-        close(fd);
+        refuse_close(fd, "refused: not the gateway's uid");
         return;
     }
     if (s->sess) {
         gw_log(GW_WARN, NULL, "upgrade: refused pid %ld: a handover to pid %ld is in progress",
                (long)pid, (long)s->sess->pid);
-        send_error(fd, "another upgrade is in progress");
-        close(fd);
+        refuse_close(fd, "another upgrade is in progress");
         return;
     }
     session_t *x = calloc(1, sizeof(*x));
