@@ -98,7 +98,9 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     struct timeval tv = {(time_t)(w->rt->cfg->timeouts.drain_ms / 1000),
                          (suseconds_t)((w->rt->cfg->timeouts.drain_ms % 1000) * 1000)};
     event_add(w->drain_timer, &tv);
-    uint64_t idle = w->rt->cfg->timeouts.drain_idle_ms;
+    uint64_t idle = w->rt->cfg->timeouts.drain_idle_ms;   /* within the drain */
+    if (idle > w->rt->cfg->timeouts.drain_ms)
+        idle = w->rt->cfg->timeouts.drain_ms;
     struct timeval itv = {(time_t)(idle / 1000), (suseconds_t)((idle % 1000) * 1000)};
     if (idle)
         event_add(w->drain_idle_timer, &itv);

@@ -3,6 +3,7 @@ on the same listeners (docs/operations.md, gateway/upgrade.h)."""
 
 import hashlib
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -225,3 +226,39 @@ def _(env):
         for gw in gws:
             gw.stop(grace=5)
     check(not os.path.exists(sock), "the upgrade socket path was left behind")
+
+
+@test("drain: a request sent on an idle keep-alive connection just after SIGTERM is answered "
+      "with Connection: close; still idle, it closes after timeouts.drain_idle", timeout=60)
+def _(env):
+    gw = env.start_gateway("drain-idle", env.config({"timeouts": {"drain_idle": "1s"}}))
+    try:
+        with env.connect(gw) as busy, env.connect(gw) as idle:
+            upstream_info(busy.request("GET", "/before-sigterm"), "before SIGTERM")
+            upstream_info(idle.request("GET", "/before-sigterm"), "before SIGTERM")
+            t0 = time.monotonic()
+            os.kill(gw.pid, signal.SIGTERM)
+            time.sleep(0.3)
+            r = busy.request("GET", "/after-sigterm")
+            upstream_info(r, "request on an idle connection after SIGTERM")
+            eq(r.header("Connection"), "close", "Connection header of that response")
+            check(busy.is_closed(), "the connection stayed open after its response")
+            check(idle.is_closed(timeout=5), "the idle connection was not closed")
+            took = time.monotonic() - t0
+            check(0.9 < took < 3 * TIME_FACTOR, "the idle connection closed %.1fs after SIGTERM "
+                  "(drain_idle 1s)" % took)
+        eq(wait_exit(gw, 5), 0, "exit status")
+    finally:
+        gw.stop(grace=2)
+    gw = env.start_gateway("drain-idle0", env.config({"timeouts": {"drain_idle": "0s"}}))
+    try:
+        with env.connect(gw) as idle:
+            upstream_info(idle.request("GET", "/before-sigterm"), "before SIGTERM")
+            t0 = time.monotonic()
+            os.kill(gw.pid, signal.SIGTERM)
+            check(idle.is_closed(timeout=3), "drain_idle 0s: the idle connection was not closed")
+            check(time.monotonic() - t0 < 0.8 * TIME_FACTOR, "drain_idle 0s: closed only after "
+                  "%.1fs" % (time.monotonic() - t0))
+        eq(wait_exit(gw, 5), 0, "exit status")
+    finally:
+        gw.stop(grace=2)
