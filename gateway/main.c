@@ -410,6 +410,8 @@ int main(int argc, char **argv)
             /* serving now: the old process may drain; then its upgrade socket is ours */
             if (gw_upgrade_ready(upc, err, sizeof err) < 0)
                 gw_log(GW_ERR, NULL, "%s", err);
+            else
+                gw_log(GW_INFO, NULL, "upgrade: the old process confirmed; it drains and exits");
             if (!(ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, ls,
                                                 on_upgrade_ready, &ctl, err, sizeof err)))
                 gw_log(GW_ERR, NULL, "%s; a later --upgrade cannot take over this process", err);

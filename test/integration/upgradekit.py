@@ -7,7 +7,9 @@ retired; the bench's --json `errors` say how many connections were refused,
 reset or failed. Two procedures:
 
   restart  B started plainly next to A (SO_REUSEPORT lets it), then SIGTERM
-           to A: what an operator did before --upgrade existed
+           to A: what an operator did before --upgrade existed. A gateway
+           now refuses to start next to another, so this needs a binary from
+           before (PORTCULLIS_BIN=/path/to/old/portcullis)
   upgrade  B started with --upgrade: it takes A's listening sockets, starts
            serving, and tells A to drain
 
