@@ -563,14 +563,20 @@ void gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg)
     }
 }
 
-void gw_conn_drain_all(gw_worker_t *w)
+/* Marks every busy connection to close after its response, and closes the
+ * idle ones if idle is set. One in its handshake is left to complete. */
+static void drain_pass(gw_worker_t *w, int idle)
 {
     gw_conn_t *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (c->state == C_LINGER)
+        if (c->state == C_LINGER || c->state == C_CLOSING)
             continue;               /* already closing, within its own bound */
-        if (c->state == C_HANDSHAKE || (!c->req_active && !c->resp_active)) {
+        if (c->state == C_HANDSHAKE)
+            continue;
+        if (!c->req_active && !c->resp_active) {
+            if (!idle)
+                continue;
             c->state = C_CLOSING;   /* nothing in flight */
             c->action = "closing for shutdown";
         } else {
@@ -580,6 +586,21 @@ void gw_conn_drain_all(gw_worker_t *w)
     }
     if (w->nconns == 0)
         event_base_loopexit(w->base, NULL);
+}
+
+/* With timeouts.drain_idle, an idle keep-alive connection stays open that
+ * long: a request the client sent before it could see a close gets its
+ * answer (with Connection: close) instead of a reset. A connection still in
+ * its handshake had its ClientHello accepted: it completes, and its first
+ * request is answered the same way. */
+void gw_conn_drain_all(gw_worker_t *w)
+{
+    drain_pass(w, gw_wgen_gen(w->cur)->cfg->timeouts.drain_idle_ms == 0);
+}
+
+void gw_conn_drain_idle(gw_worker_t *w)
+{
+    drain_pass(w, 1);
 }
 
 /* timeouts.drain is over: a request that has no response byte yet gets a

@@ -42,6 +42,7 @@ typedef struct gw_worker {
     struct event *stop_ev;   /* activated by the main thread on SIGTERM/SIGINT */
     struct event *reload_ev; /* activated by the main thread after a reload */
     struct event *drain_timer;
+    struct event *drain_idle_timer;  /* timeouts.drain_idle after the drain began */
     struct event *rev_ev;    /* activated by the control thread when the revocation set changes */
     struct event *expiry_ev; /* fires at the earliest notAfter of its connections' certificates */
     time_t expiry_at;        /* the notAfter expiry_ev is armed for; 0: not armed */
@@ -76,8 +77,12 @@ void gw_conn_revocation_scan(gw_worker_t *w);
 time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now);
 /* A connection with a certificate valid until not_after joined worker w. */
 void gw_worker_watch_expiry(gw_worker_t *w, time_t not_after);
-/* Drain: idle connections close now, busy ones after their response. */
+/* Drain: busy connections close after their response, handshakes complete
+ * (their first response closes), idle ones close now when
+ * timeouts.drain_idle is 0, else at gw_conn_drain_idle(). */
 void gw_conn_drain_all(gw_worker_t *w);
+/* timeouts.drain_idle after the drain began: idle connections close now. */
+void gw_conn_drain_idle(gw_worker_t *w);
 /* Drain timeout or exit: every connection closes now. */
 void gw_conn_close_all(gw_worker_t *w);
 

@@ -24,6 +24,7 @@ struct gw_wgen {
 
 struct gw_wlisten {
     gw_listener_t *l;
+    int slot;                /* which of l's sockets (gw_listener_fd) */
     struct event *ev;
 };
 
@@ -159,23 +160,38 @@ void gw_wgen_conn_closed(gw_worker_t *w, gw_wgen_t *wg)
     wgen_free(wg);
 }
 
-/* The sockets to accept on become gen's listeners: a listener both have
- * keeps its event; a removed one is no longer polled (its socket is closed
- * when the last generation naming it goes). 0, or -1 (nothing changed). */
+/* The sockets to accept on become gen's listeners (this worker's slots of
+ * each: slot j of a listener is polled by worker j % its worker count): a
+ * socket both have keeps its event; a removed one is no longer polled (its
+ * socket is closed when the last generation naming it goes). 0, or -1
+ * (nothing changed). */
 static int listeners_sync(gw_worker_t *w, gw_gen_t *gen)
 {
-    size_t n = gen->cfg->nlisteners;
+    size_t n = 0;
+    for (size_t i = 0; i < gen->cfg->nlisteners; i++) {
+        gw_listener_t *l = gen->listeners[i];
+        for (int j = w->id; j < gw_listener_slots(l); j += gw_listener_workers(l))
+            n++;
+    }
     gw_wlisten_t *ls = calloc(n ? n : 1, sizeof *ls);
     if (!ls)
         return -1;
+    size_t m = 0;
+    for (size_t i = 0; i < gen->cfg->nlisteners; i++) {
+        gw_listener_t *l = gen->listeners[i];
+        for (int j = w->id; j < gw_listener_slots(l); j += gw_listener_workers(l)) {
+            ls[m].l = l;
+            ls[m].slot = j;
+            m++;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
-        ls[i].l = gen->listeners[i];
         for (size_t k = 0; k < w->nls && !ls[i].ev; k++)
-            if (w->ls[k].l == ls[i].l) {
+            if (w->ls[k].l == ls[i].l && w->ls[k].slot == ls[i].slot) {
                 ls[i].ev = w->ls[k].ev;
                 w->ls[k].ev = NULL;
             }
-        int fd = gw_listener_fd(ls[i].l, w->id);
+        int fd = gw_listener_fd(ls[i].l, ls[i].slot);
         if (!ls[i].ev && fd >= 0) {
             ls[i].ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, w);
             if (!ls[i].ev || event_add(ls[i].ev, NULL) < 0)
@@ -192,7 +208,7 @@ static int listeners_sync(gw_worker_t *w, gw_gen_t *gen)
 fail:
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < w->nls && ls[i].ev; k++)
-            if (w->ls[k].l == ls[i].l && !w->ls[k].ev) {
+            if (w->ls[k].l == ls[i].l && w->ls[k].slot == ls[i].slot && !w->ls[k].ev) {
                 w->ls[k].ev = ls[i].ev;   /* hand the kept ones back */
                 ls[i].ev = NULL;
             }
@@ -253,12 +269,18 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
             event_free(w->ls[i].ev);
             w->ls[i].ev = NULL;
         }
-        gw_listener_close_fd(w->ls[i].l, w->id);
+        gw_listener_close_fd(w->ls[i].l, w->ls[i].slot);
     }
     const cfg_t *cfg = w->cur->gen->cfg;
     struct timeval tv = {(time_t)(cfg->timeouts.drain_ms / 1000),
                          (suseconds_t)((cfg->timeouts.drain_ms % 1000) * 1000)};
     event_add(w->drain_timer, &tv);
+    uint64_t idle = cfg->timeouts.drain_idle_ms;   /* within the drain */
+    if (idle > cfg->timeouts.drain_ms)
+        idle = cfg->timeouts.drain_ms;
+    struct timeval itv = {(time_t)(idle / 1000), (suseconds_t)((idle % 1000) * 1000)};
+    if (idle)
+        event_add(w->drain_idle_timer, &itv);
     gw_conn_drain_all(w);
 }
 
@@ -305,6 +327,13 @@ static void on_expiry(evutil_socket_t fd, short what, void *arg)
         arm_expiry(w, next);
 }
 
+static void on_drain_idle(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_conn_drain_idle(arg);
+}
+
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -334,10 +363,11 @@ int gw_worker_init(gw_worker_t *w, int id, gw_proc_t *proc, gw_gen_t *gen, char 
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->drain_idle_timer = evtimer_new(w->base, on_drain_idle, w);
     w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
     w->expiry_ev = evtimer_new(w->base, on_expiry, w);
     worker_redis(w, gen->cfg);
-    if (!w->stop_ev || !w->reload_ev || !w->drain_timer || !w->rev_ev || !w->expiry_ev ||
+    if (!w->stop_ev || !w->reload_ev || !w->drain_timer || !w->drain_idle_timer || !w->rev_ev || !w->expiry_ev ||
         (needs_redis(gen->cfg) && !w->redis)) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -390,7 +420,8 @@ void gw_worker_free(gw_worker_t *w)
         if (w->ls[i].ev)
             event_free(w->ls[i].ev);
     free(w->ls);
-    struct event *evs[] = {w->stop_ev, w->reload_ev, w->drain_timer, w->rev_ev, w->expiry_ev};
+    struct event *evs[] = {w->stop_ev, w->reload_ev, w->drain_timer, w->drain_idle_timer,
+                           w->rev_ev, w->expiry_ev};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
