@@ -563,8 +563,10 @@ void gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg)
     }
 }
 
-/* Marks every busy connection to close after its response, and closes the
- * idle ones if idle is set. One in its handshake is left to complete. */
+/* Marks every busy connection to close after its response (unless its
+ * response head already went out without Connection: close: then it is
+ * idle after the response, see finish_response), and closes the idle ones
+ * if idle is set. One in its handshake is left to complete. */
 static void drain_pass(gw_worker_t *w, int idle)
 {
     gw_conn_t *c = w->conns, *next;
@@ -579,7 +581,7 @@ static void drain_pass(gw_worker_t *w, int idle)
                 continue;
             c->state = C_CLOSING;   /* nothing in flight */
             c->action = "closing for shutdown";
-        } else {
+        } else if (!c->resp_head_sent) {
             c->close_after = 1;     /* after the response in progress */
         }
         gw_conn_kick(c);

@@ -120,7 +120,13 @@ static void finish_response(gw_conn_t *c)
     access_log(c);
     c->resp_active = 0;
     c->served++;
-    if (c->close_after || !c->req_complete || c->w->draining) {
+    /* A response whose head went out before the drain began promised
+     * keep-alive: the client may send its next request at once, so the
+     * connection stays open while timeouts.drain_idle lasts (that request is
+     * answered with Connection: close) and closes after the response only
+     * once that time is over. */
+    if (c->close_after || !c->req_complete ||
+        (c->w->draining && !evtimer_pending(c->w->drain_idle_timer, NULL))) {
         c->close_after = 1;
         c->state = C_CLOSING;
         c->action = "closing";
@@ -824,6 +830,8 @@ void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra
                         status, ups_reason(status), blen, c->request_id, extra ? extra : "",
                         c->rl_headers ? c->rl_headers : "",
                         c->close_after || c->w->draining ? "Connection: close\r\n" : "");
+    if (c->w->draining)
+        c->close_after = 1;   /* the head said close */
     if (blen)
         evbuffer_add(c->out, json, blen);
     c->status = status;
