@@ -11,7 +11,8 @@ import sys
 import time
 import uuid
 
-from harness import BINARY, TIME_FACTOR, check, eq, fail, free_port, test, to_yaml, upstream_info
+from harness import (BINARY, TIME_FACTOR, build_request as harness_request, check, eq, fail,
+                     free_port, test, to_yaml, upstream_info)
 from testkit import wait_until
 from upgradekit import failures, handover, start_b, wait_log
 
@@ -260,5 +261,30 @@ def _(env):
             check(time.monotonic() - t0 < 0.8 * TIME_FACTOR, "drain_idle 0s: closed only after "
                   "%.1fs" % (time.monotonic() - t0))
         eq(wait_exit(gw, 5), 0, "exit status")
+    finally:
+        gw.stop(grace=2)
+
+
+@test("drain: a response whose head went out before SIGTERM completes, and the next request "
+      "on its connection is answered with Connection: close", timeout=60)
+def _(env):
+    gw = env.start_gateway("drain-head", env.config({"timeouts": {"drain_idle": "2s"}}))
+    try:
+        with env.connect(gw, timeout=10) as warm:   # the upstream makes its data once
+            eq(len(warm.request("GET", "/download?bytes=20000000", timeout=20).body), 20000000,
+               "warm-up download")
+        with env.connect(gw, timeout=10) as c:
+            c.send(harness_request("GET", "/download?bytes=20000000", bearer=env.bearer))
+            time.sleep(0.5)   # the head and part of the body are on their way; we do not read
+            os.kill(gw.pid, signal.SIGTERM)
+            time.sleep(0.2)
+            r = c.read_response(timeout=10)
+            eq(r.status, 200, "the download in progress")
+            eq(len(r.body), 20000000, "its body")
+            eq(r.header("Connection"), None, "Connection header of the head sent before SIGTERM")
+            r = c.request("GET", "/after-sigterm")
+            upstream_info(r, "the next request on that connection")
+            eq(r.header("Connection"), "close", "Connection header of that response")
+        eq(wait_exit(gw, 8), 0, "exit status")
     finally:
         gw.stop(grace=2)
