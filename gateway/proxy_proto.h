@@ -91,7 +91,9 @@ typedef struct {
  *   > 0  the header is complete and is that many bytes (what follows is the
  *        client's own stream, e.g. its TLS ClientHello);
  *   0    p[0..n) is a strict prefix of a header that may still be valid:
- *        call again with more bytes (the same ones first);
+ *        call again with more bytes (the same ones first). Every one of the
+ *        n bytes belongs to the header, so a caller peeking at a socket may
+ *        consume them all, and on > 0 exactly the rest of the header;
  *   < 0  a GW_PP_E* code: the bytes cannot begin a valid header.
  * The answer is decided by the bytes in order: every prefix of an input gets
  * 0 or the input's own answer, so feeding growing prefixes gives the same

@@ -74,6 +74,10 @@ static void sample_x(const char *name, const uint8_t *s, size_t n, unsigned acce
     }
     snprintf(what, sizeof what, "%s: growing prefixes give 0 then the same answer", name);
     CHECK(ok, what);
+    if (want > 0) {   /* a 0 means every byte so far is the header's: it ends at want */
+        snprintf(what, sizeof what, "%s: complete exactly at its last byte", name);
+        CHECK(first == (size_t)want, what);
+    }
     if (decide) {
         snprintf(what, sizeof what, "%s: decided after %zu bytes", name, decide);
         CHECK(first == decide, what);
