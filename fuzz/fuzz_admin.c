@@ -24,12 +24,18 @@ static const char config_text[] =
     "  platforms:\n    ios: {provider: http, url: \"http://127.0.0.1:9100/verify\"}\n";
 
 static gw_admin_t admin;
+static gw_gen_t gen;   /* the running configuration the admin API reads classes from */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     fuzz_quiet();
     admin.cfg = fuzz_config(config_text);
+    gen.cfg = (cfg_t *)admin.cfg;
+    gen.refs = 1;   /* the process's reference, never dropped */
+    if (!(admin.proc = gw_proc_new()))
+        abort();
+    gw_proc_publish(admin.proc, &gen);
     return 0;
 }
 
