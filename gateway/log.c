@@ -14,13 +14,14 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void gw_log_setup(int level, int format)
 {
-    log_level = level;
-    log_format = format;
+    /* a reload changes them while workers log: atomics, no lock */
+    __atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
+    __atomic_store_n(&log_format, format, __ATOMIC_RELAXED);
 }
 
 int gw_log_enabled(int level)
 {
-    return level <= log_level;
+    return level <= __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
 
 /* Appends s to out as a JSON string body (no quotes); returns new length. */
@@ -115,7 +116,7 @@ static size_t ctx_json(char *out, size_t len, size_t cap, size_t stop, const cha
 
 void gw_log(int level, const char *ctx, const char *fmt, ...)
 {
-    if (level > log_level)
+    if (level > __atomic_load_n(&log_level, __ATOMIC_RELAXED))
         return;
     char msg[1024], line[2048], ts[40];
     va_list ap;
@@ -134,7 +135,7 @@ void gw_log(int level, const char *ctx, const char *fmt, ...)
     snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
 
     size_t n;
-    if (log_format == CFG_LOG_JSON) {
+    if (__atomic_load_n(&log_format, __ATOMIC_RELAXED) == CFG_LOG_JSON) {
         n = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\"", ts, level_names[level]);
         if (ctx)
             n = ctx_json(line, n, sizeof(line), sizeof(line) - 64, ctx);

@@ -68,6 +68,8 @@ typedef struct {
     int nworkers;
     gw_proc_t *proc;
     int reload_pipe[2];     /* the admin asks the main thread for a reload */
+    pthread_mutex_t stop_mu;
+    int stopping;           /* under stop_mu: the drain began, reloads are refused */
 } control_t;
 
 static void on_revocation_change(void *arg)
@@ -192,13 +194,34 @@ static void answer_admin(control_t *ctl, int status, json_t *body)
     }
 }
 
-/* Runs on the admin's thread: hands the request to the main thread. */
+#define SHUTTING_DOWN "{\"error\":\"shutting_down\",\"message\":\"the gateway is shutting " \
+                      "down; nothing was reloaded\"}"
+
+/* Runs on the admin's thread: hands the request to the main thread, or
+ * answers at once once the drain has begun. */
 static void ask_reload(void *arg)
 {
     control_t *ctl = arg;
     char b = 'r';
-    if (write(ctl->reload_pipe[1], &b, 1) != 1)
+    pthread_mutex_lock(&ctl->stop_mu);
+    int stopping = ctl->stopping;
+    if (!stopping && write(ctl->reload_pipe[1], &b, 1) != 1)
         gw_log(GW_ERR, NULL, "reload: cannot reach the main thread: %s", strerror(errno));
+    pthread_mutex_unlock(&ctl->stop_mu);
+    if (stopping)
+        gw_admin_reload_done(ctl->admin, 503, SHUTTING_DOWN);
+}
+
+/* The drain begins: a reload asked and not yet run is answered 503. */
+static void refuse_reloads(control_t *ctl)
+{
+    char buf[64];
+    pthread_mutex_lock(&ctl->stop_mu);
+    ctl->stopping = 1;
+    int asked = read(ctl->reload_pipe[0], buf, sizeof buf) > 0;
+    pthread_mutex_unlock(&ctl->stop_mu);
+    if (asked)
+        answer_admin(ctl, 503, json_loads(SHUTTING_DOWN, 0, NULL));
 }
 
 static json_t *strv_json(char *const *v, size_t n)
@@ -211,9 +234,10 @@ static json_t *strv_json(char *const *v, size_t n)
 
 static json_t *changes_json(const gw_changes_t *ch)
 {
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "files", strv_json(ch->files, ch->nfiles),
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "files", strv_json(ch->files, ch->nfiles),
                      "routes_added", strv_json(ch->routes_added, ch->nroutes_added),
                      "routes_removed", strv_json(ch->routes_removed, ch->nroutes_removed),
+                     "routes_changed", strv_json(ch->routes_changed, ch->nroutes_changed),
                      "classes_changed", strv_json(ch->classes, ch->nclasses),
                      "listeners_added", strv_json(ch->listeners_added, ch->nlisteners_added),
                      "listeners_removed", strv_json(ch->listeners_removed, ch->nlisteners_removed));
@@ -331,7 +355,8 @@ static void reload(control_t *ctl, const char *path, int from_admin)
         tell_sync_classes(ctl, gen);
     gw_gen_t *old = gw_proc_publish(ctl->proc, gen);
     uint64_t number = gen->number;   /* gen is the process's now */
-    if (switch_workers(ctl, number) == 0)
+    int switched = switch_workers(ctl, number) == 0;
+    if (switched)
         gw_gen_unlisten(old);   /* nobody polls its sockets: those it alone named close */
     gw_gen_release(old);
     gw_proc_note_reload(ctl->proc, 1, ms);
@@ -339,7 +364,11 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     gw_changes_summary(&ch, summary, sizeof summary);
     gw_log(GW_INFO, NULL, "reload: generation %llu applied in %.1f ms (%s)", (unsigned long long)number,
            ms, summary);
-    if (from_admin)
+    if (from_admin && !switched)
+        answer_admin(ctl, 503, json_pack("{s:s, s:s, s:I}", "error", "reload_incomplete", "message",
+                                          "the new configuration is published, but a worker did not "
+                                          "switch to it (see the log)", "generation", (json_int_t)number));
+    else if (from_admin)
         answer_admin(ctl, 200, json_pack("{s:I, s:f, s:o}", "generation", (json_int_t)number,
                                           "build_ms", ms, "changed", changes_json(&ch)));
     gw_changes_free(&ch);
@@ -462,7 +491,7 @@ static int run(const char *path, int upgrade)
     pol_mirror_t *mirror = pol_mirror_new(cfg);
     gw_worker_t *workers = calloc((size_t)cfg->workers, sizeof(*workers));
     control_t ctl = {.base = event_base_new(), .workers = workers, .nworkers = cfg->workers,
-                     .proc = proc, .reload_pipe = {-1, -1}};
+                     .proc = proc, .reload_pipe = {-1, -1}, .stop_mu = PTHREAD_MUTEX_INITIALIZER};
     if (!mirror || !workers || !ctl.base || pipe2(ctl.reload_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         fprintf(stderr, "out of memory\n");
         return 1;
@@ -515,6 +544,7 @@ static int run(const char *path, int upgrade)
             upc = NULL;
         }
         int sig = serve(&ctl, path, &sigs);
+        refuse_reloads(&ctl);
         gw_gen_t *last = gw_proc_current(proc);
         gw_log(GW_INFO, NULL, "%s: draining (up to %llums)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                (unsigned long long)last->cfg->timeouts.drain_ms);

@@ -21,6 +21,7 @@
 struct gw_listener {
     gw_proc_t *proc;
     char *text;
+    cfg_addr_t addr;        /* addr and addrlen (text is the field above) */
     int *fd;                /* per slot; -1 once its worker closed it */
     int nfd;                /* slots: at least nworkers (more after an upgrade) */
     int nworkers;           /* slot j is polled by worker j % nworkers */
@@ -411,6 +412,8 @@ static gw_listener_t *listener_open(gw_proc_t *p, const cfg_addr_t *a, int nwork
         return NULL;
     }
     l->proc = p;
+    l->addr.addr = a->addr;
+    l->addr.addrlen = a->addrlen;
     l->nworkers = nworkers;
     l->nfd = take_inherited(p, a, l->fd);
     char err[512];
@@ -446,8 +449,8 @@ static int listeners_attach(gw_proc_t *p, gw_gen_t *g, cfg_errors_t *errs)
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         gw_listener_t *l = NULL;
         for (size_t k = 0; cur && k < cur->cfg->nlisteners && !l; k++)
-            if (strcmp(cur->listeners[k]->text, cfg->listeners[i].text) == 0)
-                l = cur->listeners[k];
+            if (same_addr(&cur->listeners[k]->addr.addr, &cfg->listeners[i]))
+                l = cur->listeners[k];   /* the same address, however it is written */
         if (l) {
             pthread_mutex_lock(&p->mu);
             l->refs++;
@@ -752,6 +755,7 @@ gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
     }
     g->refs = 1;
     g->cfg = cfg;
+    collect_files(g);   /* before the loaders read them: a change meanwhile shows next time */
     if (p && p->boot)
         restart_only(p->boot, cfg, errs);
     char err[512];
@@ -779,7 +783,6 @@ gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
         gen_free(g);
         return NULL;
     }
-    collect_files(g);
     g->build_ms = ms_since(&t0);
     return g;
 }
@@ -827,32 +830,62 @@ static void route_text(const cfg_route_t *r, char *out, size_t len)
         n += (size_t)snprintf(out + n, len - n, "%s%s", i ? "," : "", r->methods[i]);
 }
 
-static int has_route(const cfg_t *cfg, const char *text)
+/* What a route does once chosen: upstream, classes, token and JWT
+ * checks, limits, headers. Two routes with the same route_text and another
+ * of these changed. */
+static void route_settings(const cfg_t *cfg, const cfg_route_t *r, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "up=%s bearer=%d rlh=%d jwt=%s classes=", r->upstream_name,
+                                r->require_bearer, r->rate_limit_headers,
+                                r->jwt ? r->jwt->jwks_file : "-");
+    for (size_t i = 0; i < cfg->tls.nclasses && i < 32 && n < len; i++)
+        if (r->allow_classes & (1u << i))
+            n += (size_t)snprintf(out + n, len - n, "%s,", cfg->tls.classes[i].name);
+    for (size_t i = 0; i < r->nrate_limits && n < len; i++) {
+        const cfg_rate_limit_t *l = &cfg->rate_limits[r->rate_limits[i]];
+        n += (size_t)snprintf(out + n, len - n, " limit=%s:%d:%llu/%llu:%llu:%d:%d", l->name, l->key,
+                              (unsigned long long)l->count, (unsigned long long)l->period_ms,
+                              (unsigned long long)l->burst, l->scope, l->fail_closed);
+    }
+}
+
+/* The route of cfg written as text, or NULL. */
+static const cfg_route_t *find_route(const cfg_t *cfg, const char *text)
 {
     char buf[1024];
     for (size_t i = 0; i < cfg->nroutes; i++) {
         route_text(&cfg->routes[i], buf, sizeof buf);
         if (strcmp(buf, text) == 0)
-            return 1;
+            return &cfg->routes[i];
     }
-    return 0;
+    return NULL;
 }
 
-static int routes_diff(const cfg_t *a, const cfg_t *b, char ***out, size_t *n)
+/* Routes of b that a lacks (changed NULL), or that both have with other
+ * settings (into changed). */
+static int routes_diff(const cfg_t *a, const cfg_t *b, char ***out, size_t *n, char ***changed,
+                       size_t *nchanged)
 {
-    char buf[1024];
+    char buf[1024], sa[2048], sb[2048];
     for (size_t i = 0; i < b->nroutes; i++) {
         route_text(&b->routes[i], buf, sizeof buf);
-        if (!has_route(a, buf) && push(out, n, buf) < 0)
+        const cfg_route_t *ra = find_route(a, buf);
+        if (!ra && push(out, n, buf) < 0)
+            return -1;
+        if (!ra || !changed)
+            continue;
+        route_settings(a, ra, sa, sizeof sa);
+        route_settings(b, &b->routes[i], sb, sizeof sb);
+        if (strcmp(sa, sb) != 0 && push(changed, nchanged, buf) < 0)
             return -1;
     }
     return 0;
 }
 
-static int has_listener(const cfg_t *cfg, const char *text)
+static int has_listener(const cfg_t *cfg, const cfg_addr_t *a)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (strcmp(cfg->listeners[i].text, text) == 0)
+        if (same_addr(&a->addr, &cfg->listeners[i]))
             return 1;
     return 0;
 }
@@ -860,7 +893,7 @@ static int has_listener(const cfg_t *cfg, const char *text)
 static int listeners_diff(const cfg_t *a, const cfg_t *b, char ***out, size_t *n)
 {
     for (size_t i = 0; i < b->nlisteners; i++)
-        if (!has_listener(a, b->listeners[i].text) && push(out, n, b->listeners[i].text) < 0)
+        if (!has_listener(a, &b->listeners[i]) && push(out, n, b->listeners[i].text) < 0)
             return -1;
     return 0;
 }
@@ -899,8 +932,17 @@ int gw_changes_compute(const gw_gen_t *old, const gw_gen_t *gen, gw_changes_t *c
     for (size_t i = 0; i < gen->cfg->tls.nclasses; i++)
         if (class_changed(old, gen, i) && push(&ch->classes, &ch->nclasses, gen->cfg->tls.classes[i].name) < 0)
             return -1;
-    if (routes_diff(old->cfg, gen->cfg, &ch->routes_added, &ch->nroutes_added) < 0 ||
-        routes_diff(gen->cfg, old->cfg, &ch->routes_removed, &ch->nroutes_removed) < 0 ||
+    for (size_t i = 0; i < old->cfg->tls.nclasses; i++) {   /* removed ones changed too */
+        const char *name = old->cfg->tls.classes[i].name;
+        size_t k = 0;
+        while (k < gen->cfg->tls.nclasses && strcmp(gen->cfg->tls.classes[k].name, name) != 0)
+            k++;
+        if (k == gen->cfg->tls.nclasses && push(&ch->classes, &ch->nclasses, name) < 0)
+            return -1;
+    }
+    if (routes_diff(old->cfg, gen->cfg, &ch->routes_added, &ch->nroutes_added, &ch->routes_changed,
+                    &ch->nroutes_changed) < 0 ||
+        routes_diff(gen->cfg, old->cfg, &ch->routes_removed, &ch->nroutes_removed, NULL, NULL) < 0 ||
         listeners_diff(old->cfg, gen->cfg, &ch->listeners_added, &ch->nlisteners_added) < 0 ||
         listeners_diff(gen->cfg, old->cfg, &ch->listeners_removed, &ch->nlisteners_removed) < 0)
         return -1;
@@ -923,8 +965,8 @@ void gw_changes_summary(const gw_changes_t *ch, char *out, size_t len)
     size_t n = (size_t)snprintf(out, len, "files: ");
     n = join(out, len, n, ch->files, ch->nfiles);
     if (n < len)
-        n += (size_t)snprintf(out + n, len - n, "; routes: +%zu -%zu; classes: ", ch->nroutes_added,
-                              ch->nroutes_removed);
+        n += (size_t)snprintf(out + n, len - n, "; routes: +%zu -%zu ~%zu; classes: ", ch->nroutes_added,
+                              ch->nroutes_removed, ch->nroutes_changed);
     n = join(out, len, n, ch->classes, ch->nclasses);
     if (n < len)
         snprintf(out + n, len - n, "; listeners: +%zu -%zu", ch->nlisteners_added, ch->nlisteners_removed);
@@ -942,6 +984,7 @@ void gw_changes_free(gw_changes_t *ch)
     strv_free(ch->files, ch->nfiles);
     strv_free(ch->routes_added, ch->nroutes_added);
     strv_free(ch->routes_removed, ch->nroutes_removed);
+    strv_free(ch->routes_changed, ch->nroutes_changed);
     strv_free(ch->classes, ch->nclasses);
     strv_free(ch->listeners_added, ch->nlisteners_added);
     strv_free(ch->listeners_removed, ch->nlisteners_removed);

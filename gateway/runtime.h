@@ -65,9 +65,9 @@ typedef struct gw_gen {
 /* What a reload changed, for its log line and the admin answer. Strings are
  * owned by the struct (gw_changes_free). */
 typedef struct {
-    char **files, **routes_added, **routes_removed, **classes, **listeners_added,
-         **listeners_removed;
-    size_t nfiles, nroutes_added, nroutes_removed, nclasses, nlisteners_added,
+    char **files, **routes_added, **routes_removed, **routes_changed, **classes,
+         **listeners_added, **listeners_removed;
+    size_t nfiles, nroutes_added, nroutes_removed, nroutes_changed, nclasses, nlisteners_added,
            nlisteners_removed;
 } gw_changes_t;
 
@@ -176,7 +176,9 @@ int gw_proc_socket(gw_proc_t *p, size_t idx, int *fd, size_t *listener, size_t *
 /* What changed from old to new (old may be NULL: nothing is compared). 0, or
  * -1 out of memory. */
 int gw_changes_compute(const gw_gen_t *old, const gw_gen_t *gen, gw_changes_t *ch);
-/* One line: "files: a, b; routes: +1 -1; classes: device; listeners: +0 -0". */
+/* One line: "files: a, b; routes: +1 -1 ~0; classes: device; listeners: +0 -0"
+ * (routes added, removed, and with other settings; classes whose trust
+ * changed, added or removed). */
 void gw_changes_summary(const gw_changes_t *ch, char *out, size_t len);
 void gw_changes_free(gw_changes_t *ch);
 
