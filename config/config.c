@@ -432,7 +432,7 @@ static void parse_timeouts(ctx_t *c, yaml_node_t *n)
 {
     cfg_timeouts_t *t = &c->cfg->timeouts;
     cfgw_fld_t f[] = {F("header_read"), F("body_read"), F("idle"), F("send"), F("drain"),
-                      F("lingering_close")};
+                      F("lingering_close"), F("reload_grace")};
     uint64_t *out[] = {&t->header_read_ms, &t->body_read_ms, &t->idle_ms, &t->send_ms,
                        &t->drain_ms};
     if (cfgw_map(&c->w, n, "timeouts", f, NF(f)) < 0)
@@ -441,6 +441,8 @@ static void parse_timeouts(ctx_t *c, yaml_node_t *n)
         cfgw_opt_dur(&c->w, &f[i], "timeouts", DAY_MS, out[i]);
     if (f[5].val)   /* 0 turns lingering off */
         cfgw_num(&c->w, f[5].val, "timeouts.lingering_close", 'd', 0, 600000, &t->lingering_close_ms);
+    if (f[6].val)   /* 0: idle connections of an old generation close at once */
+        cfgw_num(&c->w, f[6].val, "timeouts.reload_grace", 'd', 0, DAY_MS, &t->reload_grace_ms);
 }
 
 static void parse_upstreams(ctx_t *c, yaml_node_t *n)
@@ -961,6 +963,7 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->timeouts.send_ms = 30000;
     cfg->timeouts.drain_ms = 30000;
     cfg->timeouts.lingering_close_ms = 5000;
+    cfg->timeouts.reload_grace_ms = 30000;
     cfg->limits.lingering_close_bytes = 16ULL * 1024 * 1024;
     cfg->redis.host = cfgp_xstrdup("127.0.0.1");
     cfg->redis.port = 6379;

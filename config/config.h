@@ -172,6 +172,8 @@ typedef struct {
     uint64_t send_ms;         /* max time a response write may stall */
     uint64_t drain_ms;        /* SIGTERM: in-flight requests get this long */
     uint64_t lingering_close_ms; /* closing with client input pending; 0: no lingering */
+    uint64_t reload_grace_ms;  /* after a reload: idle connections of the old generation
+                                * close after this; 0: at once */
 } cfg_timeouts_t;
 
 typedef struct {

@@ -124,7 +124,8 @@ static int same_name(const char *a, size_t an, const char *b)
     return 1;
 }
 
-static gw_runtime_t rt;   /* the fixed gateway, below */
+static gw_gen_t rt;   /* the fixed gateway generation, below */
+static gw_proc_t *proc;
 
 static void check_names(const recount_t *rc, const char *h, size_t n)
 {
@@ -181,6 +182,24 @@ static llhttp_errno_t reparse(const char *buf, size_t n, int stop_at_head, recou
     if (stop_at_head)
         rc->heads = rc->messages;
     return e;
+}
+
+/* upstream/proxy.c is not linked: what the generation code needs of it */
+ups_health_t *ups_health_new(const cfg_t *cfg)
+{
+    (void)cfg;
+    return NULL;
+}
+
+void ups_health_free(ups_health_t *h)
+{
+    (void)h;
+}
+
+ups_pool_t *gw_wgen_pool(const gw_wgen_t *wg)
+{
+    (void)wg;
+    return NULL;
 }
 
 ups_exchange_t *ups_exchange_start(ups_pool_t *p, size_t up, struct evbuffer *head, int has_body,
@@ -292,7 +311,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     fuzz_quiet();
     rt.cfg = fuzz_config(config_text);
-    rt.mirror = pol_mirror_new(rt.cfg);
+    proc = gw_proc_new();
+    pol_mirror_t *mirror = pol_mirror_new(rt.cfg);
+    if (!proc || !mirror)
+        abort();
+    gw_proc_set_mirror(proc, mirror);
     /* which client header names go on (no token claims in this config) */
     static char *no_claims[1];
     rt.claim_headers = no_claims;
@@ -301,9 +324,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!rt.hnames)
         abort();
     base = event_base_new();
-    if (!rt.mirror || !base)
+    if (!base)
         abort();
-    worker.rt = &rt;
+    worker.proc = proc;
     worker.base = base;
     static const char *cls[2] = {"device", "bootstrap"};
     for (int i = 0; i < 2; i++) {
@@ -348,6 +371,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!c)
         return 0;
     c->w = &worker;
+    c->gen = &rt;
     c->fd = -1;
     c->cid = ++worker.next_id;
     c->state = C_HTTP;
@@ -355,7 +379,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(c->peer_ip, sizeof c->peer_ip, "192.0.2.7");
     snprintf(c->peer, sizeof c->peer, "192.0.2.7:40000");
     c->id = &ids[data[0] & 1];
-    c->rev_gen = pol_mirror_generation(rt.mirror);
+    c->rev_gen = pol_mirror_generation(gw_proc_mirror(proc));
     c->timer = evtimer_new(base, nop, c);
     c->kick = event_new(base, -1, 0, nop, c);
     c->in = evbuffer_new();
@@ -365,7 +389,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         worker.conns->prev = c;
     worker.conns = c;
     worker.nconns++;
-    __atomic_add_fetch(&rt.nconns, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(gw_proc_nconns(proc), 1, __ATOMIC_RELAXED);
     gw_req_init(c);
 
     /* read sizes: 1 + a function of the two first bytes, varying per read */
@@ -403,7 +427,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c->next)
         c->next->prev = c->prev;
     worker.nconns--;
-    __atomic_sub_fetch(&rt.nconns, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(gw_proc_nconns(proc), 1, __ATOMIC_RELAXED);
     event_free(c->timer);
     event_free(c->kick);
     evbuffer_free(c->in);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -38,10 +39,14 @@ typedef struct pending {
 
 struct gw_admin {
     struct event_base *base;
-    const cfg_t *cfg;
+    gw_proc_t *proc;
+    const cfg_t *cfg;              /* the process's: admin, redis, revocation (restart-only) */
     pol_mirror_t *mirror;
-    tls_ctx_t *tls;
     struct evhttp *http;
+    gw_admin_reload_fn reload;     /* asks the main thread for a reload */
+    void *reload_arg;
+    struct evhttp_request *reload_req;   /* the POST /admin/reload waiting for its answer */
+    int reload_busy;               /* a reload was asked and has not answered yet */
     pol_revstore_t *store;
     char *token;
     size_t toklen;
@@ -228,7 +233,9 @@ static void on_list_done(int ok, const char *err, const pol_revstore_result_t *r
     for (size_t i = 0; arr && i < res->nitems; i++) {
         const pol_revstore_item_t *it = &res->items[i];
         char problem[300];
-        int usable = pol_revstore_entry_problem(p->a->cfg, it->entry, problem, sizeof problem);
+        gw_gen_t *g = gw_proc_current(p->a->proc);
+        int usable = pol_revstore_entry_problem(g->cfg, it->entry, problem, sizeof problem);
+        gw_gen_release(g);
         json_t *o = json_pack("{s:s, s:o, s:o, s:o}", "entry", it->entry, "reason",
                               it->reason ? json_string(it->reason) : json_null(), "revoked_at",
                               it->revoked_at ? json_integer(it->revoked_at) : json_null(),
@@ -323,6 +330,15 @@ static int fingerprint_entry(struct evhttp_request *req, json_t *fp, char *entry
 
 /* The entry of {"class": ..., "serial": ...}; for a POST the class must be
  * one that can match a certificate. 0, or -1 after answering 400. */
+/* 1 with why when entry names a class the running configuration lacks. */
+static int class_unusable(const gw_admin_t *a, const char *entry, char *why, size_t len)
+{
+    gw_gen_t *g = gw_proc_current(a->proc);
+    int bad = pol_rev_usable(g->cfg, entry, POL_REV_SERIAL, why, len) < 0;
+    gw_gen_release(g);
+    return bad;
+}
+
 static int serial_entry(const gw_admin_t *a, struct evhttp_request *req, int post, json_t *cls,
                         json_t *ser, char *entry, size_t len)
 {
@@ -336,7 +352,7 @@ static int serial_entry(const gw_admin_t *a, struct evhttp_request *req, int pos
     else if (pol_rev_canon_serial(json_string_value(cls), json_string_value(ser), entry, len,
                                   &cerr) < 0)
         send_error(req, 400, "invalid_entry", cerr);
-    else if (post && pol_rev_usable(a->cfg, entry, POL_REV_SERIAL, why, sizeof why) < 0)
+    else if (post && class_unusable(a, entry, why, sizeof why))
         send_error(req, 400, "unknown_class", why);   /* it could match nothing */
     else
         return 0;
@@ -408,8 +424,10 @@ static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, cons
         send_error(req, 500, "internal", "out of memory");
         return;
     }
-    if (add && tls_ca_serial_note(a->cfg, entry, p->warning, sizeof p->warning))
+    gw_gen_t *g = gw_proc_current(a->proc);
+    if (add && tls_ca_serial_note(g->cfg, entry, p->warning, sizeof p->warning))
         gw_log(GW_WARN, "action=admin", "revoke %s: %s", entry, p->warning);
+    gw_gen_release(g);
     int rc = add ? pol_revstore_add(a->store, entry, reason, on_write_done, p, &err)
                  : pol_revstore_remove(a->store, spelling, on_write_done, p, &err);
     if (rc < 0) {
@@ -494,6 +512,24 @@ static void handle_list(gw_admin_t *a, struct evhttp_request *req, const char *q
     evhttp_clear_headers(&q);
 }
 
+static json_t *runtime_json(gw_proc_t *p)
+{
+    gw_reload_stats_t st;
+    gw_proc_reload_stats(p, &st);
+    json_t *last = json_null();
+    if (st.have_last) {
+        char at[32];
+        struct tm tm;
+        gmtime_r(&st.last_at, &tm);
+        strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        last = json_pack("{s:b, s:s, s:f}", "ok", st.last_ok, "at", at, "build_ms", st.last_build_ms);
+    }
+    return last ? json_pack("{s:I, s:I, s:I, s:I, s:o}", "generation", (json_int_t)st.generation,
+                            "generations_live", (json_int_t)st.live, "reloads", (json_int_t)st.reloads,
+                            "reload_failures", (json_int_t)st.reload_failures, "last_reload", last)
+                : NULL;
+}
+
 static void handle_health(gw_admin_t *a, struct evhttp_request *req)
 {
     json_t *rev = json_null();
@@ -515,18 +551,74 @@ static void handle_health(gw_admin_t *a, struct evhttp_request *req)
     }
     json_t *vc = json_null();
     tls_vcache_stats_t vs;
-    if (a->tls && tls_ctx_vcache_stats(a->tls, &vs) == 0)
+    gw_gen_t *g = gw_proc_current(a->proc);
+    if (tls_ctx_vcache_stats(g->tls, &vs) == 0)
         vc = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "capacity", (json_int_t)vs.capacity,
                        "entries", (json_int_t)vs.entries, "hits", (json_int_t)vs.hits,
                        "misses", (json_int_t)vs.misses, "evictions", (json_int_t)vs.evictions,
                        "expired", (json_int_t)vs.expired);
-    if (!rev || !vc) {
+    gw_gen_release(g);
+    json_t *rt = runtime_json(a->proc);
+    if (!rev || !vc || !rt) {
         json_decref(rev);
         json_decref(vc);
+        json_decref(rt);
         send_json(req, 200, NULL);   /* out of memory: 500 */
         return;
     }
-    send_json(req, 200, json_pack("{s:o, s:o}", "revocation", rev, "verify_cache", vc));
+    send_json(req, 200, json_pack("{s:o, s:o, s:o}", "revocation", rev, "verify_cache", vc,
+                                  "runtime", rt));
+}
+
+/* ---------------------------------------------------------------- reload */
+
+static void on_reload_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    gw_admin_t *a = arg;
+    a->reload_req = NULL;   /* the answer, when it comes, goes nowhere */
+}
+
+static void handle_reload(gw_admin_t *a, struct evhttp_request *req, const char *peer)
+{
+    if (!a->reload) {
+        send_error(req, 503, "reload_unavailable", "this gateway cannot reload");
+        return;
+    }
+    if (a->reload_busy) {
+        send_error(req, 409, "reload_in_progress", "a reload is running; ask again when it answers");
+        return;
+    }
+    char ctx[160];
+    snprintf(ctx, sizeof ctx, "component=admin peer=%s action=reload", peer);
+    gw_log(GW_INFO, ctx, "reload asked through the admin API");
+    a->reload_busy = 1;
+    a->reload_req = req;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, on_reload_conn_closed, a);
+    a->reload(a->reload_arg);
+}
+
+void gw_admin_set_reload(gw_admin_t *a, gw_admin_reload_fn fn, void *arg)
+{
+    a->reload = fn;
+    a->reload_arg = arg;
+}
+
+void gw_admin_reload_done(gw_admin_t *a, int status, const char *json)
+{
+    a->reload_busy = 0;
+    struct evhttp_request *req = a->reload_req;
+    a->reload_req = NULL;
+    if (!req)
+        return;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    json_error_t e;
+    json_t *body = json ? json_loads(json, 0, &e) : NULL;
+    send_json(req, body ? status : 500, body);
 }
 
 static void method_not_allowed(struct evhttp_request *req, const char *allow)
@@ -580,6 +672,11 @@ static void on_request(struct evhttp_request *req, void *arg)
             handle_health(a, req);
         else
             method_not_allowed(req, "GET");
+    } else if (strcmp(path, "/admin/reload") == 0) {
+        if (m == EVHTTP_REQ_POST)
+            handle_reload(a, req, peer);
+        else
+            method_not_allowed(req, "POST");
     } else if (strcmp(path, PREFIX) == 0) {
         char entry[POL_REV_ENTRY_MAX];
         const char *reason, *device_id;
@@ -606,26 +703,16 @@ static void on_request(struct evhttp_request *req, void *arg)
         else
             method_not_allowed(req, "DELETE");
     } else {
-        send_error(req, 404, "not_found", "no such admin endpoint (see docs/revocation.md)");
+        send_error(req, 404, "not_found", "no such admin endpoint (see docs/revocation.md and "
+                   "docs/operations.md)");
     }
 }
 
 /* ---------------------------------------------------------------- lifecycle */
 
-const char *gw_admin_token(const cfg_admin_t *ac, char *err, size_t errlen)
+gw_admin_t *gw_admin_start(struct event_base *base, gw_proc_t *proc, char *err, size_t errlen)
 {
-    const char *tok = ac->token_env ? getenv(ac->token_env) : NULL;
-    if (!tok || !*tok) {
-        snprintf(err, errlen, "admin.token_env: the environment variable %s is unset or empty; "
-                 "set it to the admin bearer token", ac->token_env ? ac->token_env : "(none)");
-        return NULL;
-    }
-    return tok;
-}
-
-gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *mirror,
-                           tls_ctx_t *tls, char *err, size_t errlen)
-{
+    const cfg_t *cfg = gw_proc_boot(proc);
     const cfg_admin_t *ac = &cfg->admin;
     char why[256];
     const char *tok = gw_admin_token(ac, why, sizeof why);
@@ -641,9 +728,9 @@ gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror
     }
     a->toklen = strlen(tok);
     a->base = base;
+    a->proc = proc;
     a->cfg = cfg;
-    a->mirror = mirror;
-    a->tls = tls;
+    a->mirror = gw_proc_mirror(proc);
     a->http = evhttp_new(base);
     a->store = pol_revstore_new(base, cfg);
     if (!a->http || !a->store) {
@@ -684,6 +771,11 @@ void gw_admin_free(gw_admin_t *a)
     if (!a)
         return;
     pol_revstore_free(a->store);   /* drops callbacks: nothing touches the requests now */
+    if (a->reload_req) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(a->reload_req);
+        if (evcon)
+            evhttp_connection_set_closecb(evcon, NULL, NULL);
+    }
     while (a->pending)
         pending_free(a->pending);
     if (a->http)

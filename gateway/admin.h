@@ -22,7 +22,12 @@
  *                                       why it cannot revoke anything here)
  *   GET    /admin/health                mirror status (with the count and a few
  *                                       examples of unusable entries), no Redis
- *                                       trip, and the verify cache's counters
+ *                                       trip, the verify cache's counters, and
+ *                                       the runtime: generation, reloads
+ *   POST   /admin/reload                re-reads the configuration and every file
+ *                                       it names (docs/operations.md) -> 200
+ *                                       with what changed, 422 reload_failed
+ *                                       with every error, 409 while one runs
  *
  * Writes go to Redis through policy/revstore (MULTI/SADD/HSET/PUBLISH/EXEC);
  * a Redis failure answers 503 "redis_unavailable". The listener runs on the
@@ -39,20 +44,23 @@
 #include "../config/config.h"
 #include "../policy/mirror.h"
 #include "../tls/tls.h"
+#include "runtime.h"
 
 typedef struct gw_admin gw_admin_t;
 
-/* The admin bearer token: the value of the variable admin.token_env names.
- * Returns it, or NULL with a one-line reason in err (unset or empty). The
- * start and `--check` both call this, so they cannot disagree. */
-const char *gw_admin_token(const cfg_admin_t *ac, char *err, size_t errlen);
-
 /* Boolean-like: the listener, or NULL with a one-line reason in err (the
- * token variable is unset or empty, the address cannot be bound, ...).
- * mirror may be NULL (health then reports "revocation": null), and so may tls
- * (health then reports "verify_cache": null, as when the cache is disabled). */
-gw_admin_t *gw_admin_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *mirror,
-                           tls_ctx_t *tls, char *err, size_t errlen);
+ * token variable is unset or empty, the address cannot be bound, ...). Its
+ * settings come from the process's configuration (admin.* needs a restart);
+ * what depends on the running configuration (the classes an entry may name,
+ * the verify cache) is read from the current generation per request. The
+ * process's mirror may be NULL (health then reports "revocation": null). */
+gw_admin_t *gw_admin_start(struct event_base *base, gw_proc_t *proc, char *err, size_t errlen);
+/* POST /admin/reload calls fn(arg) on the admin's thread; fn must not block:
+ * the answer comes later through gw_admin_reload_done (on the same thread)
+ * with the status and JSON body. Without fn the endpoint answers 503. */
+typedef void (*gw_admin_reload_fn)(void *arg);
+void gw_admin_set_reload(gw_admin_t *a, gw_admin_reload_fn fn, void *arg);
+void gw_admin_reload_done(gw_admin_t *a, int status, const char *json);
 /* Closes the listener and drops requests still waiting for Redis. */
 void gw_admin_free(gw_admin_t *a);
 

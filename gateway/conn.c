@@ -156,8 +156,8 @@ static void handshake_done(gw_conn_t *c)
         c->dead = 1;
         return;
     }
-    c->rev_gen = pol_mirror_generation(c->w->rt->mirror);
-    int rs = tls_identity_revocation(c->w->rt->tls, c->id);
+    c->rev_gen = pol_mirror_generation(gw_proc_mirror(c->w->proc));
+    int rs = tls_identity_revocation(c->gen->tls, c->id);
     if (rs != TLS_REV_OK) {
         /* a full handshake was refused in verify_cb already; this is a
          * resumption (or a revocation that landed in between) */
@@ -404,17 +404,23 @@ static void peer_names(gw_conn_t *c, const struct sockaddr_storage *peer)
     }
 }
 
-void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
+void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_storage *peer,
+                 int counted)
 {
+    gw_gen_t *gen = gw_wgen_gen(wg);
     gw_conn_t *c = calloc(1, sizeof(*c));
     if (!c) {
-        __atomic_sub_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
-        if (w->rt->connlimit)
-            pol_connlimit_release(w->rt->connlimit, peer);
+        __atomic_sub_fetch(gw_proc_nconns(w->proc), 1, __ATOMIC_RELAXED);
+        if (counted)
+            pol_connlimit_release(gen->connlimit, peer);
         close(fd);
+        gw_wgen_conn_closed(w, wg);
         return;
     }
     c->w = w;
+    c->gen = gen;
+    c->wg = wg;
+    c->counted = counted;
     c->fd = fd;
     c->cid = ++w->next_id;
     c->peer_addr = *peer;
@@ -422,7 +428,7 @@ void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
     c->state = C_HANDSHAKE;
     c->parser.data = c;
     peer_names(c, peer);
-    c->ssl = SSL_new(tls_ctx_ssl(w->rt->tls));
+    c->ssl = SSL_new(tls_ctx_ssl(gen->tls));
     c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->rev_off = 1;
     c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_io, c);
@@ -430,7 +436,7 @@ void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer)
     c->kick = event_new(w->base, -1, 0, on_io, c);
     c->in = evbuffer_new();
     c->out = evbuffer_new();
-    const cfg_t *cfg = w->rt->cfg;
+    const cfg_t *cfg = gen->cfg;
     int ok = c->ssl && c->rev && c->wev && c->timer && c->kick && c->in && c->out &&
              SSL_set_fd(c->ssl, fd) == 1;
     c->next = w->conns;
@@ -481,10 +487,12 @@ static void conn_free(gw_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    __atomic_sub_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
-    if (w->rt->connlimit)
-        pol_connlimit_release(w->rt->connlimit, &c->peer_addr);
+    __atomic_sub_fetch(gw_proc_nconns(w->proc), 1, __ATOMIC_RELAXED);
+    if (c->counted)
+        pol_connlimit_release(c->gen->connlimit, &c->peer_addr);
+    gw_wgen_t *wg = c->wg;
     free(c);
+    gw_wgen_conn_closed(w, wg);   /* may free the generation: nothing of c after this */
     if (w->draining && w->nconns == 0)
         event_base_loopexit(w->base, NULL);
 }
@@ -494,7 +502,7 @@ void gw_conn_revocation_scan(gw_worker_t *w)
     gw_conn_t *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (!c->id || c->state != C_HTTP || !tls_identity_revoked(w->rt->tls, c->id))
+        if (!c->id || c->state != C_HTTP || !tls_identity_revoked(c->gen->tls, c->id))
             continue;
         CLOG(c, GW_INFO, "certificate serial=%s class=%s revoked: closing the connection%s", c->id->serial,
              c->id->class_name, c->resp_active ? " after the response in progress" : "");
@@ -536,6 +544,23 @@ time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now)
         gw_conn_kick(c);
     }
     return next;
+}
+
+void gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg)
+{
+    gw_conn_t *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->wg != wg || c->state == C_LINGER || c->state == C_CLOSING)
+            continue;
+        if (c->state == C_HTTP && !c->req_active && !c->resp_active) {
+            c->state = C_CLOSING;   /* idle between requests */
+            c->action = "closing for reload";
+        } else {
+            c->close_after = 1;     /* after the response in progress */
+        }
+        gw_conn_kick(c);
+    }
 }
 
 void gw_conn_drain_all(gw_worker_t *w)

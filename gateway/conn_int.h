@@ -29,6 +29,9 @@ enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND, T_LINGER };
 
 struct gw_conn {
     gw_worker_t *w;
+    gw_gen_t *gen;              /* the generation it was accepted under (wg's) */
+    gw_wgen_t *wg;              /* the worker's share of it: pool, connection count */
+    int counted;                /* the connection limiter counts it: release at close */
     gw_conn_t *next, *prev;
     uint64_t cid;
     int fd;
@@ -118,7 +121,7 @@ char *gw_conn_ctx(const gw_conn_t *c, char *buf, size_t n);
 
 static inline const cfg_t *CFG(const gw_conn_t *c)
 {
-    return c->w->rt->cfg;
+    return c->gen->cfg;
 }
 
 /* ---- the connection (conn.c), for the request pipeline ---- */

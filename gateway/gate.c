@@ -40,7 +40,7 @@ static const char *bearer_token(const gw_conn_t *c, size_t *len)
 static int check_jwt(gw_conn_t *c, int *rc)
 {
     const cfg_route_t *r = c->route;
-    pol_jwks_store_t *store = c->w->rt->jwks[r - c->w->rt->cfg->routes];
+    pol_jwks_store_t *store = c->gen->jwks[r - c->gen->cfg->routes];
     size_t tlen;
     const char *tok = bearer_token(c, &tlen);
     pol_jwks_t *keys = pol_jwks_store_get(store);
@@ -133,7 +133,7 @@ static void on_global(void *arg, const struct redisReply *reply, const char *err
 {
     gate_q_t *q = arg;
     gw_conn_t *c = q->c;
-    const cfg_rate_limit_t *l = &c->w->rt->cfg->rate_limits[q->limit];
+    const cfg_rate_limit_t *l = &c->gen->cfg->rate_limits[q->limit];
     q->op = NULL;
     pol_rl_result_t res;
     /* pol_redis reports error replies as err: NOSCRIPT means "send EVAL" */
@@ -157,7 +157,7 @@ static void on_global(void *arg, const struct redisReply *reply, const char *err
         } else {
             CLOG(c, GW_WARN, "rate limit %s: Redis unavailable (%s): using the local limiter", l->name,
                  err ? err : "bad reply");
-            v = pol_rl_check(c->w->rt->rl, q->limit, q->key, q->klen, now_us(), &res);
+            v = pol_rl_check(c->gen->rl, l, q->key, q->klen, now_us(), &res);
         }
     }
     if (v == 0 && !c->gate_refused) {
@@ -178,7 +178,7 @@ static void on_global(void *arg, const struct redisReply *reply, const char *err
 static int send_global(gate_q_t *q)
 {
     gw_conn_t *c = q->c;
-    const cfg_rate_limit_t *l = &c->w->rt->cfg->rate_limits[q->limit];
+    const cfg_rate_limit_t *l = &c->gen->cfg->rate_limits[q->limit];
     pol_rl_redis_cmd_t cmd;
     if (!c->w->redis || pol_rl_redis_cmd(l, q->key, q->klen, q->eval, &cmd) < 0)
         return -1;
@@ -220,7 +220,7 @@ static int ask_global(gw_conn_t *c, size_t li, const unsigned char *key, size_t 
 static int gate_limit(gw_conn_t *c, size_t li, const char *tok, size_t tlen, int64_t now,
                       int *npending, int *rc)
 {
-    const cfg_rate_limit_t *l = &c->w->rt->cfg->rate_limits[li];
+    const cfg_rate_limit_t *l = &c->gen->cfg->rate_limits[li];
     unsigned char key[32];
     size_t klen;
     if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, c->route, key, &klen) < 0) {
@@ -245,7 +245,7 @@ static int gate_limit(gw_conn_t *c, size_t li, const char *tok, size_t tlen, int
         }
     }
     pol_rl_result_t res;
-    if (!pol_rl_check(c->w->rt->rl, li, key, klen, now, &res)) {
+    if (!pol_rl_check(c->gen->rl, l, key, klen, now, &res)) {
         drop_sent(c, *npending);
         return limited(c, l, &res, rc);
     }

@@ -1,10 +1,10 @@
 /* gateway: process, workers, listeners and client connections.
  *
  * One process runs N worker threads. Each worker owns an event loop, its own
- * SO_REUSEPORT listening sockets, its upstream pool and its connections; no
+ * SO_REUSEPORT listening sockets, its upstream pools and its connections; no
  * connection is ever touched by two threads. Shared across workers: the
- * immutable config, the TLS context (and so the session cache), upstream
- * health, and the connection count.
+ * process state and the configuration generations (runtime.h): each
+ * connection pins the generation it was accepted under until it closes.
  */
 #ifndef PORTCULLIS_GATEWAY_H
 #define PORTCULLIS_GATEWAY_H
@@ -21,43 +21,31 @@
 #include "../policy/redis.h"
 #include "../tls/tls.h"
 #include "../upstream/proxy.h"
+#include "runtime.h"
 
 #define PORTCULLIS_VERSION "0.1.0"
 
 typedef struct gw_conn gw_conn_t;
 
-typedef struct {
-    cfg_t *cfg;
-    tls_ctx_t *tls;
-    pol_mirror_t *mirror;
-    ups_health_t *health;
-    pol_rl_t *rl;                  /* local limiter for every named limit; NULL if none */
-    pol_connlimit_t *connlimit;    /* per-IP connection limits; NULL if none */
-    pol_jwks_store_t **jwks;       /* per route (NULL when it checks no JWT); shared by file */
-    pol_jwks_store_t **jwks_files; /* the distinct stores, for refresh and free */
-    size_t njwks_files;
-    struct pol_issuer *issuer;     /* certificate issuance: the signing CA; NULL if disabled */
-    struct pol_play_keys **play_keys;  /* per issuance platform (NULL unless play_integrity) */
-    char **claim_headers;          /* every header a token claim may be injected as */
-    size_t nclaim_headers;
-    ups_names_t *hnames;           /* which client request headers are forwarded */
-    uint32_t nconns;       /* live client connections, all workers; atomic */
-    uint64_t accepted;     /* client connections accepted so far, all workers; atomic */
-} gw_runtime_t;
+typedef struct gw_wgen gw_wgen_t;      /* a worker's share of one generation (worker.c) */
+typedef struct gw_wlisten gw_wlisten_t;  /* a listening socket a worker polls (worker.c) */
 
 typedef struct gw_worker {
     int id;
-    gw_runtime_t *rt;
+    gw_proc_t *proc;
     struct event_base *base;
-    int *lfds;               /* one listening socket per configured listener */
-    struct event **lev;
+    gw_wgen_t *cur;          /* the generation new connections get; this thread only */
+    gw_wgen_t *old;          /* older generations with connections left */
+    gw_wlisten_t *ls;        /* the sockets it accepts on (cur's listeners) */
+    size_t nls;
+    uint64_t gen_seen;       /* number of cur's generation; atomic (read by main) */
     struct event *stop_ev;   /* activated by the main thread on SIGTERM/SIGINT */
+    struct event *reload_ev; /* activated by the main thread after a reload */
     struct event *drain_timer;
     struct event *rev_ev;    /* activated by the control thread when the revocation set changes */
     struct event *expiry_ev; /* fires at the earliest notAfter of its connections' certificates */
     time_t expiry_at;        /* the notAfter expiry_ev is armed for; 0: not armed */
-    ups_pool_t *pool;
-    pol_redis_t *redis;      /* for global rate limits; NULL if none are configured */
+    pol_redis_t *redis;      /* for global rate limits and issuance; NULL until one needs it */
     gw_conn_t *conns;        /* every live connection of this worker */
     size_t nconns;
     int draining;
@@ -65,8 +53,20 @@ typedef struct gw_worker {
     pthread_t thread;
 } gw_worker_t;
 
-/* Takes ownership of an accepted, non-blocking socket. */
-void gw_conn_new(gw_worker_t *w, int fd, const struct sockaddr_storage *peer);
+/* Takes ownership of an accepted, non-blocking socket, for worker generation
+ * wg; counted: 1 when the connection limiter counted it (to release at
+ * close). */
+void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_storage *peer,
+                 int counted);
+/* A connection of wg closed (conn.c tells worker.c, which frees an old
+ * generation's share with its last connection). */
+void gw_wgen_conn_closed(gw_worker_t *w, gw_wgen_t *wg);
+/* What conn.c needs of a worker generation. */
+gw_gen_t *gw_wgen_gen(const gw_wgen_t *wg);
+ups_pool_t *gw_wgen_pool(const gw_wgen_t *wg);
+/* The reload grace of an old generation ended: its idle connections close
+ * now, busy ones after their response. */
+void gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg);
 /* Closes connections whose certificate is now revoked (busy ones after
  * their response). */
 void gw_conn_revocation_scan(gw_worker_t *w);

@@ -259,7 +259,7 @@ static void verify_http(iss_t *s)
 
 static void attest(iss_t *s)
 {
-    const gw_runtime_t *rt = s->c->w->rt;
+    const gw_gen_t *rt = s->c->gen;
     if (is_renew(s) && !s->req.integrity_token) {
         snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
         sign_and_record(s);
@@ -345,15 +345,16 @@ static void record_done(void *arg)
  * 0, or -1 after refusing. */
 static int revocation_gate(iss_t *s)
 {
-    const gw_runtime_t *rt = s->c->w->rt;
+    const gw_gen_t *rt = s->c->gen;
     pol_rev_key_t k;
-    if (!rt->mirror)
+    pol_mirror_t *mirror = gw_proc_mirror(s->c->w->proc);
+    if (!mirror)
         return 0;
-    if (!pol_mirror_usable(rt->mirror)) {
+    if (!pol_mirror_usable(mirror)) {
         refuse(s, POL_ISS_UNAVAILABLE, "revocation status unknown (Redis unavailable)");
         return -1;
     }
-    if (pol_rev_device_key(s->device_id, &k) < 0 || pol_mirror_contains(rt->mirror, &k)) {
+    if (pol_rev_device_key(s->device_id, &k) < 0 || pol_mirror_contains(mirror, &k)) {
         refuse(s, POL_ISS_DEVICE_REVOKED, "this device id has been revoked");
         return -1;
     }
@@ -367,7 +368,7 @@ static int revocation_gate(iss_t *s)
 static void sign_and_record(iss_t *s)
 {
     gw_conn_t *c = s->c;
-    const cfg_t *cfg = c->w->rt->cfg;
+    const cfg_t *cfg = c->gen->cfg;
     const char *err = NULL;
     if (is_renew(s)) {
         if (!c->id->device_id) {
@@ -382,7 +383,7 @@ static void sign_and_record(iss_t *s)
     if (revocation_gate(s) < 0)
         return;
     const char *prefix = cfg->identity.device_id_source == CFG_DEVID_SAN_URI ? cfg->identity.device_id_prefix : NULL;
-    if (pol_issue_cert(c->w->rt->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
+    if (pol_issue_cert(c->gen->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
                        &s->issued, &err) < 0) {
         refuse(s, POL_ISS_INTERNAL, err ? err : "signing failed");
         return;
@@ -473,7 +474,7 @@ void gw_handler_start(gw_conn_t *c)
         return;
     }
     s->c = c;
-    s->cfg = c->w->rt->cfg->issuance;
+    s->cfg = c->gen->cfg->issuance;
     c->handler = s;
     if (c->internal == GW_INT_CHALLENGE)
         start_challenge(s);

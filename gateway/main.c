@@ -1,10 +1,14 @@
 /* gateway/main: command line, startup, signals, shutdown. */
 #include <errno.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <malloc.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +39,9 @@ static void usage(FILE *f)
             "Signals (to a running gateway):\n"
             "  SIGTERM, SIGINT  stop accepting, let in-flight requests finish (up to\n"
             "                   timeouts.drain), then exit 0\n"
-            "  SIGHUP           validate FILE again and log the verdict; the running\n"
-            "                   configuration is kept (no live reload: restart to apply)\n"
+            "  SIGHUP           reload: re-read FILE and every file it names; applied\n"
+            "                   only if all of it is valid (else logged, and the running\n"
+            "                   configuration keeps serving); see docs/operations.md\n"
             "\n"
             "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
             "problem; 2 usage or configuration error (what --check reports);\n"
@@ -45,7 +50,8 @@ static void usage(FILE *f)
     fprintf(f, "Configuration reference: docs/configuration.md\n");
 }
 
-/* The control thread runs the revocation sync (and the admin listener). */
+/* The control thread runs the revocation sync, the admin listener and the
+ * timers; the main thread takes signals and runs reloads. */
 typedef struct {
     struct event_base *base;
     pol_revsync_t *sync;
@@ -53,6 +59,8 @@ typedef struct {
     pthread_t thread;
     gw_worker_t *workers;
     int nworkers;
+    gw_proc_t *proc;
+    int reload_pipe[2];     /* the admin asks the main thread for a reload */
 } control_t;
 
 static void on_revocation_change(void *arg)
@@ -62,145 +70,22 @@ static void on_revocation_change(void *arg)
         gw_worker_notify_revocation(&ctl->workers[i]);
 }
 
-/* One problem found while preparing the start: "FILE: message" on stderr. */
-static void problem(int *nerr, const char *path, const char *msg)
-{
-    fprintf(stderr, "%s: %s\n", path, msg);
-    (*nerr)++;
-}
-
-/* The JWKS stores (one per distinct file) and the token-claim header names.
- * Adds one problem per file that cannot be used. */
-static void jwks_setup(gw_runtime_t *rt, const char *path, int *nerr)
-{
-    const cfg_t *cfg = rt->cfg;
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const cfg_jwt_t *j = cfg->routes[i].jwt;
-        if (!j)
-            continue;
-        size_t k = 0;
-        while (k < i && !(cfg->routes[k].jwt && strcmp(cfg->routes[k].jwt->jwks_file, j->jwks_file) == 0))
-            k++;
-        if (k < i) {
-            rt->jwks[i] = rt->jwks[k];   /* NULL too, if that file failed: reported once */
-        } else {
-            char e[256], msg[512];
-            rt->jwks[i] = pol_jwks_store_new(j->jwks_file, e, sizeof(e));
-            if (!rt->jwks[i]) {
-                snprintf(msg, sizeof msg, "routes[%zu].jwt.jwks_file: %s", i, e);
-                problem(nerr, path, msg);
-            } else {
-                rt->jwks_files[rt->njwks_files++] = rt->jwks[i];
-            }
-        }
-        /* a claim header is the gateway's on every route: stripped everywhere */
-        for (k = 0; k < j->nclaims; k++) {
-            size_t m = 0;
-            while (m < rt->nclaim_headers && strcasecmp(rt->claim_headers[m], j->claims[k].header))
-                m++;
-            if (m == rt->nclaim_headers)
-                rt->claim_headers[rt->nclaim_headers++] = j->claims[k].header;
-        }
-    }
-}
-
-/* The issuance CA and every platform's attestation keys. */
-static void issuance_setup(gw_runtime_t *rt, const char *path, int *nerr)
-{
-    const cfg_issuance_t *is = rt->cfg->issuance;
-    char err[512];
-    if (!is)
-        return;
-    if (!(rt->issuer = pol_issuer_load(is, err, sizeof err)))
-        problem(nerr, path, err);
-    rt->play_keys = calloc(is->nplatforms ? is->nplatforms : 1, sizeof(*rt->play_keys));
-    if (!rt->play_keys) {
-        problem(nerr, path, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < is->nplatforms; i++) {
-        const cfg_platform_t *pl = &is->platforms[i];
-        if (pl->provider == CFG_ATTEST_PLAY_INTEGRITY &&
-            !(rt->play_keys[i] = pol_play_keys_load(&pl->play, err, sizeof err)))
-            problem(nerr, path, err);
-        if (pl->provider == CFG_ATTEST_NONE)
-            gw_log(GW_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
-                   "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
-                   pl->name);
-    }
-}
-
-/* Everything the start needs beyond cfg_load(), in the order the start
- * needs it: the TLS contexts, the admin token, the request-policy state
- * (limiters, JWKS files, claim headers) and the issuance keys. The start
- * and `--check` both call this, so a config that passes --check starts
- * (binding the listeners and reaching Redis are left to the start: they
- * depend on the moment, not on the file). Prints every problem as
- * "FILE: message" and returns how many there were; on 0, rt holds the
- * state (freed by policy_free and tls_ctx_free either way). */
-static int prepare(gw_runtime_t *rt, const char *path)
-{
-    const cfg_t *cfg = rt->cfg;
-    char err[512];
-    int nerr = 0;
-    if (!(rt->tls = tls_ctx_new(cfg, err, sizeof(err))))
-        problem(&nerr, path, err);
-    if (cfg->admin.enabled && !gw_admin_token(&cfg->admin, err, sizeof err))
-        problem(&nerr, path, err);
-    if (cfg->nrate_limits && !(rt->rl = pol_rl_new(cfg->rate_limits, cfg->nrate_limits, 0)))
-        problem(&nerr, path, "cannot allocate the rate limiter");
-    const cfg_connlimits_t *cl = &cfg->connection_limits;
-    if ((cl->per_ip_count || cl->per_ip_concurrent) && !(rt->connlimit = pol_connlimit_new(cl, 0)))
-        problem(&nerr, path, "cannot allocate the connection limiter");
-    rt->jwks = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*rt->jwks));
-    rt->jwks_files = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*rt->jwks_files));
-    size_t nclaims = 0;
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        nclaims += cfg->routes[i].jwt ? cfg->routes[i].jwt->nclaims : 0;
-    rt->claim_headers = calloc(nclaims ? nclaims : 1, sizeof(char *));
-    if (!rt->jwks || !rt->jwks_files || !rt->claim_headers)
-        problem(&nerr, path, "out of memory");
-    else
-        jwks_setup(rt, path, &nerr);
-    rt->hnames = ups_names_new(&cfg->identity, (const char *const *)rt->claim_headers,
-                               rt->nclaim_headers, &cfg->http);
-    if (!rt->hnames)
-        problem(&nerr, path, "out of memory");
-    issuance_setup(rt, path, &nerr);
-    return nerr;
-}
-
-static void policy_free(gw_runtime_t *rt)
-{
-    if (rt->play_keys && rt->cfg->issuance)
-        for (size_t i = 0; i < rt->cfg->issuance->nplatforms; i++)
-            pol_play_keys_free(rt->play_keys[i]);
-    free(rt->play_keys);
-    pol_issuer_free(rt->issuer);
-    pol_rl_free(rt->rl);
-    pol_connlimit_free(rt->connlimit);
-    for (size_t i = 0; i < rt->njwks_files; i++)
-        pol_jwks_store_free(rt->jwks_files[i]);
-    free(rt->jwks_files);
-    free(rt->jwks);
-    free(rt->claim_headers);
-    ups_names_free(rt->hnames);
-}
-
 /* JWKS files are re-read when they change; a bad file keeps the old keys. */
 static void on_jwks_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    gw_runtime_t *rt = arg;
-    for (size_t i = 0; i < rt->njwks_files; i++) {
+    control_t *ctl = arg;
+    gw_gen_t *g = gw_proc_current(ctl->proc);
+    for (size_t i = 0; i < g->njwks_files; i++) {
         char err[256];
-        int r = pol_jwks_store_refresh(rt->jwks_files[i], err, sizeof(err));
+        int r = pol_jwks_store_refresh(g->jwks_files[i], err, sizeof(err));
         if (r > 0)
             gw_log(GW_INFO, NULL, "JWKS reloaded");
         else if (r < 0)
             gw_log(GW_ERR, NULL, "JWKS reload failed, keeping the previous keys: %s", err);
     }
+    gw_gen_release(g);
 }
 
 /* A burst of handshakes leaves glibc's heaps holding what the handshakes
@@ -213,9 +98,9 @@ static void on_jwks_timer(evutil_socket_t fd, short what, void *arg)
 #define TRIM_TICK_MS 1000
 
 typedef struct {
-    gw_runtime_t *rt;
-    uint64_t seen;      /* rt->accepted at the last tick */
-    uint64_t trimmed;   /* rt->accepted at the last trim */
+    gw_proc_t *proc;
+    uint64_t seen;      /* accepted connections at the last tick */
+    uint64_t trimmed;   /* accepted connections at the last trim */
 } trim_t;
 
 static void on_trim_timer(evutil_socket_t fd, short what, void *arg)
@@ -223,7 +108,7 @@ static void on_trim_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     trim_t *t = arg;
-    uint64_t now = __atomic_load_n(&t->rt->accepted, __ATOMIC_RELAXED);
+    uint64_t now = __atomic_load_n(gw_proc_accepted(t->proc), __ATOMIC_RELAXED);
     if (now != t->seen) {
         t->seen = now;   /* still arriving: not now */
         return;
@@ -257,18 +142,315 @@ static void wait_for_mirror(const cfg_t *cfg, pol_mirror_t *m)
                "new handshakes are refused until it is", cfg->redis.host, cfg->redis.port);
 }
 
-static cfg_t *load(const char *path)
+static void print_errors(const cfg_errors_t *errs)
 {
-    cfg_errors_t errs = {0};
-    cfg_t *cfg = cfg_load(path, &errs);
-    if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        if (errs.n == 0)
-            fprintf(stderr, "%s: could not be loaded\n", path);
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+/* ---- reload ---- */
+
+/* A reload's answer for the admin API, delivered on the control thread. */
+typedef struct {
+    gw_admin_t *admin;
+    int status;
+    char *json;
+} answer_t;
+
+static void deliver_answer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    answer_t *ans = arg;
+    gw_admin_reload_done(ans->admin, ans->status, ans->json);
+    free(ans->json);
+    free(ans);
+}
+
+static void answer_admin(control_t *ctl, int status, json_t *body)
+{
+    answer_t *ans = calloc(1, sizeof *ans);
+    if (ans) {
+        ans->admin = ctl->admin;
+        ans->status = status;
+        ans->json = body ? json_dumps(body, JSON_COMPACT) : NULL;
     }
+    json_decref(body);
+    struct timeval now = {0, 0};
+    if (!ans || event_base_once(ctl->base, -1, EV_TIMEOUT, deliver_answer, ans, &now) != 0) {
+        gw_log(GW_ERR, NULL, "reload: out of memory for the admin answer");
+        if (ans)
+            free(ans->json);
+        free(ans);
+    }
+}
+
+/* Runs on the admin's thread: hands the request to the main thread. */
+static void ask_reload(void *arg)
+{
+    control_t *ctl = arg;
+    char b = 'r';
+    if (write(ctl->reload_pipe[1], &b, 1) != 1)
+        gw_log(GW_ERR, NULL, "reload: cannot reach the main thread: %s", strerror(errno));
+}
+
+static json_t *strv_json(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+static json_t *changes_json(const gw_changes_t *ch)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "files", strv_json(ch->files, ch->nfiles),
+                     "routes_added", strv_json(ch->routes_added, ch->nroutes_added),
+                     "routes_removed", strv_json(ch->routes_removed, ch->nroutes_removed),
+                     "classes_changed", strv_json(ch->classes, ch->nclasses),
+                     "listeners_added", strv_json(ch->listeners_added, ch->nlisteners_added),
+                     "listeners_removed", strv_json(ch->listeners_removed, ch->nlisteners_removed));
+}
+
+/* Every worker gives new connections the published generation, or the
+ * wait gives up (logged: a stuck worker would be a bug). */
+#define SWITCH_WAIT_MS 10000
+
+static int switch_workers(control_t *ctl, uint64_t number)
+{
+    for (int i = 0; i < ctl->nworkers; i++)
+        gw_worker_reload(&ctl->workers[i]);
+    for (int waited = 0; waited < SWITCH_WAIT_MS; waited++) {
+        int all = 1;
+        for (int i = 0; i < ctl->nworkers && all; i++)
+            all = gw_worker_generation(&ctl->workers[i]) >= number;
+        if (all)
+            return 0;
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    gw_log(GW_ERR, NULL, "reload: a worker did not switch to generation %llu within %d ms",
+           (unsigned long long)number, SWITCH_WAIT_MS);
+    return -1;
+}
+
+static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors_t *errs,
+                           double ms, int from_admin)
+{
+    gw_proc_note_reload(ctl->proc, 0, ms);
+    gw_log(GW_ERR, NULL, "reload: refused, generation %llu keeps serving: %zu problem(s)",
+           (unsigned long long)cur->number, errs->n);
+    for (size_t i = 0; i < errs->n; i++)
+        gw_log(GW_ERR, NULL, "reload: %s", errs->msgs[i]);
+    if (from_admin) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the configuration was not applied; the running one "
+                 "(generation %llu) keeps serving", (unsigned long long)cur->number);
+        answer_admin(ctl, 422, json_pack("{s:s, s:s, s:I, s:o}", "error", "reload_failed", "message",
+                                         msg, "generation", (json_int_t)cur->number, "errors",
+                                         strv_json(errs->msgs, errs->n)));
+    }
+}
+
+/* Builds the new generation completely, then switches to it; on any
+ * problem nothing changes. */
+static void reload(control_t *ctl, const char *path, int from_admin)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cfg_errors_t errs = {0};
+    gw_gen_t *cur = gw_proc_current(ctl->proc);
+    gw_gen_t *gen = gw_gen_build(ctl->proc, path, &errs);
+    if (gen && gw_gen_listen(gen, &errs) < 0) {
+        gw_gen_release(gen);
+        gen = NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (!gen) {
+        reload_refused(ctl, cur, &errs, ms, from_admin);
+        gw_gen_release(cur);
+        cfg_errors_free(&errs);
+        return;
+    }
+    gw_changes_t ch;
+    if (gw_changes_compute(cur, gen, &ch) < 0)
+        gw_log(GW_WARN, NULL, "reload: out of memory listing the changes");
+    gw_log_setup(gen->cfg->logging.level, gen->cfg->logging.format);
+    gw_gen_t *old = gw_proc_publish(ctl->proc, gen);
+    uint64_t number = gen->number;   /* gen is the process's now */
+    if (switch_workers(ctl, number) == 0)
+        gw_gen_unlisten(old);   /* nobody polls its sockets: those it alone named close */
+    gw_gen_release(old);
+    gw_proc_note_reload(ctl->proc, 1, ms);
+    char summary[1024];
+    gw_changes_summary(&ch, summary, sizeof summary);
+    gw_log(GW_INFO, NULL, "reload: generation %llu applied in %.1f ms (%s)", (unsigned long long)number,
+           ms, summary);
+    if (from_admin)
+        answer_admin(ctl, 200, json_pack("{s:I, s:f, s:o}", "generation", (json_int_t)number,
+                                          "build_ms", ms, "changed", changes_json(&ch)));
+    gw_changes_free(&ch);
+    gw_gen_release(cur);
     cfg_errors_free(&errs);
-    return cfg;
+}
+
+/* The main thread: signals and reload requests until SIGTERM/SIGINT. */
+static int serve(control_t *ctl, const char *path, const sigset_t *sigs)
+{
+    int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
+    if (sfd < 0) {
+        gw_log(GW_ERR, NULL, "signalfd: %s", strerror(errno));
+        return SIGTERM;
+    }
+    struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ctl->reload_pipe[0], .events = POLLIN}};
+    for (;;) {
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            gw_log(GW_ERR, NULL, "poll: %s", strerror(errno));
+            close(sfd);
+            return SIGTERM;
+        }
+        if (pf[1].revents & POLLIN) {
+            char buf[64];
+            if (read(ctl->reload_pipe[0], buf, sizeof buf) > 0)
+                reload(ctl, path, 1);
+        }
+        struct signalfd_siginfo si;
+        if ((pf[0].revents & POLLIN) && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+            if (si.ssi_signo == SIGHUP) {
+                gw_log(GW_INFO, NULL, "SIGHUP: reloading %s", path);
+                reload(ctl, path, 0);
+                continue;
+            }
+            close(sfd);
+            return (int)si.ssi_signo;
+        }
+    }
+}
+
+/* Starts the control thread: the revocation sync, then the admin listener. */
+static void control_start(control_t *ctl, const cfg_t *cfg, pol_mirror_t *mirror)
+{
+    char err[512];
+    ctl->sync = pol_revsync_start(ctl->base, cfg, mirror, on_revocation_change, ctl);
+    if (cfg->admin.enabled) {
+        ctl->admin = gw_admin_start(ctl->base, ctl->proc, err, sizeof(err));
+        if (!ctl->admin) {
+            gw_log(GW_ERR, NULL, "admin listener: %s", err);
+            exit(1);
+        }
+        gw_admin_set_reload(ctl->admin, ask_reload, ctl);
+    }
+    if (!ctl->sync || pthread_create(&ctl->thread, NULL, control_main, ctl) != 0) {
+        gw_log(GW_ERR, NULL, "cannot start the revocation sync");
+        exit(1);
+    }
+}
+
+/* The gateway: the first generation, the workers, the control thread, then
+ * signals until SIGTERM/SIGINT, and the drain. */
+static int run(const char *path)
+{
+    gw_proc_t *proc = gw_proc_new();
+    if (!proc) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    cfg_errors_t errs = {0};
+    gw_gen_t *gen = gw_gen_build(proc, path, &errs);
+    int rc = gen ? 0 : 2;
+    if (gen && gw_gen_listen(gen, &errs) < 0) {
+        gw_gen_release(gen);
+        gen = NULL;
+        rc = 1;
+    }
+    print_errors(&errs);
+    cfg_errors_free(&errs);
+    if (!gen) {
+        gw_proc_free(proc);
+        return rc;
+    }
+    const cfg_t *cfg = gw_proc_boot(proc);
+    gw_log_setup(cfg->logging.level, cfg->logging.format);
+    gw_proc_publish(proc, gen);   /* generation 1; the process holds the reference */
+
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* workers inherit: only main takes signals */
+
+    pol_mirror_t *mirror = pol_mirror_new(cfg);
+    gw_worker_t *workers = calloc((size_t)cfg->workers, sizeof(*workers));
+    control_t ctl = {.base = event_base_new(), .workers = workers, .nworkers = cfg->workers,
+                     .proc = proc, .reload_pipe = {-1, -1}};
+    if (!mirror || !workers || !ctl.base || pipe2(ctl.reload_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    gw_proc_set_mirror(proc, mirror);
+    struct event *jwks_timer = event_new(ctl.base, -1, EV_PERSIST, on_jwks_timer, &ctl);
+    struct timeval five = {5, 0};
+    trim_t trim = {.proc = proc};
+    struct event *trim_timer = event_new(ctl.base, -1, EV_PERSIST, on_trim_timer, &trim);
+    struct timeval tick = {TRIM_TICK_MS / 1000, (TRIM_TICK_MS % 1000) * 1000};
+    if (!jwks_timer || event_add(jwks_timer, &five) != 0 || !trim_timer ||
+        event_add(trim_timer, &tick) != 0) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    char err[512];
+    int n = 0;
+    for (; n < cfg->workers; n++) {
+        if (gw_worker_init(&workers[n], n, proc, gen, err, sizeof(err)) < 0) {
+            gw_log(GW_ERR, NULL, "worker %d: %s", n, err);
+            gw_worker_free(&workers[n]);
+            rc = 1;
+            break;
+        }
+    }
+    if (rc == 0) {
+        control_start(&ctl, cfg, mirror);
+        wait_for_mirror(cfg, mirror);
+        for (int i = 0; i < n; i++)
+            if (gw_worker_start(&workers[i]) != 0) {
+                gw_log(GW_ERR, NULL, "cannot start worker %d", i);
+                exit(1);
+            }
+        for (size_t i = 0; i < gen->cfg->nlisteners; i++)
+            gw_log(GW_INFO, NULL, "listening on %s (%d workers, %zu routes, %zu trust classes; generation 1)",
+                   gen->cfg->listeners[i].text, cfg->workers, gen->cfg->nroutes, gen->cfg->tls.nclasses);
+        int sig = serve(&ctl, path, &sigs);
+        gw_gen_t *last = gw_proc_current(proc);
+        gw_log(GW_INFO, NULL, "%s: draining (up to %llums)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+               (unsigned long long)last->cfg->timeouts.drain_ms);
+        gw_gen_release(last);
+        for (int i = 0; i < n; i++)
+            gw_worker_stop(&workers[i]);
+        for (int i = 0; i < n; i++)
+            gw_worker_join(&workers[i]);
+        event_base_loopbreak(ctl.base);
+        pthread_join(ctl.thread, NULL);
+        gw_admin_free(ctl.admin);
+        pol_revsync_stop(ctl.sync);
+        gw_log(GW_INFO, NULL, "stopped");
+    }
+    for (int i = 0; i < n; i++)
+        gw_worker_free(&workers[i]);
+    free(workers);
+    event_free(jwks_timer);
+    event_free(trim_timer);
+    event_base_free(ctl.base);
+    close(ctl.reload_pipe[0]);
+    close(ctl.reload_pipe[1]);
+    gw_proc_free(proc);   /* the last generation, its listeners, the limiters */
+    pol_mirror_free(mirror);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -298,121 +480,15 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    cfg_t *cfg = load(path);
-    if (!cfg)
-        return 2;
-    gw_runtime_t rt = {.cfg = cfg};
-    char err[512];
-    gw_log_setup(cfg->logging.level, cfg->logging.format);
-    int problems = prepare(&rt, path);
-    if (problems || check) {
-        if (!problems)
+    if (check) {
+        cfg_errors_t errs = {0};
+        gw_gen_t *g = gw_gen_build(NULL, path, &errs);
+        print_errors(&errs);
+        cfg_errors_free(&errs);
+        if (g)
             printf("OK\n");
-        policy_free(&rt);
-        tls_ctx_free(rt.tls);
-        cfg_free(cfg);
-        return problems ? 2 : 0;
+        gw_gen_release(g);
+        return g ? 0 : 2;
     }
-
-    evthread_use_pthreads();
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* workers inherit: only main takes signals */
-
-    rt.health = ups_health_new(cfg);
-    rt.mirror = pol_mirror_new(cfg);
-    gw_worker_t *workers = calloc((size_t)cfg->workers, sizeof(*workers));
-    control_t ctl = {.base = event_base_new(), .workers = workers, .nworkers = cfg->workers};
-    if (!rt.health || !rt.mirror || !workers || !ctl.base) {
-        fprintf(stderr, "out of memory\n");
-        return 1;
-    }
-    tls_ctx_set_mirror(rt.tls, rt.mirror);
-    struct event *jwks_timer = event_new(ctl.base, -1, EV_PERSIST, on_jwks_timer, &rt);
-    struct timeval five = {5, 0};
-    if (rt.njwks_files && jwks_timer)
-        event_add(jwks_timer, &five);
-    trim_t trim = {.rt = &rt};
-    struct event *trim_timer = event_new(ctl.base, -1, EV_PERSIST, on_trim_timer, &trim);
-    struct timeval tick = {TRIM_TICK_MS / 1000, (TRIM_TICK_MS % 1000) * 1000};
-    if (!trim_timer || event_add(trim_timer, &tick) != 0) {
-        fprintf(stderr, "out of memory\n");
-        return 1;
-    }
-    int n = 0, rc = 0;
-    for (; n < cfg->workers; n++) {
-        if (gw_worker_init(&workers[n], n, &rt, err, sizeof(err)) < 0) {
-            gw_log(GW_ERR, NULL, "worker %d: %s", n, err);
-            gw_worker_free(&workers[n]);
-            rc = 1;
-            break;
-        }
-    }
-    if (rc == 0) {
-        ctl.sync = pol_revsync_start(ctl.base, cfg, rt.mirror, on_revocation_change, &ctl);
-        if (cfg->admin.enabled) {
-            ctl.admin = gw_admin_start(ctl.base, cfg, rt.mirror, rt.tls, err, sizeof(err));
-            if (!ctl.admin) {
-                gw_log(GW_ERR, NULL, "admin listener: %s", err);
-                exit(1);
-            }
-        }
-        if (!ctl.sync || pthread_create(&ctl.thread, NULL, control_main, &ctl) != 0) {
-            gw_log(GW_ERR, NULL, "cannot start the revocation sync");
-            exit(1);
-        }
-        wait_for_mirror(cfg, rt.mirror);
-        for (int i = 0; i < n; i++)
-            if (gw_worker_start(&workers[i]) != 0) {
-                gw_log(GW_ERR, NULL, "cannot start worker %d", i);
-                exit(1);
-            }
-        for (size_t i = 0; i < cfg->nlisteners; i++)
-            gw_log(GW_INFO, NULL, "listening on %s (%d workers, %zu routes, %zu trust classes)",
-                   cfg->listeners[i].text, cfg->workers, cfg->nroutes, cfg->tls.nclasses);
-        for (;;) {
-            int sig = 0;
-            if (sigwait(&sigs, &sig) != 0)
-                continue;
-            if (sig == SIGHUP) {
-                /* Validate only: a bad file never replaces the running config. */
-                cfg_t *next = load(path);
-                gw_log(next ? GW_WARN : GW_ERR, NULL,
-                       next ? "SIGHUP: %s is valid; live reload is not supported, restart to apply it"
-                            : "SIGHUP: %s is invalid; keeping the running configuration",
-                       path);
-                cfg_free(next);
-                continue;
-            }
-            gw_log(GW_INFO, NULL, "%s: draining (up to %llums)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                   (unsigned long long)cfg->timeouts.drain_ms);
-            break;
-        }
-        for (int i = 0; i < n; i++)
-            gw_worker_stop(&workers[i]);
-        for (int i = 0; i < n; i++)
-            gw_worker_join(&workers[i]);
-        event_base_loopbreak(ctl.base);
-        pthread_join(ctl.thread, NULL);
-        gw_admin_free(ctl.admin);
-        pol_revsync_stop(ctl.sync);
-        gw_log(GW_INFO, NULL, "stopped");
-    }
-    for (int i = 0; i < n; i++)
-        gw_worker_free(&workers[i]);
-    free(workers);
-    if (jwks_timer)
-        event_free(jwks_timer);
-    event_free(trim_timer);
-    event_base_free(ctl.base);
-    pol_mirror_free(rt.mirror);
-    policy_free(&rt);
-    ups_health_free(rt.health);
-    tls_ctx_free(rt.tls);
-    cfg_free(cfg);
-    return rc;
+    return run(path);
 }

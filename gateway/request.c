@@ -502,7 +502,7 @@ static int gate_passed(gw_conn_t *c)
 static int names_refused(gw_conn_t *c)
 {
     const ups_hdrs_t *h = &c->hdrs;
-    int bad, r = ups_names_check(c->w->rt->hnames, h, &bad);
+    int bad, r = ups_names_check(c->gen->hnames, h, &bad);
     if (!r)
         return 0;
     if (r == UPS_NAME_EMPTY) {
@@ -643,10 +643,10 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
         respond_error(c, 403, "certificate_expired", "the client certificate has expired", 1, NULL);
         return HPE_PAUSED;
     }
-    uint64_t gen = pol_mirror_generation(c->w->rt->mirror);
+    uint64_t gen = pol_mirror_generation(gw_proc_mirror(c->w->proc));
     if (gen != c->rev_gen) {
         c->rev_gen = gen;
-        if (tls_identity_revoked(c->w->rt->tls, c->id)) {
+        if (tls_identity_revoked(c->gen->tls, c->id)) {
             CLOG(c, GW_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
                  c->request_id);
             respond_error(c, 403, "certificate_revoked", "the client certificate has been revoked", 1, NULL);
@@ -757,7 +757,7 @@ static void forward_head(gw_conn_t *c, struct evbuffer *head)
         .request_id = c->request_id,
         .id = c->id,
         .icfg = &cfg->identity,
-        .names = c->w->rt->hnames,
+        .names = c->gen->hnames,
         .host = host,
     };
     ups_kv_t claims[CFG_JWT_MAX_CLAIMS];
@@ -781,7 +781,7 @@ int gw_conn_forward(gw_conn_t *c)
         return stop(c, 500, "internal", "out of memory");
     forward_head(c, head);
     int has_body = c->req_chunked || p->content_length > 0;
-    c->x = ups_exchange_start(c->w->pool, c->route->upstream, head, has_body, p->method == HTTP_HEAD,
+    c->x = ups_exchange_start(gw_wgen_pool(c->wg), c->route->upstream, head, has_body, p->method == HTTP_HEAD,
                               &up_ops, c);
     evbuffer_free(head);
     if (!c->x)

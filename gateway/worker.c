@@ -13,35 +13,37 @@
 
 #include "log.h"
 
-int gw_listen_socket(const cfg_addr_t *a, char *err, size_t errlen)
+struct gw_wgen {
+    gw_worker_t *w;
+    gw_gen_t *gen;          /* one reference, held until this is freed */
+    ups_pool_t *pool;       /* upstream connections of this generation's upstreams */
+    size_t nconns;
+    struct event *grace;    /* an old generation: when its idle connections close */
+    gw_wgen_t *next;        /* in w->old */
+};
+
+struct gw_wlisten {
+    gw_listener_t *l;
+    struct event *ev;
+};
+
+gw_gen_t *gw_wgen_gen(const gw_wgen_t *wg) { return wg->gen; }
+ups_pool_t *gw_wgen_pool(const gw_wgen_t *wg) { return wg->pool; }
+
+static int64_t mono_us(void)
 {
-    int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket for %s: %s", a->text, strerror(errno));
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    /* one socket per worker: the kernel spreads new connections over them */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (a->addr.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    /* TLS clients speak first: wake us when the ClientHello is there */
-    int defer = 5;
-    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
-    if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 || listen(fd, 1024) < 0) {
-        snprintf(err, errlen, "listen on %s: %s", a->text, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
     gw_worker_t *w = arg;
-    const cfg_t *cfg = w->rt->cfg;
+    gw_wgen_t *wg = w->cur;
+    const cfg_t *cfg = wg->gen->cfg;
+    uint32_t *nconns = gw_proc_nconns(w->proc);
     for (int i = 0; i < 64 && !w->draining; i++) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
@@ -52,33 +54,190 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             gw_log(GW_ERR, NULL, "accept: %s", strerror(errno));
             return;   /* EMFILE and friends: the next event retries */
         }
-        if (w->rt->connlimit) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int r = pol_connlimit_acquire(w->rt->connlimit, &peer, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-            if (r < 0) {
+        int counted = 0;
+        if (wg->gen->connlimit) {
+            counted = pol_connlimit_acquire(wg->gen->connlimit, &cfg->connection_limits, &peer, mono_us());
+            if (counted < 0) {
                 /* before any TLS work: a flood from one address costs an accept and a close */
                 gw_log(GW_DEBUG, NULL, "connection refused by connection_limits (%s)",
-                       r == -1 ? "per_ip_rate" : "per_ip_concurrent");
+                       counted == -1 ? "per_ip_rate" : "per_ip_concurrent");
                 close(fd);
                 continue;
             }
         }
-        uint32_t n = __atomic_add_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
+        uint32_t n = __atomic_add_fetch(nconns, 1, __ATOMIC_RELAXED);
         if (n > cfg->limits.max_connections) {
-            __atomic_sub_fetch(&w->rt->nconns, 1, __ATOMIC_RELAXED);
-            if (w->rt->connlimit)
-                pol_connlimit_release(w->rt->connlimit, &peer);
+            __atomic_sub_fetch(nconns, 1, __ATOMIC_RELAXED);
+            if (counted)
+                pol_connlimit_release(wg->gen->connlimit, &peer);
             gw_log(GW_WARN, NULL, "max_connections (%u) reached; connection refused",
                    cfg->limits.max_connections);
             close(fd);
             continue;
         }
-        __atomic_add_fetch(&w->rt->accepted, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(gw_proc_accepted(w->proc), 1, __ATOMIC_RELAXED);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        gw_conn_new(w, fd, &peer);
+        wg->nconns++;
+        gw_conn_new(w, wg, fd, &peer, counted);
     }
+}
+
+/* ---- generations ---- */
+
+static int needs_redis(const cfg_t *cfg)
+{
+    int need = cfg->issuance != NULL;   /* nonces and issuance records */
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        need |= cfg->rate_limits[i].scope == CFG_RL_GLOBAL;
+    return need;
+}
+
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_wgen_t *wg = arg;
+    gw_log(GW_INFO, NULL, "worker %d: reload grace over for generation %llu: closing its %zu "
+           "connections between requests", wg->w->id, (unsigned long long)wg->gen->number, wg->nconns);
+    gw_conn_retire(wg->w, wg);
+}
+
+static gw_wgen_t *wgen_new(gw_worker_t *w, gw_gen_t *gen)
+{
+    gw_wgen_t *wg = calloc(1, sizeof *wg);
+    if (!wg)
+        return NULL;
+    const cfg_t *cfg = gen->cfg;
+    wg->w = w;
+    wg->gen = gen;
+    wg->pool = ups_pool_new(w->base, cfg, gen->health, cfg->limits.max_header_bytes * 4);
+    wg->grace = evtimer_new(w->base, on_grace, wg);
+    if (!wg->pool || !wg->grace) {
+        ups_pool_free(wg->pool);
+        if (wg->grace)
+            event_free(wg->grace);
+        free(wg);
+        return NULL;
+    }
+    return wg;
+}
+
+/* Only with no connection left. Releases the worker's reference. */
+static void wgen_free(gw_wgen_t *wg)
+{
+    event_free(wg->grace);
+    ups_pool_free(wg->pool);
+    gw_gen_release(wg->gen);
+    free(wg);
+}
+
+/* A generation that is no longer the worker's current one: freed now if it
+ * has no connection, else kept until its last one, its idle connections
+ * closed after the new generation's timeouts.reload_grace. */
+static void wgen_retire(gw_worker_t *w, gw_wgen_t *wg, uint64_t grace_ms)
+{
+    if (wg->nconns == 0) {
+        wgen_free(wg);
+        return;
+    }
+    wg->next = w->old;
+    w->old = wg;
+    struct timeval tv = {(time_t)(grace_ms / 1000), (suseconds_t)((grace_ms % 1000) * 1000)};
+    event_add(wg->grace, &tv);
+}
+
+void gw_wgen_conn_closed(gw_worker_t *w, gw_wgen_t *wg)
+{
+    if (--wg->nconns || wg == w->cur)
+        return;
+    for (gw_wgen_t **pp = &w->old; *pp; pp = &(*pp)->next)
+        if (*pp == wg) {
+            *pp = wg->next;
+            break;
+        }
+    wgen_free(wg);
+}
+
+/* The sockets to accept on become gen's listeners: a listener both have
+ * keeps its event; a removed one is no longer polled (its socket is closed
+ * when the last generation naming it goes). 0, or -1 (nothing changed). */
+static int listeners_sync(gw_worker_t *w, gw_gen_t *gen)
+{
+    size_t n = gen->cfg->nlisteners;
+    gw_wlisten_t *ls = calloc(n ? n : 1, sizeof *ls);
+    if (!ls)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        ls[i].l = gen->listeners[i];
+        for (size_t k = 0; k < w->nls && !ls[i].ev; k++)
+            if (w->ls[k].l == ls[i].l) {
+                ls[i].ev = w->ls[k].ev;
+                w->ls[k].ev = NULL;
+            }
+        int fd = gw_listener_fd(ls[i].l, w->id);
+        if (!ls[i].ev && fd >= 0) {
+            ls[i].ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, w);
+            if (!ls[i].ev || event_add(ls[i].ev, NULL) < 0)
+                goto fail;
+        }
+    }
+    for (size_t k = 0; k < w->nls; k++)
+        if (w->ls[k].ev)
+            event_free(w->ls[k].ev);   /* removed from the configuration */
+    free(w->ls);
+    w->ls = ls;
+    w->nls = n;
+    return 0;
+fail:
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < w->nls && ls[i].ev; k++)
+            if (w->ls[k].l == ls[i].l && !w->ls[k].ev) {
+                w->ls[k].ev = ls[i].ev;   /* hand the kept ones back */
+                ls[i].ev = NULL;
+            }
+        if (ls[i].ev)
+            event_free(ls[i].ev);
+    }
+    free(ls);
+    return -1;
+}
+
+static void worker_redis(gw_worker_t *w, const cfg_t *cfg)
+{
+    if (!w->redis && needs_redis(cfg) && !(w->redis = pol_redis_new(w->base, &gw_proc_boot(w->proc)->redis)))
+        gw_log(GW_ERR, NULL, "worker %d: out of memory for the Redis connection", w->id);
+}
+
+/* The main thread published a new generation: new connections get it. */
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_worker_t *w = arg;
+    gw_gen_t *gen = gw_proc_current(w->proc);
+    if (w->draining || gen == w->cur->gen) {
+        /* draining: it polls no socket and takes no new connection */
+        __atomic_store_n(&w->gen_seen, gen->number, __ATOMIC_RELEASE);
+        gw_gen_release(gen);
+        return;
+    }
+    gw_wgen_t *wg = wgen_new(w, gen);
+    if (!wg || listeners_sync(w, gen) < 0) {
+        gw_log(GW_ERR, NULL, "worker %d: out of memory switching to generation %llu; new "
+               "connections stay on generation %llu", w->id, (unsigned long long)gen->number,
+               (unsigned long long)w->cur->gen->number);
+        if (wg)
+            wgen_free(wg);   /* releases gen */
+        else
+            gw_gen_release(gen);
+        return;   /* not answered: the main thread keeps the old sockets open */
+    }
+    gw_wgen_t *old = w->cur;
+    w->cur = wg;
+    worker_redis(w, gen->cfg);
+    wgen_retire(w, old, gen->cfg->timeouts.reload_grace_ms);
+    __atomic_store_n(&w->gen_seen, gen->number, __ATOMIC_RELEASE);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -89,13 +248,16 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (w->draining)
         return;
     w->draining = 1;
-    for (size_t i = 0; i < w->rt->cfg->nlisteners; i++) {
-        event_del(w->lev[i]);
-        close(w->lfds[i]);
-        w->lfds[i] = -1;
+    for (size_t i = 0; i < w->nls; i++) {
+        if (w->ls[i].ev) {
+            event_free(w->ls[i].ev);
+            w->ls[i].ev = NULL;
+        }
+        gw_listener_close_fd(w->ls[i].l, w->id);
     }
-    struct timeval tv = {(time_t)(w->rt->cfg->timeouts.drain_ms / 1000),
-                         (suseconds_t)((w->rt->cfg->timeouts.drain_ms % 1000) * 1000)};
+    const cfg_t *cfg = w->cur->gen->cfg;
+    struct timeval tv = {(time_t)(cfg->timeouts.drain_ms / 1000),
+                         (suseconds_t)((cfg->timeouts.drain_ms % 1000) * 1000)};
     event_add(w->drain_timer, &tv);
     gw_conn_drain_all(w);
 }
@@ -152,44 +314,31 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(w->base);
 }
 
-int gw_worker_init(gw_worker_t *w, int id, gw_runtime_t *rt, char *err, size_t errlen)
+int gw_worker_init(gw_worker_t *w, int id, gw_proc_t *proc, gw_gen_t *gen, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
-    w->rt = rt;
-    const cfg_t *cfg = rt->cfg;
+    w->proc = proc;
     w->base = event_base_new();
-    w->lfds = calloc(cfg->nlisteners, sizeof(int));
-    w->lev = calloc(cfg->nlisteners, sizeof(*w->lev));
-    if (!w->base || !w->lfds || !w->lev) {
+    if (!w->base || !(w->cur = wgen_new(w, gw_gen_acquire(gen)))) {
+        if (w->base)
+            gw_gen_release(gen);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < cfg->nlisteners; i++)
-        w->lfds[i] = -1;
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        w->lfds[i] = gw_listen_socket(&cfg->listeners[i], err, errlen);
-        if (w->lfds[i] < 0)
-            return -1;
-        w->lev[i] = event_new(w->base, w->lfds[i], EV_READ | EV_PERSIST, on_accept, w);
-        if (!w->lev[i] || event_add(w->lev[i], NULL) < 0) {
-            snprintf(err, errlen, "event setup failed");
-            return -1;
-        }
+    w->gen_seen = gen->number;
+    if (listeners_sync(w, gen) < 0) {
+        snprintf(err, errlen, "event setup failed");
+        return -1;
     }
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
     w->expiry_ev = evtimer_new(w->base, on_expiry, w);
-    w->pool = ups_pool_new(w->base, cfg, rt->health, cfg->limits.max_header_bytes * 4);
-    int need_redis = cfg->issuance != NULL;   /* nonces and issuance records */
-    for (size_t i = 0; i < cfg->nrate_limits; i++)
-        need_redis |= cfg->rate_limits[i].scope == CFG_RL_GLOBAL;
-    if (need_redis && !(w->redis = pol_redis_new(w->base, &cfg->redis))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (!w->stop_ev || !w->drain_timer || !w->rev_ev || !w->expiry_ev || !w->pool) {
+    worker_redis(w, gen->cfg);
+    if (!w->stop_ev || !w->reload_ev || !w->drain_timer || !w->rev_ev || !w->expiry_ev ||
+        (needs_redis(gen->cfg) && !w->redis)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -224,26 +373,35 @@ void gw_worker_join(gw_worker_t *w)
     pthread_join(w->thread, NULL);
 }
 
+void gw_worker_reload(gw_worker_t *w)
+{
+    event_active(w->reload_ev, 0, 0);
+}
+
+uint64_t gw_worker_generation(gw_worker_t *w)
+{
+    return __atomic_load_n(&w->gen_seen, __ATOMIC_ACQUIRE);
+}
+
+/* After the loop has ended and every connection is closed. */
 void gw_worker_free(gw_worker_t *w)
 {
-    for (size_t i = 0; w->lev && i < w->rt->cfg->nlisteners; i++) {
-        if (w->lev[i])
-            event_free(w->lev[i]);
-        if (w->lfds[i] >= 0)
-            close(w->lfds[i]);
+    for (size_t i = 0; i < w->nls; i++)
+        if (w->ls[i].ev)
+            event_free(w->ls[i].ev);
+    free(w->ls);
+    struct event *evs[] = {w->stop_ev, w->reload_ev, w->drain_timer, w->rev_ev, w->expiry_ev};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    while (w->old) {
+        gw_wgen_t *wg = w->old;
+        w->old = wg->next;
+        wgen_free(wg);
     }
-    free(w->lev);
-    free(w->lfds);
-    if (w->stop_ev)
-        event_free(w->stop_ev);
-    if (w->drain_timer)
-        event_free(w->drain_timer);
-    if (w->rev_ev)
-        event_free(w->rev_ev);
-    if (w->expiry_ev)
-        event_free(w->expiry_ev);
+    if (w->cur)
+        wgen_free(w->cur);
     pol_redis_free(w->redis);
-    ups_pool_free(w->pool);
     if (w->base)
         event_base_free(w->base);
 }

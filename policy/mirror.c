@@ -5,7 +5,9 @@
 #include <hiredis/async.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -719,12 +721,16 @@ static void sync_fail(pol_revsync_t *s, const char *why)
     } else {
         gw_log(GW_DEBUG, "action=revocation-sync", "Redis still unavailable: %s", why);
     }
-    /* exponential backoff with jitter, 100 ms .. 5 s */
+    /* exponential backoff, 100 ms .. 5 s, plus up to half of it at random
+     * from the OpenSSL RNG (seeded per process: rand() was not, so a fleet
+     * retried in lockstep after a Redis restart) */
     s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
     if (s->backoff_ms > 5000)
         s->backoff_ms = 5000;
-    uint64_t jitter = (uint64_t)(rand() % 100);
-    arm_ms(s->retry, s->backoff_ms + jitter);
+    uint32_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = (uint32_t)getpid();
+    arm_ms(s->retry, s->backoff_ms + r % (s->backoff_ms / 2 + 1));
 }
 
 pol_revsync_t *pol_revsync_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *m,

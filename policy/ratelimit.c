@@ -51,16 +51,18 @@ fail:
     return -1;
 }
 
-/* 128-bit digest of (tag, data); never all-zero (zero marks a free slot). */
-static void khash(const khash_t *k, uint64_t tag, const void *data, size_t len, uint64_t out[2])
+/* 128-bit digest of (tag, data); never all-zero (zero marks a free slot).
+ * The tag is length-prefixed, so no (tag, data) pair reads as another. */
+static void khash(const khash_t *k, const void *tag, size_t taglen, const void *data, size_t len,
+                  uint64_t out[2])
 {
     unsigned char t[8], d[16];
     size_t dl = 0;
     for (int i = 0; i < 8; i++)
-        t[i] = (unsigned char)(tag >> (8 * i));
+        t[i] = (unsigned char)((uint64_t)taglen >> (8 * i));
     EVP_MAC_CTX *c = EVP_MAC_CTX_dup(k->tmpl);
-    if (!c || EVP_MAC_update(c, t, sizeof t) != 1 || EVP_MAC_update(c, data, len) != 1 ||
-        EVP_MAC_final(c, d, &dl, sizeof d) != 1 || dl != 16)
+    if (!c || EVP_MAC_update(c, t, sizeof t) != 1 || (taglen && EVP_MAC_update(c, tag, taglen) != 1) ||
+        EVP_MAC_update(c, data, len) != 1 || EVP_MAC_final(c, d, &dl, sizeof d) != 1 || dl != 16)
         abort();   /* only on allocation failure: nothing sensible to fall back to */
     EVP_MAC_CTX_free(c);
     memcpy(&out[0], d, 8);
@@ -129,15 +131,12 @@ typedef struct {
 } __attribute__((aligned(64))) rl_shard_t;
 
 struct pol_rl {
-    const cfg_rate_limit_t *limits;
-    size_t n;
-    int64_t *T, *tau;
     khash_t hash;
     uint64_t evictions;  /* atomic */
     rl_shard_t shards[SHARDS];
 };
 
-pol_rl_t *pol_rl_new(const cfg_rate_limit_t *limits, size_t n, size_t max_entries)
+pol_rl_t *pol_rl_new(size_t max_entries)
 {
     pol_rl_t *rl;
     if (posix_memalign((void **)&rl, 64, sizeof *rl) != 0)
@@ -146,15 +145,7 @@ pol_rl_t *pol_rl_new(const cfg_rate_limit_t *limits, size_t n, size_t max_entrie
     size_t per = ((max_entries ? max_entries : RL_DEFAULT_ENTRIES) + SHARDS - 1) / SHARDS;
     if (per < PROBE)
         per = PROBE;
-    rl->limits = limits;
-    rl->n = n;
-    rl->T = calloc(n ? n : 1, sizeof *rl->T);
-    rl->tau = calloc(n ? n : 1, sizeof *rl->tau);
-    int ok = rl->T && rl->tau && khash_init(&rl->hash) == 0;
-    for (size_t i = 0; ok && i < n; i++) {
-        rl->T[i] = emission_us(limits[i].count, limits[i].period_ms);
-        rl->tau[i] = rl->T[i] * (int64_t)(limits[i].burst ? limits[i].burst : 1);
-    }
+    int ok = khash_init(&rl->hash) == 0;
     for (size_t i = 0; i < SHARDS; i++) {
         pthread_mutex_init(&rl->shards[i].mu, NULL);
         rl->shards[i].cap = per;
@@ -177,8 +168,6 @@ void pol_rl_free(pol_rl_t *rl)
         free(rl->shards[i].e);
     }
     EVP_MAC_CTX_free(rl->hash.tmpl);
-    free(rl->T);
-    free(rl->tau);
     free(rl);
 }
 
@@ -187,17 +176,14 @@ uint64_t pol_rl_evictions(pol_rl_t *rl)
     return __atomic_load_n(&rl->evictions, __ATOMIC_RELAXED);
 }
 
-int pol_rl_check(pol_rl_t *rl, size_t limit_idx, const void *key, size_t klen, int64_t now_us,
-                 pol_rl_result_t *res)
+int pol_rl_check(pol_rl_t *rl, const cfg_rate_limit_t *l, const void *key, size_t klen,
+                 int64_t now_us, pol_rl_result_t *res)
 {
     uint64_t h[2];
     int64_t remaining, reset_us, retry_us;
-    if (limit_idx >= rl->n) {
-        if (res)
-            memset(res, 0, sizeof *res);
-        return 1;
-    }
-    khash(&rl->hash, limit_idx, key, klen, h);
+    int64_t T = emission_us(l->count, l->period_ms);
+    int64_t tau = T * (int64_t)(l->burst ? l->burst : 1);
+    khash(&rl->hash, l->name, strnlen(l->name, sizeof l->name), key, klen, h);
     rl_shard_t *s = &rl->shards[h[1] % SHARDS];
     size_t start = (size_t)(h[0] >> 1) % s->cap;
     rl_entry_t *hit = NULL, *freeslot = NULL, *oldest = NULL;
@@ -231,10 +217,9 @@ int pol_rl_check(pol_rl_t *rl, size_t limit_idx, const void *key, size_t klen, i
         hit->h[1] = h[1];
         hit->tat = now_us;
     }
-    int ok = gcra(&hit->tat, rl->T[limit_idx], rl->tau[limit_idx], now_us, &remaining,
-                  &reset_us, &retry_us);
+    int ok = gcra(&hit->tat, T, tau, now_us, &remaining, &reset_us, &retry_us);
     pthread_mutex_unlock(&s->mu);
-    fill(res, &rl->limits[limit_idx], remaining, reset_us, retry_us);
+    fill(res, l, remaining, reset_us, retry_us);
     return ok;
 }
 
@@ -464,24 +449,16 @@ typedef struct {
 } __attribute__((aligned(64))) cl_shard_t;
 
 struct pol_connlimit {
-    const cfg_connlimits_t *cfg;
-    int64_t T, tau;
     khash_t hash;
     cl_shard_t shards[SHARDS];
 };
 
-pol_connlimit_t *pol_connlimit_new(const cfg_connlimits_t *cfg, size_t max_entries)
+pol_connlimit_t *pol_connlimit_new(size_t max_entries)
 {
     pol_connlimit_t *cl;
     if (posix_memalign((void **)&cl, 64, sizeof *cl) != 0)
         return NULL;
     memset(cl, 0, sizeof *cl);
-    cl->cfg = cfg;
-    if (cfg->per_ip_count) {
-        cl->T = emission_us(cfg->per_ip_count, cfg->per_ip_period_ms ? cfg->per_ip_period_ms
-                                                                       : 1000);
-        cl->tau = cl->T * (int64_t)(cfg->per_ip_burst ? cfg->per_ip_burst : cfg->per_ip_count);
-    }
     size_t per = ((max_entries ? max_entries : CL_DEFAULT_ENTRIES) + SHARDS - 1) / SHARDS;
     if (per < PROBE)
         per = PROBE;
@@ -572,19 +549,24 @@ static cl_entry_t *cl_find(pol_connlimit_t *cl, cl_shard_t *s, const unsigned ch
 static cl_shard_t *cl_shard(pol_connlimit_t *cl, const unsigned char k[16], uint64_t *slot)
 {
     uint64_t h[2];
-    khash(&cl->hash, 0, k, 16, h);
+    khash(&cl->hash, NULL, 0, k, 16, h);
     *slot = h[0] >> 1;
     return &cl->shards[h[1] % SHARDS];
 }
 
-int pol_connlimit_acquire(pol_connlimit_t *cl, const struct sockaddr_storage *peer,
-                          int64_t now_us)
+int pol_connlimit_acquire(pol_connlimit_t *cl, const cfg_connlimits_t *cfg,
+                          const struct sockaddr_storage *peer, int64_t now_us)
 {
     unsigned char k[16];
     uint64_t slot;
-    uint32_t maxc = cl->cfg->per_ip_concurrent;
-    if ((!cl->cfg->per_ip_count && !maxc) || peer_key(peer, k) < 0)
+    uint32_t maxc = cfg->per_ip_concurrent;
+    if ((!cfg->per_ip_count && !maxc) || peer_key(peer, k) < 0)
         return 0;
+    int64_t T = 0, tau = 0;
+    if (cfg->per_ip_count) {
+        T = emission_us(cfg->per_ip_count, cfg->per_ip_period_ms ? cfg->per_ip_period_ms : 1000);
+        tau = T * (int64_t)(cfg->per_ip_burst ? cfg->per_ip_burst : cfg->per_ip_count);
+    }
     cl_shard_t *s = cl_shard(cl, k, &slot);
     int rc = 0;
     int64_t rem, reset, retry;
@@ -594,10 +576,10 @@ int pol_connlimit_acquire(pol_connlimit_t *cl, const struct sockaddr_storage *pe
         rc = 0;   /* table full of addresses with open connections: fail open */
     else if (maxc && e->open >= maxc)
         rc = -2;
-    else if (cl->cfg->per_ip_count && !gcra(&e->tat, cl->T, cl->tau, now_us, &rem, &reset, &retry))
+    else if (cfg->per_ip_count && !gcra(&e->tat, T, tau, now_us, &rem, &reset, &retry))
         rc = -1;
-    else if (maxc)
-        e->open++;
+    else if (maxc && ++e->open)
+        rc = 1;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -606,7 +588,7 @@ void pol_connlimit_release(pol_connlimit_t *cl, const struct sockaddr_storage *p
 {
     unsigned char k[16];
     uint64_t slot;
-    if (!cl->cfg->per_ip_concurrent || peer_key(peer, k) < 0)
+    if (peer_key(peer, k) < 0)
         return;
     cl_shard_t *s = cl_shard(cl, k, &slot);
     pthread_mutex_lock(&s->mu);

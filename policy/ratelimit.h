@@ -47,16 +47,19 @@ typedef struct {
 
 typedef struct pol_rl pol_rl_t;
 
-/* A local limiter for limits[0..n-1] (kept by pointer: the config must outlive
- * it), holding at most max_entries keys in total (0: a default of 1,048,576;
- * rounded up to a multiple of the shard count). Memory is allocated once, here
- * (about 32 bytes per entry). NULL on allocation or RNG failure. */
-pol_rl_t *pol_rl_new(const cfg_rate_limit_t *limits, size_t n, size_t max_entries);
+/* A local limiter for every local limit, holding at most max_entries keys in
+ * total (0: a default of 1,048,576; rounded up to a multiple of the shard
+ * count). Memory is allocated once, here (about 32 bytes per entry). It keeps
+ * no config: each check passes its limit, and a key's state is found by the
+ * limit's name and the key, so a limiter outlives configurations (a reload
+ * keeps every budget; a limit tightened applies to what was spent). NULL on
+ * allocation or RNG failure. */
+pol_rl_t *pol_rl_new(size_t max_entries);
 void pol_rl_free(pol_rl_t *rl);
 
-/* One request of the key (key bytes, e.g. from pol_rl_key) against limit
- * limit_idx at now_us (a monotonic clock in microseconds). Boolean: 1 allowed,
- * 0 limited; res (may be NULL) is filled either way.
+/* One request of the key (key bytes, e.g. from pol_rl_key) against limit l
+ * at now_us (a monotonic clock in microseconds). Boolean: 1 allowed, 0
+ * limited; res (may be NULL) is filled either way.
  *
  * Memory bound: an entry whose TAT is not after now is free (the key is back
  * to a full burst, so forgetting it changes nothing). A new key takes a free
@@ -65,8 +68,8 @@ void pol_rl_free(pol_rl_t *rl);
  * evicted key starts again with a full burst, so under memory pressure a limit
  * can admit more than configured, never less: the limiter fails open per key
  * rather than refusing clients it cannot track. */
-int pol_rl_check(pol_rl_t *rl, size_t limit_idx, const void *key, size_t klen, int64_t now_us,
-                 pol_rl_result_t *res);
+int pol_rl_check(pol_rl_t *rl, const cfg_rate_limit_t *l, const void *key, size_t klen,
+                 int64_t now_us, pol_rl_result_t *res);
 
 /* Live-entry evictions so far (for metrics/logging). */
 uint64_t pol_rl_evictions(pol_rl_t *rl);
@@ -144,24 +147,27 @@ int pol_rl_redis_parse(const cfg_rate_limit_t *l, const struct redisReply *reply
 
 typedef struct pol_connlimit pol_connlimit_t;
 
-/* A connection limiter for cfg (kept by pointer), tracking at most
- * max_entries addresses (0: default 262,144). IPv4 peers are keyed by
- * address, IPv6 peers by their /64 prefix (one subscriber usually holds a
- * whole /64, so per-address limits would be trivial to dodge). NULL on
- * allocation failure. */
-pol_connlimit_t *pol_connlimit_new(const cfg_connlimits_t *cfg, size_t max_entries);
+/* A connection limiter tracking at most max_entries addresses (0: default
+ * 262,144). IPv4 peers are keyed by address, IPv6 peers by their /64 prefix
+ * (one subscriber usually holds a whole /64, so per-address limits would be
+ * trivial to dodge). Like pol_rl_t it keeps no config: the limits are passed
+ * on each acquire, so its counts outlive a reload. NULL on allocation
+ * failure. */
+pol_connlimit_t *pol_connlimit_new(size_t max_entries);
 void pol_connlimit_free(pol_connlimit_t *cl);
 
-/* On accept, before any TLS work. Syscall-like: 0 ok (the caller must call
- * pol_connlimit_release when the connection closes), -1 over the new
- * connection rate, -2 over the concurrent connections (close the socket;
- * no release). Addresses other than IPv4/IPv6 are always accepted.
+/* On accept, before any TLS work, under the limits of cfg. Tri-state: 1 ok
+ * and counted (the caller must call pol_connlimit_release once when the
+ * connection closes), 0 ok and not counted (no release: cfg has no
+ * concurrency limit, the address is not IPv4/IPv6, or the table is full), -1
+ * over the new connection rate, -2 over the concurrent connections (close
+ * the socket; no release).
  * When full, entries without open connections whose rate state has expired
  * are reused, then the one without open connections that expires soonest is
  * evicted; if every entry in the probe window has open connections the
- * address is accepted untracked (fail open), and its release is a no-op. */
-int pol_connlimit_acquire(pol_connlimit_t *cl, const struct sockaddr_storage *peer,
-                          int64_t now_us);
+ * address is accepted untracked (fail open: 0). */
+int pol_connlimit_acquire(pol_connlimit_t *cl, const cfg_connlimits_t *cfg,
+                          const struct sockaddr_storage *peer, int64_t now_us);
 void pol_connlimit_release(pol_connlimit_t *cl, const struct sockaddr_storage *peer);
 
 /* Open connections counted for peer's key (for tests and the admin API). */

@@ -38,7 +38,7 @@ static cfg_rate_limit_t mk(const char *name, int key, uint64_t count, uint64_t p
 
 typedef struct {
     pol_rl_t *rl;
-    size_t idx;
+    const cfg_rate_limit_t *l;
     const char *key;
     int tries;
     int allowed;
@@ -48,21 +48,21 @@ static void *hammer(void *arg)
 {
     hammer_t *h = arg;
     for (int i = 0; i < h->tries; i++)
-        h->allowed += pol_rl_check(h->rl, h->idx, h->key, strlen(h->key), T0, NULL);
+        h->allowed += pol_rl_check(h->rl, h->l, h->key, strlen(h->key), T0, NULL);
     return NULL;
 }
 
 static void test_threads(void)
 {
     cfg_rate_limit_t l[] = {mk("a", CFG_RL_IP, 10, 1000, 5), mk("b", CFG_RL_IP, 6000, 60000, 1000)};
-    pol_rl_t *rl = pol_rl_new(l, 2, 0);
+    pol_rl_t *rl = pol_rl_new(0);
     CHECK(rl != NULL, "local: limiter created");
     for (size_t idx = 0; idx < 2; idx++) {
         hammer_t h[4];
         pthread_t th[4];
         int total = 0;
         for (int i = 0; i < 4; i++) {
-            h[i] = (hammer_t){.rl = rl, .idx = idx, .key = "one-key", .tries = 2000};
+            h[i] = (hammer_t){.rl = rl, .l = &l[idx], .key = "one-key", .tries = 2000};
             pthread_create(&th[i], NULL, hammer, &h[i]);
         }
         for (int i = 0; i < 4; i++) {
@@ -82,68 +82,89 @@ static void test_threads(void)
 static void test_refill(void)
 {
     cfg_rate_limit_t l[] = {mk("ten", CFG_RL_IP, 10, 1000, 5)};
-    pol_rl_t *rl = pol_rl_new(l, 1, 0);
+    pol_rl_t *rl = pol_rl_new(0);
     pol_rl_result_t r;
     int ok = 1;
     for (int i = 0; i < 5; i++) {
-        ok &= pol_rl_check(rl, 0, "k", 1, T0, &r) == 1;
+        ok &= pol_rl_check(rl, &l[0], "k", 1, T0, &r) == 1;
         ok &= r.remaining == (uint64_t)(4 - i) && r.limit == 10 && r.window_s == 1 &&
               r.retry_after_s == 0;
     }
     CHECK(ok, "local: burst of 5 allowed, remaining 4..0");
     CHECK(r.reset_s == 1, "local: reset after a full burst of 10/s is 1s (0.5s rounded up)");
-    CHECK(pol_rl_check(rl, 0, "k", 1, T0, &r) == 0 && r.remaining == 0 &&
+    CHECK(pol_rl_check(rl, &l[0], "k", 1, T0, &r) == 0 && r.remaining == 0 &&
               r.retry_after_s == 1 && r.reset_s == 1,
           "local: 6th limited, Retry-After 1");
-    CHECK(pol_rl_check(rl, 0, "k", 1, T0 + 99999, &r) == 0, "local: still limited after 99.999ms");
-    CHECK(pol_rl_check(rl, 0, "k", 1, T0 + 100000, &r) == 1 && r.remaining == 0,
+    CHECK(pol_rl_check(rl, &l[0], "k", 1, T0 + 99999, &r) == 0, "local: still limited after 99.999ms");
+    CHECK(pol_rl_check(rl, &l[0], "k", 1, T0 + 100000, &r) == 1 && r.remaining == 0,
           "local: one more after 100ms (rate 10/s)");
-    CHECK(pol_rl_check(rl, 0, "k", 1, T0 + 100000, &r) == 0, "local: then limited again");
-    CHECK(pol_rl_check(rl, 0, "k", 1, T0 + 10000000, &r) == 1 && r.remaining == 4,
+    CHECK(pol_rl_check(rl, &l[0], "k", 1, T0 + 100000, &r) == 0, "local: then limited again");
+    CHECK(pol_rl_check(rl, &l[0], "k", 1, T0 + 10000000, &r) == 1 && r.remaining == 4,
           "local: full burst again after idling");
 
     /* sustained: 1ms steps over 10s */
     int allowed = 0;
     for (int64_t t = 0; t < 10000000; t += 1000)
-        allowed += pol_rl_check(rl, 0, "s", 1, T0 + t, NULL);
+        allowed += pol_rl_check(rl, &l[0], "s", 1, T0 + t, NULL);
     if (allowed != 104)
         printf("# allowed %d\n", allowed);
     CHECK(allowed == 104, "local: 10s of attempts every 1ms: burst 5 + 99 refills");
 
     /* independence */
-    CHECK(pol_rl_check(rl, 0, "other", 5, T0 + 100000, &r) == 1 && r.remaining == 4,
+    CHECK(pol_rl_check(rl, &l[0], "other", 5, T0 + 100000, &r) == 1 && r.remaining == 4,
           "local: another key is independent");
     pol_rl_free(rl);
 
     cfg_rate_limit_t two[] = {mk("x", CFG_RL_IP, 1, 3600000, 1), mk("y", CFG_RL_IP, 1, 3600000, 1)};
-    rl = pol_rl_new(two, 2, 0);
-    CHECK(pol_rl_check(rl, 0, "k", 1, T0, &r) == 1 && pol_rl_check(rl, 0, "k", 1, T0, &r) == 0 &&
+    rl = pol_rl_new(0);
+    CHECK(pol_rl_check(rl, &two[0], "k", 1, T0, &r) == 1 && pol_rl_check(rl, &two[0], "k", 1, T0, &r) == 0 &&
               r.retry_after_s == 3600 && r.window_s == 3600,
           "local: 1/h: second request waits 3600s");
-    CHECK(pol_rl_check(rl, 1, "k", 1, T0, &r) == 1, "local: same key, other limit independent");
-    CHECK(pol_rl_check(rl, 7, "k", 1, T0, &r) == 1, "local: unknown limit index allows");
+    CHECK(pol_rl_check(rl, &two[1], "k", 1, T0, &r) == 1, "local: same key, other limit independent");
+    pol_rl_free(rl);
+}
+
+/* A reload passes new parameters for the same limit name: the key keeps
+ * what it spent, a tighter limit applies to it at once, and a renamed limit
+ * is a fresh budget. */
+static void test_reconfigured(void)
+{
+    cfg_rate_limit_t before = mk("api", CFG_RL_IP, 10, 1000, 10), after = mk("api", CFG_RL_IP, 10, 1000, 4),
+                     other = mk("api2", CFG_RL_IP, 10, 1000, 4);
+    pol_rl_t *rl = pol_rl_new(0);
+    pol_rl_result_t r;
+    int ok = 1;
+    for (int i = 0; i < 3; i++)
+        ok &= pol_rl_check(rl, &before, "k", 1, T0, &r) == 1;
+    CHECK(ok && r.remaining == 7, "reload: 3 of a burst of 10 spent");
+    CHECK(pol_rl_check(rl, &after, "k", 1, T0, &r) == 1 && r.remaining == 0,
+          "reload: burst cut to 4: the 4th request passes with 0 remaining (3 spent carried over)");
+    CHECK(pol_rl_check(rl, &after, "k", 1, T0, &r) == 0 && r.retry_after_s == 1,
+          "reload: the 5th is limited under the tighter limit");
+    CHECK(pol_rl_check(rl, &other, "k", 1, T0, &r) == 1 && r.remaining == 3,
+          "reload: another limit name is another budget");
     pol_rl_free(rl);
 }
 
 static void test_eviction(void)
 {
     cfg_rate_limit_t l[] = {mk("h", CFG_RL_IP, 1, 3600000, 1)};
-    pol_rl_t *rl = pol_rl_new(l, 1, 1024);
+    pol_rl_t *rl = pol_rl_new(1024);
     int all = 1;
     char key[32];
     for (int i = 0; i < 5000; i++) {
         snprintf(key, sizeof key, "key-%d", i);
-        all &= pol_rl_check(rl, 0, key, strlen(key), T0, NULL) == 1;
+        all &= pol_rl_check(rl, &l[0], key, strlen(key), T0, NULL) == 1;
     }
     uint64_t ev = pol_rl_evictions(rl);
     CHECK(all, "eviction: every new key gets its burst when the table is full (fail open)");
     CHECK(ev >= 5000 - 1024 && ev < 5000, "eviction: live entries evicted once 1024 are used");
     /* the last key inserted is still tracked */
-    CHECK(pol_rl_check(rl, 0, key, strlen(key), T0, NULL) == 0, "eviction: recent key kept");
+    CHECK(pol_rl_check(rl, &l[0], key, strlen(key), T0, NULL) == 0, "eviction: recent key kept");
     /* once their TAT has passed, entries are reused without eviction */
     for (int i = 0; i < 300; i++) {   /* ~5 per shard of 16 slots */
         snprintf(key, sizeof key, "late-%d", i);
-        pol_rl_check(rl, 0, key, strlen(key), T0 + 3600000001LL, NULL);
+        pol_rl_check(rl, &l[0], key, strlen(key), T0 + 3600000001LL, NULL);
     }
     CHECK(pol_rl_evictions(rl) == ev, "eviction: expired entries reused first");
     pol_rl_free(rl);
@@ -269,6 +290,7 @@ static struct sockaddr_storage addr(const char *ip)
 
 typedef struct {
     pol_connlimit_t *cl;
+    const cfg_connlimits_t *cfg;
     struct sockaddr_storage peer;
     int ok;
 } chammer_t;
@@ -277,7 +299,7 @@ static void *chammer(void *arg)
 {
     chammer_t *h = arg;
     for (int i = 0; i < 1000; i++)
-        h->ok += pol_connlimit_acquire(h->cl, &h->peer, T0) == 0;
+        h->ok += pol_connlimit_acquire(h->cl, h->cfg, &h->peer, T0) == 0;
     return NULL;
 }
 
@@ -285,17 +307,17 @@ static void test_connlimit(void)
 {
     cfg_connlimits_t c = {.per_ip_count = 2, .per_ip_period_ms = 1000, .per_ip_burst = 2,
                           .per_ip_concurrent = 3};
-    pol_connlimit_t *cl = pol_connlimit_new(&c, 0);
+    pol_connlimit_t *cl = pol_connlimit_new(0);
     struct sockaddr_storage a = addr("192.0.2.1"), b = addr("192.0.2.2");
-    CHECK(pol_connlimit_acquire(cl, &a, T0) == 0 && pol_connlimit_acquire(cl, &a, T0) == 0,
+    CHECK(pol_connlimit_acquire(cl, &c, &a, T0) == 1 && pol_connlimit_acquire(cl, &c, &a, T0) == 1,
           "conn: burst of 2 new connections");
-    CHECK(pol_connlimit_acquire(cl, &a, T0) == -1, "conn: third at once over the rate (-1)");
-    CHECK(pol_connlimit_acquire(cl, &b, T0) == 0, "conn: another IPv4 address independent");
-    CHECK(pol_connlimit_acquire(cl, &a, T0 + 500000) == 0, "conn: one more after 0.5s (2/s)");
+    CHECK(pol_connlimit_acquire(cl, &c, &a, T0) == -1, "conn: third at once over the rate (-1)");
+    CHECK(pol_connlimit_acquire(cl, &c, &b, T0) == 1, "conn: another IPv4 address independent");
+    CHECK(pol_connlimit_acquire(cl, &c, &a, T0 + 500000) == 1, "conn: one more after 0.5s (2/s)");
     CHECK(pol_connlimit_count(cl, &a) == 3, "conn: 3 open counted");
-    CHECK(pol_connlimit_acquire(cl, &a, T0 + 5000000) == -2, "conn: fourth concurrent refused (-2)");
+    CHECK(pol_connlimit_acquire(cl, &c, &a, T0 + 5000000) == -2, "conn: fourth concurrent refused (-2)");
     pol_connlimit_release(cl, &a);
-    CHECK(pol_connlimit_count(cl, &a) == 2 && pol_connlimit_acquire(cl, &a, T0 + 5000000) == 0,
+    CHECK(pol_connlimit_count(cl, &a) == 2 && pol_connlimit_acquire(cl, &c, &a, T0 + 5000000) == 1,
           "conn: accepted again after a release");
     for (int i = 0; i < 5; i++)
         pol_connlimit_release(cl, &a);
@@ -303,32 +325,32 @@ static void test_connlimit(void)
 
     struct sockaddr_storage v6a = addr("2001:db8:1:2::1"), v6b = addr("2001:db8:1:2:ffff::9"),
                             v6c = addr("2001:db8:1:3::1"), m4 = addr("::ffff:192.0.2.2");
-    CHECK(pol_connlimit_acquire(cl, &v6a, T0) == 0 && pol_connlimit_acquire(cl, &v6b, T0) == 0 &&
-              pol_connlimit_acquire(cl, &v6a, T0) == -1,
+    CHECK(pol_connlimit_acquire(cl, &c, &v6a, T0) == 1 && pol_connlimit_acquire(cl, &c, &v6b, T0) == 1 &&
+              pol_connlimit_acquire(cl, &c, &v6a, T0) == -1,
           "conn: IPv6 addresses in one /64 share a limit");
-    CHECK(pol_connlimit_acquire(cl, &v6c, T0) == 0, "conn: another /64 is independent");
+    CHECK(pol_connlimit_acquire(cl, &c, &v6c, T0) == 1, "conn: another /64 is independent");
     CHECK(pol_connlimit_count(cl, &m4) == 1, "conn: v4-mapped IPv6 counts as the IPv4 address");
     struct sockaddr_storage un;
     memset(&un, 0, sizeof un);
     un.ss_family = AF_UNIX;
-    CHECK(pol_connlimit_acquire(cl, &un, T0) == 0, "conn: non-IP peers not limited");
+    CHECK(pol_connlimit_acquire(cl, &c, &un, T0) == 0, "conn: non-IP peers not limited (nor counted)");
     pol_connlimit_free(cl);
 
     cfg_connlimits_t none = {0};
-    cl = pol_connlimit_new(&none, 0);
+    cl = pol_connlimit_new(0);
     int all = 1;
     for (int i = 0; i < 100; i++)
-        all &= pol_connlimit_acquire(cl, &a, T0) == 0;
+        all &= pol_connlimit_acquire(cl, &none, &a, T0) == 0;
     CHECK(all, "conn: default config is unlimited");
     pol_connlimit_free(cl);
 
     cfg_connlimits_t rate = {.per_ip_count = 50, .per_ip_period_ms = 1000, .per_ip_burst = 50};
-    cl = pol_connlimit_new(&rate, 0);
+    cl = pol_connlimit_new(0);
     chammer_t h[4];
     pthread_t th[4];
     int total = 0;
     for (int i = 0; i < 4; i++) {
-        h[i] = (chammer_t){.cl = cl, .peer = a};
+        h[i] = (chammer_t){.cl = cl, .cfg = &rate, .peer = a};
         pthread_create(&th[i], NULL, chammer, &h[i]);
     }
     for (int i = 0; i < 4; i++) {
@@ -340,17 +362,17 @@ static void test_connlimit(void)
 
     /* bounded table: open connections are never evicted; full -> fail open */
     cfg_connlimits_t conc = {.per_ip_concurrent = 1};
-    cl = pol_connlimit_new(&conc, 16);
+    cl = pol_connlimit_new(16);
     int accepted = 0;
     char ip[32];
     for (int i = 0; i < 3000; i++) {
         snprintf(ip, sizeof ip, "10.%d.%d.1", i / 250, i % 250);
         struct sockaddr_storage p = addr(ip);
-        accepted += pol_connlimit_acquire(cl, &p, T0) == 0;
+        accepted += pol_connlimit_acquire(cl, &conc, &p, T0) >= 0;
     }
     CHECK(accepted == 3000, "conn: a full table fails open for new addresses");
     struct sockaddr_storage first = addr("10.0.0.1");
-    CHECK(pol_connlimit_acquire(cl, &first, T0) == -2,
+    CHECK(pol_connlimit_acquire(cl, &conc, &first, T0) == -2,
           "conn: an address with an open connection stays tracked");
     pol_connlimit_free(cl);
 }
@@ -539,6 +561,7 @@ int main(void)
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_threads();
     test_refill();
+    test_reconfigured();
     test_eviction();
     test_keys();
     test_headers();

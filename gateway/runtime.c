@@ -1,0 +1,770 @@
+/* gateway/runtime: the generation builder, generation lifetimes, the
+ * process state that outlives them, and what a reload changed. */
+#include "runtime.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "../policy/issuance.h"
+#include "log.h"
+
+struct gw_listener {
+    gw_proc_t *proc;
+    char *text;
+    int *fd;                /* per worker; -1 once that worker closed it */
+    int nfd;
+    int refs;               /* generations naming it; under proc->mu */
+};
+
+struct gw_file {
+    char *path;
+    unsigned char sha[32];
+    int readable;
+};
+
+struct gw_proc {
+    pthread_mutex_t mu;     /* current, listeners, stats */
+    cfg_t *boot;            /* the configuration of the start (restart-only keys) */
+    pol_mirror_t *mirror;
+    pol_rl_t *rl;
+    pol_connlimit_t *connlimit;
+    gw_gen_t *current;
+    gw_listener_t **listeners;   /* every listener some generation names */
+    size_t nlisteners, caplisteners;
+    unsigned live;               /* generations not yet freed */
+    uint64_t generation, reloads, reload_failures;
+    int have_last, last_ok;
+    time_t last_at;
+    double last_build_ms;
+    uint32_t nconns;        /* atomic */
+    uint64_t accepted;      /* atomic */
+};
+
+void gw_errors_add(cfg_errors_t *errs, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (errs->n == errs->cap) {
+        size_t cap = errs->cap ? errs->cap * 2 : 8;
+        char **m = realloc(errs->msgs, cap * sizeof *m);
+        if (!m)
+            return;
+        errs->msgs = m;
+        errs->cap = cap;
+    }
+    if ((errs->msgs[errs->n] = strdup(buf)) != NULL)
+        errs->n++;
+}
+
+/* ---- the process ---- */
+
+gw_proc_t *gw_proc_new(void)
+{
+    gw_proc_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    return p;
+}
+
+void gw_proc_free(gw_proc_t *p)
+{
+    if (!p)
+        return;
+    gw_gen_release(p->current);
+    pol_rl_free(p->rl);
+    pol_connlimit_free(p->connlimit);
+    free(p->listeners);   /* each freed with its last generation */
+    cfg_free(p->boot);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+const cfg_t *gw_proc_boot(const gw_proc_t *p) { return p->boot; }
+pol_mirror_t *gw_proc_mirror(gw_proc_t *p) { return p->mirror; }
+uint32_t *gw_proc_nconns(gw_proc_t *p) { return &p->nconns; }
+uint64_t *gw_proc_accepted(gw_proc_t *p) { return &p->accepted; }
+
+void gw_proc_set_mirror(gw_proc_t *p, pol_mirror_t *m)
+{
+    p->mirror = m;
+    if (p->current)
+        tls_ctx_set_mirror(p->current->tls, m);
+}
+
+gw_gen_t *gw_proc_current(gw_proc_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    gw_gen_t *g = gw_gen_acquire(p->current);
+    pthread_mutex_unlock(&p->mu);
+    return g;
+}
+
+gw_gen_t *gw_proc_publish(gw_proc_t *p, gw_gen_t *gen)
+{
+    pthread_mutex_lock(&p->mu);
+    gen->number = ++p->generation;
+    gw_gen_t *old = p->current;
+    p->current = gen;
+    pthread_mutex_unlock(&p->mu);
+    return old;
+}
+
+unsigned gw_proc_live_generations(gw_proc_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    unsigned n = p->live;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void gw_proc_reload_stats(gw_proc_t *p, gw_reload_stats_t *st)
+{
+    pthread_mutex_lock(&p->mu);
+    *st = (gw_reload_stats_t){.generation = p->generation, .reloads = p->reloads,
+                              .reload_failures = p->reload_failures, .live = p->live,
+                              .have_last = p->have_last, .last_ok = p->last_ok,
+                              .last_at = p->last_at, .last_build_ms = p->last_build_ms};
+    pthread_mutex_unlock(&p->mu);
+}
+
+void gw_proc_note_reload(gw_proc_t *p, int ok, double build_ms)
+{
+    pthread_mutex_lock(&p->mu);
+    if (ok)
+        p->reloads++;
+    else
+        p->reload_failures++;
+    p->have_last = 1;
+    p->last_ok = ok;
+    p->last_at = time(NULL);
+    p->last_build_ms = build_ms;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- listeners ---- */
+
+/* Syscall-like: a bound, listening, non-blocking socket, or -1 with err. */
+static int gw_listen_socket(const cfg_addr_t *a, char *err, size_t errlen)
+{
+    int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket for %s: %s", a->text, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* one socket per worker: the kernel spreads new connections over them */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (a->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* TLS clients speak first: wake us when the ClientHello is there */
+    int defer = 5;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+    if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "listen on %s: %s", a->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+const char *gw_admin_token(const cfg_admin_t *ac, char *err, size_t errlen)
+{
+    const char *tok = ac->token_env ? getenv(ac->token_env) : NULL;
+    if (!tok || !*tok) {
+        snprintf(err, errlen, "admin.token_env: the environment variable %s is unset or empty; "
+                 "set it to the admin bearer token", ac->token_env ? ac->token_env : "(none)");
+        return NULL;
+    }
+    return tok;
+}
+
+int gw_listener_fd(gw_listener_t *l, int worker)
+{
+    return worker >= 0 && worker < l->nfd ? l->fd[worker] : -1;
+}
+
+const char *gw_listener_text(const gw_listener_t *l)
+{
+    return l->text;
+}
+
+void gw_listener_close_fd(gw_listener_t *l, int worker)
+{
+    pthread_mutex_lock(&l->proc->mu);
+    if (worker >= 0 && worker < l->nfd && l->fd[worker] >= 0) {
+        close(l->fd[worker]);
+        l->fd[worker] = -1;
+    }
+    pthread_mutex_unlock(&l->proc->mu);
+}
+
+static void listener_free(gw_listener_t *l)
+{
+    for (int i = 0; i < l->nfd; i++)
+        if (l->fd[i] >= 0)
+            close(l->fd[i]);
+    free(l->fd);
+    free(l->text);
+    free(l);
+}
+
+/* A new listener bound once per worker, or NULL with the reason in errs. */
+static gw_listener_t *listener_open(gw_proc_t *p, const cfg_addr_t *a, int nworkers,
+                                    cfg_errors_t *errs, const char *path)
+{
+    gw_listener_t *l = calloc(1, sizeof *l);
+    if (!l || !(l->text = strdup(a->text)) || !(l->fd = malloc((size_t)nworkers * sizeof(int)))) {
+        gw_errors_add(errs, "%s: out of memory", path);
+        if (l) {
+            free(l->text);
+            free(l);
+        }
+        return NULL;
+    }
+    l->proc = p;
+    l->nfd = nworkers;
+    for (int i = 0; i < nworkers; i++)
+        l->fd[i] = -1;
+    for (int i = 0; i < nworkers; i++) {
+        char err[256];
+        if ((l->fd[i] = gw_listen_socket(a, err, sizeof err)) < 0) {
+            gw_errors_add(errs, "%s: %s", path, err);
+            listener_free(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+/* The listener objects of cfg: the current generation's for an address it
+ * already has, new sockets for the others. 0, or -1 with errs (nothing
+ * kept open). Called on the main thread, the only one that adds them. */
+static int listeners_attach(gw_proc_t *p, gw_gen_t *g, cfg_errors_t *errs)
+{
+    const cfg_t *cfg = g->cfg;
+    int nworkers = p->boot ? p->boot->workers : cfg->workers;
+    g->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof *g->listeners);
+    if (!g->listeners) {
+        gw_errors_add(errs, "%s: out of memory", cfg->path);
+        return -1;
+    }
+    gw_gen_t *cur = p->current;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        gw_listener_t *l = NULL;
+        for (size_t k = 0; cur && k < cur->cfg->nlisteners && !l; k++)
+            if (strcmp(cur->listeners[k]->text, cfg->listeners[i].text) == 0)
+                l = cur->listeners[k];
+        if (l) {
+            pthread_mutex_lock(&p->mu);
+            l->refs++;
+            pthread_mutex_unlock(&p->mu);
+        } else if (!(l = listener_open(p, &cfg->listeners[i], nworkers, errs, cfg->path))) {
+            return -1;   /* gen_free releases those attached so far */
+        } else {
+            l->refs = 1;
+        }
+        g->listeners[i] = l;
+    }
+    return 0;
+}
+
+static void listeners_release(gw_gen_t *g)
+{
+    if (!g || !g->listeners)
+        return;
+    gw_proc_t *p = g->proc;
+    for (size_t i = 0; i < g->cfg->nlisteners && g->listeners[i]; i++) {
+        gw_listener_t *l = g->listeners[i];
+        pthread_mutex_lock(&p->mu);
+        int last = --l->refs == 0;
+        pthread_mutex_unlock(&p->mu);
+        if (last)
+            listener_free(l);
+    }
+    free(g->listeners);
+    g->listeners = NULL;
+}
+
+void gw_gen_unlisten(gw_gen_t *g)
+{
+    listeners_release(g);
+}
+
+/* ---- the files a generation is built from ---- */
+
+static int file_digest(const char *path, unsigned char sha[32])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char buf[16384];
+    size_t n;
+    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        ok = EVP_DigestUpdate(md, buf, n) == 1;
+    unsigned int len = 0;
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(md, sha, &len) == 1 && len == 32;
+    EVP_MD_CTX_free(md);
+    fclose(f);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return ok ? 0 : -1;
+}
+
+static void add_file(gw_gen_t *g, size_t *cap, const char *path)
+{
+    if (!path || !*path)
+        return;
+    for (size_t i = 0; i < g->nfiles; i++)
+        if (strcmp(g->files[i].path, path) == 0)
+            return;
+    if (g->nfiles == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        gw_file_t *f = realloc(g->files, nc * sizeof *f);
+        if (!f)
+            return;
+        g->files = f;
+        *cap = nc;
+    }
+    gw_file_t *f = &g->files[g->nfiles];
+    if (!(f->path = strdup(path)))
+        return;
+    f->readable = file_digest(path, f->sha) == 0;
+    g->nfiles++;
+}
+
+/* Every file the configuration names, in the order it names them. */
+static void collect_files(gw_gen_t *g)
+{
+    const cfg_t *cfg = g->cfg;
+    size_t cap = 0;
+    add_file(g, &cap, cfg->path);
+    for (size_t i = 0; i < cfg->tls.ncerts; i++) {
+        add_file(g, &cap, cfg->tls.certs[i].cert_file);
+        add_file(g, &cap, cfg->tls.certs[i].key_file);
+    }
+    for (size_t i = 0; i < cfg->tls.nclasses; i++)
+        add_file(g, &cap, cfg->tls.classes[i].ca_file);
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].jwt)
+            add_file(g, &cap, cfg->routes[i].jwt->jwks_file);
+    const cfg_issuance_t *is = cfg->issuance;
+    if (!is)
+        return;
+    add_file(g, &cap, is->ca_cert_file);
+    add_file(g, &cap, is->ca_key_file);
+    add_file(g, &cap, is->chain_file);
+    for (size_t i = 0; i < is->nplatforms; i++)
+        if (is->platforms[i].provider == CFG_ATTEST_PLAY_INTEGRITY) {
+            add_file(g, &cap, is->platforms[i].play.decryption_key_file);
+            add_file(g, &cap, is->platforms[i].play.verification_key_file);
+        }
+}
+
+static const gw_file_t *find_file(const gw_gen_t *g, const char *path)
+{
+    for (size_t i = 0; i < g->nfiles; i++)
+        if (strcmp(g->files[i].path, path) == 0)
+            return &g->files[i];
+    return NULL;
+}
+
+/* ---- the builder ---- */
+
+/* The JWKS stores (one per distinct file) and the token-claim header names. */
+static void jwks_setup(gw_gen_t *g, cfg_errors_t *errs)
+{
+    const cfg_t *cfg = g->cfg;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const cfg_jwt_t *j = cfg->routes[i].jwt;
+        if (!j)
+            continue;
+        size_t k = 0;
+        while (k < i && !(cfg->routes[k].jwt && strcmp(cfg->routes[k].jwt->jwks_file, j->jwks_file) == 0))
+            k++;
+        if (k < i) {
+            g->jwks[i] = g->jwks[k];   /* NULL too, if that file failed: reported once */
+        } else {
+            char e[256];
+            if (!(g->jwks[i] = pol_jwks_store_new(j->jwks_file, e, sizeof(e))))
+                gw_errors_add(errs, "%s: routes[%zu].jwt.jwks_file: %s", cfg->path, i, e);
+            else
+                g->jwks_files[g->njwks_files++] = g->jwks[i];
+        }
+        /* a claim header is the gateway's on every route: stripped everywhere */
+        for (k = 0; k < j->nclaims; k++) {
+            size_t m = 0;
+            while (m < g->nclaim_headers && strcasecmp(g->claim_headers[m], j->claims[k].header))
+                m++;
+            if (m == g->nclaim_headers)
+                g->claim_headers[g->nclaim_headers++] = j->claims[k].header;
+        }
+    }
+}
+
+/* The issuance CA and every platform's attestation keys. */
+static void issuance_setup(gw_gen_t *g, cfg_errors_t *errs)
+{
+    const cfg_issuance_t *is = g->cfg->issuance;
+    char err[512];
+    if (!is)
+        return;
+    if (!(g->issuer = pol_issuer_load(is, err, sizeof err)))
+        gw_errors_add(errs, "%s: %s", g->cfg->path, err);
+    g->play_keys = calloc(is->nplatforms ? is->nplatforms : 1, sizeof(*g->play_keys));
+    if (!g->play_keys) {
+        gw_errors_add(errs, "%s: out of memory", g->cfg->path);
+        return;
+    }
+    for (size_t i = 0; i < is->nplatforms; i++) {
+        const cfg_platform_t *pl = &is->platforms[i];
+        if (pl->provider == CFG_ATTEST_PLAY_INTEGRITY &&
+            !(g->play_keys[i] = pol_play_keys_load(&pl->play, err, sizeof err)))
+            gw_errors_add(errs, "%s: %s", g->cfg->path, err);
+        if (pl->provider == CFG_ATTEST_NONE)
+            gw_log(GW_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
+                   "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
+                   pl->name);
+    }
+}
+
+/* The request-policy state: JWKS files, claim headers, header names. */
+static void policy_setup(gw_gen_t *g, cfg_errors_t *errs)
+{
+    const cfg_t *cfg = g->cfg;
+    size_t nr = cfg->nroutes ? cfg->nroutes : 1, nclaims = 0;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        nclaims += cfg->routes[i].jwt ? cfg->routes[i].jwt->nclaims : 0;
+    g->jwks = calloc(nr, sizeof(*g->jwks));
+    g->jwks_files = calloc(nr, sizeof(*g->jwks_files));
+    g->claim_headers = calloc(nclaims ? nclaims : 1, sizeof(char *));
+    if (!g->jwks || !g->jwks_files || !g->claim_headers) {
+        gw_errors_add(errs, "%s: out of memory", cfg->path);
+        return;
+    }
+    jwks_setup(g, errs);
+    g->hnames = ups_names_new(&cfg->identity, (const char *const *)g->claim_headers,
+                              g->nclaim_headers, &cfg->http);
+    if (!g->hnames)
+        gw_errors_add(errs, "%s: out of memory", cfg->path);
+}
+
+/* The process-wide limiters a configuration needs, made on first need and
+ * kept for the life of the process. */
+static void limiters_setup(gw_proc_t *p, gw_gen_t *g, cfg_errors_t *errs)
+{
+    const cfg_t *cfg = g->cfg;
+    const cfg_connlimits_t *cl = &cfg->connection_limits;
+    if (cfg->nrate_limits && !p->rl && !(p->rl = pol_rl_new(0)))
+        gw_errors_add(errs, "%s: cannot allocate the rate limiter", cfg->path);
+    if ((cl->per_ip_count || cl->per_ip_concurrent) && !p->connlimit &&
+        !(p->connlimit = pol_connlimit_new(0)))
+        gw_errors_add(errs, "%s: cannot allocate the connection limiter", cfg->path);
+    g->rl = cfg->nrate_limits ? p->rl : NULL;
+    g->connlimit = cl->per_ip_count || cl->per_ip_concurrent ? p->connlimit : NULL;
+}
+
+static int str_diff(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Keys whose change a reload cannot apply (the workers, the revocation
+ * sync and its Redis connections, the admin listener): one error each. */
+static void restart_only(const cfg_t *run, const cfg_t *next, cfg_errors_t *errs)
+{
+    const char *f = next->path;
+    const char *tail = "this key needs a restart (the reload was refused)";
+    if (run->workers != next->workers)
+        gw_errors_add(errs, "%s: workers: changed from %d to %d; %s", f, run->workers, next->workers, tail);
+    const cfg_redis_t *a = &run->redis, *b = &next->redis;
+    if (str_diff(a->host, b->host) || a->port != b->port)
+        gw_errors_add(errs, "%s: redis.address: changed from %s:%d to %s:%d; %s", f, a->host, a->port,
+                      b->host, b->port, tail);
+    if (str_diff(a->password_env, b->password_env))
+        gw_errors_add(errs, "%s: redis.password_env: changed; %s", f, tail);
+    if (a->db != b->db)
+        gw_errors_add(errs, "%s: redis.db: changed from %d to %d; %s", f, a->db, b->db, tail);
+    if (a->connect_timeout_ms != b->connect_timeout_ms || a->command_timeout_ms != b->command_timeout_ms)
+        gw_errors_add(errs, "%s: redis: timeouts changed; %s", f, tail);
+    const cfg_revocation_t *r = &run->revocation, *s = &next->revocation;
+    if (str_diff(r->key, s->key) || str_diff(r->channel, s->channel) ||
+        r->resync_interval_ms != s->resync_interval_ms || r->fail_closed != s->fail_closed ||
+        r->max_staleness_ms != s->max_staleness_ms)
+        gw_errors_add(errs, "%s: revocation: changed; %s", f, tail);
+    const cfg_admin_t *x = &run->admin, *y = &next->admin;
+    if (x->enabled != y->enabled || (x->enabled && (str_diff(x->listen.text, y->listen.text) ||
+                                                    str_diff(x->token_env, y->token_env) ||
+                                                    x->max_body_bytes != y->max_body_bytes ||
+                                                    x->allow_remote != y->allow_remote)))
+        gw_errors_add(errs, "%s: admin: changed; %s", f, tail);
+}
+
+static void gen_free(gw_gen_t *g)
+{
+    if (g->play_keys && g->cfg->issuance)
+        for (size_t i = 0; i < g->cfg->issuance->nplatforms; i++)
+            pol_play_keys_free(g->play_keys[i]);
+    free(g->play_keys);
+    pol_issuer_free(g->issuer);
+    for (size_t i = 0; i < g->njwks_files; i++)
+        pol_jwks_store_free(g->jwks_files[i]);
+    free(g->jwks_files);
+    free(g->jwks);
+    free(g->claim_headers);
+    ups_names_free(g->hnames);
+    ups_health_free(g->health);
+    tls_ctx_free(g->tls);
+    listeners_release(g);
+    for (size_t i = 0; i < g->nfiles; i++)
+        free(g->files[i].path);
+    free(g->files);
+    if (g->proc) {
+        pthread_mutex_lock(&g->proc->mu);
+        g->proc->live--;
+        int boot = g->cfg == g->proc->boot;
+        pthread_mutex_unlock(&g->proc->mu);
+        if (!boot)
+            cfg_free(g->cfg);
+    } else {
+        cfg_free(g->cfg);
+    }
+    free(g);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t before = errs->n;
+    cfg_t *cfg = cfg_load(path, errs);
+    if (!cfg) {
+        if (errs->n == before)
+            gw_errors_add(errs, "%s: could not be loaded", path);
+        return NULL;
+    }
+    gw_gen_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        cfg_free(cfg);
+        gw_errors_add(errs, "%s: out of memory", path);
+        return NULL;
+    }
+    g->refs = 1;
+    g->cfg = cfg;
+    if (p && p->boot)
+        restart_only(p->boot, cfg, errs);
+    char err[512];
+    if (errs->n == before && !(g->tls = tls_ctx_new(cfg, err, sizeof(err))))
+        gw_errors_add(errs, "%s: %s", path, err);
+    if (cfg->admin.enabled && !gw_admin_token(&cfg->admin, err, sizeof err))
+        gw_errors_add(errs, "%s: %s", path, err);
+    policy_setup(g, errs);
+    issuance_setup(g, errs);
+    if (!(g->health = ups_health_new(cfg)))
+        gw_errors_add(errs, "%s: out of memory", path);
+    if (p && errs->n == before)
+        limiters_setup(p, g, errs);
+    if (p && errs->n == before) {
+        g->proc = p;
+        pthread_mutex_lock(&p->mu);
+        p->live++;
+        if (!p->boot)
+            p->boot = cfg;   /* the start: its restart-only keys are the process's */
+        pthread_mutex_unlock(&p->mu);
+        if (p->mirror)
+            tls_ctx_set_mirror(g->tls, p->mirror);
+    }
+    if (errs->n != before) {
+        gen_free(g);
+        return NULL;
+    }
+    collect_files(g);
+    g->build_ms = ms_since(&t0);
+    return g;
+}
+
+int gw_gen_listen(gw_gen_t *g, cfg_errors_t *errs)
+{
+    return listeners_attach(g->proc, g, errs);
+}
+
+gw_gen_t *gw_gen_acquire(gw_gen_t *g)
+{
+    if (g)
+        __atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+    return g;
+}
+
+void gw_gen_release(gw_gen_t *g)
+{
+    if (g && __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        gen_free(g);
+}
+
+/* ---- what changed ---- */
+
+static int push(char ***v, size_t *n, const char *s)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof **v);
+    if (!nv)
+        return -1;
+    *v = nv;
+    if (!(nv[*n] = strdup(s)))
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* A route as the reload reports it: host (or "*" for any), path, a space,
+ * methods (or "*"), e.g. "api.example.com/v1/ GET,POST". */
+static void route_text(const cfg_route_t *r, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "%s%s ", r->host ? r->host : "*", r->path);
+    if (!r->nmethods && n < len)
+        snprintf(out + n, len - n, "*");
+    for (size_t i = 0; i < r->nmethods && n < len; i++)
+        n += (size_t)snprintf(out + n, len - n, "%s%s", i ? "," : "", r->methods[i]);
+}
+
+static int has_route(const cfg_t *cfg, const char *text)
+{
+    char buf[1024];
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        route_text(&cfg->routes[i], buf, sizeof buf);
+        if (strcmp(buf, text) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int routes_diff(const cfg_t *a, const cfg_t *b, char ***out, size_t *n)
+{
+    char buf[1024];
+    for (size_t i = 0; i < b->nroutes; i++) {
+        route_text(&b->routes[i], buf, sizeof buf);
+        if (!has_route(a, buf) && push(out, n, buf) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int has_listener(const cfg_t *cfg, const char *text)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (strcmp(cfg->listeners[i].text, text) == 0)
+            return 1;
+    return 0;
+}
+
+static int listeners_diff(const cfg_t *a, const cfg_t *b, char ***out, size_t *n)
+{
+    for (size_t i = 0; i < b->nlisteners; i++)
+        if (!has_listener(a, b->listeners[i].text) && push(out, n, b->listeners[i].text) < 0)
+            return -1;
+    return 0;
+}
+
+/* A file of gen is changed when old did not read it or its content differs. */
+static int file_changed(const gw_gen_t *old, const gw_file_t *f)
+{
+    const gw_file_t *o = find_file(old, f->path);
+    return !o || o->readable != f->readable || memcmp(o->sha, f->sha, 32) != 0;
+}
+
+/* A class changed: new, its bundle is another file, or the file changed. */
+static int class_changed(const gw_gen_t *old, const gw_gen_t *gen, const cfg_class_t *c)
+{
+    const cfg_tls_t *ot = &old->cfg->tls;
+    for (size_t i = 0; i < ot->nclasses; i++) {
+        if (strcmp(ot->classes[i].name, c->name) != 0)
+            continue;
+        if (strcmp(ot->classes[i].ca_file, c->ca_file) != 0)
+            return 1;
+        const gw_file_t *f = find_file(gen, c->ca_file);
+        return !f || file_changed(old, f);
+    }
+    return 1;
+}
+
+int gw_changes_compute(const gw_gen_t *old, const gw_gen_t *gen, gw_changes_t *ch)
+{
+    memset(ch, 0, sizeof *ch);
+    if (!old)
+        return 0;
+    for (size_t i = 0; i < gen->nfiles; i++)
+        if (file_changed(old, &gen->files[i]) && push(&ch->files, &ch->nfiles, gen->files[i].path) < 0)
+            return -1;
+    for (size_t i = 0; i < gen->cfg->tls.nclasses; i++) {
+        const cfg_class_t *c = &gen->cfg->tls.classes[i];
+        if (class_changed(old, gen, c) && push(&ch->classes, &ch->nclasses, c->name) < 0)
+            return -1;
+    }
+    if (routes_diff(old->cfg, gen->cfg, &ch->routes_added, &ch->nroutes_added) < 0 ||
+        routes_diff(gen->cfg, old->cfg, &ch->routes_removed, &ch->nroutes_removed) < 0 ||
+        listeners_diff(old->cfg, gen->cfg, &ch->listeners_added, &ch->nlisteners_added) < 0 ||
+        listeners_diff(gen->cfg, old->cfg, &ch->listeners_removed, &ch->nlisteners_removed) < 0)
+        return -1;
+    return 0;
+}
+
+static size_t join(char *out, size_t len, size_t n, char *const *v, size_t count)
+{
+    if (!count)
+        return n < len ? n + (size_t)snprintf(out + n, len - n, "none") : n;
+    for (size_t i = 0; i < count && n < len; i++) {
+        const char *s = strrchr(v[i], '/');
+        n += (size_t)snprintf(out + n, len - n, "%s%s", i ? ", " : "", s && s[1] ? s + 1 : v[i]);
+    }
+    return n;
+}
+
+void gw_changes_summary(const gw_changes_t *ch, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "files: ");
+    n = join(out, len, n, ch->files, ch->nfiles);
+    if (n < len)
+        n += (size_t)snprintf(out + n, len - n, "; routes: +%zu -%zu; classes: ", ch->nroutes_added,
+                              ch->nroutes_removed);
+    n = join(out, len, n, ch->classes, ch->nclasses);
+    if (n < len)
+        snprintf(out + n, len - n, "; listeners: +%zu -%zu", ch->nlisteners_added, ch->nlisteners_removed);
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void gw_changes_free(gw_changes_t *ch)
+{
+    strv_free(ch->files, ch->nfiles);
+    strv_free(ch->routes_added, ch->nroutes_added);
+    strv_free(ch->routes_removed, ch->nroutes_removed);
+    strv_free(ch->classes, ch->nclasses);
+    strv_free(ch->listeners_added, ch->nlisteners_added);
+    strv_free(ch->listeners_removed, ch->nlisteners_removed);
+    memset(ch, 0, sizeof *ch);
+}
