@@ -56,8 +56,9 @@ def _routes(*extra):
             _route("/api/")] + list(extra)
 
 
-def _config(env, over=None, routes=None):
-    cfg = env.config(over)
+def _config(env, port, over=None, routes=None):
+    """The base config on listener port with the load upstream and routes."""
+    cfg = env.config(over, port=port)
     cfg["upstreams"] = cfg["upstreams"] + [load_upstream_config(env)]
     cfg["routes"] = routes if routes is not None else _routes()
     return cfg
@@ -156,10 +157,11 @@ def _runtime_is(rg, what, **want):
 
 @test("reload: server certificate and key files replaced under load: new handshakes get the new certificate", timeout=40)
 def _(env):
+    port = free_port()
     d = _dir(env, "cert")
     crt, key = _copy(env.pki("server.crt"), os.path.join(d, "srv.crt")), \
         _copy(env.pki("server.key"), os.path.join(d, "srv.key"))
-    cfg = _config(env, {"tls": {"certificates": [{"cert": crt, "key": key}]}})
+    cfg = _config(env, port, {"tls": {"certificates": [{"cert": crt, "key": key}]}})
     rg = ReloadGateway(env, "reload-cert", cfg)
     load = _load(env, rg)
     try:
@@ -197,7 +199,8 @@ def _(env):
 
 @test("reload: a route added and one removed under load: the new one answers, the removed one is 404 no_route", timeout=40)
 def _(env):
-    rg = ReloadGateway(env, "reload-routes", _config(env, routes=_routes(_route("/old/"))))
+    port = free_port()
+    rg = ReloadGateway(env, "reload-routes", _config(env, port, routes=_routes(_route("/old/"))))
     load = _load(env, rg)
     try:
         load.start()
@@ -208,7 +211,7 @@ def _(env):
         pinned = env.connect(rg)
         eq(pinned.request("GET", "/old/pinned").status, 200, "connection of generation 1")
 
-        doc = rg.reload_ok(_config(env, routes=_routes(_route("/new/"))), what="routes")
+        doc = rg.reload_ok(_config(env, port, routes=_routes(_route("/new/"))), what="routes")
         _changed(doc, "routes", files=[rg.config_path], routes_added=["*/new/ *"],
                  routes_removed=["*/old/ *"])
         for i in range(4):
@@ -253,9 +256,10 @@ def _resumes(env, rg, ctx, sess, path, what):
 
 @test("reload: a class CA bundle changed under load: that class's sessions no longer resume, the others' still do", timeout=40)
 def _(env):
+    port = free_port()
     d = _dir(env, "bundle")
     bundle = _copy(env.pki("bootstrap-ca.crt"), os.path.join(d, "bootstrap-bundle.pem"))
-    cfg = _config(env, {"tls": {"classes": [{"name": "device", "ca": env.pki("device-ca.crt")},
+    cfg = _config(env, port, {"tls": {"classes": [{"name": "device", "ca": env.pki("device-ca.crt")},
                                             {"name": "bootstrap", "ca": bundle}]}})
     rg = ReloadGateway(env, "reload-bundle", cfg)
     load = _load(env, rg, modes=("full", "keepalive", "resume"))
@@ -294,8 +298,8 @@ def _(env):
 # ---------------------------------------------------------------------------
 # 4. a rate limit tightened
 
-def _rl_config(env, burst):
-    cfg = _config(env, routes=_routes(_route("/rl/", rate_limits=["per_device"])))
+def _rl_config(env, port, burst):
+    cfg = _config(env, port, routes=_routes(_route("/rl/", rate_limits=["per_device"])))
     # 2/m: one request's worth refills every 30 s, far longer than the test
     cfg["rate_limits"] = [{"name": "per_device", "key": "device_id", "rate": "2/m",
                            "burst": burst}]
@@ -316,18 +320,19 @@ def _until_limited(env, rg, cert, n):
 
 @test("reload: a rate limit tightened under load applies to the budget already spent", timeout=40)
 def _(env):
-    rg = ReloadGateway(env, "reload-rl", _rl_config(env, 10))
+    port = free_port()
+    rg = ReloadGateway(env, "reload-rl", _rl_config(env, port, 10))
     load = _load(env, rg)
     try:
         load.start()
         eq(_until_limited(env, rg, "device", 6), [200] * 6, "device: 6 of burst 10")
-        rg.reload_ok(_rl_config(env, 8), what="burst 10 -> 8")
+        rg.reload_ok(_rl_config(env, port, 8), what="burst 10 -> 8")
         # 6 spent of the new 8: two left, not a fresh 8
         eq(_until_limited(env, rg, "device", 4), [200, 200, 429, 429],
            "device after the reload to burst 8")
         eq(_until_limited(env, rg, "device2", 9), [200] * 8 + [429],
            "device2 (nothing spent) after the reload to burst 8")
-        rg.reload_ok(_rl_config(env, 4), what="burst 8 -> 4")
+        rg.reload_ok(_rl_config(env, port, 4), what="burst 8 -> 4")
         eq(_until_limited(env, rg, "device", 2), [429, 429],
            "device after the reload to burst 4 (8 spent)")
         eq(_until_limited(env, rg, "device2", 1), [429], "device2 after the reload to burst 4")
@@ -342,15 +347,16 @@ def _(env):
 
 @test("reload: a YAML syntax error, then a missing key file: 422 with every error, the old configuration keeps serving", timeout=45)
 def _(env):
+    port = free_port()
     d = _dir(env, "invalid")
-    good = _config(env, routes=_routes(_route("/old/")))
+    good = _config(env, port, routes=_routes(_route("/old/")))
     rg = ReloadGateway(env, "reload-invalid", good)
     load = _load(env, rg)
     try:
         load.start()
         good_text = open(rg.config_path).read()
         # (1) a syntax error, with a route change that must not apply
-        bad_cfg = _config(env, routes=_routes(_route("/new/")))
+        bad_cfg = _config(env, port, routes=_routes(_route("/new/")))
         bad_cfg["admin"] = rg.cfg["admin"]
         text = to_yaml(bad_cfg).replace("  idle: 30s\n", "  idle: [30s\n")
         check("[30s" in text, "the syntax error was not put in")
@@ -377,7 +383,7 @@ def _(env):
 
         # (2) valid YAML naming a key file that does not exist
         missing = os.path.join(d, "missing.key")
-        cfg = _config(env, {"tls": {"certificates": [{"cert": env.pki("server.crt"),
+        cfg = _config(env, port, {"tls": {"certificates": [{"cert": env.pki("server.crt"),
                                                       "key": missing}]}},
                       routes=_routes(_route("/new/")))
         rg.write_config(cfg)
@@ -419,12 +425,13 @@ def _(env):
 
 @test("reload: a changed restart-only key (workers) refuses the whole reload with the key named")
 def _(env):
-    rg = ReloadGateway(env, "reload-restart-key", _config(env))
+    port = free_port()
+    rg = ReloadGateway(env, "reload-restart-key", _config(env, port))
     load = _load(env, rg)
     try:
         load.start()
         w = rg.cfg["workers"]
-        cfg = _config(env, routes=_routes(_route("/new/")))
+        cfg = _config(env, port, routes=_routes(_route("/new/")))
         cfg["workers"] = w + 1
         status, doc = rg.reload(cfg)
         errors = _refused(rg, status, doc, 1, "workers changed")
@@ -442,7 +449,8 @@ def _(env):
 
 @test("reload: after reload_grace an idle old connection is closed, a request in flight completes first", timeout=40)
 def _(env):
-    cfg = _config(env, {"timeouts": {"reload_grace": "1s"}})
+    port = free_port()
+    cfg = _config(env, port, {"timeouts": {"reload_grace": "1s"}})
     rg = ReloadGateway(env, "reload-grace", cfg)
     # keep-alive closed loop: a connection that is never idle for long must
     # be closed between responses without a request failing
@@ -454,7 +462,7 @@ def _(env):
         busy = env.connect(rg, timeout=10)
         busy.send(build_request("GET", "/api/slow?ms=2500", bearer=env.bearer))
         time.sleep(0.3)
-        rg.reload_ok(_config(env, {"timeouts": {"reload_grace": "1s"}},
+        rg.reload_ok(_config(env, port, {"timeouts": {"reload_grace": "1s"}},
                              routes=_routes(_route("/new/"))), what="grace")
         t0 = time.monotonic()
         check(not idle.is_closed(timeout=0.5), "the idle connection was closed before reload_grace")
@@ -482,14 +490,15 @@ def _(env):
 
 @test("reload: a listener added and removed under load: served at once, then refused; its open connection is kept")
 def _(env):
-    rg = ReloadGateway(env, "reload-listeners", _config(env))
+    port = free_port()
+    rg = ReloadGateway(env, "reload-listeners", _config(env, port))
     load = _load(env, rg)
     try:
         load.start()
         first = rg.cfg["listeners"][0]["address"]
         port2 = free_port()
         second = "127.0.0.1:%d" % port2
-        cfg = _config(env)
+        cfg = _config(env, port)
         cfg["listeners"] = [{"address": first}, {"address": second}]
         doc = rg.reload_ok(cfg, what="listener added")
         _changed(doc, "listener added", files=[rg.config_path], listeners_added=[second])
@@ -499,7 +508,7 @@ def _(env):
                    "a request on the added listener (%d)" % i)
         kept = env.connect(port2)
         eq(kept.request("GET", "/api/kept").status, 200, "the connection kept across the removal")
-        cfg = _config(env)
+        cfg = _config(env, port)
         cfg["listeners"] = [{"address": first}]
         doc = rg.reload_ok(cfg, what="listener removed")
         _changed(doc, "listener removed", files=[rg.config_path], listeners_removed=[second])
@@ -522,11 +531,12 @@ def _(env):
 
 @test("reload: a revocation published during reloads is enforced on old- and new-generation connections", timeout=45)
 def _(env):
+    port = free_port()
     redis = RedisServer(env, "reload-rev").start()
     rg = None
     load = None
     try:
-        cfg = _config(env, redis_overrides(redis.port))
+        cfg = _config(env, port, redis_overrides(redis.port))
         rg = ReloadGateway(env, "reload-rev", cfg)
         load = _load(env, rg, cert="device2")
         load.start()
@@ -538,7 +548,7 @@ def _(env):
 
         def reloads():
             for i in range(10):
-                c = _config(env, redis_overrides(redis.port),
+                c = _config(env, port, redis_overrides(redis.port),
                             routes=_routes(_route("/flip/%d/" % i)))
                 try:
                     results.append(rg.reload(c))
@@ -603,11 +613,12 @@ def _quiet(rg):
 
 @test("reload: 200 reloads in a row under load: no error, file descriptors and RSS flat", timeout=120)
 def _(env):
+    port = free_port()
     over = {"tls": {"session_cache": {"size": 64, "lifetime": "10m"},
                     "verify_cache": {"size": 64, "lifetime": "10m"}}}
 
     def cfg(i):
-        c = _config(env, over, routes=_routes(_route("/flip/%d/" % (i % 2))))
+        c = _config(env, port, over, routes=_routes(_route("/flip/%d/" % (i % 2))))
         for u in c["upstreams"]:
             u["keepalive_timeout"] = "1s"
         return c
