@@ -19,8 +19,8 @@ import threading
 import time
 
 from certs import Minter, serial_of
-from harness import (BINARY, H_SERIAL, SANITIZED, TIME_FACTOR, build_request, check, eq, fail,
-                     free_port, short, test, to_yaml, upstream_info)
+from harness import (BINARY, H_SERIAL, REFUSAL_ERRORS, SANITIZED, TIME_FACTOR, build_request,
+                     check, eq, fail, free_port, short, test, to_yaml, upstream_info)
 from loadgen import (ADMIN_TOKEN, Load, ReloadGateway, check_clean, load_upstream_config,
                      proc_fds, proc_rss_kb)
 from testkit import RedisServer, expect_error, redis_overrides
@@ -483,6 +483,47 @@ def _(env):
         check(rg.wait_generations_live(1, 3.0), "generation 1 still live after its connections "
               "were closed: %r" % rg.runtime())
         check_clean(load.stop(), "reload_grace")
+    finally:
+        load.kill()
+        rg.stop()
+
+
+@test("reload: a response already under way when reload_grace ends: the next request on its connection is answered with Connection: close, not dropped", timeout=40)
+def _(env):
+    port = free_port()
+    grace = {"timeouts": {"reload_grace": "1s"}}
+    rg = ReloadGateway(env, "reload-grace-head", _config(env, port, grace))
+    load = _load(env, rg)
+    try:
+        load.start()
+        c = env.connect(rg, timeout=10)
+        size = 4000000
+        c.send(build_request("GET", "/api/download?bytes=%d" % size, bearer=env.bearer))
+        head = c._read_until(b"\r\n\r\n", 65536, 10)
+        check(head.startswith(b"HTTP/1.1 200 ") and b"\nconnection: close" not in head.lower(),
+              "the download's head: %r" % short(head))
+        off = rg.log_size()
+        rg.reload_ok(_config(env, port, grace, routes=_routes(_route("/new/"))), what="grace")
+        # the client does not read: the response is still under way when the grace ends
+        check(rg.wait_log(r"reload grace over for generation 1", off, 3.0) is not None,
+              "no 'reload grace over' log line within 3s of the reload (reload_grace 1s)")
+        time.sleep(0.3)
+        body = c._read_chunked(10)
+        eq(len(body), size, "the body of the response under way across the grace")
+        # nothing told the client the connection would close: it may send again
+        try:
+            c.send(build_request("GET", "/api/next", bearer=env.bearer))
+            resp = c.read_response(timeout=5)
+        except REFUSAL_ERRORS as e:
+            fail("the next request on the connection (its previous response carried no "
+                 "Connection: close) was dropped: %r" % e)
+        eq(upstream_info(resp, "the next request")["path"], "/api/next", "the next request")
+        eq((resp.header("Connection") or "").lower(), "close",
+           "Connection header of the old connection's last response")
+        check(c.is_closed(timeout=1.0 * TIME_FACTOR), "the old connection is still open after "
+              "a response with Connection: close")
+        c.close()
+        check_clean(load.stop(), "response across the grace")
     finally:
         load.kill()
         rg.stop()
