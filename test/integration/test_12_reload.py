@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -19,8 +20,9 @@ import threading
 import time
 
 from certs import Minter, serial_of
-from harness import (BINARY, H_SERIAL, REFUSAL_ERRORS, SANITIZED, TIME_FACTOR, build_request,
-                     check, eq, fail, free_port, short, test, to_yaml, upstream_info)
+from harness import (BINARY, H_SERIAL, REFUSAL_ERRORS, SANITIZED, TIME_FACTOR, Conn,
+                     build_request, check, eq, fail, free_port, short, test, to_yaml,
+                     upstream_info)
 from loadgen import (ADMIN_TOKEN, Load, ReloadGateway, check_clean, load_upstream_config,
                      proc_fds, proc_rss_kb)
 from testkit import RedisServer, expect_error, redis_overrides
@@ -181,7 +183,8 @@ def _(env):
             der = _peer_der(env, rg)
             eq(_serial_of_der(der), serial_of(new_crt), "serial seen by new handshake %d" % i)
             eq(der, _file_der(new_crt), "certificate seen by new handshake %d" % i)
-        eq(old.request("GET", "/api/after").status, 200, "old keep-alive connection after the reload")
+        eq(old.request("GET", "/api/after").status, 200,
+           "old keep-alive connection after the reload")
         old.close()
         _runtime_is(rg, "after the rotation", generation=2, reloads=1, reload_failures=0)
         line = rg.wait_log(r"reload: generation 2 applied in \d+(\.\d+)? ms \(")
@@ -259,8 +262,9 @@ def _(env):
     port = free_port()
     d = _dir(env, "bundle")
     bundle = _copy(env.pki("bootstrap-ca.crt"), os.path.join(d, "bootstrap-bundle.pem"))
-    cfg = _config(env, port, {"tls": {"classes": [{"name": "device", "ca": env.pki("device-ca.crt")},
-                                            {"name": "bootstrap", "ca": bundle}]}})
+    classes = [{"name": "device", "ca": env.pki("device-ca.crt")},
+               {"name": "bootstrap", "ca": bundle}]
+    cfg = _config(env, port, {"tls": {"classes": classes}})
     rg = ReloadGateway(env, "reload-bundle", cfg)
     load = _load(env, rg, modes=("full", "keepalive", "resume"))
     try:
@@ -342,6 +346,72 @@ def _(env):
         rg.stop()
 
 
+def _conn_from(env, rg, src):
+    """A device connection from the local address src (so the per-IP count
+    is the test's alone): a harness Conn."""
+    raw = socket.create_connection(("127.0.0.1", rg.port), timeout=5, source_address=(src, 0))
+    try:
+        s = env.client_context("device").wrap_socket(raw, server_hostname="localhost")
+    except BaseException:
+        raw.close()
+        raise
+    c = Conn.__new__(Conn)
+    c.sock, c.buf, c.timeout, c.bearer = s, bytearray(), 5.0, env.bearer
+    return c
+
+
+def _served_from(env, rg, src):
+    """A new connection from src is served (True) or cut before TLS (False)."""
+    try:
+        c = _conn_from(env, rg, src)
+    except REFUSAL_ERRORS:
+        return False, None
+    try:
+        return c.request("GET", "/api/connlimit").status == 200, c
+    except REFUSAL_ERRORS:
+        c.close()
+        return False, None
+
+
+@test("reload: a per-IP connection limit tightened under load counts the connections already open")
+def _(env):
+    port = free_port()
+    src = "127.0.0.3"
+
+    def cfg(n):
+        return _config(env, port, {"connection_limits": {"per_ip_concurrent": n}})
+
+    rg = ReloadGateway(env, "reload-connlimit", cfg(6))
+    load = _load(env, rg, conns={"full": 1, "keepalive": 1})
+    held = []
+    try:
+        load.start()
+        for i in range(5):
+            ok, c = _served_from(env, rg, src)
+            check(ok, "connection %d of 5 (limit 6) not served" % (i + 1))
+            held.append(c)
+        rg.reload_ok(cfg(4), what="per_ip_concurrent 6 -> 4")
+        ok, _ = _served_from(env, rg, src)
+        check(not ok, "a new connection was served with 5 open and the limit now 4: the "
+              "reload reset the count")
+        for i, c in enumerate(held):
+            eq(c.request("GET", "/api/held").status, 200, "open connection %d after the reload" % i)
+        for _ in range(2):
+            held.pop().close()
+        time.sleep(0.3)
+        ok, c = _served_from(env, rg, src)
+        check(ok, "a new connection refused with 3 open and the limit 4")
+        held.append(c)
+        ok, _ = _served_from(env, rg, src)
+        check(not ok, "a new connection was served with 4 open and the limit 4")
+        check_clean(load.stop(), "connection limit change")
+    finally:
+        for c in held:
+            c.close()
+        load.kill()
+        rg.stop()
+
+
 # ---------------------------------------------------------------------------
 # 5. invalid files
 
@@ -374,7 +444,8 @@ def _(env):
         for e in errors:
             check(e in log, "syntax error: %r is not in the log" % e)
         _runtime_is(rg, "after the syntax error", generation=1, reloads=0, reload_failures=1)
-        check(rg.runtime().get("last_reload", {}).get("ok") is False, "last_reload.ok after a refusal")
+        check(rg.runtime().get("last_reload", {}).get("ok") is False,
+              "last_reload.ok after a refusal")
         resp, _, _ = _get(env, rg, "/old/still")
         eq(upstream_info(resp, "old route")["path"], "/old/still", "the old configuration serves")
         before = env.upstream_count()
@@ -626,7 +697,8 @@ def _(env):
             ctx, sess = sessions[v]
             eq(verdict(env, rg, ctx, sess), REVOKED,
                "%s: a resumed session of the revoked certificate" % name)
-        eq(env.upstream_count(), before, "requests of the revoked certificate that reached the upstream")
+        eq(env.upstream_count(), before,
+           "requests of the revoked certificate that reached the upstream")
         eq(_get(env, rg, "/api/other", cert="device2")[0].status, 200, "device2 still served")
         gen1.close()
         mid.close()
