@@ -332,7 +332,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     for (int i = 0; i < 2; i++) {
         ids[i].refs = 1;
         ids[i].class_idx = i;
-        ids[i].class_name = cls[i];
+        snprintf(ids[i].class_name, sizeof ids[i].class_name, "%s", cls[i]);
         snprintf(ids[i].serial, sizeof ids[i].serial, "1a2b%d", i);
         memset(ids[i].fingerprint, 'a', 64);
         memset(ids[i].x5t_s256, 'A', 43);

@@ -37,6 +37,7 @@ struct gw_proc {
     pol_mirror_t *mirror;
     pol_rl_t *rl;
     pol_connlimit_t *connlimit;
+    tls_store_t *store;     /* TLS sessions and verified chains, shared by every generation */
     gw_gen_t *current;
     gw_listener_t **listeners;   /* every listener some generation names */
     size_t nlisteners, caplisteners;
@@ -75,6 +76,10 @@ gw_proc_t *gw_proc_new(void)
     gw_proc_t *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    if (!(p->store = tls_store_new())) {
+        free(p);
+        return NULL;
+    }
     pthread_mutex_init(&p->mu, NULL);
     return p;
 }
@@ -84,6 +89,7 @@ void gw_proc_free(gw_proc_t *p)
     if (!p)
         return;
     gw_gen_release(p->current);
+    tls_store_free(p->store);   /* after the last generation's context */
     pol_rl_free(p->rl);
     pol_connlimit_free(p->connlimit);
     free(p->listeners);   /* each freed with its last generation */
@@ -119,6 +125,10 @@ gw_gen_t *gw_proc_publish(gw_proc_t *p, gw_gen_t *gen)
     gw_gen_t *old = p->current;
     p->current = gen;
     pthread_mutex_unlock(&p->mu);
+    /* the newest sizes; a verify cache that cannot grow keeps its size */
+    if (tls_store_configure(p->store, gen->cfg) < 0)
+        gw_log(GW_WARN, NULL, "tls.verify_cache: out of memory for %u entries; keeping the "
+               "previous size", gen->cfg->tls.verify_cache_size);
     return old;
 }
 
@@ -575,7 +585,7 @@ gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
     if (p && p->boot)
         restart_only(p->boot, cfg, errs);
     char err[512];
-    if (errs->n == before && !(g->tls = tls_ctx_new(cfg, err, sizeof(err))))
+    if (errs->n == before && !(g->tls = tls_ctx_new(cfg, p ? p->store : NULL, err, sizeof(err))))
         gw_errors_add(errs, "%s: %s", path, err);
     if (cfg->admin.enabled && !gw_admin_token(&cfg->admin, err, sizeof err))
         gw_errors_add(errs, "%s: %s", path, err);
@@ -692,17 +702,18 @@ static int file_changed(const gw_gen_t *old, const gw_file_t *f)
     return !o || o->readable != f->readable || memcmp(o->sha, f->sha, 32) != 0;
 }
 
-/* A class changed: new, its bundle is another file, or the file changed. */
-static int class_changed(const gw_gen_t *old, const gw_gen_t *gen, const cfg_class_t *c)
+/* A class changed: new, or its trust digest differs (bundle content,
+ * verification parameters, identity settings: what decides whether its
+ * sessions resume under the new generation). */
+static int class_changed(const gw_gen_t *old, const gw_gen_t *gen, size_t idx)
 {
     const cfg_tls_t *ot = &old->cfg->tls;
+    const char *name = gen->cfg->tls.classes[idx].name;
     for (size_t i = 0; i < ot->nclasses; i++) {
-        if (strcmp(ot->classes[i].name, c->name) != 0)
+        if (strcmp(ot->classes[i].name, name) != 0)
             continue;
-        if (strcmp(ot->classes[i].ca_file, c->ca_file) != 0)
-            return 1;
-        const gw_file_t *f = find_file(gen, c->ca_file);
-        return !f || file_changed(old, f);
+        const unsigned char *a = tls_ctx_class_digest(old->tls, i), *b = tls_ctx_class_digest(gen->tls, idx);
+        return !a || !b || memcmp(a, b, 32) != 0;
     }
     return 1;
 }
@@ -715,11 +726,9 @@ int gw_changes_compute(const gw_gen_t *old, const gw_gen_t *gen, gw_changes_t *c
     for (size_t i = 0; i < gen->nfiles; i++)
         if (file_changed(old, &gen->files[i]) && push(&ch->files, &ch->nfiles, gen->files[i].path) < 0)
             return -1;
-    for (size_t i = 0; i < gen->cfg->tls.nclasses; i++) {
-        const cfg_class_t *c = &gen->cfg->tls.classes[i];
-        if (class_changed(old, gen, c) && push(&ch->classes, &ch->nclasses, c->name) < 0)
+    for (size_t i = 0; i < gen->cfg->tls.nclasses; i++)
+        if (class_changed(old, gen, i) && push(&ch->classes, &ch->nclasses, gen->cfg->tls.classes[i].name) < 0)
             return -1;
-    }
     if (routes_diff(old->cfg, gen->cfg, &ch->routes_added, &ch->nroutes_added) < 0 ||
         routes_diff(gen->cfg, old->cfg, &ch->routes_removed, &ch->nroutes_removed) < 0 ||
         listeners_diff(old->cfg, gen->cfg, &ch->listeners_added, &ch->nlisteners_added) < 0 ||

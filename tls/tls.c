@@ -14,8 +14,11 @@ struct tls_ctx {
     const cfg_t *cfg;
     pol_mirror_t *mirror;
     STACK_OF(X509) **class_cas;   /* per class: the certificates of its bundle */
+    unsigned char (*digest)[TLS_CLASS_DIGEST_LEN];  /* per class: its trust digest */
     size_t nclasses;
-    tls_vcache_t *vcache;         /* verified chains of this store; NULL: disabled */
+    tls_store_t *store;           /* sessions and verified chains, shared */
+    int own_store;                /* made by tls_ctx_new (store NULL): freed with it */
+    long sess_life_s;             /* tls.session_cache.lifetime of this context */
     EVP_MD *sha256;               /* fetched once: no per-handshake algorithm lookup */
 };
 
@@ -157,7 +160,7 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
         return NULL;
     id->refs = 1;
     id->class_idx = class_idx;
-    id->class_name = class_name;
+    snprintf(id->class_name, sizeof(id->class_name), "%s", class_name);
 
     /* serial: lowercase hex without leading zeros */
     const ASN1_INTEGER *sn = X509_get0_serialNumber(leaf);
@@ -262,6 +265,43 @@ fail:
     BN_free(bn);
     tls_identity_release(id);
     return NULL;
+}
+
+static char *dup_opt(const char *s, int *bad)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d)
+        *bad = 1;
+    return d;
+}
+
+tls_identity_t *tls_identity_rebase(const tls_identity_t *id, int class_idx)
+{
+    tls_identity_t *r = malloc(sizeof(*r));
+    if (!r)
+        return NULL;
+    *r = *id;
+    r->refs = 1;
+    r->class_idx = class_idx;
+    int bad = 0;
+    r->subject = dup_opt(id->subject, &bad);
+    r->issuer = dup_opt(id->issuer, &bad);
+    r->san_uri = dup_opt(id->san_uri, &bad);
+    r->san_dns = dup_opt(id->san_dns, &bad);
+    r->device_id = dup_opt(id->device_id, &bad);
+    r->rev_chain = NULL;
+    if (id->nrev_chain) {
+        r->rev_chain = malloc(id->nrev_chain * sizeof(*r->rev_chain));
+        if (r->rev_chain)
+            memcpy(r->rev_chain, id->rev_chain, id->nrev_chain * sizeof(*r->rev_chain));
+        else
+            bad = 1;
+    }
+    if (bad) {
+        tls_identity_release(r);
+        return NULL;
+    }
+    return r;
 }
 
 static int fingerprint_hex(X509 *c, char fp[65])
@@ -496,6 +536,8 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     }
     tls_identity_t *id = tls_identity_from_cert(leaf, cls, t->cfg->tls.classes[cls].name,
                                                 &t->cfg->identity);
+    if (id)
+        memcpy(id->class_digest, t->digest[cls], TLS_CLASS_DIGEST_LEN);
     if (id && tls_identity_set_chain(id, chain) < 0) {
         tls_identity_release(id);
         id = NULL;   /* attach_identity refuses it */
@@ -544,6 +586,113 @@ static int resume_cb(SSL *ssl, int *al, void *arg)
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+/* ---- sessions and verified chains across contexts ----
+ *
+ * The store outlives contexts: a session or a cached verification may have
+ * been made under another context (an earlier configuration generation). It
+ * stands for a verification only if this context would have verified and
+ * named the client alike: a class of the same name whose trust digest (the
+ * name, the CA bundle's DER, the verification parameters, the identity
+ * configuration) is the same. The identity then needs this context's index of
+ * that class; when it differs, a rebased copy is made once and replaces the
+ * stored one, so the next lookup is again the common case: the identity's own
+ * index, one 32-byte compare, no allocation. */
+
+/* The index in t of the class an identity was made under, or -1 if t has no
+ * class of that name with that trust digest. Pure; called under the store's
+ * locks, so no allocation. */
+static int class_in_ctx(const tls_ctx_t *t, const tls_identity_t *id)
+{
+    if (!id)
+        return -1;
+    size_t i = (size_t)id->class_idx;
+    if (id->class_idx >= 0 && i < t->nclasses &&
+        memcmp(t->digest[i], id->class_digest, TLS_CLASS_DIGEST_LEN) == 0)
+        return id->class_idx;   /* the common case */
+    for (size_t c = 0; c < t->nclasses; c++)
+        if (memcmp(t->digest[c], id->class_digest, TLS_CLASS_DIGEST_LEN) == 0 &&
+            strcmp(t->cfg->tls.classes[c].name, id->class_name) == 0)
+            return (int)c;
+    return -1;
+}
+
+static int sess_accept(const SSL_SESSION *sess, void *arg)
+{
+    return class_in_ctx(arg, SSL_SESSION_get_ex_data(sess, sess_idx));
+}
+
+static int vcache_accept(const tls_identity_t *id, void *arg)
+{
+    return class_in_ctx(arg, id);
+}
+
+static tls_ctx_t *ctx_of(SSL_CTX *ctx)
+{
+    return SSL_CTX_get_ex_data(ctx, ssl_ctx_idx);
+}
+
+/* A copy of sess whose identity carries class index cls (the caller's
+ * reference), or NULL when out of memory. */
+static SSL_SESSION *rebased_session(SSL_SESSION *sess, int cls)
+{
+    tls_identity_t *rid = tls_identity_rebase(SSL_SESSION_get_ex_data(sess, sess_idx), cls);
+    SSL_SESSION *dup = rid ? SSL_SESSION_dup(sess) : NULL;
+    if (!dup) {
+        tls_identity_release(rid);
+        return NULL;
+    }
+    tls_identity_release(SSL_SESSION_get_ex_data(dup, sess_idx));   /* sess_dup shared it */
+    SSL_SESSION_set_ex_data(dup, sess_idx, rid);
+    return dup;
+}
+
+/* OpenSSL's session lookup (TLS 1.2 session ID, TLS 1.3 stateful PSK). The
+ * store took a reference under its lock and hands it over (*copy = 0): with
+ * *copy = 1 libssl would take its own only after the lock was dropped, when
+ * another thread may have freed the session. NULL: no resumption, a full
+ * handshake (never an alert: a changed trust is not the client's fault). */
+static SSL_SESSION *sess_get_cb(SSL *ssl, const unsigned char *sid, int len, int *copy)
+{
+    tls_ctx_t *t = ctx_of(SSL_get_SSL_CTX(ssl));
+    *copy = 0;
+    if (!t || len <= 0)
+        return NULL;
+    int cls;
+    SSL_SESSION *sess = tls_store_sess_get(t->store, sid, (size_t)len, t->sess_life_s,
+                                           sess_accept, t, &cls);
+    if (!sess)
+        return NULL;
+    const tls_identity_t *id = SSL_SESSION_get_ex_data(sess, sess_idx);
+    if (id->class_idx == cls)
+        return sess;
+    SSL_SESSION *dup = rebased_session(sess, cls);
+    if (dup)
+        tls_store_sess_replace(t->store, sess, dup);   /* lost a race: another copy is there */
+    SSL_SESSION_free(sess);
+    return dup;
+}
+
+/* A new session (a full TLS 1.2 handshake, each TLS 1.3 ticket): libssl
+ * passes a reference, which the store keeps (1) or libssl drops (0). */
+static int sess_new_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    tls_ctx_t *t = ctx_of(SSL_get_SSL_CTX(ssl));
+    if (!t || !SSL_SESSION_get_ex_data(sess, sess_idx))
+        return 0;   /* never resumable without the identity it stands for */
+    return tls_store_sess_add(t->store, sess);
+}
+
+/* libssl forgets a session: a fatal alert on its connection, an expired
+ * session it was offered, SSL_CTX_remove_session (a revoked identity). */
+static void sess_remove_cb(SSL_CTX *ctx, SSL_SESSION *sess)
+{
+    tls_ctx_t *t = ctx_of(ctx);
+    unsigned int len = 0;
+    const unsigned char *sid = SSL_SESSION_get_id(sess, &len);
+    if (t && sid)
+        tls_store_sess_remove(t->store, sid, len);
+}
+
 /* ---- the verify cache ----
  *
  * A hit stands in for X509_verify_cert, so an entry must mean exactly "this
@@ -557,9 +706,11 @@ static int resume_cb(SSL *ssl, int *al, void *arg)
  *    tls.verify_cache.lifetime after insertion if sooner;
  *  - revocation is checked on every hit as on a full verification, and a
  *    revoked hit is evicted;
- *  - the cache belongs to this tls_ctx_t, which owns the store and the
- *    parameters: a new trust configuration is a new, empty cache, and nothing
- *    sets per-connection verification parameters. */
+ *  - an entry is used only under a class whose trust digest (bundle DER,
+ *    verification parameters, identity configuration) is the one it was made
+ *    under (class_in_ctx), and nothing sets per-connection verification
+ *    parameters: a changed trust is a miss, verified again, whose result
+ *    replaces the entry. */
 
 static uint64_t now_ms(void)
 {
@@ -624,8 +775,20 @@ static int cert_verify_cb(X509_STORE_CTX *x, void *arg)
     SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
     unsigned char key[TLS_VCACHE_KEY_LEN];
     int keyed = chain_key(t, x, key);
+    tls_vcache_t *vc = tls_store_vcache(t->store);
     if (keyed) {
-        tls_identity_t *id = tls_vcache_lookup(t->vcache, key, now_ms());
+        int cls;
+        tls_identity_t *id = tls_vcache_lookup_if(vc, key, now_ms(),
+                                                  t->cfg->tls.verify_cache_lifetime_ms,
+                                                  vcache_accept, t, &cls);
+        if (id && id->class_idx != cls) {
+            /* made under another context with this class at another index */
+            tls_identity_t *rid = tls_identity_rebase(id, cls);
+            if (rid)
+                tls_vcache_replace(vc, key, id, rid);
+            tls_identity_release(id);
+            id = rid;   /* NULL (out of memory): the full verification below */
+        }
         int xerr;
         const char *why = id ? leaf_refusal(X509_STORE_CTX_get0_cert(x), &xerr) : NULL;
         if (why) {
@@ -646,7 +809,7 @@ static int cert_verify_cb(X509_STORE_CTX *x, void *arg)
                 return 1;
             }
             if (rev == TLS_REV_REVOKED)
-                tls_vcache_remove(t->vcache, key);
+                tls_vcache_remove(vc, key);
             return 0;
         }
     }
@@ -667,23 +830,19 @@ static int cert_verify_cb(X509_STORE_CTX *x, void *arg)
         uint64_t until = chain_not_after_ms(X509_STORE_CTX_get0_chain(x));
         if (until > now + t->cfg->tls.verify_cache_lifetime_ms)
             until = now + t->cfg->tls.verify_cache_lifetime_ms;
-        tls_vcache_insert(t->vcache, key, id, now, until);   /* refuses until <= now */
+        tls_vcache_insert(vc, key, id, now, until);   /* refuses until <= now */
     }
     return 1;
 }
 
 int tls_ctx_vcache_stats(tls_ctx_t *t, tls_vcache_stats_t *st)
 {
-    if (!t->vcache)
-        return -1;
-    tls_vcache_stats(t->vcache, st);
-    return 0;
+    return tls_store_vcache_stats(t->store, st);
 }
 
 void tls_ctx_vcache_flush(tls_ctx_t *t)
 {
-    if (t->vcache)
-        tls_vcache_flush(t->vcache);
+    tls_vcache_flush(tls_store_vcache(t->store));
 }
 
 void tls_ctx_set_mirror(tls_ctx_t *t, pol_mirror_t *m)
@@ -754,6 +913,55 @@ fail_sk:
     return NULL;
 }
 
+/* The verification parameters every class is verified with. */
+#define VERIFY_PURPOSE X509_PURPOSE_SSL_CLIENT   /* clientAuth EKU when present */
+#define VERIFY_DEPTH 8
+
+static int digest_u32(EVP_MD_CTX *md, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    return EVP_DigestUpdate(md, b, sizeof b);
+}
+
+/* Length-prefixed, so no two sequences of fields hash the same input. */
+static int digest_str(EVP_MD_CTX *md, const char *str)
+{
+    size_t n = str ? strlen(str) : 0;
+    return digest_u32(md, str ? 1 : 0) && digest_u32(md, (uint32_t)n) &&
+           EVP_DigestUpdate(md, str ? str : "", n);
+}
+
+/* The trust digest of class c (tls_ctx_class_digest). Boolean. */
+static int class_digest(tls_ctx_t *t, size_t c, unsigned char *out)
+{
+    const cfg_t *cfg = t->cfg;
+    STACK_OF(X509) *cas = t->class_cas[c];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    int ok = md && EVP_DigestInit_ex(md, t->sha256, NULL) &&
+             digest_str(md, cfg->tls.classes[c].name) &&
+             digest_u32(md, (uint32_t)sk_X509_num(cas));
+    for (int k = 0; ok && k < sk_X509_num(cas); k++) {
+        unsigned char *der = NULL;
+        int n = i2d_X509(sk_X509_value(cas, k), &der);
+        ok = n > 0 && digest_u32(md, (uint32_t)n) && EVP_DigestUpdate(md, der, (size_t)n);
+        OPENSSL_free(der);
+    }
+    ok = ok && digest_u32(md, VERIFY_PURPOSE) && digest_u32(md, VERIFY_DEPTH) &&
+         digest_u32(md, (uint32_t)cfg->tls.min_version) &&
+         digest_u32(md, (uint32_t)cfg->identity.device_id_source) &&
+         digest_str(md, cfg->identity.device_id_prefix) &&
+         EVP_DigestFinal_ex(md, out, &len) && len == TLS_CLASS_DIGEST_LEN;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
+const unsigned char *tls_ctx_class_digest(const tls_ctx_t *t, size_t idx)
+{
+    return idx < t->nclasses ? t->digest[idx] : NULL;
+}
+
 static void ossl_err(char *err, size_t errlen, const char *what, const char *arg)
 {
     unsigned long e = ERR_peek_last_error();
@@ -762,7 +970,30 @@ static void ossl_err(char *err, size_t errlen, const char *what, const char *arg
     ERR_clear_error();
 }
 
-tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
+/* Sessions go to the store (new/get/remove callbacks), not to libssl's
+ * per-SSL_CTX cache, which would die with this context. */
+static void sessions_setup(tls_ctx_t *t)
+{
+    SSL_CTX *ctx = t->ssl;
+    const cfg_tls_t *c = &t->cfg->tls;
+    static const unsigned char sid_ctx[] = "portcullis";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+    t->sess_life_s = (long)(c->session_lifetime_ms / 1000);
+    SSL_CTX_set_timeout(ctx, t->sess_life_s);
+    if (!c->session_cache_size) {
+        /* no session id in the ServerHello, no TLS 1.3 ticket */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(ctx, 0);
+        return;
+    }
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(ctx, sess_new_cb);
+    SSL_CTX_sess_set_get_cb(ctx, sess_get_cb);
+    SSL_CTX_sess_set_remove_cb(ctx, sess_remove_cb);
+    SSL_CTX_set_num_tickets(ctx, 1);
+}
+
+tls_ctx_t *tls_ctx_new(const cfg_t *cfg, tls_store_t *store, char *err, size_t errlen)
 {
     pthread_once(&idx_once, init_indexes);
     tls_ctx_t *t = calloc(1, sizeof(*t));
@@ -771,6 +1002,19 @@ tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     t->cfg = cfg;
+    t->store = store;
+    if (!store) {
+        t->own_store = 1;
+        if (!(t->store = tls_store_new()) || tls_store_configure(t->store, cfg) < 0) {
+            snprintf(err, errlen, "out of memory for the TLS session and verify caches");
+            goto fail;
+        }
+    }
+    t->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    if (!t->sha256) {
+        ossl_err(err, errlen, "SHA2-256", NULL);
+        goto fail;
+    }
     SSL_CTX *ctx = t->ssl = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         ossl_err(err, errlen, "SSL_CTX_new", NULL);
@@ -823,11 +1067,12 @@ tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
 
     /* Trust: one store holding every class's CAs; the class is decided from
      * the verified chain in verify_cb. */
-    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_STORE *trust = SSL_CTX_get_cert_store(ctx);
     STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
     t->nclasses = cfg->tls.nclasses;
     t->class_cas = calloc(t->nclasses, sizeof(*t->class_cas));
-    if (!names || !t->class_cas) {
+    t->digest = calloc(t->nclasses ? t->nclasses : 1, sizeof(*t->digest));
+    if (!names || !t->class_cas || !t->digest) {
         sk_X509_NAME_free(names);
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -840,9 +1085,14 @@ tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
             ossl_err(err, errlen, "class CA bundle", f);
             goto fail;
         }
+        if (!class_digest(t, c, t->digest[c])) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            ossl_err(err, errlen, "class trust digest of", cfg->tls.classes[c].name);
+            goto fail;
+        }
         for (int k = 0; k < sk_X509_num(t->class_cas[c]); k++) {
             X509 *ca = sk_X509_value(t->class_cas[c], k);
-            X509_STORE_add_cert(store, ca);
+            X509_STORE_add_cert(trust, ca);
             X509_NAME *nm = X509_NAME_dup(X509_get_subject_name(ca));
             if (nm && !sk_X509_NAME_push(names, nm))
                 X509_NAME_free(nm);
@@ -851,32 +1101,14 @@ tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen)
     ERR_clear_error();
     SSL_CTX_set_client_CA_list(ctx, names);
     X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(ctx);
-    X509_VERIFY_PARAM_set_purpose(vp, X509_PURPOSE_SSL_CLIENT);  /* clientAuth EKU when present */
-    X509_VERIFY_PARAM_set_depth(vp, 8);
+    X509_VERIFY_PARAM_set_purpose(vp, VERIFY_PURPOSE);
+    X509_VERIFY_PARAM_set_depth(vp, VERIFY_DEPTH);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
     SSL_CTX_set_tlsext_servername_callback(ctx, resume_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, t);
-    if (cfg->tls.verify_cache_size) {
-        t->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-        if (!t->sha256) {
-            ossl_err(err, errlen, "tls.verify_cache:", "SHA2-256");
-            goto fail;
-        }
-        t->vcache = tls_vcache_new(cfg->tls.verify_cache_size);
-        if (!t->vcache) {
-            snprintf(err, errlen, "tls.verify_cache: out of memory for %u entries",
-                     cfg->tls.verify_cache_size);
-            goto fail;
-        }
+    if (cfg->tls.verify_cache_size)
         SSL_CTX_set_cert_verify_callback(ctx, cert_verify_cb, t);
-    }
-
-    static const unsigned char sid_ctx[] = "portcullis";
-    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    SSL_CTX_sess_set_cache_size(ctx, cfg->tls.session_cache_size);
-    SSL_CTX_set_timeout(ctx, (long)(cfg->tls.session_lifetime_ms / 1000));
-    SSL_CTX_set_num_tickets(ctx, cfg->tls.session_cache_size ? 1 : 0);
+    sessions_setup(t);
     return t;
 fail:
     tls_ctx_free(t);
@@ -887,16 +1119,27 @@ void tls_ctx_free(tls_ctx_t *t)
 {
     if (!t)
         return;
-    SSL_CTX_free(t->ssl);   /* first: its sessions release their identities */
-    tls_vcache_free(t->vcache);
+    /* A connection still holding the SSL_CTX past this point (against the
+     * rule) must not reach a freed context through a session callback. */
+    if (t->ssl)
+        SSL_CTX_set_ex_data(t->ssl, ssl_ctx_idx, NULL);
+    SSL_CTX_free(t->ssl);   /* the sessions are the store's: they stay */
+    if (t->own_store)
+        tls_store_free(t->store);
     EVP_MD_free(t->sha256);
     for (size_t c = 0; t->class_cas && c < t->nclasses; c++)
         sk_X509_pop_free(t->class_cas[c], X509_free);
     free(t->class_cas);
+    free(t->digest);
     free(t);
 }
 
 SSL_CTX *tls_ctx_ssl(tls_ctx_t *t)
 {
     return t->ssl;
+}
+
+tls_store_t *tls_ctx_store(tls_ctx_t *t)
+{
+    return t->store;
 }

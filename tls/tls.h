@@ -1,13 +1,16 @@
 /* tls: the server SSL_CTX, trust classes, client-certificate verification,
- * the session cache, and the verified identity kept with each session.
+ * and the verified identity kept with each session.
  *
- * One tls_ctx_t is built from the config and shared by every worker thread.
- * The identity of a client is extracted once, while its chain is verified on
- * a full handshake, and attached to the SSL_SESSION; a resumed handshake finds
- * it there without parsing the certificate again. Sessions are kept server
- * side (TLS 1.2 session IDs, TLS 1.3 stateful PSK tickets), so live
- * SSL_SESSION objects are reused instead of being re-decoded from tickets,
- * and resumption works whichever worker accepts the connection.
+ * One tls_ctx_t is built per configuration generation and shared by every
+ * worker thread; the sessions and the verify cache live in a tls_store_t
+ * (store.h) shared by every generation's context. The identity of a client is
+ * extracted once, while its chain is verified on a full handshake, and
+ * attached to the SSL_SESSION; a resumed handshake finds it there without
+ * parsing the certificate again. Sessions are kept server side (TLS 1.2
+ * session IDs, TLS 1.3 stateful PSK tickets), so live SSL_SESSION objects are
+ * reused instead of being re-decoded from tickets, and resumption works
+ * whichever worker accepts the connection, under whichever generation, as
+ * long as the trust of the session's class is the same (class trust digest).
  */
 #ifndef PORTCULLIS_TLS_H
 #define PORTCULLIS_TLS_H
@@ -19,14 +22,20 @@
 #include "../config/config.h"
 #include "../policy/mirror.h"
 #include "../policy/revocation.h"
+#include "store.h"
 #include "vcache.h"
 
+#define TLS_CLASS_DIGEST_LEN 32   /* SHA-256 */
+
 /* What the gateway knows about a verified client. Immutable once built;
- * shared by reference count between sessions and connections. */
+ * shared by reference count between sessions and connections. Self-contained:
+ * it points into no configuration or context, so it may outlive both. */
 typedef struct tls_identity {
     int refs;                 /* atomic */
-    int class_idx;            /* index into cfg tls.classes */
-    const char *class_name;   /* points into the config (outlives sessions in use) */
+    int class_idx;            /* index into tls.classes of the context that built it
+                               * (or rebased it: tls_identity_rebase) */
+    char class_name[CFG_MAX_NAME];
+    unsigned char class_digest[TLS_CLASS_DIGEST_LEN]; /* the class's trust digest there */
     char serial[2 * 20 + 1];  /* lowercase hex, no leading zeros */
     char fingerprint[65];     /* lowercase hex SHA-256 of the DER */
     char x5t_s256[44];        /* the same digest, base64url without padding (RFC 8705) */
@@ -51,10 +60,28 @@ typedef struct tls_identity {
 
 typedef struct tls_ctx tls_ctx_t;
 
-/* Builds the server context. Returns NULL and writes a reason to err. */
-tls_ctx_t *tls_ctx_new(const cfg_t *cfg, char *err, size_t errlen);
+/* Builds the server context for cfg, attached to store: its sessions and
+ * verified chains go to the store and it resumes (uses) those made under any
+ * context of the store whose class of the same name has the same trust
+ * digest. store NULL: the context makes its own store, configured from cfg
+ * and freed with it. tls_ctx_new does not configure a shared store (the
+ * builder calls tls_store_configure once the whole generation is built).
+ * Returns NULL and writes a reason to err.
+ * Lifetime: cfg and store outlive the context; the context outlives its
+ * connections (SSL objects). Threads: any number of workers may handshake on
+ * it at once. */
+tls_ctx_t *tls_ctx_new(const cfg_t *cfg, tls_store_t *store, char *err, size_t errlen);
 void tls_ctx_free(tls_ctx_t *t);
 SSL_CTX *tls_ctx_ssl(tls_ctx_t *t);
+tls_store_t *tls_ctx_store(tls_ctx_t *t);
+
+/* The trust digest of class idx of this context (TLS_CLASS_DIGEST_LEN
+ * bytes), or NULL if idx is out of range: SHA-256 over the class name, the
+ * DER of every CA of its bundle in file order, the verification parameters
+ * (purpose, depth, minimum TLS version) and the identity configuration that
+ * shapes an identity (identity.device_id_source, device_id_prefix). Two
+ * contexts' classes with equal digests verify and name a client alike. */
+const unsigned char *tls_ctx_class_digest(const tls_ctx_t *t, size_t idx);
 
 /* The revocation mirror consulted on every handshake (NULL: none). */
 void tls_ctx_set_mirror(tls_ctx_t *t, pol_mirror_t *m);
@@ -75,13 +102,14 @@ const char *tls_identity_revoked_by(tls_ctx_t *t, const tls_identity_t *id);
 const char *tls_verify_failure(SSL *ssl);
 
 /* Verify cache (tls.verify_cache): a full handshake whose client presents a
- * chain this context already verified skips X509_verify_cert; the revocation
- * check still runs. The cache belongs to the context, as the trust store
- * does. tls_verify_cached: 1 if this SSL's handshake was such a hit.
- * tls_ctx_vcache_stats: 0 and the counters, or -1 when the cache is disabled.
- * tls_ctx_vcache_flush: forget every verified chain; to be called by anything
- * that changes the trust store or verification parameters of a live context
- * (today nothing does: a new configuration means a new context). */
+ * chain already verified under a class of the same trust digest skips
+ * X509_verify_cert; the revocation check still runs. The cache belongs to
+ * the store. tls_verify_cached: 1 if this SSL's handshake was such a hit.
+ * tls_ctx_vcache_stats: 0 and the counters of the store's cache, or -1 when
+ * it is disabled. tls_ctx_vcache_flush: forget every verified chain of the
+ * store; to be called by anything that changes the trust store or
+ * verification parameters of a live context (today nothing does: a new
+ * configuration means a new context, whose digests decide). */
 int tls_verify_cached(SSL *ssl);
 int tls_ctx_vcache_stats(tls_ctx_t *t, tls_vcache_stats_t *st);
 void tls_ctx_vcache_flush(tls_ctx_t *t);
@@ -91,9 +119,14 @@ void tls_ctx_vcache_flush(tls_ctx_t *t);
 tls_identity_t *tls_identity_get(SSL *ssl);
 void tls_identity_release(tls_identity_t *id);
 
-/* Builds an identity from a verified leaf certificate (exposed for tests). */
+/* Builds an identity from a verified leaf certificate (exposed for tests);
+ * class_name is copied (cut at CFG_MAX_NAME - 1 bytes), class_digest is left
+ * zero (tls.c sets it). */
 tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
                                        const cfg_identity_t *icfg);
+/* A new identity with the same fields as id (deep copies) but class_idx; the
+ * caller owns the reference. NULL when out of memory. */
+tls_identity_t *tls_identity_rebase(const tls_identity_t *id, int class_idx);
 /* Adds what the CA certificates of a verified chain (chain[1..], leaf first
  * as X509_STORE_CTX_get0_chain gives it) mean for an identity not yet
  * shared: their fingerprints as revocation keys, and the effective

@@ -57,7 +57,7 @@ int main(void)
     default_icfg(&icfg);
     tls_identity_t id;
     memset(&id, 0, sizeof(id));
-    id.class_name = "device";
+    snprintf(id.class_name, sizeof(id.class_name), "device");
     snprintf(id.serial, sizeof(id.serial), "1a2b");
     snprintf(id.fingerprint, sizeof(id.fingerprint), "00ff");
     id.subject = "CN=device-1234,O=Example Org";

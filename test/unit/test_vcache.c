@@ -25,6 +25,7 @@
 #include "../../tls/tls.h"
 #include "../../tls/vcache.h"
 #include "check.h"
+#include "pki_util.h"
 
 /* ------------------------------------------------------------ the table */
 
@@ -56,9 +57,98 @@ static tls_vcache_stats_t stats(tls_vcache_t *c)
     return st;
 }
 
+static int accept_none(const tls_identity_t *id, void *arg)
+{
+    (void)id;
+    (void)arg;
+    return -1;
+}
+
+static int accept_seven(const tls_identity_t *id, void *arg)
+{
+    (void)id;
+    (void)arg;
+    return 7;
+}
+
+/* Resizing keeps the most recently used entries, in their order; a
+ * conditional lookup and an in-place replacement. */
+static void test_resize(void)
+{
+    tls_vcache_t *c = tls_vcache_new(4);
+    unsigned char k[5][TLS_VCACHE_KEY_LEN];
+    tls_identity_t *ids[5];
+    for (int i = 0; i < 4; i++) {
+        key_of(k[i], 100 + (unsigned)i);
+        ids[i] = fake_id("r");
+        tls_vcache_insert(c, k[i], ids[i], 1000, 9000);   /* 3 is the most recent */
+    }
+    tls_identity_release(tls_vcache_lookup(c, k[0], 1001));   /* now 0, 3, 2, 1 */
+    CHECK(tls_vcache_resize(c, 2) == 0 && stats(c).entries == 2 && stats(c).capacity == 2 &&
+              stats(c).evictions == 2 && refs(ids[1]) == 1 && refs(ids[2]) == 1,
+          "resize 4 -> 2: the two most recent stay, the others are released");
+    CHECK(tls_vcache_resize(c, 6) == 0 && stats(c).entries == 2 && stats(c).capacity == 6,
+          "resize 2 -> 6: every entry kept");
+    key_of(k[4], 200);
+    ids[4] = fake_id("n");
+    for (int i = 1; i < 5; i++)
+        if (i != 3)
+            tls_vcache_insert(c, k[i], ids[i], 1002, 9000);
+    CHECK(stats(c).entries == 5 && stats(c).evictions == 2, "room for the new capacity");
+    tls_vcache_resize(c, 1);
+    tls_identity_t *got = tls_vcache_lookup(c, k[4], 1003);
+    CHECK(got == ids[4] && stats(c).entries == 1, "resize to 1: the most recent is the one kept");
+    tls_identity_release(got);
+
+    int verdict = 0;
+    CHECK(tls_vcache_lookup_if(c, k[4], 1003, UINT64_MAX, accept_none, NULL, &verdict) == NULL &&
+              verdict == -1 && stats(c).entries == 1,
+          "lookup_if: refused by accept is a miss, the entry stays");
+    got = tls_vcache_lookup_if(c, k[4], 1003, UINT64_MAX, accept_seven, NULL, &verdict);
+    CHECK(got == ids[4] && verdict == 7, "lookup_if: accept's verdict is passed back");
+    tls_identity_release(got);
+    tls_identity_t *repl = fake_id("x");
+    CHECK(tls_vcache_replace(c, k[4], ids[0], repl) < 0 && refs(repl) == 1,
+          "replace: refused when the entry holds another identity");
+    CHECK(tls_vcache_replace(c, k[4], ids[4], repl) == 0 && refs(repl) == 2 && refs(ids[4]) == 1,
+          "replace: swaps the reference");
+    got = tls_vcache_lookup(c, k[4], 8999);
+    CHECK(got == repl, "replace: the deadline is kept");
+    tls_identity_release(got);
+    CHECK(tls_vcache_lookup(c, k[4], 9000) == NULL, "replace: ... and still ends the entry");
+    tls_vcache_insert(c, k[4], repl, 5000, 9000);
+    CHECK(tls_vcache_lookup_if(c, k[4], 5999, 1000, NULL, NULL, &verdict) == repl &&
+              refs(repl) == 3,
+          "lookup_if: younger than max_age: a hit");
+    tls_identity_release(repl);
+    CHECK(tls_vcache_lookup_if(c, k[4], 6000, 1000, NULL, NULL, &verdict) == NULL &&
+              stats(c).entries == 0,
+          "lookup_if: max_age old: expired, dropped (a shorter lifetime of the caller)");
+
+    tls_vcache_resize(c, 0);
+    CHECK(stats(c).entries == 0 && tls_vcache_insert(c, k[0], ids[0], 1, 9) < 0,
+          "resize to 0: empty, and inserts are refused");
+    tls_vcache_free(c);
+    for (int i = 0; i < 5; i++) {
+        CHECK(refs(ids[i]) == 1, "resize: references back to the owner's");
+        tls_identity_release(ids[i]);
+    }
+    tls_identity_release(repl);
+}
+
 static void test_table(void)
 {
-    CHECK(tls_vcache_new(0) == NULL, "capacity 0 is refused");
+    tls_vcache_t *z = tls_vcache_new(0);
+    {
+        unsigned char k0[TLS_VCACHE_KEY_LEN];
+        key_of(k0, 1);
+        tls_identity_t *zi = fake_id("aa");
+        CHECK(z && tls_vcache_insert(z, k0, zi, 1, 9) < 0 && tls_vcache_lookup(z, k0, 2) == NULL &&
+                  refs(zi) == 1,
+              "capacity 0: holds nothing (insert refused, lookup misses, no reference kept)");
+        tls_identity_release(zi);
+        tls_vcache_free(z);
+    }
 
     tls_vcache_t *c = tls_vcache_new(4);
     CHECK(c != NULL, "cache of 4");
@@ -173,6 +263,7 @@ static void test_table(void)
     tls_vcache_free(c);
     CHECK(refs(a) == 1, "capacity 1: references released");
     tls_identity_release(a);
+    test_resize();
 }
 
 /* Several threads sharing one small cache: afterwards every reference the
@@ -229,82 +320,6 @@ static void test_threads(void)
 }
 
 /* ------------------------------------------------------------ handshakes */
-
-typedef struct {
-    EVP_PKEY *key;
-    X509 *cert;
-} pair_t;
-
-static X509 *make_cert(EVP_PKEY *pub, const char *cn, long serial, X509 *issuer,
-                       EVP_PKEY *issuer_key, int ca, long valid_s)
-{
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"Example Org", -1, -1, 0);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), valid_s);
-    X509_set_pubkey(x, pub);
-    X509V3_CTX v3;
-    X509V3_set_ctx_nodb(&v3);
-    X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
-    const char *ext[][2] = {
-        {"basicConstraints", ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
-        {"keyUsage", ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature"},
-        {"extendedKeyUsage", ca ? NULL : "clientAuth,serverAuth"},
-    };
-    for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
-        if (!ext[i][1])
-            continue;
-        X509_EXTENSION *e = X509V3_EXT_conf(NULL, &v3, ext[i][0], ext[i][1]);
-        X509_add_ext(x, e, -1);
-        X509_EXTENSION_free(e);
-    }
-    X509_sign(x, issuer_key, EVP_sha256());
-    return x;
-}
-
-static pair_t make_pair(const char *cn, long serial, const pair_t *issuer, int ca)
-{
-    pair_t p = {EVP_EC_gen("P-256"), NULL};
-    p.cert = make_cert(p.key, cn, serial, issuer ? issuer->cert : NULL,
-                       issuer ? issuer->key : p.key, ca, 30L * 86400);
-    return p;
-}
-
-static void free_pair(pair_t *p)
-{
-    X509_free(p->cert);
-    EVP_PKEY_free(p->key);
-}
-
-static void write_pem(const char *path, X509 *cert, EVP_PKEY *key)
-{
-    FILE *f = fopen(path, "w");
-    if (cert)
-        PEM_write_X509(f, cert);
-    if (key)
-        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-}
-
-/* A client context presenting cert (and the extra chain certificates). */
-static SSL_CTX *client(X509 *cert, EVP_PKEY *key, X509 *extra, int tls12)
-{
-    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
-    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
-    SSL_CTX_use_certificate(c, cert);
-    SSL_CTX_use_PrivateKey(c, key);
-    if (extra)
-        SSL_CTX_add1_chain_cert(c, extra);
-    if (tls12)
-        SSL_CTX_set_max_proto_version(c, TLS1_2_VERSION);
-    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
-    return c;
-}
 
 typedef struct {
     int ok;                /* the server completed the handshake */
@@ -417,7 +432,7 @@ static void test_handshakes(void)
     cfg.identity.device_id_prefix = "urn:portcullis:device:";
 
     char err[256] = "";
-    tls_ctx_t *t = tls_ctx_new(&cfg, err, sizeof(err));
+    tls_ctx_t *t = tls_ctx_new(&cfg, NULL, err, sizeof(err));
     CHECK(t != NULL, "tls_ctx_new with a verify cache");
     if (!t) {
         printf("# %s\n", err);
@@ -479,7 +494,7 @@ static void test_handshakes(void)
 
     /* size 1: every new chain evicts the previous one */
     cfg.tls.verify_cache_size = 1;
-    t = tls_ctx_new(&cfg, err, sizeof(err));
+    t = tls_ctx_new(&cfg, NULL, err, sizeof(err));
     handshake(t, ca);
     handshake(t, cb);
     r1 = handshake(t, ca);
@@ -490,7 +505,7 @@ static void test_handshakes(void)
 
     /* size 0: no cache, verification as without it */
     cfg.tls.verify_cache_size = 0;
-    t = tls_ctx_new(&cfg, err, sizeof(err));
+    t = tls_ctx_new(&cfg, NULL, err, sizeof(err));
     tls_vcache_stats_t none;
     CHECK(t && tls_ctx_vcache_stats(t, &none) < 0, "size 0: no cache");
     r1 = handshake(t, ca);
