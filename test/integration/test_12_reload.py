@@ -299,6 +299,44 @@ def _(env):
         rg.stop()
 
 
+@test("reload: a CA removed from a class bundle: its certificates are refused at once, cached chain and saved session or not", timeout=40)
+def _(env):
+    port = free_port()
+    d = _dir(env, "ca-removed")
+    bundle = _copy(env.pki("device-ca.crt"), os.path.join(d, "device-bundle.pem"))
+    classes = [{"name": "device", "ca": bundle},
+               {"name": "bootstrap", "ca": env.pki("bootstrap-ca.crt")}]
+    routes = [_route("/load/", upstream="load", classes=("device", "bootstrap")), _route("/")]
+    rg = ReloadGateway(env, "reload-ca-removed",
+                       _config(env, port, {"tls": {"classes": classes}}, routes=routes))
+    load = _load(env, rg, cert="bootstrap")
+    try:
+        load.start()
+        saved = {}
+        for v, name in VERSIONS:
+            ctx = client_ctx(env, "device", v)
+            eq(verdict(env, rg, ctx), "HTTP 200", "%s: device before the reload" % name)
+            resp, sess, _ = _get(env, rg, "/api/s", ctx=ctx)   # the chain is now cached
+            eq(resp.status, 200, "%s: device session" % name)
+            saved[v] = (ctx, sess)
+        with open(bundle, "w") as f, open(env.pki("other-ca.crt")) as o:
+            f.write(o.read())
+        doc = rg.reload_ok(what="device CA removed")
+        _changed(doc, "device CA removed", files=[bundle], classes_changed=["device"])
+        before = env.upstream_count()
+        for v, name in VERSIONS:
+            ctx, sess = saved[v]
+            eq(verdict(env, rg, ctx), "TLSV1_ALERT_UNKNOWN_CA",
+               "%s: a new handshake of a certificate whose CA left the bundle" % name)
+            eq(verdict(env, rg, ctx, sess), "TLSV1_ALERT_UNKNOWN_CA",
+               "%s: a session saved before the CA left the bundle" % name)
+        eq(env.upstream_count(), before, "requests that reached the upstream after the removal")
+        check_clean(load.stop(), "CA removed")
+    finally:
+        load.kill()
+        rg.stop()
+
+
 # ---------------------------------------------------------------------------
 # 4. a rate limit tightened
 
