@@ -186,7 +186,13 @@ def _(env):
         eq(old.request("GET", "/api/after").status, 200,
            "old keep-alive connection after the reload")
         old.close()
-        _runtime_is(rg, "after the rotation", generation=2, reloads=1, reload_failures=0)
+        rt = _runtime_is(rg, "after the rotation", generation=2, reloads=1, reload_failures=0)
+        last = rt.get("last_reload") or {}
+        eq(last.get("ok"), True, "runtime.last_reload.ok")
+        check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+                           str(last.get("at"))), "runtime.last_reload.at %r is not RFC 3339"
+              % last.get("at"))
+        eq(last.get("build_ms"), doc["build_ms"], "runtime.last_reload.build_ms")
         line = rg.wait_log(r"reload: generation 2 applied in \d+(\.\d+)? ms \(")
         check(line is not None, "no 'reload: generation 2 applied in N ms (...)' log line")
         check("srv.crt" in line and "srv.key" in line,
@@ -553,6 +559,37 @@ def _(env):
         check_clean(load.stop(), "restart-only key")
     finally:
         load.kill()
+        rg.stop()
+
+
+@test("reload: concurrent POST /admin/reload: each answers 200 or 409 reload_in_progress, one generation per 200")
+def _(env):
+    port = free_port()
+    rg = ReloadGateway(env, "reload-concurrent", _config(env, port))
+    try:
+        results = []
+
+        def go():
+            results.append(rg.reload())
+
+        threads = [threading.Thread(target=go) for _ in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(20 * TIME_FACTOR)
+        eq(len(results), 6, "answers")
+        ok = [doc for status, doc in results if status == 200]
+        busy = [doc for status, doc in results if status == 409]
+        eq(len(ok) + len(busy), 6, "answers that are 200 or 409: %s"
+           % short(json.dumps(results), 600))
+        check(ok, "no reload was applied")
+        for doc in busy:
+            eq(doc.get("error"), "reload_in_progress", "409 error code")
+        eq(sorted(d["generation"] for d in ok), list(range(2, 2 + len(ok))),
+           "generations of the applied reloads")
+        _runtime_is(rg, "after the concurrent reloads", generation=1 + len(ok), reloads=len(ok),
+                    reload_failures=0)
+    finally:
         rg.stop()
 
 
