@@ -21,11 +21,11 @@ import time
 
 from certs import Minter, serial_of
 from harness import (BINARY, H_SERIAL, REFUSAL_ERRORS, SANITIZED, TIME_FACTOR, Conn,
-                     build_request, check, eq, fail, free_port, short, test, to_yaml,
+                     build_request, check, check_identity, eq, fail, free_port, short, test, to_yaml,
                      upstream_info)
 from loadgen import (ADMIN_TOKEN, Load, ReloadGateway, check_clean, load_upstream_config,
                      proc_fds, proc_rss_kb)
-from testkit import RedisServer, expect_error, redis_overrides
+from testkit import RedisServer, expect_error, jwt_keys, mint_jwt, redis_overrides
 from tlsprobe import VERSIONS, client_ctx, verdict
 
 V3_SERVER = """\
@@ -338,6 +338,63 @@ def _(env):
                "%s: a session saved before the CA left the bundle" % name)
         eq(env.upstream_count(), before, "requests that reached the upstream after the removal")
         check_clean(load.stop(), "CA removed")
+    finally:
+        load.kill()
+        rg.stop()
+
+
+@test("reload: a route's JWKS file replaced under load: tokens of the new key accepted, the old key's refused")
+def _(env):
+    port = free_port()
+    keys = jwt_keys(env, "reload-jwt", ("es", "other"))
+    live = _copy(os.path.join(keys, "jwks.json"), os.path.join(_dir(env, "jwks"), "jwks.json"))
+    jwt = {"jwks_file": live, "issuer": "https://issuer.example", "audience": "api",
+           "leeway": "5s"}
+    rg = ReloadGateway(env, "reload-jwks",
+                       _config(env, port, routes=_routes(_route("/jwt/", jwt=jwt))))
+    load = _load(env, rg)
+    try:
+        load.start()
+        old_tok = mint_jwt(os.path.join(keys, "es.pem"))
+        new_tok = mint_jwt(os.path.join(keys, "other.pem"))
+
+        def status(tok):
+            with env.connect(rg) as c:
+                r = c.request("GET", "/jwt/x", bearer=tok)
+            if r.status == 401:
+                eq(r.json().get("error"), "invalid_token", "401 error code")
+            return r.status
+
+        eq((status(old_tok), status(new_tok)), (200, 401), "old key, new key before the reload")
+        mint_jwt(os.path.join(keys, "other.pem"), "--write-jwks", live)
+        doc = rg.reload_ok(what="JWKS")
+        _changed(doc, "JWKS", files=[live])
+        eq((status(old_tok), status(new_tok)), (401, 200), "old key, new key after the reload")
+        check_clean(load.stop(), "JWKS change")
+    finally:
+        load.kill()
+        rg.stop()
+
+
+@test("reload: a session made under a generation since freed resumes with its identity intact")
+def _(env):
+    port = free_port()
+    rg = ReloadGateway(env, "reload-freed-gen", _config(env, port))
+    load = _load(env, rg, modes=("full",))   # short connections: they pin no generation for long
+    try:
+        load.start()
+        saved = {v: _session(env, rg, "device", v, "/api/s") for v, _ in VERSIONS}
+        for i in range(3):
+            rg.reload_ok(_config(env, port, routes=_routes(_route("/flip/%d/" % i))),
+                         what="reload %d" % (i + 1))
+        check(rg.wait_generations_live(1, 5.0), "generation 1 not freed: %r" % rg.runtime())
+        want = env.identity("device", "device")
+        for v, name in VERSIONS:
+            ctx, sess = saved[v]
+            resp, _, reused = _get(env, rg, "/api/resumed", ctx=ctx, session=sess)
+            check(reused, "%s: a session of the freed generation 1 did not resume" % name)
+            check_identity(upstream_info(resp, "%s resumed" % name), want)
+        check_clean(load.stop(), "freed generation")
     finally:
         load.kill()
         rg.stop()
