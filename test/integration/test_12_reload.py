@@ -21,8 +21,8 @@ import time
 
 from certs import Minter, serial_of
 from harness import (BINARY, H_SERIAL, REFUSAL_ERRORS, SANITIZED, TIME_FACTOR, Conn,
-                     build_request, check, check_identity, eq, fail, free_port, short, test, to_yaml,
-                     upstream_info)
+                     build_request, check, check_identity, eq, fail, free_port, short, test,
+                     to_yaml, upstream_info)
 from loadgen import (ADMIN_TOKEN, Load, ReloadGateway, check_clean, load_upstream_config,
                      proc_fds, proc_rss_kb)
 from testkit import RedisServer, expect_error, jwt_keys, mint_jwt, redis_overrides
