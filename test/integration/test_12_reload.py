@@ -607,12 +607,21 @@ def _(env):
         cfg["workers"] = w + 1
         status, doc = rg.reload(cfg)
         errors = _refused(rg, status, doc, 1, "workers changed")
-        eq(errors, ["%s: workers: changed from %d to %d; this key needs a restart (the reload was "
-                    "refused)" % (rg.config_path, w, w + 1)], "workers changed: errors")
+        tail = "this key needs a restart (the reload was refused)"
+        eq(errors, ["%s: workers: changed from %d to %d; %s" % (rg.config_path, w, w + 1, tail)],
+           "workers changed: errors")
+        # two restart-only keys: one error each
+        cfg["redis"] = dict(cfg["redis"], db=3)
+        status, doc = rg.reload(cfg)
+        errors = _refused(rg, status, doc, 1, "workers and redis.db changed")
+        eq(sorted(errors), sorted(["%s: workers: changed from %d to %d; %s"
+                                   % (rg.config_path, w, w + 1, tail),
+                                   "%s: redis.db: changed from 0 to 3; %s" % (rg.config_path, tail)]),
+           "workers and redis.db changed: errors")
         before = env.upstream_count()
         expect_error(env, _get(env, rg, "/new/x")[0], before, 404, "no_route",
                      "a route of the refused file")
-        _runtime_is(rg, "after the refusal", generation=1, reloads=0, reload_failures=1)
+        _runtime_is(rg, "after the refusals", generation=1, reloads=0, reload_failures=2)
         check_clean(load.stop(), "restart-only key")
     finally:
         load.kill()
