@@ -75,7 +75,10 @@ class Load:
     load upstream); cert: a gen-pki client certificate name, or a
     (crt, key) pair; bearer: the Authorization token, if the route needs
     one. Each bench verifies the server against the PKI's server CA, so a
-    replaced server certificate must still chain to it."""
+    replaced server certificate must still chain to it. Every mode runs
+    open loop at rates[mode] requests/s over conns[mode] connections,
+    except the modes in closed_loop (each connection sends its next request
+    as soon as a response is complete: as fast as the gateway goes)."""
 
     def __init__(self, env, port, path="/load/", cert="device", bearer=None,
                  modes=("full", "keepalive"), rates=None, conns=None, resume_kind="tls13",

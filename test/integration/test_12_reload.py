@@ -711,7 +711,7 @@ def _(env):
     try:
         load.start()
         c = env.connect(rg, timeout=10)
-        size = 4000000
+        size = 16000000   # more than the socket buffers hold: still under way
         c.send(build_request("GET", "/api/download?bytes=%d" % size, bearer=env.bearer))
         head = c._read_until(b"\r\n\r\n", 65536, 10)
         check(head.startswith(b"HTTP/1.1 200 ") and b"\nconnection: close" not in head.lower(),
@@ -722,8 +722,16 @@ def _(env):
         check(rg.wait_log(r"reload grace over for generation 1", off, 3.0) is not None,
               "no 'reload grace over' log line within 3s of the reload (reload_grace 1s)")
         time.sleep(0.3)
-        body = c._read_chunked(10)
+        body = c._read_chunked(10 * TIME_FACTOR)
         eq(len(body), size, "the body of the response under way across the grace")
+        # the case needs the response still under way when the grace ended:
+        # its access-log line (written when it completes) comes after
+        log = rg.log_since(off).splitlines()
+        grace_at = [i for i, ln in enumerate(log) if "reload grace over for generation 1" in ln]
+        done_at = [i for i, ln in enumerate(log) if "GET /api/download?bytes=%d 200" % size in ln]
+        check(grace_at and done_at and done_at[0] > grace_at[0],
+              "test precondition: the download completed before the grace ended (log: %s)"
+              % short(" | ".join(log), 600))
         # nothing told the client the connection would close: it may send again
         try:
             c.send(build_request("GET", "/api/next", bearer=env.bearer))
