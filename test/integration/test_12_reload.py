@@ -305,6 +305,29 @@ def _(env):
         rg.stop()
 
 
+@test("reload: a chain verified before a reload that left its class unchanged is a verify-cache hit after it")
+def _(env):
+    port = free_port()
+    routes = [_route("/load/", upstream="load", classes=("device", "bootstrap")), _route("/api/")]
+    rg = ReloadGateway(env, "reload-vcache", _config(env, port, routes=routes))
+    load = _load(env, rg, cert="bootstrap")
+    try:
+        load.start()
+        eq(_get(env, rg, "/api/v", cert="device")[0].status, 200, "device before the reload")
+        rg.reload_ok(_config(env, port, routes=routes + [_route("/new/")]), what="route added")
+        check_clean(load.stop(), "verify cache")
+        vc0 = rg.health()["verify_cache"]
+        eq(_get(env, rg, "/api/v", cert="device")[0].status, 200,
+           "device after the reload (a full handshake)")
+        vc1 = rg.health()["verify_cache"]
+        eq((vc1["hits"] - vc0["hits"], vc1["misses"] - vc0["misses"]), (1, 0),
+           "verify cache (hits, misses) of the device's full handshake after the reload "
+           "(before %s, after %s)" % (vc0, vc1))
+    finally:
+        load.kill()
+        rg.stop()
+
+
 @test("reload: a CA removed from a class bundle: its certificates are refused at once, cached chain and saved session or not", timeout=40)
 def _(env):
     port = free_port()
