@@ -179,6 +179,7 @@ static void handshake_done(gw_conn_t *c)
     gw_worker_watch_expiry(c->w, c->id->not_after_t);
     c->state = C_HTTP;
     c->action = "waiting for request";
+    c->idle_since_ms = gw_conn_now_ms(c);
     CLOG(c, GW_DEBUG, "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
          SSL_get_cipher_name(c->ssl),
          SSL_session_reused(c->ssl) ? " resumed" : tls_verify_cached(c->ssl) ? " chain-cached" : "",
@@ -546,39 +547,47 @@ time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now)
     return next;
 }
 
-void gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg)
+int64_t gw_conn_now_ms(const gw_conn_t *c)
 {
+    struct timeval tv;
+    event_base_gettimeofday_cached(c->w->base, &tv);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Idle, nothing buffered, and no request for RETIRE_QUIET_MS: a client
+ * that was about to send one would most likely have done so. */
+static int quiet(gw_conn_t *c, int64_t now)
+{
+    return c->state == C_HTTP && !c->req_active && !c->resp_active && !evbuffer_get_length(c->in) &&
+           !SSL_has_pending(c->ssl) && now - c->idle_since_ms >= GW_RETIRE_QUIET_MS;
+}
+
+size_t gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg)
+{
+    size_t left = 0;
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    int64_t now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     gw_conn_t *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (c->wg != wg || c->state == C_LINGER || c->state == C_CLOSING)
+        if ((wg && c->wg != wg) || c->state == C_LINGER || c->state == C_CLOSING)
             continue;
-        if (c->state == C_HTTP && !c->req_active && !c->resp_active) {
-            c->state = C_CLOSING;   /* idle between requests */
-            c->action = "closing for reload";
+        c->retiring = 1;   /* the next response says Connection: close */
+        if (quiet(c, now)) {
+            c->state = C_CLOSING;
+            c->action = w->draining ? "closing for shutdown" : "closing for reload";
+            gw_conn_kick(c);
         } else {
-            c->close_after = 1;     /* after the response in progress */
+            left++;        /* a handshake, a request, or idle only since just now */
         }
-        gw_conn_kick(c);
     }
+    return left;
 }
 
 void gw_conn_drain_all(gw_worker_t *w)
 {
-    gw_conn_t *c = w->conns, *next;
-    for (; c; c = next) {
-        next = c->next;
-        if (c->state == C_LINGER)
-            continue;               /* already closing, within its own bound */
-        if (c->state == C_HANDSHAKE || (!c->req_active && !c->resp_active)) {
-            c->state = C_CLOSING;   /* nothing in flight */
-            c->action = "closing for shutdown";
-        } else {
-            c->close_after = 1;     /* after the response in progress */
-        }
-        gw_conn_kick(c);
-    }
-    if (w->nconns == 0)
+    if (gw_conn_retire(w, NULL) == 0 && w->nconns == 0)
         event_base_loopexit(w->base, NULL);
 }
 

@@ -46,6 +46,10 @@ struct gw_conn {
     tls_identity_t *id;
     uint64_t rev_gen;           /* revocation generation the identity was last checked at */
     int cert_expired;           /* notAfter passed while a request was in progress */
+    int retiring;               /* drain or the end of a reload grace: every response from
+                                 * now says Connection: close, and the connection closes after
+                                 * it, or once idle and quiet (gw_conn_retire) */
+    int64_t idle_since_ms;      /* when it last began waiting for a request (the loop's clock) */
     int dead;                   /* gw_conn_io frees it */
     int want_write;             /* SSL needs the socket writable */
     int rev_off;                /* the read event is not registered */
@@ -118,6 +122,8 @@ struct gw_conn {
     } while (0)
 
 char *gw_conn_ctx(const gw_conn_t *c, char *buf, size_t n);
+/* The worker loop's cached clock, in ms (wall clock; for idle ages). */
+int64_t gw_conn_now_ms(const gw_conn_t *c);
 
 static inline const cfg_t *CFG(const gw_conn_t *c)
 {

@@ -42,6 +42,7 @@ typedef struct gw_worker {
     struct event *stop_ev;   /* activated by the main thread on SIGTERM/SIGINT */
     struct event *reload_ev; /* activated by the main thread after a reload */
     struct event *drain_timer;
+    struct event *retire_ev; /* draining: connections retire as they become quiet */
     struct event *rev_ev;    /* activated by the control thread when the revocation set changes */
     struct event *expiry_ev; /* fires at the earliest notAfter of its connections' certificates */
     time_t expiry_at;        /* the notAfter expiry_ev is armed for; 0: not armed */
@@ -64,9 +65,14 @@ void gw_wgen_conn_closed(gw_worker_t *w, gw_wgen_t *wg);
 /* What conn.c needs of a worker generation. */
 gw_gen_t *gw_wgen_gen(const gw_wgen_t *wg);
 ups_pool_t *gw_wgen_pool(const gw_wgen_t *wg);
-/* The reload grace of an old generation ended: its idle connections close
- * now, busy ones after their response. */
-void gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg);
+/* Retires the connections of wg (NULL: all, for the drain): each response
+ * from now on says Connection: close and ends its connection; one idle and
+ * quiet for GW_RETIRE_QUIET_MS closes now. Never closes a connection while
+ * a request of its client may be on the way, so the caller calls it again
+ * (every GW_RETIRE_TICK_MS) while it returns a count of connections left. */
+#define GW_RETIRE_QUIET_MS 500
+#define GW_RETIRE_TICK_MS 250
+size_t gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg);
 /* Closes connections whose certificate is now revoked (busy ones after
  * their response). */
 void gw_conn_revocation_scan(gw_worker_t *w);
@@ -76,7 +82,7 @@ void gw_conn_revocation_scan(gw_worker_t *w);
 time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now);
 /* A connection with a certificate valid until not_after joined worker w. */
 void gw_worker_watch_expiry(gw_worker_t *w, time_t not_after);
-/* Drain: idle connections close now, busy ones after their response. */
+/* Drain: gw_conn_retire for every connection; the worker repeats it. */
 void gw_conn_drain_all(gw_worker_t *w);
 /* Drain timeout or exit: every connection closes now. */
 void gw_conn_close_all(gw_worker_t *w);

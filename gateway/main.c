@@ -212,6 +212,49 @@ static json_t *changes_json(const gw_changes_t *ch)
                      "listeners_removed", strv_json(ch->listeners_removed, ch->nlisteners_removed));
 }
 
+/* The revocation sync judges "<class>:<serial>" entries by the running
+ * classes: told on its own thread, the generation held until then. */
+typedef struct {
+    pol_revsync_t *sync;
+    gw_gen_t *gen;
+} classes_t;
+
+static void on_classes(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    classes_t *cl = arg;
+    pol_revsync_set_classes(cl->sync, &cl->gen->cfg->tls);
+    gw_gen_release(cl->gen);
+    free(cl);
+}
+
+static int same_class_names(const cfg_t *a, const cfg_t *b)
+{
+    if (a->tls.nclasses != b->tls.nclasses)
+        return 0;
+    for (size_t i = 0; i < a->tls.nclasses; i++)
+        if (strcmp(a->tls.classes[i].name, b->tls.classes[i].name) != 0)
+            return 0;
+    return 1;
+}
+
+static void tell_sync_classes(control_t *ctl, gw_gen_t *gen)
+{
+    classes_t *cl = calloc(1, sizeof *cl);
+    struct timeval now = {0, 0};
+    if (cl) {
+        cl->sync = ctl->sync;
+        cl->gen = gw_gen_acquire(gen);
+    }
+    if (!cl || event_base_once(ctl->base, -1, EV_TIMEOUT, on_classes, cl, &now) != 0) {
+        gw_log(GW_ERR, NULL, "reload: out of memory telling the revocation sync the new classes");
+        if (cl)
+            gw_gen_release(cl->gen);
+        free(cl);
+    }
+}
+
 /* Every worker gives new connections the published generation, or the
  * wait gives up (logged: a stuck worker would be a bug). */
 #define SWITCH_WAIT_MS 10000
@@ -277,6 +320,8 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     if (gw_changes_compute(cur, gen, &ch) < 0)
         gw_log(GW_WARN, NULL, "reload: out of memory listing the changes");
     gw_log_setup(gen->cfg->logging.level, gen->cfg->logging.format);
+    if (!same_class_names(cur->cfg, gen->cfg))
+        tell_sync_classes(ctl, gen);
     gw_gen_t *old = gw_proc_publish(ctl->proc, gen);
     uint64_t number = gen->number;   /* gen is the process's now */
     if (switch_workers(ctl, number) == 0)

@@ -65,7 +65,7 @@ static void respond_error(gw_conn_t *c, int status, const char *code, const char
 {
     if (!c->request_id[0])
         new_request_id(c->request_id);
-    if (c->w->draining || c->close_after)
+    if (c->retiring || c->close_after)
         close = 1;
     char body[640], esc[400];
     size_t k = 0;   /* messages may carry text from elsewhere: escape for JSON */
@@ -120,7 +120,10 @@ static void finish_response(gw_conn_t *c)
     access_log(c);
     c->resp_active = 0;
     c->served++;
-    if (c->close_after || !c->req_complete || c->w->draining) {
+    /* a response whose head went out without Connection: close never
+     * closes the connection under the client (it may be sending its next
+     * request): retiring connections close once idle (gw_conn_retire) */
+    if (c->close_after || !c->req_complete) {
         c->close_after = 1;
         c->state = C_CLOSING;
         c->action = "closing";
@@ -152,6 +155,7 @@ static void finish_response(gw_conn_t *c)
         llhttp_resume(&c->parser);
     }
     c->action = "waiting for request";
+    c->idle_since_ms = gw_conn_now_ms(c);
     gw_conn_arm(c, T_IDLE, CFG(c)->timeouts.idle_ms);
 }
 
@@ -160,7 +164,7 @@ static void finish_response(gw_conn_t *c)
 static void up_head(void *arg, int status, const ups_hdrs_t *h, int framing, uint64_t clen)
 {
     gw_conn_t *c = arg;
-    int close = c->close_after || !c->req_complete || c->w->draining;
+    int close = c->close_after || !c->req_complete || c->retiring;
     int cframing = framing;
     if (framing == UPS_FRAME_CHUNKED || framing == UPS_FRAME_EOF) {
         if (c->http_minor >= 1) {
@@ -823,7 +827,9 @@ void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra
                         "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s\r\n",
                         status, ups_reason(status), blen, c->request_id, extra ? extra : "",
                         c->rl_headers ? c->rl_headers : "",
-                        c->close_after || c->w->draining ? "Connection: close\r\n" : "");
+                        c->close_after || c->retiring ? "Connection: close\r\n" : "");
+    if (c->retiring)
+        c->close_after = 1;
     if (blen)
         evbuffer_add(c->out, json, blen);
     c->status = status;

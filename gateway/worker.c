@@ -18,7 +18,8 @@ struct gw_wgen {
     gw_gen_t *gen;          /* one reference, held until this is freed */
     ups_pool_t *pool;       /* upstream connections of this generation's upstreams */
     size_t nconns;
-    struct event *grace;    /* an old generation: when its idle connections close */
+    struct event *grace;    /* an old generation: its connections retire (then every tick) */
+    int retiring;
     gw_wgen_t *next;        /* in w->old */
 };
 
@@ -98,9 +99,15 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw_wgen_t *wg = arg;
-    gw_log(GW_INFO, NULL, "worker %d: reload grace over for generation %llu: closing its %zu "
-           "connections between requests", wg->w->id, (unsigned long long)wg->gen->number, wg->nconns);
-    gw_conn_retire(wg->w, wg);
+    if (!wg->retiring)
+        gw_log(GW_INFO, NULL, "worker %d: reload grace over for generation %llu: closing its %zu "
+               "connections between requests", wg->w->id, (unsigned long long)wg->gen->number,
+               wg->nconns);
+    wg->retiring = 1;
+    if (gw_conn_retire(wg->w, wg) > 0) {
+        struct timeval tick = {0, GW_RETIRE_TICK_MS * 1000};
+        event_add(wg->grace, &tick);
+    }
 }
 
 static gw_wgen_t *wgen_new(gw_worker_t *w, gw_gen_t *gen)
@@ -240,6 +247,8 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     __atomic_store_n(&w->gen_seen, gen->number, __ATOMIC_RELEASE);
 }
 
+static void on_retire_tick(evutil_socket_t fd, short what, void *arg);
+
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -260,6 +269,20 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
                          (suseconds_t)((cfg->timeouts.drain_ms % 1000) * 1000)};
     event_add(w->drain_timer, &tv);
     gw_conn_drain_all(w);
+    struct timeval tick = {0, GW_RETIRE_TICK_MS * 1000};
+    event_add(w->retire_ev, &tick);
+}
+
+/* Draining: connections retire as they become idle and quiet. */
+static void on_retire_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_worker_t *w = arg;
+    if (gw_conn_retire(w, NULL) > 0) {
+        struct timeval tick = {0, GW_RETIRE_TICK_MS * 1000};
+        event_add(w->retire_ev, &tick);
+    }
 }
 
 static void on_revocation(evutil_socket_t fd, short what, void *arg)
@@ -334,10 +357,11 @@ int gw_worker_init(gw_worker_t *w, int id, gw_proc_t *proc, gw_gen_t *gen, char 
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->retire_ev = evtimer_new(w->base, on_retire_tick, w);
     w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
     w->expiry_ev = evtimer_new(w->base, on_expiry, w);
     worker_redis(w, gen->cfg);
-    if (!w->stop_ev || !w->reload_ev || !w->drain_timer || !w->rev_ev || !w->expiry_ev ||
+    if (!w->stop_ev || !w->reload_ev || !w->drain_timer || !w->retire_ev || !w->rev_ev || !w->expiry_ev ||
         (needs_redis(gen->cfg) && !w->redis)) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -390,7 +414,8 @@ void gw_worker_free(gw_worker_t *w)
         if (w->ls[i].ev)
             event_free(w->ls[i].ev);
     free(w->ls);
-    struct event *evs[] = {w->stop_ev, w->reload_ev, w->drain_timer, w->rev_ev, w->expiry_ev};
+    struct event *evs[] = {w->stop_ev, w->reload_ev, w->drain_timer, w->retire_ev, w->rev_ev,
+                           w->expiry_ev};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

@@ -236,7 +236,9 @@ typedef struct pending {
 
 struct pol_revsync {
     struct event_base *base;
-    const cfg_t *cfg;
+    const cfg_t *cfg;          /* redis and revocation settings (restart-only) */
+    char classes[32][CFG_MAX_NAME];  /* the running configuration's class names */
+    size_t nclasses;
     pol_mirror_t *m;
     void (*on_change)(void *);
     void *arg;
@@ -306,14 +308,18 @@ static int usable_entry(pol_revsync_t *s, const char *text, size_t len, int is_m
         r = pol_rev_canon(text, len, canon, canonlen, &form, &err) < 0 ? -1 : 1;
     if (r >= 0 && add)
         *add = r;
-    if (r >= 0 && (r == 0 || pol_rev_usable(s->cfg, canon, form, why, sizeof(why)) == 0))
+    const char *names[32];
+    for (size_t i = 0; i < s->nclasses; i++)
+        names[i] = s->classes[i];
+    if (r >= 0 && (r == 0 || pol_rev_usable_in(names, s->nclasses, canon, form, why, sizeof(why)) == 0))
         return 0;   /* a lift of an entry that can match nothing is harmless */
     bad_example(ex, text, len, r < 0 ? err : why);
     if (!quiet)
-        gw_log(GW_ERR, "action=revocation-sync", "unusable revocation %s \"%s\" (%s %s): %s; it revokes nothing",
+        gw_log(GW_ERR, "action=revocation-sync", "unusable revocation %s \"%s\" (%s %s): %s; %s",
            is_msg ? "message" : "entry", ex->entry, is_msg ? "channel" : "set",
-           is_msg ? s->cfg->revocation.channel : s->cfg->revocation.key, ex->problem);
-    return -1;
+           is_msg ? s->cfg->revocation.channel : s->cfg->revocation.key, ex->problem,
+           r < 0 ? "it revokes nothing" : "it is kept, and applies if a reload adds that class");
+    return r < 0 ? -1 : 1;
 }
 
 static void count_unusable(pol_mirror_t *m, const pol_mirror_bad_t *ex)
@@ -367,10 +373,12 @@ static void apply(pol_revsync_t *s, const char *msg, size_t len)
     char canon[POL_REV_ENTRY_MAX];
     pol_mirror_bad_t ex;
     int add = 0;
-    if (usable_entry(s, msg, len, 1, canon, sizeof(canon), &add, &ex, 0) < 0) {
+    int u = usable_entry(s, msg, len, 1, canon, sizeof(canon), &add, &ex, 0);
+    if (u != 0) {
         count_unusable(s->m, &ex);
         changed(s);   /* the health counters moved */
-        return;
+        if (u < 0)
+            return;   /* malformed: nothing to keep */
     }
     if (!add) {
         gw_log(GW_INFO, "action=revocation-sync", "lift of %s announced: re-reading the set",
@@ -505,13 +513,15 @@ static void on_sscan(redisAsyncContext *ac, void *r, void *priv)
             gw_log(GW_ERR, "action=revocation-sync", "unusable revocation entry in set %s: not a string",
                    s->cfg->revocation.key);
         }
-        if (it->type != REDIS_REPLY_STRING ||
-            usable_entry(s, it->str, it->len, 0, canon, sizeof(canon), NULL, &ex,
-                         s->load_unusable >= POL_MIRROR_EXAMPLES) < 0) {
+        int u = it->type != REDIS_REPLY_STRING
+                    ? -1 : usable_entry(s, it->str, it->len, 0, canon, sizeof(canon), NULL, &ex,
+                                        s->load_unusable >= POL_MIRROR_EXAMPLES);
+        if (u != 0) {
             if (s->load_nex < POL_MIRROR_EXAMPLES)
                 s->load_ex[s->load_nex++] = ex;
             s->load_unusable++;
-            continue;
+            if (u < 0)
+                continue;
         }
         pol_rev_key_t k = pol_rev_key(canon, strlen(canon));
         if (rt_add(&s->load, &k) < 0)
@@ -733,6 +743,22 @@ static void sync_fail(pol_revsync_t *s, const char *why)
     arm_ms(s->retry, s->backoff_ms + r % (s->backoff_ms / 2 + 1));
 }
 
+static void set_classes(pol_revsync_t *s, const cfg_tls_t *tls)
+{
+    s->nclasses = tls->nclasses < 32 ? tls->nclasses : 32;
+    for (size_t i = 0; i < s->nclasses; i++)
+        snprintf(s->classes[i], sizeof s->classes[i], "%s", tls->classes[i].name);
+}
+
+void pol_revsync_set_classes(pol_revsync_t *s, const cfg_tls_t *tls)
+{
+    set_classes(s, tls);
+    if (s->loading)
+        s->reload_after = 1;   /* the load running now used the old names */
+    else if (s->cmd_ready)
+        start_load(s);          /* recount what the set holds for these classes */
+}
+
 pol_revsync_t *pol_revsync_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *m,
                                  void (*on_change)(void *arg), void *arg)
 {
@@ -741,6 +767,7 @@ pol_revsync_t *pol_revsync_start(struct event_base *base, const cfg_t *cfg, pol_
         return NULL;
     s->base = base;
     s->cfg = cfg;
+    set_classes(s, &cfg->tls);
     s->m = m;
     s->on_change = on_change;
     s->arg = arg;

@@ -68,5 +68,11 @@ typedef struct pol_revsync pol_revsync_t;
 pol_revsync_t *pol_revsync_start(struct event_base *base, const cfg_t *cfg, pol_mirror_t *m,
                                  void (*on_change)(void *arg), void *arg);
 void pol_revsync_stop(pol_revsync_t *s);
+/* A reload changed the trust classes (on the sync's thread): a
+ * "<class>:<serial>" entry is judged against these names from now on, and
+ * the set is read again to recount the entries no class can match. Every
+ * well-formed entry is in the mirror whatever its class, so a class a reload
+ * adds is revocable from its first connection. */
+void pol_revsync_set_classes(pol_revsync_t *s, const cfg_tls_t *tls);
 
 #endif

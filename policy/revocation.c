@@ -288,6 +288,16 @@ int pol_rev_parse_message(const char *msg, size_t len, char *out, size_t outlen,
 
 int pol_rev_usable(const cfg_t *cfg, const char *canon, int form, char *why, size_t whylen)
 {
+    const char *names[32];
+    size_t n = cfg->tls.nclasses < 32 ? cfg->tls.nclasses : 32;
+    for (size_t i = 0; i < n; i++)
+        names[i] = cfg->tls.classes[i].name;
+    return pol_rev_usable_in(names, n, canon, form, why, whylen);
+}
+
+int pol_rev_usable_in(const char *const *classes, size_t nclasses, const char *canon, int form,
+                      char *why, size_t whylen)
+{
     if (whylen)
         why[0] = '\0';
     if (form != POL_REV_SERIAL)
@@ -297,8 +307,8 @@ int pol_rev_usable(const cfg_t *cfg, const char *canon, int form, char *why, siz
     char list[256];
     size_t off = 0;
     list[0] = '\0';
-    for (size_t i = 0; i < cfg->tls.nclasses; i++) {
-        const char *name = cfg->tls.classes[i].name;
+    for (size_t i = 0; i < nclasses; i++) {
+        const char *name = classes[i];
         if (strlen(name) == n && memcmp(name, canon, n) == 0)
             return 0;
         int w = snprintf(list + off, sizeof list - off, "%s%s", i ? ", " : "", name);

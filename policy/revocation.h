@@ -100,6 +100,9 @@ int pol_rev_parse_message(const char *msg, size_t len, char *out, size_t outlen,
  * configuration: a "<class>:<serial>" entry must name a class of
  * tls.classes. Returns 0, or -1 with a reason in why (always NUL-ended). */
 int pol_rev_usable(const cfg_t *cfg, const char *canon, int form, char *why, size_t whylen);
+/* The same against a list of class names. */
+int pol_rev_usable_in(const char *const *classes, size_t nclasses, const char *canon, int form,
+                      char *why, size_t whylen);
 
 /* Digest of a canonical entry (never all-zero). */
 pol_rev_key_t pol_rev_key(const char *entry, size_t len);
