@@ -689,11 +689,14 @@ def _(env):
     rg = ReloadGateway(env, "reload-grace", cfg)
     # open loop: the bench's keep-alive connections of generation 1 are idle
     # between requests when the grace ends, and close then without a failed
-    # request (a closed loop would also race the close against requests the
-    # client sends right after a response: the next test pins that case)
+    # request; closed loop: a connection that is never idle for long sends
+    # its next request right after each response, and must not lose one
     load = _load(env, rg)
+    busy_load = _load(env, rg, modes=("keepalive",), conns={"keepalive": 1},
+                      closed_loop=("keepalive",))
     try:
         load.start()
+        busy_load.start()
         idle = env.connect(rg)
         eq(idle.request("GET", "/api/idle").status, 200, "the idle connection's request")
         busy = env.connect(rg, timeout=10)
@@ -720,8 +723,10 @@ def _(env):
         check(rg.wait_generations_live(1, 3.0), "generation 1 still live after its connections "
               "were closed: %r" % rg.runtime())
         check_clean(load.stop(), "reload_grace")
+        check_clean(busy_load.stop(), "reload_grace, closed loop")
     finally:
         load.kill()
+        busy_load.kill()
         rg.stop()
 
 
