@@ -432,7 +432,7 @@ static void parse_timeouts(ctx_t *c, yaml_node_t *n)
 {
     cfg_timeouts_t *t = &c->cfg->timeouts;
     cfgw_fld_t f[] = {F("header_read"), F("body_read"), F("idle"), F("send"), F("drain"),
-                      F("lingering_close"), F("reload_grace")};
+                      F("lingering_close"), F("reload_grace"), F("drain_idle")};
     uint64_t *out[] = {&t->header_read_ms, &t->body_read_ms, &t->idle_ms, &t->send_ms,
                        &t->drain_ms};
     if (cfgw_map(&c->w, n, "timeouts", f, NF(f)) < 0)
@@ -443,6 +443,8 @@ static void parse_timeouts(ctx_t *c, yaml_node_t *n)
         cfgw_num(&c->w, f[5].val, "timeouts.lingering_close", 'd', 0, 600000, &t->lingering_close_ms);
     if (f[6].val)   /* 0: idle connections of an old generation close at once */
         cfgw_num(&c->w, f[6].val, "timeouts.reload_grace", 'd', 0, DAY_MS, &t->reload_grace_ms);
+    if (f[7].val)   /* 0 closes idle connections at once */
+        cfgw_num(&c->w, f[7].val, "timeouts.drain_idle", 'd', 0, 600000, &t->drain_idle_ms);
 }
 
 static void parse_upstreams(ctx_t *c, yaml_node_t *n)
@@ -891,15 +893,66 @@ static void parse_http(ctx_t *c, yaml_node_t *n)
         cfgw_enum(&c->w, f[4].val, "http.path_non_ascii", non_ascii, NF(non_ascii), &h->path_ascii_only);
 }
 
+int cfg_upgrade_default(const char *listener_text, char *out, size_t outlen)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    static const char hex[] = "0123456789abcdef";
+    char digits[17];
+    if (!EVP_Digest(listener_text, strlen(listener_text), md, &mdlen, EVP_sha256(), NULL) ||
+        mdlen < 8)
+        return -1;
+    for (size_t i = 0; i < 8; i++) {
+        digits[2 * i] = hex[md[i] >> 4];
+        digits[2 * i + 1] = hex[md[i] & 15];
+    }
+    digits[16] = '\0';
+    int n = snprintf(out, outlen, "@portcullis-upgrade-%s", digits);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* upgrade_socket: "@name" (an abstract unix socket) or an absolute path,
+ * printable ASCII, at most CFG_UPGRADE_SOCKET_MAX bytes. Absent: the default
+ * from the first listener (set once listeners are read). */
+static void parse_upgrade_socket(ctx_t *c, yaml_node_t *n)
+{
+    cfg_t *cfg = c->cfg;
+    if (n) {
+        const char *s = cfgw_scalar(&c->w, n, "upgrade_socket",
+                                    "an absolute path or \"@name\" (abstract unix socket)");
+        if (!s)
+            return;
+        size_t len = strlen(s);
+        int printable = 1;
+        for (size_t i = 0; i < len; i++)
+            printable &= s[i] > 0x20 && s[i] < 0x7f;
+        if (len < 2 || (s[0] != '@' && s[0] != '/'))
+            cfgw_err(&c->w, n, "upgrade_socket", "expected an absolute path or \"@name\" "
+                     "(abstract unix socket), got \"%.80s\"", s);
+        else if (len > CFG_UPGRADE_SOCKET_MAX)
+            cfgw_err(&c->w, n, "upgrade_socket", "too long: %zu bytes, at most %d (a unix "
+                     "socket address)", len, CFG_UPGRADE_SOCKET_MAX);
+        else if (!printable)
+            cfgw_err(&c->w, n, "upgrade_socket", "only printable ASCII without spaces is allowed");
+        else
+            cfg->upgrade_socket = cfgp_xstrdup(s);
+        return;
+    }
+    char def[64];
+    if (cfg->nlisteners && cfg->listeners[0].text &&
+        cfg_upgrade_default(cfg->listeners[0].text, def, sizeof def) == 0)
+        cfg->upgrade_socket = cfgp_xstrdup(def);
+}
+
 static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
            REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
-           ISSUANCE, HTTP };
+           ISSUANCE, HTTP, UPGRADE_SOCKET };
     cfgw_fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
                       F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
                       F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
-                      F("issuance"), F("http")};
+                      F("issuance"), F("http"), F("upgrade_socket")};
     if (cfgw_map(&c->w, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -933,6 +986,7 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_logging(c, f[LOGGING].val);
     if (f[ISSUANCE].val) /* after tls and identity, which it refers to */
         cfgi_parse_issuance(&c->w, f[ISSUANCE].val, c->cfg);
+    parse_upgrade_socket(c, f[UPGRADE_SOCKET].val);   /* after listeners: the default */
 }
 
 /* ---------------------------------------------------------------- load */
@@ -962,6 +1016,7 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->timeouts.idle_ms = 60000;
     cfg->timeouts.send_ms = 30000;
     cfg->timeouts.drain_ms = 30000;
+    cfg->timeouts.drain_idle_ms = 1000;
     cfg->timeouts.lingering_close_ms = 5000;
     cfg->timeouts.reload_grace_ms = 30000;
     cfg->limits.lingering_close_bytes = 16ULL * 1024 * 1024;

@@ -171,6 +171,8 @@ typedef struct {
     uint64_t idle_ms;         /* keep-alive idle between requests */
     uint64_t send_ms;         /* max time a response write may stall */
     uint64_t drain_ms;        /* SIGTERM: in-flight requests get this long */
+    uint64_t drain_idle_ms;   /* SIGTERM: an idle keep-alive connection waits this long for a
+                               * request already on its way; 0: closed at once */
     uint64_t lingering_close_ms; /* closing with client input pending; 0: no lingering */
     uint64_t reload_grace_ms;  /* after a reload: idle connections of the old generation
                                 * close after this; 0: at once */
@@ -259,7 +261,18 @@ typedef struct {
     size_t nrate_limits;
     cfg_connlimits_t connection_limits;
     struct cfg_issuance *issuance;  /* NULL: no issuance section (disabled) */
+    char *upgrade_socket;         /* binary upgrade handover (gateway/upgrade.h): an absolute
+                                   * path, or "@name" for an abstract unix socket; never NULL
+                                   * after load (default from listeners[0], cfg_upgrade_default) */
 } cfg_t;
+
+/* Most bytes of upgrade_socket's path or "@name" (sun_path less its NUL). */
+#define CFG_UPGRADE_SOCKET_MAX 107
+/* The default upgrade_socket of a gateway whose first listener is written
+ * listener_text: "@portcullis-upgrade-<first 16 hex digits of SHA-256 of
+ * the text>", into out (at least 40 bytes). Returns 0, or -1 if out is too
+ * small or the digest fails. */
+int cfg_upgrade_default(const char *listener_text, char *out, size_t outlen);
 
 /* Boolean-like: returns the config, or NULL with errs filled (errs->n > 0). */
 cfg_t *cfg_load(const char *path, cfg_errors_t *errs);

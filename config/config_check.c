@@ -481,6 +481,7 @@ void cfg_free(cfg_t *cfg)
         return;
     cfgp_policy_free(cfg);
     free(cfg->path);
+    free(cfg->upgrade_socket);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         free(cfg->listeners[i].text);
     free(cfg->listeners);

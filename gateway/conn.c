@@ -554,12 +554,12 @@ int64_t gw_conn_now_ms(const gw_conn_t *c)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* Idle, nothing buffered, and no request for RETIRE_QUIET_MS: a client
- * that was about to send one would most likely have done so. */
+/* Idle, nothing buffered, and no request for timeouts.drain_idle: a
+ * client that was about to send one would have done so. */
 static int quiet(gw_conn_t *c, int64_t now)
 {
     return c->state == C_HTTP && !c->req_active && !c->resp_active && !evbuffer_get_length(c->in) &&
-           !SSL_has_pending(c->ssl) && now - c->idle_since_ms >= GW_RETIRE_QUIET_MS;
+           !SSL_has_pending(c->ssl) && now - c->idle_since_ms >= (int64_t)CFG(c)->timeouts.drain_idle_ms;
 }
 
 size_t gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg)

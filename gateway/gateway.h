@@ -66,12 +66,12 @@ void gw_wgen_conn_closed(gw_worker_t *w, gw_wgen_t *wg);
 gw_gen_t *gw_wgen_gen(const gw_wgen_t *wg);
 ups_pool_t *gw_wgen_pool(const gw_wgen_t *wg);
 /* Retires the connections of wg (NULL: all, for the drain): each response
- * from now on says Connection: close and ends its connection; one idle and
- * quiet for GW_RETIRE_QUIET_MS closes now. Never closes a connection while
- * a request of its client may be on the way, so the caller calls it again
- * (every GW_RETIRE_TICK_MS) while it returns a count of connections left. */
-#define GW_RETIRE_QUIET_MS 500
-#define GW_RETIRE_TICK_MS 250
+ * from now on says Connection: close and ends its connection; one idle
+ * (nothing buffered) for timeouts.drain_idle closes now. So a connection is
+ * not closed while a request of its client may be on the way; the caller
+ * calls it again (every GW_RETIRE_TICK_MS) while it returns a count of
+ * connections left. A connection in its handshake completes it first. */
+#define GW_RETIRE_TICK_MS 100
 size_t gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg);
 /* Closes connections whose certificate is now revoked (busy ones after
  * their response). */

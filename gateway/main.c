@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "gateway.h"
 #include "log.h"
+#include "upgrade.h"
 #include "worker.h"
 
 static void usage(FILE *f)
@@ -30,7 +31,11 @@ static void usage(FILE *f)
             "       portcullis --check -c FILE  validate FILE and everything the start needs\n"
             "                                   (certificate, key and JWKS files, issuance keys,\n"
             "                                   the admin token variable); print OK (exit 0)\n"
-            "                                   or every error (exit 2)\n");
+            "                                   or every error (exit 2)\n"
+            "       portcullis -c FILE --upgrade\n"
+            "                                   take over the listening sockets of the gateway\n"
+            "                                   running on upgrade_socket, serve, then have it\n"
+            "                                   drain (binary upgrade, docs/operations.md)\n");
     gw_cli_synopsis(f, NULL, 0);
     fprintf(f,
             "       portcullis --version\n"
@@ -38,14 +43,16 @@ static void usage(FILE *f)
             "\n"
             "Signals (to a running gateway):\n"
             "  SIGTERM, SIGINT  stop accepting, let in-flight requests finish (up to\n"
-            "                   timeouts.drain), then exit 0\n"
+            "                   timeouts.drain; idle connections close after\n"
+            "                   timeouts.drain_idle), then exit 0\n"
             "  SIGHUP           reload: re-read FILE and every file it names; applied\n"
             "                   only if all of it is valid (else logged, and the running\n"
             "                   configuration keeps serving); see docs/operations.md\n"
             "\n"
             "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
             "problem; 2 usage or configuration error (what --check reports);\n"
-            "1 any other failure to start (a listener cannot be bound, ...).\n");
+            "1 any other failure to start (a listener cannot be bound or another\n"
+            "process listens there, --upgrade finds no running gateway, ...).\n");
     gw_cli_exit_status(f);
     fprintf(f, "Configuration reference: docs/configuration.md\n");
 }
@@ -394,9 +401,19 @@ static void control_start(control_t *ctl, const cfg_t *cfg, pol_mirror_t *mirror
     }
 }
 
+/* The upgrade server's READY (control thread): a new process serves on
+ * every listener, so this one drains exactly as on SIGTERM. */
+static void on_upgrade_ready(void *arg, pid_t new_pid)
+{
+    (void)arg;
+    (void)new_pid;
+    kill(getpid(), SIGTERM);
+}
+
 /* The gateway: the first generation, the workers, the control thread, then
- * signals until SIGTERM/SIGINT, and the drain. */
-static int run(const char *path)
+ * signals until SIGTERM/SIGINT, and the drain. With upgrade, the listening
+ * sockets come from the running gateway (gateway/upgrade.h). */
+static int run(const char *path, int upgrade)
 {
     gw_proc_t *proc = gw_proc_new();
     if (!proc) {
@@ -406,14 +423,26 @@ static int run(const char *path)
     cfg_errors_t errs = {0};
     gw_gen_t *gen = gw_gen_build(proc, path, &errs);
     int rc = gen ? 0 : 2;
+    gw_upgrade_client_t *upc = NULL;
+    gw_upgrade_server_t *ups = NULL;
+    char err[512];
+    if (gen && upgrade && !(upc = gw_upgrade_fetch(gen->cfg->upgrade_socket, proc, gen->cfg,
+                                                   GW_UPGRADE_TIMEOUT_MS, err, sizeof err))) {
+        gw_errors_add(&errs, "%s", err);
+        gw_gen_release(gen);
+        gen = NULL;
+        rc = 1;
+    }
     if (gen && gw_gen_listen(gen, &errs) < 0) {
         gw_gen_release(gen);
         gen = NULL;
         rc = 1;
     }
+    gw_proc_drop_inherited(proc);   /* received for no listener */
     print_errors(&errs);
     cfg_errors_free(&errs);
     if (!gen) {
+        gw_upgrade_client_free(upc);
         gw_proc_free(proc);
         return rc;
     }
@@ -449,7 +478,11 @@ static int run(const char *path)
         fprintf(stderr, "out of memory\n");
         return 1;
     }
-    char err[512];
+    if (!upc && !(ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
+                                                on_upgrade_ready, &ctl, err, sizeof err))) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
     int n = 0;
     for (; n < cfg->workers; n++) {
         if (gw_worker_init(&workers[n], n, proc, gen, err, sizeof(err)) < 0) {
@@ -470,6 +503,17 @@ static int run(const char *path)
         for (size_t i = 0; i < gen->cfg->nlisteners; i++)
             gw_log(GW_INFO, NULL, "listening on %s (%d workers, %zu routes, %zu trust classes; generation 1)",
                    gen->cfg->listeners[i].text, cfg->workers, gen->cfg->nroutes, gen->cfg->tls.nclasses);
+        if (upc) {
+            /* serving now: the old process may drain; then its upgrade socket is ours */
+            if (gw_upgrade_ready(upc, err, sizeof err) < 0)
+                gw_log(GW_ERR, NULL, "%s", err);
+            else
+                gw_log(GW_INFO, NULL, "upgrade: the old process confirmed; it drains and exits");
+            if (!(ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
+                                                on_upgrade_ready, &ctl, err, sizeof err)))
+                gw_log(GW_ERR, NULL, "%s; a later --upgrade cannot take over this process", err);
+            upc = NULL;
+        }
         int sig = serve(&ctl, path, &sigs);
         gw_gen_t *last = gw_proc_current(proc);
         gw_log(GW_INFO, NULL, "%s: draining (up to %llums)", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -481,6 +525,8 @@ static int run(const char *path)
             gw_worker_join(&workers[i]);
         event_base_loopbreak(ctl.base);
         pthread_join(ctl.thread, NULL);
+        gw_upgrade_server_free(ups);
+        ups = NULL;
         gw_admin_free(ctl.admin);
         pol_revsync_stop(ctl.sync);
         gw_log(GW_INFO, NULL, "stopped");
@@ -488,6 +534,8 @@ static int run(const char *path)
     for (int i = 0; i < n; i++)
         gw_worker_free(&workers[i]);
     free(workers);
+    gw_upgrade_client_free(upc);
+    gw_upgrade_server_free(ups);
     event_free(jwks_timer);
     event_free(trim_timer);
     event_base_free(ctl.base);
@@ -503,6 +551,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 't'},
+        {"upgrade", no_argument, NULL, 'u'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -510,11 +559,12 @@ int main(int argc, char **argv)
     if (argc > 1 && gw_cli_is_command(argv[1]))
         return gw_cli_main(argv[1], argc - 1, argv + 1);
     const char *path = NULL;
-    int check = 0, o;
+    int check = 0, upgrade = 0, o;
     while ((o = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
         switch (o) {
         case 'c': path = optarg; break;
         case 't': check = 1; break;
+        case 'u': upgrade = 1; break;
         case 'V': printf("portcullis %s (%s)\n", PORTCULLIS_VERSION, OpenSSL_version(OPENSSL_VERSION)); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -535,5 +585,5 @@ int main(int argc, char **argv)
         gw_gen_release(g);
         return g ? 0 : 2;
     }
-    return run(path);
+    return run(path, upgrade);
 }

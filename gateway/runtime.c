@@ -3,6 +3,7 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -20,10 +21,18 @@
 struct gw_listener {
     gw_proc_t *proc;
     char *text;
-    int *fd;                /* per worker; -1 once that worker closed it */
-    int nfd;
+    int *fd;                /* per slot; -1 once its worker closed it */
+    int nfd;                /* slots: at least nworkers (more after an upgrade) */
+    int nworkers;           /* slot j is polled by worker j % nworkers */
     int refs;               /* generations naming it; under proc->mu */
 };
+
+/* A listening socket received from the previous process (binary upgrade),
+ * until a listener of its address takes it. */
+typedef struct {
+    int fd;
+    struct sockaddr_storage addr;
+} gw_inherited_t;
 
 struct gw_file {
     char *path;
@@ -48,6 +57,8 @@ struct gw_proc {
     double last_build_ms;
     uint32_t nconns;        /* atomic */
     uint64_t accepted;      /* atomic */
+    gw_inherited_t *inherited;   /* gw_proc_adopt; main thread only */
+    size_t ninherited, capinherited;
 };
 
 void gw_errors_add(cfg_errors_t *errs, const char *fmt, ...)
@@ -93,6 +104,8 @@ void gw_proc_free(gw_proc_t *p)
     pol_rl_free(p->rl);
     pol_connlimit_free(p->connlimit);
     free(p->listeners);   /* each freed with its last generation */
+    gw_proc_drop_inherited(p);
+    free(p->inherited);
     cfg_free(p->boot);
     pthread_mutex_destroy(&p->mu);
     free(p);
@@ -202,9 +215,157 @@ const char *gw_admin_token(const cfg_admin_t *ac, char *err, size_t errlen)
     return tok;
 }
 
-int gw_listener_fd(gw_listener_t *l, int worker)
+int gw_listener_fd(gw_listener_t *l, int slot)
 {
-    return worker >= 0 && worker < l->nfd ? l->fd[worker] : -1;
+    return slot >= 0 && slot < l->nfd ? l->fd[slot] : -1;
+}
+
+int gw_listener_slots(const gw_listener_t *l)
+{
+    return l->nfd;
+}
+
+int gw_listener_workers(const gw_listener_t *l)
+{
+    return l->nworkers;
+}
+
+int gw_listen_probe(const cfg_addr_t *a, char *err, size_t errlen)
+{
+    int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket for %s: %s", a->text, strerror(errno));
+        return -1;
+    }
+    int one = 1, rc = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* SO_REUSEADDR lets the bind pass over TIME_WAIT and accepted
+     * connections of an old process, never over a listening socket */
+    if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0) {
+        if (errno == EADDRINUSE)
+            snprintf(err, errlen, "listen on %s: another process is already listening there "
+                     "(a second gateway?); to replace a running gateway without dropping "
+                     "connections, start the new one with --upgrade", a->text);
+        else
+            snprintf(err, errlen, "listen on %s: %s", a->text, strerror(errno));
+        rc = -1;
+    }
+    close(fd);
+    return rc;
+}
+
+static int same_addr(const struct sockaddr_storage *a, const cfg_addr_t *b)
+{
+    if (a->ss_family != b->addr.ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)&b->addr;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)&b->addr;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return 0;
+}
+
+int gw_proc_adopt(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int type = 0, acc = 0;
+    socklen_t il = sizeof(int), al = sizeof(int);
+    memset(&ss, 0, sizeof(ss));
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) < 0 || type != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 || !acc ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+        snprintf(err, errlen, "not a listening TCP socket");
+        close(fd);
+        return -1;
+    }
+    size_t i = 0;
+    while (i < cfg->nlisteners && !same_addr(&ss, &cfg->listeners[i]))
+        i++;
+    if (i == cfg->nlisteners) {
+        snprintf(err, errlen, "its address is not among the configured listeners");
+        close(fd);
+        return -1;
+    }
+    if (p->ninherited == p->capinherited) {
+        size_t cap = p->capinherited ? p->capinherited * 2 : 16;
+        gw_inherited_t *n = realloc(p->inherited, cap * sizeof *n);
+        if (!n) {
+            snprintf(err, errlen, "out of memory");
+            close(fd);
+            return -1;
+        }
+        p->inherited = n;
+        p->capinherited = cap;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    p->inherited[p->ninherited].fd = fd;
+    p->inherited[p->ninherited++].addr = ss;
+    return (int)i;
+}
+
+void gw_proc_drop_inherited(gw_proc_t *p)
+{
+    for (size_t i = 0; i < p->ninherited; i++)
+        close(p->inherited[i].fd);
+    p->ninherited = 0;
+}
+
+/* The inherited sockets of address a, moved into out (room for all of
+ * them); how many. */
+static int take_inherited(gw_proc_t *p, const cfg_addr_t *a, int *out)
+{
+    int n = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < p->ninherited; i++) {
+        if (same_addr(&p->inherited[i].addr, a))
+            out[n++] = p->inherited[i].fd;
+        else
+            p->inherited[k++] = p->inherited[i];
+    }
+    p->ninherited = k;
+    return n;
+}
+
+size_t gw_proc_nsockets(gw_proc_t *p)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; p->current && i < p->current->cfg->nlisteners; i++)
+        n += (size_t)p->current->listeners[i]->nfd;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+int gw_proc_socket(gw_proc_t *p, size_t idx, int *fd, size_t *listener, size_t *sock,
+                   size_t *nsocks, char *text, size_t textlen)
+{
+    int rc = -1;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; p->current && i < p->current->cfg->nlisteners; i++) {
+        gw_listener_t *l = p->current->listeners[i];
+        if (idx >= (size_t)l->nfd) {
+            idx -= (size_t)l->nfd;
+            continue;
+        }
+        *fd = l->fd[idx] >= 0 ? fcntl(l->fd[idx], F_DUPFD_CLOEXEC, 0) : -1;
+        *listener = i;
+        *sock = idx;
+        *nsocks = (size_t)l->nfd;
+        snprintf(text, textlen, "%s", p->current->cfg->listeners[i].text);
+        rc = *fd < 0 ? -1 : 0;
+        break;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
 }
 
 const char *gw_listener_text(const gw_listener_t *l)
@@ -232,12 +393,16 @@ static void listener_free(gw_listener_t *l)
     free(l);
 }
 
-/* A new listener bound once per worker, or NULL with the reason in errs. */
+/* A new listener: the sockets of its address received from the previous
+ * process (gw_proc_adopt), and bound ones up to one per worker; an address
+ * nothing was received for is probed first (gw_listen_probe). NULL with
+ * the reason in errs. */
 static gw_listener_t *listener_open(gw_proc_t *p, const cfg_addr_t *a, int nworkers,
                                     cfg_errors_t *errs, const char *path)
 {
     gw_listener_t *l = calloc(1, sizeof *l);
-    if (!l || !(l->text = strdup(a->text)) || !(l->fd = malloc((size_t)nworkers * sizeof(int)))) {
+    size_t room = (size_t)nworkers + p->ninherited;
+    if (!l || !(l->text = strdup(a->text)) || !(l->fd = malloc(room * sizeof(int)))) {
         gw_errors_add(errs, "%s: out of memory", path);
         if (l) {
             free(l->text);
@@ -246,16 +411,21 @@ static gw_listener_t *listener_open(gw_proc_t *p, const cfg_addr_t *a, int nwork
         return NULL;
     }
     l->proc = p;
-    l->nfd = nworkers;
-    for (int i = 0; i < nworkers; i++)
-        l->fd[i] = -1;
-    for (int i = 0; i < nworkers; i++) {
-        char err[256];
-        if ((l->fd[i] = gw_listen_socket(a, err, sizeof err)) < 0) {
+    l->nworkers = nworkers;
+    l->nfd = take_inherited(p, a, l->fd);
+    char err[512];
+    if (l->nfd == 0 && gw_listen_probe(a, err, sizeof err) < 0) {
+        gw_errors_add(errs, "%s: %s", path, err);
+        listener_free(l);
+        return NULL;
+    }
+    while (l->nfd < nworkers) {
+        if ((l->fd[l->nfd] = gw_listen_socket(a, err, sizeof err)) < 0) {
             gw_errors_add(errs, "%s: %s", path, err);
             listener_free(l);
             return NULL;
         }
+        l->nfd++;
     }
     return l;
 }

@@ -130,12 +130,48 @@ void gw_gen_unlisten(gw_gen_t *g);
 gw_gen_t *gw_gen_acquire(gw_gen_t *g);
 void gw_gen_release(gw_gen_t *g);
 
-/* The listening socket of listener i of gen for worker w (-1 once that
- * worker has closed its copy), and its address text. */
-int gw_listener_fd(gw_listener_t *l, int worker);
+/* A listener has gw_listener_slots() sockets: one per worker when this
+ * process bound it, as many as the previous process had after a binary
+ * upgrade. Slot j is polled by worker j % gw_listener_workers(), so with
+ * fewer workers than sockets a worker polls several and none is left
+ * unpolled. gw_listener_fd: the socket of a slot (-1 once its worker has
+ * closed it). */
+int gw_listener_fd(gw_listener_t *l, int slot);
+int gw_listener_slots(const gw_listener_t *l);
+int gw_listener_workers(const gw_listener_t *l);
 const char *gw_listener_text(const gw_listener_t *l);
-/* Worker w stops accepting on l for good (drain): closes its socket. */
-void gw_listener_close_fd(gw_listener_t *l, int worker);
+/* The worker polling slot stops accepting on it for good (drain): closes it. */
+void gw_listener_close_fd(gw_listener_t *l, int slot);
+
+/* Boolean-like (0: nothing holds it, -1 with err): does a live socket of
+ * another process (or of this one) listen on a? Binds a socket with
+ * SO_REUSEADDR and without SO_REUSEPORT, which only a listening socket on an
+ * overlapping address refuses, and closes it. The refusal reads "listen on
+ * <addr>: another process is already listening there (a second gateway?);
+ * to replace a running gateway without dropping connections, start the new
+ * one with --upgrade". Every listener this process does not hold yet is
+ * probed before it is bound (at the start and when a reload adds one). */
+int gw_listen_probe(const cfg_addr_t *a, char *err, size_t errlen);
+
+/* ---- binary upgrade (gateway/upgrade.h) ---- */
+
+/* A listening socket received from the previous process: kept for the
+ * listener of its bound address in cfg (the next gw_gen_listen takes it
+ * instead of binding a new one). Returns that listener's index, or -1 with
+ * err, fd closed (not a listening TCP socket, or an address cfg lacks).
+ * Main thread, before gw_gen_listen. */
+int gw_proc_adopt(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen);
+/* Closes received sockets no listener took. */
+void gw_proc_drop_inherited(gw_proc_t *p);
+/* The current generation's listening sockets, listener by listener and slot
+ * by slot, for the upgrade server (any thread): how many, and socket idx as
+ * a dup() the caller closes, with its listener index, slot, the listener's
+ * slot count and address text (copied into text, textlen bytes).
+ * Boolean-like: -1 if idx is beyond the end or that socket is closed (a
+ * drain began). */
+size_t gw_proc_nsockets(gw_proc_t *p);
+int gw_proc_socket(gw_proc_t *p, size_t idx, int *fd, size_t *listener, size_t *sock,
+                   size_t *nsocks, char *text, size_t textlen);
 
 /* What changed from old to new (old may be NULL: nothing is compared). 0, or
  * -1 out of memory. */

@@ -25,6 +25,7 @@ struct gw_wgen {
 
 struct gw_wlisten {
     gw_listener_t *l;
+    int slot;                /* which of l's sockets (gw_listener_fd) */
     struct event *ev;
 };
 
@@ -166,23 +167,38 @@ void gw_wgen_conn_closed(gw_worker_t *w, gw_wgen_t *wg)
     wgen_free(wg);
 }
 
-/* The sockets to accept on become gen's listeners: a listener both have
- * keeps its event; a removed one is no longer polled (its socket is closed
- * when the last generation naming it goes). 0, or -1 (nothing changed). */
+/* The sockets to accept on become gen's listeners (this worker's slots of
+ * each: slot j of a listener is polled by worker j % its worker count): a
+ * socket both have keeps its event; a removed one is no longer polled (its
+ * socket is closed when the last generation naming it goes). 0, or -1
+ * (nothing changed). */
 static int listeners_sync(gw_worker_t *w, gw_gen_t *gen)
 {
-    size_t n = gen->cfg->nlisteners;
+    size_t n = 0;
+    for (size_t i = 0; i < gen->cfg->nlisteners; i++) {
+        gw_listener_t *l = gen->listeners[i];
+        for (int j = w->id; j < gw_listener_slots(l); j += gw_listener_workers(l))
+            n++;
+    }
     gw_wlisten_t *ls = calloc(n ? n : 1, sizeof *ls);
     if (!ls)
         return -1;
+    size_t m = 0;
+    for (size_t i = 0; i < gen->cfg->nlisteners; i++) {
+        gw_listener_t *l = gen->listeners[i];
+        for (int j = w->id; j < gw_listener_slots(l); j += gw_listener_workers(l)) {
+            ls[m].l = l;
+            ls[m].slot = j;
+            m++;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
-        ls[i].l = gen->listeners[i];
         for (size_t k = 0; k < w->nls && !ls[i].ev; k++)
-            if (w->ls[k].l == ls[i].l) {
+            if (w->ls[k].l == ls[i].l && w->ls[k].slot == ls[i].slot) {
                 ls[i].ev = w->ls[k].ev;
                 w->ls[k].ev = NULL;
             }
-        int fd = gw_listener_fd(ls[i].l, w->id);
+        int fd = gw_listener_fd(ls[i].l, ls[i].slot);
         if (!ls[i].ev && fd >= 0) {
             ls[i].ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, w);
             if (!ls[i].ev || event_add(ls[i].ev, NULL) < 0)
@@ -199,7 +215,7 @@ static int listeners_sync(gw_worker_t *w, gw_gen_t *gen)
 fail:
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < w->nls && ls[i].ev; k++)
-            if (w->ls[k].l == ls[i].l && !w->ls[k].ev) {
+            if (w->ls[k].l == ls[i].l && w->ls[k].slot == ls[i].slot && !w->ls[k].ev) {
                 w->ls[k].ev = ls[i].ev;   /* hand the kept ones back */
                 ls[i].ev = NULL;
             }
@@ -262,7 +278,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
             event_free(w->ls[i].ev);
             w->ls[i].ev = NULL;
         }
-        gw_listener_close_fd(w->ls[i].l, w->id);
+        gw_listener_close_fd(w->ls[i].l, w->ls[i].slot);
     }
     const cfg_t *cfg = w->cur->gen->cfg;
     struct timeval tv = {(time_t)(cfg->timeouts.drain_ms / 1000),

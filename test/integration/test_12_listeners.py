@@ -81,7 +81,10 @@ def listener_busy(env):
         eq(status, 422, "reload with a busy address")
         eq(body["error"], "reload_failed", "error code")
         eq(body["generation"], 1, "generation kept")
-        check(any(taken in e and "Address already in use" in e for e in body["errors"]),
+        why = ("listen on %s: another process is already listening there (a second gateway?); "
+               "to replace a running gateway without dropping connections, start the new one "
+               "with --upgrade" % taken)
+        check(any(e.endswith(why) for e in body["errors"]),
               "the error names the address and why: %r" % body["errors"])
         st, health = admin_request(admin, TOKEN, "GET", "/admin/health")
         eq(health["runtime"]["generation"], 1, "health: still generation 1")
