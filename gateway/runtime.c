@@ -666,35 +666,62 @@ static int str_diff(const char *a, const char *b)
     return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
 
+/* One error for a restart-only key that differs ("changed" with both
+ * values when they are short, e.g. numbers). */
+static void restart_key(cfg_errors_t *errs, const char *file, const char *key, int differs,
+                        const char *was, const char *now)
+{
+    if (!differs)
+        return;
+    if (was && now)
+        gw_errors_add(errs, "%s: %s: changed from %s to %s; this key needs a restart (the reload "
+                      "was refused)", file, key, was, now);
+    else
+        gw_errors_add(errs, "%s: %s: changed; this key needs a restart (the reload was refused)",
+                      file, key);
+}
+
+static const char *num(char *buf, size_t len, uint64_t v)
+{
+    snprintf(buf, len, "%llu", (unsigned long long)v);
+    return buf;
+}
+
 /* Keys whose change a reload cannot apply (the workers, the revocation
  * sync and its Redis connections, the admin listener): one error each. */
 static void restart_only(const cfg_t *run, const cfg_t *next, cfg_errors_t *errs)
 {
     const char *f = next->path;
-    const char *tail = "this key needs a restart (the reload was refused)";
-    if (run->workers != next->workers)
-        gw_errors_add(errs, "%s: workers: changed from %d to %d; %s", f, run->workers, next->workers, tail);
-    const cfg_redis_t *a = &run->redis, *b = &next->redis;
-    if (str_diff(a->host, b->host) || a->port != b->port)
-        gw_errors_add(errs, "%s: redis.address: changed from %s:%d to %s:%d; %s", f, a->host, a->port,
-                      b->host, b->port, tail);
-    if (str_diff(a->password_env, b->password_env))
-        gw_errors_add(errs, "%s: redis.password_env: changed; %s", f, tail);
-    if (a->db != b->db)
-        gw_errors_add(errs, "%s: redis.db: changed from %d to %d; %s", f, a->db, b->db, tail);
-    if (a->connect_timeout_ms != b->connect_timeout_ms || a->command_timeout_ms != b->command_timeout_ms)
-        gw_errors_add(errs, "%s: redis: timeouts changed; %s", f, tail);
-    const cfg_revocation_t *r = &run->revocation, *s = &next->revocation;
-    if (str_diff(r->key, s->key) || str_diff(r->channel, s->channel) ||
-        r->resync_interval_ms != s->resync_interval_ms || r->fail_closed != s->fail_closed ||
-        r->max_staleness_ms != s->max_staleness_ms)
-        gw_errors_add(errs, "%s: revocation: changed; %s", f, tail);
-    const cfg_admin_t *x = &run->admin, *y = &next->admin;
-    if (x->enabled != y->enabled || (x->enabled && (str_diff(x->listen.text, y->listen.text) ||
-                                                    str_diff(x->token_env, y->token_env) ||
-                                                    x->max_body_bytes != y->max_body_bytes ||
-                                                    x->allow_remote != y->allow_remote)))
-        gw_errors_add(errs, "%s: admin: changed; %s", f, tail);
+    char a[32], b[32], x[300], y[300];
+    restart_key(errs, f, "workers", run->workers != next->workers, num(a, sizeof a, (uint64_t)run->workers),
+                num(b, sizeof b, (uint64_t)next->workers));
+    const cfg_redis_t *r = &run->redis, *n = &next->redis;
+    snprintf(x, sizeof x, "%s:%d", r->host, r->port);
+    snprintf(y, sizeof y, "%s:%d", n->host, n->port);
+    restart_key(errs, f, "redis.address", strcmp(x, y) != 0, x, y);
+    restart_key(errs, f, "redis.password_env", str_diff(r->password_env, n->password_env), NULL, NULL);
+    restart_key(errs, f, "redis.db", r->db != n->db, num(a, sizeof a, (uint64_t)r->db),
+                num(b, sizeof b, (uint64_t)n->db));
+    restart_key(errs, f, "redis.connect_timeout", r->connect_timeout_ms != n->connect_timeout_ms, NULL, NULL);
+    restart_key(errs, f, "redis.command_timeout", r->command_timeout_ms != n->command_timeout_ms, NULL, NULL);
+    const cfg_revocation_t *v = &run->revocation, *w = &next->revocation;
+    restart_key(errs, f, "revocation.key", str_diff(v->key, w->key), v->key, w->key);
+    restart_key(errs, f, "revocation.channel", str_diff(v->channel, w->channel), v->channel, w->channel);
+    restart_key(errs, f, "revocation.resync_interval", v->resync_interval_ms != w->resync_interval_ms,
+                NULL, NULL);
+    restart_key(errs, f, "revocation.on_redis_unavailable", v->fail_closed != w->fail_closed,
+                v->fail_closed ? "fail_closed" : "serve_stale", w->fail_closed ? "fail_closed" : "serve_stale");
+    restart_key(errs, f, "revocation.max_staleness", v->max_staleness_ms != w->max_staleness_ms, NULL, NULL);
+    const cfg_admin_t *p = &run->admin, *q = &next->admin;
+    restart_key(errs, f, "admin", p->enabled != q->enabled, p->enabled ? "present" : "absent",
+                q->enabled ? "present" : "absent");
+    if (!p->enabled || !q->enabled)
+        return;
+    restart_key(errs, f, "admin.listen", str_diff(p->listen.text, q->listen.text), p->listen.text,
+                q->listen.text);
+    restart_key(errs, f, "admin.token_env", str_diff(p->token_env, q->token_env), NULL, NULL);
+    restart_key(errs, f, "admin.max_body_bytes", p->max_body_bytes != q->max_body_bytes, NULL, NULL);
+    restart_key(errs, f, "admin.allow_remote", p->allow_remote != q->allow_remote, NULL, NULL);
 }
 
 static void gen_free(gw_gen_t *g)

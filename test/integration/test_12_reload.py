@@ -39,7 +39,7 @@ authorityKeyIdentifier = keyid
 """
 
 REVOKED = "SSLV3_ALERT_CERTIFICATE_REVOKED"
-NO_CHANGE = {"files": [], "routes_added": [], "routes_removed": [], "classes_changed": [],
+NO_CHANGE = {"files": [], "routes_added": [], "routes_removed": [], "routes_changed": [], "classes_changed": [],
              "listeners_added": [], "listeners_removed": []}
 
 
