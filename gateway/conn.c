@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -554,12 +555,23 @@ int64_t gw_conn_now_ms(const gw_conn_t *c)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* Idle, nothing buffered, and no request for timeouts.drain_idle: a
- * client that was about to send one would have done so. */
+/* Idle and quiet for timeouts.drain_idle: nothing buffered either way,
+ * not even in the kernel (the client has the last response, and no byte of
+ * a next request has arrived), so a client that was about to send one
+ * would have done so. The idle time counts from when the last response
+ * was seen delivered: a slow reader is not idle while it still reads. */
 static int quiet(gw_conn_t *c, int64_t now)
 {
-    return c->state == C_HTTP && !c->req_active && !c->resp_active && !evbuffer_get_length(c->in) &&
-           !SSL_has_pending(c->ssl) && now - c->idle_since_ms >= (int64_t)CFG(c)->timeouts.drain_idle_ms;
+    if (c->state != C_HTTP || c->req_active || c->resp_active)
+        return 0;
+    int unsent = 0, unread = 0;
+    if (evbuffer_get_length(c->out) || ioctl(c->fd, SIOCOUTQ, &unsent) != 0 || unsent > 0 ||
+        evbuffer_get_length(c->in) || SSL_has_pending(c->ssl) || ioctl(c->fd, FIONREAD, &unread) != 0 ||
+        unread > 0) {
+        c->idle_since_ms = now;   /* still delivering, or a request is arriving */
+        return 0;
+    }
+    return now - c->idle_since_ms >= (int64_t)CFG(c)->timeouts.drain_idle_ms;
 }
 
 size_t gw_conn_retire(gw_worker_t *w, gw_wgen_t *wg)

@@ -70,6 +70,7 @@ typedef struct {
     int reload_pipe[2];     /* the admin asks the main thread for a reload */
     pthread_mutex_t stop_mu;
     int stopping;           /* under stop_mu: the drain began, reloads are refused */
+    gw_upgrade_server_t *ups;   /* the upgrade socket (gateway/upgrade.h); control thread */
 } control_t;
 
 static void on_revocation_change(void *arg)
@@ -270,6 +271,52 @@ static int same_class_names(const cfg_t *a, const cfg_t *b)
     return 1;
 }
 
+/* The upgrade socket follows the running configuration (its default name
+ * derives from listeners[0]): a reload that changes it moves it, on the
+ * control thread, the old one kept if the new name cannot be bound. */
+typedef struct {
+    control_t *ctl;
+    gw_gen_t *gen;
+} move_t;
+
+static void on_upgrade_ready(void *arg, pid_t pid);
+
+static void on_move_upgrade(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    move_t *mv = arg;
+    control_t *ctl = mv->ctl;
+    char err[512];
+    gw_upgrade_server_t *next = gw_upgrade_server_start(ctl->base, mv->gen->cfg->upgrade_socket, ctl->proc,
+                                                        on_upgrade_ready, ctl, err, sizeof err);
+    if (next) {
+        gw_log(GW_INFO, NULL, "upgrade socket now %s", mv->gen->cfg->upgrade_socket);
+        gw_upgrade_server_free(ctl->ups);
+        ctl->ups = next;
+    } else {
+        gw_log(GW_ERR, NULL, "%s; --upgrade still finds this gateway on the previous name", err);
+    }
+    gw_gen_release(mv->gen);
+    free(mv);
+}
+
+static void move_upgrade_socket(control_t *ctl, gw_gen_t *gen)
+{
+    move_t *mv = calloc(1, sizeof *mv);
+    struct timeval now = {0, 0};
+    if (mv) {
+        mv->ctl = ctl;
+        mv->gen = gw_gen_acquire(gen);
+    }
+    if (!mv || event_base_once(ctl->base, -1, EV_TIMEOUT, on_move_upgrade, mv, &now) != 0) {
+        gw_log(GW_ERR, NULL, "reload: out of memory moving the upgrade socket");
+        if (mv)
+            gw_gen_release(mv->gen);
+        free(mv);
+    }
+}
+
 static void tell_sync_classes(control_t *ctl, gw_gen_t *gen)
 {
     classes_t *cl = calloc(1, sizeof *cl);
@@ -353,6 +400,8 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     gw_log_setup(gen->cfg->logging.level, gen->cfg->logging.format);
     if (!same_class_names(cur->cfg, gen->cfg))
         tell_sync_classes(ctl, gen);
+    if (ctl->ups && strcmp(cur->cfg->upgrade_socket, gen->cfg->upgrade_socket) != 0)
+        move_upgrade_socket(ctl, gen);
     gw_gen_t *old = gw_proc_publish(ctl->proc, gen);
     uint64_t number = gen->number;   /* gen is the process's now */
     int switched = switch_workers(ctl, number) == 0;
@@ -439,6 +488,54 @@ static void on_upgrade_ready(void *arg, pid_t new_pid)
     kill(getpid(), SIGTERM);
 }
 
+/* Ends the control thread, then what ran on it. */
+static void control_stop(control_t *ctl)
+{
+    event_base_loopbreak(ctl->base);
+    pthread_join(ctl->thread, NULL);
+    gw_admin_free(ctl->admin);
+    ctl->admin = NULL;
+    pol_revsync_stop(ctl->sync);
+    ctl->sync = NULL;
+}
+
+/* With --upgrade, this process takes over only when it can serve: the
+ * revocation mirror is loaded (or every handshake would be refused) and no
+ * SIGTERM/SIGINT is waiting (an operator who stops the new process during
+ * the handover wants the old one to stay). */
+static int upgrade_may_take_over(pol_mirror_t *mirror, const sigset_t *sigs)
+{
+    sigset_t pending;
+    sigpending(&pending);
+    int stop = 0;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGHUP && sigismember(sigs, sig) && sigismember(&pending, sig))
+            stop = 1;
+    if (stop)
+        gw_log(GW_ERR, NULL, "upgrade: stopped by a signal during the handover; not taking over: "
+               "the running gateway keeps serving");
+    else if (!pol_mirror_usable(mirror))
+        gw_log(GW_ERR, NULL, "upgrade: the revocation mirror could not be loaded, so this process "
+               "would refuse every handshake; not taking over: the running gateway keeps serving");
+    return !stop && pol_mirror_usable(mirror);
+}
+
+/* Workers made but never started: freed; returns 0 (none left). */
+static int stop_unstarted(gw_worker_t *workers, int n)
+{
+    for (int i = 0; i < n; i++)
+        gw_worker_free(&workers[i]);
+    return 0;
+}
+
+/* The drain began: the upgrade socket closes, so a new gateway may start. */
+static void stop_upgrade_socket(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_upgrade_server_stop(arg);
+}
+
 /* The gateway: the first generation, the workers, the control thread, then
  * signals until SIGTERM/SIGINT, and the drain. With upgrade, the listening
  * sockets come from the running gateway (gateway/upgrade.h). */
@@ -453,7 +550,6 @@ static int run(const char *path, int upgrade)
     gw_gen_t *gen = gw_gen_build(proc, path, &errs);
     int rc = gen ? 0 : 2;
     gw_upgrade_client_t *upc = NULL;
-    gw_upgrade_server_t *ups = NULL;
     char err[512];
     if (gen && upgrade && !(upc = gw_upgrade_fetch(gen->cfg->upgrade_socket, proc, gen->cfg,
                                                    GW_UPGRADE_TIMEOUT_MS, err, sizeof err))) {
@@ -507,11 +603,11 @@ static int run(const char *path, int upgrade)
         fprintf(stderr, "out of memory\n");
         return 1;
     }
-    if (!upc && !(ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
-                                                on_upgrade_ready, &ctl, err, sizeof err))) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
+    /* not fatal: a gateway whose upgrade socket name another process holds
+     * serves; only a later --upgrade cannot take it over */
+    if (!upc && !(ctl.ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
+                                                    on_upgrade_ready, &ctl, err, sizeof err)))
+        gw_log(GW_ERR, NULL, "%s; this gateway serves, but a later --upgrade cannot take it over", err);
     int n = 0;
     for (; n < cfg->workers; n++) {
         if (gw_worker_init(&workers[n], n, proc, gen, err, sizeof(err)) < 0) {
@@ -524,6 +620,15 @@ static int run(const char *path, int upgrade)
     if (rc == 0) {
         control_start(&ctl, cfg, mirror);
         wait_for_mirror(cfg, mirror);
+        if (upc && !upgrade_may_take_over(mirror, &sigs)) {
+            gw_upgrade_client_free(upc);   /* the old process keeps serving */
+            upc = NULL;
+            n = stop_unstarted(workers, n);
+            control_stop(&ctl);
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
         for (int i = 0; i < n; i++)
             if (gw_worker_start(&workers[i]) != 0) {
                 gw_log(GW_ERR, NULL, "cannot start worker %d", i);
@@ -532,19 +637,28 @@ static int run(const char *path, int upgrade)
         for (size_t i = 0; i < gen->cfg->nlisteners; i++)
             gw_log(GW_INFO, NULL, "listening on %s (%d workers, %zu routes, %zu trust classes; generation 1)",
                    gen->cfg->listeners[i].text, cfg->workers, gen->cfg->nroutes, gen->cfg->tls.nclasses);
+        if (upc && !upgrade_may_take_over(mirror, &sigs)) {
+            gw_upgrade_client_free(upc);   /* the old process keeps serving; this one drains */
+            upc = NULL;
+            rc = 1;
+            kill(getpid(), SIGTERM);
+        }
         if (upc) {
             /* serving now: the old process may drain; then its upgrade socket is ours */
             if (gw_upgrade_ready(upc, err, sizeof err) < 0)
                 gw_log(GW_ERR, NULL, "%s", err);
             else
                 gw_log(GW_INFO, NULL, "upgrade: the old process confirmed; it drains and exits");
-            if (!(ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
-                                                on_upgrade_ready, &ctl, err, sizeof err)))
+            if (!(ctl.ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
+                                                    on_upgrade_ready, &ctl, err, sizeof err)))
                 gw_log(GW_ERR, NULL, "%s; a later --upgrade cannot take over this process", err);
             upc = NULL;
         }
         int sig = serve(&ctl, path, &sigs);
         refuse_reloads(&ctl);
+        struct timeval now = {0, 0};
+        if (ctl.ups && event_base_once(ctl.base, -1, EV_TIMEOUT, stop_upgrade_socket, ctl.ups, &now) != 0)
+            gw_log(GW_WARN, NULL, "upgrade socket left open during the drain (out of memory)");
         gw_gen_t *last = gw_proc_current(proc);
         gw_log(GW_INFO, NULL, "%s: draining (up to %llums)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                (unsigned long long)last->cfg->timeouts.drain_ms);
@@ -553,19 +667,16 @@ static int run(const char *path, int upgrade)
             gw_worker_stop(&workers[i]);
         for (int i = 0; i < n; i++)
             gw_worker_join(&workers[i]);
-        event_base_loopbreak(ctl.base);
-        pthread_join(ctl.thread, NULL);
-        gw_upgrade_server_free(ups);
-        ups = NULL;
-        gw_admin_free(ctl.admin);
-        pol_revsync_stop(ctl.sync);
+        control_stop(&ctl);
+        gw_upgrade_server_free(ctl.ups);   /* after its thread */
+        ctl.ups = NULL;
         gw_log(GW_INFO, NULL, "stopped");
     }
     for (int i = 0; i < n; i++)
         gw_worker_free(&workers[i]);
     free(workers);
     gw_upgrade_client_free(upc);
-    gw_upgrade_server_free(ups);
+    gw_upgrade_server_free(ctl.ups);
     event_free(jwks_timer);
     event_free(trim_timer);
     event_base_free(ctl.base);

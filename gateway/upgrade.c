@@ -225,8 +225,9 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw_upgrade_server_t *s = arg;
-    session_refuse(s, s->sess->state == S_HELLO ? "no HELLO within 5s"
-                                                : "no READY within 120s after the sockets");
+    session_refuse(s, s->sess->state == S_HELLO     ? "no HELLO within 5s"
+                      : s->sess->state == S_SENDING ? "the peer did not take the sockets within 5s"
+                                                    : "no READY within 120s after the sockets");
 }
 
 static void on_ready_msg(gw_upgrade_server_t *s, uint32_t pid)
@@ -268,7 +269,7 @@ static void on_session_read(evutil_socket_t fd, short what, void *arg)
         x->state = S_SENDING;
         x->next = 0;
         x->total = gw_proc_nsockets(s->proc);
-        event_del(x->timer);
+        arm_timer(x, HELLO_TIMEOUT_MS);   /* a peer that stops reading frees the slot */
         if (x->total == 0) {
             session_refuse(s, "no listening socket to hand over (shutting down?)");
             return;
@@ -388,6 +389,12 @@ gw_upgrade_server_t *gw_upgrade_server_start(struct event_base *base, const char
         return NULL;
     }
     return s;
+}
+
+void gw_upgrade_server_stop(gw_upgrade_server_t *s)
+{
+    if (s && !s->sess)
+        stop_listening(s);   /* a handover in progress ends by itself */
 }
 
 void gw_upgrade_server_free(gw_upgrade_server_t *s)

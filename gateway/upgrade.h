@@ -98,6 +98,9 @@ gw_upgrade_server_t *gw_upgrade_server_start(struct event_base *base, const char
 /* Stops listening and frees; call with the event base's loop stopped (or on
  * its thread). NULL is a no-op. */
 void gw_upgrade_server_free(gw_upgrade_server_t *s);
+/* The drain began: the upgrade socket closes (a new gateway can start and
+ * bind it), unless a handover is in progress. On the server's thread. */
+void gw_upgrade_server_stop(gw_upgrade_server_t *s);
 
 /* ---- the new process (--upgrade): blocking, each step within a timeout ---- */
 
