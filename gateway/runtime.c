@@ -336,37 +336,29 @@ static int take_inherited(gw_proc_t *p, const cfg_addr_t *a, int *out)
     return n;
 }
 
-size_t gw_proc_nsockets(gw_proc_t *p)
+ssize_t gw_proc_sockets(gw_proc_t *p, gw_proc_sock_t **out)
 {
-    size_t n = 0;
+    size_t n = 0, k = 0;
+    *out = NULL;
     pthread_mutex_lock(&p->mu);
     for (size_t i = 0; p->current && i < p->current->cfg->nlisteners; i++)
         n += (size_t)p->current->listeners[i]->nfd;
-    pthread_mutex_unlock(&p->mu);
-    return n;
-}
-
-int gw_proc_socket(gw_proc_t *p, size_t idx, int *fd, size_t *listener, size_t *sock,
-                   size_t *nsocks, char *text, size_t textlen)
-{
-    int rc = -1;
-    pthread_mutex_lock(&p->mu);
-    for (size_t i = 0; p->current && i < p->current->cfg->nlisteners; i++) {
+    gw_proc_sock_t *v = n ? calloc(n, sizeof *v) : NULL;
+    for (size_t i = 0; v && i < p->current->cfg->nlisteners; i++) {
         gw_listener_t *l = p->current->listeners[i];
-        if (idx >= (size_t)l->nfd) {
-            idx -= (size_t)l->nfd;
-            continue;
+        for (int j = 0; j < l->nfd; j++, k++) {
+            v[k].fd = l->fd[j] >= 0 ? fcntl(l->fd[j], F_DUPFD_CLOEXEC, 0) : -1;
+            v[k].listener = i;
+            v[k].sock = (size_t)j;
+            v[k].nsocks = (size_t)l->nfd;
+            snprintf(v[k].text, sizeof v[k].text, "%s", p->current->cfg->listeners[i].text);
         }
-        *fd = l->fd[idx] >= 0 ? fcntl(l->fd[idx], F_DUPFD_CLOEXEC, 0) : -1;
-        *listener = i;
-        *sock = idx;
-        *nsocks = (size_t)l->nfd;
-        snprintf(text, textlen, "%s", p->current->cfg->listeners[i].text);
-        rc = *fd < 0 ? -1 : 0;
-        break;
     }
     pthread_mutex_unlock(&p->mu);
-    return rc;
+    if (n && !v)
+        return -1;
+    *out = v;
+    return (ssize_t)n;
 }
 
 const char *gw_listener_text(const gw_listener_t *l)

@@ -163,15 +163,19 @@ int gw_listen_probe(const cfg_addr_t *a, char *err, size_t errlen);
 int gw_proc_adopt(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen);
 /* Closes received sockets no listener took. */
 void gw_proc_drop_inherited(gw_proc_t *p);
-/* The current generation's listening sockets, listener by listener and slot
- * by slot, for the upgrade server (any thread): how many, and socket idx as
- * a dup() the caller closes, with its listener index, slot, the listener's
- * slot count and address text (copied into text, textlen bytes).
- * Boolean-like: -1 if idx is beyond the end or that socket is closed (a
- * drain began). */
-size_t gw_proc_nsockets(gw_proc_t *p);
-int gw_proc_socket(gw_proc_t *p, size_t idx, int *fd, size_t *listener, size_t *sock,
-                   size_t *nsocks, char *text, size_t textlen);
+/* One listening socket of the current generation, for the upgrade
+ * handover: a duplicate (the caller's to close), which listener it is, its
+ * index among that listener's sockets and their count, and the address text. */
+typedef struct {
+    int fd;
+    size_t listener, sock, nsocks;
+    char text[208];
+} gw_proc_sock_t;
+/* Every listening socket of the current generation, duplicated in one hold
+ * of the lock (a reload cannot change the set midway): *out is the caller's
+ * (close each fd that is >= 0, then free it). The count, or -1 when out of
+ * memory. */
+ssize_t gw_proc_sockets(gw_proc_t *p, gw_proc_sock_t **out);
 
 /* What changed from old to new (old may be NULL: nothing is compared). 0, or
  * -1 out of memory. */

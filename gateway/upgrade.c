@@ -107,6 +107,7 @@ typedef struct {
     pid_t pid;
     int state;
     size_t next, total;   /* S_SENDING: the next socket to send, and how many */
+    gw_proc_sock_t *socks;  /* the sockets, as they were at HELLO */
     struct event *rev, *wev, *timer;
 } session_t;
 
@@ -145,6 +146,10 @@ static void session_end(gw_upgrade_server_t *s)
     event_free(x->timer);
     if (x->fd >= 0)
         close(x->fd);
+    for (size_t i = x->next; x->socks && i < x->total; i++)
+        if (x->socks[i].fd >= 0)
+            close(x->socks[i].fd);
+    free(x->socks);
     free(x);
     s->sess = NULL;
 }
@@ -171,11 +176,12 @@ static void session_send(gw_upgrade_server_t *s)
 {
     session_t *x = s->sess;
     while (x->next < x->total) {
-        int fd;
-        size_t li, si, ns;
-        char text[GW_UPGRADE_MAX_TEXT + 1];
-        if (gw_proc_socket(s->proc, x->next, &fd, &li, &si, &ns, text, sizeof text) < 0) {
-            session_refuse(s, "the listening sockets changed or are closing (shutdown?)");
+        gw_proc_sock_t *k = &x->socks[x->next];
+        int fd = k->fd;
+        size_t li = k->listener, si = k->sock, ns = k->nsocks;
+        const char *text = k->text;
+        if (fd < 0) {
+            session_refuse(s, "a listening socket is closing (shutdown?)");
             return;
         }
         gw_upgrade_msg_t m = {.type = GW_UPGRADE_LISTENER, .listener = (uint16_t)li,
@@ -184,11 +190,12 @@ static void session_send(gw_upgrade_server_t *s)
         ssize_t r = li > 0xffff || ns > 0xffff ? (errno = ERANGE, -1)
                                                : send_msg(x->fd, &m, fd, MSG_DONTWAIT);
         int e = errno;
-        close(fd);
         if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
-            event_add(x->wev, NULL);
+            event_add(x->wev, NULL);   /* this one again when the peer reads */
             return;
         }
+        close(fd);
+        k->fd = -1;
         if (r < 0) {
             char why[160];
             snprintf(why, sizeof why, "sending socket %zu: %s", x->next, strerror(e));
@@ -268,7 +275,12 @@ static void on_session_read(evutil_socket_t fd, short what, void *arg)
     if (x->state == S_HELLO && type == GW_UPGRADE_HELLO) {
         x->state = S_SENDING;
         x->next = 0;
-        x->total = gw_proc_nsockets(s->proc);
+        ssize_t total = gw_proc_sockets(s->proc, &x->socks);
+        if (total < 0) {
+            session_refuse(s, "out of memory");
+            return;
+        }
+        x->total = (size_t)total;
         arm_timer(x, HELLO_TIMEOUT_MS);   /* a peer that stops reading frees the slot */
         if (x->total == 0) {
             session_refuse(s, "no listening socket to hand over (shutting down?)");
