@@ -558,6 +558,8 @@ static int run(const char *path, int upgrade)
         gen = NULL;
         rc = 1;
     }
+    if (gen && upc)
+        gw_proc_defer_listen(proc);   /* its own new sockets listen once it can serve */
     if (gen && gw_gen_listen(gen, &errs) < 0) {
         gw_gen_release(gen);
         gen = NULL;
@@ -620,7 +622,9 @@ static int run(const char *path, int upgrade)
     if (rc == 0) {
         control_start(&ctl, cfg, mirror);
         wait_for_mirror(cfg, mirror);
-        if (upc && !upgrade_may_take_over(mirror, &sigs)) {
+        if (upc && (!upgrade_may_take_over(mirror, &sigs) || gw_proc_listen_deferred(proc, err, sizeof err) < 0)) {
+            if (pol_mirror_usable(mirror))
+                gw_log(GW_ERR, NULL, "upgrade: %s; not taking over", err);
             gw_upgrade_client_free(upc);   /* the old process keeps serving */
             upc = NULL;
             n = stop_unstarted(workers, n);

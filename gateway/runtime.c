@@ -60,6 +60,9 @@ struct gw_proc {
     uint64_t accepted;      /* atomic */
     gw_inherited_t *inherited;   /* gw_proc_adopt; main thread only */
     size_t ninherited, capinherited;
+    int defer_listen;            /* upgrade: new sockets are bound, listen() comes later */
+    int *deferred;               /* those sockets (owned by their listeners) */
+    size_t ndeferred;
 };
 
 void gw_errors_add(cfg_errors_t *errs, const char *fmt, ...)
@@ -107,6 +110,7 @@ void gw_proc_free(gw_proc_t *p)
     free(p->listeners);   /* each freed with its last generation */
     gw_proc_drop_inherited(p);
     free(p->inherited);
+    free(p->deferred);
     cfg_free(p->boot);
     pthread_mutex_destroy(&p->mu);
     free(p);
@@ -180,8 +184,11 @@ void gw_proc_note_reload(gw_proc_t *p, int ok, double build_ms)
 
 /* ---- listeners ---- */
 
-/* Syscall-like: a bound, listening, non-blocking socket, or -1 with err. */
-static int gw_listen_socket(const cfg_addr_t *a, char *err, size_t errlen)
+#define GW_LISTEN_BACKLOG 1024
+
+/* Syscall-like: a bound (and with listen_now, listening) non-blocking
+ * socket, or -1 with err. */
+static int gw_listen_socket(const cfg_addr_t *a, int listen_now, char *err, size_t errlen)
 {
     int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -197,7 +204,8 @@ static int gw_listen_socket(const cfg_addr_t *a, char *err, size_t errlen)
     /* TLS clients speak first: wake us when the ClientHello is there */
     int defer = 5;
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
-    if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 || listen(fd, 1024) < 0) {
+    if (bind(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 ||
+        (listen_now && listen(fd, GW_LISTEN_BACKLOG) < 0)) {
         snprintf(err, errlen, "listen on %s: %s", a->text, strerror(errno));
         close(fd);
         return -1;
@@ -390,6 +398,36 @@ static void listener_free(gw_listener_t *l)
  * process (gw_proc_adopt), and bound ones up to one per worker; an address
  * nothing was received for is probed first (gw_listen_probe). NULL with
  * the reason in errs. */
+static int defer_push(gw_proc_t *p, int fd)
+{
+    int *v = realloc(p->deferred, (p->ndeferred + 1) * sizeof *v);
+    if (!v)
+        return -1;
+    p->deferred = v;
+    p->deferred[p->ndeferred++] = fd;
+    return 0;
+}
+
+void gw_proc_defer_listen(gw_proc_t *p)
+{
+    p->defer_listen = 1;
+}
+
+int gw_proc_listen_deferred(gw_proc_t *p, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < p->ndeferred && rc == 0; i++)
+        if (listen(p->deferred[i], GW_LISTEN_BACKLOG) < 0) {
+            snprintf(err, errlen, "listen: %s", strerror(errno));
+            rc = -1;
+        }
+    free(p->deferred);
+    p->deferred = NULL;
+    p->ndeferred = 0;
+    p->defer_listen = 0;
+    return rc;
+}
+
 static gw_listener_t *listener_open(gw_proc_t *p, const cfg_addr_t *a, int nworkers,
                                     cfg_errors_t *errs, const char *path)
 {
@@ -415,8 +453,11 @@ static gw_listener_t *listener_open(gw_proc_t *p, const cfg_addr_t *a, int nwork
         return NULL;
     }
     while (l->nfd < nworkers) {
-        if ((l->fd[l->nfd] = gw_listen_socket(a, err, sizeof err)) < 0) {
-            gw_errors_add(errs, "%s: %s", path, err);
+        if ((l->fd[l->nfd] = gw_listen_socket(a, !p->defer_listen, err, sizeof err)) < 0 ||
+            (p->defer_listen && defer_push(p, l->fd[l->nfd]) < 0)) {
+            if (l->fd[l->nfd] >= 0)
+                close(l->fd[l->nfd]);
+            gw_errors_add(errs, "%s: %s", path, l->fd[l->nfd] >= 0 ? "out of memory" : err);
             listener_free(l);
             return NULL;
         }

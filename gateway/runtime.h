@@ -163,6 +163,15 @@ int gw_listen_probe(const cfg_addr_t *a, char *err, size_t errlen);
 int gw_proc_adopt(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen);
 /* Closes received sockets no listener took. */
 void gw_proc_drop_inherited(gw_proc_t *p);
+/* With --upgrade, sockets this process binds itself (more workers, new
+ * addresses) join the kernel's SO_REUSEPORT group only once it can serve:
+ * gw_proc_defer_listen before gw_gen_listen binds them without listen();
+ * gw_proc_listen_deferred listens on them (0, or -1 with err), just before
+ * the workers start. If the upgrade is given up first, nothing was queued
+ * on them, so nothing is reset. Main thread. */
+void gw_proc_defer_listen(gw_proc_t *p);
+int gw_proc_listen_deferred(gw_proc_t *p, char *err, size_t errlen);
+
 /* One listening socket of the current generation, for the upgrade
  * handover: a duplicate (the caller's to close), which listener it is, its
  * index among that listener's sockets and their count, and the address text. */

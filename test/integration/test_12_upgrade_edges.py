@@ -178,3 +178,30 @@ def _(env):
         ss.close()
     finally:
         gw.stop(grace=2)
+
+
+@test("upgrade: with more workers than the old process, no connection waits on a socket nobody polls",
+      timeout=60)
+def _(env):
+    cfg = dict(env.config(), workers=1)
+    a = env.start_gateway("edge-more-a", cfg)
+    # B has 4 workers, so 3 sockets of its own; its Redis is unreachable, so it
+    # waits for its mirror, then gives up
+    cfg_b = dict(cfg, workers=4, redis=dict(cfg["redis"], address="127.0.0.1:%d" % free_port(),
+                                            connect_timeout="2s", command_timeout="2s"))
+    b = start_b(env, "edge-more-b", cfg_b, True)
+    try:
+        check(wait_log(b, "upgrade: received", 10), "B got no sockets: %s" % b.log_tail(8, joined=True))
+        served = 0
+        for i in range(12):   # while B waits: every connection is A's, at once
+            with env.connect(a, timeout=1.5) as c:
+                upstream_info(c.request("GET", "/during-%d" % i, timeout=1.5), "connection %d" % i)
+                served += 1
+        eq(served, 12, "connections served by A during the handover")
+        eq(b.proc.wait(timeout=30), 1, "B gave up")
+        b.expect_exit = True
+        with env.connect(a) as c:
+            upstream_info(c.request("GET", "/after"), "A still serves")
+    finally:
+        a.stop(grace=2)
+        b.stop(grace=2)
