@@ -96,3 +96,24 @@ def listener_busy(env):
     finally:
         busy.close()
         gw.stop()
+
+
+@test("reload: asked through the admin API while the gateway drains: 503 shutting_down, nothing reloaded")
+def reload_during_drain(env):
+    import os
+    import signal
+    import time
+    admin = free_port()
+    cfg = env.config({"admin": {"listen": "127.0.0.1:%d" % admin},
+                      "timeouts": {"drain": "5s", "drain_idle": "10m"}})
+    gw = env.start_gateway("reload-drain", cfg, environ={"PORTCULLIS_ADMIN_TOKEN": TOKEN})
+    try:
+        wait_tcp(admin, gw.proc, 10, "admin listener")
+        with env.connect(gw) as held:   # keeps the drain going
+            eq(held.request("GET", "/x").status, 200, "a connection to keep the drain going")
+            os.kill(gw.proc.pid, signal.SIGTERM)
+            time.sleep(0.5)
+            status, body = admin_request(admin, TOKEN, "POST", "/admin/reload")
+            eq((status, body["error"]), (503, "shutting_down"), "reload during the drain")
+    finally:
+        gw.stop()
