@@ -148,7 +148,9 @@ class Minter:
         with open(os.path.join(cadir, "index.txt"), "w"):
             pass
         with open(os.path.join(cadir, "serial"), "w") as f:
-            f.write(serial_hex + "\n")
+            # openssl ca reads the serial file as whole bytes: an odd count of
+            # hex digits ("%x" of a number) is refused, so pad it
+            f.write(("0" if len(serial_hex) % 2 else "") + serial_hex + "\n")
         path = self.path(name + ".crt")
         openssl("ca", "-config", cnf, "-batch", "-notext", "-md", "sha256", "-preserveDN",
                 "-cert", ca_crt, "-keyfile", ca_key, "-startdate", asn1_time(not_before),
