@@ -400,8 +400,8 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     gw_log_setup(gen->cfg->logging.level, gen->cfg->logging.format);
     if (!same_class_names(cur->cfg, gen->cfg))
         tell_sync_classes(ctl, gen);
-    if (ctl->ups && strcmp(cur->cfg->upgrade_socket, gen->cfg->upgrade_socket) != 0)
-        move_upgrade_socket(ctl, gen);
+    if (strcmp(cur->cfg->upgrade_socket, gen->cfg->upgrade_socket) != 0)
+        move_upgrade_socket(ctl, gen);   /* ctl->ups is the control thread's */
     gw_gen_t *old = gw_proc_publish(ctl->proc, gen);
     uint64_t number = gen->number;   /* gen is the process's now */
     int switched = switch_workers(ctl, number) == 0;
@@ -528,12 +528,14 @@ static int stop_unstarted(gw_worker_t *workers, int n)
     return 0;
 }
 
-/* The drain began: the upgrade socket closes, so a new gateway may start. */
+/* The drain began: the upgrade socket closes, so a new gateway may start.
+ * On the control thread, which owns ctl->ups once it runs. */
 static void stop_upgrade_socket(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    gw_upgrade_server_stop(arg);
+    control_t *ctl = arg;
+    gw_upgrade_server_stop(ctl->ups);
 }
 
 /* The gateway: the first generation, the workers, the control thread, then
@@ -661,7 +663,7 @@ static int run(const char *path, int upgrade)
         int sig = serve(&ctl, path, &sigs);
         refuse_reloads(&ctl);
         struct timeval now = {0, 0};
-        if (ctl.ups && event_base_once(ctl.base, -1, EV_TIMEOUT, stop_upgrade_socket, ctl.ups, &now) != 0)
+        if (event_base_once(ctl.base, -1, EV_TIMEOUT, stop_upgrade_socket, &ctl, &now) != 0)
             gw_log(GW_WARN, NULL, "upgrade socket left open during the drain (out of memory)");
         gw_gen_t *last = gw_proc_current(proc);
         gw_log(GW_INFO, NULL, "%s: draining (up to %llums)", sig == SIGINT ? "SIGINT" : "SIGTERM",
