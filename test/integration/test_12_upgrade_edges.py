@@ -166,11 +166,17 @@ def _(env):
         head, body = _read_head(ss, bytearray())
         check(b" 200 " in head.split(b"\r\n")[0], "head %r" % head[:80])
         os.kill(gw.pid, signal.SIGHUP)   # grace 0s: this connection retires at once
-        while len(body) < size:         # a slow client, about 320 KB/s
+        low = head.lower()
+        chunked = b"transfer-encoding: chunked" in low
+        if not chunked:
+            clen = int(low.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        # a slow client, about 320 KB/s, reading exactly this response
+        while not (body.endswith(b"\r\n0\r\n\r\n") if chunked else len(body) >= clen):
             d = ss.recv(16384)
             check(d, "closed mid-body at %d" % len(body))
             body += d
             time.sleep(0.05)
+        check(len(body) >= size, "the whole body: %d bytes" % len(body))
         ss.sendall(build_request("GET", "/after-slow-body", bearer=env.bearer))
         h, _ = _read_head(ss, bytearray())
         eq(h.split(b"\r\n")[0], b"HTTP/1.1 200 OK", "the next request's status")
