@@ -12,11 +12,11 @@ SAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-rec
 
 SRC_CORE = config/config.c config/walk.c config/config_check.c config/config_policy.c config/config_issuance.c config/host.c config/route.c tls/tls.c tls/vcache.c tls/store.c policy/route.c policy/target.c policy/revocation.c policy/mirror.c policy/revstore.c policy/redis.c policy/ratelimit.c policy/jwt.c \
            policy/issuance.c policy/issuer.c policy/attest_play.c \
-           upstream/http.c upstream/proxy.c gateway/log.c
+           upstream/http.c upstream/proxy.c base/log.c base/metrics.c base/errors.c
 SRC_CORE += gateway/h1.c gateway/runtime.c gateway/upgrade_msg.c gateway/proxy_proto.c
 SRC_GW   = gateway/main.c gateway/worker.c gateway/upgrade.c gateway/conn.c gateway/request.c gateway/gate.c gateway/issue.c gateway/admin.c gateway/cli.c
 LLHTTP   = $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
-HDRS     = $(wildcard config/*.h gateway/*.h policy/*.h tls/*.h upstream/*.h)
+HDRS     = $(wildcard base/*.h base/*.def config/*.h gateway/*.h policy/*.h tls/*.h upstream/*.h)
 
 UNIT_TESTS = $(patsubst test/unit/%.c,%,$(wildcard test/unit/test_*.c))
 

@@ -7,6 +7,7 @@
  */
 #include "config_int.h"
 #include "walk.h"
+#include "../base/log.h"
 
 #include <ctype.h>
 #include <arpa/inet.h>
@@ -36,6 +37,11 @@
 #define DEF_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define DEF_GROUPS "X25519:P-256:P-384"
 #define DEF_PREFIX "urn:portcullis:device:"
+
+_Static_assert((int)CFG_LOG_ERROR == (int)PC_ERR && (int)CFG_LOG_WARN == (int)PC_WARN &&
+               (int)CFG_LOG_INFO == (int)PC_INFO && (int)CFG_LOG_DEBUG == (int)PC_DEBUG &&
+               (int)CFG_LOG_TEXT == (int)PC_LOG_TEXT && (int)CFG_LOG_JSON == (int)PC_LOG_JSON,
+               "config and base/log share the level and format values");
 
 static const char *const hdr_keys[CFG_H__COUNT] = {
     "serial", "fingerprint", "subject", "issuer", "san_uri",

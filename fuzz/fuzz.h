@@ -21,7 +21,7 @@
 #include <openssl/pem.h>
 
 #include "../config/config.h"
-#include "../gateway/log.h"
+#include "../base/log.h"
 #include "../policy/issuance.h"
 #include "../test/tools/mint_integrity.h"   /* mint_es256 */
 
@@ -40,7 +40,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 /* The gateway logs to stderr; only errors are interesting while fuzzing. */
 static inline void fuzz_quiet(void)
 {
-    gw_log_setup(GW_ERR, 0);
+    pc_log_setup(PC_ERR, 0);
 }
 
 static char fuzz_dir_path[256];

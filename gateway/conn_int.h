@@ -14,7 +14,7 @@
 #include "../policy/redis.h"
 #include "../upstream/http.h"
 #include "gateway.h"
-#include "log.h"
+#include "../base/log.h"
 
 #define READ_CHUNK 16384
 #define OUT_HIGH (256 * 1024)     /* stop reading requests above this unsent response size */
@@ -115,9 +115,9 @@ struct gw_conn {
 
 #define CLOG(c, lvl, ...)                                             \
     do {                                                              \
-        if (gw_log_enabled(lvl)) {                                    \
+        if (pc_log_enabled(lvl)) {                                    \
             char ctx_[192];                                           \
-            gw_log(lvl, gw_conn_ctx(c, ctx_, sizeof(ctx_)), __VA_ARGS__); \
+            pc_log(lvl, gw_conn_ctx(c, ctx_, sizeof(ctx_)), __VA_ARGS__); \
         }                                                             \
     } while (0)
 

@@ -99,7 +99,7 @@ static void respond_error(gw_conn_t *c, int status, const char *code, const char
 
 static void access_log(gw_conn_t *c)
 {
-    if (!CFG(c)->logging.access || !gw_log_enabled(GW_INFO))
+    if (!CFG(c)->logging.access || !pc_log_enabled(PC_INFO))
         return;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -107,7 +107,7 @@ static void access_log(gw_conn_t *c)
                 (double)(now.tv_nsec - c->started.tv_nsec) / 1e6;
     const char *target = c->hdrs.first.len ? ups_str(&c->hdrs, c->hdrs.first) : "-";
     int tlen = c->hdrs.first.len ? (int)(c->hdrs.first.len > 200 ? 200 : c->hdrs.first.len) : 1;
-    CLOG(c, GW_INFO, "%s %.*s %d req_body=%llu resp_body=%llu %.1fms request_id=%s class=%s device=%s upstream=%s",
+    CLOG(c, PC_INFO, "%s %.*s %d req_body=%llu resp_body=%llu %.1fms request_id=%s class=%s device=%s upstream=%s",
          c->method[0] ? c->method : "-", tlen, target, c->status, (unsigned long long)c->body_bytes,
          (unsigned long long)c->resp_bytes, ms, c->request_id, c->id ? c->id->class_name : "-",
          c->id && c->id->device_id ? c->id->device_id : "-",
@@ -216,7 +216,7 @@ static void up_fail(void *arg, int status, const char *code, const char *msg)
 {
     gw_conn_t *c = arg;
     const char *srv = ups_exchange_server(c->x);
-    CLOG(c, GW_WARN, "upstream %s: %s (request_id=%s)", srv, msg, c->request_id);
+    CLOG(c, PC_WARN, "upstream %s: %s (request_id=%s)", srv, msg, c->request_id);
     ups_exchange_free(c->x);
     c->x = NULL;
     if (c->resp_head_sent) {
@@ -510,11 +510,11 @@ static int names_refused(gw_conn_t *c)
     if (!r)
         return 0;
     if (r == UPS_NAME_EMPTY) {
-        CLOG(c, GW_INFO, "empty header name refused");
+        CLOG(c, PC_INFO, "empty header name refused");
         return stop(c, 400, "bad_header_name", "a header line has an empty name");
     }
     uint32_t n = h->h[bad].name.len;
-    CLOG(c, GW_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
+    CLOG(c, PC_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
     if (r == UPS_NAME_COLLISION)
         return stop(c, 400, "header_name_collision",
                     "a header name with '_' or other punctuation reads as one the gateway sets or drops "
@@ -642,7 +642,7 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
 {
     (void)hd;
     if (cert_expired(c)) {
-        CLOG(c, GW_INFO, "request refused: certificate serial=%s expired at %s (request_id=%s)",
+        CLOG(c, PC_INFO, "request refused: certificate serial=%s expired at %s (request_id=%s)",
              c->id->serial, c->id->not_after, c->request_id);
         respond_error(c, 403, "certificate_expired", "the client certificate has expired", 1, NULL);
         return HPE_PAUSED;
@@ -651,7 +651,7 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
     if (gen != c->rev_gen) {
         c->rev_gen = gen;
         if (tls_identity_revoked(c->gen->tls, c->id)) {
-            CLOG(c, GW_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
+            CLOG(c, PC_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
                  c->request_id);
             respond_error(c, 403, "certificate_revoked", "the client certificate has been revoked", 1, NULL);
             return HPE_PAUSED;
@@ -690,7 +690,7 @@ static int stage_policy(gw_conn_t *c, head_t *hd)
     pol_check(c->route, c->id, ai >= 0 ? ups_str(h, h->h[ai].value) : NULL,
               ai >= 0 ? h->h[ai].value.len : 0, ups_hdrs_count(h, "authorization"), &v);
     if (v.status) {
-        CLOG(c, GW_INFO, "refused %s: %s (request_id=%s)", v.code, v.message, c->request_id);
+        CLOG(c, PC_INFO, "refused %s: %s (request_id=%s)", v.code, v.message, c->request_id);
         char chal[200];
         int bare = strcmp(v.code, "missing_token") == 0;
         if (v.bearer_challenge)
@@ -993,7 +993,7 @@ void gw_req_parse(gw_conn_t *c, const char *data, size_t n, int from_in)
     int status = c->err_status ? c->err_status : 400;
     const char *code = c->err_code ? c->err_code : "bad_request";
     const char *msg = c->err_msg ? c->err_msg : "the request is malformed";
-    CLOG(c, GW_INFO, "refused %s: %s (%s)", code, msg,
+    CLOG(c, PC_INFO, "refused %s: %s (%s)", code, msg,
          c->err_status ? "limit" : llhttp_get_error_reason(&c->parser));
     gw_req_abort(c, status, code, msg);
 }

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "../policy/issuance.h"
-#include "log.h"
+#include "../base/log.h"
 
 struct gw_listener {
     gw_proc_t *proc;
@@ -145,7 +145,7 @@ gw_gen_t *gw_proc_publish(gw_proc_t *p, gw_gen_t *gen)
     pthread_mutex_unlock(&p->mu);
     /* the newest sizes; a verify cache that cannot grow keeps its size */
     if (tls_store_configure(p->store, gen->cfg) < 0)
-        gw_log(GW_WARN, NULL, "tls.verify_cache: out of memory for %u entries; keeping the "
+        pc_log(PC_WARN, NULL, "tls.verify_cache: out of memory for %u entries; keeping the "
                "previous size", gen->cfg->tls.verify_cache_size);
     return old;
 }
@@ -652,7 +652,7 @@ static void issuance_setup(gw_gen_t *g, cfg_errors_t *errs)
             !(g->play_keys[i] = pol_play_keys_load(&pl->play, err, sizeof err)))
             gw_errors_add(errs, "%s: %s", g->cfg->path, err);
         if (pl->provider == CFG_ATTEST_NONE)
-            gw_log(GW_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
+            pc_log(PC_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
                    "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
                    pl->name);
     }

@@ -11,7 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "../base/log.h"
+#include "../base/metrics.h"
 
 struct gw_wgen {
     gw_worker_t *w;
@@ -53,7 +54,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
-            gw_log(GW_ERR, NULL, "accept: %s", strerror(errno));
+            pc_log(PC_ERR, NULL, "accept: %s", strerror(errno));
             return;   /* EMFILE and friends: the next event retries */
         }
         int counted = 0;
@@ -61,7 +62,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             counted = pol_connlimit_acquire(wg->gen->connlimit, &cfg->connection_limits, &peer, mono_us());
             if (counted < 0) {
                 /* before any TLS work: a flood from one address costs an accept and a close */
-                gw_log(GW_DEBUG, NULL, "connection refused by connection_limits (%s)",
+                pc_log(PC_DEBUG, NULL, "connection refused by connection_limits (%s)",
                        counted == -1 ? "per_ip_rate" : "per_ip_concurrent");
                 close(fd);
                 continue;
@@ -72,7 +73,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             __atomic_sub_fetch(nconns, 1, __ATOMIC_RELAXED);
             if (counted)
                 pol_connlimit_release(wg->gen->connlimit, &peer);
-            gw_log(GW_WARN, NULL, "max_connections (%u) reached; connection refused",
+            pc_log(PC_WARN, NULL, "max_connections (%u) reached; connection refused",
                    cfg->limits.max_connections);
             close(fd);
             continue;
@@ -101,7 +102,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     (void)what;
     gw_wgen_t *wg = arg;
     if (!wg->retiring)
-        gw_log(GW_INFO, NULL, "worker %d: reload grace over for generation %llu: closing its %zu "
+        pc_log(PC_INFO, NULL, "worker %d: reload grace over for generation %llu: closing its %zu "
                "connections between requests", wg->w->id, (unsigned long long)wg->gen->number,
                wg->nconns);
     wg->retiring = 1;
@@ -229,7 +230,7 @@ fail:
 static void worker_redis(gw_worker_t *w, const cfg_t *cfg)
 {
     if (!w->redis && needs_redis(cfg) && !(w->redis = pol_redis_new(w->base, &gw_proc_boot(w->proc)->redis)))
-        gw_log(GW_ERR, NULL, "worker %d: out of memory for the Redis connection", w->id);
+        pc_log(PC_ERR, NULL, "worker %d: out of memory for the Redis connection", w->id);
 }
 
 /* The main thread published a new generation: new connections get it. */
@@ -247,7 +248,7 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     }
     gw_wgen_t *wg = wgen_new(w, gen);
     if (!wg || listeners_sync(w, gen) < 0) {
-        gw_log(GW_ERR, NULL, "worker %d: out of memory switching to generation %llu; new "
+        pc_log(PC_ERR, NULL, "worker %d: out of memory switching to generation %llu; new "
                "connections stay on generation %llu", w->id, (unsigned long long)gen->number,
                (unsigned long long)w->cur->gen->number);
         if (wg)
@@ -349,7 +350,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw_worker_t *w = arg;
-    gw_log(GW_WARN, NULL, "worker %d: drain timeout; closing %zu connections", w->id, w->nconns);
+    pc_log(PC_WARN, NULL, "worker %d: drain timeout; closing %zu connections", w->id, w->nconns);
     event_base_loopbreak(w->base);
 }
 
@@ -388,6 +389,7 @@ int gw_worker_init(gw_worker_t *w, int id, gw_proc_t *proc, gw_gen_t *gen, char 
 static void *worker_main(void *arg)
 {
     gw_worker_t *w = arg;
+    pc_metrics_thread_attach();   /* this worker's own counters */
     event_base_dispatch(w->base);
     gw_conn_close_all(w);
     return NULL;

@@ -5,16 +5,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../gateway/log.h"
+#include "../../base/log.h"
 #include "check.h"
 
-/* One gw_log call in JSON format, its line parsed. */
+/* One pc_log call in JSON format, its line parsed. */
 static json_t *logged(const char *ctx, const char *msg)
 {
     FILE *f = tmpfile();
     int saved = dup(STDERR_FILENO);
     dup2(fileno(f), STDERR_FILENO);
-    gw_log(GW_INFO, ctx, "%s", msg);
+    pc_log(PC_INFO, ctx, "%s", msg);
     dup2(saved, STDERR_FILENO);
     close(saved);
     char line[4096] = "";
@@ -36,7 +36,7 @@ static const char *field(json_t *j, const char *k)
 
 int main(void)
 {
-    gw_log_setup(CFG_LOG_DEBUG, CFG_LOG_JSON);
+    pc_log_setup(PC_DEBUG, PC_LOG_JSON);
 
     json_t *j = logged("w=1 conn=7 peer=127.0.0.1:4242 action=waiting for request", "hello");
     CHECK(j != NULL, "a JSON line");

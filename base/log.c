@@ -1,4 +1,4 @@
-/* gateway/log: structured lines to stderr. */
+/* base/log: structured lines to stderr. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -8,18 +8,18 @@
 #include <time.h>
 #include <unistd.h>
 
-static int log_level = CFG_LOG_INFO;
-static int log_format = CFG_LOG_TEXT;
+static int log_level = PC_INFO;
+static int log_format = PC_LOG_TEXT;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-void gw_log_setup(int level, int format)
+void pc_log_setup(int level, int format)
 {
     /* a reload changes them while workers log: atomics, no lock */
     __atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
     __atomic_store_n(&log_format, format, __ATOMIC_RELAXED);
 }
 
-int gw_log_enabled(int level)
+int pc_log_enabled(int level)
 {
     return level <= __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
@@ -114,7 +114,7 @@ static size_t ctx_json(char *out, size_t len, size_t cap, size_t stop, const cha
     return len;
 }
 
-void gw_log(int level, const char *ctx, const char *fmt, ...)
+void pc_log(int level, const char *ctx, const char *fmt, ...)
 {
     if (level > __atomic_load_n(&log_level, __ATOMIC_RELAXED))
         return;
@@ -135,7 +135,7 @@ void gw_log(int level, const char *ctx, const char *fmt, ...)
     snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
 
     size_t n;
-    if (__atomic_load_n(&log_format, __ATOMIC_RELAXED) == CFG_LOG_JSON) {
+    if (__atomic_load_n(&log_format, __ATOMIC_RELAXED) == PC_LOG_JSON) {
         n = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\"", ts, level_names[level]);
         if (ctx)
             n = ctx_json(line, n, sizeof(line), sizeof(line) - 64, ctx);
