@@ -21,6 +21,7 @@
 #include "../policy/revocation.h"
 #include "../policy/revstore.h"
 #include "../base/log.h"
+#include "metrics.h"
 
 #define PREFIX "/admin/revocations"
 #define LIST_DEFAULT 100
@@ -667,7 +668,12 @@ static void on_request(struct evhttp_request *req, void *arg)
         send_error(req, 400, "invalid_request", "malformed request target");
         return;
     }
-    if (strcmp(path, "/admin/health") == 0) {
+    if (strcmp(path, "/metrics") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            gw_metrics_serve(a->proc, req);
+        else
+            method_not_allowed(req, "GET");
+    } else if (strcmp(path, "/admin/health") == 0) {
         if (m == EVHTTP_REQ_GET)
             handle_health(a, req);
         else

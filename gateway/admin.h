@@ -24,6 +24,7 @@
  *                                       examples of unusable entries), no Redis
  *                                       trip, the verify cache's counters, and
  *                                       the runtime: generation, reloads
+ *   GET    /metrics                     Prometheus text format 0.0.4 (gateway/metrics.h)
  *   POST   /admin/reload                re-reads the configuration and every file
  *                                       it names (docs/operations.md) -> 200
  *                                       with what changed, 422 reload_failed
