@@ -575,6 +575,33 @@ static void parse_allow_classes(ctx_t *c, yaml_node_t *n, const char *path, cfg_
     }
 }
 
+/* Sets r->name: the name given, or "<host><path>" (cut to fit) for metrics
+ * labels and logs. Syscall-like: 0, or -1 after reporting the error. */
+static int route_name(ctx_t *c, cfg_route_t *r, size_t i, yaml_node_t *v, const char *p)
+{
+    char q[CFGW_PATHLEN];
+    const char *s;
+    if (!v) {
+        if (r->path)
+            snprintf(r->name, sizeof r->name, "%s%s", r->host ? r->host : "", r->path);
+        return 0;
+    }
+    if (!(s = cfgw_scalar(&c->w, v, cfgw_pk(q, p, "name"), "a route name")))
+        return -1;
+    if (!cfgp_is_name(s, 1)) {
+        cfgw_err(&c->w, v, q, "invalid route name \"%.60s\": use 1..63 characters of A-Z, a-z, "
+                 "0-9, _, - and .", s);
+        return -1;
+    }
+    long j = cfgp_find_name(c->cfg->routes[0].name, sizeof c->cfg->routes[0], i, s);
+    if (j >= 0) {
+        cfgw_err(&c->w, v, q, "duplicate route name \"%s\" (also routes[%ld])", s, j);
+        return -1;
+    }
+    snprintf(r->name, sizeof r->name, "%s", s);
+    return 0;
+}
+
 static void parse_routes(ctx_t *c, yaml_node_t *n)
 {
     cfg_t *cfg = c->cfg;
@@ -586,10 +613,10 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
     cfg->nroutes = (size_t)cnt;
     unsigned char *complete = cfgp_xcalloc((size_t)cnt, 1);
     for (size_t i = 0; i < (size_t)cnt; i++) {
-        enum { PATH, HOST, METHODS, UPSTREAM, CLASSES, BEARER, RL, RL_HEADERS, JWT };
+        enum { PATH, HOST, METHODS, UPSTREAM, CLASSES, BEARER, RL, RL_HEADERS, JWT, NAME };
         cfgw_fld_t f[] = {F("path"), F("host"), F("methods"), F("upstream"), F("allow_classes"),
                           F("require_bearer"), F("rate_limits"), F("rate_limit_headers"),
-                          F("jwt")};
+                          F("jwt"), F("name")};
         cfg_route_t *r = &cfg->routes[i];
         yaml_node_t *item = cfgw_node(&c->w, it[i]), *v;
         char p[CFGW_PATHLEN], q[CFGW_PATHLEN], list[512], msg[300];
@@ -638,6 +665,8 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
         cfgw_opt_bool(&c->w, &f[BEARER], p, &r->require_bearer);
         cfgp_policy_route(&c->w, cfg, r, p, item, f[RL].val, f[RL_HEADERS].val, f[JWT].val);
 
+        if (route_name(c, r, i, f[NAME].val, p) < 0)
+            ok = 0;
         if (!ok || !r->path)
             continue;
         complete[i] = 1;

@@ -37,6 +37,7 @@ typedef struct {
 
 typedef struct {
     char name[CFG_MAX_NAME];  /* e.g. "device", "bootstrap" */
+    unsigned mx;              /* metrics label id, set by the runtime builder */
     char *ca_file;            /* PEM bundle of the CAs that anchor this class */
 } cfg_class_t;
 
@@ -64,6 +65,7 @@ typedef struct {
 
 typedef struct {
     char name[CFG_MAX_NAME];
+    unsigned mx;                    /* metrics label id, set by the runtime builder */
     cfg_addr_t *servers;
     size_t nservers;
     uint64_t connect_timeout_ms;
@@ -81,6 +83,7 @@ enum cfg_rl_scope { CFG_RL_LOCAL = 0, CFG_RL_GLOBAL = 1 };
 
 typedef struct {
     char name[CFG_MAX_NAME];
+    unsigned mx;          /* metrics label id, set by the runtime builder */
     int key;              /* enum cfg_rl_key */
     uint64_t count;       /* n of "<n>/s|m|h" */
     uint64_t period_ms;   /* 1000, 60000 or 3600000 */
@@ -125,6 +128,8 @@ typedef struct {
 } cfg_jwt_t;
 
 typedef struct {
+    char name[CFG_MAX_NAME];  /* name: as given, else "<host><path>" cut to fit (metrics, logs) */
+    unsigned mx;          /* metrics label id (base/metrics.h), set by the runtime builder */
     char *host;           /* NULL: any host; else canonical (config/host.h), no port */
     char *path;           /* prefix, starts with '/' */
     char **methods;       /* NULL/0: any method */
@@ -337,6 +342,7 @@ typedef struct {
 
 typedef struct {
     char name[33];                /* [a-z0-9_]{1,32} */
+    unsigned mx;                  /* metrics label id, set by the runtime builder */
     int provider;                 /* enum cfg_attest_provider */
     cfg_play_integrity_t play;    /* provider play_integrity */
     cfg_http_verifier_t http;     /* provider http */

@@ -17,6 +17,7 @@
 
 #include "../policy/issuance.h"
 #include "../base/log.h"
+#include "../base/metrics.h"
 
 struct gw_listener {
     gw_proc_t *proc;
@@ -796,6 +797,23 @@ static double ms_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* Gives every name a metrics label may carry its id (base/metrics.h), once
+ * the generation is sure to be used: ids are stable across reloads. */
+static void intern_names(cfg_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        cfg->routes[i].mx = pc_metrics_intern(PC_DYN_ROUTE, cfg->routes[i].name);
+    for (size_t i = 0; i < cfg->tls.nclasses; i++)
+        cfg->tls.classes[i].mx = pc_metrics_intern(PC_DYN_CLASS, cfg->tls.classes[i].name);
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        cfg->upstreams[i].mx = pc_metrics_intern(PC_DYN_UPSTREAM, cfg->upstreams[i].name);
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        cfg->rate_limits[i].mx = pc_metrics_intern(PC_DYN_LIMIT, cfg->rate_limits[i].name);
+    for (size_t i = 0; cfg->issuance && i < cfg->issuance->nplatforms; i++)
+        cfg->issuance->platforms[i].mx = pc_metrics_intern(PC_DYN_PLATFORM,
+                                                           cfg->issuance->platforms[i].name);
+}
+
 gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
 {
     struct timespec t0;
@@ -843,6 +861,8 @@ gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
         gen_free(g);
         return NULL;
     }
+    if (p)
+        intern_names(cfg);
     g->build_ms = ms_since(&t0);
     return g;
 }
