@@ -312,35 +312,38 @@ static unsigned dim_used(enum dim_id d)
     return dims[d].dyn >= 0 ? dyn_count[dims[d].dyn] : dims[d].size;
 }
 
-/* Appends `label="value"` pairs of one series to lab; returns 1 if every
- * dynamic index in it is a configured name (not _none or _other). */
+/* Appends the `label="value"` pairs of one series to lab; returns 1 if
+ * every label of the family is static (a reason, a status class, a code):
+ * such a family lists every value from the start, so its rates start at
+ * zero. A series with a configured name (route, class, ...) appears once
+ * counted, as client libraries do with labelled metrics. */
 static int series_labels(char *lab, size_t cap, const family_t *f, const unsigned ix[3])
 {
-    int named = 1;
+    int all_static = 1;
     size_t n = 0;
     lab[0] = '\0';
     for (int k = 0; k < 3; k++) {
         enum dim_id d = f->d[k];
         if (!dims[d].label)
             continue;
-        if (dims[d].dyn >= 0 && ix[k] < 2)
-            named = 0;
+        if (dims[d].dyn >= 0)
+            all_static = 0;
         char esc[2 * NAME_MAX_LEN];
         pc_metrics_label_esc(esc, sizeof(esc), dim_value(d, ix[k]));
         int w = snprintf(lab + n, cap - n, "%s%s=\"%s\"", n ? "," : "", dims[d].label, esc);
         if (w > 0 && (size_t)w < cap - n)
             n += (size_t)w;
     }
-    return named;
+    return all_static;
 }
 
 static void render_series(pc_buf_t *out, const family_t *f, const unsigned ix[3], size_t at)
 {
     char lab[512];
-    int named = series_labels(lab, sizeof(lab), f, ix);
+    int listed = series_labels(lab, sizeof(lab), f, ix);
     if (!f->hist) {
         uint64_t v = sum_locked(at);
-        if (v || named)
+        if (v || listed)
             pc_buf_printf(out, "%s%s%s%s %llu\n", f->name, *lab ? "{" : "", lab, *lab ? "}" : "",
                           (unsigned long long)v);
         return;
@@ -351,7 +354,7 @@ static void render_series(pc_buf_t *out, const family_t *f, const unsigned ix[3]
     uint64_t b[PC_HBOUNDS + 1], cum = 0;
     for (int i = 0; i <= PC_HBOUNDS; i++)
         cum += b[i] = sum_locked(at + (size_t)i);
-    if (!cum && !named)
+    if (!cum && !listed)
         return;
     const char *sep = *lab ? "," : "";
     cum = 0;

@@ -78,8 +78,11 @@ static void test_render(void)
           "a labelled series with its value");
     CHECK(strstr(s, "portcullis_http_requests_total{route=\"api\",class=\"class0\",status=\"5xx\"} 2\n"),
           "status classes apart");
-    CHECK(!strstr(s, "route=\"_none\",class=\"class0\",status=\"2xx\"}"),
-          "a zero series of _none is left out");
+    CHECK(!strstr(s, "route=\"_none\",class=\"class0\",status=\"2xx\"}") &&
+          !strstr(s, "route=\"api\",class=\"class0\",status=\"4xx\"}"),
+          "a series with a configured name appears once counted");
+    CHECK(strstr(s, "# TYPE portcullis_upstream_failures_total counter\n"),
+          "a family without series still has its HELP and TYPE");
     CHECK(strstr(s, "portcullis_http_errors_total{code=\"out_of_memory\"} 1\n"), "error codes by name");
     CHECK(strstr(s, "portcullis_http_errors_total{code=\"internal\"} 0\n"), "static values all exported");
     CHECK(strstr(s, "portcullis_http_request_duration_seconds_bucket{route=\"api\",le=\"0.0005\"} 0\n") &&
