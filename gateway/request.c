@@ -146,7 +146,8 @@ static void finish_response(gw_conn_t *c)
     c->req_active = c->head_done = c->req_complete = 0;
     c->resp_head_sent = c->discard = c->req_chunked = c->client_chunked = 0;
     c->status = 0;
-    c->resp_err = PC_E_NONE;
+    c->err = c->resp_err = PC_E_NONE;
+    c->err_msg = NULL;
     c->route = NULL;
     c->request_id[0] = c->method[0] = '\0';
     c->body_bytes = c->resp_bytes = 0;
@@ -430,7 +431,8 @@ static int internal_refused(gw_conn_t *c, int *rc)
     if (!ok_class)
         *rc = gw_conn_refuse(c, PC_E_CLASS_NOT_ALLOWED, NULL, NULL);
     else if (p->method != HTTP_POST && (post_only || p->method != HTTP_GET))
-        *rc = gw_conn_refuse(c, PC_E_METHOD_NOT_ALLOWED, "this route takes POST",
+        *rc = gw_conn_refuse(c, PC_E_METHOD_NOT_ALLOWED,
+                             post_only ? "this route takes POST" : "this route takes GET or POST",
                              post_only ? "Allow: POST\r\n" : "Allow: GET, POST\r\n");
     else if (!c->req_chunked && p->content_length > is->max_body_bytes)
         *rc = stop(c, PC_E_PAYLOAD_TOO_LARGE, NULL);
