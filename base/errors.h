@@ -5,11 +5,22 @@
 #ifndef PORTCULLIS_ERRORS_H
 #define PORTCULLIS_ERRORS_H
 
+/* The client listener's entries first (0 .. PC_E__CLIENT - 1: the label
+ * values of portcullis_http_errors_total), then the admin API's own. */
 enum pc_err {
     PC_E_NONE = -1,   /* no error (a field's "not set"); never answered */
 #define PC_E(id, status, code, msg) PC_E_##id,
+#define PC_EA(id, status, code, msg)
 #include "errors.def"
 #undef PC_E
+#undef PC_EA
+    PC_E__CLIENT,
+    PC_E__ADMIN_BEFORE = PC_E__CLIENT - 1,
+#define PC_E(id, status, code, msg)
+#define PC_EA(id, status, code, msg) PC_E_##id,
+#include "errors.def"
+#undef PC_E
+#undef PC_EA
     PC_E__COUNT
 };
 

@@ -69,7 +69,8 @@ static void respond_error(gw_conn_t *c, enum pc_err e, const char *msg, int clos
     int status = pc_err_status(e);
     if (!msg)
         msg = pc_err_message(e);
-    pc_count1(HTTP_ERRORS, e);
+    if ((unsigned)e < PC_E__CLIENT)   /* always; an admin-only entry is never counted as another */
+        pc_count1(HTTP_ERRORS, e);
     c->resp_err = e;
     if (!c->request_id[0])
         new_request_id(c->request_id);

@@ -148,6 +148,10 @@ def _(env):
         eq(deltas, want, "portcullis_http_errors_total deltas")
         for code in after:
             check(code in DOC, "the metric's code %r is not in docs/errors.md" % code)
+        for code in ("not_found", "reload_failed", "invalid_entry", "redis_unavailable"):
+            check(code not in after, "the admin API's %s is a label value of %s_total" % (code, FAMILY))
+        check("class_not_allowed" in after and "out_of_memory" in after,
+              "client codes are exported before they happen")
     finally:
         gw.stop()
 
