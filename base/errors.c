@@ -8,7 +8,9 @@ static const struct {
     const char *code, *msg;
 } catalog[PC_E__COUNT] = {
 #define PC_E(id, st, c, m) [PC_E_##id] = {st, c, m},
+#define PC_EA PC_E
 #include "errors.def"
+#undef PC_EA
 #undef PC_E
 };
 

@@ -60,7 +60,7 @@ enum pc_dyn { PC_DYN_ROUTE, PC_DYN_CLASS, PC_DYN_UPSTREAM, PC_DYN_LIMIT, PC_DYN_
 #define PC_DN_TLS_FAIL PC_TLSF__N
 #define PC_DN_CACHE_RESULT PC_CACHE__N
 #define PC_DN_STATUS PC_ST__N
-#define PC_DN_ERROR PC_E__COUNT
+#define PC_DN_ERROR PC_E__CLIENT   /* the client listener's codes (admin errors are not counted) */
 #define PC_DN_UPS_CONN PC_UPC__N
 #define PC_DN_UPS_FAIL PC_UPF__N
 #define PC_DN_REDIS_CLIENT PC_REDIS__N

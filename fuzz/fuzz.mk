@@ -18,6 +18,8 @@ FUZZ_LLHTTP_OBJ = $(patsubst $(LLHTTP_SRC)/%.c,build/fuzz/llhttp/%.o,$(LLHTTP))
 FUZZ_EXCLUDE_fuzz_request  = build/fuzz/obj/upstream/proxy.o
 FUZZ_EXCLUDE_fuzz_response = build/fuzz/obj/upstream/proxy.o
 FUZZ_EXCLUDE_fuzz_revocation = build/fuzz/obj/policy/mirror.o
+# Gateway sources (not in SRC_CORE) a target links besides the core.
+FUZZ_EXTRA_fuzz_admin = build/fuzz/obj/gateway/metrics.o
 build/fuzz/fuzz_request: gateway/request.c gateway/conn_int.h
 build/fuzz/fuzz_response: upstream/proxy.c
 build/fuzz/fuzz_admin: gateway/admin.c
@@ -34,7 +36,8 @@ build/fuzz/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c $< -o $@
 
-build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(HDRS) $(FUZZ_CORE_OBJ) $(FUZZ_LLHTTP_OBJ)
+.SECONDEXPANSION:
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(HDRS) $(FUZZ_CORE_OBJ) $(FUZZ_LLHTTP_OBJ) $$(FUZZ_EXTRA_fuzz_$$*)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< \
-	    $(filter-out $(FUZZ_EXCLUDE_fuzz_$*),$(FUZZ_CORE_OBJ)) $(FUZZ_LLHTTP_OBJ) -o $@ $(LIBS)
+	    $(filter-out $(FUZZ_EXCLUDE_fuzz_$*),$(FUZZ_CORE_OBJ)) $(FUZZ_EXTRA_fuzz_$*) $(FUZZ_LLHTTP_OBJ) -o $@ $(LIBS)

@@ -71,9 +71,9 @@ static void f_done(void *c)
     (void)c;
 }
 
-static void f_fail(void *c, int status, const char *code, const char *msg)
+static void f_fail(void *c, enum pc_err e, const char *msg)
 {
-    (void)c, (void)status, (void)code, (void)msg;
+    (void)c, (void)e, (void)msg;
 }
 
 static void f_drained(void *c)

@@ -20,6 +20,7 @@
 #include "../policy/issuance.h"
 #include "../policy/revocation.h"
 #include "../policy/revstore.h"
+#include "../base/errors.h"
 #include "../base/log.h"
 #include "metrics.h"
 
@@ -67,19 +68,39 @@ static void send_json(struct evhttp_request *req, int status, json_t *body)
         if (text)
             evbuffer_add_printf(out, "%s\n", text);
         else
-            evbuffer_add_printf(out, "{\"error\":\"internal\",\"message\":\"out of memory\"}\n");
+            evbuffer_add_printf(out, "{\"error\":\"%s\",\"message\":\"%s\"}\n",
+                                pc_err_code(PC_E_OUT_OF_MEMORY), pc_err_message(PC_E_OUT_OF_MEMORY));
     }
-    evhttp_send_reply(req, text ? status : 500, NULL, out);
+    evhttp_send_reply(req, text ? status : pc_err_status(PC_E_OUT_OF_MEMORY), NULL, out);
     if (out)
         evbuffer_free(out);
     free(text);
     json_decref(body);
 }
 
-static void send_error(struct evhttp_request *req, int status, const char *code,
-                       const char *msg)
+/* The JSON error of catalog entry e; msg, or NULL for the entry's message. */
+static void send_error(struct evhttp_request *req, enum pc_err e, const char *msg)
 {
-    send_json(req, status, json_pack("{s:s, s:s}", "error", code, "message", msg));
+    send_json(req, pc_err_status(e),
+              json_pack("{s:s, s:s}", "error", pc_err_code(e), "message", msg ? msg : pc_err_message(e)));
+}
+
+/* A revocation store operation failed: out of memory (pol_revstore_oom),
+ * else Redis; the answer's message into msg. */
+static enum pc_err store_failed(const char *err, char *msg, size_t len)
+{
+    if (err == pol_revstore_oom) {
+        snprintf(msg, len, "%s", pc_err_message(PC_E_OUT_OF_MEMORY));
+        return PC_E_OUT_OF_MEMORY;
+    }
+    snprintf(msg, len, "the revocation store is unavailable: %s", err);
+    return PC_E_REDIS_UNAVAILABLE;
+}
+
+/* A store call refused its arguments (e, with err) or ran out of memory. */
+static enum pc_err store_refused(enum pc_err e, const char *err)
+{
+    return err == pol_revstore_oom ? PC_E_OUT_OF_MEMORY : e;
 }
 
 /* ---------------------------------------------------------------- logging */
@@ -170,9 +191,9 @@ static void on_write_done(int ok, const char *err, const pol_revstore_result_t *
     int add = strcmp(p->action, "revoke") == 0;
     if (!ok) {
         char msg[320];
-        snprintf(msg, sizeof msg, "the revocation store is unavailable: %s", err);
-        send_error(p->req, 503, "redis_unavailable", msg);
-        log_action(p->peer, p->action, p->entry, p->reason, 503, msg);
+        enum pc_err e = store_failed(err, msg, sizeof msg);
+        send_error(p->req, e, msg);
+        log_action(p->peer, p->action, p->entry, p->reason, pc_err_status(e), msg);
     } else {
         int status = add ? 201 : 200;
         send_json(p->req, status, p->warning[0]
@@ -191,9 +212,9 @@ static void on_device_done(int ok, const char *err, const pol_revstore_result_t 
     pending_t *p = arg;
     char msg[768];
     if (!ok) {
-        snprintf(msg, sizeof msg, "the revocation store is unavailable: %s", err);
-        send_error(p->req, 503, "redis_unavailable", msg);
-        log_device(p->peer, p->entry, p->reason, 503, msg);
+        enum pc_err e = store_failed(err, msg, sizeof msg);
+        send_error(p->req, e, msg);
+        log_device(p->peer, p->entry, p->reason, pc_err_status(e), msg);
     } else {
         json_t *arr = json_array();
         for (size_t i = 0; arr && i < res->nitems; i++)
@@ -225,8 +246,7 @@ static void on_list_done(int ok, const char *err, const pol_revstore_result_t *r
     pending_t *p = arg;
     if (!ok) {
         char msg[320];
-        snprintf(msg, sizeof msg, "the revocation store is unavailable: %s", err);
-        send_error(p->req, 503, "redis_unavailable", msg);
+        send_error(p->req, store_failed(err, msg, sizeof msg), msg);
         pending_free(p);
         return;
     }
@@ -268,7 +288,7 @@ static json_t *body_object(struct evhttp_request *req)
     json_error_t je;
     char msg[300];
     if (n == 0) {
-        send_error(req, 400, "invalid_json", "the request needs a JSON body: "
+        send_error(req, PC_E_INVALID_JSON, "the request needs a JSON body: "
                    "{\"class\": ..., \"serial\": ...}, {\"fingerprint\": ...} or "
                    "{\"device_id\": ...}");
         return NULL;
@@ -282,7 +302,7 @@ static json_t *body_object(struct evhttp_request *req)
         snprintf(msg, sizeof msg, "malformed JSON at line %d, column %d: %s", je.line,
                  je.column, je.text);
     json_decref(o);
-    send_error(req, 400, "invalid_json", msg);
+    send_error(req, PC_E_INVALID_JSON, msg);
     return NULL;
 }
 
@@ -297,7 +317,7 @@ static int known_fields(struct evhttp_request *req, json_t *o)
             char msg[200];
             snprintf(msg, sizeof msg, "unknown field \"%.60s\" (expected class, serial, "
                      "fingerprint, device_id, reason)", key);
-            send_error(req, 400, "invalid_request", msg);
+            send_error(req, PC_E_INVALID_REQUEST, msg);
             return -1;
         }
     }
@@ -311,7 +331,7 @@ static int device_entry(struct evhttp_request *req, json_t *dev, char *entry, si
     if (json_is_string(dev) && pol_device_id_valid(json_string_value(dev)) &&
         pol_rev_canon_device(json_string_value(dev), entry, len, &cerr) == 0)
         return 0;
-    send_error(req, 400, "invalid_device_id", "device_id must be a string of 1..128 "
+    send_error(req, PC_E_INVALID_DEVICE_ID, "device_id must be a string of 1..128 "
                "characters of A-Z a-z 0-9 . _ : @ -");
     return -1;
 }
@@ -321,9 +341,9 @@ static int fingerprint_entry(struct evhttp_request *req, json_t *fp, char *entry
 {
     const char *cerr = NULL;
     if (!json_is_string(fp))
-        send_error(req, 400, "invalid_entry", "fingerprint must be a string");
+        send_error(req, PC_E_INVALID_ENTRY, "fingerprint must be a string");
     else if (pol_rev_canon_fingerprint(json_string_value(fp), entry, len, &cerr) < 0)
-        send_error(req, 400, "invalid_entry", cerr);
+        send_error(req, PC_E_INVALID_ENTRY, cerr);
     else
         return 0;
     return -1;
@@ -346,15 +366,15 @@ static int serial_entry(const gw_admin_t *a, struct evhttp_request *req, int pos
     const char *cerr = NULL;
     char why[300];
     if (!cls || !ser)
-        send_error(req, 400, "missing_field", "give class and serial (e.g. {\"class\": "
+        send_error(req, PC_E_MISSING_FIELD, "give class and serial (e.g. {\"class\": "
                    "\"device\", \"serial\": \"1a2b\"}), or fingerprint");
     else if (!json_is_string(cls) || !json_is_string(ser))
-        send_error(req, 400, "invalid_entry", "class and serial must be strings");
+        send_error(req, PC_E_INVALID_ENTRY, "class and serial must be strings");
     else if (pol_rev_canon_serial(json_string_value(cls), json_string_value(ser), entry, len,
                                   &cerr) < 0)
-        send_error(req, 400, "invalid_entry", cerr);
+        send_error(req, PC_E_INVALID_ENTRY, cerr);
     else if (post && class_unusable(a, entry, why, sizeof why))
-        send_error(req, 400, "unknown_class", why);   /* it could match nothing */
+        send_error(req, PC_E_UNKNOWN_CLASS, why);   /* it could match nothing */
     else
         return 0;
     return -1;
@@ -370,15 +390,15 @@ static int entry_of(const gw_admin_t *a, struct evhttp_request *req, int post, j
     json_t *dev = json_object_get(o, "device_id");
     if (rs && !json_is_null(rs) &&
         (!json_is_string(rs) || utf8_len(json_string_value(rs)) > POL_REVSTORE_REASON_MAX))
-        send_error(req, 400, "invalid_reason", "reason must be a string of at most 200 "
+        send_error(req, PC_E_INVALID_REASON, "reason must be a string of at most 200 "
                    "characters");
     else if (dev && (cls || ser || fp))
-        send_error(req, 400, "invalid_request", "give device_id alone, not with class, "
+        send_error(req, PC_E_INVALID_REQUEST, "give device_id alone, not with class, "
                    "serial or fingerprint");
     else if (dev)   /* POST: the device and its certificates; DELETE: the device entry */
         return device_entry(req, dev, entry, len);
     else if (fp && (cls || ser))
-        send_error(req, 400, "invalid_request", "give either class and serial, or "
+        send_error(req, PC_E_INVALID_REQUEST, "give either class and serial, or "
                    "fingerprint, not both");
     else if (fp)
         return fingerprint_entry(req, fp, entry, len);
@@ -422,7 +442,7 @@ static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, cons
     const char *action = add ? "revoke" : "unrevoke", *err = NULL;
     pending_t *p = pending_new(a, req, action, entry, reason, peer);
     if (!p) {
-        send_error(req, 500, "internal", "out of memory");
+        send_error(req, PC_E_OUT_OF_MEMORY, NULL);
         return;
     }
     gw_gen_t *g = gw_proc_current(a->proc);
@@ -432,8 +452,9 @@ static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, cons
     int rc = add ? pol_revstore_add(a->store, entry, reason, on_write_done, p, &err)
                  : pol_revstore_remove(a->store, spelling, on_write_done, p, &err);
     if (rc < 0) {
-        send_error(req, 400, "invalid_entry", err);
-        log_action(peer, action, entry, reason, 400, err);
+        enum pc_err e = store_refused(PC_E_INVALID_ENTRY, err);
+        send_error(req, e, err);
+        log_action(peer, action, entry, reason, pc_err_status(e), err);
         pending_free(p);
     }
 }
@@ -444,12 +465,13 @@ static void start_device(gw_admin_t *a, struct evhttp_request *req, const char *
     const char *err = NULL;
     pending_t *p = pending_new(a, req, "revoke_device", device_id, reason, peer);
     if (!p) {
-        send_error(req, 500, "internal", "out of memory");
+        send_error(req, PC_E_OUT_OF_MEMORY, NULL);
         return;
     }
     if (pol_revstore_revoke_device(a->store, device_id, reason, on_device_done, p, &err) < 0) {
-        send_error(req, 400, "invalid_request", err);
-        log_device(peer, device_id, reason, 400, err);
+        enum pc_err e = store_refused(PC_E_INVALID_DEVICE_ID, err);
+        send_error(req, e, err);
+        log_device(peer, device_id, reason, pc_err_status(e), err);
         pending_free(p);
     }
 }
@@ -462,9 +484,9 @@ static void handle_delete_path(gw_admin_t *a, struct evhttp_request *req, const 
     char entry[POL_REV_ENTRY_MAX];
     const char *cerr = NULL;
     if (!dec || n != strlen(dec)) {
-        send_error(req, 400, "invalid_entry", "the entry in the path is not valid");
+        send_error(req, PC_E_INVALID_ENTRY, "the entry in the path is not valid");
     } else if (pol_rev_canon_entry(dec, n, entry, sizeof entry, &cerr) < 0) {
-        send_error(req, 400, "invalid_entry", cerr);
+        send_error(req, PC_E_INVALID_ENTRY, cerr);
     } else {
         start_write(a, req, 0, entry, dec, NULL, peer);
     }
@@ -479,7 +501,7 @@ static void handle_list(gw_admin_t *a, struct evhttp_request *req, const char *q
     unsigned long count = LIST_DEFAULT;
     TAILQ_INIT(&q);
     if (query && evhttp_parse_query_str(query, &q) < 0) {
-        send_error(req, 400, "invalid_parameter", "malformed query string");
+        send_error(req, PC_E_INVALID_PARAMETER, "malformed query string");
         return;
     }
     const char *c = evhttp_find_header(&q, "cursor");
@@ -492,22 +514,22 @@ static void handle_list(gw_admin_t *a, struct evhttp_request *req, const char *q
         count = strtoul(count_s, &end, 10);
         if (!*count_s || *end || errno || count_s[0] < '0' || count_s[0] > '9' || count < 1 ||
             count > POL_REVSTORE_COUNT_MAX) {
-            send_error(req, 400, "invalid_parameter", "count must be an integer 1..1000");
+            send_error(req, PC_E_INVALID_PARAMETER, "count must be an integer 1..1000");
             evhttp_clear_headers(&q);
             return;
         }
     }
     if (!pol_revstore_valid_cursor(cursor)) {
-        send_error(req, 400, "invalid_parameter", "cursor must be a decimal number (start "
+        send_error(req, PC_E_INVALID_PARAMETER, "cursor must be a decimal number (start "
                    "with 0, then pass the cursor of the previous answer)");
         evhttp_clear_headers(&q);
         return;
     }
     pending_t *p = pending_new(a, req, "list", NULL, NULL, peer);
     if (!p)
-        send_error(req, 500, "internal", "out of memory");
+        send_error(req, PC_E_OUT_OF_MEMORY, NULL);
     else if (pol_revstore_list(a->store, cursor, (unsigned)count, on_list_done, p, &err) < 0) {
-        send_error(req, 400, "invalid_parameter", err);
+        send_error(req, store_refused(PC_E_INVALID_PARAMETER, err), err);
         pending_free(p);
     }
     evhttp_clear_headers(&q);
@@ -564,7 +586,7 @@ static void handle_health(gw_admin_t *a, struct evhttp_request *req)
         json_decref(rev);
         json_decref(vc);
         json_decref(rt);
-        send_json(req, 200, NULL);   /* out of memory: 500 */
+        send_json(req, 200, NULL);   /* out of memory: 503 out_of_memory */
         return;
     }
     send_json(req, 200, json_pack("{s:o, s:o, s:o}", "revocation", rev, "verify_cache", vc,
@@ -583,11 +605,11 @@ static void on_reload_conn_closed(struct evhttp_connection *evcon, void *arg)
 static void handle_reload(gw_admin_t *a, struct evhttp_request *req, const char *peer)
 {
     if (!a->reload) {
-        send_error(req, 503, "reload_unavailable", "this gateway cannot reload");
+        send_error(req, PC_E_RELOAD_UNAVAILABLE, "this gateway cannot reload");
         return;
     }
     if (a->reload_busy) {
-        send_error(req, 409, "reload_in_progress", "a reload is running; ask again when it answers");
+        send_error(req, PC_E_RELOAD_IN_PROGRESS, "a reload is running; ask again when it answers");
         return;
     }
     char ctx[160];
@@ -619,13 +641,13 @@ void gw_admin_reload_done(gw_admin_t *a, int status, const char *json)
         evhttp_connection_set_closecb(evcon, NULL, NULL);
     json_error_t e;
     json_t *body = json ? json_loads(json, 0, &e) : NULL;
-    send_json(req, body ? status : 500, body);
+    send_json(req, status, body);   /* no body: out of memory */
 }
 
 static void method_not_allowed(struct evhttp_request *req, const char *allow)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    send_error(req, 405, "method_not_allowed", "method not allowed on this path");
+    send_error(req, PC_E_METHOD_NOT_ALLOWED, "method not allowed on this path");
 }
 
 /* 1 if the request carries the admin token. */
@@ -654,8 +676,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                           given ? "Bearer realm=\"portcullis-admin\", error=\"invalid_token\""
                                 : "Bearer realm=\"portcullis-admin\"");
-        send_error(req, 401, "unauthorized", given ? "invalid admin token"
-                                                   : "an admin bearer token is required");
+        send_error(req, given ? PC_E_INVALID_TOKEN : PC_E_MISSING_TOKEN,
+                   given ? "invalid admin token" : "an admin bearer token is required");
         char ctx[160];
         snprintf(ctx, sizeof ctx, "component=admin peer=%s status=401", peer);
         pc_log(PC_WARN, ctx, "admin request refused: %s", given ? "invalid token" : "no token");
@@ -665,7 +687,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     if (!path) {
-        send_error(req, 400, "invalid_request", "malformed request target");
+        send_error(req, PC_E_INVALID_REQUEST, "malformed request target");
         return;
     }
     if (strcmp(path, "/metrics") == 0) {
@@ -709,7 +731,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         else
             method_not_allowed(req, "DELETE");
     } else {
-        send_error(req, 404, "not_found", "no such admin endpoint (see docs/revocation.md and "
+        send_error(req, PC_E_NOT_FOUND, "no such admin endpoint (see docs/revocation.md and "
                    "docs/operations.md)");
     }
 }

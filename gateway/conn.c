@@ -362,7 +362,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     case T_BODY:
         if (c->req_active && !c->resp_head_sent) {
             CLOG(c, PC_INFO, "request timed out");
-            gw_req_abort(c, 408, "request_timeout", "the request was not received in time");
+            gw_req_abort(c, PC_E_REQUEST_TIMEOUT, NULL);
         } else {
             c->dead = 1;   /* nothing was asked: just close */
         }
@@ -607,7 +607,7 @@ void gw_conn_drain_all(gw_worker_t *w)
  * 503, written as far as the socket takes it without waiting. */
 static void answer_shutdown(gw_conn_t *c)
 {
-    gw_req_abort(c, 503, "shutting_down", "the gateway is shutting down");
+    gw_req_abort(c, PC_E_SHUTTING_DOWN, NULL);
     do_flush(c);
     if (!c->dead && evbuffer_get_length(c->out) == 0) {
         SSL_shutdown(c->ssl);

@@ -14,6 +14,7 @@
 #include "../policy/redis.h"
 #include "../upstream/http.h"
 #include "gateway.h"
+#include "../base/errors.h"
 #include "../base/log.h"
 
 #define READ_CHUNK 16384
@@ -82,8 +83,11 @@ struct gw_conn {
     int http_minor;
     int status;
     uint64_t body_bytes, resp_bytes;
-    int err_status;             /* set by a parser callback that stops parsing */
-    const char *err_code, *err_msg;
+    enum pc_err err;            /* set by a parser callback that stops parsing (stop());
+                                 * PC_E_NONE: llhttp's own error */
+    const char *err_msg;        /* its message; NULL: the catalog's */
+    enum pc_err resp_err;       /* the error the gateway answered this request with;
+                                 * PC_E_NONE: none (proxied, or a handler's answer) */
     char request_id[40];
     char method[24];
     ups_span_t host;            /* the canonical host (cfg_host_canon), NUL-terminated, in hdrs */
@@ -154,17 +158,18 @@ void gw_req_parse(gw_conn_t *c, const char *data, size_t n, int from_in);
 /* Ends the request in progress with a JSON error (unless a response head has
  * gone out already) and the connection set to close; drops its upstream
  * exchange. Never frees c. */
-void gw_req_abort(gw_conn_t *c, int status, const char *code, const char *msg);
+void gw_req_abort(gw_conn_t *c, enum pc_err e, const char *msg);
 /* Frees what the request in progress holds (exchange, gate, handler, body,
  * head buffer, RateLimit lines); for the connection's teardown. */
 void gw_req_free(gw_conn_t *c);
 
 /* ---- the pipeline, for the gate and the gateway's own routes ---- */
 
-/* Queues a JSON error (extra: CRLF-terminated header lines, or NULL) and
+/* Queues the JSON error of catalog entry e (msg: a more precise message, or
+ * NULL for the entry's; extra: CRLF-terminated header lines, or NULL) and
  * says how parsing goes on: 0 the body is read and dropped, HPE_PAUSED the
  * connection closes after the response. */
-int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, const char *extra);
+int gw_conn_refuse(gw_conn_t *c, enum pc_err e, const char *msg, const char *extra);
 /* The head is accepted: starts the upstream exchange. 0, or an llhttp error
  * code with the reason in c->err_*. */
 int gw_conn_forward(gw_conn_t *c);
@@ -188,8 +193,9 @@ void gw_handler_cancel(gw_conn_t *c);
 /* Answers an internal route: a JSON body (may be NULL for no body) with
  * extra header lines (CRLF-terminated, or NULL). May free c. */
 void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra);
-/* Answers with the gateway's JSON error shape. May free c. */
-void gw_conn_reply_error(gw_conn_t *c, int status, const char *code, const char *msg);
+/* Answers with the JSON error of catalog entry e (msg, or NULL for the
+ * entry's message). May free c. */
+void gw_conn_reply_error(gw_conn_t *c, enum pc_err e, const char *msg);
 
 enum { GW_GATE_ALLOW = 0, GW_GATE_DENY = 1, GW_GATE_PENDING = 2 };
 /* Token and rate-limit checks of c->route. DENY: the refusal is queued and

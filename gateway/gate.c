@@ -45,10 +45,11 @@ static int check_jwt(gw_conn_t *c, int *rc)
     const char *tok = bearer_token(c, &tlen);
     pol_jwks_t *keys = pol_jwks_store_get(store);
     pol_jwt_result_t *res = calloc(1, sizeof(*res));
-    if (!res || !keys) {
+    if (!res || !keys) {   /* a store always holds a key set: only memory fails here */
         free(res);
         pol_jwks_release(keys);
-        *rc = gw_conn_refuse(c, 503, "internal", "the gateway cannot validate tokens now", NULL);
+        *rc = keys ? gw_conn_refuse(c, PC_E_OUT_OF_MEMORY, NULL, NULL)
+                   : gw_conn_refuse(c, PC_E_INTERNAL, "no token keys are loaded", NULL);
         return GW_GATE_DENY;
     }
     int ok = pol_jwt_verify(r->jwt, keys, tok, tlen, c->id ? c->id->x5t_s256 : NULL, time(NULL), res);
@@ -59,7 +60,7 @@ static int check_jwt(gw_conn_t *c, int *rc)
                  "WWW-Authenticate: Bearer realm=\"portcullis\", error=\"invalid_token\", "
                  "error_description=\"%s\"\r\n", res->description);
         CLOG(c, PC_INFO, "refused invalid_token: %s (request_id=%s)", res->description, c->request_id);
-        *rc = gw_conn_refuse(c, 401, "invalid_token", res->description, extra);
+        *rc = gw_conn_refuse(c, PC_E_INVALID_TOKEN, res->description, extra);
         free(res);
         return GW_GATE_DENY;
     }
@@ -82,7 +83,7 @@ static int limited(gw_conn_t *c, const cfg_rate_limit_t *l, const pol_rl_result_
     if (pol_rl_headers(res, l->name, extra, sizeof(extra)) < 0)
         extra[0] = '\0';
     CLOG(c, PC_INFO, "refused rate_limited: limit %s (request_id=%s)", l->name, c->request_id);
-    *rc = gw_conn_refuse(c, 429, "rate_limited", "too many requests; retry later", extra);
+    *rc = gw_conn_refuse(c, PC_E_RATE_LIMITED, NULL, extra);
     return GW_GATE_DENY;
 }
 
@@ -150,8 +151,7 @@ static void on_global(void *arg, const struct redisReply *reply, const char *err
                  err ? err : "bad reply");
             if (!c->gate_refused) {
                 c->gate_refused = 1;
-                c->gate_rc = gw_conn_refuse(c, 503, "rate_limit_unavailable",
-                                            "the rate-limit store is unavailable", "Retry-After: 1\r\n");
+                c->gate_rc = gw_conn_refuse(c, PC_E_RATE_LIMIT_UNAVAILABLE, NULL, "Retry-After: 1\r\n");
             }
             v = 0;
         } else {
@@ -227,7 +227,7 @@ static int gate_limit(gw_conn_t *c, size_t li, const char *tok, size_t tlen, int
         drop_sent(c, *npending);
         CLOG(c, PC_ERR, "rate limit %s: the request has no key for it: refused (request_id=%s)",
              l->name, c->request_id);
-        *rc = gw_conn_refuse(c, 500, "rate_limit_key", "the request cannot be counted by a rate limit", NULL);
+        *rc = gw_conn_refuse(c, PC_E_RATE_LIMIT_KEY, NULL, NULL);
         return GW_GATE_DENY;
     }
     /* always a slot (nrate_limits <= CFG_ROUTE_MAX_LIMITS, asserted above);
@@ -239,8 +239,7 @@ static int gate_limit(gw_conn_t *c, size_t li, const char *tok, size_t tlen, int
         if (l->fail_closed) {
             drop_sent(c, *npending);
             CLOG(c, PC_WARN, "rate limit %s: Redis unavailable: failing closed", l->name);
-            *rc = gw_conn_refuse(c, 503, "rate_limit_unavailable", "the rate-limit store is unavailable",
-                                 "Retry-After: 1\r\n");
+            *rc = gw_conn_refuse(c, PC_E_RATE_LIMIT_UNAVAILABLE, NULL, "Retry-After: 1\r\n");
             return GW_GATE_DENY;
         }
     }

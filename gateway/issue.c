@@ -72,15 +72,15 @@ static const char *class_name(const gw_conn_t *c)
     return c->id ? c->id->class_name : "";
 }
 
-/* Ends the request with an issuance error (its code and status). */
-static void refuse(iss_t *s, int e, const char *msg)
+/* Ends the request with catalog entry e (its code and status) and msg. */
+static void refuse(iss_t *s, enum pc_err e, const char *msg)
 {
     gw_conn_t *c = s->c;
     char m[POL_ISS_SUMMARY_MAX];
     snprintf(m, sizeof(m), "%s", msg);   /* msg may live in s */
-    CLOG(c, PC_INFO, "issuance refused %s: %s (request_id=%s)", pol_iss_error_code(e), m, c->request_id);
+    CLOG(c, PC_INFO, "issuance refused %s: %s (request_id=%s)", pc_err_code(e), m, c->request_id);
     iss_free(s);
-    gw_conn_reply_error(c, pol_iss_error_status(e), pol_iss_error_code(e), m);
+    gw_conn_reply_error(c, e, m);
 }
 
 static void reply(iss_t *s, int status, char *json)
@@ -151,7 +151,7 @@ static void challenge_done(void *arg)
     iss_t *s = arg;
     char *json = NULL;
     if (s->failed || pol_challenge_response_json(s->nonce, s->cfg->nonce_ttl_ms, &json) < 0) {
-        refuse(s, POL_ISS_UNAVAILABLE, "the nonce store is unavailable");
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the nonce store is unavailable");
         return;
     }
     reply(s, 200, json);
@@ -162,12 +162,12 @@ static void start_challenge(iss_t *s)
     pol_argv_t a;
     if (pol_nonce_new(s->nonce) < 0 ||
         pol_nonce_set_argv(&a, s->nonce, class_name(s->c), s->cfg->nonce_ttl_ms) < 0) {
-        refuse(s, POL_ISS_INTERNAL, "cannot make a nonce");
+        refuse(s, PC_E_INTERNAL, "cannot make a nonce");
         return;
     }
     s->after = challenge_done;
     if (send_cmd(s, &a, challenge_set) < 0)
-        refuse(s, POL_ISS_UNAVAILABLE, "the nonce store is unavailable");
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the nonce store is unavailable");
 }
 
 /* ---- issue and renew ---- */
@@ -194,13 +194,13 @@ static void verifier_continue(evutil_socket_t fd, short what, void *arg)
     if (s->verifier_status != 200) {
         CLOG(s->c, PC_WARN, "attestation verifier %s: %s", s->plat->http.host,
              s->verifier_status ? "unexpected status" : "no answer");
-        refuse(s, POL_ISS_UNAVAILABLE, "the attestation verifier is unavailable");
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable");
         return;
     }
     const char *err = NULL;
     if (pol_http_verifier_parse(s->verifier_body, s->verifier_len, s->summary, sizeof(s->summary), &err) < 0) {
         CLOG(s->c, PC_INFO, "attestation verifier refused: %s", s->summary);
-        refuse(s, POL_ISS_ATTESTATION_FAILED, err);
+        refuse(s, PC_E_ATTESTATION_FAILED, err);
         return;
     }
     attested(s);
@@ -241,7 +241,7 @@ static void verify_http(iss_t *s)
         pol_http_verifier_body(s->plat->name, s->req.integrity_token, s->req.nonce, &json) < 0 ||
         !(req = evhttp_request_new(on_verifier, s))) {
         free(json);
-        refuse(s, POL_ISS_INTERNAL, "cannot call the attestation verifier");
+        refuse(s, PC_E_INTERNAL, "cannot call the attestation verifier");
         return;
     }
     struct timeval tv = {(time_t)(h->timeout_ms / 1000), (suseconds_t)((h->timeout_ms % 1000) * 1000)};
@@ -254,7 +254,7 @@ static void verify_http(iss_t *s)
     evbuffer_add(evhttp_request_get_output_buffer(req), json, strlen(json));
     free(json);
     if (evhttp_make_request(s->hc, req, EVHTTP_REQ_POST, h->path) < 0)   /* frees req on failure */
-        refuse(s, POL_ISS_UNAVAILABLE, "the attestation verifier is unavailable");
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable");
 }
 
 static void attest(iss_t *s)
@@ -274,7 +274,7 @@ static void attest(iss_t *s)
         if (pol_play_verify(&s->plat->play, rt->play_keys[pi], s->req.integrity_token, s->req.token_len,
                             s->req.nonce, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, s->summary,
                             sizeof(s->summary), &err) < 0) {
-            refuse(s, POL_ISS_ATTESTATION_FAILED, err);
+            refuse(s, PC_E_ATTESTATION_FAILED, err);
             return;
         }
         attested(s);
@@ -288,7 +288,7 @@ static void attest(iss_t *s)
         attested(s);
         return;
     default:
-        refuse(s, POL_ISS_PLATFORM_REFUSED, "this platform is not accepted");
+        refuse(s, PC_E_PLATFORM_REFUSED, "this platform is not accepted");
         return;
     }
 }
@@ -307,11 +307,11 @@ static void nonce_done(void *arg)
 {
     iss_t *s = arg;
     if (s->failed == 2) {
-        refuse(s, POL_ISS_NONCE_INVALID, s->summary);
+        refuse(s, PC_E_NONCE_INVALID, s->summary);
         return;
     }
     if (s->failed) {
-        refuse(s, POL_ISS_UNAVAILABLE, "the nonce store is unavailable");
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the nonce store is unavailable");
         return;
     }
     s->summary[0] = '\0';
@@ -324,11 +324,11 @@ static void record_done(void *arg)
     gw_conn_t *c = s->c;
     char *json = NULL;
     if (s->failed) {   /* an unrecorded certificate is never handed out */
-        refuse(s, POL_ISS_UNAVAILABLE, "the issuance records are unavailable");
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the issuance records are unavailable");
         return;
     }
     if (pol_issue_response_json(&s->issued, s->device_id, &json) < 0) {
-        refuse(s, POL_ISS_INTERNAL, "cannot build the response");
+        refuse(s, PC_E_OUT_OF_MEMORY, "cannot build the response");
         return;
     }
     CLOG(c, PC_INFO, "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
@@ -351,15 +351,15 @@ static int revocation_gate(iss_t *s)
     if (!mirror)
         return 0;
     if (!pol_mirror_usable(mirror)) {
-        refuse(s, POL_ISS_UNAVAILABLE, "revocation status unknown (Redis unavailable)");
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "revocation status unknown (Redis unavailable)");
         return -1;
     }
     if (pol_rev_device_key(s->device_id, &k) < 0 || pol_mirror_contains(mirror, &k)) {
-        refuse(s, POL_ISS_DEVICE_REVOKED, "this device id has been revoked");
+        refuse(s, PC_E_DEVICE_REVOKED, "this device id has been revoked");
         return -1;
     }
     if (tls_identity_revoked(rt->tls, s->c->id)) {
-        refuse(s, POL_ISS_CERT_REVOKED, "the client certificate has been revoked");
+        refuse(s, PC_E_CERTIFICATE_REVOKED, "the client certificate has been revoked");
         return -1;
     }
     return 0;
@@ -372,12 +372,12 @@ static void sign_and_record(iss_t *s)
     const char *err = NULL;
     if (is_renew(s)) {
         if (!c->id->device_id) {
-            refuse(s, POL_ISS_CLASS_REFUSED, "the client certificate carries no device id");
+            refuse(s, PC_E_CLASS_NOT_ALLOWED, "the client certificate carries no device id");
             return;
         }
         snprintf(s->device_id, sizeof(s->device_id), "%s", c->id->device_id);
     } else if (pol_device_id_new(s->device_id) < 0) {
-        refuse(s, POL_ISS_INTERNAL, "cannot make a device id");
+        refuse(s, PC_E_INTERNAL, "cannot make a device id");
         return;
     }
     if (revocation_gate(s) < 0)
@@ -385,7 +385,7 @@ static void sign_and_record(iss_t *s)
     const char *prefix = cfg->identity.device_id_source == CFG_DEVID_SAN_URI ? cfg->identity.device_id_prefix : NULL;
     if (pol_issue_cert(c->gen->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
                        &s->issued, &err) < 0) {
-        refuse(s, POL_ISS_INTERNAL, err ? err : "signing failed");
+        refuse(s, PC_E_INTERNAL, err ? err : "signing failed");
         return;
     }
     s->have_issued = 1;
@@ -395,7 +395,7 @@ static void sign_and_record(iss_t *s)
         pol_issued_set_argv(&a1, s->issued.serial, s->record, ttl) < 0 ||
         pol_device_sadd_argv(&a2, s->device_id, s->issued.serial) < 0 ||
         pol_device_expire_argv(&a3, s->device_id, ttl) < 0) {
-        refuse(s, POL_ISS_INTERNAL, "cannot build the issuance record");
+        refuse(s, PC_E_INTERNAL, "cannot build the issuance record");
         return;
     }
     s->after = record_done;
@@ -425,7 +425,7 @@ static void sign_and_record(iss_t *s)
         /* the commands already sent answer first; record_done then refuses */
         s->failed = 1;
         if (s->pending == 0)
-            refuse(s, POL_ISS_UNAVAILABLE, "the issuance records are unavailable");
+            refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the issuance records are unavailable");
     }
 }
 
@@ -439,12 +439,12 @@ static void start_issue(iss_t *s)
     int r = renew ? pol_renew_parse(body ? body : "", len, s->cfg->renew_requires_attestation, &s->req, &err)
                   : pol_issue_parse(body ? body : "", len, &s->req, &err);
     if (r < 0) {
-        refuse(s, POL_ISS_BAD_REQUEST, err);
+        refuse(s, PC_E_BAD_REQUEST, err);
         return;
     }
     s->have_req = 1;
     if (pol_csr_check(s->req.csr, s->req.csr_len, s->cfg, &s->pub, &err) < 0) {
-        refuse(s, POL_ISS_INVALID_CSR, err);
+        refuse(s, PC_E_INVALID_CSR, err);
         return;
     }
     if (renew && !s->req.integrity_token) {
@@ -453,24 +453,24 @@ static void start_issue(iss_t *s)
     }
     s->plat = pol_issue_platform(s->cfg, s->req.platform, &err);
     if (!s->plat) {
-        refuse(s, POL_ISS_PLATFORM_REFUSED, err);
+        refuse(s, PC_E_PLATFORM_REFUSED, err);
         return;
     }
     pol_argv_t a;
     if (pol_nonce_getdel_argv(&a, s->req.nonce) < 0) {
-        refuse(s, POL_ISS_NONCE_INVALID, "malformed nonce");
+        refuse(s, PC_E_NONCE_INVALID, "malformed nonce");
         return;
     }
     s->after = nonce_done;
     if (send_cmd(s, &a, nonce_got) < 0)
-        refuse(s, POL_ISS_UNAVAILABLE, "the nonce store is unavailable");
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the nonce store is unavailable");
 }
 
 void gw_handler_start(gw_conn_t *c)
 {
     iss_t *s = calloc(1, sizeof(*s));
     if (!s) {
-        gw_conn_reply_error(c, 503, "internal_error", "out of memory");
+        gw_conn_reply_error(c, PC_E_OUT_OF_MEMORY, NULL);
         return;
     }
     s->c = c;

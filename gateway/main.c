@@ -20,6 +20,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "gateway.h"
+#include "../base/errors.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
 #include "upgrade.h"
@@ -197,8 +198,19 @@ static void answer_admin(control_t *ctl, int status, json_t *body)
     }
 }
 
-#define SHUTTING_DOWN "{\"error\":\"shutting_down\",\"message\":\"the gateway is shutting " \
-                      "down; nothing was reloaded\"}"
+/* A reload's error answer for the admin API: catalog entry e with msg and
+ * the running generation (NULL if out of memory). */
+static json_t *reload_error(enum pc_err e, const char *msg, uint64_t generation)
+{
+    return json_pack("{s:s, s:s, s:I}", "error", pc_err_code(e), "message", msg, "generation",
+                     (json_int_t)generation);
+}
+
+static json_t *shutting_down_json(void)
+{
+    return json_pack("{s:s, s:s}", "error", pc_err_code(PC_E_SHUTTING_DOWN), "message",
+                     "the gateway is shutting down; nothing was reloaded");
+}
 
 /* Runs on the admin's thread: hands the request to the main thread, or
  * answers at once once the drain has begun. */
@@ -211,8 +223,13 @@ static void ask_reload(void *arg)
     if (!stopping && write(ctl->reload_pipe[1], &b, 1) != 1)
         pc_log(PC_ERR, NULL, "reload: cannot reach the main thread: %s", strerror(errno));
     pthread_mutex_unlock(&ctl->stop_mu);
-    if (stopping)
-        gw_admin_reload_done(ctl->admin, 503, SHUTTING_DOWN);
+    if (stopping) {
+        json_t *o = shutting_down_json();
+        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        gw_admin_reload_done(ctl->admin, pc_err_status(PC_E_SHUTTING_DOWN), text);
+        free(text);
+        json_decref(o);
+    }
 }
 
 /* The drain begins: a reload asked and not yet run is answered 503. */
@@ -224,7 +241,7 @@ static void refuse_reloads(control_t *ctl)
     int asked = read(ctl->reload_pipe[0], buf, sizeof buf) > 0;
     pthread_mutex_unlock(&ctl->stop_mu);
     if (asked)
-        answer_admin(ctl, 503, json_loads(SHUTTING_DOWN, 0, NULL));
+        answer_admin(ctl, pc_err_status(PC_E_SHUTTING_DOWN), shutting_down_json());
 }
 
 static json_t *strv_json(char *const *v, size_t n)
@@ -369,9 +386,12 @@ static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors
         char msg[160];
         snprintf(msg, sizeof msg, "the configuration was not applied; the running one "
                  "(generation %llu) keeps serving", (unsigned long long)cur->number);
-        answer_admin(ctl, 422, json_pack("{s:s, s:s, s:I, s:o}", "error", "reload_failed", "message",
-                                         msg, "generation", (json_int_t)cur->number, "errors",
-                                         strv_json(errs->msgs, errs->n)));
+        json_t *o = reload_error(PC_E_RELOAD_FAILED, msg, cur->number);
+        if (o && json_object_set_new(o, "errors", strv_json(errs->msgs, errs->n)) < 0) {
+            json_decref(o);   /* out of memory: answered as such */
+            o = NULL;
+        }
+        answer_admin(ctl, pc_err_status(PC_E_RELOAD_FAILED), o);
     }
 }
 
@@ -416,9 +436,9 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     pc_log(PC_INFO, NULL, "reload: generation %llu applied in %.1f ms (%s)", (unsigned long long)number,
            ms, summary);
     if (from_admin && !switched)
-        answer_admin(ctl, 503, json_pack("{s:s, s:s, s:I}", "error", "reload_incomplete", "message",
-                                          "the new configuration is published, but a worker did not "
-                                          "switch to it (see the log)", "generation", (json_int_t)number));
+        answer_admin(ctl, pc_err_status(PC_E_RELOAD_INCOMPLETE),
+                     reload_error(PC_E_RELOAD_INCOMPLETE, "the new configuration is published, but a worker "
+                                  "did not switch to it (see the log)", number));
     else if (from_admin)
         answer_admin(ctl, 200, json_pack("{s:I, s:f, s:o}", "generation", (json_int_t)number,
                                           "build_ms", ms, "changed", changes_json(&ch)));

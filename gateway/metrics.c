@@ -19,8 +19,9 @@ void gw_metrics_serve(gw_proc_t *p, struct evhttp_request *req)
     if (b.oom || !out) {
         evhttp_add_header(h, "Content-Type", "application/json");
         if (out)
-            evbuffer_add_printf(out, "{\"error\":\"out_of_memory\",\"message\":\"the gateway is out of memory; retry later\"}\n");
-        evhttp_send_reply(req, 503, "Service Unavailable", out);
+            evbuffer_add_printf(out, "{\"error\":\"%s\",\"message\":\"%s\"}\n",
+                                pc_err_code(PC_E_OUT_OF_MEMORY), pc_err_message(PC_E_OUT_OF_MEMORY));
+        evhttp_send_reply(req, pc_err_status(PC_E_OUT_OF_MEMORY), NULL, out);
     } else {
         evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
         evhttp_add_header(h, "Cache-Control", "no-store");

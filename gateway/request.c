@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../base/metrics.h"
 #include "../policy/policy.h"
 #include "conn_int.h"
 #include "h1.h"
@@ -59,10 +60,18 @@ static int valid_request_id(const char *s, size_t n)
 
 /* ---- responses the gateway produces itself ---- */
 
-/* Queues a JSON error response. close: the connection ends after it. */
-static void respond_error(gw_conn_t *c, int status, const char *code, const char *msg, int close,
-                          const char *extra)
+/* Queues the JSON error response of catalog entry e (its status and code;
+ * msg, or the entry's message if NULL). close: the connection ends after
+ * it. Every error the gateway answers on a client connection goes out here,
+ * and is counted here. */
+static void respond_error(gw_conn_t *c, enum pc_err e, const char *msg, int close, const char *extra)
 {
+    int status = pc_err_status(e);
+    if (!msg)
+        msg = pc_err_message(e);
+    if ((unsigned)e < PC_E__CLIENT)   /* always; an admin-only entry is never counted as another */
+        pc_count1(HTTP_ERRORS, e);
+    c->resp_err = e;
     if (!c->request_id[0])
         new_request_id(c->request_id);
     if (c->retiring || c->close_after)
@@ -82,7 +91,7 @@ static void respond_error(gw_conn_t *c, int status, const char *code, const char
     }
     esc[k] = '\0';
     int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}\n",
-                        code, esc, c->request_id);
+                        pc_err_code(e), esc, c->request_id);
     evbuffer_add_printf(c->out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                         "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s",
@@ -138,6 +147,8 @@ static void finish_response(gw_conn_t *c)
     c->req_active = c->head_done = c->req_complete = 0;
     c->resp_head_sent = c->discard = c->req_chunked = c->client_chunked = 0;
     c->status = 0;
+    c->err = c->resp_err = PC_E_NONE;
+    c->err_msg = NULL;
     c->route = NULL;
     c->request_id[0] = c->method[0] = '\0';
     c->body_bytes = c->resp_bytes = 0;
@@ -212,7 +223,7 @@ static void up_done(void *arg)
     gw_conn_io(c);   /* may free c */
 }
 
-static void up_fail(void *arg, int status, const char *code, const char *msg)
+static void up_fail(void *arg, enum pc_err e, const char *msg)
 {
     gw_conn_t *c = arg;
     const char *srv = ups_exchange_server(c->x);
@@ -222,7 +233,7 @@ static void up_fail(void *arg, int status, const char *code, const char *msg)
     if (c->resp_head_sent) {
         c->close_after = 1;   /* the client sees the body cut short */
     } else {
-        respond_error(c, status, code, msg, !c->req_complete, NULL);
+        respond_error(c, e, msg, !c->req_complete, NULL);
     }
     finish_response(c);
     gw_conn_io(c);   /* may free c */
@@ -243,10 +254,11 @@ static const ups_ops_t up_ops = {up_head, up_body, up_done, up_fail, up_drained,
 
 /* ---- request parsing (llhttp callbacks) ---- */
 
-static int stop(gw_conn_t *c, int status, const char *code, const char *msg)
+/* Stops parsing with catalog entry e (msg: a more precise message, or NULL
+ * for the entry's): gw_req_parse answers it and closes. HPE_USER. */
+static int stop(gw_conn_t *c, enum pc_err e, const char *msg)
 {
-    c->err_status = status;
-    c->err_code = code;
+    c->err = e;
     c->err_msg = msg;
     return HPE_USER;
 }
@@ -257,7 +269,7 @@ static int on_message_begin(llhttp_t *p)
     const cfg_limits_t *lim = &CFG(c)->limits;
     /* the whole head (target + names + values) is bounded by max_header_bytes */
     if (!c->hdrs.buf && ups_hdrs_init(&c->hdrs, lim->max_header_bytes, lim->max_headers) < 0)
-        return stop(c, 503, "out_of_memory", "the gateway is out of memory");
+        return stop(c, PC_E_OUT_OF_MEMORY, NULL);
     c->req_active = 1;
     c->action = "reading request head";
     clock_gettime(CLOCK_MONOTONIC, &c->started);
@@ -269,10 +281,10 @@ static int on_message_begin(llhttp_t *p)
 static int hdrs_err(gw_conn_t *c, int is_url)
 {
     if (c->hdrs.err == UPS_HDRS_TOO_MANY)
-        return stop(c, 431, "headers_too_many", "too many request headers");
+        return stop(c, PC_E_HEADERS_TOO_MANY, NULL);
     if (is_url)
-        return stop(c, 414, "uri_too_long", "the request target is too long");
-    return stop(c, 431, "headers_too_large", "the request headers are too large");
+        return stop(c, PC_E_URI_TOO_LONG, NULL);
+    return stop(c, PC_E_HEADERS_TOO_LARGE, NULL);
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n)
@@ -296,8 +308,8 @@ static int lines_err(gw_conn_t *c, long r)
     if (!c->req_active)   /* refused before llhttp began the request */
         clock_gettime(CLOCK_MONOTONIC, &c->started);
     if (r == GW_H1_FOLD)
-        return stop(c, 400, "obs_fold", "folded header lines are not accepted");
-    return stop(c, 400, "bad_line_ending", "request lines must end in CRLF");
+        return stop(c, PC_E_OBS_FOLD, NULL);
+    return stop(c, PC_E_BAD_LINE_ENDING, NULL);
 }
 
 /* Goes on with a running scan over p..p+n: 0, or an llhttp error code. */
@@ -341,7 +353,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     gw_conn_t *c = p->data;
     if (gw_h1_has_obs_text(at, n))
-        return stop(c, 400, "obs_text", "a header value contains a byte outside ASCII");
+        return stop(c, PC_E_OBS_TEXT, NULL);
     return ups_hdrs_value(&c->hdrs, at, n) < 0 ? hdrs_err(c, 0) : 0;
 }
 
@@ -361,15 +373,14 @@ static int framing_check(gw_conn_t *c)
     const ups_hdrs_t *h = &c->hdrs;
     int nte = ups_hdrs_count(h, "transfer-encoding");
     if (nte && p->http_minor == 0)
-        return stop(c, 400, "bad_framing", "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+        return stop(c, PC_E_BAD_FRAMING, NULL);
     if (nte) {
         int te = ups_hdrs_find(h, "transfer-encoding");
         if (nte != 1 || !gw_h1_only_chunked(ups_str(h, h->h[te].value), h->h[te].value.len))
-            return stop(c, 501, "unsupported_transfer_coding",
-                        "only the chunked transfer coding is supported");
+            return stop(c, PC_E_UNSUPPORTED_TRANSFER_CODING, NULL);
     }
     if ((p->method == HTTP_GET || p->method == HTTP_HEAD) && (nte || p->content_length > 0))
-        return stop(c, 400, "body_not_allowed", "a GET or HEAD request may not carry a body");
+        return stop(c, PC_E_BODY_NOT_ALLOWED, NULL);
     return 0;
 }
 
@@ -388,7 +399,7 @@ static int has_ctl(const ups_hdrs_t *h)
 
 /* Refuses the request; its body, if small, is read and dropped so the
  * connection can stay open. Returns the llhttp callback result. */
-int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, const char *extra)
+int gw_conn_refuse(gw_conn_t *c, enum pc_err e, const char *msg, const char *extra)
 {
     llhttp_t *p = &c->parser;
     int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
@@ -397,7 +408,7 @@ int gw_conn_refuse(gw_conn_t *c, int status, const char *code, const char *msg, 
      * request for that body. Such a refusal closes the connection. */
     int keep = !has_body || (!(p->flags & F_CHUNKED) && p->content_length <= DISCARD_MAX &&
                              ups_hdrs_find(&c->hdrs, "expect") < 0);
-    respond_error(c, status, code, msg, !keep, extra);
+    respond_error(c, e, msg, !keep, extra);
     if (!keep)
         return HPE_PAUSED;   /* stop here; gw_conn_io closes after the flush */
     c->discard = 1;
@@ -419,13 +430,13 @@ static int internal_refused(gw_conn_t *c, int *rc)
                  : cls == (int)is->device_class_idx || cls == (int)is->bootstrap_class_idx;
     int post_only = c->internal != GW_INT_CHALLENGE;
     if (!ok_class)
-        *rc = gw_conn_refuse(c, 403, "class_not_allowed",
-                             "the client certificate's class may not use this route", NULL);
+        *rc = gw_conn_refuse(c, PC_E_CLASS_NOT_ALLOWED, NULL, NULL);
     else if (p->method != HTTP_POST && (post_only || p->method != HTTP_GET))
-        *rc = gw_conn_refuse(c, 405, "method_not_allowed", "this route takes POST",
+        *rc = gw_conn_refuse(c, PC_E_METHOD_NOT_ALLOWED,
+                             post_only ? "this route takes POST" : "this route takes GET or POST",
                              post_only ? "Allow: POST\r\n" : "Allow: GET, POST\r\n");
     else if (!c->req_chunked && p->content_length > is->max_body_bytes)
-        *rc = stop(c, 413, "payload_too_large", "the request body is larger than allowed");
+        *rc = stop(c, PC_E_PAYLOAD_TOO_LARGE, NULL);
     else
         return 0;
     return 1;
@@ -438,7 +449,7 @@ static int internal_begin(gw_conn_t *c)
     llhttp_t *p = &c->parser;
     c->body = evbuffer_new();
     if (!c->body)
-        return stop(c, 503, "internal_error", "out of memory");
+        return stop(c, PC_E_OUT_OF_MEMORY, NULL);
     if (c->expect_continue && (c->req_chunked || p->content_length > 0))
         evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     c->action = "reading request body";
@@ -462,7 +473,7 @@ static int canon_target(gw_conn_t *c, size_t *plen)
     if (rc >= 0)
         rc = pol_target_canon(t, h->first.len, flags, t, h->first.len, plen);
     if (rc < 0) {
-        stop(c, 400, "bad_path", pol_target_strerror(rc));
+        stop(c, PC_E_BAD_PATH, pol_target_strerror(rc));
         return -1;
     }
     h->first.len = (uint32_t)rc;
@@ -481,7 +492,7 @@ static int canon_host(gw_conn_t *c)
     long n = cfg_host_canon(ups_str(h, h->h[hi].value), h->h[hi].value.len, host, sizeof host,
                             &c->host_port);
     if (n < 0) {
-        stop(c, 400, "bad_host", cfg_host_strerror(n));
+        stop(c, PC_E_BAD_HOST, cfg_host_strerror(n));
         return -1;
     }
     if (ups_hdrs_stash(h, &c->host, host, (size_t)n + 1) < 0) {
@@ -511,16 +522,13 @@ static int names_refused(gw_conn_t *c)
         return 0;
     if (r == UPS_NAME_EMPTY) {
         CLOG(c, PC_INFO, "empty header name refused");
-        return stop(c, 400, "bad_header_name", "a header line has an empty name");
+        return stop(c, PC_E_BAD_HEADER_NAME, NULL);
     }
     uint32_t n = h->h[bad].name.len;
     CLOG(c, PC_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
     if (r == UPS_NAME_COLLISION)
-        return stop(c, 400, "header_name_collision",
-                    "a header name with '_' or other punctuation reads as one the gateway sets or drops "
-                    "(X_Device_Id or X.Device.Id as X-Device-Id)");
-    return stop(c, 400, "underscore_in_header",
-                "header names with '_' or punctuation other than '-' are not accepted");
+        return stop(c, PC_E_HEADER_NAME_COLLISION, NULL);
+    return stop(c, PC_E_UNDERSCORE_IN_HEADER, NULL);
 }
 
 /* Whether the certificate's notAfter has passed, by the event loop's cached
@@ -590,15 +598,15 @@ static int stage_framing(gw_conn_t *c, head_t *hd)
     llhttp_t *p = &c->parser;
     (void)hd;
     if (p->http_major != 1)
-        return stop(c, 505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served");
+        return stop(c, PC_E_HTTP_VERSION, NULL);
     if (framing_check(c))
         return HPE_USER;
     if (has_ctl(&c->hdrs))
-        return stop(c, 400, "bad_header", "a header value contains a control character");
+        return stop(c, PC_E_BAD_HEADER, NULL);
     if (p->method == HTTP_CONNECT || p->method == HTTP_TRACE)
-        return stop(c, 405, "method_not_allowed", "this method is not served");
+        return stop(c, PC_E_METHOD_NOT_ALLOWED, "this method is not served");
     if (p->upgrade || (p->flags & F_UPGRADE))
-        return stop(c, 400, "upgrade_refused", "protocol upgrades are not served");
+        return stop(c, PC_E_UPGRADE_REFUSED, NULL);
     return STAGE_NEXT;
 }
 
@@ -610,12 +618,11 @@ static int stage_target(gw_conn_t *c, head_t *hd)
 {
     const ups_hdrs_t *h = &c->hdrs;
     if (ups_hdrs_count(h, "host") != 1)
-        return stop(c, 400, "bad_host", "exactly one Host header is required");
+        return stop(c, PC_E_BAD_HOST, NULL);
     if (canon_host(c) < 0)
         return HPE_USER;
     if (c->parser.method == HTTP_OPTIONS && h->first.len == 1 && h->buf[h->first.off] == '*')
-        return stop(c, 501, "not_implemented",
-                    "OPTIONS * is not served; send OPTIONS with the path of a route instead");
+        return stop(c, PC_E_NOT_IMPLEMENTED, NULL);
     return canon_target(c, &hd->plen) < 0 ? HPE_USER : STAGE_NEXT;
 }
 
@@ -625,11 +632,11 @@ static int stage_body(gw_conn_t *c, head_t *hd)
     const ups_hdrs_t *h = &c->hdrs;
     uint64_t max = CFG(c)->limits.max_body_bytes;
     if (!c->req_chunked && max && c->parser.content_length > max)
-        return stop(c, 413, "body_too_large", "the request body is larger than allowed");
+        return stop(c, PC_E_PAYLOAD_TOO_LARGE, NULL);
     int expect = ups_hdrs_find(h, "expect");
     if (expect >= 0) {
         if (h->h[expect].value.len != 12 || strncasecmp(ups_str(h, h->h[expect].value), "100-continue", 12))
-            return stop(c, 417, "expectation_failed", "only Expect: 100-continue is supported");
+            return stop(c, PC_E_EXPECTATION_FAILED, NULL);
         hd->cont = 1;
     }
     return STAGE_NEXT;
@@ -644,7 +651,7 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
     if (cert_expired(c)) {
         CLOG(c, PC_INFO, "request refused: certificate serial=%s expired at %s (request_id=%s)",
              c->id->serial, c->id->not_after, c->request_id);
-        respond_error(c, 403, "certificate_expired", "the client certificate has expired", 1, NULL);
+        respond_error(c, PC_E_CERTIFICATE_EXPIRED, NULL, 1, NULL);
         return HPE_PAUSED;
     }
     uint64_t gen = pol_mirror_generation(gw_proc_mirror(c->w->proc));
@@ -653,7 +660,7 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
         if (tls_identity_revoked(c->gen->tls, c->id)) {
             CLOG(c, PC_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
                  c->request_id);
-            respond_error(c, 403, "certificate_revoked", "the client certificate has been revoked", 1, NULL);
+            respond_error(c, PC_E_CERTIFICATE_REVOKED, NULL, 1, NULL);
             return HPE_PAUSED;
         }
     }
@@ -673,11 +680,10 @@ static int stage_route(gw_conn_t *c, head_t *hd)
     if (ch.status == 405) {
         char allow[CFG_ROUTE_ALLOW_MAX + 16];
         snprintf(allow, sizeof allow, "Allow: %s\r\n", ch.allow);
-        return gw_conn_refuse(c, 405, "method_not_allowed", "this route does not take this method",
-                              allow);
+        return gw_conn_refuse(c, PC_E_METHOD_NOT_ALLOWED, "this route does not take this method", allow);
     }
     if (!c->route)
-        return gw_conn_refuse(c, 404, "no_route", "no route matches this request", NULL);
+        return gw_conn_refuse(c, PC_E_NO_ROUTE, NULL, NULL);
     return STAGE_NEXT;
 }
 
@@ -689,14 +695,15 @@ static int stage_policy(gw_conn_t *c, head_t *hd)
     pol_verdict_t v;
     pol_check(c->route, c->id, ai >= 0 ? ups_str(h, h->h[ai].value) : NULL,
               ai >= 0 ? h->h[ai].value.len : 0, ups_hdrs_count(h, "authorization"), &v);
-    if (v.status) {
-        CLOG(c, PC_INFO, "refused %s: %s (request_id=%s)", v.code, v.message, c->request_id);
+    if (v.err != PC_E_NONE) {
+        const char *code = pc_err_code(v.err);
+        CLOG(c, PC_INFO, "refused %s: %s (request_id=%s)", code, v.message, c->request_id);
         char chal[200];
-        int bare = strcmp(v.code, "missing_token") == 0;
+        int bare = v.err == PC_E_MISSING_TOKEN;
         if (v.bearer_challenge)
             snprintf(chal, sizeof(chal), "WWW-Authenticate: Bearer realm=\"portcullis\"%s%s%s\r\n",
-                     bare ? "" : ", error=\"", bare ? "" : v.code, bare ? "" : "\"");
-        return gw_conn_refuse(c, v.status, v.code, v.message, v.bearer_challenge ? chal : NULL);
+                     bare ? "" : ", error=\"", bare ? "" : code, bare ? "" : "\"");
+        return gw_conn_refuse(c, v.err, v.message, v.bearer_challenge ? chal : NULL);
     }
     c->expect_continue = hd->cont;
     return STAGE_NEXT;
@@ -782,14 +789,14 @@ int gw_conn_forward(gw_conn_t *c)
     llhttp_t *p = &c->parser;
     struct evbuffer *head = evbuffer_new();
     if (!head)
-        return stop(c, 500, "internal", "out of memory");
+        return stop(c, PC_E_OUT_OF_MEMORY, NULL);
     forward_head(c, head);
     int has_body = c->req_chunked || p->content_length > 0;
     c->x = ups_exchange_start(gw_wgen_pool(c->wg), c->route->upstream, head, has_body, p->method == HTTP_HEAD,
                               &up_ops, c);
     evbuffer_free(head);
     if (!c->x)
-        return stop(c, 500, "internal", "out of memory");
+        return stop(c, PC_E_OUT_OF_MEMORY, NULL);
     if (c->expect_continue && has_body)
         evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     c->action = has_body ? "reading request body" : "waiting for upstream";
@@ -838,10 +845,10 @@ void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra
     gw_conn_kick(c);   /* never re-entered from inside gw_conn_io */
 }
 
-void gw_conn_reply_error(gw_conn_t *c, int status, const char *code, const char *msg)
+void gw_conn_reply_error(gw_conn_t *c, enum pc_err e, const char *msg)
 {
     c->handler = NULL;
-    respond_error(c, status, code, msg, 0, NULL);
+    respond_error(c, e, msg, 0, NULL);
     finish_response(c);
     gw_conn_kick(c);
 }
@@ -851,8 +858,7 @@ void gw_conn_gate_done(gw_conn_t *c, int rc)
     if (rc == 0 && !c->resp_head_sent)
         rc = gate_passed(c);
     if (rc != 0 && rc != HPE_PAUSED) {   /* forwarding failed */
-        respond_error(c, c->err_status ? c->err_status : 500, c->err_code ? c->err_code : "internal",
-                      c->err_msg ? c->err_msg : "internal error", 1, NULL);
+        respond_error(c, c->err != PC_E_NONE ? c->err : PC_E_INTERNAL, c->err_msg, 1, NULL);
         rc = HPE_PAUSED;
     }
     if (rc == HPE_PAUSED) {   /* refused, closing: nothing more is read */
@@ -875,16 +881,16 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
     c->body_bytes += n;
     c->msg_end = at + n;
     if (c->discard)
-        return c->body_bytes > DISCARD_MAX ? stop(c, 413, "body_too_large", "refused request body too large") : 0;
+        return c->body_bytes > DISCARD_MAX ? stop(c, PC_E_PAYLOAD_TOO_LARGE, "the refused request's body is too large to drop") : 0;
     if (c->body) {   /* an internal route: buffered for its handler */
         if (c->body_bytes > CFG(c)->issuance->max_body_bytes)
-            return stop(c, 413, "payload_too_large", "the request body is larger than allowed");
+            return stop(c, PC_E_PAYLOAD_TOO_LARGE, NULL);
         evbuffer_add(c->body, at, n);
         return 0;
     }
     uint64_t max = CFG(c)->limits.max_body_bytes;
     if (max && c->body_bytes > max)
-        return stop(c, 413, "body_too_large", "the request body is larger than allowed");
+        return stop(c, PC_E_PAYLOAD_TOO_LARGE, NULL);
     if (c->req_chunked) {
         char hdr[24];
         int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
@@ -990,12 +996,11 @@ void gw_req_parse(gw_conn_t *c, const char *data, size_t n, int from_in)
         return;
     }
     /* a protocol error, or a limit a callback enforced */
-    int status = c->err_status ? c->err_status : 400;
-    const char *code = c->err_code ? c->err_code : "bad_request";
-    const char *msg = c->err_msg ? c->err_msg : "the request is malformed";
-    CLOG(c, PC_INFO, "refused %s: %s (%s)", code, msg,
-         c->err_status ? "limit" : llhttp_get_error_reason(&c->parser));
-    gw_req_abort(c, status, code, msg);
+    enum pc_err err = c->err != PC_E_NONE ? c->err : PC_E_BAD_REQUEST;
+    const char *msg = c->err_msg ? c->err_msg : pc_err_message(err);
+    CLOG(c, PC_INFO, "refused %s: %s (%s)", pc_err_code(err), msg,
+         c->err != PC_E_NONE ? "limit" : llhttp_get_error_reason(&c->parser));
+    gw_req_abort(c, err, msg);
 }
 
 /* ---- what the connection calls ---- */
@@ -1004,16 +1009,17 @@ void gw_req_init(gw_conn_t *c)
 {
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
+    c->err = c->resp_err = PC_E_NONE;
 }
 
-void gw_req_abort(gw_conn_t *c, int status, const char *code, const char *msg)
+void gw_req_abort(gw_conn_t *c, enum pc_err e, const char *msg)
 {
     if (c->x) {
         ups_exchange_free(c->x);
         c->x = NULL;
     }
     if (!c->resp_head_sent)
-        respond_error(c, status, code, msg, 1, NULL);
+        respond_error(c, e, msg, 1, NULL);
     c->close_after = 1;
     c->resp_active = 1;
     finish_response(c);

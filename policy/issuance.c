@@ -16,32 +16,14 @@
 
 /* ---------------------------------------------------------------- errors */
 
-static const struct {
-    const char *code;
-    int status;
-} iss_errors[POL_ISS__COUNT] = {
-    [POL_ISS_BAD_REQUEST] = {"bad_request", 400},
-    [POL_ISS_INVALID_CSR] = {"invalid_csr", 400},
-    [POL_ISS_NONCE_INVALID] = {"nonce_invalid", 403},
-    [POL_ISS_ATTESTATION_FAILED] = {"attestation_failed", 403},
-    [POL_ISS_PLATFORM_REFUSED] = {"platform_refused", 403},
-    [POL_ISS_CLASS_REFUSED] = {"class_not_allowed", 403},
-    [POL_ISS_TOO_LARGE] = {"payload_too_large", 413},
-    [POL_ISS_METHOD] = {"method_not_allowed", 405},
-    [POL_ISS_UNAVAILABLE] = {"issuance_unavailable", 503},
-    [POL_ISS_INTERNAL] = {"internal_error", 500},
-    [POL_ISS_DEVICE_REVOKED] = {"device_revoked", 403},
-    [POL_ISS_CERT_REVOKED] = {"certificate_revoked", 403},
-};
-
-const char *pol_iss_error_code(int e)
+const char *pol_iss_error_code(enum pc_err e)
 {
-    return e >= 0 && e < POL_ISS__COUNT ? iss_errors[e].code : "internal_error";
+    return pc_err_code(e);
 }
 
-int pol_iss_error_status(int e)
+int pol_iss_error_status(enum pc_err e)
 {
-    return e >= 0 && e < POL_ISS__COUNT ? iss_errors[e].status : 500;
+    return pc_err_status(e);
 }
 
 /* json_dumps of obj plus "\n"; consumes obj. Syscall-like. */
@@ -66,10 +48,10 @@ static int dump_line(json_t *obj, char **json)
     return 0;
 }
 
-int pol_issue_error_json(int e, const char *message, const char *request_id, char **json)
+int pol_issue_error_json(enum pc_err e, const char *message, const char *request_id, char **json)
 {
-    return dump_line(json_pack("{s:s, s:s, s:s}", "error", pol_iss_error_code(e), "message",
-                               message ? message : "", "request_id",
+    return dump_line(json_pack("{s:s, s:s, s:s}", "error", pc_err_code(e), "message",
+                               message ? message : pc_err_message(e), "request_id",
                                request_id ? request_id : ""),
                      json);
 }

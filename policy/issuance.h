@@ -14,7 +14,7 @@
  *              pol_device_sadd_argv, pol_device_expire_argv,
  *              pol_issue_response_json
  *   renew      pol_renew_parse, then the same with the caller's device id
- *   refusals   pol_issue_error_json with a POL_ISS_* code
+ *   refusals   pol_issue_error_json with an error catalog entry (PC_E_*)
  *
  * Return conventions are stated per function: "syscall-like" is 0 on success
  * and -1 on failure; "boolean" is 1 yes / 0 no. Error texts (const char
@@ -34,6 +34,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "../base/errors.h"
 #include "../config/config.h"
 
 /* ---------------------------------------------------------------- limits */
@@ -46,28 +47,22 @@
 
 /* ---------------------------------------------------------------- errors */
 
-/* Refusal kinds; each has an error code for the JSON body and a status. */
-enum pol_iss_error {
-    POL_ISS_BAD_REQUEST = 0,    /* 400 "bad_request": malformed JSON, field types/sizes */
-    POL_ISS_INVALID_CSR,        /* 400 "invalid_csr": parse, signature, key policy */
-    POL_ISS_NONCE_INVALID,      /* 403 "nonce_invalid": unknown, expired, replayed, other class */
-    POL_ISS_ATTESTATION_FAILED, /* 403 "attestation_failed": any attestation check */
-    POL_ISS_PLATFORM_REFUSED,   /* 403 "platform_refused": unknown or refused platform */
-    POL_ISS_CLASS_REFUSED,      /* 403 "class_not_allowed": route called with the wrong class */
-    POL_ISS_TOO_LARGE,          /* 413 "payload_too_large" */
-    POL_ISS_METHOD,             /* 405 "method_not_allowed" */
-    POL_ISS_UNAVAILABLE,        /* 503 "issuance_unavailable": Redis or the verifier is down */
-    POL_ISS_INTERNAL,           /* 500 "internal_error": signing failed */
-    POL_ISS_DEVICE_REVOKED,     /* 403 "device_revoked": the device id is revoked */
-    POL_ISS_CERT_REVOKED,       /* 403 "certificate_revoked": the renewing certificate is */
-    POL_ISS__COUNT
-};
-const char *pol_iss_error_code(int e);    /* "bad_request", ...; "internal_error" if unknown */
-int pol_iss_error_status(int e);          /* 400, 403, ... */
+/* Refusals name an entry of the error catalog (base/errors.def), which
+ * fixes code and status: PC_E_BAD_REQUEST (malformed JSON, field
+ * types/sizes), PC_E_INVALID_CSR (parse, signature, key policy),
+ * PC_E_NONCE_INVALID (unknown, expired, replayed, other class),
+ * PC_E_ATTESTATION_FAILED, PC_E_PLATFORM_REFUSED, PC_E_CLASS_NOT_ALLOWED,
+ * PC_E_PAYLOAD_TOO_LARGE, PC_E_METHOD_NOT_ALLOWED, PC_E_ISSUANCE_UNAVAILABLE
+ * (Redis or the verifier is down), PC_E_DEVICE_REVOKED,
+ * PC_E_CERTIFICATE_REVOKED, PC_E_INTERNAL (signing failed),
+ * PC_E_OUT_OF_MEMORY. These two are the catalog's pc_err_code and
+ * pc_err_status. */
+const char *pol_iss_error_code(enum pc_err e);
+int pol_iss_error_status(enum pc_err e);
 
 /* {"error":code,"message":message,"request_id":request_id} with a trailing
  * newline, JSON-escaped. Syscall-like; *json is malloc'ed (free()). */
-int pol_issue_error_json(int e, const char *message, const char *request_id, char **json);
+int pol_issue_error_json(enum pc_err e, const char *message, const char *request_id, char **json);
 
 /* ---------------------------------------------------------------- Redis */
 
@@ -135,7 +130,7 @@ typedef struct {
  * 16k, nonce 64, platform 32); platform [a-z0-9_]{1,32}; nonce base64url;
  * token printable ASCII. Other members are ignored. Syscall-like: 0 with
  * *out filled (free with pol_issue_req_free), or -1 with *err
- * (POL_ISS_BAD_REQUEST) and *out empty. */
+ * (PC_E_BAD_REQUEST) and *out empty. */
 int pol_issue_parse(const char *body, size_t len, pol_issue_req_t *out, const char **err);
 /* The renew request body: csr required; platform, integrity_token and nonce
  * required when need_attestation, else optional (all three or none).
@@ -146,7 +141,7 @@ void pol_issue_req_free(pol_issue_req_t *r);
 
 /* The platform's configuration when issuance may proceed for it, else NULL
  * with *err ("platform not configured", "platform refused by
- * configuration"): answer POL_ISS_PLATFORM_REFUSED. */
+ * configuration"): answer PC_E_PLATFORM_REFUSED. */
 const cfg_platform_t *pol_issue_platform(const cfg_issuance_t *cfg, const char *platform,
                                          const char **err);
 
@@ -158,7 +153,7 @@ const cfg_platform_t *pol_issue_platform(const cfg_issuance_t *cfg, const char *
  * with rsa_min_bits..16384 bits if key_rsa; every other key type refused).
  * The subject and any requested extensions are ignored. Syscall-like: 0 with
  * *pub set to a new reference to the request's public key (EVP_PKEY_free),
- * or -1 with *err (POL_ISS_INVALID_CSR). */
+ * or -1 with *err (PC_E_INVALID_CSR). */
 int pol_csr_check(const char *pem, size_t len, const cfg_issuance_t *cfg, EVP_PKEY **pub,
                   const char **err);
 
@@ -199,7 +194,7 @@ typedef struct {
  * extendedKeyUsage clientAuth, subjectAltName URI:<san_uri_prefix><device_id>
  * (omitted when the prefix is NULL or ""), subjectKeyIdentifier and
  * authorityKeyIdentifier. Syscall-like: 0 with *out filled (free with
- * pol_issued_free), or -1 with *err (POL_ISS_INTERNAL, except an invalid
+ * pol_issued_free), or -1 with *err (PC_E_INTERNAL, except an invalid
  * device id or an expired CA). Thread-safe on a shared issuer. */
 int pol_issue_cert(pol_issuer_t *is, EVP_PKEY *pub, const char *device_id,
                    const char *san_uri_prefix, uint64_t lifetime_s, time_t now,
@@ -253,7 +248,7 @@ void pol_play_keys_free(pol_play_keys_t *k);   /* NULL is a no-op */
  * requestDetails.timestampMillis not older than max_age (nor more than 60s
  * ahead of now_ms). Syscall-like: 0 with summary like
  * "PLAY_RECOGNIZED;MEETS_DEVICE_INTEGRITY,MEETS_BASIC_INTEGRITY", or -1 with
- * *err naming the failed check (POL_ISS_ATTESTATION_FAILED). */
+ * *err naming the failed check (PC_E_ATTESTATION_FAILED). */
 int pol_play_verify(const cfg_play_integrity_t *cfg, pol_play_keys_t *keys, const char *token,
                     size_t len, const char *expected_nonce, int64_t now_ms, char *summary,
                     size_t summary_len, const char **err);
@@ -274,7 +269,7 @@ int pol_http_verifier_request(const cfg_http_verifier_t *cfg, const char *json, 
  * 0 with summary set (the verifier's, sanitized, or "allow"); -1 with *err
  * and summary holding a sanitized description of what came back (e.g.
  * verdict="deny" reason="..."). The gateway treats a non-200 status or a
- * timeout as POL_ISS_UNAVAILABLE, a -1 here as POL_ISS_ATTESTATION_FAILED. */
+ * timeout as PC_E_ISSUANCE_UNAVAILABLE, a -1 here as PC_E_ATTESTATION_FAILED. */
 int pol_http_verifier_parse(const char *body, size_t len, char *summary, size_t n,
                             const char **err);
 

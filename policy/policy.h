@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "../base/errors.h"
 #include "../config/config.h"
 #include "../config/host.h"
 #include "../config/route.h"
@@ -15,9 +16,9 @@
 #include "target.h"
 
 typedef struct {
-    int status;             /* 0 = allow; else the HTTP status to answer */
-    const char *code;       /* machine-readable error code */
-    const char *message;    /* human-readable */
+    enum pc_err err;        /* PC_E_NONE = allow; else the catalog entry to answer
+                             * (its status and code, base/errors.def) */
+    const char *message;    /* human-readable, more precise than the entry's */
     int bearer_challenge;   /* add WWW-Authenticate: Bearer */
 } pol_verdict_t;
 
@@ -34,7 +35,7 @@ typedef struct {
 const cfg_route_t *pol_route(const cfg_t *cfg, const char *host, const char *path, size_t plen,
                              const char *method);
 
-/* Applies the route's policy to a request; fills v (v->status 0 = allow). */
+/* Applies the route's policy to a request; fills v (v->err PC_E_NONE = allow). */
 void pol_check(const cfg_route_t *r, const tls_identity_t *id, const char *authz, size_t alen,
                int nauthz, pol_verdict_t *v);
 

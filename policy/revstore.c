@@ -15,6 +15,8 @@
 
 /* ================================================================ shared */
 
+const char pol_revstore_oom[] = "out of memory";
+
 static void set_cmd(pol_revcmd_t *c, int argc, const char *a0, const char *a1, const char *a2,
                     const char *a3)
 {
@@ -68,7 +70,7 @@ int pol_revwrite_build(pol_revwrite_t *w, const cfg_revocation_t *rc, int add,
         w->meta = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!w->meta) {
-            *err = reason ? "reason must be valid UTF-8" : "out of memory";
+            *err = reason ? "reason must be valid UTF-8" : pol_revstore_oom;
             return -1;
         }
     }
@@ -303,7 +305,7 @@ int pol_revbatch_build(pol_revbatch_t *b, const cfg_revocation_t *rc,
     b->cmd = calloc(3 * n + 2, sizeof *b->cmd);
     if (!b->w || !b->cmd) {
         pol_revbatch_clear(b);
-        *err = "out of memory";
+        *err = pol_revstore_oom;
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -420,7 +422,7 @@ int pol_revdevice_begin(pol_revdevice_t *d, const cfg_t *cfg, const char *device
         return -1;
     }
     if (reason && !(d->reason = strdup(reason))) {
-        *err = "out of memory";
+        *err = pol_revstore_oom;
         return -1;
     }
     memcpy(d->device_id, device_id, strlen(device_id) + 1);
@@ -430,7 +432,7 @@ int pol_revdevice_begin(pol_revdevice_t *d, const cfg_t *cfg, const char *device
         char msg[200];
         if (device_batch(d, NULL, 0, msg, sizeof msg) < 0) {
             pol_revdevice_clear(d);
-            *err = "out of memory";
+            *err = pol_revstore_oom;
             return -1;
         }
     }
@@ -910,7 +912,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
             if (pol_revbatch_result(r, b->n, NULL, &nchanged, op->err, sizeof op->err) < 0) {
                 op_finish(op, 0, op->err);
             } else if (!(op->res.items = calloc(b->n, sizeof *op->res.items))) {
-                op_finish(op, 0, "out of memory");
+                op_finish(op, 0, pol_revstore_oom);
             } else {
                 for (size_t k = 0; k < b->n; k++)
                     if ((op->res.items[op->res.nitems].entry = strdup(b->w[k].entry)))
@@ -1105,7 +1107,7 @@ static int write_op(pol_revstore_t *s, int add, const char *entry, const char *r
 {
     op_t *op = op_new(s, OP_WRITE, cb, arg);
     if (!op) {
-        *err = "out of memory";
+        *err = pol_revstore_oom;
         return -1;
     }
     if (pol_revwrite_build(&op->w, &s->cfg->revocation, add, entry, reason,
@@ -1139,7 +1141,7 @@ int pol_revstore_list(pol_revstore_t *s, const char *cursor, unsigned count,
     }
     op_t *op = op_new(s, OP_LIST, cb, arg);
     if (!op) {
-        *err = "out of memory";
+        *err = pol_revstore_oom;
         return -1;
     }
     snprintf(op->cursor, sizeof op->cursor, "%s", cursor);
@@ -1153,7 +1155,7 @@ int pol_revstore_revoke_device(pol_revstore_t *s, const char *device_id, const c
 {
     op_t *op = op_new(s, OP_DEVICE, cb, arg);
     if (!op) {
-        *err = "out of memory";
+        *err = pol_revstore_oom;
         return -1;
     }
     if (pol_revdevice_begin(&op->dev, s->cfg, device_id, reason, (int64_t)time(NULL), err) < 0) {

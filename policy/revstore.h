@@ -207,8 +207,13 @@ pol_revstore_t *pol_revstore_new(struct event_base *base, const cfg_t *cfg);
  * called from inside a pol_revstore callback. */
 void pol_revstore_free(pol_revstore_t *s);
 
+/* The *err of every function here that ran out of memory (compare the
+ * pointer: the caller answers 503 out_of_memory, not a 400). */
+extern const char pol_revstore_oom[];
+
 /* Each returns 0 when started (cb will be called once), or -1 with *err set
- * when the arguments are invalid or memory ran out (cb is not called). */
+ * when the arguments are invalid or memory ran out (*err pol_revstore_oom;
+ * cb is not called). */
 int pol_revstore_add(pol_revstore_t *s, const char *entry, const char *reason,
                      pol_revstore_cb cb, void *arg, const char **err);
 int pol_revstore_remove(pol_revstore_t *s, const char *entry, pol_revstore_cb cb, void *arg,

@@ -10,10 +10,9 @@ const cfg_route_t *pol_route(const cfg_t *cfg, const char *host, const char *pat
     return cfg_route_select(cfg, host, path, plen, method);
 }
 
-static void deny(pol_verdict_t *v, int status, const char *code, const char *msg, int challenge)
+static void deny(pol_verdict_t *v, enum pc_err e, const char *msg, int challenge)
 {
-    v->status = status;
-    v->code = code;
+    v->err = e;
     v->message = msg;
     v->bearer_challenge = challenge;
 }
@@ -22,38 +21,39 @@ void pol_check(const cfg_route_t *r, const tls_identity_t *id, const char *authz
                int nauthz, pol_verdict_t *v)
 {
     memset(v, 0, sizeof(*v));
+    v->err = PC_E_NONE;
     if (!id || id->class_idx < 0 || id->class_idx >= 32 ||
         !(r->allow_classes & (1u << id->class_idx))) {
-        deny(v, 403, "forbidden_class", "the client certificate's class may not use this route", 0);
+        deny(v, PC_E_CLASS_NOT_ALLOWED, pc_err_message(PC_E_CLASS_NOT_ALLOWED), 0);
         return;
     }
     if (!r->require_bearer)
         return;
     if (nauthz == 0) {
-        deny(v, 401, "missing_token", "an Authorization: Bearer token is required", 1);
+        deny(v, PC_E_MISSING_TOKEN, "an Authorization: Bearer token is required", 1);
         return;
     }
     if (nauthz > 1) {
-        deny(v, 401, "invalid_request", "more than one Authorization header", 1);
+        deny(v, PC_E_INVALID_REQUEST, "more than one Authorization header", 1);
         return;
     }
     /* RFC 6750: "Bearer" (case-insensitive), one or more spaces, b64token */
     if (alen < 7 || strncasecmp(authz, "Bearer ", 7) != 0) {
-        deny(v, 401, "missing_token", "the Authorization scheme must be Bearer", 1);
+        deny(v, PC_E_MISSING_TOKEN, "the Authorization scheme must be Bearer", 1);
         return;
     }
     size_t i = 7;
     while (i < alen && authz[i] == ' ')
         i++;
     if (i == alen) {
-        deny(v, 401, "missing_token", "the bearer token is empty", 1);
+        deny(v, PC_E_MISSING_TOKEN, "the bearer token is empty", 1);
         return;
     }
     for (; i < alen; i++) {
         char c = authz[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=')) {
-            deny(v, 401, "invalid_token", "the bearer token is malformed", 1);
+            deny(v, PC_E_INVALID_TOKEN, "the bearer token is malformed", 1);
             return;
         }
     }

@@ -458,12 +458,14 @@ static void activate(ups_exchange_t *x, int flush)
         flush_request(x);
 }
 
-static void fail(ups_exchange_t *x, int status, const char *code, const char *msg)
+/* Ends the exchange with catalog entry e (msg: what happened, for the log
+ * and the client). */
+static void fail(ups_exchange_t *x, enum pc_err e, const char *msg)
 {
     x->state = X_FAILED;
     event_del(x->timer);
     close_fd(x);
-    x->ops->fail(x->c, status, code, msg);   /* last: may free x */
+    x->ops->fail(x->c, e, msg);   /* last: may free x */
 }
 
 /* A reused keep-alive connection died before answering: the server closed
@@ -482,7 +484,7 @@ static void broken(ups_exchange_t *x, const char *msg)
     }
     if (!x->got_bytes)
         mark_failed(x->pool, x->up, x->srv);
-    fail(x, 502, "bad_gateway", msg);
+    fail(x, PC_E_BAD_GATEWAY, msg);
 }
 
 static void x_timeout(evutil_socket_t fd, short what, void *arg)
@@ -491,12 +493,12 @@ static void x_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     ups_exchange_t *x = arg;
     if (x->state == X_CONNECTING && x->fd < 0) {
-        fail(x, 502, "upstream_unavailable", "the upstream could not be reached");
+        fail(x, PC_E_UPSTREAM_UNAVAILABLE, "the upstream could not be reached");
     } else if (x->state == X_CONNECTING) {
         mark_failed(x->pool, x->up, x->srv);
-        fail(x, 502, "upstream_connect_timeout", "the upstream did not accept the connection in time");
+        fail(x, PC_E_UPSTREAM_CONNECT_TIMEOUT, "the upstream did not accept the connection in time");
     } else {
-        fail(x, 504, "upstream_timeout", "the upstream did not respond in time");
+        fail(x, PC_E_UPSTREAM_TIMEOUT, "the upstream did not respond in time");
     }
 }
 
@@ -543,8 +545,8 @@ static void x_write(evutil_socket_t fd, short what, void *arg)
         socklen_t len = sizeof(err);
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
             mark_failed(x->pool, x->up, x->srv);
-            fail(x, 502, "upstream_unavailable", err == ECONNREFUSED ? "the upstream refused the connection"
-                                                                      : "the upstream could not be reached");
+            fail(x, PC_E_UPSTREAM_UNAVAILABLE, err == ECONNREFUSED ? "the upstream refused the connection"
+                                                                    : "the upstream could not be reached");
             return;
         }
         activate(x, 1);
@@ -584,7 +586,7 @@ static void x_read(evutil_socket_t fd, short what, void *arg)
                 broken(x, n == 0 ? "the upstream closed the connection without a response"
                                  : "the upstream connection failed");
             else
-                fail(x, 502, "bad_gateway", "the upstream response was cut short");
+                fail(x, PC_E_BAD_GATEWAY, "the upstream response was cut short");
             return;
         }
         x->got_bytes = 1;
@@ -601,7 +603,7 @@ static void x_read(evutil_socket_t fd, short what, void *arg)
         if (e != HPE_OK) {
             if (!x->head_seen)
                 mark_failed(x->pool, x->up, x->srv);
-            fail(x, 502, "bad_gateway",
+            fail(x, PC_E_BAD_GATEWAY,
                  x->hdrs.err ? "the upstream response head is too large" : "the upstream sent an invalid response");
             return;
         }

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/buffer.h>
 
+#include "../base/errors.h"
 #include "../config/config.h"
 #include "http.h"
 
@@ -28,9 +29,10 @@ typedef struct {
     void (*head)(void *c, int status, const ups_hdrs_t *h, int framing, uint64_t clen);
     void (*body)(void *c, const char *p, size_t n);
     void (*done)(void *c);   /* response complete */
-    /* The exchange failed: before the head, status is 502 or 504 and the
-     * gateway answers it; after the head, the client connection must close. */
-    void (*fail)(void *c, int status, const char *code, const char *msg);
+    /* The exchange failed: before the head, e is the catalog entry (502 or
+     * 504, base/errors.def) the gateway answers with msg; after the head,
+     * the client connection must close. */
+    void (*fail)(void *c, enum pc_err e, const char *msg);
     void (*drained)(void *c);      /* request backlog below low water again */
     size_t (*backlog)(void *c);    /* bytes the client has not been sent yet */
 } ups_ops_t;

@@ -181,7 +181,7 @@ def _(env):
         before = env.upstream_count()
         with env.connect(gw, "bootstrap") as c:
             r = _challenge(c, host="other.example")
-            eq((r.status, r.json().get("error")), (403, "forbidden_class"),
+            eq((r.status, r.json().get("error")), (403, "class_not_allowed"),
                "bootstrap refused by the route for other hosts")
             r = _challenge(c, host="issuance.example")
             eq(r.status, 200, "bootstrap allowed by the route for issuance.example")

@@ -161,7 +161,7 @@ def _check_host(env, gw, label, host, expected):
         return 0
     restricted = _canon_host_part(expected) in RESTRICTED_HOSTS
     if restricted:
-        expect_error(env, resp, before, 403, "forbidden_class",
+        expect_error(env, resp, before, 403, "class_not_allowed",
                      what + " (takes the route for %s)" % _canon_host_part(expected))
         resp = _send(env, gw, host, cert="device")
     info = upstream_info(resp, what + (" (device)" if restricted else ""))
@@ -191,9 +191,9 @@ def _(env):
 def _(env):
     gw = _gateway(env, "hosts-review")
     try:
-        for host, status, code in [("internal.example", 403, "forbidden_class"),
-                                   ("internal.example.", 403, "forbidden_class"),
-                                   ("internal.example.:8443", 403, "forbidden_class"),
+        for host, status, code in [("internal.example", 403, "class_not_allowed"),
+                                   ("internal.example.", 403, "class_not_allowed"),
+                                   ("internal.example.:8443", 403, "class_not_allowed"),
                                    ("internal%2Eexample", 400, "bad_host")]:
             before = env.upstream_count()
             expect_error(env, _send(env, gw, host), before, status, code, "Host %s" % host)
@@ -238,7 +238,7 @@ def _(env):
         for target in ["/internal", "/internal?x=1", "/internal/", "/internal/x", "/%69nternal"]:
             before = env.upstream_count()
             expect_error(env, _send(env, gw, "localhost", target=target), before, 403,
-                         "forbidden_class", "bootstrap GET %s (takes /internal/)" % target)
+                         "class_not_allowed", "bootstrap GET %s (takes /internal/)" % target)
             info = upstream_info(_send(env, gw, "localhost", cert="device", target=target),
                                  "device GET " + target)
             eq(info["path"], target.replace("%69", "i"), "device GET %s: path the upstream got" % target)
@@ -330,7 +330,7 @@ def _(env):
             for target in ["/certificates/x", "/certificates/", "/certificates", "/x"]:
                 what = "bootstrap GET %s, Host %s" % (target, host)
                 before = env.upstream_count()
-                expect_error(env, _send(env, gw, host, target=target), before, 403, "forbidden_class",
+                expect_error(env, _send(env, gw, host, target=target), before, 403, "class_not_allowed",
                              what + " (takes internal.example's route)")
         info = upstream_info(_send(env, gw, "internal.example", cert="device", target="/certificates/x"),
                              "device GET /certificates/x on internal.example")
@@ -410,7 +410,7 @@ def _(env):
         # internal.example's own / covers the prefix and admits only device
         before = env.upstream_count()
         expect_error(env, _send(env, gw, "internal.example", method="POST", target="/certificates/challenge",
-                                body=b"{}"), before, 403, "forbidden_class",
+                                body=b"{}"), before, 403, "class_not_allowed",
                      "bootstrap POST /certificates/challenge on internal.example")
         before = env.upstream_count()
         resp = _send(env, gw, "internal.example", cert="device", method="POST",

@@ -266,7 +266,7 @@ def _(env):
     before = env.upstream_count()
     head = build_request("POST", "/linger", [("Content-Length", str(12 * MB))], bearer=env.bearer)
     resp, closed = _write_all_then_read(env, gw, head, 12 * MB, "declared length")
-    eq(check_json_error(resp, 413)["error"], "body_too_large", "error code")
+    eq(check_json_error(resp, 413)["error"], "payload_too_large", "error code")
     eq(resp.header("Connection"), "close", "Connection header")
     check(closed, "connection not closed after the 413")
     eq(env.upstream_count(), before, "upstream request count")
@@ -283,7 +283,7 @@ def _(env):
         except REFUSAL_ERRORS as e:
             fail("chunked: writing the body failed (%r)" % (e,))
         resp = c.read_response(timeout=10)
-    eq(check_json_error(resp, 413)["error"], "body_too_large", "chunked: error code")
+    eq(check_json_error(resp, 413)["error"], "payload_too_large", "chunked: error code")
 
 
 @test("lingering close: a 431 sent while the client writes a large body arrives intact",

@@ -135,7 +135,7 @@ def _check_variant(env, gw, label, target, expected, nocase=False):
         info = upstream_info(resp, what)
         eq(info["path"], expected, what + ": path the upstream got")
         return
-    expect_error(env, resp, before, 403, "forbidden_class", what + " (takes route %s)" % r["path"])
+    expect_error(env, resp, before, 403, "class_not_allowed", what + " (takes route %s)" % r["path"])
 
 
 def _gateway(env, name, http=None):
@@ -207,7 +207,7 @@ def _(env):
             check_json_error(c.read_response(), 400, "keep-alive GET /certificates/..;/api/secret")
             check(c.is_closed(2.0), "connection left open after 400 bad_path")
         before = env.upstream_count()
-        expect_error(env, _send(env, gw, "/%61pi/secret"), before, 403, "forbidden_class",
+        expect_error(env, _send(env, gw, "/%61pi/secret"), before, 403, "class_not_allowed",
                      "GET /%61pi/secret")
     finally:
         gw.stop()

@@ -158,7 +158,7 @@ def _(env):
             raise AssertionError("writing the body failed (%r); the gateway should linger "
                                  "before closing" % e)
         resp = c.read_response(timeout=10)
-        eq(check_json_error(resp, 413)["error"], "body_too_large", "error code")
+        eq(check_json_error(resp, 413)["error"], "payload_too_large", "error code")
         eq(resp.header("Connection"), "close", "Connection header")
         check(c.is_closed(5.0), "connection left open after the 413")
 

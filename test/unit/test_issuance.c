@@ -624,7 +624,7 @@ static void test_records(pol_issued_t *out, const char *id)
     json_decref(o);
     free(json);
 
-    CHECK(pol_issue_error_json(POL_ISS_NONCE_INVALID, "nonce \"x\" used", "rid-1", &json) == 0,
+    CHECK(pol_issue_error_json(PC_E_NONCE_INVALID, "nonce \"x\" used", "rid-1", &json) == 0,
           "error JSON built");
     o = json ? json_loads(json, 0, &je) : NULL;
     CHECK(o && !strcmp(json_string_value(json_object_get(o, "error")), "nonce_invalid") &&
@@ -633,13 +633,15 @@ static void test_records(pol_issued_t *out, const char *id)
           "error JSON: gateway error shape, escaped");
     json_decref(o);
     free(json);
-    CHECK(pol_iss_error_status(POL_ISS_INVALID_CSR) == 400 &&
-              pol_iss_error_status(POL_ISS_ATTESTATION_FAILED) == 403 &&
-              pol_iss_error_status(POL_ISS_TOO_LARGE) == 413 &&
-              pol_iss_error_status(POL_ISS_UNAVAILABLE) == 503 &&
-              !strcmp(pol_iss_error_code(POL_ISS_PLATFORM_REFUSED), "platform_refused") &&
-              !strcmp(pol_iss_error_code(POL_ISS_BAD_REQUEST), "bad_request") &&
-              !strcmp(pol_iss_error_code(99), "internal_error"),
+    CHECK(pol_iss_error_status(PC_E_INVALID_CSR) == 400 &&
+              pol_iss_error_status(PC_E_ATTESTATION_FAILED) == 403 &&
+              pol_iss_error_status(PC_E_PAYLOAD_TOO_LARGE) == 413 &&
+              pol_iss_error_status(PC_E_ISSUANCE_UNAVAILABLE) == 503 &&
+              pol_iss_error_status(PC_E_INTERNAL) == 500 &&
+              !strcmp(pol_iss_error_code(PC_E_PLATFORM_REFUSED), "platform_refused") &&
+              !strcmp(pol_iss_error_code(PC_E_BAD_REQUEST), "bad_request") &&
+              !strcmp(pol_iss_error_code(PC_E_CLASS_NOT_ALLOWED), "class_not_allowed") &&
+              !strcmp(pol_iss_error_code((enum pc_err)99999), "internal"),
           "error codes and statuses");
 }
 
