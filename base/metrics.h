@@ -33,7 +33,7 @@ enum pc_cache_result { PC_CACHE_HIT, PC_CACHE_MISS, PC_CACHE__N };
 enum pc_status { PC_ST_1XX, PC_ST_2XX, PC_ST_3XX, PC_ST_4XX, PC_ST_5XX, PC_ST__N };
 enum pc_ups_conn { PC_UPC_NEW, PC_UPC_REUSED, PC_UPC__N };
 enum pc_ups_fail { PC_UPF_CONNECT_REFUSED, PC_UPF_CONNECT_TIMEOUT, PC_UPF_RESPONSE_TIMEOUT,
-                   PC_UPF_RESET, PC_UPF__N };
+                   PC_UPF_RESET, PC_UPF_BAD_RESPONSE, PC_UPF_CONNECT_ERROR, PC_UPF__N };
 enum pc_redis_client { PC_REDIS_REVOCATION, PC_REDIS_RATELIMIT, PC_REDIS__N };
 enum pc_rl_result { PC_RL_ALLOWED, PC_RL_LIMITED, PC_RL__N };
 enum pc_auth_reason { PC_AUTH_MISSING, PC_AUTH_NOT_BEARER, PC_AUTH_MULTIPLE, PC_AUTH_MALFORMED,
