@@ -8,7 +8,8 @@ import os
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import check, eq, fail, free_port, test, wait_tcp
+from harness import check, eq, fail, free_port, merge, test, wait_tcp
+from testkit import RedisServer, jwt_keys, mint_jwt, redis_overrides
 
 TOKEN = "metrics-admin-token-0123456789"
 
@@ -81,13 +82,14 @@ class Delta:
             fail("; ".join(self.bad))
 
 
-def _gateway(env, name, workers=1, extra_routes=(), extra=None):
+def _gateway(env, name, workers=1, extra_routes=(), extra=None, redis=None):
     """A gateway with named routes (no catch-all, so /nowhere is 404), an
     unreachable upstream and one that gives up after 1s, and the admin
     listener. Its admin port is gw.admin_port."""
     dead = "127.0.0.1:%d" % free_port()
     up = "127.0.0.1:%d" % env.upstream_port
-    cfg = env.config(extra or {})
+    cfg = env.config(redis_overrides(redis.port) if redis else {})
+    cfg = merge(cfg, extra or {})
     cfg["workers"] = workers
     cfg["upstreams"] = cfg["upstreams"] + [
         {"name": "dead", "servers": [dead], "connect_timeout": "1s", "response_timeout": "5s",
@@ -120,7 +122,7 @@ def _no_identifying_labels(env, s, paths):
     """No label value anywhere is a device id, serial, fingerprint, client
     address or a request path the test sent."""
     bad = set(paths)
-    for cert, cls in (("device", "device"), ("bootstrap", "bootstrap")):
+    for cert, cls in (("device", "device"), ("device2", "device"), ("bootstrap", "bootstrap")):
         ident = env.identity(cert, cls)
         bad.update(v for v in ident.values() if v and v not in ("device", "bootstrap"))
     for v in s.label_values:
@@ -218,3 +220,110 @@ def _(env):
         d.done()
     finally:
         gw.stop()
+
+
+def _jwt(env, **kw):
+    d = jwt_keys(env, "jwt", ("es", "other"))
+    key = kw.pop("key", "es.pem")
+    return mint_jwt(os.path.join(d, key), **kw)
+
+
+def _policy_gateway(env, name, redis):
+    d = jwt_keys(env, "jwt", ("es", "other"))
+    routes = [
+        {"name": "jwt", "path": "/jwt/", "upstream": "echo", "allow_classes": ["device"],
+         "require_bearer": True,
+         "jwt": {"jwks_file": os.path.join(d, "jwks.json"), "issuer": "https://issuer.example",
+                 "audience": "api", "leeway": "5s"}},
+        {"name": "limited", "path": "/limited/", "upstream": "echo", "allow_classes": ["device"],
+         "require_bearer": False, "rate_limits": ["local_dev"]},
+        {"name": "glimited", "path": "/glimited/", "upstream": "echo", "allow_classes": ["device"],
+         "require_bearer": False, "rate_limits": ["global_dev"]},
+        {"name": "gclosed", "path": "/gclosed/", "upstream": "echo", "allow_classes": ["device"],
+         "require_bearer": False, "rate_limits": ["global_closed"]},
+    ]
+    extra = {"rate_limits": [
+        {"name": "local_dev", "key": "device_id", "rate": "2/m", "burst": 2},
+        {"name": "global_dev", "key": "device_id", "rate": "2/m", "burst": 2, "scope": "global",
+         "on_redis_unavailable": "fail_open"},
+        {"name": "global_closed", "key": "device_id", "rate": "2/m", "burst": 2, "scope": "global",
+         "on_redis_unavailable": "fail_closed"},
+    ]}
+    return _gateway(env, name, extra_routes=routes, extra=extra, redis=redis)
+
+
+@test("metrics: bearer and JWT refusals by reason, rate-limit decisions, local fallbacks and Redis errors")
+def _(env):
+    redis = RedisServer(env, "mx-policy-redis").start()
+    gw = _policy_gateway(env, "mx-policy", redis)
+    try:
+        before = scrape(gw.admin_port)
+        up_before = env.upstream_count()
+        with env.connect(gw) as c:
+            for what, hdrs in (("missing", []), ("not_bearer", [("Authorization", "Basic dXNlcg==")]),
+                               ("multiple", [("Authorization", "Bearer abc"),
+                                             ("Authorization", "Bearer def")]),
+                               ("empty", [("Authorization", "Bearer ")]),
+                               ("malformed", [("Authorization", "Bearer a,b")])):
+                r = c.request("GET", "/api/t", headers=hdrs, bearer=None)
+                eq(r.status, 401, "bearer " + what)
+            for what, tok in (("expired", _jwt(env, exp_in=-60)),
+                              ("signature", _jwt(env, key="other.pem")),
+                              ("audience", _jwt(env, aud="other")),
+                              ("issuer", _jwt(env, iss="https://evil.example")),
+                              ("malformed", "abc.def.ghi")):
+                r = c.request("GET", "/jwt/t", bearer=tok)
+                eq(r.status, 401, "JWT " + what)
+                eq(r.json().get("error"), "invalid_token", "JWT %s: error code" % what)
+            eq(c.request("GET", "/jwt/t", bearer=_jwt(env)).status, 200, "valid JWT")
+            codes = [c.request("GET", "/limited/t").status for _ in range(3)]
+            eq(codes, [200, 200, 429], "local limit, burst 2")
+            codes = [c.request("GET", "/glimited/t").status for _ in range(3)]
+            eq(codes, [200, 200, 429], "global limit, burst 2")
+        eq(env.upstream_count() - up_before, 5, "requests that reached the upstream")
+        mid = scrape(gw.admin_port)
+        d = Delta(before, mid)
+        A = "portcullis_auth_refusals_total"
+        for reason, n in (("missing", 2), ("not_bearer", 1), ("multiple", 1), ("malformed", 2),
+                          ("expired", 1), ("signature", 1), ("audience", 1), ("issuer", 1)):
+            d.expect(n, A, reason=reason)
+        d.expect_total(10, A)
+        D = "portcullis_ratelimit_decisions_total"
+        d.expect(2, D, limit="local_dev", result="allowed")
+        d.expect(1, D, limit="local_dev", result="limited")
+        d.expect(2, D, limit="global_dev", result="allowed")
+        d.expect(1, D, limit="global_dev", result="limited")
+        d.expect_total(0, D, limit="global_closed")
+        d.expect_total(0, "portcullis_ratelimit_local_fallbacks_total")
+        d.expect(0, "portcullis_ratelimit_redis_errors_total")
+        R = "portcullis_http_requests_total"
+        d.expect(5, R, route="api", **{"class": "device", "status": "4xx"})
+        d.expect(5, R, route="jwt", **{"class": "device", "status": "4xx"})
+        d.expect(1, R, route="jwt", **{"class": "device", "status": "2xx"})
+        d.expect(1, R, route="limited", **{"class": "device", "status": "4xx"})
+        d.expect(1, R, route="glimited", **{"class": "device", "status": "4xx"})
+        d.done()
+
+        # Redis refuses the limit script (out of memory, script cache empty;
+        # keys it has not seen, so the script must write): fail_open decides
+        # locally, fail_closed answers 503
+        redis.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        redis.cli("CONFIG", "SET", "maxmemory", "1")
+        redis.cli("SCRIPT", "FLUSH")
+        with env.connect(gw, "device2") as c:
+            eq(c.request("GET", "/glimited/t").status, 200, "fail_open: the local limiter allows")
+        with env.connect(gw) as c:
+            eq(c.request("GET", "/gclosed/t").status, 503, "fail_closed")
+        d = Delta(mid, scrape(gw.admin_port))
+        d.expect(2, "portcullis_ratelimit_redis_errors_total")
+        d.expect(1, "portcullis_ratelimit_local_fallbacks_total", limit="global_dev")
+        d.expect(0, "portcullis_ratelimit_local_fallbacks_total", limit="global_closed")
+        d.expect(1, D, limit="global_dev", result="allowed")
+        d.expect_total(1, D)
+        d.expect(1, R, route="gclosed", **{"class": "device", "status": "5xx"})
+        d.done()
+        _no_identifying_labels(env, scrape(gw.admin_port), ["/api/t", "/jwt/t", "/limited/t",
+                                                            "/glimited/t", "/gclosed/t"])
+    finally:
+        gw.stop()
+        redis.stop()
