@@ -5,11 +5,14 @@ listener, parsed with the reference Prometheus text parser
 
 import http.client
 import os
+import tempfile
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import check, eq, fail, free_port, merge, test, wait_tcp
-from testkit import RedisServer, jwt_keys, mint_jwt, redis_overrides
+from certs import Minter
+from harness import REFUSAL_ERRORS, check, eq, fail, free_port, merge, test, wait_tcp
+from testkit import (RedisServer, Verifier, cert_ctx, issuance_config, jwt_keys, mint_jwt,
+                     post_json, redis_overrides, wait_until)
 
 TOKEN = "metrics-admin-token-0123456789"
 
@@ -326,4 +329,121 @@ def _(env):
                                                             "/glimited/t", "/gclosed/t"])
     finally:
         gw.stop()
+        redis.stop()
+
+
+def _post(env, gw, cert, path, body, ctx=None):
+    with env.connect(gw, cert, ctx=ctx) as c:
+        return post_json(c, path, body)
+
+
+_csr_seq = [0]
+
+
+def _csr(env):
+    """A new key and CSR: (key path, CSR PEM)."""
+    _csr_seq[0] += 1
+    return Minter(env, "mx-issuance").csr_pem("k%d" % _csr_seq[0], "/CN=x")
+
+
+def _issue(env, gw, nonce, platform, token):
+    """POST issue as the bootstrap certificate: (response, the CSR's key)."""
+    key, csr = _csr(env)
+    r = _post(env, gw, "bootstrap", "/certificates/issue",
+              {"csr": csr, "platform": platform, "integrity_token": token, "nonce": nonce})
+    return r, key
+
+
+@test("metrics: issuance challenges, certificates and refusals by platform/provider/code; Redis reconnects")
+def _(env):
+    redis = RedisServer(env, "mx-iss-redis").start()
+    v = Verifier()
+    iss = issuance_config(env, {"huawei": v.platform(), "feature_phone": {"provider": "refuse"}})
+    gw = _gateway(env, "mx-iss", extra={"issuance": iss}, redis=redis)
+    try:
+        before = scrape(gw.admin_port)
+
+        def challenge():
+            r = _post(env, gw, "bootstrap", "/certificates/challenge", {})
+            eq(r.status, 200, "challenge (%s)" % r.body[:200])
+            return r.json()["nonce"]
+
+        n1 = challenge()
+        r, key = _issue(env, gw, n1, "huawei", "allow-1")
+        eq(r.status, 201, "issued (%s)" % r.body[:200])
+        out = r.json()
+        refusals = []   # (platform, provider, the response's error code)
+
+        def refused(r, plat, prov, status, code, what):
+            refusals.append((plat, prov, r.json().get("error")))
+            eq((r.status, refusals[-1][2]), (status, code), what)
+
+        refused(_issue(env, gw, n1, "huawei", "allow-2")[0], "huawei", "http", 403, "nonce_invalid",
+                "replayed nonce")
+        refused(_issue(env, gw, challenge(), "huawei", "deny-me")[0], "huawei", "http", 403,
+                "attestation_failed", "the verifier says no")
+        refused(_issue(env, gw, challenge(), "feature_phone", "x")[0], "feature_phone", "refuse", 403,
+                "platform_refused", "a refused platform")
+        refused(_issue(env, gw, "n" * 43, "nokia9000", "x")[0], "_none", "none", 403,
+                "platform_refused", "an unknown platform")
+        with env.connect(gw, "bootstrap") as c:
+            refused(post_json(c, "/certificates/issue", b"{not json"), "_none", "none", 400,
+                    "bad_request", "malformed JSON")
+        # renewal without attestation, with the issued certificate
+        crt = os.path.join(env.tmp, "mx-issuance", "issued.crt")
+        with open(crt, "w") as f:
+            f.write(out["certificate_chain"])
+        _, csr2 = _csr(env)
+        r = _post(env, gw, None, "/certificates/renew", {"csr": csr2}, ctx=cert_ctx(env, crt, key))
+        eq(r.status, 200, "renewed (%s)" % r.body[:200])
+        renewed = r.json()
+
+        mid = scrape(gw.admin_port)
+        d = Delta(before, mid)
+        d.expect(3, "portcullis_issuance_challenges_total")
+        C = "portcullis_issuance_certificates_total"
+        d.expect(1, C, platform="huawei", provider="http", kind="issued")
+        d.expect(1, C, platform="_none", provider="none", kind="renewed")
+        d.expect_total(2, C)
+        catalog = {dict(ls)["code"] for (n, ls) in mid.samples if n == "portcullis_http_errors_total"}
+        check("internal" in catalog, "the error catalog's codes are not exported: %r" % catalog)
+        F = "portcullis_issuance_refusals_total"
+        # (a code the catalog does not list counts as internal)
+        want = [(p, v, c if c in catalog else "internal") for p, v, c in refusals]
+        for plat, prov, code in set(want):
+            d.expect(want.count((plat, prov, code)), F, platform=plat, provider=prov, code=code)
+        d.expect_total(len(refusals), F)
+        R = "portcullis_http_requests_total"
+        d.expect(4, R, route="certs", **{"class": "bootstrap", "status": "2xx"})
+        d.expect(5, R, route="certs", **{"class": "bootstrap", "status": "4xx"})
+        d.expect(1, R, route="certs", **{"class": "device", "status": "2xx"})
+        d.expect_total(0, "portcullis_redis_reconnects_total")
+        d.done()
+        _no_identifying_labels(env, mid, [out["device_id"], out["serial"], renewed["serial"], n1,
+                                          "/certificates/issue", "/certificates/challenge",
+                                          "/certificates/renew", "nokia9000"])
+
+        # Redis restarts: the revocation sync and the worker's connection
+        # (nonces, global limits) each reconnect once
+        redis.stop()
+        redis = RedisServer(env, "mx-iss-redis", port=redis.port, rdb_dir=redis.dir).start()
+        X = "portcullis_redis_reconnects_total"
+        check(wait_until(lambda: scrape(gw.admin_port).value(X, client="revocation") == 1, 15),
+              "the revocation sync did not reconnect")
+
+        def served():   # handshakes wait for the mirror to be loaded again
+            try:
+                return _post(env, gw, "bootstrap", "/certificates/challenge", {}).status == 200
+            except REFUSAL_ERRORS:
+                return False
+        check(wait_until(served, 10), "no challenge after Redis came back")
+        eq(challenge() is not None, True, "another challenge")
+        d = Delta(mid, scrape(gw.admin_port))
+        d.expect(1, X, client="revocation")
+        d.expect(1, X, client="ratelimit")
+        d.expect(2, "portcullis_issuance_challenges_total")
+        d.done()
+    finally:
+        gw.stop()
+        v.stop()
         redis.stop()
