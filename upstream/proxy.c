@@ -488,14 +488,16 @@ static void activate(ups_exchange_t *x, int flush)
 
 /* What a failing exchange counts as (UPS_FAILURES), before its
  * connection is closed: connecting (not yet connected) it timed out, was
- * refused, or failed otherwise; connected, it timed out waiting, got a
- * response that did not parse, or the connection broke (reset, closed,
- * cut short). */
+ * refused, was reset as it completed, or failed otherwise (unreachable, no
+ * socket); connected, it timed out waiting, got a response that did not
+ * parse, or the connection broke (reset, closed, cut short). */
 static unsigned fail_kind(const ups_exchange_t *x)
 {
     if (!x->connected) {
         if (x->timed_out && x->fd >= 0)
             return PC_UPF_CONNECT_TIMEOUT;
+        if (x->sock_err == ECONNRESET)
+            return PC_UPF_RESET;
         return x->sock_err == ECONNREFUSED ? PC_UPF_CONNECT_REFUSED : PC_UPF_CONNECT_ERROR;
     }
     if (x->timed_out)

@@ -5,7 +5,8 @@ listener, parsed with the reference Prometheus text parser
 
 import http.client
 import os
-import tempfile
+import socket
+import threading
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -85,7 +86,49 @@ class Delta:
             fail("; ".join(self.bad))
 
 
-def _gateway(env, name, workers=1, extra_routes=(), extra=None, redis=None):
+class _BadUpstreams:
+    """Two upstreams that fail in kinds of their own: `blackhole` listens with
+    a full accept queue (a connect hangs: connect_timeout), `slammer` reads
+    the request and resets the connection (no response: reset)."""
+
+    def __init__(self):
+        self.bh = socket.socket()
+        self.bh.bind(("127.0.0.1", 0))
+        self.bh.listen(0)
+        self.filler = socket.create_connection(self.bh.getsockname())   # the queue's one place
+        self.sl = socket.socket()
+        self.sl.bind(("127.0.0.1", 0))
+        self.sl.listen(16)
+        self.stopping = False
+        threading.Thread(target=self._slam, daemon=True).start()
+
+    def _slam(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sl.accept()
+            except OSError:
+                return
+            c.settimeout(5)
+            try:
+                c.recv(65536)   # the request has arrived: the connect was complete
+            except OSError:
+                pass
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            c.close()   # linger 0: a reset
+
+    def upstreams(self):
+        common = {"connect_timeout": "1s", "response_timeout": "5s", "fail_timeout": "1s",
+                  "keepalive": 2, "keepalive_timeout": "10s"}
+        return [dict(common, name="blackhole", servers=["127.0.0.1:%d" % self.bh.getsockname()[1]]),
+                dict(common, name="slammer", servers=["127.0.0.1:%d" % self.sl.getsockname()[1]])]
+
+    def close(self):
+        self.stopping = True
+        for s in (self.filler, self.bh, self.sl):
+            s.close()
+
+
+def _gateway(env, name, workers=1, extra_routes=(), extra=None, redis=None, extra_upstreams=()):
     """A gateway with named routes (no catch-all, so /nowhere is 404), an
     unreachable upstream and one that gives up after 1s, and the admin
     listener. Its admin port is gw.admin_port."""
@@ -100,7 +143,7 @@ def _gateway(env, name, workers=1, extra_routes=(), extra=None, redis=None):
         {"name": "impatient", "servers": [up], "connect_timeout": "1s",
          "response_timeout": "1s", "fail_timeout": "1s", "keepalive": 2,
          "keepalive_timeout": "10s"},
-    ]
+    ] + list(extra_upstreams)
     cfg["routes"] = [
         {"name": "certs", "path": "/certificates/", "upstream": "echo",
          "allow_classes": ["bootstrap", "device"], "require_bearer": False},
@@ -135,7 +178,12 @@ def _no_identifying_labels(env, s, paths):
 
 @test("metrics: requests by route/class/status and upstream connections, failures and times, exact deltas")
 def _(env):
-    gw = _gateway(env, "mx-traffic")
+    bad = _BadUpstreams()
+    routes = [{"name": "hole", "path": "/hole/", "upstream": "blackhole", "allow_classes": ["device"],
+               "require_bearer": False},
+              {"name": "slam", "path": "/slam/", "upstream": "slammer", "allow_classes": ["device"],
+               "require_bearer": False}]
+    gw = _gateway(env, "mx-traffic", extra_routes=routes, extra_upstreams=bad.upstreams())
     try:
         before = scrape(gw.admin_port)
         up_before = env.upstream_count()
@@ -158,7 +206,13 @@ def _(env):
             eq(get(c, "/down/x").status, 502, "upstream refuses connections")
         with env.connect(gw) as c:
             eq(get(c, "/slow/slow?ms=2500").status, 504, "upstream response timeout")
-        eq(env.upstream_count() - up_before, 6, "requests that reached the echo upstream")
+        with env.connect(gw) as c:
+            eq(get(c, "/hole/x").status, 502, "upstream connect timeout")
+        with env.connect(gw) as c:
+            eq(get(c, "/slam/x").status, 502, "upstream connection reset")
+        with env.connect(gw) as c:
+            eq(get(c, "/other/emptyname").status, 502, "upstream response head not relayable")
+        eq(env.upstream_count() - up_before, 7, "requests that reached the echo upstream")
 
         after = scrape(gw.admin_port)
         d = Delta(before, after)
@@ -169,11 +223,15 @@ def _(env):
         d.expect(1, R, route="api", **{"class": "bootstrap", "status": "4xx"})
         d.expect(1, R, route="down", **{"class": "device", "status": "5xx"})
         d.expect(1, R, route="slow", **{"class": "device", "status": "5xx"})
-        d.expect_total(9, R)
+        d.expect(1, R, route="hole", **{"class": "device", "status": "5xx"})
+        d.expect(1, R, route="slam", **{"class": "device", "status": "5xx"})
+        d.expect(1, R, route="other", **{"class": "device", "status": "5xx"})
+        d.expect_total(12, R)
         # the duration histogram counts every answered request, by route
-        for route, n in (("api", 5), ("other", 1), ("_none", 1), ("down", 1), ("slow", 1)):
+        for route, n in (("api", 5), ("other", 2), ("_none", 1), ("down", 1), ("slow", 1),
+                         ("hole", 1), ("slam", 1)):
             d.expect(n, "portcullis_http_request_duration_seconds_count", route=route)
-        d.expect_total(9, "portcullis_http_request_duration_seconds_count")
+        d.expect_total(12, "portcullis_http_request_duration_seconds_count")
         # the 300 ms request (the 2.5 s one was cut at 1 s)
         H = "portcullis_http_request_duration_seconds_bucket"
         d.expect(4, H, route="api", le="0.25")
@@ -183,14 +241,19 @@ def _(env):
 
         C = "portcullis_upstream_connections_total"
         d.expect(1, C, upstream="echo", kind="new")
-        d.expect(4, C, upstream="echo", kind="reused")
+        d.expect(5, C, upstream="echo", kind="reused")   # the last one brought the bad head
         d.expect(1, C, upstream="impatient", kind="new")
         d.expect(0, C, upstream="impatient", kind="reused")
         d.expect_total(0, C, upstream="dead")
+        d.expect_total(0, C, upstream="blackhole")
+        d.expect(1, C, upstream="slammer", kind="new")
         F = "portcullis_upstream_failures_total"
         d.expect(1, F, upstream="dead", code="connect_refused")
         d.expect(1, F, upstream="impatient", code="response_timeout")
-        d.expect_total(2, F)
+        d.expect(1, F, upstream="blackhole", code="connect_timeout")
+        d.expect(1, F, upstream="slammer", code="reset")
+        d.expect(1, F, upstream="echo", code="bad_response")
+        d.expect_total(5, F)
         T = "portcullis_upstream_response_duration_seconds"
         d.expect(5, T + "_count", upstream="echo")
         d.expect(4, T + "_bucket", upstream="echo", le="0.25")
@@ -203,6 +266,7 @@ def _(env):
         _no_identifying_labels(env, after, paths)
     finally:
         gw.stop()
+        bad.close()
 
 
 @test("metrics: request counters from every worker are summed at scrape time")
