@@ -6,6 +6,7 @@ listener, parsed with the reference Prometheus text parser
 import http.client
 import os
 import socket
+import struct
 import threading
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,9 +26,7 @@ class Scrape:
     def __init__(self, text):
         self.samples = {}
         self.label_values = set()
-        self.families = set()
         for fam in text_string_to_metric_families(text):
-            self.families.add(fam.name)
             for s in fam.samples:
                 key = (s.name, frozenset(s.labels.items()))
                 if key in self.samples:
@@ -59,7 +58,8 @@ def scrape(port):
 
 
 class Delta:
-    """Deltas between two scrapes; check() collects every mismatch."""
+    """Deltas between two scrapes: expect() collects every mismatch, done()
+    fails with all of them."""
 
     def __init__(self, before, after):
         self.b, self.a = before, after
@@ -113,7 +113,7 @@ class _BadUpstreams:
                 c.recv(65536)   # the request has arrived: the connect was complete
             except OSError:
                 pass
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             c.close()   # linger 0: a reset
 
     def upstreams(self):
