@@ -38,13 +38,13 @@ static const char *const cache_v[] = {"hit", "miss"};
 static const char *const status_v[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 static const char *const upc_v[] = {"new", "reused"};
 static const char *const upf_v[] = {"connect_refused", "connect_timeout", "response_timeout",
-                                    "reset"};
+                                    "reset", "bad_response", "connect_error"};
 static const char *const redis_v[] = {"revocation", "ratelimit"};
 static const char *const rl_v[] = {"allowed", "limited"};
 static const char *const auth_v[] = {"missing", "not_bearer", "multiple", "malformed",
                                      "algorithm", "unknown_key", "signature", "expired",
                                      "not_yet_valid", "issuer", "audience", "binding", "other"};
-static const char *const prov_v[] = {"none", "play_integrity", "http"};
+static const char *const prov_v[] = {"none", "play_integrity", "http", "refuse"};
 static const char *const iss_v[] = {"issued", "renewed"};
 static const char *const reload_v[] = {"ok", "failed"};
 

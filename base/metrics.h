@@ -33,15 +33,17 @@ enum pc_cache_result { PC_CACHE_HIT, PC_CACHE_MISS, PC_CACHE__N };
 enum pc_status { PC_ST_1XX, PC_ST_2XX, PC_ST_3XX, PC_ST_4XX, PC_ST_5XX, PC_ST__N };
 enum pc_ups_conn { PC_UPC_NEW, PC_UPC_REUSED, PC_UPC__N };
 enum pc_ups_fail { PC_UPF_CONNECT_REFUSED, PC_UPF_CONNECT_TIMEOUT, PC_UPF_RESPONSE_TIMEOUT,
-                   PC_UPF_RESET, PC_UPF__N };
+                   PC_UPF_RESET, PC_UPF_BAD_RESPONSE, PC_UPF_CONNECT_ERROR, PC_UPF__N };
 enum pc_redis_client { PC_REDIS_REVOCATION, PC_REDIS_RATELIMIT, PC_REDIS__N };
 enum pc_rl_result { PC_RL_ALLOWED, PC_RL_LIMITED, PC_RL__N };
 enum pc_auth_reason { PC_AUTH_MISSING, PC_AUTH_NOT_BEARER, PC_AUTH_MULTIPLE, PC_AUTH_MALFORMED,
                       PC_AUTH_ALGORITHM, PC_AUTH_UNKNOWN_KEY, PC_AUTH_SIGNATURE, PC_AUTH_EXPIRED,
                       PC_AUTH_NOT_YET_VALID, PC_AUTH_ISSUER, PC_AUTH_AUDIENCE, PC_AUTH_BINDING,
                       PC_AUTH_OTHER, PC_AUTH__N };
-/* attestation providers, the values of config's enum cfg_attest_provider, in its order */
-enum pc_provider { PC_PROV_NONE, PC_PROV_PLAY_INTEGRITY, PC_PROV_HTTP, PC_PROV__N };
+/* attestation providers (config's enum cfg_attest_provider, mapped by name in
+ * gateway/issue.c, not by value); none: no attestation (insecure_dev, or none
+ * known yet, or a renewal without one) */
+enum pc_provider { PC_PROV_NONE, PC_PROV_PLAY_INTEGRITY, PC_PROV_HTTP, PC_PROV_REFUSE, PC_PROV__N };
 enum pc_iss_kind { PC_ISS_ISSUED, PC_ISS_RENEWED, PC_ISS__N };
 enum pc_reload_result { PC_RELOAD_OK, PC_RELOAD_FAILED, PC_RELOAD__N };
 

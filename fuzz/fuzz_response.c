@@ -17,6 +17,11 @@
 
 static struct event_base *base;
 static int client_minor;
+/* the exchange's pool, as far as the head path reads it (its loop and its
+ * upstream's metrics label) */
+static cfg_upstream_t fuzz_up;
+static cfg_t fuzz_cfg = {.upstreams = &fuzz_up, .nupstreams = 1};
+static struct ups_pool fuzz_pool = {.cfg = &fuzz_cfg};
 
 static int head_only(llhttp_t *p)
 {
@@ -96,6 +101,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     base = event_base_new();
     if (!base)
         abort();
+    fuzz_pool.base = base;
     return 0;
 }
 
@@ -106,6 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ups_exchange_t *x = calloc(1, sizeof *x);
     if (!x)
         return 0;
+    x->pool = &fuzz_pool;
     x->ops = &fops;
     x->c = x;
     x->fd = -1;

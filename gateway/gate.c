@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../base/metrics.h"
 #include "conn_int.h"
 
 static int64_t now_us(void)
@@ -55,6 +56,7 @@ static int check_jwt(gw_conn_t *c, int *rc)
     int ok = pol_jwt_verify(r->jwt, keys, tok, tlen, c->id ? c->id->x5t_s256 : NULL, time(NULL), res);
     pol_jwks_release(keys);
     if (ok < 0) {
+        pc_count1(AUTH_REFUSALS, res->reason);
         char extra[320];
         snprintf(extra, sizeof(extra),
                  "WWW-Authenticate: Bearer realm=\"portcullis\", error=\"invalid_token\", "
@@ -66,6 +68,12 @@ static int check_jwt(gw_conn_t *c, int *rc)
     }
     c->jwt = res;
     return GW_GATE_ALLOW;
+}
+
+/* One decision of limit l (RL_DECISIONS): allowed (1) or limited (0). */
+static void count_decision(const cfg_rate_limit_t *l, int allowed)
+{
+    pc_count2(RL_DECISIONS, l->mx, allowed ? PC_RL_ALLOWED : PC_RL_LIMITED);
 }
 
 /* Keeps the result with the least remaining quota, for the headers. */
@@ -145,7 +153,8 @@ static void on_global(void *arg, const struct redisReply *reply, const char *err
             return;
         v = -1;
     }
-    if (v == -1) {
+    if (v < 0) {
+        pc_count(RL_REDIS_ERRORS);
         if (l->fail_closed) {
             CLOG(c, PC_WARN, "rate limit %s: Redis unavailable (%s): failing closed", l->name,
                  err ? err : "bad reply");
@@ -157,8 +166,12 @@ static void on_global(void *arg, const struct redisReply *reply, const char *err
         } else {
             CLOG(c, PC_WARN, "rate limit %s: Redis unavailable (%s): using the local limiter", l->name,
                  err ? err : "bad reply");
+            pc_count1(RL_FALLBACKS, l->mx);
             v = pol_rl_check(c->gen->rl, l, q->key, q->klen, now_us(), &res);
+            count_decision(l, v);
         }
+    } else {
+        count_decision(l, v);
     }
     if (v == 0 && !c->gate_refused) {
         c->gate_refused = 1;
@@ -236,15 +249,19 @@ static int gate_limit(gw_conn_t *c, size_t li, const char *tok, size_t tlen, int
         if (ask_global(c, li, key, klen, npending) == 0)
             return GW_GATE_ALLOW;
         /* Redis cannot even be asked: as when it is unavailable */
+        pc_count(RL_REDIS_ERRORS);
         if (l->fail_closed) {
             drop_sent(c, *npending);
             CLOG(c, PC_WARN, "rate limit %s: Redis unavailable: failing closed", l->name);
             *rc = gw_conn_refuse(c, PC_E_RATE_LIMIT_UNAVAILABLE, NULL, "Retry-After: 1\r\n");
             return GW_GATE_DENY;
         }
+        pc_count1(RL_FALLBACKS, l->mx);
     }
     pol_rl_result_t res;
-    if (!pol_rl_check(c->gen->rl, l, key, klen, now, &res)) {
+    int allowed = pol_rl_check(c->gen->rl, l, key, klen, now, &res);
+    count_decision(l, allowed);
+    if (!allowed) {
         drop_sent(c, *npending);
         return limited(c, l, &res, rc);
     }

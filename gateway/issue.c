@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../base/metrics.h"
 #include "../policy/issuance.h"
 #include "../policy/revstore.h"
 #include "conn_int.h"
@@ -72,6 +73,37 @@ static const char *class_name(const gw_conn_t *c)
     return c->id ? c->id->class_name : "";
 }
 
+/* ---- metrics: by platform (its configured name; "_none" before one is
+ * known, or for a renewal without attestation) and attestation provider ---- */
+
+static unsigned plat_id(const cfg_platform_t *p)
+{
+    return p ? p->mx : PC_ID_NONE;
+}
+
+static unsigned provider_id(const cfg_platform_t *p)
+{
+    switch (p ? p->provider : CFG_ATTEST_NONE) {
+    case CFG_ATTEST_PLAY_INTEGRITY:
+        return PC_PROV_PLAY_INTEGRITY;
+    case CFG_ATTEST_HTTP:
+        return PC_PROV_HTTP;
+    case CFG_ATTEST_REFUSE:
+        return PC_PROV_REFUSE;
+    default:
+        return PC_PROV_NONE;
+    }
+}
+
+/* The platform a refusal counts under: the one in use, else the configured
+ * one the request named (refused by configuration), else none. */
+static const cfg_platform_t *refused_platform(const iss_t *s)
+{
+    if (s->plat)
+        return s->plat;
+    return s->have_req && s->req.platform[0] ? cfg_issuance_platform(s->cfg, s->req.platform) : NULL;
+}
+
 /* Ends the request with catalog entry e (its code and status) and msg. */
 static void refuse(iss_t *s, enum pc_err e, const char *msg)
 {
@@ -79,6 +111,8 @@ static void refuse(iss_t *s, enum pc_err e, const char *msg)
     char m[POL_ISS_SUMMARY_MAX];
     snprintf(m, sizeof(m), "%s", msg);   /* msg may live in s */
     CLOG(c, PC_INFO, "issuance refused %s: %s (request_id=%s)", pc_err_code(e), m, c->request_id);
+    const cfg_platform_t *rp = refused_platform(s);
+    pc_count3(ISS_REFUSALS, plat_id(rp), provider_id(rp), (unsigned)e);
     iss_free(s);
     gw_conn_reply_error(c, e, m);
 }
@@ -154,6 +188,7 @@ static void challenge_done(void *arg)
         refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the nonce store is unavailable");
         return;
     }
+    pc_count(ISS_CHALLENGES);
     reply(s, 200, json);
 }
 
@@ -335,6 +370,7 @@ static void record_done(void *arg)
          is_renew(s) ? "renewed" : "issued", s->device_id, s->issued.serial, s->issued.not_after,
          s->plat ? s->plat->name : "-", s->summary,
          is_renew(s) && s->cfg->revoke_old_on_renew ? "; previous certificate revoked" : "", c->request_id);
+    pc_count3(ISS_CERTS, plat_id(s->plat), provider_id(s->plat), is_renew(s) ? PC_ISS_RENEWED : PC_ISS_ISSUED);
     reply(s, is_renew(s) ? 200 : 201, json);
 }
 

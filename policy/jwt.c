@@ -2,6 +2,8 @@
  * store, and JWT verification with RFC 8705 certificate binding. */
 #include "jwt.h"
 
+#include "../base/metrics.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -508,9 +510,10 @@ int pol_jwks_store_refresh(pol_jwks_store_t *s, char *err, size_t errlen)
 
 /* ---------------------------------------------------------------- verify */
 
-static int fail(pol_jwt_result_t *res, const char *desc)
+static int fail(pol_jwt_result_t *res, enum pc_auth_reason reason, const char *desc)
 {
     res->error = "invalid_token";
+    res->reason = reason;
     res->description = desc;
     res->nclaims = 0;
     return -1;
@@ -658,29 +661,29 @@ int pol_jwt_verify(const cfg_jwt_t *cfg, pol_jwks_t *keys, const char *token, si
 {
     memset(res, 0, sizeof *res);
     if (!cfg || !keys || !token)
-        return fail(res, "token verification is not available");
+        return fail(res, PC_AUTH_OTHER, "token verification is not available");
     if (len > POL_JWT_MAX_TOKEN)
-        return fail(res, "the token is too large");
+        return fail(res, PC_AUTH_MALFORMED, "the token is too large");
     const char *d1 = memchr(token, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
     if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)))
-        return fail(res, "the token is not a signed JWT");
+        return fail(res, PC_AUTH_MALFORMED, "the token is not a signed JWT");
     size_t hlen = (size_t)(d1 - token), plen = (size_t)(d2 - d1 - 1);
     size_t slen = len - (size_t)(d2 + 1 - token);
     if (!hlen || !plen || !slen)
-        return fail(res, "the token is not a signed JWT");
+        return fail(res, PC_AUTH_MALFORMED, "the token is not a signed JWT");
 
     json_t *hdr = segment_json(token, hlen), *pl = NULL;
     unsigned char sig[1104];
     long sl = -1;
     int rc = -1;
     if (!hdr) {
-        fail(res, "malformed token header");
+        fail(res, PC_AUTH_MALFORMED, "malformed token header");
         goto out;
     }
     json_t *alg = json_object_get(hdr, "alg"), *kid = json_object_get(hdr, "kid");
     if (json_object_get(hdr, "crit")) {
-        fail(res, "unsupported critical header");
+        fail(res, PC_AUTH_MALFORMED, "unsupported critical header");
         goto out;
     }
     const char *a = json_is_string(alg) ? json_string_value(alg) : "";
@@ -696,20 +699,20 @@ int pol_jwt_verify(const cfg_jwt_t *cfg, pol_jwks_t *keys, const char *token, si
         type = KT_OKP;
         bit = CFG_JWT_EDDSA;
     } else {
-        fail(res, "unsupported signature algorithm");
+        fail(res, PC_AUTH_ALGORITHM, "unsupported signature algorithm");
         goto out;
     }
     if (!(cfg->algorithms & bit)) {
-        fail(res, "signature algorithm not allowed");
+        fail(res, PC_AUTH_ALGORITHM, "signature algorithm not allowed");
         goto out;
     }
     if (kid && !json_is_string(kid)) {
-        fail(res, "malformed token header");
+        fail(res, PC_AUTH_MALFORMED, "malformed token header");
         goto out;
     }
     if (slen > sizeof sig * 4 / 3 ||
         (sl = pol_b64url_decode(d2 + 1, slen, sig, sizeof sig)) <= 0) {
-        fail(res, "malformed token signature");
+        fail(res, PC_AUTH_MALFORMED, "malformed token signature");
         goto out;
     }
     int found = 0, named = 0, good = 0;
@@ -725,60 +728,60 @@ int pol_jwt_verify(const cfg_jwt_t *cfg, pol_jwks_t *keys, const char *token, si
                           (size_t)sl);
     }
     if (!found) {
-        fail(res, kid && named ? "the key id names a key of another type than alg"
+        fail(res, PC_AUTH_UNKNOWN_KEY, kid && named ? "the key id names a key of another type than alg"
                   : kid ? "unknown key id" : "no key for the token's algorithm");
         goto out;
     }
     if (!good) {
-        fail(res, "invalid signature");
+        fail(res, PC_AUTH_SIGNATURE, "invalid signature");
         goto out;
     }
     if (!(pl = segment_json(d1 + 1, plen))) {
-        fail(res, "malformed token payload");
+        fail(res, PC_AUTH_MALFORMED, "malformed token payload");
         goto out;
     }
     int64_t exp, nbf, leeway = (int64_t)(cfg->leeway_ms / 1000), t = (int64_t)now;
     json_t *v = json_object_get(pl, "exp");
     if (!v || num_date(v, &exp) < 0) {
-        fail(res, "the token has no valid exp claim");
+        fail(res, PC_AUTH_MALFORMED, "the token has no valid exp claim");
         goto out;
     }
     if (t - leeway > exp) {   /* (not exp + leeway: exp may be huge) */
-        fail(res, "the token has expired");
+        fail(res, PC_AUTH_EXPIRED, "the token has expired");
         goto out;
     }
     if ((v = json_object_get(pl, "nbf"))) {
         if (num_date(v, &nbf) < 0) {
-            fail(res, "the token has an invalid nbf claim");
+            fail(res, PC_AUTH_MALFORMED, "the token has an invalid nbf claim");
             goto out;
         }
         if (t + leeway < nbf) {
-            fail(res, "the token is not valid yet");
+            fail(res, PC_AUTH_NOT_YET_VALID, "the token is not valid yet");
             goto out;
         }
     }
     if (cfg->issuer) {
         v = json_object_get(pl, "iss");
         if (!json_is_string(v) || strcmp(json_string_value(v), cfg->issuer) != 0) {
-            fail(res, "wrong token issuer");
+            fail(res, PC_AUTH_ISSUER, "wrong token issuer");
             goto out;
         }
     }
     if (cfg->naudiences && !aud_ok(cfg, json_object_get(pl, "aud"))) {
-        fail(res, "wrong token audience");
+        fail(res, PC_AUTH_AUDIENCE, "wrong token audience");
         goto out;
     }
     if (cfg->bind_to_certificate) {
         json_t *cnf = json_object_get(pl, "cnf");
         json_t *x = json_is_object(cnf) ? json_object_get(cnf, "x5t#S256") : NULL;
         if (!json_is_string(x)) {
-            fail(res, "the token is not bound to a certificate");
+            fail(res, PC_AUTH_BINDING, "the token is not bound to a certificate");
             goto out;
         }
         size_t xl = json_string_length(x);
         if (!x5t_s256 || xl != 43 || strlen(x5t_s256) != 43 ||
             CRYPTO_memcmp(json_string_value(x), x5t_s256, 43) != 0) {
-            fail(res, "the token is bound to another certificate");
+            fail(res, PC_AUTH_BINDING, "the token is bound to another certificate");
             goto out;
         }
     }

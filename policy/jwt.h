@@ -61,6 +61,7 @@ typedef struct {
 typedef struct {
     const char *error;         /* "invalid_token" on failure, NULL on success */
     const char *description;   /* short static text, safe inside a quoted header value */
+    int reason;                /* on failure: why, an enum pc_auth_reason (base/metrics.h) */
     pol_jwt_claim_t claims[CFG_JWT_MAX_CLAIMS];  /* on success: headers to inject */
     size_t nclaims;
 } pol_jwt_result_t;

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "../base/log.h"
+#include "../base/metrics.h"
 
 /* ---- the table: 128-bit digests, linear probing, backward-shift delete ---- */
 
@@ -244,6 +245,7 @@ struct pol_revsync {
     void *arg;
     redisAsyncContext *sub, *cmd;
     int sub_ready, cmd_ready, subscribed;
+    int was_connected;      /* both connections were set up once: later is a reconnect */
     int loading;
     rtable_t load;             /* the table being loaded */
     pending_t *pend, **pend_tail;   /* changes seen while loading, in order */
@@ -264,6 +266,7 @@ struct pol_revsync {
 
 static void sync_fail(pol_revsync_t *s, const char *why);
 static void start_load(pol_revsync_t *s);
+static void connected(pol_revsync_t *s);
 
 static void changed(pol_revsync_t *s)
 {
@@ -420,7 +423,7 @@ static void on_sub_msg(redisAsyncContext *ac, void *r, void *priv)
         s->subscribed = 1;
         pc_log(PC_INFO, "action=revocation-sync", "subscribed to %s", s->cfg->revocation.channel);
         if (s->cmd_ready)
-            start_load(s);
+            connected(s);
     } else if (strcmp(kind, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
         apply(s, rep->element[2]->str, rep->element[2]->len);
     }
@@ -557,6 +560,16 @@ static void start_load(pol_revsync_t *s)
     redisAsyncCommand(s->cmd, on_sscan, s, "SSCAN %s 0 COUNT 1000", s->cfg->revocation.key);
 }
 
+/* Both connections are set up (subscribed, database selected): the load
+ * starts. Every time after the first is a reconnect after a loss. */
+static void connected(pol_revsync_t *s)
+{
+    if (s->was_connected)
+        pc_count1(REDIS_RECONNECTS, PC_REDIS_REVOCATION);
+    s->was_connected = 1;
+    start_load(s);
+}
+
 static void on_resync(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -605,7 +618,7 @@ static void on_select(redisAsyncContext *ac, void *r, void *priv)
     s->cmd_ready = 1;
     event_del(s->cmd_timer);
     if (s->subscribed)
-        start_load(s);
+        connected(s);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)

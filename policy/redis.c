@@ -1,6 +1,8 @@
 /* policy/redis: an asynchronous Redis connection with timeouts and cancel. */
 #include "redis.h"
 
+#include "../base/metrics.h"
+
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@ struct pol_redis {
     const cfg_redis_t *rc;
     redisAsyncContext *ac;
     pol_redis_op_t *pending;
+    int ever_connected;     /* a later connect is a reconnect (REDIS_RECONNECTS) */
 };
 
 static void unlink_op(pol_redis_op_t *op)
@@ -98,6 +101,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
     pol_redis_t *r = ac->data;
     if (status != REDIS_OK && r && r->ac == ac)
         r->ac = NULL;   /* hiredis frees it, calling pending callbacks with NULL */
+    if (status == REDIS_OK && r && r->ac == ac) {
+        if (r->ever_connected)
+            pc_count1(REDIS_RECONNECTS, PC_REDIS_RATELIMIT);
+        r->ever_connected = 1;
+    }
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)

@@ -1,6 +1,8 @@
 /* policy: route matching and the per-route checks (class, bearer). */
 #include "policy.h"
 
+#include "../base/metrics.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -17,6 +19,13 @@ static void deny(pol_verdict_t *v, enum pc_err e, const char *msg, int challenge
     v->bearer_challenge = challenge;
 }
 
+/* A 401 for the bearer credential, counted by why (AUTH_REFUSALS). */
+static void refuse_bearer(pol_verdict_t *v, enum pc_auth_reason why, enum pc_err e, const char *msg)
+{
+    deny(v, e, msg, 1);
+    pc_count1(AUTH_REFUSALS, why);
+}
+
 void pol_check(const cfg_route_t *r, const tls_identity_t *id, const char *authz, size_t alen,
                int nauthz, pol_verdict_t *v)
 {
@@ -30,30 +39,34 @@ void pol_check(const cfg_route_t *r, const tls_identity_t *id, const char *authz
     if (!r->require_bearer)
         return;
     if (nauthz == 0) {
-        deny(v, PC_E_MISSING_TOKEN, "an Authorization: Bearer token is required", 1);
+        refuse_bearer(v, PC_AUTH_MISSING, PC_E_MISSING_TOKEN, "an Authorization: Bearer token is required");
         return;
     }
     if (nauthz > 1) {
-        deny(v, PC_E_INVALID_REQUEST, "more than one Authorization header", 1);
+        refuse_bearer(v, PC_AUTH_MULTIPLE, PC_E_INVALID_REQUEST, "more than one Authorization header");
         return;
     }
     /* RFC 6750: "Bearer" (case-insensitive), one or more spaces, b64token */
+    if (alen == 6 && strncasecmp(authz, "Bearer", 6) == 0) {   /* "Bearer " less its trailing OWS */
+        refuse_bearer(v, PC_AUTH_MISSING, PC_E_MISSING_TOKEN, "the bearer token is empty");
+        return;
+    }
     if (alen < 7 || strncasecmp(authz, "Bearer ", 7) != 0) {
-        deny(v, PC_E_MISSING_TOKEN, "the Authorization scheme must be Bearer", 1);
+        refuse_bearer(v, PC_AUTH_NOT_BEARER, PC_E_MISSING_TOKEN, "the Authorization scheme must be Bearer");
         return;
     }
     size_t i = 7;
     while (i < alen && authz[i] == ' ')
         i++;
     if (i == alen) {
-        deny(v, PC_E_MISSING_TOKEN, "the bearer token is empty", 1);
+        refuse_bearer(v, PC_AUTH_MISSING, PC_E_MISSING_TOKEN, "the bearer token is empty");
         return;
     }
     for (; i < alen; i++) {
         char c = authz[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=')) {
-            deny(v, PC_E_INVALID_TOKEN, "the bearer token is malformed", 1);
+            refuse_bearer(v, PC_AUTH_MALFORMED, PC_E_INVALID_TOKEN, "the bearer token is malformed");
             return;
         }
     }

@@ -1,6 +1,8 @@
 /* upstream/proxy: server choice, keep-alive pools, one request/response exchange. */
 #include "proxy.h"
 
+#include "../base/metrics.h"
+
 #include <errno.h>
 #include <llhttp.h>
 #include <netinet/in.h>
@@ -69,6 +71,12 @@ struct ups_exchange {
     struct event *rev, *wev, *timer;
     llhttp_t parser;
     ups_hdrs_t hdrs;
+    /* for the metrics: what happened, read when it fails (fail_kind) */
+    int connected;         /* the current connection is up (activate) */
+    int timed_out;         /* the failure is the exchange's timer */
+    int bad_response;      /* the response did not parse */
+    int sock_err;          /* errno of a failed connect */
+    struct timeval sent;   /* the loop's cached clock when the request went out */
 };
 
 static int64_t now_ms(void)
@@ -308,6 +316,18 @@ static int on_hvalue(llhttp_t *hp, const char *at, size_t n)
     return ups_hdrs_value(&x->hdrs, at, n) < 0 ? -1 : 0;
 }
 
+/* UPS_TIME: request sent -> final response head, by the loop's cached
+ * clock at both ends (no clock read per exchange; each end is when its
+ * loop turn began, so the figure is never short by more than a turn). */
+static void observe_head(const ups_exchange_t *x)
+{
+    struct timeval now;
+    if (event_base_gettimeofday_cached(x->pool->base, &now) != 0)
+        return;
+    int64_t us = (int64_t)(now.tv_sec - x->sent.tv_sec) * 1000000 + (now.tv_usec - x->sent.tv_usec);
+    pc_observe1(UPS_TIME, x->pool->cfg->upstreams[x->up].mx, us > 0 ? (uint64_t)us : 0);
+}
+
 static int on_headers_complete(llhttp_t *hp)
 {
     ups_exchange_t *x = hp->data;
@@ -334,6 +354,7 @@ static int on_headers_complete(llhttp_t *hp)
         x->eof_framing = 1;
     }
     x->head_seen = 1;
+    observe_head(x);
     event_del(x->timer);   /* the response timeout now guards gaps between reads */
     x->ops->head(x->c, status, &x->hdrs, framing, clen);
     return framing == UPS_FRAME_NONE ? 1 : 0;
@@ -425,12 +446,16 @@ static int attach_fd(ups_exchange_t *x, int fd)
 static int connect_server(ups_exchange_t *x)
 {
     const cfg_addr_t *a = &x->pool->cfg->upstreams[x->up].servers[x->srv];
+    x->connected = 0;
     int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0) {
+        x->sock_err = errno;
         return -1;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 && errno != EINPROGRESS) {
+        x->sock_err = errno;
         close(fd);
         return -1;
     }
@@ -453,9 +478,31 @@ static int write_some(ups_exchange_t *x);
 static void activate(ups_exchange_t *x, int flush)
 {
     x->state = X_ACTIVE;
+    x->connected = 1;
+    event_base_gettimeofday_cached(x->pool->base, &x->sent);
+    pc_count2(UPS_CONNS, x->pool->cfg->upstreams[x->up].mx, x->reused ? PC_UPC_REUSED : PC_UPC_NEW);
     arm_timer(x, x->pool->cfg->upstreams[x->up].response_timeout_ms);
     if (flush)
         flush_request(x);
+}
+
+/* What a failing exchange counts as (UPS_FAILURES), before its
+ * connection is closed: connecting (not yet connected) it timed out, was
+ * refused, was reset as it completed, or failed otherwise (unreachable, no
+ * socket); connected, it timed out waiting, got a response that did not
+ * parse, or the connection broke (reset, closed, cut short). */
+static unsigned fail_kind(const ups_exchange_t *x)
+{
+    if (!x->connected) {
+        if (x->timed_out && x->fd >= 0)
+            return PC_UPF_CONNECT_TIMEOUT;
+        if (x->sock_err == ECONNRESET)
+            return PC_UPF_RESET;
+        return x->sock_err == ECONNREFUSED ? PC_UPF_CONNECT_REFUSED : PC_UPF_CONNECT_ERROR;
+    }
+    if (x->timed_out)
+        return PC_UPF_RESPONSE_TIMEOUT;
+    return x->bad_response ? PC_UPF_BAD_RESPONSE : PC_UPF_RESET;
 }
 
 /* Ends the exchange with catalog entry e (msg: what happened, for the log
@@ -464,6 +511,7 @@ static void fail(ups_exchange_t *x, enum pc_err e, const char *msg)
 {
     x->state = X_FAILED;
     event_del(x->timer);
+    pc_count2(UPS_FAILURES, x->pool->cfg->upstreams[x->up].mx, fail_kind(x));
     close_fd(x);
     x->ops->fail(x->c, e, msg);   /* last: may free x */
 }
@@ -492,6 +540,7 @@ static void x_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     ups_exchange_t *x = arg;
+    x->timed_out = 1;
     if (x->state == X_CONNECTING && x->fd < 0) {
         fail(x, PC_E_UPSTREAM_UNAVAILABLE, "the upstream could not be reached");
     } else if (x->state == X_CONNECTING) {
@@ -544,6 +593,7 @@ static void x_write(evutil_socket_t fd, short what, void *arg)
         int err = 0;
         socklen_t len = sizeof(err);
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+            x->sock_err = err ? err : errno;
             mark_failed(x->pool, x->up, x->srv);
             fail(x, PC_E_UPSTREAM_UNAVAILABLE, err == ECONNREFUSED ? "the upstream refused the connection"
                                                                     : "the upstream could not be reached");
@@ -601,6 +651,7 @@ static void x_read(evutil_socket_t fd, short what, void *arg)
             break;
         }
         if (e != HPE_OK) {
+            x->bad_response = 1;
             if (!x->head_seen)
                 mark_failed(x->pool, x->up, x->srv);
             fail(x, PC_E_BAD_GATEWAY,
