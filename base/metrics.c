@@ -39,7 +39,7 @@ static const char *const status_v[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 static const char *const upc_v[] = {"new", "reused"};
 static const char *const upf_v[] = {"connect_refused", "connect_timeout", "response_timeout",
                                     "reset", "bad_response", "connect_error"};
-static const char *const redis_v[] = {"revocation", "ratelimit"};
+static const char *const redis_v[] = {"revocation", "worker"};
 static const char *const rl_v[] = {"allowed", "limited"};
 static const char *const auth_v[] = {"missing", "not_bearer", "multiple", "malformed",
                                      "algorithm", "unknown_key", "signature", "expired",

@@ -276,7 +276,7 @@ static void verify_http(iss_t *s)
         pol_http_verifier_body(s->plat->name, s->req.integrity_token, s->req.nonce, &json) < 0 ||
         !(req = evhttp_request_new(on_verifier, s))) {
         free(json);
-        refuse(s, PC_E_INTERNAL, "cannot call the attestation verifier");
+        refuse(s, PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)");
         return;
     }
     struct timeval tv = {(time_t)(h->timeout_ms / 1000), (suseconds_t)((h->timeout_ms % 1000) * 1000)};

@@ -103,7 +103,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         r->ac = NULL;   /* hiredis frees it, calling pending callbacks with NULL */
     if (status == REDIS_OK && r && r->ac == ac) {
         if (r->ever_connected)
-            pc_count1(REDIS_RECONNECTS, PC_REDIS_RATELIMIT);
+            pc_count1(REDIS_RECONNECTS, PC_REDIS_WORKER);
         r->ever_connected = 1;
     }
 }

@@ -19,7 +19,7 @@ static void deny(pol_verdict_t *v, enum pc_err e, const char *msg, int challenge
     v->bearer_challenge = challenge;
 }
 
-/* A 401 for the bearer credential, counted by why (AUTH_REFUSALS). */
+/* A refusal of the bearer credential (401; 400 for two headers), counted by why (AUTH_REFUSALS). */
 static void refuse_bearer(pol_verdict_t *v, enum pc_auth_reason why, enum pc_err e, const char *msg)
 {
     deny(v, e, msg, 1);

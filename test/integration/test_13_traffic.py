@@ -176,6 +176,11 @@ def _no_identifying_labels(env, s, paths):
         check("127.0.0.1" not in v, "label value %r carries an address" % v)
 
 
+def _refused(r, status, code, what):
+    """r is the gateway's own error answer: status and catalog code."""
+    eq((r.status, r.json().get("error")), (status, code), what)
+
+
 @test("metrics: requests by route/class/status and upstream connections, failures and times, exact deltas")
 def _(env):
     bad = _BadUpstreams()
@@ -199,19 +204,19 @@ def _(env):
             eq(get(c, "/other/x").status, 200, "other route")
             eq(get(c, "/api/slow?ms=300").status, 200, "slow upstream answer within its timeout")
         with env.connect(gw) as c:
-            eq(get(c, "/nowhere/at/all").status, 404, "no route")
+            _refused(get(c, "/nowhere/at/all"), 404, "no_route", "no route")
         with env.connect(gw, "bootstrap") as c:
-            eq(get(c, "/api/forbidden").status, 403, "class not allowed")
+            _refused(get(c, "/api/forbidden"), 403, "class_not_allowed", "class not allowed")
         with env.connect(gw) as c:
-            eq(get(c, "/down/x").status, 502, "upstream refuses connections")
+            _refused(get(c, "/down/x"), 502, "upstream_unavailable", "upstream refuses connections")
         with env.connect(gw) as c:
-            eq(get(c, "/slow/slow?ms=2500").status, 504, "upstream response timeout")
+            _refused(get(c, "/slow/slow?ms=2500"), 504, "upstream_timeout", "upstream response timeout")
         with env.connect(gw) as c:
-            eq(get(c, "/hole/x").status, 502, "upstream connect timeout")
+            _refused(get(c, "/hole/x"), 502, "upstream_connect_timeout", "upstream connect timeout")
         with env.connect(gw) as c:
-            eq(get(c, "/slam/x").status, 502, "upstream connection reset")
+            _refused(get(c, "/slam/x"), 502, "bad_gateway", "upstream connection reset")
         with env.connect(gw) as c:
-            eq(get(c, "/other/emptyname").status, 502, "upstream response head not relayable")
+            _refused(get(c, "/other/emptyname"), 502, "bad_gateway", "upstream response head not relayable")
         eq(env.upstream_count() - up_before, 7, "requests that reached the echo upstream")
 
         after = scrape(gw.admin_port)
@@ -254,6 +259,12 @@ def _(env):
         d.expect(1, F, upstream="slammer", code="reset")
         d.expect(1, F, upstream="echo", code="bad_response")
         d.expect_total(5, F)
+        E = "portcullis_http_errors_total"
+        for code, n in (("upstream_unavailable", 1), ("upstream_timeout", 1),
+                        ("upstream_connect_timeout", 1), ("bad_gateway", 2), ("no_route", 1),
+                        ("class_not_allowed", 1)):
+            d.expect(n, E, code=code)
+        d.expect_total(7, E)
         T = "portcullis_upstream_response_duration_seconds"
         d.expect(5, T + "_count", upstream="echo")
         d.expect(4, T + "_bucket", upstream="echo", le="0.25")
@@ -504,7 +515,7 @@ def _(env):
         eq(challenge() is not None, True, "another challenge")
         d = Delta(mid, scrape(gw.admin_port))
         d.expect(1, X, client="revocation")
-        d.expect(1, X, client="ratelimit")
+        d.expect(1, X, client="worker")
         d.expect(2, "portcullis_issuance_challenges_total")
         d.done()
     finally:
