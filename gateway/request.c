@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../base/metrics.h"
 #include "../policy/policy.h"
 #include "conn_int.h"
 #include "h1.h"
@@ -651,6 +652,9 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
     if (gen != c->rev_gen) {
         c->rev_gen = gen;
         if (tls_identity_revoked(c->gen->tls, c->id)) {
+            if (!c->revoked)
+                pc_count(CONN_REVOKED);   /* it closes after this answer */
+            c->revoked = 1;
             CLOG(c, PC_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
                  c->request_id);
             respond_error(c, 403, "certificate_revoked", "the client certificate has been revoked", 1, NULL);
