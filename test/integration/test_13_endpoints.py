@@ -111,10 +111,22 @@ class MGw:
         try:
             self.gw = env.start_gateway(name, self.config, environ=environ)
             wait_tcp(self.mport, self.gw.proc, 10 * TIME_FACTOR, "metrics listener")
+            self._settle()
         except BaseException:
             if self.redis:
                 self.redis.stop()
             raise
+
+    def _settle(self):
+        """The start's readiness probe (one TCP connect and close, no byte)
+        may reach a worker seconds later (TCP_DEFER_ACCEPT holds a silent
+        connection): wait until it has been accepted and closed, so it moves
+        no counter a test compares."""
+        def settled():
+            s = self.scrape()
+            return (s.get("portcullis_connections_accepted_total") >= 1 and
+                    s.get("portcullis_connections_open") == 0)
+        wait_until(settled, 15 * TIME_FACTOR)
 
     @property
     def port(self):
