@@ -33,7 +33,7 @@ static const char *const tlsv_v[] = {"other", "TLSv1.2", "TLSv1.3"};
 static const char *const hs_v[] = {"full", "resumed", "cached_chain"};
 static const char *const tlsf_v[] = {"no_certificate", "unknown_ca", "expired", "not_yet_valid",
                                      "bad_eku", "revoked", "handshake_timeout", "protocol_error",
-                                     "other"};
+                                     "other", "revocation_unknown"};
 static const char *const cache_v[] = {"hit", "miss"};
 static const char *const status_v[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 static const char *const upc_v[] = {"new", "reused"};

@@ -983,11 +983,11 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
            REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
-           ISSUANCE, HTTP, UPGRADE_SOCKET };
+           ISSUANCE, HTTP, UPGRADE_SOCKET, METRICS };
     cfgw_fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
                       F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
                       F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
-                      F("issuance"), F("http"), F("upgrade_socket")};
+                      F("issuance"), F("http"), F("upgrade_socket"), F("metrics")};
     if (cfgw_map(&c->w, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -1019,6 +1019,8 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         parse_admin(c, f[ADMIN].val);
     if (f[LOGGING].val)
         parse_logging(c, f[LOGGING].val);
+    if (f[METRICS].val)   /* after listeners and admin */
+        cfgm_parse_metrics(&c->w, f[METRICS].val, c->cfg);
     if (f[ISSUANCE].val) /* after tls and identity, which it refers to */
         cfgi_parse_issuance(&c->w, f[ISSUANCE].val, c->cfg);
     parse_upgrade_socket(c, f[UPGRADE_SOCKET].val);   /* after listeners: the default */

@@ -208,6 +208,14 @@ typedef struct {
     int allow_remote;             /* 0: listen must be a loopback address (plain HTTP) */
 } cfg_admin_t;
 
+/* The metrics listener (section metrics, config/config_metrics.c): plain
+ * HTTP serving /metrics, /healthz and /readyz. Restart-only. */
+typedef struct {
+    int enabled;                  /* 1 when the metrics section is present */
+    cfg_addr_t address;           /* default 127.0.0.1:9445 */
+    char *token_env;              /* NULL: /metrics needs no token; else the variable with it */
+} cfg_metrics_t;
+
 /* How request targets and header names are read (section http, config.c). */
 enum cfg_underscores { CFG_US_DROP = 0, CFG_US_ALLOW, CFG_US_REFUSE };
 
@@ -262,6 +270,7 @@ typedef struct {
     cfg_revocation_t revocation;
     cfg_admin_t admin;
     cfg_logging_t logging;
+    cfg_metrics_t metrics;
     cfg_rate_limit_t *rate_limits;
     size_t nrate_limits;
     cfg_connlimits_t connection_limits;

@@ -55,6 +55,10 @@ void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
                        yaml_node_t *jwt);
 void cfgp_policy_free(cfg_t *cfg);
 void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
+/* config_metrics.c: the metrics section (after listeners and admin, whose
+ * addresses it must not take); cfgm_free_metrics frees what it set. */
+void cfgm_parse_metrics(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
+void cfgm_free_metrics(cfg_t *cfg);
 void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
 int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
                       char *msg, size_t len);

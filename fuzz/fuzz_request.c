@@ -202,6 +202,12 @@ void ups_health_free(ups_health_t *h)
     (void)h;
 }
 
+size_t ups_health_skipped(ups_health_t *h, const cfg_t *cfg, size_t up)
+{
+    (void)h, (void)cfg, (void)up;
+    return 0;
+}
+
 ups_pool_t *gw_wgen_pool(const gw_wgen_t *wg)
 {
     (void)wg;

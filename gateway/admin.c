@@ -671,6 +671,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     gw_admin_t *a = arg;
     char peer[80];
     int given = 0;
+    if (gw_health_path(req)) {   /* probes carry no token */
+        gw_health_serve(a->proc, req, gw_health_path(req) == 2);
+        return;
+    }
     peer_of(req, peer, sizeof peer);
     if (!authorized(a, req, &given)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",

@@ -1,6 +1,6 @@
 /* gateway/admin: the admin HTTP listener (plain HTTP, loopback by default).
  *
- * Every request must carry "Authorization: Bearer <token>", the token being
+ * Every request but the health probes must carry "Authorization: Bearer <token>", the token being
  * the value of the environment variable named by admin.token_env. Answers
  * are JSON; errors are {"error": "<code>", "message": "..."}.
  *
@@ -25,6 +25,7 @@
  *                                       trip, the verify cache's counters, and
  *                                       the runtime: generation, reloads
  *   GET    /metrics                     Prometheus text format 0.0.4 (gateway/metrics.h)
+ *   GET    /healthz, /readyz            without a token (gw_health_serve)
  *   POST   /admin/reload                re-reads the configuration and every file
  *                                       it names (docs/operations.md) -> 200
  *                                       with what changed, 422 reload_failed

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/metrics.h"
 #include "../policy/policy.h"
 #include "conn_int.h"
 
@@ -147,6 +148,53 @@ static void do_flush(gw_conn_t *c)
 
 /* ---- handshake ---- */
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A handshake that ended without a connection: counted once, by reason
+ * (enum pc_tls_fail). */
+static void handshake_failed(gw_conn_t *c, int reason)
+{
+    pc_count1(TLS_FAILURES, (unsigned)reason);
+    c->dead = 1;
+}
+
+/* Why a handshake libssl gave up on failed, when no certificate check
+ * said so: the client sent no certificate, any other TLS error (garbage,
+ * no common version or cipher, an alert from the client), or the client
+ * closed the connection (other). */
+static int handshake_error_reason(int err)
+{
+    if (err != SSL_ERROR_SSL)
+        return PC_TLSF_OTHER;
+    unsigned long e;
+    while ((e = ERR_get_error()) != 0)
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+            ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+            return PC_TLSF_NO_CERTIFICATE;
+    return PC_TLSF_PROTOCOL_ERROR;
+}
+
+/* A completed handshake, by class, TLS version and result, and its time
+ * since the accept. */
+static void handshake_count(gw_conn_t *c)
+{
+    const cfg_tls_t *t = &CFG(c)->tls;
+    unsigned cls = c->id->class_idx >= 0 && (size_t)c->id->class_idx < t->nclasses
+                   ? t->classes[c->id->class_idx].mx : PC_ID_NONE;
+    int v = SSL_version(c->ssl);
+    unsigned ver = v == TLS1_3_VERSION ? PC_TLSV_13 : v == TLS1_2_VERSION ? PC_TLSV_12 : PC_TLSV_OTHER;
+    unsigned res = SSL_session_reused(c->ssl) ? PC_HS_RESUMED
+                   : tls_verify_cached(c->ssl) ? PC_HS_CACHED_CHAIN : PC_HS_FULL;
+    pc_count3(TLS_HANDSHAKES, cls, ver, res);
+    int64_t us = mono_us() - c->accepted_us;
+    pc_observe(TLS_HS_TIME, us > 0 ? (uint64_t)us : 0);
+}
+
 /* The handshake is complete: the identity it verified, if still valid,
  * and the connection on to its first request. */
 static void handshake_done(gw_conn_t *c)
@@ -154,7 +202,7 @@ static void handshake_done(gw_conn_t *c)
     c->id = tls_identity_get(c->ssl);
     if (!c->id) {
         CLOG(c, PC_WARN, "handshake completed without a verified identity; closing");
-        c->dead = 1;
+        handshake_failed(c, PC_TLSF_OTHER);
         return;
     }
     c->rev_gen = pol_mirror_generation(gw_proc_mirror(c->w->proc));
@@ -168,15 +216,16 @@ static void handshake_done(gw_conn_t *c)
         if (rs == TLS_REV_REVOKED)
             SSL_CTX_remove_session(SSL_get_SSL_CTX(c->ssl), SSL_get_session(c->ssl));
         c->tls_error = 1;
-        c->dead = 1;
+        handshake_failed(c, rs == TLS_REV_REVOKED ? PC_TLSF_REVOKED : PC_TLSF_REVOCATION_UNKNOWN);
         return;
     }
     if (c->id->not_after_t <= time(NULL)) {
         CLOG(c, PC_INFO, "resumed session refused: certificate serial=%s expired at %s",
              c->id->serial, c->id->not_after);
-        c->dead = 1;
+        handshake_failed(c, PC_TLSF_EXPIRED);
         return;
     }
+    handshake_count(c);
     gw_worker_watch_expiry(c->w, c->id->not_after_t);
     c->state = C_HTTP;
     c->action = "waiting for request";
@@ -208,7 +257,8 @@ static void handshake(gw_conn_t *c)
     if (!why)
         why = e ? ERR_reason_error_string(e) : (err == SSL_ERROR_SYSCALL ? "connection closed" : "failed");
     CLOG(c, PC_INFO, "handshake failed: %s", why ? why : "unknown");
-    c->dead = 1;
+    int reason = tls_verify_failure_reason(c->ssl);
+    handshake_failed(c, reason >= 0 ? reason : handshake_error_reason(err));
 }
 
 /* ---- lingering close ---- */
@@ -356,7 +406,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     switch (c->tkind) {
     case T_HANDSHAKE:
         CLOG(c, PC_INFO, "handshake timed out");
-        c->dead = 1;
+        handshake_failed(c, PC_TLSF_HANDSHAKE_TIMEOUT);
         break;
     case T_HEADER:
     case T_BODY:
@@ -428,6 +478,7 @@ void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_st
     c->peer_addr = *peer;
     c->action = "handshake";
     c->state = C_HANDSHAKE;
+    c->accepted_us = mono_us();
     c->parser.data = c;
     peer_names(c, peer);
     c->ssl = SSL_new(tls_ctx_ssl(gen->tls));
@@ -504,8 +555,10 @@ void gw_conn_revocation_scan(gw_worker_t *w)
     gw_conn_t *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (!c->id || c->state != C_HTTP || !tls_identity_revoked(c->gen->tls, c->id))
+        if (!c->id || c->state != C_HTTP || c->revoked || !tls_identity_revoked(c->gen->tls, c->id))
             continue;
+        c->revoked = 1;
+        pc_count(CONN_REVOKED);
         CLOG(c, PC_INFO, "certificate serial=%s class=%s revoked: closing the connection%s", c->id->serial,
              c->id->class_name, c->resp_active ? " after the response in progress" : "");
         if (c->req_active || c->resp_active) {

@@ -47,6 +47,8 @@ struct gw_conn {
     tls_identity_t *id;
     uint64_t rev_gen;           /* revocation generation the identity was last checked at */
     int cert_expired;           /* notAfter passed while a request was in progress */
+    int revoked;                /* closing because its certificate was revoked (counted once) */
+    int64_t accepted_us;        /* monotonic, at accept: the handshake duration's start */
     int retiring;               /* drain or the end of a reload grace: every response from
                                  * now says Connection: close, and the connection closes after
                                  * it, or once idle and quiet (gw_conn_retire) */

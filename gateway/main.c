@@ -23,6 +23,7 @@
 #include "../base/errors.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
+#include "metrics.h"
 #include "upgrade.h"
 #include "worker.h"
 
@@ -65,6 +66,7 @@ typedef struct {
     struct event_base *base;
     pol_revsync_t *sync;
     gw_admin_t *admin;
+    gw_metrics_http_t *metrics;   /* the metrics listener; NULL without a metrics section */
     pthread_t thread;
     gw_worker_t *workers;
     int nworkers;
@@ -495,6 +497,11 @@ static void control_start(control_t *ctl, const cfg_t *cfg, pol_mirror_t *mirror
         }
         gw_admin_set_reload(ctl->admin, ask_reload, ctl);
     }
+    if (cfg->metrics.enabled && !(ctl->metrics = gw_metrics_http_start(ctl->base, ctl->proc, err,
+                                                                       sizeof(err)))) {
+        pc_log(PC_ERR, NULL, "%s", err);
+        exit(1);
+    }
     if (!ctl->sync || pthread_create(&ctl->thread, NULL, control_main, ctl) != 0) {
         pc_log(PC_ERR, NULL, "cannot start the revocation sync");
         exit(1);
@@ -517,6 +524,8 @@ static void control_stop(control_t *ctl)
     pthread_join(ctl->thread, NULL);
     gw_admin_free(ctl->admin);
     ctl->admin = NULL;
+    gw_metrics_http_free(ctl->metrics);
+    ctl->metrics = NULL;
     pol_revsync_stop(ctl->sync);
     ctl->sync = NULL;
 }
@@ -682,7 +691,9 @@ static int run(const char *path, int upgrade)
                 pc_log(PC_ERR, NULL, "%s; a later --upgrade cannot take over this process", err);
             upc = NULL;
         }
+        gw_proc_set_phase(proc, GW_PHASE_SERVING);   /* /readyz: every worker accepts */
         int sig = serve(&ctl, path, &sigs);
+        gw_proc_set_phase(proc, GW_PHASE_DRAINING);
         refuse_reloads(&ctl);
         struct timeval now = {0, 0};
         if (event_base_once(ctl.base, -1, EV_TIMEOUT, stop_upgrade_socket, &ctl, &now) != 0)

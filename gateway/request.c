@@ -678,6 +678,9 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
     if (gen != c->rev_gen) {
         c->rev_gen = gen;
         if (tls_identity_revoked(c->gen->tls, c->id)) {
+            if (!c->revoked)
+                pc_count(CONN_REVOKED);   /* it closes after this answer */
+            c->revoked = 1;
             CLOG(c, PC_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
                  c->request_id);
             respond_error(c, PC_E_CERTIFICATE_REVOKED, NULL, 1, NULL);

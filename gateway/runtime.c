@@ -18,6 +18,7 @@
 #include "../policy/issuance.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
+#include "metrics.h"
 
 struct gw_listener {
     gw_proc_t *proc;
@@ -64,6 +65,8 @@ struct gw_proc {
     int defer_listen;            /* upgrade: new sockets are bound, listen() comes later */
     int *deferred;               /* those sockets (owned by their listeners) */
     size_t ndeferred;
+    int phase;                   /* enum gw_phase; atomic */
+    double started;              /* Unix time of gw_proc_new */
 };
 
 void gw_errors_add(cfg_errors_t *errs, const char *fmt, ...)
@@ -97,7 +100,41 @@ gw_proc_t *gw_proc_new(void)
         return NULL;
     }
     pthread_mutex_init(&p->mu, NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    p->started = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     return p;
+}
+
+void gw_proc_set_phase(gw_proc_t *p, int phase)
+{
+    __atomic_store_n(&p->phase, phase, __ATOMIC_RELEASE);
+}
+
+int gw_proc_phase(gw_proc_t *p)
+{
+    return __atomic_load_n(&p->phase, __ATOMIC_ACQUIRE);
+}
+
+double gw_proc_started(const gw_proc_t *p)
+{
+    return p->started;
+}
+
+size_t gw_proc_open_listeners(gw_proc_t *p)
+{
+    size_t open = 0;
+    pthread_mutex_lock(&p->mu);
+    const gw_gen_t *g = p->current;
+    for (size_t i = 0; g && g->listeners && i < g->cfg->nlisteners; i++) {
+        const gw_listener_t *l = g->listeners[i];
+        int any = 0;
+        for (int k = 0; l && k < l->nfd && !any; k++)
+            any = l->fd[k] >= 0;
+        open += (size_t)any;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return open;
 }
 
 void gw_proc_free(gw_proc_t *p)
@@ -171,6 +208,7 @@ void gw_proc_reload_stats(gw_proc_t *p, gw_reload_stats_t *st)
 
 void gw_proc_note_reload(gw_proc_t *p, int ok, double build_ms)
 {
+    pc_count1(RELOADS, ok ? PC_RELOAD_OK : PC_RELOAD_FAILED);
     pthread_mutex_lock(&p->mu);
     if (ok)
         p->reloads++;
@@ -746,6 +784,14 @@ static void restart_only(const cfg_t *run, const cfg_t *next, cfg_errors_t *errs
     restart_key(errs, f, "revocation.on_redis_unavailable", v->fail_closed != w->fail_closed,
                 v->fail_closed ? "fail_closed" : "serve_stale", w->fail_closed ? "fail_closed" : "serve_stale");
     restart_key(errs, f, "revocation.max_staleness", v->max_staleness_ms != w->max_staleness_ms, NULL, NULL);
+    const cfg_metrics_t *mr = &run->metrics, *mn = &next->metrics;
+    restart_key(errs, f, "metrics", mr->enabled != mn->enabled, mr->enabled ? "present" : "absent",
+                mn->enabled ? "present" : "absent");
+    if (mr->enabled && mn->enabled) {
+        restart_key(errs, f, "metrics.address", str_diff(mr->address.text, mn->address.text),
+                    mr->address.text, mn->address.text);
+        restart_key(errs, f, "metrics.token_env", str_diff(mr->token_env, mn->token_env), NULL, NULL);
+    }
     const cfg_admin_t *p = &run->admin, *q = &next->admin;
     restart_key(errs, f, "admin", p->enabled != q->enabled, p->enabled ? "present" : "absent",
                 q->enabled ? "present" : "absent");
@@ -840,6 +886,8 @@ gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
     if (errs->n == before && !(g->tls = tls_ctx_new(cfg, p ? p->store : NULL, err, sizeof(err))))
         gw_errors_add(errs, "%s: %s", path, err);
     if (cfg->admin.enabled && !gw_admin_token(&cfg->admin, err, sizeof err))
+        gw_errors_add(errs, "%s: %s", path, err);
+    if (cfg->metrics.enabled && !gw_metrics_token(&cfg->metrics, err, sizeof err) && err[0])
         gw_errors_add(errs, "%s: %s", path, err);
     policy_setup(g, errs);
     issuance_setup(g, errs);

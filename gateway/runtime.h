@@ -86,6 +86,17 @@ void gw_proc_set_mirror(gw_proc_t *p, pol_mirror_t *m);
 uint32_t *gw_proc_nconns(gw_proc_t *p);
 uint64_t *gw_proc_accepted(gw_proc_t *p);
 
+/* Where the process is in its life, for /readyz: starting until every
+ * worker accepts, serving, then draining from SIGTERM/SIGINT on (atomic;
+ * set by the main thread, read by any). */
+enum gw_phase { GW_PHASE_STARTING = 0, GW_PHASE_SERVING, GW_PHASE_DRAINING };
+void gw_proc_set_phase(gw_proc_t *p, int phase);
+int gw_proc_phase(gw_proc_t *p);
+/* Unix time (with fraction) the process state was made, near exec. */
+double gw_proc_started(const gw_proc_t *p);
+/* Listeners of the current generation that still have an open socket. */
+size_t gw_proc_open_listeners(gw_proc_t *p);
+
 /* A new reference to the current generation (release it). */
 gw_gen_t *gw_proc_current(gw_proc_t *p);
 /* Makes gen (whose reference the process takes over) the current one;

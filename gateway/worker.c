@@ -64,6 +64,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                 /* before any TLS work: a flood from one address costs an accept and a close */
                 pc_log(PC_DEBUG, NULL, "connection refused by connection_limits (%s)",
                        counted == -1 ? "per_ip_rate" : "per_ip_concurrent");
+                pc_count1(CONN_REFUSED, counted == -1 ? PC_REFUSE_PER_IP_RATE
+                                                      : PC_REFUSE_PER_IP_CONCURRENCY);
                 close(fd);
                 continue;
             }
@@ -75,10 +77,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                 pol_connlimit_release(wg->gen->connlimit, &peer);
             pc_log(PC_WARN, NULL, "max_connections (%u) reached; connection refused",
                    cfg->limits.max_connections);
+            pc_count1(CONN_REFUSED, PC_REFUSE_MAX_CONNECTIONS);
             close(fd);
             continue;
         }
         __atomic_add_fetch(gw_proc_accepted(w->proc), 1, __ATOMIC_RELAXED);
+        pc_count(CONN_ACCEPTED);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         wg->nconns++;

@@ -11,6 +11,8 @@
  */
 #include "store.h"
 
+#include "../base/metrics.h"
+
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -252,8 +254,10 @@ SSL_SESSION *tls_store_sess_get(tls_store_t *s, const unsigned char *id, size_t 
         got = e->sess;
         SSL_SESSION_up_ref(got);   /* under the lock: no one can free it meanwhile */
         s->st.hits++;
+        pc_count1(TLS_SCACHE, PC_CACHE_HIT);   /* the caller's thread: its own counters */
     } else {
         s->st.misses++;
+        pc_count1(TLS_SCACHE, PC_CACHE_MISS);
     }
     pthread_mutex_unlock(&s->mu);
     sess_free_list(gone);

@@ -1,6 +1,8 @@
 /* tls: server context, class-aware client verification, session identity. */
 #include "tls.h"
 
+#include "../base/metrics.h"
+
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -23,7 +25,7 @@ struct tls_ctx {
 };
 
 static int sess_idx = -1;  /* SSL_SESSION ex_data: tls_identity_t* */
-static int ssl_fail_idx = -1;  /* SSL ex_data: char[TLS_FAIL_LEN], only once a check failed */
+static int ssl_fail_idx = -1;  /* SSL ex_data: fail_t, only once a check failed */
 static int ssl_cached_idx = -1;  /* SSL ex_data: non-NULL after a verify-cache hit */
 static int ssl_ctx_idx = -1;   /* SSL_CTX ex_data: tls_ctx_t* */
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
@@ -78,9 +80,46 @@ static void init_indexes(void)
     ssl_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
+/* Why a handshake's client certificate was refused: the first refusal. */
+typedef struct {
+    int reason;                /* enum pc_tls_fail */
+    char text[TLS_FAIL_LEN];
+} fail_t;
+
 const char *tls_verify_failure(SSL *ssl)
 {
-    return SSL_get_ex_data(ssl, ssl_fail_idx);
+    fail_t *f = SSL_get_ex_data(ssl, ssl_fail_idx);
+    return f ? f->text : NULL;
+}
+
+int tls_verify_failure_reason(SSL *ssl)
+{
+    fail_t *f = SSL_get_ex_data(ssl, ssl_fail_idx);
+    return f ? f->reason : -1;
+}
+
+int tls_fail_reason_of_x509(int xerr)
+{
+    switch (xerr) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return PC_TLSF_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return PC_TLSF_NOT_YET_VALID;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_UNTRUSTED:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+        return PC_TLSF_UNKNOWN_CA;
+    case X509_V_ERR_INVALID_PURPOSE:
+        return PC_TLSF_BAD_EKU;
+    case X509_V_ERR_CERT_REVOKED:
+        return PC_TLSF_REVOKED;
+    default:
+        return PC_TLSF_OTHER;
+    }
 }
 
 int tls_verify_cached(SSL *ssl)
@@ -447,16 +486,18 @@ static const char *leaf_refusal(X509 *leaf, int *xerr)
     return NULL;
 }
 
-static void set_fail(SSL *ssl, const char *why, int depth)
+/* reason: enum pc_tls_fail, for the handshake failure counter. */
+static void set_fail(SSL *ssl, const char *why, int depth, int reason)
 {
     if (SSL_get_ex_data(ssl, ssl_fail_idx))
         return;   /* the first failure is the one reported */
-    char *buf = malloc(TLS_FAIL_LEN);
-    if (!buf)
+    fail_t *f = malloc(sizeof *f);
+    if (!f)
         return;
-    snprintf(buf, TLS_FAIL_LEN, "client certificate refused: %s (depth %d)", why, depth);
-    if (!SSL_set_ex_data(ssl, ssl_fail_idx, buf))
-        free(buf);
+    f->reason = reason;
+    snprintf(f->text, TLS_FAIL_LEN, "client certificate refused: %s (depth %d)", why, depth);
+    if (!SSL_set_ex_data(ssl, ssl_fail_idx, f))
+        free(f);
 }
 
 /* The one path by which a verified identity joins a handshake, whether its
@@ -474,7 +515,7 @@ static int attach_identity(tls_ctx_t *t, SSL *ssl, X509_STORE_CTX *x, tls_identi
     if (!id || !sess) {
         tls_identity_release(id);
         X509_STORE_CTX_set_error(x, X509_V_ERR_OUT_OF_MEM);
-        set_fail(ssl, "identity extraction failed", 0);
+        set_fail(ssl, "identity extraction failed", 0, PC_TLSF_OTHER);
         return 0;
     }
     switch (*rev = tls_identity_revocation(t, id)) {
@@ -484,7 +525,7 @@ static int attach_identity(tls_ctx_t *t, SSL *ssl, X509_STORE_CTX *x, tls_identi
                  tls_identity_revoked_by(t, id) ? tls_identity_revoked_by(t, id) : "?");
         tls_identity_release(id);
         X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REVOKED);   /* alert certificate_revoked */
-        set_fail(ssl, why, 0);
+        set_fail(ssl, why, 0, PC_TLSF_REVOKED);
         return 0;
     }
     case TLS_REV_UNKNOWN:
@@ -492,7 +533,8 @@ static int attach_identity(tls_ctx_t *t, SSL *ssl, X509_STORE_CTX *x, tls_identi
         /* alert internal_error: the server cannot decide now. Not
          * unknown_ca, which a client reads as "my certificate is bad". */
         X509_STORE_CTX_set_error(x, X509_V_ERR_UNSPECIFIED);
-        set_fail(ssl, "revocation status unknown (Redis unavailable; failing closed)", 0);
+        set_fail(ssl, "revocation status unknown (Redis unavailable; failing closed)", 0,
+                 PC_TLSF_REVOCATION_UNKNOWN);
         return 0;
     }
     tls_identity_release(SSL_SESSION_get_ex_data(sess, sess_idx));
@@ -512,7 +554,8 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
     int depth = X509_STORE_CTX_get_error_depth(x);
     if (!ok) {
-        set_fail(ssl, X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)), depth);
+        int xerr = X509_STORE_CTX_get_error(x);
+        set_fail(ssl, X509_verify_cert_error_string(xerr), depth, tls_fail_reason_of_x509(xerr));
         return 0;
     }
     if (depth != 0)
@@ -523,7 +566,7 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     int cls = class_of_chain(t, chain);
     if (cls < 0) {
         X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_UNTRUSTED);
-        set_fail(ssl, "no trust class anchors the chain", 0);
+        set_fail(ssl, "no trust class anchors the chain", 0, PC_TLSF_UNKNOWN_CA);
         return 0;
     }
     X509 *leaf = sk_X509_value(chain, 0);
@@ -531,7 +574,7 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     const char *why = leaf_refusal(leaf, &xerr);
     if (why) {
         X509_STORE_CTX_set_error(x, xerr);
-        set_fail(ssl, why, 0);
+        set_fail(ssl, why, 0, PC_TLSF_OTHER);
         return 0;
     }
     tls_identity_t *id = tls_identity_from_cert(leaf, cls, t->cfg->tls.classes[cls].name,
@@ -564,25 +607,29 @@ static int resume_cb(SSL *ssl, int *al, void *arg)
     SSL_SESSION *sess = SSL_get_session(ssl);
     const tls_identity_t *id = sess ? SSL_SESSION_get_ex_data(sess, sess_idx) : NULL;
     const char *why = NULL;
+    int reason = PC_TLSF_OTHER;
     if (!id) {
         *al = SSL_AD_INTERNAL_ERROR;
         why = "resumed session without an identity";
     } else if (id->not_after_t <= time(NULL)) {
         *al = SSL_AD_CERTIFICATE_EXPIRED;
         why = "certificate has expired (resumed session)";
+        reason = PC_TLSF_EXPIRED;
     } else {
         int rs = tls_identity_revocation(t, id);
         if (rs == TLS_REV_REVOKED) {
             *al = SSL_AD_CERTIFICATE_REVOKED;
             why = "certificate revoked (resumed session)";
+            reason = PC_TLSF_REVOKED;
         } else if (rs != TLS_REV_OK) {   /* TLS_REV_UNKNOWN, or anything else: fail closed */
             *al = SSL_AD_INTERNAL_ERROR;
             why = "revocation status unknown (Redis unavailable; failing closed; resumed session)";
+            reason = PC_TLSF_REVOCATION_UNKNOWN;
         }
     }
     if (!why)
         return SSL_TLSEXT_ERR_NOACK;
-    set_fail(ssl, why, 0);
+    set_fail(ssl, why, 0, reason);
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
@@ -796,7 +843,7 @@ static int cert_verify_cb(X509_STORE_CTX *x, void *arg)
              * a full verification would be */
             tls_identity_release(id);
             X509_STORE_CTX_set_error(x, xerr);
-            set_fail(ssl, why, 0);
+            set_fail(ssl, why, 0, PC_TLSF_OTHER);
             return 0;
         }
         if (id) {

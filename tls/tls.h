@@ -100,6 +100,13 @@ const char *tls_identity_revoked_by(tls_ctx_t *t, const tls_identity_t *id);
 
 /* Why the last handshake on this SSL failed verification (or NULL). */
 const char *tls_verify_failure(SSL *ssl);
+/* The same refusal as a failure reason (enum pc_tls_fail of
+ * base/metrics.h), or -1 when no certificate check failed. */
+int tls_verify_failure_reason(SSL *ssl);
+/* The failure reason (enum pc_tls_fail) of an X509_V_ERR_* verification
+ * error: expired, not_yet_valid, unknown_ca (no path to a trusted CA,
+ * self-signed, bad signature), bad_eku (purpose), revoked; else other. Pure. */
+int tls_fail_reason_of_x509(int xerr);
 
 /* Verify cache (tls.verify_cache): a full handshake whose client presents a
  * chain already verified under a class of the same trust digest skips

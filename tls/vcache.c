@@ -9,6 +9,8 @@
  */
 #include "vcache.h"
 
+#include "../base/metrics.h"
+
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -168,8 +170,10 @@ tls_identity_t *tls_vcache_lookup_if(tls_vcache_t *c, const unsigned char *key, 
         got = e->id;
         __atomic_add_fetch(&got->refs, 1, __ATOMIC_ACQ_REL);
         c->st.hits++;
+        pc_count1(TLS_VCACHE, PC_CACHE_HIT);   /* the caller's thread: its own counters */
     } else {
         c->st.misses++;
+        pc_count1(TLS_VCACHE, PC_CACHE_MISS);
     }
     pthread_mutex_unlock(&c->mu);
     tls_identity_release(old);

@@ -125,6 +125,17 @@ void ups_health_free(ups_health_t *h)
     free(h);
 }
 
+size_t ups_health_skipped(ups_health_t *h, const cfg_t *cfg, size_t up)
+{
+    if (!h || up >= h->n || up >= cfg->nupstreams)
+        return 0;
+    int64_t now = now_ms();
+    size_t n = 0;
+    for (size_t s = 0; s < cfg->upstreams[up].nservers; s++)
+        n += __atomic_load_n(&h->down_until_ms[up][s], __ATOMIC_RELAXED) > now;
+    return n;
+}
+
 static void mark_failed(ups_pool_t *p, size_t up, size_t srv)
 {
     int64_t until = now_ms() + (int64_t)p->cfg->upstreams[up].fail_timeout_ms;

@@ -39,6 +39,9 @@ typedef struct {
 
 ups_health_t *ups_health_new(const cfg_t *cfg);
 void ups_health_free(ups_health_t *h);
+/* Servers of upstream up (of cfg, the configuration h was made for) marked
+ * failed now, so skipped until their fail_timeout ends. Any thread. */
+size_t ups_health_skipped(ups_health_t *h, const cfg_t *cfg, size_t up);
 
 ups_pool_t *ups_pool_new(struct event_base *base, const cfg_t *cfg, ups_health_t *health,
                          uint32_t max_response_head);

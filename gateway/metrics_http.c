@@ -1,0 +1,186 @@
+/* gateway/metrics_http: the metrics listener (see metrics.h). */
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <openssl/crypto.h>
+
+#include "../base/log.h"
+
+struct gw_metrics_http {
+    gw_proc_t *proc;
+    struct evhttp *http;
+    char *token;      /* NULL: /metrics needs none */
+    size_t toklen;
+};
+
+const char *gw_metrics_token(const cfg_metrics_t *mc, char *err, size_t errlen)
+{
+    if (errlen)
+        err[0] = '\0';
+    if (!mc->token_env)
+        return NULL;
+    const char *tok = getenv(mc->token_env);
+    if (!tok || !*tok) {
+        snprintf(err, errlen, "metrics.token_env: the environment variable %s is unset or empty; "
+                 "set it to the metrics bearer token, or remove metrics.token_env to serve "
+                 "/metrics without one", mc->token_env);
+        return NULL;
+    }
+    return tok;
+}
+
+static int is_loopback(const cfg_addr_t *a)
+{
+    if (a->addr.ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)&a->addr)->sin_addr.s_addr) >> 24) == 127;
+    if (a->addr.ss_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+static void send_error(struct evhttp_request *req, int status, const char *code, const char *msg)
+{
+    struct evbuffer *out = evbuffer_new();
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (out)
+        evbuffer_add_printf(out, "{\"error\":\"%s\",\"message\":\"%s\"}\n", code, msg);
+    evhttp_send_reply(req, status, NULL, out);
+    if (out)
+        evbuffer_free(out);
+}
+
+/* 1 if /metrics may be answered: no token is configured, or the request
+ * carries it. */
+static int authorized(const gw_metrics_http_t *m, struct evhttp_request *req, int *given)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    *given = h != NULL;
+    if (!m->token)
+        return 1;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t n = strlen(h);
+    while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    return n == m->toklen && CRYPTO_memcmp(h, m->token, n) == 0;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    gw_metrics_http_t *m = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    int known = path && (!strcmp(path, "/metrics") || !strcmp(path, "/healthz") ||
+                         !strcmp(path, "/readyz"));
+    if (!known) {
+        send_error(req, 404, "not_found", "this listener serves /metrics, /healthz and /readyz");
+        return;
+    }
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+        send_error(req, 405, "method_not_allowed", "method not allowed on this path");
+        return;
+    }
+    if (strcmp(path, "/metrics") != 0) {
+        gw_health_serve(m->proc, req, strcmp(path, "/readyz") == 0);
+        return;
+    }
+    int given = 0;
+    if (!authorized(m, req, &given)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          given ? "Bearer realm=\"portcullis-metrics\", error=\"invalid_token\""
+                                : "Bearer realm=\"portcullis-metrics\"");
+        send_error(req, 401, "unauthorized", given ? "invalid metrics token"
+                                                   : "a metrics bearer token is required");
+        return;
+    }
+    gw_metrics_serve(m->proc, req);
+}
+
+gw_metrics_http_t *gw_metrics_http_start(struct event_base *base, gw_proc_t *p, char *err,
+                                         size_t errlen)
+{
+    const cfg_metrics_t *mc = &gw_proc_boot(p)->metrics;
+    char why[256];
+    const char *tok = gw_metrics_token(mc, why, sizeof why);
+    if (!tok && why[0]) {
+        snprintf(err, errlen, "metrics listener not started: %s", why);
+        return NULL;
+    }
+    gw_metrics_http_t *m = calloc(1, sizeof *m);
+    if (!m || (tok && !(m->token = strdup(tok)))) {
+        free(m);
+        snprintf(err, errlen, "metrics listener not started: out of memory");
+        return NULL;
+    }
+    m->toklen = tok ? strlen(tok) : 0;
+    m->proc = p;
+    if (!(m->http = evhttp_new(base))) {
+        snprintf(err, errlen, "metrics listener not started: out of memory");
+        gw_metrics_http_free(m);
+        return NULL;
+    }
+    struct evconnlistener *lev = evconnlistener_new_bind(
+        base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 64,
+        (const struct sockaddr *)&mc->address.addr, (int)mc->address.addrlen);
+    if (!lev) {
+        int e = EVUTIL_SOCKET_ERROR();
+        snprintf(err, errlen, "metrics listener not started: cannot listen on %s "
+                 "(metrics.address): %s", mc->address.text ? mc->address.text : "?",
+                 evutil_socket_error_to_string(e));
+        gw_metrics_http_free(m);
+        return NULL;
+    }
+    if (!evhttp_bind_listener(m->http, lev)) {
+        evconnlistener_free(lev);
+        snprintf(err, errlen, "metrics listener not started: cannot attach the listener");
+        gw_metrics_http_free(m);
+        return NULL;
+    }
+    evhttp_set_max_body_size(m->http, 0);
+    evhttp_set_max_headers_size(m->http, 8192);
+    evhttp_set_timeout(m->http, 10);
+    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(m->http, on_request, m);
+    pc_log(PC_INFO, "component=metrics", "metrics listener on %s (plain HTTP; /metrics %s)",
+           mc->address.text, m->token ? "needs the metrics token" : "needs no token");
+    if (!m->token && !is_loopback(&mc->address))
+        pc_log(PC_WARN, "component=metrics", "metrics listener on %s is not a loopback address "
+               "and /metrics needs no token: anyone who can reach it reads the gateway's "
+               "metrics; set metrics.token_env or restrict access to the scrapers",
+               mc->address.text);
+    return m;
+}
+
+void gw_metrics_http_free(gw_metrics_http_t *m)
+{
+    if (!m)
+        return;
+    if (m->http)
+        evhttp_free(m->http);
+    if (m->token) {
+        OPENSSL_cleanse(m->token, m->toklen);
+        free(m->token);
+    }
+    free(m);
+}
