@@ -18,8 +18,6 @@ FUZZ_LLHTTP_OBJ = $(patsubst $(LLHTTP_SRC)/%.c,build/fuzz/llhttp/%.o,$(LLHTTP))
 FUZZ_EXCLUDE_fuzz_request  = build/fuzz/obj/upstream/proxy.o
 FUZZ_EXCLUDE_fuzz_response = build/fuzz/obj/upstream/proxy.o
 FUZZ_EXCLUDE_fuzz_revocation = build/fuzz/obj/policy/mirror.o
-# Gateway sources (not in SRC_CORE) a target links besides the core.
-FUZZ_EXTRA_fuzz_admin = build/fuzz/obj/gateway/metrics.o
 build/fuzz/fuzz_request: gateway/request.c gateway/conn_int.h
 build/fuzz/fuzz_response: upstream/proxy.c
 build/fuzz/fuzz_admin: gateway/admin.c
