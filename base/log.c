@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -770,7 +771,12 @@ int pc_log_start(size_t buffer_bytes)
         pthread_mutex_lock(&out_mu);
         writer_on = 1;
         pthread_mutex_unlock(&out_mu);
-        if (wake_fd < 0 || pthread_create(&writer, NULL, writer_main, NULL) != 0) {
+        sigset_t all, old;   /* signals are for the threads that take them, never the writer */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int made = wake_fd >= 0 && pthread_create(&writer, NULL, writer_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!made) {
             pthread_mutex_lock(&out_mu);
             writer_on = 0;
             pthread_mutex_unlock(&out_mu);

@@ -520,6 +520,7 @@ void cfg_free(cfg_t *cfg)
     free(cfg->revocation.channel);
     free(cfg->admin.listen.text);
     free(cfg->admin.token_env);
+    free(cfg->logging.file);
     for (size_t i = 0; i < cfg->http.nforward_client_headers; i++)
         free(cfg->http.forward_client_headers[i]);
     free(cfg->http.forward_client_headers);

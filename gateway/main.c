@@ -49,6 +49,8 @@ static void usage(FILE *f)
             "  SIGHUP           reload: re-read FILE and every file it names; applied\n"
             "                   only if all of it is valid (else logged, and the running\n"
             "                   configuration keeps serving); see docs/operations.md\n"
+            "  SIGUSR1          reopen logging.file by its name (after logrotate\n"
+            "                   renamed it)\n"
             "\n"
             "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
             "problem; 2 usage or configuration error (what --check reports);\n"
@@ -364,7 +366,7 @@ static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors
     pc_log(PC_ERR, NULL, "reload: refused, generation %llu keeps serving: %zu problem(s)",
            (unsigned long long)cur->number, errs->n);
     for (size_t i = 0; i < errs->n; i++)
-        pc_log(PC_ERR, NULL, "reload: %s", errs->msgs[i]);
+        pc_log_config_error(PC_ERR, "reload: ", errs->msgs[i]);
     if (from_admin) {
         char msg[160];
         snprintf(msg, sizeof msg, "the configuration was not applied; the running one "
@@ -373,6 +375,27 @@ static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors
                                          msg, "generation", (json_int_t)cur->number, "errors",
                                          strv_json(errs->msgs, errs->n)));
     }
+}
+
+/* Lines go to the configuration's logging.file (stderr without one): a
+ * reload may name another file; one that cannot be opened refuses it. */
+static int switch_log_file(const cfg_t *cfg, cfg_errors_t *errs)
+{
+    char err[600];
+    if (pc_log_file(cfg->logging.file, err, sizeof err) == 0)
+        return 0;
+    gw_errors_add(errs, "%s: logging.file: %s", cfg->path, err);
+    return -1;
+}
+
+/* SIGUSR1: the log file again by its name (logrotate renamed it). */
+static void reopen_log(void)
+{
+    char err[600];
+    if (pc_log_reopen(err, sizeof err) == 0)
+        pc_log_ev(PC_INFO, "log_reopened", NULL, "SIGUSR1: log file reopened");
+    else
+        pc_log_ev(PC_ERR, "log_reopen_failed", NULL, "SIGUSR1: %s; still writing to the previous file", err);
 }
 
 /* Builds the new generation completely, then switches to it; on any
@@ -385,6 +408,10 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     gw_gen_t *cur = gw_proc_current(ctl->proc);
     gw_gen_t *gen = gw_gen_build(ctl->proc, path, &errs);
     if (gen && gw_gen_listen(gen, &errs) < 0) {
+        gw_gen_release(gen);
+        gen = NULL;
+    }
+    if (gen && switch_log_file(gen->cfg, &errs) < 0) {   /* the last step that may refuse */
         gw_gen_release(gen);
         gen = NULL;
     }
@@ -456,6 +483,10 @@ static int serve(control_t *ctl, const char *path, const sigset_t *sigs)
                 reload(ctl, path, 0);
                 continue;
             }
+            if (si.ssi_signo == SIGUSR1) {
+                reopen_log();
+                continue;
+            }
             close(sfd);
             return (int)si.ssi_signo;
         }
@@ -511,7 +542,7 @@ static int upgrade_may_take_over(pol_mirror_t *mirror, const sigset_t *sigs)
     sigpending(&pending);
     int stop = 0;
     for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGHUP && sigismember(sigs, sig) && sigismember(&pending, sig))
+        if (sig != SIGHUP && sig != SIGUSR1 && sigismember(sigs, sig) && sigismember(&pending, sig))
             stop = 1;
     if (stop)
         pc_log(PC_ERR, NULL, "upgrade: stopped by a signal during the handover; not taking over: "
@@ -538,6 +569,30 @@ static void stop_upgrade_socket(evutil_socket_t fd, short what, void *arg)
     (void)what;
     control_t *ctl = arg;
     gw_upgrade_server_stop(ctl->ups);
+}
+
+/* At most this long at exit for the log writer to write what is buffered
+ * (a destination nobody reads must not hang the exit). */
+#define LOG_STOP_WAIT_MS 5000
+
+static void stop_log(void)
+{
+    pc_log_stop(LOG_STOP_WAIT_MS);
+}
+
+/* From here on lines go through the writer thread, to logging.file. */
+static int start_log(const cfg_t *cfg)
+{
+    char err[600];
+    if (pc_log_file(cfg->logging.file, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: logging.file: %s\n", cfg->path, err);
+        return -1;
+    }
+    if (pc_log_start((size_t)cfg->logging.buffer) < 0)
+        pc_log_ev(PC_WARN, "log_writer", NULL, "cannot start the log writer thread; lines are written "
+                  "synchronously");
+    atexit(stop_log);   /* also on exit(1) from a failed start */
+    return 0;
 }
 
 /* The gateway: the first generation, the workers, the control thread, then
@@ -579,6 +634,12 @@ static int run(const char *path, int upgrade)
     }
     const cfg_t *cfg = gw_proc_boot(proc);
     pc_log_setup(cfg->logging.level, cfg->logging.format);
+    if (start_log(cfg) < 0) {
+        gw_gen_release(gen);
+        gw_upgrade_client_free(upc);
+        gw_proc_free(proc);
+        return 1;
+    }
     gw_proc_publish(proc, gen);   /* generation 1; the process holds the reference */
 
     evthread_use_pthreads();
@@ -588,6 +649,7 @@ static int run(const char *path, int upgrade)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* workers inherit: only main takes signals */
 
     pol_mirror_t *mirror = pol_mirror_new(cfg);
@@ -736,6 +798,7 @@ int main(int argc, char **argv)
     }
     pc_metrics_init();
     int rc = run(path, upgrade);
+    pc_log_stop(LOG_STOP_WAIT_MS);   /* what is buffered is written before the exit */
     pc_metrics_shutdown();   /* every thread has stopped */
     return rc;
 }

@@ -729,6 +729,8 @@ static void restart_only(const cfg_t *run, const cfg_t *next, cfg_errors_t *errs
     char a[32], b[32], x[300], y[300];
     restart_key(errs, f, "workers", run->workers != next->workers, num(a, sizeof a, (uint64_t)run->workers),
                 num(b, sizeof b, (uint64_t)next->workers));
+    restart_key(errs, f, "logging.buffer", run->logging.buffer != next->logging.buffer,
+                num(a, sizeof a, run->logging.buffer), num(b, sizeof b, next->logging.buffer));
     const cfg_redis_t *r = &run->redis, *n = &next->redis;
     snprintf(x, sizeof x, "%s:%d", r->host, r->port);
     snprintf(y, sizeof y, "%s:%d", n->host, n->port);
@@ -836,6 +838,8 @@ gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
     collect_files(g);   /* before the loaders read them: a change meanwhile shows next time */
     if (p && p->boot)
         restart_only(p->boot, cfg, errs);
+    else if (p)   /* the start: what the build logs is in the configured format */
+        pc_log_setup(cfg->logging.level, cfg->logging.format);
     char err[512];
     if (errs->n == before && !(g->tls = tls_ctx_new(cfg, p ? p->store : NULL, err, sizeof(err))))
         gw_errors_add(errs, "%s: %s", path, err);
