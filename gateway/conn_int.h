@@ -111,6 +111,13 @@ struct gw_conn {
     int handler_started;        /* 1: to start once llhttp returns; 2: working */
     char *rl_headers;           /* RateLimit lines for the response (GW_RL_HEADERS_LEN), once a
                                  * route with rate_limit_headers needed them; else NULL */
+
+    /* what the access log says of the request (request.c access_log, which resets them) */
+    const char *log_error;      /* the error code the gateway answered with itself, or NULL */
+    const char *log_server;     /* the upstream server that answered or failed, or NULL */
+    struct timespec log_up_sent; /* the request went upstream (with logging.access) */
+    int64_t log_up_us;          /* then -> the response head, in us, when log_up_have */
+    int log_up_have;
 };
 
 #define CLOG(c, lvl, ...)                                             \

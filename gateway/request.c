@@ -93,25 +93,88 @@ static void respond_error(gw_conn_t *c, int status, const char *code, const char
         evbuffer_add(c->out, body, (size_t)blen);
     c->status = status;
     c->resp_head_sent = 1;
+    c->log_error = code;
+    c->resp_bytes += strcmp(c->method, "HEAD") != 0 ? (uint64_t)blen : 0;
     if (close)
         c->close_after = 1;
 }
 
-static void access_log(gw_conn_t *c)
+/* The access log's path: the target without its query (which may carry
+ * credentials), cut at this many bytes. */
+#define ACCESS_PATH_MAX 256
+
+static int64_t us_since(const struct timespec *t0)
 {
-    if (!CFG(c)->logging.access || !pc_log_enabled(PC_INFO))
-        return;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double ms = (double)(now.tv_sec - c->started.tv_sec) * 1e3 +
-                (double)(now.tv_nsec - c->started.tv_nsec) / 1e6;
-    const char *target = c->hdrs.first.len ? ups_str(&c->hdrs, c->hdrs.first) : "-";
-    int tlen = c->hdrs.first.len ? (int)(c->hdrs.first.len > 200 ? 200 : c->hdrs.first.len) : 1;
-    CLOG(c, PC_INFO, "%s %.*s %d req_body=%llu resp_body=%llu %.1fms request_id=%s class=%s device=%s upstream=%s",
-         c->method[0] ? c->method : "-", tlen, target, c->status, (unsigned long long)c->body_bytes,
-         (unsigned long long)c->resp_bytes, ms, c->request_id, c->id ? c->id->class_name : "-",
-         c->id && c->id->device_id ? c->id->device_id : "-",
-         c->internal ? "(gateway)" : c->route ? c->route->upstream_name : "-");
+    return (int64_t)(now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_nsec - t0->tv_nsec) / 1000;
+}
+
+/* The access log's upstream timing: the request goes upstream, its
+ * response head arrives (or it fails). Nothing without logging.access. */
+static void log_upstream_sent(gw_conn_t *c)
+{
+    c->log_up_have = 0;
+    if (CFG(c)->logging.access)
+        clock_gettime(CLOCK_MONOTONIC, &c->log_up_sent);
+}
+
+static void log_upstream_done(gw_conn_t *c, int head)
+{
+    if (!c->x)
+        return;
+    c->log_server = ups_exchange_server(c->x);
+    if (head && CFG(c)->logging.access) {
+        c->log_up_us = us_since(&c->log_up_sent);
+        c->log_up_have = 1;
+    }
+}
+
+static void access_fields(gw_conn_t *c, pc_logb_t *b)
+{
+    unsigned port = c->peer_addr.ss_family == AF_INET6
+                        ? ntohs(((const struct sockaddr_in6 *)&c->peer_addr)->sin6_port)
+                        : ntohs(((const struct sockaddr_in *)&c->peer_addr)->sin_port);
+    const char *target = c->hdrs.first.len ? ups_str(&c->hdrs, c->hdrs.first) : NULL;
+    size_t plen = target ? strcspn(target, "?") : 0;
+    if (target && plen > c->hdrs.first.len)
+        plen = c->hdrs.first.len;
+    pc_logb_str(b, "request_id", c->request_id[0] ? c->request_id : NULL);
+    pc_logb_uint(b, "conn", (unsigned long long)c->cid);
+    pc_logb_str(b, "client_addr", c->peer_ip);
+    pc_logb_uint(b, "client_port", port);
+    pc_logb_str(b, "tls_version", c->ssl ? SSL_get_version(c->ssl) : NULL);
+    pc_logb_bool(b, "tls_resumed", c->ssl && SSL_session_reused(c->ssl));
+    pc_logb_str(b, "class", c->id ? c->id->class_name : NULL);
+    pc_logb_str(b, "device_id", c->id ? c->id->device_id : NULL);
+    pc_logb_str(b, "cert_serial", c->id ? c->id->serial : NULL);
+    pc_logb_str(b, "method", c->method[0] ? c->method : NULL);
+    pc_logb_strn(b, "path", target, plen > ACCESS_PATH_MAX ? ACCESS_PATH_MAX : plen);
+    pc_logb_str(b, "route", c->route ? c->route->name : NULL);
+    pc_logb_str(b, "upstream", c->route && !c->internal ? c->route->upstream_name : NULL);
+    pc_logb_str(b, "upstream_server", c->log_server);
+    pc_logb_int(b, "status", c->status);
+    pc_logb_str(b, "error", c->log_error);
+    pc_logb_uint(b, "request_bytes", (unsigned long long)c->body_bytes);
+    pc_logb_uint(b, "response_bytes", (unsigned long long)c->resp_bytes);
+    pc_logb_ms(b, "duration_ms", (double)us_since(&c->started) / 1e3);
+    if (c->log_up_have)
+        pc_logb_ms(b, "upstream_ms", (double)c->log_up_us / 1e3);
+    else
+        pc_logb_str(b, "upstream_ms", NULL);
+}
+
+/* One access-log line (event "access") for the request just answered, then
+ * the request's log fields are reset for the next one. */
+static void access_log(gw_conn_t *c)
+{
+    pc_logb_t b;
+    if (CFG(c)->logging.access && pc_logb_begin(&b, PC_INFO, "access")) {
+        access_fields(c, &b);
+        pc_logb_end(&b, NULL);
+    }
+    c->log_error = c->log_server = NULL;
+    c->log_up_have = 0;
 }
 
 /* The response to the current request is complete (queued in c->out). */
@@ -179,6 +242,7 @@ static void up_head(void *arg, int status, const ups_hdrs_t *h, int framing, uin
         close = 1;
     ups_build_response_head(c->out, status, h, c->rl_headers && c->rl_headers[0] ? c->rl_headers : NULL, cframing, clen,
                             close);
+    log_upstream_done(c, 1);
     if (close)
         c->close_after = 1;
     c->status = status;
@@ -216,6 +280,7 @@ static void up_fail(void *arg, int status, const char *code, const char *msg)
 {
     gw_conn_t *c = arg;
     const char *srv = ups_exchange_server(c->x);
+    log_upstream_done(c, 0);
     CLOG(c, PC_WARN, "upstream %s: %s (request_id=%s)", srv, msg, c->request_id);
     ups_exchange_free(c->x);
     c->x = NULL;
@@ -788,6 +853,7 @@ int gw_conn_forward(gw_conn_t *c)
     c->x = ups_exchange_start(gw_wgen_pool(c->wg), c->route->upstream, head, has_body, p->method == HTTP_HEAD,
                               &up_ops, c);
     evbuffer_free(head);
+    log_upstream_sent(c);
     if (!c->x)
         return stop(c, 500, "internal", "out of memory");
     if (c->expect_continue && has_body)
@@ -834,6 +900,7 @@ void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra
         evbuffer_add(c->out, json, blen);
     c->status = status;
     c->resp_head_sent = 1;
+    c->resp_bytes += blen;
     finish_response(c);
     gw_conn_kick(c);   /* never re-entered from inside gw_conn_io */
 }
