@@ -78,7 +78,7 @@ static void refuse(iss_t *s, int e, const char *msg)
     gw_conn_t *c = s->c;
     char m[POL_ISS_SUMMARY_MAX];
     snprintf(m, sizeof(m), "%s", msg);   /* msg may live in s */
-    CLOG(c, PC_INFO, "issuance refused %s: %s (request_id=%s)", pol_iss_error_code(e), m, c->request_id);
+    CLOG_EV(c, PC_INFO, "issuance_refused", "issuance refused %s: %s (request_id=%s)", pol_iss_error_code(e), m, c->request_id);
     iss_free(s);
     gw_conn_reply_error(c, pol_iss_error_status(e), pol_iss_error_code(e), m);
 }
@@ -105,7 +105,7 @@ static void on_cmd(void *arg, const struct redisReply *r, const char *err)
     iss_t *s = o->s;
     s->ops[o->slot] = NULL;
     if (err) {
-        CLOG(s->c, PC_WARN, "issuance: Redis: %s", err);
+        CLOG_EV(s->c, PC_WARN, "issuance_error", "issuance: Redis: %s", err);
         s->failed = 1;
     } else if (o->check) {
         o->check(s, r);
@@ -181,7 +181,7 @@ static int is_renew(const iss_t *s)
 
 static void attested(iss_t *s)
 {
-    CLOG(s->c, PC_INFO, "attestation accepted: platform=%s %s (request_id=%s)", s->plat ? s->plat->name : "-",
+    CLOG_EV(s->c, PC_INFO, "attestation_accepted", "attestation accepted: platform=%s %s (request_id=%s)", s->plat ? s->plat->name : "-",
          s->summary, s->c->request_id);
     sign_and_record(s);
 }
@@ -192,14 +192,14 @@ static void verifier_continue(evutil_socket_t fd, short what, void *arg)
     (void)what;
     iss_t *s = arg;
     if (s->verifier_status != 200) {
-        CLOG(s->c, PC_WARN, "attestation verifier %s: %s", s->plat->http.host,
+        CLOG_EV(s->c, PC_WARN, "attestation_error", "attestation verifier %s: %s", s->plat->http.host,
              s->verifier_status ? "unexpected status" : "no answer");
         refuse(s, POL_ISS_UNAVAILABLE, "the attestation verifier is unavailable");
         return;
     }
     const char *err = NULL;
     if (pol_http_verifier_parse(s->verifier_body, s->verifier_len, s->summary, sizeof(s->summary), &err) < 0) {
-        CLOG(s->c, PC_INFO, "attestation verifier refused: %s", s->summary);
+        CLOG_EV(s->c, PC_INFO, "attestation_refused", "attestation verifier refused: %s", s->summary);
         refuse(s, POL_ISS_ATTESTATION_FAILED, err);
         return;
     }
@@ -331,7 +331,7 @@ static void record_done(void *arg)
         refuse(s, POL_ISS_INTERNAL, "cannot build the response");
         return;
     }
-    CLOG(c, PC_INFO, "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
+    CLOG_EV(c, PC_INFO, "certificate_issued", "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
          is_renew(s) ? "renewed" : "issued", s->device_id, s->issued.serial, s->issued.not_after,
          s->plat ? s->plat->name : "-", s->summary,
          is_renew(s) && s->cfg->revoke_old_on_renew ? "; previous certificate revoked" : "", c->request_id);

@@ -281,7 +281,7 @@ static void up_fail(void *arg, int status, const char *code, const char *msg)
     gw_conn_t *c = arg;
     const char *srv = ups_exchange_server(c->x);
     log_upstream_done(c, 0);
-    CLOG(c, PC_WARN, "upstream %s: %s (request_id=%s)", srv, msg, c->request_id);
+    CLOG_EV(c, PC_WARN, "upstream_error", "upstream %s: %s (request_id=%s)", srv, msg, c->request_id);
     ups_exchange_free(c->x);
     c->x = NULL;
     if (c->resp_head_sent) {
@@ -575,11 +575,11 @@ static int names_refused(gw_conn_t *c)
     if (!r)
         return 0;
     if (r == UPS_NAME_EMPTY) {
-        CLOG(c, PC_INFO, "empty header name refused");
+        CLOG_EV(c, PC_INFO, "request_refused", "empty header name refused");
         return stop(c, 400, "bad_header_name", "a header line has an empty name");
     }
     uint32_t n = h->h[bad].name.len;
-    CLOG(c, PC_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
+    CLOG_EV(c, PC_INFO, "request_refused", "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
     if (r == UPS_NAME_COLLISION)
         return stop(c, 400, "header_name_collision",
                     "a header name with '_' or other punctuation reads as one the gateway sets or drops "
@@ -707,7 +707,7 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
 {
     (void)hd;
     if (cert_expired(c)) {
-        CLOG(c, PC_INFO, "request refused: certificate serial=%s expired at %s (request_id=%s)",
+        CLOG_EV(c, PC_INFO, "request_refused", "request refused: certificate serial=%s expired at %s (request_id=%s)",
              c->id->serial, c->id->not_after, c->request_id);
         respond_error(c, 403, "certificate_expired", "the client certificate has expired", 1, NULL);
         return HPE_PAUSED;
@@ -716,7 +716,7 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
     if (gen != c->rev_gen) {
         c->rev_gen = gen;
         if (tls_identity_revoked(c->gen->tls, c->id)) {
-            CLOG(c, PC_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
+            CLOG_EV(c, PC_INFO, "request_refused", "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
                  c->request_id);
             respond_error(c, 403, "certificate_revoked", "the client certificate has been revoked", 1, NULL);
             return HPE_PAUSED;
@@ -755,7 +755,7 @@ static int stage_policy(gw_conn_t *c, head_t *hd)
     pol_check(c->route, c->id, ai >= 0 ? ups_str(h, h->h[ai].value) : NULL,
               ai >= 0 ? h->h[ai].value.len : 0, ups_hdrs_count(h, "authorization"), &v);
     if (v.status) {
-        CLOG(c, PC_INFO, "refused %s: %s (request_id=%s)", v.code, v.message, c->request_id);
+        CLOG_EV(c, PC_INFO, "request_refused", "refused %s: %s (request_id=%s)", v.code, v.message, c->request_id);
         char chal[200];
         int bare = strcmp(v.code, "missing_token") == 0;
         if (v.bearer_challenge)
@@ -1060,7 +1060,7 @@ void gw_req_parse(gw_conn_t *c, const char *data, size_t n, int from_in)
     int status = c->err_status ? c->err_status : 400;
     const char *code = c->err_code ? c->err_code : "bad_request";
     const char *msg = c->err_msg ? c->err_msg : "the request is malformed";
-    CLOG(c, PC_INFO, "refused %s: %s (%s)", code, msg,
+    CLOG_EV(c, PC_INFO, "request_refused", "refused %s: %s (%s)", code, msg,
          c->err_status ? "limit" : llhttp_get_error_reason(&c->parser));
     gw_req_abort(c, status, code, msg);
 }

@@ -146,7 +146,7 @@ gw_gen_t *gw_proc_publish(gw_proc_t *p, gw_gen_t *gen)
     pthread_mutex_unlock(&p->mu);
     /* the newest sizes; a verify cache that cannot grow keeps its size */
     if (tls_store_configure(p->store, gen->cfg) < 0)
-        pc_log(PC_WARN, NULL, "tls.verify_cache: out of memory for %u entries; keeping the "
+        pc_log_ev(PC_WARN, "config_warning", NULL, "tls.verify_cache: out of memory for %u entries; keeping the "
                "previous size", gen->cfg->tls.verify_cache_size);
     return old;
 }
@@ -653,7 +653,7 @@ static void issuance_setup(gw_gen_t *g, cfg_errors_t *errs)
             !(g->play_keys[i] = pol_play_keys_load(&pl->play, err, sizeof err)))
             gw_errors_add(errs, "%s: %s", g->cfg->path, err);
         if (pl->provider == CFG_ATTEST_NONE)
-            pc_log(PC_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
+            pc_log_ev(PC_WARN, "config_warning", NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
                    "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
                    pl->name);
     }

@@ -21,10 +21,10 @@ ACCESS_FIELDS = ("time", "level", "event", "request_id", "client_addr", "client_
                  "duration_ms", "upstream_ms")
 
 
-def _config(env, logging=None, admin_port=None):
+def _config(env, logging=None, admin_port=None, port=None):
     """Routes /api/ (device, proxied) and /boot/ (bootstrap only); anything
-    else has no route (404)."""
-    cfg = env.config({"logging": dict({"format": "json", "access": True}, **(logging or {}))})
+    else has no route (404). port: the listener's (a free one if None)."""
+    cfg = env.config({"logging": dict({"format": "json", "access": True}, **(logging or {}))}, port=port)
     cfg["routes"] = [
         {"name": "api", "path": "/api/", "upstream": "echo", "allow_classes": ["device"],
          "require_bearer": False},
@@ -173,7 +173,7 @@ def _(env):
             c.request("GET", "/api/a")
             c.request("GET", "/none")
         # a reload refused for an error with a position: a config_error line with it as fields
-        cfg = _config(env, {"level": "debug"})
+        cfg = _config(env, {"level": "debug"}, port=gw.port)
         cfg["limits"]["max_headers"] = "many"
         with open(gw.config_path, "w") as f:
             f.write(to_yaml(cfg))
@@ -223,8 +223,8 @@ def _(env):
         gw.stop()
 
 
-def _rotate_cfg(env, path):
-    return _config(env, {"file": path})
+def _rotate_cfg(env, path, port=None):
+    return _config(env, {"file": path}, port=port)
 
 
 @test("logging.file: lines go to the file; SIGUSR1 after a rename reopens it by its name")
@@ -264,7 +264,7 @@ def _(env):
     gw = env.start_gateway("log-file-reload", _rotate_cfg(env, a))
     try:
         with open(gw.config_path, "w") as f:
-            f.write(to_yaml(_rotate_cfg(env, b)))
+            f.write(to_yaml(_rotate_cfg(env, b, gw.port)))
         os.kill(gw.pid, signal.SIGHUP)
         check(_wait_text(b, "generation 2 applied"), "the reload's line is not in the new file: %s"
               % _lines(a)[-3:])
@@ -273,7 +273,7 @@ def _(env):
         _wait_access(b, rid)
         check(rid not in "\n".join(_lines(a)), "line in the old file")
 
-        bad = _rotate_cfg(env, "/nonexistent-dir/x.log")
+        bad = _rotate_cfg(env, "/nonexistent-dir/x.log", gw.port)
         with open(gw.config_path, "w") as f:
             f.write(to_yaml(bad))
         os.kill(gw.pid, signal.SIGHUP)
@@ -286,7 +286,7 @@ def _(env):
             r, rid = _get(c, "GET", "/api/still-b")
         _wait_access(b, rid)
 
-        buf = _rotate_cfg(env, b)
+        buf = _rotate_cfg(env, b, gw.port)
         buf["logging"]["buffer"] = "1m"
         with open(gw.config_path, "w") as f:
             f.write(to_yaml(buf))
