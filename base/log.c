@@ -293,6 +293,7 @@ void pc_logb_ctx(pc_logb_t *b, const char *ctx)
 
 static void emit(const char *line, size_t n);
 
+__attribute__((format(printf, 2, 0)))
 static void logb_vend(pc_logb_t *b, const char *fmt, va_list ap)
 {
     if (!b->on)
@@ -329,6 +330,7 @@ void pc_logb_end(pc_logb_t *b, const char *fmt, ...)
     va_end(ap);
 }
 
+__attribute__((format(printf, 4, 0)))
 static void vlog(int level, const char *event, const char *ctx, const char *fmt, va_list ap)
 {
     pc_logb_t b;
