@@ -532,7 +532,7 @@ int pc_log_reopen(char *err, size_t errlen)
         snprintf(path, sizeof path, "%s", out_path);
     pthread_mutex_unlock(&out_mu);
     if (!have)
-        return 0;
+        return 1;
     int fd = open_log(path, err, errlen);
     return fd < 0 ? -1 : set_dest(fd, path, err, errlen);
 }
@@ -560,7 +560,8 @@ typedef struct ring {
     _Alignas(64) uint64_t tail; /* bytes written out (writer) */
 } ring_t;
 
-static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;  /* the list, start/stop */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;  /* the list */
+static pthread_mutex_t life_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop (never held by the writer) */
 static ring_t *rings;
 static size_t ring_cap;
 static int async_on;            /* producers use their rings */
@@ -762,7 +763,7 @@ static void *writer_main(void *arg)
 
 int pc_log_start(size_t buffer_bytes)
 {
-    pthread_mutex_lock(&reg_mu);
+    pthread_mutex_lock(&life_mu);
     int rc = 0;
     if (!__atomic_load_n(&async_on, __ATOMIC_RELAXED)) {
         ring_cap = buffer_bytes < PC_LOG_BUFFER_MIN ? PC_LOG_BUFFER_MIN
@@ -787,15 +788,15 @@ int pc_log_start(size_t buffer_bytes)
             __atomic_store_n(&async_on, 1, __ATOMIC_RELEASE);
         }
     }
-    pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_unlock(&life_mu);
     return rc;
 }
 
 void pc_log_stop(unsigned wait_ms)
 {
-    pthread_mutex_lock(&reg_mu);
+    pthread_mutex_lock(&life_mu);
     if (!__atomic_load_n(&async_on, __ATOMIC_RELAXED)) {
-        pthread_mutex_unlock(&reg_mu);
+        pthread_mutex_unlock(&life_mu);
         return;
     }
     __atomic_store_n(&stop_asked, 1, __ATOMIC_SEQ_CST);
@@ -829,7 +830,7 @@ void pc_log_stop(unsigned wait_ms)
         int dead;
         drain_all(fd, &dead);
     }
-    pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_unlock(&life_mu);
 }
 
 uint64_t pc_log_dropped(void)

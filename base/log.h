@@ -80,8 +80,9 @@ int pc_log_split_error(const char *s, size_t *filen, unsigned long *line, unsign
  * O_CREAT, mode 0640. Returns 0 (also when path is the current one: nothing
  * changes), or -1 with err set and the current destination kept.
  * pc_log_reopen: the current file opened again by its name (SIGUSR1, after
- * logrotate renamed it); 0 with stderr or on success, -1 with err set (the
- * old file stays in use). Both may be called from any thread. */
+ * logrotate renamed it); 0 on success, 1 with stderr (nothing to reopen),
+ * -1 with err set (the old file stays in use). Both may be called from any
+ * thread. */
 int pc_log_file(const char *path, char *err, size_t errlen);
 int pc_log_reopen(char *err, size_t errlen);
 

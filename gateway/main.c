@@ -392,8 +392,11 @@ static int switch_log_file(const cfg_t *cfg, cfg_errors_t *errs)
 static void reopen_log(void)
 {
     char err[600];
-    if (pc_log_reopen(err, sizeof err) == 0)
+    int r = pc_log_reopen(err, sizeof err);
+    if (r == 0)
         pc_log_ev(PC_INFO, "log_reopened", NULL, "SIGUSR1: log file reopened");
+    else if (r > 0)
+        pc_log_ev(PC_INFO, "log_reopened", NULL, "SIGUSR1: logging to stderr (no logging.file): nothing to reopen");
     else
         pc_log_ev(PC_ERR, "log_reopen_failed", NULL, "SIGUSR1: %s; still writing to the previous file", err);
 }

@@ -140,7 +140,9 @@ static void access_fields(gw_conn_t *c, pc_logb_t *b)
     if (target && plen > c->hdrs.first.len)
         plen = c->hdrs.first.len;
     pc_logb_str(b, "request_id", c->request_id[0] ? c->request_id : NULL);
-    pc_logb_uint(b, "conn", (unsigned long long)c->cid);
+    char cid[24];   /* a string, as in the connection's other lines */
+    snprintf(cid, sizeof cid, "%llu", (unsigned long long)c->cid);
+    pc_logb_str(b, "conn", cid);
     pc_logb_str(b, "client_addr", c->peer_ip);
     pc_logb_uint(b, "client_port", port);
     pc_logb_str(b, "tls_version", c->ssl ? SSL_get_version(c->ssl) : NULL);

@@ -290,6 +290,13 @@ static int ordered(const char *s, int nthreads, int nlines)
     return ok;
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static void test_writer(const char *dir)
 {
     char path[512], err[256];
@@ -301,7 +308,9 @@ static void test_writer(const char *dir)
         pthread_create(&th[t], NULL, producer, (void *)(intptr_t)t);
     for (int t = 0; t < NTHREADS; t++)
         pthread_join(th[t], NULL);
+    int64_t t0 = now_ms();
     pc_log_stop(5000);
+    CHECK(now_ms() - t0 < 2000, "the stop is prompt once the producing threads have exited");
     char *s = slurp(path);
     CHECK(count_lines(s) == NTHREADS * NLINES, "every line written once the writer stopped");
     CHECK(all_json(s), "every line a JSON object");
@@ -345,13 +354,6 @@ static void test_writer(const char *dir)
     free(cur);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void *reader(void *arg)
 {
     int fd = *(int *)arg;
@@ -391,6 +393,7 @@ static void test_stalled(void)
     pthread_create(&rt, NULL, reader, &p[0]);
     pc_log_stop(5000);
     CHECK(pc_log_file(NULL, err, sizeof err) == 0, "back to stderr");   /* closes the pipe */
+    CHECK(pc_log_reopen(err, sizeof err) == 1, "stderr: nothing to reopen");
     size_t *got;
     pthread_join(rt, (void **)&got);
     CHECK(*got + dropped == (size_t)total, "every line either written or counted as dropped");
