@@ -732,19 +732,33 @@ static int any_queued(void)
     return 0;
 }
 
+/* After the rings run dry the writer polls them every WRITER_TICK_US for
+ * WRITER_IDLE_TICKS before it sleeps until woken: under a steady stream of
+ * lines it never sleeps, so no producer ever makes the wake-up syscall. */
+#define WRITER_TICK_US 1000
+#define WRITER_IDLE_TICKS 20
+
 static void *writer_main(void *arg)
 {
     (void)arg;
+    int idle = 0;
     for (;;) {
         int fd = writer_fd();
         int stopping = __atomic_load_n(&stop_asked, __ATOMIC_SEQ_CST), dead;
         size_t n = drain_all(fd, &dead);
         if (dead)
             reap_dead();
-        if (n)
+        if (n) {
+            idle = 0;
             continue;
+        }
         if (stopping)
             return NULL;
+        if (idle++ < WRITER_IDLE_TICKS) {
+            struct timespec tick = {0, WRITER_TICK_US * 1000L};
+            nanosleep(&tick, NULL);
+            continue;
+        }
         __atomic_store_n(&sleeping, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_lock(&out_mu);
         int handover = pending_fd >= 0;
@@ -758,6 +772,7 @@ static void *writer_main(void *arg)
             }
         }
         __atomic_store_n(&sleeping, 0, __ATOMIC_SEQ_CST);
+        idle = 0;
     }
 }
 
