@@ -366,3 +366,55 @@ def _(env):
     finally:
         kill_group(proc, 8)
         proc.stderr.close()
+
+
+@test("shutdown: every line buffered before SIGTERM is written, and the exit is prompt")
+def _(env):
+    gw = env.start_gateway("log-drain", _config(env))
+    rids = []
+    with env.connect(gw) as c:
+        for i in range(300):
+            r, rid = _get(c, "GET", "/api/d/%d" % i)
+            eq(r.status, 200, "request %d" % i)
+            rids.append(rid)
+    t0 = time.monotonic()
+    os.kill(gw.pid, signal.SIGTERM)
+    try:
+        rc = gw.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        fail("gateway still running 15s after SIGTERM")
+    took = time.monotonic() - t0
+    gw.expect_exit = True
+    eq(rc, 0, "exit status")
+    check(took < 3.0, "the exit took %.1fs (nothing in flight)" % took)
+    objs = _json_lines(gw.log_path)
+    logged = {o.get("request_id") for o in objs if o.get("event") == "access"}
+    missing = [r for r in rids if r not in logged]
+    eq(missing, [], "access lines missing after the exit")
+    eq(objs[-1].get("event"), "stopped", "the last line")
+
+
+@test("shutdown with stderr stalled: the exit waits at most 5 s for the log, then exits 0", timeout=60)
+def _(env):
+    cfg = _config(env, {"buffer": "16k"})
+    cfg["timeouts"]["drain"] = "1s"
+    gw = Gateway(env, "log-stalled-exit", cfg)
+    proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_tcp(gw.port, proc, 10, "gateway")
+        with env.connect(gw) as c:
+            for i in range(600):
+                eq(c.request("GET", "/api/s/%d" % i).status, 200, "request %d" % i)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            fail("gateway still running 20s after SIGTERM with stderr stalled")
+        took = time.monotonic() - t0
+        eq(rc, 0, "exit status")
+        check(4.0 < took < 9.0, "exit %.1fs after SIGTERM (bound: 5 s for the log)" % took)
+    finally:
+        kill_group(proc, 3)
+        proc.stderr.close()
