@@ -526,7 +526,7 @@ class Gateway:
         return [ln for ln in data.decode("utf-8", "replace").splitlines()
                 if _SANITIZER_RE.search(ln)]
 
-    def settle_log(self, quiet=0.03, limit=0.5):
+    def settle_log(self, quiet=0.03, limit=0.15):
         """Waits (at most limit seconds) until the log file stopped growing for
         quiet seconds: the gateway writes its lines from a writer thread, so a
         line about what just happened may land a moment after the response."""
