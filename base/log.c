@@ -1,12 +1,29 @@
-/* base/log: structured lines to stderr. */
+/* base/log: structured lines, per-thread rings, one writer thread.
+ *
+ * Producers (any thread) format a line on their stack and append it to
+ * their own single-producer/single-consumer byte ring; the writer thread
+ * is the only consumer of every ring and the only thread that writes to
+ * the destination while it runs. A producer never takes a lock or makes
+ * a syscall for a line, except to wake the writer when it sleeps (one
+ * eventfd write per sleep of the writer, whoever logs first). */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "metrics.h"
 
 static int log_level = PC_INFO;
 static int log_format = PC_LOG_TEXT;
@@ -24,21 +41,194 @@ int pc_log_enabled(int level)
     return level <= __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
 
-/* Appends s to out as a JSON string body (no quotes); returns new length. */
-static size_t json_esc(char *out, size_t len, size_t cap, const char *s)
+/* ================================================================ formatting */
+
+/* Room kept at the end of a line for the message and the closing: fields
+ * stop FIELD_STOP bytes before the end, the message 4 bytes before. */
+#define FIELD_STOP 160
+
+/* Appends the JSON string body of s[0..n) (n = (size_t)-1: up to its NUL)
+ * to b while its length stays below stop. */
+static void json_esc(pc_logb_t *b, const char *s, size_t n, size_t stop)
 {
-    for (; *s && len + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n && s[i] && b->len + 7 < stop; i++) {
+        unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
-            out[len++] = '\\';
-            out[len++] = (char)c;
-        } else if (c < 0x20) {
-            len += (size_t)snprintf(out + len, cap - len, "\\u%04x", c);
+            b->buf[b->len++] = '\\';
+            b->buf[b->len++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(b->buf + b->len, "\\u00", 4);
+            b->buf[b->len + 4] = hex[c >> 4];
+            b->buf[b->len + 5] = hex[c & 15];
+            b->len += 6;
         } else {
-            out[len++] = (char)c;
+            b->buf[b->len++] = (char)c;
         }
     }
-    return len;
+}
+
+static void put(pc_logb_t *b, const char *s, size_t stop)
+{
+    for (; *s && b->len + 1 < stop; s++)
+        b->buf[b->len++] = *s;
+}
+
+/* A text value needs quotes when it is empty or holds a space, '"', '='
+ * or a control character. */
+static int text_needs_quotes(const char *s, size_t n)
+{
+    if (n == 0 || !*s)
+        return 1;
+    for (size_t i = 0; i < n && s[i]; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == '"' || s[i] == '=' || s[i] == 0x7f)
+            return 1;
+    return 0;
+}
+
+static void text_val(pc_logb_t *b, const char *s, size_t n, size_t stop)
+{
+    if (!text_needs_quotes(s, n)) {
+        for (size_t i = 0; i < n && s[i] && b->len + 1 < stop; i++)
+            b->buf[b->len++] = s[i];
+        return;
+    }
+    put(b, "\"", stop);
+    for (size_t i = 0; i < n && s[i] && b->len + 3 < stop; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            b->buf[b->len++] = '\\';
+        b->buf[b->len++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    put(b, "\"", stop + 1);
+}
+
+/* The time of a line: the seconds part is formatted once per second per
+ * thread. */
+static void put_time(pc_logb_t *b)
+{
+    static __thread time_t sec = -1;
+    static __thread char prefix[24];
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (tv.tv_sec != sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        strftime(prefix, sizeof prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+        sec = tv.tv_sec;
+    }
+    int ms = (int)(tv.tv_usec / 1000);
+    b->len += (size_t)snprintf(b->buf + b->len, sizeof b->buf - b->len, "%s.%03dZ", prefix, ms);
+}
+
+int pc_logb_begin(pc_logb_t *b, int level, const char *event)
+{
+    b->len = 0;
+    b->on = level >= 0 && level <= PC_DEBUG && pc_log_enabled(level);
+    if (!b->on)
+        return 0;
+    b->level = level;
+    b->json = __atomic_load_n(&log_format, __ATOMIC_RELAXED) == PC_LOG_JSON;
+    if (!event || !*event)
+        event = "log";
+    if (b->json) {
+        put(b, "{\"time\":\"", FIELD_STOP);
+        put_time(b);
+        put(b, "\",\"level\":\"", FIELD_STOP);
+        put(b, level_names[level], FIELD_STOP);
+        put(b, "\",\"event\":\"", FIELD_STOP);
+        json_esc(b, event, (size_t)-1, FIELD_STOP);
+        put(b, "\"", FIELD_STOP);
+    } else {
+        put_time(b);
+        b->len += (size_t)snprintf(b->buf + b->len, sizeof b->buf - b->len, " %-5s", level_names[level]);
+        if (strcmp(event, "log") != 0) {
+            put(b, " event=", FIELD_STOP);
+            text_val(b, event, strlen(event), FIELD_STOP);
+        }
+    }
+    return 1;
+}
+
+static size_t field_stop(const pc_logb_t *b)
+{
+    return sizeof b->buf - FIELD_STOP;
+}
+
+/* Starts member key: ,"key": in JSON, " key=" in text. Returns 0 (and
+ * writes nothing) when the line has no room left for another field. */
+static int key_open(pc_logb_t *b, const char *key, size_t kl)
+{
+    size_t stop = field_stop(b);
+    if (kl > 64 || b->len + kl * 6 + 24 >= stop)
+        return 0;
+    if (b->json) {
+        put(b, ",\"", stop);
+        json_esc(b, key, kl, stop);
+        put(b, "\":", stop);
+    } else {
+        put(b, " ", stop);
+        for (size_t i = 0; i < kl && b->len + 1 < stop; i++)
+            b->buf[b->len++] = key[i];
+        put(b, "=", stop);
+    }
+    return 1;
+}
+
+void pc_logb_strn(pc_logb_t *b, const char *key, const char *val, size_t n)
+{
+    if (!b->on)
+        return;
+    size_t stop = field_stop(b);
+    if (!key_open(b, key, strlen(key)))
+        return;
+    if (!val) {
+        put(b, b->json ? "null" : "-", stop);
+    } else if (b->json) {
+        put(b, "\"", stop);
+        json_esc(b, val, n, stop - 1);
+        put(b, "\"", stop);
+    } else {
+        text_val(b, val, n, stop - 1);
+    }
+}
+
+void pc_logb_str(pc_logb_t *b, const char *key, const char *val)
+{
+    pc_logb_strn(b, key, val, (size_t)-1);
+}
+
+static void logb_raw(pc_logb_t *b, const char *key, const char *num)
+{
+    if (!b->on || !key_open(b, key, strlen(key)))
+        return;
+    put(b, num, field_stop(b));
+}
+
+void pc_logb_int(pc_logb_t *b, const char *key, long long v)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%lld", v);
+    logb_raw(b, key, n);
+}
+
+void pc_logb_uint(pc_logb_t *b, const char *key, unsigned long long v)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%llu", v);
+    logb_raw(b, key, n);
+}
+
+void pc_logb_ms(pc_logb_t *b, const char *key, double ms)
+{
+    char n[32];
+    snprintf(n, sizeof n, "%.3f", ms >= 0 && ms < 1e12 ? ms : 0.0);
+    logb_raw(b, key, n);
+}
+
+void pc_logb_bool(pc_logb_t *b, const char *key, int v)
+{
+    logb_raw(b, key, v ? "true" : "false");
 }
 
 /* Length of the key at s if s starts a "key=" field (a letter or '_',
@@ -70,29 +260,17 @@ static const char *value_end(const char *v)
     return v + strlen(v);
 }
 
-/* Appends the JSON string body of s[0..n) to out (capacity cap); returns
- * the new length. */
-static size_t json_esc_n(char *out, size_t len, size_t cap, const char *s, size_t n)
+void pc_logb_ctx(pc_logb_t *b, const char *ctx)
 {
-    char tmp[512];
-    snprintf(tmp, sizeof(tmp), "%.*s", (int)(n < sizeof(tmp) - 1 ? n : sizeof(tmp) - 1), s);
-    return json_esc(out, len, cap, tmp);
-}
-
-static size_t put_lit(char *out, size_t len, size_t cap, const char *s)
-{
-    for (; *s && len + 1 < cap; s++)
-        out[len++] = *s;
-    return len;
-}
-
-/* Appends ctx ("key=value key=value", see log.h: a value runs to the next
- * " key=" and may hold spaces) to out as JSON members, while len stays
- * below stop; returns the new length (< cap). */
-static size_t ctx_json(char *out, size_t len, size_t cap, size_t stop, const char *ctx)
-{
+    if (!b->on || !ctx || !*ctx)
+        return;
+    if (!b->json) {   /* text: the context as written */
+        put(b, " ", field_stop(b));
+        put(b, ctx, field_stop(b));
+        return;
+    }
     const char *p = ctx;
-    while (*p && len < stop) {
+    while (*p && b->len < field_stop(b)) {
         size_t kl = field_key(p);
         if (!kl) {   /* not a field: skip a word */
             while (*p && *p != ' ')
@@ -102,54 +280,580 @@ static size_t ctx_json(char *out, size_t len, size_t cap, size_t stop, const cha
             continue;
         }
         const char *v = p + kl + 1, *e = value_end(v);
-        len = put_lit(out, len, cap, ",\"");
-        len = json_esc_n(out, len, cap, p, kl);
-        len = put_lit(out, len, cap, "\":\"");
-        len = json_esc_n(out, len, cap, v, (size_t)(e - v));
-        len = put_lit(out, len, cap, "\"");
+        if (!key_open(b, p, kl))
+            break;
+        put(b, "\"", field_stop(b));
+        json_esc(b, v, (size_t)(e - v), field_stop(b) - 1);
+        put(b, "\"", field_stop(b));
         p = e;
         while (*p == ' ')
             p++;
     }
-    return len;
+}
+
+static void emit(const char *line, size_t n);
+
+__attribute__((format(printf, 2, 0)))
+static void logb_vend(pc_logb_t *b, const char *fmt, va_list ap)
+{
+    if (!b->on)
+        return;
+    char msg[2048];
+    msg[0] = '\0';
+    if (fmt)
+        vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t cap = sizeof b->buf;
+    if (b->json) {
+        if (fmt) {
+            put(b, ",\"msg\":\"", cap - 4);
+            json_esc(b, msg, (size_t)-1, cap - 4);
+            b->buf[b->len++] = '"';
+        }
+        b->buf[b->len++] = '}';
+    } else if (msg[0]) {
+        for (char *p = msg; *p; p++)   /* one event, one line */
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        put(b, " ", cap - 2);
+        put(b, msg, cap - 2);
+    }
+    b->buf[b->len++] = '\n';
+    emit(b->buf, b->len);
+    b->on = 0;
+}
+
+void pc_logb_end(pc_logb_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    logb_vend(b, fmt, ap);
+    va_end(ap);
+}
+
+__attribute__((format(printf, 4, 0)))
+static void vlog(int level, const char *event, const char *ctx, const char *fmt, va_list ap)
+{
+    pc_logb_t b;
+    if (!pc_logb_begin(&b, level, event))
+        return;
+    pc_logb_ctx(&b, ctx);
+    logb_vend(&b, fmt, ap);
 }
 
 void pc_log(int level, const char *ctx, const char *fmt, ...)
 {
-    if (level > __atomic_load_n(&log_level, __ATOMIC_RELAXED))
+    if (!pc_log_enabled(level))
         return;
-    char msg[1024], line[2048], ts[40];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vlog(level, "log", ctx, fmt, ap);
     va_end(ap);
-    for (char *p = msg; *p; p++)   /* one event, one line */
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+}
 
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+void pc_log_ev(int level, const char *event, const char *ctx, const char *fmt, ...)
+{
+    if (!pc_log_enabled(level))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, event, ctx, fmt, ap);
+    va_end(ap);
+}
 
-    size_t n;
-    if (__atomic_load_n(&log_format, __ATOMIC_RELAXED) == PC_LOG_JSON) {
-        n = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\"", ts, level_names[level]);
-        if (ctx)
-            n = ctx_json(line, n, sizeof(line), sizeof(line) - 64, ctx);
-        n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"msg\":\"");
-        n = json_esc(line, n, sizeof(line), msg);
-        n += (size_t)snprintf(line + n, sizeof(line) - n, "\"}\n");
+/* ================================================================ configuration errors */
+
+static size_t digits(const char *s, unsigned long *v)
+{
+    size_t i = 0;
+    unsigned long x = 0;
+    while (s[i] >= '0' && s[i] <= '9' && i < 9)
+        x = x * 10 + (unsigned long)(s[i++] - '0');
+    if (s[i] >= '0' && s[i] <= '9')
+        return 0;   /* more than 9 digits: not a position */
+    *v = x;
+    return i;
+}
+
+/* The first ":<digits>:<digits>: " in s ends the file name. A key path
+ * follows when the next ": " comes before any space. */
+int pc_log_split_error(const char *s, size_t *filen, unsigned long *line, unsigned long *col,
+                       const char **key, size_t *keyn, const char **msg)
+{
+    for (const char *p = s; (p = strchr(p, ':')) != NULL; p++) {
+        unsigned long l, c;
+        size_t dl = digits(p + 1, &l);
+        if (p == s || !dl || p[1 + dl] != ':')
+            continue;
+        size_t dc = digits(p + 2 + dl, &c);
+        const char *q = p + 2 + dl + dc;
+        if (!dc || q[0] != ':' || q[1] != ' ')
+            continue;
+        const char *rest = q + 2, *k = rest;
+        while (*k && *k != ' ' && !(k[0] == ':' && k[1] == ' '))
+            k++;
+        *filen = (size_t)(p - s);
+        *line = l;
+        *col = c;
+        if (k[0] == ':' && k[1] == ' ' && k > rest) {
+            *key = rest;
+            *keyn = (size_t)(k - rest);
+            *msg = k + 2;
+        } else {
+            *key = rest;
+            *keyn = 0;
+            *msg = rest;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+void pc_log_config_error(int level, const char *prefix, const char *err)
+{
+    pc_logb_t b;
+    if (!pc_logb_begin(&b, level, "config_error"))
+        return;
+    size_t fl, kl;
+    unsigned long line, col;
+    const char *key, *msg;
+    if (!b.json || !pc_log_split_error(err, &fl, &line, &col, &key, &kl, &msg)) {
+        pc_logb_end(&b, "%s%s", prefix ? prefix : "", err);   /* text: as it always was */
+        return;
+    }
+    pc_logb_strn(&b, "file", err, fl);
+    pc_logb_uint(&b, "line", line);
+    pc_logb_uint(&b, "column", col);
+    if (kl)
+        pc_logb_strn(&b, "key", key, kl);
+    pc_logb_end(&b, "%s%s", prefix ? prefix : "", msg);
+}
+
+/* ================================================================ destination */
+
+/* The destination: out_fd (stderr, or the file out_path). While the
+ * writer runs it alone writes to out_fd; a new fd is handed to it in
+ * pending_fd and it closes the old one. Everything here under out_mu. */
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+static int out_fd = STDERR_FILENO;
+static char *out_path;
+static int pending_fd = -1;
+static int writer_on;       /* the writer owns out_fd */
+static int abandoned;       /* the writer was left blocked at the stop: lines are dropped */
+
+static void close_dest(int fd)
+{
+    if (fd >= 0 && fd != STDERR_FILENO)
+        close(fd);
+}
+
+/* Writes all of iov (blocking; waits for a non-blocking fd). Errors other
+ * than EINTR/EAGAIN lose the bytes: there is nowhere to say so. */
+static void write_all(int fd, struct iovec *iov, int cnt)
+{
+    while (cnt > 0) {
+        ssize_t w = writev(fd, iov, cnt);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                struct pollfd pf = {.fd = fd, .events = POLLOUT};
+                poll(&pf, 1, 1000);
+                continue;
+            }
+            return;
+        }
+        size_t left = (size_t)w;
+        while (cnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+}
+
+static void wake_writer(void);
+
+static int set_dest(int fd, const char *path, char *err, size_t errlen)
+{
+    char *copy = NULL;
+    if (path && !(copy = strdup(path))) {
+        close_dest(fd);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&out_mu);
+    free(out_path);
+    out_path = copy;
+    int old = -1;
+    if (writer_on) {
+        old = pending_fd;   /* never adopted: replaced */
+        pending_fd = fd;
     } else {
-        n = (size_t)snprintf(line, sizeof(line), "%s %-5s %s%s%s\n", ts, level_names[level],
-                             ctx ? ctx : "", ctx ? " " : "", msg);
+        old = out_fd;
+        out_fd = fd;
     }
-    if (n >= sizeof(line)) {
-        n = sizeof(line) - 1;
-        line[n - 1] = '\n';
+    pthread_mutex_unlock(&out_mu);
+    close_dest(old);
+    wake_writer();
+    return 0;
+}
+
+static int open_log(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        snprintf(err, errlen, "cannot open log file \"%s\": %s", path, strerror(errno));
+    return fd;
+}
+
+int pc_log_file(const char *path, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&out_mu);
+    int same = (!path && !out_path) || (path && out_path && strcmp(path, out_path) == 0);
+    pthread_mutex_unlock(&out_mu);
+    if (same)
+        return 0;
+    int fd = STDERR_FILENO;
+    if (path && (fd = open_log(path, err, errlen)) < 0)
+        return -1;
+    return set_dest(fd, path, err, errlen);
+}
+
+int pc_log_reopen(char *err, size_t errlen)
+{
+    char path[4096];
+    pthread_mutex_lock(&out_mu);
+    int have = out_path != NULL;
+    if (have)
+        snprintf(path, sizeof path, "%s", out_path);
+    pthread_mutex_unlock(&out_mu);
+    if (!have)
+        return 1;
+    int fd = open_log(path, err, errlen);
+    return fd < 0 ? -1 : set_dest(fd, path, err, errlen);
+}
+
+/* A line written by the thread that logs (no writer running). */
+static void write_sync(const char *line, size_t n)
+{
+    struct iovec iov = {(void *)line, n};
+    pthread_mutex_lock(&out_mu);
+    int fd = out_fd;
+    if (!abandoned)
+        write_all(fd, &iov, 1);
+    pthread_mutex_unlock(&out_mu);
+}
+
+/* ================================================================ rings */
+
+typedef struct ring {
+    char *buf;
+    size_t cap;
+    struct ring *next;          /* the list: pushed by producers under reg_mu */
+    int dead;                   /* its thread exited: the writer frees it once empty */
+    _Alignas(64) uint64_t head; /* bytes appended (producer) */
+    uint64_t dropped;           /* lines dropped (producer writes, anyone reads) */
+    _Alignas(64) uint64_t tail; /* bytes written out (writer) */
+} ring_t;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;  /* the list */
+static pthread_mutex_t life_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop (never held by the writer) */
+static ring_t *rings;
+static size_t ring_cap;
+static int async_on;            /* producers use their rings */
+static int stop_asked;
+static int sleeping;            /* the writer is about to wait, or waits, on wake_fd */
+static int wake_fd = -1;
+static pthread_t writer;
+static uint64_t dropped_other;  /* lines dropped without a ring */
+static pthread_key_t ring_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static __thread ring_t *my;
+static __thread int my_none;    /* no ring for this thread (out of memory, or exiting) */
+
+static void ring_release(void *arg)
+{
+    ring_t *r = arg;
+    my = NULL;
+    my_none = 1;
+    __atomic_store_n(&r->dead, 1, __ATOMIC_RELEASE);
+}
+
+static void make_key(void)
+{
+    if (pthread_key_create(&ring_key, ring_release) != 0)
+        ring_key = (pthread_key_t)-1;
+}
+
+static ring_t *my_ring(void)
+{
+    if (my || my_none)
+        return my;
+    pthread_once(&key_once, make_key);
+    ring_t *r = NULL;
+    if (posix_memalign((void **)&r, 64, sizeof *r) == 0) {
+        memset(r, 0, sizeof *r);
+        r->cap = ring_cap;
+        if (!(r->buf = malloc(r->cap))) {
+            free(r);
+            r = NULL;
+        }
     }
-    ssize_t w = write(STDERR_FILENO, line, n);
+    if (!r || pthread_setspecific(ring_key, r) != 0) {
+        if (r)
+            free(r->buf);
+        free(r);
+        my_none = 1;
+        return NULL;
+    }
+    pthread_mutex_lock(&reg_mu);
+    r->next = rings;
+    __atomic_store_n(&rings, r, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&reg_mu);
+    return my = r;
+}
+
+static void wake_writer(void)
+{
+    if (__atomic_load_n(&sleeping, __ATOMIC_SEQ_CST) && __atomic_exchange_n(&sleeping, 0, __ATOMIC_SEQ_CST)) {
+        uint64_t one = 1;
+        ssize_t w = write(wake_fd, &one, sizeof one);
+        (void)w;
+    }
+}
+
+static void count_drop(ring_t *r)
+{
+    if (r)
+        __atomic_store_n(&r->dropped, r->dropped + 1, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_add(&dropped_other, 1, __ATOMIC_RELAXED);
+    pc_count(LOG_DROPPED);
+}
+
+/* Appends one whole line to the calling thread's ring, or drops it. */
+static void ring_put(const char *line, size_t n)
+{
+    ring_t *r = my_ring();
+    if (!r) {
+        count_drop(NULL);
+        return;
+    }
+    uint64_t h = r->head, t = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+    if (r->cap - (size_t)(h - t) < n) {
+        count_drop(r);
+        return;
+    }
+    size_t off = (size_t)(h % r->cap), first = r->cap - off < n ? r->cap - off : n;
+    memcpy(r->buf + off, line, first);
+    memcpy(r->buf, line + first, n - first);
+    __atomic_store_n(&r->head, h + n, __ATOMIC_SEQ_CST);
+    wake_writer();
+}
+
+static void emit(const char *line, size_t n)
+{
+    if (__atomic_load_n(&async_on, __ATOMIC_ACQUIRE))
+        ring_put(line, n);
+    else
+        write_sync(line, n);
+}
+
+/* Writes what r holds to fd; returns the bytes written. Writer only (or
+ * the stopping thread once the writer is gone). */
+static size_t ring_drain(ring_t *r, int fd)
+{
+    uint64_t t = r->tail, h = __atomic_load_n(&r->head, __ATOMIC_SEQ_CST);
+    if (h == t)
+        return 0;
+    size_t n = (size_t)(h - t), off = (size_t)(t % r->cap);
+    size_t first = r->cap - off < n ? r->cap - off : n;
+    struct iovec iov[2] = {{r->buf + off, first}, {r->buf, n - first}};
+    write_all(fd, iov, n > first ? 2 : 1);
+    __atomic_store_n(&r->tail, h, __ATOMIC_RELEASE);
+    return n;
+}
+
+/* The destination the writer uses now, adopting a handed-over one. */
+static int writer_fd(void)
+{
+    pthread_mutex_lock(&out_mu);
+    int old = -1;
+    if (pending_fd >= 0) {
+        old = out_fd;
+        out_fd = pending_fd;
+        pending_fd = -1;
+    }
+    int fd = out_fd;
+    pthread_mutex_unlock(&out_mu);
+    close_dest(old);
+    return fd;
+}
+
+/* Frees the rings of exited threads once they are empty (writer only). */
+static void reap_dead(void)
+{
+    pthread_mutex_lock(&reg_mu);
+    for (ring_t **pp = &rings; *pp;) {
+        ring_t *r = *pp;
+        if (__atomic_load_n(&r->dead, __ATOMIC_ACQUIRE) &&
+            __atomic_load_n(&r->head, __ATOMIC_ACQUIRE) == r->tail) {
+            __atomic_fetch_add(&dropped_other, r->dropped, __ATOMIC_RELAXED);
+            *pp = r->next;
+            free(r->buf);
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+    pthread_mutex_unlock(&reg_mu);
+}
+
+static size_t drain_all(int fd, int *dead)
+{
+    size_t n = 0;
+    *dead = 0;
+    for (ring_t *r = __atomic_load_n(&rings, __ATOMIC_ACQUIRE); r; r = r->next) {
+        n += ring_drain(r, fd);
+        *dead |= __atomic_load_n(&r->dead, __ATOMIC_ACQUIRE);
+    }
+    return n;
+}
+
+static int any_queued(void)
+{
+    for (ring_t *r = __atomic_load_n(&rings, __ATOMIC_ACQUIRE); r; r = r->next)
+        if (__atomic_load_n(&r->head, __ATOMIC_SEQ_CST) != r->tail)
+            return 1;
+    return 0;
+}
+
+/* After the rings run dry the writer polls them every WRITER_TICK_US for
+ * WRITER_IDLE_TICKS before it sleeps until woken: under a steady stream of
+ * lines it never sleeps, so no producer ever makes the wake-up syscall. */
+#define WRITER_TICK_US 1000
+#define WRITER_IDLE_TICKS 20
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    int idle = 0;
+    for (;;) {
+        int fd = writer_fd();
+        int stopping = __atomic_load_n(&stop_asked, __ATOMIC_SEQ_CST), dead;
+        size_t n = drain_all(fd, &dead);
+        if (dead)
+            reap_dead();
+        if (n) {
+            idle = 0;
+            continue;
+        }
+        if (stopping)
+            return NULL;
+        if (idle++ < WRITER_IDLE_TICKS) {
+            struct timespec tick = {0, WRITER_TICK_US * 1000L};
+            nanosleep(&tick, NULL);
+            continue;
+        }
+        __atomic_store_n(&sleeping, 1, __ATOMIC_SEQ_CST);
+        pthread_mutex_lock(&out_mu);
+        int handover = pending_fd >= 0;
+        pthread_mutex_unlock(&out_mu);
+        if (!any_queued() && !handover && !__atomic_load_n(&stop_asked, __ATOMIC_SEQ_CST)) {
+            struct pollfd pf = {.fd = wake_fd, .events = POLLIN};
+            if (poll(&pf, 1, 1000) > 0) {
+                uint64_t v;
+                ssize_t r = read(wake_fd, &v, sizeof v);
+                (void)r;
+            }
+        }
+        __atomic_store_n(&sleeping, 0, __ATOMIC_SEQ_CST);
+        idle = 0;
+    }
+}
+
+int pc_log_start(size_t buffer_bytes)
+{
+    pthread_mutex_lock(&life_mu);
+    int rc = 0;
+    if (!__atomic_load_n(&async_on, __ATOMIC_RELAXED)) {
+        ring_cap = buffer_bytes < PC_LOG_BUFFER_MIN ? PC_LOG_BUFFER_MIN
+                   : buffer_bytes > PC_LOG_BUFFER_MAX ? PC_LOG_BUFFER_MAX : buffer_bytes;
+        __atomic_store_n(&stop_asked, 0, __ATOMIC_SEQ_CST);
+        if (wake_fd < 0)
+            wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        pthread_mutex_lock(&out_mu);
+        writer_on = 1;
+        pthread_mutex_unlock(&out_mu);
+        sigset_t all, old;   /* signals are for the threads that take them, never the writer */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int made = wake_fd >= 0 && pthread_create(&writer, NULL, writer_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!made) {
+            pthread_mutex_lock(&out_mu);
+            writer_on = 0;
+            pthread_mutex_unlock(&out_mu);
+            rc = -1;
+        } else {
+            __atomic_store_n(&async_on, 1, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&life_mu);
+    return rc;
+}
+
+void pc_log_stop(unsigned wait_ms)
+{
+    pthread_mutex_lock(&life_mu);
+    if (!__atomic_load_n(&async_on, __ATOMIC_RELAXED)) {
+        pthread_mutex_unlock(&life_mu);
+        return;
+    }
+    __atomic_store_n(&stop_asked, 1, __ATOMIC_SEQ_CST);
+    uint64_t one = 1;
+    ssize_t w = write(wake_fd, &one, sizeof one);
     (void)w;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += wait_ms / 1000;
+    dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    int joined = pthread_timedjoin_np(writer, NULL, &dl) == 0;
+    __atomic_store_n(&async_on, 0, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&out_mu);
+    if (joined) {
+        writer_on = 0;
+        if (pending_fd >= 0) {
+            close_dest(out_fd);
+            out_fd = pending_fd;
+            pending_fd = -1;
+        }
+    } else {
+        abandoned = 1;   /* the destination does not take lines: do not hang the exit on it */
+    }
+    int fd = out_fd;
+    pthread_mutex_unlock(&out_mu);
+    if (joined) {   /* lines a thread appended while the writer finished */
+        int dead;
+        drain_all(fd, &dead);
+    }
+    pthread_mutex_unlock(&life_mu);
+}
+
+uint64_t pc_log_dropped(void)
+{
+    uint64_t n = __atomic_load_n(&dropped_other, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&reg_mu);
+    for (ring_t *r = rings; r; r = r->next)
+        n += __atomic_load_n(&r->dropped, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&reg_mu);
+    return n;
 }

@@ -199,7 +199,7 @@ unsigned pc_metrics_intern(enum pc_dyn dyn, const char *name)
             id = dyn_count[dyn]++;
         } else if (!dyn_full_logged[dyn]) {
             dyn_full_logged[dyn] = 1;
-            pc_log(PC_WARN, NULL, "metrics: more than %u %s names; \"%s\" and later ones are "
+            pc_log_ev(PC_WARN, "metrics_names_full", NULL, "metrics: more than %u %s names; \"%s\" and later ones are "
                    "counted as \"_other\"", dyn_cap[dyn] - 2, dyn_what[dyn], name);
         }
     }

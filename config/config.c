@@ -826,12 +826,47 @@ static void parse_admin(ctx_t *c, yaml_node_t *n)
         a->max_body_bytes = (uint32_t)v;
 }
 
+/* Why the log file path cannot be used (checked at load, so --check and a
+ * reload say so), or NULL: an existing file that is not a directory and is
+ * writable, or a new name in a writable directory. */
+static const char *log_file_problem(const char *path, char *buf, size_t len)
+{
+    struct stat st;
+    if (!*path || strlen(path) > 4000 || !cfgp_printable(path))
+        return "expected a file name (printable, at most 4000 bytes)";
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return "is a directory";
+        if (access(path, W_OK) != 0) {
+            snprintf(buf, len, "cannot write \"%s\": %s", path, strerror(errno));
+            return buf;
+        }
+        return NULL;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    int e = stat(dir, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR
+            : access(dir, W_OK | X_OK) != 0 ? errno : 0;
+    if (e) {
+        snprintf(buf, len, "cannot create \"%s\": %s", path, strerror(e));
+        return buf;
+    }
+    return NULL;
+}
+
 static void parse_logging(ctx_t *c, yaml_node_t *n)
 {
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     static const char *const formats[] = {"text", "json"};
     cfg_logging_t *l = &c->cfg->logging;
-    cfgw_fld_t f[] = {F("level"), F("format"), F("access")};
+    cfgw_fld_t f[] = {F("level"), F("format"), F("access"), F("buffer"), F("file")};
     if (cfgw_map(&c->w, n, "logging", f, NF(f)) < 0)
         return;
     if (f[0].val)
@@ -839,6 +874,17 @@ static void parse_logging(ctx_t *c, yaml_node_t *n)
     if (f[1].val)
         cfgw_enum(&c->w, f[1].val, "logging.format", formats, NF(formats), &l->format);
     cfgw_opt_bool(&c->w, &f[2], "logging", &l->access);
+    if (f[3].val)
+        cfgw_num(&c->w, f[3].val, "logging.buffer", 's', PC_LOG_BUFFER_MIN, PC_LOG_BUFFER_MAX, &l->buffer);
+    const char *s;
+    if (f[4].val && (s = cfgw_scalar(&c->w, f[4].val, "logging.file", "a file name"))) {
+        char buf[4200];
+        const char *why = log_file_problem(s, buf, sizeof buf);
+        if (why)
+            cfgw_err(&c->w, f[4].val, "logging.file", "%s", why);
+        else
+            l->file = cfgp_xstrdup(s);
+    }
 }
 
 /* Why name cannot be in http.forward_client_headers, or NULL if it can:
@@ -1076,6 +1122,7 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->logging.level = CFG_LOG_INFO;
     cfg->logging.format = CFG_LOG_TEXT;
     cfg->logging.access = 1;
+    cfg->logging.buffer = PC_LOG_BUFFER_DEFAULT;
 }
 
 cfg_t *cfg_load(const char *path, cfg_errors_t *errs)

@@ -250,6 +250,8 @@ typedef struct {
     int level;    /* enum cfg_log_level */
     int format;   /* enum cfg_log_format */
     int access;   /* 1: one access log line per request */
+    uint64_t buffer;  /* bytes of each thread's log ring (base/log.h); restart-only */
+    char *file;   /* log file (reopened on SIGUSR1); NULL: stderr */
 } cfg_logging_t;
 
 typedef struct {

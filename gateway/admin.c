@@ -132,7 +132,7 @@ static void log_action(const char *peer, const char *action, const char *entry,
              action, entry && *entry ? entry : "-", status);
     log_safe(reason, r, sizeof r);
     log_safe(result, res, sizeof res);
-    pc_log(PC_INFO, ctx, "admin %s: %s%s%s%s", action, res, reason ? " (reason \"" : "",
+    pc_log_ev(PC_INFO, "admin", ctx, "admin %s: %s%s%s%s", action, res, reason ? " (reason \"" : "",
            reason ? r : "", reason ? "\")" : "");
 }
 
@@ -144,7 +144,7 @@ static void log_device(const char *peer, const char *device_id, const char *reas
              "status=%d", peer, device_id && *device_id ? device_id : "-", status);
     log_safe(reason, r, sizeof r);
     log_safe(result, res, sizeof res);
-    pc_log(PC_INFO, ctx, "admin revoke_device: %s%s%s%s", res, reason ? " (reason \"" : "",
+    pc_log_ev(PC_INFO, "admin", ctx, "admin revoke_device: %s%s%s%s", res, reason ? " (reason \"" : "",
            reason ? r : "", reason ? "\")" : "");
 }
 
@@ -447,7 +447,7 @@ static void start_write(gw_admin_t *a, struct evhttp_request *req, int add, cons
     }
     gw_gen_t *g = gw_proc_current(a->proc);
     if (add && tls_ca_serial_note(g->cfg, entry, p->warning, sizeof p->warning))
-        pc_log(PC_WARN, "action=admin", "revoke %s: %s", entry, p->warning);
+        pc_log_ev(PC_WARN, "admin", "action=admin", "revoke %s: %s", entry, p->warning);
     gw_gen_release(g);
     int rc = add ? pol_revstore_add(a->store, entry, reason, on_write_done, p, &err)
                  : pol_revstore_remove(a->store, spelling, on_write_done, p, &err);
@@ -614,7 +614,7 @@ static void handle_reload(gw_admin_t *a, struct evhttp_request *req, const char 
     }
     char ctx[160];
     snprintf(ctx, sizeof ctx, "component=admin peer=%s action=reload", peer);
-    pc_log(PC_INFO, ctx, "reload asked through the admin API");
+    pc_log_ev(PC_INFO, "reload_asked", ctx, "reload asked through the admin API");
     a->reload_busy = 1;
     a->reload_req = req;
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -684,7 +684,7 @@ static void on_request(struct evhttp_request *req, void *arg)
                    given ? "invalid admin token" : "an admin bearer token is required");
         char ctx[160];
         snprintf(ctx, sizeof ctx, "component=admin peer=%s status=401", peer);
-        pc_log(PC_WARN, ctx, "admin request refused: %s", given ? "invalid token" : "no token");
+        pc_log_ev(PC_WARN, "admin_refused", ctx, "admin request refused: %s", given ? "invalid token" : "no token");
         return;
     }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -794,7 +794,7 @@ gw_admin_t *gw_admin_start(struct event_base *base, gw_proc_t *proc, char *err, 
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(a->http, on_request, a);
-    pc_log(PC_INFO, "component=admin", "admin listener on %s (plain HTTP)", ac->listen.text);
+    pc_log_ev(PC_INFO, "listening", "component=admin", "admin listener on %s (plain HTTP)", ac->listen.text);
     return a;
 }
 

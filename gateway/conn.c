@@ -101,9 +101,9 @@ static void do_read(gw_conn_t *c)
         /* closed by the client, or a TLS error: nothing more can be answered */
         c->tls_error = err == SSL_ERROR_SSL;
         if (c->req_active && !c->req_complete)
-            CLOG(c, PC_INFO, "client closed the connection mid-request");
+            CLOG_EV(c, PC_INFO, "connection_closed", "client closed the connection mid-request");
         else
-            CLOG(c, PC_DEBUG, "client closed the connection");
+            CLOG_EV(c, PC_DEBUG, "connection_closed", "client closed the connection");
         c->dead = 1;
         return;
     }
@@ -135,7 +135,7 @@ static void do_flush(gw_conn_t *c)
             break;
         }
         c->tls_error = err == SSL_ERROR_SSL;
-        CLOG(c, PC_DEBUG, "write to client failed");
+        CLOG_EV(c, PC_DEBUG, "connection_closed", "write to client failed");
         c->dead = 1;
         return;
     }
@@ -201,7 +201,7 @@ static void handshake_done(gw_conn_t *c)
 {
     c->id = tls_identity_get(c->ssl);
     if (!c->id) {
-        CLOG(c, PC_WARN, "handshake completed without a verified identity; closing");
+        CLOG_EV(c, PC_WARN, "tls_handshake_failed", "handshake completed without a verified identity; closing");
         handshake_failed(c, PC_TLSF_OTHER);
         return;
     }
@@ -210,7 +210,7 @@ static void handshake_done(gw_conn_t *c)
     if (rs != TLS_REV_OK) {
         /* a full handshake was refused in verify_cb already; this is a
          * resumption (or a revocation that landed in between) */
-        CLOG(c, PC_INFO, "%s refused: serial=%s class=%s %s", SSL_session_reused(c->ssl) ? "resumed session" : "handshake",
+        CLOG_EV(c, PC_INFO, "tls_refused", "%s refused: serial=%s class=%s %s", SSL_session_reused(c->ssl) ? "resumed session" : "handshake",
              c->id->serial, c->id->class_name,
              rs == TLS_REV_REVOKED ? "certificate revoked" : "revocation status unknown (Redis unavailable)");
         if (rs == TLS_REV_REVOKED)
@@ -220,7 +220,7 @@ static void handshake_done(gw_conn_t *c)
         return;
     }
     if (c->id->not_after_t <= time(NULL)) {
-        CLOG(c, PC_INFO, "resumed session refused: certificate serial=%s expired at %s",
+        CLOG_EV(c, PC_INFO, "tls_refused", "resumed session refused: certificate serial=%s expired at %s",
              c->id->serial, c->id->not_after);
         handshake_failed(c, PC_TLSF_EXPIRED);
         return;
@@ -230,7 +230,7 @@ static void handshake_done(gw_conn_t *c)
     c->state = C_HTTP;
     c->action = "waiting for request";
     c->idle_since_ms = gw_conn_now_ms(c);
-    CLOG(c, PC_DEBUG, "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
+    CLOG_EV(c, PC_DEBUG, "tls_handshake", "handshake done: %s %s%s class=%s serial=%s device=%s", SSL_get_version(c->ssl),
          SSL_get_cipher_name(c->ssl),
          SSL_session_reused(c->ssl) ? " resumed" : tls_verify_cached(c->ssl) ? " chain-cached" : "",
          c->id->class_name, c->id->serial, c->id->device_id ? c->id->device_id : "-");
@@ -256,7 +256,7 @@ static void handshake(gw_conn_t *c)
     unsigned long e = ERR_peek_error();
     if (!why)
         why = e ? ERR_reason_error_string(e) : (err == SSL_ERROR_SYSCALL ? "connection closed" : "failed");
-    CLOG(c, PC_INFO, "handshake failed: %s", why ? why : "unknown");
+    CLOG_EV(c, PC_INFO, "tls_handshake_failed", "handshake failed: %s", why ? why : "unknown");
     int reason = tls_verify_failure_reason(c->ssl);
     handshake_failed(c, reason >= 0 ? reason : handshake_error_reason(err));
 }
@@ -306,7 +306,7 @@ static void linger_step(gw_conn_t *c)
         if (n > 0) {
             c->linger_bytes += (uint64_t)n;
             if (c->linger_bytes >= CFG(c)->limits.lingering_close_bytes) {
-                CLOG(c, PC_DEBUG, "lingering close: %llu bytes dropped, closing",
+                CLOG_EV(c, PC_DEBUG, "connection_closed", "lingering close: %llu bytes dropped, closing",
                      (unsigned long long)c->linger_bytes);
                 c->dead = 1;
                 return;
@@ -405,13 +405,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     gw_conn_t *c = arg;
     switch (c->tkind) {
     case T_HANDSHAKE:
-        CLOG(c, PC_INFO, "handshake timed out");
+        CLOG_EV(c, PC_INFO, "tls_handshake_failed", "handshake timed out");
         handshake_failed(c, PC_TLSF_HANDSHAKE_TIMEOUT);
         break;
     case T_HEADER:
     case T_BODY:
         if (c->req_active && !c->resp_head_sent) {
-            CLOG(c, PC_INFO, "request timed out");
+            CLOG_EV(c, PC_INFO, "request_timeout", "request timed out");
             gw_req_abort(c, PC_E_REQUEST_TIMEOUT, NULL);
         } else {
             c->dead = 1;   /* nothing was asked: just close */
@@ -422,11 +422,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         c->action = "closing idle";
         break;
     case T_SEND:
-        CLOG(c, PC_INFO, "client stopped reading; closing");
+        CLOG_EV(c, PC_INFO, "send_timeout", "client stopped reading; closing");
         c->dead = 1;
         break;
     case T_LINGER:
-        CLOG(c, PC_DEBUG, "lingering close: time is up after %llu bytes dropped",
+        CLOG_EV(c, PC_DEBUG, "connection_closed", "lingering close: time is up after %llu bytes dropped",
              (unsigned long long)c->linger_bytes);
         c->dead = 1;
         break;
@@ -498,7 +498,7 @@ void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_st
     w->conns = c;
     w->nconns++;
     if (!ok) {
-        pc_log(PC_ERR, NULL, "out of memory for a new connection");
+        pc_log_ev(PC_ERR, "out_of_memory", NULL, "out of memory for a new connection");
         c->dead = 1;
         conn_free(c);
         return;
@@ -559,7 +559,7 @@ void gw_conn_revocation_scan(gw_worker_t *w)
             continue;
         c->revoked = 1;
         pc_count(CONN_REVOKED);
-        CLOG(c, PC_INFO, "certificate serial=%s class=%s revoked: closing the connection%s", c->id->serial,
+        CLOG_EV(c, PC_INFO, "revoked_connection_closed", "certificate serial=%s class=%s revoked: closing the connection%s", c->id->serial,
              c->id->class_name, c->resp_active ? " after the response in progress" : "");
         if (c->req_active || c->resp_active) {
             c->close_after = 1;
@@ -587,7 +587,7 @@ time_t gw_conn_expiry_scan(gw_worker_t *w, time_t now)
             continue;
         }
         int busy = c->req_active || c->resp_active;
-        CLOG(c, PC_INFO, "certificate serial=%s class=%s expired at %s: closing the connection%s",
+        CLOG_EV(c, PC_INFO, "expired_connection_closed", "certificate serial=%s class=%s expired at %s: closing the connection%s",
              c->id->serial, c->id->class_name, c->id->not_after,
              busy ? " after the request in progress" : "");
         if (busy) {
@@ -678,10 +678,10 @@ void gw_conn_close_all(gw_worker_t *w)
     while (w->conns) {
         gw_conn_t *c = w->conns;
         if (c->state == C_HTTP && c->req_active && !c->resp_head_sent) {
-            CLOG(c, PC_WARN, "shutdown: request still running when the drain time ended; 503");
+            CLOG_EV(c, PC_WARN, "shutdown", "shutdown: request still running when the drain time ended; 503");
             answer_shutdown(c);
         } else if (c->state == C_HTTP && c->resp_active) {
-            CLOG(c, PC_WARN, "closed by shutdown before its response completed");
+            CLOG_EV(c, PC_WARN, "shutdown", "closed by shutdown before its response completed");
         }
         conn_free(c);
     }

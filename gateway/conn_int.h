@@ -117,15 +117,24 @@ struct gw_conn {
     int handler_started;        /* 1: to start once llhttp returns; 2: working */
     char *rl_headers;           /* RateLimit lines for the response (GW_RL_HEADERS_LEN), once a
                                  * route with rate_limit_headers needed them; else NULL */
+
+    /* what the access log says of the request (request.c access_log, which resets them) */
+    const char *log_server;     /* the upstream server that answered or failed, or NULL */
+    struct timespec log_up_sent; /* the request went upstream (with logging.access) */
+    int64_t log_up_us;          /* then -> the response head, in us, when log_up_have */
+    int log_up_have;
 };
 
-#define CLOG(c, lvl, ...)                                             \
+/* A line with the connection's context (w, conn, peer, action); CLOG_EV
+ * names its event, CLOG's is the generic "connection". */
+#define CLOG_EV(c, lvl, ev, ...)                                      \
     do {                                                              \
         if (pc_log_enabled(lvl)) {                                    \
             char ctx_[192];                                           \
-            pc_log(lvl, gw_conn_ctx(c, ctx_, sizeof(ctx_)), __VA_ARGS__); \
+            pc_log_ev(lvl, ev, gw_conn_ctx(c, ctx_, sizeof(ctx_)), __VA_ARGS__); \
         }                                                             \
     } while (0)
+#define CLOG(c, lvl, ...) CLOG_EV(c, lvl, "connection", __VA_ARGS__)
 
 char *gw_conn_ctx(const gw_conn_t *c, char *buf, size_t n);
 /* The worker loop's cached clock, in ms (wall clock; for idle ages). */

@@ -61,7 +61,7 @@ static int check_jwt(gw_conn_t *c, int *rc)
         snprintf(extra, sizeof(extra),
                  "WWW-Authenticate: Bearer realm=\"portcullis\", error=\"invalid_token\", "
                  "error_description=\"%s\"\r\n", res->description);
-        CLOG(c, PC_INFO, "refused invalid_token: %s (request_id=%s)", res->description, c->request_id);
+        CLOG_EV(c, PC_INFO, "request_refused", "refused invalid_token: %s (request_id=%s)", res->description, c->request_id);
         *rc = gw_conn_refuse(c, PC_E_INVALID_TOKEN, res->description, extra);
         free(res);
         return GW_GATE_DENY;
@@ -90,7 +90,7 @@ static int limited(gw_conn_t *c, const cfg_rate_limit_t *l, const pol_rl_result_
     char extra[256];
     if (pol_rl_headers(res, l->name, extra, sizeof(extra)) < 0)
         extra[0] = '\0';
-    CLOG(c, PC_INFO, "refused rate_limited: limit %s (request_id=%s)", l->name, c->request_id);
+    CLOG_EV(c, PC_INFO, "request_refused", "refused rate_limited: limit %s (request_id=%s)", l->name, c->request_id);
     *rc = gw_conn_refuse(c, PC_E_RATE_LIMITED, NULL, extra);
     return GW_GATE_DENY;
 }
@@ -156,7 +156,7 @@ static void on_global(void *arg, const struct redisReply *reply, const char *err
     if (v < 0) {
         pc_count(RL_REDIS_ERRORS);
         if (l->fail_closed) {
-            CLOG(c, PC_WARN, "rate limit %s: Redis unavailable (%s): failing closed", l->name,
+            CLOG_EV(c, PC_WARN, "ratelimit_redis_unavailable", "rate limit %s: Redis unavailable (%s): failing closed", l->name,
                  err ? err : "bad reply");
             if (!c->gate_refused) {
                 c->gate_refused = 1;
@@ -164,7 +164,7 @@ static void on_global(void *arg, const struct redisReply *reply, const char *err
             }
             v = 0;
         } else {
-            CLOG(c, PC_WARN, "rate limit %s: Redis unavailable (%s): using the local limiter", l->name,
+            CLOG_EV(c, PC_WARN, "ratelimit_redis_unavailable", "rate limit %s: Redis unavailable (%s): using the local limiter", l->name,
                  err ? err : "bad reply");
             pc_count1(RL_FALLBACKS, l->mx);
             v = pol_rl_check(c->gen->rl, l, q->key, q->klen, now_us(), &res);
@@ -238,7 +238,7 @@ static int gate_limit(gw_conn_t *c, size_t li, const char *tok, size_t tlen, int
     size_t klen;
     if (pol_rl_key(l, c->id, c->peer_ip, tok, tlen, c->route, key, &klen) < 0) {
         drop_sent(c, *npending);
-        CLOG(c, PC_ERR, "rate limit %s: the request has no key for it: refused (request_id=%s)",
+        CLOG_EV(c, PC_ERR, "ratelimit_no_key", "rate limit %s: the request has no key for it: refused (request_id=%s)",
              l->name, c->request_id);
         *rc = gw_conn_refuse(c, PC_E_RATE_LIMIT_KEY, NULL, NULL);
         return GW_GATE_DENY;
@@ -252,7 +252,7 @@ static int gate_limit(gw_conn_t *c, size_t li, const char *tok, size_t tlen, int
         pc_count(RL_REDIS_ERRORS);
         if (l->fail_closed) {
             drop_sent(c, *npending);
-            CLOG(c, PC_WARN, "rate limit %s: Redis unavailable: failing closed", l->name);
+            CLOG_EV(c, PC_WARN, "ratelimit_redis_unavailable", "rate limit %s: Redis unavailable: failing closed", l->name);
             *rc = gw_conn_refuse(c, PC_E_RATE_LIMIT_UNAVAILABLE, NULL, "Retry-After: 1\r\n");
             return GW_GATE_DENY;
         }

@@ -110,7 +110,7 @@ static void refuse(iss_t *s, enum pc_err e, const char *msg)
     gw_conn_t *c = s->c;
     char m[POL_ISS_SUMMARY_MAX];
     snprintf(m, sizeof(m), "%s", msg);   /* msg may live in s */
-    CLOG(c, PC_INFO, "issuance refused %s: %s (request_id=%s)", pc_err_code(e), m, c->request_id);
+    CLOG_EV(c, PC_INFO, "issuance_refused", "issuance refused %s: %s (request_id=%s)", pc_err_code(e), m, c->request_id);
     const cfg_platform_t *rp = refused_platform(s);
     pc_count3(ISS_REFUSALS, plat_id(rp), provider_id(rp), (unsigned)e);
     iss_free(s);
@@ -139,7 +139,7 @@ static void on_cmd(void *arg, const struct redisReply *r, const char *err)
     iss_t *s = o->s;
     s->ops[o->slot] = NULL;
     if (err) {
-        CLOG(s->c, PC_WARN, "issuance: Redis: %s", err);
+        CLOG_EV(s->c, PC_WARN, "issuance_error", "issuance: Redis: %s", err);
         s->failed = 1;
     } else if (o->check) {
         o->check(s, r);
@@ -216,7 +216,7 @@ static int is_renew(const iss_t *s)
 
 static void attested(iss_t *s)
 {
-    CLOG(s->c, PC_INFO, "attestation accepted: platform=%s %s (request_id=%s)", s->plat ? s->plat->name : "-",
+    CLOG_EV(s->c, PC_INFO, "attestation_accepted", "attestation accepted: platform=%s %s (request_id=%s)", s->plat ? s->plat->name : "-",
          s->summary, s->c->request_id);
     sign_and_record(s);
 }
@@ -227,14 +227,14 @@ static void verifier_continue(evutil_socket_t fd, short what, void *arg)
     (void)what;
     iss_t *s = arg;
     if (s->verifier_status != 200) {
-        CLOG(s->c, PC_WARN, "attestation verifier %s: %s", s->plat->http.host,
+        CLOG_EV(s->c, PC_WARN, "attestation_error", "attestation verifier %s: %s", s->plat->http.host,
              s->verifier_status ? "unexpected status" : "no answer");
         refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable");
         return;
     }
     const char *err = NULL;
     if (pol_http_verifier_parse(s->verifier_body, s->verifier_len, s->summary, sizeof(s->summary), &err) < 0) {
-        CLOG(s->c, PC_INFO, "attestation verifier refused: %s", s->summary);
+        CLOG_EV(s->c, PC_INFO, "attestation_refused", "attestation verifier refused: %s", s->summary);
         refuse(s, PC_E_ATTESTATION_FAILED, err);
         return;
     }
@@ -366,7 +366,7 @@ static void record_done(void *arg)
         refuse(s, PC_E_OUT_OF_MEMORY, "cannot build the response");
         return;
     }
-    CLOG(c, PC_INFO, "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
+    CLOG_EV(c, PC_INFO, "certificate_issued", "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
          is_renew(s) ? "renewed" : "issued", s->device_id, s->issued.serial, s->issued.not_after,
          s->plat ? s->plat->name : "-", s->summary,
          is_renew(s) && s->cfg->revoke_old_on_renew ? "; previous certificate revoked" : "", c->request_id);

@@ -51,6 +51,8 @@ static void usage(FILE *f)
             "  SIGHUP           reload: re-read FILE and every file it names; applied\n"
             "                   only if all of it is valid (else logged, and the running\n"
             "                   configuration keeps serving); see docs/operations.md\n"
+            "  SIGUSR1          reopen logging.file by its name (after logrotate\n"
+            "                   renamed it)\n"
             "\n"
             "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
             "problem; 2 usage or configuration error (what --check reports);\n"
@@ -95,9 +97,9 @@ static void on_jwks_timer(evutil_socket_t fd, short what, void *arg)
         char err[256];
         int r = pol_jwks_store_refresh(g->jwks_files[i], err, sizeof(err));
         if (r > 0)
-            pc_log(PC_INFO, NULL, "JWKS reloaded");
+            pc_log_ev(PC_INFO, "jwks_reload", NULL, "JWKS reloaded");
         else if (r < 0)
-            pc_log(PC_ERR, NULL, "JWKS reload failed, keeping the previous keys: %s", err);
+            pc_log_ev(PC_ERR, "jwks_reload_failed", NULL, "JWKS reload failed, keeping the previous keys: %s", err);
     }
     gw_gen_release(g);
 }
@@ -130,7 +132,7 @@ static void on_trim_timer(evutil_socket_t fd, short what, void *arg)
     if (now == t->trimmed)
         return;          /* nothing new since the last trim */
     int released = malloc_trim(0);
-    pc_log(PC_DEBUG, NULL, "memory: heaps trimmed after %llu new connections (%s)",
+    pc_log_ev(PC_DEBUG, "memory_trim", NULL, "memory: heaps trimmed after %llu new connections (%s)",
            (unsigned long long)(now - t->trimmed), released ? "memory returned" : "nothing to return");
     t->trimmed = now;
 }
@@ -153,7 +155,7 @@ static void wait_for_mirror(const cfg_t *cfg, pol_mirror_t *m)
         nanosleep(&ts, NULL);
     }
     if (!pol_mirror_usable(m))
-        pc_log(PC_ERR, NULL, "revocation mirror not loaded yet (Redis %s:%d unreachable?): "
+        pc_log_ev(PC_ERR, "revocation_not_loaded", NULL, "revocation mirror not loaded yet (Redis %s:%d unreachable?): "
                "new handshakes are refused until it is", cfg->redis.host, cfg->redis.port);
 }
 
@@ -193,7 +195,7 @@ static void answer_admin(control_t *ctl, int status, json_t *body)
     json_decref(body);
     struct timeval now = {0, 0};
     if (!ans || event_base_once(ctl->base, -1, EV_TIMEOUT, deliver_answer, ans, &now) != 0) {
-        pc_log(PC_ERR, NULL, "reload: out of memory for the admin answer");
+        pc_log_ev(PC_ERR, "reload_error", NULL, "reload: out of memory for the admin answer");
         if (ans)
             free(ans->json);
         free(ans);
@@ -223,7 +225,7 @@ static void ask_reload(void *arg)
     pthread_mutex_lock(&ctl->stop_mu);
     int stopping = ctl->stopping;
     if (!stopping && write(ctl->reload_pipe[1], &b, 1) != 1)
-        pc_log(PC_ERR, NULL, "reload: cannot reach the main thread: %s", strerror(errno));
+        pc_log_ev(PC_ERR, "reload_error", NULL, "reload: cannot reach the main thread: %s", strerror(errno));
     pthread_mutex_unlock(&ctl->stop_mu);
     if (stopping) {
         json_t *o = shutting_down_json();
@@ -312,11 +314,11 @@ static void on_move_upgrade(evutil_socket_t fd, short what, void *arg)
     gw_upgrade_server_t *next = gw_upgrade_server_start(ctl->base, mv->gen->cfg->upgrade_socket, ctl->proc,
                                                         on_upgrade_ready, ctl, err, sizeof err);
     if (next) {
-        pc_log(PC_INFO, NULL, "upgrade socket now %s", mv->gen->cfg->upgrade_socket);
+        pc_log_ev(PC_INFO, "upgrade_socket", NULL, "upgrade socket now %s", mv->gen->cfg->upgrade_socket);
         gw_upgrade_server_free(ctl->ups);
         ctl->ups = next;
     } else {
-        pc_log(PC_ERR, NULL, "%s; --upgrade still finds this gateway on the previous name", err);
+        pc_log_ev(PC_ERR, "upgrade_socket", NULL, "%s; --upgrade still finds this gateway on the previous name", err);
     }
     gw_gen_release(mv->gen);
     free(mv);
@@ -331,7 +333,7 @@ static void move_upgrade_socket(control_t *ctl, gw_gen_t *gen)
         mv->gen = gw_gen_acquire(gen);
     }
     if (!mv || event_base_once(ctl->base, -1, EV_TIMEOUT, on_move_upgrade, mv, &now) != 0) {
-        pc_log(PC_ERR, NULL, "reload: out of memory moving the upgrade socket");
+        pc_log_ev(PC_ERR, "reload_error", NULL, "reload: out of memory moving the upgrade socket");
         if (mv)
             gw_gen_release(mv->gen);
         free(mv);
@@ -347,7 +349,7 @@ static void tell_sync_classes(control_t *ctl, gw_gen_t *gen)
         cl->gen = gw_gen_acquire(gen);
     }
     if (!cl || event_base_once(ctl->base, -1, EV_TIMEOUT, on_classes, cl, &now) != 0) {
-        pc_log(PC_ERR, NULL, "reload: out of memory telling the revocation sync the new classes");
+        pc_log_ev(PC_ERR, "reload_error", NULL, "reload: out of memory telling the revocation sync the new classes");
         if (cl)
             gw_gen_release(cl->gen);
         free(cl);
@@ -371,7 +373,7 @@ static int switch_workers(control_t *ctl, uint64_t number)
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    pc_log(PC_ERR, NULL, "reload: a worker did not switch to generation %llu within %d ms",
+    pc_log_ev(PC_ERR, "reload_error", NULL, "reload: a worker did not switch to generation %llu within %d ms",
            (unsigned long long)number, SWITCH_WAIT_MS);
     return -1;
 }
@@ -380,10 +382,10 @@ static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors
                            double ms, int from_admin)
 {
     gw_proc_note_reload(ctl->proc, 0, ms);
-    pc_log(PC_ERR, NULL, "reload: refused, generation %llu keeps serving: %zu problem(s)",
+    pc_log_ev(PC_ERR, "reload_failed", NULL, "reload: refused, generation %llu keeps serving: %zu problem(s)",
            (unsigned long long)cur->number, errs->n);
     for (size_t i = 0; i < errs->n; i++)
-        pc_log(PC_ERR, NULL, "reload: %s", errs->msgs[i]);
+        pc_log_config_error(PC_ERR, "reload: ", errs->msgs[i]);
     if (from_admin) {
         char msg[160];
         snprintf(msg, sizeof msg, "the configuration was not applied; the running one "
@@ -395,6 +397,30 @@ static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors
         }
         answer_admin(ctl, pc_err_status(PC_E_RELOAD_FAILED), o);
     }
+}
+
+/* Lines go to the configuration's logging.file (stderr without one): a
+ * reload may name another file; one that cannot be opened refuses it. */
+static int switch_log_file(const cfg_t *cfg, cfg_errors_t *errs)
+{
+    char err[600];
+    if (pc_log_file(cfg->logging.file, err, sizeof err) == 0)
+        return 0;
+    gw_errors_add(errs, "%s: logging.file: %s", cfg->path, err);
+    return -1;
+}
+
+/* SIGUSR1: the log file again by its name (logrotate renamed it). */
+static void reopen_log(void)
+{
+    char err[600];
+    int r = pc_log_reopen(err, sizeof err);
+    if (r == 0)
+        pc_log_ev(PC_INFO, "log_reopened", NULL, "SIGUSR1: log file reopened");
+    else if (r > 0)
+        pc_log_ev(PC_INFO, "log_reopened", NULL, "SIGUSR1: logging to stderr (no logging.file): nothing to reopen");
+    else
+        pc_log_ev(PC_ERR, "log_reopen_failed", NULL, "SIGUSR1: %s; still writing to the previous file", err);
 }
 
 /* Builds the new generation completely, then switches to it; on any
@@ -410,6 +436,10 @@ static void reload(control_t *ctl, const char *path, int from_admin)
         gw_gen_release(gen);
         gen = NULL;
     }
+    if (gen && switch_log_file(gen->cfg, &errs) < 0) {   /* the last step that may refuse */
+        gw_gen_release(gen);
+        gen = NULL;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     if (!gen) {
@@ -420,7 +450,7 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     }
     gw_changes_t ch;
     if (gw_changes_compute(cur, gen, &ch) < 0)
-        pc_log(PC_WARN, NULL, "reload: out of memory listing the changes");
+        pc_log_ev(PC_WARN, "reload_error", NULL, "reload: out of memory listing the changes");
     pc_log_setup(gen->cfg->logging.level, gen->cfg->logging.format);
     if (!same_class_names(cur->cfg, gen->cfg))
         tell_sync_classes(ctl, gen);
@@ -435,7 +465,7 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     gw_proc_note_reload(ctl->proc, 1, ms);
     char summary[1024];
     gw_changes_summary(&ch, summary, sizeof summary);
-    pc_log(PC_INFO, NULL, "reload: generation %llu applied in %.1f ms (%s)", (unsigned long long)number,
+    pc_log_ev(PC_INFO, "reload", NULL, "reload: generation %llu applied in %.1f ms (%s)", (unsigned long long)number,
            ms, summary);
     if (from_admin && !switched)
         answer_admin(ctl, pc_err_status(PC_E_RELOAD_INCOMPLETE),
@@ -454,7 +484,7 @@ static int serve(control_t *ctl, const char *path, const sigset_t *sigs)
 {
     int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
     if (sfd < 0) {
-        pc_log(PC_ERR, NULL, "signalfd: %s", strerror(errno));
+        pc_log_ev(PC_ERR, "signal_error", NULL, "signalfd: %s", strerror(errno));
         return SIGTERM;
     }
     struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ctl->reload_pipe[0], .events = POLLIN}};
@@ -462,7 +492,7 @@ static int serve(control_t *ctl, const char *path, const sigset_t *sigs)
         if (poll(pf, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
-            pc_log(PC_ERR, NULL, "poll: %s", strerror(errno));
+            pc_log_ev(PC_ERR, "signal_error", NULL, "poll: %s", strerror(errno));
             close(sfd);
             return SIGTERM;
         }
@@ -474,8 +504,12 @@ static int serve(control_t *ctl, const char *path, const sigset_t *sigs)
         struct signalfd_siginfo si;
         if ((pf[0].revents & POLLIN) && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
             if (si.ssi_signo == SIGHUP) {
-                pc_log(PC_INFO, NULL, "SIGHUP: reloading %s", path);
+                pc_log_ev(PC_INFO, "reload_asked", NULL, "SIGHUP: reloading %s", path);
                 reload(ctl, path, 0);
+                continue;
+            }
+            if (si.ssi_signo == SIGUSR1) {
+                reopen_log();
                 continue;
             }
             close(sfd);
@@ -492,7 +526,7 @@ static void control_start(control_t *ctl, const cfg_t *cfg, pol_mirror_t *mirror
     if (cfg->admin.enabled) {
         ctl->admin = gw_admin_start(ctl->base, ctl->proc, err, sizeof(err));
         if (!ctl->admin) {
-            pc_log(PC_ERR, NULL, "admin listener: %s", err);
+            pc_log_ev(PC_ERR, "startup_error", NULL, "admin listener: %s", err);
             exit(1);
         }
         gw_admin_set_reload(ctl->admin, ask_reload, ctl);
@@ -503,7 +537,7 @@ static void control_start(control_t *ctl, const cfg_t *cfg, pol_mirror_t *mirror
         exit(1);
     }
     if (!ctl->sync || pthread_create(&ctl->thread, NULL, control_main, ctl) != 0) {
-        pc_log(PC_ERR, NULL, "cannot start the revocation sync");
+        pc_log_ev(PC_ERR, "startup_error", NULL, "cannot start the revocation sync");
         exit(1);
     }
 }
@@ -540,13 +574,13 @@ static int upgrade_may_take_over(pol_mirror_t *mirror, const sigset_t *sigs)
     sigpending(&pending);
     int stop = 0;
     for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGHUP && sigismember(sigs, sig) && sigismember(&pending, sig))
+        if (sig != SIGHUP && sig != SIGUSR1 && sigismember(sigs, sig) && sigismember(&pending, sig))
             stop = 1;
     if (stop)
-        pc_log(PC_ERR, NULL, "upgrade: stopped by a signal during the handover; not taking over: "
+        pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: stopped by a signal during the handover; not taking over: "
                "the running gateway keeps serving");
     else if (!pol_mirror_usable(mirror))
-        pc_log(PC_ERR, NULL, "upgrade: the revocation mirror could not be loaded, so this process "
+        pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: the revocation mirror could not be loaded, so this process "
                "would refuse every handshake; not taking over: the running gateway keeps serving");
     return !stop && pol_mirror_usable(mirror);
 }
@@ -567,6 +601,30 @@ static void stop_upgrade_socket(evutil_socket_t fd, short what, void *arg)
     (void)what;
     control_t *ctl = arg;
     gw_upgrade_server_stop(ctl->ups);
+}
+
+/* At most this long at exit for the log writer to write what is buffered
+ * (a destination nobody reads must not hang the exit). */
+#define LOG_STOP_WAIT_MS 5000
+
+static void stop_log(void)
+{
+    pc_log_stop(LOG_STOP_WAIT_MS);
+}
+
+/* From here on lines go through the writer thread, to logging.file. */
+static int start_log(const cfg_t *cfg)
+{
+    char err[600];
+    if (pc_log_file(cfg->logging.file, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: logging.file: %s\n", cfg->path, err);
+        return -1;
+    }
+    if (pc_log_start((size_t)cfg->logging.buffer) < 0)
+        pc_log_ev(PC_WARN, "log_writer", NULL, "cannot start the log writer thread; lines are written "
+                  "synchronously");
+    atexit(stop_log);   /* also on exit(1) from a failed start */
+    return 0;
 }
 
 /* The gateway: the first generation, the workers, the control thread, then
@@ -608,6 +666,12 @@ static int run(const char *path, int upgrade)
     }
     const cfg_t *cfg = gw_proc_boot(proc);
     pc_log_setup(cfg->logging.level, cfg->logging.format);
+    if (start_log(cfg) < 0) {
+        gw_gen_release(gen);
+        gw_upgrade_client_free(upc);
+        gw_proc_free(proc);
+        return 1;
+    }
     gw_proc_publish(proc, gen);   /* generation 1; the process holds the reference */
 
     evthread_use_pthreads();
@@ -617,6 +681,7 @@ static int run(const char *path, int upgrade)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* workers inherit: only main takes signals */
 
     pol_mirror_t *mirror = pol_mirror_new(cfg);
@@ -642,11 +707,11 @@ static int run(const char *path, int upgrade)
      * serves; only a later --upgrade cannot take it over */
     if (!upc && !(ctl.ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
                                                     on_upgrade_ready, &ctl, err, sizeof err)))
-        pc_log(PC_ERR, NULL, "%s; this gateway serves, but a later --upgrade cannot take it over", err);
+        pc_log_ev(PC_ERR, "upgrade_socket", NULL, "%s; this gateway serves, but a later --upgrade cannot take it over", err);
     int n = 0;
     for (; n < cfg->workers; n++) {
         if (gw_worker_init(&workers[n], n, proc, gen, err, sizeof(err)) < 0) {
-            pc_log(PC_ERR, NULL, "worker %d: %s", n, err);
+            pc_log_ev(PC_ERR, "startup_error", NULL, "worker %d: %s", n, err);
             gw_worker_free(&workers[n]);
             rc = 1;
             break;
@@ -657,7 +722,7 @@ static int run(const char *path, int upgrade)
         wait_for_mirror(cfg, mirror);
         if (upc && (!upgrade_may_take_over(mirror, &sigs) || gw_proc_listen_deferred(proc, err, sizeof err) < 0)) {
             if (pol_mirror_usable(mirror))
-                pc_log(PC_ERR, NULL, "upgrade: %s; not taking over", err);
+                pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: %s; not taking over", err);
             gw_upgrade_client_free(upc);   /* the old process keeps serving */
             upc = NULL;
             n = stop_unstarted(workers, n);
@@ -668,11 +733,11 @@ static int run(const char *path, int upgrade)
     if (rc == 0) {
         for (int i = 0; i < n; i++)
             if (gw_worker_start(&workers[i]) != 0) {
-                pc_log(PC_ERR, NULL, "cannot start worker %d", i);
+                pc_log_ev(PC_ERR, "startup_error", NULL, "cannot start worker %d", i);
                 exit(1);
             }
         for (size_t i = 0; i < gen->cfg->nlisteners; i++)
-            pc_log(PC_INFO, NULL, "listening on %s (%d workers, %zu routes, %zu trust classes; generation 1)",
+            pc_log_ev(PC_INFO, "listening", NULL, "listening on %s (%d workers, %zu routes, %zu trust classes; generation 1)",
                    gen->cfg->listeners[i].text, cfg->workers, gen->cfg->nroutes, gen->cfg->tls.nclasses);
         if (upc && !upgrade_may_take_over(mirror, &sigs)) {
             gw_upgrade_client_free(upc);   /* the old process keeps serving; this one drains */
@@ -683,12 +748,12 @@ static int run(const char *path, int upgrade)
         if (upc) {
             /* serving now: the old process may drain; then its upgrade socket is ours */
             if (gw_upgrade_ready(upc, err, sizeof err) < 0)
-                pc_log(PC_ERR, NULL, "%s", err);
+                pc_log_ev(PC_ERR, "upgrade", NULL, "%s", err);
             else
-                pc_log(PC_INFO, NULL, "upgrade: the old process confirmed; it drains and exits");
+                pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: the old process confirmed; it drains and exits");
             if (!(ctl.ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
                                                     on_upgrade_ready, &ctl, err, sizeof err)))
-                pc_log(PC_ERR, NULL, "%s; a later --upgrade cannot take over this process", err);
+                pc_log_ev(PC_ERR, "upgrade_socket", NULL, "%s; a later --upgrade cannot take over this process", err);
             upc = NULL;
         }
         gw_proc_set_phase(proc, GW_PHASE_SERVING);   /* /readyz: every worker accepts */
@@ -697,9 +762,9 @@ static int run(const char *path, int upgrade)
         refuse_reloads(&ctl);
         struct timeval now = {0, 0};
         if (event_base_once(ctl.base, -1, EV_TIMEOUT, stop_upgrade_socket, &ctl, &now) != 0)
-            pc_log(PC_WARN, NULL, "upgrade socket left open during the drain (out of memory)");
+            pc_log_ev(PC_WARN, "draining", NULL, "upgrade socket left open during the drain (out of memory)");
         gw_gen_t *last = gw_proc_current(proc);
-        pc_log(PC_INFO, NULL, "%s: draining (up to %llums)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+        pc_log_ev(PC_INFO, "draining", NULL, "%s: draining (up to %llums)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                (unsigned long long)last->cfg->timeouts.drain_ms);
         gw_gen_release(last);
         for (int i = 0; i < n; i++)
@@ -709,7 +774,7 @@ static int run(const char *path, int upgrade)
         control_stop(&ctl);
         gw_upgrade_server_free(ctl.ups);   /* after its thread */
         ctl.ups = NULL;
-        pc_log(PC_INFO, NULL, "stopped");
+        pc_log_ev(PC_INFO, "stopped", NULL, "stopped");
     }
     for (int i = 0; i < n; i++)
         gw_worker_free(&workers[i]);
@@ -767,6 +832,7 @@ int main(int argc, char **argv)
     }
     pc_metrics_init();
     int rc = run(path, upgrade);
+    pc_log_stop(LOG_STOP_WAIT_MS);   /* what is buffered is written before the exit */
     pc_metrics_shutdown();   /* every thread has stopped */
     return rc;
 }

@@ -102,38 +102,95 @@ static void respond_error(gw_conn_t *c, enum pc_err e, const char *msg, int clos
         evbuffer_add(c->out, body, (size_t)blen);
     c->status = status;
     c->resp_head_sent = 1;
+    c->resp_bytes += strcmp(c->method, "HEAD") != 0 ? (uint64_t)blen : 0;
     if (close)
         c->close_after = 1;
 }
 
-static void access_log(gw_conn_t *c)
+/* The access log's path: the target without its query (which may carry
+ * credentials), cut at this many bytes. */
+#define ACCESS_PATH_MAX 256
+
+static int64_t us_since(const struct timespec *t0)
 {
-    if (!CFG(c)->logging.access || !pc_log_enabled(PC_INFO))
-        return;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double ms = (double)(now.tv_sec - c->started.tv_sec) * 1e3 +
-                (double)(now.tv_nsec - c->started.tv_nsec) / 1e6;
-    const char *target = c->hdrs.first.len ? ups_str(&c->hdrs, c->hdrs.first) : "-";
-    int tlen = c->hdrs.first.len ? (int)(c->hdrs.first.len > 200 ? 200 : c->hdrs.first.len) : 1;
-    CLOG(c, PC_INFO, "%s %.*s %d req_body=%llu resp_body=%llu %.1fms request_id=%s class=%s device=%s upstream=%s",
-         c->method[0] ? c->method : "-", tlen, target, c->status, (unsigned long long)c->body_bytes,
-         (unsigned long long)c->resp_bytes, ms, c->request_id, c->id ? c->id->class_name : "-",
-         c->id && c->id->device_id ? c->id->device_id : "-",
-         c->internal ? "(gateway)" : c->route ? c->route->upstream_name : "-");
+    return (int64_t)(now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_nsec - t0->tv_nsec) / 1000;
+}
+
+/* The access log's upstream timing: the request goes upstream, its
+ * response head arrives (or it fails). Nothing without logging.access. */
+static void log_upstream_sent(gw_conn_t *c)
+{
+    c->log_up_have = 0;
+    if (CFG(c)->logging.access)
+        clock_gettime(CLOCK_MONOTONIC, &c->log_up_sent);
+}
+
+static void log_upstream_done(gw_conn_t *c, int head)
+{
+    if (!c->x)
+        return;
+    c->log_server = ups_exchange_server(c->x);
+    if (head && CFG(c)->logging.access) {
+        c->log_up_us = us_since(&c->log_up_sent);
+        c->log_up_have = 1;
+    }
+}
+
+static void access_fields(gw_conn_t *c, pc_logb_t *b, int64_t us)
+{
+    unsigned port = c->peer_addr.ss_family == AF_INET6
+                        ? ntohs(((const struct sockaddr_in6 *)&c->peer_addr)->sin6_port)
+                        : ntohs(((const struct sockaddr_in *)&c->peer_addr)->sin_port);
+    const char *target = c->hdrs.first.len ? ups_str(&c->hdrs, c->hdrs.first) : NULL;
+    size_t plen = target ? strcspn(target, "?") : 0;
+    if (target && plen > c->hdrs.first.len)
+        plen = c->hdrs.first.len;
+    pc_logb_str(b, "request_id", c->request_id[0] ? c->request_id : NULL);
+    char cid[24];   /* a string, as in the connection's other lines */
+    snprintf(cid, sizeof cid, "%llu", (unsigned long long)c->cid);
+    pc_logb_str(b, "conn", cid);
+    pc_logb_str(b, "client_addr", c->peer_ip);
+    pc_logb_uint(b, "client_port", port);
+    pc_logb_str(b, "tls_version", c->ssl ? SSL_get_version(c->ssl) : NULL);
+    pc_logb_bool(b, "tls_resumed", c->ssl && SSL_session_reused(c->ssl));
+    pc_logb_str(b, "class", c->id ? c->id->class_name : NULL);
+    pc_logb_str(b, "device_id", c->id ? c->id->device_id : NULL);
+    pc_logb_str(b, "cert_serial", c->id ? c->id->serial : NULL);
+    pc_logb_str(b, "method", c->method[0] ? c->method : NULL);
+    pc_logb_strn(b, "path", target, plen > ACCESS_PATH_MAX ? ACCESS_PATH_MAX : plen);
+    pc_logb_str(b, "route", c->route ? c->route->name : NULL);
+    pc_logb_str(b, "upstream", c->route && !c->internal ? c->route->upstream_name : NULL);
+    pc_logb_str(b, "upstream_server", c->log_server);
+    pc_logb_int(b, "status", c->status);
+    pc_logb_str(b, "error", c->resp_err != PC_E_NONE ? pc_err_code(c->resp_err) : NULL);
+    pc_logb_uint(b, "request_bytes", (unsigned long long)c->body_bytes);
+    pc_logb_uint(b, "response_bytes", (unsigned long long)c->resp_bytes);
+    pc_logb_ms(b, "duration_ms", (double)us / 1e3);
+    if (c->log_up_have)
+        pc_logb_ms(b, "upstream_ms", (double)c->log_up_us / 1e3);
+    else
+        pc_logb_str(b, "upstream_ms", NULL);
+}
+
+/* One access-log line (event "access") for the request just answered, then
+ * the request's log fields are reset for the next one. */
+static void access_log(gw_conn_t *c, int64_t us)
+{
+    pc_logb_t b;
+    if (CFG(c)->logging.access && pc_logb_begin(&b, PC_INFO, "access")) {
+        access_fields(c, &b, us);
+        pc_logb_end(&b, NULL);
+    }
+    c->log_server = NULL;
+    c->log_up_have = 0;
 }
 
 /* The request's metrics: HTTP_REQUESTS and HTTP_TIME by its route (_none
- * when none matched), class and status class. The one clock read is
- * CLOCK_MONOTONIC through the vDSO (no system call, tens of ns), to match
- * c->started; the loop's cached time is wall time, and stale by the loop
- * turn for the short requests this histogram is about. */
-static void count_request(const gw_conn_t *c)
+ * when none matched), class and status class; us: its duration. */
+static void count_request(const gw_conn_t *c, int64_t us)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t us = (int64_t)(now.tv_sec - c->started.tv_sec) * 1000000 +
-                 (now.tv_nsec - c->started.tv_nsec) / 1000;
     const cfg_tls_t *tls = &CFG(c)->tls;
     unsigned route = c->route ? c->route->mx : PC_ID_NONE;
     unsigned cls = c->id && c->id->class_idx >= 0 && (size_t)c->id->class_idx < tls->nclasses
@@ -145,8 +202,12 @@ static void count_request(const gw_conn_t *c)
 /* The response to the current request is complete (queued in c->out). */
 static void finish_response(gw_conn_t *c)
 {
-    count_request(c);
-    access_log(c);
+    /* one clock read for both: CLOCK_MONOTONIC through the vDSO (no system
+     * call), like c->started; the loop's cached time is wall time, and stale
+     * by a loop turn for the short requests the histogram is about */
+    int64_t us = us_since(&c->started);
+    count_request(c, us);
+    access_log(c, us);
     c->resp_active = 0;
     c->served++;
     /* a response whose head went out without Connection: close never
@@ -210,6 +271,7 @@ static void up_head(void *arg, int status, const ups_hdrs_t *h, int framing, uin
         close = 1;
     ups_build_response_head(c->out, status, h, c->rl_headers && c->rl_headers[0] ? c->rl_headers : NULL, cframing, clen,
                             close);
+    log_upstream_done(c, 1);
     if (close)
         c->close_after = 1;
     c->status = status;
@@ -247,7 +309,8 @@ static void up_fail(void *arg, enum pc_err e, const char *msg)
 {
     gw_conn_t *c = arg;
     const char *srv = ups_exchange_server(c->x);
-    CLOG(c, PC_WARN, "upstream %s: %s (request_id=%s)", srv, msg, c->request_id);
+    log_upstream_done(c, 0);
+    CLOG_EV(c, PC_WARN, "upstream_error", "upstream %s: %s (request_id=%s)", srv, msg, c->request_id);
     ups_exchange_free(c->x);
     c->x = NULL;
     if (c->resp_head_sent) {
@@ -541,11 +604,11 @@ static int names_refused(gw_conn_t *c)
     if (!r)
         return 0;
     if (r == UPS_NAME_EMPTY) {
-        CLOG(c, PC_INFO, "empty header name refused");
+        CLOG_EV(c, PC_INFO, "request_refused", "empty header name refused");
         return stop(c, PC_E_BAD_HEADER_NAME, NULL);
     }
     uint32_t n = h->h[bad].name.len;
-    CLOG(c, PC_INFO, "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
+    CLOG_EV(c, PC_INFO, "request_refused", "header name \"%.*s\" refused", (int)(n > 100 ? 100 : n), ups_str(h, h->h[bad].name));
     if (r == UPS_NAME_COLLISION)
         return stop(c, PC_E_HEADER_NAME_COLLISION, NULL);
     return stop(c, PC_E_UNDERSCORE_IN_HEADER, NULL);
@@ -669,7 +732,7 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
 {
     (void)hd;
     if (cert_expired(c)) {
-        CLOG(c, PC_INFO, "request refused: certificate serial=%s expired at %s (request_id=%s)",
+        CLOG_EV(c, PC_INFO, "request_refused", "request refused: certificate serial=%s expired at %s (request_id=%s)",
              c->id->serial, c->id->not_after, c->request_id);
         respond_error(c, PC_E_CERTIFICATE_EXPIRED, NULL, 1, NULL);
         return HPE_PAUSED;
@@ -681,7 +744,7 @@ static int stage_cert(gw_conn_t *c, head_t *hd)
             if (!c->revoked)
                 pc_count(CONN_REVOKED);   /* it closes after this answer */
             c->revoked = 1;
-            CLOG(c, PC_INFO, "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
+            CLOG_EV(c, PC_INFO, "request_refused", "request refused: certificate serial=%s revoked (request_id=%s)", c->id->serial,
                  c->request_id);
             respond_error(c, PC_E_CERTIFICATE_REVOKED, NULL, 1, NULL);
             return HPE_PAUSED;
@@ -720,7 +783,7 @@ static int stage_policy(gw_conn_t *c, head_t *hd)
               ai >= 0 ? h->h[ai].value.len : 0, ups_hdrs_count(h, "authorization"), &v);
     if (v.err != PC_E_NONE) {
         const char *code = pc_err_code(v.err);
-        CLOG(c, PC_INFO, "refused %s: %s (request_id=%s)", code, v.message, c->request_id);
+        CLOG_EV(c, PC_INFO, "request_refused", "refused %s: %s (request_id=%s)", code, v.message, c->request_id);
         char chal[200];
         int bare = v.err == PC_E_MISSING_TOKEN;
         if (v.bearer_challenge)
@@ -818,6 +881,7 @@ int gw_conn_forward(gw_conn_t *c)
     c->x = ups_exchange_start(gw_wgen_pool(c->wg), c->route->upstream, head, has_body, p->method == HTTP_HEAD,
                               &up_ops, c);
     evbuffer_free(head);
+    log_upstream_sent(c);
     if (!c->x)
         return stop(c, PC_E_OUT_OF_MEMORY, NULL);
     if (c->expect_continue && has_body)
@@ -864,6 +928,7 @@ void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra
         evbuffer_add(c->out, json, blen);
     c->status = status;
     c->resp_head_sent = 1;
+    c->resp_bytes += blen;
     finish_response(c);
     gw_conn_kick(c);   /* never re-entered from inside gw_conn_io */
 }
@@ -1021,7 +1086,7 @@ void gw_req_parse(gw_conn_t *c, const char *data, size_t n, int from_in)
     /* a protocol error, or a limit a callback enforced */
     enum pc_err err = c->err != PC_E_NONE ? c->err : PC_E_BAD_REQUEST;
     const char *msg = c->err_msg ? c->err_msg : pc_err_message(err);
-    CLOG(c, PC_INFO, "refused %s: %s (%s)", pc_err_code(err), msg,
+    CLOG_EV(c, PC_INFO, "request_refused", "refused %s: %s (%s)", pc_err_code(err), msg,
          c->err != PC_E_NONE ? "limit" : llhttp_get_error_reason(&c->parser));
     gw_req_abort(c, err, msg);
 }

@@ -183,7 +183,7 @@ gw_gen_t *gw_proc_publish(gw_proc_t *p, gw_gen_t *gen)
     pthread_mutex_unlock(&p->mu);
     /* the newest sizes; a verify cache that cannot grow keeps its size */
     if (tls_store_configure(p->store, gen->cfg) < 0)
-        pc_log(PC_WARN, NULL, "tls.verify_cache: out of memory for %u entries; keeping the "
+        pc_log_ev(PC_WARN, "config_warning", NULL, "tls.verify_cache: out of memory for %u entries; keeping the "
                "previous size", gen->cfg->tls.verify_cache_size);
     return old;
 }
@@ -691,7 +691,7 @@ static void issuance_setup(gw_gen_t *g, cfg_errors_t *errs)
             !(g->play_keys[i] = pol_play_keys_load(&pl->play, err, sizeof err)))
             gw_errors_add(errs, "%s: %s", g->cfg->path, err);
         if (pl->provider == CFG_ATTEST_NONE)
-            pc_log(PC_WARN, NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
+            pc_log_ev(PC_WARN, "config_warning", NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
                    "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
                    pl->name);
     }
@@ -767,6 +767,8 @@ static void restart_only(const cfg_t *run, const cfg_t *next, cfg_errors_t *errs
     char a[32], b[32], x[300], y[300];
     restart_key(errs, f, "workers", run->workers != next->workers, num(a, sizeof a, (uint64_t)run->workers),
                 num(b, sizeof b, (uint64_t)next->workers));
+    restart_key(errs, f, "logging.buffer", run->logging.buffer != next->logging.buffer,
+                num(a, sizeof a, run->logging.buffer), num(b, sizeof b, next->logging.buffer));
     const cfg_redis_t *r = &run->redis, *n = &next->redis;
     snprintf(x, sizeof x, "%s:%d", r->host, r->port);
     snprintf(y, sizeof y, "%s:%d", n->host, n->port);
@@ -882,6 +884,8 @@ gw_gen_t *gw_gen_build(gw_proc_t *p, const char *path, cfg_errors_t *errs)
     collect_files(g);   /* before the loaders read them: a change meanwhile shows next time */
     if (p && p->boot)
         restart_only(p->boot, cfg, errs);
+    else if (p)   /* the start: what the build logs is in the configured format */
+        pc_log_setup(cfg->logging.level, cfg->logging.format);
     char err[512];
     if (errs->n == before && !(g->tls = tls_ctx_new(cfg, p ? p->store : NULL, err, sizeof(err))))
         gw_errors_add(errs, "%s: %s", path, err);

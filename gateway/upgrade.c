@@ -156,7 +156,7 @@ static void session_end(gw_upgrade_server_t *s)
 
 static void session_refuse(gw_upgrade_server_t *s, const char *why)
 {
-    pc_log(PC_WARN, NULL, "upgrade: refused the handover to pid %ld: %s; this process keeps "
+    pc_log_ev(PC_WARN, "upgrade", NULL, "upgrade: refused the handover to pid %ld: %s; this process keeps "
            "serving", (long)s->sess->pid, why);
     int fd = s->sess->fd;
     s->sess->fd = -1;
@@ -212,7 +212,7 @@ static void session_send(gw_upgrade_server_t *s)
         session_refuse(s, "sending END failed");
         return;
     }
-    pc_log(PC_INFO, NULL, "upgrade: %zu listening sockets sent to pid %ld; waiting for it to "
+    pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: %zu listening sockets sent to pid %ld; waiting for it to "
            "serve", x->total, (long)x->pid);
     x->state = S_READY;
     arm_timer(x, READY_TIMEOUT_MS);
@@ -240,12 +240,12 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_ready_msg(gw_upgrade_server_t *s, uint32_t pid)
 {
     session_t *x = s->sess;
-    pc_log(PC_INFO, NULL, "upgrade: pid %lu serves on every listener now; draining as on "
+    pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: pid %lu serves on every listener now; draining as on "
            "SIGTERM", (unsigned long)pid);
     stop_listening(s);   /* the new process binds the upgrade socket after DONE */
     s->ready(s->arg, (pid_t)pid);
     if (send_simple(x->fd, GW_UPGRADE_DONE, (uint32_t)getpid(), MSG_DONTWAIT) < 0)
-        pc_log(PC_WARN, NULL, "upgrade: could not confirm to pid %lu: %s", (unsigned long)pid,
+        pc_log_ev(PC_WARN, "upgrade", NULL, "upgrade: could not confirm to pid %lu: %s", (unsigned long)pid,
                strerror(errno));
     session_end(s);
 }
@@ -260,7 +260,7 @@ static void on_session_read(evutil_socket_t fd, short what, void *arg)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
-        pc_log(x->state == S_HELLO ? PC_WARN : PC_ERR, NULL, "upgrade: pid %ld went away before "
+        pc_log_ev(x->state == S_HELLO ? PC_WARN : PC_ERR, "upgrade", NULL, "upgrade: pid %ld went away before "
                "it was ready (%s); this process keeps serving", (long)x->pid,
                n < 0 ? strerror(errno) : "connection closed");
         session_end(s);
@@ -286,7 +286,7 @@ static void on_session_read(evutil_socket_t fd, short what, void *arg)
             session_refuse(s, "no listening socket to hand over (shutting down?)");
             return;
         }
-        pc_log(PC_INFO, NULL, "upgrade: pid %ld asks for the listening sockets", (long)x->pid);
+        pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: pid %ld asks for the listening sockets", (long)x->pid);
         session_send(s);
     } else if (x->state == S_READY && type == GW_UPGRADE_READY) {
         on_ready_msg(s, m.value);
@@ -305,14 +305,14 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     pid_t pid = 0;
     uid_t uid = (uid_t)-1;
     if (!peer_allowed(fd, &pid, &uid)) {
-        pc_log(PC_WARN, NULL, "upgrade: refused a peer on %s (pid %ld, uid %ld): only uid %ld "
+        pc_log_ev(PC_WARN, "upgrade", NULL, "upgrade: refused a peer on %s (pid %ld, uid %ld): only uid %ld "
                "or root may take over this gateway", s->addr, (long)pid, (long)uid,
                (long)geteuid());
         refuse_close(fd, "refused: not the gateway's uid");
         return;
     }
     if (s->sess) {
-        pc_log(PC_WARN, NULL, "upgrade: refused pid %ld: a handover to pid %ld is in progress",
+        pc_log_ev(PC_WARN, "upgrade", NULL, "upgrade: refused pid %ld: a handover to pid %ld is in progress",
                (long)pid, (long)s->sess->pid);
         refuse_close(fd, "another upgrade is in progress");
         return;
@@ -332,7 +332,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         } else {
             close(fd);
         }
-        pc_log(PC_ERR, NULL, "upgrade: out of memory for a handover");
+        pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: out of memory for a handover");
         return;
     }
     s->sess = x;
@@ -555,12 +555,12 @@ gw_upgrade_client_t *gw_upgrade_fetch(const char *addr, gw_proc_t *proc, const c
         }
         got++;
         if (gw_proc_adopt(proc, cfg, fd, why, sizeof why) < 0)
-            pc_log(PC_INFO, NULL, "upgrade: listener %.*s of the running gateway: %s; closed (it "
+            pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: listener %.*s of the running gateway: %s; closed (it "
                    "stops when the old process drains)", (int)m.textlen, m.text, why);
         else
             adopted++;
     }
-    pc_log(PC_INFO, NULL, "upgrade: received %zu listening sockets from pid %ld (%zu on this "
+    pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: received %zu listening sockets from pid %ld (%zu on this "
            "configuration's listeners)", got, (long)pid, adopted);
     return c;
 }

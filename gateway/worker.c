@@ -54,7 +54,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
-            pc_log(PC_ERR, NULL, "accept: %s", strerror(errno));
+            pc_log_ev(PC_ERR, "accept_error", NULL, "accept: %s", strerror(errno));
             return;   /* EMFILE and friends: the next event retries */
         }
         int counted = 0;
@@ -62,7 +62,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             counted = pol_connlimit_acquire(wg->gen->connlimit, &cfg->connection_limits, &peer, mono_us());
             if (counted < 0) {
                 /* before any TLS work: a flood from one address costs an accept and a close */
-                pc_log(PC_DEBUG, NULL, "connection refused by connection_limits (%s)",
+                pc_log_ev(PC_DEBUG, "connection_refused", NULL, "connection refused by connection_limits (%s)",
                        counted == -1 ? "per_ip_rate" : "per_ip_concurrent");
                 pc_count1(CONN_REFUSED, counted == -1 ? PC_REFUSE_PER_IP_RATE
                                                       : PC_REFUSE_PER_IP_CONCURRENCY);
@@ -75,7 +75,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             __atomic_sub_fetch(nconns, 1, __ATOMIC_RELAXED);
             if (counted)
                 pol_connlimit_release(wg->gen->connlimit, &peer);
-            pc_log(PC_WARN, NULL, "max_connections (%u) reached; connection refused",
+            pc_log_ev(PC_WARN, "connection_refused", NULL, "max_connections (%u) reached; connection refused",
                    cfg->limits.max_connections);
             pc_count1(CONN_REFUSED, PC_REFUSE_MAX_CONNECTIONS);
             close(fd);
@@ -106,7 +106,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     (void)what;
     gw_wgen_t *wg = arg;
     if (!wg->retiring)
-        pc_log(PC_INFO, NULL, "worker %d: reload grace over for generation %llu: closing its %zu "
+        pc_log_ev(PC_INFO, "reload_grace_over", NULL, "worker %d: reload grace over for generation %llu: closing its %zu "
                "connections between requests", wg->w->id, (unsigned long long)wg->gen->number,
                wg->nconns);
     wg->retiring = 1;
@@ -234,7 +234,7 @@ fail:
 static void worker_redis(gw_worker_t *w, const cfg_t *cfg)
 {
     if (!w->redis && needs_redis(cfg) && !(w->redis = pol_redis_new(w->base, &gw_proc_boot(w->proc)->redis)))
-        pc_log(PC_ERR, NULL, "worker %d: out of memory for the Redis connection", w->id);
+        pc_log_ev(PC_ERR, "out_of_memory", NULL, "worker %d: out of memory for the Redis connection", w->id);
 }
 
 /* The main thread published a new generation: new connections get it. */
@@ -252,7 +252,7 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     }
     gw_wgen_t *wg = wgen_new(w, gen);
     if (!wg || listeners_sync(w, gen) < 0) {
-        pc_log(PC_ERR, NULL, "worker %d: out of memory switching to generation %llu; new "
+        pc_log_ev(PC_ERR, "out_of_memory", NULL, "worker %d: out of memory switching to generation %llu; new "
                "connections stay on generation %llu", w->id, (unsigned long long)gen->number,
                (unsigned long long)w->cur->gen->number);
         if (wg)
@@ -354,7 +354,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw_worker_t *w = arg;
-    pc_log(PC_WARN, NULL, "worker %d: drain timeout; closing %zu connections", w->id, w->nconns);
+    pc_log_ev(PC_WARN, "drain_timeout", NULL, "worker %d: drain timeout; closing %zu connections", w->id, w->nconns);
     event_base_loopbreak(w->base);
 }
 

@@ -318,7 +318,7 @@ static int usable_entry(pol_revsync_t *s, const char *text, size_t len, int is_m
         return 0;   /* a lift of an entry that can match nothing is harmless */
     bad_example(ex, text, len, r < 0 ? err : why);
     if (!quiet)
-        pc_log(PC_ERR, "action=revocation-sync", "unusable revocation %s \"%s\" (%s %s): %s; %s",
+        pc_log_ev(PC_ERR, "revocation_sync", "action=revocation-sync", "unusable revocation %s \"%s\" (%s %s): %s; %s",
            is_msg ? "message" : "entry", ex->entry, is_msg ? "channel" : "set",
            is_msg ? s->cfg->revocation.channel : s->cfg->revocation.key, ex->problem,
            r < 0 ? "it revokes nothing" : "it is kept, and applies if a reload adds that class");
@@ -361,11 +361,11 @@ static void report_lifts(pol_revsync_t *s, size_t n)
     for (size_t i = 0; i < named; i++) {
         pol_rev_key_t k = pol_rev_key(s->lifted[i], strlen(s->lifted[i]));
         if (pol_mirror_contains(s->m, &k))
-            pc_log(PC_WARN, "action=revocation-sync", "lift of %s: the set %s still holds "
+            pc_log_ev(PC_WARN, "revocation_sync", "action=revocation-sync", "lift of %s: the set %s still holds "
                    "it in another spelling, so it stays revoked (list the set and lift the "
                    "member shown)", s->lifted[i], s->cfg->revocation.key);
         else
-            pc_log(PC_INFO, "action=revocation-sync", "lifted %s", s->lifted[i]);
+            pc_log_ev(PC_INFO, "revocation_sync", "action=revocation-sync", "lifted %s", s->lifted[i]);
     }
     memmove(s->lifted, s->lifted + named, (LIFTS_NAMED - named) * sizeof s->lifted[0]);
     s->nlifted -= n;
@@ -384,7 +384,7 @@ static void apply(pol_revsync_t *s, const char *msg, size_t len)
             return;   /* malformed: nothing to keep */
     }
     if (!add) {
-        pc_log(PC_INFO, "action=revocation-sync", "lift of %s announced: re-reading the set",
+        pc_log_ev(PC_INFO, "revocation_sync", "action=revocation-sync", "lift of %s announced: re-reading the set",
                canon);
         request_lift(s, canon);
         return;
@@ -394,7 +394,7 @@ static void apply(pol_revsync_t *s, const char *msg, size_t len)
     int r = rt_add(&s->m->t, &k);
     pthread_rwlock_unlock(&s->m->lock);
     if (r < 0)
-        pc_log(PC_ERR, "action=revocation-sync", "out of memory adding %s", canon);
+        pc_log_ev(PC_ERR, "revocation_sync", "action=revocation-sync", "out of memory adding %s", canon);
     if (s->loading) {   /* replayed onto the new table when the load ends */
         pending_t *p = calloc(1, sizeof(*p));
         if (p) {
@@ -406,7 +406,7 @@ static void apply(pol_revsync_t *s, const char *msg, size_t len)
             s->load_bad++;
         }
     }
-    pc_log(PC_INFO, "action=revocation-sync", "revoked %s", canon);
+    pc_log_ev(PC_INFO, "revocation_sync", "action=revocation-sync", "revoked %s", canon);
     changed(s);
 }
 
@@ -421,7 +421,7 @@ static void on_sub_msg(redisAsyncContext *ac, void *r, void *priv)
     const char *kind = rep->element[0]->str;
     if (strcmp(kind, "subscribe") == 0) {
         s->subscribed = 1;
-        pc_log(PC_INFO, "action=revocation-sync", "subscribed to %s", s->cfg->revocation.channel);
+        pc_log_ev(PC_INFO, "revocation_sync", "action=revocation-sync", "subscribed to %s", s->cfg->revocation.channel);
         if (s->cmd_ready)
             connected(s);
     } else if (strcmp(kind, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
@@ -474,11 +474,11 @@ static void finish_load(pol_revsync_t *s)
     const char *was = m->state;
     set_state(m, "current");
     event_del(s->stale_timer);
-    pc_log(strcmp(was, "current") ? PC_INFO : PC_DEBUG, "action=revocation-sync",
+    pc_log_ev(strcmp(was, "current") ? PC_INFO : PC_DEBUG, "revocation_sync", "action=revocation-sync",
            "revocation mirror current: %zu entries loaded in %.1f ms (%zu KiB)", n, ms,
            m->t.cap * sizeof(pol_rev_key_t) / 1024);
     if (s->load_unusable)
-        pc_log(PC_ERR, "action=revocation-sync",
+        pc_log_ev(PC_ERR, "revocation_sync", "action=revocation-sync",
                "revocation set %s holds %zu unusable entries that revoke nothing (see /admin/health)",
                s->cfg->revocation.key, s->load_unusable);
     s->backoff_ms = 0;
@@ -513,7 +513,7 @@ static void on_sscan(redisAsyncContext *ac, void *r, void *priv)
         pol_mirror_bad_t ex;
         if (it->type != REDIS_REPLY_STRING) {
             bad_example(&ex, "", 0, "set member is not a string");
-            pc_log(PC_ERR, "action=revocation-sync", "unusable revocation entry in set %s: not a string",
+            pc_log_ev(PC_ERR, "revocation_sync", "action=revocation-sync", "unusable revocation entry in set %s: not a string",
                    s->cfg->revocation.key);
         }
         int u = it->type != REDIS_REPLY_STRING
@@ -589,7 +589,7 @@ static void on_stale_limit(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     pol_revsync_t *s = arg;
-    pc_log(PC_ERR, "action=revocation-sync",
+    pc_log_ev(PC_ERR, "revocation_sync", "action=revocation-sync",
            "revocation mirror older than max_staleness: failing closed (new handshakes refused)");
     changed(s);
 }
@@ -730,10 +730,10 @@ static void sync_fail(pol_revsync_t *s, const char *why)
     const cfg_revocation_t *rc = &s->cfg->revocation;
     if (was_current || (was_loading && s->backoff_ms == 0)) {
         if (rc->fail_closed || !s->m->ever_synced)
-            pc_log(PC_ERR, "action=revocation-sync",
+            pc_log_ev(PC_ERR, "revocation_sync", "action=revocation-sync",
                    "Redis unavailable (%s): revocation mirror not current; failing closed (new handshakes refused)", why);
         else
-            pc_log(PC_WARN, "action=revocation-sync",
+            pc_log_ev(PC_WARN, "revocation_sync", "action=revocation-sync",
                    "Redis unavailable (%s): serving the last revocation mirror for up to %llu ms", why,
                    (unsigned long long)rc->max_staleness_ms);
         if (!rc->fail_closed && s->m->ever_synced) {
@@ -742,7 +742,7 @@ static void sync_fail(pol_revsync_t *s, const char *why)
         }
         changed(s);
     } else {
-        pc_log(PC_DEBUG, "action=revocation-sync", "Redis still unavailable: %s", why);
+        pc_log_ev(PC_DEBUG, "revocation_sync", "action=revocation-sync", "Redis still unavailable: %s", why);
     }
     /* exponential backoff, 100 ms .. 5 s, plus up to half of it at random
      * from the OpenSSL RNG (seeded per process: rand() was not, so a fleet
@@ -793,7 +793,7 @@ pol_revsync_t *pol_revsync_start(struct event_base *base, const cfg_t *cfg, pol_
         pol_revsync_stop(s);
         return NULL;
     }
-    pc_log(PC_INFO, "action=revocation-sync", "revocation set %s on redis %s:%d db %d; on_redis_unavailable: %s",
+    pc_log_ev(PC_INFO, "revocation_sync", "action=revocation-sync", "revocation set %s on redis %s:%d db %d; on_redis_unavailable: %s",
            cfg->revocation.key, cfg->redis.host, cfg->redis.port, cfg->redis.db,
            cfg->revocation.fail_closed ? "fail_closed" : "serve_stale");
     sync_connect(s);

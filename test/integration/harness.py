@@ -526,7 +526,24 @@ class Gateway:
         return [ln for ln in data.decode("utf-8", "replace").splitlines()
                 if _SANITIZER_RE.search(ln)]
 
+    def settle_log(self, quiet=0.03, limit=0.15):
+        """Waits (at most limit seconds) until the log file stopped growing for
+        quiet seconds: the gateway writes its lines from a writer thread, so a
+        line about what just happened may land a moment after the response."""
+        deadline = time.monotonic() + limit * TIME_FACTOR
+        last = -1
+        while time.monotonic() < deadline:
+            try:
+                size = os.path.getsize(self.log_path)
+            except OSError:
+                return
+            if size == last:
+                return
+            last = size
+            time.sleep(quiet)
+
     def log_tail(self, n=20, joined=False):
+        self.settle_log()
         try:
             with open(self.log_path, "rb") as f:
                 lines = f.read().decode("utf-8", "replace").splitlines()[-n:]

@@ -281,13 +281,17 @@ class ReloadGateway:
     # -- SIGHUP and the log -----------------------------------------------
 
     def log_text(self):
+        self.gw.settle_log()
         with open(self.gw.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
     def log_size(self):
+        self.gw.settle_log()
         return os.path.getsize(self.gw.log_path)
 
-    def log_since(self, offset):
+    def log_since(self, offset, settle=True):
+        if settle:
+            self.gw.settle_log()
         with open(self.gw.log_path, "rb") as f:
             f.seek(offset)
             return f.read().decode("utf-8", "replace")
@@ -299,7 +303,7 @@ class ReloadGateway:
         found = []
 
         def look():
-            for line in self.log_since(offset).splitlines():
+            for line in self.log_since(offset, settle=False).splitlines():
                 if rx.search(line):
                     found.append(line)
                     return True

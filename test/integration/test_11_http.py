@@ -460,4 +460,5 @@ def _(env):
         check(not any(k in obj for k in ("for", "request", "response")),
               "words of a value became members: %s" % short(ln, 300))
     check("waiting for request" in actions, "no action 'waiting for request' in %r" % actions)
-    check("sending response" in actions, "no action 'sending response' in %r" % actions)
+    check(any('"event":"access"' in ln and '"path":"/json-log"' in ln for ln in lines),
+          "no access line for /json-log")

@@ -756,7 +756,8 @@ def _(env):
         # its access-log line (written when it completes) comes after
         log = rg.log_since(off).splitlines()
         grace_at = [i for i, ln in enumerate(log) if "reload grace over for generation 1" in ln]
-        done_at = [i for i, ln in enumerate(log) if "GET /api/download?bytes=%d 200" % size in ln]
+        done_at = [i for i, ln in enumerate(log) if "event=access" in ln and " method=GET path=/api/download " in ln
+                   and " status=200 " in ln and " response_bytes=%d " % size in ln]
         check(grace_at and done_at and done_at[0] > grace_at[0],
               "test precondition: the download completed before the grace ended (log: %s)"
               % short(" | ".join(log), 600))

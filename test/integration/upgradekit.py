@@ -81,7 +81,7 @@ def wait_log(gw, text, timeout):
     """Waits until gw's log has a line containing text; True if it came."""
     deadline = time.monotonic() + timeout * TIME_FACTOR
     while time.monotonic() < deadline:
-        if any(text in ln for ln in gw.log_tail(400)):
+        if any(text in ln for ln in gw.log_tail(100000)):
             return True
         if not gw.alive():
             return False

@@ -531,7 +531,7 @@ static void test_defaults(const char *pki, const char *tmp)
                   ad->max_body_bytes == 65536,
               "default admin (disabled)", "enabled=%d", ad->enabled);
         check(cfg->logging.level == CFG_LOG_INFO && cfg->logging.format == CFG_LOG_TEXT &&
-                  cfg->logging.access == 1,
+                  cfg->logging.access == 1 && cfg->logging.buffer == 256 * 1024 && !cfg->logging.file,
               "default logging", "level=%d", cfg->logging.level);
     }
     cfg_free(cfg);
@@ -587,7 +587,7 @@ static const char full_yaml[] =
     "revocation: {key: \"rev:set\", channel: rev-chan, resync_interval: 1s,\n"
     "             on_redis_unavailable: serve_stale, max_staleness: 1h}\n"
     "admin: {listen: \"[::1]:9555\", token_env: ADMIN_TOK, max_body_bytes: 1k}\n"
-    "logging: {level: debug, format: json, access: false}\n";
+    "logging: {level: debug, format: json, access: false, buffer: 1m, file: /tmp/pc-cfg-test.log}\n";
 
 static void test_full(const char *pki, const char *tmp)
 {
@@ -651,7 +651,8 @@ static void test_full(const char *pki, const char *tmp)
                   !strcmp(cfg->admin.token_env, "ADMIN_TOK") && cfg->admin.max_body_bytes == 1024,
               "admin settings", "enabled=%d", cfg->admin.enabled);
         check(cfg->logging.level == CFG_LOG_DEBUG && cfg->logging.format == CFG_LOG_JSON &&
-                  cfg->logging.access == 0,
+                  cfg->logging.access == 0 && cfg->logging.buffer == 1024 * 1024 &&
+                  cfg->logging.file && !strcmp(cfg->logging.file, "/tmp/pc-cfg-test.log"),
               "logging settings", "level=%d", cfg->logging.level);
     }
     cfg_free(cfg);
