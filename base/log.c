@@ -49,11 +49,35 @@ int pc_log_enabled(int level)
 
 /* Appends the JSON string body of s[0..n) (n = (size_t)-1: up to its NUL)
  * to b while its length stays below stop. */
+/* Length of the well-formed UTF-8 sequence at s (at most n bytes): 1..4,
+ * or 0 (a stray continuation byte, an overlong form, a surrogate, a code
+ * point past U+10FFFF, a cut sequence). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t k = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+             : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (!k || k > n)
+        return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||   /* overlong, surrogate */
+        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))     /* overlong, > U+10FFFF */
+        return 0;
+    return k;
+}
+
+/* Appends s[0..n) (or up to its NUL) as a JSON string body while the line
+ * stays below stop: '"', '\\' and control bytes escaped, well-formed UTF-8
+ * kept, every other byte written as U+FFFD, so the line is valid JSON. */
 static void json_esc(pc_logb_t *b, const char *s, size_t n, size_t stop)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n && s[i] && b->len + 7 < stop; i++) {
-        unsigned char c = (unsigned char)s[i];
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n && u[i] && b->len + 7 < stop;) {
+        unsigned char c = u[i];
+        size_t k = c < 0x80 ? 1 : utf8_seq(u + i, strnlen(s + i, n - i));
         if (c == '"' || c == '\\') {
             b->buf[b->len++] = '\\';
             b->buf[b->len++] = (char)c;
@@ -62,9 +86,16 @@ static void json_esc(pc_logb_t *b, const char *s, size_t n, size_t stop)
             b->buf[b->len + 4] = hex[c >> 4];
             b->buf[b->len + 5] = hex[c & 15];
             b->len += 6;
+        } else if (k) {
+            memcpy(b->buf + b->len, s + i, k);   /* k <= 4 < the 7 bytes of room */
+            b->len += k;
+            i += k;
+            continue;
         } else {
-            b->buf[b->len++] = (char)c;
+            memcpy(b->buf + b->len, "\\ufffd", 6);
+            b->len += 6;
         }
+        i++;
     }
 }
 
@@ -264,9 +295,10 @@ void pc_logb_ctx(pc_logb_t *b, const char *ctx)
 {
     if (!b->on || !ctx || !*ctx)
         return;
-    if (!b->json) {   /* text: the context as written */
+    if (!b->json) {   /* text: the context as written, control bytes as spaces (one line) */
         put(b, " ", field_stop(b));
-        put(b, ctx, field_stop(b));
+        for (const char *p = ctx; *p && b->len + 1 < field_stop(b); p++)
+            b->buf[b->len++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
         return;
     }
     const char *p = ctx;
@@ -311,8 +343,8 @@ static void logb_vend(pc_logb_t *b, const char *fmt, va_list ap)
         }
         b->buf[b->len++] = '}';
     } else if (msg[0]) {
-        for (char *p = msg; *p; p++)   /* one event, one line */
-            if (*p == '\n' || *p == '\r')
+        for (char *p = msg; *p; p++)   /* one event, one line, no terminal escapes */
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 *p = ' ';
         put(b, " ", cap - 2);
         put(b, msg, cap - 2);
