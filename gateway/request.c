@@ -143,10 +143,16 @@ static void access_fields(gw_conn_t *c, pc_logb_t *b, int64_t us)
     unsigned port = c->peer_addr.ss_family == AF_INET6
                         ? ntohs(((const struct sockaddr_in6 *)&c->peer_addr)->sin6_port)
                         : ntohs(((const struct sockaddr_in *)&c->peer_addr)->sin_port);
+    /* the path without its query (it may carry credentials); a target not
+     * in origin form (e.g. http://user:pass@host/, refused) is not logged */
     const char *target = c->hdrs.first.len ? ups_str(&c->hdrs, c->hdrs.first) : NULL;
-    size_t plen = target ? strcspn(target, "?") : 0;
-    if (target && plen > c->hdrs.first.len)
-        plen = c->hdrs.first.len;
+    size_t plen = 0;
+    if (target && (target[0] == '/' || (c->hdrs.first.len == 1 && target[0] == '*'))) {
+        const char *q = memchr(target, '?', c->hdrs.first.len);   /* the head is not NUL-terminated */
+        plen = q ? (size_t)(q - target) : c->hdrs.first.len;
+    } else {
+        target = NULL;
+    }
     pc_logb_str(b, "request_id", c->request_id[0] ? c->request_id : NULL);
     char cid[24];   /* a string, as in the connection's other lines */
     snprintf(cid, sizeof cid, "%llu", (unsigned long long)c->cid);
