@@ -189,7 +189,7 @@ unsigned pc_metrics_intern(enum pc_dyn dyn, const char *name)
     pthread_mutex_lock(&mx_mu);
     if (dyn_names[dyn]) {
         unsigned i;
-        for (i = 2; i < dyn_count[dyn]; i++)
+        for (i = 0; i < dyn_count[dyn]; i++)   /* a name "_none" or "_other" is that series */
             if (strncmp(dyn_names[dyn][i], name, NAME_MAX_LEN - 1) == 0)
                 break;
         if (i < dyn_count[dyn]) {

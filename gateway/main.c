@@ -756,7 +756,8 @@ static int run(const char *path, int upgrade)
                 pc_log_ev(PC_ERR, "upgrade_socket", NULL, "%s; a later --upgrade cannot take over this process", err);
             upc = NULL;
         }
-        gw_proc_set_phase(proc, GW_PHASE_SERVING);   /* /readyz: every worker accepts */
+        if (rc == 0)   /* a refused takeover drains at once: never ready */
+            gw_proc_set_phase(proc, GW_PHASE_SERVING);   /* /readyz: every worker accepts */
         int sig = serve(&ctl, path, &sigs);
         gw_proc_set_phase(proc, GW_PHASE_DRAINING);
         refuse_reloads(&ctl);

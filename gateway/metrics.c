@@ -69,8 +69,8 @@ static void render_revocation(gw_proc_t *p, pc_buf_t *out)
           "Changes applied to the revocation mirror since the start.",
           (double)pol_mirror_generation(m));
     double stale = st.staleness_s;
-    if (strcmp(st.state, "loading") == 0 && stale == 0.0) {
-        /* never loaded: not current since the start */
+    if (strcmp(st.state, "loading") == 0) {
+        /* never loaded (the mirror says "loading" only then): not current since the start */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         stale = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - gw_proc_started(p);

@@ -46,6 +46,9 @@ static void test_intern(void)
     unsigned b = pc_metrics_intern(PC_DYN_ROUTE, "issuance");
     CHECK(a >= 2 && b == a + 1, "names get ids after _none and _other");
     CHECK(pc_metrics_intern(PC_DYN_ROUTE, "api") == a, "a name keeps its id (a reload re-interns)");
+    CHECK(pc_metrics_intern(PC_DYN_ROUTE, "_none") == PC_ID_NONE &&
+          pc_metrics_intern(PC_DYN_ROUTE, "_other") == PC_ID_OTHER,
+          "a configured \"_none\" or \"_other\" is that series, never a second one of the same labels");
     CHECK(pc_metrics_intern(PC_DYN_ROUTE, "") == PC_ID_NONE &&
           pc_metrics_intern(PC_DYN_ROUTE, NULL) == PC_ID_NONE, "no name is _none");
     unsigned last = 0;
