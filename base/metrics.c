@@ -118,11 +118,22 @@ static const family_t families[] = {
 #undef PC_MF
 };
 
+/* A zeroed block on cache lines of its own: no two threads' counters ever
+ * share a line (adjacent heap chunks could). */
+static uint64_t *block_new(void)
+{
+    size_t bytes = (PC_M__SLOTS * sizeof(uint64_t) + 63) & ~(size_t)63;
+    uint64_t *b = aligned_alloc(64, bytes);
+    if (b)
+        memset(b, 0, bytes);
+    return b;
+}
+
 void pc_metrics_init(void)
 {
     pthread_mutex_lock(&mx_mu);
     if (!shared) {
-        shared = calloc(PC_M__SLOTS, sizeof(uint64_t));
+        shared = block_new();
         for (int d = 0; d < PC_DYN__N; d++) {
             dyn_names[d] = calloc(dyn_cap[d], NAME_MAX_LEN);
             if (dyn_names[d]) {
@@ -158,7 +169,7 @@ int pc_metrics_thread_attach(void)
 {
     if (pc_mx_block)
         return 0;
-    uint64_t *b = calloc(PC_M__SLOTS, sizeof(uint64_t));
+    uint64_t *b = block_new();
     if (!b)
         return -1;
     pthread_mutex_lock(&mx_mu);
