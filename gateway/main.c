@@ -52,7 +52,7 @@ static void usage(FILE *f)
             "                   only if all of it is valid (else logged, and the running\n"
             "                   configuration keeps serving); see docs/operations.md\n"
             "  SIGUSR1          reopen logging.file by its name (after logrotate\n"
-            "                   renamed it)\n"
+            "                   renamed it); --check and the commands ignore it\n"
             "\n"
             "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
             "problem; 2 usage or configuration error (what --check reports);\n"
