@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -325,11 +326,10 @@ void pc_logb_ctx(pc_logb_t *b, const char *ctx)
 
 static void emit(const char *line, size_t n);
 
+/* Adds the message and the line's end to b (which must be on). */
 __attribute__((format(printf, 2, 0)))
-static void logb_vend(pc_logb_t *b, const char *fmt, va_list ap)
+static void logb_close(pc_logb_t *b, const char *fmt, va_list ap)
 {
-    if (!b->on)
-        return;
     char msg[2048];
     msg[0] = '\0';
     if (fmt)
@@ -350,8 +350,26 @@ static void logb_vend(pc_logb_t *b, const char *fmt, va_list ap)
         put(b, msg, cap - 2);
     }
     b->buf[b->len++] = '\n';
-    emit(b->buf, b->len);
     b->on = 0;
+}
+
+__attribute__((format(printf, 2, 0)))
+static void logb_vend(pc_logb_t *b, const char *fmt, va_list ap)
+{
+    if (!b->on)
+        return;
+    logb_close(b, fmt, ap);
+    emit(b->buf, b->len);
+}
+
+/* logb_close with variadic arguments. */
+__attribute__((format(printf, 2, 3)))
+static void logb_close_f(pc_logb_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    logb_close(b, fmt, ap);
+    va_end(ap);
 }
 
 void pc_logb_end(pc_logb_t *b, const char *fmt, ...)
@@ -464,7 +482,8 @@ void pc_log_config_error(int level, const char *prefix, const char *err)
 
 /* The destination: out_fd (stderr, or the file out_path). While the
  * writer runs it alone writes to out_fd; a new fd is handed to it in
- * pending_fd and it closes the old one. Everything here under out_mu. */
+ * pending_fd and it adopts it (closing the old one). Everything here under
+ * out_mu. */
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static int out_fd = STDERR_FILENO;
 static char *out_path;
@@ -472,28 +491,44 @@ static int pending_fd = -1;
 static int writer_on;       /* the writer owns out_fd */
 static int abandoned;       /* the writer was left blocked at the stop: lines are dropped */
 
+/* What the writes to out_fd left behind. Touched only by the thread that
+ * writes: the writer while it runs, else whoever holds out_mu. */
+static int mid_line;              /* a failed write stopped inside a line */
+static uint64_t lost_unreported;  /* lines lost to failed writes, not yet reported */
+static int lost_errno;            /* the error of the last failed write */
+static int64_t reported_at = -1;  /* CLOCK_MONOTONIC ms of the last report, -1: none */
+static uint64_t write_lost;       /* lines ever lost to failed writes (atomic) */
+
+/* At most one line about lines lost to failed writes this often. */
+#define LOST_REPORT_EVERY_S 60
+
 static void close_dest(int fd)
 {
     if (fd >= 0 && fd != STDERR_FILENO)
         close(fd);
 }
 
-/* Writes all of iov (blocking; waits for a non-blocking fd). Errors other
- * than EINTR/EAGAIN lose the bytes: there is nowhere to say so. */
-static void write_all(int fd, struct iovec *iov, int cnt)
+/* Writes all of iov (blocking; waits for a non-blocking fd; iov is
+ * consumed). Returns the bytes written: all of them with *err 0, or fewer
+ * with *err the error that stopped it (ENOSPC, EIO, EPIPE, ...). */
+static size_t write_all(int fd, struct iovec *iov, int cnt, int *err)
 {
+    size_t done = 0;
+    *err = 0;
     while (cnt > 0) {
         ssize_t w = writev(fd, iov, cnt);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                struct pollfd pf = {.fd = fd, .events = POLLOUT};
-                poll(&pf, 1, 1000);
-                continue;
-            }
-            return;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN) {
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            poll(&pf, 1, 1000);
+            continue;
         }
+        if (w <= 0) {   /* 0 for a non-empty write: nothing will ever go */
+            *err = w < 0 ? errno : EIO;
+            return done;
+        }
+        done += (size_t)w;
         size_t left = (size_t)w;
         while (cnt > 0 && left >= iov->iov_len) {
             left -= iov->iov_len;
@@ -505,6 +540,91 @@ static void write_all(int fd, struct iovec *iov, int cnt)
             iov->iov_len -= left;
         }
     }
+    return done;
+}
+
+/* In the bytes of v[0..cnt) from offset from on: the number of '\n'
+ * (nl), and whether the byte before from is one (*at_end; 1 for from 0). */
+static size_t newlines_from(const struct iovec *v, int cnt, size_t from, int *at_end)
+{
+    size_t nl = 0, off = 0;
+    *at_end = 1;
+    for (int i = 0; i < cnt; off += v[i].iov_len, i++) {
+        const char *p = v[i].iov_base;
+        for (size_t k = 0; k < v[i].iov_len; k++) {
+            if (off + k >= from)
+                nl += p[k] == '\n';
+            else if (off + k + 1 == from)
+                *at_end = p[k] == '\n';
+        }
+    }
+    return nl;
+}
+
+/* Writes whole lines (v holds complete lines), ending first a line a
+ * failed write left cut. Returns 0; or -1 when a write failed: every line
+ * not written whole is counted as lost (LOG_DROPPED), and a cut one is
+ * ended by the next write. */
+static int put_lines(int fd, const struct iovec *v, int cnt)
+{
+    struct iovec iov[4];
+    int n = 0;
+    size_t pre = mid_line ? 1 : 0;
+    if (pre)
+        iov[n++] = (struct iovec){(void *)"\n", 1};
+    for (int i = 0; i < cnt && n < 4; i++)
+        iov[n++] = v[i];
+    int err;
+    size_t w = write_all(fd, iov, n, &err);
+    if (!err) {
+        mid_line = 0;
+        return 0;
+    }
+    int at_end = 1;
+    size_t lost = newlines_from(v, cnt, w > pre ? w - pre : 0, &at_end);
+    if (w >= pre)
+        mid_line = !at_end;   /* else still cut, and cut again */
+    lost_unreported += lost;
+    lost_errno = err;
+    __atomic_fetch_add(&write_lost, lost, __ATOMIC_RELAXED);
+    pc_mx_add(PC_M_LOG_DROPPED, lost);
+    return -1;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Once writes work again: one line saying how many were lost, at most
+ * every LOST_REPORT_EVERY_S (the lines lost in between are in the next). */
+static void report_lost(int fd)
+{
+    int64_t now = mono_ms();
+    if (reported_at >= 0 && now - reported_at < LOST_REPORT_EVERY_S * 1000)
+        return;
+    uint64_t n = lost_unreported;
+    pc_logb_t b;
+    if (pc_logb_begin(&b, PC_ERR, "log_write_failed")) {
+        pc_logb_uint(&b, "lines_lost", n);
+        pc_logb_str(&b, "error", strerror(lost_errno));
+        logb_close_f(&b, "%llu log lines lost: writing the log failed (%s); they are counted in "
+                     "portcullis_log_lines_dropped_total", (unsigned long long)n, strerror(lost_errno));
+        struct iovec v = {b.buf, b.len};
+        if (put_lines(fd, &v, 1) < 0)
+            return;
+    }
+    lost_unreported -= n;
+    reported_at = now;
+}
+
+/* Writes whole lines to fd (the writer, or a holder of out_mu). */
+static void write_lines(int fd, const struct iovec *v, int cnt)
+{
+    if (put_lines(fd, v, cnt) == 0 && lost_unreported)
+        report_lost(fd);
 }
 
 static void wake_writer(void);
@@ -527,6 +647,7 @@ static int set_dest(int fd, const char *path, char *err, size_t errlen)
     } else {
         old = out_fd;
         out_fd = fd;
+        mid_line = 0;       /* a cut line stays in the old destination */
     }
     pthread_mutex_unlock(&out_mu);
     close_dest(old);
@@ -548,7 +669,7 @@ int pc_log_file(const char *path, char *err, size_t errlen)
     int same = (!path && !out_path) || (path && out_path && strcmp(path, out_path) == 0);
     pthread_mutex_unlock(&out_mu);
     if (same)
-        return 0;
+        return 1;
     int fd = STDERR_FILENO;
     if (path && (fd = open_log(path, err, errlen)) < 0)
         return -1;
@@ -569,17 +690,6 @@ int pc_log_reopen(char *err, size_t errlen)
     return fd < 0 ? -1 : set_dest(fd, path, err, errlen);
 }
 
-/* A line written by the thread that logs (no writer running). */
-static void write_sync(const char *line, size_t n)
-{
-    struct iovec iov = {(void *)line, n};
-    pthread_mutex_lock(&out_mu);
-    int fd = out_fd;
-    if (!abandoned)
-        write_all(fd, &iov, 1);
-    pthread_mutex_unlock(&out_mu);
-}
-
 /* ================================================================ rings */
 
 typedef struct ring {
@@ -588,6 +698,7 @@ typedef struct ring {
     struct ring *next;          /* the list: pushed by producers under reg_mu */
     int dead;                   /* its thread exited: the writer frees it once empty */
     _Alignas(64) uint64_t head; /* bytes appended (producer) */
+    int busy;                   /* the producer is appending (see ring_put) */
     uint64_t dropped;           /* lines dropped (producer writes, anyone reads) */
     _Alignas(64) uint64_t tail; /* bytes written out (writer) */
 } ring_t;
@@ -596,7 +707,7 @@ static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;  /* the list */
 static pthread_mutex_t life_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop (never held by the writer) */
 static ring_t *rings;
 static size_t ring_cap;
-static int async_on;            /* producers use their rings */
+static int async_on;            /* producers use their rings; changed under out_mu */
 static int stop_asked;
 static int sleeping;            /* the writer is about to wait, or waits, on wake_fd */
 static int wake_fd = -1;
@@ -667,32 +778,63 @@ static void count_drop(ring_t *r)
     pc_count(LOG_DROPPED);
 }
 
-/* Appends one whole line to the calling thread's ring, or drops it. */
-static void ring_put(const char *line, size_t n)
+/* Appends one whole line to the calling thread's ring, or drops it;
+ * returns 1, or 0 when the rings are off (the caller writes the line).
+ * busy is set before async_on is read, and pc_log_stop clears async_on
+ * before it waits for busy to clear: either the line is in the ring
+ * before the stop's last drain, or this thread sees the rings off. */
+static int ring_put(const char *line, size_t n)
 {
     ring_t *r = my_ring();
     if (!r) {
         count_drop(NULL);
-        return;
+        return 1;
+    }
+    __atomic_store_n(&r->busy, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&async_on, __ATOMIC_SEQ_CST)) {
+        __atomic_store_n(&r->busy, 0, __ATOMIC_RELEASE);
+        return 0;
     }
     uint64_t h = r->head, t = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
     if (r->cap - (size_t)(h - t) < n) {
         count_drop(r);
-        return;
+    } else {
+        size_t off = (size_t)(h % r->cap), first = r->cap - off < n ? r->cap - off : n;
+        memcpy(r->buf + off, line, first);
+        memcpy(r->buf, line + first, n - first);
+        __atomic_store_n(&r->head, h + n, __ATOMIC_SEQ_CST);
     }
-    size_t off = (size_t)(h % r->cap), first = r->cap - off < n ? r->cap - off : n;
-    memcpy(r->buf + off, line, first);
-    memcpy(r->buf, line + first, n - first);
-    __atomic_store_n(&r->head, h + n, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&r->busy, 0, __ATOMIC_RELEASE);
     wake_writer();
+    return 1;
+}
+
+/* A line written by the thread that logs (no writer running); returns 0
+ * when the writer started meanwhile (the line goes to the ring). Under
+ * out_mu, so it never interleaves with another write. */
+static int write_sync(const char *line, size_t n)
+{
+    pthread_mutex_lock(&out_mu);
+    if (__atomic_load_n(&async_on, __ATOMIC_SEQ_CST)) {
+        pthread_mutex_unlock(&out_mu);
+        return 0;
+    }
+    if (abandoned) {   /* the writer still blocks on the destination: never wait for it */
+        count_drop(NULL);
+    } else {
+        struct iovec iov = {(void *)line, n};
+        write_lines(out_fd, &iov, 1);
+    }
+    pthread_mutex_unlock(&out_mu);
+    return 1;
 }
 
 static void emit(const char *line, size_t n)
 {
-    if (__atomic_load_n(&async_on, __ATOMIC_ACQUIRE))
-        ring_put(line, n);
-    else
-        write_sync(line, n);
+    for (;;) {
+        if (__atomic_load_n(&async_on, __ATOMIC_SEQ_CST) ? ring_put(line, n) : write_sync(line, n))
+            return;
+    }
 }
 
 /* Writes what r holds to fd; returns the bytes written. Writer only (or
@@ -705,7 +847,7 @@ static size_t ring_drain(ring_t *r, int fd)
     size_t n = (size_t)(h - t), off = (size_t)(t % r->cap);
     size_t first = r->cap - off < n ? r->cap - off : n;
     struct iovec iov[2] = {{r->buf + off, first}, {r->buf, n - first}};
-    write_all(fd, iov, n > first ? 2 : 1);
+    write_lines(fd, iov, n > first ? 2 : 1);
     __atomic_store_n(&r->tail, h, __ATOMIC_RELEASE);
     return n;
 }
@@ -719,6 +861,7 @@ static int writer_fd(void)
         old = out_fd;
         out_fd = pending_fd;
         pending_fd = -1;
+        mid_line = 0;   /* a cut line stays in the old destination */
     }
     int fd = out_fd;
     pthread_mutex_unlock(&out_mu);
@@ -812,7 +955,12 @@ int pc_log_start(size_t buffer_bytes)
 {
     pthread_mutex_lock(&life_mu);
     int rc = 0;
-    if (!__atomic_load_n(&async_on, __ATOMIC_RELAXED)) {
+    pthread_mutex_lock(&out_mu);
+    int gone = abandoned;   /* a writer still blocks on the old destination */
+    pthread_mutex_unlock(&out_mu);
+    if (gone) {
+        rc = -1;
+    } else if (!__atomic_load_n(&async_on, __ATOMIC_RELAXED)) {
         ring_cap = buffer_bytes < PC_LOG_BUFFER_MIN ? PC_LOG_BUFFER_MIN
                    : buffer_bytes > PC_LOG_BUFFER_MAX ? PC_LOG_BUFFER_MAX : buffer_bytes;
         __atomic_store_n(&stop_asked, 0, __ATOMIC_SEQ_CST);
@@ -826,17 +974,31 @@ int pc_log_start(size_t buffer_bytes)
         pthread_sigmask(SIG_SETMASK, &all, &old);
         int made = wake_fd >= 0 && pthread_create(&writer, NULL, writer_main, NULL) == 0;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (!made) {
-            pthread_mutex_lock(&out_mu);
+        pthread_mutex_lock(&out_mu);   /* no synchronous write is under way from here on */
+        if (made)
+            __atomic_store_n(&async_on, 1, __ATOMIC_SEQ_CST);
+        else
             writer_on = 0;
-            pthread_mutex_unlock(&out_mu);
-            rc = -1;
-        } else {
-            __atomic_store_n(&async_on, 1, __ATOMIC_RELEASE);
-        }
+        pthread_mutex_unlock(&out_mu);
+        rc = made ? 0 : -1;
     }
     pthread_mutex_unlock(&life_mu);
     return rc;
+}
+
+/* Waits (at most LATE_WAIT_MS) until no thread is inside ring_put: an
+ * append that saw the rings on is then complete. Under reg_mu: a ring
+ * registered later belongs to a thread that will see them off. */
+#define LATE_WAIT_MS 200
+
+static void wait_appends(void)
+{
+    int64_t t0 = mono_ms();
+    pthread_mutex_lock(&reg_mu);
+    for (ring_t *r = rings; r; r = r->next)
+        while (__atomic_load_n(&r->busy, __ATOMIC_SEQ_CST) && mono_ms() - t0 < LATE_WAIT_MS)
+            sched_yield();
+    pthread_mutex_unlock(&reg_mu);
 }
 
 void pc_log_stop(unsigned wait_ms)
@@ -859,30 +1021,33 @@ void pc_log_stop(unsigned wait_ms)
         dl.tv_nsec -= 1000000000L;
     }
     int joined = pthread_timedjoin_np(writer, NULL, &dl) == 0;
-    __atomic_store_n(&async_on, 0, __ATOMIC_RELEASE);
+    /* Under out_mu from the switch to the end of the last drain: a thread
+     * that sees the rings off writes its line after that drain, never
+     * interleaved with it. */
     pthread_mutex_lock(&out_mu);
+    __atomic_store_n(&async_on, 0, __ATOMIC_SEQ_CST);
     if (joined) {
         writer_on = 0;
         if (pending_fd >= 0) {
             close_dest(out_fd);
             out_fd = pending_fd;
             pending_fd = -1;
+            mid_line = 0;
         }
+        wait_appends();   /* lines appended while the writer finished, or during the switch */
+        int dead;
+        drain_all(out_fd, &dead);
     } else {
         abandoned = 1;   /* the destination does not take lines: do not hang the exit on it */
     }
-    int fd = out_fd;
     pthread_mutex_unlock(&out_mu);
-    if (joined) {   /* lines a thread appended while the writer finished */
-        int dead;
-        drain_all(fd, &dead);
-    }
     pthread_mutex_unlock(&life_mu);
 }
 
 uint64_t pc_log_dropped(void)
 {
-    uint64_t n = __atomic_load_n(&dropped_other, __ATOMIC_RELAXED);
+    uint64_t n = __atomic_load_n(&dropped_other, __ATOMIC_RELAXED) +
+                 __atomic_load_n(&write_lost, __ATOMIC_RELAXED);
     pthread_mutex_lock(&reg_mu);
     for (ring_t *r = rings; r; r = r->next)
         n += __atomic_load_n(&r->dropped, __ATOMIC_RELAXED);

@@ -13,7 +13,13 @@
  * A line that does not fit in its thread's ring is dropped and counted
  * (portcullis_log_lines_dropped_total). Before pc_log_start and after
  * pc_log_stop lines are written synchronously, so startup and shutdown
- * errors are never lost. */
+ * errors are never lost.
+ *
+ * A write the destination fails (ENOSPC, EIO, EPIPE, ...) loses its lines:
+ * each is counted in the same metric, a line it cut is ended by the next
+ * write (so the others still parse one per line), and once writing works
+ * again one line (event log_write_failed, at most once a minute) says how
+ * many were lost and why. */
 #ifndef PORTCULLIS_LOG_H
 #define PORTCULLIS_LOG_H
 
@@ -77,8 +83,9 @@ int pc_log_split_error(const char *s, size_t *filen, unsigned long *line, unsign
 
 /* ---- where lines go ----
  * pc_log_file: path NULL: stderr; else the file, opened O_WRONLY|O_APPEND|
- * O_CREAT, mode 0640. Returns 0 (also when path is the current one: nothing
- * changes), or -1 with err set and the current destination kept.
+ * O_CREAT, mode 0640. Returns 0, 1 when path is the current one (nothing
+ * changes; pc_log_reopen opens it again), or -1 with err set and the
+ * current destination kept.
  * pc_log_reopen: the current file opened again by its name (SIGUSR1, after
  * logrotate renamed it); 0 on success, 1 with stderr (nothing to reopen),
  * -1 with err set (the old file stays in use). Both may be called from any
@@ -90,10 +97,15 @@ int pc_log_reopen(char *err, size_t errlen);
  * ring of buffer_bytes. Returns 0, or -1 (lines stay synchronous). */
 int pc_log_start(size_t buffer_bytes);
 /* Drains every ring (waiting at most wait_ms for a stalled destination),
- * stops the writer; lines are synchronous again. */
+ * stops the writer; lines are synchronous again. A line logged during the
+ * stop is written (after the last drain) or counted as dropped. When the
+ * destination did not take the lines within wait_ms, the writer is left
+ * blocked on it and later lines are dropped and counted (the exit never
+ * waits for it); pc_log_start then refuses (-1). */
 void pc_log_stop(unsigned wait_ms);
-/* Lines dropped since the start because a ring was full (also counted in
- * the metric LOG_DROPPED). */
+/* Lines lost since the start: dropped because a ring was full (or after
+ * an abandoned stop), or lost to a failed write; also counted in the
+ * metric LOG_DROPPED. */
 uint64_t pc_log_dropped(void);
 
 #endif

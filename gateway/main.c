@@ -52,7 +52,7 @@ static void usage(FILE *f)
             "                   only if all of it is valid (else logged, and the running\n"
             "                   configuration keeps serving); see docs/operations.md\n"
             "  SIGUSR1          reopen logging.file by its name (after logrotate\n"
-            "                   renamed it)\n"
+            "                   renamed it); --check and the commands ignore it\n"
             "\n"
             "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
             "problem; 2 usage or configuration error (what --check reports);\n"
@@ -400,11 +400,16 @@ static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors
 }
 
 /* Lines go to the configuration's logging.file (stderr without one): a
- * reload may name another file; one that cannot be opened refuses it. */
+ * reload may name another file; one that cannot be opened refuses it. The
+ * same file is opened again by its name (as on SIGUSR1, after a manual
+ * rotation); if that fails the reload goes on with the file in use. */
 static int switch_log_file(const cfg_t *cfg, cfg_errors_t *errs)
 {
     char err[600];
-    if (pc_log_file(cfg->logging.file, err, sizeof err) == 0)
+    int r = pc_log_file(cfg->logging.file, err, sizeof err);
+    if (r == 1 && cfg->logging.file && pc_log_reopen(err, sizeof err) < 0)
+        pc_log_ev(PC_ERR, "log_reopen_failed", NULL, "reload: %s; still writing to the previous file", err);
+    if (r >= 0)
         return 0;
     gw_errors_add(errs, "%s: logging.file: %s", cfg->path, err);
     return -1;
@@ -792,8 +797,34 @@ static int run(const char *path, int upgrade)
     return rc;
 }
 
+/* SIGHUP and SIGUSR1 from the first instruction on wait blocked, so one
+ * that arrives while the gateway starts (building the configuration, an
+ * upgrade's fetch, binding) never ends it: serve() takes them from its
+ * signalfd. A check or a CLI command has no log file to reopen and
+ * ignores SIGUSR1 (logrotate may signal every process of that name);
+ * SIGHUP is its default again (a closed terminal ends it). */
+static void hold_signals(void)
+{
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGHUP);
+    sigaddset(&held, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &held, NULL);
+}
+
+static void one_shot_signals(void)
+{
+    signal(SIGUSR1, SIG_IGN);   /* discards one already pending */
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGHUP);
+    sigaddset(&held, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &held, NULL);
+}
+
 int main(int argc, char **argv)
 {
+    hold_signals();
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 't'},
@@ -802,8 +833,10 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    if (argc > 1 && gw_cli_is_command(argv[1]))
+    if (argc > 1 && gw_cli_is_command(argv[1])) {
+        one_shot_signals();
         return gw_cli_main(argv[1], argc - 1, argv + 1);
+    }
     const char *path = NULL;
     int check = 0, upgrade = 0, o;
     while ((o = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
@@ -822,6 +855,7 @@ int main(int argc, char **argv)
     }
 
     if (check) {
+        one_shot_signals();
         cfg_errors_t errs = {0};
         gw_gen_t *g = gw_gen_build(NULL, path, &errs);
         print_errors(&errs);
@@ -831,6 +865,7 @@ int main(int argc, char **argv)
         gw_gen_release(g);
         return g ? 0 : 2;
     }
+    signal(SIGPIPE, SIG_IGN);   /* a log line to a closed pipe at the start fails, not the process */
     pc_metrics_init();
     int rc = run(path, upgrade);
     pc_log_stop(LOG_STOP_WAIT_MS);   /* what is buffered is written before the exit */

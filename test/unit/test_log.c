@@ -5,6 +5,9 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <regex.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,7 +346,7 @@ static void test_writer(const char *dir)
     cur = slurp(path);
     CHECK(strstr(cur, "sync line") != NULL && count_lines(cur) == 1, "a synchronous line in the new file");
     free(cur);
-    CHECK(pc_log_file(path, err, sizeof err) == 0, "the same file again: nothing changes");
+    CHECK(pc_log_file(path, err, sizeof err) == 1, "the same file again: nothing changes, 1 says so");
     char bad[600];
     snprintf(bad, sizeof bad, "%s/no/such/dir/x.log", dir);
     CHECK(pc_log_file(bad, err, sizeof err) == -1 && strstr(err, "cannot open log file") &&
@@ -413,9 +416,224 @@ static void test_stalled(void)
     took = now_ms() - t0;
     CHECK(took >= 250 && took < 1500, "the stop waits its bound for a stalled destination, no more");
     t0 = now_ms();
+    d0 = pc_log_dropped();
+    m0 = pc_metrics_read(PC_M_LOG_DROPPED);
     for (int i = 0; i < 1000; i++)
         pc_log(PC_INFO, NULL, "after an abandoned stop");
     CHECK(now_ms() - t0 < 1000, "lines after an abandoned stop do not hang the exit");
+    CHECK(pc_log_dropped() - d0 == 1000 && pc_metrics_read(PC_M_LOG_DROPPED) - m0 == 1000,
+          "lines discarded after an abandoned stop are counted as dropped");
+    CHECK(pc_log_start(16 * 1024) == -1, "no second writer while the first still blocks");
+}
+
+
+/* ---- failed writes ---- */
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void set_fsize(rlim_t cur)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    rl.rlim_cur = cur;
+    setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+/* Lines of s (split at '\n'; a last one without '\n' too) into v (at most
+ * max); returns how many. s is modified. */
+static int split_lines(char *s, char **v, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *ln = strtok_r(s, "\n", &save); ln && n < max; ln = strtok_r(NULL, "\n", &save))
+        v[n++] = ln;
+    return n;
+}
+
+static int is_msg(const char *ln, const char *msg)
+{
+    json_t *j = json_loads(ln, 0, NULL);
+    int ok = j && field(j, "msg") && strcmp(field(j, "msg"), msg) == 0;
+    json_decref(j);
+    return ok;
+}
+
+/* The lost-lines report in ln: its lines_lost, or -1 when ln is not one. */
+static long long report_in(const char *ln, const char *error)
+{
+    json_t *j = json_loads(ln, 0, NULL);
+    long long n = -1;
+    if (j && field(j, "event") && strcmp(field(j, "event"), "log_write_failed") == 0 &&
+        field(j, "error") && strcmp(field(j, "error"), error) == 0 && field(j, "level") &&
+        strcmp(field(j, "level"), "error") == 0)
+        n = json_integer_value(json_object_get(j, "lines_lost"));
+    json_decref(j);
+    return n;
+}
+
+#define PAD "................................................................................"
+
+/* A file that takes 1.5 more lines (RLIMIT_FSIZE: a short write, then
+ * EFBIG): the lines not written whole are counted as dropped, the cut one
+ * is ended before the next line, and one line reports the loss. */
+static void test_cut_line(const char *dir, int async)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/cut-%d.log", dir, async);
+    CHECK(pc_log_file(path, err, sizeof err) == 0, "a fresh log file");
+    if (async)
+        CHECK(pc_log_start(64 * 1024) == 0, "writer started");
+    pc_log_ev(PC_INFO, "w", NULL, "line F %s", PAD);
+    if (async)
+        pc_log_stop(5000), pc_log_start(64 * 1024);   /* written */
+    long l = file_size(path);   /* every line has this length: same fields, fixed-width time */
+    uint64_t d0 = pc_log_dropped(), m0 = pc_metrics_read(PC_M_LOG_DROPPED);
+    set_fsize((rlim_t)(2 * l + l / 2));
+    for (int i = 0; i < 4; i++)
+        pc_log_ev(PC_INFO, "w", NULL, "line %d %s", i, PAD);
+    if (async)
+        pc_log_stop(5000);
+    CHECK(file_size(path) == 2 * l + l / 2, "the file holds what fitted, a line cut");
+    set_fsize(RLIM_INFINITY);
+    if (async)
+        pc_log_start(64 * 1024);
+    pc_log_ev(PC_INFO, "w", NULL, "after");
+    if (async)
+        pc_log_stop(5000);
+    CHECK(pc_log_dropped() - d0 == 3, "the three lines not written whole are counted as lost");
+    CHECK(pc_metrics_read(PC_M_LOG_DROPPED) - m0 == 3, "and in LOG_DROPPED");
+    char *s = slurp(path), *v[16];
+    int n = split_lines(s, v, 16);
+    char want[256];
+    snprintf(want, sizeof want, "line 0 %s", PAD);
+    int cut = n >= 3 && strncmp(v[2], "{\"time\":", 8) == 0 && !json_loads(v[2], 0, NULL) &&
+              (long)strlen(v[2]) == l / 2;
+    CHECK(n >= 4 && is_msg(v[0], "line F " PAD) && is_msg(v[1], want) && cut && is_msg(v[3], "after"),
+          "the cut line ends where the next line starts: that one parses on its own line");
+    if (!async)
+        CHECK(n == 5 && report_in(v[4], "File too large") == 3,
+              "once writing works again one line says how many were lost and why");
+    else
+        CHECK(n == 4, "no second report within the minute");
+    free(s);
+}
+
+/* Destinations that take nothing: /dev/full (ENOSPC), a pipe nobody will
+ * ever read (EPIPE). Every line is counted as lost, nothing blocks. */
+static void test_refused(const char *dir)
+{
+    char err[256], path[600];
+    uint64_t d0 = pc_log_dropped();
+    CHECK(pc_log_file("/dev/full", err, sizeof err) == 0, "/dev/full as the log file");
+    CHECK(pc_log_start(64 * 1024) == 0, "writer started");
+    for (int i = 0; i < 50; i++)
+        pc_log_ev(PC_INFO, "w", NULL, "to a full disk %d", i);
+    pc_log_stop(5000);
+    for (int i = 0; i < 10; i++)
+        pc_log_ev(PC_INFO, "w", NULL, "synchronously to a full disk %d", i);
+    CHECK(pc_log_dropped() - d0 == 60, "ENOSPC: every line counted as lost");
+
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    snprintf(path, sizeof path, "/proc/self/fd/%d", p[1]);
+    CHECK(pc_log_file(path, err, sizeof err) == 0, "a pipe as the log file");
+    close(p[1]);
+    close(p[0]);   /* nobody reads: EPIPE */
+    d0 = pc_log_dropped();
+    CHECK(pc_log_start(64 * 1024) == 0, "writer started");
+    for (int i = 0; i < 50; i++)
+        pc_log_ev(PC_INFO, "w", NULL, "to a closed pipe %d", i);
+    pc_log_stop(5000);
+    pc_log_ev(PC_INFO, "w", NULL, "synchronously to a closed pipe");
+    CHECK(pc_log_dropped() - d0 == 51, "EPIPE: every line counted as lost");
+    snprintf(path, sizeof path, "%s/refused.log", dir);
+    CHECK(pc_log_file(path, err, sizeof err) == 0, "a file again");
+    pc_log_ev(PC_INFO, "w", NULL, "written again");
+    char *s = slurp(path);
+    CHECK(strcmp(s, "") != 0 && is_msg(strtok(s, "\n"), "written again") && count_lines(s) <= 2,
+          "lines are written again, the first one whole");
+    free(s);
+}
+
+/* ---- the stop while threads log ---- */
+
+#define RACERS 3
+
+typedef struct {
+    int id;
+    int run;
+    long n;
+} racer_t;
+
+static void *racer(void *arg)
+{
+    racer_t *r = arg;
+    struct timespec pause = {0, 20 * 1000};
+    while (__atomic_load_n(&r->run, __ATOMIC_RELAXED)) {
+        for (int k = 0; k < 8; k++)
+            pc_log_ev(PC_INFO, "race", NULL, "t=%d i=%ld", r->id, r->n++);
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
+
+/* Threads keep logging while the writer starts and stops, again and
+ * again: each thread's lines stay whole and in order (a line appended
+ * during the stop is written before the thread's next, synchronous, one),
+ * and every line is written or counted as dropped. */
+static void test_stop_race(const char *dir)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/race.log", dir);
+    CHECK(pc_log_file(path, err, sizeof err) == 0, "a fresh log file");
+    uint64_t d0 = pc_log_dropped();
+    racer_t rs[RACERS];
+    pthread_t th[RACERS];
+    for (int t = 0; t < RACERS; t++) {
+        rs[t] = (racer_t){.id = t, .run = 1};
+        pthread_create(&th[t], NULL, racer, &rs[t]);
+    }
+    for (int k = 0; k < 400; k++) {
+        pc_log_start(256 * 1024);
+        struct timespec d = {0, 200 * 1000};
+        nanosleep(&d, NULL);
+        pc_log_stop(5000);
+        nanosleep(&d, NULL);
+    }
+    long total = 0;
+    for (int t = 0; t < RACERS; t++) {
+        __atomic_store_n(&rs[t].run, 0, __ATOMIC_RELAXED);
+        pthread_join(th[t], NULL);
+        total += rs[t].n;
+    }
+    uint64_t dropped = pc_log_dropped() - d0;
+    char *s = slurp(path);
+    long next[RACERS] = {0}, lines = 0, bad = 0, order = 0;
+    char *save = NULL;
+    for (char *ln = strtok_r(s, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+        json_t *j = json_loads(ln, 0, NULL);
+        int t;
+        long i;
+        const char *m = field(j, "msg");
+        if (m && sscanf(m, "t=%d i=%ld", &t, &i) == 2 && t >= 0 && t < RACERS) {
+            lines++;
+            order += i < next[t];
+            next[t] = i + 1;
+        } else {
+            bad++;
+        }
+        json_decref(j);
+    }
+    free(s);
+    printf("# %ld lines logged, %ld written, %llu dropped, %ld out of order, %ld not whole\n", total, lines,
+           (unsigned long long)dropped, order, bad);
+    CHECK(bad == 0, "every line whole");
+    CHECK(order == 0, "each thread's lines in the order it logged them, across every stop");
+    CHECK(lines + (long)dropped == total, "every line written or counted as dropped");
 }
 
 static void test_more(void)
@@ -429,6 +647,12 @@ static void test_more(void)
         return;
     }
     test_writer(dir);
+    signal(SIGXFSZ, SIG_IGN);   /* a write past RLIMIT_FSIZE fails with EFBIG */
+    signal(SIGPIPE, SIG_IGN);
+    test_cut_line(dir, 0);
+    test_cut_line(dir, 1);
+    test_refused(dir);
+    test_stop_race(dir);
     test_stalled();   /* last: leaves the log abandoned */
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
