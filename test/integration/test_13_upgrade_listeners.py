@@ -298,3 +298,40 @@ def _(env):
     finally:
         for gw in gws:
             gw.stop(grace=5)
+
+
+@test("upgrade listeners: a new process that does not take over (its mirror cannot load) never "
+      "answers on the admin and metrics sockets it received; the old one keeps serving them",
+      timeout=60)
+def _(env):
+    cfg = config(env)
+    a = start(env, "ul-abort-a", cfg)
+    cfg_b = dict(cfg, redis=dict(cfg["redis"], address="127.0.0.1:%d" % free_port(),
+                                 connect_timeout="1s", command_timeout="1s"))
+    b = start(env, "ul-abort-b", cfg_b, upgrade=True)
+    try:
+        check(wait_log(b, "upgrade: took over the metrics listener", 10) and
+              wait_log(b, "upgrade: took over the admin listener", 1),
+              "B did not receive the listeners: %s" % b.log_tail(10, joined=True))
+        # B waits for its mirror now: it holds the sockets, but only A accepts on them
+        answers = set()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline and b.alive():
+            for port in (mport(cfg), aport(cfg)):
+                status, body, headers = readyz(port)
+                answers.add((port, status, json.dumps(body), headers.get("connection")))
+            time.sleep(0.02)
+        eq(answers, {(p, 200, json.dumps(READY[1]), None) for p in (mport(cfg), aport(cfg))},
+           "/readyz answers while B waits (B's would say starting)")
+        eq(b.proc.wait(timeout=30 * TIME_FACTOR), 1, "B's exit status")
+        b.expect_exit = True
+        check(wait_log(b, "upgrade: the revocation mirror could not be loaded", 1),
+              "B says why: %s" % b.log_tail(6, joined=True))
+        check(a.alive(), "A exited")
+        for port in (mport(cfg), aport(cfg)):
+            eq(readyz(port)[:2], READY, "/readyz on %d from A after B gave up" % port)
+        scrape_ok(mport(cfg))
+        scrape_ok(aport(cfg), ADMIN_TOKEN)
+    finally:
+        a.stop(grace=2)
+        b.stop(grace=2)
