@@ -28,7 +28,7 @@ def config(env, extra=None):
     """A configuration with a metrics and an admin listener."""
     over = {"metrics": {"address": "127.0.0.1:%d" % free_port()},
             "admin": {"listen": "127.0.0.1:%d" % free_port()},
-            "timeouts": {"drain_idle": "2s"}}
+            "timeouts": {"drain": "10s", "drain_idle": "5s"}}
     over.update(extra or {})
     return env.config(over)
 
@@ -177,6 +177,8 @@ def _(env):
                      Load(env, a.port, "keepalive", 4, 4.0, "ul")]
             try:
                 time.sleep(1.0)
+                # A's drain keeps it open until it has been idle for drain_idle
+                upstream_info(idle.request("GET", "/just-before-upgrade"), "A before the upgrade")
                 b = start(env, "ul-b", cfg, upgrade=True)
                 gws.append(b)
                 check(wait_log(b, "upgrade: the old process confirmed", 15),
