@@ -186,7 +186,8 @@ enum gw_http_kind { GW_HTTP_ADMIN = 0, GW_HTTP_METRICS = 1, GW_HTTP_KINDS = 2 };
 int gw_proc_adopt_http(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen);
 /* The socket adopted for kind (the caller's now), or -1: bind one. *deferred
  * is 1 under --upgrade: the listener must not accept before the takeover
- * (the old process serves until READY). Control thread, at the start. */
+ * (the old process serves until READY). Main thread, as the listener
+ * starts (before the control thread runs). */
 int gw_proc_take_http(gw_proc_t *p, int kind, int *deferred);
 /* The socket the listener of kind accepts on (its own; -1: none, or it
  * stopped), for gw_proc_sockets. */
