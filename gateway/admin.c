@@ -45,6 +45,8 @@ struct gw_admin {
     const cfg_t *cfg;              /* the process's: admin, redis, revocation (restart-only) */
     pol_mirror_t *mirror;
     struct evhttp *http;
+    struct evhttp_bound_socket *bound;   /* NULL once handed over */
+    int handed_over;               /* a new process serves the socket: close after each answer */
     gw_admin_reload_fn reload;     /* asks the main thread for a reload */
     void *reload_arg;
     struct evhttp_request *reload_req;   /* the POST /admin/reload waiting for its answer */
@@ -671,6 +673,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     gw_admin_t *a = arg;
     char peer[80];
     int given = 0;
+    if (a->handed_over)   /* the client's next connection reaches the new process */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     if (gw_health_path(req)) {   /* probes carry no token */
         gw_health_serve(a->proc, req, gw_health_path(req) == 2);
         return;
@@ -770,20 +774,10 @@ gw_admin_t *gw_admin_start(struct event_base *base, gw_proc_t *proc, char *err, 
         gw_admin_free(a);
         return NULL;
     }
-    struct evconnlistener *lev = evconnlistener_new_bind(
-        base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 64,
-        (const struct sockaddr *)&ac->listen.addr, (int)ac->listen.addrlen);
-    if (!lev) {
-        int e = EVUTIL_SOCKET_ERROR();
+    if (!(a->bound = gw_http_listen(base, a->http, proc, GW_HTTP_ADMIN, &ac->listen))) {
         snprintf(err, errlen, "admin listener not started: cannot listen on %s "
                  "(admin.listen): %s", ac->listen.text ? ac->listen.text : "?",
-                 evutil_socket_error_to_string(e));
-        gw_admin_free(a);
-        return NULL;
-    }
-    if (!evhttp_bind_listener(a->http, lev)) {
-        evconnlistener_free(lev);
-        snprintf(err, errlen, "admin listener not started: cannot attach the listener");
+                 strerror(errno));
         gw_admin_free(a);
         return NULL;
     }
@@ -798,10 +792,26 @@ gw_admin_t *gw_admin_start(struct event_base *base, gw_proc_t *proc, char *err, 
     return a;
 }
 
+void gw_admin_takeover(gw_admin_t *a)
+{
+    if (a)
+        gw_http_takeover(a->bound);
+}
+
+void gw_admin_handover(gw_admin_t *a)
+{
+    if (!a)
+        return;
+    a->handed_over = 1;
+    gw_http_handover(a->http, &a->bound, a->proc, GW_HTTP_ADMIN);
+}
+
 void gw_admin_free(gw_admin_t *a)
 {
     if (!a)
         return;
+    if (a->bound)
+        gw_proc_set_http_fd(a->proc, GW_HTTP_ADMIN, -1);
     pol_revstore_free(a->store);   /* drops callbacks: nothing touches the requests now */
     if (a->reload_req) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(a->reload_req);

@@ -63,6 +63,12 @@ gw_admin_t *gw_admin_start(struct event_base *base, gw_proc_t *proc, char *err, 
 typedef void (*gw_admin_reload_fn)(void *arg);
 void gw_admin_set_reload(gw_admin_t *a, gw_admin_reload_fn fn, void *arg);
 void gw_admin_reload_done(gw_admin_t *a, int status, const char *json);
+/* Binary upgrade: takeover starts accepting on a listener started under
+ * --upgrade (the new process serves now); handover (the old process, at
+ * READY) stops accepting for good and closes each connection after its next
+ * response (gw_metrics_http_takeover/handover). On the admin's thread. */
+void gw_admin_takeover(gw_admin_t *a);
+void gw_admin_handover(gw_admin_t *a);
 /* Closes the listener and drops requests still waiting for Redis. */
 void gw_admin_free(gw_admin_t *a);
 

@@ -551,9 +551,22 @@ static void control_start(control_t *ctl, const cfg_t *cfg, pol_mirror_t *mirror
  * every listener, so this one drains exactly as on SIGTERM. */
 static void on_upgrade_ready(void *arg, pid_t new_pid)
 {
-    (void)arg;
+    control_t *ctl = arg;
     (void)new_pid;
+    gw_admin_handover(ctl->admin);   /* the new process accepts on the same sockets */
+    gw_metrics_http_handover(ctl->metrics);
     kill(getpid(), SIGTERM);
+}
+
+/* --upgrade, once this process serves: its admin and metrics listeners
+ * start accepting (on the control thread, which owns them). */
+static void on_takeover(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    control_t *ctl = arg;
+    gw_admin_takeover(ctl->admin);
+    gw_metrics_http_takeover(ctl->metrics);
 }
 
 /* Ends the control thread, then what ran on it. */
@@ -750,8 +763,14 @@ static int run(const char *path, int upgrade)
             rc = 1;
             kill(getpid(), SIGTERM);
         }
+        if (rc == 0)   /* a refused takeover drains at once: never ready */
+            gw_proc_set_phase(proc, GW_PHASE_SERVING);   /* /readyz: every worker accepts */
         if (upc) {
             /* serving now: the old process may drain; then its upgrade socket is ours */
+            struct timeval now = {0, 0};
+            if (event_base_once(ctl.base, -1, EV_TIMEOUT, on_takeover, &ctl, &now) != 0)
+                pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: out of memory starting the admin and "
+                          "metrics listeners; they stay closed");
             if (gw_upgrade_ready(upc, err, sizeof err) < 0)
                 pc_log_ev(PC_ERR, "upgrade", NULL, "%s", err);
             else
@@ -761,8 +780,6 @@ static int run(const char *path, int upgrade)
                 pc_log_ev(PC_ERR, "upgrade_socket", NULL, "%s; a later --upgrade cannot take over this process", err);
             upc = NULL;
         }
-        if (rc == 0)   /* a refused takeover drains at once: never ready */
-            gw_proc_set_phase(proc, GW_PHASE_SERVING);   /* /readyz: every worker accepts */
         int sig = serve(&ctl, path, &sigs);
         gw_proc_set_phase(proc, GW_PHASE_DRAINING);
         refuse_reloads(&ctl);

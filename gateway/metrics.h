@@ -45,6 +45,27 @@ typedef struct gw_metrics_http gw_metrics_http_t;
 gw_metrics_http_t *gw_metrics_http_start(struct event_base *base, gw_proc_t *p, char *err,
                                          size_t errlen);
 void gw_metrics_http_free(gw_metrics_http_t *m);
+/* Binary upgrade (gateway/upgrade.h) while the metrics listener runs:
+ * takeover (the new process, once it serves) starts accepting on a listener
+ * started under --upgrade; handover (the old process, at READY) stops
+ * accepting for good (the new process holds the same socket) and closes each
+ * connection after its next response. On the base's thread. */
+void gw_metrics_http_takeover(gw_metrics_http_t *m);
+void gw_metrics_http_handover(gw_metrics_http_t *m);
+
+/* The listening socket of a plain-HTTP listener of kind (enum gw_http_kind)
+ * at a, attached to http: the one the previous process handed over
+ * (gw_proc_take_http), else a new one bound to a (SO_REUSEADDR only, so a
+ * live listener of another process there is refused). Under --upgrade it
+ * does not accept until gw_http_takeover. Registered with the process for
+ * the next handover. NULL with errno set (EADDRINUSE, ...). */
+struct evhttp_bound_socket *gw_http_listen(struct event_base *base, struct evhttp *http,
+                                           gw_proc_t *p, int kind, const cfg_addr_t *a);
+void gw_http_takeover(struct evhttp_bound_socket *b);
+/* Stops accepting on *b and closes this process's copy of its socket; *b
+ * becomes NULL. Connections already accepted go on. */
+void gw_http_handover(struct evhttp *http, struct evhttp_bound_socket **b, gw_proc_t *p, int kind);
+
 /* The metrics bearer token: NULL with *err empty when metrics.token_env is
  * unset (no token needed); NULL with a reason in err when it names an unset
  * or empty variable (the start and --check refuse that); else the token. */

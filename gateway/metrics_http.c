@@ -2,11 +2,13 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -19,6 +21,8 @@
 struct gw_metrics_http {
     gw_proc_t *proc;
     struct evhttp *http;
+    struct evhttp_bound_socket *bound;   /* NULL once handed over */
+    int handed_over;  /* a new process serves the socket: close after each answer */
     char *token;      /* NULL: /metrics needs none */
     size_t toklen;
 };
@@ -82,9 +86,68 @@ static int authorized(const gw_metrics_http_t *m, struct evhttp_request *req, in
     return n == m->toklen && CRYPTO_memcmp(h, m->token, n) == 0;
 }
 
+struct evhttp_bound_socket *gw_http_listen(struct event_base *base, struct evhttp *http,
+                                           gw_proc_t *p, int kind, const cfg_addr_t *a)
+{
+    int deferred = 0;
+    int fd = gw_proc_take_http(p, kind, &deferred);
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | (deferred ? LEV_OPT_DISABLED : 0);
+    /* backlog 0: a received socket listens already */
+    struct evconnlistener *lev =
+        fd >= 0 ? evconnlistener_new(base, NULL, NULL, flags, 0, fd)
+                : evconnlistener_new_bind(base, NULL, NULL, flags | LEV_OPT_REUSEABLE, 64,
+                                          (const struct sockaddr *)&a->addr, (int)a->addrlen);
+    if (!lev) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        errno = e;
+        return NULL;
+    }
+    struct evhttp_bound_socket *b = evhttp_bind_listener(http, lev);
+    if (!b) {
+        evconnlistener_free(lev);
+        errno = ENOMEM;
+        return NULL;
+    }
+    gw_proc_set_http_fd(p, kind, evconnlistener_get_fd(lev));
+    return b;
+}
+
+void gw_http_takeover(struct evhttp_bound_socket *b)
+{
+    if (b)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(b));
+}
+
+void gw_http_handover(struct evhttp *http, struct evhttp_bound_socket **b, gw_proc_t *p, int kind)
+{
+    if (!*b)
+        return;
+    gw_proc_set_http_fd(p, kind, -1);
+    evhttp_del_accept_socket(http, *b);   /* frees the listener: closes our copy */
+    *b = NULL;
+}
+
+void gw_metrics_http_takeover(gw_metrics_http_t *m)
+{
+    if (m)
+        gw_http_takeover(m->bound);
+}
+
+void gw_metrics_http_handover(gw_metrics_http_t *m)
+{
+    if (!m)
+        return;
+    m->handed_over = 1;
+    gw_http_handover(m->http, &m->bound, m->proc, GW_HTTP_METRICS);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     gw_metrics_http_t *m = arg;
+    if (m->handed_over)   /* the client's next connection reaches the new process */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
@@ -138,20 +201,10 @@ gw_metrics_http_t *gw_metrics_http_start(struct event_base *base, gw_proc_t *p, 
         gw_metrics_http_free(m);
         return NULL;
     }
-    struct evconnlistener *lev = evconnlistener_new_bind(
-        base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 64,
-        (const struct sockaddr *)&mc->address.addr, (int)mc->address.addrlen);
-    if (!lev) {
-        int e = EVUTIL_SOCKET_ERROR();
+    if (!(m->bound = gw_http_listen(base, m->http, p, GW_HTTP_METRICS, &mc->address))) {
         snprintf(err, errlen, "metrics listener not started: cannot listen on %s "
                  "(metrics.address): %s", mc->address.text ? mc->address.text : "?",
-                 evutil_socket_error_to_string(e));
-        gw_metrics_http_free(m);
-        return NULL;
-    }
-    if (!evhttp_bind_listener(m->http, lev)) {
-        evconnlistener_free(lev);
-        snprintf(err, errlen, "metrics listener not started: cannot attach the listener");
+                 strerror(errno));
         gw_metrics_http_free(m);
         return NULL;
     }
@@ -176,6 +229,8 @@ void gw_metrics_http_free(gw_metrics_http_t *m)
 {
     if (!m)
         return;
+    if (m->bound)
+        gw_proc_set_http_fd(m->proc, GW_HTTP_METRICS, -1);
     if (m->http)
         evhttp_free(m->http);
     if (m->token) {

@@ -65,6 +65,9 @@ struct gw_proc {
     int defer_listen;            /* upgrade: new sockets are bound, listen() comes later */
     int *deferred;               /* those sockets (owned by their listeners) */
     size_t ndeferred;
+    int http_fd[GW_HTTP_KINDS];  /* the admin and metrics listeners' sockets (theirs); under mu */
+    int http_inherited[GW_HTTP_KINDS];  /* received from the previous process; main thread */
+    int http_defer;              /* upgrade: they accept only from the takeover on */
     int phase;                   /* enum gw_phase; atomic */
     double started;              /* Unix time of gw_proc_new */
 };
@@ -100,6 +103,8 @@ gw_proc_t *gw_proc_new(void)
         return NULL;
     }
     pthread_mutex_init(&p->mu, NULL);
+    for (int k = 0; k < GW_HTTP_KINDS; k++)
+        p->http_fd[k] = p->http_inherited[k] = -1;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     p->started = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
@@ -147,6 +152,9 @@ void gw_proc_free(gw_proc_t *p)
     pol_connlimit_free(p->connlimit);
     free(p->listeners);   /* each freed with its last generation */
     gw_proc_drop_inherited(p);
+    for (int k = 0; k < GW_HTTP_KINDS; k++)
+        if (p->http_inherited[k] >= 0)
+            close(p->http_inherited[k]);
     free(p->inherited);
     free(p->deferred);
     cfg_free(p->boot);
@@ -320,17 +328,23 @@ static int same_addr(const struct sockaddr_storage *a, const cfg_addr_t *b)
     return 0;
 }
 
+/* Boolean-like: fd is a listening TCP socket (its address into *ss). */
+static int listening_tcp(int fd, struct sockaddr_storage *ss)
+{
+    socklen_t len = sizeof(*ss);
+    int type = 0, acc = 0;
+    socklen_t il = sizeof(int), al = sizeof(int);
+    memset(ss, 0, sizeof(*ss));
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) == 0 && type == SOCK_STREAM &&
+           getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) == 0 && acc &&
+           getsockname(fd, (struct sockaddr *)ss, &len) == 0 &&
+           (ss->ss_family == AF_INET || ss->ss_family == AF_INET6);
+}
+
 int gw_proc_adopt(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    int type = 0, acc = 0;
-    socklen_t il = sizeof(int), al = sizeof(int);
-    memset(&ss, 0, sizeof(ss));
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) < 0 || type != SOCK_STREAM ||
-        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 || !acc ||
-        getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
-        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+    if (!listening_tcp(fd, &ss)) {
         snprintf(err, errlen, "not a listening TCP socket");
         close(fd);
         return -1;
@@ -358,6 +372,42 @@ int gw_proc_adopt(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errl
     p->inherited[p->ninherited].fd = fd;
     p->inherited[p->ninherited++].addr = ss;
     return (int)i;
+}
+
+int gw_proc_adopt_http(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (!listening_tcp(fd, &ss)) {
+        snprintf(err, errlen, "not a listening TCP socket");
+        close(fd);
+        return -1;
+    }
+    int kind = cfg->admin.enabled && same_addr(&ss, &cfg->admin.listen)        ? GW_HTTP_ADMIN
+               : cfg->metrics.enabled && same_addr(&ss, &cfg->metrics.address) ? GW_HTTP_METRICS
+                                                                               : -1;
+    if (kind < 0 || p->http_inherited[kind] >= 0) {
+        snprintf(err, errlen, "its address is neither admin.listen nor metrics.address here");
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    p->http_inherited[kind] = fd;
+    return kind;
+}
+
+int gw_proc_take_http(gw_proc_t *p, int kind, int *deferred)
+{
+    int fd = p->http_inherited[kind];
+    p->http_inherited[kind] = -1;
+    *deferred = p->http_defer;
+    return fd;
+}
+
+void gw_proc_set_http_fd(gw_proc_t *p, int kind, int fd)
+{
+    pthread_mutex_lock(&p->mu);
+    p->http_fd[kind] = fd;
+    pthread_mutex_unlock(&p->mu);
 }
 
 void gw_proc_drop_inherited(gw_proc_t *p)
@@ -390,6 +440,10 @@ ssize_t gw_proc_sockets(gw_proc_t *p, gw_proc_sock_t **out)
     pthread_mutex_lock(&p->mu);
     for (size_t i = 0; p->current && i < p->current->cfg->nlisteners; i++)
         n += (size_t)p->current->listeners[i]->nfd;
+    size_t nhttp = 0;
+    for (int kind = 0; n && kind < GW_HTTP_KINDS; kind++)
+        nhttp += p->http_fd[kind] >= 0;
+    n += nhttp;
     gw_proc_sock_t *v = n ? calloc(n, sizeof *v) : NULL;
     for (size_t i = 0; v && i < p->current->cfg->nlisteners; i++) {
         gw_listener_t *l = p->current->listeners[i];
@@ -400,6 +454,17 @@ ssize_t gw_proc_sockets(gw_proc_t *p, gw_proc_sock_t **out)
             v[k].nsocks = (size_t)l->nfd;
             snprintf(v[k].text, sizeof v[k].text, "%s", p->current->cfg->listeners[i].text);
         }
+    }
+    for (int kind = 0; v && kind < GW_HTTP_KINDS; kind++) {
+        if (p->http_fd[kind] < 0)
+            continue;
+        const cfg_addr_t *a = kind == GW_HTTP_ADMIN ? &p->boot->admin.listen : &p->boot->metrics.address;
+        v[k].fd = fcntl(p->http_fd[kind], F_DUPFD_CLOEXEC, 0);
+        v[k].listener = kind == GW_HTTP_ADMIN ? GW_PROC_SOCK_ADMIN : GW_PROC_SOCK_METRICS;
+        v[k].sock = 0;
+        v[k].nsocks = 1;
+        snprintf(v[k].text, sizeof v[k].text, "%s", a->text ? a->text : "?");
+        k++;
     }
     pthread_mutex_unlock(&p->mu);
     if (n && !v)
@@ -450,6 +515,7 @@ static int defer_push(gw_proc_t *p, int fd)
 void gw_proc_defer_listen(gw_proc_t *p)
 {
     p->defer_listen = 1;
+    p->http_defer = 1;
 }
 
 int gw_proc_listen_deferred(gw_proc_t *p, char *err, size_t errlen)

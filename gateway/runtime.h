@@ -172,8 +172,26 @@ int gw_listen_probe(const cfg_addr_t *a, char *err, size_t errlen);
  * err, fd closed (not a listening TCP socket, or an address cfg lacks).
  * Main thread, before gw_gen_listen. */
 int gw_proc_adopt(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen);
-/* Closes received sockets no listener took. */
+/* Closes received sockets no listener took (not those of gw_proc_adopt_http). */
 void gw_proc_drop_inherited(gw_proc_t *p);
+
+/* The plain-HTTP listeners (admin, metrics) are handed over too, so an
+ * upgrade on the same configuration needs no second address for them. */
+enum gw_http_kind { GW_HTTP_ADMIN = 0, GW_HTTP_METRICS = 1, GW_HTTP_KINDS = 2 };
+/* A listening socket the previous process served admin or metrics on: kept
+ * for the listener of cfg with its bound address (admin.listen or
+ * metrics.address). Returns that listener's kind, or -1 with err, fd closed
+ * (not a listening TCP socket, or neither address). Main thread, before the
+ * listeners start. */
+int gw_proc_adopt_http(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errlen);
+/* The socket adopted for kind (the caller's now), or -1: bind one. *deferred
+ * is 1 under --upgrade: the listener must not accept before the takeover
+ * (the old process serves until READY). Main thread, as the listener
+ * starts (before the control thread runs). */
+int gw_proc_take_http(gw_proc_t *p, int kind, int *deferred);
+/* The socket the listener of kind accepts on (its own; -1: none, or it
+ * stopped), for gw_proc_sockets. */
+void gw_proc_set_http_fd(gw_proc_t *p, int kind, int fd);
 /* With --upgrade, sockets this process binds itself (more workers, new
  * addresses) join the kernel's SO_REUSEPORT group only once it can serve:
  * gw_proc_defer_listen before gw_gen_listen binds them without listen();
@@ -184,14 +202,19 @@ void gw_proc_defer_listen(gw_proc_t *p);
 int gw_proc_listen_deferred(gw_proc_t *p, char *err, size_t errlen);
 
 /* One listening socket of the current generation, for the upgrade
- * handover: a duplicate (the caller's to close), which listener it is, its
+ * handover: a duplicate (the caller's to close), which listener it is (its
+ * index in listeners[], or GW_PROC_SOCK_ADMIN / GW_PROC_SOCK_METRICS), its
  * index among that listener's sockets and their count, and the address text. */
+#define GW_PROC_SOCK_ADMIN ((size_t)0xfffe)
+#define GW_PROC_SOCK_METRICS ((size_t)0xffff)
 typedef struct {
     int fd;
     size_t listener, sock, nsocks;
     char text[208];
 } gw_proc_sock_t;
-/* Every listening socket of the current generation, duplicated in one hold
+/* Every listening socket of the current generation, then those of the
+ * admin and metrics listeners (none when there is no client socket left),
+ * duplicated in one hold
  * of the lock (a reload cannot change the set midway): *out is the caller's
  * (close each fd that is >= 0, then free it). The count, or -1 when out of
  * memory. */

@@ -15,6 +15,9 @@
 
 #include "../base/log.h"
 
+_Static_assert(GW_PROC_SOCK_ADMIN == GW_UPGRADE_HTTP_ADMIN &&
+               GW_PROC_SOCK_METRICS == GW_UPGRADE_HTTP_METRICS, "listener indexes of the HTTP listeners");
+
 /* The old process waits this long for HELLO after a connect, and for
  * READY after the last socket (the new process starts its workers and
  * loads the revocation mirror in between). */
@@ -529,7 +532,7 @@ gw_upgrade_client_t *gw_upgrade_fetch(const char *addr, gw_proc_t *proc, const c
         return fetch_fail(c);
     }
     unsigned char buf[GW_UPGRADE_MAX_MSG + 1];
-    size_t got = 0, adopted = 0;
+    size_t got = 0, adopted = 0, nhttp = 0;
     for (;;) {
         gw_upgrade_msg_t m;
         int fd;
@@ -554,14 +557,26 @@ gw_upgrade_client_t *gw_upgrade_fetch(const char *addr, gw_proc_t *proc, const c
             break;
         }
         got++;
-        if (gw_proc_adopt(proc, cfg, fd, why, sizeof why) < 0)
+        if (m.listener >= GW_UPGRADE_HTTP_ADMIN) {
+            nhttp++;
+            int kind = gw_proc_adopt_http(proc, cfg, fd, why, sizeof why);
+            if (kind < 0)
+                pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: the %s listener %.*s of the running gateway: "
+                          "%s; closed (it stops when the old process drains)",
+                          m.listener == GW_UPGRADE_HTTP_ADMIN ? "admin" : "metrics",
+                          (int)m.textlen, m.text, why);
+            else
+                pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: took over the %s listener %.*s",
+                          kind == GW_HTTP_ADMIN ? "admin" : "metrics", (int)m.textlen, m.text);
+        } else if (gw_proc_adopt(proc, cfg, fd, why, sizeof why) < 0) {
             pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: listener %.*s of the running gateway: %s; closed (it "
                    "stops when the old process drains)", (int)m.textlen, m.text, why);
-        else
+        } else {
             adopted++;
+        }
     }
     pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: received %zu listening sockets from pid %ld (%zu on this "
-           "configuration's listeners)", got, (long)pid, adopted);
+           "configuration's listeners)", got - nhttp, (long)pid, adopted);
     return c;
 }
 

@@ -10,7 +10,11 @@
  *   old -> new   LISTENER  one per listening socket, with the socket itself
  *                          (SCM_RIGHTS): listener index, socket index within
  *                          that listener, the listener's socket count, and
- *                          the listener's address as written in the config
+ *                          the listener's address as written in the config;
+ *                          after the client listeners' sockets, those of the
+ *                          admin and metrics listeners (listener index
+ *                          GW_UPGRADE_HTTP_ADMIN, GW_UPGRADE_HTTP_METRICS;
+ *                          one socket each)
  *   old -> new   END       how many LISTENER messages were sent
  *   new -> old   READY     its pid: it serves on the sockets now
  *   old -> new   DONE      the old pid: it closed its upgrade socket and
@@ -22,7 +26,14 @@
  * connections queued in its accept queue, that the old one served; the old
  * process closing its copies afterwards destroys nothing. Sockets of
  * addresses the new configuration lacks are closed; addresses it adds are
- * bound (after gw_listen_probe).
+ * bound (after gw_listen_probe). The admin and metrics sockets go to the
+ * new configuration's admin or metrics listener of the same address, which
+ * accepts on them from the takeover on; the old process stops accepting on
+ * them at READY (and answers what it still serves on them with Connection:
+ * close). A process from before this handed over client listeners only
+ * (its successor binds admin and metrics itself, so they need other
+ * addresses for that one upgrade); one that predates it closes what it does
+ * not know, with a log line. The wire format is unchanged (version 1).
  *
  * Wire format (integers big-endian): bytes 0-3 "PCUG", 4 version (1),
  * 5 type, 6-7 the message's total length, then by type:
@@ -55,6 +66,10 @@ enum gw_upgrade_type {
 };
 
 #define GW_UPGRADE_VERSION 1
+/* LISTENER listener indexes of the plain-HTTP listeners (client listeners
+ * are fewer than 1025, config/config.c) */
+#define GW_UPGRADE_HTTP_ADMIN 0xfffe
+#define GW_UPGRADE_HTTP_METRICS 0xffff
 #define GW_UPGRADE_MAX_TEXT 200
 #define GW_UPGRADE_MAX_MSG (16 + GW_UPGRADE_MAX_TEXT)
 /* How long the new process waits for each answer of the old one. */
