@@ -781,13 +781,7 @@ gw_admin_t *gw_admin_start(struct event_base *base, gw_proc_t *proc, char *err, 
         gw_admin_free(a);
         return NULL;
     }
-    evhttp_set_max_body_size(a->http, (ev_ssize_t)ac->max_body_bytes);
-    evhttp_set_max_headers_size(a->http, 16384);
-    evhttp_set_timeout(a->http, 30);
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(a->http, on_request, a);
+    gw_http_setup(a->http, (ev_ssize_t)ac->max_body_bytes, 16384, 30, on_request, a);
     pc_log_ev(PC_INFO, "listening", "component=admin", "admin listener on %s (plain HTTP)", ac->listen.text);
     return a;
 }

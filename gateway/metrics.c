@@ -244,3 +244,15 @@ void gw_health_serve(gw_proc_t *p, struct evhttp_request *req, int ready)
         len = sizeof body - 1;
     reply(req, 503, "Service Unavailable", "application/json", body, len);
 }
+
+void gw_http_setup(struct evhttp *http, ev_ssize_t max_body, ev_ssize_t max_headers, int timeout_s,
+                   void (*cb)(struct evhttp_request *, void *), void *arg)
+{
+    evhttp_set_max_body_size(http, max_body);
+    evhttp_set_max_headers_size(http, max_headers);
+    evhttp_set_timeout(http, timeout_s);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(http, cb, arg);
+}

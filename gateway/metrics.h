@@ -62,6 +62,11 @@ void gw_metrics_http_handover(gw_metrics_http_t *m);
 struct evhttp_bound_socket *gw_http_listen(struct event_base *base, struct evhttp *http,
                                            gw_proc_t *p, int kind, const cfg_addr_t *a);
 void gw_http_takeover(struct evhttp_bound_socket *b);
+/* What both plain-HTTP listeners set: the body and head limits, the
+ * connection timeout, every method allowed (the handler answers 405 with
+ * Allow), and the handler. */
+void gw_http_setup(struct evhttp *http, ev_ssize_t max_body, ev_ssize_t max_headers, int timeout_s,
+                   void (*cb)(struct evhttp_request *, void *), void *arg);
 /* Stops accepting on *b and closes this process's copy of its socket; *b
  * becomes NULL. Connections already accepted go on. */
 void gw_http_handover(struct evhttp *http, struct evhttp_bound_socket **b, gw_proc_t *p, int kind);

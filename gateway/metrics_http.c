@@ -208,13 +208,7 @@ gw_metrics_http_t *gw_metrics_http_start(struct event_base *base, gw_proc_t *p, 
         gw_metrics_http_free(m);
         return NULL;
     }
-    evhttp_set_max_body_size(m->http, 0);
-    evhttp_set_max_headers_size(m->http, 8192);
-    evhttp_set_timeout(m->http, 10);
-    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(m->http, on_request, m);
+    gw_http_setup(m->http, 0, 8192, 10, on_request, m);
     pc_log(PC_INFO, "component=metrics", "metrics listener on %s (plain HTTP; /metrics %s)",
            mc->address.text, m->token ? "needs the metrics token" : "needs no token");
     if (!m->token && !is_loopback(&mc->address))
