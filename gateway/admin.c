@@ -774,10 +774,7 @@ gw_admin_t *gw_admin_start(struct event_base *base, gw_proc_t *proc, char *err, 
         gw_admin_free(a);
         return NULL;
     }
-    if (!(a->bound = gw_http_listen(base, a->http, proc, GW_HTTP_ADMIN, &ac->listen))) {
-        snprintf(err, errlen, "admin listener not started: cannot listen on %s "
-                 "(admin.listen): %s", ac->listen.text ? ac->listen.text : "?",
-                 strerror(errno));
+    if (!(a->bound = gw_http_listen(base, a->http, proc, GW_HTTP_ADMIN, &ac->listen, err, errlen))) {
         gw_admin_free(a);
         return NULL;
     }

@@ -58,9 +58,11 @@ void gw_metrics_http_handover(gw_metrics_http_t *m);
  * (gw_proc_take_http), else a new one bound to a (SO_REUSEADDR only, so a
  * live listener of another process there is refused). Under --upgrade it
  * does not accept until gw_http_takeover. Registered with the process for
- * the next handover. NULL with errno set (EADDRINUSE, ...). */
+ * the next handover. NULL with the reason in err ("admin listener not
+ * started: cannot listen on ADDR (admin.listen): Address already in use"). */
 struct evhttp_bound_socket *gw_http_listen(struct event_base *base, struct evhttp *http,
-                                           gw_proc_t *p, int kind, const cfg_addr_t *a);
+                                           gw_proc_t *p, int kind, const cfg_addr_t *a,
+                                           char *err, size_t errlen);
 void gw_http_takeover(struct evhttp_bound_socket *b);
 /* What both plain-HTTP listeners set: the body and head limits, the
  * connection timeout, every method allowed (the handler answers 405 with

@@ -86,8 +86,9 @@ static int authorized(const gw_metrics_http_t *m, struct evhttp_request *req, in
     return n == m->toklen && CRYPTO_memcmp(h, m->token, n) == 0;
 }
 
-struct evhttp_bound_socket *gw_http_listen(struct event_base *base, struct evhttp *http,
-                                           gw_proc_t *p, int kind, const cfg_addr_t *a)
+/* gw_http_listen without its error text: NULL with errno set. */
+static struct evhttp_bound_socket *http_listen(struct event_base *base, struct evhttp *http,
+                                               gw_proc_t *p, int kind, const cfg_addr_t *a)
 {
     int deferred = 0;
     int fd = gw_proc_take_http(p, kind, &deferred);
@@ -111,6 +112,18 @@ struct evhttp_bound_socket *gw_http_listen(struct event_base *base, struct evhtt
         return NULL;
     }
     gw_proc_set_http_fd(p, kind, evconnlistener_get_fd(lev));
+    return b;
+}
+
+struct evhttp_bound_socket *gw_http_listen(struct event_base *base, struct evhttp *http,
+                                           gw_proc_t *p, int kind, const cfg_addr_t *a,
+                                           char *err, size_t errlen)
+{
+    struct evhttp_bound_socket *b = http_listen(base, http, p, kind, a);
+    if (!b)
+        snprintf(err, errlen, "%s listener not started: cannot listen on %s (%s): %s",
+                 kind == GW_HTTP_ADMIN ? "admin" : "metrics", a->text ? a->text : "?",
+                 kind == GW_HTTP_ADMIN ? "admin.listen" : "metrics.address", strerror(errno));
     return b;
 }
 
@@ -201,10 +214,7 @@ gw_metrics_http_t *gw_metrics_http_start(struct event_base *base, gw_proc_t *p, 
         gw_metrics_http_free(m);
         return NULL;
     }
-    if (!(m->bound = gw_http_listen(base, m->http, p, GW_HTTP_METRICS, &mc->address))) {
-        snprintf(err, errlen, "metrics listener not started: cannot listen on %s "
-                 "(metrics.address): %s", mc->address.text ? mc->address.text : "?",
-                 strerror(errno));
+    if (!(m->bound = gw_http_listen(base, m->http, p, GW_HTTP_METRICS, &mc->address, err, errlen))) {
         gw_metrics_http_free(m);
         return NULL;
     }

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 
+from testkit import metric_value
 from harness import (BINARY, TIME_FACTOR, Gateway, check, eq, fail, free_port, kill_group,
                      short, spawn, test, to_yaml, upstream_info, wait_tcp)
 
@@ -176,21 +177,7 @@ def _(env):
 
 
 def _metric(admin_port, name):
-    import http.client
-    from prometheus_client.parser import text_string_to_metric_families
-    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
-    try:
-        c.request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})
-        resp = c.getresponse()
-        status, text = resp.status, resp.read().decode()
-    finally:
-        c.close()
-    eq(status, 200, "GET /metrics")
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name:
-                return s.value
-    fail("no %s in the exposition" % name)
+    return metric_value(admin_port, TOKEN, name)
 
 
 @test("logging.file on a full disk (/dev/full): requests are served, every lost line is counted, and "

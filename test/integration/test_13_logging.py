@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 
+from testkit import metric_value
 from harness import (BINARY, H_DEVICE_ID, H_SERIAL, Gateway, check, eq, fail, free_port,
                      kill_group, short, test, to_yaml, upstream_info, wait_tcp)
 
@@ -314,22 +315,7 @@ def _(env):
 
 
 def _metric(admin_port, name):
-    status, _ = 0, None
-    import http.client
-    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
-    try:
-        c.request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})
-        resp = c.getresponse()
-        status, text = resp.status, resp.read().decode()
-    finally:
-        c.close()
-    eq(status, 200, "GET /metrics")
-    from prometheus_client.parser import text_string_to_metric_families
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name:
-                return s.value
-    fail("no %s in the exposition" % name)
+    return metric_value(admin_port, TOKEN, name)
 
 
 @test("a stalled stderr (a pipe nobody reads) never stalls requests; dropped lines are counted", timeout=90)

@@ -114,6 +114,25 @@ def admin_request(port, token, method, path, body=None):
         c.close()
 
 
+def metric_value(port, token, name):
+    """The value of the first sample called name in GET /metrics on port
+    (admin token token), the exposition parsed by prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
+        resp = c.getresponse()
+        status, text = resp.status, resp.read().decode()
+    finally:
+        c.close()
+    eq(status, 200, "GET /metrics")
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                return s.value
+    fail("no %s in the exposition" % name)
+
+
 def issuing_gateway(env, name, db, routes, limits=None):
     """A gateway on the shared redis-server's database db (flushed first)
     answering the issuance endpoints under /certificates/ (platform huawei,
