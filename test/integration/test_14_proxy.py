@@ -186,6 +186,9 @@ def pp_gateway(env, name, listeners=None, over=None):
                            "logging": {"format": "json", "access": True, "level": "info"}},
                           **(over or {})))
     cfg["listeners"] = ls
+    if "rate_limits" in (over or {}):
+        for r in cfg["routes"]:
+            r["rate_limits"] = [x["name"] for x in over["rate_limits"]]
     gw = env.start_gateway(name, cfg, environ={"PORTCULLIS_ADMIN_TOKEN": TOKEN})
     wait_tcp(mport, gw.proc, 10, "metrics listener")
     gw.mport, gw.aport, gw.cfg = mport, aport, cfg
@@ -345,6 +348,23 @@ def _served(env, port, hdr):
             return c.request("GET", "/pp/again").status == 200
     except (ssl.SSLError, OSError):
         return False
+
+
+@test("PROXY and rate limits keyed by ip: each header client has its own budget")
+def _(env):
+    gw = pp_gateway(env, "pp-ratelimit", over={
+        "rate_limits": [{"name": "per_ip", "key": "ip", "rate": "2/m", "burst": 2}]})
+    try:
+        up = env.upstream_count()
+        with pp_conn(env, gw.ports[0], v1("203.0.113.50")) as c:
+            codes = [c.request("GET", "/pp/rl").status for _ in range(3)]
+        eq(codes, [200, 200, 429], "statuses of 203.0.113.50")
+        with pp_conn(env, gw.ports[0], v2("203.0.113.51")) as c:
+            codes = [c.request("GET", "/pp/rl").status for _ in range(2)]
+        eq(codes, [200, 200], "statuses of 203.0.113.51 (another client, same balancer)")
+        eq(env.upstream_count() - up, 4, "requests that reached the upstream")
+    finally:
+        gw.stop()
 
 
 @test("reload turns the PROXY protocol on for a listener: new connections need a header, "
