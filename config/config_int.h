@@ -59,6 +59,9 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
  * addresses it must not take); cfgm_free_metrics frees what it set. */
 void cfgm_parse_metrics(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
 void cfgm_free_metrics(cfg_t *cfg);
+/* config_listen.c: the listeners section (a list of addresses or mappings). */
+void cfgl_parse_listeners(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
+void cfgl_free_listeners(cfg_t *cfg);
 void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
 int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
                       char *msg, size_t len);
