@@ -66,6 +66,11 @@ _Static_assert(sizeof(iss_v) / sizeof(*iss_v) == PC_ISS__N, "issuance kind names
 _Static_assert(sizeof(reload_v) / sizeof(*reload_v) == PC_RELOAD__N, "reload names");
 _Static_assert(sizeof(pp_v) / sizeof(*pp_v) == PC_PP__N, "PROXY protocol refusal names");
 
+const char *pc_pp_reason_name(enum pc_pp_reason r)
+{
+    return (unsigned)r < PC_PP__N ? pp_v[r] : "other";
+}
+
 typedef struct {
     const char *label;          /* NULL for D_NONE */
     unsigned size;

@@ -76,6 +76,8 @@ enum pc_dyn { PC_DYN_ROUTE, PC_DYN_CLASS, PC_DYN_UPSTREAM, PC_DYN_LIMIT, PC_DYN_
 #define PC_DN_ISS_KIND PC_ISS__N
 #define PC_DN_RELOAD_RESULT PC_RELOAD__N
 #define PC_DN_PP_REASON PC_PP__N
+/* The label value of a PROXY protocol refusal reason (for log lines too). */
+const char *pc_pp_reason_name(enum pc_pp_reason r);
 #define PC_DN_ROUTE 128
 #define PC_DN_CLASS 16
 #define PC_DN_UPSTREAM 64

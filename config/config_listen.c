@@ -159,6 +159,16 @@ static void proxy_options(cfgw_t *w, const char *p, cfgw_fld_t *f, cfg_listener_
         trusted_from(w, f[TRUSTED].val, p, l);
 }
 
+/* Can a peer of the listener's family (its socket is one family only:
+ * IPv6 listeners are IPV6_V6ONLY) be in one of its trusted networks? */
+static int family_trusted(const cfg_listener_t *l)
+{
+    for (size_t i = 0; i < l->ntrusted; i++)
+        if (l->trusted[i].family == l->addr.addr.ss_family)
+            return 1;
+    return 0;
+}
+
 /* One item: an address string, or a mapping. 0, or -1 (reported). */
 static int listener_item(cfgw_t *w, yaml_node_t *item, const char *p, cfg_listener_t *l,
                          yaml_node_t **addr_node)
@@ -185,6 +195,12 @@ static int listener_item(cfgw_t *w, yaml_node_t *item, const char *p, cfg_listen
     if (cfgp_parse_addr(s, 0, 1, &l->addr, NULL, 0, NULL, &why) < 0) {
         cfgw_err(w, *addr_node, path, "invalid address \"%.80s\": %s", s, why);
         return -1;
+    }
+    if (l->ntrusted && !family_trusted(l)) {
+        char q2[CFGW_PATHLEN];
+        cfgw_err(w, f[2].val, cfgw_pk(q2, p, "trusted_from"), "no network of the listener's "
+                 "family (%s): no balancer could ever connect", l->addr.addr.ss_family == AF_INET6
+                 ? "IPv6" : "IPv4");
     }
     return 0;
 }

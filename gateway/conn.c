@@ -156,11 +156,6 @@ static void do_flush(gw_conn_t *c)
 
 /* ---- PROXY protocol header ---- */
 
-static const char *const pp_reason_names[PC_PP__N] = {
-    [PC_PP_UNTRUSTED_PEER] = "untrusted_peer", [PC_PP_MALFORMED] = "malformed",
-    [PC_PP_VERSION] = "version", [PC_PP_TOO_LONG] = "too_long", [PC_PP_TIMEOUT] = "timeout",
-    [PC_PP_CLOSED] = "closed"};
-
 /* The header is refused: closed unanswered, logged with the (real) peer and
  * the reason, counted. A peer that closes before sending any byte is what a
  * balancer's TCP health check does: logged at DEBUG only. */
@@ -168,7 +163,7 @@ static void proxy_refuse(gw_conn_t *c, int reason, const char *why)
 {
     int quiet = reason == PC_PP_CLOSED && c->pp_len == 0;
     CLOG_EV(c, quiet ? PC_DEBUG : PC_INFO, "proxy_protocol_refused",
-            "PROXY protocol header refused (%s): %s", pp_reason_names[reason], why);
+            "PROXY protocol header refused (%s): %s", pc_pp_reason_name(reason), why);
     pc_count1(PROXY_REFUSALS, (unsigned)reason);
     c->dead = 1;
 }
@@ -186,16 +181,34 @@ static int proxy_reason(gw_conn_t *c, int code, size_t n)
     return PC_PP_MALFORMED;
 }
 
+/* An IPv4 client written as an IPv4-mapped IPv6 address (a TCP6 header
+ * from a dual-stack balancer) becomes the IPv4 address, as a plain IPv4
+ * connection from it would be: one client, one spelling, for X-Forwarded-For,
+ * the logs, the per-IP limits and rate-limit keys alike. */
+static void v4_unmap(struct sockaddr_storage *ss)
+{
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+    if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+        return;
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = a6->sin6_port};
+    memcpy(&a4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+    memset(ss, 0, sizeof *ss);
+    memcpy(ss, &a4, sizeof a4);
+}
+
 /* The header is complete: its client becomes the connection's peer (PROXY
  * with addresses; LOCAL and UNKNOWN keep the real one), the per-IP
- * connection limits count that client, and the TLS handshake starts, its
+ * connection limits count that client (not LOCAL or UNKNOWN: no client),
+ * and the TLS handshake starts, its
  * timeout (and its duration) counted from now. */
 static void proxy_done(gw_conn_t *c, const gw_pp_header_t *h)
 {
     char via[sizeof c->peer];
     snprintf(via, sizeof via, "%s", c->peer);
-    if (h->command == GW_PP_PROXY && h->family != GW_PP_UNSPEC) {
+    int client = h->command == GW_PP_PROXY && h->family != GW_PP_UNSPEC;
+    if (client) {
         c->peer_addr = h->src;
+        v4_unmap(&c->peer_addr);
         peer_names(c, &c->peer_addr);
     }
     CLOG_EV(c, PC_DEBUG, "proxy_protocol", "PROXY v%d %s header from %s", h->version,
@@ -203,7 +216,10 @@ static void proxy_done(gw_conn_t *c, const gw_pp_header_t *h)
             via);
     free(c->pp_buf);
     c->pp_buf = NULL;
-    if (c->gen->connlimit) {
+    /* LOCAL (the balancer's own health check) and UNKNOWN name no client:
+     * they come from a trusted balancer and do not spend its address's
+     * per-IP budget, so its health checks pass however busy it is */
+    if (c->gen->connlimit && client) {
         const cfg_t *cfg = CFG(c);
         int counted = pol_connlimit_acquire(c->gen->connlimit, &cfg->connection_limits,
                                             &c->peer_addr, mono_us());

@@ -500,8 +500,12 @@ static int v2_family(uint8_t fam, size_t *addr_len, enum gw_pp_family *family)
     case 0x00: *addr_len = 0;  *family = GW_PP_UNSPEC; return 1;
     case 0x11: *addr_len = 12; *family = GW_PP_INET;   return 1;
     case 0x21: *addr_len = 36; *family = GW_PP_INET6;  return 1;
+    /* a UNIX stream socket's client (HAProxy's v2 for a unix-socket frontend,
+     * where its v1 says UNKNOWN): no IP address to take, so like UNSPEC the
+     * real peer stands; its 216 bytes of paths are skipped */
+    case 0x31: *addr_len = 216; *family = GW_PP_UNSPEC; return 1;
     default:
-        /* UNIX (3) and the undefined families; else a transport that is not
+        /* UNIX DGRAM and the undefined families; else a transport that is not
          * STREAM (DGRAM, UNSPEC with an address family, undefined ones) */
         return (fam >> 4) > 2 ? GW_PP_EFAMILY : GW_PP_ETRANSPORT;
     }

@@ -27,7 +27,7 @@
 #define GW_PP_EV2SIG     (-5)   /* v2: starts with \r but the 12-byte signature differs */
 #define GW_PP_EV2VER     (-6)   /* v2: version nibble is not 2 */
 #define GW_PP_EV2CMD     (-7)   /* v2: command is neither LOCAL nor PROXY */
-#define GW_PP_EFAMILY    (-8)   /* v2 PROXY: family AF_UNIX or undefined */
+#define GW_PP_EFAMILY    (-8)   /* v2 PROXY: UNIX DGRAM or an undefined family */
 #define GW_PP_ETRANSPORT (-9)   /* v2 PROXY: transport DGRAM, or not STREAM for INET/INET6 */
 #define GW_PP_ELENGTH    (-10)  /* v2 PROXY: length shorter than the family's addresses */
 #define GW_PP_ETOOBIG    (-11)  /* longer than max_len (or than v1's 107 bytes) */

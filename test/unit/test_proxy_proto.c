@@ -512,7 +512,13 @@ static void test_v2_errors(void)
         snprintf(name, sizeof name, "v2 command 0x%02x", cmds[i]);
         sample_x(name, h, n, GW_PP_ANY, 4096, GW_PP_EV2CMD, 13, NULL);
     }
-    static const uint8_t fams[] = {0x31, 0x32, 0x30, 0x41, 0xF1};
+    memset(body, 0, 216);
+    n = mk2(h, 0x21, 0x31, body, 216);
+    gw_pp_header_t r;
+    sample("v2 PROXY UNIX stream", h, n, GW_PP_ANY, 232, &r);
+    CHECK(r.command == GW_PP_PROXY && r.family == GW_PP_UNSPEC && r.src.ss_family == AF_UNSPEC,
+          "v2 PROXY UNIX stream: no address taken (the real peer stands)");
+    static const uint8_t fams[] = {0x32, 0x30, 0x41, 0xF1};
     for (size_t i = 0; i < sizeof fams; i++) {
         char name[64];
         memset(body, 0, 216);
