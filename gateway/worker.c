@@ -54,10 +54,10 @@ static int64_t mono_us(void)
 /* pending network errors of the one connection (accept(2)): the next may work */
 static int accept_net_error(int e)
 {
-    pc_count1(ACCEPT_ERRORS, PC_ACCEPT_OTHER);
     switch (e) {
     case ENETDOWN: case EPROTO: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
     case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM: case ETIMEDOUT:
+        pc_count1(ACCEPT_ERRORS, PC_ACCEPT_OTHER);
         pc_log_ev(PC_DEBUG, "accept_error", NULL, "accept: %s (that connection is lost)", strerror(e));
         return 1;
     default:
@@ -79,8 +79,7 @@ static unsigned accept_reason(int e)
 static void accept_pause(gw_worker_t *w, const cfg_t *cfg, int e)
 {
     unsigned reason = accept_reason(e);
-    if (reason != PC_ACCEPT_OTHER)   /* "other" was counted by accept_net_error */
-        pc_count1(ACCEPT_ERRORS, reason);
+    pc_count1(ACCEPT_ERRORS, reason);
     for (size_t i = 0; i < w->nls; i++)
         if (w->ls[i].ev)
             event_del(w->ls[i].ev);
