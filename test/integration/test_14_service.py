@@ -194,3 +194,113 @@ def _(env):
         check(not _log_has(gw, "RLIMIT_NOFILE allows"), "a WARN line although the need was met")
     finally:
         gw.stop()
+
+
+# ---------------------------------------------------------------------------
+# systemd
+
+
+class NotifySocket:
+    """A fake service manager: the datagram socket $NOTIFY_SOCKET names."""
+
+    def __init__(self, env, name):
+        self.path = os.path.join(env.tmp, "notify-%s.sock" % name)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o777)   # a dropped gateway writes to it too
+
+    def next(self, timeout=10.0):
+        """The next message as a dict of its KEY=value lines."""
+        self.sock.settimeout(timeout * TIME_FACTOR)
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            fail("no notification within %.0fs" % timeout)
+        return dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+
+    def close(self):
+        self.sock.close()
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@test("sd_notify: READY=1 once listening, RELOADING=1 then READY=1 on SIGHUP (applied or "
+      "refused), STOPPING=1 on SIGTERM", timeout=60)
+def _(env):
+    ns = NotifySocket(env, "cycle")
+    cfg = env.config({"workers": 1})
+    gw = Gateway(env, "notify", cfg, {"NOTIFY_SOCKET": ns.path})
+    log = open(gw.log_path, "ab")
+    try:
+        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
+                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=_preexec(),
+                                   env=dict(os.environ, NOTIFY_SOCKET=ns.path))
+    finally:
+        log.close()
+    try:
+        m = ns.next()
+        eq(m.get("READY"), "1", "first notification %r" % m)
+        check(_listening(gw.port), "READY=1 came before the listener accepts")
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/notify"), "request after READY=1")
+        os.kill(gw.pid, signal.SIGHUP)
+        m = ns.next()
+        eq(m.get("RELOADING"), "1", "notification on SIGHUP %r" % m)
+        check(m.get("MONOTONIC_USEC", "").isdigit(), "RELOADING=1 without MONOTONIC_USEC: %r" % m)
+        m = ns.next()
+        eq(m.get("READY"), "1", "notification after the reload %r" % m)
+        eq(m.get("STATUS"), "serving, configuration generation 2", "STATUS after the reload")
+        with open(gw.config_path, "a") as f:
+            f.write("no_such_key: 1\n")
+        os.kill(gw.pid, signal.SIGHUP)
+        eq(ns.next().get("RELOADING"), "1", "notification on a SIGHUP that will be refused")
+        m = ns.next()
+        eq(m.get("READY"), "1", "notification after the refused reload %r" % m)
+        eq(m.get("STATUS"), "serving, configuration generation 2", "STATUS after the refusal")
+        os.kill(gw.pid, signal.SIGTERM)
+        m = ns.next()
+        eq(m.get("STOPPING"), "1", "notification on SIGTERM %r" % m)
+        eq(gw.proc.wait(timeout=15 * TIME_FACTOR), 0, "exit status")
+    finally:
+        gw.stop()
+        ns.close()
+
+
+@test("contrib/portcullis.service: systemd-analyze verify finds nothing (ExecStart on the "
+      "built binary)")
+def _(env):
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        fail("systemd-analyze is not installed (scripts/deps.sh installs systemd)")
+    with open(os.path.join(REPO, "contrib", "portcullis.service")) as f:
+        unit = f.read()
+    check("/usr/local/bin/portcullis " in unit, "the unit's ExecStart is not /usr/local/bin/portcullis")
+    for key in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "NotifyAccess=",
+                "AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
+                "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
+                "ProtectKernelTunables=yes", "ProtectKernelModules=yes", "RestrictAddressFamilies=",
+                "SystemCallArchitectures=native", "LimitNOFILE="):
+        check(key in unit, "the unit has no %s" % key)
+    d = os.path.join(env.tmp, "unit")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "portcullis.service")
+    with open(path, "w") as f:
+        f.write(unit.replace("/usr/local/bin/portcullis", os.path.abspath(BINARY)))
+    r = subprocess.run([tool, "verify", path], capture_output=True, text=True, timeout=60)
+    eq((r.returncode, r.stdout + r.stderr), (0, ""), "systemd-analyze verify")
+    # the check is real: a mistake in the unit is reported
+    with open(path, "a") as f:
+        f.write("[Service]\nProtectSystem=sometimes\n")
+    bad = unit.count("\n") + 2
+    r = subprocess.run([tool, "verify", path], capture_output=True, text=True, timeout=60)
+    check(":%d: Failed to parse protect system value" % bad in r.stdout + r.stderr, "systemd-analyze verify did not report a bad "
+          "ProtectSystem=: %r" % (r.stdout + r.stderr))
