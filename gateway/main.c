@@ -380,6 +380,21 @@ static int switch_workers(control_t *ctl, uint64_t number)
     return -1;
 }
 
+/* After the drop to user:, a file the gateway cannot read any more is the
+ * usual reason a reload fails: said in so many words. */
+static void note_dropped(const cfg_t *boot, const cfg_errors_t *errs)
+{
+    if (!boot->runas.user || geteuid() == 0)
+        return;
+    for (size_t i = 0; i < errs->n; i++)
+        if (strstr(errs->msgs[i], strerror(EACCES))) {
+            pc_log_ev(PC_ERR, "reload_failed", NULL, "reload: the gateway runs as user %s (uid %ld, "
+                      "the configuration's user:): every file the configuration names must be readable "
+                      "by that user", boot->runas.user, (long)geteuid());
+            return;
+        }
+}
+
 static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors_t *errs,
                            double ms, int from_admin)
 {
@@ -388,6 +403,7 @@ static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors
            (unsigned long long)cur->number, errs->n);
     for (size_t i = 0; i < errs->n; i++)
         pc_log_config_error(PC_ERR, "reload: ", errs->msgs[i]);
+    note_dropped(gw_proc_boot(ctl->proc), errs);
     if (from_admin) {
         char msg[160];
         snprintf(msg, sizeof msg, "the configuration was not applied; the running one "

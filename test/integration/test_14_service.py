@@ -304,3 +304,173 @@ def _(env):
     r = subprocess.run([tool, "verify", path], capture_output=True, text=True, timeout=60)
     check(":%d: Failed to parse protect system value" % bad in r.stdout + r.stderr, "systemd-analyze verify did not report a bad "
           "ProtectSystem=: %r" % (r.stdout + r.stderr))
+
+
+# ---------------------------------------------------------------------------
+# user: / group:
+
+
+def _ids(pid):
+    """{"Uid": [...], "Gid": [...], "Groups": [...]} of every thread of pid."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        ids = {}
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            for ln in f:
+                k, _, v = ln.partition(":")
+                if k in ("Uid", "Gid", "Groups"):
+                    ids[k] = v.split()
+        out.append(ids)
+    return out
+
+
+def _readable_copy(env, name):
+    """A copy of the PKI in a world-readable directory (keys too: test
+    keys), so that a gateway running as nobody can read it again; and the
+    overrides pointing the configuration at it."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="portcullis-svc-%s-" % name)
+    os.chmod(d, 0o755)
+    for fn in ("server.crt", "server.key", "device-ca.crt", "bootstrap-ca.crt"):
+        shutil.copy(env.pki(fn), os.path.join(d, fn))
+        os.chmod(os.path.join(d, fn), 0o644)
+    tls = {"certificates": [{"cert": os.path.join(d, "server.crt"),
+                             "key": os.path.join(d, "server.key")}],
+           "classes": [{"name": "device", "ca": os.path.join(d, "device-ca.crt")},
+                       {"name": "bootstrap", "ca": os.path.join(d, "bootstrap-ca.crt")}]}
+    return d, tls
+
+
+def _need_root():
+    if os.geteuid() != 0:
+        fail("these tests start the gateway as root (the runner runs as uid %d)" % os.geteuid())
+
+
+NOBODY = pwd.getpwnam("nobody")
+
+
+@test("user: nobody: started as root, every thread runs as nobody/nogroup with no other group "
+      "once listening, requests are served; a reload of files nobody cannot read is refused "
+      "with a clear line and the running configuration keeps serving", timeout=60)
+def _(env):
+    _need_root()
+    cfg = env.config({"workers": 2, "user": "nobody", "group": "nogroup"})
+    gw = _start(env, "drop", cfg)
+    try:
+        check(wait_until(lambda: _log_has(gw, "running as user nobody (uid 65534, gid 65534)"), 5),
+              "no line about the drop: %s" % gw.log_tail(5, joined=True))
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/dropped"), "request to a dropped gateway")
+        ids = _ids(gw.pid)
+        check(len(ids) >= 4, "only %d threads" % len(ids))
+        for t in ids:
+            eq(t["Uid"], ["65534"] * 4, "a thread's uids")
+            eq(t["Gid"], [str(NOBODY.pw_gid)] * 4, "a thread's gids")
+            eq(t["Groups"], [str(NOBODY.pw_gid)], "a thread's supplementary groups")
+        # env.tmp (mkdtemp: 0700 root) holds the PKI: nobody cannot read it again
+        os.kill(gw.pid, signal.SIGHUP)
+        check(wait_until(lambda: _log_has(gw, "reload: the gateway runs as user nobody (uid 65534, "
+                                              "the configuration's user:): every file the "
+                                              "configuration names must be readable by that user"), 10),
+              "no line saying why the reload failed: %s" % gw.log_tail(5, joined=True))
+        check(_log_has(gw, "reload: refused, generation 1 keeps serving"), "reload not refused")
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/after-refused-reload"), "request after the refusal")
+    finally:
+        gw.stop()
+
+
+@test("user: a reload as the dropped user works when it can read the files; user: changed "
+      "by a reload is refused as restart-only", timeout=60)
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "reload")
+    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
+    gw = _start(env, "drop-reload", cfg)
+    try:
+        os.chmod(env.tmp, 0o711)   # nobody reads the configuration file itself
+        os.chmod(gw.config_path, 0o644)
+        os.kill(gw.pid, signal.SIGHUP)
+        check(wait_until(lambda: _log_has(gw, "reload: generation 2 applied"), 10),
+              "reload as nobody not applied: %s" % gw.log_tail(5, joined=True))
+        with open(gw.config_path) as f:
+            text = f.read()
+        with open(gw.config_path, "w") as f:
+            f.write(text.replace("user: nobody", "user: daemon"))
+        os.kill(gw.pid, signal.SIGHUP)
+        check(wait_until(lambda: _log_has(gw, "user: changed from nobody to daemon; this key needs a "
+                                              "restart (the reload was refused)"), 10),
+              "user: change not refused as restart-only: %s" % gw.log_tail(5, joined=True))
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/after-user-change"), "request after the refusal")
+    finally:
+        os.chmod(env.tmp, 0o700)
+        gw.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test("user: set while not started as root: the gateway does not start (exit 1, a clear line); "
+      "started as that very user it runs")
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "nonroot")
+    try:
+        os.chmod(env.tmp, 0o711)
+
+        def as_nobody():
+            _preexec()()
+            os.setgroups([])
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+        for user, expect in (("daemon", 1), ("nobody", None)):
+            cfg = env.config({"workers": 1, "user": user, "tls": tls})
+            gw = Gateway(env, "nonroot-%s" % user, cfg)
+            os.chmod(gw.config_path, 0o644)
+            log = open(gw.log_path, "ab")
+            try:
+                gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd="/", stdout=log,
+                                           stderr=log, stdin=subprocess.DEVNULL,
+                                           start_new_session=True, preexec_fn=as_nobody)
+            finally:
+                log.close()
+            try:
+                if expect is not None:
+                    eq(gw.proc.wait(timeout=20 * TIME_FACTOR), expect, "exit status with user: %s" % user)
+                    check(_log_has(gw, 'user: "daemon" is set, but the gateway was started as uid '
+                                       '65534, not root, so it cannot switch to it'),
+                          "no clear line: %s" % gw.log_tail(5, joined=True))
+                    check(not _listening(gw.port), "the refused gateway listens")
+                else:
+                    wait_tcp(gw.port, gw.proc, 10 * TIME_FACTOR, "gateway as nobody")
+                    with env.connect(gw) as c:
+                        upstream_info(c.request("GET", "/api/as-nobody"), "request")
+            finally:
+                gw.stop()
+    finally:
+        os.chmod(env.tmp, 0o700)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test("user: --upgrade from a gateway that dropped to nobody to a new one started as root "
+      "works (the configured user may hand over), and the new one drops too", timeout=90)
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "upgrade")
+    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
+    a = _start(env, "drop-up-a", cfg)
+    b = None
+    try:
+        check(wait_until(lambda: _log_has(a, "running as user nobody"), 5), "A did not drop")
+        b = start_b(env, "drop-up-b", cfg, upgrade=True)
+        check(wait_log(b, "upgrade: the old process confirmed", 20),
+              "B did not take over: %s" % b.log_tail(6, joined=True))
+        eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status after the handover")
+        with env.connect(b.port) as c:
+            upstream_info(c.request("GET", "/api/after-upgrade"), "request to B")
+        for t in _ids(b.pid):
+            eq(t["Uid"], ["65534"] * 4, "B's uids")
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+        shutil.rmtree(d, ignore_errors=True)
