@@ -474,3 +474,35 @@ def _(env):
             b.stop()
         a.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+@test("sd_notify: a process started with --upgrade sends MAINPID=<its pid> with READY=1 before "
+      "the old one drains, and the old one sends no STOPPING=1", timeout=90)
+def _(env):
+    ns = NotifySocket(env, "upgrade")
+    cfg = env.config({"workers": 1})
+    environ = {"NOTIFY_SOCKET": ns.path}
+    a = _start(env, "notify-up-a", cfg, environ=environ)
+    b = None
+    try:
+        m = ns.next()
+        eq(m.get("READY"), "1", "A's first notification %r" % m)
+        check("MAINPID" not in m, "A sent MAINPID: %r" % m)
+        b = _start(env, "notify-up-b", cfg, environ=environ, args=["--upgrade"])
+        m = ns.next(20)
+        eq((m.get("MAINPID"), m.get("READY")), (str(b.pid), "1"), "B's notification %r" % m)
+        check(wait_log(b, "upgrade: the old process confirmed", 20), "B did not take over")
+        eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status")
+        ns.sock.settimeout(0.5)
+        try:
+            extra = ns.sock.recv(4096)
+            fail("a notification after the handover: %r" % extra)
+        except socket.timeout:
+            pass
+        os.kill(b.pid, signal.SIGTERM)
+        eq(ns.next().get("STOPPING"), "1", "B's notification on SIGTERM")
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+        ns.close()
