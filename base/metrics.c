@@ -24,7 +24,7 @@ static uint64_t *shared;   /* blocks[0] once initialised */
 enum dim_id {
     D_NONE, D_REFUSE, D_TLS_VERSION, D_HS_RESULT, D_TLS_FAIL, D_CACHE_RESULT, D_STATUS, D_ERROR,
     D_UPS_CONN, D_UPS_FAIL, D_REDIS_CLIENT, D_RL_RESULT, D_AUTH_REASON, D_PROVIDER, D_ISS_KIND,
-    D_RELOAD_RESULT, D_ROUTE, D_CLASS, D_UPSTREAM, D_LIMIT, D_PLATFORM,
+    D_RELOAD_RESULT, D_PP_REASON, D_ROUTE, D_CLASS, D_UPSTREAM, D_LIMIT, D_PLATFORM,
     D_ACCEPT_ERR
 };
 
@@ -48,6 +48,8 @@ static const char *const auth_v[] = {"missing", "not_bearer", "multiple", "malfo
 static const char *const prov_v[] = {"none", "play_integrity", "http", "refuse"};
 static const char *const iss_v[] = {"issued", "renewed"};
 static const char *const reload_v[] = {"ok", "failed"};
+static const char *const pp_v[] = {"untrusted_peer", "malformed", "version", "too_long", "timeout",
+                                   "closed"};
 static const char *const accept_v[] = {"emfile", "enfile", "enobufs", "enomem", "other"};
 
 _Static_assert(sizeof(refuse_v) / sizeof(*refuse_v) == PC_REFUSE__N, "refuse names");
@@ -64,6 +66,7 @@ _Static_assert(sizeof(auth_v) / sizeof(*auth_v) == PC_AUTH__N, "auth reason name
 _Static_assert(sizeof(prov_v) / sizeof(*prov_v) == PC_PROV__N, "provider names");
 _Static_assert(sizeof(iss_v) / sizeof(*iss_v) == PC_ISS__N, "issuance kind names");
 _Static_assert(sizeof(reload_v) / sizeof(*reload_v) == PC_RELOAD__N, "reload names");
+_Static_assert(sizeof(pp_v) / sizeof(*pp_v) == PC_PP__N, "PROXY protocol refusal names");
 _Static_assert(sizeof(accept_v) / sizeof(*accept_v) == PC_ACCEPT__N, "accept error names");
 
 typedef struct {
@@ -90,6 +93,7 @@ static const dim_t dims[] = {
     [D_PROVIDER] = {"provider", PC_DN_PROVIDER, prov_v, -1},
     [D_ISS_KIND] = {"kind", PC_DN_ISS_KIND, iss_v, -1},
     [D_RELOAD_RESULT] = {"result", PC_DN_RELOAD_RESULT, reload_v, -1},
+    [D_PP_REASON] = {"reason", PC_DN_PP_REASON, pp_v, -1},
     [D_ROUTE] = {"route", PC_DN_ROUTE, NULL, PC_DYN_ROUTE},
     [D_CLASS] = {"class", PC_DN_CLASS, NULL, PC_DYN_CLASS},
     [D_UPSTREAM] = {"upstream", PC_DN_UPSTREAM, NULL, PC_DYN_UPSTREAM},

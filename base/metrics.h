@@ -47,6 +47,9 @@ enum pc_auth_reason { PC_AUTH_MISSING, PC_AUTH_NOT_BEARER, PC_AUTH_MULTIPLE, PC_
 enum pc_provider { PC_PROV_NONE, PC_PROV_PLAY_INTEGRITY, PC_PROV_HTTP, PC_PROV_REFUSE, PC_PROV__N };
 enum pc_iss_kind { PC_ISS_ISSUED, PC_ISS_RENEWED, PC_ISS__N };
 enum pc_reload_result { PC_RELOAD_OK, PC_RELOAD_FAILED, PC_RELOAD__N };
+/* why a PROXY protocol listener closed a connection before TLS (gateway/conn.c) */
+enum pc_pp_reason { PC_PP_UNTRUSTED_PEER, PC_PP_MALFORMED, PC_PP_VERSION, PC_PP_TOO_LONG,
+                    PC_PP_TIMEOUT, PC_PP_CLOSED, PC_PP__N };
 /* why accept4 failed (gateway/worker.c) */
 enum pc_accept_err { PC_ACCEPT_EMFILE, PC_ACCEPT_ENFILE, PC_ACCEPT_ENOBUFS, PC_ACCEPT_ENOMEM,
                      PC_ACCEPT_OTHER, PC_ACCEPT__N };
@@ -75,6 +78,7 @@ enum pc_dyn { PC_DYN_ROUTE, PC_DYN_CLASS, PC_DYN_UPSTREAM, PC_DYN_LIMIT, PC_DYN_
 #define PC_DN_PROVIDER PC_PROV__N
 #define PC_DN_ISS_KIND PC_ISS__N
 #define PC_DN_RELOAD_RESULT PC_RELOAD__N
+#define PC_DN_PP_REASON PC_PP__N
 #define PC_DN_ACCEPT_ERR PC_ACCEPT__N
 #define PC_DN_ROUTE 128
 #define PC_DN_CLASS 16

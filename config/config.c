@@ -170,35 +170,6 @@ static void parse_workers(ctx_t *c, yaml_node_t *n)
     }
 }
 
-static void parse_listeners(ctx_t *c, yaml_node_t *n)
-{
-    cfg_t *cfg = c->cfg;
-    yaml_node_item_t *it;
-    long cnt = cfgw_seq(&c->w, n, "listeners", 1, 1024, &it);
-    if (cnt < 0)
-        return;
-    cfg->listeners = cfgp_xcalloc((size_t)cnt, sizeof *cfg->listeners);
-    cfg->nlisteners = (size_t)cnt;
-    for (size_t i = 0; i < (size_t)cnt; i++) {
-        char p[CFGW_PATHLEN], q[CFGW_PATHLEN];
-        yaml_node_t *item = cfgw_node(&c->w, it[i]);
-        cfgw_fld_t f[] = {F("address")};
-        cfgw_pi(p, "listeners", i);
-        if (cfgw_map(&c->w, item, p, f, NF(f)) < 0 || !cfgw_require(&c->w, item, p, &f[0]))
-            continue;
-        cfg_addr_t *a = &cfg->listeners[i];
-        if (get_addr(c, f[0].val, cfgw_pk(q, p, "address"), 1, a, NULL, 0, NULL) < 0)
-            continue;
-        for (size_t j = 0; j < i; j++) {
-            cfg_addr_t *b = &cfg->listeners[j];
-            if (b->text && b->addrlen == a->addrlen && !memcmp(&b->addr, &a->addr, a->addrlen)) {
-                cfgw_err(&c->w, f[0].val, q, "duplicate listener address (also listeners[%zu])", j);
-                break;
-            }
-        }
-    }
-}
-
 static void parse_certs(ctx_t *c, yaml_node_t *n)
 {
     cfg_tls_t *t = &c->cfg->tls;
@@ -804,7 +775,7 @@ static void parse_admin(ctx_t *c, yaml_node_t *n)
         }
     }
     for (size_t i = 0; a->listen.text && i < cfg->nlisteners; i++) {
-        cfg_addr_t *l = &cfg->listeners[i];
+        cfg_addr_t *l = &cfg->listeners[i].addr;
         if (l->text && l->addrlen == a->listen.addrlen &&
             !memcmp(&l->addr, &a->listen.addr, l->addrlen)) {
             cfgw_err(&c->w, f[LISTEN].val ? f[LISTEN].val : n, "admin.listen", "the admin listener "
@@ -1022,8 +993,8 @@ static void parse_upgrade_socket(ctx_t *c, yaml_node_t *n)
         return;
     }
     char def[64];
-    if (cfg->nlisteners && cfg->listeners[0].text &&
-        cfg_upgrade_default(cfg->listeners[0].text, def, sizeof def) == 0)
+    if (cfg->nlisteners && cfg->listeners[0].addr.text &&
+        cfg_upgrade_default(cfg->listeners[0].addr.text, def, sizeof def) == 0)
         cfg->upgrade_socket = cfgp_xstrdup(def);
 }
 
@@ -1041,7 +1012,7 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         return;
     parse_workers(c, f[WORKERS].val);
     if (cfgw_require(&c->w, root, "", &f[LISTENERS]))
-        parse_listeners(c, f[LISTENERS].val);
+        cfgl_parse_listeners(&c->w, f[LISTENERS].val, c->cfg);
     if (cfgw_require(&c->w, root, "", &f[TLS]))
         parse_tls(c, f[TLS].val);
     if (f[IDENTITY].val)

@@ -31,6 +31,30 @@ typedef struct {
     char *text;   /* as written, e.g. "0.0.0.0:8443" or "[::1]:8443" */
 } cfg_addr_t;
 
+/* An IPv4 or IPv6 network, "10.0.0.0/8" or "fd00::/8" (a bare address is
+ * the one host: /32 or /128). addr holds the network with its host bits
+ * zero; an IPv4 network also matches IPv4-mapped IPv6 peers. */
+typedef struct {
+    int family;               /* AF_INET or AF_INET6 */
+    uint8_t addr[16];         /* 4 or 16 bytes used */
+    unsigned bits;            /* prefix length: 0..32 or 0..128 */
+} cfg_cidr_t;
+
+/* Which PROXY protocol header a listener reads before TLS: the values are
+ * gateway/proxy_proto.h's GW_PP_V1, GW_PP_V2, GW_PP_ANY (0: off). */
+enum cfg_proxy_protocol { CFG_PP_OFF = 0, CFG_PP_V1 = 1, CFG_PP_V2 = 2, CFG_PP_ANY = 3 };
+
+/* One client listener (config_listen.c). proxy_protocol, trusted and the
+ * proxy limits are per generation (reloadable); the address is the socket. */
+typedef struct {
+    cfg_addr_t addr;
+    int proxy_protocol;           /* enum cfg_proxy_protocol */
+    cfg_cidr_t *trusted;          /* trusted_from: peers allowed to send a header */
+    size_t ntrusted;
+    uint64_t proxy_timeout_ms;    /* the whole header must arrive within it (default 5s) */
+    uint32_t proxy_header_max;    /* longest header taken, bytes (default 4096) */
+} cfg_listener_t;
+
 typedef struct {
     char *cert_file;  /* PEM chain, leaf first */
     char *key_file;
@@ -272,7 +296,7 @@ typedef struct {
 typedef struct {
     char *path;                  /* the file it was loaded from */
     int workers;                 /* resolved: "auto" -> number of cores */
-    cfg_addr_t *listeners;
+    cfg_listener_t *listeners;
     size_t nlisteners;
     cfg_tls_t tls;
     cfg_identity_t identity;
@@ -315,6 +339,12 @@ void cfg_errors_free(cfg_errors_t *errs);
 int cfg_parse_duration_ms(const char *s, uint64_t *out);   /* "500ms" "10s" "5m" "1h" "2d" */
 int cfg_parse_size(const char *s, uint64_t *out);          /* "512" "16k" "10m" "1g" (binary units) */
 int cfg_parse_addr(const char *s, int default_port, cfg_addr_t *out); /* "host:port", "[v6]:port" */
+/* "a.b.c.d/n", "v6/n" or a bare address (a host); host bits must be zero.
+ * Returns 0 with *out set, or -1 with *why saying what is wrong. Pure. */
+int cfg_parse_cidr(const char *s, cfg_cidr_t *out, const char **why);
+/* 1 if the address (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts
+ * as IPv4) lies in one of the n networks, else 0. Pure. */
+int cfg_cidr_match(const cfg_cidr_t *nets, size_t n, const struct sockaddr_storage *a);
 
 /* Files the config names (certificates, keys, key material), read the same
  * way by cfg_load() and by the layers that load them again at the start, so

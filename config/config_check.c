@@ -482,9 +482,7 @@ void cfg_free(cfg_t *cfg)
     cfgp_policy_free(cfg);
     free(cfg->path);
     free(cfg->upgrade_socket);
-    for (size_t i = 0; i < cfg->nlisteners; i++)
-        free(cfg->listeners[i].text);
-    free(cfg->listeners);
+    cfgl_free_listeners(cfg);
     for (size_t i = 0; i < cfg->tls.ncerts; i++) {
         free(cfg->tls.certs[i].cert_file);
         free(cfg->tls.certs[i].key_file);

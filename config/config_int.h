@@ -59,6 +59,9 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
  * addresses it must not take); cfgm_free_metrics frees what it set. */
 void cfgm_parse_metrics(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
 void cfgm_free_metrics(cfg_t *cfg);
+/* config_listen.c: the listeners section (a list of addresses or mappings). */
+void cfgl_parse_listeners(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
+void cfgl_free_listeners(cfg_t *cfg);
 /* config_service.c: the top-level user and group keys (either node may be
  * NULL); cfgs_free_runas frees what it set. */
 void cfgs_parse_runas(cfgw_t *w, yaml_node_t *user, yaml_node_t *group, cfg_t *cfg);

@@ -38,9 +38,9 @@ static void metrics_address(cfgw_t *w, yaml_node_t *map, yaml_node_t *n, cfg_t *
     }
     yaml_node_t *at = n ? n : map;
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (same_addr(&cfg->listeners[i], &m->address)) {
+        if (same_addr(&cfg->listeners[i].addr, &m->address)) {
             cfgw_err(w, at, "metrics.address", "the metrics listener needs its own address "
-                     "(listeners[%zu] uses %s)", i, cfg->listeners[i].text);
+                     "(listeners[%zu] uses %s)", i, cfg->listeners[i].addr.text);
             return;
         }
     if (cfg->admin.enabled && same_addr(&cfg->admin.listen, &m->address))

@@ -1,6 +1,11 @@
 /* gateway/conn: one client connection, from TLS handshake to close.
  *
- * States: handshake -> http -> closing (-> lingering). In http, the bytes
+ * States: (proxy ->) handshake -> http -> closing (-> lingering). On a PROXY
+ * protocol listener the connection first reads the header the load balancer
+ * sends (proxy_step): its client address becomes the connection's peer for
+ * everything after it (connection limits, logs, X-Forwarded-For, rate-limit
+ * keys), and any problem closes the connection without a byte answered. In
+ * http, the bytes
  * TLS delivers go to the request pipeline (gateway/request.c, gw_req_parse),
  * which parses one request at a time: the parser pauses at the end of each
  * request until its response has been produced, so pipelined requests are
@@ -29,8 +34,11 @@
 #include "../base/metrics.h"
 #include "../policy/policy.h"
 #include "conn_int.h"
+#include "proxy_proto.h"
 
 static void conn_free(gw_conn_t *c);
+static void peer_names(gw_conn_t *c, const struct sockaddr_storage *peer);
+static int64_t mono_us(void);
 
 /* ---- helpers ---- */
 
@@ -144,6 +152,117 @@ static void do_flush(gw_conn_t *c)
         gw_conn_arm(c, T_SEND, CFG(c)->timeouts.send_ms);
     if (c->x && after < OUT_HIGH / 2)
         ups_exchange_resume(c->x);
+}
+
+/* ---- PROXY protocol header ---- */
+
+static const char *const pp_reason_names[PC_PP__N] = {
+    [PC_PP_UNTRUSTED_PEER] = "untrusted_peer", [PC_PP_MALFORMED] = "malformed",
+    [PC_PP_VERSION] = "version", [PC_PP_TOO_LONG] = "too_long", [PC_PP_TIMEOUT] = "timeout",
+    [PC_PP_CLOSED] = "closed"};
+
+/* The header is refused: closed unanswered, logged with the (real) peer and
+ * the reason, counted. A peer that closes before sending any byte is what a
+ * balancer's TCP health check does: logged at DEBUG only. */
+static void proxy_refuse(gw_conn_t *c, int reason, const char *why)
+{
+    int quiet = reason == PC_PP_CLOSED && c->pp_len == 0;
+    CLOG_EV(c, quiet ? PC_DEBUG : PC_INFO, "proxy_protocol_refused",
+            "PROXY protocol header refused (%s): %s", pp_reason_names[reason], why);
+    pc_count1(PROXY_REFUSALS, (unsigned)reason);
+    c->dead = 1;
+}
+
+/* Why gw_pp_parse refused these bytes, as a metrics reason. */
+static int proxy_reason(gw_conn_t *c, int code, size_t n)
+{
+    gw_pp_header_t other;
+    unsigned accept = (unsigned)c->listen->proxy_protocol;
+    if (code == GW_PP_ETOOBIG)
+        return PC_PP_TOO_LONG;
+    if (code == GW_PP_ENOTPROXY && accept != GW_PP_ANY &&
+        gw_pp_parse(c->pp_buf, n, GW_PP_ANY, c->listen->proxy_header_max, &other) >= 0)
+        return PC_PP_VERSION;   /* a header of the version this listener does not take */
+    return PC_PP_MALFORMED;
+}
+
+/* The header is complete: its client becomes the connection's peer (PROXY
+ * with addresses; LOCAL and UNKNOWN keep the real one), the per-IP
+ * connection limits count that client, and the TLS handshake starts, its
+ * timeout (and its duration) counted from now. */
+static void proxy_done(gw_conn_t *c, const gw_pp_header_t *h)
+{
+    char via[sizeof c->peer];
+    snprintf(via, sizeof via, "%s", c->peer);
+    if (h->command == GW_PP_PROXY && h->family != GW_PP_UNSPEC) {
+        c->peer_addr = h->src;
+        peer_names(c, &c->peer_addr);
+    }
+    CLOG_EV(c, PC_DEBUG, "proxy_protocol", "PROXY v%d %s header from %s", h->version,
+            h->command == GW_PP_LOCAL ? "LOCAL" : h->family == GW_PP_UNSPEC ? "UNKNOWN" : "PROXY",
+            via);
+    free(c->pp_buf);
+    c->pp_buf = NULL;
+    if (c->gen->connlimit) {
+        const cfg_t *cfg = CFG(c);
+        int counted = pol_connlimit_acquire(c->gen->connlimit, &cfg->connection_limits,
+                                            &c->peer_addr, mono_us());
+        if (counted < 0) {
+            CLOG_EV(c, PC_DEBUG, "connection_refused", "connection refused by connection_limits (%s)",
+                    counted == -1 ? "per_ip_rate" : "per_ip_concurrent");
+            pc_count1(CONN_REFUSED, counted == -1 ? PC_REFUSE_PER_IP_RATE
+                                                  : PC_REFUSE_PER_IP_CONCURRENCY);
+            c->dead = 1;
+            return;
+        }
+        c->counted = counted;
+    }
+    c->state = C_HANDSHAKE;
+    c->action = "handshake";
+    c->accepted_us = mono_us();
+    gw_conn_arm(c, T_HANDSHAKE, CFG(c)->tls.handshake_timeout_ms);
+}
+
+/* Reads the header: peeks at what the socket holds after the bytes read so
+ * far, and consumes only bytes of the header (gw_pp_parse says every byte
+ * of an incomplete header is one), so the client's first TLS bytes, even in
+ * the same segment, stay in the socket for OpenSSL; an incomplete header
+ * leaves nothing unread behind, so the level-triggered read event does not
+ * fire again until more arrives. */
+static void proxy_step(gw_conn_t *c)
+{
+    size_t max = c->listen->proxy_header_max;
+    ssize_t k = recv(c->fd, c->pp_buf + c->pp_len, max - c->pp_len, MSG_PEEK);
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (k <= 0) {
+        proxy_refuse(c, PC_PP_CLOSED, c->pp_len ? "closed in the middle of the header"
+                                                : "closed before sending a header");
+        return;
+    }
+    size_t n = c->pp_len + (size_t)k;
+    gw_pp_header_t h;
+    int r = gw_pp_parse(c->pp_buf, n, (unsigned)c->listen->proxy_protocol, max, &h);
+    if (r < 0) {
+        proxy_refuse(c, proxy_reason(c, r, n),
+                     c->pp_buf[0] == 0x16 ? "a TLS record where the PROXY header must be"
+                                          : gw_pp_strerror(r));
+        return;
+    }
+    size_t take = r > 0 ? (size_t)r - c->pp_len : (size_t)k;
+    if (r == 0 && n == max) {
+        proxy_refuse(c, PC_PP_TOO_LONG, gw_pp_strerror(GW_PP_ETOOBIG));
+        return;
+    }
+    /* the bytes were peeked, so this read returns exactly them */
+    ssize_t got = recv(c->fd, c->pp_buf + c->pp_len, take, 0);
+    if (got != (ssize_t)take) {
+        proxy_refuse(c, PC_PP_CLOSED, "the header could not be read");
+        return;
+    }
+    c->pp_len += take;
+    if (r > 0)
+        proxy_done(c, &h);   /* which reads h (pointing into pp_buf) before freeing pp_buf */
 }
 
 /* ---- handshake ---- */
@@ -342,9 +461,11 @@ static void close_or_linger(gw_conn_t *c)
 void gw_conn_io(gw_conn_t *c)
 {
     c->want_write = 0;
+    if (c->state == C_PROXY && !c->dead)
+        proxy_step(c);
     if (c->state == C_HANDSHAKE && !c->dead)
         handshake(c);
-    if (c->state != C_HANDSHAKE && !c->dead) {
+    if (c->state != C_HANDSHAKE && c->state != C_PROXY && !c->dead) {
         do_flush(c);
         do_read(c);
         do_flush(c);
@@ -364,7 +485,8 @@ void gw_conn_io(gw_conn_t *c)
     /* The read event is left registered while reading pauses for a response
      * (a request/response turn then costs no epoll_ctl); it is removed
      * only if the client sends while we may not read (see on_readable). */
-    if ((c->state == C_HANDSHAKE || c->state == C_LINGER || can_read(c)) && c->rev_off) {
+    if ((c->state == C_PROXY || c->state == C_HANDSHAKE || c->state == C_LINGER || can_read(c)) &&
+        c->rev_off) {
         event_add(c->rev, NULL);
         c->rev_off = 0;
     } else if (c->state == C_CLOSING && !c->rev_off) {
@@ -391,7 +513,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gw_conn_t *c = arg;
-    if (c->state != C_HANDSHAKE && c->state != C_LINGER && !can_read(c) && !c->rev_off) {
+    if (c->state != C_PROXY && c->state != C_HANDSHAKE && c->state != C_LINGER && !can_read(c) &&
+        !c->rev_off) {
         event_del(c->rev);   /* input waits in the socket until we can take it */
         c->rev_off = 1;
     }
@@ -404,6 +527,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     gw_conn_t *c = arg;
     switch (c->tkind) {
+    case T_PROXY:
+        proxy_refuse(c, PC_PP_TIMEOUT, "the header did not arrive within proxy_timeout");
+        break;
     case T_HANDSHAKE:
         CLOG_EV(c, PC_INFO, "tls_handshake_failed", "handshake timed out");
         handshake_failed(c, PC_TLSF_HANDSHAKE_TIMEOUT);
@@ -457,7 +583,7 @@ static void peer_names(gw_conn_t *c, const struct sockaddr_storage *peer)
 }
 
 void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_storage *peer,
-                 int counted)
+                 int counted, const cfg_listener_t *lc)
 {
     gw_gen_t *gen = gw_wgen_gen(wg);
     gw_conn_t *c = calloc(1, sizeof(*c));
@@ -473,6 +599,7 @@ void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_st
     c->gen = gen;
     c->wg = wg;
     c->counted = counted;
+    c->listen = lc;
     c->fd = fd;
     c->cid = ++w->next_id;
     c->peer_addr = *peer;
@@ -490,8 +617,14 @@ void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_st
     c->in = evbuffer_new();
     c->out = evbuffer_new();
     const cfg_t *cfg = gen->cfg;
+    int proxy = lc && lc->proxy_protocol != CFG_PP_OFF;
+    if (proxy) {
+        c->state = C_PROXY;
+        c->action = "PROXY header";
+        c->pp_buf = malloc(lc->proxy_header_max);
+    }
     int ok = c->ssl && c->rev && c->wev && c->timer && c->kick && c->in && c->out &&
-             SSL_set_fd(c->ssl, fd) == 1;
+             (!proxy || c->pp_buf) && SSL_set_fd(c->ssl, fd) == 1;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -505,7 +638,10 @@ void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_st
     }
     gw_req_init(c);
     SSL_set_accept_state(c->ssl);
-    gw_conn_arm(c, T_HANDSHAKE, cfg->tls.handshake_timeout_ms);
+    if (proxy)
+        gw_conn_arm(c, T_PROXY, lc->proxy_timeout_ms);
+    else
+        gw_conn_arm(c, T_HANDSHAKE, cfg->tls.handshake_timeout_ms);
     gw_conn_io(c);
 }
 
@@ -528,8 +664,9 @@ static void conn_free(gw_conn_t *c)
     /* OpenSSL drops a session from the cache when its connection ends
      * without close_notify; mobile clients often just close the socket.
      * Keep the session unless the TLS layer itself failed. */
-    if (c->ssl && c->state != C_HANDSHAKE && !c->tls_error)
+    if (c->ssl && c->state != C_PROXY && c->state != C_HANDSHAKE && !c->tls_error)
         SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    free(c->pp_buf);
     SSL_free(c->ssl);
     tls_identity_release(c->id);
     close(c->fd);

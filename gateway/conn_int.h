@@ -23,16 +23,22 @@
 #define DISCARD_MAX (64 * 1024)   /* bodies of refused requests up to this are read and dropped */
 #define GW_RL_HEADERS_LEN 256     /* RateLimit header lines of one response */
 
-/* C_LINGER: the last response and close_notify are out, the write side is
- * shut; the client's input is read and dropped until it closes or a bound. */
-enum cstate { C_HANDSHAKE, C_HTTP, C_CLOSING, C_LINGER };
-enum tkind { T_NONE, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND, T_LINGER };
+/* C_PROXY: a PROXY protocol listener's connection before its header is read
+ * (then C_HANDSHAKE). C_LINGER: the last response and close_notify are out,
+ * the write side is shut; the client's input is read and dropped until it
+ * closes or a bound. */
+enum cstate { C_PROXY, C_HANDSHAKE, C_HTTP, C_CLOSING, C_LINGER };
+enum tkind { T_NONE, T_PROXY, T_HANDSHAKE, T_HEADER, T_BODY, T_IDLE, T_SEND, T_LINGER };
 
 struct gw_conn {
     gw_worker_t *w;
     gw_gen_t *gen;              /* the generation it was accepted under (wg's) */
     gw_wgen_t *wg;              /* the worker's share of it: pool, connection count */
     int counted;                /* the connection limiter counts it: release at close */
+    const cfg_listener_t *listen; /* the listener it came in on, in gen's configuration */
+    uint8_t *pp_buf;            /* C_PROXY: the header's bytes read so far (listen's
+                                 * proxy_header_max), freed when the header is done */
+    size_t pp_len;
     gw_conn_t *next, *prev;
     uint64_t cid;
     int fd;

@@ -58,10 +58,12 @@ typedef struct gw_worker {
 } gw_worker_t;
 
 /* Takes ownership of an accepted, non-blocking socket, for worker generation
- * wg; counted: 1 when the connection limiter counted it (to release at
- * close). */
+ * wg, that came in on listener lc (of wg's configuration); counted: 1 when
+ * the connection limiter counted it (to release at close). On a PROXY
+ * protocol listener the connection reads its header first, then applies
+ * connection_limits to the client it names (counted is 0 then). */
 void gw_conn_new(gw_worker_t *w, gw_wgen_t *wg, int fd, const struct sockaddr_storage *peer,
-                 int counted);
+                 int counted, const cfg_listener_t *lc);
 /* A connection of wg closed (conn.c tells worker.c, which frees an old
  * generation's share with its last connection). */
 void gw_wgen_conn_closed(gw_worker_t *w, gw_wgen_t *wg);

@@ -829,7 +829,7 @@ static int run(const char *path, int upgrade)
             }
         for (size_t i = 0; i < gen->cfg->nlisteners; i++)
             pc_log_ev(PC_INFO, "listening", NULL, "listening on %s (%d workers, %zu routes, %zu trust classes; generation 1)",
-                   gen->cfg->listeners[i].text, cfg->workers, gen->cfg->nroutes, gen->cfg->tls.nclasses);
+                   gen->cfg->listeners[i].addr.text, cfg->workers, gen->cfg->nroutes, gen->cfg->tls.nclasses);
         if (upc && !upgrade_may_take_over(mirror, &sigs)) {
             gw_upgrade_client_free(upc);   /* the old process keeps serving; this one drains */
             upc = NULL;

@@ -350,7 +350,7 @@ int gw_proc_adopt(gw_proc_t *p, const cfg_t *cfg, int fd, char *err, size_t errl
         return -1;
     }
     size_t i = 0;
-    while (i < cfg->nlisteners && !same_addr(&ss, &cfg->listeners[i]))
+    while (i < cfg->nlisteners && !same_addr(&ss, &cfg->listeners[i].addr))
         i++;
     if (i == cfg->nlisteners) {
         snprintf(err, errlen, "its address is not among the configured listeners");
@@ -452,7 +452,7 @@ ssize_t gw_proc_sockets(gw_proc_t *p, gw_proc_sock_t **out)
             v[k].listener = i;
             v[k].sock = (size_t)j;
             v[k].nsocks = (size_t)l->nfd;
-            snprintf(v[k].text, sizeof v[k].text, "%s", p->current->cfg->listeners[i].text);
+            snprintf(v[k].text, sizeof v[k].text, "%s", p->current->cfg->listeners[i].addr.text);
         }
     }
     for (int kind = 0; v && kind < GW_HTTP_KINDS; kind++) {
@@ -587,13 +587,13 @@ static int listeners_attach(gw_proc_t *p, gw_gen_t *g, cfg_errors_t *errs)
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         gw_listener_t *l = NULL;
         for (size_t k = 0; cur && k < cur->cfg->nlisteners && !l; k++)
-            if (same_addr(&cur->listeners[k]->addr.addr, &cfg->listeners[i]))
+            if (same_addr(&cur->listeners[k]->addr.addr, &cfg->listeners[i].addr))
                 l = cur->listeners[k];   /* the same address, however it is written */
         if (l) {
             pthread_mutex_lock(&p->mu);
             l->refs++;
             pthread_mutex_unlock(&p->mu);
-        } else if (!(l = listener_open(p, &cfg->listeners[i], nworkers, errs, cfg->path))) {
+        } else if (!(l = listener_open(p, &cfg->listeners[i].addr, nworkers, errs, cfg->path))) {
             return -1;   /* gen_free releases those attached so far */
         } else {
             l->refs = 1;
@@ -1087,7 +1087,7 @@ static int routes_diff(const cfg_t *a, const cfg_t *b, char ***out, size_t *n, c
 static int has_listener(const cfg_t *cfg, const cfg_addr_t *a)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (same_addr(&a->addr, &cfg->listeners[i]))
+        if (same_addr(&a->addr, &cfg->listeners[i].addr))
             return 1;
     return 0;
 }
@@ -1095,7 +1095,7 @@ static int has_listener(const cfg_t *cfg, const cfg_addr_t *a)
 static int listeners_diff(const cfg_t *a, const cfg_t *b, char ***out, size_t *n)
 {
     for (size_t i = 0; i < b->nlisteners; i++)
-        if (!has_listener(a, &b->listeners[i]) && push(out, n, b->listeners[i].text) < 0)
+        if (!has_listener(a, &b->listeners[i].addr) && push(out, n, b->listeners[i].addr.text) < 0)
             return -1;
     return 0;
 }

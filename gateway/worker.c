@@ -1,6 +1,7 @@
 /* gateway/worker: listening sockets and the per-worker event loop. */
 #include "worker.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,6 +39,38 @@ static int64_t mono_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The configuration (in gen) of the listener whose socket lfd is: its PROXY
+ * protocol options are the current generation's, so a reload that changes
+ * them applies to the connections accepted after it. */
+static const cfg_listener_t *listener_cfg(const gw_gen_t *gen, int lfd)
+{
+    for (size_t i = 0; i < gen->cfg->nlisteners; i++)
+        for (int j = 0; j < gw_listener_slots(gen->listeners[i]); j++)
+            if (gw_listener_fd(gen->listeners[i], j) == lfd)
+                return &gen->cfg->listeners[i];
+    return NULL;
+}
+
+/* A PROXY protocol listener takes connections from its trusted_from peers
+ * only: anyone else could claim any client address. 1: refused (closed,
+ * counted, logged at DEBUG: a scan must not flood the log). */
+static int untrusted_peer(const cfg_listener_t *lc, const struct sockaddr_storage *peer)
+{
+    if (lc->proxy_protocol == CFG_PP_OFF || cfg_cidr_match(lc->trusted, lc->ntrusted, peer))
+        return 0;
+    if (pc_log_enabled(PC_DEBUG)) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        const void *a = peer->ss_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)peer)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)peer)->sin_addr;
+        inet_ntop(peer->ss_family, a, ip, sizeof ip);
+        pc_log_ev(PC_DEBUG, "proxy_protocol_refused", NULL, "connection from %s refused: not in "
+                  "trusted_from of the PROXY protocol listener %s", ip, lc->addr.text);
+    }
+    pc_count1(PROXY_REFUSALS, PC_PP_UNTRUSTED_PEER);
+    return 1;
 }
 
 /* ---- accept backoff ----
@@ -127,6 +160,10 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     gw_wgen_t *wg = w->cur;
     const cfg_t *cfg = wg->gen->cfg;
     uint32_t *nconns = gw_proc_nconns(w->proc);
+    const cfg_listener_t *lc = listener_cfg(wg->gen, lfd);
+    if (!lc)   /* cannot be (w->ls follows w->cur's listeners); fail closed */
+        pc_log_ev(PC_ERR, "internal", NULL, "worker %d: a socket of no listener of generation %llu; "
+                  "its connections are closed", w->id, (unsigned long long)wg->gen->number);
     for (int i = 0; i < 64 && !w->draining; i++) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
@@ -142,8 +179,13 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             accept_pause(w, cfg, e);
             return;
         }
+        if (!lc || untrusted_peer(lc, &peer)) {
+            close(fd);
+            continue;
+        }
         int counted = 0;
-        if (wg->gen->connlimit) {
+        /* on a PROXY listener the limits count the client its header names (conn.c) */
+        if (wg->gen->connlimit && lc->proxy_protocol == CFG_PP_OFF) {
             counted = pol_connlimit_acquire(wg->gen->connlimit, &cfg->connection_limits, &peer, mono_us());
             if (counted < 0) {
                 /* before any TLS work: a flood from one address costs an accept and a close */
@@ -171,7 +213,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         wg->nconns++;
-        gw_conn_new(w, wg, fd, &peer, counted);
+        gw_conn_new(w, wg, fd, &peer, counted, lc);
     }
 }
 

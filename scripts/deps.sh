@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages portcullis builds, tests and runs with, if missing.
+# haproxy: the PROXY protocol tests put it in front of the gateway (send-proxy-v2);
+# systemd: its systemd-analyze checks contrib/portcullis.service.
 set -euo pipefail
 pkgs=(build-essential pkg-config libssl-dev libevent-dev libhiredis-dev libjansson-dev libyaml-dev
       node-llhttp redis-server python3 openssl curl ca-certificates procps
       python3-prometheus-client
-      haproxy systemd     # PROXY protocol tests (HAProxy send-proxy-v2), systemd-analyze verify of contrib/
+      haproxy systemd
       clang libclang-rt-14-dev llvm-14)   # the fuzz targets: libFuzzer, and llvm-symbolizer for their traces
 missing=()
 for p in "${pkgs[@]}"; do

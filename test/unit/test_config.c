@@ -401,8 +401,8 @@ static void test_example(const char *root, const char *pki, const char *tmp)
     if (cfg) {
         check(cfg->workers >= 1 && cfg->workers <= 256, "example: workers auto resolved",
               "workers=%d", cfg->workers);
-        check(cfg->nlisteners == 1 && !strcmp(cfg->listeners[0].text, "127.0.0.1:8443") &&
-                  addr_is(&cfg->listeners[0], AF_INET, "127.0.0.1", 8443),
+        check(cfg->nlisteners == 1 && !strcmp(cfg->listeners[0].addr.text, "127.0.0.1:8443") &&
+                  addr_is(&cfg->listeners[0].addr, AF_INET, "127.0.0.1", 8443),
               "example: listener", "nlisteners=%zu", cfg->nlisteners);
         check(cfg->tls.ncerts == 1 && strstr(cfg->tls.certs[0].cert_file, "server.crt") &&
                   strstr(cfg->tls.certs[0].key_file, "server.key"),
@@ -599,9 +599,9 @@ static void test_full(const char *pki, const char *tmp)
           first_error(&errs));
     if (cfg) {
         check(cfg->workers == 4, "workers 4", "workers=%d", cfg->workers);
-        check(cfg->nlisteners == 2 && addr_is(&cfg->listeners[0], AF_INET6, "::1", 8443) &&
-                  addr_is(&cfg->listeners[1], AF_INET, "0.0.0.0", 9443) &&
-                  !strcmp(cfg->listeners[1].text, "*:9443"),
+        check(cfg->nlisteners == 2 && addr_is(&cfg->listeners[0].addr, AF_INET6, "::1", 8443) &&
+                  addr_is(&cfg->listeners[1].addr, AF_INET, "0.0.0.0", 9443) &&
+                  !strcmp(cfg->listeners[1].addr.text, "*:9443"),
               "listeners v6 and wildcard", "nlisteners=%zu", cfg->nlisteners);
         cfg_tls_t *t = &cfg->tls;
         check(t->min_version == CFG_TLS13 && !strcmp(t->groups, "P-256") &&
