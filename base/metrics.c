@@ -24,7 +24,8 @@ static uint64_t *shared;   /* blocks[0] once initialised */
 enum dim_id {
     D_NONE, D_REFUSE, D_TLS_VERSION, D_HS_RESULT, D_TLS_FAIL, D_CACHE_RESULT, D_STATUS, D_ERROR,
     D_UPS_CONN, D_UPS_FAIL, D_REDIS_CLIENT, D_RL_RESULT, D_AUTH_REASON, D_PROVIDER, D_ISS_KIND,
-    D_RELOAD_RESULT, D_PP_REASON, D_ROUTE, D_CLASS, D_UPSTREAM, D_LIMIT, D_PLATFORM
+    D_RELOAD_RESULT, D_PP_REASON, D_ROUTE, D_CLASS, D_UPSTREAM, D_LIMIT, D_PLATFORM,
+    D_ACCEPT_ERR
 };
 
 static const char *const refuse_v[] = {"max_connections", "per_ip_rate", "per_ip_concurrency",
@@ -49,6 +50,7 @@ static const char *const iss_v[] = {"issued", "renewed"};
 static const char *const reload_v[] = {"ok", "failed"};
 static const char *const pp_v[] = {"untrusted_peer", "malformed", "version", "too_long", "timeout",
                                    "closed"};
+static const char *const accept_v[] = {"emfile", "enfile", "enobufs", "enomem", "other"};
 
 _Static_assert(sizeof(refuse_v) / sizeof(*refuse_v) == PC_REFUSE__N, "refuse names");
 _Static_assert(sizeof(tlsv_v) / sizeof(*tlsv_v) == PC_TLSV__N, "tls version names");
@@ -65,6 +67,7 @@ _Static_assert(sizeof(prov_v) / sizeof(*prov_v) == PC_PROV__N, "provider names")
 _Static_assert(sizeof(iss_v) / sizeof(*iss_v) == PC_ISS__N, "issuance kind names");
 _Static_assert(sizeof(reload_v) / sizeof(*reload_v) == PC_RELOAD__N, "reload names");
 _Static_assert(sizeof(pp_v) / sizeof(*pp_v) == PC_PP__N, "PROXY protocol refusal names");
+_Static_assert(sizeof(accept_v) / sizeof(*accept_v) == PC_ACCEPT__N, "accept error names");
 
 const char *pc_pp_reason_name(enum pc_pp_reason r)
 {
@@ -101,6 +104,7 @@ static const dim_t dims[] = {
     [D_UPSTREAM] = {"upstream", PC_DN_UPSTREAM, NULL, PC_DYN_UPSTREAM},
     [D_LIMIT] = {"limit", PC_DN_LIMIT, NULL, PC_DYN_LIMIT},
     [D_PLATFORM] = {"platform", PC_DN_PLATFORM, NULL, PC_DYN_PLATFORM},
+    [D_ACCEPT_ERR] = {"reason", PC_DN_ACCEPT_ERR, accept_v, -1},
 };
 
 /* ---- interned names ---- */

@@ -50,6 +50,9 @@ enum pc_reload_result { PC_RELOAD_OK, PC_RELOAD_FAILED, PC_RELOAD__N };
 /* why a PROXY protocol listener closed a connection before TLS (gateway/conn.c) */
 enum pc_pp_reason { PC_PP_UNTRUSTED_PEER, PC_PP_MALFORMED, PC_PP_VERSION, PC_PP_TOO_LONG,
                     PC_PP_TIMEOUT, PC_PP_CLOSED, PC_PP__N };
+/* why accept4 failed (gateway/worker.c) */
+enum pc_accept_err { PC_ACCEPT_EMFILE, PC_ACCEPT_ENFILE, PC_ACCEPT_ENOBUFS, PC_ACCEPT_ENOMEM,
+                     PC_ACCEPT_OTHER, PC_ACCEPT__N };
 
 /* ---- dynamic dimensions: names interned from the configuration ---- */
 enum pc_dyn { PC_DYN_ROUTE, PC_DYN_CLASS, PC_DYN_UPSTREAM, PC_DYN_LIMIT, PC_DYN_PLATFORM, PC_DYN__N };
@@ -76,13 +79,14 @@ enum pc_dyn { PC_DYN_ROUTE, PC_DYN_CLASS, PC_DYN_UPSTREAM, PC_DYN_LIMIT, PC_DYN_
 #define PC_DN_ISS_KIND PC_ISS__N
 #define PC_DN_RELOAD_RESULT PC_RELOAD__N
 #define PC_DN_PP_REASON PC_PP__N
-/* The label value of a PROXY protocol refusal reason (for log lines too). */
-const char *pc_pp_reason_name(enum pc_pp_reason r);
+#define PC_DN_ACCEPT_ERR PC_ACCEPT__N
 #define PC_DN_ROUTE 128
 #define PC_DN_CLASS 16
 #define PC_DN_UPSTREAM 64
 #define PC_DN_LIMIT 64
 #define PC_DN_PLATFORM 16
+/* The label value of a PROXY protocol refusal reason (for log lines too). */
+const char *pc_pp_reason_name(enum pc_pp_reason r);
 
 /* Histogram slots per series: PC_HBOUNDS bucket counts (not cumulative),
  * the +Inf bucket, and the sum in microseconds. */

@@ -389,7 +389,7 @@ static void parse_limits(ctx_t *c, yaml_node_t *n)
 {
     cfg_limits_t *l = &c->cfg->limits;
     cfgw_fld_t f[] = {F("max_connections"), F("max_header_bytes"), F("max_headers"),
-                      F("max_body_bytes"), F("lingering_close_bytes")};
+                      F("max_body_bytes"), F("lingering_close_bytes"), F("accept_backoff")};
     uint64_t v;
     if (cfgw_map(&c->w, n, "limits", f, NF(f)) < 0)
         return;
@@ -403,6 +403,8 @@ static void parse_limits(ctx_t *c, yaml_node_t *n)
     if (f[4].val)
         cfgw_num(&c->w, f[4].val, "limits.lingering_close_bytes", 's', 1024, 1024ULL * 1024 * 1024,
                  &l->lingering_close_bytes);
+    if (f[5].val)   /* a worker out of descriptors stops accepting this long */
+        cfgw_num(&c->w, f[5].val, "limits.accept_backoff", 'd', 1, 10000, &l->accept_backoff_ms);
 }
 
 static void parse_timeouts(ctx_t *c, yaml_node_t *n)
@@ -1000,11 +1002,12 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
            REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
-           ISSUANCE, HTTP, UPGRADE_SOCKET, METRICS };
+           ISSUANCE, HTTP, UPGRADE_SOCKET, METRICS, USER, GROUP };
     cfgw_fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
                       F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
                       F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
-                      F("issuance"), F("http"), F("upgrade_socket"), F("metrics")};
+                      F("issuance"), F("http"), F("upgrade_socket"), F("metrics"),
+                      F("user"), F("group")};
     if (cfgw_map(&c->w, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -1041,6 +1044,7 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
     if (f[ISSUANCE].val) /* after tls and identity, which it refers to */
         cfgi_parse_issuance(&c->w, f[ISSUANCE].val, c->cfg);
     parse_upgrade_socket(c, f[UPGRADE_SOCKET].val);   /* after listeners: the default */
+    cfgs_parse_runas(&c->w, f[USER].val, f[GROUP].val, c->cfg);
 }
 
 /* ---------------------------------------------------------------- load */
@@ -1074,6 +1078,7 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->timeouts.lingering_close_ms = 5000;
     cfg->timeouts.reload_grace_ms = 30000;
     cfg->limits.lingering_close_bytes = 16ULL * 1024 * 1024;
+    cfg->limits.accept_backoff_ms = 100;
     cfg->redis.host = cfgp_xstrdup("127.0.0.1");
     cfg->redis.port = 6379;
     cfg->redis.password_env = NULL;

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #define CFG_MAX_NAME 64
 
@@ -192,6 +193,9 @@ typedef struct {
     uint32_t max_headers;         /* header count */
     uint64_t max_body_bytes;      /* request body; 0 = unlimited */
     uint64_t lingering_close_bytes; /* input dropped at most while lingering */
+    uint64_t accept_backoff_ms;   /* accept failed for want of descriptors or memory (EMFILE,
+                                   * ENFILE, ENOBUFS, ENOMEM): the worker stops accepting this
+                                   * long; 100ms, 1ms..10s */
 } cfg_limits_t;
 
 typedef struct {
@@ -278,6 +282,17 @@ typedef struct {
     char *file;   /* log file (reopened on SIGUSR1); NULL: stderr */
 } cfg_logging_t;
 
+/* Running as a service (top-level user: and group:, config/config_service.c):
+ * the identity the gateway drops to once its sockets and files are open.
+ * Restart-only. Resolved when the file is loaded (an unknown name is an
+ * error there). */
+typedef struct {
+    char *user;    /* NULL: no drop */
+    char *group;   /* NULL: the user's primary group */
+    uid_t uid;     /* of user, when set */
+    gid_t gid;     /* of group, else the user's primary group */
+} cfg_runas_t;
+
 typedef struct {
     char *path;                  /* the file it was loaded from */
     int workers;                 /* resolved: "auto" -> number of cores */
@@ -304,6 +319,7 @@ typedef struct {
     char *upgrade_socket;         /* binary upgrade handover (gateway/upgrade.h): an absolute
                                    * path, or "@name" for an abstract unix socket; never NULL
                                    * after load (default from listeners[0], cfg_upgrade_default) */
+    cfg_runas_t runas;            /* user: / group: */
 } cfg_t;
 
 /* Most bytes of upgrade_socket's path or "@name" (sun_path less its NUL). */

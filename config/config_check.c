@@ -519,6 +519,7 @@ void cfg_free(cfg_t *cfg)
     free(cfg->admin.listen.text);
     free(cfg->admin.token_env);
     cfgm_free_metrics(cfg);
+    cfgs_free_runas(cfg);
     free(cfg->logging.file);
     for (size_t i = 0; i < cfg->http.nforward_client_headers; i++)
         free(cfg->http.forward_client_headers[i]);

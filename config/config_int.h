@@ -62,6 +62,10 @@ void cfgm_free_metrics(cfg_t *cfg);
 /* config_listen.c: the listeners section (a list of addresses or mappings). */
 void cfgl_parse_listeners(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
 void cfgl_free_listeners(cfg_t *cfg);
+/* config_service.c: the top-level user and group keys (either node may be
+ * NULL); cfgs_free_runas frees what it set. */
+void cfgs_parse_runas(cfgw_t *w, yaml_node_t *user, yaml_node_t *group, cfg_t *cfg);
+void cfgs_free_runas(cfg_t *cfg);
 void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
 int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
                       char *msg, size_t len);

@@ -52,6 +52,9 @@ typedef struct gw_worker {
     int draining;
     uint64_t next_id;
     pthread_t thread;
+    struct event *accept_resume; /* accept backoff (worker.c): polls the listeners again */
+    unsigned accept_pauses;      /* pauses in the current episode; 0: accepting normally */
+    int64_t accept_paused_at_us; /* monotonic start of the episode */
 } gw_worker_t;
 
 /* Takes ownership of an accepted, non-blocking socket, for worker generation

@@ -24,6 +24,7 @@
 #include "../base/log.h"
 #include "../base/metrics.h"
 #include "metrics.h"
+#include "service.h"
 #include "upgrade.h"
 #include "worker.h"
 
@@ -54,6 +55,9 @@ static void usage(FILE *f)
             "  SIGUSR1          reopen logging.file by its name (after logrotate\n"
             "                   renamed it); --check and the commands ignore it\n"
             "\n"
+            "Under systemd (Type=notify) the gateway reports READY=1, RELOADING=1 and\n"
+            "STOPPING=1 over $NOTIFY_SOCKET (contrib/portcullis.service).\n"
+            "\n"
             "Exit status (gateway): 0 stopped by a signal, or --check found no\n"
             "problem; 2 usage or configuration error (what --check reports);\n"
             "1 any other failure to start (a listener cannot be bound or another\n"
@@ -77,6 +81,7 @@ typedef struct {
     pthread_mutex_t stop_mu;
     int stopping;           /* under stop_mu: the drain began, reloads are refused */
     gw_upgrade_server_t *ups;   /* the upgrade socket (gateway/upgrade.h); control thread */
+    int handed_over;        /* atomic: a new process (--upgrade) serves; it is systemd's main now */
 } control_t;
 
 static void on_revocation_change(void *arg)
@@ -378,6 +383,21 @@ static int switch_workers(control_t *ctl, uint64_t number)
     return -1;
 }
 
+/* After the drop to user:, a file the gateway cannot read any more is the
+ * usual reason a reload fails: said in so many words. */
+static void note_dropped(const cfg_t *boot, const cfg_errors_t *errs)
+{
+    if (!boot->runas.user || geteuid() == 0)
+        return;
+    for (size_t i = 0; i < errs->n; i++)
+        if (strstr(errs->msgs[i], strerror(EACCES))) {
+            pc_log_ev(PC_ERR, "reload_failed", NULL, "reload: the gateway runs as user %s (uid %ld, "
+                      "the configuration's user:): every file the configuration names must be readable "
+                      "by that user", boot->runas.user, (long)geteuid());
+            return;
+        }
+}
+
 static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors_t *errs,
                            double ms, int from_admin)
 {
@@ -386,6 +406,7 @@ static void reload_refused(control_t *ctl, const gw_gen_t *cur, const cfg_errors
            (unsigned long long)cur->number, errs->n);
     for (size_t i = 0; i < errs->n; i++)
         pc_log_config_error(PC_ERR, "reload: ", errs->msgs[i]);
+    note_dropped(gw_proc_boot(ctl->proc), errs);
     if (from_admin) {
         char msg[160];
         snprintf(msg, sizeof msg, "the configuration was not applied; the running one "
@@ -430,7 +451,7 @@ static void reopen_log(void)
 
 /* Builds the new generation completely, then switches to it; on any
  * problem nothing changes. */
-static void reload(control_t *ctl, const char *path, int from_admin)
+static void reload_run(control_t *ctl, const char *path, int from_admin)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -461,6 +482,7 @@ static void reload(control_t *ctl, const char *path, int from_admin)
         tell_sync_classes(ctl, gen);
     if (strcmp(cur->cfg->upgrade_socket, gen->cfg->upgrade_socket) != 0)
         move_upgrade_socket(ctl, gen);   /* ctl->ups is the control thread's */
+    gw_service_raise_nofile(gen->cfg, "reload");   /* limits.max_connections may have grown */
     gw_gen_t *old = gw_proc_publish(ctl->proc, gen);
     uint64_t number = gen->number;   /* gen is the process's now */
     int switched = switch_workers(ctl, number) == 0;
@@ -482,6 +504,24 @@ static void reload(control_t *ctl, const char *path, int from_admin)
     gw_changes_free(&ch);
     gw_gen_release(cur);
     cfg_errors_free(&errs);
+}
+
+/* A reload, told to the service manager (sd_notify): RELOADING=1, then
+ * READY=1 whether it was applied or refused (the gateway serves either way). */
+static void reload(control_t *ctl, const char *path, int from_admin)
+{
+    char msg[96];
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
+    gw_service_notify(msg);
+    reload_run(ctl, path, from_admin);
+    gw_gen_t *g = gw_proc_current(ctl->proc);
+    snprintf(msg, sizeof msg, "READY=1\nSTATUS=serving, configuration generation %llu",
+             (unsigned long long)g->number);
+    gw_gen_release(g);
+    gw_service_notify(msg);
 }
 
 /* The main thread: signals and reload requests until SIGTERM/SIGINT. */
@@ -553,6 +593,7 @@ static void on_upgrade_ready(void *arg, pid_t new_pid)
 {
     control_t *ctl = arg;
     (void)new_pid;
+    __atomic_store_n(&ctl->handed_over, 1, __ATOMIC_RELEASE);
     gw_admin_handover(ctl->admin);   /* the new process accepts on the same sockets */
     gw_metrics_http_handover(ctl->metrics);
     kill(getpid(), SIGTERM);
@@ -645,6 +686,35 @@ static int start_log(const cfg_t *cfg)
     return 0;
 }
 
+/* user:/group: once every listener, the admin and metrics listeners, the
+ * upgrade socket and the log file are open; a gateway that cannot drop does
+ * not start. */
+static void drop_privileges(const cfg_t *cfg)
+{
+    char err[512];
+    if (gw_service_drop(&cfg->runas, err, sizeof err) < 0) {
+        pc_log_ev(PC_ERR, "startup_error", NULL, "%s", err);
+        exit(1);
+    }
+    if (cfg->runas.user)
+        pc_log_ev(PC_INFO, "privileges", NULL, "running as user %s (uid %ld, gid %ld): certificates, keys, "
+                  "CA and JWKS files and logging.file must be readable (the log file writable) by it "
+                  "for reloads and SIGUSR1", cfg->runas.user, (long)getuid(), (long)getgid());
+}
+
+/* READY=1 for the service manager; after --upgrade also MAINPID=, so that
+ * systemd (NotifyAccess=all) follows this process, not the old one. */
+static void notify_ready(int upgraded)
+{
+    char msg[128];
+    if (upgraded)
+        snprintf(msg, sizeof msg, "MAINPID=%ld\nREADY=1\nSTATUS=serving (took over by --upgrade)",
+                 (long)getpid());
+    else
+        snprintf(msg, sizeof msg, "READY=1\nSTATUS=serving, configuration generation 1");
+    gw_service_notify(msg);
+}
+
 /* The gateway: the first generation, the workers, the control thread, then
  * signals until SIGTERM/SIGINT, and the drain. With upgrade, the listening
  * sockets come from the running gateway (gateway/upgrade.h). */
@@ -690,6 +760,8 @@ static int run(const char *path, int upgrade)
         gw_proc_free(proc);
         return 1;
     }
+    gw_service_raise_nofile(cfg, "start");
+    gw_service_notify_init();   /* before the drop: $NOTIFY_SOCKET may be root's */
     gw_proc_publish(proc, gen);   /* generation 1; the process holds the reference */
 
     evthread_use_pthreads();
@@ -737,6 +809,7 @@ static int run(const char *path, int upgrade)
     }
     if (rc == 0) {
         control_start(&ctl, cfg, mirror);
+        drop_privileges(cfg);   /* every socket and file of the start is open */
         wait_for_mirror(cfg, mirror);
         if (upc && (!upgrade_may_take_over(mirror, &sigs) || gw_proc_listen_deferred(proc, err, sizeof err) < 0)) {
             if (pol_mirror_usable(mirror))
@@ -763,8 +836,10 @@ static int run(const char *path, int upgrade)
             rc = 1;
             kill(getpid(), SIGTERM);
         }
-        if (rc == 0)   /* a refused takeover drains at once: never ready */
+        if (rc == 0) {   /* a refused takeover drains at once: never ready */
             gw_proc_set_phase(proc, GW_PHASE_SERVING);   /* /readyz: every worker accepts */
+            notify_ready(upc != NULL);   /* before the old process is told to drain */
+        }
         if (upc) {
             /* serving now: the old process may drain; then its upgrade socket is ours */
             struct timeval now = {0, 0};
@@ -781,6 +856,8 @@ static int run(const char *path, int upgrade)
             upc = NULL;
         }
         int sig = serve(&ctl, path, &sigs);
+        if (!__atomic_load_n(&ctl.handed_over, __ATOMIC_ACQUIRE))
+            gw_service_notify("STOPPING=1");   /* after a handover the new process is the service */
         gw_proc_set_phase(proc, GW_PHASE_DRAINING);
         refuse_reloads(&ctl);
         struct timeval now = {0, 0};
@@ -811,6 +888,7 @@ static int run(const char *path, int upgrade)
     close(ctl.reload_pipe[1]);
     gw_proc_free(proc);   /* the last generation, its listeners, the limiters */
     pol_mirror_free(mirror);
+    gw_service_notify_close();
     return rc;
 }
 

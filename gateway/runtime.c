@@ -852,6 +852,10 @@ static void restart_only(const cfg_t *run, const cfg_t *next, cfg_errors_t *errs
     restart_key(errs, f, "revocation.on_redis_unavailable", v->fail_closed != w->fail_closed,
                 v->fail_closed ? "fail_closed" : "serve_stale", w->fail_closed ? "fail_closed" : "serve_stale");
     restart_key(errs, f, "revocation.max_staleness", v->max_staleness_ms != w->max_staleness_ms, NULL, NULL);
+    restart_key(errs, f, "user", str_diff(run->runas.user, next->runas.user), run->runas.user,
+                next->runas.user);   /* the process dropped to it at the start */
+    restart_key(errs, f, "group", str_diff(run->runas.group, next->runas.group), run->runas.group,
+                next->runas.group);
     const cfg_metrics_t *mr = &run->metrics, *mn = &next->metrics;
     restart_key(errs, f, "metrics", mr->enabled != mn->enabled, mr->enabled ? "present" : "absent",
                 mn->enabled ? "present" : "absent");

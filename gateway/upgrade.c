@@ -89,8 +89,10 @@ static socklen_t unix_addr(const char *addr, struct sockaddr_un *un)
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
 }
 
-/* The peer's pid and uid; 1 if that uid may hand over (ours, or root). */
-static int peer_allowed(int sock, pid_t *pid, uid_t *uid)
+/* The peer's pid and uid; 1 if that uid may hand over: ours, root, or the
+ * configuration's user: (ra; a gateway started as root drops to it, so the
+ * running one may be that user while its successor starts as root). */
+static int peer_allowed(int sock, const cfg_runas_t *ra, pid_t *pid, uid_t *uid)
 {
     struct ucred cr;
     socklen_t len = sizeof(cr);
@@ -98,7 +100,16 @@ static int peer_allowed(int sock, pid_t *pid, uid_t *uid)
         return 0;
     *pid = cr.pid;
     *uid = cr.uid;
-    return cr.uid == geteuid() || cr.uid == 0;
+    return cr.uid == geteuid() || cr.uid == 0 || (ra->user && cr.uid == ra->uid);
+}
+
+/* "uid 1000 or root" / "uid 0, uid 65534 (user nobody) or root" */
+static void allowed_text(const cfg_runas_t *ra, char *buf, size_t len)
+{
+    if (ra->user && ra->uid != geteuid() && ra->uid != 0)
+        snprintf(buf, len, "uid %ld, uid %ld (user %s) or root", (long)geteuid(), (long)ra->uid, ra->user);
+    else
+        snprintf(buf, len, "uid %ld or root", (long)geteuid());
 }
 
 /* ---------------------------------------------------------------- server */
@@ -307,10 +318,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         return;
     pid_t pid = 0;
     uid_t uid = (uid_t)-1;
-    if (!peer_allowed(fd, &pid, &uid)) {
-        pc_log_ev(PC_WARN, "upgrade", NULL, "upgrade: refused a peer on %s (pid %ld, uid %ld): only uid %ld "
-               "or root may take over this gateway", s->addr, (long)pid, (long)uid,
-               (long)geteuid());
+    const cfg_runas_t *ra = &gw_proc_boot(s->proc)->runas;
+    if (!peer_allowed(fd, ra, &pid, &uid)) {
+        char who[128];
+        allowed_text(ra, who, sizeof who);
+        pc_log_ev(PC_WARN, "upgrade", NULL, "upgrade: refused a peer on %s (pid %ld, uid %ld): only %s "
+               "may take over this gateway", s->addr, (long)pid, (long)uid, who);
         refuse_close(fd, "refused: not the gateway's uid");
         return;
     }
@@ -522,9 +535,11 @@ gw_upgrade_client_t *gw_upgrade_fetch(const char *addr, gw_proc_t *proc, const c
     }
     pid_t pid = 0;
     uid_t uid = 0;
-    if (!peer_allowed(c->fd, &pid, &uid)) {
+    if (!peer_allowed(c->fd, &cfg->runas, &pid, &uid)) {
+        char who[128];
+        allowed_text(&cfg->runas, who, sizeof who);
         snprintf(err, errlen, "--upgrade: the process on %s (pid %ld) runs as uid %ld, not as "
-                 "uid %ld or root: refused", addr, (long)pid, (long)uid, (long)geteuid());
+                 "%s: refused", addr, (long)pid, (long)uid, who);
         return fetch_fail(c);
     }
     if (send_simple(c->fd, GW_UPGRADE_HELLO, (uint32_t)getpid(), 0) < 0) {

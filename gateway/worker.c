@@ -73,6 +73,86 @@ static int untrusted_peer(const cfg_listener_t *lc, const struct sockaddr_storag
     return 1;
 }
 
+/* ---- accept backoff ----
+ * accept4 failing for want of descriptors or memory (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM) leaves the connection in the listen queue, so the
+ * level-triggered listen event would fire again at once, forever: instead
+ * the worker stops polling its listening sockets for limits.accept_backoff
+ * (its connections keep being served), then tries again. Any other error
+ * that is not about the one connection (EBADF, EINVAL, ...) would repeat
+ * just the same and pauses too. An episode (the first failure until the
+ * listen queue is seen empty) is logged once when it begins and once when
+ * it ends; every failure is counted. */
+
+/* pending network errors of the one connection (accept(2)): the next may work */
+static int accept_net_error(int e)
+{
+    switch (e) {
+    case ENETDOWN: case EPROTO: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
+    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM: case ETIMEDOUT:
+        pc_count1(ACCEPT_ERRORS, PC_ACCEPT_OTHER);
+        pc_log_ev(PC_DEBUG, "accept_error", NULL, "accept: %s (that connection is lost)", strerror(e));
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static unsigned accept_reason(int e)
+{
+    switch (e) {
+    case EMFILE: return PC_ACCEPT_EMFILE;
+    case ENFILE: return PC_ACCEPT_ENFILE;
+    case ENOBUFS: return PC_ACCEPT_ENOBUFS;
+    case ENOMEM: return PC_ACCEPT_ENOMEM;
+    default: return PC_ACCEPT_OTHER;
+    }
+}
+
+static void accept_pause(gw_worker_t *w, const cfg_t *cfg, int e)
+{
+    unsigned reason = accept_reason(e);
+    pc_count1(ACCEPT_ERRORS, reason);
+    for (size_t i = 0; i < w->nls; i++)
+        if (w->ls[i].ev)
+            event_del(w->ls[i].ev);
+    if (w->accept_pauses++ == 0) {
+        w->accept_paused_at_us = mono_us();
+        pc_log_ev(reason == PC_ACCEPT_OTHER ? PC_ERR : PC_WARN, "accept_paused", NULL,
+                  "worker %d: accept: %s; not accepting new connections for %llums at a time until "
+                  "it works again (%zu connections open in this worker; see limits.max_connections "
+                  "and the descriptor limit, docs/operations.md)", w->id, strerror(e),
+                  (unsigned long long)cfg->limits.accept_backoff_ms, w->nconns);
+    }
+    struct timeval tv = {(time_t)(cfg->limits.accept_backoff_ms / 1000),
+                         (suseconds_t)((cfg->limits.accept_backoff_ms % 1000) * 1000)};
+    if (event_add(w->accept_resume, &tv) < 0)
+        event_active(w->accept_resume, EV_TIMEOUT, 0);   /* never left deaf */
+}
+
+/* The backoff is over: poll the listening sockets again (not while draining:
+ * on_stop freed their events). */
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_worker_t *w = arg;
+    if (w->draining)
+        return;
+    for (size_t i = 0; i < w->nls; i++)
+        if (w->ls[i].ev)
+            event_add(w->ls[i].ev, NULL);
+}
+
+static void accept_recovered(gw_worker_t *w)
+{
+    if (!w->accept_pauses)
+        return;
+    pc_log_ev(PC_INFO, "accept_resumed", NULL, "worker %d: accepting again after %u pause(s) over %lldms",
+              w->id, w->accept_pauses, (long long)((mono_us() - w->accept_paused_at_us) / 1000));
+    w->accept_pauses = 0;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
@@ -89,10 +169,15 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         socklen_t len = sizeof(peer);
         int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) {
+                accept_recovered(w);   /* the queue is empty: any backoff episode is over */
                 return;
-            pc_log_ev(PC_ERR, "accept_error", NULL, "accept: %s", strerror(errno));
-            return;   /* EMFILE and friends: the next event retries */
+            }
+            if (accept_net_error(e))
+                continue;   /* that connection failed; the next one may not */
+            accept_pause(w, cfg, e);
+            return;
         }
         if (!lc || untrusted_peer(lc, &peer)) {
             close(fd);
@@ -423,8 +508,10 @@ int gw_worker_init(gw_worker_t *w, int id, gw_proc_t *proc, gw_gen_t *gen, char 
     w->retire_ev = evtimer_new(w->base, on_retire_tick, w);
     w->rev_ev = event_new(w->base, -1, 0, on_revocation, w);
     w->expiry_ev = evtimer_new(w->base, on_expiry, w);
+    w->accept_resume = evtimer_new(w->base, on_accept_resume, w);
     worker_redis(w, gen->cfg);
     if (!w->stop_ev || !w->reload_ev || !w->drain_timer || !w->retire_ev || !w->rev_ev || !w->expiry_ev ||
+        !w->accept_resume ||
         (needs_redis(gen->cfg) && !w->redis)) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -479,7 +566,7 @@ void gw_worker_free(gw_worker_t *w)
             event_free(w->ls[i].ev);
     free(w->ls);
     struct event *evs[] = {w->stop_ev, w->reload_ev, w->drain_timer, w->retire_ev, w->rev_ev,
-                           w->expiry_ev};
+                           w->expiry_ev, w->accept_resume};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

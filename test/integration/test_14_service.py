@@ -1,0 +1,508 @@
+"""Running as a service (issue 14): the descriptor limit and the accept
+backoff when descriptors run out, user:/group: (the drop after binding, and
+--upgrade between a root-started process and a dropped one), systemd's
+readiness notifications (NOTIFY_SOCKET) and the unit in contrib/, checked
+with systemd-analyze verify."""
+
+import ctypes
+import os
+import pwd
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from harness import (BINARY, REPO, TIME_FACTOR, Gateway, SetupError, check, eq, fail, free_port,
+                     kill_group, test, upstream_info, wait_tcp)
+from testkit import wait_until
+from upgradekit import start_b, wait_log
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _preexec(nofile=None):
+    """preexec_fn: die with the test runner (as harness.spawn does) and,
+    with nofile, a soft and hard RLIMIT_NOFILE the gateway cannot raise."""
+    def fn():
+        try:
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    return fn
+
+
+def _start(env, name, cfg, nofile=None, environ=None, args=()):
+    """A private gateway like env.start_gateway, with a descriptor limit
+    and extra arguments; returns it once it listens."""
+    gw = Gateway(env, name, cfg, environ)
+    log = open(gw.log_path, "ab")
+    try:
+        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path] + list(args), cwd=env.tmp,
+                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, preexec_fn=_preexec(nofile),
+                                   env=dict(os.environ, **(environ or {})))
+    finally:
+        log.close()
+    try:
+        wait_tcp(gw.port, gw.proc, 10 * TIME_FACTOR, "gateway %r" % name)
+    except SetupError as e:
+        gw.stop(grace=1)
+        fail("%s; log: %s" % (e, gw.log_tail(8, joined=True)))
+    return gw
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK   # utime, stime
+
+
+def _open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def _scrape(port):
+    """{(name, frozenset(labels.items())): value} of GET /metrics on port."""
+    from prometheus_client.parser import text_string_to_metric_families
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/metrics")
+        resp = c.getresponse()
+        status, text = resp.status, resp.read().decode()
+    finally:
+        c.close()
+    eq(status, 200, "GET /metrics")
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def _log_has(gw, text):
+    return any(text in ln for ln in gw.log_tail(100000))
+
+
+# ---------------------------------------------------------------------------
+# descriptors
+
+
+@test("descriptors: a low hard RLIMIT_NOFILE is warned about with the numbers; a flood that "
+      "exhausts it pauses accepting (low CPU, counted, logged once), the existing connection "
+      "keeps being answered, and new connections are served once the flood closes", timeout=90)
+def _(env):
+    mport = free_port()
+    limit = 64
+    cfg = env.config({"workers": 1, "metrics": {"address": "127.0.0.1:%d" % mport},
+                      "tls": {"handshake_timeout": "30s"},
+                      "limits": {"accept_backoff": "100ms"}})
+    gw = _start(env, "fd-flood", cfg, nofile=limit)
+    flood = []
+    try:
+        wait_tcp(mport, gw.proc, 10, "metrics listener")
+        need = "RLIMIT_NOFILE allows %d (hard limit %d)" % (limit, limit)
+        check(wait_until(lambda: _log_has(gw, need), 5), "no WARN line about the unreachable "
+              "descriptor need: %s" % gw.log_tail(5, joined=True))
+        warn = [ln for ln in gw.log_tail(100000) if need in ln][0]
+        check("limits.max_connections x 2 = 2000" in warn and "WARN" in warn.upper(),
+              "the WARN line does not give the numbers: %s" % warn)
+        c = env.connect(gw)
+        before = env.upstream_count()
+        upstream_info(c.request("GET", "/api/before-flood"), "request before the flood")
+        # the flood: plain TCP connections that never send a byte
+        for _ in range(3 * limit):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", gw.port))
+            except BlockingIOError:
+                pass
+            flood.append(s)
+        check(wait_until(lambda: _log_has(gw, "not accepting new connections"), 10),
+              "the gateway never paused accepting: %s" % gw.log_tail(5, joined=True))
+        check(_open_fds(gw.pid) >= limit - 2, "the gateway has only %d descriptors open: the flood "
+              "did not exhaust them" % _open_fds(gw.pid))
+        cpu0, t0 = _cpu_seconds(gw.pid), time.monotonic()
+        for i in range(6):   # the existing connection is answered throughout
+            upstream_info(c.request("GET", "/api/during-flood-%d" % i), "request %d during the flood" % i)
+            time.sleep(0.5)
+        used, wall = _cpu_seconds(gw.pid) - cpu0, time.monotonic() - t0
+        check(used < 0.25 * wall, "the gateway used %.2fs of CPU in %.1fs while out of descriptors "
+              "(spinning?)" % (used, wall))
+        eq(env.upstream_count() - before, 7, "requests that reached the upstream")
+        paused = [ln for ln in gw.log_tail(100000) if "not accepting new connections" in ln]
+        eq(len(paused), 1, "lines about the pause (one per episode)")
+        for s in flood:
+            s.close()
+        flood = []
+
+        def served():
+            try:
+                with env.connect(gw, timeout=2) as n:
+                    return n.request("GET", "/api/after-flood").status == 200
+            except (OSError, TimeoutError):
+                return False
+        check(wait_until(served, 15), "no new connection served after the flood closed: %s"
+              % gw.log_tail(5, joined=True))
+        check(wait_until(lambda: _log_has(gw, "accepting again after"), 5),
+              "no line about accepting again: %s" % gw.log_tail(5, joined=True))
+        m = _scrape(mport)
+        emfile = m.get(("portcullis_accept_errors_total", frozenset({("reason", "emfile")})), 0)
+        check(emfile >= 1, "portcullis_accept_errors_total{reason=\"emfile\"} is %s" % emfile)
+        eq(m.get(("portcullis_accept_errors_total", frozenset({("reason", "other")}))), 0.0,
+           "accept errors counted as other")
+        eq(m.get(("process_max_fds", frozenset())), float(limit), "process_max_fds")
+        c.close()
+    finally:
+        for s in flood:
+            s.close()
+        gw.stop()
+
+
+@test("descriptors: the soft RLIMIT_NOFILE is raised to what limits.max_connections needs "
+      "(up to the hard limit), and logged")
+def _(env):
+    cfg = env.config({"workers": 1, "limits": {"max_connections": 3000}})
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 8000:
+        fail("the test runner's hard RLIMIT_NOFILE is %d; it needs 8000" % hard)
+
+    def fn():
+        _preexec()()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    gw = Gateway(env, "fd-raise", cfg)
+    log = open(gw.log_path, "ab")
+    try:
+        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
+                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=fn)
+    finally:
+        log.close()
+    try:
+        wait_tcp(gw.port, gw.proc, 10 * TIME_FACTOR, "gateway fd-raise")
+        with open("/proc/%d/limits" % gw.pid) as f:
+            line = [ln for ln in f if ln.startswith("Max open files")][0]
+        soft = int(line.split()[3])
+        check(soft >= 6000, "soft limit %d: not raised for max_connections 3000 x 2" % soft)
+        check(_log_has(gw, "descriptor limit (RLIMIT_NOFILE) raised from 1024 to %d" % soft),
+              "no line about the raise: %s" % gw.log_tail(5, joined=True))
+        check(not _log_has(gw, "RLIMIT_NOFILE allows"), "a WARN line although the need was met")
+    finally:
+        gw.stop()
+
+
+# ---------------------------------------------------------------------------
+# systemd
+
+
+class NotifySocket:
+    """A fake service manager: the datagram socket $NOTIFY_SOCKET names."""
+
+    def __init__(self, env, name):
+        self.path = os.path.join(env.tmp, "notify-%s.sock" % name)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o777)   # a dropped gateway writes to it too
+
+    def next(self, timeout=10.0):
+        """The next message as a dict of its KEY=value lines."""
+        self.sock.settimeout(timeout * TIME_FACTOR)
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            fail("no notification within %.0fs" % timeout)
+        return dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+
+    def close(self):
+        self.sock.close()
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@test("sd_notify: READY=1 once listening, RELOADING=1 then READY=1 on SIGHUP (applied or "
+      "refused), STOPPING=1 on SIGTERM", timeout=60)
+def _(env):
+    ns = NotifySocket(env, "cycle")
+    cfg = env.config({"workers": 1})
+    gw = Gateway(env, "notify", cfg, {"NOTIFY_SOCKET": ns.path})
+    log = open(gw.log_path, "ab")
+    try:
+        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
+                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=_preexec(),
+                                   env=dict(os.environ, NOTIFY_SOCKET=ns.path))
+    finally:
+        log.close()
+    try:
+        m = ns.next()
+        eq(m.get("READY"), "1", "first notification %r" % m)
+        check(_listening(gw.port), "READY=1 came before the listener accepts")
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/notify"), "request after READY=1")
+        os.kill(gw.pid, signal.SIGHUP)
+        m = ns.next()
+        eq(m.get("RELOADING"), "1", "notification on SIGHUP %r" % m)
+        check(m.get("MONOTONIC_USEC", "").isdigit(), "RELOADING=1 without MONOTONIC_USEC: %r" % m)
+        m = ns.next()
+        eq(m.get("READY"), "1", "notification after the reload %r" % m)
+        eq(m.get("STATUS"), "serving, configuration generation 2", "STATUS after the reload")
+        with open(gw.config_path, "a") as f:
+            f.write("no_such_key: 1\n")
+        os.kill(gw.pid, signal.SIGHUP)
+        eq(ns.next().get("RELOADING"), "1", "notification on a SIGHUP that will be refused")
+        m = ns.next()
+        eq(m.get("READY"), "1", "notification after the refused reload %r" % m)
+        eq(m.get("STATUS"), "serving, configuration generation 2", "STATUS after the refusal")
+        os.kill(gw.pid, signal.SIGTERM)
+        m = ns.next()
+        eq(m.get("STOPPING"), "1", "notification on SIGTERM %r" % m)
+        eq(gw.proc.wait(timeout=15 * TIME_FACTOR), 0, "exit status")
+    finally:
+        gw.stop()
+        ns.close()
+
+
+@test("contrib/portcullis.service: systemd-analyze verify finds nothing (ExecStart on the "
+      "built binary)")
+def _(env):
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        fail("systemd-analyze is not installed (scripts/deps.sh installs systemd)")
+    with open(os.path.join(REPO, "contrib", "portcullis.service")) as f:
+        unit = f.read()
+    check("/usr/local/bin/portcullis " in unit, "the unit's ExecStart is not /usr/local/bin/portcullis")
+    for key in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "NotifyAccess=",
+                "AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
+                "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
+                "ProtectKernelTunables=yes", "ProtectKernelModules=yes", "RestrictAddressFamilies=",
+                "SystemCallArchitectures=native", "LimitNOFILE="):
+        check(key in unit, "the unit has no %s" % key)
+    d = os.path.join(env.tmp, "unit")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "portcullis.service")
+    with open(path, "w") as f:
+        f.write(unit.replace("/usr/local/bin/portcullis", os.path.abspath(BINARY)))
+    r = subprocess.run([tool, "verify", path], capture_output=True, text=True, timeout=60)
+    eq((r.returncode, r.stdout + r.stderr), (0, ""), "systemd-analyze verify")
+    # the check is real: a mistake in the unit is reported
+    with open(path, "a") as f:
+        f.write("[Service]\nProtectSystem=sometimes\n")
+    bad = unit.count("\n") + 2
+    r = subprocess.run([tool, "verify", path], capture_output=True, text=True, timeout=60)
+    check(":%d: Failed to parse protect system value" % bad in r.stdout + r.stderr, "systemd-analyze verify did not report a bad "
+          "ProtectSystem=: %r" % (r.stdout + r.stderr))
+
+
+# ---------------------------------------------------------------------------
+# user: / group:
+
+
+def _ids(pid):
+    """{"Uid": [...], "Gid": [...], "Groups": [...]} of every thread of pid."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        ids = {}
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            for ln in f:
+                k, _, v = ln.partition(":")
+                if k in ("Uid", "Gid", "Groups"):
+                    ids[k] = v.split()
+        out.append(ids)
+    return out
+
+
+def _readable_copy(env, name):
+    """A copy of the PKI in a world-readable directory (keys too: test
+    keys), so that a gateway running as nobody can read it again; and the
+    overrides pointing the configuration at it."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="portcullis-svc-%s-" % name)
+    os.chmod(d, 0o755)
+    for fn in ("server.crt", "server.key", "device-ca.crt", "bootstrap-ca.crt"):
+        shutil.copy(env.pki(fn), os.path.join(d, fn))
+        os.chmod(os.path.join(d, fn), 0o644)
+    tls = {"certificates": [{"cert": os.path.join(d, "server.crt"),
+                             "key": os.path.join(d, "server.key")}],
+           "classes": [{"name": "device", "ca": os.path.join(d, "device-ca.crt")},
+                       {"name": "bootstrap", "ca": os.path.join(d, "bootstrap-ca.crt")}]}
+    return d, tls
+
+
+def _need_root():
+    if os.geteuid() != 0:
+        fail("these tests start the gateway as root (the runner runs as uid %d)" % os.geteuid())
+
+
+NOBODY = pwd.getpwnam("nobody")
+
+
+@test("user: nobody: started as root, every thread runs as nobody/nogroup with no other group "
+      "once listening, requests are served; a reload of files nobody cannot read is refused "
+      "with a clear line and the running configuration keeps serving", timeout=60)
+def _(env):
+    _need_root()
+    cfg = env.config({"workers": 2, "user": "nobody", "group": "nogroup"})
+    gw = _start(env, "drop", cfg)
+    try:
+        check(wait_until(lambda: _log_has(gw, "running as user nobody (uid 65534, gid 65534)"), 5),
+              "no line about the drop: %s" % gw.log_tail(5, joined=True))
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/dropped"), "request to a dropped gateway")
+        ids = _ids(gw.pid)
+        check(len(ids) >= 4, "only %d threads" % len(ids))
+        for t in ids:
+            eq(t["Uid"], ["65534"] * 4, "a thread's uids")
+            eq(t["Gid"], [str(NOBODY.pw_gid)] * 4, "a thread's gids")
+            eq(t["Groups"], [str(NOBODY.pw_gid)], "a thread's supplementary groups")
+        # env.tmp (mkdtemp: 0700 root) holds the PKI: nobody cannot read it again
+        os.kill(gw.pid, signal.SIGHUP)
+        check(wait_until(lambda: _log_has(gw, "reload: the gateway runs as user nobody (uid 65534, "
+                                              "the configuration's user:): every file the "
+                                              "configuration names must be readable by that user"), 10),
+              "no line saying why the reload failed: %s" % gw.log_tail(5, joined=True))
+        check(_log_has(gw, "reload: refused, generation 1 keeps serving"), "reload not refused")
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/after-refused-reload"), "request after the refusal")
+    finally:
+        gw.stop()
+
+
+@test("user: a reload as the dropped user works when it can read the files; user: changed "
+      "by a reload is refused as restart-only", timeout=60)
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "reload")
+    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
+    gw = _start(env, "drop-reload", cfg)
+    try:
+        os.chmod(env.tmp, 0o711)   # nobody reads the configuration file itself
+        os.chmod(gw.config_path, 0o644)
+        os.kill(gw.pid, signal.SIGHUP)
+        check(wait_until(lambda: _log_has(gw, "reload: generation 2 applied"), 10),
+              "reload as nobody not applied: %s" % gw.log_tail(5, joined=True))
+        with open(gw.config_path) as f:
+            text = f.read()
+        with open(gw.config_path, "w") as f:
+            f.write(text.replace("user: nobody", "user: daemon"))
+        os.kill(gw.pid, signal.SIGHUP)
+        check(wait_until(lambda: _log_has(gw, "user: changed from nobody to daemon; this key needs a "
+                                              "restart (the reload was refused)"), 10),
+              "user: change not refused as restart-only: %s" % gw.log_tail(5, joined=True))
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/after-user-change"), "request after the refusal")
+    finally:
+        os.chmod(env.tmp, 0o700)
+        gw.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test("user: set while not started as root: the gateway does not start (exit 1, a clear line); "
+      "started as that very user it runs")
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "nonroot")
+    try:
+        os.chmod(env.tmp, 0o711)
+
+        def as_nobody():
+            _preexec()()
+            os.setgroups([])
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+        for user, expect in (("daemon", 1), ("nobody", None)):
+            cfg = env.config({"workers": 1, "user": user, "tls": tls})
+            gw = Gateway(env, "nonroot-%s" % user, cfg)
+            os.chmod(gw.config_path, 0o644)
+            log = open(gw.log_path, "ab")
+            try:
+                gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd="/", stdout=log,
+                                           stderr=log, stdin=subprocess.DEVNULL,
+                                           start_new_session=True, preexec_fn=as_nobody)
+            finally:
+                log.close()
+            try:
+                if expect is not None:
+                    eq(gw.proc.wait(timeout=20 * TIME_FACTOR), expect, "exit status with user: %s" % user)
+                    check(_log_has(gw, 'user: "daemon" is set, but the gateway was started as uid '
+                                       '65534, not root, so it cannot switch to it'),
+                          "no clear line: %s" % gw.log_tail(5, joined=True))
+                    check(not _listening(gw.port), "the refused gateway listens")
+                else:
+                    wait_tcp(gw.port, gw.proc, 10 * TIME_FACTOR, "gateway as nobody")
+                    with env.connect(gw) as c:
+                        upstream_info(c.request("GET", "/api/as-nobody"), "request")
+            finally:
+                gw.stop()
+    finally:
+        os.chmod(env.tmp, 0o700)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test("user: --upgrade from a gateway that dropped to nobody to a new one started as root "
+      "works (the configured user may hand over), and the new one drops too", timeout=90)
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "upgrade")
+    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
+    a = _start(env, "drop-up-a", cfg)
+    b = None
+    try:
+        check(wait_until(lambda: _log_has(a, "running as user nobody"), 5), "A did not drop")
+        b = start_b(env, "drop-up-b", cfg, upgrade=True)
+        check(wait_log(b, "upgrade: the old process confirmed", 20),
+              "B did not take over: %s" % b.log_tail(6, joined=True))
+        eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status after the handover")
+        with env.connect(b.port) as c:
+            upstream_info(c.request("GET", "/api/after-upgrade"), "request to B")
+        for t in _ids(b.pid):
+            eq(t["Uid"], ["65534"] * 4, "B's uids")
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test("sd_notify: a process started with --upgrade sends MAINPID=<its pid> with READY=1 before "
+      "the old one drains, and the old one sends no STOPPING=1", timeout=90)
+def _(env):
+    ns = NotifySocket(env, "upgrade")
+    cfg = env.config({"workers": 1})
+    environ = {"NOTIFY_SOCKET": ns.path}
+    a = _start(env, "notify-up-a", cfg, environ=environ)
+    b = None
+    try:
+        m = ns.next()
+        eq(m.get("READY"), "1", "A's first notification %r" % m)
+        check("MAINPID" not in m, "A sent MAINPID: %r" % m)
+        b = _start(env, "notify-up-b", cfg, environ=environ, args=["--upgrade"])
+        m = ns.next(20)
+        eq((m.get("MAINPID"), m.get("READY")), (str(b.pid), "1"), "B's notification %r" % m)
+        check(wait_log(b, "upgrade: the old process confirmed", 20), "B did not take over")
+        eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status")
+        ns.sock.settimeout(0.5)
+        try:
+            extra = ns.sock.recv(4096)
+            fail("a notification after the handover: %r" % extra)
+        except socket.timeout:
+            pass
+        os.kill(b.pid, signal.SIGTERM)
+        eq(ns.next().get("STOPPING"), "1", "B's notification on SIGTERM")
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+        ns.close()
