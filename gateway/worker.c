@@ -55,21 +55,29 @@ static const cfg_listener_t *listener_cfg(const gw_gen_t *gen, int lfd)
 
 /* A PROXY protocol listener takes connections from its trusted_from peers
  * only: anyone else could claim any client address. 1: refused (closed,
- * counted, logged at DEBUG: a scan must not flood the log). */
+ * counted). Logged at WARN at most once a minute (a balancer
+ * missing from trusted_from is a misconfiguration to see), else at DEBUG:
+ * a scan must not flood the log. */
 static int untrusted_peer(const cfg_listener_t *lc, const struct sockaddr_storage *peer)
 {
+    static int64_t warned_us;   /* the process's last WARN of it (any worker) */
     if (lc->proxy_protocol == CFG_PP_OFF || cfg_cidr_match(lc->trusted, lc->ntrusted, peer))
         return 0;
-    if (pc_log_enabled(PC_DEBUG)) {
-        char ip[INET6_ADDRSTRLEN] = "?";
-        const void *a = peer->ss_family == AF_INET6
-                        ? (const void *)&((const struct sockaddr_in6 *)peer)->sin6_addr
-                        : (const void *)&((const struct sockaddr_in *)peer)->sin_addr;
-        inet_ntop(peer->ss_family, a, ip, sizeof ip);
-        pc_log_ev(PC_DEBUG, "proxy_protocol_refused", NULL, "connection from %s refused: not in "
-                  "trusted_from of the PROXY protocol listener %s", ip, lc->addr.text);
-    }
     pc_count1(PROXY_REFUSALS, PC_PP_UNTRUSTED_PEER);
+    int64_t now = mono_us(), last = __atomic_load_n(&warned_us, __ATOMIC_RELAXED);
+    int warn = (!last || now - last >= 60 * 1000000LL) &&
+               __atomic_compare_exchange_n(&warned_us, &last, now, 0, __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED);
+    if (!warn && !pc_log_enabled(PC_DEBUG))
+        return 1;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    const void *a = peer->ss_family == AF_INET6
+                    ? (const void *)&((const struct sockaddr_in6 *)peer)->sin6_addr
+                    : (const void *)&((const struct sockaddr_in *)peer)->sin_addr;
+    inet_ntop(peer->ss_family, a, ip, sizeof ip);
+    pc_log_ev(warn ? PC_WARN : PC_DEBUG, "proxy_protocol_refused", NULL, "connection from %s "
+              "refused: not in trusted_from of the PROXY protocol listener %s%s", ip, lc->addr.text,
+              warn ? " (the next ones within a minute are logged at debug level only)" : "");
     return 1;
 }
 

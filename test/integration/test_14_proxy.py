@@ -126,6 +126,13 @@ def refusals(mport):
     return out
 
 
+def _tls_timeouts(mport):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
+        m = re.search(r'^portcullis_tls_handshake_failures_total\{reason="handshake_timeout"\} (\d+)$',
+                      r.read().decode(), re.M)
+    return int(m.group(1)) if m else 0
+
+
 def delta(before, after):
     return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
@@ -226,6 +233,26 @@ def _(env):
         eq(xff(c.request("GET", "/pp/v1-six")), ["2001:db8::42"], "X-Forwarded-For (TCP6)")
 
 
+@test("PROXY: an IPv4 client written as an IPv4-mapped IPv6 address is that IPv4 address "
+      "everywhere (X-Forwarded-For, access log, rate-limit key)")
+def _(env):
+    gw = pp_gateway(env, "pp-mapped", over={
+        "rate_limits": [{"name": "per_ip", "key": "ip", "rate": "2/m", "burst": 2}]})
+    try:
+        with pp_conn(env, gw.ports[0], v1("203.0.113.9", 40010)) as c:
+            codes = [c.request("GET", "/pp/mapped-four").status for _ in range(2)]
+        eq(codes, [200, 200], "two requests over TCP4")
+        with pp_conn(env, gw.ports[0], v1("::ffff:203.0.113.9", 40011, "::ffff:198.51.100.1")) as c:
+            r = c.request("GET", "/pp/mapped-six")
+            eq(r.status, 429, "the same client over TCP6 (mapped) shares its rate-limit budget")
+        with pp_conn(env, gw.ports[0], v2("::ffff:203.0.113.10", 40012, "::ffff:198.51.100.1")) as c:
+            eq(xff(c.request("GET", "/pp/mapped-v2")), ["203.0.113.10"], "X-Forwarded-For (v2 TCP6 mapped)")
+        a = access_line(gw, "/pp/mapped-v2")
+        eq((a["client_addr"], a["client_port"]), ("203.0.113.10", 40012), "access log client")
+    finally:
+        gw.stop()
+
+
 @test("PROXY v2 with TLVs (ALPN, authority, unique id, SSL, NOOP, CRC32C), sent in pieces")
 def _(env):
     gw = shared(env)
@@ -310,9 +337,19 @@ def _(env):
         pass
     wait_delta(gw.mport, before, {"malformed": 1}, "counters after a plain TLS client")
     eq(env.upstream_count(), up, "requests that reached the upstream")
-    log = "\n".join(gw.log_tail(400))
-    check(re.search(r'"event":"proxy_protocol_refused".*peer=127\.0\.0\.1:\d+.*too_long', log) or
-          re.search(r'proxy_protocol_refused.*too_long', log), "no INFO line for a too_long refusal")
+    lines = [o for o in json_lines(gw.log_path) if o.get("event") == "proxy_protocol_refused"]
+    tl = [o for o in lines if "(too_long)" in o.get("msg", "")]
+    check(tl and tl[0]["level"] == "info" and str(tl[0].get("peer", "")).startswith("127.0.0.1:"),
+          "no INFO line with the peer for a too_long refusal: %s" % tl[:1])
+    un = [o for o in lines if "not in trusted_from" in o.get("msg", "")]
+    eq([o["level"] for o in un], ["warn"], "levels of the untrusted-peer lines (one WARN a minute)")
+    s = _raw(p_any, "127.0.0.9")
+    s.sendall(v1())   # the listener defers the accept until the first byte (TCP_DEFER_ACCEPT)
+    closed_silently(s, "a second untrusted peer")
+    time.sleep(0.3)
+    eq([o["level"] for o in json_lines(gw.log_path) if o.get("event") == "proxy_protocol_refused"
+        and "not in trusted_from" in o.get("msg", "")], ["warn"],
+       "the second untrusted peer within the minute is not logged at INFO or above")
     # the gateway still serves after all that
     with pp_conn(env, gw.ports[0], v1("203.0.113.99")) as c:
         eq(xff(c.request("GET", "/pp/after-refusals")), ["203.0.113.99"], "served afterwards")
@@ -334,6 +371,16 @@ def _(env):
             eq(xff(c.request("GET", "/pp/other")), ["203.0.113.2"],
                "another client from the same balancer is served")
         eq(held.request("GET", "/pp/held-again").status, 200, "the first client's connection")
+        # a third connection of the held client is still refused: no slot was released twice
+        before = refusals(gw.mport)
+        s = _raw(port)
+        s.sendall(v1("203.0.113.1", 40004))
+        closed_silently(s, "a third connection of the same client")
+        wait_delta(gw.mport, before, {"conn_per_ip_concurrency": 1}, "still refused")
+        # LOCAL names no client: the balancer's own health checks spend no per-IP budget
+        with pp_conn(env, port, v2_local()) as a, pp_conn(env, port, v2_local()) as b:
+            eq((a.request("GET", "/pp/local-1").status, b.request("GET", "/pp/local-2").status),
+               (200, 200), "two LOCAL connections at once under per_ip_concurrent 1")
         held.close()
         # its slot is free once it closed
         ok = wait_until(lambda: _served(env, port, v1("203.0.113.1", 40003)), 5 * TIME_FACTOR)
@@ -348,6 +395,33 @@ def _served(env, port, hdr):
             return c.request("GET", "/pp/again").status == 200
     except (ssl.SSLError, OSError):
         return False
+
+
+@test("PROXY: the TLS handshake timeout starts after the header (a header at 1.5s with a 1s "
+      "handshake timeout closes at 2.5s, counted as a handshake timeout, not a PROXY one)")
+def _(env):
+    port = free_port()
+    gw = pp_gateway(env, "pp-hs-timer", listeners=[_listener(port, "v1", ["127.0.0.1"],
+                                                             proxy_timeout="3s")],
+                    over={"tls": dict(env.config()["tls"], handshake_timeout="1s")})
+    try:
+        # the start's readiness probe (a connect without a byte) is a "closed" refusal: let it land
+        wait_until(lambda: refusals(gw.mport).get("closed", 0) >= 1, 3 * TIME_FACTOR)
+        before = refusals(gw.mport)
+        hs = _tls_timeouts(gw.mport)
+        s = _raw(port)
+        t0 = time.monotonic()
+        s.sendall(v1()[:10])
+        time.sleep(1.5)
+        s.sendall(v1()[10:])
+        closed_silently(s, "no ClientHello after the header")
+        took = time.monotonic() - t0
+        check(2.3 <= took <= 2.5 + 1.0 * TIME_FACTOR, "closed after %.2fs (want about 2.5s)" % took)
+        check(wait_until(lambda: _tls_timeouts(gw.mport) == hs + 1, 5 * TIME_FACTOR),
+              "the handshake timeout is not counted")
+        eq(delta(before, refusals(gw.mport)), {}, "PROXY refusals")
+    finally:
+        gw.stop()
 
 
 @test("PROXY and rate limits keyed by ip: each header client has its own budget")
