@@ -406,3 +406,59 @@ def _(env):
         if r2:
             kill_group(r2, 3)
         dns.close()
+
+
+@test("dns: the http attestation verifier given by name: issuance reaches it; a name that does not resolve is a config error", timeout=60)
+def _(env):
+    from certs import Minter
+    from testkit import Verifier, issuance_config, post_json
+    dns = DnsServer()
+    v = Verifier()
+    gw = None
+    try:
+        dns.set("verifier.test", ["127.0.0.1"])
+        cfg = _config(env, dns, ["127.0.0.1:%d" % env.upstream_port])
+        cfg["issuance"] = issuance_config(env, {
+            "huawei": {"provider": "http", "url": "http://verifier.test:%d/verify" % v.port}})
+        bad = dict(cfg, issuance=issuance_config(env, {
+            "huawei": {"provider": "http", "url": "http://nosuch.test:%d/verify" % v.port}}))
+        rc, out = config_check(env, bad, "dns-verifier-bad")
+        eq(rc, 2, "--check exit status (%s)" % short(out, 400))
+        check(re.search(r'\.yaml:\d+:\d+: issuance\.platforms\.huawei\.url: cannot resolve '
+                        r'"nosuch\.test": no such name', out), "--check output: %s" % short(out, 600))
+        gw = env.start_gateway("dns-verifier", cfg)
+        with env.connect(gw, "bootstrap") as c:
+            r = post_json(c, "/certificates/challenge", {})
+        eq(r.status, 200, "challenge (%s)" % short(r.body))
+        nonce = r.json()["nonce"]
+        _key, csr = Minter(env, "dns-issuance").csr_pem("dnsphone", "/CN=dnsphone")
+        with env.connect(gw, "bootstrap") as c:
+            r = post_json(c, "/certificates/issue", {"csr": csr, "platform": "huawei",
+                                                     "integrity_token": "allow-1", "nonce": nonce})
+        eq(r.status, 201, "issue through the verifier reached by name (%s)" % short(r.body, 300))
+        eq(len(v.seen), 1, "requests the verifier got")
+    finally:
+        if gw:
+            gw.stop()
+        v.stop()
+        dns.close()
+
+
+@test("dns: a reload that changes the resolver section is refused (restart-only)", timeout=40)
+def _(env):
+    dns = DnsServer()
+    rg = None
+    try:
+        cfg = _config(env, dns, ["127.0.0.1:%d" % env.upstream_port], interval="30s")
+        rg = ReloadGateway(env, "dns-resolver-reload", cfg)
+        new = _config(env, dns, ["127.0.0.1:%d" % env.upstream_port], interval="10s")
+        new["listeners"] = cfg["listeners"]
+        status, doc = rg.reload(new)
+        eq(status, 422, "reload status (%s)" % short(str(doc), 400))
+        eq([e.split(": ", 1)[1] for e in doc.get("errors") or []],
+           ["resolver.interval: changed; this key needs a restart (the reload was refused)"],
+           "reload errors")
+    finally:
+        if rg:
+            rg.stop()
+        dns.close()
