@@ -295,7 +295,7 @@ static int set_locked(pc_dns_name_t *nm, const pc_dns_sa_t *s, size_t n)
     a->refs = 1;
     a->n = n;
     memcpy(a->a, s, n * sizeof *s);
-    a->version = nm->version + 1;
+    a->version = __atomic_load_n(&nm->version, __ATOMIC_RELAXED) + 1;   /* writers hold table.mu */
     pc_dns_addrs_t *old = nm->cur;
     nm->cur = a;
     __atomic_store_n(&nm->version, a->version, __ATOMIC_RELEASE);

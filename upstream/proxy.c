@@ -31,6 +31,7 @@ struct ups_health {
     size_t **ep_slot;          /* [upstream][endpoint]: slot in a name's set; 0 for a literal */
     size_t **ep_first;         /* [upstream][server]: its first endpoint */
     size_t *nep;               /* [upstream]: endpoints */
+    int *named;                /* [upstream]: 1 if a server is given by name */
     size_t n;
 };
 
@@ -124,15 +125,19 @@ ups_health_t *ups_health_new(const cfg_t *cfg)
     h->ep_slot = calloc(h->n, sizeof(*h->ep_slot));
     h->ep_first = calloc(h->n, sizeof(*h->ep_first));
     h->nep = calloc(h->n, sizeof(*h->nep));
-    if (!h->down_until_ms || !h->ep_server || !h->ep_slot || !h->ep_first || !h->nep) {
+    h->named = calloc(h->n, sizeof(*h->named));
+    if (!h->down_until_ms || !h->ep_server || !h->ep_slot || !h->ep_first || !h->nep ||
+        !h->named) {
         ups_health_free(h);
         return NULL;
     }
     for (size_t i = 0; i < h->n; i++) {
         const cfg_upstream_t *u = &cfg->upstreams[i];
         size_t n = 0;
-        for (size_t k = 0; k < u->nservers; k++)
+        for (size_t k = 0; k < u->nservers; k++) {
             n += server_endpoints(&u->servers[k]);
+            h->named[i] |= u->servers[k].dns != NULL;
+        }
         h->nep[i] = n;
         h->down_until_ms[i] = calloc(n, sizeof(int64_t));
         h->ep_server[i] = calloc(n, sizeof(size_t));
@@ -173,6 +178,7 @@ void ups_health_free(ups_health_t *h)
     free(h->ep_slot);
     free(h->ep_first);
     free(h->nep);
+    free(h->named);
     free(h);
 }
 
@@ -225,7 +231,7 @@ static void idle_close(struct ups_conn *uc);
 static void refresh_names(ups_pool_t *p, size_t up)
 {
     const cfg_upstream_t *u = &p->cfg->upstreams[up];
-    for (size_t k = 0; k < u->nservers; k++) {
+    for (size_t k = 0; p->health->named[up] && k < u->nservers; k++) {
         if (!u->servers[k].dns ||
             !pc_dns_current(u->servers[k].dns, &p->dns[p->srv_base[up] + k]))
             continue;
