@@ -462,3 +462,29 @@ def _(env):
         if rg:
             rg.stop()
         dns.close()
+
+
+@test("dns: a Redis name with a dead and a live address: the mirror tries them in turn", timeout=40)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    live = _redis("127.0.0.3", port, "live", env.tmp)
+    dns.set("redis.test", ["127.0.0.2", "127.0.0.3"])   # nothing listens on 127.0.0.2
+    gw = None
+    try:
+        cfg = env.config({"redis": {"address": "redis.test:%d" % port, "connect_timeout": "500ms",
+                                    "command_timeout": "500ms"}})
+        cfg["resolver"] = {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": "1h",
+                           "timeout": "300ms", "attempts": 1}
+        gw = env.start_gateway("dns-redis-turn", cfg)
+        check(wait_until(lambda: _redis_clients("127.0.0.3", port) >= 2, 10),
+              "the mirror did not reach the live address: %s" % short(gw.log_tail(10, joined=True), 800))
+        check(wait_until(lambda: "revocation mirror current" in gw.log_tail(100, joined=True), 5),
+              "the mirror was not loaded from the live address")
+        with env.connect(gw) as c:
+            eq(c.request("GET", "/").status, 200, "a request once the mirror is loaded")
+    finally:
+        if gw:
+            gw.stop()
+        kill_group(live, 3)
+        dns.close()
