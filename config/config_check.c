@@ -160,6 +160,16 @@ void cfgp_addr_free(cfg_addr_t *a)
     memset(a, 0, sizeof *a);
 }
 
+/* What a host that is not allowed must be, for the flags of cfgp_parse_addr. */
+static const char *bad_host_why(int flags)
+{
+    if (flags & CFGP_ADDR_NAME)
+        return "host must be a numeric IP address, \"localhost\" or a DNS name";
+    if (flags & CFGP_ADDR_STAR)
+        return "host must be a numeric IP address, \"localhost\" or \"*\" (no DNS names here)";
+    return "host must be a numeric IP address or \"localhost\" (no DNS names here)";
+}
+
 /* "host:port" or "[v6]:port". host: numeric IP, "localhost", (with
  * CFGP_ADDR_STAR) "*" = 0.0.0.0, or (with CFGP_ADDR_NAME) a DNS name, kept
  * in out->host with out->port for cfgr_resolve_names. host/port are also
@@ -265,13 +275,7 @@ int cfgp_parse_addr(const char *s, int default_port, int flags, cfg_addr_t *out,
                 }
                 goto done;
             }
-            *why = bracketed ? "not a numeric IPv6 address"
-                   : (flags & CFGP_ADDR_NAME)
-                       ? "host must be a numeric IP address, \"localhost\" or a DNS name"
-                       : allow_star ? "host must be a numeric IP address, \"localhost\" or \"*\" "
-                                      "(no DNS names here)"
-                                    : "host must be a numeric IP address or \"localhost\" "
-                                      "(no DNS names here)";
+            *why = bracketed ? "not a numeric IPv6 address" : bad_host_why(flags);
             return -1;
         }
         memcpy(&out->addr, ai->ai_addr, ai->ai_addrlen);
@@ -290,6 +294,8 @@ done:
     out->port = port;
     out->text = strdup(s - bracketed);
     if (!out->text) {
+        free(out->host);
+        out->host = NULL;
         *why = "out of memory";
         return -1;
     }
