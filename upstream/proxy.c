@@ -41,6 +41,7 @@ struct ups_health {
 typedef struct ups_conn {
     int fd;
     size_t up, srv;
+    uint64_t dns_version;       /* a name's endpoint: the set its address came from */
     struct event *rev, *wev;
     struct event *idle_timer;   /* keep-alive timeout while pooled */
     struct ups_pool *pool;
@@ -225,6 +226,16 @@ static int ep_addr(const ups_pool_t *p, size_t up, size_t e, pc_dns_sa_t *out)
 
 static void idle_close(struct ups_conn *uc);
 
+/* The version of the set endpoint e's address comes from in this worker's
+ * view (0 for an address given as such). */
+static uint64_t ep_version(const ups_pool_t *p, size_t up, size_t e)
+{
+    if (!ep_cfg(p, up, e)->dns)
+        return 0;
+    const pc_dns_addrs_t *set = p->dns[p->srv_base[up] + p->health->ep_server[up][e]];
+    return set ? set->version : 0;
+}
+
 /* This worker's view of every name of upstream up becomes current (one
  * atomic load per name while nothing changed); a name whose set changed
  * gets its endpoints' health reset and its pooled connections closed. */
@@ -406,7 +417,8 @@ static void pool_put(ups_conn_t *uc)
     const cfg_upstream_t *u = &p->cfg->upstreams[uc->up];
     size_t k = p->idx_base[uc->up] + uc->srv;
     uc->x = NULL;
-    if (p->nidle[k] >= u->keepalive) {
+    /* a connection to an address its name no longer has is not kept */
+    if (p->nidle[k] >= u->keepalive || uc->dns_version != ep_version(p, uc->up, uc->srv)) {
         uc_close(uc);
         return;
     }
@@ -549,6 +561,7 @@ static int attach_fd(ups_exchange_t *x, int fd)
     uc->fd = fd;
     uc->up = x->up;
     uc->srv = x->srv;
+    uc->dns_version = ep_version(x->pool, x->up, x->srv);
     uc->pool = x->pool;
     uc->rev = event_new(x->pool->base, fd, EV_READ | EV_PERSIST, uc_readable, uc);
     uc->wev = event_new(x->pool->base, fd, EV_WRITE | EV_PERSIST, uc_writable, uc);

@@ -186,8 +186,8 @@ def _(env):
         dns.close()
 
 
-@test("dns: the upstream name moves to another address: requests follow within the interval", timeout=40)
-def _(env):
+def _move(env, keepalive):
+    """The old address keeps serving: only the re-resolution moves requests."""
     dns = DnsServer()
     port = _upstream_port()
     a = TagUpstream("127.0.0.2", port, "A")
@@ -195,9 +195,11 @@ def _(env):
     gw = b = None
     try:
         cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
+        cfg["upstreams"][0]["keepalive"] = keepalive
         mport = _metrics(cfg)
-        gw = env.start_gateway("dns-move", cfg)
-        eq(_get(env, gw), (200, "A"), "before the move")
+        gw = env.start_gateway("dns-move-%d" % keepalive, cfg)
+        for _ in range(3):   # with keep-alive: connections to A are pooled
+            eq(_get(env, gw), (200, "A"), "before the move")
         changes = metric_value(mport, ADMIN_TOKEN, "portcullis_dns_changes_total")
         b = TagUpstream("127.0.0.3", port, "B")
         dns.set("api.test", ["127.0.0.3"])
@@ -219,6 +221,16 @@ def _(env):
         if b:
             b.stop()
         dns.close()
+
+
+@test("dns: the upstream name moves to another address: requests follow within the interval", timeout=40)
+def _(env):
+    _move(env, 0)
+
+
+@test("dns: the upstream name moves with keep-alive pooling: pooled connections to the old address are not used again", timeout=40)
+def _(env):
+    _move(env, 8)
 
 
 @test("dns: a connect failure re-resolves the name at once, long before the interval", timeout=40)
