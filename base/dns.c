@@ -234,8 +234,11 @@ int pc_dns_resolve(const pc_dns_conf_t *conf, pc_dns_query_t *q, size_t n, char 
     for (size_t i = 0; i < n; i++)
         if (!r[i].done && r[i].req)
             evdns_getaddrinfo_cancel(r[i].req);   /* answers with EVUTIL_EAI_CANCEL */
-    while (pending)
-        event_base_loop(base, EVLOOP_ONCE);
+    while (pending && event_base_loop(base, EVLOOP_ONCE) == 0)
+        ;   /* 1: nothing left that could answer */
+    for (size_t i = 0; i < n; i++)
+        if (!r[i].done)
+            answer_text(EVUTIL_EAI_CANCEL, 0, q[i].err, sizeof q[i].err);
     event_free(timer);
     evdns_base_free(db, 0);
     event_base_free(base);

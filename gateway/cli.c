@@ -175,8 +175,8 @@ static redisContext *connect_redis(const cfg_redis_t *r)
         if (!(n = cfg_addr_pick(&r->addr, &cache, turn, &sa)))
             break;
         redisFree(c);
-        c = redisConnectWithTimeout(ip, pc_dns_sa_ip(&sa, ip, sizeof ip),
-                                    ms_tv(r->connect_timeout_ms));
+        int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+        c = redisConnectWithTimeout(ip, port, ms_tv(r->connect_timeout_ms));
     }
     pc_dns_addrs_release(cache);
     if (!c || c->err) {

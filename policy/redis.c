@@ -139,7 +139,8 @@ static int ensure(pol_redis_t *r)
     if (!cfg_addr_pick(&r->rc->addr, &r->dns, r->turn, &sa))
         return -1;
     /* an IP literal: given a name, hiredis would block in getaddrinfo */
-    redisAsyncContext *ac = redisAsyncConnect(ip, pc_dns_sa_ip(&sa, ip, sizeof ip));
+    int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac)
         return -1;
     if (ac->err) {

@@ -748,7 +748,8 @@ static int ensure_conn(pol_revstore_t *s)
         return -1;
     }
     /* an IP literal: given a name, hiredis would block in getaddrinfo */
-    redisAsyncContext *ac = redisAsyncConnect(ip, pc_dns_sa_ip(&sa, ip, sizeof ip));
+    int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac) {
         snprintf(s->conn_err, sizeof s->conn_err, "cannot connect to Redis: out of memory");
         return -1;
