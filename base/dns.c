@@ -90,11 +90,17 @@ static void evdns_log(int is_warn, const char *msg)
     pc_log_ev(PC_DEBUG, "dns", NULL, "evdns: %s", msg);
 }
 
+static void set_evdns_log(void)
+{
+    evdns_set_log_fn(evdns_log);
+}
+
 /* An evdns_base on base with conf's name servers, hosts file and timing. */
 static struct evdns_base *make_resolver(struct event_base *base, const pc_dns_conf_t *conf,
                                         char *err, size_t errlen)
 {
-    evdns_set_log_fn(evdns_log);
+    static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+    pthread_once(&log_once, set_evdns_log);   /* a global of libevent's */
     struct evdns_base *db = evdns_base_new(base, 0);
     char v[32];
     if (!db) {
