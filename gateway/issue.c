@@ -245,6 +245,8 @@ static void on_verifier(struct evhttp_request *req, void *arg)
 {
     iss_t *s = arg;
     s->verifier_status = req ? evhttp_request_get_response_code(req) : 0;
+    if (!s->verifier_status)   /* no answer: its address may have moved */
+        pc_dns_connect_failed(s->plat->http.addr.dns);
     if (req && s->verifier_status == 200) {
         struct evbuffer *b = evhttp_request_get_input_buffer(req);
         size_t n = evbuffer_get_length(b);
@@ -267,11 +269,17 @@ static void verify_http(iss_t *s)
     char *json = NULL;
     struct evhttp_request *req = NULL;
     s->cont = event_new(s->c->w->base, -1, 0, verifier_continue, s);
-    char ip[64];
-    if (getnameinfo((const struct sockaddr *)&h->addr.addr, h->addr.addrlen, ip, sizeof(ip), NULL, 0,
-                    NI_NUMERICHOST) != 0)
-        ip[0] = '\0';
-    s->hc = ip[0] ? evhttp_connection_base_new(s->c->w->base, NULL, ip, (unsigned short)h->port) : NULL;
+    /* an IP literal (evhttp without an evdns_base would resolve a name with a
+     * blocking getaddrinfo): a name's addresses are taken in turn */
+    static __thread size_t turn;
+    char ip[64] = "";
+    int port = 0;
+    pc_dns_addrs_t *cache = NULL;
+    pc_dns_sa_t sa;
+    if (cfg_addr_pick(&h->addr, &cache, turn++, &sa))
+        port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+    pc_dns_addrs_release(cache);
+    s->hc = ip[0] ? evhttp_connection_base_new(s->c->w->base, NULL, ip, (unsigned short)port) : NULL;
     if (!s->cont || !s->hc ||
         pol_http_verifier_body(s->plat->name, s->req.integrity_token, s->req.nonce, &json) < 0 ||
         !(req = evhttp_request_new(on_verifier, s))) {
