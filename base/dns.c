@@ -60,25 +60,32 @@ static int sa_cmp(const void *x, const void *y)
 }
 
 /* The TCP addresses of an evdns answer, deduplicated and sorted, into
- * out (at most PC_DNS_MAX_ADDRS); returns how many. */
+ * out; returns how many. Every address of the answer is looked at and the
+ * lowest PC_DNS_MAX_ADDRS are kept, so a name with more addresses than that
+ * gives the same set whatever order (or rotation) the server answers in. */
 static size_t collect(const struct evutil_addrinfo *res, pc_dns_sa_t *out)
 {
     size_t n = 0;
-    for (const struct evutil_addrinfo *ai = res; ai && n < PC_DNS_MAX_ADDRS; ai = ai->ai_next) {
+    for (const struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof out[n].sa)
+            ai->ai_addrlen > sizeof out[0].sa)
             continue;
         pc_dns_sa_t s;
         memset(&s, 0, sizeof s);
         memcpy(&s.sa, ai->ai_addr, ai->ai_addrlen);
         s.len = (socklen_t)ai->ai_addrlen;
-        int dup = 0;
-        for (size_t i = 0; i < n && !dup; i++)
-            dup = sa_cmp(&out[i], &s) == 0;
-        if (!dup)
-            out[n++] = s;
+        /* out[0..n) stays sorted: find s's place, skip a duplicate, and
+         * drop the highest when full */
+        size_t at = 0;
+        while (at < n && sa_cmp(&out[at], &s) < 0)
+            at++;
+        if ((at < n && sa_cmp(&out[at], &s) == 0) || at == PC_DNS_MAX_ADDRS)
+            continue;
+        size_t keep = n < PC_DNS_MAX_ADDRS ? n : PC_DNS_MAX_ADDRS - 1;
+        memmove(&out[at + 1], &out[at], (keep - at) * sizeof *out);
+        out[at] = s;
+        n = keep + 1;
     }
-    qsort(out, n, sizeof *out, sa_cmp);
     return n;
 }
 
@@ -127,7 +134,10 @@ static struct evdns_base *make_resolver(struct event_base *base, const pc_dns_co
             return NULL;
         }
     }
-    if (evdns_base_load_hosts(db, conf->hosts_file) != 0 && conf->hosts_file) {
+    /* evdns_base_load_hosts(db, NULL) only adds localhost: name the file.
+     * The default one may be missing (localhost is still added then). */
+    if (evdns_base_load_hosts(db, conf->hosts_file ? conf->hosts_file : PC_DNS_HOSTS_FILE) != 0 &&
+        conf->hosts_file) {
         snprintf(err, errlen, "cannot read the hosts file \"%s\"", conf->hosts_file);
         evdns_base_free(db, 0);
         return NULL;

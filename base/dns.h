@@ -33,10 +33,12 @@
 
 struct event_base;
 
-/* Most addresses kept per name (the first ones of the sorted answer). */
+/* Most addresses kept per name: the lowest of the whole answer, sorted
+ * (so the set does not change when a server rotates a longer answer). */
 #define PC_DNS_MAX_ADDRS 8
 #define PC_DNS_MAX_NAMESERVERS 8
 #define PC_DNS_MAX_HOST 253
+#define PC_DNS_HOSTS_FILE "/etc/hosts"   /* resolver.hosts_file unset */
 
 typedef struct {
     struct sockaddr_storage sa;
