@@ -369,6 +369,15 @@ int cfg_cidr_match(const cfg_cidr_t *nets, size_t n, const struct sockaddr_stora
  * (config_resolver.c). */
 size_t cfg_addr_pick(const cfg_addr_t *a, pc_dns_addrs_t **cache, size_t turn, pc_dns_sa_t *out);
 
+/* Drops cfg's references to the names of its reloadable keys (upstream
+ * servers, verifier URLs): the process keeps its start configuration for
+ * the restart-only keys (redis.address keeps its name), and once that
+ * generation is retired a name a reload removed must leave the name table
+ * (no more re-resolving, no warnings about it). Those addresses then read
+ * as their first answer. Call only when no thread uses them any more
+ * (config_resolver.c). */
+void cfg_release_reloadable_names(cfg_t *cfg);
+
 /* Files the config names (certificates, keys, key material), read the same
  * way by cfg_load() and by the layers that load them again at the start, so
  * every "cannot read" says why (config_check.c).

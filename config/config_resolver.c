@@ -184,3 +184,16 @@ size_t cfg_addr_pick(const cfg_addr_t *a, pc_dns_addrs_t **cache, size_t turn, p
     *out = (*cache)->a[turn % (*cache)->n];
     return (*cache)->n;
 }
+
+void cfg_release_reloadable_names(cfg_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        for (size_t k = 0; k < cfg->upstreams[i].nservers; k++) {
+            pc_dns_name_release(cfg->upstreams[i].servers[k].dns);
+            cfg->upstreams[i].servers[k].dns = NULL;
+        }
+    for (size_t i = 0; cfg->issuance && i < cfg->issuance->nplatforms; i++) {
+        pc_dns_name_release(cfg->issuance->platforms[i].http.addr.dns);
+        cfg->issuance->platforms[i].http.addr.dns = NULL;
+    }
+}

@@ -33,6 +33,8 @@ class DnsServer:
     def __init__(self):
         self.records = {}
         self.queries = 0
+        self.asked = {}        # name -> queries for it
+        self.rotate = False    # each answer starts one address further on
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -76,7 +78,11 @@ class DnsServer:
         name = ".".join(labels).lower()
         with self.lock:
             self.queries += 1
+            self.asked[name] = self.asked.get(name, 0) + 1
             addrs = self.records.get(name)
+            if addrs and self.rotate:
+                k = self.asked[name] % len(addrs)
+                addrs = addrs[k:] + addrs[:k]
         answers = []
         if addrs is not None:
             for a in addrs:
@@ -87,6 +93,10 @@ class DnsServer:
         rcode = 0 if addrs is not None else 3
         head = struct.pack("!HHHHHH", qid, 0x8180 | (flags & 0x0100) | rcode, 1, len(answers), 0, 0)
         return head + question + b"".join(answers)
+
+    def count(self, name):
+        with self.lock:
+            return self.asked.get(name, 0)
 
     def close(self):
         self._stop = True
@@ -499,4 +509,63 @@ def _(env):
         if gw:
             gw.stop()
         kill_group(live, 3)
+        dns.close()
+
+
+@test("dns: a name with more addresses than kept, answered in rotating order: no change on re-resolve", timeout=40)
+def _(env):
+    dns = DnsServer()
+    dns.rotate = True
+    port = _upstream_port()
+    dns.set("many.test", ["127.0.1.%d" % i for i in range(1, 11)])
+    gw = None
+    try:
+        cfg = _config(env, dns, ["many.test:%d" % port], interval="1s")
+        mport = _metrics(cfg)
+        gw = env.start_gateway("dns-many", cfg)
+        asked = dns.count("many.test")
+        time.sleep(4)
+        check(dns.count("many.test") >= asked + 3,
+              "the name was not re-resolved every second (%d -> %d queries)"
+              % (asked, dns.count("many.test")))
+        eq(metric_value(mport, ADMIN_TOKEN, "portcullis_dns_changes_total"), 0,
+           "portcullis_dns_changes_total")
+        eq([ln for ln in gw.log_tail(400) if "now resolves to" in ln], [], "dns_changed lines")
+    finally:
+        if gw:
+            gw.stop()
+        dns.close()
+
+
+@test("dns: a name a reload removed is no longer resolved or warned about", timeout=40)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    a, b = TagUpstream("127.0.0.2", port, "A"), TagUpstream("127.0.0.3", port, "B")
+    dns.set("old.test", ["127.0.0.2"])
+    dns.set("new.test", ["127.0.0.3"])
+    rg = None
+    try:
+        cfg = _config(env, dns, ["old.test:%d" % port], interval="1s")
+        rg = ReloadGateway(env, "dns-removed", cfg)
+        eq(_get(env, rg.gw), (200, "A"), "before the reload")
+        new = _config(env, dns, ["new.test:%d" % port], interval="1s")
+        new["listeners"] = cfg["listeners"]
+        status, doc = rg.reload(new)
+        eq(status, 200, "reload (%s)" % short(str(doc), 400))
+        eq([_get(env, rg.gw) for _ in range(3)], [(200, "B")] * 3, "after the reload")
+        time.sleep(1.5)   # the old generation retires (no connection holds it)
+        dns.set("old.test", None)   # NXDOMAIN from now on
+        asked = dns.count("old.test")
+        mark = len(rg.gw.log_tail(10000))
+        time.sleep(3)
+        eq(dns.count("old.test"), asked, "queries for the removed name after the reload")
+        eq([ln for ln in rg.gw.log_tail(10000)[mark:] if "old.test" in ln], [],
+           "log lines about the removed name")
+        check(dns.count("new.test") >= 2, "the kept name is still re-resolved")
+    finally:
+        if rg:
+            rg.stop()
+        a.stop()
+        b.stop()
         dns.close()
