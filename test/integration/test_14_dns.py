@@ -35,6 +35,7 @@ class DnsServer:
         self.queries = 0
         self.asked = {}        # name -> queries for it
         self.rotate = False    # each answer starts one address further on
+        self.silent = False    # no answers at all (a name server gone quiet)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -59,6 +60,10 @@ class DnsServer:
                 continue
             except OSError:
                 return
+            if self.silent:
+                with self.lock:
+                    self.queries += 1
+                continue
             try:
                 out = self._answer(data)
             except Exception:   # a query this server does not parse: no answer
@@ -568,4 +573,59 @@ def _(env):
             rg.stop()
         a.stop()
         b.stop()
+        dns.close()
+
+
+@test("dns: an edited hosts file and a reload: the control loop reads it again, the old address does not come back", timeout=40)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    a, b = TagUpstream("127.0.0.2", port, "A"), TagUpstream("127.0.0.3", port, "B")
+    hosts = os.path.join(env.tmp, "dns-hosts-edit")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.2 api.test\n")
+    rg = None
+    try:
+        cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
+        cfg["resolver"]["hosts_file"] = hosts
+        rg = ReloadGateway(env, "dns-hosts-edit", cfg)
+        eq([_get(env, rg.gw) for _ in range(3)], [(200, "A")] * 3, "before the edit")
+        with open(hosts + ".new", "w") as f:
+            f.write("127.0.0.3 api.test\n")
+        os.rename(hosts + ".new", hosts)
+        status, doc = rg.reload(cfg)
+        eq(status, 200, "reload (%s)" % short(str(doc), 400))
+        eq([_get(env, rg.gw) for _ in range(6)], [(200, "B")] * 6, "right after the reload")
+        time.sleep(2.5)   # more than two re-resolve rounds
+        eq([_get(env, rg.gw) for _ in range(6)], [(200, "B")] * 6, "2.5s after the reload")
+    finally:
+        if rg:
+            rg.stop()
+        a.stop()
+        b.stop()
+        dns.close()
+
+
+@test("dns: SIGTERM while a re-resolution waits on a silent name server: prompt exit, nothing leaked", timeout=60)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    dns.set("api.test", ["127.0.0.2"])
+    gw = None
+    try:
+        cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
+        cfg["resolver"]["timeout"] = "10s"
+        gw = env.start_gateway("dns-stop-inflight", cfg)
+        dns.silent = True
+        before = dns.queries
+        check(wait_until(lambda: dns.queries > before, 5), "no re-resolution was sent")
+        t0 = time.monotonic()
+        rc = gw.stop()
+        took = time.monotonic() - t0
+        eq(rc, 0, "exit status")
+        check(took < 5, "the stop took %.1fs" % took)
+        eq(gw.sanitizer_reports(), [], "sanitizer reports")
+    finally:
+        if gw:
+            gw.stop()
         dns.close()
