@@ -378,6 +378,13 @@ size_t cfg_addr_pick(const cfg_addr_t *a, pc_dns_addrs_t **cache, size_t turn, p
  * (config_resolver.c). */
 void cfg_release_reloadable_names(cfg_t *cfg);
 
+/* The endpoints an upstream's servers make: 1 per IP literal, and
+ * PC_DNS_MAX_ADDRS per name (a slot for each address it may have, each with
+ * its own pool and health). The one count for the proxy's tables and the
+ * descriptor need (config_resolver.c). */
+size_t cfg_addr_endpoints(const cfg_addr_t *a);
+size_t cfg_upstream_endpoints(const cfg_upstream_t *u);
+
 /* Files the config names (certificates, keys, key material), read the same
  * way by cfg_load() and by the layers that load them again at the start, so
  * every "cannot read" says why (config_check.c).

@@ -197,3 +197,16 @@ void cfg_release_reloadable_names(cfg_t *cfg)
         cfg->issuance->platforms[i].http.addr.dns = NULL;
     }
 }
+
+size_t cfg_addr_endpoints(const cfg_addr_t *a)
+{
+    return a->dns ? PC_DNS_MAX_ADDRS : 1;
+}
+
+size_t cfg_upstream_endpoints(const cfg_upstream_t *u)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < u->nservers; k++)
+        n += cfg_addr_endpoints(&u->servers[k]);
+    return n;
+}
