@@ -383,6 +383,13 @@ void cfg_release_reloadable_names(cfg_t *cfg);
  * its own pool and health). The one count for the proxy's tables and the
  * descriptor need (config_resolver.c). */
 size_t cfg_addr_endpoints(const cfg_addr_t *a);
+
+/* Whether a connection made to *at (an address cfg_addr_pick gave for a)
+ * should move: a is a name whose current set (read through *cache, as for
+ * cfg_addr_pick) is not empty and no longer holds *at. For the clients that
+ * keep one connection (Redis): they reconnect when the name moved even if
+ * the old server stays up. Any thread (config_resolver.c). */
+int cfg_addr_moved(const cfg_addr_t *a, pc_dns_addrs_t **cache, const pc_dns_sa_t *at);
 size_t cfg_upstream_endpoints(const cfg_upstream_t *u);
 
 /* Files the config names (certificates, keys, key material), read the same

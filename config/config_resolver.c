@@ -210,3 +210,16 @@ size_t cfg_upstream_endpoints(const cfg_upstream_t *u)
         n += cfg_addr_endpoints(&u->servers[k]);
     return n;
 }
+
+int cfg_addr_moved(const cfg_addr_t *a, pc_dns_addrs_t **cache, const pc_dns_sa_t *at)
+{
+    if (!a->dns)
+        return 0;
+    pc_dns_current(a->dns, cache);
+    if (!*cache || (*cache)->n == 0)
+        return 0;   /* no address: keep what works */
+    for (size_t i = 0; i < (*cache)->n; i++)
+        if ((*cache)->a[i].len == at->len && !memcmp(&(*cache)->a[i].sa, &at->sa, at->len))
+            return 0;
+    return 1;
+}

@@ -629,3 +629,45 @@ def _(env):
         if gw:
             gw.stop()
         dns.close()
+
+
+@test("dns: Redis moves while the old server stays up: the mirror and the worker's client follow the name", timeout=60)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    r1 = _redis("127.0.0.2", port, "stay-one", env.tmp)
+    r2 = _redis("127.0.0.3", port, "stay-two", env.tmp)
+    dns.set("redis.test", ["127.0.0.2"])
+    gw = None
+    try:
+        cfg = env.config({"workers": 1,
+                          "redis": {"address": "redis.test:%d" % port, "connect_timeout": "500ms",
+                                    "command_timeout": "500ms"},
+                          "revocation": {"resync_interval": "1s"}})
+        cfg["resolver"] = {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": "1s",
+                           "timeout": "300ms", "attempts": 1}
+        cfg["rate_limits"] = [{"name": "g", "key": "ip", "rate": "1000/m", "scope": "global",
+                               "on_redis_unavailable": "fail_closed"}]
+        cfg["routes"][1]["rate_limits"] = ["g"]
+        gw = env.start_gateway("dns-redis-stay", cfg)
+        check(wait_until(lambda: _redis_clients("127.0.0.2", port) == 2, 5),
+              "the mirror did not connect to the first Redis")
+        with env.connect(gw) as c:
+            eq(c.request("GET", "/").status, 200, "a request counted in the first Redis")
+        eq(_redis_clients("127.0.0.2", port), 3, "clients of the first Redis (mirror 2, worker 1)")
+        dns.set("redis.test", ["127.0.0.3"])
+        check(wait_until(lambda: _redis_clients("127.0.0.3", port) == 2, 6),
+              "the mirror did not follow the name: %s" % short(gw.log_tail(10, joined=True), 800))
+        with env.connect(gw) as c:
+            eq(c.request("GET", "/").status, 200, "a request once the name moved")
+        check(wait_until(lambda: _redis_clients("127.0.0.2", port) == 0, 3),
+              "clients left on the first Redis: %d" % _redis_clients("127.0.0.2", port))
+        eq(_redis_clients("127.0.0.3", port), 3, "clients of the second Redis (mirror 2, worker 1)")
+        check(re.search(r"Redis redis\.test:%d no longer resolves to 127\.0\.0\.2:%d: reconnecting"
+                        % (port, port), gw.log_tail(200, joined=True)), "no line about the move")
+    finally:
+        if gw:
+            gw.stop()
+        kill_group(r1, 3)
+        kill_group(r2, 3)
+        dns.close()
