@@ -205,11 +205,20 @@ static void load_deadline(evutil_socket_t fd, short what, void *arg)
     *(int *)arg = 1;
 }
 
+static pc_dns_resolve_fn resolve_hook;
+
+void pc_dns_set_resolve_hook(pc_dns_resolve_fn fn)
+{
+    resolve_hook = fn;
+}
+
 int pc_dns_resolve(const pc_dns_conf_t *conf, pc_dns_query_t *q, size_t n, char *err,
                    size_t errlen)
 {
     if (n == 0)
         return 0;
+    if (resolve_hook)
+        return resolve_hook(conf, q, n, err, errlen);
     struct event_base *base = event_base_new();
     load_req_t *r = calloc(n, sizeof *r);
     struct evdns_base *db = base && r ? make_resolver(base, conf, err, errlen) : NULL;

@@ -71,6 +71,13 @@ typedef struct {
 int pc_dns_resolve(const pc_dns_conf_t *conf, pc_dns_query_t *q, size_t n, char *err,
                    size_t errlen);
 
+/* Replaces what pc_dns_resolve does (same contract) with fn; NULL: evdns
+ * again. For fuzz targets and tests that must never send a query: set it
+ * once, before any configuration is loaded (not thread-safe). */
+typedef int (*pc_dns_resolve_fn)(const pc_dns_conf_t *conf, pc_dns_query_t *q, size_t n,
+                                 char *err, size_t errlen);
+void pc_dns_set_resolve_hook(pc_dns_resolve_fn fn);
+
 /* An immutable address set; refs and the table's pointer to it are the
  * table's business. version: the name's set counter when it was made. */
 typedef struct pc_dns_addrs {
