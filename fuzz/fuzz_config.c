@@ -7,48 +7,19 @@
  * seeds (and test/unit/config_cases) can name real files. Contract: either
  * a config, or at least one "file:line:col: key: message" error.
  *
- * Names are resolved offline (offline_resolve): a seed's resolver section
- * never makes an input wait on the network. A name that starts with
- * "nosuch" does not resolve; any other resolves to 192.0.2.1 and 192.0.2.2.
+ * Names are resolved offline (fuzz_offline_resolve, fuzz.h): a seed's
+ * resolver section never makes an input wait on the network.
  */
 #include "fuzz.h"
 
-#include "../base/dns.h"
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 static char path[512];
-
-static int offline_resolve(const pc_dns_conf_t *conf, pc_dns_query_t *q, size_t n, char *err,
-                           size_t errlen)
-{
-    (void)conf, (void)err, (void)errlen;
-    for (size_t i = 0; i < n; i++) {
-        q[i].n = 0;
-        snprintf(q[i].err, sizeof q[i].err, "no such name");
-        if (strncmp(q[i].host, "nosuch", 6) == 0)
-            continue;
-        for (int k = 0; k < 2; k++) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&q[i].a[k].sa;
-            memset(&q[i].a[k], 0, sizeof q[i].a[k]);
-            in->sin_family = AF_INET;
-            in->sin_port = htons((uint16_t)q[i].port);
-            in->sin_addr.s_addr = htonl(0xC0000201u + (uint32_t)k);   /* 192.0.2.1, .2 */
-            q[i].a[k].len = sizeof *in;
-        }
-        q[i].n = 2;
-        q[i].err[0] = '\0';
-    }
-    return 0;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     fuzz_quiet();
     fuzz_pki();
-    pc_dns_set_resolve_hook(offline_resolve);   /* never the network */
+    pc_dns_set_resolve_hook(fuzz_offline_resolve);   /* never the network */
     snprintf(path, sizeof path, "%s/input.yaml", fuzz_dir());
     /* an admin token variable some seeds name */
     setenv("PORTCULLIS_FUZZ_TOKEN", "0123456789abcdef0123456789abcdef", 1);
