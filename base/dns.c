@@ -296,6 +296,8 @@ static struct {
     struct event *timer;
     struct event *kick;       /* atomic pointer: NULL before start and after stop */
     size_t in_flight;         /* control loop: queries out */
+    pc_dns_conf_t conf;       /* control loop: for a resolver made later (hosts_file = hosts) */
+    int db_failed;            /* control loop: making it later failed (warned once) */
     char *hosts;              /* control loop: the hosts file, read again when it changes */
     struct stat hosts_st;     /* control loop: as last read (st_ino 0: none was there) */
 } table = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -508,6 +510,19 @@ static void rt_reload_hosts(void)
 /* Queries every name (all: the periodic timer) or the kicked ones. */
 static void rt_resolve(int all)
 {
+    if (!table.db) {   /* none at start (no names then): made once one is needed */
+        pthread_mutex_lock(&table.mu);
+        int any = table.names != NULL;
+        pthread_mutex_unlock(&table.mu);
+        char err[256];
+        if (!any || !(table.db = make_resolver(table.base, &table.conf, err, sizeof err))) {
+            if (any && !table.db_failed)
+                pc_log_ev(PC_WARN, "dns_failed", NULL, "cannot start the DNS resolver: %s", err);
+            table.db_failed = any;
+            return;
+        }
+        table.db_failed = 0;
+    }
     rt_reload_hosts();
     pc_dns_name_t **list = NULL;
     size_t n = 0, cap = 0;
@@ -571,10 +586,23 @@ int pc_dns_start(struct event_base *base, const pc_dns_conf_t *conf, char *err, 
     table.hosts = strdup(conf->hosts_file ? conf->hosts_file : PC_DNS_HOSTS_FILE);
     if (!table.hosts || stat(table.hosts, &table.hosts_st) != 0)
         memset(&table.hosts_st, 0, sizeof table.hosts_st);   /* before make_resolver reads it */
-    if (!table.hosts || !(table.db = make_resolver(base, conf, err, errlen))) {
-        if (!table.hosts)
-            snprintf(err, errlen, "cannot start the DNS resolver (out of memory)");
+    if (!table.hosts) {
+        snprintf(err, errlen, "cannot start the DNS resolver (out of memory)");
         return -1;
+    }
+    table.conf = *conf;
+    table.conf.hosts_file = conf->hosts_file ? table.hosts : NULL;
+    if (!(table.db = make_resolver(base, conf, err, errlen))) {
+        /* a configuration without names must not fail on a resolver it
+         * does not use (a broken /etc/resolv.conf, ...): it is made when a
+         * reload brings a name */
+        pthread_mutex_lock(&table.mu);
+        int any = table.names != NULL;
+        pthread_mutex_unlock(&table.mu);
+        if (any)
+            return -1;
+        pc_log_ev(PC_DEBUG, "dns", NULL, "no DNS resolver yet (no names are used): %s", err);
+        err[0] = '\0';
     }
     table.timer = event_new(base, -1, EV_PERSIST, on_timer, NULL);
     struct event *kick = event_new(base, -1, 0, on_kick, NULL);

@@ -5,6 +5,7 @@
 #include "../../base/dns.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,11 +186,37 @@ static void test_many_addrs(void)
     unlink(hosts);
 }
 
+/* A resolver that cannot be made (here: a hosts file that is gone) fails
+ * pc_dns_start only when a name needs it. */
+static void test_start_without_names(void)
+{
+    struct event_base *base = event_base_new();
+    pc_dns_conf_t conf;
+    memset(&conf, 0, sizeof conf);
+    conf.nameservers[0] = v4("127.0.0.1", 9);
+    conf.nnameservers = 1;
+    conf.hosts_file = "/nonexistent/hosts";
+    conf.interval_ms = 1000;
+    conf.timeout_ms = 200;
+    conf.attempts = 1;
+    char err[256] = "x";
+    CHECK(pc_dns_start(base, &conf, err, sizeof err) == 0 && err[0] == '\0',
+          "no names: the start does not need a resolver");
+    pc_dns_stop();
+    pc_dns_name_t *nm = pc_dns_intern("api.test", 80, NULL, 0);
+    CHECK(pc_dns_start(base, &conf, err, sizeof err) == -1 && strstr(err, "/nonexistent/hosts"),
+          "a name: a resolver that cannot be made fails the start");
+    pc_dns_stop();
+    pc_dns_name_release(nm);
+    event_base_free(base);
+}
+
 int main(void)
 {
     test_resolve();
     test_default_hosts();
     test_many_addrs();
     test_table();
+    test_start_without_names();
     return check_done();
 }
