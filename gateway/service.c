@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../base/log.h"
+#include "../base/metrics.h"
 
 /* ---- descriptors ---- */
 
@@ -80,6 +81,30 @@ void gw_service_raise_nofile(const cfg_t *cfg, const char *when)
                   (unsigned long long)n.pools, (unsigned long long)n.redis,
                   (unsigned long long)n.listeners, (unsigned long long)n.other,
                   (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+}
+
+/* ---- accept errors ---- */
+
+unsigned gw_accept_reason(int e)
+{
+    switch (e) {
+    case EMFILE: return PC_ACCEPT_EMFILE;
+    case ENFILE: return PC_ACCEPT_ENFILE;
+    case ENOBUFS: return PC_ACCEPT_ENOBUFS;
+    case ENOMEM: return PC_ACCEPT_ENOMEM;
+    default: return PC_ACCEPT_OTHER;
+    }
+}
+
+int gw_accept_lost_one(int e)
+{
+    switch (e) {
+    case ENETDOWN: case EPROTO: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
+    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM: case ETIMEDOUT:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* ---- privilege drop ---- */

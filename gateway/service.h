@@ -21,6 +21,13 @@ uint64_t gw_service_fd_need(const cfg_t *cfg);
  * the numbers when the need is out of reach. when: "start" or "reload". */
 void gw_service_raise_nofile(const cfg_t *cfg, const char *when);
 
+/* accept(2) failing with errno e: the portcullis_accept_errors_total
+ * reason (enum pc_accept_err); and 1 if e is a network error of that one
+ * connection (the next accept may work), 0 if accepting must pause (out of
+ * descriptors or memory, or an error that would repeat). */
+unsigned gw_accept_reason(int e);
+int gw_accept_lost_one(int e);
+
 /* Drops to cfg->runas (setgroups via initgroups, setgid, setuid) and checks
  * that root cannot be regained. 0 when done or nothing to do (no user:, or
  * already running as exactly that user and group); -1 with err otherwise,

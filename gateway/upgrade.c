@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "../base/log.h"
+#include "../base/metrics.h"
+#include "service.h"
 
 _Static_assert(GW_PROC_SOCK_ADMIN == GW_UPGRADE_HTTP_ADMIN &&
                GW_PROC_SOCK_METRICS == GW_UPGRADE_HTTP_METRICS, "listener indexes of the HTTP listeners");
@@ -130,6 +132,8 @@ struct gw_upgrade_server {
     char *addr;
     int lfd;
     struct event *lev;
+    struct event *resume;   /* accept backoff: polls lfd again */
+    unsigned accept_failures;   /* in the current backoff episode; 0: accepting */
     gw_proc_t *proc;
     gw_upgrade_ready_fn ready;
     void *arg;
@@ -138,6 +142,10 @@ struct gw_upgrade_server {
 
 static void stop_listening(gw_upgrade_server_t *s)
 {
+    if (s->resume) {
+        event_free(s->resume);   /* never polls again after the handover or drain */
+        s->resume = NULL;
+    }
     if (s->lev) {
         event_free(s->lev);
         s->lev = NULL;
@@ -309,13 +317,53 @@ static void on_session_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Out of descriptors (or memory), accept4 leaves the connection queued and
+ * the level-triggered event would fire again at once: as in the workers
+ * (worker.c), the socket is not polled for limits.accept_backoff, each
+ * failure is counted, an episode is logged when it begins and ends. */
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_upgrade_server_t *s = arg;
+    if (s->lev && event_add(s->lev, NULL) < 0)
+        pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: cannot poll the upgrade socket %s again", s->addr);
+}
+
+static void accept_failed(gw_upgrade_server_t *s, int e)
+{
+    pc_count1(ACCEPT_ERRORS, gw_accept_reason(e));
+    if (gw_accept_lost_one(e))
+        return;
+    gw_gen_t *g = gw_proc_current(s->proc);
+    uint64_t ms = g->cfg->limits.accept_backoff_ms;
+    gw_gen_release(g);
+    if (s->accept_failures++ == 0)
+        pc_log_ev(PC_WARN, "accept_paused", NULL, "upgrade socket %s: accept: %s; paused for %llums "
+                  "at a time until it works again", s->addr, strerror(e), (unsigned long long)ms);
+    event_del(s->lev);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (event_add(s->resume, &tv) < 0)
+        pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: cannot arm the accept backoff timer; the upgrade "
+                  "socket %s stays off", s->addr);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
     gw_upgrade_server_t *s = arg;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        int e = errno;
+        if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR && e != ECONNABORTED)
+            accept_failed(s, e);
         return;
+    }
+    if (s->accept_failures) {
+        pc_log_ev(PC_INFO, "accept_resumed", NULL, "upgrade socket %s: accepting again after %u "
+                  "failure(s)", s->addr, s->accept_failures);
+        s->accept_failures = 0;
+    }
     pid_t pid = 0;
     uid_t uid = (uid_t)-1;
     const cfg_runas_t *ra = &gw_proc_boot(s->proc)->runas;
@@ -410,7 +458,7 @@ gw_upgrade_server_t *gw_upgrade_server_start(struct event_base *base, const char
     s->lfd = bind_upgrade(addr, err, errlen);
     if (s->lfd < 0 ||
         !(s->lev = event_new(base, s->lfd, EV_READ | EV_PERSIST, on_accept, s)) ||
-        event_add(s->lev, NULL) < 0) {
+        !(s->resume = evtimer_new(base, on_accept_resume, s)) || event_add(s->lev, NULL) < 0) {
         if (s->lfd >= 0)
             snprintf(err, errlen, "upgrade socket %s: event setup failed", addr);
         gw_upgrade_server_free(s);

@@ -94,12 +94,14 @@ def _log_has(gw, text):
 
 @test("descriptors: a low hard RLIMIT_NOFILE is warned about with the numbers; a flood that "
       "exhausts it pauses accepting (low CPU, counted, logged once), the existing connection "
-      "keeps being answered, and new connections are served once the flood closes", timeout=90)
+      "keeps being answered, the metrics listener and the upgrade socket do not spin either, "
+      "and new connections are served once the flood closes", timeout=90)
 def _(env):
     mport = free_port()
     limit = 64
+    usock = os.path.join(env.tmp, "fd-flood-upgrade.sock")
     cfg = env.config({"workers": 1, "metrics": {"address": "127.0.0.1:%d" % mport},
-                      "tls": {"handshake_timeout": "30s"},
+                      "tls": {"handshake_timeout": "30s"}, "upgrade_socket": usock,
                       "limits": {"accept_backoff": "100ms"}})
     gw = _start(env, "fd-flood", cfg, nofile=limit)
     flood = []
@@ -127,6 +129,25 @@ def _(env):
               "the gateway never paused accepting: %s" % gw.log_tail(5, joined=True))
         check(_open_fds(gw.pid) >= limit - 2, "the gateway has only %d descriptors open: the flood "
               "did not exhaust them" % _open_fds(gw.pid))
+        # a connection queued on the metrics listener and one on the upgrade socket, which
+        # cannot be accepted either: neither may turn the control thread into a busy loop
+        ms = socket.socket()
+        ms.setblocking(False)
+        try:
+            ms.connect(("127.0.0.1", mport))
+        except BlockingIOError:
+            pass
+        flood.append(ms)
+        us = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        us.connect(usock)
+        flood.append(us)
+        check(wait_until(lambda: _log_has(gw, "metrics listener: accept: Too many open files; "
+                                              "paused for 100ms"), 5),
+              "the metrics listener did not pause: %s" % gw.log_tail(5, joined=True))
+        check(wait_until(lambda: _log_has(gw, "upgrade socket %s: accept: Too many open files; "
+                                              "paused for 100ms" % usock), 5),
+              "the upgrade socket did not pause: %s" % gw.log_tail(5, joined=True))
+        size0 = os.path.getsize(gw.log_path)
         cpu0, t0 = _cpu_seconds(gw.pid), time.monotonic()
         for i in range(6):   # the existing connection is answered throughout
             upstream_info(c.request("GET", "/api/during-flood-%d" % i), "request %d during the flood" % i)
@@ -134,9 +155,14 @@ def _(env):
         used, wall = _cpu_seconds(gw.pid) - cpu0, time.monotonic() - t0
         check(used < 0.25 * wall, "the gateway used %.2fs of CPU in %.1fs while out of descriptors "
               "(spinning?)" % (used, wall))
+        grown = os.path.getsize(gw.log_path) - size0
+        check(grown < 10000, "the log grew by %d bytes in %.1fs while out of descriptors" % (grown, wall))
         eq(env.upstream_count() - before, 7, "requests that reached the upstream")
         paused = [ln for ln in gw.log_tail(100000) if "not accepting new connections" in ln]
-        eq(len(paused), 1, "lines about the pause (one per episode)")
+        eq(len(paused), 1, "lines about the worker's pause (one per episode)")
+        for what in ("metrics listener: accept:", "upgrade socket %s: accept:" % usock):
+            eq(len([ln for ln in gw.log_tail(100000) if what in ln]), 1,
+               "lines about the pause of the %s (one per episode)" % what.split(":")[0])
         for s in flood:
             s.close()
         flood = []
@@ -151,7 +177,9 @@ def _(env):
               % gw.log_tail(5, joined=True))
         check(wait_until(lambda: _log_has(gw, "accepting again after"), 5),
               "no line about accepting again: %s" % gw.log_tail(5, joined=True))
-        m = _scrape(mport)
+        check(wait_until(lambda: _log_has(gw, "metrics listener: accepting again after"), 5),
+              "no line about the metrics listener accepting again: %s" % gw.log_tail(5, joined=True))
+        m = _scrape(mport)   # GET /metrics answered 200 after the flood
         emfile = m.get(("portcullis_accept_errors_total", frozenset({("reason", "emfile")})), 0)
         check(emfile >= 1, "portcullis_accept_errors_total{reason=\"emfile\"} is %s" % emfile)
         eq(m.get(("portcullis_accept_errors_total", frozenset({("reason", "other")}))), 0.0,
