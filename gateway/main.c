@@ -394,7 +394,8 @@ static void note_dropped(const cfg_t *boot, const cfg_errors_t *errs)
         if (strstr(errs->msgs[i], strerror(EACCES))) {
             pc_log_ev(PC_ERR, "reload_failed", NULL, "reload: the gateway runs as user %s (uid %ld, "
                       "the configuration's user:): every file the configuration names must be readable "
-                      "by that user", boot->runas.user, (long)geteuid());
+                      "by that user (logging.file writable, and its directory writable for a new "
+                      "file after a rotation)", boot->runas.user, (long)geteuid());
             return;
         }
 }
@@ -698,14 +699,21 @@ static int start_log(const cfg_t *cfg)
 static void drop_privileges(const cfg_t *cfg)
 {
     char err[512];
+    /* the log file root created becomes the user's: reloads (which check
+     * that it is writable) and SIGUSR1 (which opens it again) work after
+     * the drop, as in nginx */
+    if (cfg->runas.user && geteuid() == 0 && cfg->logging.file &&
+        pc_log_chown(cfg->runas.uid, cfg->runas.gid, err, sizeof err) < 0)
+        pc_log_ev(PC_WARN, "privileges", NULL, "%s: reloads and SIGUSR1 will fail once running as "
+                  "user %s", err, cfg->runas.user);
     if (gw_service_drop(&cfg->runas, err, sizeof err) < 0) {
         pc_log_ev(PC_ERR, "startup_error", NULL, "%s", err);
         exit(1);
     }
     if (cfg->runas.user)
         pc_log_ev(PC_INFO, "privileges", NULL, "running as user %s (uid %ld, gid %ld): certificates, keys, "
-                  "CA and JWKS files and logging.file must be readable (the log file writable) by it "
-                  "for reloads and SIGUSR1", cfg->runas.user, (long)getuid(), (long)getgid());
+                  "CA and JWKS files must be readable by it for reloads; logging.file is its own, and "
+                  "its directory must be writable by it for SIGUSR1 after a rotation renamed the file", cfg->runas.user, (long)getuid(), (long)getgid());
 }
 
 /* READY=1 for the service manager; after --upgrade also MAINPID=, so that

@@ -437,6 +437,52 @@ def _(env):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def _file_has(path, text):
+    try:
+        with open(path, errors="replace") as f:
+            return text in f.read()
+    except OSError:
+        return False
+
+
+@test("user: nobody with logging.file: the file root created is given to nobody, so a reload "
+      "is applied and SIGUSR1 after a rotation reopens the file (later lines, access lines too, "
+      "land in the new one)", timeout=60)
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "logfile")
+    logdir = os.path.join(d, "log")
+    os.mkdir(logdir)
+    os.chown(logdir, NOBODY.pw_uid, NOBODY.pw_gid)   # nobody creates the file after a rename
+    path = os.path.join(logdir, "gateway.log")
+    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls,
+                      "logging": {"file": path, "access": True, "format": "json"}})
+    gw = _start(env, "drop-logfile", cfg)
+    try:
+        os.chmod(env.tmp, 0o711)   # nobody reads the configuration file itself
+        os.chmod(gw.config_path, 0o644)
+        check(wait_until(lambda: _file_has(path, "running as user nobody"), 5),
+              "no line about the drop in %s" % path)
+        st = os.stat(path)
+        eq((st.st_uid, st.st_gid), (NOBODY.pw_uid, NOBODY.pw_gid), "owner of the log file")
+        os.kill(gw.pid, signal.SIGHUP)
+        check(wait_until(lambda: _file_has(path, "reload: generation 2 applied"), 10),
+              "reload as nobody with logging.file not applied: %s" % open(path).read()[-600:])
+        os.rename(path, path + ".1")
+        os.kill(gw.pid, signal.SIGUSR1)
+        check(wait_until(lambda: _file_has(path, "SIGUSR1: log file reopened"), 10),
+              "SIGUSR1 did not reopen the file: %s" % open(path + ".1").read()[-600:])
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/after-reopen"), "request after SIGUSR1")
+        check(wait_until(lambda: _file_has(path, '"path":"/api/after-reopen"'), 5),
+              "no access line in the reopened file")
+        check(not _file_has(path + ".1", "/api/after-reopen"), "the access line went to the old file")
+    finally:
+        os.chmod(env.tmp, 0o700)
+        gw.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @test("user: set while not started as root: the gateway does not start (exit 1, a clear line); "
       "started as that very user it runs")
 def _(env):
