@@ -109,6 +109,8 @@ int gw_accept_lost_one(int e)
 
 /* ---- privilege drop ---- */
 
+static int dropped_from_root;   /* atomic */
+
 int gw_service_drop(const cfg_runas_t *ra, char *err, size_t errlen)
 {
     if (!ra->user)
@@ -141,7 +143,13 @@ int gw_service_drop(const cfg_runas_t *ra, char *err, size_t errlen)
         snprintf(err, errlen, "user: root could be regained after dropping to \"%s\"", ra->user);
         return -1;
     }
+    __atomic_store_n(&dropped_from_root, ra->uid != 0, __ATOMIC_RELEASE);
     return 0;
+}
+
+int gw_service_dropped(void)
+{
+    return __atomic_load_n(&dropped_from_root, __ATOMIC_ACQUIRE);
 }
 
 /* ---- sd_notify ---- */

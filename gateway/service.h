@@ -33,6 +33,8 @@ int gw_accept_lost_one(int e);
  * already running as exactly that user and group); -1 with err otherwise,
  * and then the gateway must not start. */
 int gw_service_drop(const cfg_runas_t *ra, char *err, size_t errlen);
+/* 1 once gw_service_drop switched this process from root to another uid. */
+int gw_service_dropped(void);
 
 /* Opens the datagram socket for $NOTIFY_SOCKET (before the drop; a no-op
  * without the variable). */
