@@ -11,6 +11,7 @@ import resource
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -236,17 +237,44 @@ class NotifySocket:
         if os.path.exists(self.path):
             os.unlink(self.path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)   # who sent what
         self.sock.bind(self.path)
         os.chmod(self.path, 0o777)   # a dropped gateway writes to it too
 
     def next(self, timeout=10.0):
         """The next message as a dict of its KEY=value lines."""
+        return self.next_from(timeout)[1]
+
+    def next_from(self, timeout=10.0):
+        """(the sender's pid, the next message as a dict), by SO_PASSCRED
+        (as systemd tells who sent what)."""
         self.sock.settimeout(timeout * TIME_FACTOR)
         try:
-            data = self.sock.recv(4096)
+            data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
         except socket.timeout:
             fail("no notification within %.0fs" % timeout)
-        return dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+        pid = None
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = struct.unpack("iII", cdata[:12])[0]
+        return pid, dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+
+    def quiet(self, seconds):
+        """[(pid, message)] of whatever arrives within seconds."""
+        out = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                break
+            pid = None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            out.append((pid, data.decode()))
+        return out
 
     def close(self):
         self.sock.close()
@@ -550,8 +578,8 @@ def _(env):
         shutil.rmtree(d, ignore_errors=True)
 
 
-@test("sd_notify: a process started with --upgrade sends MAINPID=<its pid> with READY=1 before "
-      "the old one drains, and the old one sends no STOPPING=1", timeout=90)
+@test("sd_notify: --upgrade: the old process sends MAINPID=<new pid> (systemd follows it with "
+      "NotifyAccess=main), then the new one READY=1; the old one sends no STOPPING=1", timeout=90)
 def _(env):
     ns = NotifySocket(env, "upgrade")
     cfg = env.config({"workers": 1})
@@ -559,12 +587,15 @@ def _(env):
     a = _start(env, "notify-up-a", cfg, environ=environ)
     b = None
     try:
-        m = ns.next()
-        eq(m.get("READY"), "1", "A's first notification %r" % m)
+        pid, m = ns.next_from()
+        eq((pid, m.get("READY")), (a.pid, "1"), "A's first notification %r" % m)
         check("MAINPID" not in m, "A sent MAINPID: %r" % m)
         b = _start(env, "notify-up-b", cfg, environ=environ, args=["--upgrade"])
-        m = ns.next(20)
-        eq((m.get("MAINPID"), m.get("READY")), (str(b.pid), "1"), "B's notification %r" % m)
+        pid, m = ns.next_from(20)
+        eq((pid, m.get("MAINPID"), m.get("READY")), (a.pid, str(b.pid), None),
+           "the notification after the handover %r" % m)
+        pid, m = ns.next_from(20)
+        eq((pid, m.get("READY"), m.get("MAINPID")), (b.pid, "1", None), "B's notification %r" % m)
         check(wait_log(b, "upgrade: the old process confirmed", 20), "B did not take over")
         eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status")
         ns.sock.settimeout(0.5)
@@ -578,5 +609,201 @@ def _(env):
     finally:
         if b is not None:
             b.stop()
+        a.stop()
+        ns.close()
+
+
+# ---------------------------------------------------------------------------
+# SIGUSR2: the running gateway starts its successor itself
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _sigusr2_handover(env, name, overrides, prepare=None):
+    """A with a fake NOTIFY_SOCKET; SIGUSR2: A sends MAINPID=<B>, B (A's
+    child, same arguments plus --upgrade) READY=1; A exits 0 and B serves
+    and sends STOPPING=1 on SIGTERM. Returns B's ids (_ids) seen while it served."""
+    ns = NotifySocket(env, name)
+    cfg = env.config(dict({"workers": 1}, **overrides))
+    a = _start(env, name, cfg, environ={"NOTIFY_SOCKET": ns.path})
+    bpid = None
+    try:
+        if prepare:
+            prepare(a)
+        pid, m = ns.next_from()
+        eq((pid, m.get("READY")), (a.pid, "1"), "A's first notification %r" % m)
+        os.kill(a.pid, signal.SIGUSR2)
+        pid, m = ns.next_from(30)
+        check(m.get("MAINPID", "").isdigit(), "no MAINPID= after SIGUSR2: %r; log: %s"
+              % (m, a.log_tail(6, joined=True)))
+        bpid = int(m["MAINPID"])
+        eq(pid, a.pid, "the sender of MAINPID=%d" % bpid)
+        check(bpid != a.pid, "MAINPID= is A's own pid")
+        check(_log_has(a, "SIGUSR2: started pid %d (" % bpid), "A did not start pid %d: %s"
+              % (bpid, a.log_tail(6, joined=True)))
+        with open("/proc/%d/cmdline" % bpid) as f:
+            eq(f.read().split("\0")[1:-1], ["-c", a.config_path, "--upgrade"], "B's arguments")
+        pid, m = ns.next_from(30)
+        eq((pid, m.get("READY")), (bpid, "1"), "B's notification %r" % m)
+        eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status after the handover")
+        with env.connect(a.port) as c:
+            upstream_info(c.request("GET", "/api/after-sigusr2"), "request to B")
+        ids = _ids(bpid)
+        os.kill(bpid, signal.SIGTERM)
+        pid, m = ns.next_from(20)
+        eq((pid, m.get("STOPPING")), (bpid, "1"), "B's notification on SIGTERM %r" % m)
+        check(wait_until(lambda: _gone(bpid), 20), "B did not exit")
+        bpid = None
+        return ids, a
+    finally:
+        if bpid is not None and not _gone(bpid):
+            os.kill(bpid, signal.SIGKILL)
+        a.stop()
+        ns.close()
+
+
+@test("SIGUSR2: the gateway runs its own binary with the same arguments plus --upgrade as its "
+      "child; it sends MAINPID=<child> once the child is ready, the child READY=1, the old one "
+      "exits 0 and the child serves", timeout=120)
+def _(env):
+    ids, a = _sigusr2_handover(env, "usr2", {})
+    check(_log_has(a, "SIGUSR2: started pid"), "no line about the start: %s" % a.log_tail(6, joined=True))
+
+
+@test("SIGUSR2 with user: nobody: the child runs as nobody (as its dropped parent) and takes "
+      "over from it", timeout=120)
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "usr2")
+
+    def readable(a):
+        os.chmod(a.config_path, 0o644)   # nobody reads the configuration file itself
+    try:
+        os.chmod(env.tmp, 0o711)   # and reaches the notification socket
+        ids, a = _sigusr2_handover(env, "usr2-nobody", {"user": "nobody", "tls": tls}, readable)
+        for t in ids:
+            eq(t["Uid"], ["65534"] * 4, "B's uids")
+    finally:
+        os.chmod(env.tmp, 0o700)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test("SIGUSR2: a child that cannot take over (its configuration is now invalid) leaves the "
+      "old process serving, logged, with no notification from the child", timeout=90)
+def _(env):
+    ns = NotifySocket(env, "usr2-fail")
+    cfg = env.config({"workers": 1})
+    a = _start(env, "usr2-fail", cfg, environ={"NOTIFY_SOCKET": ns.path})
+    try:
+        eq(ns.next_from(), (a.pid, {"READY": "1", "STATUS": "serving, configuration generation 1"}),
+           "A's first notification")
+        with open(a.config_path, "a") as f:
+            f.write("no_such_key: 1\n")
+        os.kill(a.pid, signal.SIGUSR2)
+        check(wait_until(lambda: _log_has(a, "(started on SIGUSR2) ended (exit status 2) without "
+                                             "taking over; this process keeps serving"), 20),
+              "no line about the failed child: %s" % a.log_tail(6, joined=True))
+        eq(ns.quiet(1.0), [], "notifications")
+        check(a.alive(), "A exited")
+        with env.connect(a) as c:
+            upstream_info(c.request("GET", "/api/after-failed-usr2"), "A still serves")
+    finally:
+        a.stop()
+        ns.close()
+
+
+_HELLO = b"PCUG\x01\x01\x00\x0c" + struct.pack(">I", 4242)
+
+_PEER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(10)
+s.connect(sys.argv[1].replace("@", "\\0", 1))
+try:
+    s.send(bytes.fromhex(sys.argv[2]))
+except OSError:
+    pass   # refused at once: the answer is queued still
+d = s.recv(4096)
+print(d[5], d[10:].decode(errors="replace"))   # ERROR: u16 length, then the text
+"""
+
+
+@test("upgrade socket: a gateway that dropped from root to nobody refuses another process "
+      "running as nobody (HELLO answered ERROR, no socket handed over), logs it once, and keeps "
+      "serving; a root peer is still served", timeout=60)
+def _(env):
+    _need_root()
+    usock = "@portcullis-test-peer-%d" % os.getpid()
+    cfg = env.config({"workers": 1, "user": "nobody", "upgrade_socket": usock})
+    a = _start(env, "peer-nobody", cfg)
+    try:
+        check(wait_until(lambda: _log_has(a, "running as user nobody"), 5), "A did not drop")
+        check(_log_has(a, "user: nobody (uid 65534) is shared by other daemons"),
+              "no warning about user: nobody: %s" % a.log_tail(6, joined=True))
+
+        def as_nobody():
+            os.setgroups([])
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+        for i in range(2):
+            r = subprocess.run(["/usr/bin/python3", "-c", _PEER, usock, _HELLO.hex()],
+                               capture_output=True, text=True, timeout=20, cwd="/",
+                               preexec_fn=as_nobody)
+            eq((r.returncode, r.stdout.strip()),
+               (0, "6 refused: not allowed to take over this gateway"),
+               "answer %d to a HELLO from a nobody process (stderr %r)" % (i, r.stderr))
+        refused = [ln for ln in a.log_tail(100000) if "upgrade: refused a peer on %s" % usock in ln]
+        eq(len(refused), 1, "WARN lines about refused peers (rate-limited)")
+        check("uid 65534): only root, or the process this gateway started on SIGUSR2, may take "
+              "over" in refused[0], "the line does not say who may: %s" % refused[0])
+        check(a.alive(), "A exited")
+        with env.connect(a) as c:
+            upstream_info(c.request("GET", "/api/after-refused-peer"), "A still serves")
+        # root is served: HELLO gets the first LISTENER (type 2)
+        r = subprocess.run(["/usr/bin/python3", "-c", _PEER, usock, _HELLO.hex()],
+                           capture_output=True, text=True, timeout=20)
+        eq(r.stdout.split(" ", 1)[0], "2", "the answer to root's HELLO (%r)" % r.stderr)
+        check(a.alive(), "A exited after root's unfinished handover")
+    finally:
+        a.stop()
+
+
+@test("sd_notify: a new process that gives up the takeover (SIGTERM during the handover) sends "
+      "no notification at all, STOPPING=1 neither", timeout=90)
+def _(env):
+    ns = NotifySocket(env, "abort")
+    cfg = env.config({"workers": 1})
+    a = _start(env, "abort-a", cfg, environ={"NOTIFY_SOCKET": ns.path})
+    b = None
+    try:
+        eq(ns.next_from()[0], a.pid, "the sender of A's READY=1")
+        # B's Redis is unreachable for a while: its mirror wait holds it after the handover
+        cfg_b = dict(cfg, redis=dict(cfg["redis"], address="127.0.0.1:%d" % free_port(),
+                                     connect_timeout="2s", command_timeout="2s"))
+        b = Gateway(env, "abort-b", cfg_b, {"NOTIFY_SOCKET": ns.path})
+        log = open(b.log_path, "ab")
+        try:
+            b.proc = subprocess.Popen([BINARY, "-c", b.config_path, "--upgrade"], cwd=env.tmp,
+                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, preexec_fn=_preexec(),
+                                      env=dict(os.environ, NOTIFY_SOCKET=ns.path))
+        finally:
+            log.close()
+        check(wait_log(b, "upgrade: received", 10), "B got no sockets: %s" % b.log_tail(8, joined=True))
+        time.sleep(0.3)
+        os.kill(b.pid, signal.SIGTERM)
+        eq(b.proc.wait(timeout=30 * TIME_FACTOR), 1, "B's exit status")
+        b.expect_exit = True
+        eq([p for p, _ in ns.quiet(1.0) if p == b.proc.pid], [], "notifications from B")
+        check(a.alive(), "A exited")
+    finally:
+        if b is not None:
+            b.stop(grace=2)
         a.stop()
         ns.close()
