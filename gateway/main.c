@@ -889,6 +889,8 @@ static int run(const char *path, int upgrade)
     int rc = gen ? 0 : 2;
     gw_upgrade_client_t *upc = NULL;
     char err[512];
+    if (gen)   /* before a socket is received or bound, or the log file opened */
+        gw_service_raise_nofile(gen->cfg, "start");
     if (gen && upgrade && !(upc = gw_upgrade_fetch(gen->cfg->upgrade_socket, proc, gen->cfg,
                                                    GW_UPGRADE_TIMEOUT_MS, err, sizeof err))) {
         gw_errors_add(&errs, "%s", err);
@@ -919,7 +921,6 @@ static int run(const char *path, int upgrade)
         gw_proc_free(proc);
         return 1;
     }
-    gw_service_raise_nofile(cfg, "start");
     gw_service_notify_init();   /* before the drop: $NOTIFY_SOCKET may be root's */
     gw_proc_publish(proc, gen);   /* generation 1; the process holds the reference */
 

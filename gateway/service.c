@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/dns.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
 
@@ -36,8 +37,14 @@ static fd_need_t fd_need(const cfg_t *cfg)
     fd_need_t n = {0};
     uint64_t workers = cfg->workers > 0 ? (uint64_t)cfg->workers : 1;
     n.clients = 2 * (uint64_t)cfg->limits.max_connections;
-    for (size_t i = 0; i < cfg->nupstreams; i++)
-        n.pools += workers * cfg->upstreams[i].keepalive * cfg->upstreams[i].nservers;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        /* a DNS-named server is up to PC_DNS_MAX_ADDRS endpoints, each with its
+         * own keep-alive pool (upstream/proxy.c) */
+        uint64_t endpoints = 0;
+        for (size_t j = 0; j < cfg->upstreams[i].nservers; j++)
+            endpoints += cfg->upstreams[i].servers[j].host ? PC_DNS_MAX_ADDRS : 1;
+        n.pools += workers * cfg->upstreams[i].keepalive * endpoints;
+    }
     n.redis = workers + 2;   /* a worker's (rate limits, issuance), the revocation sync's two */
     n.listeners = workers * cfg->nlisteners;
     n.other = FDS_PER_LOOP * (workers + 1) + FDS_MARGIN;
@@ -176,7 +183,9 @@ void gw_service_notify_init(void)
     if (path[0] == '@')
         notify_sa.sun_path[0] = '\0';   /* abstract namespace */
     notify_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
-    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    /* non-blocking: a service manager that does not read must not stall a
+     * reload or the drain */
+    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (notify_fd < 0)
         pc_log_ev(PC_WARN, "sd_notify", NULL, "NOTIFY_SOCKET: socket: %s; no readiness notifications",
                   strerror(errno));
@@ -188,8 +197,7 @@ void gw_service_notify(const char *state)
         return;
     ssize_t n = sendto(notify_fd, state, strlen(state), MSG_NOSIGNAL,
                        (const struct sockaddr *)&notify_sa, notify_len);
-    if (n < 0 && !notify_failed_logged) {
-        notify_failed_logged = 1;
+    if (n < 0 && !__atomic_exchange_n(&notify_failed_logged, 1, __ATOMIC_RELAXED)) {
         pc_log_ev(PC_WARN, "sd_notify", NULL, "NOTIFY_SOCKET: cannot send \"%.40s\": %s", state,
                   strerror(errno));
     }

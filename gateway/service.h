@@ -41,7 +41,8 @@ int gw_service_dropped(void);
 void gw_service_notify_init(void);
 /* Sends state ("READY=1", "RELOADING=1", "STOPPING=1", with more
  * "KEY=value" lines as sd_notify(3) has them) to the service manager; a
- * no-op without $NOTIFY_SOCKET. A failed send is logged once. */
+ * no-op without $NOTIFY_SOCKET. Never blocks (a full socket: EAGAIN); a
+ * failed send is logged once. Any thread. */
 void gw_service_notify(const char *state);
 void gw_service_notify_close(void);
 

@@ -807,3 +807,16 @@ def _(env):
             b.stop(grace=2)
         a.stop()
         ns.close()
+
+
+@test("group: root (gid 0) with a non-root user is a configuration error (file:line:col)")
+def _(env):
+    cfg = env.config({"workers": 1, "user": "nobody", "group": "root"})
+    gw = Gateway(env, "gid0", cfg)
+    r = subprocess.run([BINARY, "--check", "-c", gw.config_path], capture_output=True,
+                       text=True, timeout=20)
+    with open(gw.config_path) as f:
+        line = [i for i, ln in enumerate(f, 1) if ln.startswith("group:")][0]
+    eq((r.returncode, r.stdout + r.stderr),
+       (2, '%s:%d:8: group: group resolves to gid 0 (root\'s group) for the non-root user "nobody": '
+           'name a group of its own\n' % (gw.config_path, line)), "--check")
