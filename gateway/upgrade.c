@@ -405,7 +405,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         pc_log_ev(warn ? PC_WARN : PC_DEBUG, "upgrade", NULL, "upgrade: refused a peer on %s (pid %ld, "
                   "uid %ld): only %s may take over this gateway%s", s->addr, (long)pid, (long)uid, who,
                   warn ? " (the next ones within a minute are logged at debug level only)" : "");
-        refuse_close(fd, "refused: not allowed to take over this gateway");
+        refuse_close(fd, uid == geteuid() ? "refused: not the process this gateway started"
+                                          : "refused: not the gateway's uid");
         return;
     }
     if (s->sess) {

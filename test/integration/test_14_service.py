@@ -756,7 +756,7 @@ def _(env):
                                capture_output=True, text=True, timeout=20, cwd="/",
                                preexec_fn=as_nobody)
             eq((r.returncode, r.stdout.strip()),
-               (0, "6 refused: not allowed to take over this gateway"),
+               (0, "6 refused: not the process this gateway started"),
                "answer %d to a HELLO from a nobody process (stderr %r)" % (i, r.stderr))
         refused = [ln for ln in a.log_tail(100000) if "upgrade: refused a peer on %s" % usock in ln]
         eq(len(refused), 1, "WARN lines about refused peers (rate-limited)")
