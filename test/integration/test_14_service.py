@@ -193,6 +193,32 @@ def _(env):
         gw.stop()
 
 
+@test("descriptors: an upstream server given as a DNS name counts as 8 endpoints (each with "
+      "its own keep-alive pool) in the need")
+def _(env):
+    from test_14_dns import DnsServer
+    dns = DnsServer()
+    dns.set("api.test", ["127.0.0.1"])
+    cfg = env.config({"workers": 2, "limits": {"max_connections": 10},
+                      "resolver": {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": "1h",
+                                   "timeout": "300ms", "attempts": 1}})
+    up = cfg["upstreams"][0]
+    port = up["servers"][0].rsplit(":", 1)[1]
+    up["servers"] = ["127.0.0.1:%s" % port, "api.test:%s" % port]
+    up["keepalive"] = 4
+    gw = None
+    try:
+        gw = _start(env, "fd-dns", cfg, nofile=64)
+        # 2 workers x 4 idle connections x (1 address + 8 for the name)
+        need = "upstream keep-alive pools 72,"
+        check(wait_until(lambda: _log_has(gw, need), 5), "the need does not count the name's "
+              "endpoints: %s" % [ln for ln in gw.log_tail(100000) if "may need" in ln])
+    finally:
+        if gw is not None:
+            gw.stop()
+        dns.close()
+
+
 @test("descriptors: the soft RLIMIT_NOFILE is raised to what limits.max_connections needs "
       "(up to the hard limit), and logged")
 def _(env):
