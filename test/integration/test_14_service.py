@@ -357,6 +357,29 @@ def _(env):
         ns.close()
 
 
+@test("sd_notify: a service manager that does not read never stalls the gateway: reloads go "
+      "on, the failed send is logged once, SIGTERM drains", timeout=60)
+def _(env):
+    ns = NotifySocket(env, "full")   # never read: its queue (max_dgram_qlen) fills
+    cfg = env.config({"workers": 1})
+    gw = _start(env, "notify-full", cfg, environ={"NOTIFY_SOCKET": ns.path})
+    try:
+        for n in range(2, 22):   # 2 datagrams each: far past the queue
+            os.kill(gw.pid, signal.SIGHUP)
+            check(wait_until(lambda: _log_has(gw, "reload: generation %d applied" % n), 10),
+                  "reload %d stalled: %s" % (n, gw.log_tail(4, joined=True)))
+        lines = [ln for ln in gw.log_tail(100000) if "NOTIFY_SOCKET: cannot send" in ln]
+        eq(len(lines), 1, "lines about the failed notifications")
+        check("Resource temporarily unavailable" in lines[0], "not EAGAIN: %s" % lines[0])
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/notify-full"), "request after the reloads")
+        os.kill(gw.pid, signal.SIGTERM)
+        eq(gw.proc.wait(timeout=15 * TIME_FACTOR), 0, "exit status")
+    finally:
+        gw.stop()
+        ns.close()
+
+
 @test("contrib/portcullis.service: systemd-analyze verify finds nothing (ExecStart on the "
       "built binary)")
 def _(env):
