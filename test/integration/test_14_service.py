@@ -219,6 +219,34 @@ def _(env):
         dns.close()
 
 
+@test("descriptors: the soft RLIMIT_NOFILE is raised before the listening sockets are bound, "
+      "so a soft limit below what binding needs does not stop the start")
+def _(env):
+    cfg = env.config({"workers": 8})
+    port2 = free_port()
+    cfg["listeners"] = [cfg["listeners"][0], "127.0.0.1:%d" % port2]
+
+    def fn():
+        _preexec()()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (16, 4096))
+    gw = Gateway(env, "fd-early", cfg)
+    log = open(gw.log_path, "ab")
+    try:
+        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
+                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=fn)
+    finally:
+        log.close()
+    try:
+        wait_tcp(port2, gw.proc, 10 * TIME_FACTOR, "gateway fd-early")
+        check(_log_has(gw, "descriptor limit (RLIMIT_NOFILE) raised from 16 to"),
+              "no line about the raise: %s" % gw.log_tail(5, joined=True))
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/fd-early"), "request")
+    finally:
+        gw.stop()
+
+
 @test("descriptors: the soft RLIMIT_NOFILE is raised to what limits.max_connections needs "
       "(up to the hard limit), and logged")
 def _(env):
