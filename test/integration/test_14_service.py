@@ -36,13 +36,13 @@ def _preexec(nofile=None):
     return fn
 
 
-def _start(env, name, cfg, nofile=None, environ=None, args=()):
+def _start(env, name, cfg, nofile=None, environ=None, args=(), binary=BINARY):
     """A private gateway like env.start_gateway, with a descriptor limit
     and extra arguments; returns it once it listens."""
     gw = Gateway(env, name, cfg, environ)
     log = open(gw.log_path, "ab")
     try:
-        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path] + list(args), cwd=env.tmp,
+        gw.proc = subprocess.Popen([binary, "-c", gw.config_path] + list(args), cwd=env.tmp,
                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                    start_new_session=True, preexec_fn=_preexec(nofile),
                                    env=dict(os.environ, **(environ or {})))
@@ -702,17 +702,18 @@ def _gone(pid):
         return True
 
 
-def _sigusr2_handover(env, name, overrides, prepare=None):
+def _sigusr2_handover(env, name, overrides, prepare=None, binary=BINARY, replace=None):
     """A with a fake NOTIFY_SOCKET; SIGUSR2: A sends MAINPID=<B>, B (A's
     child, same arguments plus --upgrade) READY=1; A exits 0 and B serves
     and sends STOPPING=1 on SIGTERM. Returns B's ids (_ids) seen while it served."""
     ns = NotifySocket(env, name)
     cfg = env.config(dict({"workers": 1}, **overrides))
-    a = _start(env, name, cfg, environ={"NOTIFY_SOCKET": ns.path})
+    a = _start(env, name, cfg, environ={"NOTIFY_SOCKET": ns.path}, binary=binary)
     bpid = None
     try:
         if prepare:
             prepare(a)
+        ino = replace() if replace else None
         pid, m = ns.next_from()
         eq((pid, m.get("READY")), (a.pid, "1"), "A's first notification %r" % m)
         os.kill(a.pid, signal.SIGUSR2)
@@ -722,6 +723,8 @@ def _sigusr2_handover(env, name, overrides, prepare=None):
         bpid = int(m["MAINPID"])
         eq(pid, a.pid, "the sender of MAINPID=%d" % bpid)
         check(bpid != a.pid, "MAINPID= is A's own pid")
+        if ino is not None:
+            eq(os.stat("/proc/%d/exe" % bpid).st_ino, ino, "B's executable (the replaced file)")
         check(_log_has(a, "SIGUSR2: started pid %d (" % bpid), "A did not start pid %d: %s"
               % (bpid, a.log_tail(6, joined=True)))
         with open("/proc/%d/cmdline" % bpid) as f:
@@ -745,11 +748,20 @@ def _sigusr2_handover(env, name, overrides, prepare=None):
         ns.close()
 
 
-@test("SIGUSR2: the gateway runs its own binary with the same arguments plus --upgrade as its "
-      "child; it sends MAINPID=<child> once the child is ready, the child READY=1, the old one "
+@test("SIGUSR2: the gateway runs its own binary (the file now at its path) with the same "
+      "arguments plus --upgrade as its child; it sends MAINPID=<child> once the child is ready, the child READY=1, the old one "
       "exits 0 and the child serves", timeout=120)
 def _(env):
-    ids, a = _sigusr2_handover(env, "usr2", {})
+    d = os.path.join(env.tmp, "usr2-bin")
+    os.makedirs(d, exist_ok=True)
+    exe = os.path.join(d, "portcullis")
+    shutil.copy(BINARY, exe)
+
+    def replace():   # a new binary moved into place, as an install does
+        shutil.copy(BINARY, exe + ".new")
+        os.rename(exe + ".new", exe)
+        return os.stat(exe).st_ino
+    ids, a = _sigusr2_handover(env, "usr2", {}, binary=exe, replace=replace)
     check(_log_has(a, "SIGUSR2: started pid"), "no line about the start: %s" % a.log_tail(6, joined=True))
 
 
