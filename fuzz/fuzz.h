@@ -22,7 +22,7 @@
 
 #include "../config/config.h"
 #include "../base/log.h"
-#include "../policy/issuance.h"
+#include "../issuance/issuance.h"
 #include "../test/tools/mint_integrity.h"   /* mint_es256 */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

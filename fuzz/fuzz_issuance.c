@@ -12,7 +12,7 @@
  * Contracts: syscall-like results; a parsed request has a NUL-terminated
  * CSR of at most POL_ISS_MAX_CSR bytes; an accepted CSR has a public key.
  */
-#include "../policy/issuance.h"
+#include "../issuance/issuance.h"
 
 #include "fuzz.h"
 

@@ -12,7 +12,7 @@
  */
 #include <openssl/rand.h>
 
-#include "../policy/issuance.h"
+#include "../issuance/issuance.h"
 
 #include "fuzz.h"
 

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../policy/issuance.h"
+#include "../issuance/issuance.h"
 #include "admin.h"
 #include "cli.h"
 #include "gateway.h"

@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "../policy/issuance.h"
+#include "../issuance/issuance.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
 #include "metrics.h"

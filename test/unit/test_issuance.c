@@ -18,7 +18,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "../../policy/issuance.h"
+#include "../../issuance/issuance.h"
 #include "../../tls/tls.h"
 #include "../tools/mint_integrity.h"
 #include "check.h"

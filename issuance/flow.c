@@ -17,9 +17,9 @@
 #include <time.h>
 
 #include "../base/metrics.h"
-#include "../policy/issuance.h"
+#include "issuance.h"
 #include "../policy/revstore.h"
-#include "conn_int.h"
+#include "../gateway/conn_int.h"
 
 #define ISS_MAX_OPS 8
 

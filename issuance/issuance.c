@@ -12,7 +12,7 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 
-#include "revocation.h"
+#include "../policy/revocation.h"
 
 /* ---------------------------------------------------------------- errors */
 
