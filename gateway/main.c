@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../issuance/issuance.h"
 #include "admin.h"
 #include "cli.h"
 #include "gateway.h"

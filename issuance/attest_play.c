@@ -21,7 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-struct pol_play_keys {
+struct iss_play_keys {
     unsigned char kek[32];
     EVP_PKEY *verify;
 };
@@ -54,7 +54,7 @@ static long b64_std(const char *s, size_t len, unsigned char *out, size_t cap)
     return ok ? (long)(a + b) : -1;
 }
 
-void pol_play_keys_free(pol_play_keys_t *k)
+void iss_play_keys_free(iss_play_keys_t *k)
 {
     if (!k)
         return;
@@ -63,9 +63,9 @@ void pol_play_keys_free(pol_play_keys_t *k)
     free(k);
 }
 
-pol_play_keys_t *pol_play_keys_load(const cfg_play_integrity_t *cfg, char *err, size_t errlen)
+iss_play_keys_t *iss_play_keys_load(const cfg_play_integrity_t *cfg, char *err, size_t errlen)
 {
-    pol_play_keys_t *k = calloc(1, sizeof *k);
+    iss_play_keys_t *k = calloc(1, sizeof *k);
     size_t len;
     char *text = NULL;
     unsigned char buf[4096];
@@ -125,7 +125,7 @@ fail:
     free(text);
     OPENSSL_cleanse(buf, sizeof buf);
     ERR_clear_error();
-    pol_play_keys_free(k);
+    iss_play_keys_free(k);
     return NULL;
 }
 
@@ -224,7 +224,7 @@ static unsigned char *dec(const char *s, size_t len, size_t *outlen)
 {
     size_t cap = len * 3 / 4 + 3;
     unsigned char *out = malloc(cap + 1);
-    long n = out ? pol_iss_b64url_decode(s, len, out, cap) : -1;
+    long n = out ? iss_b64url_decode(s, len, out, cap) : -1;
     if (n < 0) {
         free(out);
         return NULL;
@@ -330,7 +330,7 @@ static int check_payload(const cfg_play_integrity_t *cfg, json_t *p, const char 
         json_t *d = json_array_get(digests, i);
         unsigned char raw[40];
         if (!json_is_string(d) || json_string_length(d) > 48 ||
-            pol_iss_b64url_decode(json_string_value(d), json_string_length(d), raw,
+            iss_b64url_decode(json_string_value(d), json_string_length(d), raw,
                                   sizeof raw) != 32)
             continue;
         for (size_t k = 0; k < cfg->ndigests && !found; k++)
@@ -387,7 +387,7 @@ static int check_payload(const cfg_play_integrity_t *cfg, json_t *p, const char 
 
 /* ---------------------------------------------------------------- verify */
 
-int pol_play_verify(const cfg_play_integrity_t *cfg, pol_play_keys_t *keys, const char *token,
+int iss_play_verify(const cfg_play_integrity_t *cfg, iss_play_keys_t *keys, const char *token,
                     size_t len, const char *expected_nonce, int64_t now_ms, char *summary,
                     size_t summary_len, const char **err)
 {
@@ -401,7 +401,7 @@ int pol_play_verify(const cfg_play_integrity_t *cfg, pol_play_keys_t *keys, cons
 
     if (summary_len)
         summary[0] = '\0';
-    if (!cfg || !keys || !token || len == 0 || len > POL_ISS_MAX_TOKEN) {
+    if (!cfg || !keys || !token || len == 0 || len > ISS_MAX_TOKEN) {
         *err = "attestation token missing or too long";
         return -1;
     }

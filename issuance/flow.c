@@ -1,11 +1,14 @@
-/* gateway/issue: the certificate-issuance routes the gateway answers itself
- * (docs/issuance.md): <prefix>challenge, <prefix>issue, <prefix>renew.
+/* issuance/flow: the challenge / issue / renew state machine behind the
+ * module's internal routes (docs/issuance.md): <prefix>challenge,
+ * <prefix>issue, <prefix>renew, hosted by the gateway's table
+ * (policy/iroute.h).
  *
  * Each request is a small state machine on its worker: Redis round trips
  * (nonce, issuance records, revocation of the old certificate) go through
  * the worker's pol_redis connection, an http attestation verifier through a
- * libevent HTTP client; nothing blocks the loop. The building blocks (CSR
- * checks, signing, attestation) are in policy/issuance.h. */
+ * libevent HTTP client; nothing blocks the loop. It sees the request only as
+ * a pol_ireq_t and answers through its reply callback. The building blocks
+ * (CSR checks, signing, attestation) are in issuance.h. */
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <hiredis/hiredis.h>
@@ -19,21 +22,25 @@
 #include "../base/metrics.h"
 #include "issuance.h"
 #include "../policy/revstore.h"
-#include "../gateway/conn_int.h"
+#include "../base/log.h"
+#include "../policy/redis.h"
+#include "iss_int.h"
 
 #define ISS_MAX_OPS 8
 
 typedef struct {
-    gw_conn_t *c;
+    pol_ireq_t rq;              /* the request (a copy; its pointers are the host's) */
+    const iss_gen_t *g;
+    enum iss_kind kind;
     const cfg_issuance_t *cfg;
-    pol_issue_req_t req;
+    iss_req_t req;
     int have_req;
     EVP_PKEY *pub;
     const cfg_platform_t *plat;
     char device_id[130];
-    char summary[POL_ISS_SUMMARY_MAX];
+    char summary[ISS_SUMMARY_MAX];
     char nonce[64];
-    pol_issued_t issued;
+    iss_issued_t issued;
     int have_issued;
     char *record;
     pol_revwrite_t rw;
@@ -46,9 +53,9 @@ typedef struct {
     int verifier_status;
     char *verifier_body;
     size_t verifier_len;
-} iss_t;
+} flow_t;
 
-static void iss_free(iss_t *s)
+static void flow_free(flow_t *s)
 {
     for (int i = 0; i < s->nops; i++)
         pol_redis_cancel(s->ops[i]);
@@ -58,19 +65,36 @@ static void iss_free(iss_t *s)
         event_free(s->cont);
     free(s->verifier_body);
     if (s->have_req)
-        pol_issue_req_free(&s->req);
+        iss_req_free(&s->req);
     EVP_PKEY_free(s->pub);
     if (s->have_issued)
-        pol_issued_free(&s->issued);
+        iss_issued_free(&s->issued);
     if (s->have_rw)
         pol_revwrite_clear(&s->rw);
     free(s->record);
     free(s);
 }
 
-static const char *class_name(const gw_conn_t *c)
+/* A line with the request's context (the connection's, from the host). */
+#define FLOG(s, lvl, ev, ...)                                                          \
+    do {                                                                               \
+        if (pc_log_enabled(lvl)) {                                                     \
+            char ctx_[192];                                                            \
+            pc_log_ev(lvl, ev, (s)->rq.log_ctx((s)->rq.host, ctx_, sizeof(ctx_)), __VA_ARGS__); \
+        }                                                                              \
+    } while (0)
+
+static const char *class_name(const flow_t *s)
 {
-    return c->id ? c->id->class_name : "";
+    return s->rq.id ? s->rq.id->class_name : "";
+}
+
+/* Frees s, then answers: the reply may free the host. */
+static void answer(flow_t *s, const pol_ireply_t *r)
+{
+    pol_ireq_t rq = s->rq;
+    flow_free(s);
+    rq.reply(rq.host, r);
 }
 
 /* ---- metrics: by platform (its configured name; "_none" before one is
@@ -97,7 +121,7 @@ static unsigned provider_id(const cfg_platform_t *p)
 
 /* The platform a refusal counts under: the one in use, else the configured
  * one the request named (refused by configuration), else none. */
-static const cfg_platform_t *refused_platform(const iss_t *s)
+static const cfg_platform_t *refused_platform(const flow_t *s)
 {
     if (s->plat)
         return s->plat;
@@ -105,41 +129,39 @@ static const cfg_platform_t *refused_platform(const iss_t *s)
 }
 
 /* Ends the request with catalog entry e (its code and status) and msg. */
-static void refuse(iss_t *s, enum pc_err e, const char *msg)
+static void refuse(flow_t *s, enum pc_err e, const char *msg)
 {
-    gw_conn_t *c = s->c;
-    char m[POL_ISS_SUMMARY_MAX];
+    char m[ISS_SUMMARY_MAX];
     snprintf(m, sizeof(m), "%s", msg);   /* msg may live in s */
-    CLOG_EV(c, PC_INFO, "issuance_refused", "issuance refused %s: %s (request_id=%s)", pc_err_code(e), m, c->request_id);
+    FLOG(s, PC_INFO, "issuance_refused", "issuance refused %s: %s (request_id=%s)", pc_err_code(e), m, s->rq.request_id);
     const cfg_platform_t *rp = refused_platform(s);
     pc_count3(ISS_REFUSALS, plat_id(rp), provider_id(rp), (unsigned)e);
-    iss_free(s);
-    gw_conn_reply_error(c, e, m);
+    pol_ireply_t r = {.err = e, .message = m};
+    answer(s, &r);
 }
 
-static void reply(iss_t *s, int status, char *json)
+static void reply(flow_t *s, int status, char *json)
 {
-    gw_conn_t *c = s->c;
-    iss_free(s);
-    gw_conn_reply(c, status, json, NULL);
+    pol_ireply_t r = {.status = status, .json = json, .err = PC_E_NONE};
+    answer(s, &r);
     free(json);
 }
 
 /* ---- Redis commands, several in flight; `after` runs once all answered ---- */
 
 typedef struct {
-    iss_t *s;
+    flow_t *s;
     int slot;
-    void (*check)(iss_t *s, const struct redisReply *r);   /* may set s->failed */
-} iss_op_t;
+    void (*check)(flow_t *s, const struct redisReply *r);   /* may set s->failed */
+} flow_op_t;
 
 static void on_cmd(void *arg, const struct redisReply *r, const char *err)
 {
-    iss_op_t *o = arg;
-    iss_t *s = o->s;
+    flow_op_t *o = arg;
+    flow_t *s = o->s;
     s->ops[o->slot] = NULL;
     if (err) {
-        CLOG_EV(s->c, PC_WARN, "issuance_error", "issuance: Redis: %s", err);
+        FLOG(s, PC_WARN, "issuance_error", "issuance: Redis: %s", err);
         s->failed = 1;
     } else if (o->check) {
         o->check(s, r);
@@ -151,10 +173,10 @@ static void on_cmd(void *arg, const struct redisReply *r, const char *err)
     }
 }
 
-static int send_cmd(iss_t *s, const pol_argv_t *a, void (*check)(iss_t *, const struct redisReply *))
+static int send_cmd(flow_t *s, const pol_argv_t *a, void (*check)(flow_t *, const struct redisReply *))
 {
-    pol_redis_t *r = s->c->w->redis;
-    iss_op_t *o = calloc(1, sizeof(*o));
+    pol_redis_t *r = s->rq.redis;
+    flow_op_t *o = calloc(1, sizeof(*o));
     if (!o || !r || s->nops == ISS_MAX_OPS) {
         free(o);
         return -1;
@@ -174,7 +196,7 @@ static int send_cmd(iss_t *s, const pol_argv_t *a, void (*check)(iss_t *, const 
 
 /* ---- challenge ---- */
 
-static void challenge_set(iss_t *s, const struct redisReply *r)
+static void challenge_set(flow_t *s, const struct redisReply *r)
 {
     if (r->type != REDIS_REPLY_STATUS)   /* nil: the NX found a key, or an odd reply */
         s->failed = 1;
@@ -182,9 +204,9 @@ static void challenge_set(iss_t *s, const struct redisReply *r)
 
 static void challenge_done(void *arg)
 {
-    iss_t *s = arg;
+    flow_t *s = arg;
     char *json = NULL;
-    if (s->failed || pol_challenge_response_json(s->nonce, s->cfg->nonce_ttl_ms, &json) < 0) {
+    if (s->failed || iss_challenge_response_json(s->nonce, s->cfg->nonce_ttl_ms, &json) < 0) {
         refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the nonce store is unavailable");
         return;
     }
@@ -192,11 +214,11 @@ static void challenge_done(void *arg)
     reply(s, 200, json);
 }
 
-static void start_challenge(iss_t *s)
+static void start_challenge(flow_t *s)
 {
     pol_argv_t a;
-    if (pol_nonce_new(s->nonce) < 0 ||
-        pol_nonce_set_argv(&a, s->nonce, class_name(s->c), s->cfg->nonce_ttl_ms) < 0) {
+    if (iss_nonce_new(s->nonce) < 0 ||
+        iss_nonce_set_argv(&a, s->nonce, class_name(s), s->cfg->nonce_ttl_ms) < 0) {
         refuse(s, PC_E_INTERNAL, "cannot make a nonce");
         return;
     }
@@ -207,17 +229,17 @@ static void start_challenge(iss_t *s)
 
 /* ---- issue and renew ---- */
 
-static void sign_and_record(iss_t *s);
+static void sign_and_record(flow_t *s);
 
-static int is_renew(const iss_t *s)
+static int is_renew(const flow_t *s)
 {
-    return s->c->internal == GW_INT_RENEW;
+    return s->kind == ISS_R_RENEW;
 }
 
-static void attested(iss_t *s)
+static void attested(flow_t *s)
 {
-    CLOG_EV(s->c, PC_INFO, "attestation_accepted", "attestation accepted: platform=%s %s (request_id=%s)", s->plat ? s->plat->name : "-",
-         s->summary, s->c->request_id);
+    FLOG(s, PC_INFO, "attestation_accepted", "attestation accepted: platform=%s %s (request_id=%s)", s->plat ? s->plat->name : "-",
+         s->summary, s->rq.request_id);
     sign_and_record(s);
 }
 
@@ -225,16 +247,16 @@ static void verifier_continue(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    iss_t *s = arg;
+    flow_t *s = arg;
     if (s->verifier_status != 200) {
-        CLOG_EV(s->c, PC_WARN, "attestation_error", "attestation verifier %s: %s", s->plat->http.host,
+        FLOG(s, PC_WARN, "attestation_error", "attestation verifier %s: %s", s->plat->http.host,
              s->verifier_status ? "unexpected status" : "no answer");
         refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable");
         return;
     }
     const char *err = NULL;
-    if (pol_http_verifier_parse(s->verifier_body, s->verifier_len, s->summary, sizeof(s->summary), &err) < 0) {
-        CLOG_EV(s->c, PC_INFO, "attestation_refused", "attestation verifier refused: %s", s->summary);
+    if (iss_http_verifier_parse(s->verifier_body, s->verifier_len, s->summary, sizeof(s->summary), &err) < 0) {
+        FLOG(s, PC_INFO, "attestation_refused", "attestation verifier refused: %s", s->summary);
         refuse(s, PC_E_ATTESTATION_FAILED, err);
         return;
     }
@@ -243,7 +265,7 @@ static void verifier_continue(evutil_socket_t fd, short what, void *arg)
 
 static void on_verifier(struct evhttp_request *req, void *arg)
 {
-    iss_t *s = arg;
+    flow_t *s = arg;
     s->verifier_status = req ? evhttp_request_get_response_code(req) : 0;
     if (req && s->verifier_status == 200) {
         struct evbuffer *b = evhttp_request_get_input_buffer(req);
@@ -261,19 +283,19 @@ static void on_verifier(struct evhttp_request *req, void *arg)
     event_active(s->cont, 0, 0);
 }
 
-static void verify_http(iss_t *s)
+static void verify_http(flow_t *s)
 {
     const cfg_http_verifier_t *h = &s->plat->http;
     char *json = NULL;
     struct evhttp_request *req = NULL;
-    s->cont = event_new(s->c->w->base, -1, 0, verifier_continue, s);
+    s->cont = event_new(s->rq.base, -1, 0, verifier_continue, s);
     char ip[64];
     if (getnameinfo((const struct sockaddr *)&h->addr.addr, h->addr.addrlen, ip, sizeof(ip), NULL, 0,
                     NI_NUMERICHOST) != 0)
         ip[0] = '\0';
-    s->hc = ip[0] ? evhttp_connection_base_new(s->c->w->base, NULL, ip, (unsigned short)h->port) : NULL;
+    s->hc = ip[0] ? evhttp_connection_base_new(s->rq.base, NULL, ip, (unsigned short)h->port) : NULL;
     if (!s->cont || !s->hc ||
-        pol_http_verifier_body(s->plat->name, s->req.integrity_token, s->req.nonce, &json) < 0 ||
+        iss_http_verifier_body(s->plat->name, s->req.integrity_token, s->req.nonce, &json) < 0 ||
         !(req = evhttp_request_new(on_verifier, s))) {
         free(json);
         refuse(s, PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)");
@@ -292,9 +314,8 @@ static void verify_http(iss_t *s)
         refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable");
 }
 
-static void attest(iss_t *s)
+static void attest(flow_t *s)
 {
-    const gw_gen_t *rt = s->c->gen;
     if (is_renew(s) && !s->req.integrity_token) {
         snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
         sign_and_record(s);
@@ -306,7 +327,7 @@ static void attest(iss_t *s)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         size_t pi = (size_t)(s->plat - s->cfg->platforms);
-        if (pol_play_verify(&s->plat->play, rt->play_keys[pi], s->req.integrity_token, s->req.token_len,
+        if (iss_play_verify(&s->plat->play, s->g->play_keys[pi], s->req.integrity_token, s->req.token_len,
                             s->req.nonce, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, s->summary,
                             sizeof(s->summary), &err) < 0) {
             refuse(s, PC_E_ATTESTATION_FAILED, err);
@@ -328,11 +349,11 @@ static void attest(iss_t *s)
     }
 }
 
-static void nonce_got(iss_t *s, const struct redisReply *r)
+static void nonce_got(flow_t *s, const struct redisReply *r)
 {
     const char *err = NULL;
     const char *v = r->type == REDIS_REPLY_STRING ? r->str : NULL;
-    if (!pol_nonce_check(v, v ? r->len : 0, class_name(s->c), &err)) {
+    if (!iss_nonce_check(v, v ? r->len : 0, class_name(s), &err)) {
         s->failed = 2;
         snprintf(s->summary, sizeof(s->summary), "%s", err);
     }
@@ -340,7 +361,7 @@ static void nonce_got(iss_t *s, const struct redisReply *r)
 
 static void nonce_done(void *arg)
 {
-    iss_t *s = arg;
+    flow_t *s = arg;
     if (s->failed == 2) {
         refuse(s, PC_E_NONCE_INVALID, s->summary);
         return;
@@ -355,21 +376,20 @@ static void nonce_done(void *arg)
 
 static void record_done(void *arg)
 {
-    iss_t *s = arg;
-    gw_conn_t *c = s->c;
+    flow_t *s = arg;
     char *json = NULL;
     if (s->failed) {   /* an unrecorded certificate is never handed out */
         refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the issuance records are unavailable");
         return;
     }
-    if (pol_issue_response_json(&s->issued, s->device_id, &json) < 0) {
+    if (iss_issue_response_json(&s->issued, s->device_id, &json) < 0) {
         refuse(s, PC_E_OUT_OF_MEMORY, "cannot build the response");
         return;
     }
-    CLOG_EV(c, PC_INFO, "certificate_issued", "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
+    FLOG(s, PC_INFO, "certificate_issued", "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
          is_renew(s) ? "renewed" : "issued", s->device_id, s->issued.serial, s->issued.not_after,
          s->plat ? s->plat->name : "-", s->summary,
-         is_renew(s) && s->cfg->revoke_old_on_renew ? "; previous certificate revoked" : "", c->request_id);
+         is_renew(s) && s->cfg->revoke_old_on_renew ? "; previous certificate revoked" : "", s->rq.request_id);
     pc_count3(ISS_CERTS, plat_id(s->plat), provider_id(s->plat), is_renew(s) ? PC_ISS_RENEWED : PC_ISS_ISSUED);
     reply(s, is_renew(s) ? 200 : 201, json);
 }
@@ -379,11 +399,10 @@ static void record_done(void *arg)
  * certificate (the device's own on renewal, the bootstrap certificate on
  * issue), whose revocation may have landed while the attestation ran.
  * 0, or -1 after refusing. */
-static int revocation_gate(iss_t *s)
+static int revocation_gate(flow_t *s)
 {
-    const gw_gen_t *rt = s->c->gen;
     pol_rev_key_t k;
-    pol_mirror_t *mirror = gw_proc_mirror(s->c->w->proc);
+    pol_mirror_t *mirror = s->rq.mirror;
     if (!mirror)
         return 0;
     if (!pol_mirror_usable(mirror)) {
@@ -394,32 +413,32 @@ static int revocation_gate(iss_t *s)
         refuse(s, PC_E_DEVICE_REVOKED, "this device id has been revoked");
         return -1;
     }
-    if (tls_identity_revoked(rt->tls, s->c->id)) {
+    if (tls_identity_revoked(s->rq.tls, s->rq.id)) {
         refuse(s, PC_E_CERTIFICATE_REVOKED, "the client certificate has been revoked");
         return -1;
     }
     return 0;
 }
 
-static void sign_and_record(iss_t *s)
+static void sign_and_record(flow_t *s)
 {
-    gw_conn_t *c = s->c;
-    const cfg_t *cfg = c->gen->cfg;
+    const tls_identity_t *id = s->rq.id;
+    const cfg_t *cfg = s->rq.cfg;
     const char *err = NULL;
     if (is_renew(s)) {
-        if (!c->id->device_id) {
+        if (!id->device_id) {
             refuse(s, PC_E_CLASS_NOT_ALLOWED, "the client certificate carries no device id");
             return;
         }
-        snprintf(s->device_id, sizeof(s->device_id), "%s", c->id->device_id);
-    } else if (pol_device_id_new(s->device_id) < 0) {
+        snprintf(s->device_id, sizeof(s->device_id), "%s", id->device_id);
+    } else if (iss_device_id_new(s->device_id) < 0) {
         refuse(s, PC_E_INTERNAL, "cannot make a device id");
         return;
     }
     if (revocation_gate(s) < 0)
         return;
     const char *prefix = cfg->identity.device_id_source == CFG_DEVID_SAN_URI ? cfg->identity.device_id_prefix : NULL;
-    if (pol_issue_cert(c->gen->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
+    if (iss_issue_cert(s->g->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
                        &s->issued, &err) < 0) {
         refuse(s, PC_E_INTERNAL, err ? err : "signing failed");
         return;
@@ -427,7 +446,7 @@ static void sign_and_record(iss_t *s)
     s->have_issued = 1;
     uint64_t ttl = s->cfg->lifetime_ms / 1000;
     pol_argv_t a1, a2, a3;
-    if (pol_issue_record_json(&s->issued, s->device_id, s->plat ? s->plat->name : "", s->summary, &s->record) < 0 ||
+    if (iss_record_json(&s->issued, s->device_id, s->plat ? s->plat->name : "", s->summary, &s->record) < 0 ||
         pol_issued_set_argv(&a1, s->issued.serial, s->record, ttl) < 0 ||
         pol_device_sadd_argv(&a2, s->device_id, s->issued.serial) < 0 ||
         pol_device_expire_argv(&a3, s->device_id, ttl) < 0) {
@@ -440,7 +459,7 @@ static void sign_and_record(iss_t *s)
     if (!bad && is_renew(s) && s->cfg->revoke_old_on_renew) {
         char entry[POL_REV_ENTRY_MAX];
         const char *e2 = NULL;
-        snprintf(entry, sizeof(entry), "%s:%s", c->id->class_name, c->id->serial);
+        snprintf(entry, sizeof(entry), "%s:%s", id->class_name, id->serial);
         if (pol_revwrite_build(&s->rw, &cfg->revocation, 1, entry, "renewed", (int64_t)time(NULL), &e2) < 0) {
             bad = 1;
         } else {
@@ -465,21 +484,20 @@ static void sign_and_record(iss_t *s)
     }
 }
 
-static void start_issue(iss_t *s)
+static void start_issue(flow_t *s)
 {
-    gw_conn_t *c = s->c;
-    size_t len = evbuffer_get_length(c->body);
-    const char *body = (const char *)evbuffer_pullup(c->body, (ssize_t)len);
+    size_t len = s->rq.body_len;
+    const char *body = s->rq.body;
     const char *err = NULL;
     int renew = is_renew(s);
-    int r = renew ? pol_renew_parse(body ? body : "", len, s->cfg->renew_requires_attestation, &s->req, &err)
-                  : pol_issue_parse(body ? body : "", len, &s->req, &err);
+    int r = renew ? iss_renew_parse(body ? body : "", len, s->cfg->renew_requires_attestation, &s->req, &err)
+                  : iss_issue_parse(body ? body : "", len, &s->req, &err);
     if (r < 0) {
         refuse(s, PC_E_BAD_REQUEST, err);
         return;
     }
     s->have_req = 1;
-    if (pol_csr_check(s->req.csr, s->req.csr_len, s->cfg, &s->pub, &err) < 0) {
+    if (iss_csr_check(s->req.csr, s->req.csr_len, s->cfg, &s->pub, &err) < 0) {
         refuse(s, PC_E_INVALID_CSR, err);
         return;
     }
@@ -487,13 +505,13 @@ static void start_issue(iss_t *s)
         attest(s);   /* renewal without a fresh attestation */
         return;
     }
-    s->plat = pol_issue_platform(s->cfg, s->req.platform, &err);
+    s->plat = iss_platform(s->cfg, s->req.platform, &err);
     if (!s->plat) {
         refuse(s, PC_E_PLATFORM_REFUSED, err);
         return;
     }
     pol_argv_t a;
-    if (pol_nonce_getdel_argv(&a, s->req.nonce) < 0) {
+    if (iss_nonce_getdel_argv(&a, s->req.nonce) < 0) {
         refuse(s, PC_E_NONCE_INVALID, "malformed nonce");
         return;
     }
@@ -502,24 +520,27 @@ static void start_issue(iss_t *s)
         refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the nonce store is unavailable");
 }
 
-void gw_handler_start(gw_conn_t *c)
+void iss_flow_start(void *arg, const pol_ireq_t *req, void **slot)
 {
-    iss_t *s = calloc(1, sizeof(*s));
+    const iss_route_arg_t *ra = arg;
+    flow_t *s = calloc(1, sizeof(*s));
     if (!s) {
-        gw_conn_reply_error(c, PC_E_OUT_OF_MEMORY, NULL);
+        pol_ireply_t r = {.err = PC_E_OUT_OF_MEMORY};
+        req->reply(req->host, &r);
         return;
     }
-    s->c = c;
-    s->cfg = c->gen->cfg->issuance;
-    c->handler = s;
-    if (c->internal == GW_INT_CHALLENGE)
+    s->rq = *req;   /* its body is read during this call only (start_issue) */
+    s->g = ra->g;
+    s->kind = ra->kind;
+    s->cfg = ra->g->is;
+    *slot = s;
+    if (s->kind == ISS_R_CHALLENGE)
         start_challenge(s);
     else
         start_issue(s);
 }
 
-void gw_handler_cancel(gw_conn_t *c)
+void iss_flow_cancel(void *state)
 {
-    iss_free(c->handler);
-    c->handler = NULL;
+    flow_free(state);
 }

@@ -1,7 +1,7 @@
-/* issuance.c: nonces, request parsing, device ids, Redis argv vectors, the
- * JSON documents of the issuance routes, and the http verifier protocol.
- * Certificate requests and signing are in issuer.c, Play Integrity in
- * attest_play.c. Contracts: issuance.h.
+/* issuance.c: request parsing and the JSON answers of the issuance routes,
+ * base64url. Nonces, device ids and records are in records.c, certificate
+ * requests in csr.c, signing in issuer.c, the attesters in attest_*.c.
+ * Contracts: issuance.h.
  */
 #include "issuance.h"
 
@@ -16,12 +16,12 @@
 
 /* ---------------------------------------------------------------- errors */
 
-const char *pol_iss_error_code(enum pc_err e)
+const char *iss_error_code(enum pc_err e)
 {
     return pc_err_code(e);
 }
 
-int pol_iss_error_status(enum pc_err e)
+int iss_error_status(enum pc_err e)
 {
     return pc_err_status(e);
 }
@@ -48,7 +48,7 @@ static int dump_line(json_t *obj, char **json)
     return 0;
 }
 
-int pol_issue_error_json(enum pc_err e, const char *message, const char *request_id, char **json)
+int iss_error_json(enum pc_err e, const char *message, const char *request_id, char **json)
 {
     return dump_line(json_pack("{s:s, s:s, s:s}", "error", pc_err_code(e), "message",
                                message ? message : pc_err_message(e), "request_id",
@@ -60,7 +60,7 @@ int pol_issue_error_json(enum pc_err e, const char *message, const char *request
 
 static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-int pol_iss_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outcap)
+int iss_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outcap)
 {
     size_t need = (len + 2) / 3 * 4 + 1, o = 0;
     if (outcap < need)
@@ -83,7 +83,7 @@ int pol_iss_b64url_encode(const unsigned char *in, size_t len, char *out, size_t
     return 0;
 }
 
-static int b64u_val(unsigned char ch)
+int iss_b64url_val(unsigned char ch)
 {
     if (ch >= 'A' && ch <= 'Z')
         return ch - 'A';
@@ -98,7 +98,7 @@ static int b64u_val(unsigned char ch)
     return -1;
 }
 
-long pol_iss_b64url_decode(const char *s, size_t len, unsigned char *out, size_t outcap)
+long iss_b64url_decode(const char *s, size_t len, unsigned char *out, size_t outcap)
 {
     while (len > 0 && s[len - 1] == '=')
         len--;
@@ -108,7 +108,7 @@ long pol_iss_b64url_decode(const char *s, size_t len, unsigned char *out, size_t
     uint32_t acc = 0;
     int bits = 0;
     for (size_t i = 0; i < len; i++) {
-        int v = b64u_val((unsigned char)s[i]);
+        int v = iss_b64url_val((unsigned char)s[i]);
         if (v < 0)
             return -1;
         acc = (acc << 6) | (uint32_t)v;
@@ -124,126 +124,10 @@ long pol_iss_b64url_decode(const char *s, size_t len, unsigned char *out, size_t
     return (long)o;
 }
 
-/* ---------------------------------------------------------------- argv */
-
-static void argv_reset(pol_argv_t *a)
-{
-    a->argc = 0;
-    a->key[0] = a->num[0] = '\0';
-}
-
-static void argv_add(pol_argv_t *a, const char *s, size_t len)
-{
-    a->argv[a->argc] = s;
-    a->argvlen[a->argc] = len;
-    a->argc++;
-}
-
-static void argv_str(pol_argv_t *a, const char *s)
-{
-    argv_add(a, s, strlen(s));
-}
-
-/* Sets a->key to prefix+name and adds it. Syscall-like. */
-static int argv_key(pol_argv_t *a, const char *prefix, const char *name)
-{
-    int n = snprintf(a->key, sizeof a->key, "%s%s", prefix, name);
-    if (n < 0 || (size_t)n >= sizeof a->key)
-        return -1;
-    argv_add(a, a->key, (size_t)n);
-    return 0;
-}
-
-static void argv_num(pol_argv_t *a, uint64_t v)
-{
-    int n = snprintf(a->num, sizeof a->num, "%llu", (unsigned long long)v);
-    argv_add(a, a->num, (size_t)n);
-}
-
-/* Lowercase hex serial without leading zeros, 1..40 digits. */
-static int valid_serial(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n < 1 || n > 40 || (n > 1 && s[0] == '0'))
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
-/* ---------------------------------------------------------------- nonce */
-
-int pol_nonce_new(char out[64])
-{
-    unsigned char raw[POL_NONCE_BYTES];
-    out[0] = '\0';
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return -1;
-    return pol_iss_b64url_encode(raw, sizeof raw, out, 64);
-}
-
-int pol_nonce_valid(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n != POL_NONCE_LEN)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (b64u_val((unsigned char)s[i]) < 0)
-            return 0;
-    return 1;
-}
-
-int pol_nonce_key(const char *nonce, char *out, size_t outlen)
-{
-    if (!pol_nonce_valid(nonce))
-        return -1;
-    int n = snprintf(out, outlen, POL_NONCE_KEY_PREFIX "%s", nonce);
-    return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
-int pol_nonce_set_argv(pol_argv_t *a, const char *nonce, const char *class_name,
-                       uint64_t ttl_ms)
-{
-    argv_reset(a);
-    if (!pol_nonce_valid(nonce) || !class_name || !*class_name || ttl_ms == 0)
-        return -1;
-    argv_str(a, "SET");
-    if (argv_key(a, POL_NONCE_KEY_PREFIX, nonce) < 0)
-        return -1;
-    argv_str(a, class_name);
-    argv_str(a, "PX");
-    argv_num(a, ttl_ms);
-    argv_str(a, "NX");
-    return 0;
-}
-
-int pol_nonce_getdel_argv(pol_argv_t *a, const char *nonce)
-{
-    argv_reset(a);
-    if (!pol_nonce_valid(nonce))
-        return -1;
-    argv_str(a, "GETDEL");
-    return argv_key(a, POL_NONCE_KEY_PREFIX, nonce);
-}
-
-int pol_nonce_check(const char *value, size_t len, const char *class_name, const char **err)
-{
-    if (!value) {
-        *err = "nonce unknown, expired or already used";
-        return 0;
-    }
-    if (!class_name || strlen(class_name) != len || memcmp(value, class_name, len) != 0) {
-        *err = "nonce was issued to another client class";
-        return 0;
-    }
-    return 1;
-}
-
-int pol_challenge_response_json(const char *nonce, uint64_t ttl_ms, char **json)
+int iss_challenge_response_json(const char *nonce, uint64_t ttl_ms, char **json)
 {
     *json = NULL;
-    if (!pol_nonce_valid(nonce))
+    if (!iss_nonce_valid(nonce))
         return -1;
     return dump_line(json_pack("{s:s, s:I}", "nonce", nonce, "expires_in",
                                (json_int_t)((ttl_ms + 999) / 1000)),
@@ -262,7 +146,7 @@ static int printable_ascii(const char *s, size_t n)
 
 static int valid_platform(const char *s, size_t n)
 {
-    if (n < 1 || n > POL_ISS_MAX_PLATFORM)
+    if (n < 1 || n > ISS_MAX_PLATFORM)
         return 0;
     for (size_t i = 0; i < n; i++)
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
@@ -283,7 +167,7 @@ static int member(json_t *obj, const char *name, const char **value, size_t *len
     return 1;
 }
 
-void pol_issue_req_free(pol_issue_req_t *r)
+void iss_req_free(iss_req_t *r)
 {
     if (!r)
         return;
@@ -306,12 +190,12 @@ static char *dup_n(const char *s, size_t n)
 
 /* csr is always required; platform, integrity_token and nonce too when
  * attest_required, else all three or none. Syscall-like. */
-static int parse_req(const char *body, size_t len, int attest_required, pol_issue_req_t *out,
+static int parse_req(const char *body, size_t len, int attest_required, iss_req_t *out,
                      const char **err)
 {
     static const char *const names[4] = {"csr", "platform", "integrity_token", "nonce"};
-    static const size_t maxlen[4] = {POL_ISS_MAX_CSR, POL_ISS_MAX_PLATFORM, POL_ISS_MAX_TOKEN,
-                                     POL_ISS_MAX_NONCE};
+    static const size_t maxlen[4] = {ISS_MAX_CSR, ISS_MAX_PLATFORM, ISS_MAX_TOKEN,
+                                     ISS_MAX_NONCE};
     const char *v[4] = {0};
     size_t l[4] = {0};
     int have[4] = {0};
@@ -377,7 +261,7 @@ static int parse_req(const char *body, size_t len, int attest_required, pol_issu
             goto out;
         }
         for (size_t i = 0; i < l[3]; i++)
-            if (b64u_val((unsigned char)v[3][i]) < 0) {
+            if (iss_b64url_val((unsigned char)v[3][i]) < 0) {
                 *err = size_err[3];
                 goto out;
             }
@@ -401,7 +285,7 @@ static int parse_req(const char *body, size_t len, int attest_required, pol_issu
         out->nonce[l[3]] = '\0';
         if (!(out->integrity_token = dup_n(v[2], l[2]))) {
             *err = "out of memory";
-            pol_issue_req_free(out);
+            iss_req_free(out);
             goto out;
         }
         out->token_len = l[2];
@@ -412,18 +296,18 @@ out:
     return rc;
 }
 
-int pol_issue_parse(const char *body, size_t len, pol_issue_req_t *out, const char **err)
+int iss_issue_parse(const char *body, size_t len, iss_req_t *out, const char **err)
 {
     return parse_req(body, len, 1, out, err);
 }
 
-int pol_renew_parse(const char *body, size_t len, int need_attestation, pol_issue_req_t *out,
+int iss_renew_parse(const char *body, size_t len, int need_attestation, iss_req_t *out,
                     const char **err)
 {
     return parse_req(body, len, need_attestation ? 1 : 0, out, err);
 }
 
-const cfg_platform_t *pol_issue_platform(const cfg_issuance_t *cfg, const char *platform,
+const cfg_platform_t *iss_platform(const cfg_issuance_t *cfg, const char *platform,
                                          const char **err)
 {
     const cfg_platform_t *p = cfg_issuance_platform(cfg, platform);
@@ -439,122 +323,7 @@ const cfg_platform_t *pol_issue_platform(const cfg_issuance_t *cfg, const char *
     return p;
 }
 
-/* ---------------------------------------------------------------- device id */
-
-int pol_device_id_new(char out[40])
-{
-    static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
-    unsigned char raw[20];
-    out[0] = '\0';
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < sizeof raw; i += 5) {
-        uint64_t v = 0;
-        for (size_t k = 0; k < 5; k++)
-            v = (v << 8) | raw[i + k];
-        for (int k = 7; k >= 0; k--)
-            out[o++] = b32[(v >> (5 * k)) & 31];
-    }
-    out[o] = '\0';
-    return 0;
-}
-
-int pol_device_id_valid(const char *s)
-{
-    return s && pol_device_id_valid_n(s, strlen(s));
-}
-
-/* ---------------------------------------------------------------- records */
-
-int pol_issue_record_json(const pol_issued_t *is, const char *device_id, const char *platform,
-                          const char *attestation_summary, char **json_out)
-{
-    *json_out = NULL;
-    if (!is || !device_id)
-        return -1;
-    char issued[32];
-    struct tm tm;
-    if (!gmtime_r(&is->issued_at, &tm) || !strftime(issued, sizeof issued, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        return -1;
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "serial", is->serial,
-                          "device_id", device_id, "platform", platform ? platform : "",
-                          "attestation", attestation_summary ? attestation_summary : "",
-                          "fingerprint", is->fingerprint, "issued_at", issued, "not_after",
-                          is->not_after, "not_after_unix", (json_int_t)is->not_after_t);
-    if (!o)
-        return -1;
-    *json_out = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-    json_decref(o);
-    return *json_out ? 0 : -1;
-}
-
-int pol_issued_set_argv(pol_argv_t *a, const char *serial, const char *json, uint64_t ttl_s)
-{
-    argv_reset(a);
-    if (!valid_serial(serial) || !json || ttl_s == 0)
-        return -1;
-    argv_str(a, "SET");
-    if (argv_key(a, POL_ISSUED_KEY_PREFIX, serial) < 0)
-        return -1;
-    argv_str(a, json);
-    argv_str(a, "EX");
-    argv_num(a, ttl_s);
-    return 0;
-}
-
-int pol_issued_get_argv(pol_argv_t *a, const char *serial)
-{
-    argv_reset(a);
-    if (!valid_serial(serial))
-        return -1;
-    argv_str(a, "GET");
-    return argv_key(a, POL_ISSUED_KEY_PREFIX, serial);
-}
-
-int pol_device_sadd_argv(pol_argv_t *a, const char *device_id, const char *serial)
-{
-    argv_reset(a);
-    if (!pol_device_id_valid(device_id) || !valid_serial(serial))
-        return -1;
-    argv_str(a, "SADD");
-    if (argv_key(a, POL_DEVICE_KEY_PREFIX, device_id) < 0)
-        return -1;
-    argv_str(a, serial);
-    return 0;
-}
-
-int pol_device_expire_argv(pol_argv_t *a, const char *device_id, uint64_t ttl_s)
-{
-    argv_reset(a);
-    if (!pol_device_id_valid(device_id) || ttl_s == 0)
-        return -1;
-    argv_str(a, "EXPIRE");
-    if (argv_key(a, POL_DEVICE_KEY_PREFIX, device_id) < 0)
-        return -1;
-    argv_num(a, ttl_s);
-    return 0;
-}
-
-int pol_device_members_argv(pol_argv_t *a, const char *device_id)
-{
-    argv_reset(a);
-    if (!pol_device_id_valid(device_id))
-        return -1;
-    argv_str(a, "SMEMBERS");
-    return argv_key(a, POL_DEVICE_KEY_PREFIX, device_id);
-}
-
-int pol_issued_revocation_entry(const cfg_issuance_t *cfg, const char *serial, char *out,
-                                size_t outlen)
-{
-    const char *err;
-    if (!cfg || !valid_serial(serial))
-        return -1;
-    return pol_rev_canon_serial(cfg->device_class, serial, out, outlen, &err);
-}
-
-int pol_issue_response_json(const pol_issued_t *is, const char *device_id, char **json)
+int iss_issue_response_json(const iss_issued_t *is, const char *device_id, char **json)
 {
     *json = NULL;
     if (!is || !is->chain_pem || !device_id)
@@ -563,115 +332,4 @@ int pol_issue_response_json(const pol_issued_t *is, const char *device_id, char 
                                "not_after", is->not_after, "device_id", device_id, "serial",
                                is->serial),
                      json);
-}
-
-/* ---------------------------------------------------------------- http verifier */
-
-int pol_http_verifier_body(const char *platform, const char *token, const char *nonce,
-                           char **json)
-{
-    *json = NULL;
-    if (!platform || !token || !nonce)
-        return -1;
-    json_t *o = json_pack("{s:s, s:s, s:s}", "platform", platform, "integrity_token", token,
-                          "nonce", nonce);
-    if (!o)
-        return -1;
-    *json = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-    json_decref(o);
-    return *json ? 0 : -1;
-}
-
-int pol_http_verifier_request(const cfg_http_verifier_t *cfg, const char *json, char **req,
-                              size_t *reqlen)
-{
-    *req = NULL;
-    *reqlen = 0;
-    if (!cfg || !cfg->path || !cfg->host || !json)
-        return -1;
-    size_t jl = strlen(json);
-    size_t cap = strlen(cfg->path) + strlen(cfg->host) + jl + 200;
-    char *buf = malloc(cap);
-    if (!buf)
-        return -1;
-    int n = snprintf(buf, cap,
-                     "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                     "Accept: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n"
-                     "\r\n%s",
-                     cfg->path, cfg->host, jl, json);
-    if (n < 0 || (size_t)n >= cap) {
-        free(buf);
-        return -1;
-    }
-    *req = buf;
-    *reqlen = (size_t)n;
-    return 0;
-}
-
-/* Copies at most 120 characters of s into out, replacing anything that is
- * not printable ASCII (and quotes and backslashes) with '?'. */
-static void sanitize(char *out, size_t n, const char *s, size_t len)
-{
-    size_t o = 0;
-    if (!n)
-        return;
-    for (size_t i = 0; i < len && o + 1 < n && i < 120; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        out[o++] = (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\') ? '?' : (char)ch;
-    }
-    out[o] = '\0';
-}
-
-int pol_http_verifier_parse(const char *body, size_t len, char *summary, size_t n,
-                            const char **err)
-{
-    json_error_t jerr;
-    char a[128], b[128];
-    if (n)
-        summary[0] = '\0';
-    json_t *root = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-    if (!root || !json_is_object(root)) {
-        sanitize(a, sizeof a, body ? body : "", body ? len : 0);
-        snprintf(summary, n, "body=\"%s\"", a);
-        *err = "attestation verifier answered with something other than a JSON object";
-        json_decref(root);
-        return -1;
-    }
-    json_t *verdict = json_object_get(root, "verdict");
-    json_t *sum = json_object_get(root, "summary");
-    json_t *reason = json_object_get(root, "reason");
-    const char *extra = NULL, *key;
-    json_t *val;
-    json_object_foreach(root, key, val) {
-        if (strcmp(key, "verdict") && strcmp(key, "summary") && !extra)
-            extra = key;
-    }
-    int ok = json_is_string(verdict) && !strcmp(json_string_value(verdict), "allow") &&
-             (!sum || json_is_string(sum)) && !extra;
-    if (ok) {
-        const char *s = sum ? json_string_value(sum) : "allow";
-        sanitize(summary, n, s, strlen(s));
-        json_decref(root);
-        return 0;
-    }
-    if (json_is_string(verdict))
-        sanitize(a, sizeof a, json_string_value(verdict), json_string_length(verdict));
-    else
-        snprintf(a, sizeof a, "%s", verdict ? "(not a string)" : "(missing)");
-    b[0] = '\0';
-    if (json_is_string(reason))
-        sanitize(b, sizeof b, json_string_value(reason), json_string_length(reason));
-    else if (json_is_string(sum))
-        sanitize(b, sizeof b, json_string_value(sum), json_string_length(sum));
-    if (json_is_string(verdict) && !strcmp(json_string_value(verdict), "allow")) {
-        char k[64];
-        sanitize(k, sizeof k, extra ? extra : "summary", strlen(extra ? extra : "summary"));
-        snprintf(summary, n, "verdict=\"allow\" unexpected member \"%s\"", k);
-        *err = "attestation verifier answer has unexpected members";
-    } else {
-        snprintf(summary, n, "verdict=\"%s\"%s%s%s", a, *b ? " reason=\"" : "", b, *b ? "\"" : "");
-        *err = "attestation verifier did not allow";
-    }
-    json_decref(root);
-    return -1;
 }
