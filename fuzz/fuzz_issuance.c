@@ -1,5 +1,5 @@
-/* fuzz_issuance: the certificate-issuance request path (policy/issuance.c as
- * gateway/issue.c calls it).
+/* fuzz_issuance: the certificate-issuance request path (issuance/issuance.c as
+ * issuance/flow.c calls it).
  *
  * Byte 0 picks the mode; the rest is the input.
  *   0: an issue request body: iss_issue_parse, then (as start_issue) the

@@ -1,4 +1,4 @@
-/* fuzz_play: the Play Integrity token path (policy/attest_play.c
+/* fuzz_play: the Play Integrity token path (issuance/attest_play.c
  * iss_play_verify), with test keys from fuzz_pki().
  *
  * Byte 0 picks the mode; the rest is the input.

@@ -3,12 +3,19 @@
  * the answer's parser) is pure; the call is asynchronous on the worker's
  * event loop (libevent's HTTP client). Contracts: issuance.h, attester.h. */
 #include "issuance.h"
+#include "attester.h"
 
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
 #include <jansson.h>
+
+#include "../base/metrics.h"
 
 /* ---------------------------------------------------------------- http verifier */
 
@@ -120,3 +127,147 @@ int iss_http_verifier_parse(const char *body, size_t len, char *summary, size_t 
     json_decref(root);
     return -1;
 }
+
+/* ---------------------------------------------------------------- the attester */
+
+/* One call to the verifier, on the worker's loop. */
+typedef struct {
+    const cfg_platform_t *plat;
+    iss_logctx_t log;
+    iss_attest_done_fn done;
+    void *arg;
+    struct evhttp_connection *hc;
+    struct event *cont;         /* continues after the verifier answered */
+    int status;
+    char *body;
+    size_t len;
+    char summary[ISS_SUMMARY_MAX];
+} http_op_t;
+
+static void op_free(void *op)
+{
+    http_op_t *o = op;
+    if (!o)
+        return;
+    if (o->hc)
+        evhttp_connection_free(o->hc);   /* also drops a request in flight */
+    if (o->cont)
+        event_free(o->cont);
+    free(o->body);
+    free(o);
+}
+
+/* Calls done with the verdict, then frees the call. */
+static void finish(http_op_t *o, enum pc_err e, const char *message, const char *summary)
+{
+    iss_verdict_t v = {e, message, summary};
+    o->done(o->arg, &v);
+    op_free(o);
+}
+
+static void verifier_continue(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_op_t *o = arg;
+    if (o->status != 200) {
+        ISS_LOG(&o->log, PC_WARN, "attestation_error", "attestation verifier %s: %s", o->plat->http.host,
+                o->status ? "unexpected status" : "no answer");
+        finish(o, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable", NULL);
+        return;
+    }
+    const char *err = NULL;
+    if (iss_http_verifier_parse(o->body, o->len, o->summary, sizeof(o->summary), &err) < 0) {
+        ISS_LOG(&o->log, PC_INFO, "attestation_refused", "attestation verifier refused: %s", o->summary);
+        finish(o, PC_E_ATTESTATION_FAILED, err, NULL);
+        return;
+    }
+    finish(o, PC_E_NONE, NULL, o->summary);
+}
+
+static void on_verifier(struct evhttp_request *req, void *arg)
+{
+    http_op_t *o = arg;
+    o->status = req ? evhttp_request_get_response_code(req) : 0;
+    if (req && o->status == 200) {
+        struct evbuffer *b = evhttp_request_get_input_buffer(req);
+        size_t n = evbuffer_get_length(b);
+        o->body = malloc(n + 1);
+        if (o->body) {
+            evbuffer_copyout(b, o->body, n);
+            o->body[n] = '\0';
+            o->len = n;
+        } else {
+            o->status = 0;
+        }
+    }
+    /* continue outside libevent's HTTP callback, which owns req and hc */
+    event_active(o->cont, 0, 0);
+}
+
+static void http_attest(void *inst, const iss_attest_req_t *rq, iss_attest_done_fn done, void *arg,
+                        void **op)
+{
+    (void)inst;
+    const cfg_http_verifier_t *h = &rq->platform->http;
+    char *json = NULL;
+    struct evhttp_request *req = NULL;
+    http_op_t *o = calloc(1, sizeof *o);
+    *op = o;
+    if (!o) {
+        iss_verdict_t v = {PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)", NULL};
+        done(arg, &v);
+        return;
+    }
+    o->plat = rq->platform;
+    o->log = rq->log;
+    o->done = done;
+    o->arg = arg;
+    o->cont = event_new(rq->base, -1, 0, verifier_continue, o);
+    char ip[64];
+    if (getnameinfo((const struct sockaddr *)&h->addr.addr, h->addr.addrlen, ip, sizeof(ip), NULL, 0,
+                    NI_NUMERICHOST) != 0)
+        ip[0] = '\0';
+    o->hc = ip[0] ? evhttp_connection_base_new(rq->base, NULL, ip, (unsigned short)h->port) : NULL;
+    if (!o->cont || !o->hc ||
+        iss_http_verifier_body(o->plat->name, rq->token, rq->nonce, &json) < 0 ||
+        !(req = evhttp_request_new(on_verifier, o))) {
+        free(json);
+        finish(o, PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)", NULL);
+        return;
+    }
+    struct timeval tv = {(time_t)(h->timeout_ms / 1000), (suseconds_t)((h->timeout_ms % 1000) * 1000)};
+    evhttp_connection_set_timeout_tv(o->hc, &tv);
+    evhttp_connection_set_retries(o->hc, 0);
+    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hdrs, "Host", h->host);   /* as configured: host[:port] */
+    evhttp_add_header(hdrs, "Content-Type", "application/json");
+    evhttp_add_header(hdrs, "Connection", "close");
+    evbuffer_add(evhttp_request_get_output_buffer(req), json, strlen(json));
+    free(json);
+    if (evhttp_make_request(o->hc, req, EVHTTP_REQ_POST, h->path) < 0)   /* frees req on failure */
+        finish(o, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable", NULL);
+}
+
+/* Nothing to load: the verifier's address is the configuration's. */
+static void *http_load(const cfg_platform_t *platform, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    return (void *)platform;
+}
+
+static void http_free(void *inst)
+{
+    (void)inst;
+}
+
+const iss_attester_t iss_attest_http = {
+    .name = "http",
+    .provider = CFG_ATTEST_HTTP,
+    .metric = PC_PROV_HTTP,
+    .load = http_load,
+    .verify = http_attest,
+    .cancel = op_free,
+    .free = http_free,
+};

@@ -1,5 +1,6 @@
 /* attest_play.c: Google Play Integrity verdicts, verified locally with the
- * keys from Play Console (no call to Google). Contracts: issuance.h.
+ * keys from Play Console (no call to Google). Contracts: issuance.h; the provider play_integrity
+ * of attester.h (iss_attest_play).
  *
  * A token is a JWE compact serialization (RFC 7516): protected header,
  * encrypted key, IV, ciphertext, tag. The content key is wrapped with
@@ -10,6 +11,8 @@
  * the verdict JSON. Every other algorithm is refused before any key is used.
  */
 #include "issuance.h"
+#include "attester.h"
+#include "../base/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -472,3 +475,67 @@ out:
         summary[0] = '\0';
     return rc;
 }
+
+/* ---------------------------------------------------------------- the attester */
+
+typedef struct {
+    const cfg_play_integrity_t *cfg;
+    iss_play_keys_t *keys;
+} play_inst_t;
+
+static void *play_load(const cfg_platform_t *platform, char *err, size_t errlen)
+{
+    play_inst_t *in = calloc(1, sizeof *in);
+    if (!in) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    in->cfg = &platform->play;
+    if (!(in->keys = iss_play_keys_load(&platform->play, err, errlen))) {
+        free(in);
+        return NULL;
+    }
+    return in;
+}
+
+static void play_free(void *inst)
+{
+    play_inst_t *in = inst;
+    if (!in)
+        return;
+    iss_play_keys_free(in->keys);
+    free(in);
+}
+
+/* Local and synchronous: done is called before verify returns. */
+static void play_attest(void *inst, const iss_attest_req_t *req, iss_attest_done_fn done, void *arg,
+                        void **op)
+{
+    play_inst_t *in = inst;
+    char summary[ISS_SUMMARY_MAX];
+    const char *err = NULL;
+    *op = NULL;
+    iss_verdict_t v = {PC_E_NONE, NULL, summary};
+    if (iss_play_verify(in->cfg, in->keys, req->token, req->token_len, req->nonce, req->now_ms,
+                        summary, sizeof summary, &err) < 0) {
+        v.err = PC_E_ATTESTATION_FAILED;
+        v.message = err;
+        v.summary = NULL;
+    }
+    done(arg, &v);
+}
+
+static void play_cancel(void *op)
+{
+    (void)op;
+}
+
+const iss_attester_t iss_attest_play = {
+    .name = "play_integrity",
+    .provider = CFG_ATTEST_PLAY_INTEGRITY,
+    .metric = PC_PROV_PLAY_INTEGRITY,
+    .load = play_load,
+    .verify = play_attest,
+    .cancel = play_cancel,
+    .free = play_free,
+};

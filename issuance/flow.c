@@ -5,14 +5,11 @@
  *
  * Each request is a small state machine on its worker: Redis round trips
  * (nonce, issuance records, revocation of the old certificate) go through
- * the worker's pol_redis connection, an http attestation verifier through a
- * libevent HTTP client; nothing blocks the loop. It sees the request only as
+ * the worker's pol_redis connection, the platform's attester (attester.h)
+ * verifies the token, at once or asynchronously; nothing blocks the loop. It sees the request only as
  * a pol_ireq_t and answers through its reply callback. The building blocks
  * (CSR checks, signing, attestation) are in issuance.h. */
-#include <event2/buffer.h>
-#include <event2/http.h>
 #include <hiredis/hiredis.h>
-#include <netdb.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +21,7 @@
 #include "../policy/revstore.h"
 #include "../base/log.h"
 #include "../policy/redis.h"
+#include "attester.h"
 #include "iss_int.h"
 
 #define ISS_MAX_OPS 8
@@ -48,22 +46,16 @@ typedef struct {
     pol_redis_op_t *ops[ISS_MAX_OPS];
     int nops, pending, failed;
     void (*after)(void *iss);   /* runs when every pending command has answered */
-    struct evhttp_connection *hc;
-    struct event *cont;         /* continues after the verifier answered */
-    int verifier_status;
-    char *verifier_body;
-    size_t verifier_len;
+    const iss_attester_t *attester;   /* of the verification in flight */
+    void *aop;                  /* its state (attester.h), until done */
 } flow_t;
 
 static void flow_free(flow_t *s)
 {
     for (int i = 0; i < s->nops; i++)
         pol_redis_cancel(s->ops[i]);
-    if (s->hc)
-        evhttp_connection_free(s->hc);   /* also drops a request in flight */
-    if (s->cont)
-        event_free(s->cont);
-    free(s->verifier_body);
+    if (s->aop)
+        s->attester->cancel(s->aop);
     if (s->have_req)
         iss_req_free(&s->req);
     EVP_PKEY_free(s->pub);
@@ -107,16 +99,10 @@ static unsigned plat_id(const cfg_platform_t *p)
 
 static unsigned provider_id(const cfg_platform_t *p)
 {
-    switch (p ? p->provider : CFG_ATTEST_NONE) {
-    case CFG_ATTEST_PLAY_INTEGRITY:
-        return PC_PROV_PLAY_INTEGRITY;
-    case CFG_ATTEST_HTTP:
-        return PC_PROV_HTTP;
-    case CFG_ATTEST_REFUSE:
-        return PC_PROV_REFUSE;
-    default:
-        return PC_PROV_NONE;
-    }
+    const iss_attester_t *a = p ? iss_attester_find(p->provider) : NULL;
+    if (a)
+        return a->metric;
+    return p && p->provider == CFG_ATTEST_REFUSE ? PC_PROV_REFUSE : PC_PROV_NONE;
 }
 
 /* The platform a refusal counts under: the one in use, else the configured
@@ -243,77 +229,20 @@ static void attested(flow_t *s)
     sign_and_record(s);
 }
 
-static void verifier_continue(evutil_socket_t fd, short what, void *arg)
+static void on_verdict(void *arg, const iss_verdict_t *v)
 {
-    (void)fd;
-    (void)what;
     flow_t *s = arg;
-    if (s->verifier_status != 200) {
-        FLOG(s, PC_WARN, "attestation_error", "attestation verifier %s: %s", s->plat->http.host,
-             s->verifier_status ? "unexpected status" : "no answer");
-        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable");
+    s->aop = NULL;
+    if (v->err != PC_E_NONE) {
+        refuse(s, v->err, v->message);
         return;
     }
-    const char *err = NULL;
-    if (iss_http_verifier_parse(s->verifier_body, s->verifier_len, s->summary, sizeof(s->summary), &err) < 0) {
-        FLOG(s, PC_INFO, "attestation_refused", "attestation verifier refused: %s", s->summary);
-        refuse(s, PC_E_ATTESTATION_FAILED, err);
-        return;
-    }
+    snprintf(s->summary, sizeof(s->summary), "%s", v->summary);
     attested(s);
 }
 
-static void on_verifier(struct evhttp_request *req, void *arg)
-{
-    flow_t *s = arg;
-    s->verifier_status = req ? evhttp_request_get_response_code(req) : 0;
-    if (req && s->verifier_status == 200) {
-        struct evbuffer *b = evhttp_request_get_input_buffer(req);
-        size_t n = evbuffer_get_length(b);
-        s->verifier_body = malloc(n + 1);
-        if (s->verifier_body) {
-            evbuffer_copyout(b, s->verifier_body, n);
-            s->verifier_body[n] = '\0';
-            s->verifier_len = n;
-        } else {
-            s->verifier_status = 0;
-        }
-    }
-    /* continue outside libevent's HTTP callback, which owns req and hc */
-    event_active(s->cont, 0, 0);
-}
-
-static void verify_http(flow_t *s)
-{
-    const cfg_http_verifier_t *h = &s->plat->http;
-    char *json = NULL;
-    struct evhttp_request *req = NULL;
-    s->cont = event_new(s->rq.base, -1, 0, verifier_continue, s);
-    char ip[64];
-    if (getnameinfo((const struct sockaddr *)&h->addr.addr, h->addr.addrlen, ip, sizeof(ip), NULL, 0,
-                    NI_NUMERICHOST) != 0)
-        ip[0] = '\0';
-    s->hc = ip[0] ? evhttp_connection_base_new(s->rq.base, NULL, ip, (unsigned short)h->port) : NULL;
-    if (!s->cont || !s->hc ||
-        iss_http_verifier_body(s->plat->name, s->req.integrity_token, s->req.nonce, &json) < 0 ||
-        !(req = evhttp_request_new(on_verifier, s))) {
-        free(json);
-        refuse(s, PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)");
-        return;
-    }
-    struct timeval tv = {(time_t)(h->timeout_ms / 1000), (suseconds_t)((h->timeout_ms % 1000) * 1000)};
-    evhttp_connection_set_timeout_tv(s->hc, &tv);
-    evhttp_connection_set_retries(s->hc, 0);
-    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
-    evhttp_add_header(hdrs, "Host", h->host);   /* as configured: host[:port] */
-    evhttp_add_header(hdrs, "Content-Type", "application/json");
-    evhttp_add_header(hdrs, "Connection", "close");
-    evbuffer_add(evhttp_request_get_output_buffer(req), json, strlen(json));
-    free(json);
-    if (evhttp_make_request(s->hc, req, EVHTTP_REQ_POST, h->path) < 0)   /* frees req on failure */
-        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable");
-}
-
+/* The platform's attester on the request's token (attester.h), or a
+ * renewal without one. */
 static void attest(flow_t *s)
 {
     if (is_renew(s) && !s->req.integrity_token) {
@@ -321,32 +250,25 @@ static void attest(flow_t *s)
         sign_and_record(s);
         return;
     }
-    const char *err = NULL;
-    switch (s->plat->provider) {
-    case CFG_ATTEST_PLAY_INTEGRITY: {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        size_t pi = (size_t)(s->plat - s->cfg->platforms);
-        if (iss_play_verify(&s->plat->play, s->g->play_keys[pi], s->req.integrity_token, s->req.token_len,
-                            s->req.nonce, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, s->summary,
-                            sizeof(s->summary), &err) < 0) {
-            refuse(s, PC_E_ATTESTATION_FAILED, err);
-            return;
-        }
-        attested(s);
-        return;
-    }
-    case CFG_ATTEST_HTTP:
-        verify_http(s);
-        return;
-    case CFG_ATTEST_NONE:
-        snprintf(s->summary, sizeof(s->summary), "none (insecure_dev)");
-        attested(s);
-        return;
-    default:
+    size_t pi = (size_t)(s->plat - s->cfg->platforms);
+    const iss_attester_t *a = iss_attester_find(s->plat->provider);
+    if (!a || !s->g->attest[pi]) {
         refuse(s, PC_E_PLATFORM_REFUSED, "this platform is not accepted");
         return;
     }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    iss_attest_req_t rq = {
+        .platform = s->plat,
+        .token = s->req.integrity_token,
+        .token_len = s->req.token_len,
+        .nonce = s->req.nonce,
+        .now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+        .base = s->rq.base,
+        .log = {s->rq.log_ctx, s->rq.host},
+    };
+    s->attester = a;
+    a->verify(s->g->attest[pi], &rq, on_verdict, s, &s->aop);   /* may end the request */
 }
 
 static void nonce_got(flow_t *s, const struct redisReply *r)

@@ -1,5 +1,6 @@
-/* iss.c: the issuance module's generation state (the CA, the platforms'
- * attestation keys) and its internal routes. Contracts: iss.h. */
+/* iss.c: the issuance module's generation state (the CA, every platform's
+ * attester instance) and its internal routes. Contracts: iss.h. */
+#include "attester.h"
 #include "iss_int.h"
 
 #include <stdio.h>
@@ -12,38 +13,36 @@ void iss_gen_free(iss_gen_t *g)
 {
     if (!g)
         return;
-    if (g->play_keys)
-        for (size_t i = 0; i < g->is->nplatforms; i++)
-            iss_play_keys_free(g->play_keys[i]);
-    free(g->play_keys);
+    for (size_t i = 0; g->attest && i < g->is->nplatforms; i++) {
+        const iss_attester_t *a = iss_attester_find(g->is->platforms[i].provider);
+        if (a && g->attest[i])
+            a->free(g->attest[i]);
+    }
+    free(g->attest);
     iss_issuer_free(g->issuer);
     for (int k = 0; k < ISS_R_COUNT; k++)
         free(g->paths[k]);
     free(g);
 }
 
-/* The platforms' attestation state. 0, or -1 after reporting. */
+/* Every platform's attester instance. 0, or -1 after reporting. */
 static int load_platforms(iss_gen_t *g, void (*report)(void *, const char *), void *arg)
 {
     const cfg_issuance_t *is = g->is;
     char err[512];
     int rc = 0;
-    g->play_keys = calloc(is->nplatforms ? is->nplatforms : 1, sizeof(*g->play_keys));
-    if (!g->play_keys) {
+    g->attest = calloc(is->nplatforms ? is->nplatforms : 1, sizeof(*g->attest));
+    if (!g->attest) {
         report(arg, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < is->nplatforms; i++) {
         const cfg_platform_t *pl = &is->platforms[i];
-        if (pl->provider == CFG_ATTEST_PLAY_INTEGRITY &&
-            !(g->play_keys[i] = iss_play_keys_load(&pl->play, err, sizeof err))) {
+        const iss_attester_t *a = iss_attester_find(pl->provider);
+        if (a && !(g->attest[i] = a->load(pl, err, sizeof err))) {
             report(arg, err);
             rc = -1;
         }
-        if (pl->provider == CFG_ATTEST_NONE)
-            pc_log_ev(PC_WARN, "config_warning", NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
-                   "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
-                   pl->name);
     }
     return rc;
 }

@@ -17,7 +17,8 @@ struct iss_gen {
     const cfg_t *cfg;
     const cfg_issuance_t *is;
     iss_issuer_t *issuer;
-    struct iss_play_keys **play_keys;     /* per platform (NULL unless play_integrity) */
+    void **attest;                        /* per platform: its attester's instance
+                                           * (NULL: refused, no attester) */
     char *paths[ISS_R_COUNT];             /* <path_prefix><name> */
     iss_route_arg_t args[ISS_R_COUNT];
 };

@@ -1,4 +1,4 @@
-/* Unit tests: device-certificate issuance (policy/issuance.c, issuer.c,
+/* Unit tests: device-certificate issuance (issuance/issuance.c, records.c, csr.c, issuer.c,
  * attest_play.c). The PKI (root CA -> issuing CA) and the Play Integrity
  * keys are made in a scratch directory at run time; tokens are minted with
  * test/tools/mint_integrity.h, which shares no code with the verifier.
@@ -18,6 +18,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "../../issuance/attester.h"
+#include "../../issuance/iss.h"
 #include "../../issuance/issuance.h"
 #include "../../tls/tls.h"
 #include "../tools/mint_integrity.h"
@@ -1001,6 +1003,135 @@ static void test_play(void)
 
 /* ---------------------------------------------------------------- http verifier */
 
+/* ---------------------------------------------------------------- seams */
+
+typedef struct {
+    pol_iroute_t r[4];
+    size_t n;
+} rtable_t;
+
+static int table_add(void *table, const pol_iroute_t *route)
+{
+    rtable_t *t = table;
+    if (t->n == 4)
+        return -1;
+    t->r[t->n++] = *route;
+    return 0;
+}
+
+typedef struct {
+    int calls;
+    enum pc_err err;
+    char summary[ISS_SUMMARY_MAX];
+} verdict_seen_t;
+
+static void on_done(void *arg, const iss_verdict_t *v)
+{
+    verdict_seen_t *seen = arg;
+    seen->calls++;
+    seen->err = v->err;
+    snprintf(seen->summary, sizeof seen->summary, "%s", v->summary ? v->summary : "");
+}
+
+static int reports;
+
+static void count_report(void *arg, const char *msg)
+{
+    (void)arg;
+    printf("#   reported: %s\n", msg);
+    reports++;
+}
+
+/* The module's generation: its three internal routes as the gateway's
+ * table gets them, and the attesters behind the interface. */
+static void test_seams(void)
+{
+    cfg_issuance_t c = base_cfg();
+    cfg_platform_t p[4];
+    memset(p, 0, sizeof p);
+    snprintf(p[0].name, sizeof p[0].name, "android");
+    p[0].provider = CFG_ATTEST_PLAY_INTEGRITY;
+    p[0].play = play;
+    snprintf(p[1].name, sizeof p[1].name, "ios");
+    p[1].provider = CFG_ATTEST_REFUSE;
+    snprintf(p[2].name, sizeof p[2].name, "dev");
+    p[2].provider = CFG_ATTEST_NONE;
+    snprintf(p[3].name, sizeof p[3].name, "web");
+    p[3].provider = CFG_ATTEST_HTTP;
+    c.platforms = p;
+    c.nplatforms = 4;
+    c.insecure_dev = 1;
+    c.path_prefix = (char *)"/certificates/";
+    c.device_class_idx = 0;
+    c.bootstrap_class_idx = 2;
+    cfg_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.issuance = &c;
+
+    CHECK(iss_attester_find(CFG_ATTEST_PLAY_INTEGRITY) == &iss_attest_play &&
+          iss_attester_find(CFG_ATTEST_HTTP) == &iss_attest_http &&
+          iss_attester_find(CFG_ATTEST_NONE) == &iss_attest_none &&
+          !iss_attester_find(CFG_ATTEST_REFUSE) && !iss_attester_find(99),
+          "attesters: one per provider, none for refuse");
+
+    reports = 0;
+    iss_gen_t *g = iss_gen_load(&cfg, count_report, NULL);
+    CHECK(g && reports == 0, "module: loads the CA and every platform's attester");
+    rtable_t t;
+    memset(&t, 0, sizeof t);
+    CHECK(g && iss_gen_routes(g, table_add, &t) == 0 && t.n == 3, "module: registers three routes");
+    if (t.n == 3) {
+        CHECK(!strcmp(t.r[0].path, "/certificates/challenge") && t.r[0].classes == (1u | 4u) &&
+              !t.r[0].post_only, "route challenge: device and bootstrap, GET or POST");
+        CHECK(!strcmp(t.r[1].path, "/certificates/issue") && t.r[1].classes == 4u && t.r[1].post_only,
+              "route issue: bootstrap, POST");
+        CHECK(!strcmp(t.r[2].path, "/certificates/renew") && t.r[2].classes == 1u && t.r[2].post_only,
+              "route renew: device, POST");
+        CHECK(t.r[0].max_body == 65536 && t.r[0].start && t.r[0].cancel, "routes: body limit, handlers");
+    }
+    iss_gen_free(g);
+
+    /* the Play Integrity attester through the interface: synchronous */
+    void *inst = NULL, *op = (void *)&op;
+    char e[256];
+    inst = iss_attest_play.load(&p[0], e, sizeof e);
+    CHECK(inst != NULL, "play attester: loads its keys");
+    char nonce[64];
+    iss_nonce_new(nonce);
+    mint_opts_t o = good_opts(nonce);
+    char *tok = mint_token(&o);
+    verdict_seen_t seen = {0};
+    iss_attest_req_t rq = {.platform = &p[0], .token = tok, .token_len = tok ? strlen(tok) : 0,
+                           .nonce = nonce, .now_ms = now_ms()};
+    if (inst && tok) {
+        iss_attest_play.verify(inst, &rq, on_done, &seen, &op);
+        CHECK(seen.calls == 1 && seen.err == PC_E_NONE && strstr(seen.summary, "PLAY_RECOGNIZED") && !op,
+              "play attester: accepted, done called once before verify returns");
+        memset(&seen, 0, sizeof seen);
+        char other[64];
+        iss_nonce_new(other);
+        rq.nonce = other;
+        iss_attest_play.verify(inst, &rq, on_done, &seen, &op);
+        CHECK(seen.calls == 1 && seen.err == PC_E_ATTESTATION_FAILED, "play attester: another nonce refused");
+    }
+    free(tok);
+    iss_attest_play.free(inst);
+
+    inst = iss_attest_none.load(&p[2], e, sizeof e);
+    memset(&seen, 0, sizeof seen);
+    iss_attest_none.verify(inst, &rq, on_done, &seen, &op);
+    CHECK(seen.calls == 1 && seen.err == PC_E_NONE && !strcmp(seen.summary, "none (insecure_dev)"),
+          "none attester: accepts, says so");
+    iss_attest_none.free(inst);
+
+    /* every failure is reported, the module is not built */
+    p[0].play.verification_key_file = (char *)"/nonexistent/verification.key";
+    c.ca_key_file = (char *)"/nonexistent/ca.key";
+    reports = 0;
+    g = iss_gen_load(&cfg, count_report, NULL);
+    CHECK(!g && reports == 2, "module: a bad CA key and a bad Play key both reported, nothing built");
+}
+
 static void test_http(void)
 {
     char *json = NULL, summary[200];
@@ -1075,6 +1206,8 @@ int main(void)
     test_issue();
     if (pkeys)
         test_play();
+    if (pkeys)
+        test_seams();
     test_http();
 
     iss_play_keys_free(pkeys);
