@@ -135,17 +135,19 @@ static void report(void *arg, const yaml_node_t *n, const char *path, const char
 
 #define F(n) {.name = (n)}
 
-static int get_addr(ctx_t *c, yaml_node_t *n, const char *path, int allow_star,
+/* flags: CFGP_ADDR_STAR, CFGP_ADDR_NAME (config_int.h) */
+static int get_addr(ctx_t *c, yaml_node_t *n, const char *path, int flags,
                     cfg_addr_t *out, char *host, size_t hostlen, int *port)
 {
     const char *why;
     const char *s = cfgw_scalar(&c->w, n, path, "an address \"host:port\"");
     if (!s)
         return -1;
-    if (cfgp_parse_addr(s, 0, allow_star, out, host, hostlen, port, &why) < 0) {
+    if (cfgp_parse_addr(s, 0, flags, out, host, hostlen, port, &why) < 0) {
         cfgw_err(&c->w, n, path, "invalid address \"%.80s\": %s", s, why);
         return -1;
     }
+    cfgp_addr_where(out, n, path);
     return 0;
 }
 
@@ -477,8 +479,8 @@ static void parse_upstreams(ctx_t *c, yaml_node_t *n)
             u->servers = cfgp_xcalloc((size_t)ns, sizeof *u->servers);
             u->nservers = (size_t)ns;
             for (size_t k = 0; k < (size_t)ns; k++)
-                get_addr(c, cfgw_node(&c->w, sit[k]), cfgw_pi(q, base, k), 0, &u->servers[k], NULL,
-                         0, NULL);
+                get_addr(c, cfgw_node(&c->w, sit[k]), cfgw_pi(q, base, k), CFGP_ADDR_NAME,
+                         &u->servers[k], NULL, 0, NULL);
         }
         cfgw_opt_dur(&c->w, &f[CONNECT], p, DAY_MS, &u->connect_timeout_ms);
         cfgw_opt_dur(&c->w, &f[RESPONSE], p, DAY_MS, &u->response_timeout_ms);
@@ -663,10 +665,12 @@ static void parse_redis(ctx_t *c, yaml_node_t *n)
         return;
     if (f[0].val) {
         cfg_addr_t a;
-        char host[128];
+        char host[PC_DNS_MAX_HOST + 2];
         int port;
-        if (get_addr(c, f[0].val, "redis.address", 0, &a, host, sizeof host, &port) == 0) {
-            free(a.text);
+        if (get_addr(c, f[0].val, "redis.address", CFGP_ADDR_NAME, &a, host, sizeof host,
+                     &port) == 0) {
+            cfgp_addr_free(&r->addr);
+            r->addr = a;
             free(r->host);
             r->host = cfgp_xstrdup(host);
             r->port = port;
@@ -1002,12 +1006,12 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
 {
     enum { WORKERS, LISTENERS, TLS, IDENTITY, LIMITS, TIMEOUTS, UPSTREAMS, ROUTES, REDIS,
            REVOCATION, ADMIN, LOGGING, RATE_LIMITS, CONN_LIMITS,
-           ISSUANCE, HTTP, UPGRADE_SOCKET, METRICS, USER, GROUP };
+           ISSUANCE, HTTP, UPGRADE_SOCKET, METRICS, USER, GROUP, RESOLVER };
     cfgw_fld_t f[] = {F("workers"), F("listeners"), F("tls"), F("identity"), F("limits"),
                       F("timeouts"), F("upstreams"), F("routes"), F("redis"), F("revocation"),
                       F("admin"), F("logging"), F("rate_limits"), F("connection_limits"),
                       F("issuance"), F("http"), F("upgrade_socket"), F("metrics"),
-                      F("user"), F("group")};
+                      F("user"), F("group"), F("resolver")};
     if (cfgw_map(&c->w, root, "", f, NF(f)) < 0)
         return;
     parse_workers(c, f[WORKERS].val);
@@ -1045,6 +1049,9 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         cfgi_parse_issuance(&c->w, f[ISSUANCE].val, c->cfg);
     parse_upgrade_socket(c, f[UPGRADE_SOCKET].val);   /* after listeners: the default */
     cfgs_parse_runas(&c->w, f[USER].val, f[GROUP].val, c->cfg);
+    /* last: every name is known (not with a resolver section in error) */
+    if (!f[RESOLVER].val || cfgr_parse_resolver(&c->w, f[RESOLVER].val, c->cfg) == 0)
+        cfgr_resolve_names(&c->w, c->cfg);
 }
 
 /* ---------------------------------------------------------------- load */
@@ -1081,6 +1088,9 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->limits.accept_backoff_ms = 100;
     cfg->redis.host = cfgp_xstrdup("127.0.0.1");
     cfg->redis.port = 6379;
+    if (cfg_parse_addr("127.0.0.1:6379", 0, &cfg->redis.addr) < 0)
+        abort();
+    cfgr_defaults(cfg);
     cfg->redis.password_env = NULL;
     cfg->redis.db = 0;
     cfg->redis.connect_timeout_ms = 1000;

@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "../base/dns.h"
+
 #define CFG_MAX_NAME 64
 
 typedef struct {
@@ -29,6 +31,16 @@ typedef struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char *text;   /* as written, e.g. "0.0.0.0:8443" or "[::1]:8443" */
+    /* Where a DNS name may stand (upstream servers, redis.address, the http
+     * verifier): host is the name, else NULL. A name is resolved at load
+     * (config_resolver.c; one that does not resolve is a config error), addr
+     * is then its first address, and dns its entry in the process's name
+     * table (base/dns.h), whose current set is what connects use. */
+    char *host;
+    int port;
+    char *where;                  /* key path, for the resolution error */
+    unsigned long line, col;      /* its position in the file */
+    struct pc_dns_name *dns;
 } cfg_addr_t;
 
 /* An IPv4 or IPv6 network, "10.0.0.0/8" or "fd00::/8" (a bare address is
@@ -212,8 +224,9 @@ typedef struct {
 } cfg_timeouts_t;
 
 typedef struct {
-    char *host;           /* "127.0.0.1" */
+    char *host;           /* "127.0.0.1", or a DNS name (as written, for logs) */
     int port;             /* 6379 */
+    cfg_addr_t addr;      /* connect here: addr.dns set when host is a name */
     char *password_env;   /* env var holding the password; NULL = none */
     int db;
     uint64_t connect_timeout_ms;
@@ -315,6 +328,7 @@ typedef struct {
     cfg_rate_limit_t *rate_limits;
     size_t nrate_limits;
     cfg_connlimits_t connection_limits;
+    pc_dns_conf_t resolver;       /* resolver section (config_resolver.c); restart-only */
     struct cfg_issuance *issuance;  /* NULL: no issuance section (disabled) */
     char *upgrade_socket;         /* binary upgrade handover (gateway/upgrade.h): an absolute
                                    * path, or "@name" for an abstract unix socket; never NULL
@@ -345,6 +359,15 @@ int cfg_parse_cidr(const char *s, cfg_cidr_t *out, const char **why);
 /* 1 if the address (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts
  * as IPv4) lies in one of the n networks, else 0. Pure. */
 int cfg_cidr_match(const cfg_cidr_t *nets, size_t n, const struct sockaddr_storage *a);
+
+/* Where to connect for a (an address where a name may stand): a itself for
+ * an IP literal; for a name, address number turn (mod the set's size) of
+ * its current set (base/dns.h), read through the caller's *cache (NULL at
+ * first; the caller releases it with pc_dns_addrs_release). Writes the
+ * address to *out and returns how many there are to try in turn (>= 1),
+ * or 0 when a name has none yet (out untouched). Any thread
+ * (config_resolver.c). */
+size_t cfg_addr_pick(const cfg_addr_t *a, pc_dns_addrs_t **cache, size_t turn, pc_dns_sa_t *out);
 
 /* Files the config names (certificates, keys, key material), read the same
  * way by cfg_load() and by the layers that load them again at the start, so

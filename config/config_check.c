@@ -113,12 +113,72 @@ int cfg_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-/* "host:port" or "[v6]:port". host: numeric IP, "localhost", or (if allow_star)
- * "*" = 0.0.0.0. host/port are also returned as text for callers that keep them. */
-int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t *out,
+/* A DNS host name: dot-separated labels of 1..63 letters, digits, '-' and
+ * '_' (not starting or ending with '-'), at most 253 bytes, an optional
+ * final dot, and not all digits and dots (that is a malformed IPv4). */
+static int is_dns_name(const char *h)
+{
+    size_t len = strlen(h), label = 0;
+    int alpha = 0;
+    if (len == 0 || len > PC_DNS_MAX_HOST || h[0] == '.')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if (ch == '.') {
+            if (label == 0 || h[i - 1] == '-')
+                return 0;
+            label = 0;
+            continue;
+        }
+        if (!isalnum(ch) && ch != '-' && ch != '_')
+            return 0;
+        if (ch == '-' && label == 0)
+            return 0;
+        alpha |= !isdigit(ch);
+        if (++label > 63)
+            return 0;
+    }
+    return alpha && h[len - 1] != '-';
+}
+
+void cfgp_addr_where(cfg_addr_t *a, const yaml_node_t *n, const char *path)
+{
+    if (!a->host)
+        return;
+    free(a->where);
+    a->where = cfgp_xstrdup(path);
+    a->line = n ? n->start_mark.line + 1 : 1;
+    a->col = n ? n->start_mark.column + 1 : 1;
+}
+
+void cfgp_addr_free(cfg_addr_t *a)
+{
+    free(a->text);
+    free(a->host);
+    free(a->where);
+    pc_dns_name_release(a->dns);
+    memset(a, 0, sizeof *a);
+}
+
+/* What a host that is not allowed must be, for the flags of cfgp_parse_addr. */
+static const char *bad_host_why(int flags)
+{
+    if (flags & CFGP_ADDR_NAME)
+        return "host must be a numeric IP address, \"localhost\" or a DNS name";
+    if (flags & CFGP_ADDR_STAR)
+        return "host must be a numeric IP address, \"localhost\" or \"*\" (no DNS names here)";
+    return "host must be a numeric IP address or \"localhost\" (no DNS names here)";
+}
+
+/* "host:port" or "[v6]:port". host: numeric IP, "localhost", (with
+ * CFGP_ADDR_STAR) "*" = 0.0.0.0, or (with CFGP_ADDR_NAME) a DNS name, kept
+ * in out->host with out->port for cfgr_resolve_names. host/port are also
+ * returned as text for callers that keep them. */
+int cfgp_parse_addr(const char *s, int default_port, int flags, cfg_addr_t *out,
                     char *hostbuf, size_t hostlen, int *port_out, const char **why)
 {
-    char host[128];
+    int allow_star = flags & CFGP_ADDR_STAR;
+    char host[PC_DNS_MAX_HOST + 2];
     const char *portstr = NULL;
     int bracketed = 0;
     size_t hl;
@@ -206,8 +266,16 @@ int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t 
             ai->ai_addrlen > sizeof out->addr) {
             if (ai)
                 freeaddrinfo(ai);
-            *why = bracketed ? "not a numeric IPv6 address"
-                             : "host must be a numeric IP address, \"localhost\" or \"*\"";
+            if (!bracketed && (flags & CFGP_ADDR_NAME) && is_dns_name(host)) {
+                out->host = strdup(host);   /* resolved by cfgr_resolve_names */
+                out->port = port;
+                if (!out->host) {
+                    *why = "out of memory";
+                    return -1;
+                }
+                goto done;
+            }
+            *why = bracketed ? "not a numeric IPv6 address" : bad_host_why(flags);
             return -1;
         }
         memcpy(&out->addr, ai->ai_addr, ai->ai_addrlen);
@@ -218,12 +286,16 @@ int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t 
         else
             ((struct sockaddr_in *)&out->addr)->sin_port = htons((uint16_t)port);
     }
+done:
     if (hostbuf)
         snprintf(hostbuf, hostlen, "%s", host);
     if (port_out)
         *port_out = port;
+    out->port = port;
     out->text = strdup(s - bracketed);
     if (!out->text) {
+        free(out->host);
+        out->host = NULL;
         *why = "out of memory";
         return -1;
     }
@@ -233,7 +305,7 @@ int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t 
 int cfg_parse_addr(const char *s, int default_port, cfg_addr_t *out)
 {
     const char *why;
-    return cfgp_parse_addr(s, default_port, 1, out, NULL, 0, NULL, &why);
+    return cfgp_parse_addr(s, default_port, CFGP_ADDR_STAR, out, NULL, 0, NULL, &why);
 }
 
 /* ---------------------------------------------------------------- strings */
@@ -499,7 +571,7 @@ void cfg_free(cfg_t *cfg)
         free(cfg->identity.headers[i]);
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         for (size_t k = 0; k < cfg->upstreams[i].nservers; k++)
-            free(cfg->upstreams[i].servers[k].text);
+            cfgp_addr_free(&cfg->upstreams[i].servers[k]);
         free(cfg->upstreams[i].servers);
     }
     free(cfg->upstreams);
@@ -513,6 +585,8 @@ void cfg_free(cfg_t *cfg)
     }
     free(cfg->routes);
     free(cfg->redis.host);
+    cfgp_addr_free(&cfg->redis.addr);
+    cfgr_free(cfg);
     free(cfg->redis.password_env);
     free(cfg->revocation.key);
     free(cfg->revocation.channel);

@@ -19,8 +19,15 @@ char *cfgp_xstrdup(const char *s);
 /* config_check.c: value checks, messages, errors; config_policy.c and
  * config_issuance.c: their sections */
 int cfgp_parse_u64(const char *s, uint64_t *out);
-int cfgp_parse_addr(const char *s, int default_port, int allow_star, cfg_addr_t *out,
+/* flags of cfgp_parse_addr: "*" allowed (listeners), a DNS name allowed
+ * (out->host set; resolved later by cfgr_resolve_names). */
+#define CFGP_ADDR_STAR 1
+#define CFGP_ADDR_NAME 2
+int cfgp_parse_addr(const char *s, int default_port, int flags, cfg_addr_t *out,
                     char *hostbuf, size_t hostlen, int *port_out, const char **why);
+/* Records where a parsed address was written (for its resolution error). */
+void cfgp_addr_where(cfg_addr_t *a, const yaml_node_t *n, const char *path);
+void cfgp_addr_free(cfg_addr_t *a);
 int cfgp_check_certs(const char *path, X509 **leaf, char *msg, size_t len);
 int cfgp_check_key(const char *path, const char *cert_path, X509 *leaf,
                    int *key_type, char *msg, size_t len);
@@ -66,6 +73,14 @@ void cfgl_free_listeners(cfg_t *cfg);
  * NULL); cfgs_free_runas frees what it set. */
 void cfgs_parse_runas(cfgw_t *w, yaml_node_t *user, yaml_node_t *group, cfg_t *cfg);
 void cfgs_free_runas(cfg_t *cfg);
+/* config_resolver.c: the resolver section (defaults first, in
+ * cfgr_defaults), then, once everything is read, every DNS name the
+ * configuration gives resolved in parallel; a name that does not resolve is
+ * an error at its position. cfgr_free frees what they set. */
+void cfgr_defaults(cfg_t *cfg);
+int cfgr_parse_resolver(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);   /* -1: it has errors */
+void cfgr_resolve_names(cfgw_t *w, cfg_t *cfg);
+void cfgr_free(cfg_t *cfg);
 void cfgp_join(char *buf, size_t len, const char *const *names, size_t n);
 int cfgp_check_number(int kind, const char *s, uint64_t min, uint64_t max, uint64_t *out,
                       char *msg, size_t len);

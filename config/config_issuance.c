@@ -400,7 +400,7 @@ static void parse_play(ictx_t *c, yaml_node_t *n, const char *p, cfg_play_integr
 static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifier_t *h)
 {
     cfgw_fld_t f[] = {F("provider"), F("url"), F("timeout")};
-    char q[CFGW_PATHLEN], host[128], auth[200];
+    char q[CFGW_PATHLEN], host[PC_DNS_MAX_HOST + 2], auth[300];
     const char *s, *why;
     h->timeout_ms = 3000;
     if (cfgw_map(&c->w, n, p, f, NF(f)) < 0)
@@ -426,9 +426,11 @@ static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifi
         } else {
             memcpy(auth, rest, al);
             auth[al] = '\0';
-            if (cfgp_parse_addr(auth, 80, 0, &h->addr, host, sizeof host, &port, &why) < 0) {
+            if (cfgp_parse_addr(auth, 80, CFGP_ADDR_NAME, &h->addr, host, sizeof host, &port,
+                                &why) < 0) {
                 cfgw_err(&c->w, f[1].val, q, "invalid verifier address \"%.80s\": %s", auth, why);
             } else {
+                cfgp_addr_where(&h->addr, f[1].val, q);
                 h->url = cfgp_xstrdup(s);
                 h->host = cfgp_xstrdup(auth);
                 h->port = port;
@@ -810,7 +812,7 @@ void cfg_issuance_free(cfg_issuance_t *is)
         free(p->http.url);
         free(p->http.host);
         free(p->http.path);
-        free(p->http.addr.text);
+        cfgp_addr_free(&p->http.addr);
     }
     free(is->platforms);
     free(is);

@@ -192,7 +192,7 @@ static int listener_item(cfgw_t *w, yaml_node_t *item, const char *p, cfg_listen
     s = cfgw_scalar(w, *addr_node, path, "an address \"host:port\" or a mapping with address");
     if (!s)
         return -1;
-    if (cfgp_parse_addr(s, 0, 1, &l->addr, NULL, 0, NULL, &why) < 0) {
+    if (cfgp_parse_addr(s, 0, CFGP_ADDR_STAR, &l->addr, NULL, 0, NULL, &why) < 0) {
         cfgw_err(w, *addr_node, path, "invalid address \"%.80s\": %s", s, why);
         return -1;
     }
@@ -235,7 +235,7 @@ void cfgl_parse_listeners(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
 void cfgl_free_listeners(cfg_t *cfg)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        free(cfg->listeners[i].addr.text);
+        cfgp_addr_free(&cfg->listeners[i].addr);
         free(cfg->listeners[i].trusted);
     }
     free(cfg->listeners);

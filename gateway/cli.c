@@ -165,8 +165,20 @@ static redisReply *command(redisContext *c, const cfg_redis_t *r, const char *wh
 /* Connects, authenticates and selects the database; NULL after printing. */
 static redisContext *connect_redis(const cfg_redis_t *r)
 {
-    const char *host = strcmp(r->host, "localhost") == 0 ? "127.0.0.1" : r->host;
-    redisContext *c = redisConnectWithTimeout(host, r->port, ms_tv(r->connect_timeout_ms));
+    /* every address the configuration's load resolved redis.address to, in
+     * turn, each an IP literal (hiredis would resolve a name itself) */
+    pc_dns_addrs_t *cache = NULL;
+    redisContext *c = NULL;
+    pc_dns_sa_t sa;
+    char ip[64];
+    for (size_t turn = 0, n = 1; turn < n && (!c || c->err); turn++) {
+        if (!(n = cfg_addr_pick(&r->addr, &cache, turn, &sa)))
+            break;
+        redisFree(c);
+        int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+        c = redisConnectWithTimeout(ip, port, ms_tv(r->connect_timeout_ms));
+    }
+    pc_dns_addrs_release(cache);
     if (!c || c->err) {
         fprintf(stderr, "cannot connect to Redis %s:%d: %s\n", r->host, r->port,
                 c ? c->errstr : "out of memory");

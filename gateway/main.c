@@ -19,6 +19,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "gateway.h"
+#include "../base/dns.h"
 #include "../base/errors.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
@@ -566,6 +567,10 @@ static int serve(control_t *ctl, const char *path, const sigset_t *sigs)
 static void control_start(control_t *ctl, const cfg_t *cfg, pol_mirror_t *mirror)
 {
     char err[512];
+    if (pc_dns_start(ctl->base, &cfg->resolver, err, sizeof err) < 0) {   /* names re-resolved */
+        pc_log_ev(PC_ERR, "startup_error", NULL, "resolver: %s", err);
+        exit(1);
+    }
     ctl->sync = pol_revsync_start(ctl->base, cfg, mirror, on_revocation_change, ctl);
     if (cfg->admin.enabled) {
         ctl->admin = gw_admin_start(ctl->base, ctl->proc, err, sizeof(err));
@@ -618,6 +623,7 @@ static void control_stop(control_t *ctl)
     ctl->admin = NULL;
     gw_metrics_http_free(ctl->metrics);
     ctl->metrics = NULL;
+    pc_dns_stop();
     pol_revsync_stop(ctl->sync);
     ctl->sync = NULL;
 }

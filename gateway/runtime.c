@@ -869,6 +869,18 @@ static void restart_only(const cfg_t *run, const cfg_t *next, cfg_errors_t *errs
     restart_key(errs, f, "admin.token_env", str_diff(p->token_env, q->token_env), NULL, NULL);
     restart_key(errs, f, "admin.max_body_bytes", p->max_body_bytes != q->max_body_bytes, NULL, NULL);
     restart_key(errs, f, "admin.allow_remote", p->allow_remote != q->allow_remote, NULL, NULL);
+    /* resolver: the control loop's evdns_base is made once (base/dns.h) */
+    const pc_dns_conf_t *ra = &run->resolver, *rb = &next->resolver;
+    int ns_diff = ra->nnameservers != rb->nnameservers;
+    for (size_t i = 0; !ns_diff && i < ra->nnameservers; i++)
+        ns_diff = ra->nameservers[i].len != rb->nameservers[i].len ||
+                  memcmp(&ra->nameservers[i].sa, &rb->nameservers[i].sa, ra->nameservers[i].len);
+    restart_key(errs, f, "resolver.nameservers", ns_diff, NULL, NULL);
+    restart_key(errs, f, "resolver.hosts_file", str_diff(ra->hosts_file, rb->hosts_file), NULL, NULL);
+    restart_key(errs, f, "resolver.interval", ra->interval_ms != rb->interval_ms, NULL, NULL);
+    restart_key(errs, f, "resolver.timeout", ra->timeout_ms != rb->timeout_ms, NULL, NULL);
+    restart_key(errs, f, "resolver.attempts", ra->attempts != rb->attempts,
+                num(a, sizeof a, ra->attempts), num(b, sizeof b, rb->attempts));
 }
 
 static void gen_free(gw_gen_t *g)

@@ -5,7 +5,6 @@
 #include "issuance.h"
 #include "attester.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "../base/dns.h"
 #include "../base/metrics.h"
 
 /* ---------------------------------------------------------------- http verifier */
@@ -189,6 +189,8 @@ static void on_verifier(struct evhttp_request *req, void *arg)
 {
     http_op_t *o = arg;
     o->status = req ? evhttp_request_get_response_code(req) : 0;
+    if (!o->status)   /* no answer: its address may have moved */
+        pc_dns_connect_failed(o->plat->http.addr.dns);
     if (req && o->status == 200) {
         struct evbuffer *b = evhttp_request_get_input_buffer(req);
         size_t n = evbuffer_get_length(b);
@@ -224,11 +226,17 @@ static void http_attest(void *inst, const iss_attest_req_t *rq, iss_attest_done_
     o->done = done;
     o->arg = arg;
     o->cont = event_new(rq->base, -1, 0, verifier_continue, o);
-    char ip[64];
-    if (getnameinfo((const struct sockaddr *)&h->addr.addr, h->addr.addrlen, ip, sizeof(ip), NULL, 0,
-                    NI_NUMERICHOST) != 0)
-        ip[0] = '\0';
-    o->hc = ip[0] ? evhttp_connection_base_new(rq->base, NULL, ip, (unsigned short)h->port) : NULL;
+    /* an IP literal (evhttp without an evdns_base would resolve a name with a
+     * blocking getaddrinfo): a name's addresses are taken in turn */
+    static __thread size_t turn;
+    char ip[64] = "";
+    int port = 0;
+    pc_dns_addrs_t *cache = NULL;
+    pc_dns_sa_t sa;
+    if (cfg_addr_pick(&h->addr, &cache, turn++, &sa))
+        port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+    pc_dns_addrs_release(cache);
+    o->hc = ip[0] ? evhttp_connection_base_new(rq->base, NULL, ip, (unsigned short)port) : NULL;
     if (!o->cont || !o->hc ||
         iss_http_verifier_body(o->plat->name, rq->token, rq->nonce, &json) < 0 ||
         !(req = evhttp_request_new(on_verifier, o))) {

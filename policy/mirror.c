@@ -257,6 +257,10 @@ struct pol_revsync {
     struct event *retry, *resync, *cmd_timer, *stale_timer;
     uint64_t backoff_ms;
     int stopping;
+    /* redis.address: which of a name's addresses (base/dns.h) this round uses */
+    pc_dns_addrs_t *dns;
+    size_t turn;
+    int round_failed;          /* this round's address failed once: the next one is tried */
     /* lifts wait for a full load that starts after them (see apply) */
     int reload_after;          /* a lift arrived during the current load */
     size_t nlifted;            /* lifts awaiting their load, named in lifted[] */
@@ -621,11 +625,24 @@ static void on_select(redisAsyncContext *ac, void *r, void *priv)
         connected(s);
 }
 
+/* The address in use failed to connect or dropped us: the next round tries
+ * the name's next address, and asks for the name to be resolved again. */
+static void address_failed(pol_revsync_t *s)
+{
+    if (s->round_failed)
+        return;
+    s->round_failed = 1;
+    s->turn++;
+    pc_dns_connect_failed(s->cfg->redis.addr.dns);
+}
+
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     pol_revsync_t *s = ac->data;
     if (!s)
         return;
+    if (status != REDIS_OK && !s->stopping)
+        address_failed(s);
     if (ac == s->sub)
         s->sub = NULL;
     else if (ac == s->cmd)
@@ -642,17 +659,20 @@ static void on_connect(const redisAsyncContext *ac, int status)
             s->sub = NULL;   /* hiredis frees a context whose connect failed */
         else if (ac == s->cmd)
             s->cmd = NULL;
-        if (!s->stopping)
+        if (!s->stopping) {
+            address_failed(s);
             sync_fail(s, ac->errstr[0] ? ac->errstr : "connect failed");
+        }
         return;
     }
     if (ac == s->sub)
         s->sub_ready = 1;
 }
 
-static redisAsyncContext *connect_one(pol_revsync_t *s)
+/* ip: an IP literal (hiredis would resolve a name with a blocking getaddrinfo) */
+static redisAsyncContext *connect_one(pol_revsync_t *s, const char *ip, int port)
 {
-    redisAsyncContext *ac = redisAsyncConnect(s->cfg->redis.host, s->cfg->redis.port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac)
         return NULL;
     if (ac->err) {
@@ -671,9 +691,17 @@ static redisAsyncContext *connect_one(pol_revsync_t *s)
 
 static void sync_connect(pol_revsync_t *s)
 {
+    pc_dns_sa_t sa;
+    char ip[64];
     s->sub_ready = s->cmd_ready = s->subscribed = 0;
-    s->sub = connect_one(s);
-    s->cmd = connect_one(s);
+    s->round_failed = 0;
+    if (!cfg_addr_pick(&s->cfg->redis.addr, &s->dns, s->turn, &sa)) {
+        sync_fail(s, "the Redis name has no address");
+        return;
+    }
+    int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+    s->sub = connect_one(s, ip, port);
+    s->cmd = connect_one(s, ip, port);
     if (!s->sub || !s->cmd) {
         sync_fail(s, "cannot create a Redis connection");
         return;
@@ -816,5 +844,6 @@ void pol_revsync_stop(pol_revsync_t *s)
         event_free(s->cmd_timer);
     if (s->stale_timer)
         event_free(s->stale_timer);
+    pc_dns_addrs_release(s->dns);
     free(s);
 }

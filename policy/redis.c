@@ -24,7 +24,17 @@ struct pol_redis {
     redisAsyncContext *ac;
     pol_redis_op_t *pending;
     int ever_connected;     /* a later connect is a reconnect (REDIS_RECONNECTS) */
+    pc_dns_addrs_t *dns;    /* redis.address given as a name: its addresses, tried in turn */
+    size_t turn;
 };
+
+/* The address in use failed: the next connect tries the name's next one,
+ * and the name is resolved again. */
+static void address_failed(pol_redis_t *r)
+{
+    r->turn++;
+    pc_dns_connect_failed(r->rc->addr.dns);
+}
 
 static void unlink_op(pol_redis_op_t *op)
 {
@@ -99,8 +109,10 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     pol_redis_t *r = ac->data;
-    if (status != REDIS_OK && r && r->ac == ac)
+    if (status != REDIS_OK && r && r->ac == ac) {
         r->ac = NULL;   /* hiredis frees it, calling pending callbacks with NULL */
+        address_failed(r);
+    }
     if (status == REDIS_OK && r && r->ac == ac) {
         if (r->ever_connected)
             pc_count1(REDIS_RECONNECTS, PC_REDIS_WORKER);
@@ -110,17 +122,25 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-    (void)status;
     pol_redis_t *r = ac->data;
-    if (r && r->ac == ac)
+    if (r && r->ac == ac) {
         r->ac = NULL;
+        if (status != REDIS_OK)
+            address_failed(r);
+    }
 }
 
 static int ensure(pol_redis_t *r)
 {
+    pc_dns_sa_t sa;
+    char ip[64];
     if (r->ac)
         return 0;
-    redisAsyncContext *ac = redisAsyncConnect(r->rc->host, r->rc->port);
+    if (!cfg_addr_pick(&r->rc->addr, &r->dns, r->turn, &sa))
+        return -1;
+    /* an IP literal: given a name, hiredis would block in getaddrinfo */
+    int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac)
         return -1;
     if (ac->err) {
@@ -216,5 +236,6 @@ void pol_redis_free(pol_redis_t *r)
     while (r->pending)
         pol_redis_cancel(r->pending);
     drop(r);   /* frees the sent ops through on_reply */
+    pc_dns_addrs_release(r->dns);
     free(r);
 }

@@ -586,7 +586,17 @@ struct pol_revstore {
     op_t *ops;
     int freeing;
     int starting;                /* inside op_start(): callbacks are deferred */
+    pc_dns_addrs_t *dns;         /* redis.address given as a name: its addresses, in turn */
+    size_t turn;
 };
+
+/* The address in use failed: the next connect tries the name's next one,
+ * and the name is resolved again. */
+static void address_failed(pol_revstore_t *s)
+{
+    s->turn++;
+    pc_dns_connect_failed(s->cfg->redis.addr.dns);
+}
 
 static void op_release(op_t *op)
 {
@@ -667,6 +677,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         snprintf(s->conn_err, sizeof s->conn_err, "cannot connect to Redis %s:%d: %s",
                  s->cfg->redis.host, s->cfg->redis.port, ac->errstr ? ac->errstr : "error");
+        address_failed(s);
         s->ac = NULL;         /* hiredis frees the context after this */
         s->connected = 0;
         return;
@@ -677,9 +688,10 @@ static void on_connect(const redisAsyncContext *ac, int status)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     pol_revstore_t *s = ac->data;
-    (void)status;
     if (!s || s->ac != ac)
         return;
+    if (status != REDIS_OK)
+        address_failed(s);
     if (!s->conn_err[0])
         snprintf(s->conn_err, sizeof s->conn_err, "connection to Redis %s:%d lost%s%s",
                  s->cfg->redis.host, s->cfg->redis.port, ac->errstr ? ": " : "",
@@ -697,6 +709,7 @@ static void on_conn_timeout(evutil_socket_t fd, short what, void *arg)
         snprintf(s->conn_err, sizeof s->conn_err, "cannot connect to Redis %s:%d: timed out "
                  "after %" PRIu64 "ms", s->cfg->redis.host, s->cfg->redis.port,
                  s->cfg->redis.connect_timeout_ms);
+        address_failed(s);
         drop_conn(s, NULL);
     }
 }
@@ -727,8 +740,16 @@ static int ensure_conn(pol_revstore_t *s)
     if (s->ac)
         return 0;
     s->conn_err[0] = '\0';
-    const char *host = strcmp(r->host, "localhost") == 0 ? "127.0.0.1" : r->host;
-    redisAsyncContext *ac = redisAsyncConnect(host, r->port);
+    pc_dns_sa_t sa;
+    char ip[64];
+    if (!cfg_addr_pick(&r->addr, &s->dns, s->turn, &sa)) {
+        snprintf(s->conn_err, sizeof s->conn_err, "cannot connect to Redis %s:%d: the name has "
+                 "no address", r->host, r->port);
+        return -1;
+    }
+    /* an IP literal: given a name, hiredis would block in getaddrinfo */
+    int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac) {
         snprintf(s->conn_err, sizeof s->conn_err, "cannot connect to Redis: out of memory");
         return -1;
@@ -1099,6 +1120,7 @@ void pol_revstore_free(pol_revstore_t *s)
         op_release(op);
     }
     event_free(s->conn_timer);
+    pc_dns_addrs_release(s->dns);
     free(s);
 }
 

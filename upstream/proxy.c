@@ -17,8 +17,21 @@
 #define UPS_OUT_HIGH (256 * 1024)   /* stop reading the upstream above this client backlog */
 #define UPS_REQ_LOW (64 * 1024)     /* tell the client to send more below this */
 
+/* Endpoints: every configured server is one endpoint, except a server
+ * given as a DNS name, which is PC_DNS_MAX_ADDRS of them, one per slot of
+ * its current address set (base/dns.h): slot j is its j-th address, and
+ * slots past the set's size are skipped. Round robin, health (fail_timeout)
+ * and the keep-alive pools are per endpoint, so every address of a name is
+ * a server of its own. When a worker sees a name's set change it resets the
+ * health of the name's endpoints and closes its pooled connections to them
+ * (a slot may now be another address). */
 struct ups_health {
-    int64_t **down_until_ms;   /* [upstream][server], monotonic ms; atomic */
+    int64_t **down_until_ms;   /* [upstream][endpoint], monotonic ms; atomic */
+    size_t **ep_server;        /* [upstream][endpoint]: index into servers */
+    size_t **ep_slot;          /* [upstream][endpoint]: slot in a name's set; 0 for a literal */
+    size_t **ep_first;         /* [upstream][server]: its first endpoint */
+    size_t *nep;               /* [upstream]: endpoints */
+    int *named;                /* [upstream]: 1 if a server is given by name */
     size_t n;
 };
 
@@ -28,6 +41,7 @@ struct ups_health {
 typedef struct ups_conn {
     int fd;
     size_t up, srv;
+    uint64_t dns_version;       /* a name's endpoint: the set its address came from */
     struct event *rev, *wev;
     struct event *idle_timer;   /* keep-alive timeout while pooled */
     struct ups_pool *pool;
@@ -40,10 +54,12 @@ struct ups_pool {
     const cfg_t *cfg;
     ups_health_t *health;
     uint32_t max_head;
-    size_t *rr;            /* per upstream: round-robin cursor */
-    ups_conn_t **idle;     /* per upstream*server: list head */
+    size_t *rr;            /* per upstream: round-robin cursor over its endpoints */
+    ups_conn_t **idle;     /* per upstream*endpoint: list head */
     uint32_t *nidle;
     size_t *idx_base;      /* per upstream: first index into idle/nidle */
+    pc_dns_addrs_t **dns;  /* per upstream*server: this worker's view of a name's set */
+    size_t *srv_base;      /* per upstream: first index into dns */
 };
 
 enum xstate { X_CONNECTING, X_ACTIVE, X_DONE, X_FAILED };
@@ -94,6 +110,11 @@ static struct timeval tv_ms(uint64_t ms)
 
 /* ---- health ---- */
 
+static size_t server_endpoints(const cfg_addr_t *a)
+{
+    return a->dns ? PC_DNS_MAX_ADDRS : 1;
+}
+
 ups_health_t *ups_health_new(const cfg_t *cfg)
 {
     ups_health_t *h = calloc(1, sizeof(*h));
@@ -101,15 +122,39 @@ ups_health_t *ups_health_new(const cfg_t *cfg)
         return NULL;
     h->n = cfg->nupstreams;
     h->down_until_ms = calloc(h->n, sizeof(*h->down_until_ms));
-    if (!h->down_until_ms) {
-        free(h);
+    h->ep_server = calloc(h->n, sizeof(*h->ep_server));
+    h->ep_slot = calloc(h->n, sizeof(*h->ep_slot));
+    h->ep_first = calloc(h->n, sizeof(*h->ep_first));
+    h->nep = calloc(h->n, sizeof(*h->nep));
+    h->named = calloc(h->n, sizeof(*h->named));
+    if (!h->down_until_ms || !h->ep_server || !h->ep_slot || !h->ep_first || !h->nep ||
+        !h->named) {
+        ups_health_free(h);
         return NULL;
     }
     for (size_t i = 0; i < h->n; i++) {
-        h->down_until_ms[i] = calloc(cfg->upstreams[i].nservers, sizeof(int64_t));
-        if (!h->down_until_ms[i]) {
+        const cfg_upstream_t *u = &cfg->upstreams[i];
+        size_t n = 0;
+        for (size_t k = 0; k < u->nservers; k++) {
+            n += server_endpoints(&u->servers[k]);
+            h->named[i] |= u->servers[k].dns != NULL;
+        }
+        h->nep[i] = n;
+        h->down_until_ms[i] = calloc(n, sizeof(int64_t));
+        h->ep_server[i] = calloc(n, sizeof(size_t));
+        h->ep_slot[i] = calloc(n, sizeof(size_t));
+        h->ep_first[i] = calloc(u->nservers, sizeof(size_t));
+        if (!h->down_until_ms[i] || !h->ep_server[i] || !h->ep_slot[i] || !h->ep_first[i]) {
             ups_health_free(h);
             return NULL;
+        }
+        size_t e = 0;
+        for (size_t k = 0; k < u->nservers; k++) {
+            h->ep_first[i][k] = e;
+            for (size_t j = 0; j < server_endpoints(&u->servers[k]); j++, e++) {
+                h->ep_server[i][e] = k;
+                h->ep_slot[i][e] = j;
+            }
         }
     }
     return h;
@@ -119,9 +164,22 @@ void ups_health_free(ups_health_t *h)
 {
     if (!h)
         return;
-    for (size_t i = 0; i < h->n; i++)
-        free(h->down_until_ms[i]);
+    for (size_t i = 0; i < h->n; i++) {
+        if (h->down_until_ms)
+            free(h->down_until_ms[i]);
+        if (h->ep_server)
+            free(h->ep_server[i]);
+        if (h->ep_slot)
+            free(h->ep_slot[i]);
+        if (h->ep_first)
+            free(h->ep_first[i]);
+    }
     free(h->down_until_ms);
+    free(h->ep_server);
+    free(h->ep_slot);
+    free(h->ep_first);
+    free(h->nep);
+    free(h->named);
     free(h);
 }
 
@@ -131,26 +189,86 @@ size_t ups_health_skipped(ups_health_t *h, const cfg_t *cfg, size_t up)
         return 0;
     int64_t now = now_ms();
     size_t n = 0;
-    for (size_t s = 0; s < cfg->upstreams[up].nservers; s++)
-        n += __atomic_load_n(&h->down_until_ms[up][s], __ATOMIC_RELAXED) > now;
+    for (size_t e = 0; e < h->nep[up]; e++)
+        n += __atomic_load_n(&h->down_until_ms[up][e], __ATOMIC_RELAXED) > now;
     return n;
 }
 
-static void mark_failed(ups_pool_t *p, size_t up, size_t srv)
+static const cfg_addr_t *ep_cfg(const ups_pool_t *p, size_t up, size_t e)
 {
-    int64_t until = now_ms() + (int64_t)p->cfg->upstreams[up].fail_timeout_ms;
-    __atomic_store_n(&p->health->down_until_ms[up][srv], until, __ATOMIC_RELAXED);
+    return &p->cfg->upstreams[up].servers[p->health->ep_server[up][e]];
 }
 
-/* Round robin over servers not marked failed; if all are, the one whose
- * mark ends first (a dead upstream is retried rather than never). */
-static size_t pick_server(ups_pool_t *p, size_t up)
+static void mark_failed(ups_pool_t *p, size_t up, size_t e)
+{
+    int64_t until = now_ms() + (int64_t)p->cfg->upstreams[up].fail_timeout_ms;
+    __atomic_store_n(&p->health->down_until_ms[up][e], until, __ATOMIC_RELAXED);
+    pc_dns_connect_failed(ep_cfg(p, up, e)->dns);   /* a name: resolve it again soon */
+}
+
+/* The address of endpoint e of upstream up, or 0 when it has none now (a
+ * slot past its name's current set). */
+static int ep_addr(const ups_pool_t *p, size_t up, size_t e, pc_dns_sa_t *out)
+{
+    const cfg_addr_t *a = ep_cfg(p, up, e);
+    if (!a->dns) {
+        memcpy(&out->sa, &a->addr, sizeof out->sa);
+        out->len = a->addrlen;
+        return 1;
+    }
+    const pc_dns_addrs_t *set = p->dns[p->srv_base[up] + p->health->ep_server[up][e]];
+    size_t j = p->health->ep_slot[up][e];
+    if (!set || j >= set->n)
+        return 0;
+    *out = set->a[j];
+    return 1;
+}
+
+static void idle_close(struct ups_conn *uc);
+
+/* The version of the set endpoint e's address comes from in this worker's
+ * view (0 for an address given as such). */
+static uint64_t ep_version(const ups_pool_t *p, size_t up, size_t e)
+{
+    if (!ep_cfg(p, up, e)->dns)
+        return 0;
+    const pc_dns_addrs_t *set = p->dns[p->srv_base[up] + p->health->ep_server[up][e]];
+    return set ? set->version : 0;
+}
+
+/* This worker's view of every name of upstream up becomes current (one
+ * atomic load per name while nothing changed); a name whose set changed
+ * gets its endpoints' health reset and its pooled connections closed. */
+static void refresh_names(ups_pool_t *p, size_t up)
 {
     const cfg_upstream_t *u = &p->cfg->upstreams[up];
+    for (size_t k = 0; p->health->named[up] && k < u->nservers; k++) {
+        if (!u->servers[k].dns ||
+            !pc_dns_current(u->servers[k].dns, &p->dns[p->srv_base[up] + k]))
+            continue;
+        size_t first = p->health->ep_first[up][k];
+        for (size_t e = first; e < first + PC_DNS_MAX_ADDRS; e++) {
+            __atomic_store_n(&p->health->down_until_ms[up][e], 0, __ATOMIC_RELAXED);
+            while (p->idle[p->idx_base[up] + e])
+                idle_close(p->idle[p->idx_base[up] + e]);
+        }
+    }
+}
+
+/* Round robin over endpoints with an address and not marked failed; if all
+ * are marked, the one whose mark ends first (a dead upstream is retried
+ * rather than never). */
+static size_t pick_server(ups_pool_t *p, size_t up)
+{
+    size_t nep = p->health->nep[up];
     int64_t now = now_ms(), best_until = INT64_MAX;
     size_t best = 0;
-    for (size_t k = 0; k < u->nservers; k++) {
-        size_t s = (p->rr[up] + k) % u->nservers;
+    pc_dns_sa_t sa;
+    refresh_names(p, up);
+    for (size_t k = 0; k < nep; k++) {
+        size_t s = (p->rr[up] + k) % nep;
+        if (!ep_addr(p, up, s, &sa))
+            continue;
         int64_t until = __atomic_load_n(&p->health->down_until_ms[up][s], __ATOMIC_RELAXED);
         if (until <= now) {
             p->rr[up] = s + 1;
@@ -179,15 +297,18 @@ ups_pool_t *ups_pool_new(struct event_base *base, const cfg_t *cfg, ups_health_t
     p->max_head = max_head;
     p->rr = calloc(cfg->nupstreams, sizeof(*p->rr));
     p->idx_base = calloc(cfg->nupstreams, sizeof(*p->idx_base));
-    size_t total = 0;
-    for (size_t i = 0; i < cfg->nupstreams; i++) {
-        if (p->idx_base)
-            p->idx_base[i] = total;
-        total += cfg->upstreams[i].nservers;
+    p->srv_base = calloc(cfg->nupstreams, sizeof(*p->srv_base));
+    size_t total = 0, nsrv = 0;
+    for (size_t i = 0; i < cfg->nupstreams && p->idx_base && p->srv_base; i++) {
+        p->idx_base[i] = total;
+        p->srv_base[i] = nsrv;
+        total += health->nep[i];
+        nsrv += cfg->upstreams[i].nservers;
     }
     p->idle = calloc(total, sizeof(*p->idle));
     p->nidle = calloc(total, sizeof(*p->nidle));
-    if (!p->rr || !p->idx_base || !p->idle || !p->nidle) {
+    p->dns = calloc(nsrv, sizeof(*p->dns));
+    if (!p->rr || !p->idx_base || !p->srv_base || !p->idle || !p->nidle || (nsrv && !p->dns)) {
         ups_pool_free(p);
         return NULL;
     }
@@ -257,12 +378,18 @@ void ups_pool_free(ups_pool_t *p)
 {
     if (!p)
         return;
-    size_t total = 0;
-    for (size_t i = 0; i < p->cfg->nupstreams; i++)
-        total += p->cfg->upstreams[i].nservers;
+    size_t total = 0, nsrv = 0;
+    for (size_t i = 0; i < p->cfg->nupstreams; i++) {
+        total += p->health->nep[i];
+        nsrv += p->cfg->upstreams[i].nservers;
+    }
     for (size_t k = 0; p->idle && k < total; k++)
         while (p->idle[k])
             idle_close(p->idle[k]);
+    for (size_t k = 0; p->dns && k < nsrv; k++)
+        pc_dns_addrs_release(p->dns[k]);
+    free(p->dns);
+    free(p->srv_base);
     free(p->rr);
     free(p->idx_base);
     free(p->idle);
@@ -290,7 +417,8 @@ static void pool_put(ups_conn_t *uc)
     const cfg_upstream_t *u = &p->cfg->upstreams[uc->up];
     size_t k = p->idx_base[uc->up] + uc->srv;
     uc->x = NULL;
-    if (p->nidle[k] >= u->keepalive) {
+    /* a connection to an address its name no longer has is not kept */
+    if (p->nidle[k] >= u->keepalive || uc->dns_version != ep_version(p, uc->up, uc->srv)) {
         uc_close(uc);
         return;
     }
@@ -433,6 +561,7 @@ static int attach_fd(ups_exchange_t *x, int fd)
     uc->fd = fd;
     uc->up = x->up;
     uc->srv = x->srv;
+    uc->dns_version = ep_version(x->pool, x->up, x->srv);
     uc->pool = x->pool;
     uc->rev = event_new(x->pool->base, fd, EV_READ | EV_PERSIST, uc_readable, uc);
     uc->wev = event_new(x->pool->base, fd, EV_WRITE | EV_PERSIST, uc_writable, uc);
@@ -455,16 +584,20 @@ static int attach_fd(ups_exchange_t *x, int fd)
 /* Opens a new connection; 0 if under way, -1 on immediate failure. */
 static int connect_server(ups_exchange_t *x)
 {
-    const cfg_addr_t *a = &x->pool->cfg->upstreams[x->up].servers[x->srv];
+    pc_dns_sa_t a;
     x->connected = 0;
-    int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (!ep_addr(x->pool, x->up, x->srv, &a)) {
+        x->sock_err = EADDRNOTAVAIL;
+        return -1;
+    }
+    int fd = socket(a.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         x->sock_err = errno;
         return -1;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (const struct sockaddr *)&a->addr, a->addrlen) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)&a.sa, a.len) < 0 && errno != EINPROGRESS) {
         x->sock_err = errno;
         close(fd);
         return -1;
@@ -787,5 +920,5 @@ void ups_exchange_free(ups_exchange_t *x)
 
 const char *ups_exchange_server(const ups_exchange_t *x)
 {
-    return x->pool->cfg->upstreams[x->up].servers[x->srv].text;
+    return ep_cfg(x->pool, x->up, x->srv)->text;
 }
