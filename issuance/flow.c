@@ -342,22 +342,57 @@ static int revocation_gate(flow_t *s)
     return 0;
 }
 
-static void sign_and_record(flow_t *s)
+/* The device id the certificate is for: the caller's on renewal, a new
+ * one on issue. 0, or -1 after refusing. */
+static int choose_device_id(flow_t *s)
+{
+    if (!is_renew(s)) {
+        if (iss_device_id_new(s->device_id) < 0) {
+            refuse(s, PC_E_INTERNAL, "cannot make a device id");
+            return -1;
+        }
+        return 0;
+    }
+    if (!s->rq.id->device_id) {
+        refuse(s, PC_E_CLASS_NOT_ALLOWED, "the client certificate carries no device id");
+        return -1;
+    }
+    snprintf(s->device_id, sizeof(s->device_id), "%s", s->rq.id->device_id);
+    return 0;
+}
+
+/* Renewal with issuance.revoke_old_on_renew: the revocation of the calling
+ * certificate, queued behind the records. Syscall-like. */
+static int send_revoke_old(flow_t *s)
 {
     const tls_identity_t *id = s->rq.id;
+    char entry[POL_REV_ENTRY_MAX];
+    const char *err = NULL;
+    snprintf(entry, sizeof(entry), "%s:%s", id->class_name, id->serial);
+    if (pol_revwrite_build(&s->rw, &s->rq.cfg->revocation, 1, entry, "renewed", (int64_t)time(NULL), &err) < 0)
+        return -1;
+    s->have_rw = 1;
+    for (size_t i = 0; i < s->rw.ncmd; i++) {
+        pol_argv_t a;
+        memset(&a, 0, sizeof(a));
+        a.argc = s->rw.cmd[i].argc;
+        for (int k = 0; k < a.argc; k++) {
+            a.argv[k] = s->rw.cmd[i].argv[k];
+            a.argvlen[k] = s->rw.cmd[i].argvlen[k];
+        }
+        if (send_cmd(s, &a, NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Signs the certificate, then stores its record (and, on renewal, the old
+ * certificate's revocation); record_done answers once Redis has. */
+static void sign_and_record(flow_t *s)
+{
     const cfg_t *cfg = s->rq.cfg;
     const char *err = NULL;
-    if (is_renew(s)) {
-        if (!id->device_id) {
-            refuse(s, PC_E_CLASS_NOT_ALLOWED, "the client certificate carries no device id");
-            return;
-        }
-        snprintf(s->device_id, sizeof(s->device_id), "%s", id->device_id);
-    } else if (iss_device_id_new(s->device_id) < 0) {
-        refuse(s, PC_E_INTERNAL, "cannot make a device id");
-        return;
-    }
-    if (revocation_gate(s) < 0)
+    if (choose_device_id(s) < 0 || revocation_gate(s) < 0)
         return;
     const char *prefix = cfg->identity.device_id_source == CFG_DEVID_SAN_URI ? cfg->identity.device_id_prefix : NULL;
     if (iss_issue_cert(s->g->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
@@ -378,26 +413,8 @@ static void sign_and_record(flow_t *s)
     s->after = record_done;
     s->failed = 0;
     int bad = send_cmd(s, &a1, NULL) < 0 || send_cmd(s, &a2, NULL) < 0 || send_cmd(s, &a3, NULL) < 0;
-    if (!bad && is_renew(s) && s->cfg->revoke_old_on_renew) {
-        char entry[POL_REV_ENTRY_MAX];
-        const char *e2 = NULL;
-        snprintf(entry, sizeof(entry), "%s:%s", id->class_name, id->serial);
-        if (pol_revwrite_build(&s->rw, &cfg->revocation, 1, entry, "renewed", (int64_t)time(NULL), &e2) < 0) {
-            bad = 1;
-        } else {
-            s->have_rw = 1;
-            for (size_t i = 0; i < s->rw.ncmd && !bad; i++) {
-                pol_argv_t a;
-                memset(&a, 0, sizeof(a));
-                a.argc = s->rw.cmd[i].argc;
-                for (int k = 0; k < a.argc; k++) {
-                    a.argv[k] = s->rw.cmd[i].argv[k];
-                    a.argvlen[k] = s->rw.cmd[i].argvlen[k];
-                }
-                bad = send_cmd(s, &a, NULL) < 0;
-            }
-        }
-    }
+    if (!bad && is_renew(s) && s->cfg->revoke_old_on_renew)
+        bad = send_revoke_old(s) < 0;
     if (bad) {
         /* the commands already sent answer first; record_done then refuses */
         s->failed = 1;
