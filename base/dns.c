@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define KICK_MIN_MS 1000   /* connect failures re-resolve a name at most this often */
@@ -60,25 +61,32 @@ static int sa_cmp(const void *x, const void *y)
 }
 
 /* The TCP addresses of an evdns answer, deduplicated and sorted, into
- * out (at most PC_DNS_MAX_ADDRS); returns how many. */
+ * out; returns how many. Every address of the answer is looked at and the
+ * lowest PC_DNS_MAX_ADDRS are kept, so a name with more addresses than that
+ * gives the same set whatever order (or rotation) the server answers in. */
 static size_t collect(const struct evutil_addrinfo *res, pc_dns_sa_t *out)
 {
     size_t n = 0;
-    for (const struct evutil_addrinfo *ai = res; ai && n < PC_DNS_MAX_ADDRS; ai = ai->ai_next) {
+    for (const struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof out[n].sa)
+            ai->ai_addrlen > sizeof out[0].sa)
             continue;
         pc_dns_sa_t s;
         memset(&s, 0, sizeof s);
         memcpy(&s.sa, ai->ai_addr, ai->ai_addrlen);
         s.len = (socklen_t)ai->ai_addrlen;
-        int dup = 0;
-        for (size_t i = 0; i < n && !dup; i++)
-            dup = sa_cmp(&out[i], &s) == 0;
-        if (!dup)
-            out[n++] = s;
+        /* out[0..n) stays sorted: find s's place, skip a duplicate, and
+         * drop the highest when full */
+        size_t at = 0;
+        while (at < n && sa_cmp(&out[at], &s) < 0)
+            at++;
+        if ((at < n && sa_cmp(&out[at], &s) == 0) || at == PC_DNS_MAX_ADDRS)
+            continue;
+        size_t keep = n < PC_DNS_MAX_ADDRS ? n : PC_DNS_MAX_ADDRS - 1;
+        memmove(&out[at + 1], &out[at], (keep - at) * sizeof *out);
+        out[at] = s;
+        n = keep + 1;
     }
-    qsort(out, n, sizeof *out, sa_cmp);
     return n;
 }
 
@@ -127,7 +135,10 @@ static struct evdns_base *make_resolver(struct event_base *base, const pc_dns_co
             return NULL;
         }
     }
-    if (evdns_base_load_hosts(db, conf->hosts_file) != 0 && conf->hosts_file) {
+    /* evdns_base_load_hosts(db, NULL) only adds localhost: name the file.
+     * The default one may be missing (localhost is still added then). */
+    if (evdns_base_load_hosts(db, conf->hosts_file ? conf->hosts_file : PC_DNS_HOSTS_FILE) != 0 &&
+        conf->hosts_file) {
         snprintf(err, errlen, "cannot read the hosts file \"%s\"", conf->hosts_file);
         evdns_base_free(db, 0);
         return NULL;
@@ -194,11 +205,20 @@ static void load_deadline(evutil_socket_t fd, short what, void *arg)
     *(int *)arg = 1;
 }
 
+static pc_dns_resolve_fn resolve_hook;
+
+void pc_dns_set_resolve_hook(pc_dns_resolve_fn fn)
+{
+    resolve_hook = fn;
+}
+
 int pc_dns_resolve(const pc_dns_conf_t *conf, pc_dns_query_t *q, size_t n, char *err,
                    size_t errlen)
 {
     if (n == 0)
         return 0;
+    if (resolve_hook)
+        return resolve_hook(conf, q, n, err, errlen);
     struct event_base *base = event_base_new();
     load_req_t *r = calloc(n, sizeof *r);
     struct evdns_base *db = base && r ? make_resolver(base, conf, err, errlen) : NULL;
@@ -264,6 +284,7 @@ struct pc_dns_name {
     int64_t last_kick_ms;     /* atomic */
     int kicked;               /* atomic: re-resolve at the next kick */
     int in_flight;            /* control loop: a query is out (it holds a reference) */
+    struct evdns_getaddrinfo_request *req;   /* control loop: that query, if it did not answer at once */
     int failing;              /* control loop: the last query failed */
 };
 
@@ -274,6 +295,11 @@ static struct {
     struct evdns_base *db;
     struct event *timer;
     struct event *kick;       /* atomic pointer: NULL before start and after stop */
+    size_t in_flight;         /* control loop: queries out */
+    pc_dns_conf_t conf;       /* control loop: for a resolver made later (hosts_file = hosts) */
+    int db_failed;            /* control loop: making it later failed (warned once) */
+    char *hosts;              /* control loop: the hosts file, read again when it changes */
+    struct stat hosts_st;     /* control loop: as last read (st_ino 0: none was there) */
 } table = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 void pc_dns_addrs_release(pc_dns_addrs_t *a)
@@ -421,10 +447,15 @@ static void rt_answer(int result, struct evutil_addrinfo *res, void *arg)
     if (res)
         evutil_freeaddrinfo(res);
     nm->in_flight = 0;
-    if (!__atomic_load_n(&table.kick, __ATOMIC_ACQUIRE)) {
-        pc_dns_name_release(nm);   /* shutting down */
+    nm->req = NULL;
+    table.in_flight--;
+    struct event *kick = __atomic_load_n(&table.kick, __ATOMIC_ACQUIRE);
+    if (!kick) {
+        pc_dns_name_release(nm);   /* pc_dns_stop cancelled it */
         return;
     }
+    if (__atomic_load_n(&nm->kicked, __ATOMIC_ACQUIRE))
+        event_active(kick, EV_TIMEOUT, 1);   /* a failure came while this was out */
     if (n == 0) {
         char why[160], ctx[PC_DNS_MAX_HOST + 32];
         pc_count(DNS_FAILURES);
@@ -450,15 +481,57 @@ static void rt_answer(int result, struct evutil_addrinfo *res, void *arg)
     pc_dns_name_release(nm);
 }
 
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The hosts file changed since the resolver read it (edited, replaced,
+ * removed): read it again, so the control loop answers as a configuration
+ * load (which reads it afresh) does. A file that cannot be read leaves
+ * only localhost, as at start without one. */
+static void rt_reload_hosts(void)
+{
+    struct stat st;
+    if (stat(table.hosts, &st) != 0)
+        memset(&st, 0, sizeof st);
+    if (same_file(&st, &table.hosts_st))
+        return;
+    table.hosts_st = st;
+    evdns_base_clear_host_addresses(table.db);
+    if (evdns_base_load_hosts(table.db, table.hosts) != 0)
+        pc_log_ev(PC_WARN, "dns_hosts", NULL, "cannot read the hosts file \"%s\"", table.hosts);
+    else
+        pc_log_ev(PC_INFO, "dns_hosts", NULL, "the hosts file \"%s\" changed: read again",
+                  table.hosts);
+}
+
 /* Queries every name (all: the periodic timer) or the kicked ones. */
 static void rt_resolve(int all)
 {
+    if (!table.db) {   /* none at start (no names then): made once one is needed */
+        pthread_mutex_lock(&table.mu);
+        int any = table.names != NULL;
+        pthread_mutex_unlock(&table.mu);
+        char err[256];
+        if (!any || !(table.db = make_resolver(table.base, &table.conf, err, sizeof err))) {
+            if (any && !table.db_failed)
+                pc_log_ev(PC_WARN, "dns_failed", NULL, "cannot start the DNS resolver: %s", err);
+            table.db_failed = any;
+            return;
+        }
+        table.db_failed = 0;
+    }
+    rt_reload_hosts();
     pc_dns_name_t **list = NULL;
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&table.mu);
     for (pc_dns_name_t *nm = table.names; nm; nm = nm->next) {
+        if (nm->in_flight)
+            continue;   /* a kick stays set: its answer kicks again */
         int kicked = __atomic_exchange_n(&nm->kicked, 0, __ATOMIC_ACQ_REL);
-        if (nm->in_flight || (!all && !kicked))
+        if (!all && !kicked)
             continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -468,8 +541,9 @@ static void rt_resolve(int all)
             list = l;
             cap = nc;
         }
-        nm->refs++;           /* the query's */
+        nm->refs += 2;        /* the query's, and this loop's until it kept req */
         nm->in_flight = 1;
+        table.in_flight++;
         list[n++] = nm;
     }
     pthread_mutex_unlock(&table.mu);
@@ -478,7 +552,11 @@ static void rt_resolve(int all)
     for (size_t i = 0; i < n; i++) {   /* outside the mutex: an answer may come at once */
         char port[8];
         snprintf(port, sizeof port, "%d", list[i]->port);
-        evdns_getaddrinfo(table.db, list[i]->host, port, &hints, rt_answer, list[i]);
+        struct evdns_getaddrinfo_request *req =
+            evdns_getaddrinfo(table.db, list[i]->host, port, &hints, rt_answer, list[i]);
+        if (list[i]->in_flight)
+            list[i]->req = req;   /* for pc_dns_stop to cancel */
+        pc_dns_name_release(list[i]);
     }
     free(list);
 }
@@ -504,8 +582,28 @@ int pc_dns_start(struct event_base *base, const pc_dns_conf_t *conf, char *err, 
     struct timeval tv = {(time_t)(conf->interval_ms / 1000),
                          (suseconds_t)(conf->interval_ms % 1000) * 1000};
     table.base = base;
-    if (!(table.db = make_resolver(base, conf, err, errlen)))
+    free(table.hosts);
+    table.hosts = strdup(conf->hosts_file ? conf->hosts_file : PC_DNS_HOSTS_FILE);
+    if (!table.hosts || stat(table.hosts, &table.hosts_st) != 0)
+        memset(&table.hosts_st, 0, sizeof table.hosts_st);   /* before make_resolver reads it */
+    if (!table.hosts) {
+        snprintf(err, errlen, "cannot start the DNS resolver (out of memory)");
         return -1;
+    }
+    table.conf = *conf;
+    table.conf.hosts_file = conf->hosts_file ? table.hosts : NULL;
+    if (!(table.db = make_resolver(base, conf, err, errlen))) {
+        /* a configuration without names must not fail on a resolver it
+         * does not use (a broken /etc/resolv.conf, ...): it is made when a
+         * reload brings a name */
+        pthread_mutex_lock(&table.mu);
+        int any = table.names != NULL;
+        pthread_mutex_unlock(&table.mu);
+        if (any)
+            return -1;
+        pc_log_ev(PC_DEBUG, "dns", NULL, "no DNS resolver yet (no names are used): %s", err);
+        err[0] = '\0';
+    }
     table.timer = event_new(base, -1, EV_PERSIST, on_timer, NULL);
     struct event *kick = event_new(base, -1, 0, on_kick, NULL);
     if (!table.timer || !kick || event_add(table.timer, &tv) != 0) {
@@ -526,8 +624,21 @@ void pc_dns_stop(void)
     if (table.timer)
         event_free(table.timer);
     table.timer = NULL;
-    if (table.db)
-        evdns_base_free(table.db, 1);   /* queries still out answer EVUTIL_EAI_CANCEL */
+    if (table.db) {
+        /* Every query still out is cancelled; its callback (deferred by
+         * evdns) runs on the loop, releases its reference and frees what
+         * evdns holds for it. Then nothing is left for evdns_base_free. */
+        pthread_mutex_lock(&table.mu);
+        for (pc_dns_name_t *nm = table.names; nm; nm = nm->next)
+            if (nm->in_flight && nm->req)
+                evdns_getaddrinfo_cancel(nm->req);
+        pthread_mutex_unlock(&table.mu);
+        for (int i = 0; table.in_flight && i < 1000; i++)
+            event_base_loop(table.base, EVLOOP_NONBLOCK);
+        evdns_base_free(table.db, 0);
+    }
     table.db = NULL;
     table.base = NULL;
+    free(table.hosts);
+    table.hosts = NULL;
 }

@@ -33,10 +33,12 @@
 
 struct event_base;
 
-/* Most addresses kept per name (the first ones of the sorted answer). */
+/* Most addresses kept per name: the lowest of the whole answer, sorted
+ * (so the set does not change when a server rotates a longer answer). */
 #define PC_DNS_MAX_ADDRS 8
 #define PC_DNS_MAX_NAMESERVERS 8
 #define PC_DNS_MAX_HOST 253
+#define PC_DNS_HOSTS_FILE "/etc/hosts"   /* resolver.hosts_file unset */
 
 typedef struct {
     struct sockaddr_storage sa;
@@ -68,6 +70,13 @@ typedef struct {
  * itself cannot be set up (a name server list that evdns refuses, ...). */
 int pc_dns_resolve(const pc_dns_conf_t *conf, pc_dns_query_t *q, size_t n, char *err,
                    size_t errlen);
+
+/* Replaces what pc_dns_resolve does (same contract) with fn; NULL: evdns
+ * again. For fuzz targets and tests that must never send a query: set it
+ * once, before any configuration is loaded (not thread-safe). */
+typedef int (*pc_dns_resolve_fn)(const pc_dns_conf_t *conf, pc_dns_query_t *q, size_t n,
+                                 char *err, size_t errlen);
+void pc_dns_set_resolve_hook(pc_dns_resolve_fn fn);
 
 /* An immutable address set; refs and the table's pointer to it are the
  * table's business. version: the name's set counter when it was made. */

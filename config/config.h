@@ -369,6 +369,29 @@ int cfg_cidr_match(const cfg_cidr_t *nets, size_t n, const struct sockaddr_stora
  * (config_resolver.c). */
 size_t cfg_addr_pick(const cfg_addr_t *a, pc_dns_addrs_t **cache, size_t turn, pc_dns_sa_t *out);
 
+/* Drops cfg's references to the names of its reloadable keys (upstream
+ * servers, verifier URLs): the process keeps its start configuration for
+ * the restart-only keys (redis.address keeps its name), and once that
+ * generation is retired a name a reload removed must leave the name table
+ * (no more re-resolving, no warnings about it). Those addresses then read
+ * as their first answer. Call only when no thread uses them any more
+ * (config_resolver.c). */
+void cfg_release_reloadable_names(cfg_t *cfg);
+
+/* The endpoints an upstream's servers make: 1 per IP literal, and
+ * PC_DNS_MAX_ADDRS per name (a slot for each address it may have, each with
+ * its own pool and health). The one count for the proxy's tables and the
+ * descriptor need (config_resolver.c). */
+size_t cfg_addr_endpoints(const cfg_addr_t *a);
+
+/* Whether a connection made to *at (an address cfg_addr_pick gave for a)
+ * should move: a is a name whose current set (read through *cache, as for
+ * cfg_addr_pick) is not empty and no longer holds *at. For the clients that
+ * keep one connection (Redis): they reconnect when the name moved even if
+ * the old server stays up. Any thread (config_resolver.c). */
+int cfg_addr_moved(const cfg_addr_t *a, pc_dns_addrs_t **cache, const pc_dns_sa_t *at);
+size_t cfg_upstream_endpoints(const cfg_upstream_t *u);
+
 /* Files the config names (certificates, keys, key material), read the same
  * way by cfg_load() and by the layers that load them again at the start, so
  * every "cannot read" says why (config_check.c).

@@ -141,6 +141,20 @@ static int is_dns_name(const char *h)
     return alpha && h[len - 1] != '-';
 }
 
+/* Why h, not a DNS name, is too long to be one; NULL if it is not that. */
+static const char *name_length_why(const char *h)
+{
+    if (strlen(h) > PC_DNS_MAX_HOST)
+        return "host name is too long (a DNS name has at most 253 bytes)";
+    size_t label = 0;
+    for (const char *p = h; *p; p++)
+        if (*p == '.')
+            label = 0;
+        else if (++label > 63)
+            return "a label of the host name is too long (at most 63 bytes between dots)";
+    return NULL;
+}
+
 void cfgp_addr_where(cfg_addr_t *a, const yaml_node_t *n, const char *path)
 {
     if (!a->host)
@@ -219,7 +233,8 @@ int cfgp_parse_addr(const char *s, int default_port, int flags, cfg_addr_t *out,
         return -1;
     }
     if (hl >= sizeof host) {
-        *why = "host is too long";
+        *why = flags & CFGP_ADDR_NAME ? "host name is too long (a DNS name has at most 253 bytes)"
+                                      : "host is too long";
         return -1;
     }
     memcpy(host, s, hl);
@@ -250,7 +265,8 @@ int cfgp_parse_addr(const char *s, int default_port, int flags, cfg_addr_t *out,
         in->sin_addr.s_addr = htonl(INADDR_ANY);
         in->sin_port = htons((uint16_t)port);
         out->addrlen = sizeof *in;
-    } else if (!bracketed && strcasecmp(host, "localhost") == 0) {
+    } else if (!bracketed && (strcasecmp(host, "localhost") == 0 ||
+                              strcasecmp(host, "localhost.") == 0)) {   /* the same name */
         struct sockaddr_in *in = (struct sockaddr_in *)&out->addr;
         in->sin_family = AF_INET;
         in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -275,7 +291,8 @@ int cfgp_parse_addr(const char *s, int default_port, int flags, cfg_addr_t *out,
                 }
                 goto done;
             }
-            *why = bracketed ? "not a numeric IPv6 address" : bad_host_why(flags);
+            const char *len_why = !bracketed && (flags & CFGP_ADDR_NAME) ? name_length_why(host) : NULL;
+            *why = bracketed ? "not a numeric IPv6 address" : len_why ? len_why : bad_host_why(flags);
             return -1;
         }
         memcpy(&out->addr, ai->ai_addr, ai->ai_addrlen);

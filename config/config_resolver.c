@@ -184,3 +184,42 @@ size_t cfg_addr_pick(const cfg_addr_t *a, pc_dns_addrs_t **cache, size_t turn, p
     *out = (*cache)->a[turn % (*cache)->n];
     return (*cache)->n;
 }
+
+void cfg_release_reloadable_names(cfg_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        for (size_t k = 0; k < cfg->upstreams[i].nservers; k++) {
+            pc_dns_name_release(cfg->upstreams[i].servers[k].dns);
+            cfg->upstreams[i].servers[k].dns = NULL;
+        }
+    for (size_t i = 0; cfg->issuance && i < cfg->issuance->nplatforms; i++) {
+        pc_dns_name_release(cfg->issuance->platforms[i].http.addr.dns);
+        cfg->issuance->platforms[i].http.addr.dns = NULL;
+    }
+}
+
+size_t cfg_addr_endpoints(const cfg_addr_t *a)
+{
+    return a->dns ? PC_DNS_MAX_ADDRS : 1;
+}
+
+size_t cfg_upstream_endpoints(const cfg_upstream_t *u)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < u->nservers; k++)
+        n += cfg_addr_endpoints(&u->servers[k]);
+    return n;
+}
+
+int cfg_addr_moved(const cfg_addr_t *a, pc_dns_addrs_t **cache, const pc_dns_sa_t *at)
+{
+    if (!a->dns)
+        return 0;
+    pc_dns_current(a->dns, cache);
+    if (!*cache || (*cache)->n == 0)
+        return 0;   /* no address: keep what works */
+    for (size_t i = 0; i < (*cache)->n; i++)
+        if ((*cache)->a[i].len == at->len && !memcmp(&(*cache)->a[i].sa, &at->sa, at->len))
+            return 0;
+    return 1;
+}

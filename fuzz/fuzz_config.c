@@ -6,6 +6,9 @@
  * bootstrap-ca.crt/key, decryption.key, signing.pem, verification.key), so
  * seeds (and test/unit/config_cases) can name real files. Contract: either
  * a config, or at least one "file:line:col: key: message" error.
+ *
+ * Names are resolved offline (fuzz_offline_resolve, fuzz.h): a seed's
+ * resolver section never makes an input wait on the network.
  */
 #include "fuzz.h"
 
@@ -16,6 +19,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     fuzz_quiet();
     fuzz_pki();
+    pc_dns_set_resolve_hook(fuzz_offline_resolve);   /* never the network */
     snprintf(path, sizeof path, "%s/input.yaml", fuzz_dir());
     /* an admin token variable some seeds name */
     setenv("PORTCULLIS_FUZZ_TOKEN", "0123456789abcdef0123456789abcdef", 1);

@@ -906,6 +906,8 @@ static void gen_free(gw_gen_t *g)
         pthread_mutex_unlock(&g->proc->mu);
         if (!boot)
             cfg_free(g->cfg);
+        else   /* kept for its restart-only keys: its other names go */
+            cfg_release_reloadable_names(g->cfg);
     } else {
         cfg_free(g->cfg);
     }

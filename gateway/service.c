@@ -36,7 +36,7 @@ static fd_need_t fd_need(const cfg_t *cfg)
     uint64_t workers = cfg->workers > 0 ? (uint64_t)cfg->workers : 1;
     n.clients = 2 * (uint64_t)cfg->limits.max_connections;
     for (size_t i = 0; i < cfg->nupstreams; i++)
-        n.pools += workers * cfg->upstreams[i].keepalive * cfg->upstreams[i].nservers;
+        n.pools += workers * cfg->upstreams[i].keepalive * cfg_upstream_endpoints(&cfg->upstreams[i]);
     n.redis = workers + 2;   /* a worker's (rate limits, issuance), the revocation sync's two */
     n.listeners = workers * cfg->nlisteners;
     n.other = FDS_PER_LOOP * (workers + 1) + FDS_MARGIN;

@@ -260,6 +260,7 @@ struct pol_revsync {
     /* redis.address: which of a name's addresses (base/dns.h) this round uses */
     pc_dns_addrs_t *dns;
     size_t turn;
+    pc_dns_sa_t at;            /* the address this round connected to */
     int round_failed;          /* this round's address failed once: the next one is tried */
     /* lifts wait for a full load that starts after them (see apply) */
     int reload_after;          /* a lift arrived during the current load */
@@ -574,11 +575,27 @@ static void connected(pol_revsync_t *s)
     start_load(s);
 }
 
+static void drop_connections(pol_revsync_t *s);
+static void sync_connect(pol_revsync_t *s);
+
 static void on_resync(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    start_load(arg);
+    pol_revsync_t *s = arg;
+    if (cfg_addr_moved(&s->cfg->redis.addr, &s->dns, &s->at)) {
+        /* the name moved while the old server stays up: follow it. The
+         * table keeps serving; the new connection loads it afresh. */
+        char t[64];
+        pc_log_ev(PC_INFO, "revocation_sync", "action=revocation-sync", "Redis %s:%d no longer "
+                  "resolves to %s: reconnecting", s->cfg->redis.host, s->cfg->redis.port,
+                  pc_dns_sa_text(&s->at, t, sizeof t));
+        s->turn = 0;
+        drop_connections(s);
+        sync_connect(s);
+        return;
+    }
+    start_load(s);
 }
 
 static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
@@ -699,6 +716,7 @@ static void sync_connect(pol_revsync_t *s)
         sync_fail(s, "the Redis name has no address");
         return;
     }
+    s->at = sa;
     int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
     s->sub = connect_one(s, ip, port);
     s->cmd = connect_one(s, ip, port);

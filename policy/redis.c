@@ -26,6 +26,9 @@ struct pol_redis {
     int ever_connected;     /* a later connect is a reconnect (REDIS_RECONNECTS) */
     pc_dns_addrs_t *dns;    /* redis.address given as a name: its addresses, tried in turn */
     size_t turn;
+    pc_dns_sa_t at;         /* the address ac connected to */
+    redisAsyncContext *old; /* after the name moved: the previous connection, closing once
+                               its sent commands are answered */
 };
 
 /* The address in use failed: the next connect tries the name's next one,
@@ -81,6 +84,15 @@ static void drop(pol_redis_t *r)
     redisAsyncFree(ac);
 }
 
+/* The previous connection, now: its pending callbacks run with NULL. */
+static void drop_old(pol_redis_t *r)
+{
+    redisAsyncContext *ac = r->old;
+    r->old = NULL;
+    ac->data = NULL;
+    redisAsyncFree(ac);
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
@@ -123,6 +135,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     pol_redis_t *r = ac->data;
+    if (r && r->old == ac)
+        r->old = NULL;   /* hiredis frees it */
     if (r && r->ac == ac) {
         r->ac = NULL;
         if (status != REDIS_OK)
@@ -134,10 +148,22 @@ static int ensure(pol_redis_t *r)
 {
     pc_dns_sa_t sa;
     char ip[64];
-    if (r->ac)
+    if (r->ac && !cfg_addr_moved(&r->rc->addr, &r->dns, &r->at))
         return 0;
+    if (r->ac) {
+        /* the name moved while the old server stays up: new commands go to
+         * the new address; the old connection answers what it was sent,
+         * then closes (redisAsyncDisconnect), so nothing is lost */
+        if (r->old)
+            drop_old(r);
+        r->old = r->ac;
+        r->ac = NULL;
+        r->turn = 0;
+        redisAsyncDisconnect(r->old);
+    }
     if (!cfg_addr_pick(&r->rc->addr, &r->dns, r->turn, &sa))
         return -1;
+    r->at = sa;
     /* an IP literal: given a name, hiredis would block in getaddrinfo */
     int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
     redisAsyncContext *ac = redisAsyncConnect(ip, port);
@@ -236,6 +262,8 @@ void pol_redis_free(pol_redis_t *r)
     while (r->pending)
         pol_redis_cancel(r->pending);
     drop(r);   /* frees the sent ops through on_reply */
+    if (r->old)
+        drop_old(r);
     pc_dns_addrs_release(r->dns);
     free(r);
 }

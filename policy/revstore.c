@@ -588,6 +588,7 @@ struct pol_revstore {
     int starting;                /* inside op_start(): callbacks are deferred */
     pc_dns_addrs_t *dns;         /* redis.address given as a name: its addresses, in turn */
     size_t turn;
+    pc_dns_sa_t at;              /* the address ac connected to */
 };
 
 /* The address in use failed: the next connect tries the name's next one,
@@ -733,10 +734,16 @@ static struct timeval ms_tv(uint64_t ms)
     return tv;
 }
 
-/* Connects if needed; 0, or -1 with s->conn_err set. */
-static int ensure_conn(pol_revstore_t *s)
+/* Connects if needed; 0, or -1 with s->conn_err set. idle: no other op is
+ * out, so a connection to an address the name no longer has is replaced
+ * (nothing waits on it). */
+static int ensure_conn(pol_revstore_t *s, int idle)
 {
     const cfg_redis_t *r = &s->cfg->redis;
+    if (s->ac && idle && cfg_addr_moved(&r->addr, &s->dns, &s->at)) {
+        drop_conn(s, NULL);
+        s->turn = 0;
+    }
     if (s->ac)
         return 0;
     s->conn_err[0] = '\0';
@@ -748,6 +755,7 @@ static int ensure_conn(pol_revstore_t *s)
         return -1;
     }
     /* an IP literal: given a name, hiredis would block in getaddrinfo */
+    s->at = sa;
     int port = pc_dns_sa_ip(&sa, ip, sizeof ip);
     redisAsyncContext *ac = redisAsyncConnect(ip, port);
     if (!ac) {
@@ -1034,7 +1042,7 @@ static void op_start(op_t *op)
     pol_revstore_t *s = op->s;
     const cfg_redis_t *r = &s->cfg->redis;
     s->starting = 1;
-    if (ensure_conn(s) < 0) {
+    if (ensure_conn(s, s->ops == op && !op->next) < 0) {
         op_fail_later(op, s->conn_err);
         s->starting = 0;
         op_release(op);

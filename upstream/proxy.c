@@ -110,11 +110,6 @@ static struct timeval tv_ms(uint64_t ms)
 
 /* ---- health ---- */
 
-static size_t server_endpoints(const cfg_addr_t *a)
-{
-    return a->dns ? PC_DNS_MAX_ADDRS : 1;
-}
-
 ups_health_t *ups_health_new(const cfg_t *cfg)
 {
     ups_health_t *h = calloc(1, sizeof(*h));
@@ -134,11 +129,9 @@ ups_health_t *ups_health_new(const cfg_t *cfg)
     }
     for (size_t i = 0; i < h->n; i++) {
         const cfg_upstream_t *u = &cfg->upstreams[i];
-        size_t n = 0;
-        for (size_t k = 0; k < u->nservers; k++) {
-            n += server_endpoints(&u->servers[k]);
+        size_t n = cfg_upstream_endpoints(u);
+        for (size_t k = 0; k < u->nservers; k++)
             h->named[i] |= u->servers[k].dns != NULL;
-        }
         h->nep[i] = n;
         h->down_until_ms[i] = calloc(n, sizeof(int64_t));
         h->ep_server[i] = calloc(n, sizeof(size_t));
@@ -151,7 +144,7 @@ ups_health_t *ups_health_new(const cfg_t *cfg)
         size_t e = 0;
         for (size_t k = 0; k < u->nservers; k++) {
             h->ep_first[i][k] = e;
-            for (size_t j = 0; j < server_endpoints(&u->servers[k]); j++, e++) {
+            for (size_t j = 0; j < cfg_addr_endpoints(&u->servers[k]); j++, e++) {
                 h->ep_server[i][e] = k;
                 h->ep_slot[i][e] = j;
             }

@@ -33,6 +33,9 @@ class DnsServer:
     def __init__(self):
         self.records = {}
         self.queries = 0
+        self.asked = {}        # name -> queries for it
+        self.rotate = False    # each answer starts one address further on
+        self.silent = False    # no answers at all (a name server gone quiet)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -57,6 +60,10 @@ class DnsServer:
                 continue
             except OSError:
                 return
+            if self.silent:
+                with self.lock:
+                    self.queries += 1
+                continue
             try:
                 out = self._answer(data)
             except Exception:   # a query this server does not parse: no answer
@@ -76,7 +83,11 @@ class DnsServer:
         name = ".".join(labels).lower()
         with self.lock:
             self.queries += 1
+            self.asked[name] = self.asked.get(name, 0) + 1
             addrs = self.records.get(name)
+            if addrs and self.rotate:
+                k = self.asked[name] % len(addrs)
+                addrs = addrs[k:] + addrs[:k]
         answers = []
         if addrs is not None:
             for a in addrs:
@@ -87,6 +98,10 @@ class DnsServer:
         rcode = 0 if addrs is not None else 3
         head = struct.pack("!HHHHHH", qid, 0x8180 | (flags & 0x0100) | rcode, 1, len(answers), 0, 0)
         return head + question + b"".join(answers)
+
+    def count(self, name):
+        with self.lock:
+            return self.asked.get(name, 0)
 
     def close(self):
         self._stop = True
@@ -151,6 +166,17 @@ def _config(env, dns, servers, interval="1s", extra=None):
     return cfg
 
 
+def _where(path, value):
+    """ "line:col" of the YAML scalar value in the file path (as the
+    configuration errors give it: 1-based, at the scalar's first byte)."""
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            i = line.find(value)
+            if i >= 0:
+                return "%d:%d" % (n, i if i and line[i - 1] in "\"'" else i + 1)
+    raise SetupError("%r not in %s" % (value, path))
+
+
 def _get(env, gw):
     """One request on a new connection: (status, body text)."""
     with env.connect(gw) as c:
@@ -172,12 +198,12 @@ def _(env):
     dns.set("api.test", ["127.0.0.2", "127.0.0.3"])
     gw = None
     try:
-        gw = env.start_gateway("dns-two", _config(env, dns, ["api.test:%d" % port]))
+        cfg = _config(env, dns, ["api.test:%d" % port])
+        cfg["workers"] = 1   # one worker's round robin: exactly every other request
+        gw = env.start_gateway("dns-two", cfg)
         got = [_get(env, gw) for _ in range(12)]
         eq(sorted(set(s for s, _ in got)), [200], "statuses")
-        eq(a.count + b.count, 12, "requests that reached the two upstreams")
-        check(a.count >= 3 and b.count >= 3,
-              "requests not spread over both addresses: A %d, B %d" % (a.count, b.count))
+        eq((a.count, b.count), (6, 6), "requests that reached A and B")
     finally:
         if gw:
             gw.stop()
@@ -307,7 +333,8 @@ def _(env):
         path = os.path.join(env.tmp, "dns-check.yaml")
         eq(rc, 2, "--check exit status (%s)" % short(out, 400))
         line = [ln for ln in out.splitlines() if "nosuch.test" in ln]
-        check(line and re.match(re.escape(path) + r':\d+:\d+: upstreams\[0\]\.servers\[1\]: '
+        check(line and re.match(re.escape("%s:%s" % (path, _where(path, "nosuch.test:%d" % port)))
+                                + r': upstreams\[0\]\.servers\[1\]: '
                                 r'cannot resolve "nosuch\.test": ', line[0]),
               "--check output: %s" % short(out, 600))
         check("api.test" not in out, "the name that resolves was reported: %s" % short(out, 400))
@@ -338,7 +365,8 @@ def _(env):
         eq(status, 422, "reload status (%s)" % short(str(doc), 400))
         eq(doc.get("error"), "reload_failed", "reload error code")
         errs = doc.get("errors") or []
-        check(len(errs) == 1 and re.search(r':\d+:\d+: upstreams\[0\]\.servers\[1\]: cannot '
+        at = re.escape("%s:%s" % (rg.config_path, _where(rg.config_path, "nosuch.test:%d" % port)))
+        check(len(errs) == 1 and re.match(at + r': upstreams\[0\]\.servers\[1\]: cannot '
                                            r'resolve "nosuch\.test": ', errs[0]),
               "reload errors: %r" % errs)
         eq(_get(env, rg.gw), (200, "A"), "after the refused reload")
@@ -436,7 +464,9 @@ def _(env):
             "huawei": {"provider": "http", "url": "http://nosuch.test:%d/verify" % v.port}}))
         rc, out = config_check(env, bad, "dns-verifier-bad")
         eq(rc, 2, "--check exit status (%s)" % short(out, 400))
-        check(re.search(r'\.yaml:\d+:\d+: issuance\.platforms\.huawei\.url: cannot resolve '
+        bad_path = os.path.join(env.tmp, "dns-verifier-bad.yaml")
+        at = re.escape("%s:%s" % (bad_path, _where(bad_path, "http://nosuch.test:%d/verify" % v.port)))
+        check(re.search(at + r': issuance\.platforms\.huawei\.url: cannot resolve '
                         r'"nosuch\.test": no such name', out), "--check output: %s" % short(out, 600))
         gw = env.start_gateway("dns-verifier", cfg)
         with env.connect(gw, "bootstrap") as c:
@@ -499,4 +529,160 @@ def _(env):
         if gw:
             gw.stop()
         kill_group(live, 3)
+        dns.close()
+
+
+@test("dns: a name with more addresses than kept, answered in rotating order: no change on re-resolve", timeout=40)
+def _(env):
+    dns = DnsServer()
+    dns.rotate = True
+    port = _upstream_port()
+    dns.set("many.test", ["127.0.1.%d" % i for i in range(1, 11)])
+    gw = None
+    try:
+        cfg = _config(env, dns, ["many.test:%d" % port], interval="1s")
+        mport = _metrics(cfg)
+        gw = env.start_gateway("dns-many", cfg)
+        asked = dns.count("many.test")
+        time.sleep(4)
+        check(dns.count("many.test") >= asked + 3,
+              "the name was not re-resolved every second (%d -> %d queries)"
+              % (asked, dns.count("many.test")))
+        eq(metric_value(mport, ADMIN_TOKEN, "portcullis_dns_changes_total"), 0,
+           "portcullis_dns_changes_total")
+        eq([ln for ln in gw.log_tail(400) if "now resolves to" in ln], [], "dns_changed lines")
+    finally:
+        if gw:
+            gw.stop()
+        dns.close()
+
+
+@test("dns: a name a reload removed is no longer resolved or warned about", timeout=40)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    a, b = TagUpstream("127.0.0.2", port, "A"), TagUpstream("127.0.0.3", port, "B")
+    dns.set("old.test", ["127.0.0.2"])
+    dns.set("new.test", ["127.0.0.3"])
+    rg = None
+    try:
+        cfg = _config(env, dns, ["old.test:%d" % port], interval="1s")
+        rg = ReloadGateway(env, "dns-removed", cfg)
+        eq(_get(env, rg.gw), (200, "A"), "before the reload")
+        new = _config(env, dns, ["new.test:%d" % port], interval="1s")
+        new["listeners"] = cfg["listeners"]
+        status, doc = rg.reload(new)
+        eq(status, 200, "reload (%s)" % short(str(doc), 400))
+        eq([_get(env, rg.gw) for _ in range(3)], [(200, "B")] * 3, "after the reload")
+        time.sleep(1.5)   # the old generation retires (no connection holds it)
+        dns.set("old.test", None)   # NXDOMAIN from now on
+        asked = dns.count("old.test")
+        mark = len(rg.gw.log_tail(10000))
+        time.sleep(3)
+        eq(dns.count("old.test"), asked, "queries for the removed name after the reload")
+        eq([ln for ln in rg.gw.log_tail(10000)[mark:] if "old.test" in ln], [],
+           "log lines about the removed name")
+        check(dns.count("new.test") >= 2, "the kept name is still re-resolved")
+    finally:
+        if rg:
+            rg.stop()
+        a.stop()
+        b.stop()
+        dns.close()
+
+
+@test("dns: an edited hosts file and a reload: the control loop reads it again, the old address does not come back", timeout=40)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    a, b = TagUpstream("127.0.0.2", port, "A"), TagUpstream("127.0.0.3", port, "B")
+    hosts = os.path.join(env.tmp, "dns-hosts-edit")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.2 api.test\n")
+    rg = None
+    try:
+        cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
+        cfg["resolver"]["hosts_file"] = hosts
+        rg = ReloadGateway(env, "dns-hosts-edit", cfg)
+        eq([_get(env, rg.gw) for _ in range(3)], [(200, "A")] * 3, "before the edit")
+        with open(hosts + ".new", "w") as f:
+            f.write("127.0.0.3 api.test\n")
+        os.rename(hosts + ".new", hosts)
+        status, doc = rg.reload(cfg)
+        eq(status, 200, "reload (%s)" % short(str(doc), 400))
+        eq([_get(env, rg.gw) for _ in range(6)], [(200, "B")] * 6, "right after the reload")
+        time.sleep(2.5)   # more than two re-resolve rounds
+        eq([_get(env, rg.gw) for _ in range(6)], [(200, "B")] * 6, "2.5s after the reload")
+    finally:
+        if rg:
+            rg.stop()
+        a.stop()
+        b.stop()
+        dns.close()
+
+
+@test("dns: SIGTERM while a re-resolution waits on a silent name server: prompt exit, nothing leaked", timeout=60)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    dns.set("api.test", ["127.0.0.2"])
+    gw = None
+    try:
+        cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
+        cfg["resolver"]["timeout"] = "10s"
+        gw = env.start_gateway("dns-stop-inflight", cfg)
+        dns.silent = True
+        before = dns.queries
+        check(wait_until(lambda: dns.queries > before, 5), "no re-resolution was sent")
+        t0 = time.monotonic()
+        rc = gw.stop()
+        took = time.monotonic() - t0
+        eq(rc, 0, "exit status")
+        check(took < 5, "the stop took %.1fs" % took)
+        eq(gw.sanitizer_reports(), [], "sanitizer reports")
+    finally:
+        if gw:
+            gw.stop()
+        dns.close()
+
+
+@test("dns: Redis moves while the old server stays up: the mirror and the worker's client follow the name", timeout=60)
+def _(env):
+    dns = DnsServer()
+    port = _upstream_port()
+    r1 = _redis("127.0.0.2", port, "stay-one", env.tmp)
+    r2 = _redis("127.0.0.3", port, "stay-two", env.tmp)
+    dns.set("redis.test", ["127.0.0.2"])
+    gw = None
+    try:
+        cfg = env.config({"workers": 1,
+                          "redis": {"address": "redis.test:%d" % port, "connect_timeout": "500ms",
+                                    "command_timeout": "500ms"},
+                          "revocation": {"resync_interval": "1s"}})
+        cfg["resolver"] = {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": "1s",
+                           "timeout": "300ms", "attempts": 1}
+        cfg["rate_limits"] = [{"name": "g", "key": "ip", "rate": "1000/m", "scope": "global",
+                               "on_redis_unavailable": "fail_closed"}]
+        cfg["routes"][1]["rate_limits"] = ["g"]
+        gw = env.start_gateway("dns-redis-stay", cfg)
+        check(wait_until(lambda: _redis_clients("127.0.0.2", port) == 2, 5),
+              "the mirror did not connect to the first Redis")
+        with env.connect(gw) as c:
+            eq(c.request("GET", "/").status, 200, "a request counted in the first Redis")
+        eq(_redis_clients("127.0.0.2", port), 3, "clients of the first Redis (mirror 2, worker 1)")
+        dns.set("redis.test", ["127.0.0.3"])
+        check(wait_until(lambda: _redis_clients("127.0.0.3", port) == 2, 6),
+              "the mirror did not follow the name: %s" % short(gw.log_tail(10, joined=True), 800))
+        with env.connect(gw) as c:
+            eq(c.request("GET", "/").status, 200, "a request once the name moved")
+        check(wait_until(lambda: _redis_clients("127.0.0.2", port) == 0, 3),
+              "clients left on the first Redis: %d" % _redis_clients("127.0.0.2", port))
+        eq(_redis_clients("127.0.0.3", port), 3, "clients of the second Redis (mirror 2, worker 1)")
+        check(re.search(r"Redis redis\.test:%d no longer resolves to 127\.0\.0\.2:%d: reconnecting"
+                        % (port, port), gw.log_tail(200, joined=True)), "no line about the move")
+    finally:
+        if gw:
+            gw.stop()
+        kill_group(r1, 3)
+        kill_group(r2, 3)
         dns.close()

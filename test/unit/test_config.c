@@ -340,6 +340,8 @@ static void test_addresses(void)
         {"[::1]:8443", 0, AF_INET6, "::1", 8443},
         {"*:8443", 0, AF_INET, "0.0.0.0", 8443},
         {"localhost:80", 0, AF_INET, "127.0.0.1", 80},
+        {"localhost.:80", 0, AF_INET, "127.0.0.1", 80},   /* the same name, fully qualified */
+        {"LocalHost.:81", 0, AF_INET, "127.0.0.1", 81},
         {"10.1.2.3:1", 0, AF_INET, "10.1.2.3", 1},
         {"10.1.2.3:65535", 0, AF_INET, "10.1.2.3", 65535},
         {"127.0.0.1", 6379, AF_INET, "127.0.0.1", 6379},

@@ -5,7 +5,9 @@
 #include "../../base/dns.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -115,9 +117,106 @@ static void test_table(void)
     pc_dns_name_release(again);
 }
 
+/* resolver.hosts_file unset: /etc/hosts is read (not only "localhost"). */
+static void test_default_hosts(void)
+{
+    char name[256] = "", line[1024];
+    FILE *f = fopen("/etc/hosts", "r");
+    while (f && !name[0] && fgets(line, sizeof line, f)) {
+        char ip[64], h[256];
+        if (line[0] == '#' || sscanf(line, "%63s %255s", ip, h) != 2 || !strchr(ip, '.') ||
+            !strcmp(h, "localhost") || !strncmp(h, "localhost.", 10))
+            continue;
+        snprintf(name, sizeof name, "%s", h);
+    }
+    if (f)
+        fclose(f);
+    pc_dns_conf_t conf;
+    memset(&conf, 0, sizeof conf);
+    conf.nameservers[0] = v4("127.0.0.1", 9);   /* nothing answers there */
+    conf.nnameservers = 1;
+    conf.timeout_ms = 200;
+    conf.attempts = 1;
+    pc_dns_query_t q[2];
+    memset(q, 0, sizeof q);
+    q[0].host = "localhost";
+    q[0].port = 80;
+    q[1].host = name;
+    q[1].port = 80;
+    char err[256] = "";
+    CHECK(pc_dns_resolve(&conf, q, name[0] ? 2 : 1, err, sizeof err) == 0, "resolve returns 0");
+    CHECK(q[0].n >= 1, "localhost resolves with the default hosts file");
+    if (name[0])
+        CHECK(q[1].n >= 1, "a name of /etc/hosts resolves with the default hosts file");
+    else
+        fprintf(stderr, "test_dns: /etc/hosts has no IPv4 name but localhost; skipped\n");
+}
+
+/* More addresses than PC_DNS_MAX_ADDRS: the lowest are kept, whatever the
+ * order of the answer. */
+static void test_many_addrs(void)
+{
+    char hosts[] = "/tmp/portcullis-dnstest-XXXXXX";
+    int fd = mkstemp(hosts);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    const int order[10] = {10, 9, 1, 8, 2, 7, 3, 6, 4, 5};
+    for (int i = 0; f && i < 10; i++)
+        fprintf(f, "127.0.1.%d many.test\n", order[i]);
+    CHECK(f && fclose(f) == 0, "hosts file");
+    pc_dns_conf_t conf;
+    memset(&conf, 0, sizeof conf);
+    conf.nameservers[0] = v4("127.0.0.1", 9);
+    conf.nnameservers = 1;
+    conf.hosts_file = hosts;
+    conf.timeout_ms = 200;
+    conf.attempts = 1;
+    pc_dns_query_t q;
+    memset(&q, 0, sizeof q);
+    q.host = "many.test";
+    q.port = 80;
+    char err[256] = "", t[64], want[64];
+    CHECK(pc_dns_resolve(&conf, &q, 1, err, sizeof err) == 0 && q.n == PC_DNS_MAX_ADDRS,
+          "ten addresses: PC_DNS_MAX_ADDRS kept");
+    int ok = 1;
+    for (size_t i = 0; i < q.n; i++) {
+        snprintf(want, sizeof want, "127.0.1.%zu:80", i + 1);
+        ok &= !strcmp(pc_dns_sa_text(&q.a[i], t, sizeof t), want);
+    }
+    CHECK(ok, "the lowest eight, sorted (127.0.1.1 .. 127.0.1.8)");
+    unlink(hosts);
+}
+
+/* A resolver that cannot be made (here: a hosts file that is gone) fails
+ * pc_dns_start only when a name needs it. */
+static void test_start_without_names(void)
+{
+    struct event_base *base = event_base_new();
+    pc_dns_conf_t conf;
+    memset(&conf, 0, sizeof conf);
+    conf.nameservers[0] = v4("127.0.0.1", 9);
+    conf.nnameservers = 1;
+    conf.hosts_file = "/nonexistent/hosts";
+    conf.interval_ms = 1000;
+    conf.timeout_ms = 200;
+    conf.attempts = 1;
+    char err[256] = "x";
+    CHECK(pc_dns_start(base, &conf, err, sizeof err) == 0 && err[0] == '\0',
+          "no names: the start does not need a resolver");
+    pc_dns_stop();
+    pc_dns_name_t *nm = pc_dns_intern("api.test", 80, NULL, 0);
+    CHECK(pc_dns_start(base, &conf, err, sizeof err) == -1 && strstr(err, "/nonexistent/hosts"),
+          "a name: a resolver that cannot be made fails the start");
+    pc_dns_stop();
+    pc_dns_name_release(nm);
+    event_base_free(base);
+}
+
 int main(void)
 {
     test_resolve();
+    test_default_hosts();
+    test_many_addrs();
     test_table();
+    test_start_without_names();
     return check_done();
 }

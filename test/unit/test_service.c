@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../base/dns.h"
 #include "../../base/log.h"
 #include "../../gateway/service.h"
 #include "check.h"
@@ -39,6 +40,19 @@ static void fd_need(void)
     cfg.workers = 1;
     cfg.nlisteners = 1;
     CHECK(gw_service_fd_need(&cfg) == 2 + 3 + 1 + 8 + 128, "the smallest configuration");
+    /* a named server: PC_DNS_MAX_ADDRS endpoints, each with its own pool */
+    cfg.limits.max_connections = 10000;
+    cfg.nupstreams = 2;
+    cfg.workers = 4;
+    cfg.nlisteners = 2;
+    servers[0].dns = pc_dns_intern("api.test", 80, NULL, 0);
+    CHECK(servers[0].dns && cfg_upstream_endpoints(&ups[0]) == PC_DNS_MAX_ADDRS + 1,
+          "a name and a literal: PC_DNS_MAX_ADDRS + 1 endpoints");
+    /* 4 x (8 x (8 + 1) + 4 x 8) pools */
+    CHECK(gw_service_fd_need(&cfg) == 20000 + 4 * (8 * 9 + 4 * 8) + 6 + 8 + 20 + 128,
+          "the pools count every endpoint of a named server");
+    pc_dns_name_release(servers[0].dns);
+    servers[0].dns = NULL;
 }
 
 static void drop(void)
