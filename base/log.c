@@ -690,6 +690,20 @@ int pc_log_reopen(char *err, size_t errlen)
     return fd < 0 ? -1 : set_dest(fd, path, err, errlen);
 }
 
+int pc_log_chown(unsigned uid, unsigned gid, char *err, size_t errlen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&out_mu);
+    int fd = pending_fd >= 0 ? pending_fd : out_fd;
+    if (out_path && fd != STDERR_FILENO && fchown(fd, (uid_t)uid, (gid_t)gid) != 0) {
+        snprintf(err, errlen, "cannot give the log file \"%s\" to uid %u, gid %u: %s", out_path,
+                 uid, gid, strerror(errno));
+        rc = -1;
+    }
+    pthread_mutex_unlock(&out_mu);
+    return rc;
+}
+
 /* ================================================================ rings */
 
 typedef struct ring {

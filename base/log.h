@@ -92,6 +92,10 @@ int pc_log_split_error(const char *s, size_t *filen, unsigned long *line, unsign
  * thread. */
 int pc_log_file(const char *path, char *err, size_t errlen);
 int pc_log_reopen(char *err, size_t errlen);
+/* Gives the current log file to uid:gid (fchown; before a drop of
+ * privileges, so that the dropped process can open it again). 0 (also with
+ * stderr: nothing to do), or -1 with err set. */
+int pc_log_chown(unsigned uid, unsigned gid, char *err, size_t errlen);
 
 /* Starts the writer thread; from then on every thread logs into its own
  * ring of buffer_bytes. Returns 0, or -1 (lines stay synchronous). */

@@ -89,6 +89,10 @@ void cfgs_parse_runas(cfgw_t *w, yaml_node_t *user, yaml_node_t *group, cfg_t *c
         parse_group(w, group, ra);
     if (user)
         parse_user(w, user, ra);
+    if (ra->user && ra->uid != 0 && ra->gid == 0)   /* root's group keeps root's files writable */
+        cfgw_err(w, group ? group : user, group ? "group" : "user", "%s resolves to gid 0 (root's "
+                 "group) for the non-root user \"%s\": name a group of its own%s", group ? "group" :
+                 "the user's primary group", ra->user, group ? "" : " with group:");
 }
 
 void cfgs_free_runas(cfg_t *cfg)

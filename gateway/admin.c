@@ -801,8 +801,10 @@ void gw_admin_free(gw_admin_t *a)
 {
     if (!a)
         return;
-    if (a->bound)
+    if (a->bound) {
         gw_proc_set_http_fd(a->proc, GW_HTTP_ADMIN, -1);
+        gw_http_forget(GW_HTTP_ADMIN);
+    }
     pol_revstore_free(a->store);   /* drops callbacks: nothing touches the requests now */
     if (a->reload_req) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(a->reload_req);

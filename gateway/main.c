@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,12 @@ static void usage(FILE *f)
             "                   configuration keeps serving); see docs/operations.md\n"
             "  SIGUSR1          reopen logging.file by its name (after logrotate\n"
             "                   renamed it); --check and the commands ignore it\n"
+            "  SIGUSR2          binary upgrade: start the binary at the path this\n"
+            "                   process was started from (a replaced file is the new\n"
+            "                   binary) with the same arguments plus --upgrade; it\n"
+            "                   takes over and this process drains (under systemd:\n"
+            "                   systemctl kill -s USR2 portcullis); if it fails, this\n"
+            "                   process keeps serving\n"
             "\n"
             "Under systemd (Type=notify) the gateway reports READY=1, RELOADING=1 and\n"
             "STOPPING=1 over $NOTIFY_SOCKET (contrib/portcullis.service).\n"
@@ -82,7 +89,121 @@ typedef struct {
     int stopping;           /* under stop_mu: the drain began, reloads are refused */
     gw_upgrade_server_t *ups;   /* the upgrade socket (gateway/upgrade.h); control thread */
     int handed_over;        /* atomic: a new process (--upgrade) serves; it is systemd's main now */
+    pid_t upgrade_child;    /* main thread: the process SIGUSR2 started, until it exits or serves */
 } control_t;
+
+/* ---- SIGUSR2: the binary on disk takes over ---- */
+
+/* The executable this process was started from, resolved at the start (so
+ * that a file replaced since then is what SIGUSR2 runs), and the command
+ * line. */
+static char self_exe[4096];
+static int self_argc;
+static char **self_argv;
+
+static void remember_self(int argc, char **argv)
+{
+    self_argc = argc;
+    self_argv = argv;
+    ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+    if (n > 0) {
+        self_exe[n] = '\0';
+        return;
+    }
+    char *r = realpath(argv[0], NULL);
+    if (r && strlen(r) < sizeof self_exe)
+        memcpy(self_exe, r, strlen(r) + 1);
+    else
+        self_exe[0] = '\0';
+    free(r);
+}
+
+/* self_argv with --upgrade (once); NULL-terminated, or NULL. */
+static char **upgrade_argv(void)
+{
+    char **v = calloc((size_t)self_argc + 2, sizeof *v);
+    if (!v)
+        return NULL;
+    int n = 0, has = 0;
+    for (int i = 0; i < self_argc; i++) {
+        has |= strcmp(self_argv[i], "--upgrade") == 0;
+        v[n++] = self_argv[i];
+    }
+    if (!has)
+        v[n++] = "--upgrade";
+    return v;
+}
+
+/* Forks and execs self_exe --upgrade: the child inherits the service's
+ * cgroup, sandbox, uid, capabilities and $NOTIFY_SOCKET, so the service
+ * manager follows it once this process sends MAINPID= (on_upgrade_ready).
+ * A failed exec or a child that gives up leaves this process serving. */
+static void upgrade_by_signal(control_t *ctl)
+{
+    if (ctl->upgrade_child > 0) {
+        pc_log_ev(PC_WARN, "upgrade", NULL, "SIGUSR2: pid %ld is taking over already; ignored",
+                  (long)ctl->upgrade_child);
+        return;
+    }
+    char **argv = self_exe[0] ? upgrade_argv() : NULL;
+    int pfd[2] = {-1, -1};
+    if (!argv || pipe2(pfd, O_CLOEXEC) != 0) {
+        pc_log_ev(PC_ERR, "upgrade", NULL, "SIGUSR2: %s; this process keeps serving",
+                  !self_exe[0] ? "the path of this process's executable is unknown" : strerror(errno));
+        free(argv);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {   /* only async-signal-safe calls until the exec */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(self_exe, argv);
+        int e = errno;
+        ssize_t w = write(pfd[1], &e, sizeof e);
+        (void)w;
+        _exit(127);
+    }
+    int e = pid < 0 ? errno : 0;
+    close(pfd[1]);
+    if (pid > 0) {
+        ssize_t r;
+        while ((r = read(pfd[0], &e, sizeof e)) < 0 && errno == EINTR)
+            ;
+        if (r != (ssize_t)sizeof e)
+            e = 0;   /* closed by the exec: it runs */
+    }
+    close(pfd[0]);
+    free(argv);
+    if (pid < 0 || e) {
+        pc_log_ev(PC_ERR, "upgrade", NULL, "SIGUSR2: cannot %s %s: %s; this process keeps serving",
+                  pid < 0 ? "fork to run" : "execute", self_exe, strerror(e));
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        return;
+    }
+    ctl->upgrade_child = pid;
+    gw_upgrade_expect_child(pid);
+    pc_log_ev(PC_INFO, "upgrade", NULL, "SIGUSR2: started pid %ld (%s --upgrade) to take over",
+              (long)pid, self_exe);
+}
+
+/* SIGCHLD: the process SIGUSR2 started exited without taking over. */
+static void reap_upgrade_child(control_t *ctl)
+{
+    int st;
+    if (ctl->upgrade_child <= 0 || waitpid(ctl->upgrade_child, &st, WNOHANG) != ctl->upgrade_child)
+        return;
+    char how[48];
+    if (WIFEXITED(st))
+        snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(st));
+    else
+        snprintf(how, sizeof how, "signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: pid %ld (started on SIGUSR2) ended (%s) without "
+              "taking over; this process keeps serving", (long)ctl->upgrade_child, how);
+    ctl->upgrade_child = 0;
+    gw_upgrade_expect_child(0);
+}
 
 static void on_revocation_change(void *arg)
 {
@@ -393,7 +514,8 @@ static void note_dropped(const cfg_t *boot, const cfg_errors_t *errs)
         if (strstr(errs->msgs[i], strerror(EACCES))) {
             pc_log_ev(PC_ERR, "reload_failed", NULL, "reload: the gateway runs as user %s (uid %ld, "
                       "the configuration's user:): every file the configuration names must be readable "
-                      "by that user", boot->runas.user, (long)geteuid());
+                      "by that user (logging.file writable, and its directory writable for a new "
+                      "file after a rotation)", boot->runas.user, (long)geteuid());
             return;
         }
 }
@@ -557,6 +679,14 @@ static int serve(control_t *ctl, const char *path, const sigset_t *sigs)
                 reopen_log();
                 continue;
             }
+            if (si.ssi_signo == SIGUSR2) {
+                upgrade_by_signal(ctl);
+                continue;
+            }
+            if (si.ssi_signo == SIGCHLD) {
+                reap_upgrade_child(ctl);
+                continue;
+            }
             close(sfd);
             return (int)si.ssi_signo;
         }
@@ -596,7 +726,13 @@ static void control_start(control_t *ctl, const cfg_t *cfg, pol_mirror_t *mirror
 static void on_upgrade_ready(void *arg, pid_t new_pid)
 {
     control_t *ctl = arg;
-    (void)new_pid;
+    char msg[96];
+    /* systemd follows the new process from now on (NotifyAccess=main
+     * suffices: this is the main process still); before DONE, so that it
+     * arrives before the new process's READY=1 */
+    snprintf(msg, sizeof msg, "MAINPID=%ld\nSTATUS=handed over to pid %ld; draining", (long)new_pid,
+             (long)new_pid);
+    gw_service_notify(msg);
     __atomic_store_n(&ctl->handed_over, 1, __ATOMIC_RELEASE);
     gw_admin_handover(ctl->admin);   /* the new process accepts on the same sockets */
     gw_metrics_http_handover(ctl->metrics);
@@ -638,7 +774,8 @@ static int upgrade_may_take_over(pol_mirror_t *mirror, const sigset_t *sigs)
     sigpending(&pending);
     int stop = 0;
     for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGHUP && sig != SIGUSR1 && sigismember(sigs, sig) && sigismember(&pending, sig))
+        if (sig != SIGHUP && sig != SIGUSR1 && sig != SIGUSR2 && sig != SIGCHLD &&
+            sigismember(sigs, sig) && sigismember(&pending, sig))
             stop = 1;
     if (stop)
         pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: stopped by a signal during the handover; not taking over: "
@@ -697,22 +834,38 @@ static int start_log(const cfg_t *cfg)
 static void drop_privileges(const cfg_t *cfg)
 {
     char err[512];
+    /* the log file root created becomes the user's: reloads (which check
+     * that it is writable) and SIGUSR1 (which opens it again) work after
+     * the drop, as in nginx */
+    if (cfg->runas.user && geteuid() == 0 && cfg->logging.file &&
+        pc_log_chown(cfg->runas.uid, cfg->runas.gid, err, sizeof err) < 0)
+        pc_log_ev(PC_WARN, "privileges", NULL, "%s: reloads and SIGUSR1 will fail once running as "
+                  "user %s", err, cfg->runas.user);
     if (gw_service_drop(&cfg->runas, err, sizeof err) < 0) {
         pc_log_ev(PC_ERR, "startup_error", NULL, "%s", err);
         exit(1);
     }
     if (cfg->runas.user)
         pc_log_ev(PC_INFO, "privileges", NULL, "running as user %s (uid %ld, gid %ld): certificates, keys, "
-                  "CA and JWKS files and logging.file must be readable (the log file writable) by it "
-                  "for reloads and SIGUSR1", cfg->runas.user, (long)getuid(), (long)getgid());
+                  "CA and JWKS files must be readable by it for reloads; logging.file is its own, and "
+                  "its directory must be writable by it for SIGUSR1 after a rotation renamed the file",
+                  cfg->runas.user, (long)getuid(), (long)getgid());
+    if (cfg->runas.user && cfg->runas.uid == 65534)
+        pc_log_ev(PC_WARN, "privileges", NULL, "user: %s (uid 65534) is shared by other daemons, and "
+                  "any process of a uid can signal, trace and read the memory (private keys) of "
+                  "another: run the gateway as a user of its own (useradd --system portcullis)",
+                  cfg->runas.user);
 }
 
-/* READY=1 for the service manager; after --upgrade also MAINPID=, so that
- * systemd (NotifyAccess=all) follows this process, not the old one. */
-static void notify_ready(int upgraded)
+/* READY=1 for the service manager. After --upgrade it comes once the old
+ * process confirmed (it sent MAINPID=<this pid> before that); when it did
+ * not, with MAINPID= of this process itself (which serves). */
+static void notify_ready(int upgraded, int confirmed)
 {
     char msg[128];
-    if (upgraded)
+    if (upgraded && confirmed)
+        snprintf(msg, sizeof msg, "READY=1\nSTATUS=serving (took over by --upgrade)");
+    else if (upgraded)
         snprintf(msg, sizeof msg, "MAINPID=%ld\nREADY=1\nSTATUS=serving (took over by --upgrade)",
                  (long)getpid());
     else
@@ -735,6 +888,8 @@ static int run(const char *path, int upgrade)
     int rc = gen ? 0 : 2;
     gw_upgrade_client_t *upc = NULL;
     char err[512];
+    if (gen)   /* before a socket is received or bound, or the log file opened */
+        gw_service_raise_nofile(gen->cfg, "start");
     if (gen && upgrade && !(upc = gw_upgrade_fetch(gen->cfg->upgrade_socket, proc, gen->cfg,
                                                    GW_UPGRADE_TIMEOUT_MS, err, sizeof err))) {
         gw_errors_add(&errs, "%s", err);
@@ -765,7 +920,6 @@ static int run(const char *path, int upgrade)
         gw_proc_free(proc);
         return 1;
     }
-    gw_service_raise_nofile(cfg, "start");
     gw_service_notify_init();   /* before the drop: $NOTIFY_SOCKET may be root's */
     gw_proc_publish(proc, gen);   /* generation 1; the process holds the reference */
 
@@ -777,6 +931,8 @@ static int run(const char *path, int upgrade)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
+    sigaddset(&sigs, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);   /* workers inherit: only main takes signals */
 
     pol_mirror_t *mirror = pol_mirror_new(cfg);
@@ -841,9 +997,13 @@ static int run(const char *path, int upgrade)
             rc = 1;
             kill(getpid(), SIGTERM);
         }
+        int ready_sent = 0;   /* STOPPING=1 only after READY=1 */
         if (rc == 0) {   /* a refused takeover drains at once: never ready */
             gw_proc_set_phase(proc, GW_PHASE_SERVING);   /* /readyz: every worker accepts */
-            notify_ready(upc != NULL);   /* before the old process is told to drain */
+            if (!upc) {
+                notify_ready(0, 0);
+                ready_sent = 1;
+            }
         }
         if (upc) {
             /* serving now: the old process may drain; then its upgrade socket is ours */
@@ -851,18 +1011,23 @@ static int run(const char *path, int upgrade)
             if (event_base_once(ctl.base, -1, EV_TIMEOUT, on_takeover, &ctl, &now) != 0)
                 pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: out of memory starting the admin and "
                           "metrics listeners; they stay closed");
-            if (gw_upgrade_ready(upc, err, sizeof err) < 0)
+            int confirmed = gw_upgrade_ready(upc, err, sizeof err) == 0;
+            if (!confirmed)
                 pc_log_ev(PC_ERR, "upgrade", NULL, "%s", err);
             else
                 pc_log_ev(PC_INFO, "upgrade", NULL, "upgrade: the old process confirmed; it drains and exits");
+            notify_ready(1, confirmed);
+            ready_sent = 1;
             if (!(ctl.ups = gw_upgrade_server_start(ctl.base, cfg->upgrade_socket, proc,
                                                     on_upgrade_ready, &ctl, err, sizeof err)))
                 pc_log_ev(PC_ERR, "upgrade_socket", NULL, "%s; a later --upgrade cannot take over this process", err);
             upc = NULL;
         }
         int sig = serve(&ctl, path, &sigs);
-        if (!__atomic_load_n(&ctl.handed_over, __ATOMIC_ACQUIRE))
-            gw_service_notify("STOPPING=1");   /* after a handover the new process is the service */
+        /* never ready (an upgrade given up late): not the service's process;
+         * after a handover the new process is the service */
+        if (ready_sent && !__atomic_load_n(&ctl.handed_over, __ATOMIC_ACQUIRE))
+            gw_service_notify("STOPPING=1");
         gw_proc_set_phase(proc, GW_PHASE_DRAINING);
         refuse_reloads(&ctl);
         struct timeval now = {0, 0};
@@ -909,16 +1074,19 @@ static void hold_signals(void)
     sigemptyset(&held);
     sigaddset(&held, SIGHUP);
     sigaddset(&held, SIGUSR1);
+    sigaddset(&held, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &held, NULL);
 }
 
 static void one_shot_signals(void)
 {
     signal(SIGUSR1, SIG_IGN);   /* discards one already pending */
+    signal(SIGUSR2, SIG_IGN);
     sigset_t held;
     sigemptyset(&held);
     sigaddset(&held, SIGHUP);
     sigaddset(&held, SIGUSR1);
+    sigaddset(&held, SIGUSR2);
     pthread_sigmask(SIG_UNBLOCK, &held, NULL);
 }
 
@@ -967,6 +1135,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);   /* a log line to a closed pipe at the start fails, not the process */
     pc_metrics_init();
+    remember_self(argc, argv);
     int rc = run(path, upgrade);
     pc_log_stop(LOG_STOP_WAIT_MS);   /* what is buffered is written before the exit */
     pc_metrics_shutdown();   /* every thread has stopped */

@@ -64,6 +64,11 @@ struct evhttp_bound_socket *gw_http_listen(struct event_base *base, struct evhtt
                                            gw_proc_t *p, int kind, const cfg_addr_t *a,
                                            char *err, size_t errlen);
 void gw_http_takeover(struct evhttp_bound_socket *b);
+/* Out of descriptors, accepting on the listener of kind pauses for
+ * limits.accept_backoff (counted in portcullis_accept_errors_total); this
+ * frees that backoff's timer: call it before the listener itself is freed
+ * (gw_http_handover does). */
+void gw_http_forget(int kind);
 /* What both plain-HTTP listeners set: the body and head limits, the
  * connection timeout, every method allowed (the handler answers 405 with
  * Allow), and the handler. */

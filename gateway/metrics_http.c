@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -17,6 +18,8 @@
 #include <openssl/crypto.h>
 
 #include "../base/log.h"
+#include "../base/metrics.h"
+#include "service.h"
 
 struct gw_metrics_http {
     gw_proc_t *proc;
@@ -86,6 +89,119 @@ static int authorized(const gw_metrics_http_t *m, struct evhttp_request *req, in
     return n == m->toklen && CRYPTO_memcmp(h, m->token, n) == 0;
 }
 
+/* ---- accept backoff ----
+ * Out of descriptors (or memory), accept(2) on a listening socket fails and
+ * leaves the connection queued, so libevent's level-triggered listener
+ * would fail again on every turn of the loop (and, without an error
+ * callback, log each time). As in the workers (worker.c): the listener is
+ * disabled for limits.accept_backoff, every failure is counted in
+ * portcullis_accept_errors_total, and an episode is logged once when it
+ * begins and once when a whole backoff passed without a failure. A listener
+ * handed over or freed has its timer freed with it, so it is never enabled
+ * again after that. On the base's thread. */
+
+enum { HB_ACCEPTING, HB_PAUSED, HB_PROBING };
+
+typedef struct {
+    struct evconnlistener *lev;   /* NULL: the slot is unused */
+    struct event *timer;
+    gw_proc_t *proc;
+    int state;
+    unsigned failures;            /* in the current episode */
+} http_backoff_t;
+
+static http_backoff_t http_backoff[GW_HTTP_KINDS];
+
+static const char *kind_name(int kind)
+{
+    return kind == GW_HTTP_ADMIN ? "admin" : "metrics";
+}
+
+static uint64_t backoff_ms(gw_proc_t *p)
+{
+    gw_gen_t *g = gw_proc_current(p);
+    uint64_t ms = g->cfg->limits.accept_backoff_ms;
+    gw_gen_release(g);
+    return ms;
+}
+
+static void backoff_arm(http_backoff_t *hb)
+{
+    uint64_t ms = backoff_ms(hb->proc);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (event_add(hb->timer, &tv) < 0)
+        pc_log_ev(PC_ERR, "accept_paused", NULL, "%s listener: cannot arm the accept backoff timer; "
+                  "it stays off", kind_name((int)(hb - http_backoff)));
+}
+
+static void on_http_accept_error(struct evconnlistener *lev, void *arg)
+{
+    (void)arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    http_backoff_t *hb = NULL;
+    for (int k = 0; k < GW_HTTP_KINDS; k++)
+        if (http_backoff[k].lev == lev)
+            hb = &http_backoff[k];
+    unsigned reason = gw_accept_reason(e);
+    pc_count1(ACCEPT_ERRORS, reason);
+    if (!hb || gw_accept_lost_one(e))
+        return;   /* that connection failed; the next one may not */
+    evconnlistener_disable(lev);
+    if (hb->state == HB_ACCEPTING)
+        pc_log_ev(reason == PC_ACCEPT_OTHER ? PC_ERR : PC_WARN, "accept_paused", NULL,
+                  "%s listener: accept: %s; paused for %llums at a time until it works again",
+                  kind_name((int)(hb - http_backoff)), strerror(e),
+                  (unsigned long long)backoff_ms(hb->proc));
+    hb->failures++;
+    hb->state = HB_PAUSED;
+    backoff_arm(hb);
+}
+
+static void on_http_backoff(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_backoff_t *hb = arg;
+    if (hb->state == HB_PAUSED) {
+        hb->state = HB_PROBING;   /* an error within a backoff pauses it again */
+        evconnlistener_enable(hb->lev);
+        backoff_arm(hb);
+    } else if (hb->state == HB_PROBING) {
+        pc_log_ev(PC_INFO, "accept_resumed", NULL, "%s listener: accepting again after %u failure(s)",
+                  kind_name((int)(hb - http_backoff)), hb->failures);
+        hb->state = HB_ACCEPTING;
+        hb->failures = 0;
+    }
+}
+
+/* Forgets the listener of kind: its backoff timer goes, before the
+ * listener does. */
+static void backoff_forget(int kind)
+{
+    http_backoff_t *hb = &http_backoff[kind];
+    if (hb->timer)
+        event_free(hb->timer);
+    memset(hb, 0, sizeof *hb);
+}
+
+static int backoff_watch(struct event_base *base, struct evconnlistener *lev, gw_proc_t *p, int kind)
+{
+    backoff_forget(kind);
+    http_backoff_t *hb = &http_backoff[kind];
+    if (!(hb->timer = evtimer_new(base, on_http_backoff, hb)))
+        return -1;
+    hb->lev = lev;
+    hb->proc = p;
+    evconnlistener_set_error_cb(lev, on_http_accept_error);
+    return 0;
+}
+
+void gw_http_forget(int kind)
+{
+    if (kind >= 0 && kind < GW_HTTP_KINDS)
+        backoff_forget(kind);
+}
+
 /* gw_http_listen without its error text: NULL with errno set. */
 static struct evhttp_bound_socket *http_listen(struct event_base *base, struct evhttp *http,
                                                gw_proc_t *p, int kind, const cfg_addr_t *a)
@@ -108,6 +224,11 @@ static struct evhttp_bound_socket *http_listen(struct event_base *base, struct e
     struct evhttp_bound_socket *b = evhttp_bind_listener(http, lev);
     if (!b) {
         evconnlistener_free(lev);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (backoff_watch(base, lev, p, kind) < 0) {
+        evhttp_del_accept_socket(http, b);
         errno = ENOMEM;
         return NULL;
     }
@@ -138,6 +259,7 @@ void gw_http_handover(struct evhttp *http, struct evhttp_bound_socket **b, gw_pr
     if (!*b)
         return;
     gw_proc_set_http_fd(p, kind, -1);
+    backoff_forget(kind);   /* never enabled again */
     evhttp_del_accept_socket(http, *b);   /* frees the listener: closes our copy */
     *b = NULL;
 }
@@ -233,8 +355,10 @@ void gw_metrics_http_free(gw_metrics_http_t *m)
 {
     if (!m)
         return;
-    if (m->bound)
+    if (m->bound) {
         gw_proc_set_http_fd(m->proc, GW_HTTP_METRICS, -1);
+        gw_http_forget(GW_HTTP_METRICS);
+    }
     if (m->http)
         evhttp_free(m->http);
     if (m->token) {

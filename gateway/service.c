@@ -14,7 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/dns.h"
 #include "../base/log.h"
+#include "../base/metrics.h"
 
 /* ---- descriptors ---- */
 
@@ -82,7 +84,33 @@ void gw_service_raise_nofile(const cfg_t *cfg, const char *when)
                   (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
 }
 
+/* ---- accept errors ---- */
+
+unsigned gw_accept_reason(int e)
+{
+    switch (e) {
+    case EMFILE: return PC_ACCEPT_EMFILE;
+    case ENFILE: return PC_ACCEPT_ENFILE;
+    case ENOBUFS: return PC_ACCEPT_ENOBUFS;
+    case ENOMEM: return PC_ACCEPT_ENOMEM;
+    default: return PC_ACCEPT_OTHER;
+    }
+}
+
+int gw_accept_lost_one(int e)
+{
+    switch (e) {
+    case ENETDOWN: case EPROTO: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
+    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM: case ETIMEDOUT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* ---- privilege drop ---- */
+
+static int dropped_from_root;   /* atomic */
 
 int gw_service_drop(const cfg_runas_t *ra, char *err, size_t errlen)
 {
@@ -116,7 +144,13 @@ int gw_service_drop(const cfg_runas_t *ra, char *err, size_t errlen)
         snprintf(err, errlen, "user: root could be regained after dropping to \"%s\"", ra->user);
         return -1;
     }
+    __atomic_store_n(&dropped_from_root, ra->uid != 0, __ATOMIC_RELEASE);
     return 0;
+}
+
+int gw_service_dropped(void)
+{
+    return __atomic_load_n(&dropped_from_root, __ATOMIC_ACQUIRE);
 }
 
 /* ---- sd_notify ---- */
@@ -143,7 +177,9 @@ void gw_service_notify_init(void)
     if (path[0] == '@')
         notify_sa.sun_path[0] = '\0';   /* abstract namespace */
     notify_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
-    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    /* non-blocking: a service manager that does not read must not stall a
+     * reload or the drain */
+    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (notify_fd < 0)
         pc_log_ev(PC_WARN, "sd_notify", NULL, "NOTIFY_SOCKET: socket: %s; no readiness notifications",
                   strerror(errno));
@@ -155,8 +191,7 @@ void gw_service_notify(const char *state)
         return;
     ssize_t n = sendto(notify_fd, state, strlen(state), MSG_NOSIGNAL,
                        (const struct sockaddr *)&notify_sa, notify_len);
-    if (n < 0 && !notify_failed_logged) {
-        notify_failed_logged = 1;
+    if (n < 0 && !__atomic_exchange_n(&notify_failed_logged, 1, __ATOMIC_RELAXED)) {
         pc_log_ev(PC_WARN, "sd_notify", NULL, "NOTIFY_SOCKET: cannot send \"%.40s\": %s", state,
                   strerror(errno));
     }

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "../base/log.h"
+#include "../base/metrics.h"
+#include "service.h"
 
 _Static_assert(GW_PROC_SOCK_ADMIN == GW_UPGRADE_HTTP_ADMIN &&
                GW_PROC_SOCK_METRICS == GW_UPGRADE_HTTP_METRICS, "listener indexes of the HTTP listeners");
@@ -23,6 +25,8 @@ _Static_assert(GW_PROC_SOCK_ADMIN == GW_UPGRADE_HTTP_ADMIN &&
  * loads the revocation mirror in between). */
 #define HELLO_TIMEOUT_MS 5000
 #define READY_TIMEOUT_MS 120000
+/* A refused peer is logged at WARN at most this often (then at debug). */
+#define REFUSED_WARN_EVERY_S 60
 
 /* Sends message m, with fd attached when fd >= 0. Syscall-like. */
 static ssize_t send_msg(int sock, const gw_upgrade_msg_t *m, int fd, int flags)
@@ -103,10 +107,34 @@ static int peer_allowed(int sock, const cfg_runas_t *ra, pid_t *pid, uid_t *uid)
     return cr.uid == geteuid() || cr.uid == 0 || (ra->user && cr.uid == ra->uid);
 }
 
+/* The process this one started on SIGUSR2 (gateway/main.c), 0: none. */
+static pid_t expected_child;   /* atomic */
+
+void gw_upgrade_expect_child(pid_t pid)
+{
+    __atomic_store_n(&expected_child, pid, __ATOMIC_RELEASE);
+}
+
+/* The server's side. A process that dropped from root to user: shares
+ * that uid with whatever else runs as it (a process of that user must not
+ * be handed the listening sockets): it serves root, or a peer of its own
+ * uid that is the very process it started on SIGUSR2. Otherwise as
+ * peer_allowed. */
+static int server_peer_allowed(int sock, const cfg_runas_t *ra, pid_t *pid, uid_t *uid)
+{
+    int ok = peer_allowed(sock, ra, pid, uid);
+    if (!ok || !gw_service_dropped() || *uid == 0)
+        return ok;
+    pid_t child = __atomic_load_n(&expected_child, __ATOMIC_ACQUIRE);
+    return child > 0 && *pid == child && *uid == geteuid();
+}
+
 /* "uid 1000 or root" / "uid 0, uid 65534 (user nobody) or root" */
 static void allowed_text(const cfg_runas_t *ra, char *buf, size_t len)
 {
-    if (ra->user && ra->uid != geteuid() && ra->uid != 0)
+    if (gw_service_dropped())
+        snprintf(buf, len, "root, or the process this gateway started on SIGUSR2,");
+    else if (ra->user && ra->uid != geteuid() && ra->uid != 0)
         snprintf(buf, len, "uid %ld, uid %ld (user %s) or root", (long)geteuid(), (long)ra->uid, ra->user);
     else
         snprintf(buf, len, "uid %ld or root", (long)geteuid());
@@ -130,6 +158,9 @@ struct gw_upgrade_server {
     char *addr;
     int lfd;
     struct event *lev;
+    struct event *resume;   /* accept backoff: polls lfd again */
+    unsigned accept_failures;   /* in the current backoff episode; 0: accepting */
+    time_t refused_at;      /* CLOCK_MONOTONIC s of the last refused-peer WARN; 0: none */
     gw_proc_t *proc;
     gw_upgrade_ready_fn ready;
     void *arg;
@@ -138,6 +169,10 @@ struct gw_upgrade_server {
 
 static void stop_listening(gw_upgrade_server_t *s)
 {
+    if (s->resume) {
+        event_free(s->resume);   /* never polls again after the handover or drain */
+        s->resume = NULL;
+    }
     if (s->lev) {
         event_free(s->lev);
         s->lev = NULL;
@@ -309,22 +344,69 @@ static void on_session_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Out of descriptors (or memory), accept4 leaves the connection queued and
+ * the level-triggered event would fire again at once: as in the workers
+ * (worker.c), the socket is not polled for limits.accept_backoff, each
+ * failure is counted, an episode is logged when it begins and ends. */
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_upgrade_server_t *s = arg;
+    if (s->lev && event_add(s->lev, NULL) < 0)
+        pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: cannot poll the upgrade socket %s again", s->addr);
+}
+
+static void accept_failed(gw_upgrade_server_t *s, int e)
+{
+    pc_count1(ACCEPT_ERRORS, gw_accept_reason(e));
+    if (gw_accept_lost_one(e))
+        return;
+    gw_gen_t *g = gw_proc_current(s->proc);
+    uint64_t ms = g->cfg->limits.accept_backoff_ms;
+    gw_gen_release(g);
+    if (s->accept_failures++ == 0)
+        pc_log_ev(PC_WARN, "accept_paused", NULL, "upgrade socket %s: accept: %s; paused for %llums "
+                  "at a time until it works again", s->addr, strerror(e), (unsigned long long)ms);
+    event_del(s->lev);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (event_add(s->resume, &tv) < 0)
+        pc_log_ev(PC_ERR, "upgrade", NULL, "upgrade: cannot arm the accept backoff timer; the upgrade "
+                  "socket %s stays off", s->addr);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
     gw_upgrade_server_t *s = arg;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        int e = errno;
+        if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR && e != ECONNABORTED)
+            accept_failed(s, e);
         return;
+    }
+    if (s->accept_failures) {
+        pc_log_ev(PC_INFO, "accept_resumed", NULL, "upgrade socket %s: accepting again after %u "
+                  "failure(s)", s->addr, s->accept_failures);
+        s->accept_failures = 0;
+    }
     pid_t pid = 0;
     uid_t uid = (uid_t)-1;
     const cfg_runas_t *ra = &gw_proc_boot(s->proc)->runas;
-    if (!peer_allowed(fd, ra, &pid, &uid)) {
+    if (!server_peer_allowed(fd, ra, &pid, &uid)) {
         char who[128];
         allowed_text(ra, who, sizeof who);
-        pc_log_ev(PC_WARN, "upgrade", NULL, "upgrade: refused a peer on %s (pid %ld, uid %ld): only %s "
-               "may take over this gateway", s->addr, (long)pid, (long)uid, who);
-        refuse_close(fd, "refused: not the gateway's uid");
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int warn = s->refused_at == 0 || now.tv_sec - s->refused_at >= REFUSED_WARN_EVERY_S;
+        if (warn)
+            s->refused_at = now.tv_sec ? now.tv_sec : 1;
+        pc_log_ev(warn ? PC_WARN : PC_DEBUG, "upgrade", NULL, "upgrade: refused a peer on %s (pid %ld, "
+                  "uid %ld): only %s may take over this gateway%s", s->addr, (long)pid, (long)uid, who,
+                  warn ? " (the next ones within a minute are logged at debug level only)" : "");
+        refuse_close(fd, uid == geteuid() ? "refused: not the process this gateway started"
+                                          : "refused: not the gateway's uid");
         return;
     }
     if (s->sess) {
@@ -410,7 +492,7 @@ gw_upgrade_server_t *gw_upgrade_server_start(struct event_base *base, const char
     s->lfd = bind_upgrade(addr, err, errlen);
     if (s->lfd < 0 ||
         !(s->lev = event_new(base, s->lfd, EV_READ | EV_PERSIST, on_accept, s)) ||
-        event_add(s->lev, NULL) < 0) {
+        !(s->resume = evtimer_new(base, on_accept_resume, s)) || event_add(s->lev, NULL) < 0) {
         if (s->lfd >= 0)
             snprintf(err, errlen, "upgrade socket %s: event setup failed", addr);
         gw_upgrade_server_free(s);

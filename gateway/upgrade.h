@@ -43,7 +43,9 @@
  * Text is 1..GW_UPGRADE_MAX_TEXT printable ASCII bytes, no NUL.
  *
  * Only a peer with the gateway's own uid (or root) is served (SO_PEERCRED,
- * checked on both ends); any other peer, a malformed message or one out of
+ * checked on both ends; a gateway that dropped from root to user: serves
+ * root, or the process it started on SIGUSR2, and no other process of its
+ * uid); any other peer, a malformed message or one out of
  * order gets ERROR and is disconnected, and the old process keeps serving.
  */
 #ifndef PORTCULLIS_UPGRADE_H
@@ -116,6 +118,11 @@ void gw_upgrade_server_free(gw_upgrade_server_t *s);
 /* The drain began: the upgrade socket closes (a new gateway can start and
  * bind it), unless a handover is in progress. On the server's thread. */
 void gw_upgrade_server_stop(gw_upgrade_server_t *s);
+
+/* The pid of the process this one started on SIGUSR2 (0: none). A process
+ * that dropped from root to user: hands over to root, or to that very
+ * process (same uid), and to no other process of its uid. Any thread. */
+void gw_upgrade_expect_child(pid_t pid);
 
 /* ---- the new process (--upgrade): blocking, each step within a timeout ---- */
 

@@ -14,6 +14,7 @@
 
 #include "../base/log.h"
 #include "../base/metrics.h"
+#include "service.h"
 
 struct gw_wgen {
     gw_worker_t *w;
@@ -95,31 +96,16 @@ static int untrusted_peer(const cfg_listener_t *lc, const struct sockaddr_storag
 /* pending network errors of the one connection (accept(2)): the next may work */
 static int accept_net_error(int e)
 {
-    switch (e) {
-    case ENETDOWN: case EPROTO: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
-    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM: case ETIMEDOUT:
-        pc_count1(ACCEPT_ERRORS, PC_ACCEPT_OTHER);
-        pc_log_ev(PC_DEBUG, "accept_error", NULL, "accept: %s (that connection is lost)", strerror(e));
-        return 1;
-    default:
+    if (!gw_accept_lost_one(e))
         return 0;
-    }
-}
-
-static unsigned accept_reason(int e)
-{
-    switch (e) {
-    case EMFILE: return PC_ACCEPT_EMFILE;
-    case ENFILE: return PC_ACCEPT_ENFILE;
-    case ENOBUFS: return PC_ACCEPT_ENOBUFS;
-    case ENOMEM: return PC_ACCEPT_ENOMEM;
-    default: return PC_ACCEPT_OTHER;
-    }
+    pc_count1(ACCEPT_ERRORS, PC_ACCEPT_OTHER);
+    pc_log_ev(PC_DEBUG, "accept_error", NULL, "accept: %s (that connection is lost)", strerror(e));
+    return 1;
 }
 
 static void accept_pause(gw_worker_t *w, const cfg_t *cfg, int e)
 {
-    unsigned reason = accept_reason(e);
+    unsigned reason = gw_accept_reason(e);
     pc_count1(ACCEPT_ERRORS, reason);
     for (size_t i = 0; i < w->nls; i++)
         if (w->ls[i].ev)
@@ -134,8 +120,9 @@ static void accept_pause(gw_worker_t *w, const cfg_t *cfg, int e)
     }
     struct timeval tv = {(time_t)(cfg->limits.accept_backoff_ms / 1000),
                          (suseconds_t)((cfg->limits.accept_backoff_ms % 1000) * 1000)};
-    if (event_add(w->accept_resume, &tv) < 0)
-        event_active(w->accept_resume, EV_TIMEOUT, 0);   /* never left deaf */
+    if (event_add(w->accept_resume, &tv) < 0)   /* retrying at once would spin */
+        pc_log_ev(PC_ERR, "accept_paused", NULL, "worker %d: cannot arm the accept backoff timer; "
+                  "its listening sockets stay off", w->id);
 }
 
 /* The backoff is over: poll the listening sockets again (not while draining:

@@ -11,6 +11,7 @@ import resource
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -35,13 +36,13 @@ def _preexec(nofile=None):
     return fn
 
 
-def _start(env, name, cfg, nofile=None, environ=None, args=()):
+def _start(env, name, cfg, nofile=None, environ=None, args=(), binary=BINARY):
     """A private gateway like env.start_gateway, with a descriptor limit
     and extra arguments; returns it once it listens."""
     gw = Gateway(env, name, cfg, environ)
     log = open(gw.log_path, "ab")
     try:
-        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path] + list(args), cwd=env.tmp,
+        gw.proc = subprocess.Popen([binary, "-c", gw.config_path] + list(args), cwd=env.tmp,
                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                    start_new_session=True, preexec_fn=_preexec(nofile),
                                    env=dict(os.environ, **(environ or {})))
@@ -94,12 +95,14 @@ def _log_has(gw, text):
 
 @test("descriptors: a low hard RLIMIT_NOFILE is warned about with the numbers; a flood that "
       "exhausts it pauses accepting (low CPU, counted, logged once), the existing connection "
-      "keeps being answered, and new connections are served once the flood closes", timeout=90)
+      "keeps being answered, the metrics listener and the upgrade socket do not spin either, "
+      "and new connections are served once the flood closes", timeout=90)
 def _(env):
     mport = free_port()
     limit = 64
+    usock = os.path.join(env.tmp, "fd-flood-upgrade.sock")
     cfg = env.config({"workers": 1, "metrics": {"address": "127.0.0.1:%d" % mport},
-                      "tls": {"handshake_timeout": "30s"},
+                      "tls": {"handshake_timeout": "30s"}, "upgrade_socket": usock,
                       "limits": {"accept_backoff": "100ms"}})
     gw = _start(env, "fd-flood", cfg, nofile=limit)
     flood = []
@@ -127,6 +130,25 @@ def _(env):
               "the gateway never paused accepting: %s" % gw.log_tail(5, joined=True))
         check(_open_fds(gw.pid) >= limit - 2, "the gateway has only %d descriptors open: the flood "
               "did not exhaust them" % _open_fds(gw.pid))
+        # a connection queued on the metrics listener and one on the upgrade socket, which
+        # cannot be accepted either: neither may turn the control thread into a busy loop
+        ms = socket.socket()
+        ms.setblocking(False)
+        try:
+            ms.connect(("127.0.0.1", mport))
+        except BlockingIOError:
+            pass
+        flood.append(ms)
+        us = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        us.connect(usock)
+        flood.append(us)
+        check(wait_until(lambda: _log_has(gw, "metrics listener: accept: Too many open files; "
+                                              "paused for 100ms"), 5),
+              "the metrics listener did not pause: %s" % gw.log_tail(5, joined=True))
+        check(wait_until(lambda: _log_has(gw, "upgrade socket %s: accept: Too many open files; "
+                                              "paused for 100ms" % usock), 5),
+              "the upgrade socket did not pause: %s" % gw.log_tail(5, joined=True))
+        size0 = os.path.getsize(gw.log_path)
         cpu0, t0 = _cpu_seconds(gw.pid), time.monotonic()
         for i in range(6):   # the existing connection is answered throughout
             upstream_info(c.request("GET", "/api/during-flood-%d" % i), "request %d during the flood" % i)
@@ -134,9 +156,14 @@ def _(env):
         used, wall = _cpu_seconds(gw.pid) - cpu0, time.monotonic() - t0
         check(used < 0.25 * wall, "the gateway used %.2fs of CPU in %.1fs while out of descriptors "
               "(spinning?)" % (used, wall))
+        grown = os.path.getsize(gw.log_path) - size0
+        check(grown < 10000, "the log grew by %d bytes in %.1fs while out of descriptors" % (grown, wall))
         eq(env.upstream_count() - before, 7, "requests that reached the upstream")
         paused = [ln for ln in gw.log_tail(100000) if "not accepting new connections" in ln]
-        eq(len(paused), 1, "lines about the pause (one per episode)")
+        eq(len(paused), 1, "lines about the worker's pause (one per episode)")
+        for what in ("metrics listener: accept:", "upgrade socket %s: accept:" % usock):
+            eq(len([ln for ln in gw.log_tail(100000) if what in ln]), 1,
+               "lines about the pause of the %s (one per episode)" % what.split(":")[0])
         for s in flood:
             s.close()
         flood = []
@@ -151,7 +178,9 @@ def _(env):
               % gw.log_tail(5, joined=True))
         check(wait_until(lambda: _log_has(gw, "accepting again after"), 5),
               "no line about accepting again: %s" % gw.log_tail(5, joined=True))
-        m = _scrape(mport)
+        check(wait_until(lambda: _log_has(gw, "metrics listener: accepting again after"), 5),
+              "no line about the metrics listener accepting again: %s" % gw.log_tail(5, joined=True))
+        m = _scrape(mport)   # GET /metrics answered 200 after the flood
         emfile = m.get(("portcullis_accept_errors_total", frozenset({("reason", "emfile")})), 0)
         check(emfile >= 1, "portcullis_accept_errors_total{reason=\"emfile\"} is %s" % emfile)
         eq(m.get(("portcullis_accept_errors_total", frozenset({("reason", "other")}))), 0.0,
@@ -161,6 +190,60 @@ def _(env):
     finally:
         for s in flood:
             s.close()
+        gw.stop()
+
+
+@test("descriptors: an upstream server given as a DNS name counts as 8 endpoints (each with "
+      "its own keep-alive pool) in the need")
+def _(env):
+    from test_14_dns import DnsServer
+    dns = DnsServer()
+    dns.set("api.test", ["127.0.0.1"])
+    cfg = env.config({"workers": 2, "limits": {"max_connections": 10},
+                      "resolver": {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": "1h",
+                                   "timeout": "300ms", "attempts": 1}})
+    up = cfg["upstreams"][0]
+    port = up["servers"][0].rsplit(":", 1)[1]
+    up["servers"] = ["127.0.0.1:%s" % port, "api.test:%s" % port]
+    up["keepalive"] = 4
+    gw = None
+    try:
+        gw = _start(env, "fd-dns", cfg, nofile=64)
+        # 2 workers x 4 idle connections x (1 address + 8 for the name)
+        need = "upstream keep-alive pools 72,"
+        check(wait_until(lambda: _log_has(gw, need), 5), "the need does not count the name's "
+              "endpoints: %s" % [ln for ln in gw.log_tail(100000) if "may need" in ln])
+    finally:
+        if gw is not None:
+            gw.stop()
+        dns.close()
+
+
+@test("descriptors: the soft RLIMIT_NOFILE is raised before the listening sockets are bound, "
+      "so a soft limit below what binding needs does not stop the start")
+def _(env):
+    cfg = env.config({"workers": 8})
+    port2 = free_port()
+    cfg["listeners"] = [cfg["listeners"][0], "127.0.0.1:%d" % port2]
+
+    def fn():
+        _preexec()()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (16, 4096))
+    gw = Gateway(env, "fd-early", cfg)
+    log = open(gw.log_path, "ab")
+    try:
+        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
+                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=fn)
+    finally:
+        log.close()
+    try:
+        wait_tcp(port2, gw.proc, 10 * TIME_FACTOR, "gateway fd-early")
+        check(_log_has(gw, "descriptor limit (RLIMIT_NOFILE) raised from 16 to"),
+              "no line about the raise: %s" % gw.log_tail(5, joined=True))
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/fd-early"), "request")
+    finally:
         gw.stop()
 
 
@@ -208,17 +291,44 @@ class NotifySocket:
         if os.path.exists(self.path):
             os.unlink(self.path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)   # who sent what
         self.sock.bind(self.path)
         os.chmod(self.path, 0o777)   # a dropped gateway writes to it too
 
     def next(self, timeout=10.0):
         """The next message as a dict of its KEY=value lines."""
+        return self.next_from(timeout)[1]
+
+    def next_from(self, timeout=10.0):
+        """(the sender's pid, the next message as a dict), by SO_PASSCRED
+        (as systemd tells who sent what)."""
         self.sock.settimeout(timeout * TIME_FACTOR)
         try:
-            data = self.sock.recv(4096)
+            data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
         except socket.timeout:
             fail("no notification within %.0fs" % timeout)
-        return dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+        pid = None
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = struct.unpack("iII", cdata[:12])[0]
+        return pid, dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+
+    def quiet(self, seconds):
+        """[(pid, message)] of whatever arrives within seconds."""
+        out = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                break
+            pid = None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            out.append((pid, data.decode()))
+        return out
 
     def close(self):
         self.sock.close()
@@ -269,6 +379,29 @@ def _(env):
         os.kill(gw.pid, signal.SIGTERM)
         m = ns.next()
         eq(m.get("STOPPING"), "1", "notification on SIGTERM %r" % m)
+        eq(gw.proc.wait(timeout=15 * TIME_FACTOR), 0, "exit status")
+    finally:
+        gw.stop()
+        ns.close()
+
+
+@test("sd_notify: a service manager that does not read never stalls the gateway: reloads go "
+      "on, the failed send is logged once, SIGTERM drains", timeout=60)
+def _(env):
+    ns = NotifySocket(env, "full")   # never read: its queue (max_dgram_qlen) fills
+    cfg = env.config({"workers": 1})
+    gw = _start(env, "notify-full", cfg, environ={"NOTIFY_SOCKET": ns.path})
+    try:
+        for n in range(2, 22):   # 2 datagrams each: far past the queue
+            os.kill(gw.pid, signal.SIGHUP)
+            check(wait_until(lambda: _log_has(gw, "reload: generation %d applied" % n), 10),
+                  "reload %d stalled: %s" % (n, gw.log_tail(4, joined=True)))
+        lines = [ln for ln in gw.log_tail(100000) if "NOTIFY_SOCKET: cannot send" in ln]
+        eq(len(lines), 1, "lines about the failed notifications")
+        check("Resource temporarily unavailable" in lines[0], "not EAGAIN: %s" % lines[0])
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/notify-full"), "request after the reloads")
+        os.kill(gw.pid, signal.SIGTERM)
         eq(gw.proc.wait(timeout=15 * TIME_FACTOR), 0, "exit status")
     finally:
         gw.stop()
@@ -409,6 +542,52 @@ def _(env):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def _file_has(path, text):
+    try:
+        with open(path, errors="replace") as f:
+            return text in f.read()
+    except OSError:
+        return False
+
+
+@test("user: nobody with logging.file: the file root created is given to nobody, so a reload "
+      "is applied and SIGUSR1 after a rotation reopens the file (later lines, access lines too, "
+      "land in the new one)", timeout=60)
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "logfile")
+    logdir = os.path.join(d, "log")
+    os.mkdir(logdir)
+    os.chown(logdir, NOBODY.pw_uid, NOBODY.pw_gid)   # nobody creates the file after a rename
+    path = os.path.join(logdir, "gateway.log")
+    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls,
+                      "logging": {"file": path, "access": True, "format": "json"}})
+    gw = _start(env, "drop-logfile", cfg)
+    try:
+        os.chmod(env.tmp, 0o711)   # nobody reads the configuration file itself
+        os.chmod(gw.config_path, 0o644)
+        check(wait_until(lambda: _file_has(path, "running as user nobody"), 5),
+              "no line about the drop in %s" % path)
+        st = os.stat(path)
+        eq((st.st_uid, st.st_gid), (NOBODY.pw_uid, NOBODY.pw_gid), "owner of the log file")
+        os.kill(gw.pid, signal.SIGHUP)
+        check(wait_until(lambda: _file_has(path, "reload: generation 2 applied"), 10),
+              "reload as nobody with logging.file not applied: %s" % open(path).read()[-600:])
+        os.rename(path, path + ".1")
+        os.kill(gw.pid, signal.SIGUSR1)
+        check(wait_until(lambda: _file_has(path, "SIGUSR1: log file reopened"), 10),
+              "SIGUSR1 did not reopen the file: %s" % open(path + ".1").read()[-600:])
+        with env.connect(gw) as c:
+            upstream_info(c.request("GET", "/api/after-reopen"), "request after SIGUSR1")
+        check(wait_until(lambda: _file_has(path, '"path":"/api/after-reopen"'), 5),
+              "no access line in the reopened file")
+        check(not _file_has(path + ".1", "/api/after-reopen"), "the access line went to the old file")
+    finally:
+        os.chmod(env.tmp, 0o700)
+        gw.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @test("user: set while not started as root: the gateway does not start (exit 1, a clear line); "
       "started as that very user it runs")
 def _(env):
@@ -476,8 +655,8 @@ def _(env):
         shutil.rmtree(d, ignore_errors=True)
 
 
-@test("sd_notify: a process started with --upgrade sends MAINPID=<its pid> with READY=1 before "
-      "the old one drains, and the old one sends no STOPPING=1", timeout=90)
+@test("sd_notify: --upgrade: the old process sends MAINPID=<new pid> (systemd follows it with "
+      "NotifyAccess=main), then the new one READY=1; the old one sends no STOPPING=1", timeout=90)
 def _(env):
     ns = NotifySocket(env, "upgrade")
     cfg = env.config({"workers": 1})
@@ -485,12 +664,15 @@ def _(env):
     a = _start(env, "notify-up-a", cfg, environ=environ)
     b = None
     try:
-        m = ns.next()
-        eq(m.get("READY"), "1", "A's first notification %r" % m)
+        pid, m = ns.next_from()
+        eq((pid, m.get("READY")), (a.pid, "1"), "A's first notification %r" % m)
         check("MAINPID" not in m, "A sent MAINPID: %r" % m)
         b = _start(env, "notify-up-b", cfg, environ=environ, args=["--upgrade"])
-        m = ns.next(20)
-        eq((m.get("MAINPID"), m.get("READY")), (str(b.pid), "1"), "B's notification %r" % m)
+        pid, m = ns.next_from(20)
+        eq((pid, m.get("MAINPID"), m.get("READY")), (a.pid, str(b.pid), None),
+           "the notification after the handover %r" % m)
+        pid, m = ns.next_from(20)
+        eq((pid, m.get("READY"), m.get("MAINPID")), (b.pid, "1", None), "B's notification %r" % m)
         check(wait_log(b, "upgrade: the old process confirmed", 20), "B did not take over")
         eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status")
         ns.sock.settimeout(0.5)
@@ -506,3 +688,224 @@ def _(env):
             b.stop()
         a.stop()
         ns.close()
+
+
+# ---------------------------------------------------------------------------
+# SIGUSR2: the running gateway starts its successor itself
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _sigusr2_handover(env, name, overrides, prepare=None, binary=BINARY, replace=None):
+    """A with a fake NOTIFY_SOCKET; SIGUSR2: A sends MAINPID=<B>, B (A's
+    child, same arguments plus --upgrade) READY=1; A exits 0 and B serves
+    and sends STOPPING=1 on SIGTERM. Returns B's ids (_ids) seen while it served."""
+    ns = NotifySocket(env, name)
+    cfg = env.config(dict({"workers": 1}, **overrides))
+    a = _start(env, name, cfg, environ={"NOTIFY_SOCKET": ns.path}, binary=binary)
+    bpid = None
+    try:
+        if prepare:
+            prepare(a)
+        ino = replace() if replace else None
+        pid, m = ns.next_from()
+        eq((pid, m.get("READY")), (a.pid, "1"), "A's first notification %r" % m)
+        os.kill(a.pid, signal.SIGUSR2)
+        pid, m = ns.next_from(30)
+        check(m.get("MAINPID", "").isdigit(), "no MAINPID= after SIGUSR2: %r; log: %s"
+              % (m, a.log_tail(6, joined=True)))
+        bpid = int(m["MAINPID"])
+        eq(pid, a.pid, "the sender of MAINPID=%d" % bpid)
+        check(bpid != a.pid, "MAINPID= is A's own pid")
+        if ino is not None:
+            eq(os.stat("/proc/%d/exe" % bpid).st_ino, ino, "B's executable (the replaced file)")
+        check(_log_has(a, "SIGUSR2: started pid %d (" % bpid), "A did not start pid %d: %s"
+              % (bpid, a.log_tail(6, joined=True)))
+        with open("/proc/%d/cmdline" % bpid) as f:
+            eq(f.read().split("\0")[1:-1], ["-c", a.config_path, "--upgrade"], "B's arguments")
+        pid, m = ns.next_from(30)
+        eq((pid, m.get("READY")), (bpid, "1"), "B's notification %r" % m)
+        eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status after the handover")
+        with env.connect(a.port) as c:
+            upstream_info(c.request("GET", "/api/after-sigusr2"), "request to B")
+        ids = _ids(bpid)
+        os.kill(bpid, signal.SIGTERM)
+        pid, m = ns.next_from(20)
+        eq((pid, m.get("STOPPING")), (bpid, "1"), "B's notification on SIGTERM %r" % m)
+        check(wait_until(lambda: _gone(bpid), 20), "B did not exit")
+        bpid = None
+        return ids, a
+    finally:
+        if bpid is not None and not _gone(bpid):
+            os.kill(bpid, signal.SIGKILL)
+        a.stop()
+        ns.close()
+
+
+@test("SIGUSR2: the gateway runs its own binary (the file now at its path) with the same "
+      "arguments plus --upgrade as its child; it sends MAINPID=<child> once the child is ready, the child READY=1, the old one "
+      "exits 0 and the child serves", timeout=120)
+def _(env):
+    d = os.path.join(env.tmp, "usr2-bin")
+    os.makedirs(d, exist_ok=True)
+    exe = os.path.join(d, "portcullis")
+    shutil.copy(BINARY, exe)
+
+    def replace():   # a new binary moved into place, as an install does
+        shutil.copy(BINARY, exe + ".new")
+        os.rename(exe + ".new", exe)
+        return os.stat(exe).st_ino
+    ids, a = _sigusr2_handover(env, "usr2", {}, binary=exe, replace=replace)
+    check(_log_has(a, "SIGUSR2: started pid"), "no line about the start: %s" % a.log_tail(6, joined=True))
+
+
+@test("SIGUSR2 with user: nobody: the child runs as nobody (as its dropped parent) and takes "
+      "over from it", timeout=120)
+def _(env):
+    _need_root()
+    d, tls = _readable_copy(env, "usr2")
+
+    def readable(a):
+        os.chmod(a.config_path, 0o644)   # nobody reads the configuration file itself
+    try:
+        os.chmod(env.tmp, 0o711)   # and reaches the notification socket
+        ids, a = _sigusr2_handover(env, "usr2-nobody", {"user": "nobody", "tls": tls}, readable)
+        for t in ids:
+            eq(t["Uid"], ["65534"] * 4, "B's uids")
+    finally:
+        os.chmod(env.tmp, 0o700)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test("SIGUSR2: a child that cannot take over (its configuration is now invalid) leaves the "
+      "old process serving, logged, with no notification from the child", timeout=90)
+def _(env):
+    ns = NotifySocket(env, "usr2-fail")
+    cfg = env.config({"workers": 1})
+    a = _start(env, "usr2-fail", cfg, environ={"NOTIFY_SOCKET": ns.path})
+    try:
+        eq(ns.next_from(), (a.pid, {"READY": "1", "STATUS": "serving, configuration generation 1"}),
+           "A's first notification")
+        with open(a.config_path, "a") as f:
+            f.write("no_such_key: 1\n")
+        os.kill(a.pid, signal.SIGUSR2)
+        check(wait_until(lambda: _log_has(a, "(started on SIGUSR2) ended (exit status 2) without "
+                                             "taking over; this process keeps serving"), 20),
+              "no line about the failed child: %s" % a.log_tail(6, joined=True))
+        eq(ns.quiet(1.0), [], "notifications")
+        check(a.alive(), "A exited")
+        with env.connect(a) as c:
+            upstream_info(c.request("GET", "/api/after-failed-usr2"), "A still serves")
+    finally:
+        a.stop()
+        ns.close()
+
+
+_HELLO = b"PCUG\x01\x01\x00\x0c" + struct.pack(">I", 4242)
+
+_PEER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(10)
+s.connect(sys.argv[1].replace("@", "\\0", 1))
+try:
+    s.send(bytes.fromhex(sys.argv[2]))
+except OSError:
+    pass   # refused at once: the answer is queued still
+d = s.recv(4096)
+print(d[5], d[10:].decode(errors="replace"))   # ERROR: u16 length, then the text
+"""
+
+
+@test("upgrade socket: a gateway that dropped from root to nobody refuses another process "
+      "running as nobody (HELLO answered ERROR, no socket handed over), logs it once, and keeps "
+      "serving; a root peer is still served", timeout=60)
+def _(env):
+    _need_root()
+    usock = "@portcullis-test-peer-%d" % os.getpid()
+    cfg = env.config({"workers": 1, "user": "nobody", "upgrade_socket": usock})
+    a = _start(env, "peer-nobody", cfg)
+    try:
+        check(wait_until(lambda: _log_has(a, "running as user nobody"), 5), "A did not drop")
+        check(_log_has(a, "user: nobody (uid 65534) is shared by other daemons"),
+              "no warning about user: nobody: %s" % a.log_tail(6, joined=True))
+
+        def as_nobody():
+            os.setgroups([])
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+        for i in range(2):
+            r = subprocess.run(["/usr/bin/python3", "-c", _PEER, usock, _HELLO.hex()],
+                               capture_output=True, text=True, timeout=20, cwd="/",
+                               preexec_fn=as_nobody)
+            eq((r.returncode, r.stdout.strip()),
+               (0, "6 refused: not the process this gateway started"),
+               "answer %d to a HELLO from a nobody process (stderr %r)" % (i, r.stderr))
+        refused = [ln for ln in a.log_tail(100000) if "upgrade: refused a peer on %s" % usock in ln]
+        eq(len(refused), 1, "WARN lines about refused peers (rate-limited)")
+        check("uid 65534): only root, or the process this gateway started on SIGUSR2, may take "
+              "over" in refused[0], "the line does not say who may: %s" % refused[0])
+        check(a.alive(), "A exited")
+        with env.connect(a) as c:
+            upstream_info(c.request("GET", "/api/after-refused-peer"), "A still serves")
+        # root is served: HELLO gets the first LISTENER (type 2)
+        r = subprocess.run(["/usr/bin/python3", "-c", _PEER, usock, _HELLO.hex()],
+                           capture_output=True, text=True, timeout=20)
+        eq(r.stdout.split(" ", 1)[0], "2", "the answer to root's HELLO (%r)" % r.stderr)
+        check(a.alive(), "A exited after root's unfinished handover")
+    finally:
+        a.stop()
+
+
+@test("sd_notify: a new process that gives up the takeover (SIGTERM during the handover) sends "
+      "no notification at all, STOPPING=1 neither", timeout=90)
+def _(env):
+    ns = NotifySocket(env, "abort")
+    cfg = env.config({"workers": 1})
+    a = _start(env, "abort-a", cfg, environ={"NOTIFY_SOCKET": ns.path})
+    b = None
+    try:
+        eq(ns.next_from()[0], a.pid, "the sender of A's READY=1")
+        # B's Redis is unreachable for a while: its mirror wait holds it after the handover
+        cfg_b = dict(cfg, redis=dict(cfg["redis"], address="127.0.0.1:%d" % free_port(),
+                                     connect_timeout="2s", command_timeout="2s"))
+        b = Gateway(env, "abort-b", cfg_b, {"NOTIFY_SOCKET": ns.path})
+        log = open(b.log_path, "ab")
+        try:
+            b.proc = subprocess.Popen([BINARY, "-c", b.config_path, "--upgrade"], cwd=env.tmp,
+                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, preexec_fn=_preexec(),
+                                      env=dict(os.environ, NOTIFY_SOCKET=ns.path))
+        finally:
+            log.close()
+        check(wait_log(b, "upgrade: received", 10), "B got no sockets: %s" % b.log_tail(8, joined=True))
+        time.sleep(0.3)
+        os.kill(b.pid, signal.SIGTERM)
+        eq(b.proc.wait(timeout=30 * TIME_FACTOR), 1, "B's exit status")
+        b.expect_exit = True
+        eq([p for p, _ in ns.quiet(1.0) if p == b.proc.pid], [], "notifications from B")
+        check(a.alive(), "A exited")
+    finally:
+        if b is not None:
+            b.stop(grace=2)
+        a.stop()
+        ns.close()
+
+
+@test("group: root (gid 0) with a non-root user is a configuration error (file:line:col)")
+def _(env):
+    cfg = env.config({"workers": 1, "user": "nobody", "group": "root"})
+    gw = Gateway(env, "gid0", cfg)
+    r = subprocess.run([BINARY, "--check", "-c", gw.config_path], capture_output=True,
+                       text=True, timeout=20)
+    with open(gw.config_path) as f:
+        line = [i for i, ln in enumerate(f, 1) if ln.startswith("group:")][0]
+    eq((r.returncode, r.stdout + r.stderr),
+       (2, '%s:%d:8: group: group resolves to gid 0 (root\'s group) for the non-root user "nobody": '
+           'name a group of its own\n' % (gw.config_path, line)), "--check")
