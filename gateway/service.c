@@ -14,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../base/dns.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
 
