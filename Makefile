@@ -10,14 +10,15 @@ CFLAGS  ?=
 LIBS    = -lssl -lcrypto -levent -levent_pthreads -lyaml -lhiredis -ljansson -lpthread
 SAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRC_CORE = config/config.c config/walk.c config/config_check.c config/config_policy.c config/config_issuance.c config/config_metrics.c config/config_listen.c config/config_resolver.c config/host.c config/route.c tls/tls.c tls/vcache.c tls/store.c policy/route.c policy/target.c policy/revocation.c policy/mirror.c policy/revstore.c policy/redis.c policy/ratelimit.c policy/jwt.c \
-           policy/issuance.c policy/issuer.c policy/attest_play.c \
+SRC_CORE = config/config.c config/walk.c config/config_check.c config/config_policy.c config/config_issuance.c config/config_metrics.c config/config_listen.c config/config_resolver.c config/host.c config/route.c tls/tls.c tls/vcache.c tls/store.c policy/route.c policy/target.c policy/revocation.c policy/mirror.c policy/revstore.c policy/redis.c policy/ratelimit.c policy/jwt.c policy/issued.c \
+           issuance/issuance.c issuance/records.c issuance/csr.c issuance/issuer.c issuance/attest_play.c issuance/attest_http.c issuance/attest_none.c issuance/attesters.c \
+           issuance/iss.c issuance/flow.c \
            upstream/http.c upstream/proxy.c base/log.c base/metrics.c base/errors.c base/dns.c
-SRC_CORE += gateway/h1.c gateway/runtime.c gateway/upgrade_msg.c gateway/proxy_proto.c gateway/metrics.c gateway/metrics_http.c
+SRC_CORE += gateway/h1.c gateway/iroute.c gateway/runtime.c gateway/upgrade_msg.c gateway/proxy_proto.c gateway/metrics.c gateway/metrics_http.c
 SRC_CORE += config/config_service.c gateway/service.c
-SRC_GW   = gateway/main.c gateway/worker.c gateway/upgrade.c gateway/conn.c gateway/request.c gateway/gate.c gateway/issue.c gateway/admin.c gateway/cli.c
+SRC_GW   = gateway/main.c gateway/worker.c gateway/upgrade.c gateway/conn.c gateway/request.c gateway/gate.c gateway/admin.c gateway/cli.c
 LLHTTP   = $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
-HDRS     = $(wildcard base/*.h base/*.def config/*.h gateway/*.h policy/*.h tls/*.h upstream/*.h)
+HDRS     = $(wildcard base/*.h base/*.def config/*.h gateway/*.h issuance/*.h policy/*.h tls/*.h upstream/*.h)
 
 UNIT_TESTS = $(patsubst test/unit/%.c,%,$(wildcard test/unit/test_*.c))
 

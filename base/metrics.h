@@ -42,7 +42,7 @@ enum pc_auth_reason { PC_AUTH_MISSING, PC_AUTH_NOT_BEARER, PC_AUTH_MULTIPLE, PC_
                       PC_AUTH_NOT_YET_VALID, PC_AUTH_ISSUER, PC_AUTH_AUDIENCE, PC_AUTH_BINDING,
                       PC_AUTH_OTHER, PC_AUTH__N };
 /* attestation providers (config's enum cfg_attest_provider, mapped by name in
- * gateway/issue.c, not by value); none: no attestation (insecure_dev, or none
+ * each attester's metric, issuance/attest_*.c, not by value); none: no attestation (insecure_dev, or none
  * known yet, or a renewal without one) */
 enum pc_provider { PC_PROV_NONE, PC_PROV_PLAY_INTEGRITY, PC_PROV_HTTP, PC_PROV_REFUSE, PC_PROV__N };
 enum pc_iss_kind { PC_ISS_ISSUED, PC_ISS_RENEWED, PC_ISS__N };

@@ -6,7 +6,7 @@
  * signing CA, its key, the optional chain and the Play Integrity key files
  * are opened and checked here, so a gateway never starts with an issuance
  * setup that would fail on the first request. Nothing is kept open: the
- * policy module loads the files again (policy/issuance.h).
+ * issuance module loads the files again (issuance/issuance.h).
  */
 #include "config_int.h"
 #include "route.h"

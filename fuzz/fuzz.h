@@ -26,7 +26,7 @@
 #include "../config/config.h"
 #include "../base/dns.h"
 #include "../base/log.h"
-#include "../policy/issuance.h"
+#include "../issuance/issuance.h"
 #include "../test/tools/mint_integrity.h"   /* mint_es256 */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -119,7 +119,7 @@ static inline char *fuzz_strndup(const uint8_t *data, size_t n)
  * gateway's own encoder. */
 static inline void fuzz_b64url(const unsigned char *in, size_t n, char *out)
 {
-    if (pol_iss_b64url_encode(in, n, out, (n + 2) / 3 * 4 + 1) < 0)
+    if (iss_b64url_encode(in, n, out, (n + 2) / 3 * 4 + 1) < 0)
         abort();
 }
 

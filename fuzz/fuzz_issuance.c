@@ -1,18 +1,18 @@
-/* fuzz_issuance: the certificate-issuance request path (policy/issuance.c as
- * gateway/issue.c calls it).
+/* fuzz_issuance: the certificate-issuance request path (issuance/issuance.c as
+ * issuance/flow.c calls it).
  *
  * Byte 0 picks the mode; the rest is the input.
- *   0: an issue request body: pol_issue_parse, then (as start_issue) the
+ *   0: an issue request body: iss_issue_parse, then (as start_issue) the
  *      CSR check, the platform and the nonce command of what it parsed.
  *   1, 2: a renew request body (2: renew_requires_attestation).
- *   3: a PEM certificate request alone: pol_csr_check.
- *   4: an http verifier's response body: pol_http_verifier_parse.
+ *   3: a PEM certificate request alone: iss_csr_check.
+ *   4: an http verifier's response body: iss_http_verifier_parse.
  *   5: a nonce as stored in Redis, and as a client sends it:
- *      pol_nonce_check, pol_nonce_valid, pol_nonce_key, pol_device_id_valid.
+ *      iss_nonce_check, iss_nonce_valid, iss_nonce_key, pol_device_id_valid.
  * Contracts: syscall-like results; a parsed request has a NUL-terminated
- * CSR of at most POL_ISS_MAX_CSR bytes; an accepted CSR has a public key.
+ * CSR of at most ISS_MAX_CSR bytes; an accepted CSR has a public key.
  */
-#include "../policy/issuance.h"
+#include "../issuance/issuance.h"
 
 #include "fuzz.h"
 
@@ -44,33 +44,33 @@ static void check_csr(const char *pem, size_t len)
 {
     EVP_PKEY *pub = NULL;
     const char *err = NULL;
-    int rc = pol_csr_check(pem, len, cfg->issuance, &pub, &err);
-    FUZZ_ASSERT(rc == 0 || rc == -1, "pol_csr_check: not syscall-like");
-    FUZZ_ASSERT(rc == 0 ? pub != NULL : err != NULL, "pol_csr_check: result and outputs disagree");
+    int rc = iss_csr_check(pem, len, cfg->issuance, &pub, &err);
+    FUZZ_ASSERT(rc == 0 || rc == -1, "iss_csr_check: not syscall-like");
+    FUZZ_ASSERT(rc == 0 ? pub != NULL : err != NULL, "iss_csr_check: result and outputs disagree");
     EVP_PKEY_free(pub);
 }
 
-static void check_req(int rc, pol_issue_req_t *r, const char *err, int renew)
+static void check_req(int rc, iss_req_t *r, const char *err, int renew)
 {
     FUZZ_ASSERT(rc == 0 || rc == -1, "request parser: not syscall-like");
     if (rc < 0) {
         FUZZ_ASSERT(err != NULL, "request refused without a reason");
         return;
     }
-    FUZZ_ASSERT(r->csr && strlen(r->csr) == r->csr_len && r->csr_len <= POL_ISS_MAX_CSR,
+    FUZZ_ASSERT(r->csr && strlen(r->csr) == r->csr_len && r->csr_len <= ISS_MAX_CSR,
                 "parsed CSR not NUL-terminated or too long");
     FUZZ_ASSERT(!r->integrity_token || strlen(r->integrity_token) == r->token_len,
                 "parsed token length wrong");
     check_csr(r->csr, r->csr_len);
     const char *perr = NULL;
     if (!renew || r->integrity_token) {
-        const cfg_platform_t *p = pol_issue_platform(cfg->issuance, r->platform, &perr);
+        const cfg_platform_t *p = iss_platform(cfg->issuance, r->platform, &perr);
         FUZZ_ASSERT(p || perr, "platform refused without a reason");
         pol_argv_t a;
-        int nrc = pol_nonce_getdel_argv(&a, r->nonce);
-        FUZZ_ASSERT(nrc == 0 || nrc == -1, "pol_nonce_getdel_argv: not syscall-like");
+        int nrc = iss_nonce_getdel_argv(&a, r->nonce);
+        FUZZ_ASSERT(nrc == 0 || nrc == -1, "iss_nonce_getdel_argv: not syscall-like");
     }
-    pol_issue_req_free(r);
+    iss_req_free(r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -80,36 +80,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *in = (const char *)data + 1;
     size_t n = size - 1;
     char *s = fuzz_strndup(data + 1, n);   /* for the functions taking C strings */
-    pol_issue_req_t r;
+    iss_req_t r;
     const char *err = NULL;
     switch (data[0] % 6) {
     case 0:
         memset(&r, 0, sizeof r);
-        check_req(pol_issue_parse(in, n, &r, &err), &r, err, 0);
+        check_req(iss_issue_parse(in, n, &r, &err), &r, err, 0);
         break;
     case 1:
     case 2:
         memset(&r, 0, sizeof r);
-        check_req(pol_renew_parse(in, n, data[0] % 6 == 2, &r, &err), &r, err, 1);
+        check_req(iss_renew_parse(in, n, data[0] % 6 == 2, &r, &err), &r, err, 1);
         break;
     case 3:
         check_csr(in, n);
         break;
     case 4: {
-        char summary[POL_ISS_SUMMARY_MAX];
-        int rc = pol_http_verifier_parse(in, n, summary, sizeof summary, &err);
-        FUZZ_ASSERT(rc == 0 || (rc == -1 && err), "pol_http_verifier_parse: not syscall-like");
+        char summary[ISS_SUMMARY_MAX];
+        int rc = iss_http_verifier_parse(in, n, summary, sizeof summary, &err);
+        FUZZ_ASSERT(rc == 0 || (rc == -1 && err), "iss_http_verifier_parse: not syscall-like");
         FUZZ_ASSERT(strlen(summary) < sizeof summary, "summary not terminated");
         for (const char *c = summary; *c; c++)
             FUZZ_ASSERT((unsigned char)*c >= 0x20 && *c != 0x7f, "summary not sanitized");
         break;
     }
     default: {
-        int rc = pol_nonce_check(in, n, "bootstrap", &err);
-        FUZZ_ASSERT(rc == 1 || (rc == 0 && err), "pol_nonce_check: not boolean");
-        char key[POL_ISS_KEY_MAX];
-        if (pol_nonce_valid(s))
-            FUZZ_ASSERT(pol_nonce_key(s, key, sizeof key) == 0, "a valid nonce has no key");
+        int rc = iss_nonce_check(in, n, "bootstrap", &err);
+        FUZZ_ASSERT(rc == 1 || (rc == 0 && err), "iss_nonce_check: not boolean");
+        char key[POL_ARGV_KEY_MAX];
+        if (iss_nonce_valid(s))
+            FUZZ_ASSERT(iss_nonce_key(s, key, sizeof key) == 0, "a valid nonce has no key");
         (void)pol_device_id_valid(s);
     }
     }

@@ -1,5 +1,5 @@
-/* fuzz_play: the Play Integrity token path (policy/attest_play.c
- * pol_play_verify), with test keys from fuzz_pki().
+/* fuzz_play: the Play Integrity token path (issuance/attest_play.c
+ * iss_play_verify), with test keys from fuzz_pki().
  *
  * Byte 0 picks the mode; the rest is the input.
  *   0: the input is the token (JWE compact) itself.
@@ -12,7 +12,7 @@
  */
 #include <openssl/rand.h>
 
-#include "../policy/issuance.h"
+#include "../issuance/issuance.h"
 
 #include "fuzz.h"
 
@@ -25,7 +25,7 @@ static cfg_play_integrity_t pcfg = {
     .device_verdicts = CFG_PLAY_MEETS_DEVICE,
     .max_age_ms = 300000,
 };
-static pol_play_keys_t *keys;
+static iss_play_keys_t *keys;
 static unsigned char kek[32];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -40,7 +40,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     pcfg.verification_key_file = ver;
     memcpy(pcfg.digests[0], "dummy-certificate-digest-0123456", 32);
     char err[256];
-    if (!(keys = pol_play_keys_load(&pcfg, err, sizeof err))) {
+    if (!(keys = iss_play_keys_load(&pcfg, err, sizeof err))) {
         fprintf(stderr, "fuzz_play: %s\n", err);
         abort();
     }
@@ -99,7 +99,7 @@ static char *seal(const char *content, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1 || size > POL_ISS_MAX_TOKEN)
+    if (size < 1 || size > ISS_MAX_TOKEN)
         return 0;
     const uint8_t *in = data + 1;
     size_t n = size - 1;
@@ -120,10 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     }
     size_t tl = data[0] % 3 == 0 ? n : strlen(token);
-    char summary[POL_ISS_SUMMARY_MAX];
+    char summary[ISS_SUMMARY_MAX];
     const char *err = NULL;
-    int rc = pol_play_verify(&pcfg, keys, token, tl, NONCE, NOW_MS, summary, sizeof summary, &err);
-    FUZZ_ASSERT(rc == 0 || rc == -1, "pol_play_verify: not syscall-like");
+    int rc = iss_play_verify(&pcfg, keys, token, tl, NONCE, NOW_MS, summary, sizeof summary, &err);
+    FUZZ_ASSERT(rc == 0 || rc == -1, "iss_play_verify: not syscall-like");
     if (rc == 0)
         FUZZ_ASSERT(summary[0] && strlen(summary) < sizeof summary, "accepted without a summary");
     else

@@ -49,7 +49,7 @@ void gw_conn_io(gw_conn_t *c)
     (void)c;
 }
 
-/* ---- stubs for the gate and the issuance handlers ---- */
+/* ---- stubs for the gate ---- */
 
 int gw_gate_start(gw_conn_t *c, int *rc)
 {
@@ -61,16 +61,6 @@ int gw_gate_start(gw_conn_t *c, int *rc)
 void gw_gate_reset(gw_conn_t *c)
 {
     (void)c;
-}
-
-void gw_handler_start(gw_conn_t *c)
-{
-    gw_conn_reply(c, 200, "{}\n", NULL);
-}
-
-void gw_handler_cancel(gw_conn_t *c)
-{
-    c->handler = NULL;
 }
 
 /* ---- the upstream side: records and checks what would be sent ---- */

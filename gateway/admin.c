@@ -17,7 +17,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
-#include "../policy/issuance.h"
+#include "../policy/issued.h"
 #include "../policy/revocation.h"
 #include "../policy/revstore.h"
 #include "../base/errors.h"

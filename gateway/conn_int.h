@@ -1,6 +1,6 @@
 /* gateway/conn_int: the client connection, private to the gateway's
  * connection (conn.c), its request pipeline (request.c), the route gate
- * (gate.c) and the routes the gateway answers itself (issue.c). */
+ * (gate.c) and the internal routes' table (iroute.c). */
 #ifndef PORTCULLIS_CONN_INT_H
 #define PORTCULLIS_CONN_INT_H
 
@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../config/host.h"
+#include "../policy/iroute.h"
 #include "../policy/jwt.h"
 #include "../policy/ratelimit.h"
 #include "../policy/redis.h"
@@ -116,10 +117,10 @@ struct gw_conn {
     const char *gate_tight_name;
     pol_jwt_result_t *jwt;      /* claims to inject, when the route checks a JWT */
 
-    /* routes the gateway answers itself (certificate issuance) */
-    int internal;               /* enum gw_internal; 0: proxied */
+    /* routes the gateway answers itself (policy/iroute.h; certificate issuance) */
+    const pol_iroute_t *iroute; /* the internal route of the request; NULL: proxied */
     struct evbuffer *body;      /* an internal route's request body */
-    void *handler;              /* the handler's state while it works */
+    void *handler;              /* the handler's state while it works (its slot) */
     int handler_started;        /* 1: to start once llhttp returns; 2: working */
     char *rl_headers;           /* RateLimit lines for the response (GW_RL_HEADERS_LEN), once a
                                  * route with rate_limit_headers needed them; else NULL */
@@ -195,18 +196,7 @@ int gw_conn_forward(gw_conn_t *c);
 void gw_conn_gate_done(gw_conn_t *c, int rc);
 
 /* ---- routes the gateway answers itself ---- */
-enum gw_internal { GW_INT_NONE = 0, GW_INT_CHALLENGE, GW_INT_ISSUE, GW_INT_RENEW };
 
-/* Which internal route a request path is (the canonical path without the
- * query), or GW_INT_NONE; compared as routes are (cfg_path_eq, so
- * http.path_case applies). */
-int gw_internal_route(const cfg_t *cfg, const char *path, size_t plen);
-/* Called when an internal route's request (head and buffered body c->body)
- * is complete. The handler answers exactly once with gw_conn_reply, now or
- * later from an event on this worker; gw_handler_cancel is called instead if
- * the connection goes away first. */
-void gw_handler_start(gw_conn_t *c);
-void gw_handler_cancel(gw_conn_t *c);
 /* Answers an internal route: a JSON body (may be NULL for no body) with
  * extra header lines (CRLF-terminated, or NULL). May free c. */
 void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra);

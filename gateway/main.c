@@ -17,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../policy/issuance.h"
 #include "admin.h"
 #include "cli.h"
 #include "gateway.h"

@@ -167,7 +167,7 @@ static void access_fields(gw_conn_t *c, pc_logb_t *b, int64_t us)
     pc_logb_str(b, "method", c->method[0] ? c->method : NULL);
     pc_logb_strn(b, "path", target, plen > ACCESS_PATH_MAX ? ACCESS_PATH_MAX : plen);
     pc_logb_str(b, "route", c->route ? c->route->name : NULL);
-    pc_logb_str(b, "upstream", c->route && !c->internal ? c->route->upstream_name : NULL);
+    pc_logb_str(b, "upstream", c->route && !c->iroute ? c->route->upstream_name : NULL);
     pc_logb_str(b, "upstream_server", c->log_server);
     pc_logb_int(b, "status", c->status);
     pc_logb_str(b, "error", c->resp_err != PC_E_NONE ? pc_err_code(c->resp_err) : NULL);
@@ -241,7 +241,8 @@ static void finish_response(gw_conn_t *c)
     c->body_bytes = c->resp_bytes = 0;
     c->expect_continue = 0;
     c->lines = GW_H1L_IDLE;
-    c->internal = c->handler_started = 0;
+    c->iroute = NULL;
+    c->handler_started = 0;
     if (c->body) {
         evbuffer_free(c->body);
         c->body = NULL;
@@ -505,26 +506,24 @@ int gw_conn_refuse(gw_conn_t *c, enum pc_err e, const char *msg, const char *ext
     return 0;
 }
 
-/* An issuance route's own rules, checked after the covering route's gate
- * stages: the class each endpoint is for, its methods and its body limit.
- * 1 if refused (*rc as gw_conn_refuse, or an llhttp error from stop()), 0
- * if the request may go on. */
+/* An internal route's own rules (its table entry), checked after the
+ * covering route's gate stages: the classes that may call it, its methods
+ * and its body limit. 1 if refused (*rc as gw_conn_refuse, or an llhttp
+ * error from stop()), 0 if the request may go on. */
 static int internal_refused(gw_conn_t *c, int *rc)
 {
-    const cfg_issuance_t *is = CFG(c)->issuance;
+    const pol_iroute_t *r = c->iroute;
     llhttp_t *p = &c->parser;
     int cls = c->id ? c->id->class_idx : -1;
-    int ok_class = c->internal == GW_INT_RENEW ? cls == (int)is->device_class_idx
-                 : c->internal == GW_INT_ISSUE ? cls == (int)is->bootstrap_class_idx
-                 : cls == (int)is->device_class_idx || cls == (int)is->bootstrap_class_idx;
-    int post_only = c->internal != GW_INT_CHALLENGE;
+    int ok_class = cls >= 0 && cls < 32 && (r->classes >> cls & 1u);
+    int post_only = r->post_only;
     if (!ok_class)
         *rc = gw_conn_refuse(c, PC_E_CLASS_NOT_ALLOWED, NULL, NULL);
     else if (p->method != HTTP_POST && (post_only || p->method != HTTP_GET))
         *rc = gw_conn_refuse(c, PC_E_METHOD_NOT_ALLOWED,
                              post_only ? "this route takes POST" : "this route takes GET or POST",
                              post_only ? "Allow: POST\r\n" : "Allow: GET, POST\r\n");
-    else if (!c->req_chunked && p->content_length > is->max_body_bytes)
+    else if (!c->req_chunked && p->content_length > r->max_body)
         *rc = stop(c, PC_E_PAYLOAD_TOO_LARGE, NULL);
     else
         return 0;
@@ -597,7 +596,7 @@ static int canon_host(gw_conn_t *c)
  * error code with the reason in c->err_*. */
 static int gate_passed(gw_conn_t *c)
 {
-    return c->internal ? internal_begin(c) : gw_conn_forward(c);
+    return c->iroute ? internal_begin(c) : gw_conn_forward(c);
 }
 
 /* A header name an upstream may read as one the gateway sets or drops
@@ -801,12 +800,13 @@ static int stage_policy(gw_conn_t *c, head_t *hd)
     return STAGE_NEXT;
 }
 
-/* An issuance route passes the same gate, then its own rules. */
+/* An internal route (the generation's table, gateway/iroute.c) passes the
+ * same gate, then its own rules. */
 static int stage_internal(gw_conn_t *c, head_t *hd)
 {
     int rc = 0;
-    c->internal = gw_internal_route(CFG(c), ups_str(&c->hdrs, c->hdrs.first), hd->plen);
-    return c->internal && internal_refused(c, &rc) ? rc : STAGE_NEXT;
+    c->iroute = gw_iroute_match(c->gen, ups_str(&c->hdrs, c->hdrs.first), hd->plen);
+    return c->iroute && internal_refused(c, &rc) ? rc : STAGE_NEXT;
 }
 
 /* JWT and rate limits (gateway/gate.c); a global limit pauses the request
@@ -900,24 +900,6 @@ int gw_conn_forward(gw_conn_t *c)
     return 0;
 }
 
-int gw_internal_route(const cfg_t *cfg, const char *path, size_t plen)
-{
-    const cfg_issuance_t *is = cfg->issuance;
-    if (!is)
-        return GW_INT_NONE;
-    size_t n = strlen(is->path_prefix);
-    if (plen <= n || !cfg_path_eq(cfg, path, is->path_prefix, n))
-        return GW_INT_NONE;
-    static const struct {
-        const char *name;
-        int kind;
-    } names[] = {{"challenge", GW_INT_CHALLENGE}, {"issue", GW_INT_ISSUE}, {"renew", GW_INT_RENEW}};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (plen - n == strlen(names[i].name) && cfg_path_eq(cfg, path + n, names[i].name, plen - n))
-            return names[i].kind;
-    return GW_INT_NONE;
-}
-
 void gw_conn_reply(gw_conn_t *c, int status, const char *json, const char *extra)
 {
     size_t blen = json ? strlen(json) : 0;
@@ -977,7 +959,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
     if (c->discard)
         return c->body_bytes > DISCARD_MAX ? stop(c, PC_E_PAYLOAD_TOO_LARGE, "the refused request's body is too large to drop") : 0;
     if (c->body) {   /* an internal route: buffered for its handler */
-        if (c->body_bytes > CFG(c)->issuance->max_body_bytes)
+        if (c->body_bytes > c->iroute->max_body)
             return stop(c, PC_E_PAYLOAD_TOO_LARGE, NULL);
         evbuffer_add(c->body, at, n);
         return 0;
@@ -1034,6 +1016,47 @@ static const llhttp_settings_t req_settings = {
     .on_message_complete = on_message_complete,
 };
 
+/* ---- internal routes: the neutral request and reply (policy/iroute.h) ---- */
+
+static void ireq_reply(void *host, const pol_ireply_t *r)
+{
+    gw_conn_t *c = host;
+    if (r->err != PC_E_NONE)
+        gw_conn_reply_error(c, r->err, r->message);
+    else
+        gw_conn_reply(c, r->status, r->json, r->headers);
+}
+
+static char *ireq_log_ctx(const void *host, char *buf, size_t n)
+{
+    return gw_conn_ctx(host, buf, n);
+}
+
+/* The internal route's request is complete (head and c->body): its handler
+ * starts, and answers through ireq_reply, now or later. */
+static void iroute_start(gw_conn_t *c)
+{
+    size_t len = evbuffer_get_length(c->body);
+    const char *body = (const char *)evbuffer_pullup(c->body, (ssize_t)len);
+    pol_ireq_t rq = {
+        .body = body ? body : "",
+        .body_len = len,
+        .id = c->id,
+        .peer_ip = c->peer_ip,
+        .request_id = c->request_id,
+        .cfg = CFG(c),
+        .tls = c->gen->tls,
+        .base = c->w->base,
+        .redis = c->w->redis,
+        .mirror = gw_proc_mirror(c->w->proc),
+        .reply = ireq_reply,
+        .log_ctx = ireq_log_ctx,
+        .host = c,
+    };
+    c->handler = NULL;
+    c->iroute->start(c->iroute->arg, &rq, &c->handler);
+}
+
 /* ---- input from the connection ---- */
 
 /* llhttp over data, with the line scan ahead of it: a read between requests
@@ -1085,7 +1108,7 @@ void gw_req_parse(gw_conn_t *c, const char *data, size_t n, int from_in)
             finish_response(c);   /* refused, connection closing */
         else if (c->handler_started == 1) {
             c->handler_started = 2;
-            gw_handler_start(c);   /* answers through gw_conn_reply, now or later */
+            iroute_start(c);   /* answers through ireq_reply, now or later */
         }
         return;
     }
@@ -1126,7 +1149,8 @@ void gw_req_free(gw_conn_t *c)
     c->x = NULL;
     gw_gate_reset(c);
     if (c->handler_started == 2 && c->handler)
-        gw_handler_cancel(c);
+        c->iroute->cancel(c->handler);
+    c->handler = NULL;
     if (c->body)
         evbuffer_free(c->body);
     c->body = NULL;

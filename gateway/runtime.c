@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "../policy/issuance.h"
+#include "../issuance/iss.h"
 #include "../base/log.h"
 #include "../base/metrics.h"
 #include "metrics.h"
@@ -737,30 +737,25 @@ static void jwks_setup(gw_gen_t *g, cfg_errors_t *errs)
     }
 }
 
-/* The issuance CA and every platform's attestation keys. */
+typedef struct {
+    cfg_errors_t *errs;
+    const char *path;
+} iss_report_t;
+
+static void iss_report(void *arg, const char *msg)
+{
+    iss_report_t *r = arg;
+    gw_errors_add(r->errs, "%s: %s", r->path, msg);
+}
+
+/* The issuance module (its CA and attesters) and its internal routes. */
 static void issuance_setup(gw_gen_t *g, cfg_errors_t *errs)
 {
-    const cfg_issuance_t *is = g->cfg->issuance;
-    char err[512];
-    if (!is)
+    iss_report_t rep = {errs, g->cfg->path};
+    if (!g->cfg->issuance)
         return;
-    if (!(g->issuer = pol_issuer_load(is, err, sizeof err)))
-        gw_errors_add(errs, "%s: %s", g->cfg->path, err);
-    g->play_keys = calloc(is->nplatforms ? is->nplatforms : 1, sizeof(*g->play_keys));
-    if (!g->play_keys) {
+    if ((g->iss = iss_gen_load(g->cfg, iss_report, &rep)) && iss_gen_routes(g->iss, gw_iroutes_add, g) < 0)
         gw_errors_add(errs, "%s: out of memory", g->cfg->path);
-        return;
-    }
-    for (size_t i = 0; i < is->nplatforms; i++) {
-        const cfg_platform_t *pl = &is->platforms[i];
-        if (pl->provider == CFG_ATTEST_PLAY_INTEGRITY &&
-            !(g->play_keys[i] = pol_play_keys_load(&pl->play, err, sizeof err)))
-            gw_errors_add(errs, "%s: %s", g->cfg->path, err);
-        if (pl->provider == CFG_ATTEST_NONE)
-            pc_log_ev(PC_WARN, "config_warning", NULL, "INSECURE: issuance.platforms.%s uses provider none: certificates are "
-                   "issued WITHOUT any attestation (insecure_dev: true). Never run this in production.",
-                   pl->name);
-    }
 }
 
 /* The request-policy state: JWKS files, claim headers, header names. */
@@ -890,11 +885,8 @@ static void restart_only(const cfg_t *run, const cfg_t *next, cfg_errors_t *errs
 
 static void gen_free(gw_gen_t *g)
 {
-    if (g->play_keys && g->cfg->issuance)
-        for (size_t i = 0; i < g->cfg->issuance->nplatforms; i++)
-            pol_play_keys_free(g->play_keys[i]);
-    free(g->play_keys);
-    pol_issuer_free(g->issuer);
+    iss_gen_free(g->iss);
+    free(g->iroutes);
     for (size_t i = 0; i < g->njwks_files; i++)
         pol_jwks_store_free(g->jwks_files[i]);
     free(g->jwks_files);

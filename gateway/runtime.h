@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "../config/config.h"
+#include "../policy/iroute.h"
 #include "../policy/jwt.h"
 #include "../policy/mirror.h"
 #include "../policy/ratelimit.h"
@@ -51,8 +52,9 @@ typedef struct gw_gen {
     pol_jwks_store_t **jwks;       /* per route (NULL when it checks no JWT); shared by file */
     pol_jwks_store_t **jwks_files; /* the distinct stores, for refresh and free */
     size_t njwks_files;
-    struct pol_issuer *issuer;     /* certificate issuance: the signing CA; NULL if disabled */
-    struct pol_play_keys **play_keys;  /* per issuance platform (NULL unless play_integrity) */
+    struct iss_gen *iss;           /* certificate issuance (issuance/iss.h); NULL if disabled */
+    pol_iroute_t *iroutes;         /* the internal routes (gateway/iroute.c), as registered */
+    size_t niroutes;
     char **claim_headers;          /* every header a token claim may be injected as */
     size_t nclaim_headers;
     ups_names_t *hnames;           /* which client request headers are forwarded */
@@ -61,6 +63,13 @@ typedef struct gw_gen {
     size_t nfiles;
     double build_ms;               /* how long gw_gen_build took */
 } gw_gen_t;
+
+/* The table of internal routes (policy/iroute.h). gw_iroutes_add is a
+ * pol_iroute_add_fn whose table is the gw_gen_t (syscall-like); match
+ * answers the entry whose path is the canonical path (without the query),
+ * compared as routes are (cfg_path_eq, so http.path_case applies), or NULL. */
+int gw_iroutes_add(void *table, const pol_iroute_t *route);
+const pol_iroute_t *gw_iroute_match(const gw_gen_t *g, const char *path, size_t plen);
 
 /* What a reload changed, for its log line and the admin answer. Strings are
  * owned by the struct (gw_changes_free). */

@@ -43,7 +43,7 @@
 #include <event2/event.h>
 
 #include "../config/config.h"
-#include "issuance.h"
+#include "issued.h"
 #include "revocation.h"
 
 struct redisReply;

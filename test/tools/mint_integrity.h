@@ -2,7 +2,7 @@
  * a JWS ES256) and writes test keys. Header-only (static functions) so that
  * test/tools/mint-integrity.c and test/unit/test_issuance.c share it without
  * linking the gateway: it implements its own encoding, independently of the
- * verifier in policy/attest_play.c.
+ * verifier in issuance/attest_play.c.
  */
 #ifndef PORTCULLIS_TEST_MINT_INTEGRITY_H
 #define PORTCULLIS_TEST_MINT_INTEGRITY_H

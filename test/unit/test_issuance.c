@@ -1,4 +1,4 @@
-/* Unit tests: device-certificate issuance (policy/issuance.c, issuer.c,
+/* Unit tests: device-certificate issuance (issuance/issuance.c, records.c, csr.c, issuer.c,
  * attest_play.c). The PKI (root CA -> issuing CA) and the Play Integrity
  * keys are made in a scratch directory at run time; tokens are minted with
  * test/tools/mint_integrity.h, which shares no code with the verifier.
@@ -18,7 +18,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "../../policy/issuance.h"
+#include "../../issuance/attester.h"
+#include "../../issuance/iss.h"
+#include "../../issuance/issuance.h"
 #include "../../tls/tls.h"
 #include "../tools/mint_integrity.h"
 #include "check.h"
@@ -170,49 +172,49 @@ static void test_nonce(void)
     static char many[1000][64];
     char n[64], key[128];
     int ok = 1;
-    CHECK(pol_nonce_new(n) == 0 && strlen(n) == POL_NONCE_LEN, "nonce: 43 characters");
+    CHECK(iss_nonce_new(n) == 0 && strlen(n) == ISS_NONCE_LEN, "nonce: 43 characters");
     for (const char *p = n; *p; p++)
         ok &= (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
               *p == '-' || *p == '_';
     CHECK(ok, "nonce: base64url alphabet, no padding");
-    CHECK(pol_nonce_valid(n), "nonce: valid");
-    CHECK(!pol_nonce_valid("short") && !pol_nonce_valid(NULL), "nonce: short refused");
+    CHECK(iss_nonce_valid(n), "nonce: valid");
+    CHECK(!iss_nonce_valid("short") && !iss_nonce_valid(NULL), "nonce: short refused");
     char bad[64];
     snprintf(bad, sizeof bad, "%s", n);
     bad[5] = '+';
-    CHECK(!pol_nonce_valid(bad), "nonce: '+' refused");
+    CHECK(!iss_nonce_valid(bad), "nonce: '+' refused");
     ok = 1;
     for (int i = 0; i < 1000; i++)
-        ok &= pol_nonce_new(many[i]) == 0;
+        ok &= iss_nonce_new(many[i]) == 0;
     qsort(many, 1000, sizeof many[0], cmp_str);
     for (int i = 1; i < 1000; i++)
         ok &= strcmp(many[i - 1], many[i]) != 0;
     CHECK(ok, "nonce: 1000 distinct");
 
-    CHECK(pol_nonce_key(n, key, sizeof key) == 0 && !strncmp(key, "portcullis:nonce:", 17) &&
+    CHECK(iss_nonce_key(n, key, sizeof key) == 0 && !strncmp(key, "portcullis:nonce:", 17) &&
               !strcmp(key + 17, n),
           "nonce: redis key");
     pol_argv_t a;
-    CHECK(pol_nonce_set_argv(&a, n, "bootstrap", 120000) == 0 && a.argc == 6 &&
+    CHECK(iss_nonce_set_argv(&a, n, "bootstrap", 120000) == 0 && a.argc == 6 &&
               !strcmp(a.argv[0], "SET") && !strcmp(a.argv[1], key) &&
               !strcmp(a.argv[2], "bootstrap") && !strcmp(a.argv[3], "PX") &&
               !strcmp(a.argv[4], "120000") && !strcmp(a.argv[5], "NX") &&
               a.argvlen[1] == strlen(key),
           "nonce: SET argv");
-    CHECK(pol_nonce_getdel_argv(&a, n) == 0 && a.argc == 2 && !strcmp(a.argv[0], "GETDEL") &&
+    CHECK(iss_nonce_getdel_argv(&a, n) == 0 && a.argc == 2 && !strcmp(a.argv[0], "GETDEL") &&
               !strcmp(a.argv[1], key),
           "nonce: GETDEL argv");
-    CHECK(pol_nonce_getdel_argv(&a, "x y") < 0, "nonce: GETDEL argv refuses a bad nonce");
+    CHECK(iss_nonce_getdel_argv(&a, "x y") < 0, "nonce: GETDEL argv refuses a bad nonce");
     char *json = NULL;
-    CHECK(pol_challenge_response_json(n, 120000, &json) == 0 && json &&
+    CHECK(iss_challenge_response_json(n, 120000, &json) == 0 && json &&
               strstr(json, "\"expires_in\":120") && strstr(json, n) && json[strlen(json) - 1] == '\n',
           "nonce: challenge answer JSON");
     free(json);
     const char *err = NULL;
-    CHECK(pol_nonce_check("bootstrap", 9, "bootstrap", &err) == 1, "nonce: consumed by its class");
-    CHECK(pol_nonce_check(NULL, 0, "bootstrap", &err) == 0 && strstr(err, "already used"),
+    CHECK(iss_nonce_check("bootstrap", 9, "bootstrap", &err) == 1, "nonce: consumed by its class");
+    CHECK(iss_nonce_check(NULL, 0, "bootstrap", &err) == 0 && strstr(err, "already used"),
           "nonce: unknown/replayed refused");
-    CHECK(pol_nonce_check("device", 6, "bootstrap", &err) == 0 && strstr(err, "another"),
+    CHECK(iss_nonce_check("device", 6, "bootstrap", &err) == 0 && strstr(err, "another"),
           "nonce: other class refused");
 }
 
@@ -220,7 +222,7 @@ static void test_device_id(void)
 {
     char a[40], b[40];
     int ok = 1;
-    CHECK(pol_device_id_new(a) == 0 && pol_device_id_new(b) == 0 && strlen(a) == 32 &&
+    CHECK(iss_device_id_new(a) == 0 && iss_device_id_new(b) == 0 && strlen(a) == 32 &&
               strcmp(a, b) != 0,
           "device id: 32 characters, distinct");
     for (const char *p = a; *p; p++)
@@ -235,11 +237,11 @@ static void test_device_id(void)
 
 static int parse_fails(const char *body, const char *want)
 {
-    pol_issue_req_t r;
+    iss_req_t r;
     const char *err = NULL;
-    int rc = pol_issue_parse(body, strlen(body), &r, &err);
+    int rc = iss_issue_parse(body, strlen(body), &r, &err);
     if (rc == 0)
-        pol_issue_req_free(&r);
+        iss_req_free(&r);
     if (rc == 0 || !err || (want && !strstr(err, want))) {
         printf("#   got rc=%d err=%s\n", rc, err ? err : "(null)");
         return 0;
@@ -249,18 +251,18 @@ static int parse_fails(const char *body, const char *want)
 
 static void test_parse(void)
 {
-    pol_issue_req_t r;
+    iss_req_t r;
     const char *err = NULL;
     const char *good = "{\"csr\":\"-----BEGIN CERTIFICATE REQUEST-----\\nAA\\n\",\"platform\":"
                        "\"android\",\"integrity_token\":\"a.b.c.d.e\",\"nonce\":\"abc_-9\","
                        "\"extra\":1}";
-    int rc = pol_issue_parse(good, strlen(good), &r, &err);
+    int rc = iss_issue_parse(good, strlen(good), &r, &err);
     CHECK(rc == 0 && !strcmp(r.platform, "android") && !strcmp(r.nonce, "abc_-9") &&
               r.integrity_token && !strcmp(r.integrity_token, "a.b.c.d.e") && r.token_len == 9 &&
               r.csr && strstr(r.csr, "BEGIN CERTIFICATE REQUEST") && r.csr_len == strlen(r.csr),
           "parse: good request");
     if (rc == 0)
-        pol_issue_req_free(&r);
+        iss_req_free(&r);
     CHECK(parse_fails("{\"platform\":\"android\",\"integrity_token\":\"t\",\"nonce\":\"n\"}",
                       "missing \"csr\""), "parse: missing csr");
     CHECK(parse_fails("{\"csr\":\"c\",\"integrity_token\":\"t\",\"nonce\":\"n\"}",
@@ -309,25 +311,25 @@ static void test_parse(void)
         if (sz[i].name) {
             CHECK(parse_fails(body, sz[i].want), sz[i].name);
         } else {
-            rc = pol_issue_parse(body, strlen(body), &r, &err);
+            rc = iss_issue_parse(body, strlen(body), &r, &err);
             CHECK(rc == 0, "parse: every field at its limit accepted");
             if (rc == 0)
-                pol_issue_req_free(&r);
+                iss_req_free(&r);
         }
     }
     free(body);
     free(fill);
 
     const char *renew = "{\"csr\":\"c\"}";
-    rc = pol_renew_parse(renew, strlen(renew), 0, &r, &err);
+    rc = iss_renew_parse(renew, strlen(renew), 0, &r, &err);
     CHECK(rc == 0 && r.integrity_token == NULL && !r.platform[0] && !r.nonce[0],
           "renew parse: csr alone accepted without attestation");
     if (rc == 0)
-        pol_issue_req_free(&r);
-    rc = pol_renew_parse(renew, strlen(renew), 1, &r, &err);
+        iss_req_free(&r);
+    rc = iss_renew_parse(renew, strlen(renew), 1, &r, &err);
     CHECK(rc < 0 && strstr(err, "missing"), "renew parse: attestation required");
     const char *partial = "{\"csr\":\"c\",\"platform\":\"android\"}";
-    rc = pol_renew_parse(partial, strlen(partial), 0, &r, &err);
+    rc = iss_renew_parse(partial, strlen(partial), 0, &r, &err);
     CHECK(rc < 0 && strstr(err, "all three"), "renew parse: partial attestation refused");
 }
 
@@ -345,13 +347,13 @@ static void test_platforms(void)
     c.platforms = p;
     c.nplatforms = 3;
     const char *err = NULL;
-    CHECK(pol_issue_platform(&c, "android", &err) == &p[0], "platform: configured one found");
-    CHECK(!pol_issue_platform(&c, "ios", &err) && strstr(err, "refused"), "platform: refuse");
-    CHECK(!pol_issue_platform(&c, "huawei", &err) && strstr(err, "not configured"),
+    CHECK(iss_platform(&c, "android", &err) == &p[0], "platform: configured one found");
+    CHECK(!iss_platform(&c, "ios", &err) && strstr(err, "refused"), "platform: refuse");
+    CHECK(!iss_platform(&c, "huawei", &err) && strstr(err, "not configured"),
           "platform: unknown refused");
-    CHECK(!pol_issue_platform(&c, "dev", &err), "platform: none refused without insecure_dev");
+    CHECK(!iss_platform(&c, "dev", &err), "platform: none refused without insecure_dev");
     c.insecure_dev = 1;
-    CHECK(pol_issue_platform(&c, "dev", &err) == &p[2], "platform: none with insecure_dev");
+    CHECK(iss_platform(&c, "dev", &err) == &p[2], "platform: none with insecure_dev");
 }
 
 /* ---------------------------------------------------------------- CSR */
@@ -364,7 +366,7 @@ static int csr_result(EVP_PKEY *key, const EVP_MD *md, int tamper, const cfg_iss
     const char *err = NULL;
     if (!pem)
         return -2;
-    int rc = pol_csr_check(pem, strlen(pem), c, &pub, &err);
+    int rc = iss_csr_check(pem, strlen(pem), c, &pub, &err);
     free(pem);
     if (rc == 0) {
         int same = EVP_PKEY_eq(pub, key) == 1;
@@ -413,22 +415,22 @@ static void test_csr(void)
     memcpy(two + la, b, lb + 1);
     EVP_PKEY *pub = NULL;
     const char *err = NULL;
-    CHECK(pol_csr_check(two, la + lb, &c, &pub, &err) < 0 && strstr(err, "more than one"),
+    CHECK(iss_csr_check(two, la + lb, &c, &pub, &err) < 0 && strstr(err, "more than one"),
           "csr: two CSRs refused");
-    CHECK(pol_csr_check("garbage", 7, &c, &pub, &err) < 0 && pub == NULL,
+    CHECK(iss_csr_check("garbage", 7, &c, &pub, &err) < 0 && pub == NULL,
           "csr: garbage refused");
     BIO *bio = BIO_new(BIO_s_mem());
     PEM_write_bio_X509(bio, ca_cert);
     char *data;
     long n = BIO_get_mem_data(bio, &data);
-    CHECK(pol_csr_check(data, (size_t)n, &c, &pub, &err) < 0 && strstr(err, "not a CERTIFICATE"),
+    CHECK(iss_csr_check(data, (size_t)n, &c, &pub, &err) < 0 && strstr(err, "not a CERTIFICATE"),
           "csr: a certificate instead of a CSR refused");
     BIO_free(bio);
     /* corrupt the base64 body */
     char *bad = strdup(a);
     bad[40] = bad[40] == 'A' ? 'B' : 'A';
     bad[41] = bad[41] == 'A' ? 'B' : 'A';
-    CHECK(pol_csr_check(bad, strlen(bad), &c, &pub, &err) < 0, "csr: corrupted DER refused");
+    CHECK(iss_csr_check(bad, strlen(bad), &c, &pub, &err) < 0, "csr: corrupted DER refused");
     free(bad);
     free(two);
     free(a);
@@ -460,7 +462,7 @@ static STACK_OF(X509) *parse_chain(const char *pem)
     return sk;
 }
 
-static void check_leaf(pol_issued_t *out, EVP_PKEY *pub, const char *id, time_t now)
+static void check_leaf(iss_issued_t *out, EVP_PKEY *pub, const char *id, time_t now)
 {
     X509 *x = out->cert;
     char want_uri[128];
@@ -565,10 +567,10 @@ static void check_leaf(pol_issued_t *out, EVP_PKEY *pub, const char *id, time_t 
         tls_identity_release(tid);
 }
 
-static void test_records(pol_issued_t *out, const char *id)
+static void test_records(iss_issued_t *out, const char *id)
 {
     char *json = NULL;
-    CHECK(pol_issue_record_json(out, id, "android", "PLAY_RECOGNIZED;MEETS_DEVICE_INTEGRITY",
+    CHECK(iss_record_json(out, id, "android", "PLAY_RECOGNIZED;MEETS_DEVICE_INTEGRITY",
                                 &json) == 0, "record: JSON built");
     json_error_t je;
     json_t *o = json ? json_loads(json, 0, &je) : NULL;
@@ -613,7 +615,7 @@ static void test_records(pol_issued_t *out, const char *id)
               !strcmp(entry, want),
           "record: revocation entry <device class>:<serial>");
 
-    CHECK(pol_issue_response_json(out, id, &json) == 0, "response: JSON built");
+    CHECK(iss_issue_response_json(out, id, &json) == 0, "response: JSON built");
     o = json ? json_loads(json, 0, &je) : NULL;
     CHECK(o && !strcmp(json_string_value(json_object_get(o, "certificate_chain")), out->chain_pem) &&
               !strcmp(json_string_value(json_object_get(o, "not_after")), out->not_after) &&
@@ -624,7 +626,7 @@ static void test_records(pol_issued_t *out, const char *id)
     json_decref(o);
     free(json);
 
-    CHECK(pol_issue_error_json(PC_E_NONCE_INVALID, "nonce \"x\" used", "rid-1", &json) == 0,
+    CHECK(iss_error_json(PC_E_NONCE_INVALID, "nonce \"x\" used", "rid-1", &json) == 0,
           "error JSON built");
     o = json ? json_loads(json, 0, &je) : NULL;
     CHECK(o && !strcmp(json_string_value(json_object_get(o, "error")), "nonce_invalid") &&
@@ -633,20 +635,20 @@ static void test_records(pol_issued_t *out, const char *id)
           "error JSON: gateway error shape, escaped");
     json_decref(o);
     free(json);
-    CHECK(pol_iss_error_status(PC_E_INVALID_CSR) == 400 &&
-              pol_iss_error_status(PC_E_ATTESTATION_FAILED) == 403 &&
-              pol_iss_error_status(PC_E_PAYLOAD_TOO_LARGE) == 413 &&
-              pol_iss_error_status(PC_E_ISSUANCE_UNAVAILABLE) == 503 &&
-              pol_iss_error_status(PC_E_INTERNAL) == 500 &&
-              !strcmp(pol_iss_error_code(PC_E_PLATFORM_REFUSED), "platform_refused") &&
-              !strcmp(pol_iss_error_code(PC_E_BAD_REQUEST), "bad_request") &&
-              !strcmp(pol_iss_error_code(PC_E_CLASS_NOT_ALLOWED), "class_not_allowed") &&
-              !strcmp(pol_iss_error_code((enum pc_err)99999), "internal"),
+    CHECK(iss_error_status(PC_E_INVALID_CSR) == 400 &&
+              iss_error_status(PC_E_ATTESTATION_FAILED) == 403 &&
+              iss_error_status(PC_E_PAYLOAD_TOO_LARGE) == 413 &&
+              iss_error_status(PC_E_ISSUANCE_UNAVAILABLE) == 503 &&
+              iss_error_status(PC_E_INTERNAL) == 500 &&
+              !strcmp(iss_error_code(PC_E_PLATFORM_REFUSED), "platform_refused") &&
+              !strcmp(iss_error_code(PC_E_BAD_REQUEST), "bad_request") &&
+              !strcmp(iss_error_code(PC_E_CLASS_NOT_ALLOWED), "class_not_allowed") &&
+              !strcmp(iss_error_code((enum pc_err)99999), "internal"),
           "error codes and statuses");
 }
 
 typedef struct {
-    pol_issuer_t *is;
+    iss_issuer_t *is;
     EVP_PKEY *pub;
     int ok;
 } thr_t;
@@ -657,13 +659,13 @@ static void *issue_thread(void *arg)
     t->ok = 1;
     for (int i = 0; i < 20; i++) {
         char id[40];
-        pol_issued_t out;
+        iss_issued_t out;
         const char *err;
-        pol_device_id_new(id);
-        if (pol_issue_cert(t->is, t->pub, id, PREFIX, 3600, time(NULL), &out, &err) != 0 ||
+        iss_device_id_new(id);
+        if (iss_issue_cert(t->is, t->pub, id, PREFIX, 3600, time(NULL), &out, &err) != 0 ||
             X509_verify(out.cert, ca_key) != 1)
             t->ok = 0;
-        pol_issued_free(&out);
+        iss_issued_free(&out);
     }
     return NULL;
 }
@@ -672,7 +674,7 @@ static void test_issue(void)
 {
     cfg_issuance_t c = base_cfg();
     char err[256] = "";
-    pol_issuer_t *is = pol_issuer_load(&c, err, sizeof err);
+    iss_issuer_t *is = iss_issuer_load(&c, err, sizeof err);
     CHECK(is != NULL, "issuer: loads CA, key and chain");
     if (!is) {
         printf("#   %s\n", err);
@@ -682,41 +684,41 @@ static void test_issue(void)
     const char *e = NULL;
     EVP_PKEY *devkey = EVP_EC_gen("P-256");
     char *pem = make_csr(devkey, EVP_sha256(), 0);
-    CHECK(pol_csr_check(pem, strlen(pem), &c, &pub, &e) == 0, "issue: CSR accepted");
+    CHECK(iss_csr_check(pem, strlen(pem), &c, &pub, &e) == 0, "issue: CSR accepted");
     free(pem);
     char id[40];
-    pol_device_id_new(id);
+    iss_device_id_new(id);
     time_t now = time(NULL);
-    pol_issued_t out, out2;
-    int rc = pol_issue_cert(is, pub, id, PREFIX, 7 * 86400, now, &out, &e);
+    iss_issued_t out, out2;
+    int rc = iss_issue_cert(is, pub, id, PREFIX, 7 * 86400, now, &out, &e);
     CHECK(rc == 0 && out.cert && out.chain_pem, "issue: certificate signed");
     if (rc == 0) {
         check_leaf(&out, pub, id, now);
         test_records(&out, id);
-        rc = pol_issue_cert(is, pub, id, PREFIX, 7 * 86400, now, &out2, &e);
+        rc = iss_issue_cert(is, pub, id, PREFIX, 7 * 86400, now, &out2, &e);
         CHECK(rc == 0 && strcmp(out.serial, out2.serial) != 0,
               "issue: renewal keeps the device id with a new serial");
         if (rc == 0)
-            pol_issued_free(&out2);
-        pol_issued_free(&out);
+            iss_issued_free(&out2);
+        iss_issued_free(&out);
     }
 
     /* a lifetime beyond the CA's notAfter is capped */
-    rc = pol_issue_cert(is, pub, id, PREFIX, 90 * 86400, now, &out, &e);
+    rc = iss_issue_cert(is, pub, id, PREFIX, 90 * 86400, now, &out, &e);
     CHECK(rc == 0 && ASN1_TIME_compare(X509_get0_notAfter(out.cert),
                                        X509_get0_notAfter(ca_cert)) == 0,
           "issue: notAfter capped at the CA's");
     if (rc == 0)
-        pol_issued_free(&out);
-    rc = pol_issue_cert(is, pub, id, PREFIX, 3600, now + 40 * 86400, &out, &e);
+        iss_issued_free(&out);
+    rc = iss_issue_cert(is, pub, id, PREFIX, 3600, now + 40 * 86400, &out, &e);
     CHECK(rc < 0 && strstr(e, "expired"), "issue: refused once the CA has expired");
-    rc = pol_issue_cert(is, pub, "bad id", PREFIX, 3600, now, &out, &e);
+    rc = iss_issue_cert(is, pub, "bad id", PREFIX, 3600, now, &out, &e);
     CHECK(rc < 0 && strstr(e, "device id"), "issue: invalid device id refused");
-    rc = pol_issue_cert(is, pub, id, "", 3600, now, &out, &e);
+    rc = iss_issue_cert(is, pub, id, "", 3600, now, &out, &e);
     CHECK(rc == 0 && X509_get_ext_by_NID(out.cert, NID_subject_alt_name, -1) < 0,
           "issue: no SAN when the prefix is empty");
     if (rc == 0)
-        pol_issued_free(&out);
+        iss_issued_free(&out);
 
     thr_t t[4];
     pthread_t th[4];
@@ -733,11 +735,11 @@ static void test_issue(void)
     CHECK(all, "issue: 4 threads share one issuer");
     EVP_PKEY_free(pub);
     EVP_PKEY_free(devkey);
-    pol_issuer_free(is);
+    iss_issuer_free(is);
 
     /* loading errors */
     c.ca_key_file = chain_path;
-    is = pol_issuer_load(&c, err, sizeof err);
+    is = iss_issuer_load(&c, err, sizeof err);
     CHECK(!is && strstr(err, "issuance.ca_key: \"") &&
               strstr(err, "is not an unencrypted PEM private key: "),
           "issuer: a non-key file refused");
@@ -747,14 +749,14 @@ static void test_issue(void)
     write_pem_key(other, ok);
     EVP_PKEY_free(ok);
     c.ca_key_file = other;
-    is = pol_issuer_load(&c, err, sizeof err);
+    is = iss_issuer_load(&c, err, sizeof err);
     CHECK(!is && strstr(err, "does not match"), "issuer: mismatched key refused");
 
     /* an unreadable file: the key path, the file and why */
     char missing[512], want[700];
     path_in(missing, sizeof missing, "no-such-dir/ca.key");
     c.ca_key_file = missing;
-    is = pol_issuer_load(&c, err, sizeof err);
+    is = iss_issuer_load(&c, err, sizeof err);
     snprintf(want, sizeof want, "issuance.ca_key: cannot read \"%s\": No such file or directory",
              missing);
     CHECK(!is && !strcmp(err, want), "issuer: a missing key file says which and why");
@@ -763,13 +765,13 @@ static void test_issue(void)
     path_in(missing, sizeof missing, "");
     c.ca_key_file = other;
     c.ca_cert_file = missing;
-    is = pol_issuer_load(&c, err, sizeof err);
+    is = iss_issuer_load(&c, err, sizeof err);
     snprintf(want, sizeof want, "issuance.ca_cert: cannot read \"%s\": not a regular file", missing);
     CHECK(!is && !strcmp(err, want), "issuer: a directory as CA certificate says why");
     if (is || strcmp(err, want))
         printf("#   got: %s\n", err);
     c.ca_cert_file = other;
-    is = pol_issuer_load(&c, err, sizeof err);
+    is = iss_issuer_load(&c, err, sizeof err);
     CHECK(!is && strstr(err, "issuance.ca_cert: \"") && strstr(err, "is not a PEM certificate: no start line"),
           "issuer: a key as CA certificate gives the OpenSSL reason");
     if (is || !strstr(err, "no start line"))
@@ -781,7 +783,7 @@ static void test_issue(void)
 static unsigned char kek[32], kek2[32];
 static EVP_PKEY *signer, *signer2;
 static cfg_play_integrity_t play;
-static pol_play_keys_t *pkeys;
+static iss_play_keys_t *pkeys;
 static const char *digest_b64 = "ZHVtbXktY2VydGlmaWNhdGUtZGlnZXN0LTAxMjM0NTY";
 
 static int load_kek_file(const char *path, unsigned char out[32])
@@ -822,7 +824,7 @@ static int setup_play(void)
     snprintf(path, sizeof path, "%s/verification.key", dir);
     play.verification_key_file = strdup(path);
     unsigned char raw[40];
-    if (pol_iss_b64url_decode(digest_b64, strlen(digest_b64), raw, sizeof raw) != 32)
+    if (iss_b64url_decode(digest_b64, strlen(digest_b64), raw, sizeof raw) != 32)
         return -1;
     memset(play.digests[0], 0x11, 32);
     memcpy(play.digests[1], raw, 32);
@@ -830,7 +832,7 @@ static int setup_play(void)
     play.device_verdicts = CFG_PLAY_MEETS_DEVICE;
     play.max_age_ms = 300000;
     char e[256];
-    pkeys = pol_play_keys_load(&play, e, sizeof e);
+    pkeys = iss_play_keys_load(&play, e, sizeof e);
     if (!pkeys)
         printf("#   %s\n", e);
     return signer && pkeys ? 0 : -1;
@@ -855,13 +857,13 @@ static mint_opts_t good_opts(const char *nonce)
  * as wanted (want NULL: accepted). */
 static int play_case(const mint_opts_t *o, const char *nonce, const char *want)
 {
-    char *tok = mint_token(o), summary[POL_ISS_SUMMARY_MAX];
+    char *tok = mint_token(o), summary[ISS_SUMMARY_MAX];
     const char *err = NULL;
     if (!tok) {
         printf("#   minting failed\n");
         return 0;
     }
-    int rc = pol_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
+    int rc = iss_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
                              sizeof summary, &err);
     int ok = want ? rc < 0 && err && !strcmp(err, want) : rc == 0;
     if (!ok)
@@ -872,13 +874,13 @@ static int play_case(const mint_opts_t *o, const char *nonce, const char *want)
 
 static void test_play(void)
 {
-    char nonce[64], other[64], summary[POL_ISS_SUMMARY_MAX];
+    char nonce[64], other[64], summary[ISS_SUMMARY_MAX];
     const char *err = NULL;
-    pol_nonce_new(nonce);
-    pol_nonce_new(other);
+    iss_nonce_new(nonce);
+    iss_nonce_new(other);
     mint_opts_t o = good_opts(nonce);
     char *tok = mint_token(&o);
-    int rc = tok ? pol_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
+    int rc = tok ? iss_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
                                    sizeof summary, &err)
                  : -1;
     if (rc != 0)
@@ -893,7 +895,7 @@ static void test_play(void)
             p = strchr(p, '.') + 1;
         size_t cl = strcspn(p, ".");
         p[cl / 2] = p[cl / 2] == 'A' ? 'B' : 'A';
-        rc = pol_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
+        rc = iss_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
                              sizeof summary, &err);
         CHECK(rc < 0 && !strcmp(err, "attestation decryption failed (GCM tag mismatch)") &&
                   !summary[0],
@@ -966,7 +968,7 @@ static void test_play(void)
     const char *bad[] = {"a.b.c.d", "a.b.c.d.e.f", "", "....", "!!!.a.b.c.d"};
     int all = 1;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        all &= pol_play_verify(&play, pkeys, bad[i], strlen(bad[i]), nonce, now_ms(), summary,
+        all &= iss_play_verify(&play, pkeys, bad[i], strlen(bad[i]), nonce, now_ms(), summary,
                                sizeof summary, &err) < 0 && !strstr(err, bad[i][0] ? bad[i] : "@");
     CHECK(all, "play: malformed tokens refused, not echoed");
 
@@ -978,20 +980,20 @@ static void test_play(void)
     fclose(f);
     cfg_play_integrity_t p2 = play;
     p2.verification_key_file = pempath;
-    pol_play_keys_t *k2 = pol_play_keys_load(&p2, e2, sizeof e2);
+    iss_play_keys_t *k2 = iss_play_keys_load(&p2, e2, sizeof e2);
     CHECK(k2 != NULL, "play: PEM verification key loads");
-    pol_play_keys_free(k2);
+    iss_play_keys_free(k2);
     p2.verification_key_file = ca_path;
-    k2 = pol_play_keys_load(&p2, e2, sizeof e2);
+    k2 = iss_play_keys_load(&p2, e2, sizeof e2);
     CHECK(!k2 && strstr(e2, "EC P-256"), "play: a certificate as verification key refused");
-    pol_play_keys_free(k2);
+    iss_play_keys_free(k2);
     p2.decryption_key_file = ca_path;
-    k2 = pol_play_keys_load(&p2, e2, sizeof e2);
+    k2 = iss_play_keys_load(&p2, e2, sizeof e2);
     CHECK(!k2 && strstr(e2, "AES-256"), "play: bad decryption key file refused");
     char missing[600], want[800];
     path_in(missing, sizeof missing, "play/missing.key");
     p2.decryption_key_file = missing;
-    k2 = pol_play_keys_load(&p2, e2, sizeof e2);
+    k2 = iss_play_keys_load(&p2, e2, sizeof e2);
     snprintf(want, sizeof want, "play_integrity.decryption_key_file: cannot read \"%s\": "
              "No such file or directory", missing);
     CHECK(!k2 && !strcmp(e2, want), "play: a missing decryption key file says which and why");
@@ -1001,11 +1003,140 @@ static void test_play(void)
 
 /* ---------------------------------------------------------------- http verifier */
 
+/* ---------------------------------------------------------------- seams */
+
+typedef struct {
+    pol_iroute_t r[4];
+    size_t n;
+} rtable_t;
+
+static int table_add(void *table, const pol_iroute_t *route)
+{
+    rtable_t *t = table;
+    if (t->n == 4)
+        return -1;
+    t->r[t->n++] = *route;
+    return 0;
+}
+
+typedef struct {
+    int calls;
+    enum pc_err err;
+    char summary[ISS_SUMMARY_MAX];
+} verdict_seen_t;
+
+static void on_done(void *arg, const iss_verdict_t *v)
+{
+    verdict_seen_t *seen = arg;
+    seen->calls++;
+    seen->err = v->err;
+    snprintf(seen->summary, sizeof seen->summary, "%s", v->summary ? v->summary : "");
+}
+
+static int reports;
+
+static void count_report(void *arg, const char *msg)
+{
+    (void)arg;
+    printf("#   reported: %s\n", msg);
+    reports++;
+}
+
+/* The module's generation: its three internal routes as the gateway's
+ * table gets them, and the attesters behind the interface. */
+static void test_seams(void)
+{
+    cfg_issuance_t c = base_cfg();
+    cfg_platform_t p[4];
+    memset(p, 0, sizeof p);
+    snprintf(p[0].name, sizeof p[0].name, "android");
+    p[0].provider = CFG_ATTEST_PLAY_INTEGRITY;
+    p[0].play = play;
+    snprintf(p[1].name, sizeof p[1].name, "ios");
+    p[1].provider = CFG_ATTEST_REFUSE;
+    snprintf(p[2].name, sizeof p[2].name, "dev");
+    p[2].provider = CFG_ATTEST_NONE;
+    snprintf(p[3].name, sizeof p[3].name, "web");
+    p[3].provider = CFG_ATTEST_HTTP;
+    c.platforms = p;
+    c.nplatforms = 4;
+    c.insecure_dev = 1;
+    c.path_prefix = (char *)"/certificates/";
+    c.device_class_idx = 0;
+    c.bootstrap_class_idx = 2;
+    cfg_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.issuance = &c;
+
+    CHECK(iss_attester_find(CFG_ATTEST_PLAY_INTEGRITY) == &iss_attest_play &&
+          iss_attester_find(CFG_ATTEST_HTTP) == &iss_attest_http &&
+          iss_attester_find(CFG_ATTEST_NONE) == &iss_attest_none &&
+          !iss_attester_find(CFG_ATTEST_REFUSE) && !iss_attester_find(99),
+          "attesters: one per provider, none for refuse");
+
+    reports = 0;
+    iss_gen_t *g = iss_gen_load(&cfg, count_report, NULL);
+    CHECK(g && reports == 0, "module: loads the CA and every platform's attester");
+    rtable_t t;
+    memset(&t, 0, sizeof t);
+    CHECK(g && iss_gen_routes(g, table_add, &t) == 0 && t.n == 3, "module: registers three routes");
+    if (t.n == 3) {
+        CHECK(!strcmp(t.r[0].path, "/certificates/challenge") && t.r[0].classes == (1u | 4u) &&
+              !t.r[0].post_only, "route challenge: device and bootstrap, GET or POST");
+        CHECK(!strcmp(t.r[1].path, "/certificates/issue") && t.r[1].classes == 4u && t.r[1].post_only,
+              "route issue: bootstrap, POST");
+        CHECK(!strcmp(t.r[2].path, "/certificates/renew") && t.r[2].classes == 1u && t.r[2].post_only,
+              "route renew: device, POST");
+        CHECK(t.r[0].max_body == 65536 && t.r[0].start && t.r[0].cancel, "routes: body limit, handlers");
+    }
+    iss_gen_free(g);
+
+    /* the Play Integrity attester through the interface: synchronous */
+    void *inst = NULL, *op = (void *)&op;
+    char e[256];
+    inst = iss_attest_play.load(&p[0], e, sizeof e);
+    CHECK(inst != NULL, "play attester: loads its keys");
+    char nonce[64];
+    iss_nonce_new(nonce);
+    mint_opts_t o = good_opts(nonce);
+    char *tok = mint_token(&o);
+    verdict_seen_t seen = {0};
+    iss_attest_req_t rq = {.platform = &p[0], .token = tok, .token_len = tok ? strlen(tok) : 0,
+                           .nonce = nonce, .now_ms = now_ms()};
+    if (inst && tok) {
+        iss_attest_play.verify(inst, &rq, on_done, &seen, &op);
+        CHECK(seen.calls == 1 && seen.err == PC_E_NONE && strstr(seen.summary, "PLAY_RECOGNIZED") && !op,
+              "play attester: accepted, done called once before verify returns");
+        memset(&seen, 0, sizeof seen);
+        char other[64];
+        iss_nonce_new(other);
+        rq.nonce = other;
+        iss_attest_play.verify(inst, &rq, on_done, &seen, &op);
+        CHECK(seen.calls == 1 && seen.err == PC_E_ATTESTATION_FAILED, "play attester: another nonce refused");
+    }
+    free(tok);
+    iss_attest_play.free(inst);
+
+    inst = iss_attest_none.load(&p[2], e, sizeof e);
+    memset(&seen, 0, sizeof seen);
+    iss_attest_none.verify(inst, &rq, on_done, &seen, &op);
+    CHECK(seen.calls == 1 && seen.err == PC_E_NONE && !strcmp(seen.summary, "none (insecure_dev)"),
+          "none attester: accepts, says so");
+    iss_attest_none.free(inst);
+
+    /* every failure is reported, the module is not built */
+    p[0].play.verification_key_file = (char *)"/nonexistent/verification.key";
+    c.ca_key_file = (char *)"/nonexistent/ca.key";
+    reports = 0;
+    g = iss_gen_load(&cfg, count_report, NULL);
+    CHECK(!g && reports == 2, "module: a bad CA key and a bad Play key both reported, nothing built");
+}
+
 static void test_http(void)
 {
     char *json = NULL, summary[200];
     const char *err = NULL;
-    CHECK(pol_http_verifier_body("android", "tok\"en", "nonce1", &json) == 0,
+    CHECK(iss_http_verifier_body("android", "tok\"en", "nonce1", &json) == 0,
           "http: body built");
     json_error_t je;
     json_t *o = json ? json_loads(json, 0, &je) : NULL;
@@ -1022,7 +1153,7 @@ static void test_http(void)
     size_t rl = 0;
     char cl[64];
     snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", strlen(json));
-    CHECK(pol_http_verifier_request(&hc, json, &req, &rl) == 0 && rl == strlen(req) &&
+    CHECK(iss_http_verifier_request(&hc, json, &req, &rl) == 0 && rl == strlen(req) &&
               !strncmp(req, "POST /verify HTTP/1.1\r\nHost: 127.0.0.1:9100\r\n", 45) &&
               strstr(req, cl) && strstr(req, "\r\n\r\n") &&
               !strcmp(strstr(req, "\r\n\r\n") + 4, json),
@@ -1045,7 +1176,7 @@ static void test_http(void)
         {"{\"verdict\":\"no\\\"pe\\u0001\"}", -1, "verdict=\"no?pe?\"", "http: answer sanitized"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = pol_http_verifier_parse(cases[i].body, strlen(cases[i].body), summary,
+        int rc = iss_http_verifier_parse(cases[i].body, strlen(cases[i].body), summary,
                                          sizeof summary, &err);
         int ok = rc == cases[i].rc && (!cases[i].summary || strstr(summary, cases[i].summary));
         if (!ok)
@@ -1075,9 +1206,11 @@ int main(void)
     test_issue();
     if (pkeys)
         test_play();
+    if (pkeys)
+        test_seams();
     test_http();
 
-    pol_play_keys_free(pkeys);
+    iss_play_keys_free(pkeys);
     free(play.decryption_key_file);
     free(play.verification_key_file);
     EVP_PKEY_free(signer);

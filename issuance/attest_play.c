@@ -1,5 +1,6 @@
 /* attest_play.c: Google Play Integrity verdicts, verified locally with the
- * keys from Play Console (no call to Google). Contracts: issuance.h.
+ * keys from Play Console (no call to Google). Contracts: issuance.h; the provider play_integrity
+ * of attester.h (iss_attest_play).
  *
  * A token is a JWE compact serialization (RFC 7516): protected header,
  * encrypted key, IV, ciphertext, tag. The content key is wrapped with
@@ -10,6 +11,8 @@
  * the verdict JSON. Every other algorithm is refused before any key is used.
  */
 #include "issuance.h"
+#include "attester.h"
+#include "../base/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-struct pol_play_keys {
+struct iss_play_keys {
     unsigned char kek[32];
     EVP_PKEY *verify;
 };
@@ -54,7 +57,7 @@ static long b64_std(const char *s, size_t len, unsigned char *out, size_t cap)
     return ok ? (long)(a + b) : -1;
 }
 
-void pol_play_keys_free(pol_play_keys_t *k)
+void iss_play_keys_free(iss_play_keys_t *k)
 {
     if (!k)
         return;
@@ -63,9 +66,9 @@ void pol_play_keys_free(pol_play_keys_t *k)
     free(k);
 }
 
-pol_play_keys_t *pol_play_keys_load(const cfg_play_integrity_t *cfg, char *err, size_t errlen)
+iss_play_keys_t *iss_play_keys_load(const cfg_play_integrity_t *cfg, char *err, size_t errlen)
 {
-    pol_play_keys_t *k = calloc(1, sizeof *k);
+    iss_play_keys_t *k = calloc(1, sizeof *k);
     size_t len;
     char *text = NULL;
     unsigned char buf[4096];
@@ -125,7 +128,7 @@ fail:
     free(text);
     OPENSSL_cleanse(buf, sizeof buf);
     ERR_clear_error();
-    pol_play_keys_free(k);
+    iss_play_keys_free(k);
     return NULL;
 }
 
@@ -224,7 +227,7 @@ static unsigned char *dec(const char *s, size_t len, size_t *outlen)
 {
     size_t cap = len * 3 / 4 + 3;
     unsigned char *out = malloc(cap + 1);
-    long n = out ? pol_iss_b64url_decode(s, len, out, cap) : -1;
+    long n = out ? iss_b64url_decode(s, len, out, cap) : -1;
     if (n < 0) {
         free(out);
         return NULL;
@@ -330,7 +333,7 @@ static int check_payload(const cfg_play_integrity_t *cfg, json_t *p, const char 
         json_t *d = json_array_get(digests, i);
         unsigned char raw[40];
         if (!json_is_string(d) || json_string_length(d) > 48 ||
-            pol_iss_b64url_decode(json_string_value(d), json_string_length(d), raw,
+            iss_b64url_decode(json_string_value(d), json_string_length(d), raw,
                                   sizeof raw) != 32)
             continue;
         for (size_t k = 0; k < cfg->ndigests && !found; k++)
@@ -387,7 +390,7 @@ static int check_payload(const cfg_play_integrity_t *cfg, json_t *p, const char 
 
 /* ---------------------------------------------------------------- verify */
 
-int pol_play_verify(const cfg_play_integrity_t *cfg, pol_play_keys_t *keys, const char *token,
+int iss_play_verify(const cfg_play_integrity_t *cfg, iss_play_keys_t *keys, const char *token,
                     size_t len, const char *expected_nonce, int64_t now_ms, char *summary,
                     size_t summary_len, const char **err)
 {
@@ -401,7 +404,7 @@ int pol_play_verify(const cfg_play_integrity_t *cfg, pol_play_keys_t *keys, cons
 
     if (summary_len)
         summary[0] = '\0';
-    if (!cfg || !keys || !token || len == 0 || len > POL_ISS_MAX_TOKEN) {
+    if (!cfg || !keys || !token || len == 0 || len > ISS_MAX_TOKEN) {
         *err = "attestation token missing or too long";
         return -1;
     }
@@ -472,3 +475,67 @@ out:
         summary[0] = '\0';
     return rc;
 }
+
+/* ---------------------------------------------------------------- the attester */
+
+typedef struct {
+    const cfg_play_integrity_t *cfg;
+    iss_play_keys_t *keys;
+} play_inst_t;
+
+static void *play_load(const cfg_platform_t *platform, char *err, size_t errlen)
+{
+    play_inst_t *in = calloc(1, sizeof *in);
+    if (!in) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    in->cfg = &platform->play;
+    if (!(in->keys = iss_play_keys_load(&platform->play, err, errlen))) {
+        free(in);
+        return NULL;
+    }
+    return in;
+}
+
+static void play_free(void *inst)
+{
+    play_inst_t *in = inst;
+    if (!in)
+        return;
+    iss_play_keys_free(in->keys);
+    free(in);
+}
+
+/* Local and synchronous: done is called before verify returns. */
+static void play_attest(void *inst, const iss_attest_req_t *req, iss_attest_done_fn done, void *arg,
+                        void **op)
+{
+    play_inst_t *in = inst;
+    char summary[ISS_SUMMARY_MAX];
+    const char *err = NULL;
+    *op = NULL;
+    iss_verdict_t v = {PC_E_NONE, NULL, summary};
+    if (iss_play_verify(in->cfg, in->keys, req->token, req->token_len, req->nonce, req->now_ms,
+                        summary, sizeof summary, &err) < 0) {
+        v.err = PC_E_ATTESTATION_FAILED;
+        v.message = err;
+        v.summary = NULL;
+    }
+    done(arg, &v);
+}
+
+static void play_cancel(void *op)
+{
+    (void)op;
+}
+
+const iss_attester_t iss_attest_play = {
+    .name = "play_integrity",
+    .provider = CFG_ATTEST_PLAY_INTEGRITY,
+    .metric = PC_PROV_PLAY_INTEGRITY,
+    .load = play_load,
+    .verify = play_attest,
+    .cancel = play_cancel,
+    .free = play_free,
+};

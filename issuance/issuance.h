@@ -1,31 +1,34 @@
-/* policy/issuance: building blocks of device-certificate issuance
+/* issuance/issuance: building blocks of device-certificate issuance
  * (docs/issuance.md).
  *
- * Nothing here touches a socket or blocks on the network: the gateway does
- * the Redis round trips and the call to an http verifier on its event loop,
- * with the argv vectors, request bodies and reply parsers provided here.
+ * Nothing here touches a socket or blocks on the network: the issuance flow
+ * (flow.c) does the Redis round trips and the attesters' calls on the
+ * worker's event loop, with the argv vectors, request bodies and reply
+ * parsers provided here. Files: issuance.c (requests, answers), records.c
+ * (nonces, device ids, records), csr.c, issuer.c (the CA, signing),
+ * attest_*.c (one per attestation provider).
  *
- *   challenge  pol_nonce_new, pol_nonce_set_argv            (SET ... PX ttl NX)
- *   issue      pol_issue_parse, pol_nonce_getdel_argv + pol_nonce_check,
- *              pol_csr_check, attestation (pol_play_verify, or
- *              pol_http_verifier_* around an HTTP exchange, or none),
- *              pol_device_id_new, pol_issue_cert,
- *              pol_issue_record_json + pol_issued_set_argv,
+ *   challenge  iss_nonce_new, iss_nonce_set_argv            (SET ... PX ttl NX)
+ *   issue      iss_issue_parse, iss_nonce_getdel_argv + iss_nonce_check,
+ *              iss_csr_check, attestation (iss_play_verify, or
+ *              iss_http_verifier_* around an HTTP exchange, or none),
+ *              iss_device_id_new, iss_issue_cert,
+ *              iss_record_json + pol_issued_set_argv,
  *              pol_device_sadd_argv, pol_device_expire_argv,
- *              pol_issue_response_json
- *   renew      pol_renew_parse, then the same with the caller's device id
- *   refusals   pol_issue_error_json with an error catalog entry (PC_E_*)
+ *              iss_issue_response_json
+ *   renew      iss_renew_parse, then the same with the caller's device id
+ *   refusals   iss_error_json with an error catalog entry (PC_E_*)
  *
  * Return conventions are stated per function: "syscall-like" is 0 on success
  * and -1 on failure; "boolean" is 1 yes / 0 no. Error texts (const char
  * **err) are static strings that name the failed check and never contain any
  * part of the request's token, CSR or nonce.
  *
- * Threads: everything is reentrant; a pol_issuer_t and a pol_play_keys_t are
+ * Threads: everything is reentrant; an iss_issuer_t and an iss_play_keys_t are
  * immutable after loading and may be shared by all workers.
  */
-#ifndef PORTCULLIS_POLICY_ISSUANCE_H
-#define PORTCULLIS_POLICY_ISSUANCE_H
+#ifndef PORTCULLIS_ISSUANCE_ISSUANCE_H
+#define PORTCULLIS_ISSUANCE_ISSUANCE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -36,14 +39,15 @@
 
 #include "../base/errors.h"
 #include "../config/config.h"
+#include "../policy/issued.h"
 
 /* ---------------------------------------------------------------- limits */
 
-#define POL_ISS_MAX_CSR 8192        /* PEM bytes */
-#define POL_ISS_MAX_TOKEN 16384     /* integrity token bytes */
-#define POL_ISS_MAX_NONCE 64
-#define POL_ISS_MAX_PLATFORM 32
-#define POL_ISS_SUMMARY_MAX 256     /* attestation summaries are cut to this */
+#define ISS_MAX_CSR 8192        /* PEM bytes */
+#define ISS_MAX_TOKEN 16384     /* integrity token bytes */
+#define ISS_MAX_NONCE 64
+#define ISS_MAX_PLATFORM 32
+#define ISS_SUMMARY_MAX 256     /* attestation summaries are cut to this */
 
 /* ---------------------------------------------------------------- errors */
 
@@ -57,92 +61,77 @@
  * PC_E_CERTIFICATE_REVOKED, PC_E_INTERNAL (signing failed),
  * PC_E_OUT_OF_MEMORY. These two are the catalog's pc_err_code and
  * pc_err_status. */
-const char *pol_iss_error_code(enum pc_err e);
-int pol_iss_error_status(enum pc_err e);
+const char *iss_error_code(enum pc_err e);
+int iss_error_status(enum pc_err e);
 
 /* {"error":code,"message":message,"request_id":request_id} with a trailing
  * newline, JSON-escaped. Syscall-like; *json is malloc'ed (free()). */
-int pol_issue_error_json(enum pc_err e, const char *message, const char *request_id, char **json);
+int iss_error_json(enum pc_err e, const char *message, const char *request_id, char **json);
 
 /* ---------------------------------------------------------------- Redis */
 
-#define POL_ISS_KEY_MAX 200
-#define POL_ARGV_MAX 6
-
-/* An argument vector for redisAsyncCommandArgv(). Variable parts that are
- * not the caller's strings (keys, numbers) are stored inside the struct, so
- * the struct and the strings passed in must live until the command is
- * queued (hiredis copies them then). */
-typedef struct {
-    int argc;
-    const char *argv[POL_ARGV_MAX];
-    size_t argvlen[POL_ARGV_MAX];
-    char key[POL_ISS_KEY_MAX];
-    char num[24];
-} pol_argv_t;
-
-#define POL_NONCE_KEY_PREFIX "portcullis:nonce:"
+#define ISS_NONCE_KEY_PREFIX "portcullis:nonce:"
 #define POL_ISSUED_KEY_PREFIX "portcullis:issued:"
 #define POL_DEVICE_KEY_PREFIX "portcullis:device:"
 
 /* ---------------------------------------------------------------- nonce */
 
-#define POL_NONCE_BYTES 32   /* 256 bits */
-#define POL_NONCE_LEN 43     /* base64url of 32 bytes, no padding */
+#define ISS_NONCE_BYTES 32   /* 256 bits */
+#define ISS_NONCE_LEN 43     /* base64url of 32 bytes, no padding */
 
 /* A fresh random nonce, base64url without padding, NUL-terminated.
  * Syscall-like (-1: the random generator failed). */
-int pol_nonce_new(char out[64]);
-/* Boolean: s has the shape of a nonce made by pol_nonce_new. */
-int pol_nonce_valid(const char *s);
+int iss_nonce_new(char out[64]);
+/* Boolean: s has the shape of a nonce made by iss_nonce_new. */
+int iss_nonce_valid(const char *s);
 /* "portcullis:nonce:<nonce>" into out. Syscall-like (-1: not a valid nonce
  * or too long). */
-int pol_nonce_key(const char *nonce, char *out, size_t outlen);
+int iss_nonce_key(const char *nonce, char *out, size_t outlen);
 /* SET portcullis:nonce:<nonce> <class_name> PX <ttl_ms> NX. Syscall-like. */
-int pol_nonce_set_argv(pol_argv_t *a, const char *nonce, const char *class_name,
+int iss_nonce_set_argv(pol_argv_t *a, const char *nonce, const char *class_name,
                        uint64_t ttl_ms);
 /* GETDEL portcullis:nonce:<nonce> (Redis >= 6.2). Syscall-like. */
-int pol_nonce_getdel_argv(pol_argv_t *a, const char *nonce);
+int iss_nonce_getdel_argv(pol_argv_t *a, const char *nonce);
 /* The GETDEL reply (value NULL for a nil reply) checked against the class
  * of the connection consuming it. Boolean: 1 accepted; 0 refused with *err
  * ("nonce unknown, expired or already used" / "nonce was issued to another
  * client class"). */
-int pol_nonce_check(const char *value, size_t len, const char *class_name, const char **err);
+int iss_nonce_check(const char *value, size_t len, const char *class_name, const char **err);
 
 /* Challenge answer: {"nonce":...,"expires_in":<seconds, rounded up>} with a
  * trailing newline. Syscall-like; *json malloc'ed. */
-int pol_challenge_response_json(const char *nonce, uint64_t ttl_ms, char **json);
+int iss_challenge_response_json(const char *nonce, uint64_t ttl_ms, char **json);
 
 /* ---------------------------------------------------------------- request */
 
 typedef struct {
     char *csr;              /* PEM, NUL-terminated; never NULL after a successful parse */
     size_t csr_len;
-    char platform[POL_ISS_MAX_PLATFORM + 1];   /* "" when absent (renewal) */
+    char platform[ISS_MAX_PLATFORM + 1];   /* "" when absent (renewal) */
     char *integrity_token;  /* NULL when absent (renewal without attestation) */
     size_t token_len;
-    char nonce[POL_ISS_MAX_NONCE + 1];         /* "" when absent (renewal) */
-} pol_issue_req_t;
+    char nonce[ISS_MAX_NONCE + 1];         /* "" when absent (renewal) */
+} iss_req_t;
 
 /* The issue request body {"csr","platform","integrity_token","nonce"}, all
  * four required strings. Strict: the body must be one JSON object without
  * duplicate keys; each field a string within its size limit (csr 8k, token
  * 16k, nonce 64, platform 32); platform [a-z0-9_]{1,32}; nonce base64url;
  * token printable ASCII. Other members are ignored. Syscall-like: 0 with
- * *out filled (free with pol_issue_req_free), or -1 with *err
+ * *out filled (free with iss_req_free), or -1 with *err
  * (PC_E_BAD_REQUEST) and *out empty. */
-int pol_issue_parse(const char *body, size_t len, pol_issue_req_t *out, const char **err);
+int iss_issue_parse(const char *body, size_t len, iss_req_t *out, const char **err);
 /* The renew request body: csr required; platform, integrity_token and nonce
  * required when need_attestation, else optional (all three or none).
- * Same contract as pol_issue_parse. */
-int pol_renew_parse(const char *body, size_t len, int need_attestation, pol_issue_req_t *out,
+ * Same contract as iss_issue_parse. */
+int iss_renew_parse(const char *body, size_t len, int need_attestation, iss_req_t *out,
                     const char **err);
-void pol_issue_req_free(pol_issue_req_t *r);
+void iss_req_free(iss_req_t *r);
 
 /* The platform's configuration when issuance may proceed for it, else NULL
  * with *err ("platform not configured", "platform refused by
  * configuration"): answer PC_E_PLATFORM_REFUSED. */
-const cfg_platform_t *pol_issue_platform(const cfg_issuance_t *cfg, const char *platform,
+const cfg_platform_t *iss_platform(const cfg_issuance_t *cfg, const char *platform,
                                          const char **err);
 
 /* ---------------------------------------------------------------- CSR */
@@ -154,28 +143,26 @@ const cfg_platform_t *pol_issue_platform(const cfg_issuance_t *cfg, const char *
  * The subject and any requested extensions are ignored. Syscall-like: 0 with
  * *pub set to a new reference to the request's public key (EVP_PKEY_free),
  * or -1 with *err (PC_E_INVALID_CSR). */
-int pol_csr_check(const char *pem, size_t len, const cfg_issuance_t *cfg, EVP_PKEY **pub,
+int iss_csr_check(const char *pem, size_t len, const cfg_issuance_t *cfg, EVP_PKEY **pub,
                   const char **err);
 
 /* ---------------------------------------------------------------- device id */
 
-#define POL_DEVICE_ID_LEN 32   /* 20 random bytes, lowercase base32 (a-z2-7) */
+#define ISS_DEVICE_ID_LEN 32   /* 20 random bytes, lowercase base32 (a-z2-7) */
 
 /* A fresh device id, NUL-terminated. Syscall-like. */
-int pol_device_id_new(char out[40]);
-/* Boolean: the C string s is a device id (pol_device_id_valid_n). */
-int pol_device_id_valid(const char *s);
+int iss_device_id_new(char out[40]);
 
 /* ---------------------------------------------------------------- signing */
 
-typedef struct pol_issuer pol_issuer_t;
+typedef struct iss_issuer iss_issuer_t;
 
 /* Loads the CA certificate, its key and the optional chain once. Returns
  * NULL with a one-line reason in err on failure. */
-pol_issuer_t *pol_issuer_load(const cfg_issuance_t *cfg, char *err, size_t errlen);
-void pol_issuer_free(pol_issuer_t *is);   /* NULL is a no-op */
+iss_issuer_t *iss_issuer_load(const cfg_issuance_t *cfg, char *err, size_t errlen);
+void iss_issuer_free(iss_issuer_t *is);   /* NULL is a no-op */
 /* The CA certificate (borrowed; lives as long as the issuer). */
-X509 *pol_issuer_ca(const pol_issuer_t *is);
+X509 *iss_issuer_ca(const iss_issuer_t *is);
 
 typedef struct {
     char *chain_pem;          /* leaf, then the CA, then issuance.chain; malloc'ed */
@@ -185,7 +172,7 @@ typedef struct {
     char not_after[32];       /* RFC 3339 UTC */
     time_t not_before_t, not_after_t, issued_at;
     X509 *cert;               /* the leaf */
-} pol_issued_t;
+} iss_issued_t;
 
 /* Signs a certificate for pub: version 3, random 127-bit positive serial,
  * issuer = the CA's subject, subject CN=<device_id> only, validity from
@@ -194,12 +181,12 @@ typedef struct {
  * extendedKeyUsage clientAuth, subjectAltName URI:<san_uri_prefix><device_id>
  * (omitted when the prefix is NULL or ""), subjectKeyIdentifier and
  * authorityKeyIdentifier. Syscall-like: 0 with *out filled (free with
- * pol_issued_free), or -1 with *err (PC_E_INTERNAL, except an invalid
+ * iss_issued_free), or -1 with *err (PC_E_INTERNAL, except an invalid
  * device id or an expired CA). Thread-safe on a shared issuer. */
-int pol_issue_cert(pol_issuer_t *is, EVP_PKEY *pub, const char *device_id,
+int iss_issue_cert(iss_issuer_t *is, EVP_PKEY *pub, const char *device_id,
                    const char *san_uri_prefix, uint64_t lifetime_s, time_t now,
-                   pol_issued_t *out, const char **err);
-void pol_issued_free(pol_issued_t *out);
+                   iss_issued_t *out, const char **err);
+void iss_issued_free(iss_issued_t *out);
 
 /* ---------------------------------------------------------------- records */
 
@@ -207,35 +194,21 @@ void pol_issued_free(pol_issued_t *out);
  * {"serial","device_id","platform","attestation","fingerprint","issued_at",
  *  "not_after","not_after_unix"}. platform/attestation may be NULL (stored
  * as ""). Syscall-like; *json_out malloc'ed. */
-int pol_issue_record_json(const pol_issued_t *is, const char *device_id, const char *platform,
+int iss_record_json(const iss_issued_t *is, const char *device_id, const char *platform,
                           const char *attestation_summary, char **json_out);
-/* SET portcullis:issued:<serial> <json> EX <ttl_s>. Syscall-like. */
-int pol_issued_set_argv(pol_argv_t *a, const char *serial, const char *json, uint64_t ttl_s);
-/* GET portcullis:issued:<serial>. Syscall-like. */
-int pol_issued_get_argv(pol_argv_t *a, const char *serial);
-/* SADD portcullis:device:<device_id> <serial>. Syscall-like. */
-int pol_device_sadd_argv(pol_argv_t *a, const char *device_id, const char *serial);
-/* EXPIRE portcullis:device:<device_id> <ttl_s>. Syscall-like. */
-int pol_device_expire_argv(pol_argv_t *a, const char *device_id, uint64_t ttl_s);
-/* SMEMBERS portcullis:device:<device_id> (revoke by device id). Syscall-like. */
-int pol_device_members_argv(pol_argv_t *a, const char *device_id);
-/* The revocation entry "<device_class>:<serial>" (policy/revocation.h) of a
- * certificate issued here. Syscall-like. */
-int pol_issued_revocation_entry(const cfg_issuance_t *cfg, const char *serial, char *out,
-                                size_t outlen);
 
 /* Success body: {"certificate_chain":PEM,"not_after":RFC3339,"device_id":...,
  * "serial":...} with a trailing newline. Syscall-like; *json malloc'ed. */
-int pol_issue_response_json(const pol_issued_t *is, const char *device_id, char **json);
+int iss_issue_response_json(const iss_issued_t *is, const char *device_id, char **json);
 
 /* ---------------------------------------------------------------- Play Integrity */
 
-typedef struct pol_play_keys pol_play_keys_t;
+typedef struct iss_play_keys iss_play_keys_t;
 
 /* Loads the decryption key (base64 AES-256) and verification key (base64
  * DER or PEM, EC P-256) named by cfg. NULL with a reason in err. */
-pol_play_keys_t *pol_play_keys_load(const cfg_play_integrity_t *cfg, char *err, size_t errlen);
-void pol_play_keys_free(pol_play_keys_t *k);   /* NULL is a no-op */
+iss_play_keys_t *iss_play_keys_load(const cfg_play_integrity_t *cfg, char *err, size_t errlen);
+void iss_play_keys_free(iss_play_keys_t *k);   /* NULL is a no-op */
 
 /* Verifies a Play Integrity token locally: JWE compact (alg A256KW, enc
  * A256GCM only) decrypted with the decryption key; the content a JWS compact
@@ -249,7 +222,7 @@ void pol_play_keys_free(pol_play_keys_t *k);   /* NULL is a no-op */
  * ahead of now_ms). Syscall-like: 0 with summary like
  * "PLAY_RECOGNIZED;MEETS_DEVICE_INTEGRITY,MEETS_BASIC_INTEGRITY", or -1 with
  * *err naming the failed check (PC_E_ATTESTATION_FAILED). */
-int pol_play_verify(const cfg_play_integrity_t *cfg, pol_play_keys_t *keys, const char *token,
+int iss_play_verify(const cfg_play_integrity_t *cfg, iss_play_keys_t *keys, const char *token,
                     size_t len, const char *expected_nonce, int64_t now_ms, char *summary,
                     size_t summary_len, const char **err);
 
@@ -257,12 +230,12 @@ int pol_play_verify(const cfg_play_integrity_t *cfg, pol_play_keys_t *keys, cons
 
 /* The JSON body POSTed to an http verifier:
  * {"platform":...,"integrity_token":...,"nonce":...}. Syscall-like. */
-int pol_http_verifier_body(const char *platform, const char *token, const char *nonce,
+int iss_http_verifier_body(const char *platform, const char *token, const char *nonce,
                            char **json);
 /* The whole HTTP/1.1 request for cfg (POST <path>, Host, Content-Type,
  * Content-Length, Connection: close) with json as the body. Syscall-like;
  * *req malloc'ed, *reqlen its length. */
-int pol_http_verifier_request(const cfg_http_verifier_t *cfg, const char *json, char **req,
+int iss_http_verifier_request(const cfg_http_verifier_t *cfg, const char *json, char **req,
                               size_t *reqlen);
 /* The verifier's 200 response body. Only {"verdict":"allow"} with an
  * optional string "summary" (and no other member) is accepted. Syscall-like:
@@ -270,7 +243,7 @@ int pol_http_verifier_request(const cfg_http_verifier_t *cfg, const char *json, 
  * and summary holding a sanitized description of what came back (e.g.
  * verdict="deny" reason="..."). The gateway treats a non-200 status or a
  * timeout as PC_E_ISSUANCE_UNAVAILABLE, a -1 here as PC_E_ATTESTATION_FAILED. */
-int pol_http_verifier_parse(const char *body, size_t len, char *summary, size_t n,
+int iss_http_verifier_parse(const char *body, size_t len, char *summary, size_t n,
                             const char **err);
 
 /* ---------------------------------------------------------------- shared helpers */
@@ -278,7 +251,9 @@ int pol_http_verifier_parse(const char *body, size_t len, char *summary, size_t 
 /* base64url without padding. Encode: syscall-like, out needs
  * 4 * ceil(len / 3) + 1 bytes. Decode: the decoded length or -1 (padding
  * '=' at the end tolerated); out needs len * 3 / 4 + 3 bytes. */
-int pol_iss_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outcap);
-long pol_iss_b64url_decode(const char *s, size_t len, unsigned char *out, size_t outcap);
+int iss_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outcap);
+long iss_b64url_decode(const char *s, size_t len, unsigned char *out, size_t outcap);
+/* The value 0..63 of one base64url character, or -1. */
+int iss_b64url_val(unsigned char ch);
 
 #endif

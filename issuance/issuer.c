@@ -1,7 +1,7 @@
-/* issuer.c: certificate requests (proof of possession, key policy) and
- * signing device certificates with the configured CA. Contracts: issuance.h.
+/* issuer.c: the issuing CA (loading it) and signing device certificates
+ * with it. Contracts: issuance.h. Certificate requests are checked in csr.c.
  *
- * The issuer is immutable after pol_issuer_load(); the CA's extensions are
+ * The issuer is immutable after iss_issuer_load(); the CA's extensions are
  * cached there, so signing only reads it and any number of threads may issue
  * at once (each signature uses its own digest context).
  */
@@ -17,127 +17,13 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-struct pol_issuer {
+struct iss_issuer {
     X509 *ca;
     EVP_PKEY *key;
     char *tail_pem;        /* CA + chain, PEM */
     size_t tail_len;
     const EVP_MD *md;      /* NULL for EdDSA CAs */
 };
-
-/* ---------------------------------------------------------------- CSR */
-
-int pol_csr_check(const char *pem, size_t len, const cfg_issuance_t *cfg, EVP_PKEY **pub,
-                  const char **err)
-{
-    *pub = NULL;
-    if (!pem || len == 0 || len > POL_ISS_MAX_CSR || len > INT32_MAX) {
-        *err = "CSR missing or too long";
-        return -1;
-    }
-    BIO *b = BIO_new_mem_buf(pem, (int)len);
-    char *name = NULL, *header = NULL;
-    unsigned char *data = NULL;
-    long dlen = 0;
-    X509_REQ *req = NULL;
-    int rc = -1;
-    if (!b) {
-        *err = "out of memory";
-        return -1;
-    }
-    if (!PEM_read_bio(b, &name, &header, &data, &dlen)) {
-        *err = "CSR is not PEM";
-        goto out;
-    }
-    if (strcmp(name, "CERTIFICATE REQUEST") != 0 && strcmp(name, "NEW CERTIFICATE REQUEST") != 0) {
-        *err = "PEM block is not a CERTIFICATE REQUEST";
-        goto out;
-    }
-    if (header && *header) {
-        *err = "CSR PEM must not carry headers";
-        goto out;
-    }
-    {
-        char *n2 = NULL, *h2 = NULL;
-        unsigned char *d2 = NULL;
-        long l2;
-        int more = PEM_read_bio(b, &n2, &h2, &d2, &l2);
-        OPENSSL_free(n2);
-        OPENSSL_free(h2);
-        OPENSSL_free(d2);
-        if (more) {
-            *err = "more than one PEM block; send exactly one CSR";
-            goto out;
-        }
-    }
-    const unsigned char *p = data;
-    req = d2i_X509_REQ(NULL, &p, dlen);
-    if (!req || p != data + dlen) {
-        *err = "CSR is not a valid PKCS#10 request";
-        goto out;
-    }
-    EVP_PKEY *k = X509_REQ_get0_pubkey(req);
-    if (!k) {
-        *err = "CSR public key cannot be decoded";
-        goto out;
-    }
-    int type = EVP_PKEY_get_base_id(k);
-    if (type == EVP_PKEY_EC) {
-        char group[64] = "";
-        size_t gl;
-        if (!cfg->key_ec_p256) {
-            *err = "key type not allowed: EC keys are disabled";
-            goto out;
-        }
-        if (!EVP_PKEY_get_group_name(k, group, sizeof group, &gl) ||
-            strcmp(group, "prime256v1") != 0) {
-            *err = "key type not allowed: the only EC curve accepted is P-256";
-            goto out;
-        }
-    } else if (type == EVP_PKEY_RSA) {
-        int bits = EVP_PKEY_get_bits(k);
-        if (!cfg->key_rsa) {
-            *err = "key type not allowed: RSA keys are disabled (use EC P-256)";
-            goto out;
-        }
-        if (bits < (int)cfg->rsa_min_bits) {
-            *err = "RSA key too short";
-            goto out;
-        }
-        if (bits > 16384) {
-            *err = "RSA key too long";
-            goto out;
-        }
-    } else {
-        *err = cfg->key_ec_p256 ? "key type not allowed (use EC P-256)"
-                                : "key type not allowed (use RSA)";
-        goto out;
-    }
-    int mdnid = NID_undef, pknid = NID_undef;
-    if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &mdnid, &pknid) ||
-        (mdnid != NID_sha256 && mdnid != NID_sha384 && mdnid != NID_sha512)) {
-        *err = "CSR signature algorithm not allowed (use SHA-256 or stronger)";
-        goto out;
-    }
-    if (X509_REQ_verify(req, k) != 1) {
-        *err = "CSR signature does not verify (proof of possession failed)";
-        goto out;
-    }
-    if (!EVP_PKEY_up_ref(k)) {
-        *err = "out of memory";
-        goto out;
-    }
-    *pub = k;
-    rc = 0;
-out:
-    X509_REQ_free(req);
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    OPENSSL_free(data);
-    BIO_free(b);
-    ERR_clear_error();
-    return rc;
-}
 
 /* ---------------------------------------------------------------- loading */
 
@@ -156,7 +42,7 @@ static int pem_append(BIO *mem, X509 *x)
     return PEM_write_bio_X509(mem, x) == 1;
 }
 
-void pol_issuer_free(pol_issuer_t *is)
+void iss_issuer_free(iss_issuer_t *is)
 {
     if (!is)
         return;
@@ -166,14 +52,14 @@ void pol_issuer_free(pol_issuer_t *is)
     free(is);
 }
 
-X509 *pol_issuer_ca(const pol_issuer_t *is)
+X509 *iss_issuer_ca(const iss_issuer_t *is)
 {
     return is ? is->ca : NULL;
 }
 
-pol_issuer_t *pol_issuer_load(const cfg_issuance_t *cfg, char *err, size_t errlen)
+iss_issuer_t *iss_issuer_load(const cfg_issuance_t *cfg, char *err, size_t errlen)
 {
-    pol_issuer_t *is = calloc(1, sizeof *is);
+    iss_issuer_t *is = calloc(1, sizeof *is);
     BIO *b = NULL, *mem = NULL;
     if (!is) {
         snprintf(err, errlen, "out of memory");
@@ -261,13 +147,13 @@ fail:
     BIO_free(mem);
     BIO_free(b);
     ERR_clear_error();
-    pol_issuer_free(is);
+    iss_issuer_free(is);
     return NULL;
 }
 
 /* ---------------------------------------------------------------- signing */
 
-void pol_issued_free(pol_issued_t *out)
+void iss_issued_free(iss_issued_t *out)
 {
     if (!out)
         return;
@@ -341,9 +227,9 @@ static int make_serial(X509 *x, char hex[41])
     return 0;
 }
 
-int pol_issue_cert(pol_issuer_t *is, EVP_PKEY *pub, const char *device_id,
+int iss_issue_cert(iss_issuer_t *is, EVP_PKEY *pub, const char *device_id,
                    const char *san_uri_prefix, uint64_t lifetime_s, time_t now,
-                   pol_issued_t *out, const char **err)
+                   iss_issued_t *out, const char **err)
 {
     X509 *x = NULL;
     X509_NAME *subj = NULL;
@@ -426,7 +312,7 @@ fail:
     X509_NAME_free(subj);
     X509_free(x);
     out->cert = NULL;
-    pol_issued_free(out);
+    iss_issued_free(out);
     ERR_clear_error();
     return -1;
 }

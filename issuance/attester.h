@@ -1,0 +1,93 @@
+/* issuance/attester: the interface every attestation provider implements
+ * (docs/issuance.md). A provider is one file (attest_<name>.c) defining one
+ * iss_attester_t, listed in attesters.c, plus its section under a platform
+ * of issuance.platforms in the configuration (config/config_issuance.c).
+ *
+ * The flow (flow.c) loads one instance per configured platform when a
+ * generation is built, and for every issue or attested renew request calls
+ * verify with the request's token and nonce. verify answers through done,
+ * exactly once: at once (a local check) or later from an event on
+ * req->base's loop (a call to a service). cancel stops a verification in
+ * flight (done is then never called). An instance is immutable after load
+ * and shared by every worker; per-request state lives in what verify
+ * allocates.
+ */
+#ifndef PORTCULLIS_ISSUANCE_ATTESTER_H
+#define PORTCULLIS_ISSUANCE_ATTESTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../base/errors.h"
+#include "../base/log.h"
+#include "../config/config.h"
+
+struct event_base;
+
+/* Where an attester's log lines say they come from (the request's
+ * connection): fn(host, buf, n) writes the context into buf. */
+typedef struct {
+    char *(*fn)(const void *host, char *buf, size_t n);
+    const void *host;
+} iss_logctx_t;
+
+#define ISS_LOG(lc, lvl, ev, ...)                                              \
+    do {                                                                       \
+        if (pc_log_enabled(lvl)) {                                             \
+            char ctx_[192];                                                    \
+            pc_log_ev(lvl, ev, (lc)->fn((lc)->host, ctx_, sizeof(ctx_)), __VA_ARGS__); \
+        }                                                                      \
+    } while (0)
+
+/* One verification. The strings live until done has been called or the
+ * verification cancelled. */
+typedef struct {
+    const cfg_platform_t *platform;   /* its configuration (name, provider section) */
+    const char *token;                /* the integrity token as the app sent it */
+    size_t token_len;
+    const char *nonce;                /* the server nonce it must be bound to */
+    int64_t now_ms;                   /* the wall clock, ms since the epoch */
+    struct event_base *base;          /* the worker's loop, for asynchronous providers */
+    iss_logctx_t log;
+} iss_attest_req_t;
+
+/* The outcome. err == PC_E_NONE: accepted, summary says what the platform
+ * vouched for (stored in the issuance record and logged). Otherwise refused
+ * with catalog entry err (PC_E_ATTESTATION_FAILED: the token does not
+ * prove the device; PC_E_ISSUANCE_UNAVAILABLE: the verifier could not be
+ * asked; PC_E_OUT_OF_MEMORY) and message, a static text naming the failed
+ * check that never quotes the token. Both strings are valid during done only. */
+typedef struct {
+    enum pc_err err;
+    const char *message;
+    const char *summary;
+} iss_verdict_t;
+
+typedef void (*iss_attest_done_fn)(void *arg, const iss_verdict_t *v);
+
+typedef struct iss_attester {
+    const char *name;        /* the provider's name in the configuration */
+    int provider;            /* enum cfg_attest_provider */
+    unsigned metric;         /* its label in the issuance metrics (PC_PROV_*) */
+    /* Loads what the platform's section names (keys, addresses). The
+     * instance, or NULL with a one-line reason in err. */
+    void *(*load)(const cfg_platform_t *platform, char *err, size_t errlen);
+    /* Starts a verification: first stores its per-request state in *op
+     * (NULL when it needs none), then calls done(arg, verdict) once, now
+     * or later. */
+    void (*verify)(void *inst, const iss_attest_req_t *req, iss_attest_done_fn done, void *arg,
+                   void **op);
+    /* Stops the verification *op before its done (NULL: a no-op). */
+    void (*cancel)(void *op);
+    void (*free)(void *inst);   /* NULL is a no-op */
+} iss_attester_t;
+
+/* The attester of a provider (enum cfg_attest_provider), or NULL for
+ * CFG_ATTEST_REFUSE and unknown values (attesters.c). */
+const iss_attester_t *iss_attester_find(int provider);
+
+extern const iss_attester_t iss_attest_play;   /* attest_play.c: play_integrity */
+extern const iss_attester_t iss_attest_http;   /* attest_http.c: http */
+extern const iss_attester_t iss_attest_none;   /* attest_none.c: none (insecure_dev) */
+
+#endif
