@@ -36,18 +36,24 @@ def _preexec(nofile=None):
     return fn
 
 
+def _popen(env, gw, preexec_fn, args=(), binary=BINARY, cwd=None, environ=None):
+    """Start binary on gw's configuration (output to gw's log, a session of
+    its own, environ added to the runner's environment) without waiting."""
+    log = open(gw.log_path, "ab")
+    try:
+        gw.proc = subprocess.Popen([binary, "-c", gw.config_path] + list(args),
+                                   cwd=cwd or env.tmp, stdout=log, stderr=log,
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=preexec_fn, env=dict(os.environ, **(environ or {})))
+    finally:
+        log.close()
+
+
 def _start(env, name, cfg, nofile=None, environ=None, args=(), binary=BINARY):
     """A private gateway like env.start_gateway, with a descriptor limit
     and extra arguments; returns it once it listens."""
     gw = Gateway(env, name, cfg, environ)
-    log = open(gw.log_path, "ab")
-    try:
-        gw.proc = subprocess.Popen([binary, "-c", gw.config_path] + list(args), cwd=env.tmp,
-                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, preexec_fn=_preexec(nofile),
-                                   env=dict(os.environ, **(environ or {})))
-    finally:
-        log.close()
+    _popen(env, gw, _preexec(nofile), args=args, binary=binary, environ=environ)
     try:
         wait_tcp(gw.port, gw.proc, 10 * TIME_FACTOR, "gateway %r" % name)
     except SetupError as e:
@@ -230,13 +236,7 @@ def _(env):
         _preexec()()
         resource.setrlimit(resource.RLIMIT_NOFILE, (16, 4096))
     gw = Gateway(env, "fd-early", cfg)
-    log = open(gw.log_path, "ab")
-    try:
-        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
-                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=fn)
-    finally:
-        log.close()
+    _popen(env, gw, fn)
     try:
         wait_tcp(port2, gw.proc, 10 * TIME_FACTOR, "gateway fd-early")
         check(_log_has(gw, "descriptor limit (RLIMIT_NOFILE) raised from 16 to"),
@@ -259,13 +259,7 @@ def _(env):
         _preexec()()
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
     gw = Gateway(env, "fd-raise", cfg)
-    log = open(gw.log_path, "ab")
-    try:
-        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
-                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=fn)
-    finally:
-        log.close()
+    _popen(env, gw, fn)
     try:
         wait_tcp(gw.port, gw.proc, 10 * TIME_FACTOR, "gateway fd-raise")
         with open("/proc/%d/limits" % gw.pid) as f:
@@ -304,14 +298,20 @@ class NotifySocket:
         (as systemd tells who sent what)."""
         self.sock.settimeout(timeout * TIME_FACTOR)
         try:
-            data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            pid, data = self._recv()
         except socket.timeout:
             fail("no notification within %.0fs" % timeout)
+        return pid, dict(ln.split("=", 1) for ln in data.split("\n") if "=" in ln)
+
+    def _recv(self):
+        """(the sender's pid by SCM_CREDENTIALS, the datagram's text) of the
+        next datagram; socket.timeout when none comes in the socket's timeout."""
+        data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
         pid = None
         for level, kind, cdata in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 pid = struct.unpack("iII", cdata[:12])[0]
-        return pid, dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+        return pid, data.decode()
 
     def quiet(self, seconds):
         """[(pid, message)] of whatever arrives within seconds."""
@@ -320,14 +320,9 @@ class NotifySocket:
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
-                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+                out.append(self._recv())
             except socket.timeout:
                 break
-            pid = None
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("iII", cdata[:12])[0]
-            out.append((pid, data.decode()))
         return out
 
     def close(self):
@@ -348,14 +343,7 @@ def _(env):
     ns = NotifySocket(env, "cycle")
     cfg = env.config({"workers": 1})
     gw = Gateway(env, "notify", cfg, {"NOTIFY_SOCKET": ns.path})
-    log = open(gw.log_path, "ab")
-    try:
-        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
-                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=_preexec(),
-                                   env=dict(os.environ, NOTIFY_SOCKET=ns.path))
-    finally:
-        log.close()
+    _popen(env, gw, _preexec(), environ={"NOTIFY_SOCKET": ns.path})
     try:
         m = ns.next()
         eq(m.get("READY"), "1", "first notification %r" % m)
@@ -605,13 +593,7 @@ def _(env):
             cfg = env.config({"workers": 1, "user": user, "tls": tls})
             gw = Gateway(env, "nonroot-%s" % user, cfg)
             os.chmod(gw.config_path, 0o644)
-            log = open(gw.log_path, "ab")
-            try:
-                gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd="/", stdout=log,
-                                           stderr=log, stdin=subprocess.DEVNULL,
-                                           start_new_session=True, preexec_fn=as_nobody)
-            finally:
-                log.close()
+            _popen(env, gw, as_nobody, cwd="/")
             try:
                 if expect is not None:
                     eq(gw.proc.wait(timeout=20 * TIME_FACTOR), expect, "exit status with user: %s" % user)
@@ -876,14 +858,7 @@ def _(env):
         cfg_b = dict(cfg, redis=dict(cfg["redis"], address="127.0.0.1:%d" % free_port(),
                                      connect_timeout="2s", command_timeout="2s"))
         b = Gateway(env, "abort-b", cfg_b, {"NOTIFY_SOCKET": ns.path})
-        log = open(b.log_path, "ab")
-        try:
-            b.proc = subprocess.Popen([BINARY, "-c", b.config_path, "--upgrade"], cwd=env.tmp,
-                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, preexec_fn=_preexec(),
-                                      env=dict(os.environ, NOTIFY_SOCKET=ns.path))
-        finally:
-            log.close()
+        _popen(env, b, _preexec(), args=["--upgrade"], environ={"NOTIFY_SOCKET": ns.path})
         check(wait_log(b, "upgrade: received", 10), "B got no sockets: %s" % b.log_tail(8, joined=True))
         time.sleep(0.3)
         os.kill(b.pid, signal.SIGTERM)
