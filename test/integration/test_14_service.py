@@ -4,6 +4,7 @@ backoff when descriptors run out, user:/group: (the drop after binding, and
 readiness notifications (NOTIFY_SOCKET) and the unit in contrib/, checked
 with systemd-analyze verify."""
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -462,6 +463,23 @@ def _readable_copy(env, name):
     return d, tls
 
 
+@contextlib.contextmanager
+def _nobody_reads(env, name, open_tmp=True):
+    """(d, tls) of _readable_copy for a gateway that runs as nobody; with
+    open_tmp, env.tmp is opened (0711) so that nobody reaches the files the
+    test makes readable there. Afterwards env.tmp is closed again (0700) and
+    the copy removed, however the test ends."""
+    d, tls = _readable_copy(env, name)
+    try:
+        if open_tmp:
+            os.chmod(env.tmp, 0o711)
+        yield d, tls
+    finally:
+        if open_tmp:
+            os.chmod(env.tmp, 0o700)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _need_root():
     if os.geteuid() != 0:
         fail("these tests start the gateway as root (the runner runs as uid %d)" % os.geteuid())
@@ -505,29 +523,26 @@ def _(env):
       "by a reload is refused as restart-only", timeout=60)
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "reload")
-    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
-    gw = _start(env, "drop-reload", cfg)
-    try:
-        os.chmod(env.tmp, 0o711)   # nobody reads the configuration file itself
-        os.chmod(gw.config_path, 0o644)
-        os.kill(gw.pid, signal.SIGHUP)
-        check(wait_until(lambda: _log_has(gw, "reload: generation 2 applied"), 10),
-              "reload as nobody not applied: %s" % gw.log_tail(5, joined=True))
-        with open(gw.config_path) as f:
-            text = f.read()
-        with open(gw.config_path, "w") as f:
-            f.write(text.replace("user: nobody", "user: daemon"))
-        os.kill(gw.pid, signal.SIGHUP)
-        check(wait_until(lambda: _log_has(gw, "user: changed from nobody to daemon; this key needs a "
-                                              "restart (the reload was refused)"), 10),
-              "user: change not refused as restart-only: %s" % gw.log_tail(5, joined=True))
-        with env.connect(gw) as c:
-            upstream_info(c.request("GET", "/api/after-user-change"), "request after the refusal")
-    finally:
-        os.chmod(env.tmp, 0o700)
-        gw.stop()
-        shutil.rmtree(d, ignore_errors=True)
+    with _nobody_reads(env, "reload") as (_d, tls):   # nobody reads the configuration file itself
+        cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
+        gw = _start(env, "drop-reload", cfg)
+        try:
+            os.chmod(gw.config_path, 0o644)
+            os.kill(gw.pid, signal.SIGHUP)
+            check(wait_until(lambda: _log_has(gw, "reload: generation 2 applied"), 10),
+                  "reload as nobody not applied: %s" % gw.log_tail(5, joined=True))
+            with open(gw.config_path) as f:
+                text = f.read()
+            with open(gw.config_path, "w") as f:
+                f.write(text.replace("user: nobody", "user: daemon"))
+            os.kill(gw.pid, signal.SIGHUP)
+            check(wait_until(lambda: _log_has(gw, "user: changed from nobody to daemon; this key needs a "
+                                                  "restart (the reload was refused)"), 10),
+                  "user: change not refused as restart-only: %s" % gw.log_tail(5, joined=True))
+            with env.connect(gw) as c:
+                upstream_info(c.request("GET", "/api/after-user-change"), "request after the refusal")
+        finally:
+            gw.stop()
 
 
 def _file_has(path, text):
@@ -543,46 +558,41 @@ def _file_has(path, text):
       "land in the new one)", timeout=60)
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "logfile")
-    logdir = os.path.join(d, "log")
-    os.mkdir(logdir)
-    os.chown(logdir, NOBODY.pw_uid, NOBODY.pw_gid)   # nobody creates the file after a rename
-    path = os.path.join(logdir, "gateway.log")
-    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls,
-                      "logging": {"file": path, "access": True, "format": "json"}})
-    gw = _start(env, "drop-logfile", cfg)
-    try:
-        os.chmod(env.tmp, 0o711)   # nobody reads the configuration file itself
-        os.chmod(gw.config_path, 0o644)
-        check(wait_until(lambda: _file_has(path, "running as user nobody"), 5),
-              "no line about the drop in %s" % path)
-        st = os.stat(path)
-        eq((st.st_uid, st.st_gid), (NOBODY.pw_uid, NOBODY.pw_gid), "owner of the log file")
-        os.kill(gw.pid, signal.SIGHUP)
-        check(wait_until(lambda: _file_has(path, "reload: generation 2 applied"), 10),
-              "reload as nobody with logging.file not applied: %s" % open(path).read()[-600:])
-        os.rename(path, path + ".1")
-        os.kill(gw.pid, signal.SIGUSR1)
-        check(wait_until(lambda: _file_has(path, "SIGUSR1: log file reopened"), 10),
-              "SIGUSR1 did not reopen the file: %s" % open(path + ".1").read()[-600:])
-        with env.connect(gw) as c:
-            upstream_info(c.request("GET", "/api/after-reopen"), "request after SIGUSR1")
-        check(wait_until(lambda: _file_has(path, '"path":"/api/after-reopen"'), 5),
-              "no access line in the reopened file")
-        check(not _file_has(path + ".1", "/api/after-reopen"), "the access line went to the old file")
-    finally:
-        os.chmod(env.tmp, 0o700)
-        gw.stop()
-        shutil.rmtree(d, ignore_errors=True)
+    with _nobody_reads(env, "logfile") as (d, tls):   # nobody reads the configuration file itself
+        logdir = os.path.join(d, "log")
+        os.mkdir(logdir)
+        os.chown(logdir, NOBODY.pw_uid, NOBODY.pw_gid)   # nobody creates the file after a rename
+        path = os.path.join(logdir, "gateway.log")
+        cfg = env.config({"workers": 1, "user": "nobody", "tls": tls,
+                          "logging": {"file": path, "access": True, "format": "json"}})
+        gw = _start(env, "drop-logfile", cfg)
+        try:
+            os.chmod(gw.config_path, 0o644)
+            check(wait_until(lambda: _file_has(path, "running as user nobody"), 5),
+                  "no line about the drop in %s" % path)
+            st = os.stat(path)
+            eq((st.st_uid, st.st_gid), (NOBODY.pw_uid, NOBODY.pw_gid), "owner of the log file")
+            os.kill(gw.pid, signal.SIGHUP)
+            check(wait_until(lambda: _file_has(path, "reload: generation 2 applied"), 10),
+                  "reload as nobody with logging.file not applied: %s" % open(path).read()[-600:])
+            os.rename(path, path + ".1")
+            os.kill(gw.pid, signal.SIGUSR1)
+            check(wait_until(lambda: _file_has(path, "SIGUSR1: log file reopened"), 10),
+                  "SIGUSR1 did not reopen the file: %s" % open(path + ".1").read()[-600:])
+            with env.connect(gw) as c:
+                upstream_info(c.request("GET", "/api/after-reopen"), "request after SIGUSR1")
+            check(wait_until(lambda: _file_has(path, '"path":"/api/after-reopen"'), 5),
+                  "no access line in the reopened file")
+            check(not _file_has(path + ".1", "/api/after-reopen"), "the access line went to the old file")
+        finally:
+            gw.stop()
 
 
 @test("user: set while not started as root: the gateway does not start (exit 1, a clear line); "
       "started as that very user it runs")
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "nonroot")
-    try:
-        os.chmod(env.tmp, 0o711)
+    with _nobody_reads(env, "nonroot") as (_d, tls):
 
         def as_nobody():
             _preexec()()
@@ -607,34 +617,30 @@ def _(env):
                         upstream_info(c.request("GET", "/api/as-nobody"), "request")
             finally:
                 gw.stop()
-    finally:
-        os.chmod(env.tmp, 0o700)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @test("user: --upgrade from a gateway that dropped to nobody to a new one started as root "
       "works (the configured user may hand over), and the new one drops too", timeout=90)
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "upgrade")
-    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
-    a = _start(env, "drop-up-a", cfg)
-    b = None
-    try:
-        check(wait_until(lambda: _log_has(a, "running as user nobody"), 5), "A did not drop")
-        b = start_b(env, "drop-up-b", cfg, upgrade=True)
-        check(wait_log(b, "upgrade: the old process confirmed", 20),
-              "B did not take over: %s" % b.log_tail(6, joined=True))
-        eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status after the handover")
-        with env.connect(b.port) as c:
-            upstream_info(c.request("GET", "/api/after-upgrade"), "request to B")
-        for t in _ids(b.pid):
-            eq(t["Uid"], ["65534"] * 4, "B's uids")
-    finally:
-        if b is not None:
-            b.stop()
-        a.stop()
-        shutil.rmtree(d, ignore_errors=True)
+    with _nobody_reads(env, "upgrade", open_tmp=False) as (_d, tls):
+        cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
+        a = _start(env, "drop-up-a", cfg)
+        b = None
+        try:
+            check(wait_until(lambda: _log_has(a, "running as user nobody"), 5), "A did not drop")
+            b = start_b(env, "drop-up-b", cfg, upgrade=True)
+            check(wait_log(b, "upgrade: the old process confirmed", 20),
+                  "B did not take over: %s" % b.log_tail(6, joined=True))
+            eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status after the handover")
+            with env.connect(b.port) as c:
+                upstream_info(c.request("GET", "/api/after-upgrade"), "request to B")
+            for t in _ids(b.pid):
+                eq(t["Uid"], ["65534"] * 4, "B's uids")
+        finally:
+            if b is not None:
+                b.stop()
+            a.stop()
 
 
 @test("sd_notify: --upgrade: the old process sends MAINPID=<new pid> (systemd follows it with "
@@ -751,18 +757,13 @@ def _(env):
       "over from it", timeout=120)
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "usr2")
+    with _nobody_reads(env, "usr2") as (_d, tls):   # and reaches the notification socket
 
-    def readable(a):
-        os.chmod(a.config_path, 0o644)   # nobody reads the configuration file itself
-    try:
-        os.chmod(env.tmp, 0o711)   # and reaches the notification socket
+        def readable(a):
+            os.chmod(a.config_path, 0o644)   # nobody reads the configuration file itself
         ids, a = _sigusr2_handover(env, "usr2-nobody", {"user": "nobody", "tls": tls}, readable)
         for t in ids:
             eq(t["Uid"], ["65534"] * 4, "B's uids")
-    finally:
-        os.chmod(env.tmp, 0o700)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @test("SIGUSR2: a child that cannot take over (its configuration is now invalid) leaves the "
