@@ -8,6 +8,7 @@ their tag, so a response says which address served it; they listen on
 from the configuration.
 """
 
+import contextlib
 import http.server
 import json
 import os
@@ -157,13 +158,73 @@ def _upstream_port():
     raise SetupError("no port free on 127.0.0.2..4")
 
 
+def _resolver(dns, interval):
+    """The resolver section: dns as the only name server."""
+    return {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": interval,
+            "timeout": "300ms", "attempts": 1}
+
+
 def _config(env, dns, servers, interval="1s", extra=None):
     cfg = env.config(extra)
     cfg["upstreams"][0]["servers"] = servers
     cfg["upstreams"][0]["keepalive"] = 0     # every request picks a server afresh
-    cfg["resolver"] = {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": interval,
-                       "timeout": "300ms", "attempts": 1}
+    cfg["resolver"] = _resolver(dns, interval)
     return cfg
+
+
+def _redis_config(env, dns, port, interval, extra=None):
+    """A configuration with Redis given as redis.test:port, resolved by dns."""
+    over = dict(extra or {})
+    over["redis"] = {"address": "redis.test:%d" % port, "connect_timeout": "500ms",
+                     "command_timeout": "500ms"}
+    cfg = env.config(over)
+    cfg["resolver"] = _resolver(dns, interval)
+    return cfg
+
+
+def _reload(rg, cfg, new):
+    """rg.reload(new) on cfg's listeners: (status, document)."""
+    new["listeners"] = cfg["listeners"]
+    return rg.reload(new)
+
+
+class _Scene(contextlib.ExitStack):
+    """One test's DnsServer and what it starts (tag upstreams, Redis servers,
+    gateways), each stopped when the with block ends, however it ends, the
+    last started first. port: one port free on 127.0.0.2..4, picked on first use."""
+
+    def __init__(self, env):
+        super().__init__()
+        self.env = env
+        self._port = None
+        self.dns = DnsServer()
+        self.callback(self.dns.close)
+
+    @property
+    def port(self):
+        if self._port is None:
+            self._port = _upstream_port()
+        return self._port
+
+    def tag(self, ip, tag):
+        u = TagUpstream(ip, self.port, tag)
+        self.callback(u.stop)
+        return u
+
+    def redis(self, ip, tag):
+        p = _redis(ip, self.port, tag, self.env.tmp)
+        self.callback(kill_group, p, 3)
+        return p
+
+    def gateway(self, name, cfg):
+        gw = self.env.start_gateway(name, cfg)
+        self.callback(gw.stop)
+        return gw
+
+    def reload_gateway(self, name, cfg):
+        rg = ReloadGateway(self.env, name, cfg)
+        self.callback(rg.stop)
+        return rg
 
 
 def _where(path, value):
@@ -192,43 +253,32 @@ def _metrics(cfg):
 
 @test("dns: an upstream name with two addresses spreads requests over both", timeout=40)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    a, b = TagUpstream("127.0.0.2", port, "A"), TagUpstream("127.0.0.3", port, "B")
-    dns.set("api.test", ["127.0.0.2", "127.0.0.3"])
-    gw = None
-    try:
-        cfg = _config(env, dns, ["api.test:%d" % port])
+    with _Scene(env) as s:
+        a, b = s.tag("127.0.0.2", "A"), s.tag("127.0.0.3", "B")
+        s.dns.set("api.test", ["127.0.0.2", "127.0.0.3"])
+        cfg = _config(env, s.dns, ["api.test:%d" % s.port])
         cfg["workers"] = 1   # one worker's round robin: exactly every other request
-        gw = env.start_gateway("dns-two", cfg)
+        gw = s.gateway("dns-two", cfg)
         got = [_get(env, gw) for _ in range(12)]
-        eq(sorted(set(s for s, _ in got)), [200], "statuses")
+        eq(sorted(set(st for st, _ in got)), [200], "statuses")
         eq((a.count, b.count), (6, 6), "requests that reached A and B")
-    finally:
-        if gw:
-            gw.stop()
-        a.stop()
-        b.stop()
-        dns.close()
 
 
 def _move(env, keepalive):
     """The old address keeps serving: only the re-resolution moves requests."""
-    dns = DnsServer()
-    port = _upstream_port()
-    a = TagUpstream("127.0.0.2", port, "A")
-    dns.set("api.test", ["127.0.0.2"])
-    gw = b = None
-    try:
-        cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
+    with _Scene(env) as s:
+        port = s.port
+        a = s.tag("127.0.0.2", "A")
+        s.dns.set("api.test", ["127.0.0.2"])
+        cfg = _config(env, s.dns, ["api.test:%d" % port], interval="1s")
         cfg["upstreams"][0]["keepalive"] = keepalive
         mport = _metrics(cfg)
-        gw = env.start_gateway("dns-move-%d" % keepalive, cfg)
+        gw = s.gateway("dns-move-%d" % keepalive, cfg)
         for _ in range(3):   # with keep-alive: connections to A are pooled
             eq(_get(env, gw), (200, "A"), "before the move")
         changes = metric_value(mport, ADMIN_TOKEN, "portcullis_dns_changes_total")
-        b = TagUpstream("127.0.0.3", port, "B")
-        dns.set("api.test", ["127.0.0.3"])
+        s.tag("127.0.0.3", "B")
+        s.dns.set("api.test", ["127.0.0.3"])
         check(wait_until(lambda: _get(env, gw) == (200, "B"), 4),
               "requests did not move to the new address within the interval")
         a_before = a.count
@@ -240,13 +290,6 @@ def _move(env, keepalive):
         check(re.search(r"api\.test:%d now resolves to: 127\.0\.0\.3:%d" % (port, port),
                         gw.log_tail(200, joined=True)),
               "no dns_changed log line: %s" % short(gw.log_tail(10, joined=True), 800))
-    finally:
-        if gw:
-            gw.stop()
-        a.stop()
-        if b:
-            b.stop()
-        dns.close()
 
 
 @test("dns: the upstream name moves to another address: requests follow within the interval", timeout=40)
@@ -261,43 +304,30 @@ def _(env):
 
 @test("dns: a connect failure re-resolves the name at once, long before the interval", timeout=40)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    a = TagUpstream("127.0.0.2", port, "A")
-    dns.set("api.test", ["127.0.0.2"])
-    gw = b = None
-    try:
-        gw = env.start_gateway("dns-kick", _config(env, dns, ["api.test:%d" % port],
-                                                   interval="1h"))
+    with _Scene(env) as s:
+        a = s.tag("127.0.0.2", "A")
+        s.dns.set("api.test", ["127.0.0.2"])
+        gw = s.gateway("dns-kick", _config(env, s.dns, ["api.test:%d" % s.port], interval="1h"))
         eq(_get(env, gw), (200, "A"), "before the move")
-        b = TagUpstream("127.0.0.3", port, "B")
-        dns.set("api.test", ["127.0.0.3"])
+        s.tag("127.0.0.3", "B")
+        s.dns.set("api.test", ["127.0.0.3"])
         a.stop()
         first = _get(env, gw)
         eq(first[0], 502, "the request to the stopped address (%s)" % short(first[1]))
         eq(json.loads(first[1]).get("error"), "upstream_unavailable", "the 502's error code")
         check(wait_until(lambda: _get(env, gw) == (200, "B"), 3),
               "the connect failure did not re-resolve the name")
-    finally:
-        if gw:
-            gw.stop()
-        a.stop()
-        if b:
-            b.stop()
-        dns.close()
 
 
 @test("dns: a name that stops resolving keeps its last addresses, logged once and counted", timeout=40)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    a = TagUpstream("127.0.0.2", port, "A")
-    dns.set("api.test", ["127.0.0.2"])
-    gw = None
-    try:
+    with _Scene(env) as s:
+        port, dns = s.port, s.dns
+        s.tag("127.0.0.2", "A")
+        dns.set("api.test", ["127.0.0.2"])
         cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
         mport = _metrics(cfg)
-        gw = env.start_gateway("dns-gone", cfg)
+        gw = s.gateway("dns-gone", cfg)
         eq(_get(env, gw), (200, "A"), "before")
         before = metric_value(mport, ADMIN_TOKEN, "portcullis_dns_failures_total")
         dns.set("api.test", None)   # NXDOMAIN from now on
@@ -315,20 +345,14 @@ def _(env):
         check(wait_until(lambda: "api.test:%d resolves again, to: 127.0.0.2:%d" % (port, port)
                          in gw.log_tail(400, joined=True), 4),
               "no line when the name resolves again")
-    finally:
-        if gw:
-            gw.stop()
-        a.stop()
-        dns.close()
 
 
 @test("dns: a name that does not resolve at start: --check and the start exit 2 with file:line:col", timeout=40)
 def _(env):
-    dns = DnsServer()
-    dns.set("api.test", ["127.0.0.2"])
-    try:
-        port = _upstream_port()
-        cfg = _config(env, dns, ["api.test:%d" % port, "nosuch.test:%d" % port])
+    with _Scene(env) as s:
+        s.dns.set("api.test", ["127.0.0.2"])
+        port = s.port
+        cfg = _config(env, s.dns, ["api.test:%d" % port, "nosuch.test:%d" % port])
         rc, out = config_check(env, cfg, "dns-check")
         path = os.path.join(env.tmp, "dns-check.yaml")
         eq(rc, 2, "--check exit status (%s)" % short(out, 400))
@@ -344,24 +368,19 @@ def _(env):
         check('upstreams[0].servers[1]: cannot resolve "nosuch.test"' in r.stdout + r.stderr,
               "start output: %s" % short(r.stdout + r.stderr, 600))
         check(time.monotonic() - t0 < 5, "the start took %.1fs" % (time.monotonic() - t0))
-    finally:
-        dns.close()
 
 
 @test("dns: a reload with a name that does not resolve is refused, the old config serves", timeout=40)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    a = TagUpstream("127.0.0.2", port, "A")
-    dns.set("api.test", ["127.0.0.2"])
-    rg = None
-    try:
+    with _Scene(env) as s:
+        port, dns = s.port, s.dns
+        s.tag("127.0.0.2", "A")
+        dns.set("api.test", ["127.0.0.2"])
         cfg = _config(env, dns, ["api.test:%d" % port])
-        rg = ReloadGateway(env, "dns-reload", cfg)
+        rg = s.reload_gateway("dns-reload", cfg)
         eq(_get(env, rg.gw), (200, "A"), "before the reload")
         bad = _config(env, dns, ["api.test:%d" % port, "nosuch.test:%d" % port])
-        bad["listeners"] = cfg["listeners"]
-        status, doc = rg.reload(bad)
+        status, doc = _reload(rg, cfg, bad)
         eq(status, 422, "reload status (%s)" % short(str(doc), 400))
         eq(doc.get("error"), "reload_failed", "reload error code")
         errs = doc.get("errors") or []
@@ -371,20 +390,12 @@ def _(env):
               "reload errors: %r" % errs)
         eq(_get(env, rg.gw), (200, "A"), "after the refused reload")
         # the same file once the name resolves: applied
-        b = TagUpstream("127.0.0.3", port, "B")
-        try:
-            dns.set("nosuch.test", ["127.0.0.3"])
-            status, doc = rg.reload(bad)
-            eq(status, 200, "reload once the name resolves (%s)" % short(str(doc), 400))
-            got = set(_get(env, rg.gw)[1] for _ in range(8))
-            eq(got, {"A", "B"}, "servers after the reload")
-        finally:
-            b.stop()
-    finally:
-        if rg:
-            rg.stop()
-        a.stop()
-        dns.close()
+        s.tag("127.0.0.3", "B")
+        dns.set("nosuch.test", ["127.0.0.3"])
+        status, doc = rg.reload(bad)
+        eq(status, 200, "reload once the name resolves (%s)" % short(str(doc), 400))
+        got = set(_get(env, rg.gw)[1] for _ in range(8))
+        eq(got, {"A", "B"}, "servers after the reload")
 
 
 def _redis(ip, port, tag, tmp):
@@ -413,51 +424,34 @@ def _redis_clients(ip, port):
 
 @test("dns: Redis given as a name whose address changes: the revocation mirror reconnects to the new one", timeout=60)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    r1 = _redis("127.0.0.2", port, "one", env.tmp)
-    r2 = None
-    dns.set("redis.test", ["127.0.0.2"])
-    gw = None
-    try:
-        cfg = env.config({"redis": {"address": "redis.test:%d" % port, "connect_timeout": "500ms",
-                                    "command_timeout": "500ms"}})
-        cfg["resolver"] = {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": "1h",
-                           "timeout": "300ms", "attempts": 1}
-        gw = env.start_gateway("dns-redis", cfg)
+    with _Scene(env) as s:
+        port = s.port
+        r1 = s.redis("127.0.0.2", "one")
+        s.dns.set("redis.test", ["127.0.0.2"])
+        gw = s.gateway("dns-redis", _redis_config(env, s.dns, port, "1h"))
         check(wait_until(lambda: _redis_clients("127.0.0.2", port) >= 2, 5),
               "the gateway did not connect to the first Redis")
         with env.connect(gw) as c:
             eq(c.request("GET", "/").status, 200, "a request with the first Redis")
-        r2 = _redis("127.0.0.3", port, "two", env.tmp)
-        dns.set("redis.test", ["127.0.0.3"])
+        s.redis("127.0.0.3", "two")
+        s.dns.set("redis.test", ["127.0.0.3"])
         kill_group(r1, 3)
-        r1 = None
         check(wait_until(lambda: _redis_clients("127.0.0.3", port) >= 2, 10),
               "the mirror did not reconnect to the new address: %s"
               % short(gw.log_tail(10, joined=True), 800))
         with env.connect(gw) as c:
             eq(c.request("GET", "/").status, 200, "a request with the second Redis")
-    finally:
-        if gw:
-            gw.stop()
-        if r1:
-            kill_group(r1, 3)
-        if r2:
-            kill_group(r2, 3)
-        dns.close()
 
 
 @test("dns: the http attestation verifier given by name: issuance reaches it; a name that does not resolve is a config error", timeout=60)
 def _(env):
     from certs import Minter
     from testkit import Verifier, issuance_config, post_json
-    dns = DnsServer()
-    v = Verifier()
-    gw = None
-    try:
-        dns.set("verifier.test", ["127.0.0.1"])
-        cfg = _config(env, dns, ["127.0.0.1:%d" % env.upstream_port])
+    with _Scene(env) as s:
+        v = Verifier()
+        s.callback(v.stop)
+        s.dns.set("verifier.test", ["127.0.0.1"])
+        cfg = _config(env, s.dns, ["127.0.0.1:%d" % env.upstream_port])
         cfg["issuance"] = issuance_config(env, {
             "huawei": {"provider": "http", "url": "http://verifier.test:%d/verify" % v.port}})
         bad = dict(cfg, issuance=issuance_config(env, {
@@ -468,7 +462,7 @@ def _(env):
         at = re.escape("%s:%s" % (bad_path, _where(bad_path, "http://nosuch.test:%d/verify" % v.port)))
         check(re.search(at + r': issuance\.platforms\.huawei\.url: cannot resolve '
                         r'"nosuch\.test": no such name', out), "--check output: %s" % short(out, 600))
-        gw = env.start_gateway("dns-verifier", cfg)
+        gw = s.gateway("dns-verifier", cfg)
         with env.connect(gw, "bootstrap") as c:
             r = post_json(c, "/certificates/challenge", {})
         eq(r.status, 200, "challenge (%s)" % short(r.body))
@@ -479,70 +473,45 @@ def _(env):
                                                      "integrity_token": "allow-1", "nonce": nonce})
         eq(r.status, 201, "issue through the verifier reached by name (%s)" % short(r.body, 300))
         eq(len(v.seen), 1, "requests the verifier got")
-    finally:
-        if gw:
-            gw.stop()
-        v.stop()
-        dns.close()
 
 
 @test("dns: a reload that changes the resolver section is refused (restart-only)", timeout=40)
 def _(env):
-    dns = DnsServer()
-    rg = None
-    try:
-        cfg = _config(env, dns, ["127.0.0.1:%d" % env.upstream_port], interval="30s")
-        rg = ReloadGateway(env, "dns-resolver-reload", cfg)
-        new = _config(env, dns, ["127.0.0.1:%d" % env.upstream_port], interval="10s")
-        new["listeners"] = cfg["listeners"]
-        status, doc = rg.reload(new)
+    with _Scene(env) as s:
+        cfg = _config(env, s.dns, ["127.0.0.1:%d" % env.upstream_port], interval="30s")
+        rg = s.reload_gateway("dns-resolver-reload", cfg)
+        new = _config(env, s.dns, ["127.0.0.1:%d" % env.upstream_port], interval="10s")
+        status, doc = _reload(rg, cfg, new)
         eq(status, 422, "reload status (%s)" % short(str(doc), 400))
         eq([e.split(": ", 1)[1] for e in doc.get("errors") or []],
            ["resolver.interval: changed; this key needs a restart (the reload was refused)"],
            "reload errors")
-    finally:
-        if rg:
-            rg.stop()
-        dns.close()
 
 
 @test("dns: a Redis name with a dead and a live address: the mirror tries them in turn", timeout=40)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    live = _redis("127.0.0.3", port, "live", env.tmp)
-    dns.set("redis.test", ["127.0.0.2", "127.0.0.3"])   # nothing listens on 127.0.0.2
-    gw = None
-    try:
-        cfg = env.config({"redis": {"address": "redis.test:%d" % port, "connect_timeout": "500ms",
-                                    "command_timeout": "500ms"}})
-        cfg["resolver"] = {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": "1h",
-                           "timeout": "300ms", "attempts": 1}
-        gw = env.start_gateway("dns-redis-turn", cfg)
+    with _Scene(env) as s:
+        port = s.port
+        s.redis("127.0.0.3", "live")
+        s.dns.set("redis.test", ["127.0.0.2", "127.0.0.3"])   # nothing listens on 127.0.0.2
+        gw = s.gateway("dns-redis-turn", _redis_config(env, s.dns, port, "1h"))
         check(wait_until(lambda: _redis_clients("127.0.0.3", port) >= 2, 10),
               "the mirror did not reach the live address: %s" % short(gw.log_tail(10, joined=True), 800))
         check(wait_until(lambda: "revocation mirror current" in gw.log_tail(100, joined=True), 5),
               "the mirror was not loaded from the live address")
         with env.connect(gw) as c:
             eq(c.request("GET", "/").status, 200, "a request once the mirror is loaded")
-    finally:
-        if gw:
-            gw.stop()
-        kill_group(live, 3)
-        dns.close()
 
 
 @test("dns: a name with more addresses than kept, answered in rotating order: no change on re-resolve", timeout=40)
 def _(env):
-    dns = DnsServer()
-    dns.rotate = True
-    port = _upstream_port()
-    dns.set("many.test", ["127.0.1.%d" % i for i in range(1, 11)])
-    gw = None
-    try:
-        cfg = _config(env, dns, ["many.test:%d" % port], interval="1s")
+    with _Scene(env) as s:
+        dns = s.dns
+        dns.rotate = True
+        dns.set("many.test", ["127.0.1.%d" % i for i in range(1, 11)])
+        cfg = _config(env, dns, ["many.test:%d" % s.port], interval="1s")
         mport = _metrics(cfg)
-        gw = env.start_gateway("dns-many", cfg)
+        gw = s.gateway("dns-many", cfg)
         asked = dns.count("many.test")
         time.sleep(4)
         check(dns.count("many.test") >= asked + 3,
@@ -551,27 +520,21 @@ def _(env):
         eq(metric_value(mport, ADMIN_TOKEN, "portcullis_dns_changes_total"), 0,
            "portcullis_dns_changes_total")
         eq([ln for ln in gw.log_tail(400) if "now resolves to" in ln], [], "dns_changed lines")
-    finally:
-        if gw:
-            gw.stop()
-        dns.close()
 
 
 @test("dns: a name a reload removed is no longer resolved or warned about", timeout=40)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    a, b = TagUpstream("127.0.0.2", port, "A"), TagUpstream("127.0.0.3", port, "B")
-    dns.set("old.test", ["127.0.0.2"])
-    dns.set("new.test", ["127.0.0.3"])
-    rg = None
-    try:
+    with _Scene(env) as s:
+        port, dns = s.port, s.dns
+        s.tag("127.0.0.2", "A")
+        s.tag("127.0.0.3", "B")
+        dns.set("old.test", ["127.0.0.2"])
+        dns.set("new.test", ["127.0.0.3"])
         cfg = _config(env, dns, ["old.test:%d" % port], interval="1s")
-        rg = ReloadGateway(env, "dns-removed", cfg)
+        rg = s.reload_gateway("dns-removed", cfg)
         eq(_get(env, rg.gw), (200, "A"), "before the reload")
         new = _config(env, dns, ["new.test:%d" % port], interval="1s")
-        new["listeners"] = cfg["listeners"]
-        status, doc = rg.reload(new)
+        status, doc = _reload(rg, cfg, new)
         eq(status, 200, "reload (%s)" % short(str(doc), 400))
         eq([_get(env, rg.gw) for _ in range(3)], [(200, "B")] * 3, "after the reload")
         time.sleep(1.5)   # the old generation retires (no connection holds it)
@@ -583,27 +546,19 @@ def _(env):
         eq([ln for ln in rg.gw.log_tail(10000)[mark:] if "old.test" in ln], [],
            "log lines about the removed name")
         check(dns.count("new.test") >= 2, "the kept name is still re-resolved")
-    finally:
-        if rg:
-            rg.stop()
-        a.stop()
-        b.stop()
-        dns.close()
 
 
 @test("dns: an edited hosts file and a reload: the control loop reads it again, the old address does not come back", timeout=40)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    a, b = TagUpstream("127.0.0.2", port, "A"), TagUpstream("127.0.0.3", port, "B")
-    hosts = os.path.join(env.tmp, "dns-hosts-edit")
-    with open(hosts, "w") as f:
-        f.write("127.0.0.2 api.test\n")
-    rg = None
-    try:
-        cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
+    with _Scene(env) as s:
+        s.tag("127.0.0.2", "A")
+        s.tag("127.0.0.3", "B")
+        hosts = os.path.join(env.tmp, "dns-hosts-edit")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.2 api.test\n")
+        cfg = _config(env, s.dns, ["api.test:%d" % s.port], interval="1s")
         cfg["resolver"]["hosts_file"] = hosts
-        rg = ReloadGateway(env, "dns-hosts-edit", cfg)
+        rg = s.reload_gateway("dns-hosts-edit", cfg)
         eq([_get(env, rg.gw) for _ in range(3)], [(200, "A")] * 3, "before the edit")
         with open(hosts + ".new", "w") as f:
             f.write("127.0.0.3 api.test\n")
@@ -613,24 +568,16 @@ def _(env):
         eq([_get(env, rg.gw) for _ in range(6)], [(200, "B")] * 6, "right after the reload")
         time.sleep(2.5)   # more than two re-resolve rounds
         eq([_get(env, rg.gw) for _ in range(6)], [(200, "B")] * 6, "2.5s after the reload")
-    finally:
-        if rg:
-            rg.stop()
-        a.stop()
-        b.stop()
-        dns.close()
 
 
 @test("dns: SIGTERM while a re-resolution waits on a silent name server: prompt exit, nothing leaked", timeout=60)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    dns.set("api.test", ["127.0.0.2"])
-    gw = None
-    try:
-        cfg = _config(env, dns, ["api.test:%d" % port], interval="1s")
+    with _Scene(env) as s:
+        dns = s.dns
+        dns.set("api.test", ["127.0.0.2"])
+        cfg = _config(env, dns, ["api.test:%d" % s.port], interval="1s")
         cfg["resolver"]["timeout"] = "10s"
-        gw = env.start_gateway("dns-stop-inflight", cfg)
+        gw = s.gateway("dns-stop-inflight", cfg)
         dns.silent = True
         before = dns.queries
         check(wait_until(lambda: dns.queries > before, 5), "no re-resolution was sent")
@@ -640,37 +587,27 @@ def _(env):
         eq(rc, 0, "exit status")
         check(took < 5, "the stop took %.1fs" % took)
         eq(gw.sanitizer_reports(), [], "sanitizer reports")
-    finally:
-        if gw:
-            gw.stop()
-        dns.close()
 
 
 @test("dns: Redis moves while the old server stays up: the mirror and the worker's client follow the name", timeout=60)
 def _(env):
-    dns = DnsServer()
-    port = _upstream_port()
-    r1 = _redis("127.0.0.2", port, "stay-one", env.tmp)
-    r2 = _redis("127.0.0.3", port, "stay-two", env.tmp)
-    dns.set("redis.test", ["127.0.0.2"])
-    gw = None
-    try:
-        cfg = env.config({"workers": 1,
-                          "redis": {"address": "redis.test:%d" % port, "connect_timeout": "500ms",
-                                    "command_timeout": "500ms"},
-                          "revocation": {"resync_interval": "1s"}})
-        cfg["resolver"] = {"nameservers": ["127.0.0.1:%d" % dns.port], "interval": "1s",
-                           "timeout": "300ms", "attempts": 1}
+    with _Scene(env) as s:
+        port = s.port
+        s.redis("127.0.0.2", "stay-one")
+        s.redis("127.0.0.3", "stay-two")
+        s.dns.set("redis.test", ["127.0.0.2"])
+        cfg = _redis_config(env, s.dns, port, "1s",
+                            {"workers": 1, "revocation": {"resync_interval": "1s"}})
         cfg["rate_limits"] = [{"name": "g", "key": "ip", "rate": "1000/m", "scope": "global",
                                "on_redis_unavailable": "fail_closed"}]
         cfg["routes"][1]["rate_limits"] = ["g"]
-        gw = env.start_gateway("dns-redis-stay", cfg)
+        gw = s.gateway("dns-redis-stay", cfg)
         check(wait_until(lambda: _redis_clients("127.0.0.2", port) == 2, 5),
               "the mirror did not connect to the first Redis")
         with env.connect(gw) as c:
             eq(c.request("GET", "/").status, 200, "a request counted in the first Redis")
         eq(_redis_clients("127.0.0.2", port), 3, "clients of the first Redis (mirror 2, worker 1)")
-        dns.set("redis.test", ["127.0.0.3"])
+        s.dns.set("redis.test", ["127.0.0.3"])
         check(wait_until(lambda: _redis_clients("127.0.0.3", port) == 2, 6),
               "the mirror did not follow the name: %s" % short(gw.log_tail(10, joined=True), 800))
         with env.connect(gw) as c:
@@ -680,9 +617,3 @@ def _(env):
         eq(_redis_clients("127.0.0.3", port), 3, "clients of the second Redis (mirror 2, worker 1)")
         check(re.search(r"Redis redis\.test:%d no longer resolves to 127\.0\.0\.2:%d: reconnecting"
                         % (port, port), gw.log_tail(200, joined=True)), "no line about the move")
-    finally:
-        if gw:
-            gw.stop()
-        kill_group(r1, 3)
-        kill_group(r2, 3)
-        dns.close()

@@ -4,6 +4,7 @@ backoff when descriptors run out, user:/group: (the drop after binding, and
 readiness notifications (NOTIFY_SOCKET) and the unit in contrib/, checked
 with systemd-analyze verify."""
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -36,18 +37,24 @@ def _preexec(nofile=None):
     return fn
 
 
+def _popen(env, gw, preexec_fn, args=(), binary=BINARY, cwd=None, environ=None):
+    """Start binary on gw's configuration (output to gw's log, a session of
+    its own, environ added to the runner's environment) without waiting."""
+    log = open(gw.log_path, "ab")
+    try:
+        gw.proc = subprocess.Popen([binary, "-c", gw.config_path] + list(args),
+                                   cwd=cwd or env.tmp, stdout=log, stderr=log,
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=preexec_fn, env=dict(os.environ, **(environ or {})))
+    finally:
+        log.close()
+
+
 def _start(env, name, cfg, nofile=None, environ=None, args=(), binary=BINARY):
     """A private gateway like env.start_gateway, with a descriptor limit
     and extra arguments; returns it once it listens."""
     gw = Gateway(env, name, cfg, environ)
-    log = open(gw.log_path, "ab")
-    try:
-        gw.proc = subprocess.Popen([binary, "-c", gw.config_path] + list(args), cwd=env.tmp,
-                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, preexec_fn=_preexec(nofile),
-                                   env=dict(os.environ, **(environ or {})))
-    finally:
-        log.close()
+    _popen(env, gw, _preexec(nofile), args=args, binary=binary, environ=environ)
     try:
         wait_tcp(gw.port, gw.proc, 10 * TIME_FACTOR, "gateway %r" % name)
     except SetupError as e:
@@ -230,13 +237,7 @@ def _(env):
         _preexec()()
         resource.setrlimit(resource.RLIMIT_NOFILE, (16, 4096))
     gw = Gateway(env, "fd-early", cfg)
-    log = open(gw.log_path, "ab")
-    try:
-        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
-                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=fn)
-    finally:
-        log.close()
+    _popen(env, gw, fn)
     try:
         wait_tcp(port2, gw.proc, 10 * TIME_FACTOR, "gateway fd-early")
         check(_log_has(gw, "descriptor limit (RLIMIT_NOFILE) raised from 16 to"),
@@ -259,13 +260,7 @@ def _(env):
         _preexec()()
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
     gw = Gateway(env, "fd-raise", cfg)
-    log = open(gw.log_path, "ab")
-    try:
-        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
-                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=fn)
-    finally:
-        log.close()
+    _popen(env, gw, fn)
     try:
         wait_tcp(gw.port, gw.proc, 10 * TIME_FACTOR, "gateway fd-raise")
         with open("/proc/%d/limits" % gw.pid) as f:
@@ -304,14 +299,20 @@ class NotifySocket:
         (as systemd tells who sent what)."""
         self.sock.settimeout(timeout * TIME_FACTOR)
         try:
-            data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            pid, data = self._recv()
         except socket.timeout:
             fail("no notification within %.0fs" % timeout)
+        return pid, dict(ln.split("=", 1) for ln in data.split("\n") if "=" in ln)
+
+    def _recv(self):
+        """(the sender's pid by SCM_CREDENTIALS, the datagram's text) of the
+        next datagram; socket.timeout when none comes in the socket's timeout."""
+        data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
         pid = None
         for level, kind, cdata in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 pid = struct.unpack("iII", cdata[:12])[0]
-        return pid, dict(ln.split("=", 1) for ln in data.decode().split("\n") if "=" in ln)
+        return pid, data.decode()
 
     def quiet(self, seconds):
         """[(pid, message)] of whatever arrives within seconds."""
@@ -320,14 +321,9 @@ class NotifySocket:
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
-                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+                out.append(self._recv())
             except socket.timeout:
                 break
-            pid = None
-            for level, kind, cdata in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("iII", cdata[:12])[0]
-            out.append((pid, data.decode()))
         return out
 
     def close(self):
@@ -348,14 +344,7 @@ def _(env):
     ns = NotifySocket(env, "cycle")
     cfg = env.config({"workers": 1})
     gw = Gateway(env, "notify", cfg, {"NOTIFY_SOCKET": ns.path})
-    log = open(gw.log_path, "ab")
-    try:
-        gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd=env.tmp, stdout=log,
-                                   stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=_preexec(),
-                                   env=dict(os.environ, NOTIFY_SOCKET=ns.path))
-    finally:
-        log.close()
+    _popen(env, gw, _preexec(), environ={"NOTIFY_SOCKET": ns.path})
     try:
         m = ns.next()
         eq(m.get("READY"), "1", "first notification %r" % m)
@@ -474,6 +463,23 @@ def _readable_copy(env, name):
     return d, tls
 
 
+@contextlib.contextmanager
+def _nobody_reads(env, name, open_tmp=True):
+    """(d, tls) of _readable_copy for a gateway that runs as nobody; with
+    open_tmp, env.tmp is opened (0711) so that nobody reaches the files the
+    test makes readable there. Afterwards env.tmp is closed again (0700) and
+    the copy removed, however the test ends."""
+    d, tls = _readable_copy(env, name)
+    try:
+        if open_tmp:
+            os.chmod(env.tmp, 0o711)
+        yield d, tls
+    finally:
+        if open_tmp:
+            os.chmod(env.tmp, 0o700)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _need_root():
     if os.geteuid() != 0:
         fail("these tests start the gateway as root (the runner runs as uid %d)" % os.geteuid())
@@ -517,29 +523,26 @@ def _(env):
       "by a reload is refused as restart-only", timeout=60)
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "reload")
-    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
-    gw = _start(env, "drop-reload", cfg)
-    try:
-        os.chmod(env.tmp, 0o711)   # nobody reads the configuration file itself
-        os.chmod(gw.config_path, 0o644)
-        os.kill(gw.pid, signal.SIGHUP)
-        check(wait_until(lambda: _log_has(gw, "reload: generation 2 applied"), 10),
-              "reload as nobody not applied: %s" % gw.log_tail(5, joined=True))
-        with open(gw.config_path) as f:
-            text = f.read()
-        with open(gw.config_path, "w") as f:
-            f.write(text.replace("user: nobody", "user: daemon"))
-        os.kill(gw.pid, signal.SIGHUP)
-        check(wait_until(lambda: _log_has(gw, "user: changed from nobody to daemon; this key needs a "
-                                              "restart (the reload was refused)"), 10),
-              "user: change not refused as restart-only: %s" % gw.log_tail(5, joined=True))
-        with env.connect(gw) as c:
-            upstream_info(c.request("GET", "/api/after-user-change"), "request after the refusal")
-    finally:
-        os.chmod(env.tmp, 0o700)
-        gw.stop()
-        shutil.rmtree(d, ignore_errors=True)
+    with _nobody_reads(env, "reload") as (_d, tls):   # nobody reads the configuration file itself
+        cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
+        gw = _start(env, "drop-reload", cfg)
+        try:
+            os.chmod(gw.config_path, 0o644)
+            os.kill(gw.pid, signal.SIGHUP)
+            check(wait_until(lambda: _log_has(gw, "reload: generation 2 applied"), 10),
+                  "reload as nobody not applied: %s" % gw.log_tail(5, joined=True))
+            with open(gw.config_path) as f:
+                text = f.read()
+            with open(gw.config_path, "w") as f:
+                f.write(text.replace("user: nobody", "user: daemon"))
+            os.kill(gw.pid, signal.SIGHUP)
+            check(wait_until(lambda: _log_has(gw, "user: changed from nobody to daemon; this key needs a "
+                                                  "restart (the reload was refused)"), 10),
+                  "user: change not refused as restart-only: %s" % gw.log_tail(5, joined=True))
+            with env.connect(gw) as c:
+                upstream_info(c.request("GET", "/api/after-user-change"), "request after the refusal")
+        finally:
+            gw.stop()
 
 
 def _file_has(path, text):
@@ -555,46 +558,41 @@ def _file_has(path, text):
       "land in the new one)", timeout=60)
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "logfile")
-    logdir = os.path.join(d, "log")
-    os.mkdir(logdir)
-    os.chown(logdir, NOBODY.pw_uid, NOBODY.pw_gid)   # nobody creates the file after a rename
-    path = os.path.join(logdir, "gateway.log")
-    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls,
-                      "logging": {"file": path, "access": True, "format": "json"}})
-    gw = _start(env, "drop-logfile", cfg)
-    try:
-        os.chmod(env.tmp, 0o711)   # nobody reads the configuration file itself
-        os.chmod(gw.config_path, 0o644)
-        check(wait_until(lambda: _file_has(path, "running as user nobody"), 5),
-              "no line about the drop in %s" % path)
-        st = os.stat(path)
-        eq((st.st_uid, st.st_gid), (NOBODY.pw_uid, NOBODY.pw_gid), "owner of the log file")
-        os.kill(gw.pid, signal.SIGHUP)
-        check(wait_until(lambda: _file_has(path, "reload: generation 2 applied"), 10),
-              "reload as nobody with logging.file not applied: %s" % open(path).read()[-600:])
-        os.rename(path, path + ".1")
-        os.kill(gw.pid, signal.SIGUSR1)
-        check(wait_until(lambda: _file_has(path, "SIGUSR1: log file reopened"), 10),
-              "SIGUSR1 did not reopen the file: %s" % open(path + ".1").read()[-600:])
-        with env.connect(gw) as c:
-            upstream_info(c.request("GET", "/api/after-reopen"), "request after SIGUSR1")
-        check(wait_until(lambda: _file_has(path, '"path":"/api/after-reopen"'), 5),
-              "no access line in the reopened file")
-        check(not _file_has(path + ".1", "/api/after-reopen"), "the access line went to the old file")
-    finally:
-        os.chmod(env.tmp, 0o700)
-        gw.stop()
-        shutil.rmtree(d, ignore_errors=True)
+    with _nobody_reads(env, "logfile") as (d, tls):   # nobody reads the configuration file itself
+        logdir = os.path.join(d, "log")
+        os.mkdir(logdir)
+        os.chown(logdir, NOBODY.pw_uid, NOBODY.pw_gid)   # nobody creates the file after a rename
+        path = os.path.join(logdir, "gateway.log")
+        cfg = env.config({"workers": 1, "user": "nobody", "tls": tls,
+                          "logging": {"file": path, "access": True, "format": "json"}})
+        gw = _start(env, "drop-logfile", cfg)
+        try:
+            os.chmod(gw.config_path, 0o644)
+            check(wait_until(lambda: _file_has(path, "running as user nobody"), 5),
+                  "no line about the drop in %s" % path)
+            st = os.stat(path)
+            eq((st.st_uid, st.st_gid), (NOBODY.pw_uid, NOBODY.pw_gid), "owner of the log file")
+            os.kill(gw.pid, signal.SIGHUP)
+            check(wait_until(lambda: _file_has(path, "reload: generation 2 applied"), 10),
+                  "reload as nobody with logging.file not applied: %s" % open(path).read()[-600:])
+            os.rename(path, path + ".1")
+            os.kill(gw.pid, signal.SIGUSR1)
+            check(wait_until(lambda: _file_has(path, "SIGUSR1: log file reopened"), 10),
+                  "SIGUSR1 did not reopen the file: %s" % open(path + ".1").read()[-600:])
+            with env.connect(gw) as c:
+                upstream_info(c.request("GET", "/api/after-reopen"), "request after SIGUSR1")
+            check(wait_until(lambda: _file_has(path, '"path":"/api/after-reopen"'), 5),
+                  "no access line in the reopened file")
+            check(not _file_has(path + ".1", "/api/after-reopen"), "the access line went to the old file")
+        finally:
+            gw.stop()
 
 
 @test("user: set while not started as root: the gateway does not start (exit 1, a clear line); "
       "started as that very user it runs")
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "nonroot")
-    try:
-        os.chmod(env.tmp, 0o711)
+    with _nobody_reads(env, "nonroot") as (_d, tls):
 
         def as_nobody():
             _preexec()()
@@ -605,13 +603,7 @@ def _(env):
             cfg = env.config({"workers": 1, "user": user, "tls": tls})
             gw = Gateway(env, "nonroot-%s" % user, cfg)
             os.chmod(gw.config_path, 0o644)
-            log = open(gw.log_path, "ab")
-            try:
-                gw.proc = subprocess.Popen([BINARY, "-c", gw.config_path], cwd="/", stdout=log,
-                                           stderr=log, stdin=subprocess.DEVNULL,
-                                           start_new_session=True, preexec_fn=as_nobody)
-            finally:
-                log.close()
+            _popen(env, gw, as_nobody, cwd="/")
             try:
                 if expect is not None:
                     eq(gw.proc.wait(timeout=20 * TIME_FACTOR), expect, "exit status with user: %s" % user)
@@ -625,34 +617,30 @@ def _(env):
                         upstream_info(c.request("GET", "/api/as-nobody"), "request")
             finally:
                 gw.stop()
-    finally:
-        os.chmod(env.tmp, 0o700)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @test("user: --upgrade from a gateway that dropped to nobody to a new one started as root "
       "works (the configured user may hand over), and the new one drops too", timeout=90)
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "upgrade")
-    cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
-    a = _start(env, "drop-up-a", cfg)
-    b = None
-    try:
-        check(wait_until(lambda: _log_has(a, "running as user nobody"), 5), "A did not drop")
-        b = start_b(env, "drop-up-b", cfg, upgrade=True)
-        check(wait_log(b, "upgrade: the old process confirmed", 20),
-              "B did not take over: %s" % b.log_tail(6, joined=True))
-        eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status after the handover")
-        with env.connect(b.port) as c:
-            upstream_info(c.request("GET", "/api/after-upgrade"), "request to B")
-        for t in _ids(b.pid):
-            eq(t["Uid"], ["65534"] * 4, "B's uids")
-    finally:
-        if b is not None:
-            b.stop()
-        a.stop()
-        shutil.rmtree(d, ignore_errors=True)
+    with _nobody_reads(env, "upgrade", open_tmp=False) as (_d, tls):
+        cfg = env.config({"workers": 1, "user": "nobody", "tls": tls})
+        a = _start(env, "drop-up-a", cfg)
+        b = None
+        try:
+            check(wait_until(lambda: _log_has(a, "running as user nobody"), 5), "A did not drop")
+            b = start_b(env, "drop-up-b", cfg, upgrade=True)
+            check(wait_log(b, "upgrade: the old process confirmed", 20),
+                  "B did not take over: %s" % b.log_tail(6, joined=True))
+            eq(a.proc.wait(timeout=20 * TIME_FACTOR), 0, "A's exit status after the handover")
+            with env.connect(b.port) as c:
+                upstream_info(c.request("GET", "/api/after-upgrade"), "request to B")
+            for t in _ids(b.pid):
+                eq(t["Uid"], ["65534"] * 4, "B's uids")
+        finally:
+            if b is not None:
+                b.stop()
+            a.stop()
 
 
 @test("sd_notify: --upgrade: the old process sends MAINPID=<new pid> (systemd follows it with "
@@ -769,18 +757,13 @@ def _(env):
       "over from it", timeout=120)
 def _(env):
     _need_root()
-    d, tls = _readable_copy(env, "usr2")
+    with _nobody_reads(env, "usr2") as (_d, tls):   # and reaches the notification socket
 
-    def readable(a):
-        os.chmod(a.config_path, 0o644)   # nobody reads the configuration file itself
-    try:
-        os.chmod(env.tmp, 0o711)   # and reaches the notification socket
+        def readable(a):
+            os.chmod(a.config_path, 0o644)   # nobody reads the configuration file itself
         ids, a = _sigusr2_handover(env, "usr2-nobody", {"user": "nobody", "tls": tls}, readable)
         for t in ids:
             eq(t["Uid"], ["65534"] * 4, "B's uids")
-    finally:
-        os.chmod(env.tmp, 0o700)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @test("SIGUSR2: a child that cannot take over (its configuration is now invalid) leaves the "
@@ -876,14 +859,7 @@ def _(env):
         cfg_b = dict(cfg, redis=dict(cfg["redis"], address="127.0.0.1:%d" % free_port(),
                                      connect_timeout="2s", command_timeout="2s"))
         b = Gateway(env, "abort-b", cfg_b, {"NOTIFY_SOCKET": ns.path})
-        log = open(b.log_path, "ab")
-        try:
-            b.proc = subprocess.Popen([BINARY, "-c", b.config_path, "--upgrade"], cwd=env.tmp,
-                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, preexec_fn=_preexec(),
-                                      env=dict(os.environ, NOTIFY_SOCKET=ns.path))
-        finally:
-            log.close()
+        _popen(env, b, _preexec(), args=["--upgrade"], environ={"NOTIFY_SOCKET": ns.path})
         check(wait_log(b, "upgrade: received", 10), "B got no sockets: %s" % b.log_tail(8, joined=True))
         time.sleep(0.3)
         os.kill(b.pid, signal.SIGTERM)
