@@ -1,8 +1,14 @@
 /* Unit tests: the Android KeyDescription parser (issuance/keydesc.c) on DER
  * minted here (test/tools/mint_keyattest.h): every field read, unknown tags
  * tolerated, each truncation and malformation refused within the buffer. */
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "../../issuance/keydesc.h"
 #include "../tools/mint_keyattest.h"
@@ -191,6 +197,106 @@ static void test_malformed(void)
     free(all.p);
 }
 
+/* ---- real device chains (never checked in: Google's roots and the
+ * devices' certificates are far-future). Read from
+ * ../shared/corpora/android-key-attestation/ (or $PORTCULLIS_ANDROID_CORPUS)
+ * when present, laid out as the test data of Google's open-source verifier
+ * (github.com/android/keyattestation, testdata/<device>/sdk<N>/): each
+ * <case>.pem a chain, leaf first, and, when there, <case>.json the parsed
+ * description that verifier expects. Each leaf must parse; where the JSON
+ * is there, the challenge, security levels and boot state must match. ---- */
+
+static int real_seen, real_bad;
+
+static int level_of(const char *s)
+{
+    return !s ? -1 : !strcmp(s, "SOFTWARE") ? 0 : !strcmp(s, "TRUSTED_ENVIRONMENT") ? 1
+         : !strcmp(s, "STRONG_BOX") ? 2 : -1;
+}
+
+static int boot_of(const char *s)
+{
+    return !s ? -1 : !strcmp(s, "VERIFIED") ? 0 : !strcmp(s, "SELF_SIGNED") ? 1
+         : !strcmp(s, "UNVERIFIED") ? 2 : !strcmp(s, "FAILED") ? 3 : -1;
+}
+
+/* The parsed description against the verifier's expectation. Boolean. */
+static int matches(const char *jpath, const iss_keydesc_t *kd)
+{
+    json_error_t je;
+    json_t *j = json_load_file(jpath, 0, &je);
+    if (!j)
+        return 1;   /* no expectation: parsing is the check */
+    const char *ch = json_string_value(json_object_get(j, "attestationChallenge"));
+    unsigned char buf[512];
+    int n = ch && strlen(ch) < 600 ? EVP_DecodeBlock(buf, (const unsigned char *)ch, (int)strlen(ch)) : -1;
+    size_t pad = ch ? (strlen(ch) > 0 && ch[strlen(ch) - 1] == '=') + (strlen(ch) > 1 && ch[strlen(ch) - 2] == '=') : 0;
+    json_t *rot = json_object_get(json_object_get(j, "hardwareEnforced"), "rootOfTrust");
+    int ok = n >= 0 && kd->challenge.len == (size_t)n - pad &&
+             !memcmp(kd->challenge.p, buf, kd->challenge.len) &&
+             level_of(json_string_value(json_object_get(j, "attestationSecurityLevel"))) ==
+                 kd->attestation_level &&
+             level_of(json_string_value(json_object_get(j, "keyMintSecurityLevel"))) ==
+                 kd->keymaster_level &&
+             (!rot || boot_of(json_string_value(json_object_get(rot, "verifiedBootState"))) ==
+                          kd->tee.boot_state);
+    json_decref(j);
+    return ok;
+}
+
+static int real_one(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+    (void)st, (void)f;
+    size_t n = strlen(path);
+    if (type != FTW_F || n < 5 || strcmp(path + n - 4, ".pem"))
+        return 0;
+    FILE *fp = fopen(path, "r");
+    X509 *leaf = fp ? PEM_read_X509(fp, NULL, NULL, NULL) : NULL;
+    if (fp)
+        fclose(fp);
+    if (!leaf)
+        return 0;   /* a roots file or anything else without a certificate first */
+    ASN1_OBJECT *oid = OBJ_txt2obj(ISS_KD_OID, 1);
+    int i = X509_get_ext_by_OBJ(leaf, oid, -1);
+    ASN1_OBJECT_free(oid);
+    if (i < 0) {   /* e.g. a roots bundle */
+        X509_free(leaf);
+        return 0;
+    }
+    const ASN1_OCTET_STRING *ext = X509_EXTENSION_get_data(X509_get_ext(leaf, i));
+    iss_keydesc_t kd;
+    const char *err = NULL;
+    char jpath[4096];
+    snprintf(jpath, sizeof jpath, "%.*s.json", (int)(n - 4), path);
+    real_seen++;
+    int rc = iss_keydesc_parse(ASN1_STRING_get0_data(ext), (size_t)ASN1_STRING_length(ext), &kd,
+                               &err);
+    if (rc < 0 || !matches(jpath, &kd)) {
+        printf("not ok - real chain %s: %s\n", path, rc < 0 ? err : "differs from its .json");
+        real_bad++;
+    }
+    X509_free(leaf);
+    return 0;
+}
+
+static void test_real_samples(void)
+{
+    const char *dir = getenv("PORTCULLIS_ANDROID_CORPUS");
+    struct stat st;
+    if (!dir)
+        dir = "../shared/corpora/android-key-attestation";
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        printf("# skip - real device chains: %s is absent (real chains are never checked in; "
+               "see test/integration/test_15_android.py)\n", dir);
+        return;
+    }
+    nftw(dir, real_one, 16, FTW_PHYS);
+    if (!real_seen)
+        printf("# skip - real device chains: no leaf certificate in %s\n", dir);
+    else
+        CHECK(real_bad == 0, "every real device leaf parses as its verifier expects");
+}
+
 int main(void)
 {
     memset(d1, 0x11, sizeof d1);
@@ -199,5 +305,6 @@ int main(void)
     test_unknown_tags();
     test_truncations();
     test_malformed();
+    test_real_samples();
     return check_done();
 }
