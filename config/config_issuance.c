@@ -445,7 +445,8 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
 {
     static const char *const providers[] = {"refuse", "play_integrity", "http", "none",
                                             "android_key_attestation"};
-    char b[80];
+    char b[80], known[200];
+    cfgp_join(known, sizeof known, providers, NF(providers));
     if (n->type != YAML_MAPPING_NODE) {
         cfgw_err(&c->w, n, "issuance.platforms", "expected a mapping of platform name to provider "
                  "settings, got %s", cfgp_describe(n, b, sizeof b));
@@ -498,9 +499,7 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
             continue;
         }
         if (!pv) {
-            cfgw_err(&c->w, v, p,
-                     "missing required key \"provider\" (one of: refuse, play_integrity, "
-                     "http, none, android_key_attestation)");
+            cfgw_err(&c->w, v, p, "missing required key \"provider\" (one of: %s)", known);
             continue;
         }
         size_t j;
@@ -509,9 +508,7 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
         for (j = 0; j < NF(providers) && strcmp(s, providers[j]); j++)
             ;
         if (j == NF(providers)) {
-            cfgw_err(&c->w, pv, q,
-                     "expected one of: refuse, play_integrity, http, none, android_key_attestation, "
-                     "got \"%.60s\"", s);
+            cfgw_err(&c->w, pv, q, "expected one of: %s, got \"%.60s\"", known, s);
             continue;
         }
         pl->provider = (int)j;

@@ -429,7 +429,7 @@ static void and_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_
 {
     and_inst_t *in = inst;
     const cfg_android_key_t *a = &in->pl->android;
-    char summary[ISS_SUMMARY_MAX], play[ISS_SUMMARY_MAX] = "";
+    char summary[ISS_SUMMARY_MAX], play[128] = "";   /* play fits beside the rest */
     unsigned char key[32];
     const cfg_android_package_t *pkg = NULL;
     iss_keydesc_t kd;
