@@ -458,3 +458,38 @@ def _real_case(env, case, roots):
     eq(r.returncode, 0, "%s: accepted at %s (%s)" % (name, at, r.stdout + r.stderr))
     out = json.loads(r.stdout)
     eq((out.get("ok"), out.get("level")), (True, "strong"), "%s: verdict" % name)
+
+
+@test("android key attestation: the status file is read at reload: a broken one is refused, a new entry applies",
+      timeout=60)
+def _(env):
+    from loadgen import ReloadGateway
+    d = _dir(env)
+    status = os.path.join(d, "reload-status.json")
+    with open(status, "w") as f:
+        json.dump({"entries": {}}, f)
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {"android": _platform(env, revocation_status_file=status)})
+    rg = ReloadGateway(env, "ka-reload", cfg)
+    try:
+        key, csr = _csr(env, "rl1")
+        with open(status, "w") as f:
+            f.write('{"entries": ')
+        code, doc = rg.reload()
+        eq((code, doc.get("error")), (422, "reload_failed"), "reload with a broken status file")
+        check(any("revocation_status_file" in e and "is not JSON" in e for e in doc.get("errors", [])),
+              "the refusal names the status file: %r" % doc.get("errors"))
+        nonce = _challenge(env, rg)
+        r = _issue(env, rg, csr, nonce, _chain(env, nonce, key))
+        eq(r.status, 201, "the previous list keeps serving (%s)" % r.body[:300])
+        with open(status, "w") as f:
+            json.dump({"entries": {_serial_hex(os.path.join(d, "int.pem")): {
+                "status": "REVOKED", "reason": "KEY_COMPROMISE"}}}, f)
+        rg.reload_ok(what="reload with the intermediate listed")
+        nonce = _challenge(env, rg)
+        before = _issued(env)
+        _refused(env, rg, _issue(env, rg, csr, nonce, _chain(env, nonce, key)), 403,
+                 "attestation_failed", "after the reload",
+                 "a certificate of the attestation chain is revoked (status file)", before)
+    finally:
+        rg.stop()
