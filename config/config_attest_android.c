@@ -74,7 +74,7 @@ static void parse_package(cfgw_t *w, yaml_node_t *n, const char *p, cfg_android_
                      "got \"%.60s\"", s);
         else
             for (size_t i = 0; i < a->npackages; i++)
-                if (!strcmp(a->packages[i].name, s))
+                if (a->packages[i].name && !strcmp(a->packages[i].name, s))
                     cfgw_err(w, f[0].val, q, "duplicate package \"%.60s\"", s);
         pk->name = cfgp_xstrdup(s);
     }

@@ -306,27 +306,24 @@ out:
 
 /* ---------------------------------------------------------------- the description */
 
+/* The position of x's first KeyDescription extension after position
+ * `after` (-1: from the start), or -1. */
+static int keydesc_at(X509 *x, int after)
+{
+    ASN1_OBJECT *oid = OBJ_txt2obj(ISS_KD_OID, 1);
+    int i = oid ? X509_get_ext_by_OBJ(x, oid, after) : -1;
+    ASN1_OBJECT_free(oid);
+    ERR_clear_error();
+    return i;
+}
+
 /* The leaf's KeyDescription extension value (exactly one). NULL if none. */
 static const ASN1_OCTET_STRING *keydesc_ext(X509 *leaf)
 {
-    ASN1_OBJECT *oid = OBJ_txt2obj(ISS_KD_OID, 1);
-    int i = oid ? X509_get_ext_by_OBJ(leaf, oid, -1) : -1;
-    int again = i >= 0 ? X509_get_ext_by_OBJ(leaf, oid, i) : -1;
-    ASN1_OBJECT_free(oid);
-    ERR_clear_error();
-    if (i < 0 || again >= 0)
+    int i = keydesc_at(leaf, -1);
+    if (i < 0 || keydesc_at(leaf, i) >= 0)
         return NULL;
     return X509_EXTENSION_get_data(X509_get_ext(leaf, i));
-}
-
-/* Boolean: x carries a KeyDescription extension. */
-static int has_keydesc(X509 *x)
-{
-    ASN1_OBJECT *oid = OBJ_txt2obj(ISS_KD_OID, 1);
-    int i = oid ? X509_get_ext_by_OBJ(x, oid, -1) : -1;
-    ASN1_OBJECT_free(oid);
-    ERR_clear_error();
-    return i >= 0;
 }
 
 /* Check 6: *pkg the matching configured package. NULL, or the failed check. */
@@ -443,7 +440,7 @@ static void and_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_
     X509 *leaf = sk_X509_value(certs, 0);
     v.message = NULL;
     for (int i = 1; i < sk_X509_num(certs) && !v.message; i++)
-        if (has_keydesc(sk_X509_value(certs, i)))   /* a description only the leaf may carry */
+        if (keydesc_at(sk_X509_value(certs, i), -1) >= 0)   /* only the leaf may carry one */
             v.message = "key description on a certificate other than the leaf";
     if (v.message || (v.message = check_chain(in, certs, req->now_ms)) ||
         (v.message = check_leaf(a, leaf, req->nonce, &kd, &pkg)))

@@ -188,6 +188,8 @@ REFUSALS = [
      "attestation chain does not verify to a configured root"),
     ("the leaf alone", ("--fault", "leaf-only"), 403, "attestation_failed",
      "attestation chain does not verify to a configured root"),
+    ("a key description on the intermediate too", ("--fault", "int-keydesc"), 403,
+     "attestation_failed", "key description on a certificate other than the leaf"),
     ("a leaf without a key description", ("--fault", "no-extension"), 403, "attestation_failed",
      "attestation leaf has no (or more than one) key description extension"),
     ("a truncated key description", ("--fault", "truncate"), 403, "attestation_failed",

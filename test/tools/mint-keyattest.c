@@ -25,7 +25,9 @@
  *                            no-extension, truncate (extension cut by one
  *                            byte), other-root (chain to a fresh root),
  *                            expired (leaf validity over), leaf-only
- *                            (no intermediate or root in the array)
+ *                            (no intermediate or root in the array),
+ *                            int-keydesc (the intermediate, re-signed by
+ *                            the root, carries a key description too)
  *   --der-out FILE           also writes the KeyDescription DER
  * Exit status: 0 success, 2 usage, 1 failure.
  */
@@ -241,7 +243,7 @@ static void b64_der(X509 *x, int first)
 typedef struct {
     kd_opts_t kd;
     const char *ca, *key, *key_out, *der_out;
-    int no_ext, truncate, other_root, expired, leaf_only;
+    int no_ext, truncate, other_root, expired, leaf_only, int_keydesc;
     unsigned char digests[4][32];
     int purposes[16];
 } args_t;
@@ -269,6 +271,8 @@ static void parse_fault(args_t *a, const char *f)
         a->expired = 1;
     else if (!strcmp(f, "leaf-only"))
         a->leaf_only = 1;
+    else if (!strcmp(f, "int-keydesc"))
+        a->int_keydesc = 1;
     else
         usage();
 }
@@ -373,6 +377,14 @@ static int mint(int argc, char **argv)
         root = make_cert("Test Attestation Root", rk, NULL, 1, -DAY, 30 * DAY);
         sign(root, rk);
         in = make_cert("Test Attestation Intermediate", ik, root, 1, -DAY, 30 * DAY);
+        sign(in, rk);
+        EVP_PKEY_free(rk);
+    }
+    if (a.int_keydesc) {   /* the same intermediate key, now with a description */
+        EVP_PKEY *rk = read_pem(a.ca, "root.key", 1);
+        X509_free(in);
+        in = make_cert("Test Attestation Intermediate", ik, root, 1, -DAY, 30 * DAY);
+        add_keydesc(in, &a);
         sign(in, rk);
         EVP_PKEY_free(rk);
     }
