@@ -6,9 +6,11 @@ chains are read from ../shared/corpora/android-key-attestation/ when present
 (never checked in: their certificates are far-future)."""
 
 import base64
+import datetime
 import hashlib
 import json
 import os
+import ssl
 import subprocess
 
 from certs import Minter
@@ -422,20 +424,27 @@ def _(env):
         _real_case(env, case, roots)
 
 
+def _not_before(pem):
+    out = subprocess.run(["openssl", "x509", "-noout", "-startdate"], input=pem,
+                         capture_output=True, text=True, check=True).stdout
+    return datetime.datetime.strptime(out.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+
+
 def _real_case(env, case, roots):
     """One real chain through `portcullis verify-attestation`: with another
     nonce it must get as far as the challenge check (chain, parse, levels
     before it all passed); with its own challenge, when that is text and the
     case is one this provider accepts, it must be accepted at level strong."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-    with open(case + ".pem", "rb") as f:
-        certs = x509.load_pem_x509_certificates(f.read())
+    with open(case + ".pem") as f:
+        text = f.read()
+    end = "-----END CERTIFICATE-----"
+    pems = [b[b.index("-----BEGIN CERTIFICATE-----"):] + end + "\n"
+            for b in text.split(end) if "-----BEGIN CERTIFICATE-----" in b]
+    ders = [ssl.PEM_cert_to_DER_cert(p) for p in pems]
     with open(case + ".json") as f:
         want = json.load(f)
     name = os.path.relpath(case, CORPUS)
-    at = max(c.not_valid_before_utc for c in certs).replace(microsecond=0)
-    at = at.isoformat().replace("+00:00", "Z")
+    at = max(_not_before(p) for p in pems).strftime("%Y-%m-%dT%H:%M:%SZ")
     app = want.get("softwareEnforced", {}).get("attestationApplicationId") or \
         want.get("hardwareEnforced", {}).get("attestationApplicationId") or {}
     sigs = [base64.urlsafe_b64encode(base64.b64decode(s)).decode().rstrip("=")
@@ -452,7 +461,7 @@ def _real_case(env, case, roots):
         f.write(to_yaml(cfg))
     token = os.path.join(env.tmp, "ka-real.json")
     with open(token, "w") as f:
-        json.dump([base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in certs], f)
+        json.dump([base64.b64encode(d).decode() for d in ders], f)
 
     def run(nonce):
         r = subprocess.run([BINARY, "verify-attestation", "-c", path, "--platform", "android",
@@ -465,20 +474,22 @@ def _real_case(env, case, roots):
                  % (name, r.returncode, r.stdout, r.stderr))
 
     rc, out = run("not-this-case-s-challenge")
-    if level == "SOFTWARE":
-        eq((rc, out.get("detail")), (1, "attestation security level below the configured minimum"),
-           "%s (a software key)" % name)
-        return
     eq((rc, out.get("reason"), out.get("detail")),
        (1, "attestation_failed", "attestation challenge does not match the nonce"),
        "%s at %s with another nonce" % (name, at))
     challenge = base64.b64decode(want.get("attestationChallenge", ""))
+    if not (challenge and all(32 < b < 127 for b in challenge)):
+        return   # a binary challenge cannot be a nonce: the check above is the test
+    rc, out = run(challenge.decode("ascii"))
+    if level == "SOFTWARE":
+        eq((rc, out.get("detail")), (1, "attestation security level below the configured minimum"),
+           "%s (a software key)" % name)
+        return
     hw = want.get("hardwareEnforced", {})
     boot = hw.get("rootOfTrust", {}).get("verifiedBootState")
-    if not (challenge and all(32 < b < 127 for b in challenge) and sigs and
-            "2" in [str(p) for p in hw.get("purposes", [])] and boot != "FAILED"):
-        return   # not one this provider accepts as such: the checks above are the test
-    rc, out = run(challenge.decode("ascii"))
+    if not (sigs and "2" in [str(p) for p in hw.get("purposes", [])] and boot != "FAILED"):
+        check(rc == 1, "%s: refused (no signing digest, no SIGN or a failed boot): %r" % (name, out))
+        return
     eq((rc, out.get("ok"), out.get("level")), (0, True, "strong"),
        "%s at %s with its own challenge: %r" % (name, at, out))
 
