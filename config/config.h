@@ -429,7 +429,8 @@ enum cfg_attest_provider {
     CFG_ATTEST_REFUSE = 0,        /* the platform is refused */
     CFG_ATTEST_PLAY_INTEGRITY,    /* Google Play Integrity, verified locally */
     CFG_ATTEST_HTTP,              /* an external verifier service */
-    CFG_ATTEST_NONE               /* no attestation; only with insecure_dev */
+    CFG_ATTEST_NONE,              /* no attestation; only with insecure_dev */
+    CFG_ATTEST_ANDROID_KEY        /* Android key attestation (hardware-attested key) */
 };
 
 /* Bits of cfg_play_integrity_t.device_verdicts */
@@ -458,12 +459,34 @@ typedef struct {
     uint64_t timeout_ms;          /* 3s */
 } cfg_http_verifier_t;
 
+/* provider android_key_attestation (config_attest_android.c) */
+#define CFG_ANDROID_MAX_ROOTS 8
+#define CFG_ANDROID_MAX_PACKAGES 16
+typedef struct {
+    char *name;                   /* an Android package name */
+    unsigned char digests[CFG_PLAY_MAX_DIGESTS][32];  /* signing certificate SHA-256s */
+    size_t ndigests;              /* >= 1 */
+} cfg_android_package_t;
+
+typedef struct {
+    char *roots[CFG_ANDROID_MAX_ROOTS];   /* PEM files of the trusted attestation roots */
+    size_t nroots;                /* >= 1 */
+    cfg_android_package_t packages[CFG_ANDROID_MAX_PACKAGES];
+    size_t npackages;             /* >= 1 */
+    int min_level;                /* 1 TEE (default), 2 StrongBox; software never */
+    int allow_unverified_boot;    /* 0: verifiedBootState must be Verified */
+    char *revocation_status_file; /* NULL: none; Google's status JSON */
+    int with_play;                /* require lists play_integrity: the platform's play
+                                   * holds its settings and both must pass */
+} cfg_android_key_t;
+
 typedef struct {
     char name[33];                /* [a-z0-9_]{1,32} */
     unsigned mx;                  /* metrics label id, set by the runtime builder */
     int provider;                 /* enum cfg_attest_provider */
     cfg_play_integrity_t play;    /* provider play_integrity */
     cfg_http_verifier_t http;     /* provider http */
+    cfg_android_key_t android;    /* provider android_key_attestation */
 } cfg_platform_t;
 
 typedef struct cfg_issuance {

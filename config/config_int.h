@@ -62,6 +62,17 @@ void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
                        yaml_node_t *jwt);
 void cfgp_policy_free(cfg_t *cfg);
 void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
+/* config_issuance.c, for the provider sections in their own files: a
+ * SHA-256 digest as 64 hex digits or base64url (0 / -1), and a
+ * play_integrity section (its keys and files) at path p into *pl. */
+int cfgi_parse_digest(const char *s, unsigned char out[32]);
+void cfgi_parse_play(cfgw_t *w, cfg_t *cfg, yaml_node_t *n, const char *p,
+                     cfg_play_integrity_t *pl);
+/* config_attest_android.c: provider android_key_attestation at path p of
+ * platform pl; cfga_android_free frees what it set. */
+void cfga_parse_android(cfgw_t *w, cfg_t *cfg, yaml_node_t *n, const char *p,
+                        cfg_platform_t *pl);
+void cfga_android_free(cfg_android_key_t *a);
 /* config_metrics.c: the metrics section (after listeners and admin, whose
  * addresses it must not take); cfgm_free_metrics frees what it set. */
 void cfgm_parse_metrics(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);

@@ -443,8 +443,10 @@ static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifi
 
 static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
 {
-    static const char *const providers[] = {"refuse", "play_integrity", "http", "none"};
-    char b[80];
+    static const char *const providers[] = {"refuse", "play_integrity", "http", "none",
+                                            "android_key_attestation"};
+    char b[80], known[200];
+    cfgp_join(known, sizeof known, providers, NF(providers));
     if (n->type != YAML_MAPPING_NODE) {
         cfgw_err(&c->w, n, "issuance.platforms", "expected a mapping of platform name to provider "
                  "settings, got %s", cfgp_describe(n, b, sizeof b));
@@ -497,9 +499,7 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
             continue;
         }
         if (!pv) {
-            cfgw_err(&c->w, v, p,
-                     "missing required key \"provider\" (one of: refuse, play_integrity, "
-                     "http, none)");
+            cfgw_err(&c->w, v, p, "missing required key \"provider\" (one of: %s)", known);
             continue;
         }
         size_t j;
@@ -508,8 +508,7 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
         for (j = 0; j < NF(providers) && strcmp(s, providers[j]); j++)
             ;
         if (j == NF(providers)) {
-            cfgw_err(&c->w, pv, q,
-                     "expected one of: refuse, play_integrity, http, none, got \"%.60s\"", s);
+            cfgw_err(&c->w, pv, q, "expected one of: %s, got \"%.60s\"", known, s);
             continue;
         }
         pl->provider = (int)j;
@@ -517,6 +516,8 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
             parse_play(c, v, p, &pl->play);
         } else if (j == CFG_ATTEST_HTTP) {
             parse_http(c, v, p, &pl->http);
+        } else if (j == CFG_ATTEST_ANDROID_KEY) {
+            cfga_parse_android(&c->w, c->cfg, v, p, pl);
         } else {
             cfgw_fld_t f[] = {F("provider")};
             cfgw_map(&c->w, v, p, f, NF(f));
@@ -525,6 +526,18 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
                          "it is only allowed with issuance.insecure_dev: true (never in production)");
         }
     }
+}
+
+int cfgi_parse_digest(const char *s, unsigned char out[32])
+{
+    return parse_digest(s, out);
+}
+
+void cfgi_parse_play(cfgw_t *w, cfg_t *cfg, yaml_node_t *n, const char *p,
+                     cfg_play_integrity_t *pl)
+{
+    ictx_t c = {.w = *w, .cfg = cfg};
+    parse_play(&c, n, p, pl);
 }
 
 /* ---------------------------------------------------------------- covering routes */
@@ -813,6 +826,7 @@ void cfg_issuance_free(cfg_issuance_t *is)
         free(p->http.host);
         free(p->http.path);
         cfgp_addr_free(&p->http.addr);
+        cfga_android_free(&p->android);
     }
     free(is->platforms);
     free(is);
