@@ -97,7 +97,8 @@ portcullis is listening on $(sed 's|^|https://|' <<<"$listening" | paste -sd ' '
   curl --cacert run/pki/server-ca.crt --cert run/pki/device.crt --key run/pki/device.key \\
        $url/api/hello
 
-  # the bootstrap certificate may only reach certificate issuance: 403 here, 200 on /certificates/
+  # the bootstrap certificate may only reach certificate issuance: 403 here, 200 and a nonce
+  # from /certificates/challenge
   curl --cacert run/pki/server-ca.crt --cert run/pki/bootstrap.crt --key run/pki/bootstrap.key \\
        $url/api/hello
   curl --cacert run/pki/server-ca.crt --cert run/pki/bootstrap.crt --key run/pki/bootstrap.key \\

@@ -71,6 +71,13 @@ def _(env):
         cmd = "scripts/dev-device-cert.sh %s" % url
         check(cmd in text, "the banner lacks %r: %s" % (cmd, text[-1500:]))
         check("INSECURE" in text, "the gateway did not warn about provider none: %s" % text[-1500:])
+        r = subprocess.run(["curl", "-sS", "-w", " %{http_code}", "--cacert", "run/pki/server-ca.crt",
+                            "--cert", "run/pki/bootstrap.crt", "--key", "run/pki/bootstrap.key",
+                            url + "/certificates/challenge"], cwd=root, capture_output=True,
+                           text=True, timeout=20)
+        body, _, status = r.stdout.rpartition(" ")
+        eq((status, len(json.loads(body or "{}").get("nonce", ""))), ("200", 43),
+           "the banner's challenge with the bootstrap certificate (%s)" % r.stderr)
         r = subprocess.run(["bash"] + cmd.split(), cwd=root, capture_output=True, text=True,
                            timeout=60)
         eq(r.returncode, 0, "dev-device-cert.sh exit status (%s%s)" % (r.stdout[-1500:], r.stderr))
