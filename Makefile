@@ -16,6 +16,7 @@ SRC_CORE = config/config.c config/walk.c config/config_check.c config/config_pol
            upstream/http.c upstream/proxy.c base/log.c base/metrics.c base/errors.c base/dns.c
 SRC_CORE += gateway/h1.c gateway/iroute.c gateway/runtime.c gateway/upgrade_msg.c gateway/proxy_proto.c gateway/metrics.c gateway/metrics_http.c
 SRC_CORE += config/config_service.c gateway/service.c
+SRC_CORE += gateway/cli_attest.c
 SRC_GW   = gateway/main.c gateway/worker.c gateway/upgrade.c gateway/conn.c gateway/request.c gateway/gate.c gateway/admin.c gateway/cli.c
 LLHTTP   = $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
 HDRS     = $(wildcard base/*.h base/*.def config/*.h gateway/*.h issuance/*.h policy/*.h tls/*.h upstream/*.h)

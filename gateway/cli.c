@@ -1,5 +1,7 @@
-/* gateway/cli: revoke / unrevoke / revocations subcommands (see cli.h). */
+/* gateway/cli: revoke / unrevoke / revocations subcommands (see cli.h);
+ * verify-attestation is cli_attest.c's. */
 #include "cli.h"
+#include "cli_attest.h"
 
 #include <getopt.h>
 #include <stdint.h>
@@ -30,6 +32,8 @@ static const struct { const char *cmd, *args; } synopsis[] = {
     {"revoke", "-c FILE --device-id ID [--reason R]"},
     {"unrevoke", "-c FILE (--class C --serial S | --fingerprint F | --device-id ID)"},
     {"revocations", "-c FILE [--cursor N] [--count 1..1000]"},
+    {"verify-attestation", "-c FILE --platform NAME --at RFC3339 [--nonce NONCE]\n"
+                           "           [--key-id B64] [--csr FILE] [--client-data-hash B64] TOKEN_FILE"},
 };
 
 void gw_cli_synopsis(FILE *f, const char *only, int first)
@@ -47,7 +51,9 @@ void gw_cli_exit_status(FILE *f)
 {
     fprintf(f, "Exit status (revoke, unrevoke, revocations): 0 done, 1 Redis error,\n"
                "2 usage or validation error (also a class that is not in tls.classes:\n"
-               "such an entry could revoke nothing). See docs/revocation.md.\n");
+               "such an entry could revoke nothing). See docs/revocation.md.\n"
+               "Exit status (verify-attestation): 0 accepted, 1 refused, 2 usage or\n"
+               "configuration error. See docs/issuance.md.\n");
 }
 
 static void usage(FILE *f, const char *name)
@@ -59,7 +65,7 @@ static void usage(FILE *f, const char *name)
 int gw_cli_is_command(const char *cmd)
 {
     return cmd && (!strcmp(cmd, "revoke") || !strcmp(cmd, "unrevoke") ||
-                   !strcmp(cmd, "revocations"));
+                   !strcmp(cmd, "revocations") || !strcmp(cmd, "verify-attestation"));
 }
 
 /* 0, or 2 after printing the problem. */
@@ -438,6 +444,8 @@ static int do_list(const opts_t *o, const cfg_t *cfg)
 
 int gw_cli_main(const char *cmd, int argc, char **argv)
 {
+    if (cmd && !strcmp(cmd, "verify-attestation"))
+        return gw_attest_cli_main(argc, argv);
     opts_t o;
     memset(&o, 0, sizeof o);
     o.name = cmd;

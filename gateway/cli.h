@@ -1,9 +1,11 @@
-/* gateway/cli: operator subcommands that talk to Redis directly.
+/* gateway/cli: operator subcommands (all but verify-attestation talk to
+ * Redis directly).
  *
  *   portcullis revoke      -c FILE (--class C --serial S | --fingerprint F) [--reason R]
  *   portcullis revoke      -c FILE --device-id ID [--reason R]
  *   portcullis unrevoke    -c FILE (--class C --serial S | --fingerprint F | --device-id ID)
  *   portcullis revocations -c FILE [--cursor N] [--count N]
+ *   portcullis verify-attestation ...   (cli_attest.h: offline, no Redis)
  *
  * FILE supplies the redis and revocation settings. The writes are the same
  * MULTI/SADD|SREM/HSET|HDEL/PUBLISH/EXEC as the admin API's (policy/revstore),

@@ -532,6 +532,8 @@ static void play_attest(void *inst, const iss_attest_req_t *req, iss_attest_done
             v.err = PC_E_KEY_NOT_BOUND;
         v.message = err;
         v.summary = NULL;
+    } else {
+        v.app_id = in->cfg->package_name;   /* checked equal to the token's */
     }
     done(arg, &v);
 }

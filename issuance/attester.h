@@ -54,7 +54,9 @@ typedef struct {
     size_t token_len;
     const char *nonce;                /* the server nonce (43 base64url characters) */
     const unsigned char *challenge;   /* 32 bytes: SHA-256(nonce ‖ spki_sha256); NULL only
-                                       * in the CLI when it cannot be computed */
+                                       * in the CLI when it cannot be computed: a provider
+                                       * that needs it then refuses PC_E_KEY_NOT_BOUND,
+                                       * which the CLI reports as a usage error */
     const unsigned char *spki_sha256; /* 32 bytes: SHA-256 of the CSR key's SPKI DER (NULL likewise) */
     EVP_PKEY *csr_key;                /* the CSR's key (NULL in the CLI without --csr) */
     int renewal;                      /* 1: <prefix>renew over the device class */

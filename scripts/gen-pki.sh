@@ -9,7 +9,8 @@
 #   server-ca.crt/.key     CA that signs the server certificates
 #   server.crt/.key        ECDSA P-256 server cert, SAN DNS:localhost, IP:127.0.0.1
 #   server-rsa.crt/.key    RSA 2048 server cert, same names, same CA
-#   device-ca.crt/.key     CA for the "device" client class
+#   device-ca.crt/.key     CA for the "device" client class; also the issuing CA of
+#                          config/example.yaml (issuance.ca_cert / ca_key)
 #   bootstrap-ca.crt/.key  CA for the "bootstrap" client class
 #   other-ca.crt/.key      a CA the gateway does not trust
 #   device.crt/.key        CN=device-1234,O=Example Org, fixed serial (see DEVICE_SERIAL)

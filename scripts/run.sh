@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make run`: the quick start. Installs what is missing, builds, makes a dev
-# PKI in run/pki, starts a local redis-server and the demo upstream on
-# loopback, and runs the gateway with config/example.yaml, its log on the
-# terminal. Ctrl-C, or SIGTERM/SIGINT/SIGHUP to this script, stops the
+# PKI in run/pki (server, device and bootstrap certificates; the device CA's
+# key signs the certificates issuance gives), starts a local redis-server and
+# the demo upstream on loopback, and runs the gateway with
+# config/example.yaml, its log on the terminal. The banner prints the
+# commands to try, scripts/dev-device-cert.sh (issuance) among them. Ctrl-C, or SIGTERM/SIGINT/SIGHUP to this script, stops the
 # gateway (it drains first), the demo upstream and the redis-server it
 # started, then exits.
 #
@@ -95,7 +97,8 @@ portcullis is listening on $(sed 's|^|https://|' <<<"$listening" | paste -sd ' '
   curl --cacert run/pki/server-ca.crt --cert run/pki/device.crt --key run/pki/device.key \\
        $url/api/hello
 
-  # the bootstrap certificate may only reach certificate issuance: 403 here, 200 on /certificates/
+  # the bootstrap certificate may only reach certificate issuance: 403 here, 200 and a nonce
+  # from /certificates/challenge
   curl --cacert run/pki/server-ca.crt --cert run/pki/bootstrap.crt --key run/pki/bootstrap.key \\
        $url/api/hello
   curl --cacert run/pki/server-ca.crt --cert run/pki/bootstrap.crt --key run/pki/bootstrap.key \\
@@ -103,6 +106,11 @@ portcullis is listening on $(sed 's|^|https://|' <<<"$listening" | paste -sd ' '
 
   # no client certificate: the handshake is refused
   curl --cacert run/pki/server-ca.crt $url/api/hello
+
+  # device-certificate issuance, step by step: challenge -> key and CSR -> issue (201)
+  # -> an API call with the new certificate (200). Platform "dev" attests nothing:
+  # INSECURE, development only (config/example.yaml, docs/issuance.md)
+  scripts/dev-device-cert.sh $url
 
 Ctrl-C stops everything.
 TXT

@@ -1,0 +1,245 @@
+"""portcullis verify-attestation: the configured provider run offline on a
+saved token (docs/issuance.md "Why was this device refused?"): one JSON line,
+exit 0 accepted, 1 refused, 2 usage or configuration error."""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+
+from certs import Minter
+from harness import BINARY, REPO, check, eq, fail, test, to_yaml
+from testkit import Verifier, bind_challenge, issuance_config
+
+MINT = os.path.join(REPO, "build", "mint-integrity")
+PACKAGE = "com.example.app"
+DIGEST = "Zm9vYmFyLWFwcC1zaWduaW5nLWNlcnQtZGlnZXN0LTA"
+T0 = 1796205600000                 # 2026-12-02T10:00:00Z, the tokens' timestamp
+AT = "2026-12-02T10:01:00Z"        # a minute later: within max_age (5m)
+NONCE = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"   # 43 characters, as the gateway's
+
+
+def _dir(env):
+    d = os.path.join(env.tmp, "cli15")
+    if not os.path.exists(os.path.join(d, "decryption.key")):
+        os.makedirs(d, exist_ok=True)
+        r = subprocess.run([MINT, "--gen-keys", d], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail("mint-integrity --gen-keys: %s" % r.stderr)
+    return d
+
+
+def _config(env, verifier_port=1, name="cli15"):
+    """A config file with the platforms the command is tried on."""
+    d = _dir(env)
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {
+        "android": {"provider": "play_integrity", "package_name": PACKAGE,
+                    "decryption_key_file": os.path.join(d, "decryption.key"),
+                    "verification_key_file": os.path.join(d, "verification.key"),
+                    "certificate_sha256_digests": [DIGEST]},
+        "huawei": {"provider": "http", "url": "http://127.0.0.1:%d/verify" % verifier_port},
+        "dev": {"provider": "none"},
+        "feature_phone": {"provider": "refuse"},
+    }, insecure_dev=True)
+    path = os.path.join(env.tmp, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(to_yaml(cfg))
+    return path
+
+
+def _csr(env, name):
+    """(CSR file path, PEM, hex SHA-256 of its key's SPKI)."""
+    key, pem = Minter(env, "cli15").csr_pem(name)
+    path = os.path.join(env.tmp, "cli15", name + ".csr.pem")
+    with open(path, "w") as f:
+        f.write(pem)
+    spki = base64.urlsafe_b64decode(bind_challenge(NONCE, pem)[1] + "=")
+    return path, pem, spki.hex()
+
+
+def _token(env, name, csr_pem, nonce=NONCE, package=PACKAGE, ts=T0):
+    """A Play token bound to nonce and the CSR's key, in a file (with the
+    newline an editor or `> file` leaves)."""
+    d = _dir(env)
+    r = subprocess.run([MINT, "--decryption-key-file", os.path.join(d, "decryption.key"),
+                        "--signing-key", os.path.join(d, "signing.pem"),
+                        "--nonce", bind_challenge(nonce, csr_pem)[0], "--package", package,
+                        "--cert-digest", DIGEST, "--timestamp-ms", str(ts)],
+                       capture_output=True, text=True, timeout=30)
+    eq(r.returncode, 0, "mint-integrity (%s)" % r.stderr)
+    path = os.path.join(d, name + ".token")
+    with open(path, "w") as f:
+        f.write(r.stdout.strip() + "\n")
+    return path
+
+
+def _run(*args):
+    """(exit status, the stdout line parsed as JSON or None, stderr)."""
+    r = subprocess.run([BINARY, "verify-attestation"] + list(args), capture_output=True,
+                       text=True, timeout=30)
+    out = None
+    if r.stdout:
+        lines = r.stdout.split("\n")
+        eq((len(lines), lines[-1]), (2, ""), "stdout is one line: %r" % r.stdout)
+        out = json.loads(lines[0])
+    return r.returncode, out, r.stderr
+
+
+@test("cli: verify-attestation accepts a Play token at its time: exit 0 and the verdict line")
+def _(env):
+    cfg = _config(env)
+    csr, pem, spki = _csr(env, "a")
+    tok = _token(env, "a", pem)
+    rc, out, err = _run("-c", cfg, "--platform", "android", "--at", AT, "--nonce", NONCE,
+                        "--csr", csr, tok)
+    eq((rc, out), (0, {"ok": True, "platform": "android", "provider": "play_integrity",
+                       "level": "device", "app_id": PACKAGE, "key_sha256": spki,
+                       "summary": "PLAY_RECOGNIZED;MEETS_DEVICE_INTEGRITY,MEETS_BASIC_INTEGRITY"}),
+       "accepted (%s)" % err)
+    # the same challenge given directly (base64, as App Attest samples give it)
+    ch = base64.urlsafe_b64decode(bind_challenge(NONCE, pem)[0] + "=")
+    rc, out, err = _run("-c", cfg, "--platform", "android", "--at", "2026-12-02T11:01:00+01:00",
+                        "--client-data-hash", base64.b64encode(ch).decode(), tok)
+    eq((rc, out and out["ok"], out and out["key_sha256"]), (0, True, None),
+       "--client-data-hash instead of --nonce and --csr, --at with an offset (%s)" % err)
+
+
+@test("cli: verify-attestation refuses a token made for another CSR key, another package, or "
+      "older than max_age: exit 1 and the catalog code")
+def _(env):
+    cfg = _config(env)
+    csr, pem, _ = _csr(env, "b")
+    _, pem_other, _ = _csr(env, "b-other")
+    cases = (
+        ("another CSR key", _token(env, "b-other", pem_other), AT,
+         {"ok": False, "reason": "key_not_bound",
+          "detail": "the token's nonce is not this request's key-binding challenge"}),
+        ("another package", _token(env, "b-pkg", pem, package="com.evil"), AT,
+         {"ok": False, "reason": "attestation_failed", "detail": "attestation request package name mismatch"}),
+        ("--at past max_age", _token(env, "b-old", pem), "2026-12-02T10:05:00.001Z",
+         {"ok": False, "reason": "attestation_failed", "detail": "attestation too old"}),
+    )
+    for what, tok, at, want in cases:
+        rc, out, err = _run("-c", cfg, "--platform", "android", "--at", at, "--nonce", NONCE,
+                            "--csr", csr, tok)
+        eq((rc, out), (1, want), "%s (%s)" % (what, err))
+    rc, out, _ = _run("-c", cfg, "--platform", "android", "--at", "2026-12-02T10:05:00Z",
+                      "--nonce", NONCE, "--csr", csr, cases[2][1])
+    eq((rc, out["ok"]), (0, True), "exactly max_age old is still accepted")
+    rc, out, _ = _run("-c", cfg, "--platform", "feature_phone", "--at", AT, cases[0][1])
+    eq((rc, out), (1, {"ok": False, "reason": "platform_refused",
+                       "detail": "platform refused by configuration"}), "a refused platform")
+    with open(os.path.join(env.tmp, "cli15", "bad.csr.pem"), "w") as f:
+        f.write("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
+    rc, out, _ = _run("-c", cfg, "--platform", "android", "--at", AT, "--nonce", NONCE,
+                      "--csr", os.path.join(env.tmp, "cli15", "bad.csr.pem"), cases[0][1])
+    eq((rc, out and out["reason"]), (1, "invalid_csr"), "a CSR the gateway would refuse")
+
+
+@test("cli: verify-attestation runs the http verifier on its own loop and the none provider")
+def _(env):
+    v = Verifier()
+    try:
+        cfg = _config(env, v.port, name="cli15-http")
+        csr, pem, spki = _csr(env, "h")
+        tok = os.path.join(env.tmp, "cli15", "h.token")
+        with open(tok, "w") as f:
+            f.write("allow-me\n")
+        rc, out, err = _run("-c", cfg, "--platform", "huawei", "--at", AT, "--nonce", NONCE,
+                            "--key-id", "a2V5", "--csr", csr, tok)
+        eq((rc, out), (0, {"ok": True, "platform": "huawei", "provider": "http", "level": "basic",
+                           "app_id": None, "key_sha256": spki, "summary": "ok"}),
+           "allowed (%s)" % err)
+        challenge, key_sha256 = bind_challenge(NONCE, pem)
+        eq(v.seen[-1], {"platform": "huawei", "integrity_token": "allow-me", "nonce": NONCE,
+                        "challenge": challenge, "key_sha256": key_sha256},
+           "what the verifier is asked: the file's token without its newline, and the binding")
+        with open(tok, "w") as f:
+            f.write("deny-me")
+        rc, out, _ = _run("-c", cfg, "--platform", "huawei", "--at", AT, "--nonce", NONCE,
+                          "--csr", csr, tok)
+        eq((rc, out), (1, {"ok": False, "reason": "attestation_failed",
+                           "detail": "attestation verifier did not allow"}), "denied")
+        rc, out, err = _run("-c", cfg, "--platform", "dev", "--at", AT, tok)
+        eq((rc, out), (0, {"ok": True, "platform": "dev", "provider": "none", "level": "none",
+                           "app_id": None, "key_sha256": None, "summary": "none (insecure_dev)"}),
+           "provider none (%s)" % err)
+    finally:
+        v.stop()
+    cfg = _config(env, v.port, name="cli15-down")   # the verifier has stopped
+    rc, out, _ = _run("-c", cfg, "--platform", "huawei", "--at", AT, "--nonce", NONCE,
+                      "--csr", csr, tok)
+    eq((rc, out), (1, {"ok": False, "reason": "issuance_unavailable",
+                       "detail": "the attestation verifier is unavailable"}), "verifier down")
+
+
+@test("cli: verify-attestation usage and configuration errors exit 2 naming the flag or file")
+def _(env):
+    cfg = _config(env)
+    csr, pem, _ = _csr(env, "u")
+    tok = _token(env, "u", pem)
+    missing = os.path.join(env.tmp, "cli15", "no-such.token")
+    base = ["-c", cfg, "--platform", "android", "--at", AT, "--nonce", NONCE, "--csr", csr]
+    cases = (
+        ("unknown platform", ["-c", cfg, "--platform", "ios", "--at", AT, tok],
+         r"--platform ios: not in issuance\.platforms of .* \(configured: android huawei dev "
+         r"feature_phone\)"),
+        ("missing --at", ["-c", cfg, "--platform", "android", tok], r"--at RFC3339 is required"),
+        ("bad --at", base[:4] + ["--at", "2026-02-30T10:00:00Z", tok],
+         r"--at is not an RFC 3339 date-time .*: 2026-02-30T10:00:00Z"),
+        ("--at without a zone", base[:4] + ["--at", "2026-12-02T10:00:00", tok], r"--at is not an RFC 3339"),
+        ("unreadable token file", base + [missing],
+         r"TOKEN_FILE %s: " % re.escape(missing)),
+        ("no token file", base, r"TOKEN_FILE is required"),
+        ("two token files", base + [tok, tok], r"one TOKEN_FILE only"),
+        ("missing -c", base[2:] + [tok], r"-c FILE is required"),
+        ("play without --csr", ["-c", cfg, "--platform", "android", "--at", AT, "--nonce", NONCE, tok],
+         r"platform android \(provider play_integrity\) needs the key-binding challenge: give "
+         r"--csr FILE and --nonce NONCE \(or --client-data-hash B64\)"),
+        ("http without --csr", ["-c", cfg, "--platform", "huawei", "--at", AT, tok],
+         r"platform huawei \(provider http\) .*give --csr FILE and --nonce NONCE"),
+        ("--csr without --nonce", ["-c", cfg, "--platform", "android", "--at", AT, "--csr", csr, tok],
+         r"--csr needs --nonce"),
+        ("unreadable CSR", base[:9] + [missing, tok], r"--csr %s: " % re.escape(missing)),
+        ("bad --client-data-hash", ["-c", cfg, "--platform", "android", "--at", AT,
+                                    "--client-data-hash", "AAAA", tok],
+         r"--client-data-hash must be the base64 of 32 bytes"),
+        ("unknown option", base + ["--bogus", tok], r"unrecognized option"),
+        ("missing config file", ["-c", missing] + base[2:] + [tok], re.escape(missing)),
+    )
+    for what, args, pattern in cases:
+        rc, out, err = _run(*args)
+        eq((rc, out), (2, None), "%s: exit 2, nothing on stdout" % what)
+        check(re.search(pattern, err), "%s: stderr lacks %r: %r" % (what, pattern, err))
+    nois = os.path.join(env.tmp, "cli15-noiss.yaml")
+    with open(nois, "w") as f:
+        f.write(to_yaml(env.config()))
+    rc, out, err = _run("-c", nois, "--platform", "android", "--at", AT, tok)
+    eq((rc, out), (2, None), "no issuance section")
+    check("has no issuance section" in err, "stderr: %r" % err)
+    r = subprocess.run([BINARY, "verify-attestation", "--help"], capture_output=True, text=True)
+    eq(r.returncode, 0, "--help")
+    with open(os.path.join(REPO, "gateway", "cli_attest.c")) as f:
+        opts = set(re.findall(r'\{"([a-z][a-z-]+)", (?:required|no)_argument', f.read()))
+    top = subprocess.run([BINARY, "--help"], capture_output=True, text=True).stdout
+    for opt in opts - {"config", "help"}:
+        check("--" + opt in r.stdout and "--" + opt in top, "--help lacks --%s" % opt)
+
+
+@test("cli: verify-attestation --at parsing: the RFC 3339 forms a saved sample carries")
+def _(env):
+    cfg = _config(env)
+    csr, pem, _ = _csr(env, "t")
+    tok = _token(env, "t", pem, ts=T0)
+    for at, ok in (("2026-12-02T10:00:00Z", 0), ("2026-12-02t10:00:00z", 0),
+                   ("2026-12-02T10:00:00.999999999Z", 0), ("2026-12-02T05:00:00-05:00", 0),
+                   ("2026-12-02T09:58:59Z", 1),    # the token 61s in the future
+                   ("2026-12-02T10:00:00.1234567890Z", 2), ("2026-13-02T10:00:00Z", 2),
+                   ("2026-12-02 10:00:00Z", 2), ("2026-12-02T24:00:00Z", 2),
+                   ("1969-12-31T23:59:59Z", 2), ("2026-12-02T10:00:00+24:00", 2)):
+        rc, _, err = _run("-c", cfg, "--platform", "android", "--at", at, "--nonce", NONCE,
+                          "--csr", csr, tok)
+        eq(rc, ok, "--at %s (%s)" % (at, err.strip()[:200]))
