@@ -62,6 +62,10 @@ void cfgp_policy_route(cfgw_t *w, cfg_t *cfg, cfg_route_t *r, const char *path,
                        yaml_node_t *jwt);
 void cfgp_policy_free(cfg_t *cfg);
 void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);
+/* config_attest_apple.c: the section p of a platform with provider
+ * app_attest (n: its mapping); the free releases what it set. */
+void cfgi_parse_app_attest(cfgw_t *w, yaml_node_t *n, const char *p, cfg_app_attest_t *aa);
+void cfgi_free_app_attest(cfg_app_attest_t *aa);
 /* config_metrics.c: the metrics section (after listeners and admin, whose
  * addresses it must not take); cfgm_free_metrics frees what it set. */
 void cfgm_parse_metrics(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);

@@ -443,7 +443,7 @@ static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifi
 
 static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
 {
-    static const char *const providers[] = {"refuse", "play_integrity", "http", "none"};
+    static const char *const providers[] = {"refuse", "play_integrity", "http", "none", "app_attest"};
     char b[80];
     if (n->type != YAML_MAPPING_NODE) {
         cfgw_err(&c->w, n, "issuance.platforms", "expected a mapping of platform name to provider "
@@ -499,7 +499,7 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
         if (!pv) {
             cfgw_err(&c->w, v, p,
                      "missing required key \"provider\" (one of: refuse, play_integrity, "
-                     "http, none)");
+                     "http, none, app_attest)");
             continue;
         }
         size_t j;
@@ -509,7 +509,8 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
             ;
         if (j == NF(providers)) {
             cfgw_err(&c->w, pv, q,
-                     "expected one of: refuse, play_integrity, http, none, got \"%.60s\"", s);
+                     "expected one of: refuse, play_integrity, http, none, app_attest, got "
+                     "\"%.60s\"", s);
             continue;
         }
         pl->provider = (int)j;
@@ -517,6 +518,8 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
             parse_play(c, v, p, &pl->play);
         } else if (j == CFG_ATTEST_HTTP) {
             parse_http(c, v, p, &pl->http);
+        } else if (j == CFG_ATTEST_APP_ATTEST) {
+            cfgi_parse_app_attest(&c->w, v, p, &pl->appattest);
         } else {
             cfgw_fld_t f[] = {F("provider")};
             cfgw_map(&c->w, v, p, f, NF(f));
@@ -813,6 +816,7 @@ void cfg_issuance_free(cfg_issuance_t *is)
         free(p->http.host);
         free(p->http.path);
         cfgp_addr_free(&p->http.addr);
+        cfgi_free_app_attest(&p->appattest);
     }
     free(is->platforms);
     free(is);

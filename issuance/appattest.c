@@ -429,9 +429,10 @@ static int make_state(iss_aa_result_t *res, EVP_PKEY *pub, const unsigned char *
     char *spki = n > 0 ? b64_encode(der, (size_t)n) : NULL;
     char *rc = b64_encode(receipt, receipt_len);
     char *kid = b64_encode(res->key_id, 32);
-    json_t *o = spki && rc && kid ? json_pack("{s:s,s:I,s:s,s:s,s:s}", "public_key", spki, "counter",
-                                              (json_int_t)res->counter, "receipt", rc, "app_id",
-                                              res->app_id, "key_id", kid)
+    json_t *o = spki && rc && kid ? json_pack("{s:s,s:I,s:s,s:s,s:s,s:s}", "public_key", spki,
+                                              "counter", (json_int_t)res->counter, "receipt", rc,
+                                              "app_id", res->app_id, "key_id", kid, "environment",
+                                              res->development ? "development" : "production")
                                   : NULL;
     if (n > 0)
         sha256_2(der, (size_t)n, NULL, 0, res->spki_sha256);
@@ -582,6 +583,8 @@ static int state_read(json_t *st, EVP_PKEY **pub, iss_aa_result_t *res)
         return -1;
     }
     snprintf(res->app_id, sizeof(res->app_id), "%s", app);
+    const char *env = json_string_value(json_object_get(st, "environment"));
+    res->development = env && !strcmp(env, "development");
     res->counter = (uint32_t)json_integer_value(c);
     sha256_2(der, (size_t)n, NULL, 0, res->spki_sha256);
     const char *kid = json_string_value(json_object_get(st, "key_id"));

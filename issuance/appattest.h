@@ -94,7 +94,8 @@ void iss_aa_assertion_clear(iss_aa_assertion_t *a);
 
 /* What an accepted attestation or assertion yields. state: malloc'ed JSON
  * object {"public_key": SPKI DER base64, "counter": n, "receipt": base64,
- * "app_id": ..., "key_id": base64} (free with iss_aa_result_clear). */
+ * "app_id": ..., "key_id": base64, "environment": "production" |
+ * "development"} (free with iss_aa_result_clear). */
 typedef struct {
     int development;                   /* the development aaguid (attestation only) */
     char app_id[CFG_AA_APP_ID_MAX + 1];

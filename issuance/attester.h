@@ -89,5 +89,6 @@ const iss_attester_t *iss_attester_find(int provider);
 extern const iss_attester_t iss_attest_play;   /* attest_play.c: play_integrity */
 extern const iss_attester_t iss_attest_http;   /* attest_http.c: http */
 extern const iss_attester_t iss_attest_none;   /* attest_none.c: none (insecure_dev) */
+extern const iss_attester_t iss_attest_app_attest;   /* attest_appattest.c: app_attest */
 
 #endif
