@@ -69,6 +69,21 @@ const char *const cfg_trust_prefixes[] = {
     "X-Forwarded-", "X-Envoy-", "X-SSL-", "SSL-Client-", "X-Client-Cert", "X-ARR-", "X-Amzn-Mtls-", NULL,
 };
 
+static const char *const integrity_names[CFG_INT__COUNT] = {"none", "basic", "device", "strong"};
+
+const char *cfg_integrity_name(int level)
+{
+    return level >= 0 && level < CFG_INT__COUNT ? integrity_names[level] : "unattested";
+}
+
+int cfg_integrity_parse(const char *s)
+{
+    for (int i = 0; s && i < CFG_INT__COUNT; i++)
+        if (!strcmp(s, integrity_names[i]))
+            return i;
+    return -1;
+}
+
 size_t cfg_identity_prefix(const cfg_identity_t *id)
 {
     const char *a = id->headers[CFG_H_SERIAL];

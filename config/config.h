@@ -410,6 +410,21 @@ const char *cfg_ossl_reason(void);
 /* ---------------------------------------------------------------- issuance
  * Device-certificate issuance (config_issuance.c, docs/issuance.md). */
 
+/* How strongly a device was attested (docs/issuance.md, "Integrity
+ * levels"), in increasing order. A certificate that records no level is
+ * "unattested" (-1), below none. */
+enum cfg_integrity {
+    CFG_INT_NONE = 0,     /* an allowed platform without any integrity API */
+    CFG_INT_BASIC,        /* weaker verdicts (Play basic, App Attest development) */
+    CFG_INT_DEVICE,       /* Play Integrity device verdict */
+    CFG_INT_STRONG,       /* hardware key attestation, App Attest production */
+    CFG_INT__COUNT
+};
+/* "none", "basic", "device", "strong"; "unattested" for -1 and any other value. */
+const char *cfg_integrity_name(int level);
+/* The level named s, or -1 for an unknown name. */
+int cfg_integrity_parse(const char *s);
+
 enum cfg_attest_provider {
     CFG_ATTEST_REFUSE = 0,        /* the platform is refused */
     CFG_ATTEST_PLAY_INTEGRITY,    /* Google Play Integrity, verified locally */

@@ -122,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t tl = data[0] % 3 == 0 ? n : strlen(token);
     char summary[ISS_SUMMARY_MAX];
     const char *err = NULL;
-    int rc = iss_play_verify(&pcfg, keys, token, tl, NONCE, NOW_MS, summary, sizeof summary, &err);
+    int rc = iss_play_verify(&pcfg, keys, token, tl, NONCE, NOW_MS, summary, sizeof summary, NULL, NULL, &err);
     FUZZ_ASSERT(rc == 0 || rc == -1, "iss_play_verify: not syscall-like");
     if (rc == 0)
         FUZZ_ASSERT(summary[0] && strlen(summary) < sizeof summary, "accepted without a summary");

@@ -20,13 +20,17 @@
 /* ---------------------------------------------------------------- http verifier */
 
 int iss_http_verifier_body(const char *platform, const char *token, const char *nonce,
+                           const unsigned char *challenge, const unsigned char *key_sha256,
                            char **json)
 {
+    char ch[ISS_NONCE_LEN + 2], key[ISS_NONCE_LEN + 2];
     *json = NULL;
-    if (!platform || !token || !nonce)
+    if (!platform || !token || !nonce || !challenge || !key_sha256 ||
+        iss_b64url_encode(challenge, ISS_CHALLENGE_BYTES, ch, sizeof ch) < 0 ||
+        iss_b64url_encode(key_sha256, 32, key, sizeof key) < 0)
         return -1;
-    json_t *o = json_pack("{s:s, s:s, s:s}", "platform", platform, "integrity_token", token,
-                          "nonce", nonce);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "platform", platform, "integrity_token", token,
+                          "nonce", nonce, "challenge", ch, "key_sha256", key);
     if (!o)
         return -1;
     *json = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -160,7 +164,7 @@ static void op_free(void *op)
 /* Calls done with the verdict, then frees the call. */
 static void finish(http_op_t *o, enum pc_err e, const char *message, const char *summary)
 {
-    iss_verdict_t v = {e, message, summary};
+    iss_verdict_t v = {.err = e, .message = message, .summary = summary, .level = CFG_INT_BASIC};
     o->done(o->arg, &v);
     op_free(o);
 }
@@ -217,7 +221,7 @@ static void http_attest(void *inst, const iss_attest_req_t *rq, iss_attest_done_
     http_op_t *o = calloc(1, sizeof *o);
     *op = o;
     if (!o) {
-        iss_verdict_t v = {PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)", NULL};
+        iss_verdict_t v = {.err = PC_E_OUT_OF_MEMORY, .message = "cannot call the attestation verifier (out of memory)"};
         done(arg, &v);
         return;
     }
@@ -238,7 +242,7 @@ static void http_attest(void *inst, const iss_attest_req_t *rq, iss_attest_done_
     pc_dns_addrs_release(cache);
     o->hc = ip[0] ? evhttp_connection_base_new(rq->base, NULL, ip, (unsigned short)port) : NULL;
     if (!o->cont || !o->hc ||
-        iss_http_verifier_body(o->plat->name, rq->token, rq->nonce, &json) < 0 ||
+        iss_http_verifier_body(o->plat->name, rq->token, rq->nonce, rq->challenge, rq->spki_sha256, &json) < 0 ||
         !(req = evhttp_request_new(on_verifier, o))) {
         free(json);
         finish(o, PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)", NULL);
@@ -274,6 +278,7 @@ const iss_attester_t iss_attest_http = {
     .name = "http",
     .provider = CFG_ATTEST_HTTP,
     .metric = PC_PROV_HTTP,
+    .token_member = "integrity_token",
     .load = http_load,
     .verify = http_attest,
     .cancel = op_free,

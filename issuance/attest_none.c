@@ -23,7 +23,7 @@ static void none_attest(void *inst, const iss_attest_req_t *req, iss_attest_done
     (void)inst;
     (void)req;
     *op = NULL;
-    iss_verdict_t v = {PC_E_NONE, NULL, "none (insecure_dev)"};
+    iss_verdict_t v = {.err = PC_E_NONE, .summary = "none (insecure_dev)", .level = CFG_INT_NONE};
     done(arg, &v);
 }
 

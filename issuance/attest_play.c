@@ -294,9 +294,12 @@ static int nonce_eq(const char *got, const char *want)
     return gl == wl && CRYPTO_memcmp(got, want, wl) == 0;
 }
 
-/* The payload checks; summary on success. Syscall-like. */
+static const char nonce_mismatch[] = "the token's nonce is not this request's key-binding challenge";
+
+/* The payload checks; summary and level on success. Syscall-like. */
 static int check_payload(const cfg_play_integrity_t *cfg, json_t *p, const char *expected_nonce,
-                         int64_t now_ms, char *summary, size_t summary_len, const char **err)
+                         int64_t now_ms, char *summary, size_t summary_len, int *level,
+                         const char **err)
 {
     const char *s;
     if (!json_is_object(p)) {
@@ -305,7 +308,7 @@ static int check_payload(const cfg_play_integrity_t *cfg, json_t *p, const char 
     }
     if (!(s = get_str(p, "requestDetails", "nonce")) || !expected_nonce ||
         !nonce_eq(s, expected_nonce)) {
-        *err = "attestation nonce mismatch";
+        *err = nonce_mismatch;
         return -1;
     }
     if (!(s = get_str(p, "requestDetails", "requestPackageName")) ||
@@ -370,6 +373,7 @@ static int check_payload(const cfg_play_integrity_t *cfg, json_t *p, const char 
         *err = "attestation too old";
         return -1;
     }
+    *level = have & (CFG_PLAY_MEETS_DEVICE | CFG_PLAY_MEETS_STRONG) ? CFG_INT_DEVICE : CFG_INT_BASIC;
     /* summary: the app verdict and the device verdicts Play gave, in its order */
     int n = snprintf(summary, summary_len, "PLAY_RECOGNIZED;");
     int first = 1;
@@ -392,7 +396,7 @@ static int check_payload(const cfg_play_integrity_t *cfg, json_t *p, const char 
 
 int iss_play_verify(const cfg_play_integrity_t *cfg, iss_play_keys_t *keys, const char *token,
                     size_t len, const char *expected_nonce, int64_t now_ms, char *summary,
-                    size_t summary_len, const char **err)
+                    size_t summary_len, int *level, enum pc_err *why, const char **err)
 {
     const char *part[5], *jp[3];
     size_t plen[5], jl[3];
@@ -458,8 +462,13 @@ int iss_play_verify(const cfg_play_integrity_t *cfg, iss_play_keys_t *keys, cons
         *err = "attestation payload is not JSON";
         goto out;
     }
-    rc = check_payload(cfg, pj, expected_nonce, now_ms, summary, summary_len, err);
+    int lv = CFG_INT_BASIC;
+    rc = check_payload(cfg, pj, expected_nonce, now_ms, summary, summary_len, &lv, err);
+    if (rc == 0 && level)
+        *level = lv;
 out:
+    if (rc < 0 && why)
+        *why = *err == nonce_mismatch ? PC_E_KEY_NOT_BOUND : PC_E_ATTESTATION_FAILED;
     OPENSSL_cleanse(cek, sizeof cek);
     if (pt)
         OPENSSL_cleanse(pt, ctl);
@@ -512,13 +521,15 @@ static void play_attest(void *inst, const iss_attest_req_t *req, iss_attest_done
                         void **op)
 {
     play_inst_t *in = inst;
-    char summary[ISS_SUMMARY_MAX];
-    const char *err = NULL;
+    char summary[ISS_SUMMARY_MAX], expect[ISS_NONCE_LEN + 2];
+    const char *err = "the key-binding challenge is unknown (no CSR key)";
     *op = NULL;
-    iss_verdict_t v = {PC_E_NONE, NULL, summary};
-    if (iss_play_verify(in->cfg, in->keys, req->token, req->token_len, req->nonce, req->now_ms,
-                        summary, sizeof summary, &err) < 0) {
-        v.err = PC_E_ATTESTATION_FAILED;
+    iss_verdict_t v = {.err = PC_E_NONE, .summary = summary};
+    if (!req->challenge || iss_b64url_encode(req->challenge, ISS_CHALLENGE_BYTES, expect, sizeof expect) < 0 ||
+        iss_play_verify(in->cfg, in->keys, req->token, req->token_len, expect, req->now_ms, summary,
+                        sizeof summary, &v.level, &v.err, &err) < 0) {
+        if (v.err == PC_E_NONE)
+            v.err = PC_E_KEY_NOT_BOUND;
         v.message = err;
         v.summary = NULL;
     }
@@ -534,6 +545,7 @@ const iss_attester_t iss_attest_play = {
     .name = "play_integrity",
     .provider = CFG_ATTEST_PLAY_INTEGRITY,
     .metric = PC_PROV_PLAY_INTEGRITY,
+    .token_member = "integrity_token",
     .load = play_load,
     .verify = play_attest,
     .cancel = play_cancel,

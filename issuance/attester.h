@@ -5,7 +5,9 @@
  *
  * The flow (flow.c) loads one instance per configured platform when a
  * generation is built, and for every issue or attested renew request calls
- * verify with the request's token and nonce. verify answers through done,
+ * verify with the request and its key-binding challenge: SHA-256(nonce ‖
+ * SHA-256(SPKI DER of the CSR key)), which the attestation must cover
+ * (iss_bind_challenge, docs/issuance.md "Binding the key"). verify answers through done,
  * exactly once: at once (a local check) or later from an event on
  * req->base's loop (a call to a service). cancel stops a verification in
  * flight (done is then never called). An instance is immutable after load
@@ -17,6 +19,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
 
 #include "../base/errors.h"
 #include "../base/log.h"
@@ -43,24 +48,45 @@ typedef struct {
  * verification cancelled. */
 typedef struct {
     const cfg_platform_t *platform;   /* its configuration (name, provider section) */
-    const char *token;                /* the integrity token as the app sent it */
+    const json_t *body;               /* the whole request object: a provider reads
+                                       * its own members (token_member and others) */
+    const char *token;                /* "integrity_token" when the body has it, else NULL */
     size_t token_len;
-    const char *nonce;                /* the server nonce it must be bound to */
+    const char *nonce;                /* the server nonce (43 base64url characters) */
+    const unsigned char *challenge;   /* 32 bytes: SHA-256(nonce ‖ spki_sha256); NULL only
+                                       * in the CLI when it cannot be computed */
+    const unsigned char *spki_sha256; /* 32 bytes: SHA-256 of the CSR key's SPKI DER (NULL likewise) */
+    EVP_PKEY *csr_key;                /* the CSR's key (NULL in the CLI without --csr) */
+    int renewal;                      /* 1: <prefix>renew over the device class */
+    const char *state;                /* renewal of a stateful provider: the state its
+                                       * verdict returned at issue (NULL: none stored) */
     int64_t now_ms;                   /* the wall clock, ms since the epoch */
     struct event_base *base;          /* the worker's loop, for asynchronous providers */
     iss_logctx_t log;
 } iss_attest_req_t;
 
 /* The outcome. err == PC_E_NONE: accepted, summary says what the platform
- * vouched for (stored in the issuance record and logged). Otherwise refused
- * with catalog entry err (PC_E_ATTESTATION_FAILED: the token does not
- * prove the device; PC_E_ISSUANCE_UNAVAILABLE: the verifier could not be
- * asked; PC_E_OUT_OF_MEMORY) and message, a static text naming the failed
- * check that never quotes the token. Both strings are valid during done only. */
+ * vouched for (stored in the issuance record and logged), level how
+ * strongly. Otherwise refused with catalog entry err
+ * (PC_E_ATTESTATION_FAILED: the token does not prove the device;
+ * PC_E_KEY_NOT_BOUND: it was made for another challenge or another key;
+ * PC_E_BAD_REQUEST: a member of the provider's is missing or malformed;
+ * PC_E_ISSUANCE_UNAVAILABLE: the verifier could not be asked;
+ * PC_E_OUT_OF_MEMORY) and message, a static text naming the failed check
+ * that never quotes the token. Every pointer is valid during done only. */
 typedef struct {
     enum pc_err err;
     const char *message;
     const char *summary;
+    int level;                        /* enum cfg_integrity */
+    const char *app_id;               /* package name or TeamID.bundle id; NULL: unknown */
+    const unsigned char *key_sha256;  /* 32 bytes: SHA-256 of the SPKI DER of the key the
+                                       * platform attested itself; NULL: it attests no key */
+    int key_attested;                 /* 1: key_sha256 must be the CSR key's, else the
+                                       * flow refuses PC_E_KEY_NOT_BOUND */
+    const char *state;                /* stateful providers: a JSON object to hand back at
+                                       * renewal (iss_attest_req_t.state); NULL: none */
+    uint64_t counter;                 /* with state: strictly increasing across renewals */
 } iss_verdict_t;
 
 typedef void (*iss_attest_done_fn)(void *arg, const iss_verdict_t *v);
@@ -69,6 +95,12 @@ typedef struct iss_attester {
     const char *name;        /* the provider's name in the configuration */
     int provider;            /* enum cfg_attest_provider */
     unsigned metric;         /* its label in the issuance metrics (PC_PROV_*) */
+    const char *token_member;   /* the request member holding its token, required on
+                                 * issue ("integrity_token", "attestation"); NULL: none */
+    int token_is_json;          /* 1: that member is a JSON value, not a string (the
+                                 * CLI then reads its token file as JSON) */
+    int stateful;               /* 1: the flow keeps verdict.state at issue and hands
+                                 * it back on renewal (req->state) */
     /* Loads what the platform's section names (keys, addresses). The
      * instance, or NULL with a one-line reason in err. */
     void *(*load)(const cfg_platform_t *platform, char *err, size_t errlen);

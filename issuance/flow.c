@@ -10,6 +10,7 @@
  * a pol_ireq_t and answers through its reply callback. The building blocks
  * (CSR checks, signing, attestation) are in issuance.h. */
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,9 @@ typedef struct {
     char device_id[130];
     char summary[ISS_SUMMARY_MAX];
     char nonce[64];
+    unsigned char challenge[ISS_CHALLENGE_BYTES];   /* the key binding (iss_bind_challenge) */
+    unsigned char spki_sha256[32];
+    int level;                  /* the verdict's (enum cfg_integrity); -1 before one */
     iss_issued_t issued;
     int have_issued;
     char *record;
@@ -237,15 +241,34 @@ static void on_verdict(void *arg, const iss_verdict_t *v)
         refuse(s, v->err, v->message);
         return;
     }
-    snprintf(s->summary, sizeof(s->summary), "%s", v->summary);
+    /* a platform that attests the key itself must have attested this one */
+    if (v->key_attested && (!v->key_sha256 || CRYPTO_memcmp(v->key_sha256, s->spki_sha256, 32) != 0)) {
+        refuse(s, PC_E_KEY_NOT_BOUND, "the attested key is not the CSR's key");
+        return;
+    }
+    s->level = v->level;
+    snprintf(s->summary, sizeof(s->summary), "%s", v->summary ? v->summary : "");
     attested(s);
+}
+
+/* The provider's own token member on issue: a 400 naming it, before any
+ * verification (a stateful provider's renewal carries its own proof).
+ * 0, or -1 after refusing. */
+static int token_present(flow_t *s, const iss_attester_t *a)
+{
+    if (!a->token_member || (is_renew(s) && a->stateful) || json_object_get(s->req.body, a->token_member))
+        return 0;
+    char m[64];
+    snprintf(m, sizeof m, "missing \"%s\"", a->token_member);
+    refuse(s, PC_E_BAD_REQUEST, m);
+    return -1;
 }
 
 /* The platform's attester on the request's token (attester.h), or a
  * renewal without one. */
 static void attest(flow_t *s)
 {
-    if (is_renew(s) && !s->req.integrity_token) {
+    if (is_renew(s) && !s->req.platform[0]) {
         snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
         sign_and_record(s);
         return;
@@ -256,13 +279,24 @@ static void attest(flow_t *s)
         refuse(s, PC_E_PLATFORM_REFUSED, "this platform is not accepted");
         return;
     }
+    if (token_present(s, a) < 0)
+        return;
+    if (iss_bind_challenge(s->req.nonce, s->pub, s->challenge, s->spki_sha256) < 0) {
+        refuse(s, PC_E_INTERNAL, "cannot compute the key-binding challenge");
+        return;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     iss_attest_req_t rq = {
         .platform = s->plat,
+        .body = s->req.body,
         .token = s->req.integrity_token,
         .token_len = s->req.token_len,
         .nonce = s->req.nonce,
+        .challenge = s->challenge,
+        .spki_sha256 = s->spki_sha256,
+        .csr_key = s->pub,
+        .renewal = is_renew(s),
         .now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
         .base = s->rq.base,
         .log = {s->rq.log_ctx, s->rq.host},
@@ -440,7 +474,7 @@ static void start_issue(flow_t *s)
         refuse(s, PC_E_INVALID_CSR, err);
         return;
     }
-    if (renew && !s->req.integrity_token) {
+    if (renew && !s->req.platform[0]) {
         attest(s);   /* renewal without a fresh attestation */
         return;
     }
@@ -471,6 +505,7 @@ void iss_flow_start(void *arg, const pol_ireq_t *req, void **slot)
     s->rq = *req;   /* its body is read during this call only (start_issue) */
     s->g = ra->g;
     s->kind = ra->kind;
+    s->level = -1;
     s->cfg = ra->g->is;
     *slot = s;
     if (s->kind == ISS_R_CHALLENGE)

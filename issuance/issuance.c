@@ -175,6 +175,7 @@ void iss_req_free(iss_req_t *r)
     if (r->integrity_token)
         OPENSSL_cleanse(r->integrity_token, r->token_len);
     free(r->integrity_token);
+    json_decref(r->body);
     memset(r, 0, sizeof *r);
 }
 
@@ -188,8 +189,9 @@ static char *dup_n(const char *s, size_t n)
     return p;
 }
 
-/* csr is always required; platform, integrity_token and nonce too when
- * attest_required, else all three or none. Syscall-like. */
+/* csr is always required; platform and nonce too when attest_required,
+ * else both or none; integrity_token is checked when present (the
+ * attester requires its own member). Syscall-like. */
 static int parse_req(const char *body, size_t len, int attest_required, iss_req_t *out,
                      const char **err)
 {
@@ -243,20 +245,22 @@ static int parse_req(const char *body, size_t len, int attest_required, iss_req_
         *err = missing_err[0];
         goto out;
     }
-    int nattest = have[1] + have[2] + have[3];
-    if (attest_required || nattest) {
-        for (int i = 1; i < 4; i++)
+    if (have[2] && !have[1] && !have[3]) {
+        *err = "\"integrity_token\" needs \"platform\" and \"nonce\"";
+        goto out;
+    }
+    if (attest_required || have[1] || have[3]) {
+        for (int i = 1; i < 4; i += 2)
             if (!have[i]) {
                 *err = attest_required ? missing_err[i]
-                                       : "\"platform\", \"integrity_token\" and \"nonce\" go "
-                                         "together: give all three or none";
+                                       : "\"platform\" and \"nonce\" go together: give both or none";
                 goto out;
             }
         if (!valid_platform(v[1], l[1])) {
             *err = size_err[1];
             goto out;
         }
-        if (!printable_ascii(v[2], l[2])) {
+        if (have[2] && !printable_ascii(v[2], l[2])) {
             *err = "\"integrity_token\" must be printable ASCII";
             goto out;
         }
@@ -283,6 +287,8 @@ static int parse_req(const char *body, size_t len, int attest_required, iss_req_
         out->platform[l[1]] = '\0';
         memcpy(out->nonce, v[3], l[3]);
         out->nonce[l[3]] = '\0';
+    }
+    if (have[2]) {
         if (!(out->integrity_token = dup_n(v[2], l[2]))) {
             *err = "out of memory";
             iss_req_free(out);
@@ -290,6 +296,7 @@ static int parse_req(const char *body, size_t len, int attest_required, iss_req_
         }
         out->token_len = l[2];
     }
+    out->body = json_incref(root);
     rc = 0;
 out:
     json_decref(root);

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -105,25 +106,30 @@ int iss_challenge_response_json(const char *nonce, uint64_t ttl_ms, char **json)
 /* ---------------------------------------------------------------- request */
 
 typedef struct {
+    json_t *body;           /* the whole request object (a reference); attesters read
+                             * their own members from it */
     char *csr;              /* PEM, NUL-terminated; never NULL after a successful parse */
     size_t csr_len;
     char platform[ISS_MAX_PLATFORM + 1];   /* "" when absent (renewal) */
-    char *integrity_token;  /* NULL when absent (renewal without attestation) */
+    char *integrity_token;  /* NULL when absent (another provider's token, or a
+                             * renewal without attestation) */
     size_t token_len;
     char nonce[ISS_MAX_NONCE + 1];         /* "" when absent (renewal) */
 } iss_req_t;
 
-/* The issue request body {"csr","platform","integrity_token","nonce"}, all
- * four required strings. Strict: the body must be one JSON object without
- * duplicate keys; each field a string within its size limit (csr 8k, token
- * 16k, nonce 64, platform 32); platform [a-z0-9_]{1,32}; nonce base64url;
- * token printable ASCII. Other members are ignored. Syscall-like: 0 with
- * *out filled (free with iss_req_free), or -1 with *err
- * (PC_E_BAD_REQUEST) and *out empty. */
+/* The issue request body {"csr","platform","nonce"}, all three required
+ * strings, plus the members of the platform's provider (its token_member,
+ * e.g. "integrity_token", which the flow requires and the attester checks).
+ * Strict: the body must be one JSON object without duplicate keys; each
+ * field a string within its size limit (csr 8k, integrity_token 16k, nonce
+ * 64, platform 32); platform [a-z0-9_]{1,32}; nonce base64url;
+ * integrity_token (optional here) printable ASCII. Other members are kept
+ * in out->body for the attester. Syscall-like: 0 with *out filled (free
+ * with iss_req_free), or -1 with *err (PC_E_BAD_REQUEST) and *out empty. */
 int iss_issue_parse(const char *body, size_t len, iss_req_t *out, const char **err);
-/* The renew request body: csr required; platform, integrity_token and nonce
- * required when need_attestation, else optional (all three or none).
- * Same contract as iss_issue_parse. */
+/* The renew request body: csr required; platform and nonce required when
+ * need_attestation, else optional (both or none; with neither, any
+ * integrity_token is refused). Same contract as iss_issue_parse. */
 int iss_renew_parse(const char *body, size_t len, int need_attestation, iss_req_t *out,
                     const char **err);
 void iss_req_free(iss_req_t *r);
@@ -133,6 +139,17 @@ void iss_req_free(iss_req_t *r);
  * configuration"): answer PC_E_PLATFORM_REFUSED. */
 const cfg_platform_t *iss_platform(const cfg_issuance_t *cfg, const char *platform,
                                          const char **err);
+
+/* ---------------------------------------------------------------- key binding */
+
+#define ISS_CHALLENGE_BYTES 32
+
+/* The key-binding challenge every attestation must cover
+ * (docs/issuance.md "Binding the key"): spki_sha256 = SHA-256 of the DER
+ * SubjectPublicKeyInfo of key, challenge = SHA-256(the nonce's ASCII bytes
+ * ‖ spki_sha256). Syscall-like. */
+int iss_bind_challenge(const char *nonce, EVP_PKEY *key, unsigned char challenge[32],
+                       unsigned char spki_sha256[32]);
 
 /* ---------------------------------------------------------------- CSR */
 
@@ -219,18 +236,27 @@ void iss_play_keys_free(iss_play_keys_t *k);   /* NULL is a no-op */
  * appIntegrity.certificateSha256Digest in the allow-list, every required
  * deviceIntegrity.deviceRecognitionVerdict present, and
  * requestDetails.timestampMillis not older than max_age (nor more than 60s
- * ahead of now_ms). Syscall-like: 0 with summary like
- * "PLAY_RECOGNIZED;MEETS_DEVICE_INTEGRITY,MEETS_BASIC_INTEGRITY", or -1 with
- * *err naming the failed check (PC_E_ATTESTATION_FAILED). */
+ * ahead of now_ms). expected_nonce is what the app passed as the request's
+ * nonce: the base64url key-binding challenge (iss_bind_challenge).
+ * Syscall-like: 0 with summary like
+ * "PLAY_RECOGNIZED;MEETS_DEVICE_INTEGRITY,MEETS_BASIC_INTEGRITY" and *level
+ * (CFG_INT_DEVICE with the device or strong verdict, else CFG_INT_BASIC), or
+ * -1 with *err naming the failed check and *why its catalog entry
+ * (PC_E_KEY_NOT_BOUND for another nonce, else PC_E_ATTESTATION_FAILED).
+ * level and why may be NULL. */
 int iss_play_verify(const cfg_play_integrity_t *cfg, iss_play_keys_t *keys, const char *token,
                     size_t len, const char *expected_nonce, int64_t now_ms, char *summary,
-                    size_t summary_len, const char **err);
+                    size_t summary_len, int *level, enum pc_err *why, const char **err);
 
 /* ---------------------------------------------------------------- http verifier */
 
 /* The JSON body POSTed to an http verifier:
- * {"platform":...,"integrity_token":...,"nonce":...}. Syscall-like. */
+ * {"platform","integrity_token","nonce","challenge","key_sha256"}, the last
+ * two base64url of the key-binding challenge and of the CSR key's SPKI hash
+ * (iss_bind_challenge): the verifier must check that the token covers the
+ * challenge. Syscall-like (-1 also when challenge or key_sha256 is NULL). */
 int iss_http_verifier_body(const char *platform, const char *token, const char *nonce,
+                           const unsigned char *challenge, const unsigned char *key_sha256,
                            char **json);
 /* The whole HTTP/1.1 request for cfg (POST <path>, Host, Content-Type,
  * Content-Length, Connection: close) with json as the body. Syscall-like;

@@ -9,7 +9,7 @@ import time
 from certs import Minter
 from harness import (REFUSAL_ERRORS, REPO, check, eq, fail, free_port, test, upstream_headers,
                      upstream_info)
-from testkit import Verifier, cert_ctx, issuance_config, post_json
+from testkit import Verifier, bind_challenge, cert_ctx, issuance_config, post_json
 
 MINT = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
@@ -63,10 +63,13 @@ def _csr(env, name):
     return Minter(env, "issuance").csr_pem(name, "/CN=i-want-to-be-admin")
 
 
-def _token(env, nonce, **kw):
+def _token(env, nonce, csr, **kw):
+    """A Play Integrity token for this nonce and CSR: its nonce is the
+    key-binding challenge (docs/issuance.md)."""
     d = os.path.join(env.tmp, "issuance")
     cmd = [MINT, "--decryption-key-file", os.path.join(d, "decryption.key"),
-           "--signing-key", kw.get("signing_key", os.path.join(d, "signing.pem")), "--nonce", nonce,
+           "--signing-key", kw.get("signing_key", os.path.join(d, "signing.pem")),
+           "--nonce", bind_challenge(nonce, csr)[0],
            "--package", kw.get("package", PACKAGE), "--cert-digest", kw.get("digest", DIGEST)]
     if "verdicts" in kw:
         cmd += ["--device-verdicts", kw["verdicts"]]
@@ -81,7 +84,7 @@ def _token(env, nonce, **kw):
 def _issue(env, gw, name, platform="android", token=None, nonce=None):
     key, csr = _csr(env, name)
     nonce = nonce or _challenge(env, gw)
-    tok = token if token is not None else _token(env, nonce)
+    tok = token if token is not None else _token(env, nonce, csr)
     r = _post(env, gw, "bootstrap", "/certificates/issue",
               {"csr": csr, "platform": platform, "integrity_token": tok, "nonce": nonce})
     return r, key, nonce
@@ -137,22 +140,33 @@ def _(env):
         eq(r.status, 201, "first issue")
         key, csr = _csr(env, "p3")
         r = _post(env, gw, "bootstrap", "/certificates/issue",
-                  {"csr": csr, "platform": "android", "integrity_token": _token(env, nonce), "nonce": nonce})
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, nonce, csr), "nonce": nonce})
         eq((r.status, r.json().get("error")), (403, "nonce_invalid"), "replayed nonce")
         n2 = _challenge(env, gw)
         r = _post(env, gw, "bootstrap", "/certificates/issue",
-                  {"csr": csr, "platform": "android", "integrity_token": _token(env, "other-" + n2[:20]),
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, "other-" + n2[:20], csr),
                    "nonce": n2})
-        eq((r.status, r.json().get("error")), (403, "attestation_failed"), "token bound to another nonce")
+        eq((r.status, r.json().get("error")), (403, "key_not_bound"), "token bound to another nonce")
+        n2 = _challenge(env, gw)
+        _, csr_other = _csr(env, "p3-other")
+        r = _post(env, gw, "bootstrap", "/certificates/issue",
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, n2, csr_other),
+                   "nonce": n2})
+        eq((r.status, r.json().get("error")), (403, "key_not_bound"),
+           "a genuine token for this nonce, made for another CSR key")
+        n2 = _challenge(env, gw)
+        r = _post(env, gw, "bootstrap", "/certificates/issue", {"csr": csr, "platform": "android", "nonce": n2})
+        eq((r.status, r.json().get("error"), r.json().get("message")),
+           (400, "bad_request", 'missing "integrity_token"'), "no token")
         n3 = _challenge(env, gw)
         r = _post(env, gw, "bootstrap", "/certificates/issue",
-                  {"csr": csr, "platform": "android", "integrity_token": _token(env, n3, package="com.evil"),
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, n3, csr, package="com.evil"),
                    "nonce": n3})
         eq((r.status, r.json().get("error")), (403, "attestation_failed"), "wrong package")
         n4 = _challenge(env, gw)
         r = _post(env, gw, "bootstrap", "/certificates/issue",
                   {"csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
-                   "platform": "android", "integrity_token": _token(env, n4), "nonce": n4})
+                   "platform": "android", "integrity_token": _token(env, n4, csr), "nonce": n4})
         eq((r.status, r.json().get("error")), (400, "invalid_csr"), "garbage CSR")
         n5 = _challenge(env, gw)
         r = _post(env, gw, "bootstrap", "/certificates/issue",
@@ -175,9 +189,14 @@ def _(env):
     gw = _gateway(env, "iss-http", v.port)
     try:
         n = _challenge(env, gw)
-        r, _, _ = _issue(env, gw, "hw1", platform="huawei", token="allow-me", nonce=n)
+        _, csr = _csr(env, "hw1")
+        r = _post(env, gw, "bootstrap", "/certificates/issue",
+                  {"csr": csr, "platform": "huawei", "integrity_token": "allow-me", "nonce": n})
         eq(r.status, 201, "allowed by the verifier (%s)" % r.body[:200])
-        eq(v.seen[-1].get("nonce"), n, "nonce passed to the verifier")
+        challenge, key_sha256 = bind_challenge(n, csr)
+        eq({k: v.seen[-1].get(k) for k in ("platform", "integrity_token", "nonce", "challenge", "key_sha256")},
+           {"platform": "huawei", "integrity_token": "allow-me", "nonce": n, "challenge": challenge,
+            "key_sha256": key_sha256}, "what the verifier is asked: the token, the nonce and the key binding")
         r, _, _ = _issue(env, gw, "hw2", platform="huawei", token="deny-me")
         eq((r.status, r.json().get("error")), (403, "attestation_failed"), "denied by the verifier")
     finally:
@@ -339,8 +358,9 @@ def _(env):
     try:
         def issue_with(tok_kw=None, csr=None, token=None):
             n = _challenge(env, gw)
-            tok = token(n) if token else _token(env, n, **(tok_kw or {}))
-            body = {"csr": csr or _csr(env, "x")[1], "platform": "android", "integrity_token": tok, "nonce": n}
+            csr = csr or _csr(env, "x")[1]
+            tok = token(n, csr) if token else _token(env, n, csr, **(tok_kw or {}))
+            body = {"csr": csr, "platform": "android", "integrity_token": tok, "nonce": n}
             return _post(env, gw, "bootstrap", "/certificates/issue", body)
 
         def refused(r, status, code, what):
@@ -358,8 +378,8 @@ def _(env):
                        check=True, capture_output=True)
         refused(issue_with({"signing_key": other}), 403, "attestation_failed", "JWS signed by another key")
 
-        def tampered(n):
-            t = _token(env, n).split(".")
+        def tampered(n, csr):
+            t = _token(env, n, csr).split(".")
             tag = t[4]
             t[4] = ("A" if tag[0] != "A" else "B") + tag[1:]
             return ".".join(t)
@@ -402,7 +422,7 @@ def _(env):
         subprocess.run(["redis-cli", "-p", str(env.redis_port), "CLIENT", "PAUSE", "3000", "ALL"],
                        capture_output=True)
         r = _post(env, gw, "bootstrap", "/certificates/issue",
-                  {"csr": csr, "platform": "android", "integrity_token": _token(env, n), "nonce": n})
+                  {"csr": csr, "platform": "android", "integrity_token": _token(env, n, csr), "nonce": n})
         eq((r.status, r.json().get("error")), (503, "issuance_unavailable"), "Redis not answering")
         check("certificate_chain" not in r.json(), "a certificate was handed out")
         time.sleep(3.2)

@@ -155,6 +155,25 @@ def issuance_config(env, platforms, **extra):
     return cfg
 
 
+def _b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def bind_challenge(nonce, csr_pem):
+    """The key-binding challenge of docs/issuance.md, computed here with the
+    openssl tool (not the gateway's code): (base64url of SHA-256(nonce ||
+    SHA-256(SPKI DER)), base64url of SHA-256(SPKI DER)). A CSR openssl cannot
+    read (a test's garbage) binds to its own bytes."""
+    import hashlib
+    pub = subprocess.run(["openssl", "req", "-pubkey", "-noout"], input=csr_pem.encode(),
+                         capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub,
+                         capture_output=True).stdout if pub else b""
+    spki = hashlib.sha256(der or csr_pem.encode()).digest()
+    return _b64url(hashlib.sha256(nonce.encode() + spki).digest()), _b64url(spki)
+
+
 def post_json(conn, path, body=b"{}", host="localhost", bearer=None, timeout=None):
     """POST body (bytes, or an object sent as JSON) on conn; the response."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -267,8 +267,14 @@ static void test_parse(void)
                       "missing \"csr\""), "parse: missing csr");
     CHECK(parse_fails("{\"csr\":\"c\",\"integrity_token\":\"t\",\"nonce\":\"n\"}",
                       "missing \"platform\""), "parse: missing platform");
-    CHECK(parse_fails("{\"csr\":\"c\",\"platform\":\"android\",\"nonce\":\"n\"}",
-                      "missing \"integrity_token\""), "parse: missing token");
+    const char *other_token = "{\"csr\":\"c\",\"platform\":\"android\",\"nonce\":\"n\",\"attestation\":[1]}";
+    rc = iss_issue_parse(other_token, strlen(other_token), &r, &err);
+    CHECK(rc == 0 && !r.integrity_token && json_is_array(json_object_get(r.body, "attestation")),
+          "parse: integrity_token is optional here (the provider requires its own member); the body is kept");
+    if (rc == 0)
+        iss_req_free(&r);
+    CHECK(parse_fails("{\"csr\":\"c\",\"integrity_token\":\"t\"}", "needs \"platform\" and \"nonce\""),
+          "parse: a token without platform and nonce refused");
     CHECK(parse_fails("{\"csr\":\"c\",\"platform\":\"android\",\"integrity_token\":\"t\"}",
                       "missing \"nonce\""), "parse: missing nonce");
     CHECK(parse_fails("{\"csr\":1,\"platform\":\"android\",\"integrity_token\":\"t\",\"nonce\":\"n\"}",
@@ -330,7 +336,7 @@ static void test_parse(void)
     CHECK(rc < 0 && strstr(err, "missing"), "renew parse: attestation required");
     const char *partial = "{\"csr\":\"c\",\"platform\":\"android\"}";
     rc = iss_renew_parse(partial, strlen(partial), 0, &r, &err);
-    CHECK(rc < 0 && strstr(err, "all three"), "renew parse: partial attestation refused");
+    CHECK(rc < 0 && strstr(err, "go together"), "renew parse: partial attestation refused");
 }
 
 static void test_platforms(void)
@@ -864,7 +870,7 @@ static int play_case(const mint_opts_t *o, const char *nonce, const char *want)
         return 0;
     }
     int rc = iss_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
-                             sizeof summary, &err);
+                             sizeof summary, NULL, NULL, &err);
     int ok = want ? rc < 0 && err && !strcmp(err, want) : rc == 0;
     if (!ok)
         printf("#   rc=%d err=%s\n", rc, err ? err : "(null)");
@@ -881,7 +887,7 @@ static void test_play(void)
     mint_opts_t o = good_opts(nonce);
     char *tok = mint_token(&o);
     int rc = tok ? iss_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
-                                   sizeof summary, &err)
+                                   sizeof summary, NULL, NULL, &err)
                  : -1;
     if (rc != 0)
         printf("#   err=%s\n", err ? err : "(null)");
@@ -896,14 +902,15 @@ static void test_play(void)
         size_t cl = strcspn(p, ".");
         p[cl / 2] = p[cl / 2] == 'A' ? 'B' : 'A';
         rc = iss_play_verify(&play, pkeys, tok, strlen(tok), nonce, now_ms(), summary,
-                             sizeof summary, &err);
+                             sizeof summary, NULL, NULL, &err);
         CHECK(rc < 0 && !strcmp(err, "attestation decryption failed (GCM tag mismatch)") &&
                   !summary[0],
               "play: tampered ciphertext refused (GCM tag)");
         free(tok);
     }
 
-    CHECK(play_case(&o, other, "attestation nonce mismatch"), "play: wrong nonce refused");
+    CHECK(play_case(&o, other, "the token's nonce is not this request's key-binding challenge"),
+          "play: wrong nonce refused");
     o.package = "com.evil.app";
     CHECK(play_case(&o, nonce, "attestation request package name mismatch"),
           "play: wrong package refused");
@@ -969,7 +976,7 @@ static void test_play(void)
     int all = 1;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         all &= iss_play_verify(&play, pkeys, bad[i], strlen(bad[i]), nonce, now_ms(), summary,
-                               sizeof summary, &err) < 0 && !strstr(err, bad[i][0] ? bad[i] : "@");
+                               sizeof summary, NULL, NULL, &err) < 0 && !strstr(err, bad[i][0] ? bad[i] : "@");
     CHECK(all, "play: malformed tokens refused, not echoed");
 
     /* the verification key as PEM works too */
@@ -1096,24 +1103,35 @@ static void test_seams(void)
     char e[256];
     inst = iss_attest_play.load(&p[0], e, sizeof e);
     CHECK(inst != NULL, "play attester: loads its keys");
-    char nonce[64];
+    char nonce[64], bound[64];
     iss_nonce_new(nonce);
-    mint_opts_t o = good_opts(nonce);
+    unsigned char ch[32], spki[32], other_ch[32];
+    EVP_PKEY *k1 = EVP_EC_gen("P-256"), *k2 = EVP_EC_gen("P-256");
+    CHECK(iss_bind_challenge(nonce, k1, ch, spki) == 0 && iss_bind_challenge(nonce, k2, other_ch, spki) == 0 &&
+              memcmp(ch, other_ch, 32) != 0 && iss_bind_challenge("", k1, ch, spki) < 0 &&
+              iss_bind_challenge(nonce, NULL, ch, spki) < 0 && iss_bind_challenge(nonce, k1, ch, spki) == 0,
+          "bind: the challenge depends on the key; no nonce or no key is refused");
+    iss_b64url_encode(ch, 32, bound, sizeof bound);
+    mint_opts_t o = good_opts(bound);   /* the app passes the challenge as Play's nonce */
     char *tok = mint_token(&o);
     verdict_seen_t seen = {0};
     iss_attest_req_t rq = {.platform = &p[0], .token = tok, .token_len = tok ? strlen(tok) : 0,
-                           .nonce = nonce, .now_ms = now_ms()};
+                           .nonce = nonce, .challenge = ch, .spki_sha256 = spki, .now_ms = now_ms()};
     if (inst && tok) {
         iss_attest_play.verify(inst, &rq, on_done, &seen, &op);
         CHECK(seen.calls == 1 && seen.err == PC_E_NONE && strstr(seen.summary, "PLAY_RECOGNIZED") && !op,
               "play attester: accepted, done called once before verify returns");
         memset(&seen, 0, sizeof seen);
-        char other[64];
-        iss_nonce_new(other);
-        rq.nonce = other;
+        rq.challenge = other_ch;   /* the same token with another CSR key */
         iss_attest_play.verify(inst, &rq, on_done, &seen, &op);
-        CHECK(seen.calls == 1 && seen.err == PC_E_ATTESTATION_FAILED, "play attester: another nonce refused");
+        CHECK(seen.calls == 1 && seen.err == PC_E_KEY_NOT_BOUND, "play attester: a token for another key refused key_not_bound");
+        memset(&seen, 0, sizeof seen);
+        rq.challenge = NULL;
+        iss_attest_play.verify(inst, &rq, on_done, &seen, &op);
+        CHECK(seen.calls == 1 && seen.err == PC_E_KEY_NOT_BOUND, "play attester: no challenge, no verdict");
     }
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
     free(tok);
     iss_attest_play.free(inst);
 
@@ -1136,13 +1154,16 @@ static void test_http(void)
 {
     char *json = NULL, summary[200];
     const char *err = NULL;
-    CHECK(iss_http_verifier_body("android", "tok\"en", "nonce1", &json) == 0,
+    const unsigned char ch[32] = {1, 2, 3}, key[32] = {0xff};
+    CHECK(iss_http_verifier_body("android", "tok\"en", "nonce1", ch, key, &json) == 0,
           "http: body built");
     json_error_t je;
     json_t *o = json ? json_loads(json, 0, &je) : NULL;
     CHECK(o && !strcmp(json_string_value(json_object_get(o, "platform")), "android") &&
               !strcmp(json_string_value(json_object_get(o, "integrity_token")), "tok\"en") &&
-              !strcmp(json_string_value(json_object_get(o, "nonce")), "nonce1"),
+              !strcmp(json_string_value(json_object_get(o, "nonce")), "nonce1") &&
+              !strcmp(json_string_value(json_object_get(o, "challenge")), "AQIDAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") &&
+              !strcmp(json_string_value(json_object_get(o, "key_sha256")), "_wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
           "http: body fields");
     json_decref(o);
     cfg_http_verifier_t hc;
