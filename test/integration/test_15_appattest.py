@@ -234,7 +234,7 @@ def _(env):
         gw.stop()
 
 
-@test("app_attest environment development: the development aaguid issues a basic-level certificate")
+@test("app_attest environment development: the development aaguid issues, the production one is refused")
 def _(env):
     gw = _gateway(env, "aa-dev", environment="development")
     try:
