@@ -115,10 +115,77 @@ static int map_get(const cbor_item_t *map, const char *const *names, size_t n, c
     return 0;
 }
 
+/* ---- sizes before decoding: libcbor's cbor_load allocates a definite
+ * array or map for the count its header declares, so a few bytes could ask
+ * for gigabytes. The first item's headers are walked with libcbor's
+ * streaming decoder first: every declared count must fit in the bytes left
+ * (each element takes at least one), and indefinite lengths are refused
+ * (App Attest objects use none). */
+
+typedef struct {
+    size_t left;        /* bytes after the header being decoded */
+    uint64_t children;  /* items the header opens */
+    int bad;
+} scan_t;
+
+static void scan_array(void *ctx, size_t n)
+{
+    scan_t *c = ctx;
+    if (n > c->left)
+        c->bad = 1;
+    c->children = n;
+}
+
+static void scan_map(void *ctx, size_t n)
+{
+    scan_t *c = ctx;
+    if (n > c->left / 2)
+        c->bad = 1;
+    c->children = 2 * n;
+}
+
+static void scan_tag(void *ctx, uint64_t t)
+{
+    (void)t;
+    ((scan_t *)ctx)->children = 1;
+}
+
+static void scan_indef(void *ctx)
+{
+    ((scan_t *)ctx)->bad = 1;
+}
+
+/* The length of the first CBOR item of buf, or 0 when it is malformed,
+ * truncated, indefinite or declares more elements than buf can hold. */
+static size_t item_len(const unsigned char *buf, size_t len)
+{
+    struct cbor_callbacks cb = cbor_empty_callbacks;
+    cb.array_start = scan_array;
+    cb.map_start = scan_map;
+    cb.tag = scan_tag;
+    cb.indef_array_start = cb.indef_map_start = cb.byte_string_start = cb.string_start = scan_indef;
+    cb.indef_break = scan_indef;
+    size_t off = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        scan_t c = {.left = len - off};
+        struct cbor_decoder_result r = cbor_stream_decode(buf + off, len - off, &cb, &c);
+        if (r.status != CBOR_DECODER_FINISHED || c.bad || r.read == 0)
+            return 0;
+        off += r.read;
+        pending = pending - 1 + c.children;
+        if (pending > len - off)
+            return 0;
+    }
+    return off;
+}
+
 /* One CBOR item filling buf exactly, or NULL. */
 static cbor_item_t *load_one(const unsigned char *buf, size_t len)
 {
     struct cbor_load_result res;
+    if (len == 0 || item_len(buf, len) != len)
+        return NULL;
     cbor_item_t *it = cbor_load(buf, len, &res);
     if (it && (res.error.code != CBOR_ERR_NONE || res.read != len)) {
         cbor_decref(&it);
@@ -171,10 +238,9 @@ int iss_aa_authdata_parse(const unsigned char *buf, size_t len, int need_cred,
     out->cred_id = buf + off;
     out->cred_id_len = idlen;
     off += idlen;
-    struct cbor_load_result res;
-    cbor_item_t *key = cbor_load(buf + off, len - off, &res);
-    int ok = key && res.error.code == CBOR_ERR_NONE && cbor_isa_map(key) && res.read > 0 &&
-             res.read <= len - off;
+    size_t klen = item_len(buf + off, len - off);
+    cbor_item_t *key = klen ? load_one(buf + off, klen) : NULL;
+    int ok = key && cbor_isa_map(key);
     if (key)
         cbor_decref(&key);
     if (!ok) {
@@ -183,8 +249,8 @@ int iss_aa_authdata_parse(const unsigned char *buf, size_t len, int need_cred,
         return -1;
     }
     out->cose_key = buf + off;
-    out->cose_key_len = res.read;
-    out->trailing = len - off - res.read;   /* extensions, or what Apple adds later */
+    out->cose_key_len = klen;
+    out->trailing = len - off - klen;   /* extensions, or what Apple adds later */
     out->has_cred = 1;
     return 0;
 }

@@ -74,8 +74,8 @@ static long member_b64(const json_t *body, const char *name, unsigned char *out,
     return n <= 0 ? -1 : n;
 }
 
-static void answer(const iss_attest_req_t *req, iss_attest_done_fn done, void *arg,
-                   enum pc_err e, const char *msg, const iss_aa_result_t *res, int renewal)
+/* The verdict (the flow logs a refusal with its message). */
+static void answer(iss_attest_done_fn done, void *arg, enum pc_err e, const char *msg, const iss_aa_result_t *res, int renewal)
 {
     char summary[256];
     iss_verdict_t v = {.err = e, .message = msg};
@@ -90,8 +90,6 @@ static void answer(const iss_attest_req_t *req, iss_attest_done_fn done, void *a
         v.key_attested = 0;   /* the App Attest key, not the CSR's: bound by the challenge */
         v.state = res->state;
         v.counter = res->counter;
-    } else {
-        ISS_LOG(&req->log, PC_INFO, "attestation_refused", "app_attest: %s", msg);
     }
     done(arg, &v);
 }
@@ -107,7 +105,7 @@ static void aa_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_f
     memset(&res, 0, sizeof(res));
     unsigned char *buf = malloc(ISS_AA_MAX_OBJECT);
     if (!buf) {
-        answer(req, done, arg, PC_E_OUT_OF_MEMORY, "out of memory", NULL, 0);
+        answer(done, arg, PC_E_OUT_OF_MEMORY, "out of memory", NULL, 0);
         return;
     }
     long n;
@@ -140,7 +138,7 @@ static void aa_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_f
                                           req->challenge, kid, (size_t)kn, req->now_ms, &res, &msg);
     }
     free(buf);
-    answer(req, done, arg, e, msg, &res, req->renewal);
+    answer(done, arg, e, msg, &res, req->renewal);
     iss_aa_result_clear(&res);
 }
 
