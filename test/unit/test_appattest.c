@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "../../issuance/appattest.h"
+#include "../../policy/issued.h"
 #include "../../tools/mint_appattest.h"
 #include "check.h"
 
@@ -258,6 +259,31 @@ static void test_assertion(void)
     iss_aa_result_clear(&att);
 }
 
+static int arg_is(const pol_argv_t *a, int i, const char *want)
+{
+    return i < a->argc && a->argvlen[i] == strlen(want) && !memcmp(a->argv[i], want, a->argvlen[i]);
+}
+
+static void test_redis_argv(void)
+{
+    pol_argv_t a;
+    const char *dev = "abcdefghijklmnopqrstuvwxyz234567";
+    CHECK(pol_attest_set_argv(&a, dev, "ios", 0, "{}") == 0 && a.argc == 8 && arg_is(&a, 0, "HSET") &&
+              arg_is(&a, 1, "portcullis:attest:abcdefghijklmnopqrstuvwxyz234567") && arg_is(&a, 3, "ios") &&
+              arg_is(&a, 5, "0") && arg_is(&a, 7, "{}"),
+          "redis: HSET portcullis:attest:<id> platform counter state");
+    CHECK(pol_attest_expire_argv(&a, dev, 86400) == 0 && a.argc == 3 && arg_is(&a, 0, "EXPIRE") && arg_is(&a, 2, "86400"),
+          "redis: EXPIRE of the state");
+    CHECK(pol_attest_get_argv(&a, dev) == 0 && a.argc == 5 && arg_is(&a, 0, "HMGET") && arg_is(&a, 4, "state"),
+          "redis: HMGET platform counter state");
+    CHECK(pol_attest_cas_argv(&a, dev, 7, "{\"counter\":7}", 3600) == 0 && a.argc == 7 && arg_is(&a, 0, "EVAL") &&
+              arg_is(&a, 1, POL_ATTEST_CAS_LUA) && arg_is(&a, 2, "1") && arg_is(&a, 4, "7") && arg_is(&a, 6, "3600"),
+          "redis: EVAL compare-and-set with counter, state, ttl (two numbers)");
+    CHECK(pol_attest_set_argv(&a, "bad id!", "ios", 0, "{}") < 0 && pol_attest_get_argv(&a, "") < 0 &&
+              pol_attest_cas_argv(&a, dev, 1, "{}", 0) < 0 && pol_attest_expire_argv(&a, dev, 0) < 0,
+          "redis: invalid device id or zero TTL refused");
+}
+
 /* Real samples, when ../shared/corpora/appattest/ exists: each NAME.json
  * there is {"attestation": base64, "key_id": base64, "client_data_hash":
  * base64 (or "challenge": the raw challenge text, hashed with SHA-256 as in
@@ -335,6 +361,7 @@ int main(void)
     test_mutations();
     test_encoding();
     test_assertion();
+    test_redis_argv();
     real_samples();
     X509_STORE_free(roots);
     X509_STORE_free(other_roots);
