@@ -25,7 +25,7 @@
 #include "attester.h"
 #include "iss_int.h"
 
-#define ISS_MAX_OPS 8
+#define ISS_MAX_OPS 10
 
 typedef struct {
     pol_ireq_t rq;              /* the request (a copy; its pointers are the host's) */
@@ -234,6 +234,7 @@ static int is_renew(const flow_t *s)
 
 static void state_store(flow_t *s);
 static void state_get(flow_t *s);
+static int send_state_ttl(flow_t *s, uint64_t ttl);
 
 static void attested(flow_t *s)
 {
@@ -485,6 +486,8 @@ static void sign_and_record(flow_t *s)
     int bad = send_cmd(s, &a1, NULL) < 0 || send_cmd(s, &a2, NULL) < 0 || send_cmd(s, &a3, NULL) < 0;
     if (!bad && is_renew(s) && s->cfg->revoke_old_on_renew)
         bad = send_revoke_old(s) < 0;
+    if (!bad)
+        bad = send_state_ttl(s, ttl) < 0;
     if (bad) {
         /* the commands already sent answer first; record_done then refuses */
         s->failed = 1;
@@ -601,6 +604,17 @@ static void state_store(flow_t *s)
         if (s->pending == 0)
             refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation state store is unavailable");
     }
+}
+
+/* With the records: the device's attestation state lives as long as its
+ * device set, also across renewals without an assertion (EXPIRE of a
+ * missing key is a no-op). Syscall-like. */
+static int send_state_ttl(flow_t *s, uint64_t ttl)
+{
+    pol_argv_t a;
+    if (!s->att_new_state && !is_renew(s))
+        return 0;
+    return pol_attest_expire_argv(&a, s->device_id, ttl) < 0 ? -1 : send_cmd(s, &a, NULL);
 }
 
 static void start_issue(flow_t *s)

@@ -34,14 +34,14 @@ def _pki(env, name="appattest"):
     return d
 
 
-def _gateway(env, name, environment=None, root=None):
+def _gateway(env, name, environment=None, root=None, renew_attested=True):
     d = _pki(env)
     ios = {"provider": "app_attest", "app_ids": ["ZZZZZ99999.com.example.other", APP],
            "root_ca": root or os.path.join(d, "root.pem")}
     if environment:
         ios["environment"] = environment
     cfg = env.config()
-    cfg["issuance"] = issuance_config(env, {"ios": ios}, renew_requires_attestation=True)
+    cfg["issuance"] = issuance_config(env, {"ios": ios}, renew_requires_attestation=renew_attested)
     return env.start_gateway(name, cfg)
 
 
@@ -244,5 +244,24 @@ def _(env):
         eq(st["environment"], "development", "stored environment")
         r, _, _ = _issue(env, gw, "d2")
         _refused(r, 403, "attestation_failed", "production aaguid in development", "aaguid")
+    finally:
+        gw.stop()
+
+
+@test("app_attest state lives as long as the device set: a renewal without an assertion renews its TTL too")
+def _(env):
+    gw = _gateway(env, "aa-ttl", renew_attested=False)
+    try:
+        r, key, _ = _issue(env, gw, "t1")
+        eq(r.status, 201, "issue (%s)" % r.body[:200])
+        dev = r.json()["device_id"]
+        crt = _save(env, "t1", r.json()["certificate_chain"])
+        _redis(env, "EXPIRE", "portcullis:attest:" + dev, "100")
+        key2, csr2 = _csr(env, "t1-renew")
+        r = _post(env, gw, crt, "/certificates/renew", {"csr": csr2}, key=key)
+        eq(r.status, 200, "renewal without attestation (%s)" % r.body[:200])
+        ttl = int(_redis(env, "TTL", "portcullis:attest:" + dev))
+        check(ttl > 86000, "state TTL not renewed with the device set: %d" % ttl)
+        eq(_attest_state(env, dev).get("counter"), "0", "counter untouched")
     finally:
         gw.stop()
