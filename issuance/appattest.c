@@ -400,15 +400,19 @@ X509_STORE *iss_aa_roots_load(const char *path, char *err, size_t errlen)
     return st;
 }
 
-static void sha256_2(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen,
-                     unsigned char out[32])
+/* SHA-256(a || b) into out. Syscall-like: on failure out is zeroed and
+ * every caller treats the check as failed. */
+static int sha256_2(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen,
+                    unsigned char out[32])
 {
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned int n = 32;
-    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(c, a, alen) != 1 ||
-        (blen && EVP_DigestUpdate(c, b, blen) != 1) || EVP_DigestFinal_ex(c, out, &n) != 1)
-        memset(out, 0, 32);   /* never equal to a real digest check by chance: callers compare */
+    int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(c, a, alen) == 1 &&
+             (!blen || EVP_DigestUpdate(c, b, blen) == 1) && EVP_DigestFinal_ex(c, out, &n) == 1;
     EVP_MD_CTX_free(c);
+    if (!ok)
+        memset(out, 0, 32);
+    return ok ? 0 : -1;
 }
 
 /* The 32 bytes of the nonce extension: SEQUENCE { [1] EXPLICIT OCTET
@@ -527,8 +531,8 @@ static enum pc_err key_checks(const iss_aa_attestation_t *a, X509 *leaf, const u
         *msg = "credential certificate key is not an uncompressed EC P-256 key";
         return PC_E_ATTESTATION_FAILED;
     }
-    sha256_2(ASN1_STRING_get0_data(bits), 65, NULL, 0, res->key_id);
-    if (key_id_len != 32 || CRYPTO_memcmp(res->key_id, key_id, 32) != 0) {
+    if (sha256_2(ASN1_STRING_get0_data(bits), 65, NULL, 0, res->key_id) < 0 || key_id_len != 32 ||
+        CRYPTO_memcmp(res->key_id, key_id, 32) != 0) {
         *msg = "key_id is not the SHA-256 of the credential public key";
         return PC_E_ATTESTATION_FAILED;
     }
@@ -544,8 +548,8 @@ static int app_match(const cfg_app_attest_t *cfg, const unsigned char *rp_id_has
 {
     for (size_t i = 0; i < cfg->napp_ids; i++) {
         unsigned char h[32];
-        sha256_2((const unsigned char *)cfg->app_ids[i], strlen(cfg->app_ids[i]), NULL, 0, h);
-        if (CRYPTO_memcmp(h, rp_id_hash, 32) == 0)
+        if (sha256_2((const unsigned char *)cfg->app_ids[i], strlen(cfg->app_ids[i]), NULL, 0, h) == 0 &&
+            CRYPTO_memcmp(h, rp_id_hash, 32) == 0)
             return (int)i;
     }
     return -1;
@@ -605,9 +609,11 @@ enum pc_err iss_aa_verify_attestation(const cfg_app_attest_t *cfg, X509_STORE *r
     } else if ((e = authdata_checks(cfg, &a, res, msg)) != PC_E_NONE) {
         /* msg set */
     } else {
-        sha256_2(a.auth_data, a.auth_data_len, cdh, 32, want);
         e = PC_E_KEY_NOT_BOUND;
-        if (nonce_ext(leaf, got) < 0) {
+        if (sha256_2(a.auth_data, a.auth_data_len, cdh, 32, want) < 0) {
+            e = PC_E_OUT_OF_MEMORY;
+            *msg = "cannot compute the attestation nonce";
+        } else if (nonce_ext(leaf, got) < 0) {
             e = PC_E_ATTESTATION_FAILED;
             *msg = "credential certificate has no well-formed nonce extension";
         } else if (CRYPTO_memcmp(want, got, 32) != 0) {
@@ -662,7 +668,8 @@ static int state_read(json_t *st, EVP_PKEY **pub, iss_aa_result_t *res)
 static int sig_ok(EVP_PKEY *pub, const iss_aa_assertion_t *as, const unsigned char cdh[32])
 {
     unsigned char nonce[32];
-    sha256_2(as->auth_data, as->auth_data_len, cdh, 32, nonce);
+    if (sha256_2(as->auth_data, as->auth_data_len, cdh, 32, nonce) < 0)
+        return 0;
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     int ok = c && EVP_DigestVerifyInit(c, NULL, EVP_sha256(), NULL, pub) == 1 &&
              EVP_DigestVerify(c, as->signature, as->signature_len, nonce, 32) == 1;
@@ -689,7 +696,7 @@ enum pc_err iss_aa_verify_assertion(const char *state, const unsigned char *obj,
     unsigned char h[32];
     if (iss_aa_assertion_parse(obj, len, &as, msg) < 0) {
         /* msg set */
-    } else if (sha256_2((const unsigned char *)res->app_id, strlen(res->app_id), NULL, 0, h),
+    } else if (sha256_2((const unsigned char *)res->app_id, strlen(res->app_id), NULL, 0, h) < 0 ||
                CRYPTO_memcmp(h, as.ad.rp_id_hash, 32) != 0) {
         *msg = "assertion rpIdHash is not the hash of the device's app id";
     } else if (!sig_ok(pub, &as, cdh)) {
