@@ -75,7 +75,8 @@ static long member_b64(const json_t *body, const char *name, unsigned char *out,
 }
 
 /* The verdict (the flow logs a refusal with its message). */
-static void answer(iss_attest_done_fn done, void *arg, enum pc_err e, const char *msg, const iss_aa_result_t *res, int renewal)
+static void answer(iss_attest_done_fn done, void *arg, enum pc_err e, const char *msg,
+                   const iss_aa_result_t *res, int renewal)
 {
     char summary[256];
     iss_verdict_t v = {.err = e, .message = msg};
