@@ -41,7 +41,9 @@ def _gateway(env, name, environment=None, root=None, renew_attested=True):
     if environment:
         ios["environment"] = environment
     cfg = env.config()
-    cfg["issuance"] = issuance_config(env, {"ios": ios}, renew_requires_attestation=renew_attested)
+    # ios_beta: the same provider for another platform name (a device keeps the one it attested on)
+    cfg["issuance"] = issuance_config(env, {"ios": ios, "ios_beta": dict(ios)},
+                                      renew_requires_attestation=renew_attested)
     return env.start_gateway(name, cfg)
 
 
@@ -179,6 +181,14 @@ def _(env):
             _refused(r, 403, "attestation_failed", "assertion counter %d" % counter,
                      "counter not increasing")
         eq(_attest_state(env, out["device_id"]).get("counter"), "1", "counter unchanged by refusals")
+
+        # the right key and a higher counter, but the renewal names another platform
+        key5, csr5 = _csr(env, "ios1-beta")
+        n = _challenge(env, gw, crt2, key=key2)
+        r = _post(env, gw, crt2, "/certificates/renew",
+                  {"platform": "ios_beta", "nonce": n, "assertion": _assert(aa, _bound(n, key5), 2),
+                   "csr": csr5}, key=key2)
+        _refused(r, 403, "attestation_failed", "renewal on another platform", "another platform")
 
         # a concurrent renewal raised the stored counter after this one read the state:
         # the compare-and-set refuses it
