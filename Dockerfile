@@ -4,7 +4,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libssl-dev libevent-dev \
-      libhiredis-dev libjansson-dev libyaml-dev node-llhttp \
+      libhiredis-dev libjansson-dev libyaml-dev libcbor-dev node-llhttp \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole tree but what .dockerignore leaves out: the Makefile includes
@@ -16,7 +16,7 @@ RUN make -j"$(nproc)" build/portcullis
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl3 libevent-2.1-7 libevent-pthreads-2.1-7 \
-      libhiredis0.14 libjansson4 libyaml-0-2 ca-certificates \
+      libhiredis0.14 libjansson4 libyaml-0-2 libcbor0.8 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin portcullis
 COPY --from=build /src/build/portcullis /usr/local/bin/portcullis

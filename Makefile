@@ -7,11 +7,12 @@ CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Wall -Wextra -Werro
               -I$(LLHTTP_INC) -fno-strict-aliasing
 OPT     ?= -O2
 CFLAGS  ?=
-LIBS    = -lssl -lcrypto -levent -levent_pthreads -lyaml -lhiredis -ljansson -lpthread
+LIBS    = -lssl -lcrypto -levent -levent_pthreads -lyaml -lhiredis -ljansson -lcbor -lpthread
 SAN     = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRC_CORE = config/config.c config/walk.c config/config_check.c config/config_policy.c config/config_issuance.c config/config_attest_android.c config/config_metrics.c config/config_listen.c config/config_resolver.c config/host.c config/route.c tls/tls.c tls/vcache.c tls/store.c policy/route.c policy/target.c policy/revocation.c policy/mirror.c policy/revstore.c policy/redis.c policy/ratelimit.c policy/jwt.c policy/issued.c \
            issuance/issuance.c issuance/records.c issuance/csr.c issuance/issuer.c issuance/attest_play.c issuance/attest_http.c issuance/attest_none.c issuance/attest_android.c issuance/keydesc.c issuance/attesters.c \
+           issuance/appattest.c issuance/attest_appattest.c config/config_attest_apple.c \
            issuance/iss.c issuance/flow.c \
            upstream/http.c upstream/proxy.c base/log.c base/metrics.c base/errors.c base/dns.c
 SRC_CORE += gateway/h1.c gateway/iroute.c gateway/runtime.c gateway/upgrade_msg.c gateway/proxy_proto.c gateway/metrics.c gateway/metrics_http.c
@@ -24,7 +25,7 @@ HDRS     = $(wildcard base/*.h base/*.def config/*.h gateway/*.h issuance/*.h po
 UNIT_TESTS = $(patsubst test/unit/%.c,%,$(wildcard test/unit/test_*.c))
 
 .PHONY: all asan test unit deps run clean compare
-all: build/portcullis build/portcullis-bench build/mint-jwt build/mint-integrity build/mint-keyattest
+all: build/portcullis build/portcullis-bench build/mint-jwt build/mint-integrity build/mint-keyattest build/mint-appattest
 
 build/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
@@ -77,6 +78,7 @@ include bench/compare.mk
 include test/tools/tools.mk
 include test/tools/issuance.mk
 include test/tools/keyattest.mk
+include tools/appattest.mk
 # libFuzzer targets: `make fuzz` (docs/hacking.md); optional, so a build tree
 # without fuzz/ (e.g. a container image) still builds.
 -include fuzz/fuzz.mk

@@ -46,7 +46,7 @@ static const char *const auth_v[] = {"missing", "not_bearer", "multiple", "malfo
                                      "algorithm", "unknown_key", "signature", "expired",
                                      "not_yet_valid", "issuer", "audience", "binding", "other"};
 static const char *const prov_v[] = {"none", "play_integrity", "http", "refuse",
-                                     "android_key_attestation"};
+                                     "android_key_attestation", "app_attest"};
 static const char *const iss_v[] = {"issued", "renewed"};
 static const char *const reload_v[] = {"ok", "failed"};
 static const char *const pp_v[] = {"untrusted_peer", "malformed", "version", "too_long", "timeout",

@@ -45,7 +45,7 @@ enum pc_auth_reason { PC_AUTH_MISSING, PC_AUTH_NOT_BEARER, PC_AUTH_MULTIPLE, PC_
  * each attester's metric, issuance/attest_*.c, not by value); none: no attestation (insecure_dev, or none
  * known yet, or a renewal without one) */
 enum pc_provider { PC_PROV_NONE, PC_PROV_PLAY_INTEGRITY, PC_PROV_HTTP, PC_PROV_REFUSE,
-                   PC_PROV_ANDROID_KEY, PC_PROV__N };
+                   PC_PROV_ANDROID_KEY, PC_PROV_APP_ATTEST, PC_PROV__N };
 enum pc_iss_kind { PC_ISS_ISSUED, PC_ISS_RENEWED, PC_ISS__N };
 enum pc_reload_result { PC_RELOAD_OK, PC_RELOAD_FAILED, PC_RELOAD__N };
 /* why a PROXY protocol listener closed a connection before TLS (gateway/conn.c) */

@@ -430,7 +430,8 @@ enum cfg_attest_provider {
     CFG_ATTEST_PLAY_INTEGRITY,    /* Google Play Integrity, verified locally */
     CFG_ATTEST_HTTP,              /* an external verifier service */
     CFG_ATTEST_NONE,              /* no attestation; only with insecure_dev */
-    CFG_ATTEST_ANDROID_KEY        /* Android key attestation (hardware-attested key) */
+    CFG_ATTEST_ANDROID_KEY,       /* Android key attestation (hardware-attested key) */
+    CFG_ATTEST_APP_ATTEST         /* Apple App Attest (config_attest_apple.c) */
 };
 
 /* Bits of cfg_play_integrity_t.device_verdicts */
@@ -480,6 +481,22 @@ typedef struct {
                                    * holds its settings and both must pass */
 } cfg_android_key_t;
 
+/* provider app_attest (config_attest_apple.c) */
+enum cfg_app_attest_env {
+    CFG_AA_PRODUCTION = 0,        /* only the production aaguid "appattest\0..." */
+    CFG_AA_DEVELOPMENT,           /* only the development aaguid "appattestdevelop" */
+    CFG_AA_ANY                    /* either */
+};
+#define CFG_AA_MAX_APP_IDS 32
+#define CFG_AA_APP_ID_MAX 160     /* "TEAMID.bundle.id" */
+
+typedef struct {
+    char (*app_ids)[CFG_AA_APP_ID_MAX + 1];   /* TEAMID (10 [A-Z0-9]) "." bundle id */
+    size_t napp_ids;              /* 1..CFG_AA_MAX_APP_IDS */
+    char *root_ca_file;           /* PEM: the App Attest root CA(s) */
+    int environment;              /* enum cfg_app_attest_env */
+} cfg_app_attest_t;
+
 typedef struct {
     char name[33];                /* [a-z0-9_]{1,32} */
     unsigned mx;                  /* metrics label id, set by the runtime builder */
@@ -487,6 +504,7 @@ typedef struct {
     cfg_play_integrity_t play;    /* provider play_integrity */
     cfg_http_verifier_t http;     /* provider http */
     cfg_android_key_t android;    /* provider android_key_attestation */
+    cfg_app_attest_t appattest;   /* provider app_attest */
 } cfg_platform_t;
 
 typedef struct cfg_issuance {

@@ -73,6 +73,10 @@ void cfgi_parse_play(cfgw_t *w, cfg_t *cfg, yaml_node_t *n, const char *p,
 void cfga_parse_android(cfgw_t *w, cfg_t *cfg, yaml_node_t *n, const char *p,
                         cfg_platform_t *pl);
 void cfga_android_free(cfg_android_key_t *a);
+/* config_attest_apple.c: the section p of a platform with provider
+ * app_attest (n: its mapping); the free releases what it set. */
+void cfgi_parse_app_attest(cfgw_t *w, yaml_node_t *n, const char *p, cfg_app_attest_t *aa);
+void cfgi_free_app_attest(cfg_app_attest_t *aa);
 /* config_metrics.c: the metrics section (after listeners and admin, whose
  * addresses it must not take); cfgm_free_metrics frees what it set. */
 void cfgm_parse_metrics(cfgw_t *w, yaml_node_t *n, cfg_t *cfg);

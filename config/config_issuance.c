@@ -444,7 +444,7 @@ static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifi
 static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
 {
     static const char *const providers[] = {"refuse", "play_integrity", "http", "none",
-                                            "android_key_attestation"};
+                                            "android_key_attestation", "app_attest"};
     char b[80], known[200];
     cfgp_join(known, sizeof known, providers, NF(providers));
     if (n->type != YAML_MAPPING_NODE) {
@@ -518,6 +518,8 @@ static void parse_platforms(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
             parse_http(c, v, p, &pl->http);
         } else if (j == CFG_ATTEST_ANDROID_KEY) {
             cfga_parse_android(&c->w, c->cfg, v, p, pl);
+        } else if (j == CFG_ATTEST_APP_ATTEST) {
+            cfgi_parse_app_attest(&c->w, v, p, &pl->appattest);
         } else {
             cfgw_fld_t f[] = {F("provider")};
             cfgw_map(&c->w, v, p, f, NF(f));
@@ -827,6 +829,7 @@ void cfg_issuance_free(cfg_issuance_t *is)
         free(p->http.path);
         cfgp_addr_free(&p->http.addr);
         cfga_android_free(&p->android);
+        cfgi_free_app_attest(&p->appattest);
     }
     free(is->platforms);
     free(is);

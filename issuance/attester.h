@@ -124,5 +124,6 @@ extern const iss_attester_t iss_attest_play;   /* attest_play.c: play_integrity 
 extern const iss_attester_t iss_attest_http;   /* attest_http.c: http */
 extern const iss_attester_t iss_attest_none;   /* attest_none.c: none (insecure_dev) */
 extern const iss_attester_t iss_attest_android;   /* attest_android.c: android_key_attestation */
+extern const iss_attester_t iss_attest_app_attest;   /* attest_appattest.c: app_attest */
 
 #endif

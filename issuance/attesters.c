@@ -9,6 +9,7 @@ static const iss_attester_t *const attesters[] = {
     &iss_attest_http,
     &iss_attest_none,
     &iss_attest_android,
+    &iss_attest_app_attest,
 };
 
 const iss_attester_t *iss_attester_find(int provider)

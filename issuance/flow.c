@@ -25,7 +25,7 @@
 #include "attester.h"
 #include "iss_int.h"
 
-#define ISS_MAX_OPS 8
+#define ISS_MAX_OPS 10
 
 typedef struct {
     pol_ireq_t rq;              /* the request (a copy; its pointers are the host's) */
@@ -52,6 +52,10 @@ typedef struct {
     void (*after)(void *iss);   /* runs when every pending command has answered */
     const iss_attester_t *attester;   /* of the verification in flight */
     void *aop;                  /* its state (attester.h), until done */
+    char *att_state;            /* stateful attester, renewal: the stored state */
+    int state_read;             /* ... and it has been asked for */
+    char *att_new_state;        /* stateful attester: the verdict's state to store */
+    uint64_t att_counter;       /* ... and its counter */
 } flow_t;
 
 static void flow_free(flow_t *s)
@@ -68,6 +72,8 @@ static void flow_free(flow_t *s)
     if (s->have_rw)
         pol_revwrite_clear(&s->rw);
     free(s->record);
+    free(s->att_state);
+    free(s->att_new_state);
     free(s);
 }
 
@@ -226,11 +232,33 @@ static int is_renew(const flow_t *s)
     return s->kind == ISS_R_RENEW;
 }
 
+static void state_store(flow_t *s);
+static void state_get(flow_t *s);
+static int send_state_ttl(flow_t *s, uint64_t ttl);
+
 static void attested(flow_t *s)
 {
     FLOG(s, PC_INFO, "attestation_accepted", "attestation accepted: platform=%s %s (request_id=%s)", s->plat ? s->plat->name : "-",
          s->summary, s->rq.request_id);
+    if (s->att_new_state) {
+        state_store(s);   /* then signs */
+        return;
+    }
     sign_and_record(s);
+}
+
+/* A stateful attester's verdict: its state and counter, kept to store.
+ * 0, or -1 after refusing. */
+static int keep_state(flow_t *s, const iss_verdict_t *v)
+{
+    if (!s->attester->stateful || !v->state)
+        return 0;
+    if (!(s->att_new_state = strdup(v->state))) {
+        refuse(s, PC_E_OUT_OF_MEMORY, "cannot keep the attestation state");
+        return -1;
+    }
+    s->att_counter = v->counter;
+    return 0;
 }
 
 static void on_verdict(void *arg, const iss_verdict_t *v)
@@ -248,6 +276,8 @@ static void on_verdict(void *arg, const iss_verdict_t *v)
     }
     s->level = v->level;
     snprintf(s->summary, sizeof(s->summary), "%s", v->summary ? v->summary : "");
+    if (keep_state(s, v) < 0)
+        return;
     attested(s);
 }
 
@@ -285,6 +315,10 @@ static void attest(flow_t *s)
         refuse(s, PC_E_INTERNAL, "cannot compute the key-binding challenge");
         return;
     }
+    if (a->stateful && is_renew(s) && !s->state_read) {
+        state_get(s);   /* then attest() again, with the device's state */
+        return;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     iss_attest_req_t rq = {
@@ -297,6 +331,7 @@ static void attest(flow_t *s)
         .spki_sha256 = s->spki_sha256,
         .csr_key = s->pub,
         .renewal = is_renew(s),
+        .state = s->att_state,
         .now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
         .base = s->rq.base,
         .log = {s->rq.log_ctx, s->rq.host},
@@ -381,6 +416,8 @@ static int revocation_gate(flow_t *s)
 static int choose_device_id(flow_t *s)
 {
     if (!is_renew(s)) {
+        if (s->device_id[0])
+            return 0;   /* chosen already (a stateful attester's state is stored under it) */
         if (iss_device_id_new(s->device_id) < 0) {
             refuse(s, PC_E_INTERNAL, "cannot make a device id");
             return -1;
@@ -449,12 +486,135 @@ static void sign_and_record(flow_t *s)
     int bad = send_cmd(s, &a1, NULL) < 0 || send_cmd(s, &a2, NULL) < 0 || send_cmd(s, &a3, NULL) < 0;
     if (!bad && is_renew(s) && s->cfg->revoke_old_on_renew)
         bad = send_revoke_old(s) < 0;
+    if (!bad)
+        bad = send_state_ttl(s, ttl) < 0;
     if (bad) {
         /* the commands already sent answer first; record_done then refuses */
         s->failed = 1;
         if (s->pending == 0)
             refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the issuance records are unavailable");
     }
+}
+
+/* ---- stateful attesters (App Attest): the device's state in Redis,
+ * portcullis:attest:<device_id> (policy/issued.h) ---- */
+
+static void state_got(flow_t *s, const struct redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        s->failed = 1;
+        return;
+    }
+    const struct redisReply *pl = r->element[0], *st = r->element[2];
+    if (pl->type != REDIS_REPLY_STRING || st->type != REDIS_REPLY_STRING)
+        return;   /* no state: the attester refuses */
+    if (strcmp(pl->str, s->plat->name) != 0) {
+        s->failed = 2;
+        return;
+    }
+    s->att_state = strndup(st->str, st->len);
+    if (!s->att_state)
+        s->failed = 1;
+}
+
+static void state_got_done(void *arg)
+{
+    flow_t *s = arg;
+    if (s->failed == 2) {
+        refuse(s, PC_E_ATTESTATION_FAILED, "this device was attested for another platform");
+        return;
+    }
+    if (s->failed) {
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation state store is unavailable");
+        return;
+    }
+    s->state_read = 1;
+    attest(s);
+}
+
+/* Renewal with a stateful attester: reads the device's state first, then
+ * attest() runs again with it. */
+static void state_get(flow_t *s)
+{
+    pol_argv_t a;
+    if (choose_device_id(s) < 0)
+        return;
+    if (pol_attest_get_argv(&a, s->device_id) < 0) {
+        refuse(s, PC_E_CLASS_NOT_ALLOWED, "the client certificate carries no valid device id");
+        return;
+    }
+    s->after = state_got_done;
+    s->failed = 0;
+    if (send_cmd(s, &a, state_got) < 0)
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation state store is unavailable");
+}
+
+static void state_cas(flow_t *s, const struct redisReply *r)
+{
+    if (r->type != REDIS_REPLY_INTEGER)
+        s->failed = 1;
+    else if (r->integer != 1)
+        s->failed = r->integer == 0 ? 2 : 3;
+}
+
+static void state_stored(void *arg)
+{
+    flow_t *s = arg;
+    if (s->failed == 2) {
+        refuse(s, PC_E_ATTESTATION_FAILED, "assertion counter not increasing");
+        return;
+    }
+    if (s->failed == 3) {
+        refuse(s, PC_E_ATTESTATION_FAILED, "no App Attest key is stored for this device");
+        return;
+    }
+    if (s->failed) {
+        refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation state store is unavailable");
+        return;
+    }
+    sign_and_record(s);
+}
+
+/* After a stateful attester's verdict: on issue, the state under a new
+ * device id (which the certificate then gets); on renewal, the new counter
+ * and state only if the counter is still above the stored one (EVAL, one
+ * atomic step: two renewals racing with one assertion cannot both pass).
+ * Then signing. */
+static void state_store(flow_t *s)
+{
+    pol_argv_t a, b;
+    uint64_t ttl = s->cfg->lifetime_ms / 1000;
+    s->after = state_stored;
+    s->failed = 0;
+    if (is_renew(s)) {
+        if (pol_attest_cas_argv(&a, s->device_id, s->att_counter, s->att_new_state, ttl) < 0 ||
+            send_cmd(s, &a, state_cas) < 0)
+            refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation state store is unavailable");
+        return;
+    }
+    if (choose_device_id(s) < 0)
+        return;
+    if (pol_attest_set_argv(&a, s->device_id, s->plat->name, s->att_counter, s->att_new_state) < 0 ||
+        pol_attest_expire_argv(&b, s->device_id, ttl) < 0) {
+        refuse(s, PC_E_INTERNAL, "cannot build the attestation state");
+        return;
+    }
+    if (send_cmd(s, &a, NULL) < 0 || send_cmd(s, &b, NULL) < 0) {
+        s->failed = 1;
+        if (s->pending == 0)
+            refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation state store is unavailable");
+    }
+}
+
+/* With the records: the device's attestation state lives as long as its
+ * device set, also across renewals without an assertion (EXPIRE of a
+ * missing key is a no-op). Syscall-like. */
+static int send_state_ttl(flow_t *s, uint64_t ttl)
+{
+    pol_argv_t a;
+    if (!s->att_new_state && !is_renew(s))
+        return 0;
+    return pol_attest_expire_argv(&a, s->device_id, ttl) < 0 ? -1 : send_cmd(s, &a, NULL);
 }
 
 static void start_issue(flow_t *s)

@@ -11,7 +11,7 @@
 void pol_argv_reset(pol_argv_t *a)
 {
     a->argc = 0;
-    a->key[0] = a->num[0] = '\0';
+    a->key[0] = a->num[0] = a->num2[0] = '\0';
 }
 
 void pol_argv_add(pol_argv_t *a, const char *s, size_t len)
@@ -38,8 +38,9 @@ int pol_argv_key(pol_argv_t *a, const char *prefix, const char *name)
 
 void pol_argv_num(pol_argv_t *a, uint64_t v)
 {
-    int n = snprintf(a->num, sizeof a->num, "%llu", (unsigned long long)v);
-    pol_argv_add(a, a->num, (size_t)n);
+    char *buf = a->num[0] ? a->num2 : a->num;
+    int n = snprintf(buf, sizeof a->num, "%llu", (unsigned long long)v);
+    pol_argv_add(a, buf, (size_t)n);
 }
 
 /* Lowercase hex serial without leading zeros, 1..40 digits. */
@@ -124,4 +125,67 @@ int pol_issued_revocation_entry(const cfg_issuance_t *cfg, const char *serial, c
     if (!cfg || !pol_serial_valid(serial))
         return -1;
     return pol_rev_canon_serial(cfg->device_class, serial, out, outlen, &err);
+}
+
+/* ---- a stateful attester's per-device state (App Attest) ---- */
+
+int pol_attest_set_argv(pol_argv_t *a, const char *device_id, const char *platform,
+                        uint64_t counter, const char *state)
+{
+    pol_argv_reset(a);
+    if (!pol_device_id_valid(device_id) || !platform || !state)
+        return -1;
+    pol_argv_str(a, "HSET");
+    if (pol_argv_key(a, POL_ATTEST_KEY_PREFIX, device_id) < 0)
+        return -1;
+    pol_argv_str(a, "platform");
+    pol_argv_str(a, platform);
+    pol_argv_str(a, "counter");
+    pol_argv_num(a, counter);
+    pol_argv_str(a, "state");
+    pol_argv_str(a, state);
+    return 0;
+}
+
+int pol_attest_expire_argv(pol_argv_t *a, const char *device_id, uint64_t ttl_s)
+{
+    pol_argv_reset(a);
+    if (!pol_device_id_valid(device_id) || ttl_s == 0)
+        return -1;
+    pol_argv_str(a, "EXPIRE");
+    if (pol_argv_key(a, POL_ATTEST_KEY_PREFIX, device_id) < 0)
+        return -1;
+    pol_argv_num(a, ttl_s);
+    return 0;
+}
+
+int pol_attest_get_argv(pol_argv_t *a, const char *device_id)
+{
+    pol_argv_reset(a);
+    if (!pol_device_id_valid(device_id))
+        return -1;
+    pol_argv_str(a, "HMGET");
+    if (pol_argv_key(a, POL_ATTEST_KEY_PREFIX, device_id) < 0)
+        return -1;
+    pol_argv_str(a, "platform");
+    pol_argv_str(a, "counter");
+    pol_argv_str(a, "state");
+    return 0;
+}
+
+int pol_attest_cas_argv(pol_argv_t *a, const char *device_id, uint64_t counter, const char *state,
+                        uint64_t ttl_s)
+{
+    pol_argv_reset(a);
+    if (!pol_device_id_valid(device_id) || !state || ttl_s == 0)
+        return -1;
+    pol_argv_str(a, "EVAL");
+    pol_argv_str(a, POL_ATTEST_CAS_LUA);
+    pol_argv_str(a, "1");
+    if (pol_argv_key(a, POL_ATTEST_KEY_PREFIX, device_id) < 0)
+        return -1;
+    pol_argv_num(a, counter);
+    pol_argv_str(a, state);
+    pol_argv_num(a, ttl_s);
+    return 0;
 }

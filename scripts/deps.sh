@@ -4,7 +4,7 @@
 # systemd: its systemd-analyze checks contrib/portcullis.service.
 set -euo pipefail
 pkgs=(build-essential pkg-config libssl-dev libevent-dev libhiredis-dev libjansson-dev libyaml-dev
-      node-llhttp redis-server python3 openssl curl ca-certificates procps
+      libcbor-dev node-llhttp redis-server python3 openssl curl ca-certificates procps
       python3-prometheus-client
       haproxy systemd
       clang libclang-rt-14-dev llvm-14)   # the fuzz targets: libFuzzer, and llvm-symbolizer for their traces

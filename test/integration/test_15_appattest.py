@@ -1,0 +1,277 @@
+"""Apple App Attest (provider app_attest) end to end: a bootstrap connection
+gets a challenge, attests with an App Attest object bound to its CSR key, and
+the issued device certificate works; renewal over the device class with an
+assertion; replayed and non-increasing assertions refused; a CSR key other
+than the bound one refused key_not_bound. The App Attest PKI and every object
+are minted at test time by build/mint-appattest (its root is a test root)."""
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+
+from certs import Minter
+from harness import REPO, check, eq, fail, test, upstream_headers, upstream_info
+from testkit import cert_ctx, issuance_config, post_json
+
+MINT = os.path.join(REPO, "build", "mint-appattest")
+APP = "ABCDE12345.com.example.app"
+
+
+def _run(*args):
+    r = subprocess.run([MINT] + list(args), capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        fail("mint-appattest %s: %s" % (args[0], r.stderr))
+    return r.stdout
+
+
+def _pki(env, name="appattest"):
+    d = os.path.join(env.tmp, name)
+    if not os.path.exists(os.path.join(d, "root.pem")):
+        os.makedirs(d, exist_ok=True)
+        _run("pki", d)
+    return d
+
+
+def _gateway(env, name, environment=None, root=None, renew_attested=True):
+    d = _pki(env)
+    ios = {"provider": "app_attest", "app_ids": ["ZZZZZ99999.com.example.other", APP],
+           "root_ca": root or os.path.join(d, "root.pem")}
+    if environment:
+        ios["environment"] = environment
+    cfg = env.config()
+    # ios_beta: the same provider for another platform name (a device keeps the one it attested on)
+    cfg["issuance"] = issuance_config(env, {"ios": ios, "ios_beta": dict(ios)},
+                                      renew_requires_attestation=renew_attested)
+    return env.start_gateway(name, cfg)
+
+
+def _post(env, gw, cert, path, body, key=None):
+    ctx = None
+    if key:
+        ctx = cert_ctx(env, cert, key)
+        cert = None
+    with env.connect(gw, cert, ctx=ctx) as c:
+        return post_json(c, path, body)
+
+
+def _challenge(env, gw, cert="bootstrap", key=None):
+    r = _post(env, gw, cert, "/certificates/challenge", {}, key=key)
+    eq(r.status, 200, "challenge status (%s)" % r.body[:200])
+    return r.json()["nonce"]
+
+
+def _csr(env, name):
+    return Minter(env, "appattest-csr").csr_pem(name, "/CN=x")
+
+
+def _bound(nonce, key_path):
+    """The challenge the app attests: SHA-256(nonce || SHA-256(SPKI DER of the CSR key)), hex."""
+    spki = subprocess.run(["openssl", "pkey", "-in", key_path, "-pubout", "-outform", "DER"],
+                          capture_output=True, check=True).stdout
+    return hashlib.sha256(nonce.encode() + hashlib.sha256(spki).digest()).hexdigest()
+
+
+def _aa_key(env, name):
+    path = os.path.join(_pki(env), name + ".aakey")
+    if not os.path.exists(path):
+        _run("key", path)
+    return path
+
+
+def _attest(env, aa_key, cdh, *extra, app=APP, pki=None):
+    return json.loads(_run("attest", "--pki", pki or _pki(env), "--key", aa_key, "--app-id", app,
+                           "--cdh", cdh, *extra))
+
+
+def _assert(aa_key, cdh, counter, app=APP):
+    return json.loads(_run("assert", "--key", aa_key, "--app-id", app, "--cdh", cdh,
+                           "--counter", str(counter)))["assertion"]
+
+
+def _issue(env, gw, name, *extra, app=APP, csr_name=None, body_extra=None, pki=None):
+    """Issues for a new CSR key; csr_name: send another CSR than the one attested."""
+    key, csr = _csr(env, name)
+    nonce = _challenge(env, gw)
+    aa = _aa_key(env, name)
+    att = _attest(env, aa, _bound(nonce, key), *extra, app=app, pki=pki)
+    if csr_name:
+        key, csr = _csr(env, csr_name)
+    body = {"platform": "ios", "attestation": att["attestation"], "key_id": att["key_id"],
+            "csr": csr, "nonce": nonce}
+    body.update(body_extra or {})
+    r = _post(env, gw, "bootstrap", "/certificates/issue", body)
+    return r, key, aa
+
+
+def _save(env, name, chain):
+    path = os.path.join(_pki(env), name + ".crt")
+    with open(path, "w") as f:
+        f.write(chain)
+    return path
+
+
+def _redis(env, *args):
+    return subprocess.run(["redis-cli", "-p", str(env.redis_port)] + list(args), capture_output=True,
+                          text=True, timeout=10).stdout.strip()
+
+
+def _attest_state(env, device_id):
+    out = _redis(env, "HGETALL", "portcullis:attest:" + device_id).split("\n")
+    return dict(zip(out[0::2], out[1::2])) if len(out) > 1 else {}
+
+
+def _refused(r, status, code, what, msg=None):
+    eq((r.status, r.json().get("error")), (status, code), "%s (%s)" % (what, r.body[:200]))
+    if msg:
+        check(msg in r.json().get("message", ""), "%s: message %r" % (what, r.json().get("message")))
+
+
+@test("app_attest: challenge -> attestation -> device certificate works; state stored; renew with an assertion")
+def _(env):
+    gw = _gateway(env, "aa-issue")
+    try:
+        r, key, aa = _issue(env, gw, "ios1")
+        eq(r.status, 201, "issue status (%s)" % r.body[:300])
+        out = r.json()
+        crt = _save(env, "ios1", out["certificate_chain"])
+        with env.connect(gw, ctx=cert_ctx(env, crt, key)) as c:
+            resp = c.request("GET", "/api/after-app-attest")
+        eq(resp.status, 200, "API status with the issued certificate")
+        eq(upstream_headers(upstream_info(resp), "X-Device-Id"), [out["device_id"]], "X-Device-Id")
+        st = _attest_state(env, out["device_id"])
+        eq((st.get("platform"), st.get("counter")), ("ios", "0"), "stored platform and counter")
+        state = json.loads(st["state"])
+        eq((state["app_id"], state["counter"], state["environment"]), (APP, 0, "production"), "stored state")
+        check(state["public_key"] and state["receipt"] and state["key_id"], "stored key, receipt, key id")
+        ttl = int(_redis(env, "TTL", "portcullis:attest:" + out["device_id"]))
+        check(0 < ttl <= 86400, "state TTL like the device set: %d" % ttl)
+        rec = _redis(env, "GET", "portcullis:issued:" + out["serial"])
+        check("app_attest production" in rec, "issuance record summary: %r" % rec)
+
+        # renewal: a fresh challenge over the device certificate, an assertion for the new CSR key
+        key2, csr2 = _csr(env, "ios1-renew")
+        n2 = _challenge(env, gw, crt, key=key)
+        assertion = _assert(aa, _bound(n2, key2), 1)
+        body = {"platform": "ios", "nonce": n2, "assertion": assertion, "csr": csr2}
+        r = _post(env, gw, crt, "/certificates/renew", body, key=key)
+        eq(r.status, 200, "renew status (%s)" % r.body[:300])
+        eq(r.json()["device_id"], out["device_id"], "renewal keeps the device id")
+        eq(_attest_state(env, out["device_id"]).get("counter"), "1", "counter stored after renewal")
+        eq(json.loads(_attest_state(env, out["device_id"])["state"])["counter"], 1, "state counter")
+        crt2 = _save(env, "ios1-renewed", r.json()["certificate_chain"])
+        with env.connect(gw, ctx=cert_ctx(env, crt2, key2)) as c:
+            eq(c.request("GET", "/api/renewed").status, 200, "renewed certificate served")
+
+        # the same request again: its nonce is spent
+        r = _post(env, gw, crt2, "/certificates/renew", body, key=key2)
+        _refused(r, 403, "nonce_invalid", "replayed renewal request")
+        # the same assertion with a fresh nonce: it does not cover that challenge
+        n3 = _challenge(env, gw, crt2, key=key2)
+        r = _post(env, gw, crt2, "/certificates/renew", dict(body, nonce=n3), key=key2)
+        _refused(r, 403, "attestation_failed", "replayed assertion, fresh nonce", "signature")
+        # a fresh assertion with the stored counter, and with a lower one
+        for counter in (1, 0):
+            key3, csr3 = _csr(env, "ios1-c%d" % counter)
+            n = _challenge(env, gw, crt2, key=key2)
+            r = _post(env, gw, crt2, "/certificates/renew",
+                      {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, key3), counter),
+                       "csr": csr3}, key=key2)
+            _refused(r, 403, "attestation_failed", "assertion counter %d" % counter,
+                     "counter not increasing")
+        eq(_attest_state(env, out["device_id"]).get("counter"), "1", "counter unchanged by refusals")
+
+        # the right key and a higher counter, but the renewal names another platform
+        key5, csr5 = _csr(env, "ios1-beta")
+        n = _challenge(env, gw, crt2, key=key2)
+        r = _post(env, gw, crt2, "/certificates/renew",
+                  {"platform": "ios_beta", "nonce": n, "assertion": _assert(aa, _bound(n, key5), 2),
+                   "csr": csr5}, key=key2)
+        _refused(r, 403, "attestation_failed", "renewal on another platform", "another platform")
+
+        # a concurrent renewal raised the stored counter after this one read the state:
+        # the compare-and-set refuses it
+        _redis(env, "HSET", "portcullis:attest:" + out["device_id"], "counter", "10")
+        key4, csr4 = _csr(env, "ios1-race")
+        n = _challenge(env, gw, crt2, key=key2)
+        r = _post(env, gw, crt2, "/certificates/renew",
+                  {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, key4), 5),
+                   "csr": csr4}, key=key2)
+        _refused(r, 403, "attestation_failed", "counter below the stored one (CAS)", "counter not increasing")
+        eq(_attest_state(env, out["device_id"]).get("counter"), "10", "CAS left the counter")
+
+        # no stored state for this device
+        _redis(env, "DEL", "portcullis:attest:" + out["device_id"])
+        n = _challenge(env, gw, crt2, key=key2)
+        r = _post(env, gw, crt2, "/certificates/renew",
+                  {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, key4), 20),
+                   "csr": csr4}, key=key2)
+        _refused(r, 403, "attestation_failed", "renewal without a stored App Attest key", "no App Attest key")
+    finally:
+        gw.stop()
+
+
+@test("app_attest refusals: CSR key not the bound one, app id, aaguid, key id, another root, missing members; nothing reaches the upstream")
+def _(env):
+    gw = _gateway(env, "aa-refuse")
+    try:
+        before = env.upstream_count()
+        r, _, _ = _issue(env, gw, "k1", csr_name="k1-other")
+        _refused(r, 403, "key_not_bound", "a CSR key other than the attested one")
+        r, _, _ = _issue(env, gw, "k2", app="ABCDE12345.com.example.evil")
+        _refused(r, 403, "attestation_failed", "another bundle id", "rpIdHash")
+        r, _, _ = _issue(env, gw, "k3", "--aaguid", "development")
+        _refused(r, 403, "attestation_failed", "development aaguid in production", "aaguid")
+        r, _, _ = _issue(env, gw, "k4", "--counter", "3")
+        _refused(r, 403, "attestation_failed", "counter not 0", "counter")
+        r, _, _ = _issue(env, gw, "k5", body_extra={"key_id": base64.b64encode(b"\x01" * 32).decode()})
+        _refused(r, 403, "attestation_failed", "another key id", "key_id")
+        r, _, _ = _issue(env, gw, "k6", "--reencode")
+        _refused(r, 403, "key_not_bound", "re-encoded authData")
+        r, _, _ = _issue(env, gw, "k7", pki=_pki(env, "appattest-other"))
+        _refused(r, 403, "attestation_failed", "a chain to another root", "chain")
+        r, _, _ = _issue(env, gw, "k8", body_extra={"key_id": None})
+        _refused(r, 400, "bad_request", "key_id missing", "key_id")
+        r, _, _ = _issue(env, gw, "k9", body_extra={"attestation": 42})
+        _refused(r, 400, "bad_request", "attestation not a string", "attestation")
+        r, _, _ = _issue(env, gw, "k10", body_extra={"attestation": "!!not base64!!"})
+        _refused(r, 400, "bad_request", "attestation not base64", "attestation")
+        r, _, _ = _issue(env, gw, "k11", "--extra-ext", "--trailing", "12")
+        eq(r.status, 201, "unknown extensions and data after the credential accepted (%s)" % r.body[:200])
+        eq(env.upstream_count(), before, "issuance requests reached the upstream")
+    finally:
+        gw.stop()
+
+
+@test("app_attest environment development: the development aaguid issues, the production one is refused")
+def _(env):
+    gw = _gateway(env, "aa-dev", environment="development")
+    try:
+        r, _, _ = _issue(env, gw, "d1", "--aaguid", "development")
+        eq(r.status, 201, "development aaguid (%s)" % r.body[:200])
+        st = json.loads(_attest_state(env, r.json()["device_id"])["state"])
+        eq(st["environment"], "development", "stored environment")
+        r, _, _ = _issue(env, gw, "d2")
+        _refused(r, 403, "attestation_failed", "production aaguid in development", "aaguid")
+    finally:
+        gw.stop()
+
+
+@test("app_attest state lives as long as the device set: a renewal without an assertion renews its TTL too")
+def _(env):
+    gw = _gateway(env, "aa-ttl", renew_attested=False)
+    try:
+        r, key, _ = _issue(env, gw, "t1")
+        eq(r.status, 201, "issue (%s)" % r.body[:200])
+        dev = r.json()["device_id"]
+        crt = _save(env, "t1", r.json()["certificate_chain"])
+        _redis(env, "EXPIRE", "portcullis:attest:" + dev, "100")
+        key2, csr2 = _csr(env, "t1-renew")
+        r = _post(env, gw, crt, "/certificates/renew", {"csr": csr2}, key=key)
+        eq(r.status, 200, "renewal without attestation (%s)" % r.body[:200])
+        ttl = int(_redis(env, "TTL", "portcullis:attest:" + dev))
+        check(ttl > 86000, "state TTL not renewed with the device set: %d" % ttl)
+        eq(_attest_state(env, dev).get("counter"), "0", "counter untouched")
+    finally:
+        gw.stop()
