@@ -163,6 +163,7 @@ static void access_fields(gw_conn_t *c, pc_logb_t *b, int64_t us)
     pc_logb_bool(b, "tls_resumed", c->ssl && SSL_session_reused(c->ssl));
     pc_logb_str(b, "class", c->id ? c->id->class_name : NULL);
     pc_logb_str(b, "device_id", c->id ? c->id->device_id : NULL);
+    pc_logb_str(b, "integrity", c->id && c->id->integrity >= 0 ? cfg_integrity_name(c->id->integrity) : NULL);
     pc_logb_str(b, "cert_serial", c->id ? c->id->serial : NULL);
     pc_logb_str(b, "method", c->method[0] ? c->method : NULL);
     pc_logb_strn(b, "path", target, plen > ACCESS_PATH_MAX ? ACCESS_PATH_MAX : plen);

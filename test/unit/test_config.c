@@ -460,7 +460,7 @@ static void test_defaults(const char *pki, const char *tmp)
     static const char *const hdrs[CFG_H__COUNT] = {
         "X-Client-Cert-Serial", "X-Client-Cert-Fingerprint", "X-Client-Cert-Subject",
         "X-Client-Cert-Issuer", "X-Client-Cert-SAN-URI", "X-Client-Cert-SAN-DNS",
-        "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
+        "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id", "X-Device-Integrity",
     };
     char path[1024];
     cfg_errors_t errs = {0};
