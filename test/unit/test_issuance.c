@@ -722,6 +722,32 @@ static void test_issue(void)
     CHECK(rc < 0 && strstr(e, "expired"), "issue: refused once the CA has expired");
     rc = iss_issue_cert(is, pub, "bad id", PREFIX, 3600, now, -1, NULL, &out, &e);
     CHECK(rc < 0 && strstr(e, "device id"), "issue: invalid device id refused");
+    /* the level goes into certificatePolicies (non-critical), and back out */
+    cfg_identity_t icfg;
+    memset(&icfg, 0, sizeof icfg);
+    for (int i = 0; i < CFG_INT__COUNT; i++) {
+        char oid[CFG_OID_TEXT_MAX];
+        snprintf(oid, sizeof oid, "%s.%d", CFG_INTEGRITY_ARC, i);
+        cfg_oid_parse(oid, &icfg.integrity_oids[i], &e);
+    }
+    rc = iss_issue_cert(is, pub, id, PREFIX, 3600, now, CFG_INT_DEVICE, icfg.integrity_oids[CFG_INT_DEVICE].text,
+                        &out, &e);
+    int crit = -1, pos = rc == 0 ? X509_get_ext_by_NID(out.cert, NID_certificate_policies, -1) : -1;
+    if (pos >= 0)
+        crit = X509_EXTENSION_get_critical(X509_get_ext(out.cert, pos));
+    CHECK(rc == 0 && out.level == CFG_INT_DEVICE && pos >= 0 && crit == 0 &&
+              tls_cert_integrity(out.cert, &icfg) == CFG_INT_DEVICE,
+          "issue: the level recorded as a non-critical certificatePolicies OID, read back");
+    if (rc == 0) {
+        test_records(&out, id);
+        iss_issued_free(&out);
+    }
+    rc = iss_issue_cert(is, pub, id, PREFIX, 3600, now, CFG_INT_STRONG, NULL, &out, &e);
+    CHECK(rc == 0 && out.level == -1 && X509_get_ext_by_NID(out.cert, NID_certificate_policies, -1) < 0 &&
+              tls_cert_integrity(out.cert, &icfg) == -1,
+          "issue: without an OID no policy: unattested");
+    if (rc == 0)
+        iss_issued_free(&out);
     rc = iss_issue_cert(is, pub, id, "", 3600, now, -1, NULL, &out, &e);
     CHECK(rc == 0 && X509_get_ext_by_NID(out.cert, NID_subject_alt_name, -1) < 0,
           "issue: no SAN when the prefix is empty");
@@ -1195,15 +1221,15 @@ static void test_http(void)
         {"{\"verdict\":\"allow\",\"level\":2}", -1, "(not a string)", "http: non-string level refused", 0},
         {"{\"verdict\":\"deny\",\"level\":\"device\"}", -1, "verdict=\"deny\"", "http: deny with a level still refused", 0},
         {"{\"verdict\":\"deny\",\"reason\":\"jailbroken\"}", -1, "verdict=\"deny\" reason=\"jailbroken\"",
-         "http: deny refused, named"},
-        {"{\"verdict\":\"Allow\"}", -1, "verdict=\"Allow\"", "http: 'Allow' refused"},
+         "http: deny refused, named", 0},
+        {"{\"verdict\":\"Allow\"}", -1, "verdict=\"Allow\"", "http: 'Allow' refused", 0},
         {"{\"verdict\":\"allow\",\"extra\":1}", -1, "unexpected member \"extra\"",
-         "http: extra member refused"},
-        {"{\"verdict\":\"allow\",\"summary\":5}", -1, NULL, "http: non-string summary refused"},
-        {"{\"verdict\":true}", -1, "(not a string)", "http: boolean verdict refused"},
-        {"{}", -1, "(missing)", "http: missing verdict refused"},
-        {"allow", -1, "body=\"allow\"", "http: non-JSON refused"},
-        {"{\"verdict\":\"no\\\"pe\\u0001\"}", -1, "verdict=\"no?pe?\"", "http: answer sanitized"},
+         "http: extra member refused", 0},
+        {"{\"verdict\":\"allow\",\"summary\":5}", -1, NULL, "http: non-string summary refused", 0},
+        {"{\"verdict\":true}", -1, "(not a string)", "http: boolean verdict refused", 0},
+        {"{}", -1, "(missing)", "http: missing verdict refused", 0},
+        {"allow", -1, "body=\"allow\"", "http: non-JSON refused", 0},
+        {"{\"verdict\":\"no\\\"pe\\u0001\"}", -1, "verdict=\"no?pe?\"", "http: answer sanitized", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int level = -2;
@@ -1215,6 +1241,14 @@ static void test_http(void)
             printf("#   rc=%d summary=%s\n", rc, summary);
         CHECK(ok, cases[i].name);
     }
+    int level = -2;
+    const char *strong = "{\"verdict\":\"allow\",\"level\":\"strong\"}", *plain = "{\"verdict\":\"allow\"}";
+    CHECK(iss_http_verifier_parse(strong, strlen(strong), CFG_INT_STRONG, summary, sizeof summary, &level, &err) == 0 &&
+              level == CFG_INT_STRONG,
+          "http: strong taken when max_level is strong");
+    CHECK(iss_http_verifier_parse(plain, strlen(plain), CFG_INT_NONE, summary, sizeof summary, &level, &err) == 0 &&
+              level == CFG_INT_NONE,
+          "http: no level under max_level none: none, never above the cap");
 }
 
 /* ---------------------------------------------------------------- main */
