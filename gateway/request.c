@@ -779,7 +779,7 @@ static int stage_route(gw_conn_t *c, head_t *hd)
     return STAGE_NEXT;
 }
 
-/* The route's class and bearer-presence rules (pol_check). */
+/* The route's class, integrity-level and bearer-presence rules (pol_check). */
 static int stage_policy(gw_conn_t *c, head_t *hd)
 {
     const ups_hdrs_t *h = &c->hdrs;
