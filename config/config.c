@@ -45,12 +45,12 @@ _Static_assert((int)CFG_LOG_ERROR == (int)PC_ERR && (int)CFG_LOG_WARN == (int)PC
 
 static const char *const hdr_keys[CFG_H__COUNT] = {
     "serial", "fingerprint", "subject", "issuer", "san_uri",
-    "san_dns", "not_after", "class", "device_id",
+    "san_dns", "not_after", "class", "device_id", "integrity",
 };
 static const char *const hdr_defaults[CFG_H__COUNT] = {
     "X-Client-Cert-Serial", "X-Client-Cert-Fingerprint", "X-Client-Cert-Subject",
     "X-Client-Cert-Issuer", "X-Client-Cert-SAN-URI", "X-Client-Cert-SAN-DNS",
-    "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
+    "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id", "X-Device-Integrity",
 };
 
 const char *const cfg_trust_headers[] = {
@@ -70,6 +70,7 @@ const char *const cfg_trust_prefixes[] = {
 };
 
 static const char *const integrity_names[CFG_INT__COUNT] = {"none", "basic", "device", "strong"};
+_Static_assert(CFG_INT__COUNT == CFG_INTEGRITY_LEVELS, "one integrity OID per level");
 
 const char *cfg_integrity_name(int level)
 {
@@ -345,14 +346,51 @@ static void parse_tls(ctx_t *c, yaml_node_t *n)
         parse_classes(c, f[CLASSES].val);
 }
 
+/* identity.integrity_policies: {none, basic, device, strong}, each a
+ * dotted OID (default CFG_INTEGRITY_ARC.<level>), all four distinct. */
+static void parse_integrity_policies(ctx_t *c, yaml_node_t *n)
+{
+    cfg_identity_t *id = &c->cfg->identity;
+    cfgw_fld_t f[CFG_INT__COUNT];
+    char p[CFGW_PATHLEN];
+    memset(f, 0, sizeof f);
+    for (int i = 0; i < CFG_INT__COUNT; i++)
+        f[i].name = integrity_names[i];
+    if (cfgw_map(&c->w, n, "identity.integrity_policies", f, NF(f)) < 0)
+        return;
+    for (int i = 0; i < CFG_INT__COUNT; i++) {
+        const char *s, *why;
+        cfg_oid_t o;
+        if (!f[i].val ||
+            !(s = cfgw_scalar(&c->w, f[i].val, cfgw_pk(p, "identity.integrity_policies", integrity_names[i]),
+                              "a dotted OID like 1.3.6.1.4.1.55555.1.2 (quote it)")))
+            continue;
+        if (cfg_oid_parse(s, &o, &why) < 0) {
+            cfgw_err(&c->w, f[i].val, p, "\"%.60s\" %s", s, why);
+            continue;
+        }
+        id->integrity_oids[i] = o;
+    }
+    for (int i = 0; i < CFG_INT__COUNT; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(id->integrity_oids[i].text, id->integrity_oids[j].text)) {
+                int at = f[i].val ? i : j;
+                cfgw_err(&c->w, f[at].val, cfgw_pk(p, "identity.integrity_policies", integrity_names[at]),
+                         "OID %s is also the one of level %s; each level needs its own",
+                         id->integrity_oids[at].text, integrity_names[at == i ? j : i]);
+            }
+}
+
 static void parse_identity(ctx_t *c, yaml_node_t *n)
 {
     cfg_identity_t *id = &c->cfg->identity;
-    cfgw_fld_t f[] = {F("device_id"), F("headers")};
+    cfgw_fld_t f[] = {F("device_id"), F("headers"), F("integrity_policies")};
     yaml_node_t *set[CFG_H__COUNT] = {0};
     char p[CFGW_PATHLEN];
     if (cfgw_map(&c->w, n, "identity", f, NF(f)) < 0)
         return;
+    if (f[2].val)
+        parse_integrity_policies(c, f[2].val);
     if (f[0].val) {
         static const char *const sources[] = {"san_uri", "cn"};
         cfgw_fld_t d[] = {F("source"), F("prefix")};
@@ -603,10 +641,10 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
     cfg->nroutes = (size_t)cnt;
     unsigned char *complete = cfgp_xcalloc((size_t)cnt, 1);
     for (size_t i = 0; i < (size_t)cnt; i++) {
-        enum { PATH, HOST, METHODS, UPSTREAM, CLASSES, BEARER, RL, RL_HEADERS, JWT, NAME };
+        enum { PATH, HOST, METHODS, UPSTREAM, CLASSES, BEARER, RL, RL_HEADERS, JWT, NAME, MIN_INT };
         cfgw_fld_t f[] = {F("path"), F("host"), F("methods"), F("upstream"), F("allow_classes"),
                           F("require_bearer"), F("rate_limits"), F("rate_limit_headers"),
-                          F("jwt"), F("name")};
+                          F("jwt"), F("name"), F("min_integrity")};
         cfg_route_t *r = &cfg->routes[i];
         yaml_node_t *item = cfgw_node(&c->w, it[i]), *v;
         char p[CFGW_PATHLEN], q[CFGW_PATHLEN], list[512], msg[300];
@@ -653,6 +691,9 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
         if ((v = cfgw_require(&c->w, item, p, &f[CLASSES])))
             parse_allow_classes(c, v, cfgw_pk(q, p, "allow_classes"), r);
         cfgw_opt_bool(&c->w, &f[BEARER], p, &r->require_bearer);
+        if (f[MIN_INT].val && cfgw_enum(&c->w, f[MIN_INT].val, cfgw_pk(q, p, "min_integrity"),
+                                        integrity_names, CFG_INT__COUNT, &r->min_integrity) == 0)
+            r->need_integrity = 1;
         cfgp_policy_route(&c->w, cfg, r, p, item, f[RL].val, f[RL_HEADERS].val, f[JWT].val);
 
         if (route_name(c, r, i, f[NAME].val, p) < 0)
@@ -1087,6 +1128,13 @@ static void cfg_defaults(cfg_t *cfg)
     cfg->identity.device_id_prefix = cfgp_xstrdup(DEF_PREFIX);
     for (size_t i = 0; i < CFG_H__COUNT; i++)
         cfg->identity.headers[i] = cfgp_xstrdup(hdr_defaults[i]);
+    for (int i = 0; i < CFG_INT__COUNT; i++) {
+        char oid[CFG_OID_TEXT_MAX];
+        const char *why;
+        snprintf(oid, sizeof oid, "%s.%d", CFG_INTEGRITY_ARC, i);
+        if (cfg_oid_parse(oid, &cfg->identity.integrity_oids[i], &why) < 0)
+            abort();   /* a constant */
+    }
     cfg->limits.max_connections = 10000;
     cfg->limits.max_header_bytes = 16 * 1024;
     cfg->limits.max_headers = 100;

@@ -91,14 +91,39 @@ enum cfg_ident_hdr {
     CFG_H_NOT_AFTER,
     CFG_H_CLASS,
     CFG_H_DEVICE_ID,
+    CFG_H_INTEGRITY,      /* the certificate's integrity level (docs/issuance.md) */
     CFG_H__COUNT
 };
+
+/* identity.integrity_policies (config_integrity.c): the certificatePolicies
+ * OID that records each integrity level (enum cfg_integrity, below) in an
+ * issued certificate. */
+#define CFG_INTEGRITY_LEVELS 4      /* CFG_INT__COUNT */
+#define CFG_OID_TEXT_MAX 128        /* dotted form, NUL included */
+#define CFG_OID_DER_MAX 64          /* DER content octets of the OID */
+
+typedef struct {
+    char text[CFG_OID_TEXT_MAX];    /* "2.25.<uuid>.1": dotted decimal */
+    unsigned char der[CFG_OID_DER_MAX];   /* its DER content octets (no tag, no length) */
+    size_t der_len;                 /* 0: no OID (nothing matches it) */
+} cfg_oid_t;
 
 typedef struct {
     enum cfg_device_id_source device_id_source;
     char *device_id_prefix;            /* for san_uri: the URI prefix stripped */
     char *headers[CFG_H__COUNT];       /* header names, never NULL after load */
+    cfg_oid_t integrity_oids[CFG_INTEGRITY_LEVELS];   /* per level, all distinct */
 } cfg_identity_t;
+
+/* The defaults of identity.integrity_policies: 2.25.<UUID>.<level>, an arc
+ * any UUID gives its maker without registration (ITU-T X.667). */
+#define CFG_INTEGRITY_ARC "2.25.189217713610360413943209378316248556528"
+/* Parses a dotted OID ("1.3.6.1.4.1.99999.1.2") strictly: at least two
+ * arcs, the first 0..2, the second below 40 under 0 and 1, decimal arcs
+ * without leading zeros (of any size), at most CFG_OID_TEXT_MAX - 1 characters, an
+ * encoding of at most CFG_OID_DER_MAX octets. Pure, no allocation: 0 with
+ * *out filled (text and DER content octets), or -1 with *why. */
+int cfg_oid_parse(const char *s, cfg_oid_t *out, const char **why);
 
 typedef struct {
     char name[CFG_MAX_NAME];
@@ -179,6 +204,8 @@ typedef struct {
     size_t nrate_limits;
     int rate_limit_headers;  /* 1: RateLimit headers on allowed responses too */
     cfg_jwt_t *jwt;          /* NULL: the bearer token is not validated as a JWT */
+    int need_integrity;      /* 1: min_integrity set; a certificate below it is refused */
+    int min_integrity;       /* with need_integrity: enum cfg_integrity */
 } cfg_route_t;
 
 enum cfg_tls_version { CFG_TLS12 = 0x0303, CFG_TLS13 = 0x0304 };
@@ -458,6 +485,7 @@ typedef struct {
     char *path;                   /* starts with '/' */
     cfg_addr_t addr;              /* resolved address */
     uint64_t timeout_ms;          /* 3s */
+    int max_level;                /* highest level its "level" may claim (device) */
 } cfg_http_verifier_t;
 
 /* provider android_key_attestation (config_attest_android.c) */
@@ -516,6 +544,7 @@ typedef struct cfg_issuance {
     char bootstrap_class[CFG_MAX_NAME];  /* "bootstrap" */
     size_t device_class_idx, bootstrap_class_idx;  /* into cfg_t.tls.classes */
     uint64_t lifetime_ms;         /* 7d; 1h..90d */
+    uint64_t lifetime_by_integrity_ms[CFG_INTEGRITY_LEVELS];  /* per level; default lifetime_ms */
     uint64_t nonce_ttl_ms;        /* 2m; 10s..1h */
     int key_ec_p256;              /* 1 */
     int key_rsa;                  /* 0 */

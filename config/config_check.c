@@ -1164,3 +1164,53 @@ char *cfgp_xstrdup(const char *s)
         abort();
     return p;
 }
+
+/* ---------------------------------------------------------------- OIDs */
+
+int cfg_oid_parse(const char *s, cfg_oid_t *out, const char **why)
+{
+    memset(out, 0, sizeof *out);
+    size_t len = s ? strlen(s) : 0, arcs = 0;
+    unsigned long head[2] = {0, 0};   /* the first two arcs (capped: both are small) */
+    if (len == 0 || len >= sizeof out->text) {
+        *why = len ? "is too long" : "is empty";
+        return -1;
+    }
+    for (size_t i = 0; i <= len; arcs++) {
+        size_t j = i;
+        while (s[j] >= '0' && s[j] <= '9')
+            j++;
+        if (j == i || (s[j] != '.' && s[j] != '\0')) {
+            *why = "is not a dotted decimal OID such as 1.3.6.1.4.1.55555.1";
+            return -1;
+        }
+        if (s[i] == '0' && j - i > 1) {
+            *why = "has an arc with a leading zero";
+            return -1;
+        }
+        for (size_t k = i; arcs < 2 && k < j; k++)
+            head[arcs] = head[arcs] > 1000 ? head[arcs] : head[arcs] * 10 + (unsigned long)(s[k] - '0');
+        i = j + 1;
+    }
+    if (arcs < 2) {
+        *why = "needs at least two arcs";
+        return -1;
+    }
+    if (head[0] > 2) {
+        *why = "must begin with arc 0, 1 or 2";
+        return -1;
+    }
+    if (head[0] < 2 && head[1] >= 40) {   /* X.660: 0.n and 1.n stop at 39 */
+        *why = "has a second arc above 39 under arc 0 or 1";
+        return -1;
+    }
+    int n = a2d_ASN1_OBJECT(out->der, (int)sizeof out->der, s, (int)len);
+    ERR_clear_error();
+    if (n <= 0) {
+        *why = "is too long to encode";
+        return -1;
+    }
+    out->der_len = (size_t)n;
+    memcpy(out->text, s, len + 1);
+    return 0;
+}

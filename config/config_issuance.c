@@ -61,6 +61,33 @@ static void idur(ictx_t *c, cfgw_fld_t *f, const char *parent, uint64_t min, uin
         *out = v;
 }
 
+/* An integrity level name (enum cfg_integrity) into *out. */
+static void parse_level(ictx_t *c, yaml_node_t *n, const char *path, int *out)
+{
+    const char *names[CFG_INT__COUNT];
+    for (int i = 0; i < CFG_INT__COUNT; i++)
+        names[i] = cfg_integrity_name(i);
+    cfgw_enum(&c->w, n, path, names, CFG_INT__COUNT, out);
+}
+
+/* issuance.lifetime_by_integrity: {none, basic, device, strong}, each a
+ * lifetime within issuance.lifetime's bounds; a level not named keeps
+ * issuance.lifetime (set before this runs). */
+static void parse_lifetimes(ictx_t *c, yaml_node_t *n, cfg_issuance_t *is)
+{
+    cfgw_fld_t f[CFG_INT__COUNT];
+    memset(f, 0, sizeof f);
+    for (int i = 0; i < CFG_INT__COUNT; i++) {
+        f[i].name = cfg_integrity_name(i);
+        is->lifetime_by_integrity_ms[i] = is->lifetime_ms;
+    }
+    if (!n || cfgw_map(&c->w, n, "issuance.lifetime_by_integrity", f, NF(f)) < 0)
+        return;
+    for (int i = 0; i < CFG_INT__COUNT; i++)
+        idur(c, &f[i], "issuance.lifetime_by_integrity", HOUR_MS, 90 * DAY_MS, "between 1h and 90d",
+             &is->lifetime_by_integrity_ms[i]);
+}
+
 static char *ipath(ictx_t *c, cfgw_fld_t *f, const char *parent)
 {
     char p[CFGW_PATHLEN];
@@ -399,12 +426,15 @@ static void parse_play(ictx_t *c, yaml_node_t *n, const char *p, cfg_play_integr
 
 static void parse_http(ictx_t *c, yaml_node_t *n, const char *p, cfg_http_verifier_t *h)
 {
-    cfgw_fld_t f[] = {F("provider"), F("url"), F("timeout")};
+    cfgw_fld_t f[] = {F("provider"), F("url"), F("timeout"), F("max_level")};
     char q[CFGW_PATHLEN], host[PC_DNS_MAX_HOST + 2], auth[300];
     const char *s, *why;
     h->timeout_ms = 3000;
+    h->max_level = CFG_INT_DEVICE;
     if (cfgw_map(&c->w, n, p, f, NF(f)) < 0)
         return;
+    if (f[3].val)
+        parse_level(c, f[3].val, cfgw_pk(q, p, "max_level"), &h->max_level);
     if (!f[1].val)
         cfgw_err(&c->w, n, p, "missing required key \"url\" (provider http)");
     else if ((s = cfgw_scalar(&c->w, f[1].val, cfgw_pk(q, p, "url"),
@@ -592,9 +622,12 @@ static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const ch
                           const char *method, size_t cls, const char *cls_key)
 {
     const cfg_t *cfg = c->cfg;
-    const cfg_route_t *any = NULL;
+    const cfg_route_t *any = NULL, *gated = NULL;
     char ep[260], allow[CFG_ROUTE_ALLOW_MAX] = "";
     const char *aset = NULL;
+    /* the bootstrap certificate records no integrity level (unattested), so
+     * a min_integrity on its route refuses it always */
+    int unattested = cls == cfg->issuance->bootstrap_class_idx;
     snprintf(ep, sizeof ep, "%s%s", cfg->issuance->path_prefix, name);
     for (size_t h = 0; h <= cfg->nroutes; h++) {   /* h == nroutes: the generic set */
         const char *host = h < cfg->nroutes ? cfg->routes[h].host : NULL;
@@ -602,8 +635,12 @@ static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const ch
             continue;   /* generic, or a host already checked at its first route */
         cfg_route_choice_t ch;
         cfg_route_choose(cfg, host, ep, strlen(ep), method, &ch);
-        if (ch.route && (ch.route->allow_classes & (1u << cls)))
-            return 0;
+        if (ch.route && (ch.route->allow_classes & (1u << cls))) {
+            if (!(unattested && ch.route->need_integrity))
+                return 0;
+            gated = gated ? gated : ch.route;
+            continue;
+        }
         if (ch.route && !any)
             any = ch.route;
         if (ch.status == 405 && !*allow) {
@@ -611,7 +648,16 @@ static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const ch
             aset = ch.host_set;
         }
     }
-    endpoint_err(c, at, path, ep, method, any, allow, aset, cls, cls_key);
+    if (gated)
+        cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"%s%s), the route that covers %s %s, "
+                 "sets min_integrity: %s, which class \"%s\" (%s) never meets: its certificates "
+                 "record no integrity level (only issued ones do); remove min_integrity there or "
+                 "add a route for %s without it", (size_t)(gated - cfg->routes), gated->path,
+                 gated->host ? ", host " : "", gated->host ? gated->host : "", method, ep,
+                 cfg_integrity_name(gated->min_integrity), cfg->tls.classes[cls].name, cls_key,
+                 cfg->issuance->path_prefix);
+    else
+        endpoint_err(c, at, path, ep, method, any, allow, aset, cls, cls_key);
     return -1;
 }
 
@@ -752,11 +798,12 @@ static void parse_max_body(ictx_t *c, yaml_node_t *val, cfg_issuance_t *is)
 void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
 {
     enum { PREFIX, CA_CERT, CA_KEY, CHAIN, DEVICE, BOOTSTRAP, LIFETIME, NONCE_TTL, KEYPOL,
-           RENEW_ATT, REVOKE_OLD, MAX_BODY, INSECURE, PLATFORMS };
+           RENEW_ATT, REVOKE_OLD, MAX_BODY, INSECURE, PLATFORMS, LIFETIME_BY };
     cfgw_fld_t f[] = {F("path_prefix"), F("ca_cert"), F("ca_key"), F("chain"), F("device_class"),
                       F("bootstrap_class"), F("lifetime"), F("nonce_ttl"), F("key_policy"),
                       F("renew_requires_attestation"), F("revoke_old_on_renew"),
-                      F("max_body_bytes"), F("insecure_dev"), F("platforms")};
+                      F("max_body_bytes"), F("insecure_dev"), F("platforms"),
+                      F("lifetime_by_integrity")};
     errcount_t errs = {.fn = w->fn, .arg = w->arg};
     ictx_t c = {.w = {.doc = w->doc, .fn = count_err, .arg = &errs}, .cfg = cfg};
     int dev_known;
@@ -782,6 +829,7 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
                  "such as \"urn:portcullis:device:\"");
     idur(&c, &f[LIFETIME], "issuance", HOUR_MS, 90 * DAY_MS, "between 1h and 90d",
          &is->lifetime_ms);
+    parse_lifetimes(&c, f[LIFETIME_BY].val, is);
     idur(&c, &f[NONCE_TTL], "issuance", 10000, HOUR_MS, "between 10s and 1h",
          &is->nonce_ttl_ms);
     parse_key_policy(&c, f[KEYPOL].val, is);

@@ -97,8 +97,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 4: {
         char summary[ISS_SUMMARY_MAX];
-        int rc = iss_http_verifier_parse(in, n, summary, sizeof summary, &err);
+        int level = -2;
+        int rc = iss_http_verifier_parse(in, n, CFG_INT_DEVICE, summary, sizeof summary, &level, &err);
         FUZZ_ASSERT(rc == 0 || (rc == -1 && err), "iss_http_verifier_parse: not syscall-like");
+        FUZZ_ASSERT(rc == 0 ? level >= CFG_INT_NONE && level <= CFG_INT_DEVICE : level == -1,
+                    "iss_http_verifier_parse: level out of contract");
         FUZZ_ASSERT(strlen(summary) < sizeof summary, "summary not terminated");
         for (const char *c = summary; *c; c++)
             FUZZ_ASSERT((unsigned char)*c >= 0x20 && *c != 0x7f, "summary not sanitized");

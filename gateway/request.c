@@ -163,6 +163,7 @@ static void access_fields(gw_conn_t *c, pc_logb_t *b, int64_t us)
     pc_logb_bool(b, "tls_resumed", c->ssl && SSL_session_reused(c->ssl));
     pc_logb_str(b, "class", c->id ? c->id->class_name : NULL);
     pc_logb_str(b, "device_id", c->id ? c->id->device_id : NULL);
+    pc_logb_str(b, "integrity", c->id && c->id->integrity >= 0 ? cfg_integrity_name(c->id->integrity) : NULL);
     pc_logb_str(b, "cert_serial", c->id ? c->id->serial : NULL);
     pc_logb_str(b, "method", c->method[0] ? c->method : NULL);
     pc_logb_strn(b, "path", target, plen > ACCESS_PATH_MAX ? ACCESS_PATH_MAX : plen);
@@ -778,7 +779,7 @@ static int stage_route(gw_conn_t *c, head_t *hd)
     return STAGE_NEXT;
 }
 
-/* The route's class and bearer-presence rules (pol_check). */
+/* The route's class, integrity-level and bearer-presence rules (pol_check). */
 static int stage_policy(gw_conn_t *c, head_t *hd)
 {
     const ups_hdrs_t *h = &c->hdrs;

@@ -78,13 +78,45 @@ static void sanitize(char *out, size_t n, const char *s, size_t len)
     out[o] = '\0';
 }
 
-int iss_http_verifier_parse(const char *body, size_t len, char *summary, size_t n,
-                            const char **err)
+/* The "level" member of an allowing answer: absent, basic (or max_level
+ * if lower); else one of the four names, at most max_level. 0 with *level,
+ * or -1 with *err and summary set. */
+static int verifier_level(const json_t *lv, int max_level, int *level, char *summary, size_t n,
+                          const char **err)
+{
+    char a[64];
+    if (!lv) {
+        *level = max_level < CFG_INT_BASIC ? max_level : CFG_INT_BASIC;
+        return 0;
+    }
+    int l = json_is_string(lv) ? cfg_integrity_parse(json_string_value(lv)) : -1;
+    if (l < 0) {
+        if (json_is_string(lv))
+            sanitize(a, sizeof a, json_string_value(lv), json_string_length(lv));
+        else
+            snprintf(a, sizeof a, "(not a string)");
+        snprintf(summary, n, "verdict=\"allow\" level=\"%s\"", a);
+        *err = "attestation verifier answered an unknown level (none, basic, device or strong)";
+        return -1;
+    }
+    if (l > max_level) {
+        snprintf(summary, n, "verdict=\"allow\" level=\"%s\" above max_level \"%s\"", cfg_integrity_name(l),
+                 cfg_integrity_name(max_level));
+        *err = "attestation verifier claimed a level above this platform's max_level";
+        return -1;
+    }
+    *level = l;
+    return 0;
+}
+
+int iss_http_verifier_parse(const char *body, size_t len, int max_level, char *summary, size_t n,
+                            int *level, const char **err)
 {
     json_error_t jerr;
     char a[128], b[128];
     if (n)
         summary[0] = '\0';
+    *level = -1;
     json_t *root = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     if (!root || !json_is_object(root)) {
         sanitize(a, sizeof a, body ? body : "", body ? len : 0);
@@ -99,11 +131,15 @@ int iss_http_verifier_parse(const char *body, size_t len, char *summary, size_t 
     const char *extra = NULL, *key;
     json_t *val;
     json_object_foreach(root, key, val) {
-        if (strcmp(key, "verdict") && strcmp(key, "summary") && !extra)
+        if (strcmp(key, "verdict") && strcmp(key, "summary") && strcmp(key, "level") && !extra)
             extra = key;
     }
     int ok = json_is_string(verdict) && !strcmp(json_string_value(verdict), "allow") &&
              (!sum || json_is_string(sum)) && !extra;
+    if (ok && verifier_level(json_object_get(root, "level"), max_level, level, summary, n, err) < 0) {
+        json_decref(root);
+        return -1;
+    }
     if (ok) {
         const char *s = sum ? json_string_value(sum) : "allow";
         sanitize(summary, n, s, strlen(s));
@@ -162,9 +198,9 @@ static void op_free(void *op)
 }
 
 /* Calls done with the verdict, then frees the call. */
-static void finish(http_op_t *o, enum pc_err e, const char *message, const char *summary)
+static void finish(http_op_t *o, enum pc_err e, const char *message, const char *summary, int level)
 {
-    iss_verdict_t v = {.err = e, .message = message, .summary = summary, .level = CFG_INT_BASIC};
+    iss_verdict_t v = {.err = e, .message = message, .summary = summary, .level = level};
     o->done(o->arg, &v);
     op_free(o);
 }
@@ -177,16 +213,18 @@ static void verifier_continue(evutil_socket_t fd, short what, void *arg)
     if (o->status != 200) {
         ISS_LOG(&o->log, PC_WARN, "attestation_error", "attestation verifier %s: %s", o->plat->http.host,
                 o->status ? "unexpected status" : "no answer");
-        finish(o, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable", NULL);
+        finish(o, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable", NULL, -1);
         return;
     }
     const char *err = NULL;
-    if (iss_http_verifier_parse(o->body, o->len, o->summary, sizeof(o->summary), &err) < 0) {
+    int level = -1;
+    if (iss_http_verifier_parse(o->body, o->len, o->plat->http.max_level, o->summary, sizeof(o->summary),
+                                &level, &err) < 0) {
         ISS_LOG(&o->log, PC_INFO, "attestation_refused", "attestation verifier refused: %s", o->summary);
-        finish(o, PC_E_ATTESTATION_FAILED, err, NULL);
+        finish(o, PC_E_ATTESTATION_FAILED, err, NULL, -1);
         return;
     }
-    finish(o, PC_E_NONE, NULL, o->summary);
+    finish(o, PC_E_NONE, NULL, o->summary, level);
 }
 
 static void on_verifier(struct evhttp_request *req, void *arg)
@@ -245,7 +283,7 @@ static void http_attest(void *inst, const iss_attest_req_t *rq, iss_attest_done_
         iss_http_verifier_body(o->plat->name, rq->token, rq->nonce, rq->challenge, rq->spki_sha256, &json) < 0 ||
         !(req = evhttp_request_new(on_verifier, o))) {
         free(json);
-        finish(o, PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)", NULL);
+        finish(o, PC_E_OUT_OF_MEMORY, "cannot call the attestation verifier (out of memory)", NULL, -1);
         return;
     }
     struct timeval tv = {(time_t)(h->timeout_ms / 1000), (suseconds_t)((h->timeout_ms % 1000) * 1000)};
@@ -258,7 +296,7 @@ static void http_attest(void *inst, const iss_attest_req_t *rq, iss_attest_done_
     evbuffer_add(evhttp_request_get_output_buffer(req), json, strlen(json));
     free(json);
     if (evhttp_make_request(o->hc, req, EVHTTP_REQ_POST, h->path) < 0)   /* frees req on failure */
-        finish(o, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable", NULL);
+        finish(o, PC_E_ISSUANCE_UNAVAILABLE, "the attestation verifier is unavailable", NULL, -1);
 }
 
 /* Nothing to load: the verifier's address is the configuration's. */

@@ -300,6 +300,7 @@ static void attest(flow_t *s)
 {
     if (is_renew(s) && !s->req.platform[0]) {
         snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
+        s->level = s->rq.id->integrity;   /* the calling certificate's: none invents one */
         sign_and_record(s);
         return;
     }
@@ -377,9 +378,9 @@ static void record_done(void *arg)
         refuse(s, PC_E_OUT_OF_MEMORY, "cannot build the response");
         return;
     }
-    FLOG(s, PC_INFO, "certificate_issued", "certificate %s: device=%s serial=%s not_after=%s platform=%s attestation=%s%s (request_id=%s)",
+    FLOG(s, PC_INFO, "certificate_issued", "certificate %s: device=%s serial=%s not_after=%s integrity=%s platform=%s attestation=%s%s (request_id=%s)",
          is_renew(s) ? "renewed" : "issued", s->device_id, s->issued.serial, s->issued.not_after,
-         s->plat ? s->plat->name : "-", s->summary,
+         cfg_integrity_name(s->issued.level), s->plat ? s->plat->name : "-", s->summary,
          is_renew(s) && s->cfg->revoke_old_on_renew ? "; previous certificate revoked" : "", s->rq.request_id);
     pc_count3(ISS_CERTS, plat_id(s->plat), provider_id(s->plat), is_renew(s) ? PC_ISS_RENEWED : PC_ISS_ISSUED);
     reply(s, is_renew(s) ? 200 : 201, json);
@@ -457,8 +458,26 @@ static int send_revoke_old(flow_t *s)
     return 0;
 }
 
-/* Signs the certificate, then stores its record (and, on renewal, the old
- * certificate's revocation); record_done answers once Redis has. */
+/* The lifetime of a certificate at level (issuance.lifetime_by_integrity;
+ * issuance.lifetime for an unattested one), and the longest any may get. */
+static uint64_t lifetime_ms(const cfg_issuance_t *is, int level)
+{
+    uint64_t v = level >= 0 && level < CFG_INT__COUNT ? is->lifetime_by_integrity_ms[level] : 0;
+    return v ? v : is->lifetime_ms;
+}
+
+static uint64_t longest_lifetime_ms(const cfg_issuance_t *is)
+{
+    uint64_t m = is->lifetime_ms;
+    for (int i = 0; i < CFG_INT__COUNT; i++)
+        m = lifetime_ms(is, i) > m ? lifetime_ms(is, i) : m;
+    return m;
+}
+
+/* Signs the certificate, recording s->level (its OID from
+ * identity.integrity_policies; none when unattested), then stores its
+ * record (and, on renewal, the old certificate's revocation); record_done
+ * answers once Redis has. */
 static void sign_and_record(flow_t *s)
 {
     const cfg_t *cfg = s->rq.cfg;
@@ -466,18 +485,21 @@ static void sign_and_record(flow_t *s)
     if (choose_device_id(s) < 0 || revocation_gate(s) < 0)
         return;
     const char *prefix = cfg->identity.device_id_source == CFG_DEVID_SAN_URI ? cfg->identity.device_id_prefix : NULL;
-    if (iss_issue_cert(s->g->issuer, s->pub, s->device_id, prefix, s->cfg->lifetime_ms / 1000, time(NULL),
-                       &s->issued, &err) < 0) {
+    int lv = s->level >= 0 && s->level < CFG_INT__COUNT ? s->level : -1;
+    const char *oid = lv >= 0 ? cfg->identity.integrity_oids[lv].text : NULL;
+    uint64_t ttl = lifetime_ms(s->cfg, lv) / 1000;
+    if (iss_issue_cert(s->g->issuer, s->pub, s->device_id, prefix, ttl, time(NULL), lv, oid, &s->issued,
+                       &err) < 0) {
         refuse(s, PC_E_INTERNAL, err ? err : "signing failed");
         return;
     }
     s->have_issued = 1;
-    uint64_t ttl = s->cfg->lifetime_ms / 1000;
     pol_argv_t a1, a2, a3;
+    /* the device's set outlives each of its certificates, whatever their levels */
     if (iss_record_json(&s->issued, s->device_id, s->plat ? s->plat->name : "", s->summary, &s->record) < 0 ||
         pol_issued_set_argv(&a1, s->issued.serial, s->record, ttl) < 0 ||
         pol_device_sadd_argv(&a2, s->device_id, s->issued.serial) < 0 ||
-        pol_device_expire_argv(&a3, s->device_id, ttl) < 0) {
+        pol_device_expire_argv(&a3, s->device_id, longest_lifetime_ms(s->cfg) / 1000) < 0) {
         refuse(s, PC_E_INTERNAL, "cannot build the issuance record");
         return;
     }

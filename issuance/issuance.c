@@ -335,8 +335,8 @@ int iss_issue_response_json(const iss_issued_t *is, const char *device_id, char 
     *json = NULL;
     if (!is || !is->chain_pem || !device_id)
         return -1;
-    return dump_line(json_pack("{s:s, s:s, s:s, s:s}", "certificate_chain", is->chain_pem,
+    return dump_line(json_pack("{s:s, s:s, s:s, s:s, s:s}", "certificate_chain", is->chain_pem,
                                "not_after", is->not_after, "device_id", device_id, "serial",
-                               is->serial),
+                               is->serial, "integrity", cfg_integrity_name(is->level)),
                      json);
 }

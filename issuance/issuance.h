@@ -188,6 +188,7 @@ typedef struct {
     char not_before[32];      /* RFC 3339 UTC */
     char not_after[32];       /* RFC 3339 UTC */
     time_t not_before_t, not_after_t, issued_at;
+    int level;                /* the integrity level it records (enum cfg_integrity), -1: none */
     X509 *cert;               /* the leaf */
 } iss_issued_t;
 
@@ -197,25 +198,29 @@ typedef struct {
  * basicConstraints critical CA:FALSE, keyUsage critical digitalSignature,
  * extendedKeyUsage clientAuth, subjectAltName URI:<san_uri_prefix><device_id>
  * (omitted when the prefix is NULL or ""), subjectKeyIdentifier and
- * authorityKeyIdentifier. Syscall-like: 0 with *out filled (free with
+ * authorityKeyIdentifier, and, when policy_oid (dotted, the OID
+ * identity.integrity_policies gives level) is not NULL, certificatePolicies
+ * (non-critical) naming it: out->level is then level, else -1.
+ * Syscall-like: 0 with *out filled (free with
  * iss_issued_free), or -1 with *err (PC_E_INTERNAL, except an invalid
  * device id or an expired CA). Thread-safe on a shared issuer. */
 int iss_issue_cert(iss_issuer_t *is, EVP_PKEY *pub, const char *device_id,
-                   const char *san_uri_prefix, uint64_t lifetime_s, time_t now,
-                   iss_issued_t *out, const char **err);
+                   const char *san_uri_prefix, uint64_t lifetime_s, time_t now, int level,
+                   const char *policy_oid, iss_issued_t *out, const char **err);
 void iss_issued_free(iss_issued_t *out);
 
 /* ---------------------------------------------------------------- records */
 
 /* The issuance record stored under portcullis:issued:<serial>:
- * {"serial","device_id","platform","attestation","fingerprint","issued_at",
- *  "not_after","not_after_unix"}. platform/attestation may be NULL (stored
+ * {"serial","device_id","platform","attestation","integrity","fingerprint",
+ *  "issued_at","not_after","not_after_unix"}, integrity the name of
+ * is->level ("unattested" for -1). platform/attestation may be NULL (stored
  * as ""). Syscall-like; *json_out malloc'ed. */
 int iss_record_json(const iss_issued_t *is, const char *device_id, const char *platform,
                           const char *attestation_summary, char **json_out);
 
 /* Success body: {"certificate_chain":PEM,"not_after":RFC3339,"device_id":...,
- * "serial":...} with a trailing newline. Syscall-like; *json malloc'ed. */
+ * "serial":...,"integrity":level name as in the record} with a trailing newline. Syscall-like; *json malloc'ed. */
 int iss_issue_response_json(const iss_issued_t *is, const char *device_id, char **json);
 
 /* ---------------------------------------------------------------- Play Integrity */
@@ -264,13 +269,16 @@ int iss_http_verifier_body(const char *platform, const char *token, const char *
 int iss_http_verifier_request(const cfg_http_verifier_t *cfg, const char *json, char **req,
                               size_t *reqlen);
 /* The verifier's 200 response body. Only {"verdict":"allow"} with an
- * optional string "summary" (and no other member) is accepted. Syscall-like:
- * 0 with summary set (the verifier's, sanitized, or "allow"); -1 with *err
- * and summary holding a sanitized description of what came back (e.g.
+ * optional string "summary" and an optional "level" (none, basic, device or
+ * strong, at most max_level, the platform's http.max_level), and no other
+ * member, is accepted. Syscall-like: 0 with summary set (the verifier's,
+ * sanitized, or "allow") and *level (enum cfg_integrity: the one given,
+ * else basic, or max_level if that is lower); -1 with *err, *level -1 and
+ * summary holding a sanitized description of what came back (e.g.
  * verdict="deny" reason="..."). The gateway treats a non-200 status or a
  * timeout as PC_E_ISSUANCE_UNAVAILABLE, a -1 here as PC_E_ATTESTATION_FAILED. */
-int iss_http_verifier_parse(const char *body, size_t len, char *summary, size_t n,
-                            const char **err);
+int iss_http_verifier_parse(const char *body, size_t len, int max_level, char *summary, size_t n,
+                            int *level, const char **err);
 
 /* ---------------------------------------------------------------- shared helpers */
 

@@ -203,6 +203,25 @@ static int add_san_uri(X509 *x, const char *prefix, const char *id)
     return ok;
 }
 
+/* certificatePolicies (non-critical) naming the one policy oid: the
+ * integrity level the certificate records (tls_cert_integrity reads it). */
+static int add_policy(X509 *x, const char *oid)
+{
+    CERTIFICATEPOLICIES *pols = CERTIFICATEPOLICIES_new();
+    POLICYINFO *pi = POLICYINFO_new();
+    int ok = 0;
+    if (pols && pi) {
+        ASN1_OBJECT_free(pi->policyid);
+        if ((pi->policyid = OBJ_txt2obj(oid, 1)) && sk_POLICYINFO_push(pols, pi)) {
+            pi = NULL;
+            ok = X509_add1_ext_i2d(x, NID_certificate_policies, pols, 0, X509V3_ADD_APPEND) == 1;
+        }
+    }
+    POLICYINFO_free(pi);
+    CERTIFICATEPOLICIES_free(pols);
+    return ok;
+}
+
 /* Random 16-byte serial with the top bit clear and the next one set: always
  * positive, always 127 bits (126 of them random). */
 static int make_serial(X509 *x, char hex[41])
@@ -228,8 +247,8 @@ static int make_serial(X509 *x, char hex[41])
 }
 
 int iss_issue_cert(iss_issuer_t *is, EVP_PKEY *pub, const char *device_id,
-                   const char *san_uri_prefix, uint64_t lifetime_s, time_t now,
-                   iss_issued_t *out, const char **err)
+                   const char *san_uri_prefix, uint64_t lifetime_s, time_t now, int level,
+                   const char *policy_oid, iss_issued_t *out, const char **err)
 {
     X509 *x = NULL;
     X509_NAME *subj = NULL;
@@ -279,6 +298,8 @@ int iss_issue_cert(iss_issuer_t *is, EVP_PKEY *pub, const char *device_id,
         goto fail;
     if (san_uri_prefix && *san_uri_prefix && !add_san_uri(x, san_uri_prefix, device_id))
         goto fail;
+    if (policy_oid && !add_policy(x, policy_oid))
+        goto fail;
     if (X509_sign(x, is->key, is->md) <= 0)
         goto fail;
 
@@ -291,6 +312,7 @@ int iss_issue_cert(iss_issuer_t *is, EVP_PKEY *pub, const char *device_id,
     out->not_before_t = nb;
     out->not_after_t = na;
     out->issued_at = now;
+    out->level = policy_oid ? level : -1;
     if (fmt_time(nb, out->not_before, sizeof out->not_before) < 0 ||
         fmt_time(na, out->not_after, sizeof out->not_after) < 0)
         goto fail;

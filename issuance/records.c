@@ -109,10 +109,10 @@ int iss_record_json(const iss_issued_t *is, const char *device_id, const char *p
     struct tm tm;
     if (!gmtime_r(&is->issued_at, &tm) || !strftime(issued, sizeof issued, "%Y-%m-%dT%H:%M:%SZ", &tm))
         return -1;
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "serial", is->serial,
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "serial", is->serial,
                           "device_id", device_id, "platform", platform ? platform : "",
                           "attestation", attestation_summary ? attestation_summary : "",
-                          "fingerprint", is->fingerprint, "issued_at", issued, "not_after",
+                          "integrity", cfg_integrity_name(is->level), "fingerprint", is->fingerprint, "issued_at", issued, "not_after",
                           is->not_after, "not_after_unix", (json_int_t)is->not_after_t);
     if (!o)
         return -1;

@@ -35,7 +35,11 @@ typedef struct {
 const cfg_route_t *pol_route(const cfg_t *cfg, const char *host, const char *path, size_t plen,
                              const char *method);
 
-/* Applies the route's policy to a request; fills v (v->err PC_E_NONE = allow). */
+/* Applies the route's policy to a request, in this order: the class
+ * (allow_classes, PC_E_CLASS_NOT_ALLOWED), the certificate's integrity
+ * level (min_integrity; an unattested identity, integrity -1, is below
+ * every level: PC_E_INTEGRITY_TOO_LOW), then the bearer token's presence
+ * and syntax. Fills v (v->err PC_E_NONE = allow). */
 void pol_check(const cfg_route_t *r, const tls_identity_t *id, const char *authz, size_t alen,
                int nauthz, pol_verdict_t *v);
 

@@ -1,4 +1,4 @@
-/* policy: route matching and the per-route checks (class, bearer). */
+/* policy: route matching and the per-route checks (class, integrity, bearer). */
 #include "policy.h"
 
 #include "../base/metrics.h"
@@ -34,6 +34,13 @@ void pol_check(const cfg_route_t *r, const tls_identity_t *id, const char *authz
     if (!id || id->class_idx < 0 || id->class_idx >= 32 ||
         !(r->allow_classes & (1u << id->class_idx))) {
         deny(v, PC_E_CLASS_NOT_ALLOWED, pc_err_message(PC_E_CLASS_NOT_ALLOWED), 0);
+        return;
+    }
+    /* an unattested certificate (-1) is below every level */
+    if (r->need_integrity && id->integrity < r->min_integrity) {
+        deny(v, PC_E_INTEGRITY_TOO_LOW, id->integrity < 0
+             ? "this route requires an attested device certificate"
+             : "the device certificate's integrity level is below this route's", 0);
         return;
     }
     if (!r->require_bearer)

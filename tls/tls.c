@@ -191,6 +191,32 @@ static char *dup_n(const unsigned char *s, size_t n)
     return o;
 }
 
+int tls_cert_integrity(X509 *leaf, const cfg_identity_t *icfg)
+{
+    int crit = 0, level = -1;
+    /* most certificates carry no policies: no decoding for them */
+    if (X509_get_ext_by_NID(leaf, NID_certificate_policies, -1) < 0)
+        return -1;
+    /* NULL also for two certificatePolicies extensions (crit -2) or a bad
+     * encoding: then the certificate says nothing we can trust */
+    CERTIFICATEPOLICIES *pols = X509_get_ext_d2i(leaf, NID_certificate_policies, &crit, NULL);
+    for (int i = 0; pols && i < sk_POLICYINFO_num(pols); i++) {
+        const ASN1_OBJECT *o = sk_POLICYINFO_value(pols, i)->policyid;
+        const unsigned char *d = OBJ_get0_data(o);
+        size_t n = OBJ_length(o);
+        for (int k = CFG_INTEGRITY_LEVELS - 1; k > level; k--) {
+            const cfg_oid_t *c = &icfg->integrity_oids[k];
+            if (c->der_len && c->der_len == n && d && memcmp(c->der, d, n) == 0) {
+                level = k;
+                break;
+            }
+        }
+    }
+    CERTIFICATEPOLICIES_free(pols);
+    ERR_clear_error();
+    return level;
+}
+
 tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
                                        const cfg_identity_t *icfg)
 {
@@ -284,6 +310,8 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
                 id->device_id = dup_n(v, n);
         }
     }
+
+    id->integrity = tls_cert_integrity(leaf, icfg);
 
     const ASN1_TIME *na = X509_get0_notAfter(leaf);
     struct tm tm;
@@ -998,8 +1026,11 @@ static int class_digest(tls_ctx_t *t, size_t c, unsigned char *out)
     ok = ok && digest_u32(md, VERIFY_PURPOSE) && digest_u32(md, VERIFY_DEPTH) &&
          digest_u32(md, (uint32_t)cfg->tls.min_version) &&
          digest_u32(md, (uint32_t)cfg->identity.device_id_source) &&
-         digest_str(md, cfg->identity.device_id_prefix) &&
-         EVP_DigestFinal_ex(md, out, &len) && len == TLS_CLASS_DIGEST_LEN;
+         digest_str(md, cfg->identity.device_id_prefix);
+    /* the OIDs the integrity level is read from shape the identity too */
+    for (int i = 0; ok && i < CFG_INTEGRITY_LEVELS; i++)
+        ok = digest_str(md, cfg->identity.integrity_oids[i].text);
+    ok = ok && EVP_DigestFinal_ex(md, out, &len) && len == TLS_CLASS_DIGEST_LEN;
     EVP_MD_CTX_free(md);
     return ok;
 }

@@ -44,6 +44,9 @@ typedef struct tls_identity {
     char *san_uri;            /* comma separated, header-safe; "" if none */
     char *san_dns;            /* comma separated, header-safe; "" if none */
     char *device_id;          /* NULL if the configured source gave none */
+    int integrity;            /* enum cfg_integrity: the highest level whose OID
+                               * (identity.integrity_policies) the certificate's
+                               * certificatePolicies name; -1: none (unattested) */
     char not_after[32];       /* the leaf's notAfter, RFC 3339 UTC (the header) */
     time_t leaf_not_after_t;  /* the same, as time_t */
     time_t not_after_t;       /* effective: the earliest notAfter of the verified
@@ -126,6 +129,11 @@ void tls_ctx_vcache_flush(tls_ctx_t *t);
 tls_identity_t *tls_identity_get(SSL *ssl);
 void tls_identity_release(tls_identity_t *id);
 
+/* The integrity level a certificate records (tls_identity_t.integrity):
+ * the highest level of icfg->integrity_oids its certificatePolicies
+ * extension names, or -1 when it names none, has no such extension, or an
+ * unreadable one. Decodes the extension only when there is one. */
+int tls_cert_integrity(X509 *leaf, const cfg_identity_t *icfg);
 /* Builds an identity from a verified leaf certificate (exposed for tests);
  * class_name is copied (cut at CFG_MAX_NAME - 1 bytes), class_digest is left
  * zero (tls.c sets it). */

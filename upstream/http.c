@@ -474,6 +474,8 @@ int ups_build_request_head(struct evbuffer *out, const ups_hdrs_t *h, const ups_
         add_hdr(b, hn[CFG_H_NOT_AFTER], id->not_after);
         add_hdr(b, hn[CFG_H_CLASS], id->class_name);
         add_hdr(b, hn[CFG_H_DEVICE_ID], id->device_id);
+        if (id->integrity >= 0)
+            add_hdr(b, hn[CFG_H_INTEGRITY], cfg_integrity_name(id->integrity));
     }
     for (size_t i = 0; i < m->nadd; i++)
         add_hdr(b, m->add[i].name, m->add[i].value);

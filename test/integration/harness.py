@@ -48,8 +48,9 @@ H_SAN_DNS = "X-Client-Cert-SAN-DNS"
 H_NOT_AFTER = "X-Client-Cert-Not-After"
 H_CLASS = "X-Client-Cert-Class"
 H_DEVICE_ID = "X-Device-Id"
+H_INTEGRITY = "X-Device-Integrity"   # absent for the test PKI's certificates (no level)
 IDENTITY_HEADERS = [H_SERIAL, H_FINGERPRINT, H_SUBJECT, H_ISSUER, H_SAN_URI,
-                    H_SAN_DNS, H_NOT_AFTER, H_CLASS, H_DEVICE_ID]
+                    H_SAN_DNS, H_NOT_AFTER, H_CLASS, H_DEVICE_ID, H_INTEGRITY]
 
 
 # ---------------------------------------------------------------------------

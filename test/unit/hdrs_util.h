@@ -13,7 +13,7 @@
 static const char *const default_names[CFG_H__COUNT] = {
     "X-Client-Cert-Serial", "X-Client-Cert-Fingerprint", "X-Client-Cert-Subject",
     "X-Client-Cert-Issuer", "X-Client-Cert-SAN-URI", "X-Client-Cert-SAN-DNS",
-    "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
+    "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id", "X-Device-Integrity",
 };
 
 /* One header field, name then value, as the parser hands them over. */

@@ -460,7 +460,7 @@ static void test_defaults(const char *pki, const char *tmp)
     static const char *const hdrs[CFG_H__COUNT] = {
         "X-Client-Cert-Serial", "X-Client-Cert-Fingerprint", "X-Client-Cert-Subject",
         "X-Client-Cert-Issuer", "X-Client-Cert-SAN-URI", "X-Client-Cert-SAN-DNS",
-        "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id",
+        "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id", "X-Device-Integrity",
     };
     char path[1024];
     cfg_errors_t errs = {0};
@@ -989,6 +989,82 @@ static void test_issuance(const char *pki, const char *tmp)
     cfg_errors_free(&errs);
 }
 
+/* Integrity levels: identity.integrity_policies, routes' min_integrity,
+ * issuance.lifetime_by_integrity and the http verifier's max_level, with
+ * their defaults. */
+static void test_integrity(const char *pki, const char *tmp)
+{
+    static const char section[] =
+        "issuance:\n"
+        "  ca_cert: ${PKI}/device-ca.crt\n"
+        "  ca_key: ${PKI}/device-ca.key\n"
+        "  lifetime: 2d\n"
+        "%s"
+        "  platforms:\n"
+        "    ios: {provider: http, url: \"http://127.0.0.1:9100/verify\"%s}\n";
+    char *classes = replace_all(minimal_yaml, "      ca: ${PKI}/device-ca.crt\n",
+                                "      ca: ${PKI}/device-ca.crt\n"
+                                "    - name: bootstrap\n"
+                                "      ca: ${PKI}/bootstrap-ca.crt\n");
+    char text[4096], path[1024], iss[1024];
+    cfg_errors_t errs = {0};
+    fmt(iss, sizeof iss, section, "", "");
+    fmt(text, sizeof text, "%s%s%s", classes,
+        "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device]}\n", iss);
+    write_case(tmp, "int0.yaml", text, pki, tmp, path, sizeof path);
+    cfg_t *cfg = cfg_load(path, &errs);
+    check(cfg && cfg->issuance, "integrity defaults load", "first error: %s", first_error(&errs));
+    if (cfg && cfg->issuance) {
+        int ok = 1;
+        for (int i = 0; i < CFG_INT__COUNT; i++) {
+            char want[CFG_OID_TEXT_MAX];
+            fmt(want, sizeof want, "2.25.189217713610360413943209378316248556528.%d", i);
+            ok &= !strcmp(cfg->identity.integrity_oids[i].text, want) && cfg->identity.integrity_oids[i].der_len > 0 &&
+                  cfg->issuance->lifetime_by_integrity_ms[i] == 2 * 86400000ULL;
+        }
+        check(ok && !strcmp(cfg->identity.headers[CFG_H_INTEGRITY], "X-Device-Integrity"),
+              "integrity defaults: OIDs under the UUID arc, header, lifetimes = issuance.lifetime", "%s",
+              cfg->identity.integrity_oids[0].text);
+        check(!cfg->routes[0].need_integrity && !cfg->routes[1].need_integrity &&
+                  cfg_issuance_platform(cfg->issuance, "ios")->http.max_level == CFG_INT_DEVICE,
+              "integrity defaults: no min_integrity, http max_level device", "%d", cfg->routes[0].need_integrity);
+    }
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+
+    fmt(iss, sizeof iss, section, "  lifetime_by_integrity: {strong: 7d, basic: 1d, none: 1h}\n",
+        ", max_level: strong");
+    fmt(text, sizeof text, "%s%s%s%s", classes,
+        "  - {path: /certificates/, upstream: api, allow_classes: [bootstrap, device]}\n"
+        "  - {path: /strong/, upstream: api, allow_classes: [device], min_integrity: strong}\n"
+        "  - {path: /none/, upstream: api, allow_classes: [device], min_integrity: none}\n"
+        "identity:\n"
+        "  integrity_policies: {none: 1.3.6.1.4.1.55555.7.0, strong: \"1.3.6.1.4.1.55555.7.3\"}\n"
+        "  headers: {integrity: X-Attested-Level}\n", iss, "");
+    write_case(tmp, "int1.yaml", text, pki, tmp, path, sizeof path);
+    cfg = cfg_load(path, &errs);
+    check(cfg && cfg->issuance, "integrity settings load", "first error: %s", first_error(&errs));
+    if (cfg && cfg->issuance) {
+        const cfg_oid_t *o = cfg->identity.integrity_oids;
+        const uint64_t *l = cfg->issuance->lifetime_by_integrity_ms;
+        check(!strcmp(o[0].text, "1.3.6.1.4.1.55555.7.0") && !strcmp(o[3].text, "1.3.6.1.4.1.55555.7.3") &&
+                  !strcmp(o[1].text, "2.25.189217713610360413943209378316248556528.1") &&
+                  !strcmp(cfg->identity.headers[CFG_H_INTEGRITY], "X-Attested-Level"),
+              "integrity settings: OIDs given and defaults kept, header name", "%s", o[0].text);
+        check(cfg->routes[2].need_integrity && cfg->routes[2].min_integrity == CFG_INT_STRONG &&
+                  cfg->routes[3].need_integrity && cfg->routes[3].min_integrity == CFG_INT_NONE,
+              "integrity settings: min_integrity strong and none", "%d", cfg->routes[2].min_integrity);
+        check(l[CFG_INT_STRONG] == 7 * 86400000ULL && l[CFG_INT_DEVICE] == 2 * 86400000ULL &&
+                  l[CFG_INT_BASIC] == 86400000ULL && l[CFG_INT_NONE] == 3600000ULL &&
+                  cfg_issuance_platform(cfg->issuance, "ios")->http.max_level == CFG_INT_STRONG,
+              "integrity settings: lifetimes per level (device keeps issuance.lifetime), max_level strong", "%llu",
+              (unsigned long long)l[CFG_INT_DEVICE]);
+    }
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+    free(classes);
+}
+
 /* The issuance endpoints go through the gate of the route that covers them:
  * such a route must exist and allow the endpoint's class, for some Host. */
 static void test_issuance_routes(const char *pki, const char *tmp)
@@ -1259,6 +1335,7 @@ int main(int argc, char **argv)
     test_policy_defaults(pki, tmp);
     test_policy(pki, tmp);
     test_issuance(pki, tmp);
+    test_integrity(pki, tmp);
     test_issuance_routes(pki, tmp);
     test_route_limit_count(pki, tmp);
     test_many_errors(pki, tmp);

@@ -22,7 +22,7 @@
 static const char *const owned_names[] = {
     "X-Client-Cert-Serial", "X-Client-Cert-Fingerprint", "X-Client-Cert-Subject",
     "X-Client-Cert-Issuer", "X-Client-Cert-SAN-URI", "X-Client-Cert-SAN-DNS",
-    "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id", "X-Token-Subject",
+    "X-Client-Cert-Not-After", "X-Client-Cert-Class", "X-Device-Id", "X-Device-Integrity", "X-Token-Subject",
     "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id", "Content-Length",
     "Transfer-Encoding", "Connection", "Keep-Alive", "TE", "Trailer", "Upgrade",
     "Proxy-Connection", "Proxy-Authorization", "Proxy-Anything", "Proxy", "Host", "Expect",
@@ -216,7 +216,7 @@ static void test_prefix(void)
     CHECK(cfg_identity_prefix(&icfg) == 14, "default: X-Client-Cert-");
     char *acme[CFG_H__COUNT] = {"X-Acme-Id-Serial", "x-acme-id-fp", "X-ACME-Id-Subject", "X-Acme-Id-Issuer",
                                 "X-Acme-Id-Uri", "X-Acme-Id-Dns", "X-Acme-Id-Expires", "X-Acme-Idclass",
-                                "X-Device"};
+                                "X-Device", "X-Device-Integrity"};
     for (int i = 0; i < CFG_H__COUNT; i++)
         icfg.headers[i] = acme[i];
     CHECK(cfg_identity_prefix(&icfg) == 7, "case-insensitive, cut after the last '-': X-Acme-");
@@ -227,7 +227,7 @@ static void test_prefix(void)
     default_icfg(&icfg);
     icfg.headers[CFG_H_DEVICE_ID] = "Device";
     CHECK(cfg_identity_prefix(&icfg) == 14, "the device-id header does not count");
-    char *dd[CFG_H__COUNT] = {"A--S", "A--F", "A--Su", "A--I", "A--U", "A--D", "A--N", "A--C", "D"};
+    char *dd[CFG_H__COUNT] = {"A--S", "A--F", "A--Su", "A--I", "A--U", "A--D", "A--N", "A--C", "D", "I"};
     for (int i = 0; i < CFG_H__COUNT; i++)
         icfg.headers[i] = dd[i];
     CHECK(cfg_identity_prefix(&icfg) == 0, "an empty segment: no prefix");

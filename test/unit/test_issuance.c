@@ -587,7 +587,8 @@ static void test_records(iss_issued_t *out, const char *id)
                       "PLAY_RECOGNIZED;MEETS_DEVICE_INTEGRITY") &&
               !strcmp(json_string_value(json_object_get(o, "not_after")), out->not_after) &&
               json_integer_value(json_object_get(o, "not_after_unix")) == out->not_after_t &&
-              !strcmp(json_string_value(json_object_get(o, "fingerprint")), out->fingerprint),
+              !strcmp(json_string_value(json_object_get(o, "fingerprint")), out->fingerprint) &&
+              !strcmp(json_string_value(json_object_get(o, "integrity")), cfg_integrity_name(out->level)),
           "record: fields");
     json_decref(o);
 
@@ -627,8 +628,9 @@ static void test_records(iss_issued_t *out, const char *id)
               !strcmp(json_string_value(json_object_get(o, "not_after")), out->not_after) &&
               !strcmp(json_string_value(json_object_get(o, "device_id")), id) &&
               !strcmp(json_string_value(json_object_get(o, "serial")), out->serial) &&
-              json_object_size(o) == 4,
-          "response: certificate_chain, not_after, device_id, serial");
+              !strcmp(json_string_value(json_object_get(o, "integrity")), cfg_integrity_name(out->level)) &&
+              json_object_size(o) == 5,
+          "response: certificate_chain, not_after, device_id, serial, integrity");
     json_decref(o);
     free(json);
 
@@ -668,7 +670,7 @@ static void *issue_thread(void *arg)
         iss_issued_t out;
         const char *err;
         iss_device_id_new(id);
-        if (iss_issue_cert(t->is, t->pub, id, PREFIX, 3600, time(NULL), &out, &err) != 0 ||
+        if (iss_issue_cert(t->is, t->pub, id, PREFIX, 3600, time(NULL), -1, NULL, &out, &err) != 0 ||
             X509_verify(out.cert, ca_key) != 1)
             t->ok = 0;
         iss_issued_free(&out);
@@ -696,12 +698,12 @@ static void test_issue(void)
     iss_device_id_new(id);
     time_t now = time(NULL);
     iss_issued_t out, out2;
-    int rc = iss_issue_cert(is, pub, id, PREFIX, 7 * 86400, now, &out, &e);
+    int rc = iss_issue_cert(is, pub, id, PREFIX, 7 * 86400, now, -1, NULL, &out, &e);
     CHECK(rc == 0 && out.cert && out.chain_pem, "issue: certificate signed");
     if (rc == 0) {
         check_leaf(&out, pub, id, now);
         test_records(&out, id);
-        rc = iss_issue_cert(is, pub, id, PREFIX, 7 * 86400, now, &out2, &e);
+        rc = iss_issue_cert(is, pub, id, PREFIX, 7 * 86400, now, -1, NULL, &out2, &e);
         CHECK(rc == 0 && strcmp(out.serial, out2.serial) != 0,
               "issue: renewal keeps the device id with a new serial");
         if (rc == 0)
@@ -710,17 +712,43 @@ static void test_issue(void)
     }
 
     /* a lifetime beyond the CA's notAfter is capped */
-    rc = iss_issue_cert(is, pub, id, PREFIX, 90 * 86400, now, &out, &e);
+    rc = iss_issue_cert(is, pub, id, PREFIX, 90 * 86400, now, -1, NULL, &out, &e);
     CHECK(rc == 0 && ASN1_TIME_compare(X509_get0_notAfter(out.cert),
                                        X509_get0_notAfter(ca_cert)) == 0,
           "issue: notAfter capped at the CA's");
     if (rc == 0)
         iss_issued_free(&out);
-    rc = iss_issue_cert(is, pub, id, PREFIX, 3600, now + 40 * 86400, &out, &e);
+    rc = iss_issue_cert(is, pub, id, PREFIX, 3600, now + 40 * 86400, -1, NULL, &out, &e);
     CHECK(rc < 0 && strstr(e, "expired"), "issue: refused once the CA has expired");
-    rc = iss_issue_cert(is, pub, "bad id", PREFIX, 3600, now, &out, &e);
+    rc = iss_issue_cert(is, pub, "bad id", PREFIX, 3600, now, -1, NULL, &out, &e);
     CHECK(rc < 0 && strstr(e, "device id"), "issue: invalid device id refused");
-    rc = iss_issue_cert(is, pub, id, "", 3600, now, &out, &e);
+    /* the level goes into certificatePolicies (non-critical), and back out */
+    cfg_identity_t icfg;
+    memset(&icfg, 0, sizeof icfg);
+    for (int i = 0; i < CFG_INT__COUNT; i++) {
+        char oid[CFG_OID_TEXT_MAX];
+        snprintf(oid, sizeof oid, "%s.%d", CFG_INTEGRITY_ARC, i);
+        cfg_oid_parse(oid, &icfg.integrity_oids[i], &e);
+    }
+    rc = iss_issue_cert(is, pub, id, PREFIX, 3600, now, CFG_INT_DEVICE, icfg.integrity_oids[CFG_INT_DEVICE].text,
+                        &out, &e);
+    int crit = -1, pos = rc == 0 ? X509_get_ext_by_NID(out.cert, NID_certificate_policies, -1) : -1;
+    if (pos >= 0)
+        crit = X509_EXTENSION_get_critical(X509_get_ext(out.cert, pos));
+    CHECK(rc == 0 && out.level == CFG_INT_DEVICE && pos >= 0 && crit == 0 &&
+              tls_cert_integrity(out.cert, &icfg) == CFG_INT_DEVICE,
+          "issue: the level recorded as a non-critical certificatePolicies OID, read back");
+    if (rc == 0) {
+        test_records(&out, id);
+        iss_issued_free(&out);
+    }
+    rc = iss_issue_cert(is, pub, id, PREFIX, 3600, now, CFG_INT_STRONG, NULL, &out, &e);
+    CHECK(rc == 0 && out.level == -1 && X509_get_ext_by_NID(out.cert, NID_certificate_policies, -1) < 0 &&
+              tls_cert_integrity(out.cert, &icfg) == -1,
+          "issue: without an OID no policy: unattested");
+    if (rc == 0)
+        iss_issued_free(&out);
+    rc = iss_issue_cert(is, pub, id, "", 3600, now, -1, NULL, &out, &e);
     CHECK(rc == 0 && X509_get_ext_by_NID(out.cert, NID_subject_alt_name, -1) < 0,
           "issue: no SAN when the prefix is empty");
     if (rc == 0)
@@ -1182,28 +1210,45 @@ static void test_http(void)
     free(req);
     free(json);
 
-    struct { const char *body; int rc; const char *summary; const char *name; } cases[] = {
-        {"{\"verdict\":\"allow\",\"summary\":\"ios:ok\"}", 0, "ios:ok", "http: allow with summary"},
-        {"{\"verdict\":\"allow\"}", 0, "allow", "http: allow without summary"},
+    struct { const char *body; int rc; const char *summary; const char *name; int level; } cases[] = {
+        {"{\"verdict\":\"allow\",\"summary\":\"ios:ok\"}", 0, "ios:ok", "http: allow with summary", CFG_INT_BASIC},
+        {"{\"verdict\":\"allow\"}", 0, "allow", "http: allow without summary: level basic", CFG_INT_BASIC},
+        {"{\"verdict\":\"allow\",\"level\":\"device\"}", 0, "allow", "http: level device taken", CFG_INT_DEVICE},
+        {"{\"verdict\":\"allow\",\"level\":\"none\"}", 0, "allow", "http: level none taken", CFG_INT_NONE},
+        {"{\"verdict\":\"allow\",\"level\":\"strong\"}", -1, "above max_level \"device\"",
+         "http: level above max_level refused", 0},
+        {"{\"verdict\":\"allow\",\"level\":\"Device\"}", -1, "level=\"Device\"", "http: unknown level refused", 0},
+        {"{\"verdict\":\"allow\",\"level\":2}", -1, "(not a string)", "http: non-string level refused", 0},
+        {"{\"verdict\":\"deny\",\"level\":\"device\"}", -1, "verdict=\"deny\"", "http: deny with a level still refused", 0},
         {"{\"verdict\":\"deny\",\"reason\":\"jailbroken\"}", -1, "verdict=\"deny\" reason=\"jailbroken\"",
-         "http: deny refused, named"},
-        {"{\"verdict\":\"Allow\"}", -1, "verdict=\"Allow\"", "http: 'Allow' refused"},
+         "http: deny refused, named", 0},
+        {"{\"verdict\":\"Allow\"}", -1, "verdict=\"Allow\"", "http: 'Allow' refused", 0},
         {"{\"verdict\":\"allow\",\"extra\":1}", -1, "unexpected member \"extra\"",
-         "http: extra member refused"},
-        {"{\"verdict\":\"allow\",\"summary\":5}", -1, NULL, "http: non-string summary refused"},
-        {"{\"verdict\":true}", -1, "(not a string)", "http: boolean verdict refused"},
-        {"{}", -1, "(missing)", "http: missing verdict refused"},
-        {"allow", -1, "body=\"allow\"", "http: non-JSON refused"},
-        {"{\"verdict\":\"no\\\"pe\\u0001\"}", -1, "verdict=\"no?pe?\"", "http: answer sanitized"},
+         "http: extra member refused", 0},
+        {"{\"verdict\":\"allow\",\"summary\":5}", -1, NULL, "http: non-string summary refused", 0},
+        {"{\"verdict\":true}", -1, "(not a string)", "http: boolean verdict refused", 0},
+        {"{}", -1, "(missing)", "http: missing verdict refused", 0},
+        {"allow", -1, "body=\"allow\"", "http: non-JSON refused", 0},
+        {"{\"verdict\":\"no\\\"pe\\u0001\"}", -1, "verdict=\"no?pe?\"", "http: answer sanitized", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = iss_http_verifier_parse(cases[i].body, strlen(cases[i].body), summary,
-                                         sizeof summary, &err);
-        int ok = rc == cases[i].rc && (!cases[i].summary || strstr(summary, cases[i].summary));
+        int level = -2;
+        int rc = iss_http_verifier_parse(cases[i].body, strlen(cases[i].body), CFG_INT_DEVICE, summary,
+                                         sizeof summary, &level, &err);
+        int ok = rc == cases[i].rc && (!cases[i].summary || strstr(summary, cases[i].summary)) &&
+                 (rc == 0 ? level == cases[i].level : level == -1);
         if (!ok)
             printf("#   rc=%d summary=%s\n", rc, summary);
         CHECK(ok, cases[i].name);
     }
+    int level = -2;
+    const char *strong = "{\"verdict\":\"allow\",\"level\":\"strong\"}", *plain = "{\"verdict\":\"allow\"}";
+    CHECK(iss_http_verifier_parse(strong, strlen(strong), CFG_INT_STRONG, summary, sizeof summary, &level, &err) == 0 &&
+              level == CFG_INT_STRONG,
+          "http: strong taken when max_level is strong");
+    CHECK(iss_http_verifier_parse(plain, strlen(plain), CFG_INT_NONE, summary, sizeof summary, &level, &err) == 0 &&
+              level == CFG_INT_NONE,
+          "http: no level under max_level none: none, never above the cap");
 }
 
 /* ---------------------------------------------------------------- main */
