@@ -1,6 +1,6 @@
 /* fuzz_appattest: the App Attest CBOR parsers and checks
  * (issuance/appattest.c), with a test PKI and objects minted at start by
- * tools/mint_appattest.h (nothing checked in holds a certificate).
+ * test/tools/mint_appattest.h (nothing checked in holds a certificate).
  *
  * Byte 0 picks the mode; the rest is the input.
  *   0: an attestation object (iss_aa_attestation_parse).
@@ -15,7 +15,7 @@
  * a message and a cleared result.
  */
 #include "../issuance/appattest.h"
-#include "../tools/mint_appattest.h"
+#include "../test/tools/mint_appattest.h"
 
 #include "fuzz.h"
 

@@ -1,6 +1,6 @@
 /* Unit tests: Apple App Attest objects and checks (issuance/appattest.c).
  * The test PKI and every object are minted at run time with
- * tools/mint_appattest.h, which shares no code with the verifier. Real
+ * test/tools/mint_appattest.h, which shares no code with the verifier. Real
  * samples are read from ../shared/corpora/appattest/ when that directory
  * exists (see real_samples), else reported skipped. */
 #include <dirent.h>
@@ -13,7 +13,7 @@
 
 #include "../../issuance/appattest.h"
 #include "../../policy/issued.h"
-#include "../../tools/mint_appattest.h"
+#include "../tools/mint_appattest.h"
 #include "check.h"
 
 #define APP "ABCDE12345.com.example.app"

@@ -1,7 +1,7 @@
 /* Test helper: a test App Attest PKI (root, intermediate) and minted App
  * Attest attestation and assertion objects, with deliberate faults for the
  * mutation tests. Header-only (static functions) so that
- * tools/mint-appattest.c and test/unit/test_appattest.c share it without
+ * test/tools/mint-appattest.c and test/unit/test_appattest.c share it without
  * linking the gateway; it encodes with libcbor's builders and shares no
  * code with the verifier (issuance/appattest.c).
  */
