@@ -103,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *in = data + 1;
     size_t n = size - 1;
     const char *err = NULL;
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0: {
         iss_aa_attestation_t a;
         if (iss_aa_attestation_parse(in, n, &a, &err) == 0) {
@@ -138,6 +138,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3:
         patched(in, n, att, att_len, 0);
         break;
+    case 4: {
+        unsigned char out[96];
+        size_t d = n;
+        while (d > 0 && in[d - 1] == '=')
+            d--;
+        long got = iss_aa_b64_decode((const char *)in, n, out, sizeof out);
+        FUZZ_ASSERT(got < 0 || ((size_t)got == d * 3 / 4 && (size_t)got <= sizeof out),
+                    "canonical base64: the length of its data characters");
+        break;
+    }
     default:
         patched(in, n, asr, asr_len, 1);
         break;

@@ -24,41 +24,50 @@ static const unsigned char aaguid_dev[16] = {'a', 'p', 'p', 'a', 't', 't', 'e', 
 
 /* ---------------------------------------------------------------- base64 */
 
+/* A base64 character's value; *alpha is the alphabet seen so far (0 none
+ * yet, 1 standard "+/", 2 url "-_") and is set by the first of its
+ * characters. -1: not base64, or the other alphabet's character. */
+static int b64_val(unsigned char ch, int *alpha)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    int a = ch == '+' || ch == '/' ? 1 : ch == '-' || ch == '_' ? 2 : 0;
+    if (!a || (*alpha && *alpha != a))
+        return -1;
+    *alpha = a;
+    return ch == '+' || ch == '-' ? 62 : 63;
+}
+
 long iss_aa_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap)
 {
-    while (len > 0 && s[len - 1] == '=')
-        len--;
-    if (len == 0 || len % 4 == 1 || len > (size_t)INT32_MAX - 4)
-        return -1;
-    size_t n4 = (len + 3) / 4 * 4, want = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
+    size_t pad = 0;
+    while (pad < len && pad < 3 && s[len - 1 - pad] == '=')
+        pad++;
+    size_t d = len - pad;   /* data characters */
+    if (d == 0 || d % 4 == 1 || (pad && d % 4 + pad != 4))
+        return -1;          /* padding: none, or exactly what completes the last group */
+    size_t want = d / 4 * 3 + (d % 4 ? d % 4 - 1 : 0), o = 0;
     if (want > cap)
         return -1;
-    char *t = malloc(n4 + 1);
-    unsigned char *d = malloc(n4 / 4 * 3 + 1);
-    long r = -1;
-    if (!t || !d)
-        goto out;
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (ch == '-')
-            ch = '+';
-        else if (ch == '_')
-            ch = '/';
-        else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                   ch == '+' || ch == '/'))
-            goto out;
-        t[i] = ch;
+    uint32_t acc = 0;
+    int bits = 0, alpha = 0;
+    for (size_t i = 0; i < d; i++) {
+        int v = b64_val((unsigned char)s[i], &alpha);
+        if (v < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
     }
-    for (size_t i = len; i < n4; i++)
-        t[i] = '=';
-    if (EVP_DecodeBlock(d, (const unsigned char *)t, (int)n4) < (int)want)
-        goto out;
-    memcpy(out, d, want);
-    r = (long)want;
-out:
-    free(t);
-    free(d);
-    return r;
+    return acc == 0 ? (long)o : -1;   /* the unused trailing bits must be zero */
 }
 
 /* Standard base64 with padding, malloc'ed and NUL-terminated, or NULL. */

@@ -137,8 +137,12 @@ enum pc_err iss_aa_verify_assertion(const char *state, const unsigned char *obj,
                                     const unsigned char cdh[32], iss_aa_result_t *res,
                                     const char **msg);
 
-/* Standard base64 or base64url, padding optional, no whitespace: the decoded
- * length, or -1 (invalid, or more than cap bytes). */
+/* Canonical base64 only (so that one value has one text): the standard or
+ * the url alphabet, one of them per string; no padding, or exactly the
+ * '=' that complete the last 4-character group; the unused bits of the
+ * last character zero; no whitespace. Pure, no allocation. Returns the
+ * decoded length, or -1 (non-canonical, invalid, or more than cap bytes;
+ * out's content is then unspecified). */
 long iss_aa_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap);
 
 #endif

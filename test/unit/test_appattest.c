@@ -214,6 +214,20 @@ static void test_encoding(void)
           "base64 decode: padding optional");
     CHECK(iss_aa_b64_decode("A", 1, out, sizeof out) < 0 && iss_aa_b64_decode("AA!A", 4, out, sizeof out) < 0 &&
               iss_aa_b64_decode("AAAAAAAAAAAA", 12, out, sizeof out) < 0, "base64 decode: invalid or too long refused");
+    /* canonical only: one text per value */
+    static const char *const noncanon[] = {"AAAA====", "AA=", "AA===", "AB", "AB==", "AAB=", "A+A-", "+-AA", "_/AA",
+                                           "AAA==", "AAAA=", "=AAA", "AA=A", "AA ", " AAA", "AA.A"};
+    for (size_t i = 0; i < sizeof noncanon / sizeof noncanon[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "base64 decode: non-canonical \"%s\" refused", noncanon[i]);
+        CHECK(iss_aa_b64_decode(noncanon[i], strlen(noncanon[i]), out, sizeof out) < 0, name);
+    }
+    CHECK(iss_aa_b64_decode("AA", 2, out, sizeof out) == 1 && iss_aa_b64_decode("AA==", 4, out, sizeof out) == 1 &&
+              iss_aa_b64_decode("AAA=", 4, out, sizeof out) == 2 && iss_aa_b64_decode("AAA", 3, out, sizeof out) == 2,
+          "base64 decode: exact padding or none accepted");
+    CHECK(iss_aa_b64_decode("+/+/", 4, out, sizeof out) == 3 && out[0] == 0xfb && out[2] == 0xbf &&
+              iss_aa_b64_decode("-_-_", 4, out, sizeof out) == 3 && out[0] == 0xfb && out[2] == 0xbf,
+          "base64 decode: either alphabet alone accepted");
 }
 
 static void test_assertion(void)
