@@ -86,7 +86,7 @@ static void patched(const uint8_t *d, size_t n, const unsigned char *orig, size_
         b[((size_t)d[i] << 8 | d[i + 1]) % olen] = d[i + 2];
     iss_aa_result_t res;
     const char *msg = NULL;
-    enum pc_err e = assertion ? iss_aa_verify_assertion(state, b, olen, cdh, &res, &msg)
+    enum pc_err e = assertion ? iss_aa_verify_assertion(&cfg, state, b, olen, cdh, &res, &msg)
                               : iss_aa_verify_attestation(&cfg, roots, b, olen, cdh, key_id, 32, now_ms, &res, &msg);
     if (e == PC_E_NONE)
         FUZZ_ASSERT(res.state != NULL, "accepted with a state");
