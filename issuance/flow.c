@@ -527,7 +527,8 @@ static void state_got(flow_t *s, const struct redisReply *r)
     if (pl->type != REDIS_REPLY_STRING)
         return;   /* no state: a device that never attested with a stateful provider */
     /* a platform name that cannot be configured still marks a stateful device */
-    snprintf(s->att_platform, sizeof(s->att_platform), "%s", pl->len > 0 && pl->len < sizeof(s->att_platform) ? pl->str : "?");
+    int fits = pl->len > 0 && pl->len < sizeof(s->att_platform);
+    snprintf(s->att_platform, sizeof(s->att_platform), "%s", fits ? pl->str : "?");
     if (st->type == REDIS_REPLY_STRING && !(s->att_state = strndup(st->str, st->len)))
         s->failed = 1;
 }
