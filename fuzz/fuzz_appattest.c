@@ -9,6 +9,7 @@
  *   3: patches to a minted, valid attestation object: each 3 bytes (offset
  *      big endian 16 bits, byte) overwrite it, then the whole check runs.
  *   4: the same on a minted assertion, checked against the minted state.
+ *   5: base64 text (iss_aa_b64_decode): canonical, or refused.
  * Contract: 0 with every pointer inside the input (or the object's own
  * decoded copy) and the parsed lengths consistent, or -1 with *err and a
  * cleared struct; a check answers PC_E_NONE with a state, or a refusal with
@@ -138,7 +139,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3:
         patched(in, n, att, att_len, 0);
         break;
-    case 4: {
+    case 4:
+        patched(in, n, asr, asr_len, 1);
+        break;
+    default: {
         unsigned char out[96];
         size_t d = n;
         while (d > 0 && in[d - 1] == '=')
@@ -146,11 +150,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         long got = iss_aa_b64_decode((const char *)in, n, out, sizeof out);
         FUZZ_ASSERT(got < 0 || ((size_t)got == d * 3 / 4 && (size_t)got <= sizeof out),
                     "canonical base64: the length of its data characters");
+        if (got >= 0) {   /* re-encoded, it is the input's text (one text per value) */
+            unsigned char enc[132];
+            size_t el = (size_t)EVP_EncodeBlock(enc, out, (int)got);
+            while (el > 0 && enc[el - 1] == '=')
+                el--;
+            int same = el == d;
+            for (size_t i = 0; same && i < d; i++)
+                same = enc[i] == (in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i]);
+            FUZZ_ASSERT(same, "canonical base64: decoded and re-encoded, the same text");
+        }
         break;
     }
-    default:
-        patched(in, n, asr, asr_len, 1);
-        break;
     }
     return 0;
 }
