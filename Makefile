@@ -78,7 +78,7 @@ include bench/compare.mk
 include test/tools/tools.mk
 include test/tools/issuance.mk
 include test/tools/keyattest.mk
-include tools/appattest.mk
+include test/tools/appattest.mk
 # libFuzzer targets: `make fuzz` (docs/hacking.md); optional, so a build tree
 # without fuzz/ (e.g. a container image) still builds.
 -include fuzz/fuzz.mk

@@ -1,6 +1,6 @@
 /* fuzz_appattest: the App Attest CBOR parsers and checks
  * (issuance/appattest.c), with a test PKI and objects minted at start by
- * tools/mint_appattest.h (nothing checked in holds a certificate).
+ * test/tools/mint_appattest.h (nothing checked in holds a certificate).
  *
  * Byte 0 picks the mode; the rest is the input.
  *   0: an attestation object (iss_aa_attestation_parse).
@@ -9,13 +9,14 @@
  *   3: patches to a minted, valid attestation object: each 3 bytes (offset
  *      big endian 16 bits, byte) overwrite it, then the whole check runs.
  *   4: the same on a minted assertion, checked against the minted state.
+ *   5: base64 text (iss_aa_b64_decode): canonical, or refused.
  * Contract: 0 with every pointer inside the input (or the object's own
  * decoded copy) and the parsed lengths consistent, or -1 with *err and a
  * cleared struct; a check answers PC_E_NONE with a state, or a refusal with
  * a message and a cleared result.
  */
 #include "../issuance/appattest.h"
-#include "../tools/mint_appattest.h"
+#include "../test/tools/mint_appattest.h"
 
 #include "fuzz.h"
 
@@ -86,7 +87,7 @@ static void patched(const uint8_t *d, size_t n, const unsigned char *orig, size_
         b[((size_t)d[i] << 8 | d[i + 1]) % olen] = d[i + 2];
     iss_aa_result_t res;
     const char *msg = NULL;
-    enum pc_err e = assertion ? iss_aa_verify_assertion(state, b, olen, cdh, &res, &msg)
+    enum pc_err e = assertion ? iss_aa_verify_assertion(&cfg, state, b, olen, cdh, &res, &msg)
                               : iss_aa_verify_attestation(&cfg, roots, b, olen, cdh, key_id, 32, now_ms, &res, &msg);
     if (e == PC_E_NONE)
         FUZZ_ASSERT(res.state != NULL, "accepted with a state");
@@ -103,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *in = data + 1;
     size_t n = size - 1;
     const char *err = NULL;
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0: {
         iss_aa_attestation_t a;
         if (iss_aa_attestation_parse(in, n, &a, &err) == 0) {
@@ -138,9 +139,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3:
         patched(in, n, att, att_len, 0);
         break;
-    default:
+    case 4:
         patched(in, n, asr, asr_len, 1);
         break;
+    default: {
+        unsigned char out[96];
+        size_t d = n;
+        while (d > 0 && in[d - 1] == '=')
+            d--;
+        long got = iss_aa_b64_decode((const char *)in, n, out, sizeof out);
+        FUZZ_ASSERT(got < 0 || ((size_t)got == d * 3 / 4 && (size_t)got <= sizeof out),
+                    "canonical base64: the length of its data characters");
+        if (got >= 0) {   /* re-encoded, it is the input's text (one text per value) */
+            unsigned char enc[132];
+            size_t el = (size_t)EVP_EncodeBlock(enc, out, (int)got);
+            while (el > 0 && enc[el - 1] == '=')
+                el--;
+            int same = el == d;
+            for (size_t i = 0; same && i < d; i++)
+                same = enc[i] == (in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i]);
+            FUZZ_ASSERT(same, "canonical base64: decoded and re-encoded, the same text");
+        }
+        break;
+    }
     }
     return 0;
 }

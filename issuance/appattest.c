@@ -24,41 +24,50 @@ static const unsigned char aaguid_dev[16] = {'a', 'p', 'p', 'a', 't', 't', 'e', 
 
 /* ---------------------------------------------------------------- base64 */
 
+/* A base64 character's value; *alpha is the alphabet seen so far (0 none
+ * yet, 1 standard "+/", 2 url "-_") and is set by the first of its
+ * characters. -1: not base64, or the other alphabet's character. */
+static int b64_val(unsigned char ch, int *alpha)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    int a = ch == '+' || ch == '/' ? 1 : ch == '-' || ch == '_' ? 2 : 0;
+    if (!a || (*alpha && *alpha != a))
+        return -1;
+    *alpha = a;
+    return ch == '+' || ch == '-' ? 62 : 63;
+}
+
 long iss_aa_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap)
 {
-    while (len > 0 && s[len - 1] == '=')
-        len--;
-    if (len == 0 || len % 4 == 1 || len > (size_t)INT32_MAX - 4)
-        return -1;
-    size_t n4 = (len + 3) / 4 * 4, want = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
+    size_t pad = 0;
+    while (pad < len && pad < 3 && s[len - 1 - pad] == '=')
+        pad++;
+    size_t d = len - pad;   /* data characters */
+    if (d == 0 || d % 4 == 1 || (pad && d % 4 + pad != 4))
+        return -1;          /* padding: none, or exactly what completes the last group */
+    size_t want = d / 4 * 3 + (d % 4 ? d % 4 - 1 : 0), o = 0;
     if (want > cap)
         return -1;
-    char *t = malloc(n4 + 1);
-    unsigned char *d = malloc(n4 / 4 * 3 + 1);
-    long r = -1;
-    if (!t || !d)
-        goto out;
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (ch == '-')
-            ch = '+';
-        else if (ch == '_')
-            ch = '/';
-        else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                   ch == '+' || ch == '/'))
-            goto out;
-        t[i] = ch;
+    uint32_t acc = 0;
+    int bits = 0, alpha = 0;
+    for (size_t i = 0; i < d; i++) {
+        int v = b64_val((unsigned char)s[i], &alpha);
+        if (v < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
     }
-    for (size_t i = len; i < n4; i++)
-        t[i] = '=';
-    if (EVP_DecodeBlock(d, (const unsigned char *)t, (int)n4) < (int)want)
-        goto out;
-    memcpy(out, d, want);
-    r = (long)want;
-out:
-    free(t);
-    free(d);
-    return r;
+    return acc == 0 ? (long)o : -1;   /* the unused trailing bits must be zero */
 }
 
 /* Standard base64 with padding, malloc'ed and NUL-terminated, or NULL. */
@@ -297,6 +306,10 @@ static int att_stmt(iss_aa_attestation_t *out, const cbor_item_t *stmt, const ch
         }
     if (bytes_of(v[1], &out->receipt, &out->receipt_len) < 0) {
         *err = "attStmt.receipt is missing or not a byte string";
+        return -1;
+    }
+    if (out->receipt_len > ISS_AA_MAX_RECEIPT) {
+        *err = "attStmt.receipt is larger than 16384 bytes";
         return -1;
     }
     return 0;
@@ -622,6 +635,9 @@ enum pc_err iss_aa_verify_attestation(const cfg_app_attest_t *cfg, X509_STORE *r
         } else if (make_state(res, X509_get0_pubkey(leaf), a.receipt, a.receipt_len) < 0) {
             e = PC_E_OUT_OF_MEMORY;
             *msg = "cannot build the App Attest state";
+        } else if (strlen(res->state) > ISS_AA_STATE_MAX) {
+            e = PC_E_ATTESTATION_FAILED;
+            *msg = "the App Attest state would exceed its size limit";
         } else {
             e = PC_E_NONE;
         }
@@ -660,8 +676,12 @@ static int state_read(json_t *st, EVP_PKEY **pub, iss_aa_result_t *res)
     res->counter = (uint32_t)json_integer_value(c);
     sha256_2(der, (size_t)n, NULL, 0, res->spki_sha256);
     const char *kid = json_string_value(json_object_get(st, "key_id"));
-    if (!kid || iss_aa_b64_decode(kid, strlen(kid), res->key_id, sizeof(res->key_id)) != 32)
+    if (!kid || iss_aa_b64_decode(kid, strlen(kid), res->key_id, sizeof(res->key_id)) != 32 ||
+        (strcmp(env ? env : "", "production") != 0 && !res->development)) {
+        EVP_PKEY_free(*pub);
+        *pub = NULL;
         return -1;
+    }
     return 0;
 }
 
@@ -678,15 +698,36 @@ static int sig_ok(EVP_PKEY *pub, const iss_aa_assertion_t *as, const unsigned ch
     return ok;
 }
 
-enum pc_err iss_aa_verify_assertion(const char *state, const unsigned char *obj, size_t len,
+/* The stored app id and environment still allowed by the configuration
+ * (an app id withdrawn, or production only now): 0, or -1 with *msg. */
+static int still_allowed(const cfg_app_attest_t *cfg, const iss_aa_result_t *res, const char **msg)
+{
+    size_t i = 0;
+    while (i < cfg->napp_ids && strcmp(cfg->app_ids[i], res->app_id) != 0)
+        i++;
+    if (i == cfg->napp_ids) {
+        *msg = "the device's app id is no longer in app_ids";
+        return -1;
+    }
+    if (res->development ? cfg->environment == CFG_AA_PRODUCTION : cfg->environment == CFG_AA_DEVELOPMENT) {
+        *msg = res->development ? "the device was attested in development, but environment is production"
+                                : "the device was attested in production, but environment is development";
+        return -1;
+    }
+    return 0;
+}
+
+enum pc_err iss_aa_verify_assertion(const cfg_app_attest_t *cfg, const char *state,
+                                    const unsigned char *obj, size_t len,
                                     const unsigned char cdh[32], iss_aa_result_t *res,
                                     const char **msg)
 {
     iss_aa_assertion_t as;
     EVP_PKEY *pub = NULL;
     enum pc_err e = PC_E_ATTESTATION_FAILED;
-    json_t *st = state ? json_loads(state, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    json_t *st = state && strlen(state) <= ISS_AA_STATE_MAX ? json_loads(state, JSON_REJECT_DUPLICATES, NULL) : NULL;
     memset(res, 0, sizeof(*res));
+    memset(&as, 0, sizeof(as));
     if (!st || state_read(st, &pub, res) < 0) {
         json_decref(st);
         iss_aa_result_clear(res);
@@ -694,7 +735,9 @@ enum pc_err iss_aa_verify_assertion(const char *state, const unsigned char *obj,
         return PC_E_INTERNAL;
     }
     unsigned char h[32];
-    if (iss_aa_assertion_parse(obj, len, &as, msg) < 0) {
+    if (still_allowed(cfg, res, msg) < 0) {
+        /* msg set */
+    } else if (iss_aa_assertion_parse(obj, len, &as, msg) < 0) {
         /* msg set */
     } else if (sha256_2((const unsigned char *)res->app_id, strlen(res->app_id), NULL, 0, h) < 0 ||
                CRYPTO_memcmp(h, as.ad.rp_id_hash, 32) != 0) {
@@ -709,6 +752,8 @@ enum pc_err iss_aa_verify_assertion(const char *state, const unsigned char *obj,
             !(res->state = json_dumps(st, JSON_COMPACT))) {
             e = PC_E_OUT_OF_MEMORY;
             *msg = "cannot build the App Attest state";
+        } else if (strlen(res->state) > ISS_AA_STATE_MAX) {
+            *msg = "the App Attest state would exceed its size limit";
         } else {
             e = PC_E_NONE;
         }

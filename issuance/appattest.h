@@ -38,7 +38,8 @@
 #define ISS_AA_MAX_CERTS 4          /* x5c entries */
 #define ISS_AA_MAX_CRED_ID 64
 #define ISS_AA_FLAG_AT 0x40u        /* attested credential data included */
-#define ISS_AA_STATE_MAX 8192       /* the state JSON kept per device */
+#define ISS_AA_MAX_RECEIPT 16384   /* attStmt.receipt bytes (Apple's are a few KB) */
+#define ISS_AA_STATE_MAX 24576      /* the state JSON kept per device: refused above */
 
 typedef struct {
     const unsigned char *rp_id_hash;   /* 32 bytes */
@@ -127,18 +128,26 @@ enum pc_err iss_aa_verify_attestation(const cfg_app_attest_t *cfg, X509_STORE *r
                                       const char **msg);
 
 /* Checks an assertion object for cdh against the device's stored state (as
- * iss_aa_result_t.state wrote it): ECDSA P-256 / SHA-256 signature over
- * SHA-256(authenticatorData || cdh) with the stored key; rpIdHash =
- * SHA-256(stored app id); counter strictly above the stored one. Returns
- * PC_E_NONE with *res filled (state: the stored one with the new counter),
- * or a refusal as above (PC_E_ATTESTATION_FAILED for a bad signature or
- * counter, PC_E_INTERNAL for a stored state that cannot be read). */
-enum pc_err iss_aa_verify_assertion(const char *state, const unsigned char *obj, size_t len,
+ * iss_aa_result_t.state wrote it) and the current configuration cfg: the
+ * stored app id still in cfg's app_ids and its environment still allowed;
+ * ECDSA P-256 / SHA-256 signature over SHA-256(authenticatorData || cdh)
+ * with the stored key; rpIdHash = SHA-256(stored app id); counter strictly
+ * above the stored one. Returns PC_E_NONE with *res filled (state: the
+ * stored one with the new counter), or a refusal as above
+ * (PC_E_ATTESTATION_FAILED for a withdrawn app id or environment, a bad
+ * signature or counter; PC_E_INTERNAL for a stored state that cannot be
+ * read or is over ISS_AA_STATE_MAX). */
+enum pc_err iss_aa_verify_assertion(const cfg_app_attest_t *cfg, const char *state,
+                                    const unsigned char *obj, size_t len,
                                     const unsigned char cdh[32], iss_aa_result_t *res,
                                     const char **msg);
 
-/* Standard base64 or base64url, padding optional, no whitespace: the decoded
- * length, or -1 (invalid, or more than cap bytes). */
+/* Canonical base64 only (so that one value has one text): the standard or
+ * the url alphabet, one of them per string; no padding, or exactly the
+ * '=' that complete the last 4-character group; the unused bits of the
+ * last character zero; no whitespace. Pure, no allocation. Returns the
+ * decoded length, or -1 (non-canonical, invalid, or more than cap bytes;
+ * out's content is then unspecified). */
 long iss_aa_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap);
 
 #endif

@@ -110,8 +110,8 @@ static void aa_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_f
         return;
     }
     long n;
-    if (!req->challenge) {
-        e = PC_E_BAD_REQUEST;
+    if (!req->challenge) {   /* the CLI without --csr/--nonce or --client-data-hash: its usage error */
+        e = PC_E_KEY_NOT_BOUND;
         msg = "no challenge to check the App Attest object against";
     } else if (req->renewal) {
         if (!req->state) {
@@ -122,7 +122,7 @@ static void aa_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_f
                                    "member \"assertion\" is not base64 of at most 4096 bytes")) < 0) {
             e = PC_E_BAD_REQUEST;
         } else {
-            e = iss_aa_verify_assertion(req->state, buf, (size_t)n, req->challenge, &res, &msg);
+            e = iss_aa_verify_assertion(&in->plat->appattest, req->state, buf, (size_t)n, req->challenge, &res, &msg);
         }
     } else {
         unsigned char kid[64];

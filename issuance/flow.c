@@ -52,8 +52,8 @@ typedef struct {
     void (*after)(void *iss);   /* runs when every pending command has answered */
     const iss_attester_t *attester;   /* of the verification in flight */
     void *aop;                  /* its state (attester.h), until done */
-    char *att_state;            /* stateful attester, renewal: the stored state */
-    int state_read;             /* ... and it has been asked for */
+    char *att_state;            /* renewal: the device's stored attestation state, if any */
+    char att_platform[33];      /* ... and the platform it was attested on ("" without) */
     char *att_new_state;        /* stateful attester: the verdict's state to store */
     uint64_t att_counter;       /* ... and its counter */
 } flow_t;
@@ -233,7 +233,7 @@ static int is_renew(const flow_t *s)
 }
 
 static void state_store(flow_t *s);
-static void state_get(flow_t *s);
+static void start_attested(flow_t *s);
 static int send_state_ttl(flow_t *s, uint64_t ttl);
 
 static void attested(flow_t *s)
@@ -314,10 +314,6 @@ static void attest(flow_t *s)
         return;
     if (iss_bind_challenge(s->req.nonce, s->pub, s->challenge, s->spki_sha256) < 0) {
         refuse(s, PC_E_INTERNAL, "cannot compute the key-binding challenge");
-        return;
-    }
-    if (a->stateful && is_renew(s) && !s->state_read) {
-        state_get(s);   /* then attest() again, with the device's state */
         return;
     }
     struct timespec ts;
@@ -528,34 +524,48 @@ static void state_got(flow_t *s, const struct redisReply *r)
         return;
     }
     const struct redisReply *pl = r->element[0], *st = r->element[2];
-    if (pl->type != REDIS_REPLY_STRING || st->type != REDIS_REPLY_STRING)
-        return;   /* no state: the attester refuses */
-    if (strcmp(pl->str, s->plat->name) != 0) {
-        s->failed = 2;
-        return;
-    }
-    s->att_state = strndup(st->str, st->len);
-    if (!s->att_state)
+    if (pl->type != REDIS_REPLY_STRING)
+        return;   /* no state: a device that never attested with a stateful provider */
+    /* a platform name that cannot be configured still marks a stateful device */
+    int fits = pl->len > 0 && pl->len < sizeof(s->att_platform);
+    snprintf(s->att_platform, sizeof(s->att_platform), "%s", fits ? pl->str : "?");
+    if (st->type == REDIS_REPLY_STRING && !(s->att_state = strndup(st->str, st->len)))
         s->failed = 1;
 }
 
 static void state_got_done(void *arg)
 {
     flow_t *s = arg;
-    if (s->failed == 2) {
-        refuse(s, PC_E_ATTESTATION_FAILED, "this device was attested for another platform");
-        return;
-    }
     if (s->failed) {
         refuse(s, PC_E_ISSUANCE_UNAVAILABLE, "the attestation state store is unavailable");
         return;
     }
-    s->state_read = 1;
-    attest(s);
+    if (s->att_platform[0] && !s->req.platform[0]) {
+        refuse(s, PC_E_ATTESTATION_FAILED, "this device renews with an App Attest assertion");
+        return;
+    }
+    start_attested(s);
 }
 
-/* Renewal with a stateful attester: reads the device's state first, then
- * attest() runs again with it. */
+/* A device with stored state (it attested with a stateful provider: App
+ * Attest) renews only on that platform, with that provider's proof,
+ * whatever the request names. 0, or -1 after refusing. */
+static int stored_platform_check(flow_t *s)
+{
+    const iss_attester_t *a = iss_attester_find(s->plat->provider);
+    if (!s->att_platform[0])
+        return 0;
+    if (strcmp(s->att_platform, s->plat->name) != 0 || !a || !a->stateful) {
+        refuse(s, PC_E_ATTESTATION_FAILED, "this device was attested for another platform");
+        return -1;
+    }
+    return 0;
+}
+
+/* Every renewal first reads the device's attestation state (one HMGET),
+ * then goes on (state_got_done): the platform and proof a device that
+ * attested with a stateful provider must renew with do not depend on what
+ * the request names, nor on renew_requires_attestation. */
 static void state_get(flow_t *s)
 {
     pol_argv_t a;
@@ -656,7 +666,18 @@ static void start_issue(flow_t *s)
         refuse(s, PC_E_INVALID_CSR, err);
         return;
     }
-    if (renew && !s->req.platform[0]) {
+    if (renew)
+        state_get(s);   /* then start_attested */
+    else
+        start_attested(s);
+}
+
+/* After the request's checks (and, on renewal, the device's state): the
+ * platform, then the nonce, then its attester. */
+static void start_attested(flow_t *s)
+{
+    const char *err = NULL;
+    if (is_renew(s) && !s->req.platform[0]) {
         attest(s);   /* renewal without a fresh attestation */
         return;
     }
@@ -665,6 +686,8 @@ static void start_issue(flow_t *s)
         refuse(s, PC_E_PLATFORM_REFUSED, err);
         return;
     }
+    if (is_renew(s) && stored_platform_check(s) < 0)
+        return;
     pol_argv_t a;
     if (iss_nonce_getdel_argv(&a, s->req.nonce) < 0) {
         refuse(s, PC_E_NONCE_INVALID, "malformed nonce");

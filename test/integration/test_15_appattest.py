@@ -258,7 +258,100 @@ def _(env):
         gw.stop()
 
 
-@test("app_attest state lives as long as the device set: a renewal without an assertion renews its TTL too")
+def _issued_count(env, device_id):
+    return int(_redis(env, "SCARD", "portcullis:device:" + device_id) or 0)
+
+
+def _renew_refused(env, gw, crt, key, body, msg, what, dev):
+    """A renewal refused 403 attestation_failed with msg: nothing issued, the
+    stored counter unchanged, nothing reached the upstream."""
+    before, issued, counter = env.upstream_count(), _issued_count(env, dev), _attest_state(env, dev).get("counter")
+    r = _post(env, gw, crt, "/certificates/renew", body, key=key)
+    _refused(r, 403, "attestation_failed", what, msg)
+    eq(_issued_count(env, dev), issued, what + ": certificates issued")
+    eq(_attest_state(env, dev).get("counter"), counter, what + ": stored counter")
+    eq(env.upstream_count(), before, what + ": requests that reached the upstream")
+
+
+@test("app_attest device renews only with an assertion: not without attestation (renew_requires_attestation false), not on a non-stateful platform")
+def _(env):
+    d = _pki(env)
+    ios = {"provider": "app_attest", "app_ids": [APP], "root_ca": os.path.join(d, "root.pem")}
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {"ios": ios, "dev": {"provider": "none"}},
+                                      renew_requires_attestation=False, insecure_dev=True)
+    gw = env.start_gateway("aa-renew-only", cfg)
+    try:
+        r, key, aa = _issue(env, gw, "ro1")
+        eq(r.status, 201, "issue (%s)" % r.body[:200])
+        dev = r.json()["device_id"]
+        crt = _save(env, "ro1", r.json()["certificate_chain"])
+        _, csr2 = _csr(env, "ro1-renew")
+        _renew_refused(env, gw, crt, key, {"csr": csr2}, "renews with an App Attest assertion",
+                       "renewal without attestation of an App Attest device", dev)
+        n = _challenge(env, gw, crt, key=key)
+        _renew_refused(env, gw, crt, key, {"platform": "dev", "nonce": n, "csr": csr2}, "another platform",
+                       "renewal of an App Attest device naming provider none", dev)
+        # the device's own proof still renews it
+        key3, csr3 = _csr(env, "ro1-asserted")
+        n = _challenge(env, gw, crt, key=key)
+        r = _post(env, gw, crt, "/certificates/renew",
+                  {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, key3), 1), "csr": csr3}, key=key)
+        eq(r.status, 200, "renewal with an assertion (%s)" % r.body[:200])
+        eq(_attest_state(env, dev).get("counter"), "1", "counter after the assertion")
+
+        # a device without App Attest state renews as before
+        key4, csr4 = _csr(env, "ro2")
+        n = _challenge(env, gw)
+        r = _post(env, gw, "bootstrap", "/certificates/issue", {"platform": "dev", "nonce": n, "csr": csr4})
+        eq(r.status, 201, "issue on provider none (%s)" % r.body[:200])
+        crt4 = _save(env, "ro2", r.json()["certificate_chain"])
+        _, csr5 = _csr(env, "ro2-renew")
+        r = _post(env, gw, crt4, "/certificates/renew", {"csr": csr5}, key=key4)
+        eq(r.status, 200, "renewal without attestation of a device without state (%s)" % r.body[:200])
+    finally:
+        gw.stop()
+
+
+@test("app_attest assertions are checked against the current config: after a reload, a withdrawn app id and a narrowed environment are refused")
+def _(env):
+    from loadgen import ReloadGateway
+    d = _pki(env)
+    ios = {"provider": "app_attest", "app_ids": ["ZZZZZ99999.com.example.other", APP],
+           "root_ca": os.path.join(d, "root.pem"), "environment": "any"}
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {"ios": ios})
+    rg = ReloadGateway(env, "aa-reload", cfg)
+    gw = rg.gw
+    try:
+        r, pkey, paa = _issue(env, gw, "rl-prod")
+        eq(r.status, 201, "production device issued (%s)" % r.body[:200])
+        pdev, pcrt = r.json()["device_id"], _save(env, "rl-prod", r.json()["certificate_chain"])
+        r, dkey, daa = _issue(env, gw, "rl-dev", "--aaguid", "development")
+        eq(r.status, 201, "development device issued (%s)" % r.body[:200])
+        ddev, dcrt = r.json()["device_id"], _save(env, "rl-dev", r.json()["certificate_chain"])
+
+        def body(crt, key, aa, name, counter):
+            k, csr = _csr(env, name)
+            n = _challenge(env, gw, crt, key=key)
+            return {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, k), counter), "csr": csr}
+
+        rg.reload_ok(dict(cfg, issuance=issuance_config(env, {"ios": dict(ios, environment="production")})),
+                     what="environment production")
+        _renew_refused(env, gw, dcrt, dkey, body(dcrt, dkey, daa, "rl-dev-1", 1), "environment is production",
+                       "development device after environment production", ddev)
+        r = _post(env, gw, pcrt, "/certificates/renew", body(pcrt, pkey, paa, "rl-prod-1", 1), key=pkey)
+        eq(r.status, 200, "production device still renews (%s)" % r.body[:200])
+
+        rg.reload_ok(dict(cfg, issuance=issuance_config(env, {"ios": dict(ios, app_ids=["ZZZZZ99999.com.example.other"])})),
+                     what="app id withdrawn")
+        _renew_refused(env, gw, pcrt, pkey, body(pcrt, pkey, paa, "rl-prod-2", 2), "no longer in app_ids",
+                       "renewal after its app id left app_ids", pdev)
+    finally:
+        rg.stop()
+
+
+@test("app_attest state: a refused renewal without an assertion leaves its TTL as it was")
 def _(env):
     gw = _gateway(env, "aa-ttl", renew_attested=False)
     try:
@@ -267,11 +360,10 @@ def _(env):
         dev = r.json()["device_id"]
         crt = _save(env, "t1", r.json()["certificate_chain"])
         _redis(env, "EXPIRE", "portcullis:attest:" + dev, "100")
-        key2, csr2 = _csr(env, "t1-renew")
-        r = _post(env, gw, crt, "/certificates/renew", {"csr": csr2}, key=key)
-        eq(r.status, 200, "renewal without attestation (%s)" % r.body[:200])
+        _, csr2 = _csr(env, "t1-renew")
+        _renew_refused(env, gw, crt, key, {"csr": csr2}, "renews with an App Attest assertion",
+                       "renewal without attestation", dev)
         ttl = int(_redis(env, "TTL", "portcullis:attest:" + dev))
-        check(ttl > 86000, "state TTL not renewed with the device set: %d" % ttl)
-        eq(_attest_state(env, dev).get("counter"), "0", "counter untouched")
+        check(0 < ttl <= 100, "state TTL changed by a refused renewal: %d" % ttl)
     finally:
         gw.stop()

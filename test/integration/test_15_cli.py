@@ -229,6 +229,35 @@ def _(env):
         check("--" + opt in r.stdout and "--" + opt in top, "--help lacks --%s" % opt)
 
 
+@test("cli: verify-attestation of an App Attest object without --csr/--nonce or --client-data-hash: exit 2, the key-binding hint")
+def _(env):
+    aa_mint = os.path.join(REPO, "build", "mint-appattest")
+    d = os.path.join(env.tmp, "cli15-aa")
+    os.makedirs(d, exist_ok=True)
+    key = os.path.join(d, "dev.aakey")
+    for args in (["pki", d], ["key", key]):
+        r = subprocess.run([aa_mint] + args, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            fail("mint-appattest %s: %s" % (args[0], r.stderr))
+    r = subprocess.run([aa_mint, "attest", "--pki", d, "--key", key, "--app-id", "ABCDE12345.com.example.app",
+                        "--cdh", "00" * 32], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        fail("mint-appattest attest: %s" % r.stderr)
+    tok = os.path.join(d, "attestation.b64")
+    with open(tok, "w") as f:
+        f.write(json.loads(r.stdout)["attestation"] + "\n")
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {"ios": {"provider": "app_attest", "app_ids": ["ABCDE12345.com.example.app"],
+                                                    "root_ca": os.path.join(d, "root.pem")}})
+    path = os.path.join(env.tmp, "cli15-aa.yaml")
+    with open(path, "w") as f:
+        f.write(to_yaml(cfg))
+    rc, out, err = _run("-c", path, "--platform", "ios", "--at", AT, tok)
+    eq((rc, out), (2, None), "App Attest without a challenge: exit 2, nothing on stdout (%s)" % err)
+    check(re.search(r"platform ios \(provider app_attest\) needs the key-binding challenge: give --csr FILE and "
+                    r"--nonce NONCE \(or --client-data-hash B64\)", err), "stderr lacks the hint: %r" % err)
+
+
 @test("cli: verify-attestation --at parsing: the RFC 3339 forms a saved sample carries")
 def _(env):
     cfg = _config(env)

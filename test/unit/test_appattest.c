@@ -1,6 +1,6 @@
 /* Unit tests: Apple App Attest objects and checks (issuance/appattest.c).
  * The test PKI and every object are minted at run time with
- * tools/mint_appattest.h, which shares no code with the verifier. Real
+ * test/tools/mint_appattest.h, which shares no code with the verifier. Real
  * samples are read from ../shared/corpora/appattest/ when that directory
  * exists (see real_samples), else reported skipped. */
 #include <dirent.h>
@@ -13,7 +13,7 @@
 
 #include "../../issuance/appattest.h"
 #include "../../policy/issued.h"
-#include "../../tools/mint_appattest.h"
+#include "../tools/mint_appattest.h"
 #include "check.h"
 
 #define APP "ABCDE12345.com.example.app"
@@ -214,6 +214,44 @@ static void test_encoding(void)
           "base64 decode: padding optional");
     CHECK(iss_aa_b64_decode("A", 1, out, sizeof out) < 0 && iss_aa_b64_decode("AA!A", 4, out, sizeof out) < 0 &&
               iss_aa_b64_decode("AAAAAAAAAAAA", 12, out, sizeof out) < 0, "base64 decode: invalid or too long refused");
+    /* canonical only: one text per value */
+    static const char *const noncanon[] = {"AAAA====", "AA=", "AA===", "AB", "AB==", "AAB=", "A+A-", "+-AA", "_/AA",
+                                           "AAA==", "AAAA=", "=AAA", "AA=A", "AA ", " AAA", "AA.A"};
+    for (size_t i = 0; i < sizeof noncanon / sizeof noncanon[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "base64 decode: non-canonical \"%s\" refused", noncanon[i]);
+        CHECK(iss_aa_b64_decode(noncanon[i], strlen(noncanon[i]), out, sizeof out) < 0, name);
+    }
+    CHECK(iss_aa_b64_decode("AA", 2, out, sizeof out) == 1 && iss_aa_b64_decode("AA==", 4, out, sizeof out) == 1 &&
+              iss_aa_b64_decode("AAA=", 4, out, sizeof out) == 2 && iss_aa_b64_decode("AAA", 3, out, sizeof out) == 2,
+          "base64 decode: exact padding or none accepted");
+    CHECK(iss_aa_b64_decode("+/+/", 4, out, sizeof out) == 3 && out[0] == 0xfb && out[2] == 0xbf &&
+              iss_aa_b64_decode("-_-_", 4, out, sizeof out) == 3 && out[0] == 0xfb && out[2] == 0xbf,
+          "base64 decode: either alphabet alone accepted");
+}
+
+/* state (JSON) with member name set to v (stolen), malloc'ed. */
+static char *with_member(const char *state, const char *name, json_t *v)
+{
+    json_t *o = json_loads(state, 0, NULL);
+    json_object_set_new(o, name, v);
+    char *r = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return r;
+}
+
+static void test_receipt(void)
+{
+    const char *msg = NULL;
+    iss_aa_result_t res;
+    mint_aa_opts_t o = base_opts();
+    o.receipt_len = ISS_AA_MAX_RECEIPT + 1;
+    CHECK(run(&o, &cfg, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "receipt"),
+          "receipt: one byte over ISS_AA_MAX_RECEIPT refused");
+    o.receipt_len = ISS_AA_MAX_RECEIPT;
+    CHECK(run_at(&o, &cfg, roots, cdh, key_id, now, &res, &msg) == PC_E_NONE && res.state &&
+              strlen(res.state) <= ISS_AA_STATE_MAX, "receipt: ISS_AA_MAX_RECEIPT accepted, its state within ISS_AA_STATE_MAX");
+    iss_aa_result_clear(&res);
 }
 
 static void test_assertion(void)
@@ -226,33 +264,71 @@ static void test_assertion(void)
     RAND_bytes(c2, 32);
     size_t len;
     unsigned char *as = mint_aa_assertion(dev_key, APP, c2, 5, &len);
-    CHECK(iss_aa_verify_assertion(att.state, as, len, c2, &res, &msg) == PC_E_NONE && res.counter == 5,
+    CHECK(iss_aa_verify_assertion(&cfg, att.state, as, len, c2, &res, &msg) == PC_E_NONE && res.counter == 5,
           "assertion: accepted, counter 5");
     char *st5 = res.state ? strdup(res.state) : NULL;
     iss_aa_result_clear(&res);
-    CHECK(iss_aa_verify_assertion(st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "counter not increasing"),
+    CHECK(iss_aa_verify_assertion(&cfg, st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "counter not increasing"),
           "assertion: replayed (same counter) refused");
-    CHECK(iss_aa_verify_assertion(att.state, as, len, cdh, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "signature"),
+    CHECK(iss_aa_verify_assertion(&cfg, att.state, as, len, cdh, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "signature"),
           "assertion: another challenge refused");
     free(as);
     as = mint_aa_assertion(dev_key, APP, c2, 4, &len);
-    CHECK(iss_aa_verify_assertion(st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "counter"),
+    CHECK(iss_aa_verify_assertion(&cfg, st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "counter"),
           "assertion: lower counter refused");
     free(as);
     EVP_PKEY *k2 = mint_aa_key();
     as = mint_aa_assertion(k2, APP, c2, 6, &len);
-    CHECK(iss_aa_verify_assertion(st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "signature"),
+    CHECK(iss_aa_verify_assertion(&cfg, st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "signature"),
           "assertion: another key refused");
     free(as);
     as = mint_aa_assertion(dev_key, "ABCDE12345.com.example.other", c2, 6, &len);
-    CHECK(iss_aa_verify_assertion(st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "rpIdHash"),
+    CHECK(iss_aa_verify_assertion(&cfg, st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED && strstr(msg, "rpIdHash"),
           "assertion: another app id refused");
     free(as);
     as = mint_aa_assertion(dev_key, APP, c2, 6, &len);
-    CHECK(iss_aa_verify_assertion(st5, as, len - 1, c2, &res, &msg) == PC_E_ATTESTATION_FAILED, "assertion: truncated refused");
-    CHECK(iss_aa_verify_assertion("{\"counter\":1}", as, len, c2, &res, &msg) == PC_E_INTERNAL, "assertion: unreadable state refused");
-    CHECK(iss_aa_verify_assertion(st5, as, len, c2, &res, &msg) == PC_E_NONE && res.counter == 6, "assertion: next counter accepted");
+    CHECK(iss_aa_verify_assertion(&cfg, st5, as, len - 1, c2, &res, &msg) == PC_E_ATTESTATION_FAILED, "assertion: truncated refused");
+    CHECK(iss_aa_verify_assertion(&cfg, "{\"counter\":1}", as, len, c2, &res, &msg) == PC_E_INTERNAL, "assertion: unreadable state refused");
+    CHECK(iss_aa_verify_assertion(&cfg, st5, as, len, c2, &res, &msg) == PC_E_NONE && res.counter == 6, "assertion: next counter accepted");
     iss_aa_result_clear(&res);
+
+    /* the current configuration, not only the stored state (a reload) */
+    char only_other[1][CFG_AA_APP_ID_MAX + 1] = {"ZZZZZ99999.com.example.other"};
+    cfg_app_attest_t narrow = cfg;
+    narrow.app_ids = only_other;
+    narrow.napp_ids = 1;
+    CHECK(iss_aa_verify_assertion(&narrow, st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED &&
+              strstr(msg, "no longer in app_ids"), "assertion: an app id since removed from app_ids refused");
+    char *dev5 = with_member(st5, "environment", json_string("development"));
+    cfg_app_attest_t any = cfg;
+    any.environment = CFG_AA_ANY;
+    CHECK(iss_aa_verify_assertion(&cfg, dev5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED &&
+              strstr(msg, "environment is production"), "assertion: a development device refused once environment is production");
+    CHECK(iss_aa_verify_assertion(&any, dev5, as, len, c2, &res, &msg) == PC_E_NONE && res.development,
+          "assertion: a development device accepted with environment any");
+    iss_aa_result_clear(&res);
+    any.environment = CFG_AA_DEVELOPMENT;
+    CHECK(iss_aa_verify_assertion(&any, st5, as, len, c2, &res, &msg) == PC_E_ATTESTATION_FAILED &&
+              strstr(msg, "environment is development"), "assertion: a production device refused once environment is development");
+    free(dev5);
+
+    /* a stored state that cannot be read after its key was parsed (no leak under ASan) */
+    char *badkid = with_member(st5, "key_id", json_string("AA"));
+    CHECK(iss_aa_verify_assertion(&cfg, badkid, as, len, c2, &res, &msg) == PC_E_INTERNAL && !res.state,
+          "assertion: a state with a valid key but a bad key_id refused internal");
+    free(badkid);
+    char *noenv = with_member(st5, "environment", json_string("staging"));
+    CHECK(iss_aa_verify_assertion(&cfg, noenv, as, len, c2, &res, &msg) == PC_E_INTERNAL,
+          "assertion: a state with an unknown environment refused internal");
+    free(noenv);
+    char *pad = malloc(ISS_AA_STATE_MAX + 1);
+    memset(pad, 'x', ISS_AA_STATE_MAX);
+    pad[ISS_AA_STATE_MAX] = '\0';
+    char *huge = with_member(st5, "receipt", json_string(pad));
+    CHECK(iss_aa_verify_assertion(&cfg, huge, as, len, c2, &res, &msg) == PC_E_INTERNAL,
+          "assertion: a stored state over ISS_AA_STATE_MAX refused internal");
+    free(huge);
+    free(pad);
     free(as);
     EVP_PKEY_free(k2);
     free(st5);
@@ -361,6 +437,7 @@ int main(void)
     test_mutations();
     test_encoding();
     test_assertion();
+    test_receipt();
     test_redis_argv();
     real_samples();
     X509_STORE_free(roots);

@@ -1,6 +1,6 @@
 /* mint-appattest: a test App Attest PKI and minted App Attest objects for
  * the tests (test/integration/test_15_appattest.py). Never for production:
- * its root is not Apple's. Objects are made with tools/mint_appattest.h.
+ * its root is not Apple's. Objects are made with test/tools/mint_appattest.h.
  *
  *   mint-appattest pki DIR [--days N]
  *       DIR/root.pem, DIR/root.key, DIR/intermediate.pem, DIR/intermediate.key

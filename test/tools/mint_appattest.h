@@ -1,7 +1,7 @@
 /* Test helper: a test App Attest PKI (root, intermediate) and minted App
  * Attest attestation and assertion objects, with deliberate faults for the
  * mutation tests. Header-only (static functions) so that
- * tools/mint-appattest.c and test/unit/test_appattest.c share it without
+ * test/tools/mint-appattest.c and test/unit/test_appattest.c share it without
  * linking the gateway; it encodes with libcbor's builders and shares no
  * code with the verifier (issuance/appattest.c).
  */
@@ -45,6 +45,7 @@ typedef struct {
     size_t trailing;                /* bytes appended after the credential data */
     int bad_cred_id;                /* credentialId differs from the key id */
     int no_nonce;                   /* no nonce extension */
+    size_t receipt_len;             /* a receipt of this many bytes; 0: a short one */
 } mint_aa_opts_t;
 
 static EVP_PKEY *mint_aa_key(void)
@@ -238,8 +239,11 @@ static unsigned char *mint_aa_attestation(const mint_aa_opts_t *o, size_t *len)
     cbor_array_push(x5c, cbor_move(mint_aa_der(o->ca)));
     cbor_item_t *stmt = cbor_new_definite_map(2);
     cbor_map_add(stmt, (struct cbor_pair){cbor_move(cbor_build_string("x5c")), cbor_move(x5c)});
+    unsigned char *big = o->receipt_len ? calloc(1, o->receipt_len) : NULL;
     cbor_map_add(stmt, (struct cbor_pair){cbor_move(cbor_build_string("receipt")),
-                                          cbor_move(cbor_build_bytestring(receipt, sizeof receipt - 1))});
+                                          cbor_move(big ? cbor_build_bytestring(big, o->receipt_len)
+                                                        : cbor_build_bytestring(receipt, sizeof receipt - 1))});
+    free(big);
     cbor_item_t *top = cbor_new_definite_map(3);
     cbor_map_add(top, (struct cbor_pair){cbor_move(cbor_build_string("fmt")),
                                          cbor_move(cbor_build_string("apple-appattest"))});

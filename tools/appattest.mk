@@ -1,9 +1,0 @@
-# App Attest test tooling (included from the top-level Makefile).
-#   build/mint-appattest     tools/mint-appattest.c: a test App Attest PKI and
-#                            minted objects (OpenSSL, libcbor, jansson only)
-#   build/asan/test_appattest  the generic build/asan/test_% rule, plus the header
-build/mint-appattest: tools/mint-appattest.c tools/mint_appattest.h
-	@mkdir -p build
-	$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) tools/mint-appattest.c -o $@ -lcrypto -lcbor -ljansson
-
-build/asan/test_appattest: tools/mint_appattest.h
