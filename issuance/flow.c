@@ -294,14 +294,36 @@ static int token_present(flow_t *s, const iss_attester_t *a)
     return -1;
 }
 
+/* A renewal without a fresh attestation: the calling certificate's level
+ * (none invents one), but only for the key it was given to. A level is a
+ * statement about the key (where it was made, that it cannot leave), so a
+ * new key of an attested caller needs a fresh attestation; an unattested
+ * caller renews unattested with any key. */
+static void renew_unattested(flow_t *s)
+{
+    const tls_identity_t *id = s->rq.id;
+    snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
+    if (id->integrity >= 0) {
+        if (iss_spki_sha256(s->pub, s->spki_sha256) < 0) {
+            refuse(s, PC_E_INTERNAL, "cannot hash the CSR key");
+            return;
+        }
+        if (CRYPTO_memcmp(s->spki_sha256, id->spki_sha256, sizeof(s->spki_sha256)) != 0) {
+            refuse(s, PC_E_KEY_NOT_BOUND,
+                   "a renewal with a new key needs a fresh attestation (the integrity level is about the key)");
+            return;
+        }
+    }
+    s->level = id->integrity;
+    sign_and_record(s);
+}
+
 /* The platform's attester on the request's token (attester.h), or a
  * renewal without one. */
 static void attest(flow_t *s)
 {
     if (is_renew(s) && !s->req.platform[0]) {
-        snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
-        s->level = s->rq.id->integrity;   /* the calling certificate's: none invents one */
-        sign_and_record(s);
+        renew_unattested(s);
         return;
     }
     size_t pi = (size_t)(s->plat - s->cfg->platforms);

@@ -5,6 +5,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -217,6 +218,16 @@ int tls_cert_integrity(X509 *leaf, const cfg_identity_t *icfg)
     return level;
 }
 
+/* SHA-256 of the leaf's SubjectPublicKeyInfo DER. Syscall-like. */
+static int spki_digest(X509 *leaf, unsigned char out[32])
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(leaf), &der);
+    int ok = n > 0 && SHA256(der, (size_t)n, out);
+    OPENSSL_free(der);
+    return ok ? 0 : -1;
+}
+
 tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
                                        const cfg_identity_t *icfg)
 {
@@ -312,6 +323,8 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
     }
 
     id->integrity = tls_cert_integrity(leaf, icfg);
+    if (spki_digest(leaf, id->spki_sha256) < 0)
+        goto fail;
 
     const ASN1_TIME *na = X509_get0_notAfter(leaf);
     struct tm tm;

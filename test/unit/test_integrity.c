@@ -10,6 +10,7 @@
 
 #include "../../policy/policy.h"
 #include "../../tls/tls.h"
+#include "../../issuance/issuance.h"
 #include "check.h"
 
 /* The identity configuration with the default OIDs (as cfg_load sets them). */
@@ -135,6 +136,16 @@ static void test_cert_integrity(void)
     X509 *x = make_cert(key, NULL, 0);
     tls_identity_t *id = tls_identity_from_cert(x, 0, "device", &icfg);
     CHECK(id && id->integrity == -1, "identity: no certificatePolicies: unattested (-1)");
+    unsigned char want[32];
+    CHECK(iss_spki_sha256(key, want) == 0 && id && !memcmp(id->spki_sha256, want, 32),
+          "identity: spki_sha256 is the SHA-256 of the leaf key's SPKI, as iss_spki_sha256 hashes a CSR key");
+    tls_identity_t *rb = id ? tls_identity_rebase(id, 1) : NULL;
+    CHECK(rb && !memcmp(rb->spki_sha256, want, 32), "identity: a rebased identity keeps spki_sha256");
+    tls_identity_release(rb);
+    EVP_PKEY *k2 = EVP_EC_gen("P-256");
+    CHECK(iss_spki_sha256(k2, want) == 0 && id && memcmp(id->spki_sha256, want, 32) != 0,
+          "identity: another key has another spki_sha256");
+    EVP_PKEY_free(k2);
     tls_identity_release(id);
     X509_free(x);
 
