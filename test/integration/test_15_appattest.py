@@ -267,7 +267,7 @@ def _(env):
         dev = r.json()["device_id"]
         crt = _save(env, "t1", r.json()["certificate_chain"])
         _redis(env, "EXPIRE", "portcullis:attest:" + dev, "100")
-        key2, csr2 = _csr(env, "t1-renew")
+        _, csr2 = Minter(env, "appattest-csr").csr_pem("t1-renew", "/CN=x", key=key)   # its own key
         r = _post(env, gw, crt, "/certificates/renew", {"csr": csr2}, key=key)
         eq(r.status, 200, "renewal without attestation (%s)" % r.body[:200])
         ttl = int(_redis(env, "TTL", "portcullis:attest:" + dev))
