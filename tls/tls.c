@@ -322,7 +322,10 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
         }
     }
 
-    id->integrity = tls_cert_integrity(leaf, icfg);
+    /* only classes whose certificates an issuer that records levels signs
+     * (identity.integrity_classes): any other CA could name a level */
+    id->integrity = class_idx >= 0 && class_idx < 32 && (icfg->integrity_classes & (1u << class_idx))
+                        ? tls_cert_integrity(leaf, icfg) : -1;
     if (spki_digest(leaf, id->spki_sha256) < 0)
         goto fail;
 
@@ -1043,6 +1046,7 @@ static int class_digest(tls_ctx_t *t, size_t c, unsigned char *out)
     /* the OIDs the integrity level is read from shape the identity too */
     for (int i = 0; ok && i < CFG_INTEGRITY_LEVELS; i++)
         ok = digest_str(md, cfg->identity.integrity_oids[i].text);
+    ok = ok && digest_u32(md, c < 32 && (cfg->identity.integrity_classes & (1u << c)) ? 1 : 0);
     ok = ok && EVP_DigestFinal_ex(md, out, &len) && len == TLS_CLASS_DIGEST_LEN;
     EVP_MD_CTX_free(md);
     return ok;

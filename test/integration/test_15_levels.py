@@ -91,3 +91,61 @@ def _(env):
             eq((r.status, r.json().get("integrity")), (200, "strong"), "renewal (%s)" % r.body[:200])
     finally:
         gw.stop()
+
+
+def _policy_cert(env, m, name, ca):
+    """A client certificate for a new key, signed by the PKI's CA `ca`, naming
+    the strong OID in certificatePolicies: (crt, key)."""
+    key, csr = m.csr(name, "/CN=" + name)
+    return m.sign(name, csr, "0x%s" % hashlib.sha256(name.encode()).hexdigest()[:16], "lvpol",
+                  ca=m.pki_ca(ca)), key
+
+
+def _classes_gateway(env, name, with_issuance, identity=None):
+    cfg = env.config()
+    cfg["routes"] = [
+        {"path": "/certificates/", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False},
+        {"path": "/lv/none", "upstream": "echo", "allow_classes": ["bootstrap", "device"],
+         "require_bearer": False, "min_integrity": "none"},
+        {"path": "/lv/any", "upstream": "echo", "allow_classes": ["bootstrap", "device"], "require_bearer": False},
+    ]
+    if with_issuance:
+        cfg["issuance"] = issuance_config(env, {"x": {"provider": "refuse"}})
+    if identity:
+        cfg["identity"] = identity
+    return env.start_gateway(name, cfg)
+
+
+def _get(env, gw, path, crt, key, headers=()):
+    with env.connect(gw, ctx=cert_ctx(env, crt, key)) as c:
+        return c.request("GET", path, headers=list(headers), bearer=None)
+
+
+@test("levels: only the certificates of identity.integrity_classes (default: the issuance device class) "
+      "record a level: another class's certificate naming the strong OID is unattested (403 integrity_too_low, "
+      "no X-Device-Integrity upstream)")
+def _(env):
+    ext = device_section("lvpol", "lv-0001") + "certificatePolicies = %s\n" % STRONG_OID
+    m = Minter(env, "lv-classes", extensions=ext)
+    boot, boot_key = _policy_cert(env, m, "boot-strong", "bootstrap-ca")
+    dev, dev_key = _policy_cert(env, m, "dev-strong", "device-ca")
+    cases = [("issuance", True, None, "device"),
+             ("no issuance: the class named device", False, None, "device"),
+             ("integrity_classes: [bootstrap]", False, {"integrity_classes": ["bootstrap"]}, "bootstrap")]
+    for i, (what, with_iss, identity, honoured) in enumerate(cases):
+        gw = _classes_gateway(env, "lv-classes-%d" % i, with_iss, identity)
+        try:
+            for cls, crt, key in (("device", dev, dev_key), ("bootstrap", boot, boot_key)):
+                w = "%s: %s-class certificate with the strong OID" % (what, cls)
+                if cls == honoured:
+                    info = upstream_info(_get(env, gw, "/lv/none/x", crt, key, [(H, "basic")]), w)
+                    eq(upstream_headers(info, H), ["strong"], w + ": " + H)
+                    continue
+                before = env.upstream_count()
+                expect_error(env, _get(env, gw, "/lv/none/x", crt, key), before, 403, "integrity_too_low", w,
+                             message="this route requires an attested device certificate")
+                info = upstream_info(_get(env, gw, "/lv/any/x", crt, key, [(H, "strong")]), w)
+                eq(upstream_headers(info, H), [], w + ": " + H)
+        finally:
+            gw.stop()

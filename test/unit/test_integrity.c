@@ -26,6 +26,7 @@ static void default_oids(cfg_identity_t *icfg)
         if (cfg_oid_parse(oid, &icfg->integrity_oids[i], &why) < 0)
             abort();
     }
+    icfg->integrity_classes = 1u;   /* class 0 ("device") */
 }
 
 /* A self-signed leaf; policies: a NULL-terminated list of dotted OIDs for
@@ -198,6 +199,21 @@ static void test_cert_integrity(void)
     x = make_cert(key, mine, 0);
     CHECK(tls_cert_integrity(x, &own) == CFG_INT_DEVICE && tls_cert_integrity(x, &icfg) == -1,
           "identity: the configured device OID gives device");
+    X509_free(x);
+    /* a class outside identity.integrity_classes: any CA could name a level */
+    const char *strong[] = {oid[CFG_INT_STRONG], NULL};
+    x = make_cert(key, strong, 0);
+    id = tls_identity_from_cert(x, 1, "bootstrap", &icfg);
+    CHECK(id && id->integrity == -1, "identity: the strong OID in a class outside integrity_classes: unattested");
+    tls_identity_release(id);
+    cfg_identity_t two = icfg;
+    two.integrity_classes = 1u << 1;
+    id = tls_identity_from_cert(x, 1, "partner", &two);
+    tls_identity_t *d0 = tls_identity_from_cert(x, 0, "device", &two);
+    CHECK(id && id->integrity == CFG_INT_STRONG && d0 && d0->integrity == -1,
+          "identity: the level is read for exactly the classes of integrity_classes");
+    tls_identity_release(id);
+    tls_identity_release(d0);
     X509_free(x);
     cfg_identity_t zero;
     memset(&zero, 0, sizeof zero);
