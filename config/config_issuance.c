@@ -769,7 +769,10 @@ static void check_integrity_classes(ictx_t *c, yaml_node_t *n, cfgw_fld_t *dev, 
     cfg_integrity_classes_default(c->cfg);
     if (!id->integrity_classes_set)
         return;
-    if (is->bootstrap_class_idx < 32 && (id->integrity_classes & (1u << is->bootstrap_class_idx)))
+    const cfg_tls_t *t = &c->cfg->tls;
+    int boot_known = is->bootstrap_class_idx < t->nclasses &&
+                     !strcmp(t->classes[is->bootstrap_class_idx].name, is->bootstrap_class);
+    if (boot_known && is->bootstrap_class_idx < 32 && (id->integrity_classes & (1u << is->bootstrap_class_idx)))
         cfgw_err(&c->w, boot->val ? boot->val : n, "issuance.bootstrap_class",
                  "class \"%s\" is listed in identity.integrity_classes: the bootstrap certificate is "
                  "shipped in every app, so a level it names says nothing about a device; remove it there",
