@@ -77,6 +77,24 @@ const char *cfg_integrity_name(int level)
     return level >= 0 && level < CFG_INT__COUNT ? integrity_names[level] : "unattested";
 }
 
+void cfg_integrity_classes_default(cfg_t *cfg)
+{
+    cfg_identity_t *id = &cfg->identity;
+    const cfg_issuance_t *is = cfg->issuance;
+    if (id->integrity_classes_set)
+        return;
+    id->integrity_classes = 0;
+    if (is) {
+        if (is->device_class_idx < cfg->tls.nclasses && is->device_class_idx < MAX_CLASSES &&
+            !strcmp(cfg->tls.classes[is->device_class_idx].name, is->device_class))
+            id->integrity_classes = 1u << is->device_class_idx;
+        return;
+    }
+    for (size_t i = 0; i < cfg->tls.nclasses && i < MAX_CLASSES; i++)
+        if (!strcmp(cfg->tls.classes[i].name, "device"))
+            id->integrity_classes = 1u << i;
+}
+
 int cfg_integrity_parse(const char *s)
 {
     for (int i = 0; s && i < CFG_INT__COUNT; i++)
@@ -381,16 +399,22 @@ static void parse_integrity_policies(ctx_t *c, yaml_node_t *n)
             }
 }
 
+static void parse_class_list(ctx_t *c, yaml_node_t *n, const char *path, size_t min, uint32_t *mask);
+
 static void parse_identity(ctx_t *c, yaml_node_t *n)
 {
     cfg_identity_t *id = &c->cfg->identity;
-    cfgw_fld_t f[] = {F("device_id"), F("headers"), F("integrity_policies")};
+    cfgw_fld_t f[] = {F("device_id"), F("headers"), F("integrity_policies"), F("integrity_classes")};
     yaml_node_t *set[CFG_H__COUNT] = {0};
     char p[CFGW_PATHLEN];
     if (cfgw_map(&c->w, n, "identity", f, NF(f)) < 0)
         return;
     if (f[2].val)
         parse_integrity_policies(c, f[2].val);
+    if (f[3].val) {   /* after tls.classes; [] is allowed: no class records levels */
+        id->integrity_classes_set = 1;
+        parse_class_list(c, f[3].val, "identity.integrity_classes", 0, &id->integrity_classes);
+    }
     if (f[0].val) {
         static const char *const sources[] = {"san_uri", "cn"};
         cfgw_fld_t d[] = {F("source"), F("prefix")};
@@ -581,12 +605,14 @@ static int parse_methods(ctx_t *c, yaml_node_t *n, const char *path, cfg_route_t
     return ok ? 0 : -1;
 }
 
-static void parse_allow_classes(ctx_t *c, yaml_node_t *n, const char *path, cfg_route_t *r)
+/* A sequence of at least min class names from tls.classes at path, into
+ * the bitmask *mask. */
+static void parse_class_list(ctx_t *c, yaml_node_t *n, const char *path, size_t min, uint32_t *mask)
 {
     cfg_tls_t *t = &c->cfg->tls;
     yaml_node_item_t *it;
     char q[CFGW_PATHLEN], list[512];
-    long cnt = cfgw_seq(&c->w, n, path, 1, MAX_CLASSES, &it);
+    long cnt = cfgw_seq(&c->w, n, path, min, MAX_CLASSES, &it);
     for (size_t i = 0; cnt > 0 && i < (size_t)cnt; i++) {
         yaml_node_t *m = cfgw_node(&c->w, it[i]);
         const char *s = cfgw_scalar(&c->w, m, cfgw_pi(q, path, i), "a class name from tls.classes");
@@ -594,7 +620,7 @@ static void parse_allow_classes(ctx_t *c, yaml_node_t *n, const char *path, cfg_
             continue;
         long k = cfgp_find_name(t->classes[0].name, sizeof t->classes[0], t->nclasses, s);
         if (k >= 0) {
-            r->allow_classes |= 1u << k;
+            *mask |= 1u << k;
             continue;
         }
         cfgp_name_list(list, sizeof list, t->classes[0].name, sizeof t->classes[0], t->nclasses);
@@ -689,7 +715,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *n)
             }
         }
         if ((v = cfgw_require(&c->w, item, p, &f[CLASSES])))
-            parse_allow_classes(c, v, cfgw_pk(q, p, "allow_classes"), r);
+            parse_class_list(c, v, cfgw_pk(q, p, "allow_classes"), 1, &r->allow_classes);
         cfgw_opt_bool(&c->w, &f[BEARER], p, &r->require_bearer);
         if (f[MIN_INT].val && cfgw_enum(&c->w, f[MIN_INT].val, cfgw_pk(q, p, "min_integrity"),
                                         integrity_names, CFG_INT__COUNT, &r->min_integrity) == 0)
@@ -1103,6 +1129,7 @@ static void parse_root(ctx_t *c, yaml_node_t *root)
         cfgm_parse_metrics(&c->w, f[METRICS].val, c->cfg);
     if (f[ISSUANCE].val) /* after tls and identity, which it refers to */
         cfgi_parse_issuance(&c->w, f[ISSUANCE].val, c->cfg);
+    cfg_integrity_classes_default(c->cfg);   /* after issuance, whose device class it is */
     parse_upgrade_socket(c, f[UPGRADE_SOCKET].val);   /* after listeners: the default */
     cfgs_parse_runas(&c->w, f[USER].val, f[GROUP].val, c->cfg);
     /* last: every name is known (not with a resolver section in error) */

@@ -113,6 +113,12 @@ typedef struct {
     char *device_id_prefix;            /* for san_uri: the URI prefix stripped */
     char *headers[CFG_H__COUNT];       /* header names, never NULL after load */
     cfg_oid_t integrity_oids[CFG_INTEGRITY_LEVELS];   /* per level, all distinct */
+    uint32_t integrity_classes;        /* identity.integrity_classes: bitmask over
+                                        * tls.classes indexes, the classes whose
+                                        * certificates' levels are read; every
+                                        * other class's are unattested */
+    int integrity_classes_set;         /* 1: given in the file (else the default:
+                                        * cfg_integrity_classes_default) */
 } cfg_identity_t;
 
 /* The defaults of identity.integrity_policies: 2.25.<UUID>.<level>, an arc
@@ -449,6 +455,11 @@ enum cfg_integrity {
 };
 /* "none", "basic", "device", "strong"; "unattested" for -1 and any other value. */
 const char *cfg_integrity_name(int level);
+/* The default of identity.integrity_classes when the file sets none: the
+ * issuance device class when there is an issuance section (whose device
+ * class is known), else the class named "device" if there is one, else
+ * none. Sets cfg->identity.integrity_classes; idempotent. */
+void cfg_integrity_classes_default(cfg_t *cfg);
 /* The level named s, or -1 for an unknown name. */
 int cfg_integrity_parse(const char *s);
 

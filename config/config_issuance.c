@@ -625,9 +625,9 @@ static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const ch
     const cfg_route_t *any = NULL, *gated = NULL;
     char ep[260], allow[CFG_ROUTE_ALLOW_MAX] = "";
     const char *aset = NULL;
-    /* the bootstrap certificate records no integrity level (unattested), so
-     * a min_integrity on its route refuses it always */
-    int unattested = cls == cfg->issuance->bootstrap_class_idx;
+    /* a class outside identity.integrity_classes (the bootstrap class always)
+     * is unattested, so a min_integrity on its route refuses it always */
+    int unattested = !(cfg->identity.integrity_classes & (1u << cls));
     snprintf(ep, sizeof ep, "%s%s", cfg->issuance->path_prefix, name);
     for (size_t h = 0; h <= cfg->nroutes; h++) {   /* h == nroutes: the generic set */
         const char *host = h < cfg->nroutes ? cfg->routes[h].host : NULL;
@@ -651,7 +651,7 @@ static int check_endpoint(ictx_t *c, yaml_node_t *at, const char *path, const ch
     if (gated)
         cfgw_err(&c->w, at, path, "routes[%zu] (path \"%s\"%s%s), the route that covers %s %s, "
                  "sets min_integrity: %s, which class \"%s\" (%s) never meets: its certificates "
-                 "record no integrity level (only issued ones do); remove min_integrity there or "
+                 "record no integrity level (only those of identity.integrity_classes do); remove min_integrity there or "
                  "add a route for %s without it", (size_t)(gated - cfg->routes), gated->path,
                  gated->host ? ", host " : "", gated->host ? gated->host : "", method, ep,
                  cfg_integrity_name(gated->min_integrity), cfg->tls.classes[cls].name, cls_key,
@@ -758,6 +758,31 @@ static void parse_classes(ictx_t *c, yaml_node_t *n, cfgw_fld_t *dev, cfgw_fld_t
                  "shipped in every app and must never reach the API", is->device_class);
 }
 
+/* identity.integrity_classes against the issuance classes: the device
+ * class's levels are read (issued certificates record them), the bootstrap
+ * class's never (its certificate ships in every app). The default is set
+ * here, before the route checks rely on it. */
+static void check_integrity_classes(ictx_t *c, yaml_node_t *n, cfgw_fld_t *dev, cfgw_fld_t *boot,
+                                    const cfg_issuance_t *is)
+{
+    const cfg_identity_t *id = &c->cfg->identity;
+    cfg_integrity_classes_default(c->cfg);
+    if (!id->integrity_classes_set)
+        return;
+    const cfg_tls_t *t = &c->cfg->tls;
+    int boot_known = is->bootstrap_class_idx < t->nclasses &&
+                     !strcmp(t->classes[is->bootstrap_class_idx].name, is->bootstrap_class);
+    if (boot_known && is->bootstrap_class_idx < 32 && (id->integrity_classes & (1u << is->bootstrap_class_idx)))
+        cfgw_err(&c->w, boot->val ? boot->val : n, "issuance.bootstrap_class",
+                 "class \"%s\" is listed in identity.integrity_classes: the bootstrap certificate is "
+                 "shipped in every app, so a level it names says nothing about a device; remove it there",
+                 is->bootstrap_class);
+    else if (is->device_class_idx < 32 && !(id->integrity_classes & (1u << is->device_class_idx)))
+        cfgw_err(&c->w, dev->val ? dev->val : n, "issuance.device_class",
+                 "class \"%s\" is not listed in identity.integrity_classes, so the levels of the "
+                 "certificates issued to it would never be read; add it there", is->device_class);
+}
+
 /* issuance.key_policy: the key types a CSR may carry; at least one. */
 static void parse_key_policy(ictx_t *c, yaml_node_t *val, cfg_issuance_t *is)
 {
@@ -820,6 +845,8 @@ void cfgi_parse_issuance(cfgw_t *w, yaml_node_t *n, cfg_t *cfg)
     is->ca_key_file = ipath(&c, &f[CA_KEY], "issuance");
     is->chain_file = ipath(&c, &f[CHAIN], "issuance");
     parse_classes(&c, n, &f[DEVICE], &f[BOOTSTRAP], is, &dev_known);
+    if (dev_known)
+        check_integrity_classes(&c, n, &f[DEVICE], &f[BOOTSTRAP], is);
     check_ca(&c, is, &f[CA_CERT], &f[CA_KEY], &f[CHAIN],
              dev_known ? cfg->tls.classes[is->device_class_idx].ca_file : NULL, dev_known);
     if (cfg->identity.device_id_source == CFG_DEVID_SAN_URI &&

@@ -1,6 +1,6 @@
 /* csr.c: certificate requests: exactly one PEM block, proof of possession
  * and the key policy; the key-binding challenge of the request's key.
- * Contracts: issuance.h (iss_csr_check, iss_bind_challenge). */
+ * Contracts: issuance.h (iss_csr_check, iss_spki_sha256, iss_bind_challenge). */
 #include "issuance.h"
 
 #include <stdlib.h>
@@ -10,18 +10,24 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
-int iss_bind_challenge(const char *nonce, EVP_PKEY *key, unsigned char challenge[32],
-                       unsigned char spki_sha256[32])
+int iss_spki_sha256(EVP_PKEY *key, unsigned char spki_sha256[32])
 {
-    unsigned char *der = NULL, buf[ISS_MAX_NONCE + SHA256_DIGEST_LENGTH];
-    size_t nl = nonce ? strlen(nonce) : 0;
-    if (!key || nl == 0 || nl > ISS_MAX_NONCE)
-        return -1;
-    int n = i2d_PUBKEY(key, &der);
+    unsigned char *der = NULL;
+    int n = key ? i2d_PUBKEY(key, &der) : -1;
     if (n <= 0)
         return -1;
     SHA256(der, (size_t)n, spki_sha256);
     OPENSSL_free(der);
+    return 0;
+}
+
+int iss_bind_challenge(const char *nonce, EVP_PKEY *key, unsigned char challenge[32],
+                       unsigned char spki_sha256[32])
+{
+    unsigned char buf[ISS_MAX_NONCE + SHA256_DIGEST_LENGTH];
+    size_t nl = nonce ? strlen(nonce) : 0;
+    if (!key || nl == 0 || nl > ISS_MAX_NONCE || iss_spki_sha256(key, spki_sha256) < 0)
+        return -1;
     memcpy(buf, nonce, nl);
     memcpy(buf + nl, spki_sha256, SHA256_DIGEST_LENGTH);
     SHA256(buf, nl + SHA256_DIGEST_LENGTH, challenge);

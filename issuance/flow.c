@@ -294,14 +294,36 @@ static int token_present(flow_t *s, const iss_attester_t *a)
     return -1;
 }
 
+/* A renewal without a fresh attestation: the calling certificate's level
+ * (none invents one), but only for the key it was given to. A level is a
+ * statement about the key (where it was made, that it cannot leave), so a
+ * new key of an attested caller needs a fresh attestation; an unattested
+ * caller renews unattested with any key. */
+static void renew_unattested(flow_t *s)
+{
+    const tls_identity_t *id = s->rq.id;
+    snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
+    if (id->integrity >= 0) {
+        if (iss_spki_sha256(s->pub, s->spki_sha256) < 0) {
+            refuse(s, PC_E_INTERNAL, "cannot hash the CSR key");
+            return;
+        }
+        if (CRYPTO_memcmp(s->spki_sha256, id->spki_sha256, sizeof(s->spki_sha256)) != 0) {
+            refuse(s, PC_E_KEY_NOT_BOUND,
+                   "a renewal with a new key needs a fresh attestation (the integrity level is about the key)");
+            return;
+        }
+    }
+    s->level = id->integrity;
+    sign_and_record(s);
+}
+
 /* The platform's attester on the request's token (attester.h), or a
  * renewal without one. */
 static void attest(flow_t *s)
 {
     if (is_renew(s) && !s->req.platform[0]) {
-        snprintf(s->summary, sizeof(s->summary), "renewal without attestation");
-        s->level = s->rq.id->integrity;   /* the calling certificate's: none invents one */
-        sign_and_record(s);
+        renew_unattested(s);
         return;
     }
     size_t pi = (size_t)(s->plat - s->cfg->platforms);
@@ -470,6 +492,14 @@ static uint64_t longest_lifetime_ms(const cfg_issuance_t *is)
     return m;
 }
 
+/* The TTL (seconds) of a device's set and of its attestation state: they
+ * outlive each of its certificates, whatever their levels, also when a
+ * renewal is refused after the state's counter moved. */
+static uint64_t device_ttl_s(const cfg_issuance_t *is)
+{
+    return longest_lifetime_ms(is) / 1000;
+}
+
 /* Signs the certificate, recording s->level (its OID from
  * identity.integrity_policies; none when unattested), then stores its
  * record (and, on renewal, the old certificate's revocation); record_done
@@ -491,11 +521,10 @@ static void sign_and_record(flow_t *s)
     }
     s->have_issued = 1;
     pol_argv_t a1, a2, a3;
-    /* the device's set outlives each of its certificates, whatever their levels */
     if (iss_record_json(&s->issued, s->device_id, s->plat ? s->plat->name : "", s->summary, &s->record) < 0 ||
         pol_issued_set_argv(&a1, s->issued.serial, s->record, ttl) < 0 ||
         pol_device_sadd_argv(&a2, s->device_id, s->issued.serial) < 0 ||
-        pol_device_expire_argv(&a3, s->device_id, longest_lifetime_ms(s->cfg) / 1000) < 0) {
+        pol_device_expire_argv(&a3, s->device_id, device_ttl_s(s->cfg)) < 0) {
         refuse(s, PC_E_INTERNAL, "cannot build the issuance record");
         return;
     }
@@ -505,7 +534,7 @@ static void sign_and_record(flow_t *s)
     if (!bad && is_renew(s) && s->cfg->revoke_old_on_renew)
         bad = send_revoke_old(s) < 0;
     if (!bad)
-        bad = send_state_ttl(s, ttl) < 0;
+        bad = send_state_ttl(s, device_ttl_s(s->cfg)) < 0;
     if (bad) {
         /* the commands already sent answer first; record_done then refuses */
         s->failed = 1;
@@ -615,7 +644,7 @@ static void state_stored(void *arg)
 static void state_store(flow_t *s)
 {
     pol_argv_t a, b;
-    uint64_t ttl = s->cfg->lifetime_ms / 1000;
+    uint64_t ttl = device_ttl_s(s->cfg);
     s->after = state_stored;
     s->failed = 0;
     if (is_renew(s)) {

@@ -144,6 +144,11 @@ const cfg_platform_t *iss_platform(const cfg_issuance_t *cfg, const char *platfo
 
 #define ISS_CHALLENGE_BYTES 32
 
+/* SHA-256 of the DER SubjectPublicKeyInfo of key (what
+ * tls_identity_t.spki_sha256 holds for a client certificate's key).
+ * Syscall-like. */
+int iss_spki_sha256(EVP_PKEY *key, unsigned char spki_sha256[32]);
+
 /* The key-binding challenge every attestation must cover
  * (docs/issuance.md "Binding the key"): spki_sha256 = SHA-256 of the DER
  * SubjectPublicKeyInfo of key, challenge = SHA-256(the nonce's ASCII bytes

@@ -5,6 +5,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -217,6 +218,16 @@ int tls_cert_integrity(X509 *leaf, const cfg_identity_t *icfg)
     return level;
 }
 
+/* SHA-256 of the leaf's SubjectPublicKeyInfo DER. Syscall-like. */
+static int spki_digest(X509 *leaf, unsigned char out[32])
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(leaf), &der);
+    int ok = n > 0 && SHA256(der, (size_t)n, out);
+    OPENSSL_free(der);
+    return ok ? 0 : -1;
+}
+
 tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *class_name,
                                        const cfg_identity_t *icfg)
 {
@@ -311,7 +322,12 @@ tls_identity_t *tls_identity_from_cert(X509 *leaf, int class_idx, const char *cl
         }
     }
 
-    id->integrity = tls_cert_integrity(leaf, icfg);
+    /* only classes whose certificates an issuer that records levels signs
+     * (identity.integrity_classes): any other CA could name a level */
+    id->integrity = class_idx >= 0 && class_idx < 32 && (icfg->integrity_classes & (1u << class_idx))
+                        ? tls_cert_integrity(leaf, icfg) : -1;
+    if (spki_digest(leaf, id->spki_sha256) < 0)
+        goto fail;
 
     const ASN1_TIME *na = X509_get0_notAfter(leaf);
     struct tm tm;
@@ -1030,6 +1046,7 @@ static int class_digest(tls_ctx_t *t, size_t c, unsigned char *out)
     /* the OIDs the integrity level is read from shape the identity too */
     for (int i = 0; ok && i < CFG_INTEGRITY_LEVELS; i++)
         ok = digest_str(md, cfg->identity.integrity_oids[i].text);
+    ok = ok && digest_u32(md, c < 32 && (cfg->identity.integrity_classes & (1u << c)) ? 1 : 0);
     ok = ok && EVP_DigestFinal_ex(md, out, &len) && len == TLS_CLASS_DIGEST_LEN;
     EVP_MD_CTX_free(md);
     return ok;

@@ -47,6 +47,8 @@ typedef struct tls_identity {
     int integrity;            /* enum cfg_integrity: the highest level whose OID
                                * (identity.integrity_policies) the certificate's
                                * certificatePolicies name; -1: none (unattested) */
+    unsigned char spki_sha256[32]; /* SHA-256 of the leaf's SubjectPublicKeyInfo DER:
+                               * the key a level is about (issuance renewal) */
     char not_after[32];       /* the leaf's notAfter, RFC 3339 UTC (the header) */
     time_t leaf_not_after_t;  /* the same, as time_t */
     time_t not_after_t;       /* effective: the earliest notAfter of the verified

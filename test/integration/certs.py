@@ -118,9 +118,9 @@ class Minter:
         openssl("req", "-new", "-config", self.cnf, "-key", key, "-subj", subject, "-out", path)
         return key, path
 
-    def csr_pem(self, name, subject="/CN=x"):
-        """A new key and a CSR for it: (key path, CSR PEM text)."""
-        key, path = self.csr(name, subject)
+    def csr_pem(self, name, subject="/CN=x", key=None):
+        """A CSR for key (a new one if None): (key path, CSR PEM text)."""
+        key, path = self.csr(name, subject, key)
         with open(path) as f:
             return key, f.read()
 

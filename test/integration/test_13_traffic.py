@@ -468,7 +468,7 @@ def _(env):
         crt = os.path.join(env.tmp, "mx-issuance", "issued.crt")
         with open(crt, "w") as f:
             f.write(out["certificate_chain"])
-        _, csr2 = _csr(env)
+        _, csr2 = Minter(env, "mx-issuance").csr_pem("renew", "/CN=x", key=key)   # its own key
         r = _post(env, gw, None, "/certificates/renew", {"csr": csr2}, ctx=cert_ctx(env, crt, key))
         eq(r.status, 200, "renewed (%s)" % r.body[:200])
         renewed = r.json()

@@ -2,7 +2,8 @@
 certificate records its device's level as a certificatePolicies OID, every
 gateway reads it back, routes refuse below min_integrity (403
 integrity_too_low, nothing forwarded), X-Device-Integrity carries it to the
-upstream (never a client's), lifetimes follow the level, renewal keeps it."""
+upstream (never a client's), lifetimes follow the level, renewal keeps it
+for the same key only."""
 
 import calendar
 import http.server
@@ -246,39 +247,75 @@ def _(env):
         v.stop()
 
 
-@test("integrity: renewal without attestation keeps the calling certificate's level and its lifetime; "
-      "an unattested caller gets an unattested certificate")
+def _csr_for(env, name, key):
+    """A CSR for the existing key: its PEM text."""
+    _, path = Minter(env, "integrity").csr(name, "/CN=" + name, key=key)
+    with open(path) as f:
+        return f.read()
+
+
+def _save(env, name, r):
+    crt = os.path.join(env.tmp, "integrity", name + ".crt")
+    with open(crt, "w") as f:
+        f.write(r.json().get("certificate_chain", "") if r.status in (200, 201) else "")
+    return crt
+
+
+def _issued_keys(env):
+    out = subprocess.run(["redis-cli", "-p", str(env.redis_port), "--scan", "--pattern", "portcullis:issued:*"],
+                         capture_output=True, text=True).stdout
+    return sorted(out.split())
+
+
+NEW_KEY = "a renewal with a new key needs a fresh attestation (the integrity level is about the key)"
+
+
+def _renew_new_key_refused(env, gw, crt, key, name, what):
+    """A renewal without attestation onto a new key: 403 key_not_bound, nothing
+    issued, nothing forwarded."""
+    _, csr = Minter(env, "integrity").csr_pem(name, "/CN=x")
+    issued, before = _issued_keys(env), env.upstream_count()
+    expect_error(env, _post(env, gw, "/certificates/renew", {"csr": csr}, cert=crt, key=key), before, 403,
+                 "key_not_bound", what, message=NEW_KEY)
+    eq(_issued_keys(env), issued, what + ": issuance records")
+
+
+@test("integrity: renewal without attestation keeps the calling certificate's level and lifetime for the same "
+      "key, refuses a new key of an attested caller (403 key_not_bound, nothing issued); an unattested caller "
+      "renews unattested with any key")
 def _(env):
     v = LevelVerifier()
     gw = _gateway(env, "int-renew", v.port)
     try:
         r, crt, key = _issue(env, gw, "rn-basic", "android_basic", verdicts="MEETS_BASIC_INTEGRITY")
         _check_issued(env, r, crt, "basic", "issue")
-        key2, csr2 = Minter(env, "integrity").csr_pem("rn-basic-2", "/CN=x")
-        r = _post(env, gw, "/certificates/renew", {"csr": csr2}, cert=crt, key=key)
-        crt2 = os.path.join(env.tmp, "integrity", "rn-basic-2.crt")
-        with open(crt2, "w") as f:
-            f.write(r.json().get("certificate_chain", ""))
-        _check_issued(env, r, crt2, "basic", "renew of a basic certificate")
-        _check_level(env, gw, crt2, key2, "basic", "renewed basic certificate")
-        # renewal with a fresh attestation takes the new verdict
-        r = _post(env, gw, "/certificates/challenge", {}, cert=crt2, key=key2)
+        _renew_new_key_refused(env, gw, crt, key, "rn-basic-new", "renew of a basic certificate onto a new key")
+        r = _post(env, gw, "/certificates/renew", {"csr": _csr_for(env, "rn-basic-2", key)}, cert=crt, key=key)
+        crt2 = _save(env, "rn-basic-2", r)
+        _check_issued(env, r, crt2, "basic", "renew of a basic certificate with its key")
+        _check_level(env, gw, crt2, key, "basic", "renewed basic certificate")
+        # renewal with a fresh attestation takes the new verdict, for a new key too
+        r = _post(env, gw, "/certificates/challenge", {}, cert=crt2, key=key)
         eq(r.status, 200, "device-class challenge")
         nonce = r.json()["nonce"]
         key3, csr3 = Minter(env, "integrity").csr_pem("rn-basic-3", "/CN=x")
         r = _post(env, gw, "/certificates/renew",
                   {"csr": csr3, "platform": "android", "nonce": nonce,
-                   "integrity_token": _token(env, nonce, csr3, "MEETS_DEVICE_INTEGRITY")}, cert=crt2, key=key2)
-        crt3 = os.path.join(env.tmp, "integrity", "rn-basic-3.crt")
-        with open(crt3, "w") as f:
-            f.write(r.json().get("certificate_chain", ""))
+                   "integrity_token": _token(env, nonce, csr3, "MEETS_DEVICE_INTEGRITY")}, cert=crt2, key=key)
+        crt3 = _save(env, "rn-basic-3", r)
         _check_issued(env, r, crt3, "device", "renew with a device verdict")
-        # the test PKI's device certificate records no level: its renewal neither
+        # strong: the same key keeps it (and its lifetime), a new key is refused
+        r, crt5, key5 = _issue(env, gw, "rn-strong", "harmony", token="allow-strong")
+        _check_issued(env, r, crt5, "strong", "issue strong")
+        _renew_new_key_refused(env, gw, crt5, key5, "rn-strong-new", "renew of a strong certificate onto a new key")
+        r = _post(env, gw, "/certificates/renew", {"csr": _csr_for(env, "rn-strong-2", key5)}, cert=crt5, key=key5)
+        crt6 = _save(env, "rn-strong-2", r)
+        _check_issued(env, r, crt6, "strong", "renew of a strong certificate with its key")
+        _check_level(env, gw, crt6, key5, "strong", "renewed strong certificate")
+        # the test PKI's device certificate records no level: its renewal neither, with a new key too
         key4, csr4 = Minter(env, "integrity").csr_pem("rn-pki", "/CN=x")
         r = _post(env, gw, "/certificates/renew", {"csr": csr4}, cert=env.pki("device.crt"), key=env.pki("device.key"))
-        crt4 = os.path.join(env.tmp, "integrity", "rn-pki.crt")
-        with open(crt4, "w") as f:
-            f.write(r.json().get("certificate_chain", ""))
+        crt4 = _save(env, "rn-pki", r)
         _check_issued(env, r, crt4, "unattested", "renew of an unattested certificate", lifetime=DEFAULT_LIFETIME)
         before = env.upstream_count()
         expect_error(env, _get(env, gw, "/api/none/x", crt4, key4), before, 403, "integrity_too_low",

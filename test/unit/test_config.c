@@ -1027,7 +1027,9 @@ static void test_integrity(const char *pki, const char *tmp)
               cfg->identity.integrity_oids[0].text);
         check(!cfg->routes[0].need_integrity && !cfg->routes[1].need_integrity &&
                   cfg_issuance_platform(cfg->issuance, "ios")->http.max_level == CFG_INT_DEVICE,
-              "integrity defaults: no min_integrity, http max_level device", "%d", cfg->routes[0].need_integrity);
+              "integrity defaults: no min_integrity, http max_level device", "%d", cfg->routes[0].need_integrity);        check(cfg->identity.integrity_classes == 1u && !cfg->identity.integrity_classes_set,
+              "integrity defaults: levels read for the issuance device class only", "%#x",
+              cfg->identity.integrity_classes);
     }
     cfg_free(cfg);
     cfg_errors_free(&errs);
@@ -1040,7 +1042,8 @@ static void test_integrity(const char *pki, const char *tmp)
         "  - {path: /none/, upstream: api, allow_classes: [device], min_integrity: none}\n"
         "identity:\n"
         "  integrity_policies: {none: 1.3.6.1.4.1.55555.7.0, strong: \"1.3.6.1.4.1.55555.7.3\"}\n"
-        "  headers: {integrity: X-Attested-Level}\n", iss, "");
+        "  headers: {integrity: X-Attested-Level}\n"
+        "  integrity_classes: [device]\n", iss, "");
     write_case(tmp, "int1.yaml", text, pki, tmp, path, sizeof path);
     cfg = cfg_load(path, &errs);
     check(cfg && cfg->issuance, "integrity settings load", "first error: %s", first_error(&errs));
@@ -1062,6 +1065,24 @@ static void test_integrity(const char *pki, const char *tmp)
     }
     cfg_free(cfg);
     cfg_errors_free(&errs);
+
+    /* without issuance: the class named "device"; an explicit [] reads no level */
+    static const char *const ic[] = {"", "identity:\n  integrity_classes: []\n",
+                                     "identity:\n  integrity_classes: [bootstrap, device]\n"};
+    static const uint32_t want_ic[] = {1u, 0u, 3u};
+    for (int k = 0; k < 3; k++) {
+        char name[32];
+        fmt(text, sizeof text, "%s%s", classes, ic[k]);
+        fmt(name, sizeof name, "int-classes%d.yaml", k);
+        write_case(tmp, name, text, pki, tmp, path, sizeof path);
+        cfg = cfg_load(path, &errs);
+        check(cfg && cfg->identity.integrity_classes == want_ic[k] && cfg->identity.integrity_classes_set == (k > 0),
+              k == 0 ? "integrity_classes without issuance: default the class named device"
+              : k == 1 ? "integrity_classes: [] reads no class's level" : "integrity_classes: a list of classes",
+              "mask %#x, first error: %s", cfg ? cfg->identity.integrity_classes : 0, first_error(&errs));
+        cfg_free(cfg);
+        cfg_errors_free(&errs);
+    }
     free(classes);
 }
 

@@ -10,6 +10,7 @@
 
 #include "../../policy/policy.h"
 #include "../../tls/tls.h"
+#include "../../issuance/issuance.h"
 #include "check.h"
 
 /* The identity configuration with the default OIDs (as cfg_load sets them). */
@@ -25,6 +26,7 @@ static void default_oids(cfg_identity_t *icfg)
         if (cfg_oid_parse(oid, &icfg->integrity_oids[i], &why) < 0)
             abort();
     }
+    icfg->integrity_classes = 1u;   /* class 0 ("device") */
 }
 
 /* A self-signed leaf; policies: a NULL-terminated list of dotted OIDs for
@@ -135,6 +137,16 @@ static void test_cert_integrity(void)
     X509 *x = make_cert(key, NULL, 0);
     tls_identity_t *id = tls_identity_from_cert(x, 0, "device", &icfg);
     CHECK(id && id->integrity == -1, "identity: no certificatePolicies: unattested (-1)");
+    unsigned char want[32];
+    CHECK(iss_spki_sha256(key, want) == 0 && id && !memcmp(id->spki_sha256, want, 32),
+          "identity: spki_sha256 is the SHA-256 of the leaf key's SPKI, as iss_spki_sha256 hashes a CSR key");
+    tls_identity_t *rb = id ? tls_identity_rebase(id, 1) : NULL;
+    CHECK(rb && !memcmp(rb->spki_sha256, want, 32), "identity: a rebased identity keeps spki_sha256");
+    tls_identity_release(rb);
+    EVP_PKEY *k2 = EVP_EC_gen("P-256");
+    CHECK(iss_spki_sha256(k2, want) == 0 && id && memcmp(id->spki_sha256, want, 32) != 0,
+          "identity: another key has another spki_sha256");
+    EVP_PKEY_free(k2);
     tls_identity_release(id);
     X509_free(x);
 
@@ -187,6 +199,21 @@ static void test_cert_integrity(void)
     x = make_cert(key, mine, 0);
     CHECK(tls_cert_integrity(x, &own) == CFG_INT_DEVICE && tls_cert_integrity(x, &icfg) == -1,
           "identity: the configured device OID gives device");
+    X509_free(x);
+    /* a class outside identity.integrity_classes: any CA could name a level */
+    const char *strong[] = {oid[CFG_INT_STRONG], NULL};
+    x = make_cert(key, strong, 0);
+    id = tls_identity_from_cert(x, 1, "bootstrap", &icfg);
+    CHECK(id && id->integrity == -1, "identity: the strong OID in a class outside integrity_classes: unattested");
+    tls_identity_release(id);
+    cfg_identity_t two = icfg;
+    two.integrity_classes = 1u << 1;
+    id = tls_identity_from_cert(x, 1, "partner", &two);
+    tls_identity_t *d0 = tls_identity_from_cert(x, 0, "device", &two);
+    CHECK(id && id->integrity == CFG_INT_STRONG && d0 && d0->integrity == -1,
+          "identity: the level is read for exactly the classes of integrity_classes");
+    tls_identity_release(id);
+    tls_identity_release(d0);
     X509_free(x);
     cfg_identity_t zero;
     memset(&zero, 0, sizeof zero);

@@ -218,7 +218,7 @@ static void teardown(void)
 static void test_digests(void)
 {
     tls_store_t *st = tls_store_new();
-    gen_t ga, gb, gc, gd, ge, gf;
+    gen_t ga, gb, gc, gd, ge, gf, gg;
     gen_init(&ga, p_dev, 0, "urn:dev:");
     gen_init(&gb, p_dev, 0, "urn:dev:");
     gen_init(&gc, p_dev, 1, "urn:dev:");
@@ -226,9 +226,11 @@ static void test_digests(void)
     gen_init(&ge, p_dev, 0, "urn:other:");
     gen_init(&gf, p_dev, 0, "urn:dev:");
     gf.cfg.tls.min_version = CFG_TLS13;
+    gen_init(&gg, p_dev, 0, "urn:dev:");
+    gg.cfg.identity.integrity_classes = ga.cfg.identity.integrity_classes ^ 1u;   /* class 0 in or out */
     tls_ctx_t *a = ctx_of(&ga, st), *b = ctx_of(&gb, st), *c = ctx_of(&gc, st),
-              *d = ctx_of(&gd, st), *e = ctx_of(&ge, st), *f = ctx_of(&gf, st);
-    if (!a || !b || !c || !d || !e || !f) {
+              *d = ctx_of(&gd, st), *e = ctx_of(&ge, st), *f = ctx_of(&gf, st), *g = ctx_of(&gg, st);
+    if (!a || !b || !c || !d || !e || !f || !g) {
         CHECK(0, "contexts built");
         goto out;
     }
@@ -248,6 +250,9 @@ static void test_digests(void)
           "digest: identity.device_id_prefix is part of it");
     CHECK(memcmp(tls_ctx_class_digest(a, 0), tls_ctx_class_digest(f, 0), L) != 0,
           "digest: tls.min_version is part of it");
+    CHECK(memcmp(tls_ctx_class_digest(a, 0), tls_ctx_class_digest(g, 0), L) != 0 &&
+              !memcmp(tls_ctx_class_digest(a, 1), tls_ctx_class_digest(g, 1), L),
+          "digest: the class's membership of identity.integrity_classes is part of it (its only)");
     CHECK(tls_ctx_class_digest(a, 2) == NULL, "digest: out of range is NULL");
 out:
     tls_ctx_free(a);
@@ -256,6 +261,7 @@ out:
     tls_ctx_free(d);
     tls_ctx_free(e);
     tls_ctx_free(f);
+    tls_ctx_free(g);
     tls_store_free(st);
 }
 
