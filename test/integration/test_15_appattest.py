@@ -306,7 +306,7 @@ def _(env):
         r = _post(env, gw, "bootstrap", "/certificates/issue", {"platform": "dev", "nonce": n, "csr": csr4})
         eq(r.status, 201, "issue on provider none (%s)" % r.body[:200])
         crt4 = _save(env, "ro2", r.json()["certificate_chain"])
-        _, csr5 = _csr(env, "ro2-renew")
+        _, csr5 = Minter(env, "appattest-csr").csr_pem("ro2-renew", "/CN=x", key=key4)   # its own key
         r = _post(env, gw, crt4, "/certificates/renew", {"csr": csr5}, key=key4)
         eq(r.status, 200, "renewal without attestation of a device without state (%s)" % r.body[:200])
     finally:
