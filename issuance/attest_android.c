@@ -14,7 +14,8 @@
  *      key are not accepted);
  *   4. attestationChallenge == the nonce;
  *   5. attestationSecurityLevel and keymasterSecurityLevel >= the configured
- *      level (software never);
+ *      level (software never); teeEnforced origin GENERATED (an imported
+ *      key, or an origin only in softwareEnforced, is refused);
  *   6. attestationApplicationId: a configured package, and one of its
  *      signing certificate digests;
  *   7. teeEnforced rootOfTrust: verifiedBootState Verified (SelfSigned or
@@ -373,6 +374,10 @@ static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char
         return "attestation security level below the configured minimum";
     if (kd->keymaster_level < 1 || kd->keymaster_level > 2 || kd->keymaster_level < a->min_level)
         return "keymaster security level below the configured minimum";
+    /* an imported key's private half exists outside the secure hardware; an
+     * origin only in softwareEnforced is the OS's claim, not the hardware's */
+    if (!kd->tee.has_origin || kd->tee.origin != ISS_KD_ORIGIN_GENERATED)
+        return "attested key was not generated in secure hardware (origin)";
     if ((err = check_app(a, kd, pkg)))
         return err;
     if (!kd->tee.has_root_of_trust)
