@@ -18,8 +18,9 @@
  *      key, or an origin only in softwareEnforced, is refused);
  *   6. attestationApplicationId: a configured package, and one of its
  *      signing certificate digests;
- *   7. teeEnforced rootOfTrust: verifiedBootState Verified (SelfSigned or
- *      Unverified too with allow_unverified_boot; Failed never);
+ *   7. teeEnforced rootOfTrust: verifiedBootState Verified and deviceLocked
+ *      (with allow_unverified_boot also SelfSigned or Unverified, locked or
+ *      not; Failed never);
  *   8. teeEnforced purpose includes SIGN;
  *   9. with require [.., play_integrity]: the member "integrity_token"
  *      passes the Play Integrity checks (attest_play.c) bound to the
@@ -386,6 +387,8 @@ static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char
     if (bs != ISS_KD_VERIFIED &&
         !(a->allow_unverified_boot && (bs == ISS_KD_SELF_SIGNED || bs == ISS_KD_UNVERIFIED)))
         return "verified boot state is not Verified";
+    if (!a->allow_unverified_boot && !kd->tee.device_locked)
+        return "device bootloader is not locked";
     if (!kd->tee.has_purpose || !(kd->tee.purposes & (1u << ISS_KD_PURPOSE_SIGN)))
         return "attested key purpose does not include SIGN";
     return NULL;

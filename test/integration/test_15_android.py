@@ -190,6 +190,8 @@ REFUSALS = [
      "attested key was not generated in secure hardware (origin)"),
     ("origin twice in teeEnforced", ("--fault", "dup-origin"), 403, "attestation_failed",
      "key description: an authorization appears twice in one list"),
+    ("a Verified boot on an unlocked bootloader", ("--device-locked", "0"), 403,
+     "attestation_failed", "device bootloader is not locked"),
     ("a key without SIGN", ("--purposes", "0,1"), 403, "attestation_failed",
      "attested key purpose does not include SIGN"),
     ("root of trust only in softwareEnforced", ("--fault", "sw-only"), 403, "attestation_failed",
@@ -266,6 +268,10 @@ def _(env):
         r = _issue(env, gw, csr, nonce, _chain(env, nonce, key, "--attest-level", "strongbox",
                                                "--km-level", "strongbox", "--boot", "unverified"))
         eq(r.status, 201, "StrongBox key on an unverified boot, allowed (%s)" % r.body[:300])
+        nonce = _challenge(env, gw)
+        r = _issue(env, gw, csr, nonce, _chain(env, nonce, key, "--attest-level", "strongbox",
+                                               "--km-level", "strongbox", "--device-locked", "0"))
+        eq(r.status, 201, "Verified boot on an unlocked bootloader, allowed (%s)" % r.body[:300])
         nonce = _challenge(env, gw)
         before = _issued(env)
         _refused(env, gw, _issue(env, gw, csr, nonce, _chain(
