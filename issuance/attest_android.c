@@ -7,7 +7,8 @@
  * base64 DER certificates, leaf (the key's attestation certificate) first,
  * as KeyStore.getCertificateChain returns it. Verified locally, in this
  * order, each failure with its own static message (PC_E_ATTESTATION_FAILED):
- *   1. the chain verifies to one of the configured roots at req->now_ms;
+ *   1. the chain verifies to one of the configured roots at req->now_ms
+ *      (the leaf's own validity dates excepted: the device sets them);
  *   2. no certificate of it is listed in the revocation status file;
  *   3. the leaf's KeyDescription (keydesc.h) parses, and no other
  *      certificate carries one (keys attested by an app's own attestation
@@ -273,6 +274,22 @@ static int revoked(const and_inst_t *in, X509 *x)
     return r;
 }
 
+/* The leaf's validity dates are the device's: set by the app
+ * (setCertificateNotBefore/After), by Keystore defaults or by the device's
+ * clock, so they may be skewed or short and prove nothing; freshness comes
+ * from the single-use nonce. As Google's verifier, ignore them at depth 0
+ * only: the intermediates' and the root's dates are still enforced. */
+static int leaf_dates_ignored(int ok, X509_STORE_CTX *ctx)
+{
+    int e = X509_STORE_CTX_get_error(ctx);
+    if (!ok && X509_STORE_CTX_get_error_depth(ctx) == 0 &&
+        (e == X509_V_ERR_CERT_NOT_YET_VALID || e == X509_V_ERR_CERT_HAS_EXPIRED)) {
+        X509_STORE_CTX_set_error(ctx, X509_V_OK);
+        return 1;
+    }
+    return ok;
+}
+
 /* Checks 1 and 2. NULL, or the failed check. */
 static const char *check_chain(const and_inst_t *in, STACK_OF(X509) *certs, int64_t now_ms)
 {
@@ -287,6 +304,7 @@ static const char *check_chain(const and_inst_t *in, STACK_OF(X509) *certs, int6
     if (X509_STORE_CTX_init(ctx, in->store, leaf, rest) != 1)
         goto out;
     X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t)(now_ms / 1000));
+    X509_STORE_CTX_set_verify_cb(ctx, leaf_dates_ignored);
     if (X509_verify_cert(ctx) != 1)
         goto out;
     why = NULL;

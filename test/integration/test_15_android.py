@@ -160,6 +160,13 @@ def _(env):
         nonce = _challenge(env, gw)
         r = _issue(env, gw, csr, nonce, _chain(env, nonce, key, "--fault", "unknown-tags"))
         eq(r.status, 201, "chain with unknown tags (%s)" % r.body[:300])
+        # the leaf's validity dates are the device's (its clock, the app's
+        # setCertificateNotBefore/After): not enforced; the nonce is the freshness
+        for fault, what in (("future-leaf", "a leaf dated an hour ahead"),
+                            ("expired", "a leaf whose validity is over")):
+            nonce = _challenge(env, gw)
+            r = _issue(env, gw, csr, nonce, _chain(env, nonce, key, "--fault", fault))
+            eq(r.status, 201, "%s (%s)" % (what, r.body[:300]))
     finally:
         gw.stop()
 
@@ -198,7 +205,7 @@ REFUSALS = [
      "root of trust missing from the hardware-enforced list"),
     ("a chain to another root", ("--fault", "other-root"), 403, "attestation_failed",
      "attestation chain does not verify to a configured root"),
-    ("an expired leaf", ("--fault", "expired"), 403, "attestation_failed",
+    ("an expired intermediate", ("--fault", "expired-int"), 403, "attestation_failed",
      "attestation chain does not verify to a configured root"),
     ("the leaf alone", ("--fault", "leaf-only"), 403, "attestation_failed",
      "attestation chain does not verify to a configured root"),
