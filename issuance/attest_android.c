@@ -25,7 +25,9 @@
  *   8. teeEnforced purpose includes SIGN;
  *   9. with require [.., play_integrity]: the member "integrity_token"
  *      passes the Play Integrity checks (attest_play.c) bound to the
- *      challenge (SPEC: base64url(SHA-256(nonce || spki_sha256))).
+ *      challenge (SPEC: base64url(SHA-256(nonce || spki_sha256))), and the
+ *      attested package is play_integrity.package_name (which the config
+ *      requires to be one of packages).
  * The verdict: level strong, app_id the package, key_sha256 the SHA-256 of
  * the leaf's SubjectPublicKeyInfo DER with key_attested (the flow refuses
  * key_not_bound unless it is the CSR's key).
@@ -346,9 +348,25 @@ static const ASN1_OCTET_STRING *keydesc_ext(X509 *leaf)
     return X509_EXTENSION_get_data(X509_get_ext(leaf, i));
 }
 
-/* Check 6: *pkg the matching configured package. NULL, or the failed check. */
+/* The first configured package (only the one named `only`, when not NULL)
+ * that app lists, or NULL. */
+static const cfg_android_package_t *find_package(const cfg_android_key_t *a,
+                                                 const iss_kd_appid_t *app, const char *only)
+{
+    for (size_t i = 0; i < app->npackages; i++)
+        for (size_t k = 0; k < a->npackages; k++)
+            if ((!only || !strcmp(a->packages[k].name, only)) &&
+                app->packages[i].name.len == strlen(a->packages[k].name) &&
+                !memcmp(app->packages[i].name.p, a->packages[k].name, app->packages[i].name.len))
+                return &a->packages[k];
+    return NULL;
+}
+
+/* Check 6: *pkg the matching configured package; `prefer` (the Play
+ * package, or NULL) when the application id lists it (apps sharing a UID
+ * list several). NULL, or the failed check. */
 static const char *check_app(const cfg_android_key_t *a, const iss_keydesc_t *kd,
-                             const cfg_android_package_t **pkg)
+                             const char *prefer, const cfg_android_package_t **pkg)
 {
     const iss_kd_bytes_t *raw = kd->sw.app_id.p ? &kd->sw.app_id : &kd->tee.app_id;
     iss_kd_appid_t app;
@@ -357,12 +375,9 @@ static const char *check_app(const cfg_android_key_t *a, const iss_keydesc_t *kd
         return "attestation application id missing";
     if (iss_keydesc_appid(raw->p, raw->len, &app, &err) < 0)
         return err;
-    *pkg = NULL;
-    for (size_t i = 0; i < app.npackages && !*pkg; i++)
-        for (size_t k = 0; k < a->npackages && !*pkg; k++)
-            if (app.packages[i].name.len == strlen(a->packages[k].name) &&
-                !memcmp(app.packages[i].name.p, a->packages[k].name, app.packages[i].name.len))
-                *pkg = &a->packages[k];
+    *pkg = prefer ? find_package(a, &app, prefer) : NULL;
+    if (!*pkg)
+        *pkg = find_package(a, &app, NULL);
     if (!*pkg)
         return "attestation application package not in the allow-list";
     for (size_t i = 0; i < app.ndigests; i++)
@@ -377,7 +392,8 @@ static const char *const boot_names[] = {"verified", "self-signed", "unverified"
 
 /* Checks 3 to 8 on the leaf. NULL, or the failed check; *pkg and *kd set. */
 static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char *nonce,
-                              iss_keydesc_t *kd, const cfg_android_package_t **pkg)
+                              const char *prefer, iss_keydesc_t *kd,
+                              const cfg_android_package_t **pkg)
 {
     const ASN1_OCTET_STRING *ext = keydesc_ext(leaf);
     const char *err;
@@ -397,7 +413,7 @@ static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char
      * origin only in softwareEnforced is the OS's claim, not the hardware's */
     if (!kd->tee.has_origin || kd->tee.origin != ISS_KD_ORIGIN_GENERATED)
         return "attested key was not generated in secure hardware (origin)";
-    if ((err = check_app(a, kd, pkg)))
+    if ((err = check_app(a, kd, prefer, pkg)))
         return err;
     if (!kd->tee.has_root_of_trust)
         return "root of trust missing from the hardware-enforced list";
@@ -469,7 +485,8 @@ static void and_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_
         if (keydesc_at(sk_X509_value(certs, i), -1) >= 0)   /* only the leaf may carry one */
             v.message = "key description on a certificate other than the leaf";
     if (v.message || (v.message = check_chain(in, certs, req->now_ms)) ||
-        (v.message = check_leaf(a, leaf, req->nonce, &kd, &pkg)))
+        (v.message = check_leaf(a, leaf, req->nonce, a->with_play ? in->pl->play.package_name
+                                                                  : NULL, &kd, &pkg)))
         goto out;
     if (spki_sha256(leaf, key) < 0) {
         v.message = "attested public key unreadable";
@@ -479,6 +496,11 @@ static void and_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_
         check_play(in, req, &v, play, sizeof play);
         if (v.message)
             goto out;
+        /* both halves must vouch for one app: the token's is play.package_name */
+        if (strcmp(pkg->name, in->pl->play.package_name) != 0) {
+            v.message = "Play Integrity token is for another package than the attested key";
+            goto out;
+        }
     }
     snprintf(summary, sizeof summary, "android_key_attestation;%s/%s;boot=%s%s;v%lld%s%s",
              level_names[kd.attestation_level], level_names[kd.keymaster_level],

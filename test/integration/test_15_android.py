@@ -22,6 +22,7 @@ from testkit import (cert_ctx, config_check, expect_error, issuance_config, post
 MINTK = os.path.join(REPO, "build", "mint-keyattest")
 MINTI = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
+OTHER_PACKAGE = "com.example.other"
 SIGNING = hashlib.sha256(b"portcullis test app signing certificate").digest()
 OTHER_SIGNING = hashlib.sha256(b"someone else's signing certificate").digest()
 PLAY_DIGEST = base64.urlsafe_b64encode(SIGNING).decode().rstrip("=")
@@ -356,6 +357,9 @@ def _(env):
         ({"require": ["android_key_attestation", "play_integrity"],
           "play_integrity": {"package_name": PACKAGE}},
          'missing required key "decryption_key_file"'),
+        ({"require": ["android_key_attestation", "play_integrity"],
+          "play_integrity": dict(_play(env), package_name="com.example.other")},
+         p + '.play_integrity.package_name: "com.example.other" is not one of packages[].name'),
         ({"revocation_status_file": os.path.join(d, "missing.json")},
          p + ".revocation_status_file: "),
         ({"revocation_status_file": bad_json},
@@ -381,7 +385,9 @@ def _(env):
 @test("android key attestation with play_integrity required: both must pass, both in the record")
 def _(env):
     gw = _gateway(env, "ka-play", require=["android_key_attestation", "play_integrity"],
-                  play_integrity=_play(env))
+                  play_integrity=_play(env),
+                  packages=[{"name": OTHER_PACKAGE, "signing_sha256": [SIGNING.hex()]},
+                            {"name": PACKAGE, "signing_sha256": [SIGNING.hex()]}])
     try:
         key, csr = _csr(env, "pl1")
         nonce = _challenge(env, gw)
@@ -409,6 +415,19 @@ def _(env):
                                  _token(env, _bound(nonce, key))),
                  403, "attestation_failed", "good Play token, unverified boot",
                  "verified boot state is not Verified", before)
+        # the chain names another allow-listed package than the one Play vouched for
+        nonce = _challenge(env, gw)
+        _refused(env, gw, _issue(env, gw, csr, nonce,
+                                 _chain(env, nonce, key, "--package", OTHER_PACKAGE),
+                                 _token(env, _bound(nonce, key))),
+                 403, "attestation_failed", "chain for another allow-listed package than Play's",
+                 "Play Integrity token is for another package than the attested key", before)
+        # apps sharing a UID: the application id lists both; Play's is the one used
+        nonce = _challenge(env, gw)
+        r = _issue(env, gw, csr, nonce,
+                   _chain(env, nonce, key, "--package", OTHER_PACKAGE, "--package", PACKAGE),
+                   _token(env, _bound(nonce, key)))
+        eq(r.status, 201, "application id listing the Play package second (%s)" % r.body[:300])
     finally:
         gw.stop()
 
