@@ -321,6 +321,53 @@ def _(env):
         gw.stop()
 
 
+def _der_serial_hex(b64):
+    pem = ssl.DER_cert_to_PEM_cert(base64.b64decode(b64))
+    out = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem,
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().split("=", 1)[1].lower().lstrip("0") or "0"
+
+
+@test("android key attestation: a revoked leaf, root, or extra certificate sent with the chain is refused",
+      timeout=90)
+def _(env):
+    from loadgen import ReloadGateway
+    d = _dir(env)
+    status = os.path.join(d, "rv-each-status.json")
+    with open(status, "w") as f:
+        json.dump({"entries": {}}, f)
+    extra_pem = os.path.join(d, "extra.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", os.path.join(d, "extra.key"),
+                    "-subj", "/CN=unrelated", "-days", "2", "-out", extra_pem],
+                   capture_output=True, check=True)
+    with open(extra_pem) as f:
+        extra = base64.b64encode(ssl.PEM_cert_to_DER_cert(f.read())).decode()
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {"android": _platform(env, revocation_status_file=status)})
+    rg = ReloadGateway(env, "ka-rv-each", cfg)
+    try:
+        key, csr = _csr(env, "rv3")
+        nonce = _challenge(env, rg)
+        r = _issue(env, rg, csr, nonce, _chain(env, nonce, key) + [extra])
+        eq(r.status, 201, "an unlisted extra certificate is harmless (%s)" % r.body[:300])
+        for what, listed in (("the leaf", lambda ch: _der_serial_hex(ch[0])),
+                             ("the root", lambda ch: _serial_hex(os.path.join(d, "root.pem"))),
+                             ("an extra certificate off the path", lambda ch: _der_serial_hex(extra))):
+            nonce = _challenge(env, rg)
+            chain = _chain(env, nonce, key) + [extra]
+            with open(status, "w") as f:
+                json.dump({"entries": {listed(chain): {"status": "REVOKED",
+                                                       "reason": "KEY_COMPROMISE"}}}, f)
+            rg.reload_ok(what="reload listing " + what)
+            before = _issued(env)
+            _refused(env, rg, _issue(env, rg, csr, nonce, chain), 403, "attestation_failed",
+                     "revoked " + what,
+                     "a certificate of the attestation chain is revoked (status file)", before)
+    finally:
+        rg.stop()
+
+
 @test("android key attestation config: every key checked with its position, the status file at load")
 def _(env):
     d = _dir(env)
