@@ -6,7 +6,8 @@
  * certificate chain in the request member "attestation": a JSON array of
  * base64 DER certificates, leaf (the key's attestation certificate) first,
  * as KeyStore.getCertificateChain returns it. Verified locally, in this
- * order, each failure with its own static message (PC_E_ATTESTATION_FAILED):
+ * order, each failure with its own static message (PC_E_ATTESTATION_FAILED;
+ * check 4, the key binding, PC_E_KEY_NOT_BOUND):
  *   1. the chain verifies to one of the configured roots at req->now_ms
  *      (the leaf's own validity dates excepted: the device sets them);
  *   2. no certificate of it is listed in the revocation status file;
@@ -390,10 +391,8 @@ static const char *check_app(const cfg_android_key_t *a, const iss_keydesc_t *kd
 static const char *const level_names[] = {"software", "tee", "strongbox"};
 static const char *const boot_names[] = {"verified", "self-signed", "unverified", "failed"};
 
-/* Checks 3 to 8 on the leaf. NULL, or the failed check; *pkg and *kd set. */
-static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char *nonce,
-                              const char *prefer, iss_keydesc_t *kd,
-                              const cfg_android_package_t **pkg)
+/* Check 3: the leaf's KeyDescription into *kd. NULL, or the failed check. */
+static const char *parse_leaf(X509 *leaf, iss_keydesc_t *kd)
 {
     const ASN1_OCTET_STRING *ext = keydesc_ext(leaf);
     const char *err;
@@ -402,9 +401,22 @@ static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char
     if (iss_keydesc_parse(ASN1_STRING_get0_data(ext), (size_t)ASN1_STRING_length(ext), kd,
                           &err) < 0)
         return err;
+    return NULL;
+}
+
+/* Check 4, the key binding (PC_E_KEY_NOT_BOUND, as a Play token or an App
+ * Attest object made for another challenge): boolean. */
+static int challenge_ok(const iss_keydesc_t *kd, const char *nonce)
+{
     size_t nl = nonce ? strlen(nonce) : 0;
-    if (!nl || kd->challenge.len != nl || CRYPTO_memcmp(kd->challenge.p, nonce, nl) != 0)
-        return "attestation challenge does not match the nonce";
+    return nl && kd->challenge.len == nl && CRYPTO_memcmp(kd->challenge.p, nonce, nl) == 0;
+}
+
+/* Checks 5 to 8 on the parsed description. NULL, or the failed check; *pkg set. */
+static const char *check_desc(const cfg_android_key_t *a, const iss_keydesc_t *kd,
+                              const char *prefer, const cfg_android_package_t **pkg)
+{
+    const char *err;
     if (kd->attestation_level < 1 || kd->attestation_level > 2 || kd->attestation_level < a->min_level)
         return "attestation security level below the configured minimum";
     if (kd->keymaster_level < 1 || kd->keymaster_level > 2 || kd->keymaster_level < a->min_level)
@@ -485,8 +497,14 @@ static void and_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_
         if (keydesc_at(sk_X509_value(certs, i), -1) >= 0)   /* only the leaf may carry one */
             v.message = "key description on a certificate other than the leaf";
     if (v.message || (v.message = check_chain(in, certs, req->now_ms)) ||
-        (v.message = check_leaf(a, leaf, req->nonce, a->with_play ? in->pl->play.package_name
-                                                                  : NULL, &kd, &pkg)))
+        (v.message = parse_leaf(leaf, &kd)))
+        goto out;
+    if (!challenge_ok(&kd, req->nonce)) {
+        v.err = PC_E_KEY_NOT_BOUND;
+        v.message = "attestation challenge does not match the nonce";
+        goto out;
+    }
+    if ((v.message = check_desc(a, &kd, a->with_play ? in->pl->play.package_name : NULL, &pkg)))
         goto out;
     if (spki_sha256(leaf, key) < 0) {
         v.message = "attested public key unreadable";

@@ -174,7 +174,7 @@ def _(env):
 
 REFUSALS = [
     # (what, mint args, status, code, message)
-    ("another challenge", ("--challenge-other",), 403, "attestation_failed",
+    ("another challenge", ("--challenge-other",), 403, "key_not_bound",
      "attestation challenge does not match the nonce"),
     ("another package", ("--package", "com.evil.app"), 403, "attestation_failed",
      "attestation application package not in the allow-list"),
@@ -564,7 +564,7 @@ def _real_case(env, case, roots):
 
     rc, out = run("not-this-case-s-challenge")
     eq((rc, out.get("reason"), out.get("detail")),
-       (1, "attestation_failed", "attestation challenge does not match the nonce"),
+       (1, "key_not_bound", "attestation challenge does not match the nonce"),
        "%s at %s with another nonce" % (name, at))
     challenge = base64.b64decode(want.get("attestationChallenge", ""))
     if not (challenge and all(32 < b < 127 for b in challenge)):
