@@ -145,6 +145,35 @@ static void parse_status_file(cfgw_t *w, cfgw_fld_t *f, const char *p, cfg_andro
     free(text);
 }
 
+/* The key node (want_key) or the value node of `key` in mapping m, or NULL. */
+static yaml_node_t *map_find(cfgw_t *w, yaml_node_t *m, const char *key, int want_key)
+{
+    if (m->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *x = m->data.mapping.pairs.start; x < m->data.mapping.pairs.top; x++) {
+        yaml_node_t *k = cfgw_node(w, x->key);
+        if (k && k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, key))
+            return want_key ? k : cfgw_node(w, x->value);
+    }
+    return NULL;
+}
+
+/* play_integrity.package_name (node n) must be one of packages[].name:
+ * both checks must vouch for the same app. */
+static void check_play_package(cfgw_t *w, yaml_node_t *n, const char *q, const cfg_platform_t *pl)
+{
+    const char *name = pl->play.package_name;
+    char r[CFGW_PATHLEN];
+    if (!n || !name)
+        return;   /* missing or malformed: already reported */
+    for (size_t i = 0; i < pl->android.npackages; i++)
+        if (pl->android.packages[i].name && !strcmp(pl->android.packages[i].name, name))
+            return;
+    cfgw_err(w, n, cfgw_pk(r, q, "package_name"), "\"%.60s\" is not one of packages[].name "
+             "(the Play Integrity token and the key attestation must vouch for the same app)",
+             name);
+}
+
 void cfga_parse_android(cfgw_t *w, cfg_t *cfg, yaml_node_t *n, const char *p, cfg_platform_t *pl)
 {
     enum { PROVIDER, ROOTS, PACKAGES, LEVEL, UNVERIFIED, STATUS, REQUIRE, PLAY };
@@ -178,16 +207,12 @@ void cfga_parse_android(cfgw_t *w, cfg_t *cfg, yaml_node_t *n, const char *p, cf
         cfgw_err(w, f[PLAY].key, q, "given, but require does not list play_integrity (add "
                  "require: [android_key_attestation, play_integrity], or remove these settings)");
     } else if (f[PLAY].val) {
-        if (f[PLAY].val->type == YAML_MAPPING_NODE)
-            for (yaml_node_pair_t *x = f[PLAY].val->data.mapping.pairs.start;
-                 x < f[PLAY].val->data.mapping.pairs.top; x++) {
-                yaml_node_t *xk = cfgw_node(w, x->key);
-                if (xk && xk->type == YAML_SCALAR_NODE &&
-                    !strcmp((const char *)xk->data.scalar.value, "provider"))
-                    cfgw_err(w, xk, q, "takes no provider (it is the Play Integrity check of "
-                             "this platform)");
-            }
+        yaml_node_t *xk = map_find(w, f[PLAY].val, "provider", 1);
+        if (xk)
+            cfgw_err(w, xk, q, "takes no provider (it is the Play Integrity check of this "
+                     "platform)");
         cfgi_parse_play(w, cfg, f[PLAY].val, q, &pl->play);
+        check_play_package(w, map_find(w, f[PLAY].val, "package_name", 0), q, pl);
     }
 }
 

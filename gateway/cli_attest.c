@@ -465,6 +465,20 @@ static int run(run_t *r, const opts_t *o)
     }
     if ((rc = bind_key(r, o)) != 0)
         return rc;
+    /* android_key_attestation compares attestationChallenge with the nonce
+     * itself (and, with play_integrity, binds the Play token to the key) */
+    int android = p->provider == CFG_ATTEST_ANDROID_KEY;
+    if (android && !o->nonce) {
+        fprintf(stderr, "portcullis " CMD ": platform %s (provider android_key_attestation) "
+                "checks attestationChallenge = the nonce: give --nonce NONCE\n", p->name);
+        return 2;
+    }
+    if (android && p->android.with_play && !r->have_challenge) {
+        fprintf(stderr, "portcullis " CMD ": platform %s (provider android_key_attestation, "
+                "require play_integrity) needs the key-binding challenge: give --csr FILE and "
+                "--nonce NONCE (or --client-data-hash B64)\n", p->name);
+        return 2;
+    }
     char msg[256] = "";
     if (!(r->inst = r->a->load(p, msg, sizeof msg))) {
         fprintf(stderr, "portcullis " CMD ": platform %s (provider %s): %s\n", p->name, r->a->name, msg);
@@ -478,7 +492,7 @@ static int run(run_t *r, const opts_t *o)
     if ((rc = verify(r, o, p, &res)) != 0)
         return rc;
     /* without a challenge, a refusal for want of key binding is the command's, not the token's */
-    if (res.v.err == PC_E_KEY_NOT_BOUND && !r->have_challenge) {
+    if (res.v.err == PC_E_KEY_NOT_BOUND && !r->have_challenge && !android) {
         fprintf(stderr, "portcullis " CMD ": platform %s (provider %s) needs the key-binding "
                 "challenge: give --csr FILE and --nonce NONCE (or --client-data-hash B64) (%s)\n",
                 p->name, r->a->name, res.message);

@@ -6,23 +6,29 @@
  * certificate chain in the request member "attestation": a JSON array of
  * base64 DER certificates, leaf (the key's attestation certificate) first,
  * as KeyStore.getCertificateChain returns it. Verified locally, in this
- * order, each failure with its own static message (PC_E_ATTESTATION_FAILED):
- *   1. the chain verifies to one of the configured roots at req->now_ms;
+ * order, each failure with its own static message (PC_E_ATTESTATION_FAILED;
+ * check 4, the key binding, PC_E_KEY_NOT_BOUND):
+ *   1. the chain verifies to one of the configured roots at req->now_ms
+ *      (the leaf's own validity dates excepted: the device sets them);
  *   2. no certificate of it is listed in the revocation status file;
  *   3. the leaf's KeyDescription (keydesc.h) parses, and no other
  *      certificate carries one (keys attested by an app's own attestation
  *      key are not accepted);
  *   4. attestationChallenge == the nonce;
  *   5. attestationSecurityLevel and keymasterSecurityLevel >= the configured
- *      level (software never);
+ *      level (software never); teeEnforced origin GENERATED (an imported
+ *      key, or an origin only in softwareEnforced, is refused);
  *   6. attestationApplicationId: a configured package, and one of its
  *      signing certificate digests;
- *   7. teeEnforced rootOfTrust: verifiedBootState Verified (SelfSigned or
- *      Unverified too with allow_unverified_boot; Failed never);
+ *   7. teeEnforced rootOfTrust: verifiedBootState Verified and deviceLocked
+ *      (with allow_unverified_boot also SelfSigned or Unverified, locked or
+ *      not; Failed never);
  *   8. teeEnforced purpose includes SIGN;
  *   9. with require [.., play_integrity]: the member "integrity_token"
  *      passes the Play Integrity checks (attest_play.c) bound to the
- *      challenge (SPEC: base64url(SHA-256(nonce || spki_sha256))).
+ *      challenge (SPEC: base64url(SHA-256(nonce || spki_sha256))), and the
+ *      attested package is play_integrity.package_name (which the config
+ *      requires to be one of packages).
  * The verdict: level strong, app_id the package, key_sha256 the SHA-256 of
  * the leaf's SubjectPublicKeyInfo DER with key_attested (the flow refuses
  * key_not_bound unless it is the CSR's key).
@@ -271,6 +277,22 @@ static int revoked(const and_inst_t *in, X509 *x)
     return r;
 }
 
+/* The leaf's validity dates are the device's: set by the app
+ * (setCertificateNotBefore/After), by Keystore defaults or by the device's
+ * clock, so they may be skewed or short and prove nothing; freshness comes
+ * from the single-use nonce. As Google's verifier, ignore them at depth 0
+ * only: the intermediates' and the root's dates are still enforced. */
+static int leaf_dates_ignored(int ok, X509_STORE_CTX *ctx)
+{
+    int e = X509_STORE_CTX_get_error(ctx);
+    if (!ok && X509_STORE_CTX_get_error_depth(ctx) == 0 &&
+        (e == X509_V_ERR_CERT_NOT_YET_VALID || e == X509_V_ERR_CERT_HAS_EXPIRED)) {
+        X509_STORE_CTX_set_error(ctx, X509_V_OK);
+        return 1;
+    }
+    return ok;
+}
+
 /* Checks 1 and 2. NULL, or the failed check. */
 static const char *check_chain(const and_inst_t *in, STACK_OF(X509) *certs, int64_t now_ms)
 {
@@ -285,6 +307,7 @@ static const char *check_chain(const and_inst_t *in, STACK_OF(X509) *certs, int6
     if (X509_STORE_CTX_init(ctx, in->store, leaf, rest) != 1)
         goto out;
     X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t)(now_ms / 1000));
+    X509_STORE_CTX_set_verify_cb(ctx, leaf_dates_ignored);
     if (X509_verify_cert(ctx) != 1)
         goto out;
     why = NULL;
@@ -326,9 +349,25 @@ static const ASN1_OCTET_STRING *keydesc_ext(X509 *leaf)
     return X509_EXTENSION_get_data(X509_get_ext(leaf, i));
 }
 
-/* Check 6: *pkg the matching configured package. NULL, or the failed check. */
+/* The first configured package (only the one named `only`, when not NULL)
+ * that app lists, or NULL. */
+static const cfg_android_package_t *find_package(const cfg_android_key_t *a,
+                                                 const iss_kd_appid_t *app, const char *only)
+{
+    for (size_t i = 0; i < app->npackages; i++)
+        for (size_t k = 0; k < a->npackages; k++)
+            if ((!only || !strcmp(a->packages[k].name, only)) &&
+                app->packages[i].name.len == strlen(a->packages[k].name) &&
+                !memcmp(app->packages[i].name.p, a->packages[k].name, app->packages[i].name.len))
+                return &a->packages[k];
+    return NULL;
+}
+
+/* Check 6: *pkg the matching configured package; `prefer` (the Play
+ * package, or NULL) when the application id lists it (apps sharing a UID
+ * list several). NULL, or the failed check. */
 static const char *check_app(const cfg_android_key_t *a, const iss_keydesc_t *kd,
-                             const cfg_android_package_t **pkg)
+                             const char *prefer, const cfg_android_package_t **pkg)
 {
     const iss_kd_bytes_t *raw = kd->sw.app_id.p ? &kd->sw.app_id : &kd->tee.app_id;
     iss_kd_appid_t app;
@@ -337,12 +376,9 @@ static const char *check_app(const cfg_android_key_t *a, const iss_keydesc_t *kd
         return "attestation application id missing";
     if (iss_keydesc_appid(raw->p, raw->len, &app, &err) < 0)
         return err;
-    *pkg = NULL;
-    for (size_t i = 0; i < app.npackages && !*pkg; i++)
-        for (size_t k = 0; k < a->npackages && !*pkg; k++)
-            if (app.packages[i].name.len == strlen(a->packages[k].name) &&
-                !memcmp(app.packages[i].name.p, a->packages[k].name, app.packages[i].name.len))
-                *pkg = &a->packages[k];
+    *pkg = prefer ? find_package(a, &app, prefer) : NULL;
+    if (!*pkg)
+        *pkg = find_package(a, &app, NULL);
     if (!*pkg)
         return "attestation application package not in the allow-list";
     for (size_t i = 0; i < app.ndigests; i++)
@@ -355,9 +391,8 @@ static const char *check_app(const cfg_android_key_t *a, const iss_keydesc_t *kd
 static const char *const level_names[] = {"software", "tee", "strongbox"};
 static const char *const boot_names[] = {"verified", "self-signed", "unverified", "failed"};
 
-/* Checks 3 to 8 on the leaf. NULL, or the failed check; *pkg and *kd set. */
-static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char *nonce,
-                              iss_keydesc_t *kd, const cfg_android_package_t **pkg)
+/* Check 3: the leaf's KeyDescription into *kd. NULL, or the failed check. */
+static const char *parse_leaf(X509 *leaf, iss_keydesc_t *kd)
 {
     const ASN1_OCTET_STRING *ext = keydesc_ext(leaf);
     const char *err;
@@ -366,14 +401,31 @@ static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char
     if (iss_keydesc_parse(ASN1_STRING_get0_data(ext), (size_t)ASN1_STRING_length(ext), kd,
                           &err) < 0)
         return err;
+    return NULL;
+}
+
+/* Check 4, the key binding (PC_E_KEY_NOT_BOUND, as a Play token or an App
+ * Attest object made for another challenge): boolean. */
+static int challenge_ok(const iss_keydesc_t *kd, const char *nonce)
+{
     size_t nl = nonce ? strlen(nonce) : 0;
-    if (!nl || kd->challenge.len != nl || CRYPTO_memcmp(kd->challenge.p, nonce, nl) != 0)
-        return "attestation challenge does not match the nonce";
+    return nl && kd->challenge.len == nl && CRYPTO_memcmp(kd->challenge.p, nonce, nl) == 0;
+}
+
+/* Checks 5 to 8 on the parsed description. NULL, or the failed check; *pkg set. */
+static const char *check_desc(const cfg_android_key_t *a, const iss_keydesc_t *kd,
+                              const char *prefer, const cfg_android_package_t **pkg)
+{
+    const char *err;
     if (kd->attestation_level < 1 || kd->attestation_level > 2 || kd->attestation_level < a->min_level)
         return "attestation security level below the configured minimum";
     if (kd->keymaster_level < 1 || kd->keymaster_level > 2 || kd->keymaster_level < a->min_level)
         return "keymaster security level below the configured minimum";
-    if ((err = check_app(a, kd, pkg)))
+    /* an imported key's private half exists outside the secure hardware; an
+     * origin only in softwareEnforced is the OS's claim, not the hardware's */
+    if (!kd->tee.has_origin || kd->tee.origin != ISS_KD_ORIGIN_GENERATED)
+        return "attested key was not generated in secure hardware (origin)";
+    if ((err = check_app(a, kd, prefer, pkg)))
         return err;
     if (!kd->tee.has_root_of_trust)
         return "root of trust missing from the hardware-enforced list";
@@ -381,6 +433,8 @@ static const char *check_leaf(const cfg_android_key_t *a, X509 *leaf, const char
     if (bs != ISS_KD_VERIFIED &&
         !(a->allow_unverified_boot && (bs == ISS_KD_SELF_SIGNED || bs == ISS_KD_UNVERIFIED)))
         return "verified boot state is not Verified";
+    if (!a->allow_unverified_boot && !kd->tee.device_locked)
+        return "device bootloader is not locked";
     if (!kd->tee.has_purpose || !(kd->tee.purposes & (1u << ISS_KD_PURPOSE_SIGN)))
         return "attested key purpose does not include SIGN";
     return NULL;
@@ -443,7 +497,14 @@ static void and_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_
         if (keydesc_at(sk_X509_value(certs, i), -1) >= 0)   /* only the leaf may carry one */
             v.message = "key description on a certificate other than the leaf";
     if (v.message || (v.message = check_chain(in, certs, req->now_ms)) ||
-        (v.message = check_leaf(a, leaf, req->nonce, &kd, &pkg)))
+        (v.message = parse_leaf(leaf, &kd)))
+        goto out;
+    if (!challenge_ok(&kd, req->nonce)) {
+        v.err = PC_E_KEY_NOT_BOUND;
+        v.message = "attestation challenge does not match the nonce";
+        goto out;
+    }
+    if ((v.message = check_desc(a, &kd, a->with_play ? in->pl->play.package_name : NULL, &pkg)))
         goto out;
     if (spki_sha256(leaf, key) < 0) {
         v.message = "attested public key unreadable";
@@ -453,6 +514,11 @@ static void and_verify(void *inst, const iss_attest_req_t *req, iss_attest_done_
         check_play(in, req, &v, play, sizeof play);
         if (v.message)
             goto out;
+        /* both halves must vouch for one app: the token's is play.package_name */
+        if (strcmp(pkg->name, in->pl->play.package_name) != 0) {
+            v.message = "Play Integrity token is for another package than the attested key";
+            goto out;
+        }
     }
     snprintf(summary, sizeof summary, "android_key_attestation;%s/%s;boot=%s%s;v%lld%s%s",
              level_names[kd.attestation_level], level_names[kd.keymaster_level],

@@ -159,20 +159,31 @@ static int parse_appid_field(rd_t r, iss_kd_auth_t *a, const char **err)
     return 0;   /* app_id.p is never NULL once read, even when empty */
 }
 
-/* An AuthorizationList: every element an EXPLICIT context tag; the three
+/* origin [702]: INTEGER. */
+static int parse_origin(rd_t r, iss_kd_auth_t *a, const char **err)
+{
+    if (!next_int(&r, 0, &a->origin) || r.p != r.end) {
+        *err = "key description: origin is not an INTEGER";
+        return -1;
+    }
+    a->has_origin = 1;
+    return 0;
+}
+
+/* An AuthorizationList: every element an EXPLICIT context tag; the four
  * read here at most once, every other tag skipped. */
 static int parse_auth(const tlv_t *list, iss_kd_auth_t *a, const char **err)
 {
     rd_t r = inside(list);
-    int seen_purpose = 0, seen_rot = 0, seen_app = 0;
+    int seen_purpose = 0, seen_origin = 0, seen_rot = 0, seen_app = 0;
     while (r.p < r.end) {
         tlv_t t;
         if (next(&r, &t) < 0 || t.cls != V_ASN1_CONTEXT_SPECIFIC || !t.cons) {
             *err = "key description: authorization list entry is not an explicit tag";
             return -1;
         }
-        int *seen = t.tag == 1 ? &seen_purpose : t.tag == 704 ? &seen_rot
-                  : t.tag == 709 ? &seen_app : NULL;
+        int *seen = t.tag == 1 ? &seen_purpose : t.tag == 702 ? &seen_origin
+                  : t.tag == 704 ? &seen_rot : t.tag == 709 ? &seen_app : NULL;
         if (!seen)
             continue;
         if ((*seen)++) {
@@ -180,6 +191,7 @@ static int parse_auth(const tlv_t *list, iss_kd_auth_t *a, const char **err)
             return -1;
         }
         int rc = t.tag == 1 ? parse_purpose(inside(&t), a, err)
+               : t.tag == 702 ? parse_origin(inside(&t), a, err)
                : t.tag == 704 ? parse_rot(inside(&t), a, err)
                : parse_appid_field(inside(&t), a, err);
         if (rc < 0)

@@ -9,7 +9,7 @@
  *     softwareEnforced AuthorizationList, teeEnforced AuthorizationList }
  *   SecurityLevel ::= ENUMERATED { Software(0), TrustedEnvironment(1), StrongBox(2) }
  *   AuthorizationList ::= SEQUENCE { purpose [1] EXPLICIT SET OF INTEGER,
- *     ..., rootOfTrust [704] EXPLICIT RootOfTrust,
+ *     ..., origin [702] EXPLICIT INTEGER, rootOfTrust [704] EXPLICIT RootOfTrust,
  *     attestationApplicationId [709] EXPLICIT OCTET STRING, ... }  -- all OPTIONAL
  *   RootOfTrust ::= SEQUENCE { verifiedBootKey OCTET STRING, deviceLocked BOOLEAN,
  *     verifiedBootState ENUMERATED { Verified(0), SelfSigned(1), Unverified(2), Failed(3) },
@@ -20,7 +20,7 @@
  *
  * Parsing walks the DER with OpenSSL's ASN1_get_object and decodes the
  * basic types with its d2i functions. Tags of the authorization lists other
- * than the three read here are skipped (every KeyMint version adds some);
+ * than the four read here are skipped (every KeyMint version adds some);
  * trailing fields after teeEnforced and after verifiedBootHash likewise.
  * Pure: no global state, the result points into the caller's buffer.
  */
@@ -39,6 +39,9 @@ enum iss_kd_level { ISS_KD_SOFTWARE = 0, ISS_KD_TEE = 1, ISS_KD_STRONGBOX = 2 };
 enum iss_kd_boot { ISS_KD_VERIFIED = 0, ISS_KD_SELF_SIGNED = 1, ISS_KD_UNVERIFIED = 2,
                    ISS_KD_FAILED = 3 };
 #define ISS_KD_PURPOSE_SIGN 2
+/* origin [702]: KM_ORIGIN_GENERATED (0) is a key made in the secure hardware;
+ * DERIVED (1), IMPORTED (2), UNKNOWN (3), SECURELY_IMPORTED (4) are not. */
+#define ISS_KD_ORIGIN_GENERATED 0
 
 typedef struct {
     const unsigned char *p;   /* into the parsed buffer; NULL when absent */
@@ -48,6 +51,8 @@ typedef struct {
 typedef struct {
     int has_purpose;          /* purpose [1] present */
     uint64_t purposes;        /* bit n set: purpose n (0..63; larger values ignored) */
+    int has_origin;           /* origin [702] present */
+    int64_t origin;           /* ISS_KD_ORIGIN_*, or another value as sent */
     int has_root_of_trust;    /* rootOfTrust [704] present */
     iss_kd_bytes_t boot_key;  /* verifiedBootKey */
     int device_locked;        /* 0 / 1 */

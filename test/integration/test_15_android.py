@@ -22,6 +22,7 @@ from testkit import (cert_ctx, config_check, expect_error, issuance_config, post
 MINTK = os.path.join(REPO, "build", "mint-keyattest")
 MINTI = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
+OTHER_PACKAGE = "com.example.other"
 SIGNING = hashlib.sha256(b"portcullis test app signing certificate").digest()
 OTHER_SIGNING = hashlib.sha256(b"someone else's signing certificate").digest()
 PLAY_DIGEST = base64.urlsafe_b64encode(SIGNING).decode().rstrip("=")
@@ -160,13 +161,20 @@ def _(env):
         nonce = _challenge(env, gw)
         r = _issue(env, gw, csr, nonce, _chain(env, nonce, key, "--fault", "unknown-tags"))
         eq(r.status, 201, "chain with unknown tags (%s)" % r.body[:300])
+        # the leaf's validity dates are the device's (its clock, the app's
+        # setCertificateNotBefore/After): not enforced; the nonce is the freshness
+        for fault, what in (("future-leaf", "a leaf dated an hour ahead"),
+                            ("expired", "a leaf whose validity is over")):
+            nonce = _challenge(env, gw)
+            r = _issue(env, gw, csr, nonce, _chain(env, nonce, key, "--fault", fault))
+            eq(r.status, 201, "%s (%s)" % (what, r.body[:300]))
     finally:
         gw.stop()
 
 
 REFUSALS = [
     # (what, mint args, status, code, message)
-    ("another challenge", ("--challenge-other",), 403, "attestation_failed",
+    ("another challenge", ("--challenge-other",), 403, "key_not_bound",
      "attestation challenge does not match the nonce"),
     ("another package", ("--package", "com.evil.app"), 403, "attestation_failed",
      "attestation application package not in the allow-list"),
@@ -180,13 +188,25 @@ REFUSALS = [
      "verified boot state is not Verified"),
     ("a failed boot state", ("--boot", "failed"), 403, "attestation_failed",
      "verified boot state is not Verified"),
+    ("an imported key", ("--origin", "2"), 403, "attestation_failed",
+     "attested key was not generated in secure hardware (origin)"),
+    ("a securely imported key", ("--origin", "4"), 403, "attestation_failed",
+     "attested key was not generated in secure hardware (origin)"),
+    ("no origin", ("--fault", "no-origin"), 403, "attestation_failed",
+     "attested key was not generated in secure hardware (origin)"),
+    ("origin only in softwareEnforced", ("--fault", "sw-origin"), 403, "attestation_failed",
+     "attested key was not generated in secure hardware (origin)"),
+    ("origin twice in teeEnforced", ("--fault", "dup-origin"), 403, "attestation_failed",
+     "key description: an authorization appears twice in one list"),
+    ("a Verified boot on an unlocked bootloader", ("--device-locked", "0"), 403,
+     "attestation_failed", "device bootloader is not locked"),
     ("a key without SIGN", ("--purposes", "0,1"), 403, "attestation_failed",
      "attested key purpose does not include SIGN"),
     ("root of trust only in softwareEnforced", ("--fault", "sw-only"), 403, "attestation_failed",
      "root of trust missing from the hardware-enforced list"),
     ("a chain to another root", ("--fault", "other-root"), 403, "attestation_failed",
      "attestation chain does not verify to a configured root"),
-    ("an expired leaf", ("--fault", "expired"), 403, "attestation_failed",
+    ("an expired intermediate", ("--fault", "expired-int"), 403, "attestation_failed",
      "attestation chain does not verify to a configured root"),
     ("the leaf alone", ("--fault", "leaf-only"), 403, "attestation_failed",
      "attestation chain does not verify to a configured root"),
@@ -257,6 +277,10 @@ def _(env):
                                                "--km-level", "strongbox", "--boot", "unverified"))
         eq(r.status, 201, "StrongBox key on an unverified boot, allowed (%s)" % r.body[:300])
         nonce = _challenge(env, gw)
+        r = _issue(env, gw, csr, nonce, _chain(env, nonce, key, "--attest-level", "strongbox",
+                                               "--km-level", "strongbox", "--device-locked", "0"))
+        eq(r.status, 201, "Verified boot on an unlocked bootloader, allowed (%s)" % r.body[:300])
+        nonce = _challenge(env, gw)
         before = _issued(env)
         _refused(env, gw, _issue(env, gw, csr, nonce, _chain(
             env, nonce, key, "--attest-level", "strongbox", "--km-level", "strongbox", "--boot",
@@ -297,6 +321,53 @@ def _(env):
         gw.stop()
 
 
+def _der_serial_hex(b64):
+    pem = ssl.DER_cert_to_PEM_cert(base64.b64decode(b64))
+    out = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem,
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().split("=", 1)[1].lower().lstrip("0") or "0"
+
+
+@test("android key attestation: a revoked leaf, root, or extra certificate sent with the chain is refused",
+      timeout=90)
+def _(env):
+    from loadgen import ReloadGateway
+    d = _dir(env)
+    status = os.path.join(d, "rv-each-status.json")
+    with open(status, "w") as f:
+        json.dump({"entries": {}}, f)
+    extra_pem = os.path.join(d, "extra.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", os.path.join(d, "extra.key"),
+                    "-subj", "/CN=unrelated", "-days", "2", "-out", extra_pem],
+                   capture_output=True, check=True)
+    with open(extra_pem) as f:
+        extra = base64.b64encode(ssl.PEM_cert_to_DER_cert(f.read())).decode()
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {"android": _platform(env, revocation_status_file=status)})
+    rg = ReloadGateway(env, "ka-rv-each", cfg)
+    try:
+        key, csr = _csr(env, "rv3")
+        nonce = _challenge(env, rg)
+        r = _issue(env, rg, csr, nonce, _chain(env, nonce, key) + [extra])
+        eq(r.status, 201, "an unlisted extra certificate is harmless (%s)" % r.body[:300])
+        for what, listed in (("the leaf", lambda ch: _der_serial_hex(ch[0])),
+                             ("the root", lambda ch: _serial_hex(os.path.join(d, "root.pem"))),
+                             ("an extra certificate off the path", lambda ch: _der_serial_hex(extra))):
+            nonce = _challenge(env, rg)
+            chain = _chain(env, nonce, key) + [extra]
+            with open(status, "w") as f:
+                json.dump({"entries": {listed(chain): {"status": "REVOKED",
+                                                       "reason": "KEY_COMPROMISE"}}}, f)
+            rg.reload_ok(what="reload listing " + what)
+            before = _issued(env)
+            _refused(env, rg, _issue(env, rg, csr, nonce, chain), 403, "attestation_failed",
+                     "revoked " + what,
+                     "a certificate of the attestation chain is revoked (status file)", before)
+    finally:
+        rg.stop()
+
+
 @test("android key attestation config: every key checked with its position, the status file at load")
 def _(env):
     d = _dir(env)
@@ -333,6 +404,9 @@ def _(env):
         ({"require": ["android_key_attestation", "play_integrity"],
           "play_integrity": {"package_name": PACKAGE}},
          'missing required key "decryption_key_file"'),
+        ({"require": ["android_key_attestation", "play_integrity"],
+          "play_integrity": dict(_play(env), package_name="com.example.other")},
+         p + '.play_integrity.package_name: "com.example.other" is not one of packages[].name'),
         ({"revocation_status_file": os.path.join(d, "missing.json")},
          p + ".revocation_status_file: "),
         ({"revocation_status_file": bad_json},
@@ -358,7 +432,9 @@ def _(env):
 @test("android key attestation with play_integrity required: both must pass, both in the record")
 def _(env):
     gw = _gateway(env, "ka-play", require=["android_key_attestation", "play_integrity"],
-                  play_integrity=_play(env))
+                  play_integrity=_play(env),
+                  packages=[{"name": OTHER_PACKAGE, "signing_sha256": [SIGNING.hex()]},
+                            {"name": PACKAGE, "signing_sha256": [SIGNING.hex()]}])
     try:
         key, csr = _csr(env, "pl1")
         nonce = _challenge(env, gw)
@@ -386,6 +462,19 @@ def _(env):
                                  _token(env, _bound(nonce, key))),
                  403, "attestation_failed", "good Play token, unverified boot",
                  "verified boot state is not Verified", before)
+        # the chain names another allow-listed package than the one Play vouched for
+        nonce = _challenge(env, gw)
+        _refused(env, gw, _issue(env, gw, csr, nonce,
+                                 _chain(env, nonce, key, "--package", OTHER_PACKAGE),
+                                 _token(env, _bound(nonce, key))),
+                 403, "attestation_failed", "chain for another allow-listed package than Play's",
+                 "Play Integrity token is for another package than the attested key", before)
+        # apps sharing a UID: the application id lists both; Play's is the one used
+        nonce = _challenge(env, gw)
+        r = _issue(env, gw, csr, nonce,
+                   _chain(env, nonce, key, "--package", OTHER_PACKAGE, "--package", PACKAGE),
+                   _token(env, _bound(nonce, key)))
+        eq(r.status, 201, "application id listing the Play package second (%s)" % r.body[:300])
     finally:
         gw.stop()
 
@@ -475,7 +564,7 @@ def _real_case(env, case, roots):
 
     rc, out = run("not-this-case-s-challenge")
     eq((rc, out.get("reason"), out.get("detail")),
-       (1, "attestation_failed", "attestation challenge does not match the nonce"),
+       (1, "key_not_bound", "attestation challenge does not match the nonce"),
        "%s at %s with another nonce" % (name, at))
     challenge = base64.b64decode(want.get("attestationChallenge", ""))
     if not (challenge and all(32 < b < 127 for b in challenge)):

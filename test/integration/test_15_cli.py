@@ -176,6 +176,79 @@ def _(env):
                        "detail": "the attestation verifier is unavailable"}), "verifier down")
 
 
+MINTK = os.path.join(REPO, "build", "mint-keyattest")
+SIGNING_HEX = hashlib.sha256(b"cli android signing certificate").hexdigest()
+
+
+def _android_hw(env):
+    """A config with provider android_key_attestation (alone, and with
+    play_integrity), a chain minted for NONCE with the key of a CSR, and
+    the --at they are valid at: (config path, token file, CSR path, CSR key
+    SPKI hex, another CSR path, --at)."""
+    d = _dir(env)
+    if not os.path.exists(os.path.join(d, "root.pem")):
+        r = subprocess.run([MINTK, "--gen-ca", d], capture_output=True, text=True)
+        eq(r.returncode, 0, "mint-keyattest --gen-ca (%s)" % r.stderr)
+    m = Minter(env, "cli15")
+    key, csr = m.csr("ka", "/CN=android-device")
+    _, other = m.csr("ka-other", "/CN=android-device")
+    with open(csr) as f:
+        spki = base64.urlsafe_b64decode(bind_challenge(NONCE, f.read())[1] + "=").hex()
+    r = subprocess.run([MINTK, "--ca", d, "--challenge", NONCE, "--package", PACKAGE, "--digest",
+                        SIGNING_HEX, "--key", key], capture_output=True, text=True)
+    eq(r.returncode, 0, "mint-keyattest (%s)" % r.stderr)
+    tok = os.path.join(d, "ka.json")
+    with open(tok, "w") as f:
+        f.write(r.stdout)
+    hw = {"provider": "android_key_attestation", "roots": [os.path.join(d, "root.pem")],
+          "packages": [{"name": PACKAGE, "signing_sha256": [SIGNING_HEX]}]}
+    play = dict(hw, require=["android_key_attestation", "play_integrity"], play_integrity={
+        "package_name": PACKAGE, "decryption_key_file": os.path.join(d, "decryption.key"),
+        "verification_key_file": os.path.join(d, "verification.key"),
+        "certificate_sha256_digests": [DIGEST]})
+    cfg = env.config()
+    cfg["issuance"] = issuance_config(env, {"android_hw": hw, "android_both": play})
+    path = os.path.join(env.tmp, "cli15-ka.yaml")
+    with open(path, "w") as f:
+        f.write(to_yaml(cfg))
+    import datetime
+    at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return path, tok, csr, spki, other, at
+
+
+@test("cli: verify-attestation on android_key_attestation: --nonce required (exit 2), another "
+      "nonce or CSR key is key_not_bound (exit 1)")
+def _(env):
+    cfg, tok, csr, spki, other, at = _android_hw(env)
+    rc, out, err = _run("-c", cfg, "--platform", "android_hw", "--at", at, tok)
+    eq((rc, out), (2, None), "no --nonce: exit 2, nothing on stdout (%s)" % err)
+    check("platform android_hw (provider android_key_attestation) checks attestationChallenge = "
+          "the nonce: give --nonce NONCE" in err, "no --nonce: stderr names --nonce: %r" % err)
+    accepted = {"ok": True, "platform": "android_hw", "provider": "android_key_attestation",
+                "level": "strong", "app_id": PACKAGE, "key_sha256": spki,
+                "summary": "android_key_attestation;tee/tee;boot=verified,locked;v200"}
+    rc, out, err = _run("-c", cfg, "--platform", "android_hw", "--at", at, "--nonce", NONCE, tok)
+    eq((rc, out), (0, accepted), "--nonce alone (%s)" % err)
+    rc, out, err = _run("-c", cfg, "--platform", "android_hw", "--at", at, "--nonce", NONCE,
+                        "--csr", csr, tok)
+    eq((rc, out), (0, accepted), "--nonce and the attested key's CSR (%s)" % err)
+    for what, extra in (("another nonce", []), ("another nonce, with --csr", ["--csr", csr])):
+        rc, out, err = _run("-c", cfg, "--platform", "android_hw", "--at", at, "--nonce",
+                            "B" * 43, *(extra + [tok]))
+        eq((rc, out), (1, {"ok": False, "reason": "key_not_bound",
+                           "detail": "attestation challenge does not match the nonce"}),
+           "%s (%s)" % (what, err))
+    rc, out, err = _run("-c", cfg, "--platform", "android_hw", "--at", at, "--nonce", NONCE,
+                        "--csr", other, tok)
+    eq((rc, out), (1, {"ok": False, "reason": "key_not_bound",
+                       "detail": "the attested key is not the CSR's key"}), "another CSR key (%s)" % err)
+    rc, out, err = _run("-c", cfg, "--platform", "android_both", "--at", at, "--nonce", NONCE, tok)
+    eq((rc, out), (2, None), "with play_integrity, no --csr: exit 2 (%s)" % err)
+    check("platform android_both (provider android_key_attestation, require play_integrity) needs "
+          "the key-binding challenge: give --csr FILE and --nonce NONCE" in err,
+          "with play_integrity, no --csr: stderr: %r" % err)
+
+
 @test("cli: verify-attestation usage and configuration errors exit 2 naming the flag or file")
 def _(env):
     cfg = _config(env)

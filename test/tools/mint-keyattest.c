@@ -17,14 +17,22 @@
  *   --digest HEX             a signing certificate SHA-256 (repeatable)
  *   --boot S                 verified | self-signed | unverified | failed
  *   --purposes N,N           key purposes (2 = SIGN; default 2,3)
+ *   --origin N               teeEnforced origin (0 GENERATED, the default;
+ *                            2 IMPORTED, 4 SECURELY_IMPORTED ...)
+ *   --device-locked 0|1      rootOfTrust deviceLocked (1)
  *   --key FILE               the attested key: a PEM private or public key
  *                            (default: a new EC P-256 key)
  *   --key-out FILE           writes the generated private key (PEM)
  *   --fault F                unknown-tags, dup-purpose, sw-only, no-appid,
- *                            no-rot, v2-rot (KeyDescription faults);
+ *                            no-rot, v2-rot, no-origin, sw-origin (origin
+ *                            in softwareEnforced only), dup-origin
+ *                            (KeyDescription faults);
  *                            no-extension, truncate (extension cut by one
  *                            byte), other-root (chain to a fresh root),
- *                            expired (leaf validity over), leaf-only
+ *                            expired (leaf validity over), future-leaf
+ *                            (leaf valid from an hour ahead), expired-int
+ *                            (the intermediate, re-signed by the root,
+ *                            expired a day ago), leaf-only
  *                            (no intermediate or root in the array),
  *                            int-keydesc (the intermediate, re-signed by
  *                            the root, carries a key description too)
@@ -56,7 +64,8 @@ static void usage(void)
     fprintf(stderr, "usage: mint-keyattest --gen-ca DIR\n"
                     "       mint-keyattest --ca DIR [--challenge S] [--attest-level L] "
                     "[--km-level L] [--package P]... [--digest HEX]... [--boot S] "
-                    "[--purposes N,N] [--key FILE] [--key-out FILE] [--fault F]... "
+                    "[--purposes N,N] [--origin N] [--device-locked 0|1] [--key FILE] "
+                    "[--key-out FILE] [--fault F]... "
                     "[--der-out FILE]\n");
     exit(2);
 }
@@ -243,7 +252,7 @@ static void b64_der(X509 *x, int first)
 typedef struct {
     kd_opts_t kd;
     const char *ca, *key, *key_out, *der_out;
-    int no_ext, truncate, other_root, expired, leaf_only, int_keydesc;
+    int no_ext, truncate, other_root, expired, future_leaf, expired_int, leaf_only, int_keydesc;
     unsigned char digests[4][32];
     int purposes[16];
 } args_t;
@@ -255,7 +264,9 @@ static void parse_fault(args_t *a, const char *f)
         unsigned bit;
     } kdf[] = {{"unknown-tags", KD_F_UNKNOWN_TAGS}, {"dup-purpose", KD_F_DUP_PURPOSE},
                {"sw-only", KD_F_SW_ONLY},           {"no-appid", KD_F_NO_APPID},
-               {"no-rot", KD_F_NO_ROT},             {"v2-rot", KD_F_V2_ROT}};
+               {"no-rot", KD_F_NO_ROT},             {"v2-rot", KD_F_V2_ROT},
+               {"no-origin", KD_F_NO_ORIGIN},       {"sw-origin", KD_F_SW_ORIGIN},
+               {"dup-origin", KD_F_DUP_ORIGIN}};
     for (size_t i = 0; i < sizeof kdf / sizeof kdf[0]; i++)
         if (!strcmp(f, kdf[i].name)) {
             a->kd.faults |= kdf[i].bit;
@@ -269,6 +280,10 @@ static void parse_fault(args_t *a, const char *f)
         a->other_root = 1;
     else if (!strcmp(f, "expired"))
         a->expired = 1;
+    else if (!strcmp(f, "future-leaf"))
+        a->future_leaf = 1;
+    else if (!strcmp(f, "expired-int"))
+        a->expired_int = 1;
     else if (!strcmp(f, "leaf-only"))
         a->leaf_only = 1;
     else if (!strcmp(f, "int-keydesc"))
@@ -318,7 +333,11 @@ static void parse_args(args_t *a, int argc, char **argv)
                 if (end == s)
                     usage();
             }
-        } else if (!strcmp(o, "--key"))
+        } else if (!strcmp(o, "--origin"))
+            a->kd.origin = strtol(v, NULL, 10);
+        else if (!strcmp(o, "--device-locked"))
+            a->kd.device_locked = !strcmp(v, "1");
+        else if (!strcmp(o, "--key"))
             a->key = v;
         else if (!strcmp(o, "--key-out"))
             a->key_out = v;
@@ -380,11 +399,13 @@ static int mint(int argc, char **argv)
         sign(in, rk);
         EVP_PKEY_free(rk);
     }
-    if (a.int_keydesc) {   /* the same intermediate key, now with a description */
+    if (a.int_keydesc || a.expired_int) {   /* the same intermediate key, re-signed */
         EVP_PKEY *rk = read_pem(a.ca, "root.key", 1);
         X509_free(in);
-        in = make_cert("Test Attestation Intermediate", ik, root, 1, -DAY, 30 * DAY);
-        add_keydesc(in, &a);
+        in = a.expired_int ? make_cert("Test Attestation Intermediate", ik, root, 1, -3 * DAY, -DAY)
+                           : make_cert("Test Attestation Intermediate", ik, root, 1, -DAY, 30 * DAY);
+        if (a.int_keydesc)
+            add_keydesc(in, &a);
         sign(in, rk);
         EVP_PKEY_free(rk);
     }
@@ -395,8 +416,9 @@ static int mint(int argc, char **argv)
             die(a.key_out);
         fclose(f);
     }
-    X509 *leaf = a.expired ? make_cert("Android Keystore Key", key, in, 0, -3 * DAY, -DAY)
-                           : make_cert("Android Keystore Key", key, in, 0, -3600, DAY);
+    long from = a.expired ? -3 * DAY : a.future_leaf ? 3600 : -3600;
+    long to = a.expired ? -DAY : DAY;
+    X509 *leaf = make_cert("Android Keystore Key", key, in, 0, from, to);
     if (!a.no_ext)
         add_keydesc(leaf, &a);
     sign(leaf, ik);

@@ -104,6 +104,9 @@ static void kd_explicit(kd_buf_t *b, unsigned tag, const kd_buf_t *inner)
 #define KD_F_NO_APPID 8u        /* no attestationApplicationId */
 #define KD_F_NO_ROT 16u         /* no rootOfTrust */
 #define KD_F_V2_ROT 32u         /* rootOfTrust without verifiedBootHash */
+#define KD_F_NO_ORIGIN 64u      /* no origin in either list */
+#define KD_F_SW_ORIGIN 128u     /* origin in softwareEnforced only */
+#define KD_F_DUP_ORIGIN 256u    /* origin twice in teeEnforced */
 
 typedef struct {
     int64_t attest_version;      /* 200 (KeyMint 2) */
@@ -114,6 +117,7 @@ typedef struct {
     const unsigned char *digests[4];   /* 32 bytes each, NULL-terminated */
     int boot_state;              /* 0 Verified */
     int device_locked;           /* 1 */
+    int64_t origin;              /* 0 GENERATED, in teeEnforced (see KD_F_*ORIGIN) */
     const int *purposes;         /* list, npurposes */
     size_t npurposes;
     unsigned faults;             /* KD_F_* */
@@ -136,6 +140,15 @@ static void kd_auth(kd_buf_t *l, const kd_opts_t *o, int tee)
     kd_int(&alg, 2, 3);   /* algorithm EC */
     kd_explicit(l, 2, &alg);
     free(alg.p);
+    int origin_here = !(o->faults & KD_F_NO_ORIGIN) && tee == !(o->faults & KD_F_SW_ORIGIN);
+    if (origin_here) {
+        kd_buf_t org = {0};
+        kd_int(&org, 2, o->origin);
+        kd_explicit(l, 702, &org);
+        if (tee && (o->faults & KD_F_DUP_ORIGIN))
+            kd_explicit(l, 702, &org);
+        free(org.p);
+    }
     if (o->faults & KD_F_UNKNOWN_TAGS) {
         kd_buf_t u = {0};
         kd_octets(&u, "future", 6);

@@ -95,6 +95,59 @@ static void test_fields(void)
           "authorizations kept per list (software only)");
 }
 
+/* origin [702]: read from the list it is in, refused twice in one list. */
+static void test_origin(void)
+{
+    kd_opts_t o = opts();
+    iss_keydesc_t kd;
+    const char *err = NULL;
+    CHECK(parse(&o, &kd, &err) == 0 && kd.tee.has_origin &&
+          kd.tee.origin == ISS_KD_ORIGIN_GENERATED && !kd.sw.has_origin,
+          "origin GENERATED read from teeEnforced");
+    o.origin = 2;
+    CHECK(parse(&o, &kd, &err) == 0 && kd.tee.has_origin && kd.tee.origin == 2,
+          "origin IMPORTED read as sent");
+    o.origin = 4;
+    CHECK(parse(&o, &kd, &err) == 0 && kd.tee.origin == 4, "origin SECURELY_IMPORTED read as sent");
+    o = opts();
+    o.faults = KD_F_SW_ORIGIN;
+    CHECK(parse(&o, &kd, &err) == 0 && !kd.tee.has_origin && kd.sw.has_origin &&
+          kd.sw.origin == 0, "origin kept in its list (softwareEnforced only)");
+    o.faults = KD_F_NO_ORIGIN;
+    CHECK(parse(&o, &kd, &err) == 0 && !kd.tee.has_origin && !kd.sw.has_origin, "origin absent");
+    o.faults = KD_F_UNKNOWN_TAGS;
+    o.origin = 2;
+    CHECK(parse(&o, &kd, &err) == 0 && kd.tee.has_origin && kd.tee.origin == 2,
+          "origin read among unknown tags");
+    o = opts();
+    o.faults = KD_F_DUP_ORIGIN;
+    err = NULL;
+    CHECK(parse(&o, &kd, &err) == -1 && err && strstr(err, "twice") && !kd.tee.has_origin,
+          "origin twice in one list is refused");
+    /* origin not an INTEGER: [702] { OCTET STRING } in teeEnforced */
+    kd_buf_t b = {0}, sw = {0}, tee = {0}, bad = {0};
+    kd_int(&b, 2, 300);
+    kd_int(&b, 10, 1);
+    kd_int(&b, 2, 300);
+    kd_int(&b, 10, 1);
+    kd_octets(&b, "c", 1);
+    kd_octets(&b, "", 0);
+    kd_wrap(&sw, 0, 1, 16);
+    kd_octets(&bad, "\x00", 1);
+    kd_explicit(&tee, 702, &bad);
+    kd_wrap(&tee, 0, 1, 16);
+    kd_put(&b, sw.p, sw.len);
+    kd_put(&b, tee.p, tee.len);
+    kd_wrap(&b, 0, 1, 16);
+    err = NULL;
+    CHECK(iss_keydesc_parse(b.p, b.len, &kd, &err) == -1 && err &&
+          !strcmp(err, "key description: origin is not an INTEGER"), "origin not an INTEGER refused");
+    free(b.p);
+    free(sw.p);
+    free(tee.p);
+    free(bad.p);
+}
+
 static void test_unknown_tags(void)
 {
     kd_opts_t o = opts();
@@ -220,6 +273,22 @@ static int boot_of(const char *s)
          : !strcmp(s, "UNVERIFIED") ? 2 : !strcmp(s, "FAILED") ? 3 : -1;
 }
 
+/* The hardware-enforced origin against the verifier's expectation (a name
+ * or a number; GENERATED when the .json names none, as every corpus case
+ * is a key generated on the device). Boolean. */
+static int origin_matches(const json_t *want, const iss_keydesc_t *kd)
+{
+    static const char *const names[] = {"GENERATED", "DERIVED", "IMPORTED", "UNKNOWN",
+                                        "SECURELY_IMPORTED"};
+    int64_t w = 0;
+    if (json_is_integer(want))
+        w = json_integer_value(want);
+    else if (json_is_string(want))
+        for (w = 0; w < 5 && strcmp(json_string_value(want), names[w]); w++)
+            ;
+    return kd->tee.has_origin && kd->tee.origin == w;
+}
+
 /* The parsed description against the verifier's expectation. Boolean. */
 static int matches(const char *jpath, const iss_keydesc_t *kd)
 {
@@ -239,7 +308,9 @@ static int matches(const char *jpath, const iss_keydesc_t *kd)
              level_of(json_string_value(json_object_get(j, "keyMintSecurityLevel"))) ==
                  kd->keymaster_level &&
              (!rot || boot_of(json_string_value(json_object_get(rot, "verifiedBootState"))) ==
-                          kd->tee.boot_state);
+                          kd->tee.boot_state) &&
+             origin_matches(json_object_get(json_object_get(j, "hardwareEnforced"), "origin"),
+                            kd);
     json_decref(j);
     return ok;
 }
@@ -302,6 +373,7 @@ int main(void)
     memset(d1, 0x11, sizeof d1);
     memset(d2, 0x22, sizeof d2);
     test_fields();
+    test_origin();
     test_unknown_tags();
     test_truncations();
     test_malformed();
