@@ -16,11 +16,10 @@ import subprocess
 from certs import Minter
 from harness import (BINARY, REPO, Skip, check, eq, fail, test, to_yaml, upstream_headers,
                      upstream_info)
-from testkit import (cert_ctx, config_check, expect_error, issuance_config, post_json, redis_cli,
-                     redis_keys)
+from testkit import (cert_ctx, config_check, expect_error, issuance_config, play_keys,
+                     play_platform, play_token, post_json, redis_cli, redis_keys)
 
 MINTK = os.path.join(REPO, "build", "mint-keyattest")
-MINTI = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
 OTHER_PACKAGE = "com.example.other"
 SIGNING = hashlib.sha256(b"portcullis test app signing certificate").digest()
@@ -37,10 +36,7 @@ def _dir(env):
         r = subprocess.run([MINTK, "--gen-ca", d], capture_output=True, text=True)
         if r.returncode != 0:
             fail("mint-keyattest --gen-ca: %s" % r.stderr)
-        r = subprocess.run([MINTI, "--gen-keys", d], capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("mint-integrity --gen-keys: %s" % r.stderr)
-    return d
+    return play_keys(env, "keyattest")
 
 
 def _platform(env, **over):
@@ -53,9 +49,9 @@ def _platform(env, **over):
 
 def _play(env):
     d = _dir(env)
-    return {"package_name": PACKAGE, "decryption_key_file": os.path.join(d, "decryption.key"),
-            "verification_key_file": os.path.join(d, "verification.key"),
-            "certificate_sha256_digests": [PLAY_DIGEST]}
+    p = play_platform(d, PACKAGE, PLAY_DIGEST)
+    del p["provider"]
+    return p
 
 
 def _gateway(env, name, **over):
@@ -104,14 +100,7 @@ def _bound(nonce, key):
 
 
 def _token(env, nonce, package=PACKAGE):
-    d = _dir(env)
-    r = subprocess.run([MINTI, "--decryption-key-file", os.path.join(d, "decryption.key"),
-                        "--signing-key", os.path.join(d, "signing.pem"), "--nonce", nonce,
-                        "--package", package, "--cert-digest", PLAY_DIGEST],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        fail("mint-integrity: %s" % r.stderr)
-    return r.stdout.strip()
+    return play_token(_dir(env), nonce, None, package, PLAY_DIGEST)
 
 
 def _issue(env, gw, csr, nonce, attestation, token=None):

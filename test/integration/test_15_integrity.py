@@ -14,11 +14,11 @@ import threading
 import time
 
 from certs import Minter
-from harness import REPO, check, eq, fail, free_port, test, upstream_headers, upstream_info
+from harness import check, eq, free_port, test, upstream_headers, upstream_info
 from loadgen import ReloadGateway
-from testkit import bind_challenge, cert_ctx, expect_error, issuance_config, post_json
+from testkit import (cert_ctx, expect_error, issuance_config, play_keys, play_platform,
+                     play_token, post_json)
 
-MINT = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
 DIGEST = "Zm9vYmFyLWFwcC1zaWduaW5nLWNlcnQtZGlnZXN0LTA"
 H = "X-Device-Integrity"
@@ -63,13 +63,7 @@ class LevelVerifier:
 
 
 def _keys(env):
-    d = os.path.join(env.tmp, "integrity")
-    if not os.path.exists(os.path.join(d, "decryption.key")):
-        os.makedirs(d, exist_ok=True)
-        r = subprocess.run([MINT, "--gen-keys", d], capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("mint-integrity --gen-keys: %s" % r.stderr)
-    return d
+    return play_keys(env, "integrity")
 
 
 def _routes(gated=None):
@@ -87,10 +81,7 @@ def _routes(gated=None):
 
 def _config(env, verifier_port, gated=None):
     d = _keys(env)
-    play = {"provider": "play_integrity", "package_name": PACKAGE,
-            "decryption_key_file": os.path.join(d, "decryption.key"),
-            "verification_key_file": os.path.join(d, "verification.key"),
-            "certificate_sha256_digests": [DIGEST]}
+    play = play_platform(d, PACKAGE, DIGEST)
     cfg = env.config()
     cfg["routes"] = _routes(gated)
     cfg["logging"] = {"level": "info", "format": "json", "access": True}
@@ -116,14 +107,7 @@ def _post(env, gw, path, body, cert="bootstrap", key=None):
 
 
 def _token(env, nonce, csr, verdicts):
-    d = _keys(env)
-    r = subprocess.run([MINT, "--decryption-key-file", os.path.join(d, "decryption.key"),
-                        "--signing-key", os.path.join(d, "signing.pem"),
-                        "--nonce", bind_challenge(nonce, csr)[0], "--package", PACKAGE, "--cert-digest", DIGEST,
-                        "--device-verdicts", verdicts], capture_output=True, text=True)
-    if r.returncode != 0:
-        fail("mint-integrity: %s" % r.stderr)
-    return r.stdout.strip()
+    return play_token(_keys(env), nonce, csr, PACKAGE, DIGEST, verdicts=verdicts)
 
 
 def _issue(env, gw, name, platform, verdicts=None, token=None):

@@ -302,3 +302,45 @@ def mint_jwt(key, *args, iss="https://issuer.example", aud="api", sub="user-42",
     if r.returncode != 0:
         fail("mint-jwt failed: %s" % r.stderr)
     return r.stdout.strip()
+
+
+MINT_INTEGRITY = os.path.join(REPO, "build", "mint-integrity")
+
+
+def play_keys(env, subdir):
+    """Play Integrity keys (decryption.key, verification.key, signing.pem from
+    mint-integrity --gen-keys) in env.tmp/subdir, made once per run; the folder."""
+    d = os.path.join(env.tmp, subdir)
+    if not os.path.exists(os.path.join(d, "decryption.key")):
+        os.makedirs(d, exist_ok=True)
+        r = subprocess.run([MINT_INTEGRITY, "--gen-keys", d], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail("mint-integrity --gen-keys: %s" % r.stderr)
+    return d
+
+
+def play_platform(keys, package, digest):
+    """An issuance platform with the play_integrity provider on the keys folder."""
+    return {"provider": "play_integrity", "package_name": package,
+            "decryption_key_file": os.path.join(keys, "decryption.key"),
+            "verification_key_file": os.path.join(keys, "verification.key"),
+            "certificate_sha256_digests": [digest]}
+
+
+def play_token(keys, nonce, csr, package, digest, signing_key=None, verdicts=None,
+               timestamp_ms=None):
+    """A Play Integrity token (its text) from the keys folder; its nonce is the
+    key-binding challenge of nonce and the CSR (docs/issuance.md), or nonce
+    itself when csr is None."""
+    cmd = [MINT_INTEGRITY, "--decryption-key-file", os.path.join(keys, "decryption.key"),
+           "--signing-key", signing_key or os.path.join(keys, "signing.pem"),
+           "--nonce", bind_challenge(nonce, csr)[0] if csr is not None else nonce,
+           "--package", package, "--cert-digest", digest]
+    if verdicts is not None:
+        cmd += ["--device-verdicts", verdicts]
+    if timestamp_ms is not None:
+        cmd += ["--timestamp-ms", str(timestamp_ms)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        fail("mint-integrity: %s" % r.stderr)
+    return r.stdout.strip()
