@@ -8,6 +8,7 @@ import stat
 import subprocess
 
 from harness import BINARY, REPO, check, eq, fail, free_port, spawn, kill_group, test, to_yaml
+from testkit import example_config, start_run_sh, tree_copy
 
 MINT = os.path.join(REPO, "build", "mint-integrity")
 NO_TOKEN = "PORTCULLIS_TEST_11_NO_TOKEN"
@@ -169,20 +170,6 @@ def _(env):
         eq(f.read(), before, "signing.pem after the refused second run")
 
 
-def _tree_copy(dest):
-    """The working tree's files (tracked and new, not ignored) and the built
-    binaries, mtimes kept so that make finds them up to date."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, check=True).stdout.split(b"\0")
-    files = [f for f in files if f and os.path.exists(os.path.join(REPO, f.decode()))]
-    subprocess.run(["cp", "-p", "--parents", "-t", dest] + [f.decode() for f in files], cwd=REPO,
-                   check=True)
-    built = [b for b in ("build/portcullis", "build/portcullis-bench", "build/mint-jwt",
-                         "build/mint-integrity", "build/llhttp")
-             if os.path.exists(os.path.join(REPO, b))]
-    subprocess.run(["cp", "-a", "--parents", "-t", dest] + built, cwd=REPO, check=True)
-
-
 def _port_open(port):
     import socket
     try:
@@ -196,40 +183,14 @@ def _port_open(port):
       "the upstream and redis", timeout=300)
 def _(env):
     import signal
-    import time
     root = os.path.join(env.tmp, "ops-run")
     os.makedirs(root)
-    _tree_copy(root)
+    tree_copy(root)
     gw_port, up_port, redis_port = free_port(), free_port(), free_port()
-    with open(os.path.join(REPO, "config", "example.yaml")) as f:
-        text = f.read()
-    for old, new in (("127.0.0.1:8443", "127.0.0.1:%d" % gw_port),
-                     ("127.0.0.1:9080", "127.0.0.1:%d" % up_port),
-                     ("127.0.0.1:6379", "127.0.0.1:%d" % redis_port),
-                     ("workers: auto", "workers: 1"), ("drain: 30s", "drain: 2s")):
-        check(old in text, "config/example.yaml no longer has %r" % old)
-        text = text.replace(old, new)
-    with open(os.path.join(root, "run-test.yaml"), "w") as f:
-        f.write(text)
-    out_path = os.path.join(root, "run-stdout.txt")
-    environ = dict(os.environ, PORTCULLIS_RUN_CONFIG="run-test.yaml",
-                   PORTCULLIS_RUN_UPSTREAM_PORT=str(up_port),
-                   PORTCULLIS_RUN_REDIS_PORT=str(redis_port))
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(["bash", os.path.join(root, "scripts", "run.sh")], cwd=root,
-                                stdout=out, stderr=subprocess.STDOUT, env=environ,
-                                start_new_session=True)
+    example_config(os.path.join(root, "run-test.yaml"), gw_port, up_port, redis_port)
+    proc, text = start_run_sh(root, "run-test.yaml", up_port, redis_port)
     try:
         want = "portcullis is listening on https://127.0.0.1:%d (run-test.yaml)" % gw_port
-        deadline = time.time() + 240
-        text = ""
-        while time.time() < deadline and proc.poll() is None:
-            with open(out_path, errors="replace") as f:
-                text = f.read()
-            if "Ctrl-C stops everything." in text:
-                break
-            time.sleep(0.2)
-        check(proc.poll() is None, "run.sh exited %s: %s" % (proc.returncode, text[-1500:]))
         check(want in text, "banner lacks %r: %s" % (want, text[-1500:]))
         check("https://localhost:%d/api/hello" % gw_port in text, "curl lines use another port")
         check(":8443" not in text, "the banner still mentions 8443: %s" % text[-1500:])

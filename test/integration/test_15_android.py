@@ -16,11 +16,10 @@ import subprocess
 from certs import Minter
 from harness import (BINARY, REPO, Skip, check, eq, fail, test, to_yaml, upstream_headers,
                      upstream_info)
-from testkit import (cert_ctx, config_check, expect_error, issuance_config, post_json, redis_cli,
-                     redis_keys)
+from testkit import (cert_ctx, config_check, expect_error, issuance_config, play_keys,
+                     play_platform, play_token, post_json, redis_cli, redis_keys)
 
 MINTK = os.path.join(REPO, "build", "mint-keyattest")
-MINTI = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
 OTHER_PACKAGE = "com.example.other"
 SIGNING = hashlib.sha256(b"portcullis test app signing certificate").digest()
@@ -37,10 +36,7 @@ def _dir(env):
         r = subprocess.run([MINTK, "--gen-ca", d], capture_output=True, text=True)
         if r.returncode != 0:
             fail("mint-keyattest --gen-ca: %s" % r.stderr)
-        r = subprocess.run([MINTI, "--gen-keys", d], capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("mint-integrity --gen-keys: %s" % r.stderr)
-    return d
+    return play_keys(env, "keyattest")
 
 
 def _platform(env, **over):
@@ -53,9 +49,28 @@ def _platform(env, **over):
 
 def _play(env):
     d = _dir(env)
-    return {"package_name": PACKAGE, "decryption_key_file": os.path.join(d, "decryption.key"),
-            "verification_key_file": os.path.join(d, "verification.key"),
-            "certificate_sha256_digests": [PLAY_DIGEST]}
+    p = play_platform(d, PACKAGE, PLAY_DIGEST)
+    del p["provider"]
+    return p
+
+
+def _status_file(env, name, entries):
+    """A revocation status file (Google's format) with these entries in the
+    keyattest folder; its path."""
+    path = os.path.join(_dir(env), name)
+    with open(path, "w") as f:
+        json.dump({"entries": entries}, f)
+    return path
+
+
+def _self_signed(d, key_name, pem_name, subj, days, *extra):
+    """A self-signed EC P-256 certificate d/pem_name (key d/key_name); its path."""
+    pem = os.path.join(d, pem_name)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", os.path.join(d, key_name),
+                    "-subj", subj] + list(extra) + ["-days", str(days), "-out", pem],
+                   capture_output=True, check=True)
+    return pem
 
 
 def _gateway(env, name, **over):
@@ -104,14 +119,7 @@ def _bound(nonce, key):
 
 
 def _token(env, nonce, package=PACKAGE):
-    d = _dir(env)
-    r = subprocess.run([MINTI, "--decryption-key-file", os.path.join(d, "decryption.key"),
-                        "--signing-key", os.path.join(d, "signing.pem"), "--nonce", nonce,
-                        "--package", package, "--cert-digest", PLAY_DIGEST],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        fail("mint-integrity: %s" % r.stderr)
-    return r.stdout.strip()
+    return play_token(_dir(env), nonce, None, package, PLAY_DIGEST)
 
 
 def _issue(env, gw, csr, nonce, attestation, token=None):
@@ -293,12 +301,10 @@ def _(env):
 @test("android key attestation: a chain certificate listed in the revocation status file is refused")
 def _(env):
     d = _dir(env)
-    status = os.path.join(d, "status.json")
     serial = _serial_hex(os.path.join(d, "int.pem"))
-    with open(status, "w") as f:
-        json.dump({"entries": {
-            "c35747a084470c3135aeefe2b8d40cd6": {"status": "REVOKED", "reason": "KEY_COMPROMISE"},
-            "00" + serial.upper(): {"status": "SUSPENDED", "reason": "KEY_COMPROMISE"}}}, f)
+    status = _status_file(env, "status.json", {
+        "c35747a084470c3135aeefe2b8d40cd6": {"status": "REVOKED", "reason": "KEY_COMPROMISE"},
+        "00" + serial.upper(): {"status": "SUSPENDED", "reason": "KEY_COMPROMISE"}})
     gw = _gateway(env, "ka-revoked", revocation_status_file=status)
     try:
         key, csr = _csr(env, "rv1")
@@ -333,14 +339,8 @@ def _der_serial_hex(b64):
 def _(env):
     from loadgen import ReloadGateway
     d = _dir(env)
-    status = os.path.join(d, "rv-each-status.json")
-    with open(status, "w") as f:
-        json.dump({"entries": {}}, f)
-    extra_pem = os.path.join(d, "extra.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", os.path.join(d, "extra.key"),
-                    "-subj", "/CN=unrelated", "-days", "2", "-out", extra_pem],
-                   capture_output=True, check=True)
+    status = _status_file(env, "rv-each-status.json", {})
+    extra_pem = _self_signed(d, "extra.key", "extra.pem", "/CN=unrelated", 2)
     with open(extra_pem) as f:
         extra = base64.b64encode(ssl.PEM_cert_to_DER_cert(f.read())).decode()
     cfg = env.config()
@@ -377,11 +377,8 @@ def _(env):
     not_json = os.path.join(d, "not-status.json")
     with open(not_json, "w") as f:
         f.write("<html>")
-    leaf_pem = os.path.join(d, "not-a-ca.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", os.path.join(d, "nc.key"),
-                    "-subj", "/CN=not a ca", "-addext", "basicConstraints=critical,CA:FALSE",
-                    "-days", "1", "-out", leaf_pem], capture_output=True, check=True)
+    leaf_pem = _self_signed(d, "nc.key", "not-a-ca.pem", "/CN=not a ca", 1,
+                            "-addext", "basicConstraints=critical,CA:FALSE")
     p = "issuance.platforms.android"
     cases = [
         ({"roots": []}, p + ".roots: "),
@@ -588,9 +585,7 @@ def _real_case(env, case, roots):
 def _(env):
     from loadgen import ReloadGateway
     d = _dir(env)
-    status = os.path.join(d, "reload-status.json")
-    with open(status, "w") as f:
-        json.dump({"entries": {}}, f)
+    status = _status_file(env, "reload-status.json", {})
     cfg = env.config()
     cfg["issuance"] = issuance_config(env, {"android": _platform(env, revocation_status_file=status)})
     rg = ReloadGateway(env, "ka-reload", cfg)

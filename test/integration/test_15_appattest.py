@@ -105,6 +105,15 @@ def _issue(env, gw, name, *extra, app=APP, csr_name=None, body_extra=None, pki=N
     return r, key, aa
 
 
+def _renew_asserted(env, gw, crt, key, aa, new_key, csr, counter, platform="ios"):
+    """POST /certificates/renew with crt/key on a fresh challenge: an assertion
+    by aa (counter) bound to new_key, and csr; the response."""
+    n = _challenge(env, gw, crt, key=key)
+    return _post(env, gw, crt, "/certificates/renew",
+                 {"platform": platform, "nonce": n, "assertion": _assert(aa, _bound(n, new_key), counter),
+                  "csr": csr}, key=key)
+
+
 def _save(env, name, chain):
     path = os.path.join(_pki(env), name + ".crt")
     with open(path, "w") as f:
@@ -174,39 +183,27 @@ def _(env):
         # a fresh assertion with the stored counter, and with a lower one
         for counter in (1, 0):
             key3, csr3 = _csr(env, "ios1-c%d" % counter)
-            n = _challenge(env, gw, crt2, key=key2)
-            r = _post(env, gw, crt2, "/certificates/renew",
-                      {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, key3), counter),
-                       "csr": csr3}, key=key2)
+            r = _renew_asserted(env, gw, crt2, key2, aa, key3, csr3, counter)
             _refused(r, 403, "attestation_failed", "assertion counter %d" % counter,
                      "counter not increasing")
         eq(_attest_state(env, out["device_id"]).get("counter"), "1", "counter unchanged by refusals")
 
         # the right key and a higher counter, but the renewal names another platform
         key5, csr5 = _csr(env, "ios1-beta")
-        n = _challenge(env, gw, crt2, key=key2)
-        r = _post(env, gw, crt2, "/certificates/renew",
-                  {"platform": "ios_beta", "nonce": n, "assertion": _assert(aa, _bound(n, key5), 2),
-                   "csr": csr5}, key=key2)
+        r = _renew_asserted(env, gw, crt2, key2, aa, key5, csr5, 2, platform="ios_beta")
         _refused(r, 403, "attestation_failed", "renewal on another platform", "another platform")
 
         # a concurrent renewal raised the stored counter after this one read the state:
         # the compare-and-set refuses it
         _redis(env, "HSET", "portcullis:attest:" + out["device_id"], "counter", "10")
         key4, csr4 = _csr(env, "ios1-race")
-        n = _challenge(env, gw, crt2, key=key2)
-        r = _post(env, gw, crt2, "/certificates/renew",
-                  {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, key4), 5),
-                   "csr": csr4}, key=key2)
+        r = _renew_asserted(env, gw, crt2, key2, aa, key4, csr4, 5)
         _refused(r, 403, "attestation_failed", "counter below the stored one (CAS)", "counter not increasing")
         eq(_attest_state(env, out["device_id"]).get("counter"), "10", "CAS left the counter")
 
         # no stored state for this device
         _redis(env, "DEL", "portcullis:attest:" + out["device_id"])
-        n = _challenge(env, gw, crt2, key=key2)
-        r = _post(env, gw, crt2, "/certificates/renew",
-                  {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, key4), 20),
-                   "csr": csr4}, key=key2)
+        r = _renew_asserted(env, gw, crt2, key2, aa, key4, csr4, 20)
         _refused(r, 403, "attestation_failed", "renewal without a stored App Attest key", "no App Attest key")
     finally:
         gw.stop()
@@ -294,9 +291,7 @@ def _(env):
                        "renewal of an App Attest device naming provider none", dev)
         # the device's own proof still renews it
         key3, csr3 = _csr(env, "ro1-asserted")
-        n = _challenge(env, gw, crt, key=key)
-        r = _post(env, gw, crt, "/certificates/renew",
-                  {"platform": "ios", "nonce": n, "assertion": _assert(aa, _bound(n, key3), 1), "csr": csr3}, key=key)
+        r = _renew_asserted(env, gw, crt, key, aa, key3, csr3, 1)
         eq(r.status, 200, "renewal with an assertion (%s)" % r.body[:200])
         eq(_attest_state(env, dev).get("counter"), "1", "counter after the assertion")
 

@@ -11,9 +11,8 @@ import subprocess
 
 from certs import Minter
 from harness import BINARY, REPO, check, eq, fail, test, to_yaml
-from testkit import Verifier, bind_challenge, issuance_config
+from testkit import Verifier, bind_challenge, issuance_config, play_keys, play_platform, play_token
 
-MINT = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
 DIGEST = "Zm9vYmFyLWFwcC1zaWduaW5nLWNlcnQtZGlnZXN0LTA"
 T0 = 1796205600000                 # 2026-12-02T10:00:00Z, the tokens' timestamp
@@ -22,13 +21,7 @@ NONCE = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"   # 43 characters, as the 
 
 
 def _dir(env):
-    d = os.path.join(env.tmp, "cli15")
-    if not os.path.exists(os.path.join(d, "decryption.key")):
-        os.makedirs(d, exist_ok=True)
-        r = subprocess.run([MINT, "--gen-keys", d], capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("mint-integrity --gen-keys: %s" % r.stderr)
-    return d
+    return play_keys(env, "cli15")
 
 
 def _config(env, verifier_port=1, name="cli15"):
@@ -36,10 +29,7 @@ def _config(env, verifier_port=1, name="cli15"):
     d = _dir(env)
     cfg = env.config()
     cfg["issuance"] = issuance_config(env, {
-        "android": {"provider": "play_integrity", "package_name": PACKAGE,
-                    "decryption_key_file": os.path.join(d, "decryption.key"),
-                    "verification_key_file": os.path.join(d, "verification.key"),
-                    "certificate_sha256_digests": [DIGEST]},
+        "android": play_platform(d, PACKAGE, DIGEST),
         "huawei": {"provider": "http", "url": "http://127.0.0.1:%d/verify" % verifier_port},
         "dev": {"provider": "none"},
         "feature_phone": {"provider": "refuse"},
@@ -64,15 +54,10 @@ def _token(env, name, csr_pem, nonce=NONCE, package=PACKAGE, ts=T0):
     """A Play token bound to nonce and the CSR's key, in a file (with the
     newline an editor or `> file` leaves)."""
     d = _dir(env)
-    r = subprocess.run([MINT, "--decryption-key-file", os.path.join(d, "decryption.key"),
-                        "--signing-key", os.path.join(d, "signing.pem"),
-                        "--nonce", bind_challenge(nonce, csr_pem)[0], "--package", package,
-                        "--cert-digest", DIGEST, "--timestamp-ms", str(ts)],
-                       capture_output=True, text=True, timeout=30)
-    eq(r.returncode, 0, "mint-integrity (%s)" % r.stderr)
+    tok = play_token(d, nonce, csr_pem, package, DIGEST, timestamp_ms=ts)
     path = os.path.join(d, name + ".token")
     with open(path, "w") as f:
-        f.write(r.stdout.strip() + "\n")
+        f.write(tok + "\n")
     return path
 
 

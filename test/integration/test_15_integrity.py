@@ -6,6 +6,7 @@ upstream (never a client's), lifetimes follow the level, renewal keeps it
 for the same key only."""
 
 import calendar
+import contextlib
 import http.server
 import json
 import os
@@ -14,11 +15,11 @@ import threading
 import time
 
 from certs import Minter
-from harness import REPO, check, eq, fail, free_port, test, upstream_headers, upstream_info
+from harness import check, eq, free_port, test, upstream_headers, upstream_info
 from loadgen import ReloadGateway
-from testkit import bind_challenge, cert_ctx, expect_error, issuance_config, post_json
+from testkit import (cert_ctx, expect_error, issuance_config, play_keys, play_platform,
+                     play_token, post_json)
 
-MINT = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
 DIGEST = "Zm9vYmFyLWFwcC1zaWduaW5nLWNlcnQtZGlnZXN0LTA"
 H = "X-Device-Integrity"
@@ -63,13 +64,7 @@ class LevelVerifier:
 
 
 def _keys(env):
-    d = os.path.join(env.tmp, "integrity")
-    if not os.path.exists(os.path.join(d, "decryption.key")):
-        os.makedirs(d, exist_ok=True)
-        r = subprocess.run([MINT, "--gen-keys", d], capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("mint-integrity --gen-keys: %s" % r.stderr)
-    return d
+    return play_keys(env, "integrity")
 
 
 def _routes(gated=None):
@@ -87,10 +82,7 @@ def _routes(gated=None):
 
 def _config(env, verifier_port, gated=None):
     d = _keys(env)
-    play = {"provider": "play_integrity", "package_name": PACKAGE,
-            "decryption_key_file": os.path.join(d, "decryption.key"),
-            "verification_key_file": os.path.join(d, "verification.key"),
-            "certificate_sha256_digests": [DIGEST]}
+    play = play_platform(d, PACKAGE, DIGEST)
     cfg = env.config()
     cfg["routes"] = _routes(gated)
     cfg["logging"] = {"level": "info", "format": "json", "access": True}
@@ -116,14 +108,7 @@ def _post(env, gw, path, body, cert="bootstrap", key=None):
 
 
 def _token(env, nonce, csr, verdicts):
-    d = _keys(env)
-    r = subprocess.run([MINT, "--decryption-key-file", os.path.join(d, "decryption.key"),
-                        "--signing-key", os.path.join(d, "signing.pem"),
-                        "--nonce", bind_challenge(nonce, csr)[0], "--package", PACKAGE, "--cert-digest", DIGEST,
-                        "--device-verdicts", verdicts], capture_output=True, text=True)
-    if r.returncode != 0:
-        fail("mint-integrity: %s" % r.stderr)
-    return r.stdout.strip()
+    return play_token(_keys(env), nonce, csr, PACKAGE, DIGEST, verdicts=verdicts)
 
 
 def _issue(env, gw, name, platform, verdicts=None, token=None):
@@ -157,6 +142,18 @@ def _record(env, serial):
     out = subprocess.run(["redis-cli", "-p", str(env.redis_port), "GET", "portcullis:issued:" + serial],
                          capture_output=True, text=True).stdout.strip()
     return json.loads(out)
+
+
+@contextlib.contextmanager
+def _levels_gateway(env, name):
+    """A gateway (_gateway) on a LevelVerifier, both stopped after the block."""
+    v = LevelVerifier()
+    gw = _gateway(env, name, v.port)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+        v.stop()
 
 
 def _get(env, gw, path, crt=None, key=None, cert=None, headers=()):
@@ -203,9 +200,7 @@ def _check_issued(env, r, crt, level, what, lifetime=None):
 @test("integrity: Play device and basic verdicts and provider none give device, basic and none "
       "certificates; each passes the routes it meets and gets 403 integrity_too_low on the others")
 def _(env):
-    v = LevelVerifier()
-    gw = _gateway(env, "int-levels", v.port)
-    try:
+    with _levels_gateway(env, "int-levels") as gw:
         r, crt, key = _issue(env, gw, "lv-device", "android",
                              verdicts="MEETS_DEVICE_INTEGRITY,MEETS_BASIC_INTEGRITY")
         _check_issued(env, r, crt, "device", "Play device verdict")
@@ -219,17 +214,12 @@ def _(env):
         # no min_integrity: any level passes, with its header
         info = upstream_info(_get(env, gw, "/api/any/x", crt, key, headers=[(H, "strong")]))
         eq(upstream_headers(info, H), ["none"], "none certificate on a route without min_integrity")
-    finally:
-        gw.stop()
-        v.stop()
 
 
 @test("integrity: a test-PKI certificate without any policy is unattested: refused by min_integrity "
       "none, and carries no X-Device-Integrity (a client's is stripped)")
 def _(env):
-    v = LevelVerifier()
-    gw = _gateway(env, "int-unattested", v.port)
-    try:
+    with _levels_gateway(env, "int-unattested") as gw:
         before = env.upstream_count()
         body = expect_error(env, _get(env, gw, "/api/none/x", cert="device"), before, 403, "integrity_too_low",
                             "PKI device certificate on min_integrity none")
@@ -242,9 +232,6 @@ def _(env):
             before = env.upstream_count()
             expect_error(env, _get(env, gw, "/api/any/x", cert="device", headers=[(name, "strong")]), before,
                          400, "header_name_collision", name)
-    finally:
-        gw.stop()
-        v.stop()
 
 
 def _csr_for(env, name, key):
@@ -284,9 +271,7 @@ def _renew_new_key_refused(env, gw, crt, key, name, what):
       "key, refuses a new key of an attested caller (403 key_not_bound, nothing issued); an unattested caller "
       "renews unattested with any key")
 def _(env):
-    v = LevelVerifier()
-    gw = _gateway(env, "int-renew", v.port)
-    try:
+    with _levels_gateway(env, "int-renew") as gw:
         r, crt, key = _issue(env, gw, "rn-basic", "android_basic", verdicts="MEETS_BASIC_INTEGRITY")
         _check_issued(env, r, crt, "basic", "issue")
         _renew_new_key_refused(env, gw, crt, key, "rn-basic-new", "renew of a basic certificate onto a new key")
@@ -322,17 +307,12 @@ def _(env):
                      "renewed unattested certificate on min_integrity none")
         info = upstream_info(_get(env, gw, "/api/any/x", crt4, key4))
         eq(upstream_headers(info, H), [], "renewed unattested certificate: %s" % H)
-    finally:
-        gw.stop()
-        v.stop()
 
 
 @test("integrity: an http verifier's level (basic by default, at most max_level: device unless the platform "
       "allows strong)")
 def _(env):
-    v = LevelVerifier()
-    gw = _gateway(env, "int-http", v.port)
-    try:
+    with _levels_gateway(env, "int-http") as gw:
         r, crt, _ = _issue(env, gw, "hv-default", "huawei", token="allow")
         _check_issued(env, r, crt, "basic", "verifier without a level")
         r, crt, _ = _issue(env, gw, "hv-device", "huawei", token="allow-device")
@@ -346,9 +326,6 @@ def _(env):
         r, crt, key = _issue(env, gw, "hv-harmony", "harmony", token="allow-strong")
         _check_issued(env, r, crt, "strong", "verifier level strong with max_level strong")
         _check_level(env, gw, crt, key, "strong", "strong certificate")
-    finally:
-        gw.stop()
-        v.stop()
 
 
 @test("integrity: the access log names the level; min_integrity is reloadable")

@@ -6,39 +6,16 @@ import json
 import os
 import signal
 import subprocess
-import time
 
-from harness import REPO, check, eq, fail, free_port, kill_group, test
-from testkit import redis_cli
-
-
-def _tree_copy(dest):
-    """The working tree's files (tracked and new, not ignored) and the built
-    binaries, mtimes kept so that make finds them up to date."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, check=True).stdout.split(b"\0")
-    files = [f.decode() for f in files if f and os.path.exists(os.path.join(REPO, f.decode()))]
-    subprocess.run(["cp", "-p", "--parents", "-t", dest] + files, cwd=REPO, check=True)
-    built = [b for b in ("build/portcullis", "build/portcullis-bench", "build/mint-jwt",
-                         "build/mint-integrity", "build/llhttp")
-             if os.path.exists(os.path.join(REPO, b))]
-    subprocess.run(["cp", "-a", "--parents", "-t", dest] + built, cwd=REPO, check=True)
+from harness import check, eq, fail, free_port, kill_group, test
+from testkit import example_config, redis_cli, start_run_sh, tree_copy
 
 
 def _example(root, gw_port, up_port, redis_port):
     """config/example.yaml on free ports, as the file is otherwise."""
-    with open(os.path.join(REPO, "config", "example.yaml")) as f:
-        text = f.read()
-    for old, new in (("127.0.0.1:8443", "127.0.0.1:%d" % gw_port),
-                     ("127.0.0.1:9080", "127.0.0.1:%d" % up_port),
-                     ("127.0.0.1:6379", "127.0.0.1:%d" % redis_port),
-                     ("workers: auto", "workers: 1"), ("drain: 30s", "drain: 2s")):
-        check(old in text, "config/example.yaml no longer has %r" % old)
-        text = text.replace(old, new)
+    text = example_config(os.path.join(root, "quick.yaml"), gw_port, up_port, redis_port)
     for key in ("insecure_dev: true", "provider: none", "INSECURE"):
         check(key in text, "config/example.yaml's issuance lacks %r" % key)
-    with open(os.path.join(root, "quick.yaml"), "w") as f:
-        f.write(text)
 
 
 @test("quickstart: make run's banner prints scripts/dev-device-cert.sh, which gets a device "
@@ -46,27 +23,11 @@ def _example(root, gw_port, up_port, redis_port):
 def _(env):
     root = os.path.join(env.tmp, "quickstart")
     os.makedirs(root)
-    _tree_copy(root)
+    tree_copy(root)
     gw_port, up_port, redis_port = free_port(), free_port(), free_port()
     _example(root, gw_port, up_port, redis_port)
-    out_path = os.path.join(root, "run-stdout.txt")
-    environ = dict(os.environ, PORTCULLIS_RUN_CONFIG="quick.yaml",
-                   PORTCULLIS_RUN_UPSTREAM_PORT=str(up_port),
-                   PORTCULLIS_RUN_REDIS_PORT=str(redis_port))
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(["bash", os.path.join(root, "scripts", "run.sh")], cwd=root,
-                                stdout=out, stderr=subprocess.STDOUT, env=environ,
-                                start_new_session=True)
+    proc, text = start_run_sh(root, "quick.yaml", up_port, redis_port)
     try:
-        deadline = time.time() + 240
-        text = ""
-        while time.time() < deadline and proc.poll() is None:
-            with open(out_path, errors="replace") as f:
-                text = f.read()
-            if "Ctrl-C stops everything." in text:
-                break
-            time.sleep(0.2)
-        check(proc.poll() is None, "run.sh exited %s: %s" % (proc.returncode, text[-1500:]))
         url = "https://localhost:%d" % gw_port
         cmd = "scripts/dev-device-cert.sh %s" % url
         check(cmd in text, "the banner lacks %r: %s" % (cmd, text[-1500:]))

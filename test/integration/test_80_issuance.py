@@ -7,23 +7,17 @@ import subprocess
 import time
 
 from certs import Minter
-from harness import (REFUSAL_ERRORS, REPO, check, eq, fail, free_port, test, upstream_headers,
+from harness import (REFUSAL_ERRORS, check, eq, fail, free_port, test, upstream_headers,
                      upstream_info)
-from testkit import Verifier, bind_challenge, cert_ctx, issuance_config, post_json
+from testkit import (Verifier, bind_challenge, cert_ctx, issuance_config, play_keys, play_platform,
+                     play_token, post_json)
 
-MINT = os.path.join(REPO, "build", "mint-integrity")
 PACKAGE = "com.example.app"
 DIGEST = "Zm9vYmFyLWFwcC1zaWduaW5nLWNlcnQtZGlnZXN0LTA"   # base64url of the app signing cert digest
 
 
 def _setup(env):
-    d = os.path.join(env.tmp, "issuance")
-    if not os.path.exists(os.path.join(d, "decryption.key")):
-        os.makedirs(d, exist_ok=True)
-        r = subprocess.run([MINT, "--gen-keys", d], capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("mint-integrity --gen-keys: %s" % r.stderr)
-    return d
+    return play_keys(env, "issuance")
 
 
 def _gateway(env, name, verifier_port, extra=None, admin=None):
@@ -31,10 +25,7 @@ def _gateway(env, name, verifier_port, extra=None, admin=None):
     d = _setup(env)
     cfg = env.config()
     cfg["issuance"] = issuance_config(env, {
-        "android": {"provider": "play_integrity", "package_name": PACKAGE,
-                    "decryption_key_file": os.path.join(d, "decryption.key"),
-                    "verification_key_file": os.path.join(d, "verification.key"),
-                    "certificate_sha256_digests": [DIGEST]},
+        "android": play_platform(d, PACKAGE, DIGEST),
         "huawei": {"provider": "http", "url": "http://127.0.0.1:%d/verify" % verifier_port},
         "feature_phone": {"provider": "refuse"},
     }, **(extra or {}))
@@ -66,19 +57,10 @@ def _csr(env, name):
 def _token(env, nonce, csr, **kw):
     """A Play Integrity token for this nonce and CSR: its nonce is the
     key-binding challenge (docs/issuance.md)."""
-    d = os.path.join(env.tmp, "issuance")
-    cmd = [MINT, "--decryption-key-file", os.path.join(d, "decryption.key"),
-           "--signing-key", kw.get("signing_key", os.path.join(d, "signing.pem")),
-           "--nonce", bind_challenge(nonce, csr)[0],
-           "--package", kw.get("package", PACKAGE), "--cert-digest", kw.get("digest", DIGEST)]
-    if "verdicts" in kw:
-        cmd += ["--device-verdicts", kw["verdicts"]]
-    if "timestamp_ms" in kw:
-        cmd += ["--timestamp-ms", str(kw["timestamp_ms"])]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        fail("mint-integrity: %s" % r.stderr)
-    return r.stdout.strip()
+    return play_token(os.path.join(env.tmp, "issuance"), nonce, csr,
+                      kw.get("package", PACKAGE), kw.get("digest", DIGEST),
+                      signing_key=kw.get("signing_key"), verdicts=kw.get("verdicts"),
+                      timestamp_ms=kw.get("timestamp_ms"))
 
 
 def _issue(env, gw, name, platform="android", token=None, nonce=None):

@@ -302,3 +302,103 @@ def mint_jwt(key, *args, iss="https://issuer.example", aud="api", sub="user-42",
     if r.returncode != 0:
         fail("mint-jwt failed: %s" % r.stderr)
     return r.stdout.strip()
+
+
+MINT_INTEGRITY = os.path.join(REPO, "build", "mint-integrity")
+
+
+def play_keys(env, subdir):
+    """Play Integrity keys (decryption.key, verification.key, signing.pem from
+    mint-integrity --gen-keys) in env.tmp/subdir, made once per run; the folder."""
+    d = os.path.join(env.tmp, subdir)
+    if not os.path.exists(os.path.join(d, "decryption.key")):
+        os.makedirs(d, exist_ok=True)
+        r = subprocess.run([MINT_INTEGRITY, "--gen-keys", d], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail("mint-integrity --gen-keys: %s" % r.stderr)
+    return d
+
+
+def play_platform(keys, package, digest):
+    """An issuance platform with the play_integrity provider on the keys folder."""
+    return {"provider": "play_integrity", "package_name": package,
+            "decryption_key_file": os.path.join(keys, "decryption.key"),
+            "verification_key_file": os.path.join(keys, "verification.key"),
+            "certificate_sha256_digests": [digest]}
+
+
+def play_token(keys, nonce, csr, package, digest, signing_key=None, verdicts=None,
+               timestamp_ms=None):
+    """A Play Integrity token (its text) from the keys folder; its nonce is the
+    key-binding challenge of nonce and the CSR (docs/issuance.md), or nonce
+    itself when csr is None."""
+    cmd = [MINT_INTEGRITY, "--decryption-key-file", os.path.join(keys, "decryption.key"),
+           "--signing-key", signing_key or os.path.join(keys, "signing.pem"),
+           "--nonce", bind_challenge(nonce, csr)[0] if csr is not None else nonce,
+           "--package", package, "--cert-digest", digest]
+    if verdicts is not None:
+        cmd += ["--device-verdicts", verdicts]
+    if timestamp_ms is not None:
+        cmd += ["--timestamp-ms", str(timestamp_ms)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        fail("mint-integrity: %s" % r.stderr)
+    return r.stdout.strip()
+
+
+def tree_copy(dest):
+    """The working tree's files (tracked and new, not ignored) and the built
+    binaries copied to dest, mtimes kept so that make finds them up to date."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    files = [f.decode() for f in files if f and os.path.exists(os.path.join(REPO, f.decode()))]
+    subprocess.run(["cp", "-p", "--parents", "-t", dest] + files, cwd=REPO, check=True)
+    built = [b for b in ("build/portcullis", "build/portcullis-bench", "build/mint-jwt",
+                         "build/mint-integrity", "build/llhttp")
+             if os.path.exists(os.path.join(REPO, b))]
+    subprocess.run(["cp", "-a", "--parents", "-t", dest] + built, cwd=REPO, check=True)
+
+
+def example_config(path, gw_port, up_port, redis_port):
+    """config/example.yaml on these ports (one worker, a 2s drain), as the
+    file is otherwise, written to path; its text."""
+    with open(os.path.join(REPO, "config", "example.yaml")) as f:
+        text = f.read()
+    for old, new in (("127.0.0.1:8443", "127.0.0.1:%d" % gw_port),
+                     ("127.0.0.1:9080", "127.0.0.1:%d" % up_port),
+                     ("127.0.0.1:6379", "127.0.0.1:%d" % redis_port),
+                     ("workers: auto", "workers: 1"), ("drain: 30s", "drain: 2s")):
+        check(old in text, "config/example.yaml no longer has %r" % old)
+        text = text.replace(old, new)
+    with open(path, "w") as f:
+        f.write(text)
+    return text
+
+
+def start_run_sh(root, config, up_port, redis_port):
+    """scripts/run.sh in the tree copy root with config (a name in root), in a
+    session of its own, waited on until its banner ends: (process, its output).
+    The process is killed when it exited or never printed the banner."""
+    out_path = os.path.join(root, "run-stdout.txt")
+    environ = dict(os.environ, PORTCULLIS_RUN_CONFIG=config,
+                   PORTCULLIS_RUN_UPSTREAM_PORT=str(up_port),
+                   PORTCULLIS_RUN_REDIS_PORT=str(redis_port))
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(["bash", os.path.join(root, "scripts", "run.sh")], cwd=root,
+                                stdout=out, stderr=subprocess.STDOUT, env=environ,
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        text = ""
+        while time.time() < deadline and proc.poll() is None:
+            with open(out_path, errors="replace") as f:
+                text = f.read()
+            if "Ctrl-C stops everything." in text:
+                break
+            time.sleep(0.2)
+        check(proc.poll() is None, "run.sh exited %s: %s" % (proc.returncode, text[-1500:]))
+    except BaseException:
+        if proc.poll() is None:
+            kill_group(proc, 5)
+        raise
+    return proc, text

@@ -17,6 +17,7 @@
  * HEX is the 32-byte client data hash in hex (64 digits). Exit 0, or 2
  * with a message on standard error. */
 #include "mint_appattest.h"
+#include "mint_pem.h"
 
 #include <jansson.h>
 
@@ -25,50 +26,6 @@ static int usage(void)
     fprintf(stderr, "usage: mint-appattest pki DIR [--days N] | key FILE | attest --pki DIR --key FILE "
                     "--app-id ID --cdh HEX [options] | assert --key FILE --app-id ID --cdh HEX --counter N\n");
     return 2;
-}
-
-static int write_pem(const char *dir, const char *name, X509 *x, EVP_PKEY *k)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    int ok = x ? PEM_write_X509(f, x) : PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
-static X509 *read_cert(const char *dir, const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-    if (f)
-        fclose(f);
-    return x;
-}
-
-static EVP_PKEY *read_key(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
-    if (f)
-        fclose(f);
-    return k;
-}
-
-static int hex32(const char *s, unsigned char out[32])
-{
-    if (!s || strlen(s) != 64)
-        return -1;
-    for (int i = 0; i < 32; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (unsigned char)v;
-    }
-    return 0;
 }
 
 static void print_b64(const char *name, const unsigned char *p, size_t n, const char *name2,
@@ -102,9 +59,9 @@ static int cmd_pki(int argc, char **argv)
     X509 *root, *inter;
     EVP_PKEY *rk, *ik;
     if (mint_aa_pki(now - 86400, now + days * 86400, &root, &rk, &inter, &ik) < 0 ||
-        write_pem(argv[2], "root.pem", root, NULL) < 0 || write_pem(argv[2], "root.key", NULL, rk) < 0 ||
-        write_pem(argv[2], "intermediate.pem", inter, NULL) < 0 ||
-        write_pem(argv[2], "intermediate.key", NULL, ik) < 0) {
+        mint_write_pem(argv[2], "root.pem", root, NULL) < 0 || mint_write_pem(argv[2], "root.key", NULL, rk) < 0 ||
+        mint_write_pem(argv[2], "intermediate.pem", inter, NULL) < 0 ||
+        mint_write_pem(argv[2], "intermediate.key", NULL, ik) < 0) {
         fprintf(stderr, "mint-appattest: cannot write the PKI into %s\n", argv[2]);
         return 2;
     }
@@ -153,14 +110,14 @@ static int cmd_attest(int argc, char **argv)
         else
             return usage();
     }
-    if (!pki || !key || !o.app_id || hex32(cdh_hex, cdh) < 0)
+    if (!pki || !key || !o.app_id || mint_hex32(cdh_hex, cdh) < 0)
         return usage();
     o.cdh = cdh;
     char path[1024];
     snprintf(path, sizeof path, "%s/intermediate.key", pki);
-    o.ca = read_cert(pki, "intermediate.pem");
-    o.ca_key = read_key(path);
-    o.key = read_key(key);
+    o.ca = mint_read_cert(pki, "intermediate.pem");
+    o.ca_key = mint_read_key(path);
+    o.key = mint_read_key(key);
     if (!o.ca || !o.ca_key || !o.key) {
         fprintf(stderr, "mint-appattest: cannot read the PKI in %s or the key %s\n", pki, key);
         return 2;
@@ -194,8 +151,8 @@ static int cmd_assert(int argc, char **argv)
         else
             return usage();
     }
-    EVP_PKEY *k = key ? read_key(key) : NULL;
-    if (!k || !app || !counter || hex32(cdh_hex, cdh) < 0)
+    EVP_PKEY *k = key ? mint_read_key(key) : NULL;
+    if (!k || !app || !counter || mint_hex32(cdh_hex, cdh) < 0)
         return usage();
     size_t len;
     unsigned char *obj = mint_aa_assertion(k, app, cdh, (uint32_t)strtoul(counter, NULL, 10), &len);

@@ -56,6 +56,7 @@
 #include <openssl/x509v3.h>
 
 #include "mint_keyattest.h"
+#include "mint_pem.h"
 
 #define DAY 86400L
 
@@ -140,25 +141,15 @@ static void write_pem(const char *dir, const char *name, X509 *x, EVP_PKEY *k)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    if (!f)
+    if (mint_write_pem(dir, name, x, k) < 0)
         die(p);
-    if ((x && !PEM_write_X509(f, x)) || (k && !PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL)))
-        die(p);
-    fclose(f);
 }
 
 static void *read_pem(const char *dir, const char *name, int is_key)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "r");
-    void *r = NULL;
-    if (f) {
-        r = is_key ? (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL)
-                   : (void *)PEM_read_X509(f, NULL, NULL, NULL);
-        fclose(f);
-    }
+    void *r = is_key ? (void *)mint_read_key(p) : (void *)mint_read_cert(dir, name);
     if (!r)
         die(p);
     return r;
@@ -202,19 +193,6 @@ static int parse_boot(const char *s)
             return i;
     usage();
     return -1;
-}
-
-static int hex_digest(const char *s, unsigned char out[32])
-{
-    if (strlen(s) != 64)
-        return -1;
-    for (int i = 0; i < 32; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (unsigned char)v;
-    }
-    return 0;
 }
 
 static EVP_PKEY *load_key(const char *path)
@@ -319,7 +297,7 @@ static void parse_args(args_t *a, int argc, char **argv)
         else if (!strcmp(o, "--package") && np < 3)
             a->kd.packages[np++] = v;
         else if (!strcmp(o, "--digest") && nd < 3) {
-            if (hex_digest(v, a->digests[nd]) < 0)
+            if (mint_hex32(v, a->digests[nd]) < 0)
                 usage();
             a->kd.digests[nd] = a->digests[nd];
             nd++;
